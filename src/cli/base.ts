@@ -1,0 +1,126 @@
+/**
+ * The one base command. It owns --json (one envelope for every command), the shared global
+ * flags, warnings, and the mapping from PnError to exit code and human message. Commands
+ * implement `execute()` (flags → one library call → typed result) and optionally `render()`.
+ *
+ * JSON envelope (stable, documented in docs/CLI.md):
+ *   success: {"status":"ok","result":<command result>,"warnings":[…]}
+ *   failure: {"status":"error","error":{"code":"PN_…","message":"…","hint":"…","details":{…}}}
+ */
+import {Command, Flags, Interfaces} from '@oclif/core'
+import chalk from 'chalk'
+import {PnError, toPnError} from '../errors.js'
+import {ExecaRunner, getRunner, setRunner, type Runner} from '../exec/runner.js'
+import {resolveStateDir} from '../state/files.js'
+
+export type CmdFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type CmdArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+export interface Envelope<T> {
+  status: 'ok'
+  result: T
+  warnings: string[]
+}
+
+export abstract class BaseCommand<C extends typeof Command, T = unknown> extends Command {
+  static override enableJsonFlag = true
+
+  static baseFlags = {
+    'state-dir': Flags.string({
+      summary: 'Directory holding pn state (node.json, IPAM state, endpoints).',
+      env: 'PN_STATE_DIR',
+      helpGroup: 'GLOBAL',
+    }),
+    verbose: Flags.boolean({
+      summary: 'Print every external command (ip, tc, bpftool …) to stderr before running it.',
+      helpGroup: 'GLOBAL',
+    }),
+  }
+
+  protected flags!: CmdFlags<C>
+  protected args!: CmdArgs<C>
+  protected warnings: string[] = []
+  protected stateDir = resolveStateDir()
+
+  /** Do the work and return the typed result (which is also the JSON `result`). */
+  abstract execute(): Promise<T>
+
+  /** Human rendering of the result; default is a compact JSON dump. */
+  protected render(result: T): string | undefined {
+    return typeof result === 'string' ? result : JSON.stringify(result, null, 2)
+  }
+
+  protected get runner(): Runner {
+    return getRunner()
+  }
+
+  public override async init(): Promise<void> {
+    await super.init()
+    const {args, flags} = await this.parse({
+      args: this.ctor.args,
+      baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      flags: this.ctor.flags,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as CmdFlags<C>
+    this.args = args as CmdArgs<C>
+    const f = flags as {'state-dir'?: string; verbose?: boolean}
+    this.stateDir = resolveStateDir(f['state-dir'])
+    if (f.verbose) setRunner(new ExecaRunner((argv) => process.stderr.write(chalk.dim(`+ ${argv.join(' ')}\n`))))
+  }
+
+  public async run(): Promise<T> {
+    const result = await this.execute()
+    const lifted = liftWarnings(result)
+    this.warnings.push(...lifted)
+    if (!this.jsonEnabled()) {
+      for (const w of this.warnings) process.stderr.write(chalk.yellow(`warning: ${w}\n`))
+      const text = this.render(result)
+      if (text !== undefined && text !== '') this.log(text)
+    }
+    return result
+  }
+
+  protected override toSuccessJson(result: unknown): Envelope<unknown> {
+    return {status: 'ok', result, warnings: this.warnings}
+  }
+
+  protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
+    // oclif's own errors: exit() passes through; flag/argument parse errors become PN_INVALID_ARGUMENT.
+    if (!(err instanceof PnError) && err.oclif) {
+      if (err.oclif.exit === 0 || err.message.startsWith('EEXIT')) throw err
+      const pe = new PnError('PN_INVALID_ARGUMENT', `parse arguments: ${firstLine(err.message)}`, {
+        hint: `see \`pn ${this.id?.replaceAll(':', ' ') ?? ''} --help\``,
+      })
+      if (this.jsonEnabled() || process.argv.includes('--json')) this.logJson({status: 'error', error: pe.toJSON()})
+      else process.stderr.write(chalk.red(`error: ${pe.message}`) + '\n' + chalk.cyan(`hint: ${pe.hint}\n`))
+      process.exitCode = pe.exitCode
+      this.exit(pe.exitCode)
+    }
+    const pe = toPnError(err, `run pn ${this.id?.replaceAll(':', ' ') ?? ''}`.trim())
+    if (this.jsonEnabled()) {
+      this.logJson({status: 'error', error: pe.toJSON(), warnings: this.warnings})
+    } else {
+      process.stderr.write(chalk.red(`error: ${pe.message}`) + chalk.dim(` [${pe.code}]`) + '\n')
+      if (pe.hint) process.stderr.write(chalk.cyan(`hint: ${pe.hint}\n`))
+      if (pe.code === 'PN_INTERNAL' && pe.cause instanceof Error && pe.cause.stack) {
+        process.stderr.write(chalk.dim(pe.cause.stack + '\n'))
+      }
+    }
+    process.exitCode = pe.exitCode
+    this.exit(pe.exitCode)
+  }
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0].replace(/^Error: /, '').trim()
+}
+
+/** Results may carry `warnings: string[]`; the envelope shows them once, at the top level. */
+function liftWarnings(result: unknown): string[] {
+  if (result && typeof result === 'object' && Array.isArray((result as {warnings?: unknown}).warnings)) {
+    return ((result as {warnings: unknown[]}).warnings).map(String)
+  }
+  return []
+}

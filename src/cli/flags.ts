@@ -1,0 +1,13 @@
+/** Shared flag builders, so the same flag means the same thing in every command (CNI words). */
+import {Flags} from '@oclif/core'
+
+export const containerIdFlag = (required = true) =>
+  Flags.string({summary: 'Container ID (CNI_CONTAINERID).', required})
+export const netnsFlag = (required = true) =>
+  Flags.string({summary: 'Network namespace path, e.g. /run/netns/pod1 or /proc/PID/ns/net (CNI_NETNS).', required})
+export const ifnameFlag = () => Flags.string({summary: 'Interface name inside the pod (CNI_IFNAME).', default: 'eth0'})
+export const podCidrFlag = () =>
+  Flags.string({summary: 'Pod CIDR to work on instead of the node context (standalone use).', multiple: true})
+export const mtuFlag = () => Flags.integer({summary: 'MTU (default: the node uplink MTU).', min: 68, max: 65535})
+export const poolFlag = () =>
+  Flags.string({summary: 'Cluster pool file (default <state-dir>/cluster-pool.json).', env: 'PN_POOL'})

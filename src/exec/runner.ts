@@ -1,0 +1,138 @@
+/**
+ * The one place pn spawns external programs (ip, tc, bpftool, clang, sysctl, nsenter …).
+ * Always argv arrays, never a shell string. A RecordingRunner stands in for unit tests and
+ * --dry-run: it records every argv and answers from a callback, so golden-argv tests need no root.
+ */
+import {execa} from 'execa'
+import {PnError} from '../errors.js'
+
+export interface RunOptions {
+  /** Run inside this network namespace (any netns path: /run/netns/x, /proc/PID/ns/net) via nsenter. */
+  netns?: string
+  /** Data written to the child's stdin (for `ip -batch -`, `tc -batch -`, `bpftool batch file -`). */
+  input?: string
+  /** Return the result instead of throwing when the exit code is non-zero. */
+  allowFailure?: boolean
+  timeoutMs?: number
+  env?: Record<string, string>
+  /** Read-only commands still run under --dry-run. */
+  readOnly?: boolean
+}
+
+export interface RunResult {
+  argv: string[]
+  exitCode: number
+  stdout: string
+  stderr: string
+}
+
+export interface Runner {
+  run(file: string, args: readonly string[], opts?: RunOptions): Promise<RunResult>
+}
+
+/** Packages that provide the tools pn runs, for the hint of PN_TOOL_MISSING. */
+const TOOL_PACKAGES: Record<string, string> = {
+  ip: 'iproute2',
+  tc: 'iproute2',
+  bpftool: 'bpftool',
+  clang: 'clang',
+  nsenter: 'util-linux',
+  flock: 'util-linux',
+  sysctl: 'procps',
+  iperf3: 'iperf3',
+  ping: 'iputils-ping',
+}
+
+/** The argv actually spawned: nsenter-wrapped when a netns path is given. */
+export function effectiveArgv(file: string, args: readonly string[], opts: RunOptions = {}): string[] {
+  return opts.netns ? ['nsenter', `--net=${opts.netns}`, '--', file, ...args] : [file, ...args]
+}
+
+export type CommandLogger = (argv: string[]) => void
+
+export class ExecaRunner implements Runner {
+  constructor(private readonly log?: CommandLogger) {}
+
+  async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    const argv = effectiveArgv(file, args, opts)
+    this.log?.(argv)
+    const child = await execa(argv[0], argv.slice(1), {
+      input: opts.input,
+      reject: false,
+      timeout: opts.timeoutMs,
+      env: opts.env,
+      stripFinalNewline: false,
+    })
+    if (child.failed && child.exitCode === undefined) {
+      const code = (child as unknown as {code?: string}).code
+      if (code === 'ENOENT') {
+        const pkg = TOOL_PACKAGES[argv[0]] ?? argv[0]
+        throw new PnError('PN_TOOL_MISSING', `run ${argv[0]}: command not found`, {
+          hint: `install it (apt-get install ${pkg}) or put it on PATH`,
+        })
+      }
+      throw new PnError('PN_COMMAND_FAILED', `run ${argv[0]}: ${child.shortMessage ?? child.message}`, {
+        details: {argv},
+      })
+    }
+    const result: RunResult = {
+      argv,
+      exitCode: child.exitCode ?? 1,
+      stdout: String(child.stdout ?? ''),
+      stderr: String(child.stderr ?? ''),
+    }
+    if (result.exitCode !== 0 && !opts.allowFailure) throw commandFailed(result)
+    return result
+  }
+}
+
+export function commandFailed(result: RunResult): PnError {
+  const stderr = result.stderr.trim().split('\n').slice(-3).join('; ') || `exit code ${result.exitCode}`
+  return new PnError('PN_COMMAND_FAILED', `run ${result.argv.join(' ')}: ${stderr}`, {
+    details: {argv: result.argv, exitCode: result.exitCode, stderr: result.stderr},
+  })
+}
+
+export type Responder = (argv: string[], opts: RunOptions) => Partial<RunResult> | undefined
+
+/**
+ * Records every command. Without an inner runner it answers from `respond` (default: success,
+ * empty output); with one, it passes read-only commands through (dry-run: look, don't touch).
+ */
+export class RecordingRunner implements Runner {
+  readonly records: {argv: string[]; input?: string; netns?: string}[] = []
+
+  constructor(private readonly respond?: Responder, private readonly inner?: Runner) {}
+
+  async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    const argv = effectiveArgv(file, args, opts)
+    if (this.inner && opts.readOnly) return this.inner.run(file, args, opts)
+    this.records.push({argv, ...(opts.input === undefined ? {} : {input: opts.input}), ...(opts.netns ? {netns: opts.netns} : {})})
+    const answer = this.respond?.(argv, opts) ?? {}
+    const result: RunResult = {argv, exitCode: answer.exitCode ?? 0, stdout: answer.stdout ?? '', stderr: answer.stderr ?? ''}
+    if (result.exitCode !== 0 && !opts.allowFailure) throw commandFailed(result)
+    return result
+  }
+
+  /** The recorded commands as printable lines (what `--dry-run` shows). */
+  lines(): string[] {
+    return this.records.map((r) => r.argv.join(' ') + (r.input ? ` <<EOF\n${r.input.trimEnd()}\nEOF` : ''))
+  }
+
+  /** True when any recorded argv starts with the given program name. */
+  ran(program: string): boolean {
+    return this.records.some((r) => r.argv[0] === program || (r.argv[0] === 'nsenter' && r.argv[3] === program))
+  }
+}
+
+let defaultRunner: Runner | undefined
+
+/** The process-wide runner; commands may replace it (verbose logging, dry-run). */
+export function getRunner(): Runner {
+  defaultRunner ??= new ExecaRunner()
+  return defaultRunner
+}
+
+export function setRunner(runner: Runner): void {
+  defaultRunner = runner
+}

@@ -1,0 +1,126 @@
+/**
+ * State files: written atomically (temp file in the same directory, fsync, rename, fsync the
+ * directory) and changed only under an exclusive lock, so a process killed at any moment
+ * leaves either the old file or the new one, never a torn one.
+ */
+import {randomBytes} from 'node:crypto'
+import {promises as fs} from 'node:fs'
+import path from 'node:path'
+import {PnError, type ErrorCode} from '../errors.js'
+import {acquireFlock} from '../exec/flock.js'
+
+export const DEFAULT_STATE_DIR = '/var/lib/pn'
+export const DEFAULT_LOCK_TIMEOUT_MS = 30_000
+
+/** State dir from the flag, else PN_STATE_DIR, else /var/lib/pn. */
+export function resolveStateDir(flag?: string): string {
+  return path.resolve(flag || process.env.PN_STATE_DIR || DEFAULT_STATE_DIR)
+}
+
+export async function ensureDir(dir: string): Promise<void> {
+  await fs.mkdir(dir, {recursive: true, mode: 0o755})
+}
+
+export async function writeFileAtomic(file: string, data: string, mode = 0o644): Promise<void> {
+  const dir = path.dirname(file)
+  await ensureDir(dir)
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+  const handle = await fs.open(tmp, 'wx', mode)
+  try {
+    await handle.writeFile(data)
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+  try {
+    await fs.rename(tmp, file)
+  } catch (err) {
+    await fs.rm(tmp, {force: true})
+    throw err
+  }
+  const dirHandle = await fs.open(dir, 'r')
+  try {
+    await dirHandle.sync()
+  } finally {
+    await dirHandle.close()
+  }
+}
+
+export async function fileExists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Run fn while holding the exclusive lock `<file>.lock`. */
+export async function withLock<T>(file: string, fn: () => Promise<T>, timeoutMs = lockTimeoutMs()): Promise<T> {
+  await ensureDir(path.dirname(file))
+  const lock = await acquireFlock(`${file}.lock`, timeoutMs)
+  try {
+    return await fn()
+  } finally {
+    await lock.release()
+  }
+}
+
+function lockTimeoutMs(): number {
+  const env = Number(process.env.PN_LOCK_TIMEOUT_MS)
+  return Number.isFinite(env) && env > 0 ? env : DEFAULT_LOCK_TIMEOUT_MS
+}
+
+export interface JsonFileSpec<T> {
+  /** What the file holds, for messages ("pool file", "ipam state"). */
+  what: string
+  /** Error code when the file is unreadable or fails validation. */
+  corruptCode: ErrorCode
+  /** Validate parsed JSON; throw or return false when it is not a T. */
+  validate: (value: unknown) => value is T
+  /** Hint for a corrupt file. */
+  corruptHint?: string
+}
+
+/** Read and validate a JSON state file; undefined when it does not exist. */
+export async function readJsonFile<T>(file: string, spec: JsonFileSpec<T>): Promise<T | undefined> {
+  let text: string
+  try {
+    text = await fs.readFile(file, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new PnError('PN_STATE_CORRUPT', `read ${spec.what} ${file}: ${(err as Error).message}`)
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    throw corrupt(file, spec, `not valid JSON (${(err as Error).message})`)
+  }
+  if (!spec.validate(value)) throw corrupt(file, spec, 'unexpected content')
+  return value
+}
+
+function corrupt<T>(file: string, spec: JsonFileSpec<T>, cause: string): PnError {
+  return new PnError(spec.corruptCode, `read ${spec.what} ${file}: ${cause}`, {
+    hint: spec.corruptHint ?? `pn will not overwrite it; inspect or move ${file} away, then rerun`,
+    details: {file},
+  })
+}
+
+/**
+ * Read-modify-write a JSON state file under its lock. `mutate` returns the new value (or
+ * undefined for "unchanged", which skips the write) and a result for the caller.
+ */
+export async function updateJsonFile<T, R>(
+  file: string,
+  spec: JsonFileSpec<T>,
+  mutate: (current: T | undefined) => Promise<{next?: T; result: R}> | {next?: T; result: R},
+): Promise<R> {
+  return withLock(file, async () => {
+    const current = await readJsonFile(file, spec)
+    const {next, result} = await mutate(current)
+    if (next !== undefined) await writeFileAtomic(file, JSON.stringify(next, null, 2) + '\n')
+    return result
+  })
+}
