@@ -57,6 +57,15 @@ export const ERROR_CODES = {
   PN_COMMAND_FAILED: {exit: 'system', cni: 121},
   PN_CHECK_FAILED: {exit: 'conflict', cni: 122},
   PN_NOT_ROOT: {exit: 'system', cni: 123},
+  PN_CNI_INCOMPATIBLE_VERSION: {exit: 'usage', cni: 1},
+  PN_CNI_UNSUPPORTED_FIELD: {exit: 'usage', cni: 2},
+  PN_CNI_UNKNOWN_CONTAINER: {exit: 'notFound', cni: 3},
+  PN_CNI_INVALID_ENV: {exit: 'usage', cni: 4},
+  PN_CNI_IO: {exit: 'system', cni: 5},
+  PN_CNI_DECODE: {exit: 'usage', cni: 6},
+  PN_CNI_INVALID_CONFIG: {exit: 'usage', cni: 7},
+  PN_CNI_NOT_AVAILABLE: {exit: 'state', cni: 50},
+  PN_CNI_INJECTED_FAILURE: {exit: 'internal', cni: 150},
 } as const satisfies Record<string, {exit: ExitCategory; cni: number}>
 
 export type ErrorCode = keyof typeof ERROR_CODES
