@@ -1,0 +1,46 @@
+/**
+ * An explicit undo stack for composite flows: each step pushes its inverse once it succeeded;
+ * on failure every inverse runs, newest first, and their own errors are collected rather than
+ * thrown, so one failed undo never stops the others (ptp's deferred-err release leaks an IP
+ * when an early return skips it; a stack has no such path).
+ */
+import {toPnError} from '../errors.js'
+
+export interface UndoFailure {
+  step: string
+  code: string
+  message: string
+}
+
+export class UndoStack {
+  private readonly steps: {name: string; undo: () => Promise<unknown>}[] = []
+
+  push(name: string, undo: () => Promise<unknown>): void {
+    this.steps.push({name, undo})
+  }
+
+  /** Names of the steps that would be undone, oldest first. */
+  get names(): string[] {
+    return this.steps.map((s) => s.name)
+  }
+
+  /** Run every inverse newest first; return the ones that failed. */
+  async unwind(): Promise<UndoFailure[]> {
+    const failures: UndoFailure[] = []
+    while (this.steps.length > 0) {
+      const step = this.steps.pop()!
+      try {
+        await step.undo()
+      } catch (err) {
+        const pe = toPnError(err, `undo ${step.name}`)
+        failures.push({step: step.name, code: pe.code, message: pe.message})
+      }
+    }
+    return failures
+  }
+
+  /** Forget every inverse (the flow succeeded). */
+  clear(): void {
+    this.steps.length = 0
+  }
+}
