@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * from-container: tc INGRESS of the pod's host-side veth (lxc…), i.e. packets LEAVING the pod.
+ * Attached per pod from the one pinned program; which pod it serves is found at run time from
+ * skb->ifindex in pn_lxc.
+ *
+ *   ARP   → answered here (ARP responder), never reaches the node
+ *   IPv4  → anti-spoofing → [service LB hook] → local pod? redirect_peer into it
+ *                                              : to the stack, L2 dst = lxc MAC
+ *   IPv6  → to the stack (no IPv6 datapath yet)
+ *   other → dropped with a reason
+ */
+#include "include/common.h"
+#include "include/drop_reasons.h"
+#include "include/metrics.h"
+#include "include/lxc.h"
+#include "include/endpoints.h"
+#include "include/ipcache.h"
+#include "include/eth.h"
+#include "include/l3.h"
+#include "include/arp.h"
+#include "include/lb.h"
+#include "include/local_delivery.h"
+
+static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const struct lxc_info *lxc)
+{
+	struct iphdr *ip4 = ipv4_hdr(skb);
+
+	if (!ip4)
+		return DROP_INVALID;
+	if (ip4->saddr != lxc->ip4)
+		return DROP_INVALID_SOURCE;
+
+	int ret = lb4_xlate(skb);
+
+	if (ret < 0)
+		return ret;
+	/* lb4_xlate may rewrite the packet: fetch the header again. */
+	ip4 = ipv4_hdr(skb);
+	if (!ip4)
+		return DROP_INVALID;
+
+	struct endpoint_info *ep = lookup_ip4_endpoint(ip4->daddr);
+
+	if (ep && !(ep->flags & ENDPOINT_F_HOST))
+		return ipv4_local_delivery(skb, ip4, ep, true);
+
+	/* To the stack as routed traffic: the L2 destination must be a MAC of this device or the
+	 * stack would treat it as PACKET_OTHERHOST and drop it. The ARP responder makes pods use
+	 * the lxc MAC already; rewrite only when a stale neighbour entry says otherwise. */
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return DROP_INVALID;
+	if (!mac_equal(eth->h_dest, lxc->mac)) {
+		ret = eth_store_daddr(skb, lxc->mac);
+		if (ret < 0)
+			return ret;
+	}
+	return TRACE_TO_STACK;
+}
+
+static __always_inline int handle_from_container(struct __sk_buff *skb)
+{
+	int proto = validate_ethertype(skb);
+
+	if (proto < 0)
+		return proto;
+
+	const struct lxc_info *lxc = lookup_lxc(skb->ifindex);
+
+	if (!lxc)
+		return DROP_NO_LXC_INFO;
+
+	switch (proto) {
+	case ETH_P_IP:
+		return handle_ipv4_from_lxc(skb, lxc);
+	case ETH_P_ARP:
+		return arp_respond(skb, lxc);
+	case ETH_P_IPV6:
+		return TRACE_TO_STACK;
+	default:
+		return DROP_UNKNOWN_L3;
+	}
+}
+
+SEC("tc")
+int from_container(struct __sk_buff *skb)
+{
+	return pn_verdict(skb, handle_from_container(skb), METRIC_EGRESS, POINT_FROM_CONTAINER);
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The one table of packet outcomes, shared with TypeScript (src/datapath/bpf/drop-reasons.ts;
+ * test/unit/bpf-drop-reasons.test.ts parses this file, so keep one `#define NAME VALUE /+ text +/`
+ * per line). Helpers return a negative DROP_* code or a non-negative TRACE_* outcome; only the
+ * program entry turns that into a TC verdict and a pn_metrics count, so every drop is explained
+ * by exactly one line here. Drops are >= 130 in magnitude so they never collide with TC_ACT_*
+ * values or TRACE_* outcomes; where Cilium has the same meaning the number is Cilium's.
+ */
+#ifndef PN_DROP_REASONS_H
+#define PN_DROP_REASONS_H
+
+/* Outcomes that are not drops (stored as-is in the metrics key `reason`). */
+#define TRACE_TO_STACK 0 /* handed to the kernel stack */
+#define TRACE_REDIRECT 1 /* delivered by bpf_redirect to a device's egress */
+#define TRACE_REDIRECT_PEER 2 /* delivered by bpf_redirect_peer into the pod's netns */
+#define TRACE_ARP_REPLY 3 /* ARP request answered by the BPF ARP responder */
+
+/* Drops (stored as the magnitude in the metrics key `reason`). */
+#define DROP_INVALID_SOURCE -132 /* invalid source ip (anti-spoofing) */
+#define DROP_INVALID -134 /* invalid packet (truncated or malformed header) */
+#define DROP_UNKNOWN_L3 -139 /* unsupported L3 protocol */
+#define DROP_WRITE_ERROR -141 /* error writing to packet */
+#define DROP_FRAG_NOSUPPORT -157 /* ip fragmentation not supported (reserved) */
+#define DROP_NO_SERVICE -158 /* service backend not found (reserved for service load balancing) */
+#define DROP_UNSUPPORTED_L2 -166 /* unsupported L2 protocol */
+#define DROP_NO_LXC_INFO -200 /* endpoint not ready (no pn_lxc entry for this interface) */
+#define DROP_TTL_EXCEEDED -201 /* ttl exceeded */
+#define DROP_REDIRECT_FAILED -202 /* redirect to the target device failed */
+
+#endif

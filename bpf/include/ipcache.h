@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * pn_ipcache: Cilium-style longest-prefix map from an IP prefix to its identity and the node
+ * that hosts it. Written for local pods now; routing/policy decisions on it come in later
+ * issues (tunnels, identities), which is why no program consults it yet.
+ */
+#ifndef PN_IPCACHE_H
+#define PN_IPCACHE_H
+
+#include "common.h"
+
+#define IPCACHE_F_LOCAL 1 /* the prefix is a pod on this node */
+
+/* Contract with src/datapath/bpf/codecs.ts (checked against BTF by a unit test). The LPM
+ * trie compares `prefixlen` bits after the prefixlen field, so family+pad (32 bits) are part
+ * of every prefix: prefixlen = 32 + IP prefix length. */
+struct ipcache_key {
+	__u32 prefixlen;
+	__u8 family;
+	__u8 pad[3];
+	__u8 addr[16];
+};
+
+struct ipcache_info {
+	__u32 identity;
+	__u32 flags;        /* IPCACHE_F_* */
+	__u8 node_ip[16];   /* node hosting the prefix (future tunnel endpoint) */
+	__u8 node_family;
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_info);
+	/* LPM tries must not be preallocated (the kernel rejects the map otherwise). */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} pn_ipcache PN_MAP;
+
+#endif
