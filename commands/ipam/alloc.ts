@@ -1,0 +1,58 @@
+import {Flags} from '@oclif/core'
+import {BaseCommand} from '../../src/cli/base.js'
+import {podCidrFlag} from '../../src/cli/flags.js'
+import {STRATEGIES, type Strategy} from '../../src/ipam/bitmap.js'
+import {parseDuration} from '../../src/ipam/duration.js'
+import {allocateIp, type AllocateResult} from '../../src/ipam/host.js'
+import {table} from '../../src/ipam/render.js'
+
+export type IpamAllocResult = AllocateResult
+
+export const routerIpFlag = () =>
+  Flags.string({summary: 'Router IP per family when standalone (default: first usable address of the pod CIDR).', multiple: true})
+
+export default class IpamAlloc extends BaseCommand<typeof IpamAlloc, IpamAllocResult> {
+  static summary = 'Allocate a pod IP (one per pod CIDR family) from the node pod CIDR.'
+  static description = `Works on the pod CIDRs of node.json, or on --pod-cidr (one per family) for standalone use; state
+is kept in <state-dir>/ipam.json. The same owner asking again gets its existing addresses (changed: false).
+The random strategy (default, as Cilium) starts at a random offset and takes the next free address; contiguous
+takes the lowest free one. With --expiration the allocation stays pending until \`pn ipam confirm\`, and returns
+to the pool once expired (at the next change or \`pn ipam gc\`), so a crashed CNI ADD cannot leak its IP.`
+
+  static examples = [
+    '<%= config.bin %> <%= command.id %> --owner pod1:eth0',
+    '<%= config.bin %> <%= command.id %> --pod-cidr 10.0.1.0/24 --pod-cidr fd00:1::/112 --owner c1:eth0 --json',
+    '<%= config.bin %> <%= command.id %> --pod-cidr 10.0.1.0/24 --ip 10.0.1.50 --owner web',
+    '<%= config.bin %> <%= command.id %> --owner c2:eth0 --expiration 10m --strategy contiguous',
+  ]
+
+  static flags = {
+    'pod-cidr': podCidrFlag(),
+    'router-ip': routerIpFlag(),
+    owner: Flags.string({summary: 'Who holds the address (CNI: <containerId>:<ifname>); default anon-<hex>.'}),
+    ip: Flags.string({summary: 'Claim this address (one per family) instead of the next free one.', multiple: true}),
+    strategy: Flags.string({summary: 'How to pick the next free address.', options: [...STRATEGIES], default: 'random'}),
+    expiration: Flags.string({summary: 'Keep the allocation pending, freed after this long unless confirmed (500ms, 30s, 10m, 1h).'}),
+  }
+
+  async execute(): Promise<IpamAllocResult> {
+    const f = this.flags
+    return allocateIp(
+      {stateDir: this.stateDir, podCidrs: f['pod-cidr'], routerIps: f['router-ip']},
+      {
+        owner: f.owner,
+        ip: f.ip,
+        strategy: f.strategy as Strategy,
+        expirationMs: f.expiration === undefined ? undefined : parseDuration(f.expiration),
+      },
+    )
+  }
+
+  protected render(r: IpamAllocResult): string {
+    const head = r.changed ? `allocated for ${r.owner}:` : `${r.owner} already holds (unchanged):`
+    return `${head}\n${table(
+      ['IP', 'CIDR', 'GATEWAY', 'STATE', 'EXPIRES'],
+      r.allocations.map((a) => [a.ip, a.cidr, a.gateway, a.state, a.expiresAt]),
+    )}`
+  }
+}

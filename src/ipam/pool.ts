@@ -1,0 +1,347 @@
+/**
+ * Cluster-pool IPAM (the operator's job): carve one pod CIDR per family and node out of the
+ * cluster CIDRs, with Cilium's cluster-pool semantics: cluster CIDRs are used in the order
+ * given (the first that is not full), and inside one, blocks go round-robin from a cursor
+ * that release does not rewind (k8s cidrset). The pool file keeps the node list and each
+ * cluster CIDR's cursor; the bitmaps are derived on load.
+ */
+import path from 'node:path'
+import {cidrsOverlap, formatCidr, normalizeCidr, parseCidr, type Cidr, type Family} from '../cidr/cidr.js'
+import {PnError} from '../errors.js'
+import type {JsonFileSpec} from '../state/files.js'
+import {CidrSet, checkMaskSize} from './cidrset.js'
+import {FileStore, type Store} from './store.js'
+
+export interface PoolClusterCidr {
+  cidr: string
+  maskSize: number
+  /** k8s cidrset's nextCandidate: where the next search starts. */
+  nextCandidate: number
+}
+
+export interface PoolNode {
+  name: string
+  cidrs: string[]
+  allocatedAt: string
+}
+
+/** cluster-pool.json */
+export interface PoolState {
+  version: 1
+  createdAt: string
+  clusterCidrs: PoolClusterCidr[]
+  nodes: PoolNode[]
+}
+
+/** A pool file path, or a store (tests: MemoryStore). */
+export type PoolRef = string | Store<PoolState>
+
+export const POOL_FILE = 'cluster-pool.json'
+
+/** `--pool`/PN_POOL if given, else `<state-dir>/cluster-pool.json`. */
+export function poolPath(stateDir: string, flag?: string): string {
+  return flag ? path.resolve(flag) : path.join(stateDir, POOL_FILE)
+}
+
+const spec: JsonFileSpec<PoolState> = {
+  what: 'pool file',
+  corruptCode: 'PN_POOL_CORRUPT',
+  validate: (v: unknown): v is PoolState => {
+    const s = v as PoolState
+    return (
+      !!s && s.version === 1 && Array.isArray(s.clusterCidrs) && Array.isArray(s.nodes) &&
+      s.clusterCidrs.every((c) => c && typeof c.cidr === 'string' && Number.isInteger(c.maskSize) && Number.isInteger(c.nextCandidate)) &&
+      s.nodes.every((n) => n && typeof n.name === 'string' && Array.isArray(n.cidrs) && n.cidrs.every((c) => typeof c === 'string'))
+    )
+  },
+  corruptHint: 'pn will not overwrite it; inspect or move it away (pn pool init --force makes a new, empty pool)',
+}
+
+function storeOf(ref: PoolRef): Store<PoolState> {
+  return typeof ref === 'string' ? new FileStore(ref, spec) : ref
+}
+
+const NODE_RE = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/
+
+export function checkNodeName(node: string): string {
+  if (!NODE_RE.test(node ?? '')) {
+    throw new PnError('PN_INVALID_ARGUMENT', `check node name ${JSON.stringify(node)}: use letters, digits, '.', '-' or '_' (1-253 chars, alphanumeric at both ends)`, {
+      hint: 'node names are usually hostnames, e.g. node-1',
+    })
+  }
+  return node
+}
+
+/** The pool in memory: one CidrSet per cluster CIDR (in order) and the node table. */
+export class ClusterPool {
+  readonly sets: CidrSet[]
+  readonly nodes = new Map<string, PoolNode>()
+  private readonly createdAt: string
+
+  constructor(state: PoolState, source = 'pool file') {
+    const corrupt = (cause: string) =>
+      new PnError('PN_POOL_CORRUPT', `read ${source}: ${cause}`, {hint: spec.corruptHint, details: {file: source}})
+    this.createdAt = state.createdAt
+    try {
+      this.sets = state.clusterCidrs.map((c) => new CidrSet(parseCidr(c.cidr).cidr, c.maskSize, c.nextCandidate))
+    } catch (err) {
+      throw corrupt(`bad cluster cidr (${(err as Error).message})`)
+    }
+    for (const n of state.nodes) {
+      if (this.nodes.has(n.name)) throw corrupt(`node ${n.name} appears twice`)
+      for (const text of n.cidrs) {
+        let block: Cidr
+        try {
+          block = parseCidr(text).cidr
+        } catch {
+          throw corrupt(`node ${n.name} has an invalid cidr ${text}`)
+        }
+        const set = this.sets.find((s) => s.indexOf(block) >= 0)
+        if (!set) throw corrupt(`node ${n.name}'s cidr ${text} is not a block of any cluster cidr`)
+        if (!set.occupy(block)) throw corrupt(`cidr ${text} is allocated twice`)
+      }
+      this.nodes.set(n.name, {name: n.name, cidrs: [...n.cidrs], allocatedAt: n.allocatedAt})
+    }
+  }
+
+  /** Families in the pool, IPv4 first. */
+  families(): Family[] {
+    return ([4, 6] as const).filter((f) => this.sets.some((s) => s.cluster.family === f))
+  }
+
+  allocate(node: string, now = Date.now()): {changed: boolean; cidrs: string[]} {
+    const have = this.nodes.get(node)
+    if (have) return {changed: false, cidrs: have.cidrs}
+    const cidrs: string[] = []
+    for (const family of this.families()) {
+      const sets = this.sets.filter((s) => s.cluster.family === family)
+      const set = sets.find((s) => !s.isFull())
+      const block = set?.allocateNext()
+      if (!block) {
+        throw new PnError('PN_POOL_EXHAUSTED', `allocate pod cidr for node ${node}: every IPv${family} cluster cidr is full (${sets.map((s) => `${formatCidr(s.cluster)}: ${s.used}/${s.maxCidrs}`).join(', ')})`, {
+          hint: 'release nodes that are gone (pn pool release NODE), or re-init the pool with more cluster CIDRs',
+          details: {family},
+        })
+      }
+      cidrs.push(formatCidr(block))
+    }
+    this.nodes.set(node, {name: node, cidrs, allocatedAt: new Date(now).toISOString()})
+    return {changed: true, cidrs}
+  }
+
+  release(node: string): string[] | undefined {
+    const have = this.nodes.get(node)
+    if (!have) return undefined
+    for (const text of have.cidrs) {
+      const block = parseCidr(text).cidr
+      this.sets.find((s) => s.indexOf(block) >= 0)?.release(block)
+    }
+    this.nodes.delete(node)
+    return have.cidrs
+  }
+
+  toState(): PoolState {
+    return {
+      version: 1,
+      createdAt: this.createdAt,
+      clusterCidrs: this.sets.map((s) => ({cidr: formatCidr(s.cluster), maskSize: s.maskSize, nextCandidate: s.nextCandidate})),
+      nodes: [...this.nodes.values()],
+    }
+  }
+}
+
+export interface InitPoolOptions {
+  cidrs: string[]
+  /** Node mask for IPv4 cluster CIDRs. */
+  maskSize?: number
+  /** Node mask for IPv6 cluster CIDRs. */
+  maskSizeV6?: number
+  /** Replace an existing pool (forgets every node's allocation). */
+  force?: boolean
+  now?: () => number
+}
+
+export interface PoolCidrStatus {
+  cidr: string
+  family: Family
+  maskSize: number
+  capacity: number
+  used: number
+  free: number
+  nextCandidate: number
+}
+
+export interface InitPoolResult {
+  pool: string
+  replaced: boolean
+  clusterCidrs: PoolCidrStatus[]
+  warnings?: string[]
+}
+
+function status(s: CidrSet): PoolCidrStatus {
+  return {
+    cidr: formatCidr(s.cluster),
+    family: s.cluster.family,
+    maskSize: s.maskSize,
+    capacity: s.maxCidrs,
+    used: s.used,
+    free: s.free,
+    nextCandidate: s.nextCandidate,
+  }
+}
+
+/** Create a pool; PN_POOL_EXISTS when there is one, unless `force`. */
+export async function initPool(ref: PoolRef, opts: InitPoolOptions): Promise<InitPoolResult> {
+  if (!opts.cidrs || opts.cidrs.length === 0) {
+    throw new PnError('PN_INVALID_ARGUMENT', 'init pool: no cluster cidr given', {hint: 'pass --cidr CIDR (repeatable)'})
+  }
+  const warnings: string[] = []
+  const parsed: Cidr[] = []
+  for (const text of opts.cidrs) {
+    const n = normalizeCidr(text, 'cluster cidr')
+    if (n.warning) warnings.push(n.warning)
+    const clash = parsed.find((p) => cidrsOverlap(p, n.cidr))
+    if (clash) {
+      throw new PnError('PN_CIDR_OVERLAP', `init pool: cluster cidr ${n.text} overlaps ${formatCidr(clash)}`, {
+        hint: 'give non-overlapping cluster CIDRs',
+        details: {cidr: n.text, overlaps: formatCidr(clash)},
+      })
+    }
+    parsed.push(n.cidr)
+  }
+  const maskFor = (c: Cidr): number => {
+    const m = c.family === 4 ? opts.maskSize : opts.maskSizeV6
+    if (m === undefined) {
+      throw new PnError('PN_INVALID_MASK_SIZE', `init pool: no mask size for IPv${c.family} cluster cidr ${formatCidr(c)}`, {
+        hint: c.family === 4 ? 'pass --mask-size N (e.g. 24)' : 'pass --mask-size-v6 N (e.g. 120)',
+      })
+    }
+    checkMaskSize(c, m)
+    return m
+  }
+  const clusterCidrs = parsed.map((c) => ({cidr: formatCidr(c), maskSize: maskFor(c), nextCandidate: 0}))
+  if (opts.maskSizeV6 !== undefined && !parsed.some((c) => c.family === 6)) warnings.push('--mask-size-v6 ignored: no IPv6 cluster cidr')
+  if (opts.maskSize !== undefined && !parsed.some((c) => c.family === 4)) warnings.push('--mask-size ignored: no IPv4 cluster cidr')
+
+  const store = storeOf(ref)
+  const state: PoolState = {version: 1, createdAt: new Date((opts.now ?? Date.now)()).toISOString(), clusterCidrs, nodes: []}
+  const pool = new ClusterPool(state, store.location)
+  return store.update((current) => {
+    if (current && !opts.force) {
+      throw new PnError('PN_POOL_EXISTS', `init pool ${store.location}: a pool already exists (${current.clusterCidrs.map((c) => c.cidr).join(', ')}, ${current.nodes.length} node(s))`, {
+        hint: 'use it as it is, or pass --force to replace it (forgets every node allocation)',
+        details: {pool: store.location},
+      })
+    }
+    if (current && current.nodes.length > 0) warnings.push(`replaced a pool holding ${current.nodes.length} node allocation(s)`)
+    return {
+      next: pool.toState(),
+      result: {
+        pool: store.location,
+        replaced: current !== undefined,
+        clusterCidrs: pool.sets.map(status),
+        ...(warnings.length ? {warnings} : {}),
+      },
+    }
+  })
+}
+
+function notFound(location: string): PnError {
+  return new PnError('PN_POOL_NOT_FOUND', `read pool file ${location}: no pool there`, {
+    hint: 'create it with pn pool init --cidr CIDR --mask-size N, or point --pool / PN_POOL at the shared pool file',
+    details: {pool: location},
+  })
+}
+
+async function openPool(store: Store<PoolState>): Promise<ClusterPool> {
+  const s = await store.read()
+  if (!s) throw notFound(store.location)
+  return new ClusterPool(s, store.location)
+}
+
+/** Locked read-modify-write of an existing pool; a missing one is never created here. */
+async function mutatePool<R>(ref: PoolRef, fn: (p: ClusterPool) => {changed: boolean; result: R}): Promise<R> {
+  const store = storeOf(ref)
+  await openPool(store) // fail fast (missing/corrupt) before taking the lock
+  return store.update((current) => {
+    if (!current) throw notFound(store.location)
+    const pool = new ClusterPool(current, store.location)
+    const {changed, result} = fn(pool)
+    return {next: changed ? pool.toState() : undefined, result}
+  })
+}
+
+export interface AllocatePodCidrsResult {
+  changed: boolean
+  node: string
+  cidrs: string[]
+  pool: string
+}
+
+/** The node's pod CIDRs (one per family in the pool); the same ones again for a known node. */
+export function allocatePodCidrs(ref: PoolRef, node: string, now: () => number = Date.now): Promise<AllocatePodCidrsResult> {
+  checkNodeName(node)
+  const location = storeOf(ref).location
+  return mutatePool(ref, (p) => {
+    const r = p.allocate(node, now())
+    return {changed: r.changed, result: {changed: r.changed, node, cidrs: r.cidrs, pool: location}}
+  })
+}
+
+export interface ReleasePodCidrsResult {
+  changed: boolean
+  node: string
+  released: string[]
+  pool: string
+  warnings?: string[]
+}
+
+/** Give the node's pod CIDRs back; a node without any is a no-op (changed:false). */
+export function releasePodCidrs(ref: PoolRef, node: string): Promise<ReleasePodCidrsResult> {
+  checkNodeName(node)
+  const location = storeOf(ref).location
+  return mutatePool(ref, (p) => {
+    const released = p.release(node)
+    return {
+      changed: released !== undefined,
+      result: {
+        changed: released !== undefined,
+        node,
+        released: released ?? [],
+        pool: location,
+        ...(released ? {} : {warnings: [`node ${node} holds no pod CIDR in ${location}`]}),
+      },
+    }
+  })
+}
+
+export interface ListPoolResult {
+  pool: string
+  clusterCidrs: PoolCidrStatus[]
+  nodes: PoolNode[]
+}
+
+export async function listPool(ref: PoolRef): Promise<ListPoolResult> {
+  const store = storeOf(ref)
+  const p = await openPool(store)
+  return {pool: store.location, clusterCidrs: p.sets.map(status), nodes: [...p.nodes.values()].sort((a, b) => a.name.localeCompare(b.name))}
+}
+
+export interface ShowPoolNodeResult extends PoolNode {
+  pool: string
+}
+
+/** One node's allocation; PN_NODE_UNKNOWN when the pool has none for it. */
+export async function showPoolNode(ref: PoolRef, node: string): Promise<ShowPoolNodeResult> {
+  checkNodeName(node)
+  const store = storeOf(ref)
+  const p = await openPool(store)
+  const n = p.nodes.get(node)
+  if (!n) {
+    throw new PnError('PN_NODE_UNKNOWN', `show node ${node}: no pod CIDR allocated to it in ${store.location}`, {
+      hint: `allocate one with pn pool alloc ${node}; see pn pool list`,
+      details: {node, pool: store.location},
+    })
+  }
+  return {...n, pool: store.location}
+}
