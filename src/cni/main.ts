@@ -1,0 +1,55 @@
+/**
+ * What `bin/pn-cni` runs: read stdin, run one CNI command, print only the result or the error
+ * on stdout. Logs go to stderr, or to the netconf's `logFile` once it is known. Imports only
+ * src/cni and the libraries it composes — never oclif — so a runtime's exec stays cheap.
+ */
+import {appendFileSync} from 'node:fs'
+import {getRunner} from '../exec/runner.js'
+import {defaultHandlers} from './handlers.js'
+import {runProtocol} from './protocol.js'
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) return ''
+  const chunks: Buffer[] = []
+  for await (const c of process.stdin) chunks.push(c as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const started = Date.now()
+  let logFile: string | undefined
+  const prefix = () => `${new Date().toISOString()} pn-cni[${process.pid}] ${env.CNI_COMMAND ?? '-'} ${env.CNI_CONTAINERID ?? '-'}:${env.CNI_IFNAME ?? '-'}`
+  const log = (msg: string) => {
+    const line = `${prefix()} ${msg}\n`
+    if (logFile) {
+      try {
+        appendFileSync(logFile, line)
+        return
+      } catch {
+        // fall back to stderr when the log file cannot be written
+      }
+    }
+    process.stderr.write(line)
+  }
+  let stdin = ''
+  try {
+    stdin = await readStdin()
+  } catch (err) {
+    const body = {code: 5, msg: `read stdin: ${(err as Error).message}`, details: 'PN_CNI_IO'}
+    process.stdout.write(JSON.stringify(body, null, 4) + '\n')
+    return 1
+  }
+  const out = await runProtocol({
+    env,
+    stdin,
+    runner: getRunner(),
+    handlers: defaultHandlers,
+    log,
+    onConf: (conf) => {
+      logFile = conf.logFile
+    },
+  })
+  process.stdout.write(out.stdout)
+  if (out.command !== 'VERSION') log(`exit ${out.exitCode} after ${Date.now() - started} ms`)
+  return out.exitCode
+}
