@@ -14,8 +14,10 @@ export interface LinkInfo {
   address: string
   operstate?: string
   flags?: string[]
-  /** ifindex of a veth's peer (in the peer's netns). */
+  /** ifindex of a veth's peer when the peer is in another netns. */
   link_index?: number
+  /** Name of a veth's peer when the peer is in the same netns. */
+  link?: string
   linkinfo?: {info_kind?: string}
 }
 
@@ -72,4 +74,9 @@ export function parseJson<T>(text: string, action: string): T {
   } catch (err) {
     throw new PnError('PN_COMMAND_FAILED', `${action}: unexpected output (${(err as Error).message})`)
   }
+}
+
+/** True when `a` is a veth whose peer is `b` (both in this netns). */
+export function isVethPairOf(a: LinkInfo | undefined, b: LinkInfo | undefined): boolean {
+  return !!a && !!b && a.linkinfo?.info_kind === 'veth' && (a.link === b.ifname || a.link_index === b.ifindex)
 }

@@ -1,0 +1,43 @@
+import {Flags} from '@oclif/core'
+import {BaseCommand} from '../../src/cli/base.js'
+import {containerIdFlag, ifnameFlag} from '../../src/cli/flags.js'
+import {disconnectEndpoint} from '../../src/endpoint/connect.js'
+import {deleteEndpoint} from '../../src/endpoint/store.js'
+
+export interface EndpointDeleteResult {
+  changed: boolean
+  id: string
+  recordDeleted: boolean
+  linkDeleted: boolean
+}
+
+export default class EndpointDelete extends BaseCommand<typeof EndpointDelete, EndpointDeleteResult> {
+  static summary = 'Delete an endpoint record (with --purge also its veth pair).'
+  static examples = [
+    '<%= config.bin %> <%= command.id %> --container-id pod1',
+    '<%= config.bin %> <%= command.id %> --container-id pod1 --purge --json',
+  ]
+
+  static flags = {
+    'container-id': containerIdFlag(),
+    ifname: ifnameFlag(),
+    purge: Flags.boolean({summary: 'Also delete the veth pair (as `pn veth delete`).'}),
+  }
+
+  async execute(): Promise<EndpointDeleteResult> {
+    const containerId = this.flags['container-id'] as string
+    const ifname = this.flags.ifname
+    const id = `${containerId}:${ifname}`
+    if (this.flags.purge) {
+      const r = await disconnectEndpoint(this.runner, this.stateDir, {containerId, ifname})
+      return {changed: r.changed, id, recordDeleted: r.endpointDeleted, linkDeleted: r.linkDeleted}
+    }
+    const r = await deleteEndpoint(this.stateDir, containerId, ifname)
+    return {changed: r.deleted, id, recordDeleted: r.deleted, linkDeleted: false}
+  }
+
+  protected render(r: EndpointDeleteResult): string {
+    if (!r.changed) return `${r.id}: nothing to delete`
+    return `deleted endpoint ${r.id}${r.linkDeleted ? ' and its veth pair' : ''}`
+  }
+}

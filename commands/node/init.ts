@@ -1,0 +1,61 @@
+import {Flags} from '@oclif/core'
+import {BaseCommand} from '../../src/cli/base.js'
+import {mtuFlag, podCidrFlag, poolFlag} from '../../src/cli/flags.js'
+import {runTasks} from '../../src/cli/tasks.js'
+import {planNodeInit, type NodeInitResult} from '../../src/node/init.js'
+
+export type NodeInitCmdResult = NodeInitResult
+
+export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdResult> {
+  static summary = 'Initialise this node: pn_host/pn_net, router IP, pod CIDR route, sysctls, bpffs, node.json.'
+  static description = `What cilium-agent does at start. The pod CIDR is --pod-cidr, or allocated for --name from the cluster
+pool (--pool, PN_POOL, default <state-dir>/cluster-pool.json), or the one in node.json on a re-run. The router IP
+defaults to the first usable address of the pod CIDR. The MTU defaults to the uplink's. Re-running with the same
+inputs changes nothing (changed: false); a different pod CIDR, router IP, name or uplink is refused unless --force.`
+
+  static examples = [
+    '<%= config.bin %> <%= command.id %> --name node1 --device eth0 --pod-cidr 10.0.1.0/24 --routing host-routes',
+    '<%= config.bin %> <%= command.id %> --name node1 --device eth0 --pool /run/pn/cluster-pool.json --json',
+    'ip netns exec pn-lab1-node <%= config.bin %> <%= command.id %> --name node1 --device eth0 --pod-cidr 10.0.1.0/24 --state-dir /run/pn/lab1/node1',
+  ]
+
+  static flags = {
+    name: Flags.string({summary: 'Node name (the key in the cluster pool).', required: true}),
+    device: Flags.string({summary: "The node's uplink device.", required: true}),
+    'pod-cidr': podCidrFlag(),
+    pool: poolFlag(),
+    mtu: mtuFlag(),
+    'router-ip': Flags.string({summary: 'Router IP per family (default: first usable address of the pod CIDR).', multiple: true}),
+    routing: Flags.string({summary: 'How local pods are reached: bpf redirect or one host route per pod.', options: ['bpf', 'host-routes']}),
+    'bpffs-root': Flags.string({summary: 'bpffs folder for this node\'s pins (default /run/pn/bpffs/<name>).'}),
+    force: Flags.boolean({summary: 'Reconfigure a node initialised with a different pod CIDR, router IP, name or uplink.'}),
+  }
+
+  async execute(): Promise<NodeInitCmdResult> {
+    const f = this.flags
+    const plan = await planNodeInit(this.runner, this.stateDir, {
+      name: f.name,
+      uplink: f.device,
+      podCidrs: f['pod-cidr'],
+      pool: f.pool,
+      mtu: f.mtu,
+      routerIps: f['router-ip'],
+      routing: f.routing as 'bpf' | 'host-routes' | undefined,
+      bpffsRoot: f['bpffs-root'],
+      force: f.force,
+    })
+    return runTasks(plan, {interactive: Boolean(process.stdout.isTTY) && !this.jsonEnabled(), action: `initialise node ${f.name}`})
+  }
+
+  protected render(r: NodeInitCmdResult): string {
+    const n = r.node
+    const lines = [
+      `node ${n.name}: pod cidr ${n.podCidrs.join(', ')}, router ip ${n.routerIps.join(', ')} on pn_host, mtu ${n.mtu}, routing ${n.routing}`,
+      ...r.devices.map((d) => `  ${d.name.padEnd(8)} ifindex ${d.ifindex}  ${d.mac}  mtu ${d.mtu}`),
+      `  bpffs root ${n.bpffsRoot}`,
+    ]
+    if (r.changed) lines.push('changed:', ...r.actions.map((a) => `  ${a}`))
+    else lines.push('unchanged (already initialised)')
+    return lines.join('\n')
+  }
+}

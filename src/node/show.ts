@@ -1,0 +1,64 @@
+/** `pn node show`: node.json against the kernel — what exists, what is missing or drifted. */
+import {promises as fs} from 'node:fs'
+import type {Runner} from '../exec/runner.js'
+import {hostPrefix} from '../datapath/addr.js'
+import {getLink, isVethPairOf} from '../datapath/link.js'
+import {readSysctls} from '../datapath/sysctl.js'
+import {listEndpoints} from '../endpoint/store.js'
+import {isBpffs} from './bpffs.js'
+import {HOST_DEVICE, NET_DEVICE, requireNodeContext, type NodeContext} from './context.js'
+import {hostAddresses, nodeSysctls, podCidrRouteOk} from './init.js'
+
+export interface NodeCheck {
+  check: string
+  ok: boolean
+  expected: string
+  actual: string
+}
+
+export interface NodeShowResult {
+  node: NodeContext
+  ok: boolean
+  checks: NodeCheck[]
+  endpoints: {id: string; hostIfname: string; ips: string[]; linkPresent: boolean}[]
+}
+
+export async function showNode(runner: Runner, stateDir: string): Promise<NodeShowResult> {
+  const node = await requireNodeContext(stateDir)
+  const checks: NodeCheck[] = []
+  const add = (check: string, ok: boolean, expected: string, actual: string) => checks.push({check, ok, expected, actual})
+
+  const [host, net, uplink] = await Promise.all([getLink(runner, HOST_DEVICE), getLink(runner, NET_DEVICE), getLink(runner, node.uplink)])
+  add(`uplink ${node.uplink}`, !!uplink, 'present', uplink ? `present, mtu ${uplink.mtu}` : 'missing')
+  for (const [name, d] of [[HOST_DEVICE, host], [NET_DEVICE, net]] as const) {
+    const up = !!d && (d.flags ?? []).includes('UP')
+    add(`device ${name}`, !!d && d.linkinfo?.info_kind === 'veth' && up && d.mtu === node.mtu,
+      `veth, up, mtu ${node.mtu}`, d ? `${d.linkinfo?.info_kind ?? '?'}, ${up ? 'up' : 'down'}, mtu ${d.mtu}, ${d.address}` : 'missing')
+  }
+  add(`${HOST_DEVICE} peer`, isVethPairOf(host, net), NET_DEVICE,
+    host ? (isVethPairOf(host, net) ? NET_DEVICE : host.link ?? `ifindex ${host.link_index ?? '?'}`) : 'missing')
+
+  const addrs = host ? await hostAddresses(runner) : []
+  for (const r of node.routerIps) {
+    const want = `${r}/${hostPrefix(r)}`
+    add(`router ip on ${HOST_DEVICE}`, addrs.includes(want), want, addrs.join(', ') || 'none')
+  }
+  for (let i = 0; i < node.podCidrs.length; i++) {
+    const ok = host ? await podCidrRouteOk(runner, node.podCidrs[i], node.routerIps[i]) : false
+    add(`route ${node.podCidrs[i]}`, ok, `via ${node.routerIps[i]} dev ${HOST_DEVICE}`, ok ? 'present' : 'missing or different')
+  }
+  const wanted = nodeSysctls(node.podCidrs)
+  const current = await readSysctls(runner, Object.keys(wanted))
+  for (const [k, v] of Object.entries(wanted)) add(`sysctl ${k}`, current[k] === v, v, current[k] ?? 'missing')
+
+  const bpffsOk = await isBpffs(node.bpffsRoot)
+  add('bpffs root', bpffsOk, `${node.bpffsRoot} on bpffs`, bpffsOk ? 'present' : (await fs.stat(node.bpffsRoot).then(() => 'not on bpffs', () => 'missing')))
+
+  const endpoints = []
+  for (const ep of await listEndpoints(stateDir)) {
+    const link = await getLink(runner, ep.hostIfname)
+    endpoints.push({id: ep.id, hostIfname: ep.hostIfname, ips: ep.ips, linkPresent: !!link && link.ifindex === ep.hostIfindex})
+  }
+  for (const ep of endpoints) add(`endpoint ${ep.id}`, ep.linkPresent, `${ep.hostIfname} present`, ep.linkPresent ? 'present' : 'missing')
+  return {node, ok: checks.every((c) => c.ok), checks, endpoints}
+}
