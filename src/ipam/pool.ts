@@ -279,7 +279,7 @@ export interface AllocatePodCidrsResult {
 }
 
 /** The node's pod CIDRs (one per family in the pool); the same ones again for a known node. */
-export function allocatePodCidrs(ref: PoolRef, node: string, now: () => number = Date.now): Promise<AllocatePodCidrsResult> {
+export async function allocatePodCidrs(ref: PoolRef, node: string, now: () => number = Date.now): Promise<AllocatePodCidrsResult> {
   checkNodeName(node)
   const location = storeOf(ref).location
   return mutatePool(ref, (p) => {
@@ -297,7 +297,7 @@ export interface ReleasePodCidrsResult {
 }
 
 /** Give the node's pod CIDRs back; a node without any is a no-op (changed:false). */
-export function releasePodCidrs(ref: PoolRef, node: string): Promise<ReleasePodCidrsResult> {
+export async function releasePodCidrs(ref: PoolRef, node: string): Promise<ReleasePodCidrsResult> {
   checkNodeName(node)
   const location = storeOf(ref).location
   return mutatePool(ref, (p) => {
