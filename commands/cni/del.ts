@@ -1,0 +1,48 @@
+import {Flags} from '@oclif/core'
+import {BaseCommand} from '../../src/cli/base.js'
+import {containerIdFlag, ifnameFlag, netnsFlag} from '../../src/cli/flags.js'
+import {cniDel, type DelResult} from '../../src/cni/del.js'
+import {manualRequest} from '../../src/cni/manual.js'
+import {LATEST_VERSION, SUPPORTED_VERSIONS} from '../../src/cni/spec.js'
+
+export type CniDelResult = DelResult
+
+export default class CniDel extends BaseCommand<typeof CniDel, CniDelResult> {
+  static summary = 'Detach a pod by hand: the CNI DEL (bpf entries, veth, endpoint, IP), idempotent.'
+  static description = `Succeeds when any part is already gone, when --netns is omitted or no longer exists, and when
+run twice. The IP is released even without a netns.`
+
+  static examples = [
+    '<%= config.bin %> <%= command.id %> --container-id pod1 --netns /run/netns/pod1',
+    '<%= config.bin %> <%= command.id %> --container-id pod1 --json',
+  ]
+
+  static flags = {
+    'container-id': containerIdFlag(),
+    netns: netnsFlag(false),
+    ifname: ifnameFlag(),
+    'cni-version': Flags.string({summary: 'cniVersion of the request.', default: LATEST_VERSION, options: [...SUPPORTED_VERSIONS]}),
+    args: Flags.string({summary: 'CNI_ARGS, e.g. "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web".'}),
+  }
+
+  async execute(): Promise<CniDelResult> {
+    const f = this.flags
+    const req = await manualRequest({
+      command: 'DEL',
+      stateDir: this.stateDir,
+      runner: this.runner,
+      cniVersion: f['cni-version'],
+      args: f.args,
+      containerId: f['container-id'] as string,
+      ifname: f.ifname,
+      netns: f.netns,
+      log: f.verbose ? (m) => process.stderr.write(`${m}\n`) : undefined,
+    })
+    return cniDel(req)
+  }
+
+  protected render(r: CniDelResult): string {
+    const parts = [r.veth ? 'veth' : '', r.endpoint ? 'endpoint' : '', r.ips.length ? `ip ${r.ips.join(', ')}` : '', r.bpf ? 'bpf entries' : ''].filter(Boolean)
+    return parts.length ? `deleted ${r.containerId}:${r.ifname}: ${parts.join(', ')}` : `${r.containerId}:${r.ifname}: nothing to delete (already gone)`
+  }
+}
