@@ -18,7 +18,7 @@ import {reserveRouterIps, resetIpam, ipamFile} from '../ipam/host.js'
 import {fileExists} from '../state/files.js'
 import {defaultBpffsRoot, ensureBpffs} from './bpffs.js'
 import {HOST_DEVICE, NET_DEVICE, readNodeContext, writeNodeContext, type NodeContext, type RoutingMode} from './context.js'
-import {allocatePodCidrs, resolvePoolPath} from './pool-link.js'
+import {allocatePodCidrs, releasePodCidrs, resolvePoolPath} from './pool-link.js'
 
 export interface NodeInitOptions {
   name: string
@@ -145,7 +145,7 @@ export async function planNodeInit(runner: Runner, stateDir: string, opts: NodeI
           if (got.changed) {
             actions.push(`allocated ${podCidrs.join(', ')} from ${pool}`)
             const file = pool
-            undo.push(`release pod cidr of ${opts.name}`, async () => (await import('./pool-link.js')).releasePodCidrs(file, opts.name))
+            undo.push(`release pod cidr of ${opts.name}`, () => releasePodCidrs(file, opts.name))
           }
         }
         podCidrs.sort((a, b) => parseCidr(a).family - parseCidr(b).family)
