@@ -1,53 +1,79 @@
 /**
- * Public face of the BPF datapath (owned by the BPF work; signatures are the contract that
- * `pn node init`, `pn bpf …` and `pn cni` code against). Placeholder bodies until implemented.
+ * Public face of the BPF datapath: what `pn node init`, `pn bpf …` and `pn cni` call.
+ * Compile once per node, load and pin once per node, attach per pod (never compiling).
  */
-import {PnError} from '../../errors.js'
 import type {Runner} from '../../exec/runner.js'
 import type {NodeContext} from '../../node/context.js'
+import {compileDatapath} from './compile.js'
+import {attachPod, detachPod, type DatapathEndpoint} from './endpoint.js'
+import {loadHost, unloadHost} from './load.js'
+import {dumpMapEntries, listPinnedMaps, type DecodedEntry, type MapInfo} from './maps.js'
+import {bpfStatus as status, type BpfStatus} from './status.js'
+import type {TcAttachment} from './tc.js'
+
+export type {DatapathEndpoint} from './endpoint.js'
+export type {BpfStatus, AttachmentStatus, ProgramStatus} from './status.js'
+export type {MapInfo, DecodedEntry} from './maps.js'
+export {bpfCacheDir} from './load.js'
+export {MAP_NAMES, PROGRAMS} from './bpffs.js'
 
 export interface CompileResult {
   objects: Record<string, string>
   cacheDir: string
   cacheHit: boolean
+  /** Hash of sources + compile options (the cache folder's name). */
+  hash?: string
 }
 
 export interface HostLoadResult {
   changed: boolean
   attachments: {device: string; direction: 'ingress' | 'egress'; program: string}[]
+  bpffsRoot?: string
+  object?: string
+  cacheHit?: boolean
+  /** True when this call loaded and pinned the programs (false: they were pinned already). */
+  loaded?: boolean
+  warnings?: string[]
 }
 
-/** The subset of an endpoint record the datapath needs. */
-export interface DatapathEndpoint {
-  containerId: string
-  ifname: string
-  endpointId: number
-  ips: string[]
-  hostIfname: string
-  hostIfindex: number
-  hostMac: string
-  podMac: string
+/** clang every program, link them into one object; cached by source hash under cacheDir. */
+export async function compileObjects(runner: Runner, opts: {cacheDir: string; force?: boolean}): Promise<CompileResult> {
+  return compileDatapath(runner, opts)
 }
 
-const notYet = (what: string) =>
-  new PnError('PN_INTERNAL', `${what}: not implemented yet`, {hint: 'the BPF datapath is still being built'})
-
-export async function compileObjects(_runner: Runner, _opts: {cacheDir: string; force?: boolean}): Promise<CompileResult> {
-  throw notYet('compile bpf')
+/** Compile (cached), load + pin once under node.bpffsRoot, attach uplink and pn_host hooks. */
+export async function loadHostPrograms(runner: Runner, node: NodeContext, stateDir: string): Promise<HostLoadResult> {
+  return loadHost(runner, node, stateDir)
 }
 
-export async function loadHostPrograms(_runner: Runner, _node: NodeContext, _stateDir: string): Promise<HostLoadResult> {
-  throw notYet('load host programs')
+/** Detach the host hooks and unpin (pins stay while pods are attached, unless force). */
+export async function unloadHostPrograms(
+  runner: Runner,
+  node: NodeContext,
+  _stateDir: string,
+  opts: {force?: boolean} = {},
+): Promise<{changed: boolean; detached?: TcAttachment[]; unpinned?: boolean; warnings?: string[]}> {
+  return unloadHost(runner, node, opts)
 }
 
-export async function unloadHostPrograms(_runner: Runner, _node: NodeContext, _stateDir: string): Promise<{changed: boolean}> {
-  throw notYet('unload host programs')
+/** Write the endpoint's map entries and attach from-container to its lxc ingress. */
+export async function attachEndpoint(runner: Runner, node: NodeContext, ep: DatapathEndpoint): Promise<{changed: boolean}> {
+  return attachPod(runner, node, ep)
 }
 
-export async function attachEndpoint(_runner: Runner, _node: NodeContext, _ep: DatapathEndpoint): Promise<{changed: boolean}> {
-  throw notYet('attach endpoint')
+/** Reverse attachEndpoint; succeeds when already detached or the device is gone. */
+export async function detachEndpoint(runner: Runner, node: NodeContext, ep: DatapathEndpoint): Promise<{changed: boolean; warnings?: string[]}> {
+  return detachPod(runner, node, ep)
 }
 
-export async function detachEndpoint(_runner: Runner, _node: NodeContext, _ep: DatapathEndpoint): Promise<{changed: boolean}> {
-  throw notYet('detach endpoint')
+export async function bpfStatus(runner: Runner, node: NodeContext): Promise<BpfStatus> {
+  return status(runner, node)
+}
+
+export async function listMaps(runner: Runner, node: NodeContext): Promise<MapInfo[]> {
+  return listPinnedMaps(runner, node.bpffsRoot)
+}
+
+export async function dumpMap(runner: Runner, node: NodeContext, name: string): Promise<DecodedEntry[]> {
+  return dumpMapEntries(runner, node.bpffsRoot, name)
 }

@@ -1,0 +1,38 @@
+import {Args} from '@oclif/core'
+import {BaseCommand} from '../../../src/cli/base.js'
+import {dumpMap, type DecodedEntry} from '../../../src/datapath/bpf/index.js'
+import {requireNodeContext} from '../../../src/node/context.js'
+
+export interface BpfMapDumpResult {
+  map: string
+  entries: DecodedEntry[]
+}
+
+export default class BpfMapDump extends BaseCommand<typeof BpfMapDump, BpfMapDumpResult> {
+  static summary = 'Dump a pinned pn_ map with decoded keys and values (IPs, MACs, ifindexes, drop reasons).'
+  static examples = [
+    '<%= config.bin %> <%= command.id %> pn_endpoints',
+    '<%= config.bin %> <%= command.id %> pn_metrics --json',
+  ]
+
+  static args = {
+    name: Args.string({description: 'Map name (pn_endpoints, pn_lxc, pn_ipcache, pn_metrics).', required: true}),
+  }
+
+  async execute(): Promise<BpfMapDumpResult> {
+    const node = await requireNodeContext(this.stateDir)
+    return {map: this.args.name, entries: await dumpMap(this.runner, node, this.args.name)}
+  }
+
+  protected render(r: BpfMapDumpResult): string {
+    const fmt = (o: Record<string, unknown>) => Object.entries(o).map(([k, v]) => `${k}=${v}`).join(' ')
+    if (r.map === 'pn_metrics') {
+      const rows = [...r.entries].sort((a, b) => String(a.key.point).localeCompare(String(b.key.point)))
+      return [`${'POINT'.padEnd(15)} ${'DIR'.padEnd(8)} ${'REASON'.padEnd(22)} ${'PACKETS'.padStart(10)} ${'BYTES'.padStart(12)}`,
+        ...rows.map((e) => `${String(e.key.point).padEnd(15)} ${String(e.key.direction).padEnd(8)} ${String(e.key.reason).padEnd(22)} ${String(e.value.packets).padStart(10)} ${String(e.value.bytes).padStart(12)}`),
+      ].join('\n')
+    }
+    if (r.entries.length === 0) return `${r.map}: empty`
+    return r.entries.map((e) => `${fmt(e.key)} -> ${fmt(e.value)}`).join('\n')
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * Per-pod datapath: map entries (pn_endpoints by IP, pn_lxc by ifindex, pn_ipcache /32) in one
+ * bpftool batch, then a tc filter on the lxc's ingress referencing the pinned from-container.
+ * Never compiles or loads anything.
+ */
+import {PnError} from '../../errors.js'
+import type {Runner} from '../../exec/runner.js'
+import type {NodeContext} from '../../node/context.js'
+import {mapPath, pathExists, programPath} from './bpffs.js'
+import {
+  IPCACHE_F_LOCAL,
+  encodeEndpointInfo,
+  encodeEndpointKey,
+  encodeIpcacheInfo,
+  encodeIpcacheKey,
+  encodeLxcInfo,
+  encodeLxcKey,
+  ipBytes,
+} from './codecs.js'
+import {applyMapOps, dumpMapEntries, type MapOp} from './maps.js'
+import {attachTcProgram, detachTcProgram, releaseQdisc} from './tc.js'
+
+/** The subset of an endpoint record the datapath needs. */
+export interface DatapathEndpoint {
+  containerId: string
+  ifname: string
+  endpointId: number
+  ips: string[]
+  hostIfname: string
+  hostIfindex: number
+  hostMac: string
+  podMac: string
+}
+
+function hostPrefix(ip: string): string {
+  return `${ip}/${ipBytes(ip).family === 4 ? 32 : 128}`
+}
+
+/** The map writes that describe one endpoint (exported for golden tests). */
+export function endpointMapOps(ep: DatapathEndpoint): MapOp[] {
+  const ip4 = ep.ips.find((ip) => ipBytes(ip).family === 4)
+  const ip6 = ep.ips.find((ip) => ipBytes(ip).family === 6)
+  const ops: MapOp[] = []
+  for (const ip of ep.ips) {
+    ops.push({
+      op: 'update',
+      map: 'pn_endpoints',
+      key: encodeEndpointKey(ip),
+      value: encodeEndpointInfo({ifindex: ep.hostIfindex, endpointId: ep.endpointId, flags: 0, podMac: ep.podMac, lxcMac: ep.hostMac}),
+    })
+    ops.push({op: 'update', map: 'pn_ipcache', key: encodeIpcacheKey(hostPrefix(ip)), value: encodeIpcacheInfo({identity: 0, flags: IPCACHE_F_LOCAL})})
+  }
+  ops.push({
+    op: 'update',
+    map: 'pn_lxc',
+    key: encodeLxcKey(ep.hostIfindex),
+    value: encodeLxcInfo({ip4, ip6, endpointId: ep.endpointId, lxcMac: ep.hostMac, podMac: ep.podMac, flags: 0}),
+  })
+  return ops
+}
+
+export async function attachPod(runner: Runner, node: NodeContext, ep: DatapathEndpoint): Promise<{changed: boolean}> {
+  const root = node.bpffsRoot
+  if (!(await pathExists(programPath(root, 'from_container'))) || !(await pathExists(mapPath(root, 'pn_lxc')))) {
+    throw new PnError('PN_BPF_NOT_LOADED', `attach endpoint ${ep.containerId}:${ep.ifname}: the datapath is not loaded under ${root}`, {
+      hint: 'run `pn bpf load --host` (or `pn node init` in bpf routing mode) first',
+    })
+  }
+  // Entries first: from-container drops packets of interfaces it has no pn_lxc entry for.
+  await applyMapOps(runner, root, endpointMapOps(ep))
+  const r = await attachTcProgram(runner, {root, device: ep.hostIfname, ifindex: ep.hostIfindex, direction: 'ingress', program: 'from_container'})
+  return {changed: r.changed}
+}
+
+/**
+ * Remove the filter, the qdisc pn made, and the map entries that still point at THIS endpoint's
+ * ifindex — an IP already reused by a newer pod keeps its entry (Cilium #19958: deleting by key
+ * alone dropped the new pod's traffic).
+ */
+export async function detachPod(runner: Runner, node: NodeContext, ep: DatapathEndpoint): Promise<{changed: boolean; warnings: string[]}> {
+  const root = node.bpffsRoot
+  const warnings: string[] = []
+  let changed = (await detachTcProgram(runner, {device: ep.hostIfname, direction: 'ingress'})).changed
+  const q = await releaseQdisc(runner, root, ep.hostIfname, ep.hostIfindex)
+  if (q.warning) warnings.push(q.warning)
+  if (!(await pathExists(mapPath(root, 'pn_endpoints')))) return {changed, warnings}
+  const [eps, lxcs, ipc] = await Promise.all([
+    dumpMapEntries(runner, root, 'pn_endpoints'),
+    dumpMapEntries(runner, root, 'pn_lxc'),
+    dumpMapEntries(runner, root, 'pn_ipcache'),
+  ])
+  const ours = new Set(ep.ips.map((ip) => encodeEndpointKey(ip).toString('hex')))
+  const ops: MapOp[] = []
+  const ownedIps: string[] = []
+  for (const e of eps) {
+    const key = encodeEndpointKey(String(e.key.ip))
+    if (ours.has(key.toString('hex')) && e.value.ifindex === ep.hostIfindex) {
+      ops.push({op: 'delete', map: 'pn_endpoints', key})
+      ownedIps.push(String(e.key.ip))
+    }
+  }
+  const prefixes = new Set(ownedIps.map(hostPrefix))
+  for (const e of ipc) if (prefixes.has(String(e.key.prefix))) ops.push({op: 'delete', map: 'pn_ipcache', key: encodeIpcacheKey(String(e.key.prefix))})
+  if (lxcs.some((e) => e.key.ifindex === ep.hostIfindex)) ops.push({op: 'delete', map: 'pn_lxc', key: encodeLxcKey(ep.hostIfindex)})
+  await applyMapOps(runner, root, ops)
+  changed ||= ops.length > 0
+  return {changed, warnings}
+}

@@ -1,0 +1,179 @@
+/**
+ * Node-level load/unload: programs and maps are loaded ONCE per node with `bpftool prog
+ * loadall` and pinned under the node's bpffs root; the host hooks (uplink, pn_host) then get
+ * tc filters referencing the pinned programs. Pods only ever add a filter and map entries.
+ */
+import {promises as fs} from 'node:fs'
+import path from 'node:path'
+import {PnError} from '../../errors.js'
+import type {Runner} from '../../exec/runner.js'
+import {HOST_DEVICE, type NodeContext} from '../../node/context.js'
+import {getLink} from '../link.js'
+import {
+  MAP_NAMES,
+  PROGRAMS,
+  ensureBpffs,
+  mapPath,
+  mapsDir,
+  pathExists,
+  programPath,
+  progsDir,
+  qdiscMarkersDir,
+  type ProgramName,
+} from './bpffs.js'
+import {ENDPOINT_F_HOST, encodeEndpointInfo, encodeEndpointKey} from './codecs.js'
+import {compileDatapath} from './compile.js'
+import {applyMapOps, dumpMapEntries, type MapOp} from './maps.js'
+import {attachTcProgram, detachTcProgram, listQdiscMarkers, releaseQdisc, type Direction, type TcAttachment} from './tc.js'
+
+/** Which pinned program goes on which host hook (Cilium's bpf_host attach points). */
+export function hostHooks(node: NodeContext): {device: string; direction: Direction; program: ProgramName}[] {
+  return [
+    {device: node.uplink, direction: 'ingress', program: 'from_netdev'},
+    {device: node.uplink, direction: 'egress', program: 'to_netdev'},
+    {device: HOST_DEVICE, direction: 'ingress', program: 'to_host'},
+    {device: HOST_DEVICE, direction: 'egress', program: 'from_host'},
+  ]
+}
+
+/** Where the compiled objects of a node's state dir are cached. */
+export function bpfCacheDir(stateDir: string): string {
+  return path.join(stateDir, 'bpf')
+}
+
+export async function programsLoaded(root: string): Promise<boolean> {
+  for (const p of Object.keys(PROGRAMS) as ProgramName[]) if (!(await pathExists(programPath(root, p)))) return false
+  return true
+}
+
+/**
+ * Load every program of the object and pin programs + maps under `root`. Maps already pinned
+ * (a reload after `unload --host` kept them for attached pods) are reused by name, so old and
+ * new programs keep sharing one pn_endpoints.
+ */
+export async function loadPrograms(runner: Runner, root: string, object: string): Promise<{loaded: boolean; reusedMaps: boolean}> {
+  if (await programsLoaded(root)) return {loaded: false, reusedMaps: false}
+  await fs.rm(progsDir(root), {recursive: true, force: true}) // a half-finished earlier load
+  const pinnedMaps = []
+  for (const m of MAP_NAMES) if (await pathExists(mapPath(root, m))) pinnedMaps.push(m)
+  const args = ['prog', 'loadall', object, progsDir(root), 'type', 'classifier']
+  if (pinnedMaps.length === MAP_NAMES.length) {
+    for (const m of MAP_NAMES) args.push('map', 'name', m, 'pinned', mapPath(root, m))
+  } else if (pinnedMaps.length === 0) {
+    await fs.rm(mapsDir(root), {recursive: true, force: true})
+    args.push('pinmaps', mapsDir(root))
+  } else {
+    throw new PnError('PN_BPF_LOAD_FAILED', `load bpf programs: only ${pinnedMaps.join(', ')} of the pn maps are pinned under ${mapsDir(root)}`, {
+      hint: 'remove the leftovers with `pn bpf unload --host --force`, then load again',
+    })
+  }
+  const r = await runner.run('bpftool', args, {allowFailure: true})
+  if (r.exitCode !== 0) {
+    await fs.rm(progsDir(root), {recursive: true, force: true})
+    if (pinnedMaps.length === 0) await fs.rm(mapsDir(root), {recursive: true, force: true})
+    const lines = r.stderr.trim().split('\n').filter((l) => !/^Warning|^If it used to work/.test(l))
+    const cause = lines.find((l) => /^libbpf: .*(failed|error)/i.test(l)) ?? lines.pop() ?? `exit code ${r.exitCode}`
+    throw new PnError('PN_BPF_LOAD_FAILED', `load bpf programs ${path.basename(object)}: ${cause}`, {
+      hint: 'the verifier log is in details.log; after changing map layouts run `pn bpf unload --host --force` first',
+      details: {argv: r.argv, log: r.stderr.slice(-8000)},
+    })
+  }
+  return {loaded: true, reusedMaps: pinnedMaps.length > 0}
+}
+
+export interface HostLoadOutcome {
+  changed: boolean
+  attachments: TcAttachment[]
+  bpffsRoot: string
+  object: string
+  cacheHit: boolean
+  loaded: boolean
+  warnings: string[]
+}
+
+export async function loadHost(runner: Runner, node: NodeContext, stateDir: string): Promise<HostLoadOutcome> {
+  const root = node.bpffsRoot
+  const {warnings} = await ensureBpffs(runner, root)
+  const compiled = await compileDatapath(runner, {cacheDir: bpfCacheDir(stateDir)})
+  const object = compiled.objects.datapath
+  const {loaded} = await loadPrograms(runner, root, object)
+  let changed = loaded
+  const attachments: TcAttachment[] = []
+  const ifindexes = new Map<string, number>()
+  const macs = new Map<string, string>()
+  for (const hook of hostHooks(node)) {
+    if (!ifindexes.has(hook.device)) {
+      const link = await getLink(runner, hook.device)
+      if (!link) {
+        throw new PnError('PN_LINK_NOT_FOUND', `attach ${PROGRAMS[hook.program]} to ${hook.device}: device does not exist`, {
+          hint: hook.device === HOST_DEVICE ? 'run `pn node init` first' : `check the node's uplink (${node.uplink}) in node.json`,
+        })
+      }
+      ifindexes.set(hook.device, link.ifindex)
+      macs.set(hook.device, link.address)
+    }
+    const r = await attachTcProgram(runner, {root, device: hook.device, ifindex: ifindexes.get(hook.device)!, direction: hook.direction, program: hook.program})
+    changed ||= r.changed
+    attachments.push({device: hook.device, direction: hook.direction, program: PROGRAMS[hook.program]})
+  }
+  // The router IPs are the node itself: entries flagged HOST make every program hand them to
+  // the stack, and make `pn bpf map dump pn_endpoints` show the node like `cilium bpf endpoint list`.
+  const hostMac = macs.get(HOST_DEVICE)!
+  const ops: MapOp[] = node.routerIps.map((ip) => ({
+    op: 'update',
+    map: 'pn_endpoints',
+    key: encodeEndpointKey(ip),
+    value: encodeEndpointInfo({ifindex: ifindexes.get(HOST_DEVICE)!, endpointId: 0, flags: ENDPOINT_F_HOST, podMac: hostMac, lxcMac: hostMac}),
+  }))
+  await applyMapOps(runner, root, ops)
+  return {changed, attachments, bpffsRoot: root, object, cacheHit: compiled.cacheHit, loaded, warnings}
+}
+
+export interface HostUnloadOutcome {
+  changed: boolean
+  detached: TcAttachment[]
+  unpinned: boolean
+  warnings: string[]
+}
+
+/**
+ * Detach the host hooks, delete the qdiscs pn created, and unpin programs and maps — unless
+ * pods are still attached (pn_lxc has entries): then the pins stay so a later load reuses the
+ * same maps, unless `force`.
+ */
+export async function unloadHost(runner: Runner, node: NodeContext, opts: {force?: boolean} = {}): Promise<HostUnloadOutcome> {
+  const root = node.bpffsRoot
+  const warnings: string[] = []
+  const detached: TcAttachment[] = []
+  let changed = false
+  for (const hook of hostHooks(node)) {
+    const r = await detachTcProgram(runner, {device: hook.device, direction: hook.direction})
+    if (r.changed) detached.push({device: hook.device, direction: hook.direction, program: PROGRAMS[hook.program]})
+    changed ||= r.changed
+  }
+  const markers = await listQdiscMarkers(qdiscMarkersDir(root))
+  for (const dev of new Set(hostHooks(node).map((h) => h.device))) {
+    for (const m of markers.filter((x) => x.device === dev)) {
+      const r = await releaseQdisc(runner, root, m.device, m.ifindex)
+      if (r.warning) warnings.push(r.warning)
+      changed ||= r.deleted
+    }
+  }
+  if (!(await pathExists(mapPath(root, 'pn_endpoints')))) {
+    const had = await pathExists(progsDir(root))
+    await fs.rm(progsDir(root), {recursive: true, force: true})
+    return {changed: changed || had, detached, unpinned: had, warnings}
+  }
+  const pods = await dumpMapEntries(runner, root, 'pn_lxc')
+  if (pods.length > 0 && !opts.force) {
+    warnings.push(`${pods.length} endpoint(s) still attached: kept the pinned programs and maps under ${root} (detach them with \`pn bpf unload --container-id\`, or pass --force)`)
+    const hostEntries = (await dumpMapEntries(runner, root, 'pn_endpoints')).filter((e) => (Number(e.value.flags) & ENDPOINT_F_HOST) !== 0)
+    await applyMapOps(runner, root, hostEntries.map((e) => ({op: 'delete', map: 'pn_endpoints', key: encodeEndpointKey(String(e.key.ip))})))
+    return {changed, detached, unpinned: false, warnings}
+  }
+  if (pods.length > 0) warnings.push(`${pods.length} endpoint(s) were still attached; their filters keep running the old programs until detached`)
+  for (const dir of [progsDir(root), mapsDir(root)]) await fs.rm(dir, {recursive: true, force: true})
+  if ((await listQdiscMarkers(qdiscMarkersDir(root))).length === 0) await fs.rm(qdiscMarkersDir(root), {recursive: true, force: true})
+  await fs.rmdir(root).catch(() => undefined)
+  return {changed: true, detached, unpinned: true, warnings}
+}

@@ -1,0 +1,127 @@
+/**
+ * Reading and writing the pinned pn_ maps through bpftool: writes go as one `bpftool batch
+ * file -` (one process for any number of entries), reads as `bpftool -j map dump`, decoded
+ * with the codecs so users see IPs, MACs and ifindexes, not hex.
+ */
+import {promises as fs} from 'node:fs'
+import {PnError} from '../../errors.js'
+import type {Runner} from '../../exec/runner.js'
+import {MAP_NAMES, mapPath, mapsDir, pathExists} from './bpffs.js'
+import {
+  bufferFromBpftool,
+  decodeEndpointInfo,
+  decodeEndpointKey,
+  decodeIpcacheInfo,
+  decodeIpcacheKey,
+  decodeLxcInfo,
+  decodeLxcKey,
+  decodeMetricsKey,
+  decodeMetricsValues,
+  hexWords,
+} from './codecs.js'
+
+export type MapOp = {op: 'update'; map: string; key: Buffer; value: Buffer} | {op: 'delete'; map: string; key: Buffer}
+
+/** The batch text for a list of operations against maps pinned under `root`. */
+export function batchLines(root: string, ops: MapOp[]): string[] {
+  return ops.map((o) =>
+    o.op === 'update'
+      ? ['map', 'update', 'pinned', mapPath(root, o.map), 'key', ...hexWords(o.key), 'value', ...hexWords(o.value)].join(' ')
+      : ['map', 'delete', 'pinned', mapPath(root, o.map), 'key', ...hexWords(o.key)].join(' '),
+  )
+}
+
+/** Apply operations in one bpftool process (it stops at the first failing line). */
+export async function applyMapOps(runner: Runner, root: string, ops: MapOp[]): Promise<void> {
+  if (ops.length === 0) return
+  const r = await runner.run('bpftool', ['batch', 'file', '-'], {input: batchLines(root, ops).join('\n') + '\n', allowFailure: true})
+  if (r.exitCode !== 0) {
+    throw new PnError('PN_BPF_LOAD_FAILED', `update bpf maps: ${r.stderr.trim().split('\n').find((l) => /rror/.test(l)) ?? r.stderr.trim()}`, {
+      hint: 'check that the maps are pinned (`pn bpf map list`) — load them with `pn bpf load --host`',
+      details: {argv: r.argv, stderr: r.stderr},
+    })
+  }
+}
+
+interface RawEntry {
+  key: string[]
+  value?: string[]
+  values?: {cpu: number; value: string[]}[]
+}
+
+/** Raw entries of a pinned map (empty when the map is empty). */
+export async function dumpRaw(runner: Runner, root: string, name: string): Promise<RawEntry[]> {
+  const p = mapPath(root, name)
+  if (!(await pathExists(p))) {
+    throw new PnError('PN_BPF_NOT_LOADED', `dump map ${name}: not pinned at ${p}`, {
+      hint: 'load the datapath first: `pn bpf load --host` (or `pn node init` in bpf mode); `pn bpf map list` shows what is pinned',
+    })
+  }
+  const r = await runner.run('bpftool', ['-j', 'map', 'dump', 'pinned', p], {readOnly: true})
+  // bpftool prints "[]" for an empty map; older versions print nothing.
+  const parsed = JSON.parse(r.stdout.trim() || '[]') as RawEntry[]
+  return parsed
+}
+
+export interface DecodedEntry {
+  key: Record<string, unknown>
+  value: Record<string, unknown>
+}
+
+/** Decode one map's raw entries with its codec (unknown maps stay hex). */
+export function decodeEntries(name: string, raw: RawEntry[]): DecodedEntry[] {
+  return raw.map((e) => {
+    const key = bufferFromBpftool(e.key)
+    const value = e.value ? bufferFromBpftool(e.value) : Buffer.alloc(0)
+    switch (name) {
+      case 'pn_endpoints':
+        return {key: decodeEndpointKey(key), value: decodeEndpointInfo(value)}
+      case 'pn_lxc':
+        return {key: decodeLxcKey(key), value: decodeLxcInfo(value)}
+      case 'pn_ipcache':
+        return {key: decodeIpcacheKey(key), value: decodeIpcacheInfo(value)}
+      case 'pn_metrics':
+        return {key: decodeMetricsKey(key), value: decodeMetricsValues((e.values ?? []).map((v) => bufferFromBpftool(v.value)))}
+      default:
+        return {key: {hex: key.toString('hex')}, value: {hex: value.toString('hex')}}
+    }
+  })
+}
+
+export async function dumpMapEntries(runner: Runner, root: string, name: string): Promise<DecodedEntry[]> {
+  return decodeEntries(name, await dumpRaw(runner, root, name))
+}
+
+export interface MapInfo {
+  name: string
+  pinned: string
+  id?: number
+  type?: string
+  keySize?: number
+  valueSize?: number
+  maxEntries?: number
+  entries: number
+}
+
+/** The maps pinned under the node's root, with kernel info and entry counts. */
+export async function listPinnedMaps(runner: Runner, root: string): Promise<MapInfo[]> {
+  const names = (await fs.readdir(mapsDir(root)).catch(() => [] as string[])).sort((a, b) => {
+    const ia = MAP_NAMES.indexOf(a as never)
+    const ib = MAP_NAMES.indexOf(b as never)
+    return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.localeCompare(b)
+  })
+  const out: MapInfo[] = []
+  for (const name of names) {
+    const p = mapPath(root, name)
+    const r = await runner.run('bpftool', ['-j', 'map', 'show', 'pinned', p], {readOnly: true, allowFailure: true})
+    const info = r.exitCode === 0 ? (JSON.parse(r.stdout) as {id: number; type: string; bytes_key: number; bytes_value: number; max_entries: number}) : undefined
+    const entries = (await dumpRaw(runner, root, name).catch(() => [])).length
+    out.push({
+      name,
+      pinned: p,
+      ...(info ? {id: info.id, type: info.type, keySize: info.bytes_key, valueSize: info.bytes_value, maxEntries: info.max_entries} : {}),
+      entries,
+    })
+  }
+  return out
+}
