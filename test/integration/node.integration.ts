@@ -4,37 +4,11 @@
  */
 import assert from 'node:assert/strict'
 import {execFileSync, spawnSync} from 'node:child_process'
-import {existsSync, mkdtempSync, rmSync, mkdirSync} from 'node:fs'
-import os from 'node:os'
+import {existsSync, rmSync} from 'node:fs'
 import path from 'node:path'
 import {pn} from '../helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs, tryInNs} from '../helpers/netns.js'
-
-const BPFFS = '/run/pn/bpffs'
-
-/** The bpffs must exist in the test's mount ns before `ip netns exec` copies it. */
-export function ensureBpffsMounted(): void {
-  mkdirSync(BPFFS, {recursive: true})
-  if (execFileSync('stat', ['-f', '-c', '%T', BPFFS], {encoding: 'utf8'}).trim() !== 'bpf_fs') {
-    execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS])
-  }
-}
-
-export function makeNode(tag: string): {node: string; net: string; stateDir: string; bpffsRoot: string; run: (args: string[]) => ReturnType<typeof pn>} {
-  const node = createNamespace(tag)
-  const net = createNamespace(tag + 'n')
-  inNs(node.name, ['ip', 'link', 'add', 'eth0', 'mtu', '1450', 'type', 'veth', 'peer', 'name', 'up0', 'netns', net.name])
-  inNs(node.name, ['ip', 'link', 'set', 'eth0', 'up'])
-  const stateDir = mkdtempSync(path.join(os.tmpdir(), 'pn-node-'))
-  const bpffsRoot = path.join(BPFFS, node.name)
-  return {
-    node: node.name,
-    net: net.name,
-    stateDir,
-    bpffsRoot,
-    run: (args) => pn([...args, '--state-dir', stateDir, '--json'], {netns: node.name}),
-  }
-}
+import {ensureBpffsMounted, makeNode} from './node-fixture.integration.js'
 
 function links(ns: string): {ifname: string; address: string; ifindex: number; mtu: number; flags: string[]}[] {
   return JSON.parse(inNs(ns, ['ip', '-j', 'link', 'show']))
