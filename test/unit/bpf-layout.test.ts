@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict'
+import {execFileSync} from 'node:child_process'
+import {mkdtempSync, rmSync} from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {compileObjects} from '../../src/datapath/bpf/index.js'
+import {
+  LAYOUTS,
+  decodeEndpointInfo,
+  decodeEndpointKey,
+  decodeIpcacheInfo,
+  decodeIpcacheKey,
+  decodeLxcInfo,
+  decodeLxcKey,
+  decodeMetricsKey,
+  decodeMetricsValues,
+  encodeEndpointInfo,
+  encodeEndpointKey,
+  encodeIpcacheInfo,
+  encodeIpcacheKey,
+  encodeLxcInfo,
+  encodeLxcKey,
+} from '../../src/datapath/bpf/codecs.js'
+import {ExecaRunner} from '../../src/exec/runner.js'
+
+interface BtfType {
+  id: number
+  kind: string
+  name?: string
+  size?: number
+  members?: {name: string; bits_offset: number; type_id: number}[]
+  type_id?: number
+  nr_elems?: number
+}
+
+describe('bpf map layouts (C structs ↔ TypeScript codecs, via BTF)', function () {
+  this.timeout(120_000)
+  let cache: string
+  let types: BtfType[]
+
+  before(async () => {
+    cache = mkdtempSync(path.join(os.tmpdir(), 'pn-bpf-layout-'))
+    const r = await compileObjects(new ExecaRunner(), {cacheDir: cache})
+    const json = execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', r.objects.datapath], {encoding: 'utf8', maxBuffer: 64 << 20})
+    types = (JSON.parse(json) as {types: BtfType[]}).types
+  })
+
+  after(() => rmSync(cache, {recursive: true, force: true}))
+
+  const byId = () => new Map(types.map((t) => [t.id, t]))
+
+  /** Byte size of a BTF type, following typedefs/modifiers and arrays. */
+  function sizeOf(id: number): number {
+    const t = byId().get(id)!
+    if (t.size !== undefined) return t.size
+    if (t.kind === 'ARRAY') return (t.nr_elems ?? 0) * sizeOf(t.type_id!)
+    return sizeOf(t.type_id!)
+  }
+
+  for (const [name, layout] of Object.entries(LAYOUTS)) {
+    it(`struct ${name}: size and every member offset/size match`, () => {
+      const s = types.find((t) => t.kind === 'STRUCT' && t.name === name)
+      assert.ok(s, `struct ${name} is not in the object's BTF`)
+      assert.equal(s.size, layout.size, `sizeof(struct ${name})`)
+      const btfFields = Object.fromEntries(s.members!.map((m) => [m.name, {offset: m.bits_offset / 8, size: sizeOf(m.type_id)}]))
+      assert.deepEqual(btfFields, layout.fields)
+    })
+  }
+
+  it('codecs round-trip (endpoint, lxc, ipcache, metrics)', () => {
+    const info = {ifindex: 7, endpointId: 42, flags: 0, podMac: '02:00:00:00:00:01', lxcMac: '02:00:00:00:00:02'}
+    assert.deepEqual(decodeEndpointKey(encodeEndpointKey('10.0.1.5')), {ip: '10.0.1.5'})
+    assert.deepEqual(decodeEndpointKey(encodeEndpointKey('fd00::5')), {ip: 'fd00::5'})
+    assert.deepEqual(decodeEndpointInfo(encodeEndpointInfo(info)), info)
+    const lxc = {ip4: '10.0.1.5', endpointId: 42, lxcMac: '02:00:00:00:00:02', podMac: '02:00:00:00:00:01', flags: 0}
+    assert.deepEqual(decodeLxcKey(encodeLxcKey(9)), {ifindex: 9})
+    assert.deepEqual(decodeLxcInfo(encodeLxcInfo(lxc)), lxc)
+    assert.deepEqual(decodeIpcacheKey(encodeIpcacheKey('10.0.2.0/24')), {prefix: '10.0.2.0/24'})
+    assert.deepEqual(decodeIpcacheInfo(encodeIpcacheInfo({identity: 3, flags: 1, nodeIp: '192.168.1.2'})), {identity: 3, flags: 1, nodeIp: '192.168.1.2'})
+    // IPv4 in network order at the start of the 16-byte address; family byte after it.
+    assert.equal(encodeEndpointKey('10.0.1.5').toString('hex'), '0a000105' + '00'.repeat(12) + '01000000')
+    // LPM prefixlen counts family+pad (32 bits) before the address.
+    assert.equal(encodeIpcacheKey('10.0.2.0/24').readUInt32LE(0), 56)
+    const key = Buffer.from([132, 2, 1, 0])
+    assert.deepEqual(decodeMetricsKey(key), {reason: 'DROP_INVALID_SOURCE', code: -132, description: 'invalid source ip (anti-spoofing)', direction: 'egress', point: 'from-container'})
+    const v = Buffer.alloc(16)
+    v.writeBigUInt64LE(3n, 0)
+    v.writeBigUInt64LE(300n, 8)
+    assert.deepEqual(decodeMetricsValues([v, v]), {packets: 6, bytes: 600})
+  })
+})
