@@ -1,6 +1,5 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {podCidrFlag} from '../../src/cli/flags.js'
 import {STRATEGIES, type Strategy} from '../../src/ipam/bitmap.js'
 import {parseDuration} from '../../src/ipam/duration.js'
 import {allocateIp, type AllocateResult} from '../../src/ipam/host.js'
@@ -8,8 +7,22 @@ import {table} from '../../src/ipam/render.js'
 
 export type IpamAllocResult = AllocateResult
 
-export const routerIpFlag = () =>
-  Flags.string({summary: 'Router IP per family when standalone (default: first usable address of the pod CIDR).', multiple: true})
+/**
+ * The target flags of every `pn ipam` command. Non-greedy: a greedy multiple flag would swallow
+ * the positional IP of `pn ipam release --pod-cidr C 10.0.1.5` as a second pod CIDR.
+ */
+export const targetFlags = () => ({
+  'pod-cidr': Flags.string({
+    summary: 'Pod CIDR to work on instead of the node context (standalone use; one per family).',
+    multiple: true,
+    multipleNonGreedy: true,
+  }),
+  'router-ip': Flags.string({
+    summary: 'Router IP per family when standalone (default: first usable address of the pod CIDR).',
+    multiple: true,
+    multipleNonGreedy: true,
+  }),
+})
 
 export default class IpamAlloc extends BaseCommand<typeof IpamAlloc, IpamAllocResult> {
   static summary = 'Allocate a pod IP (one per pod CIDR family) from the node pod CIDR.'
@@ -27,10 +40,9 @@ to the pool once expired (at the next change or \`pn ipam gc\`), so a crashed CN
   ]
 
   static flags = {
-    'pod-cidr': podCidrFlag(),
-    'router-ip': routerIpFlag(),
+    ...targetFlags(),
     owner: Flags.string({summary: 'Who holds the address (CNI: <containerId>:<ifname>); default anon-<hex>.'}),
-    ip: Flags.string({summary: 'Claim this address (one per family) instead of the next free one.', multiple: true}),
+    ip: Flags.string({summary: 'Claim this address (one per family) instead of the next free one.', multiple: true, multipleNonGreedy: true}),
     strategy: Flags.string({summary: 'How to pick the next free address.', options: [...STRATEGIES], default: 'random'}),
     expiration: Flags.string({summary: 'Keep the allocation pending, freed after this long unless confirmed (500ms, 30s, 10m, 1h).'}),
   }

@@ -1,8 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {podCidrFlag} from '../../src/cli/flags.js'
 import {confirmIp, type ConfirmResult} from '../../src/ipam/host.js'
-import {routerIpFlag} from './alloc.js'
+import {targetFlags} from './alloc.js'
 
 export type IpamConfirmResult = ConfirmResult
 
@@ -19,8 +18,7 @@ PN_IPAM_NOT_ALLOCATED when the address is not allocated any more, e.g. because i
   static args = {ip: Args.string({description: 'Address to confirm.'})}
 
   static flags = {
-    'pod-cidr': podCidrFlag(),
-    'router-ip': routerIpFlag(),
+    ...targetFlags(),
     owner: Flags.string({summary: 'Confirm every address of this owner.'}),
   }
 

@@ -1,7 +1,6 @@
 import {BaseCommand} from '../../src/cli/base.js'
-import {podCidrFlag} from '../../src/cli/flags.js'
 import {gcIps, type GcResult} from '../../src/ipam/host.js'
-import {routerIpFlag} from './alloc.js'
+import {targetFlags} from './alloc.js'
 
 export type IpamGcResult = GcResult
 
@@ -11,8 +10,7 @@ export default class IpamGc extends BaseCommand<typeof IpamGc, IpamGcResult> {
   static examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --pod-cidr 10.0.1.0/24 --json']
 
   static flags = {
-    'pod-cidr': podCidrFlag(),
-    'router-ip': routerIpFlag(),
+    ...targetFlags(),
   }
 
   async execute(): Promise<IpamGcResult> {

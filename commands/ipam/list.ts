@@ -1,8 +1,7 @@
 import {BaseCommand} from '../../src/cli/base.js'
-import {podCidrFlag} from '../../src/cli/flags.js'
 import {listIps, type IpAllocation} from '../../src/ipam/host.js'
 import {table} from '../../src/ipam/render.js'
-import {routerIpFlag} from './alloc.js'
+import {targetFlags} from './alloc.js'
 
 export type IpamListResult = IpAllocation[]
 
@@ -12,8 +11,7 @@ export default class IpamList extends BaseCommand<typeof IpamList, IpamListResul
   static examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --pod-cidr 10.0.1.0/24 --json']
 
   static flags = {
-    'pod-cidr': podCidrFlag(),
-    'router-ip': routerIpFlag(),
+    ...targetFlags(),
   }
 
   async execute(): Promise<IpamListResult> {

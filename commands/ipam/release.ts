@@ -1,8 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {podCidrFlag} from '../../src/cli/flags.js'
 import {releaseIp, type ReleaseResult} from '../../src/ipam/host.js'
-import {routerIpFlag} from './alloc.js'
+import {targetFlags} from './alloc.js'
 
 export type IpamReleaseResult = ReleaseResult
 
@@ -19,8 +18,7 @@ called several times). The router reservation cannot be released here.`
   static args = {ip: Args.string({description: 'Address to release.'})}
 
   static flags = {
-    'pod-cidr': podCidrFlag(),
-    'router-ip': routerIpFlag(),
+    ...targetFlags(),
     owner: Flags.string({summary: 'Release every address of this owner.'}),
   }
 

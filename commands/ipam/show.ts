@@ -1,8 +1,7 @@
 import {BaseCommand} from '../../src/cli/base.js'
-import {podCidrFlag} from '../../src/cli/flags.js'
 import {showIpam, type RangeStatus} from '../../src/ipam/host.js'
 import {table} from '../../src/ipam/render.js'
-import {routerIpFlag} from './alloc.js'
+import {targetFlags} from './alloc.js'
 
 export type IpamShowResult = RangeStatus[]
 
@@ -13,8 +12,7 @@ the first 65534 addresses, as Cilium). The router reservation counts as used.`
   static examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --pod-cidr 10.0.1.0/24 --json']
 
   static flags = {
-    'pod-cidr': podCidrFlag(),
-    'router-ip': routerIpFlag(),
+    ...targetFlags(),
   }
 
   async execute(): Promise<IpamShowResult> {

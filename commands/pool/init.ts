@@ -19,7 +19,7 @@ An existing pool is never replaced without --force.`
   ]
 
   static flags = {
-    cidr: Flags.string({summary: 'Cluster CIDR (repeatable, used in this order).', multiple: true, required: true}),
+    cidr: Flags.string({summary: 'Cluster CIDR (repeatable, used in this order).', multiple: true, multipleNonGreedy: true, required: true}),
     'mask-size': Flags.integer({summary: 'Prefix length of each node block for IPv4 cluster CIDRs (e.g. 24).', min: 1, max: 32}),
     'mask-size-v6': Flags.integer({summary: 'Prefix length of each node block for IPv6 cluster CIDRs (e.g. 120).', min: 1, max: 128}),
     pool: poolFlag(),
