@@ -103,7 +103,7 @@ export async function detachTcProgram(runner: Runner, opts: {device: string; dir
     {allowFailure: true},
   )
   if (r.exitCode === 0) return {changed: true}
-  if (noDevice(r.stderr) || /Filter with specified priority\/protocol not found|No such file or directory|Invalid handle|Cannot find specified filter chain|not found/i.test(r.stderr)) {
+  if (noDevice(r.stderr) || /Parent Qdisc doesn't exist|Filter with specified priority\/protocol not found|No such file or directory|Invalid handle|Cannot find specified filter chain|not found/i.test(r.stderr)) {
     return {changed: false}
   }
   throw new PnError('PN_COMMAND_FAILED', `detach bpf from ${opts.device} ${opts.direction}: ${r.stderr.trim()}`, {details: {argv: r.argv}})
