@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Datapath benchmark (root): BPF delivery vs per-pod host routes vs a bare veth pair.
+# Builds everything in pn- namespaces and removes them; results in bench/results/datapath.json.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+die() { echo "bench/datapath: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run as root (it creates network namespaces)"
+for t in ip tc bpftool clang iperf3 node; do command -v "$t" >/dev/null || die "missing $t"; done
+npx tsc -p . >/dev/null || true   # emits even when unrelated files have type errors
+[ -f dist/bench/datapath/run.js ] || die "build failed: dist/bench/datapath/run.js missing"
+exec node dist/bench/datapath/run.js "$@"
