@@ -54,7 +54,7 @@ const spec: JsonFileSpec<PoolState> = {
       s.nodes.every((n) => n && typeof n.name === 'string' && Array.isArray(n.cidrs) && n.cidrs.every((c) => typeof c === 'string'))
     )
   },
-  corruptHint: 'pn will not overwrite it; inspect or move it away (pn pool init --force makes a new, empty pool)',
+  corruptHint: 'pn never overwrites a damaged pool file (not even with init --force); inspect it, or move it away and run pn pool init',
 }
 
 function storeOf(ref: PoolRef): Store<PoolState> {

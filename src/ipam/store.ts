@@ -4,7 +4,7 @@
  * and an etcd store can slot in for a pool shared by several machines.
  */
 import {promises as fs} from 'node:fs'
-import {readJsonFile, updateJsonFile, withLock, type JsonFileSpec} from '../state/files.js'
+import {fileExists, readJsonFile, updateJsonFile, withLock, type JsonFileSpec} from '../state/files.js'
 
 export type Mutation<T, R> = (current: T | undefined) => Promise<{next?: T; result: R}> | {next?: T; result: R}
 
@@ -41,7 +41,8 @@ export class FileStore<T> implements Store<T> {
     })
   }
 
-  remove(): Promise<boolean> {
+  async remove(): Promise<boolean> {
+    if (!(await fileExists(this.location))) return false
     return withLock(this.location, async () => {
       try {
         await fs.unlink(this.location)
