@@ -24,7 +24,12 @@ export function netnsFlag(required = true): Required | Optional {
 }
 export const ifnameFlag = () => Flags.string({summary: 'Interface name inside the pod (CNI_IFNAME).', default: 'eth0'})
 export const podCidrFlag = () =>
-  Flags.string({summary: 'Pod CIDR to work on instead of the node context (standalone use).', multiple: true})
+  Flags.string({
+    summary: 'Pod CIDR to work on instead of the node context (standalone use; repeat once per family).',
+    multiple: true,
+    // Greedy multiple flags would swallow a following positional argument (an IP, a node name).
+    multipleNonGreedy: true,
+  })
 export const mtuFlag = () => Flags.integer({summary: 'MTU (default: the node uplink MTU).', min: 68, max: 65535})
 export const poolFlag = () =>
   Flags.string({summary: 'Cluster pool file (default <state-dir>/cluster-pool.json).', env: 'PN_POOL'})
