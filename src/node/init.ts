@@ -16,7 +16,7 @@ import {UndoStack, type Plan} from '../datapath/plan.js'
 import {devSysctl, readSysctls, writeSysctls} from '../datapath/sysctl.js'
 import {reserveRouterIps, resetIpam, ipamFile} from '../ipam/host.js'
 import {fileExists} from '../state/files.js'
-import {defaultBpffsRoot, ensureBpffs} from './bpffs.js'
+import {defaultBpffsRoot, ensureBpffs} from '../datapath/bpffs.js'
 import {HOST_DEVICE, NET_DEVICE, readNodeContext, writeNodeContext, type NodeContext, type RoutingMode} from './context.js'
 import {allocatePodCidrs, releasePodCidrs, resolvePoolPath} from './pool-link.js'
 

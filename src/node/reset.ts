@@ -12,7 +12,7 @@ import type {Plan} from '../datapath/plan.js'
 import {disconnectEndpoint} from '../endpoint/connect.js'
 import {endpointsDir, listEndpoints} from '../endpoint/store.js'
 import {resetIpam} from '../ipam/host.js'
-import {removeBpffsRoot} from './bpffs.js'
+import {removeBpffsRoot} from '../datapath/bpffs.js'
 import {HOST_DEVICE, NET_DEVICE, nodeFile, readNodeContext, type NodeContext} from './context.js'
 import {releasePodCidrs} from './pool-link.js'
 

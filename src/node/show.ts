@@ -5,7 +5,7 @@ import {hostPrefix} from '../datapath/addr.js'
 import {getLink, isVethPairOf} from '../datapath/link.js'
 import {readSysctls} from '../datapath/sysctl.js'
 import {listEndpoints} from '../endpoint/store.js'
-import {isBpffs} from './bpffs.js'
+import {isBpffs} from '../datapath/bpffs.js'
 import {HOST_DEVICE, NET_DEVICE, requireNodeContext, type NodeContext} from './context.js'
 import {hostAddresses, nodeSysctls, podCidrRouteOk} from './init.js'
 
