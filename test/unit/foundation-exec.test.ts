@@ -111,3 +111,10 @@ describe('state files', () => {
     assert.deepEqual(await readJsonFile(file, spec), {n: 20})
   })
 })
+
+describe('docs/CLI.md', () => {
+  it('documents every error code', () => {
+    const doc = readFileSync(path.resolve('docs/CLI.md'), 'utf8')
+    for (const code of Object.keys(ERROR_CODES)) assert.ok(doc.includes(`\`${code}\``), `${code} missing from docs/CLI.md`)
+  })
+})
