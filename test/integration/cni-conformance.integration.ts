@@ -20,19 +20,29 @@ import {
   podHasLink,
   podIps,
   pnState,
+  hostLocalOwners,
   type CniNode,
 } from './cni-harness.js'
 
 const below = (v: string, min: string) => v.localeCompare(min, undefined, {numeric: true}) < 0
 
-for (const routing of ['bpf', 'host-routes'] as const) {
-  describe(`cni conformance (pn-cni, routing ${routing})`, function () {
+/** pn in both routing modes, and Debian's ptp + host-local as a sanity check of the harness. */
+const TARGETS = [
+  {kind: 'pn', routing: 'bpf', podCidr: '10.211.0.0/24', tag: 'cnb'},
+  {kind: 'pn', routing: 'host-routes', podCidr: '10.212.0.0/24', tag: 'cnh'},
+  {kind: 'ptp', routing: 'host-routes', podCidr: '10.214.0.0/24', tag: 'cnr'},
+] as const
+
+for (const target of TARGETS) {
+  const {kind, routing} = target
+  const isPn = kind === 'pn'
+  const label = isPn ? `pn-cni, routing ${routing}` : 'reference ptp + host-local'
+  describe(`cni conformance (${label})`, function () {
     this.timeout(120_000)
     let node: CniNode
-    const podCidr = routing === 'bpf' ? '10.211.0.0/24' : '10.212.0.0/24'
 
     before(() => {
-      node = createNode({podCidr, routing, tag: routing === 'bpf' ? 'cnb' : 'cnh'})
+      node = createNode({kind, podCidr: target.podCidr, routing, tag: target.tag})
     })
     after(() => {
       cleanupNamespaces()
@@ -41,36 +51,47 @@ for (const routing of ['bpf', 'host-routes'] as const) {
 
     /** Nothing of (cid, eth0) remains: no veth on either side, no IP, no endpoint, no map entry. */
     function assertGone(cid: string, pod: string | undefined, ip?: string) {
-      assert.ok(!nodeLinks(node).includes(hostIfnameFor(cid, 'eth0')), `host veth of ${cid} left behind`)
       if (pod) assert.equal(podHasLink(pod), false, `eth0 left in ${pod}`)
+      if (!isPn) {
+        assert.deepEqual(hostLocalOwners(node).filter((o) => o.startsWith(`${cid}\r\n`)), [], `host-local still holds an IP for ${cid}`)
+        return
+      }
+      assert.ok(!nodeLinks(node).includes(hostIfnameFor(cid, 'eth0')), `host veth of ${cid} left behind`)
       const st = pnState(node)
       assert.ok(!st.owners.includes(`${cid}:eth0`), `IP of ${cid} still reserved: ${st.owners}`)
       assert.ok(!st.endpoints.includes(`${cid}:eth0`), `endpoint of ${cid} still recorded`)
       if (ip && routing === 'bpf') assert.ok(!mapIps(node).includes(ip), `map entry for ${ip} left behind`)
     }
 
-    for (const v of SUPPORTED_VERSIONS) {
+    /** Host-side veths in the node: pn's lxc… or ptp's veth…. */
+    const hostVeths = () => nodeLinks(node, isPn ? 'lxc' : 'veth')
+
+    // Debian's ptp (plugins 1.1.1) speaks up to 1.0.0.
+    for (const v of SUPPORTED_VERSIONS.filter((x) => isPn || x !== '1.1.0')) {
       it(`[${v}] ADD returns the ${v} result shape, pods reach the gateway and each other, CHECK passes, DEL leaves nothing`, () => {
         const podA = createNamespace('cpa').name
         const podB = createNamespace('cpb').name
-        const a = add(node, v, `a-${v}`, podA, {args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_UID=u1;K8S_POD_INFRA_CONTAINER_ID=x'})
+        const a = add(node, v, `a-${v}`, podA, {args: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_UID=u1;K8S_POD_INFRA_CONTAINER_ID=x'})
         assert.equal(a.status, 0, a.stdout + a.stderr)
         const r = a.json
         assert.equal(r.cniVersion, v)
         assert.equal(r.interfaces.length, 2)
-        assert.equal(r.interfaces[0].name, hostIfnameFor(`a-${v}`, 'eth0'))
+        if (isPn) assert.equal(r.interfaces[0].name, hostIfnameFor(`a-${v}`, 'eth0'))
+        else assert.match(r.interfaces[0].name, /^veth/)
         assert.equal(r.interfaces[0].sandbox, undefined)
         assert.equal(r.interfaces[0].mac.length, 17)
         assert.equal(r.interfaces[1].name, 'eth0')
         assert.equal(r.interfaces[1].sandbox, `/run/netns/${podA}`)
         assert.equal(r.ips.length, 1)
         assert.equal(r.ips[0].interface, 1)
-        assert.match(r.ips[0].address, /^10\.21[12]\.0\.\d+\/32$/)
+        assert.match(r.ips[0].address, isPn ? /^10\.21[12]\.0\.\d+\/32$/ : /^10\.214\.0\.\d+\/24$/)
         assert.equal(r.ips[0].gateway, node.gateway)
         if (below(v, '1.0.0')) assert.equal(r.ips[0].version, '4')
         else assert.equal('version' in r.ips[0], false)
-        assert.deepEqual(r.routes, [{dst: `${node.gateway}/32`}, {dst: '0.0.0.0/0', gw: node.gateway}])
-        assert.deepEqual(r.dns, {})
+        if (isPn) {
+          assert.deepEqual(r.routes, [{dst: `${node.gateway}/32`}, {dst: '0.0.0.0/0', gw: node.gateway}])
+          assert.deepEqual(r.dns, {})
+        }
         const ipA = r.ips[0].address.split('/')[0]
         assert.deepEqual(podIps(podA), [ipA])
         const mac = JSON.parse(inNs(podA, ['ip', '-j', 'link', 'show', 'dev', 'eth0']))[0].address
@@ -99,8 +120,10 @@ for (const routing of ['bpf', 'host-routes'] as const) {
         assert.equal(d.stdout, '')
         assertGone(`a-${v}`, podA, ipA)
         assert.ok(ping(podB, node.gateway), 'DEL of pod A disturbed pod B')
+        assert.equal(hostVeths().length, 1)
         assert.equal(del(node, v, `b-${v}`, `/run/netns/${podB}`).status, 0)
         assertGone(`b-${v}`, podB, ipB)
+        assert.deepEqual(hostVeths(), [])
         deleteNamespace(podA)
         deleteNamespace(podB)
       })
@@ -117,11 +140,17 @@ for (const routing of ['bpf', 'host-routes'] as const) {
         assert.equal(del(node, v, `never-${v}`, '').status, 0)
         assertGone(`d-${v}`, pod)
 
-        // Empty CNI_NETNS after a real ADD: the host side and the IP still go.
+        // Empty CNI_NETNS after a real ADD: the IP still goes (and for pn the veth, found by name).
         const e = add(node, v, `e-${v}`, pod)
         assert.equal(e.status, 0, e.stdout + e.stderr)
         assert.equal(del(node, v, `e-${v}`, '').status, 0)
-        assertGone(`e-${v}`, pod)
+        if (isPn) {
+          assertGone(`e-${v}`, pod)
+        } else {
+          // ptp names its host veth randomly, so without the netns it can only release the IP.
+          assertGone(`e-${v}`, undefined)
+          inNs(pod, ['ip', 'link', 'del', 'eth0'])
+        }
 
         // The pod netns vanished before DEL (pod killed): IPAM is released anyway.
         const f = add(node, v, `f-${v}`, pod)
@@ -134,149 +163,152 @@ for (const routing of ['bpf', 'host-routes'] as const) {
       })
     }
 
-    it('[1.0.0] ADD on an existing foreign ifname fails and leaks nothing; a pn leftover of the same attachment is replaced', () => {
-      const pod = createNamespace('cpx').name
-      inNs(pod, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'other0'])
-      const before = pnState(node)
-      const r = add(node, '1.0.0', 'foreign', pod)
-      assert.equal(r.status, 1)
-      assert.equal(r.json.code, 113)
-      assert.match(r.json.msg, /already exists/)
-      assertGone('foreign', undefined)
-      assert.deepEqual(pnState(node), before)
-      assert.ok(podHasLink(pod, 'other0'), 'the foreign interface was touched')
+    // What follows is pn's own behaviour (leftovers, fault injection, error codes, STATUS, GC).
+    if (isPn) {
+      it('[1.0.0] ADD on an existing foreign ifname fails and leaks nothing; a pn leftover of the same attachment is replaced', () => {
+        const pod = createNamespace('cpx').name
+        inNs(pod, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'other0'])
+        const before = pnState(node)
+        const r = add(node, '1.0.0', 'foreign', pod)
+        assert.equal(r.status, 1)
+        assert.equal(r.json.code, 113)
+        assert.match(r.json.msg, /already exists/)
+        assertGone('foreign', undefined)
+        assert.deepEqual(pnState(node), before)
+        assert.ok(podHasLink(pod, 'other0'), 'the foreign interface was touched')
 
-      // An ADD retried after a crash: eth0 is pn's own leftover for this attachment.
-      const pod2 = createNamespace('cpy').name
-      assert.equal(add(node, '1.0.0', 'retry', pod2).status, 0)
-      const second = add(node, '1.0.0', 'retry', pod2)
-      assert.equal(second.status, 0, second.stdout + second.stderr)
-      assert.equal(nodeLinks(node).filter((l) => l === hostIfnameFor('retry', 'eth0')).length, 1)
-      assert.deepEqual(podIps(pod2), [second.json.ips[0].address.split('/')[0]])
-      assert.ok(ping(pod2, node.gateway))
-      assert.equal(pnState(node).owners.filter((o) => o === 'retry:eth0').length, 1)
-      assert.equal(del(node, '1.0.0', 'retry', `/run/netns/${pod2}`).status, 0)
-      assertGone('retry', pod2)
-    })
+        // An ADD retried after a crash: eth0 is pn's own leftover for this attachment.
+        const pod2 = createNamespace('cpy').name
+        assert.equal(add(node, '1.0.0', 'retry', pod2).status, 0)
+        const second = add(node, '1.0.0', 'retry', pod2)
+        assert.equal(second.status, 0, second.stdout + second.stderr)
+        assert.equal(nodeLinks(node).filter((l) => l === hostIfnameFor('retry', 'eth0')).length, 1)
+        assert.deepEqual(podIps(pod2), [second.json.ips[0].address.split('/')[0]])
+        assert.ok(ping(pod2, node.gateway))
+        assert.equal(pnState(node).owners.filter((o) => o === 'retry:eth0').length, 1)
+        assert.equal(del(node, '1.0.0', 'retry', `/run/netns/${pod2}`).status, 0)
+        assertGone('retry', pod2)
+      })
 
-    for (const step of ['ipam', 'veth', 'endpoint', 'bpf', 'confirm']) {
-      it(`[1.1.0] an ADD failing after ${step} is undone completely`, () => {
-        const pod = createNamespace('cpf').name
-        const before = nodeLinks(node)
-        const r = add(node, '1.1.0', `fail-${step}`, pod, {extraEnv: {PN_CNI_FAIL_AFTER: step}})
-        assert.equal(r.status, 1, r.stdout)
-        assert.equal(r.json.code, 150)
-        assert.match(r.json.msg, new RegExp(`injected failure after ${step}`))
-        assertGone(`fail-${step}`, pod)
-        assert.deepEqual(nodeLinks(node), before)
-        if (routing === 'bpf') assert.deepEqual(mapIps(node).filter((ip) => ip !== node.gateway), [])
-        // And the attachment works afterwards.
-        assert.equal(add(node, '1.1.0', `fail-${step}`, pod).status, 0)
-        assert.ok(ping(pod, node.gateway))
-        assert.equal(del(node, '1.1.0', `fail-${step}`, `/run/netns/${pod}`).status, 0)
-        deleteNamespace(pod)
+      for (const step of ['ipam', 'veth', 'endpoint', 'bpf', 'confirm']) {
+        it(`[1.1.0] an ADD failing after ${step} is undone completely`, () => {
+          const pod = createNamespace('cpf').name
+          const before = nodeLinks(node)
+          const r = add(node, '1.1.0', `fail-${step}`, pod, {extraEnv: {PN_CNI_FAIL_AFTER: step}})
+          assert.equal(r.status, 1, r.stdout)
+          assert.equal(r.json.code, 150)
+          assert.match(r.json.msg, new RegExp(`injected failure after ${step}`))
+          assertGone(`fail-${step}`, pod)
+          assert.deepEqual(nodeLinks(node), before)
+          if (routing === 'bpf') assert.deepEqual(mapIps(node).filter((ip) => ip !== node.gateway), [])
+          // And the attachment works afterwards.
+          assert.equal(add(node, '1.1.0', `fail-${step}`, pod).status, 0)
+          assert.ok(ping(pod, node.gateway))
+          assert.equal(del(node, '1.1.0', `fail-${step}`, `/run/netns/${pod}`).status, 0)
+          deleteNamespace(pod)
+        })
+      }
+
+      it('[every version] input errors give their spec codes and leave nothing', () => {
+        const pod = createNamespace('cpe').name
+        const ns = `/run/netns/${pod}`
+        const ok = {command: 'ADD', containerId: 'inerr', netns: ns, ifname: 'eth0'}
+        const cases: [string, Parameters<typeof invoke>[1], string, number][] = []
+        for (const v of SUPPORTED_VERSIONS) {
+          const conf = netconf(node, v)
+          cases.push(
+            [`${v} missing CNI_NETNS`, {...ok, netns: ''}, conf, 4],
+            [`${v} missing CNI_CONTAINERID and CNI_IFNAME`, {...ok, containerId: '', ifname: ''}, conf, 4],
+            [`${v} bad container id`, {...ok, containerId: '-bad/id'}, conf, 4],
+            [`${v} ifname too long`, {...ok, ifname: 'x'.repeat(16)}, conf, 4],
+            [`${v} ifname with slash`, {...ok, ifname: 'a/b'}, conf, 4],
+            [`${v} ifname ..`, {...ok, ifname: '..'}, conf, 4],
+            [`${v} unknown CNI_ARGS`, {...ok, args: 'FOO=bar'}, conf, 4],
+            [`${v} CNI_NETNS not a netns`, {...ok, netns: '/etc/hostname'}, conf, 4],
+            [`${v} unknown CNI_COMMAND`, {...ok, command: 'BOGUS'}, conf, 4],
+            [`${v} bad JSON`, ok, '{"cniVersion":', 6],
+            [`${v} bad network name`, ok, netconf(node, v, {name: 'bad name'}), 7],
+            [`${v} delegated ipam`, ok, netconf(node, v, {ipam: {type: 'host-local'}}), 2],
+            [`${v} chained prevResult on ADD`, ok, netconf(node, v, {prevResult: {cniVersion: v, interfaces: [{name: 'eth0'}], ips: []}}), 2],
+          )
+          if (below(v, '0.4.0')) cases.push([`${v} CHECK`, {...ok, command: 'CHECK'}, conf, 1])
+          if (below(v, '1.1.0')) cases.push([`${v} GC`, {command: 'GC'}, conf, 1], [`${v} STATUS`, {command: 'STATUS'}, conf, 1])
+        }
+        cases.push(['unsupported version', ok, netconf(node, '9.9.9'), 1], ['missing version (0.1.0)', ok, JSON.stringify(node.conf), 1])
+        cases.push(['missing name', ok, JSON.stringify({cniVersion: '1.0.0', type: 'pn'}), 7])
+        cases.push(['ADD into a missing netns', {...ok, netns: '/run/netns/pn-missing0'}, netconf(node, '1.0.0'), 112])
+        for (const [title, env, stdin, code] of cases) {
+          const r = invoke(node, env, stdin)
+          assert.equal(r.status, 1, `${title}: status ${r.status} ${r.stdout} ${r.stderr}`)
+          assert.equal(r.json?.code, code, `${title}: ${r.stdout}`)
+          assert.ok(r.json.msg.length > 0, title)
+        }
+        const named = invoke(node, {...ok, netns: '', ifname: ''}, netconf(node, '1.0.0'))
+        assert.match(named.json.msg, /CNI_NETNS/)
+        assert.match(named.json.msg, /CNI_IFNAME/)
+        assert.equal(nodeLinks(node).length, 0)
+        assert.deepEqual(pnState(node).owners, [])
+      })
+
+      it('[every version] VERSION answers with garbage stdin and dummy env', () => {
+        for (const stdin of ['garbage{', '', '{"cniVersion":"0.3.1"}']) {
+          const r = invoke(node, {command: 'VERSION', netns: 'dummy', ifname: 'dummy'}, stdin)
+          assert.equal(r.status, 0, r.stdout + r.stderr)
+          assert.deepEqual(r.json.supportedVersions, [...SUPPORTED_VERSIONS])
+          assert.equal(r.json.cniVersion, stdin.includes('0.3.1') ? '0.3.1' : '1.1.0')
+        }
+      })
+
+      it('[1.1.0] STATUS is ok on an initialised node and 50 on an uninitialised or exhausted one', () => {
+        const ok = invoke(node, {command: 'STATUS'}, netconf(node, '1.1.0'))
+        assert.equal(ok.status, 0, ok.stdout + ok.stderr)
+        assert.equal(ok.stdout, '')
+        const none = invoke(node, {command: 'STATUS'}, netconf(node, '1.1.0', {stateDir: '/tmp/pn-cni-nonexistent-state'}))
+        assert.equal(none.status, 1)
+        assert.equal(none.json.code, 50)
+        // A /30 holds the router and one pod: after one ADD the node cannot take another.
+        const tiny = createNode({podCidr: '10.213.0.0/30', routing, tag: 'cnt'})
+        assert.equal(invoke(tiny, {command: 'STATUS'}, netconf(tiny, '1.1.0')).status, 0)
+        const pod = createNamespace('cps').name
+        assert.equal(add(tiny, '1.1.0', 'only', pod).status, 0)
+        const full = invoke(tiny, {command: 'STATUS'}, netconf(tiny, '1.1.0'))
+        assert.equal(full.status, 1)
+        assert.equal(full.json.code, 50)
+        const pod2 = createNamespace('cps').name
+        const refused = add(tiny, '1.1.0', 'second', pod2)
+        assert.equal(refused.json.code, 108)
+        assertGoneOn(tiny, 'second', pod2)
+        assert.equal(del(tiny, '1.1.0', 'only', `/run/netns/${pod}`).status, 0)
+        assert.equal(invoke(tiny, {command: 'STATUS'}, netconf(tiny, '1.1.0')).status, 0)
+      })
+
+      function assertGoneOn(n: CniNode, cid: string, pod: string) {
+        assert.ok(!nodeLinks(n).includes(hostIfnameFor(cid, 'eth0')))
+        assert.equal(podHasLink(pod), false)
+        assert.ok(!pnState(n).owners.includes(`${cid}:eth0`))
+      }
+
+      it('[1.1.0] GC removes every attachment not listed and keeps the listed ones', () => {
+        const pods = ['g1', 'g2', 'g3'].map((id) => ({id, pod: createNamespace('cpg').name}))
+        const ips: Record<string, string> = {}
+        for (const p of pods) {
+          const r = add(node, '1.1.0', p.id, p.pod)
+          assert.equal(r.status, 0, r.stdout + r.stderr)
+          ips[p.id] = r.json.ips[0].address.split('/')[0]
+        }
+        const gc = invoke(node, {command: 'GC'}, netconf(node, '1.1.0', {'cni.dev/valid-attachments': [{containerID: 'g2', ifname: 'eth0'}]}))
+        assert.equal(gc.status, 0, gc.stdout + gc.stderr)
+        assert.equal(gc.stdout, '')
+        assertGone('g1', undefined, ips.g1)
+        assertGone('g3', undefined, ips.g3)
+        assert.deepEqual(nodeLinks(node), [hostIfnameFor('g2', 'eth0')])
+        assert.deepEqual(pnState(node).owners, ['g2:eth0'])
+        assert.ok(ping(pods[1].pod, node.gateway), 'GC disturbed the kept pod')
+        // The older key name works too, and an empty list removes the rest.
+        const gc2 = invoke(node, {command: 'GC'}, netconf(node, '1.1.0', {'cni.dev/attachments': []}))
+        assert.equal(gc2.status, 0, gc2.stdout)
+        assertGone('g2', undefined, ips.g2)
       })
     }
-
-    it('[every version] input errors give their spec codes and leave nothing', () => {
-      const pod = createNamespace('cpe').name
-      const ns = `/run/netns/${pod}`
-      const ok = {command: 'ADD', containerId: 'inerr', netns: ns, ifname: 'eth0'}
-      const cases: [string, Parameters<typeof invoke>[1], string, number][] = []
-      for (const v of SUPPORTED_VERSIONS) {
-        const conf = netconf(node, v)
-        cases.push(
-          [`${v} missing CNI_NETNS`, {...ok, netns: ''}, conf, 4],
-          [`${v} missing CNI_CONTAINERID and CNI_IFNAME`, {...ok, containerId: '', ifname: ''}, conf, 4],
-          [`${v} bad container id`, {...ok, containerId: '-bad/id'}, conf, 4],
-          [`${v} ifname too long`, {...ok, ifname: 'x'.repeat(16)}, conf, 4],
-          [`${v} ifname with slash`, {...ok, ifname: 'a/b'}, conf, 4],
-          [`${v} ifname ..`, {...ok, ifname: '..'}, conf, 4],
-          [`${v} unknown CNI_ARGS`, {...ok, args: 'FOO=bar'}, conf, 4],
-          [`${v} CNI_NETNS not a netns`, {...ok, netns: '/etc/hostname'}, conf, 4],
-          [`${v} unknown CNI_COMMAND`, {...ok, command: 'BOGUS'}, conf, 4],
-          [`${v} bad JSON`, ok, '{"cniVersion":', 6],
-          [`${v} bad network name`, ok, netconf(node, v, {name: 'bad name'}), 7],
-          [`${v} delegated ipam`, ok, netconf(node, v, {ipam: {type: 'host-local'}}), 2],
-          [`${v} chained prevResult on ADD`, ok, netconf(node, v, {prevResult: {cniVersion: v, interfaces: [{name: 'eth0'}], ips: []}}), 2],
-        )
-        if (below(v, '0.4.0')) cases.push([`${v} CHECK`, {...ok, command: 'CHECK'}, conf, 1])
-        if (below(v, '1.1.0')) cases.push([`${v} GC`, {command: 'GC'}, conf, 1], [`${v} STATUS`, {command: 'STATUS'}, conf, 1])
-      }
-      cases.push(['unsupported version', ok, netconf(node, '9.9.9'), 1], ['missing version (0.1.0)', ok, JSON.stringify(node.conf), 1])
-      cases.push(['missing name', ok, JSON.stringify({cniVersion: '1.0.0', type: 'pn'}), 7])
-      cases.push(['ADD into a missing netns', {...ok, netns: '/run/netns/pn-missing0'}, netconf(node, '1.0.0'), 112])
-      for (const [title, env, stdin, code] of cases) {
-        const r = invoke(node, env, stdin)
-        assert.equal(r.status, 1, `${title}: status ${r.status} ${r.stdout} ${r.stderr}`)
-        assert.equal(r.json?.code, code, `${title}: ${r.stdout}`)
-        assert.ok(r.json.msg.length > 0, title)
-      }
-      const named = invoke(node, {...ok, netns: '', ifname: ''}, netconf(node, '1.0.0'))
-      assert.match(named.json.msg, /CNI_NETNS/)
-      assert.match(named.json.msg, /CNI_IFNAME/)
-      assert.equal(nodeLinks(node).length, 0)
-      assert.deepEqual(pnState(node).owners, [])
-    })
-
-    it('[every version] VERSION answers with garbage stdin and dummy env', () => {
-      for (const stdin of ['garbage{', '', '{"cniVersion":"0.3.1"}']) {
-        const r = invoke(node, {command: 'VERSION', netns: 'dummy', ifname: 'dummy'}, stdin)
-        assert.equal(r.status, 0, r.stdout + r.stderr)
-        assert.deepEqual(r.json.supportedVersions, [...SUPPORTED_VERSIONS])
-        assert.equal(r.json.cniVersion, stdin.includes('0.3.1') ? '0.3.1' : '1.1.0')
-      }
-    })
-
-    it('[1.1.0] STATUS is ok on an initialised node and 50 on an uninitialised or exhausted one', () => {
-      const ok = invoke(node, {command: 'STATUS'}, netconf(node, '1.1.0'))
-      assert.equal(ok.status, 0, ok.stdout + ok.stderr)
-      assert.equal(ok.stdout, '')
-      const none = invoke(node, {command: 'STATUS'}, netconf(node, '1.1.0', {stateDir: '/tmp/pn-cni-nonexistent-state'}))
-      assert.equal(none.status, 1)
-      assert.equal(none.json.code, 50)
-      // A /30 holds the router and one pod: after one ADD the node cannot take another.
-      const tiny = createNode({podCidr: '10.213.0.0/30', routing, tag: 'cnt'})
-      assert.equal(invoke(tiny, {command: 'STATUS'}, netconf(tiny, '1.1.0')).status, 0)
-      const pod = createNamespace('cps').name
-      assert.equal(add(tiny, '1.1.0', 'only', pod).status, 0)
-      const full = invoke(tiny, {command: 'STATUS'}, netconf(tiny, '1.1.0'))
-      assert.equal(full.status, 1)
-      assert.equal(full.json.code, 50)
-      const pod2 = createNamespace('cps').name
-      const refused = add(tiny, '1.1.0', 'second', pod2)
-      assert.equal(refused.json.code, 108)
-      assertGoneOn(tiny, 'second', pod2)
-      assert.equal(del(tiny, '1.1.0', 'only', `/run/netns/${pod}`).status, 0)
-      assert.equal(invoke(tiny, {command: 'STATUS'}, netconf(tiny, '1.1.0')).status, 0)
-    })
-
-    function assertGoneOn(n: CniNode, cid: string, pod: string) {
-      assert.ok(!nodeLinks(n).includes(hostIfnameFor(cid, 'eth0')))
-      assert.equal(podHasLink(pod), false)
-      assert.ok(!pnState(n).owners.includes(`${cid}:eth0`))
-    }
-
-    it('[1.1.0] GC removes every attachment not listed and keeps the listed ones', () => {
-      const pods = ['g1', 'g2', 'g3'].map((id) => ({id, pod: createNamespace('cpg').name}))
-      const ips: Record<string, string> = {}
-      for (const p of pods) {
-        const r = add(node, '1.1.0', p.id, p.pod)
-        assert.equal(r.status, 0, r.stdout + r.stderr)
-        ips[p.id] = r.json.ips[0].address.split('/')[0]
-      }
-      const gc = invoke(node, {command: 'GC'}, netconf(node, '1.1.0', {'cni.dev/valid-attachments': [{containerID: 'g2', ifname: 'eth0'}]}))
-      assert.equal(gc.status, 0, gc.stdout + gc.stderr)
-      assert.equal(gc.stdout, '')
-      assertGone('g1', undefined, ips.g1)
-      assertGone('g3', undefined, ips.g3)
-      assert.deepEqual(nodeLinks(node), [hostIfnameFor('g2', 'eth0')])
-      assert.deepEqual(pnState(node).owners, ['g2:eth0'])
-      assert.ok(ping(pods[1].pod, node.gateway), 'GC disturbed the kept pod')
-      // The older key name works too, and an empty list removes the rest.
-      const gc2 = invoke(node, {command: 'GC'}, netconf(node, '1.1.0', {'cni.dev/attachments': []}))
-      assert.equal(gc2.status, 0, gc2.stdout)
-      assertGone('g2', undefined, ips.g2)
-    })
   })
 }

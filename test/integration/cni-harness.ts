@@ -6,7 +6,7 @@
  * The same harness drives Debian's ptp + host-local, as a sanity check of the suite itself.
  */
 import {spawn, spawnSync} from 'node:child_process'
-import {mkdtempSync, rmSync} from 'node:fs'
+import {mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {createNamespace, deleteNamespace, inNs, tryInNs} from '../helpers/netns.js'
@@ -194,7 +194,15 @@ export function mapIps(node: CniNode): string[] {
   return entries.map((e) => (e.key as (string | number)[]).slice(0, 4).map((b) => Number(b)).join('.'))
 }
 
-export function hostLocalFiles(node: CniNode): string[] {
-  const r = spawnSync('ls', [path.join(node.stateDir, 'ref')], {encoding: 'utf8'})
-  return (r.stdout ?? '').split('\n').filter((x) => /^\d+\.\d+\.\d+\.\d+$/.test(x))
+
+/** host-local's reservations for the reference node: the content of each IP file ("<cid>\r\n<ifname>"). */
+export function hostLocalOwners(node: CniNode): string[] {
+  const dir = path.join(node.stateDir, String(node.conf.name))
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch {
+    return []
+  }
+  return names.filter((n) => /^[0-9.]+$/.test(n)).map((n) => readFileSync(path.join(dir, n), 'utf8'))
 }
