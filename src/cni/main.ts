@@ -4,9 +4,7 @@
  * src/cni and the libraries it composes — never oclif — so a runtime's exec stays cheap.
  */
 import {appendFileSync} from 'node:fs'
-import {getRunner} from '../exec/runner.js'
-import {defaultHandlers} from './handlers.js'
-import {runProtocol} from './protocol.js'
+import {versionResult} from './version.js'
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return ''
@@ -39,6 +37,16 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
     process.stdout.write(JSON.stringify(body, null, 4) + '\n')
     return 1
   }
+  if (env.CNI_COMMAND === 'VERSION') {
+    // Answered before loading the flows (and execa): runtimes probe VERSION often.
+    process.stdout.write(JSON.stringify(versionResult(stdin)) + '\n')
+    return 0
+  }
+  const [{getRunner}, {defaultHandlers}, {runProtocol}] = await Promise.all([
+    import('../exec/runner.js'),
+    import('./handlers.js'),
+    import('./protocol.js'),
+  ])
   const out = await runProtocol({
     env,
     stdin,

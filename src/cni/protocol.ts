@@ -14,17 +14,11 @@ import {toCniError} from './errors.js'
 import {requireNetns} from './netns.js'
 import {parseNetConf, type NetConf} from './netconf.js'
 import {formatResult} from './result.js'
+import {versionResult} from './version.js'
 import type {CniRequest, NodeRequest} from './request.js'
-import {
-  allowsCheck,
-  allowsGcStatus,
-  isSupportedVersion,
-  LATEST_VERSION,
-  SUPPORTED_VERSIONS,
-  type CniCommand,
-  type CniResult,
-  type CniVersionResult,
-} from './spec.js'
+import {allowsCheck, allowsGcStatus, type CniCommand, type CniResult} from './spec.js'
+
+export {versionResult} from './version.js'
 
 export interface Handlers {
   add(req: CniRequest): Promise<CniResult>
@@ -49,18 +43,6 @@ export interface ProtocolOutput {
   exitCode: number
   stdout: string
   command?: CniCommand
-}
-
-/** VERSION answer: echoes the request's version when pn supports it, else pn's latest. */
-export function versionResult(stdin: string): CniVersionResult {
-  let requested: unknown
-  try {
-    requested = (JSON.parse(stdin) as {cniVersion?: unknown})?.cniVersion
-  } catch {
-    requested = undefined
-  }
-  const cniVersion = typeof requested === 'string' && isSupportedVersion(requested) ? requested : LATEST_VERSION
-  return {cniVersion, supportedVersions: [...SUPPORTED_VERSIONS]}
 }
 
 /** Run one CNI invocation end to end; never throws. */
