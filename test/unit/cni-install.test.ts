@@ -82,3 +82,14 @@ describe('cni manual mode requests', () => {
     assert.deepEqual(prev.routes, [{dst: '10.0.1.1/32'}, {dst: '0.0.0.0/0', gw: '10.0.1.1'}])
   })
 })
+
+describe('docs/CNI.md', () => {
+  it('lists every PN code with the CNI code ERROR_CODES gives it', async () => {
+    const {ERROR_CODES} = await import('../../src/errors.js')
+    const {REPO_ROOT} = await import('../helpers/cli.js')
+    const doc = readFileSync(path.join(REPO_ROOT, 'docs/CNI.md'), 'utf8')
+    for (const [code, m] of Object.entries(ERROR_CODES)) {
+      assert.match(doc, new RegExp(`^\\| ${m.cni} \\| \`${code}\` \\|`, 'm'), `${code} (${m.cni}) missing from the table`)
+    }
+  })
+})
