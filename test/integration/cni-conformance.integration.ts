@@ -250,6 +250,35 @@ for (const target of TARGETS) {
         assert.deepEqual(pnState(node).owners, [])
       })
 
+      it('[1.0.0] DEL with a CNI_NETNS that is not a netns cleans up the host side, then reports code 4', () => {
+        const pod = createNamespace('cpn').name
+        const a = add(node, '1.0.0', 'notns', pod)
+        assert.equal(a.status, 0, a.stdout + a.stderr)
+        const d = del(node, '1.0.0', 'notns', '/etc/hostname')
+        assert.equal(d.status, 1, d.stdout)
+        assert.equal(d.json.code, 4)
+        assertGone('notns', pod, a.json.ips[0].address.split('/')[0])
+        assert.equal(del(node, '1.0.0', 'notns', `/run/netns/${pod}`).status, 0)
+      })
+
+      it('[1.0.0] a requested IP (CNI_ARGS IP=, args.cni.ips) is honoured, and a taken one refused', () => {
+        const base = node.podCidr.replace(/\.0\/24$/, '')
+        const p1 = createNamespace('cpi').name
+        const a = add(node, '1.0.0', 'wants-ip', p1, {args: `IP=${base}.200`})
+        assert.equal(a.status, 0, a.stdout + a.stderr)
+        assert.equal(a.json.ips[0].address, `${base}.200/32`)
+        const p2 = createNamespace('cpi').name
+        const b = invoke(node, {command: 'ADD', containerId: 'wants-ip2', netns: `/run/netns/${p2}`, ifname: 'eth0', args: `IP=${base}.202`},
+          netconf(node, '1.0.0', {args: {cni: {ips: [`${base}.201`]}}}))
+        assert.equal(b.status, 0, b.stdout + b.stderr)
+        assert.equal(b.json.ips[0].address, `${base}.201/32`, 'args.cni.ips must win over CNI_ARGS IP=')
+        const p3 = createNamespace('cpi').name
+        const taken = add(node, '1.0.0', 'wants-taken', p3, {args: `IP=${base}.200`})
+        assert.equal(taken.json.code, 109, taken.stdout)
+        assertGone('wants-taken', p3)
+        for (const [cid, pod] of [['wants-ip', p1], ['wants-ip2', p2]]) assert.equal(del(node, '1.0.0', cid, `/run/netns/${pod}`).status, 0)
+      })
+
       it('[every version] VERSION answers with garbage stdin and dummy env', () => {
         for (const stdin of ['garbage{', '', '{"cniVersion":"0.3.1"}']) {
           const r = invoke(node, {command: 'VERSION', netns: 'dummy', ifname: 'dummy'}, stdin)
