@@ -117,6 +117,12 @@ async function check(req: CniRequest): Promise<CheckResult> {
   checked.push('ipam')
 
   const ep = await getEndpoint(req.stateDir, req.containerId, req.ifname)
+  if (!ep && !host && held.length === 0) {
+    // Spec code 3: pn knows nothing of this attachment, so there is nothing for the runtime to clean up.
+    throw new PnError('PN_CNI_UNKNOWN_CONTAINER', `check attachment ${id}: unknown container (no endpoint, veth or IP)`, {
+      hint: 'ADD it first, or check CNI_CONTAINERID/CNI_IFNAME and the netconf "stateDir"',
+    })
+  }
   if (!ep) problems.push(`endpoint record ${id} is missing`)
   else {
     for (const ip of wantIps) if (!ep.ips.includes(ip.ip)) problems.push(`endpoint ${id} does not list ${ip.ip}`)

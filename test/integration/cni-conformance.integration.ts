@@ -261,6 +261,17 @@ for (const target of TARGETS) {
         assert.equal(del(node, '1.0.0', 'notns', `/run/netns/${pod}`).status, 0)
       })
 
+      it('[1.1.0] CHECK of a container pn never attached is code 3 (unknown container)', () => {
+        const pod = createNamespace('cpu').name
+        const fake = {cniVersion: '1.1.0', interfaces: [{name: 'lxc000000000000'}, {name: 'eth0', sandbox: `/run/netns/${pod}`}],
+          ips: [{interface: 1, address: `${node.gateway.replace(/\.1$/, '.9')}/32`}]}
+        const c = check(node, '1.1.0', 'nobody', pod, fake)
+        assert.equal(c.status, 1, c.stdout)
+        assert.equal(c.json.code, 3)
+        const noPrev = invoke(node, {command: 'CHECK', containerId: 'nobody', netns: `/run/netns/${pod}`, ifname: 'eth0'}, netconf(node, '1.1.0'))
+        assert.equal(noPrev.json.code, 7, noPrev.stdout)
+      })
+
       it('[1.0.0] a requested IP (CNI_ARGS IP=, args.cni.ips) is honoured, and a taken one refused', () => {
         const base = node.podCidr.replace(/\.0\/24$/, '')
         const p1 = createNamespace('cpi').name
