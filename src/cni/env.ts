@@ -78,32 +78,8 @@ export function requireEnv(command: CniCommand, env: CniEnv): void {
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/
 
-export function validateContainerId(id: string): void {
-  if (id === '') {
-    throw new PnError('PN_INVALID_CONTAINER_ID', 'validate container id: empty containerID', {
-      hint: 'set CNI_CONTAINERID (or --container-id)',
-    })
-  }
-  if (!NAME_RE.test(id)) {
-    throw new PnError('PN_INVALID_CONTAINER_ID', `validate container id: invalid characters in containerID "${id}"`, {
-      hint: 'a container id must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$',
-      details: {containerId: id},
-    })
-  }
-}
-
-/** IFNAMSIZ-1 bytes, no '/', ':' or whitespace, not '.'/'..' (the kernel's dev_valid_name). */
-export function validateIfname(name: string): void {
-  const bad = (cause: string) =>
-    new PnError('PN_INVALID_IFNAME', `validate interface name "${name}": ${cause}`, {
-      hint: 'use 1-15 bytes without "/", ":" or whitespace, e.g. eth0 (CNI_IFNAME or --ifname)',
-      details: {ifname: name},
-    })
-  if (name.length === 0) throw bad('interface name is empty')
-  if (Buffer.byteLength(name) > 15) throw bad('interface name is too long (at most 15 bytes)')
-  if (name === '.' || name === '..') throw bad('interface name cannot be "." or ".."')
-  if (/[/:\s]/.test(name)) throw bad('interface name contains an invalid character ("/", ":" or whitespace)')
-}
+// Container ids and interface names: the shared validators (libcni's regex, the kernel's dev_valid_name), code 4.
+export {validateContainerId, validateIfname} from '../datapath/validate.js'
 
 /** Network names follow the container id rule (and so are safe in file paths). */
 export function validateNetworkName(name: unknown): string {
