@@ -1,10 +1,10 @@
 /**
- * listr2 progress for multi-step commands. A library plan (src/datapath/plan.ts) is run through
+ * listr2 progress for multi-step commands. A library plan (src/flow/plan.ts) is run through
  * listr2 when a human watches (stdout is a TTY and --json is off), else plainly; either way the
  * plan's own undo stack rolls back on failure.
  */
 import {Listr} from 'listr2'
-import {runPlan, withRollbackDetails, type Plan} from '../datapath/plan.js'
+import {runPlan, withRollbackDetails, type Plan} from '../flow/plan.js'
 
 export interface RunTasksOptions {
   /** Show progress (the command passes `process.stdout.isTTY && !this.jsonEnabled()`). */

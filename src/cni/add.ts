@@ -5,12 +5,12 @@
  * failed ADD leaves no IP, veth, endpoint or map entry. The same plan runs plainly (protocol
  * mode) or under listr2 (`pn cni add` on a TTY).
  */
-import {PnError, toPnError} from '../errors.js'
+import {PnError} from '../errors.js'
 import {attachEndpoint, detachEndpoint} from '../datapath/bpf/index.js'
 import {getLink} from '../datapath/link.js'
-import type {Plan} from '../datapath/plan.js'
+import type {Plan} from '../flow/plan.js'
 import {deleteVeth, hostIfnameFor, setupVeth, type VethResult} from '../datapath/veth.js'
-import {allocateEndpointId, deleteEndpoint, getEndpoint, saveEndpoint, type EndpointRecord} from '../endpoint/store.js'
+import {allocateEndpointId, deleteEndpoint, endpointRecordFor, getEndpoint, saveEndpoint, type EndpointRecord} from '../endpoint/store.js'
 import {allocateIp, confirmIp, releaseIp, type IpAllocation} from '../ipam/host.js'
 import {requireNodeContext, type NodeContext} from '../node/context.js'
 import {teardownAttachment} from './del.js'
@@ -20,7 +20,7 @@ import {requireNetns} from './netns.js'
 import {ADD_STEPS, type AddStep, type CniRequest} from './request.js'
 import {buildResult} from './result.js'
 import type {CniResult} from './spec.js'
-import {UndoStack} from './undo.js'
+import {UndoStack, withRollbackDetails} from '../flow/undo.js'
 
 /** Cilium's IPAMExpiration: an ADD that dies mid-way gets its IP back after this. */
 export const DEFAULT_IPAM_EXPIRATION_MS = 10 * 60 * 1000
@@ -131,28 +131,17 @@ export function addPlan(req: CniRequest): Plan<CniResult> & {state: AddState; un
         const node = state.node!
         const veth = state.veth!
         const endpointId = await allocateEndpointId(req.stateDir, owner)
-        const rec: EndpointRecord = {
-          id: owner,
+        const rec = endpointRecordFor(veth, {
           containerId: req.containerId,
           ifname: req.ifname,
-          netns: req.netns!,
-          ips: state.allocations!.map((a) => a.ip),
-          routerIps: node.routerIps,
-          hostIfname: veth.hostIfname,
-          hostMac: veth.hostMac,
-          hostIfindex: veth.hostIfindex,
-          podIfname: veth.podIfname,
-          podMac: veth.podMac,
-          podIfindex: veth.podIfindex,
-          mtu: veth.mtu,
           endpointId,
-          ...(req.args.podName ? {podName: req.args.podName} : {}),
-          ...(req.args.podNamespace ? {podNamespace: req.args.podNamespace} : {}),
-          ...(req.args.podUid ? {podUid: req.args.podUid} : {}),
+          routerIps: node.routerIps,
+          podName: req.args.podName,
+          podNamespace: req.args.podNamespace,
+          podUid: req.args.podUid,
           // Written once, before the attach: the undo stack removes the record if the attach fails.
           bpfAttached: node.routing === 'bpf',
-          createdAt: new Date().toISOString(),
-        }
+        })
         undo.push('delete endpoint', () => deleteEndpoint(req.stateDir, req.containerId, req.ifname))
         await saveEndpoint(req.stateDir, rec)
         state.endpoint = rec
@@ -193,21 +182,11 @@ export function addPlan(req: CniRequest): Plan<CniResult> & {state: AddState; un
         routerIps: state.node!.routerIps,
       }, req.conf.dns ?? {})
     },
-    rollback: async () => (await undo.unwind()).map((f) => `${f.step}: ${f.message}`),
+    rollback: () => undo.unwind(),
   }
 }
 
 /** Wrap the failure once, with what the unwind could not undo in details. */
-export function addFailure(err: unknown, undoFailures: string[], req: CniRequest): PnError {
-  const pe = toPnError(err, `add attachment ${attachmentId(req.containerId, req.ifname)}`)
-  if (undoFailures.length === 0) return pe
-  return new PnError(pe.code, pe.message, {
-    hint: pe.hint,
-    details: {...pe.details, undoFailures: undoFailures.map((u) => ({step: u.split(':')[0], message: u}))},
-    cause: pe.cause ?? err,
-  })
-}
-
 /** Run the ADD plan (plainly, or through `run` e.g. listr2), under the attachment lock. */
 export async function cniAdd(
   req: CniRequest,
@@ -232,8 +211,9 @@ export async function cniAdd(
         }
       } catch (err) {
         const failures = await plan.rollback()
-        req.log(`add ${attachmentId(req.containerId, req.ifname)} failed, undone: ${failures.length === 0 ? 'cleanly' : failures.join('; ')}`)
-        throw addFailure(err, failures, req)
+        const undone = failures.length === 0 ? 'cleanly' : failures.map((f) => `${f.step}: ${f.message}`).join('; ')
+        req.log(`add ${attachmentId(req.containerId, req.ifname)} failed, undone: ${undone}`)
+        throw withRollbackDetails(err, failures, `add attachment ${attachmentId(req.containerId, req.ifname)}`)
       }
       result = plan.result()
     }

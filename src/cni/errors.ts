@@ -18,7 +18,7 @@ export function toCniError(err: unknown, cniVersion?: string): CniErrorBody {
 }
 
 function undoDetails(pe: PnError): string {
-  const failed = pe.details?.undoFailures
+  const failed = pe.details?.rollbackErrors
   if (!Array.isArray(failed) || failed.length === 0) return ''
   return `undo failed: ${failed.map((f: {step: string; message: string}) => `${f.step}: ${f.message}`).join(', ')}`
 }

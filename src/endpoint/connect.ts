@@ -6,9 +6,9 @@
 import type {Runner} from '../exec/runner.js'
 import {PnError} from '../errors.js'
 import {readNodeContext, type NodeContext} from '../node/context.js'
-import {UndoStack, withRollbackDetails} from '../datapath/plan.js'
+import {UndoStack, withRollbackDetails} from '../flow/plan.js'
 import {deleteVeth, hostIfnameFor, setupVeth, type VethResult} from '../datapath/veth.js'
-import {allocateEndpointId, deleteEndpoint, endpointKey, getEndpoint, saveEndpoint, type EndpointRecord} from './store.js'
+import {allocateEndpointId, deleteEndpoint, endpointKey, endpointRecordFor, getEndpoint, saveEndpoint} from './store.js'
 
 export const DEFAULT_MTU = 1500
 
@@ -58,26 +58,15 @@ export async function connectEndpoint(runner: Runner, stateDir: string, opts: Co
     const id = endpointKey(opts.containerId, opts.ifname)
     const endpointId = await allocateEndpointId(stateDir, id)
     undo.push(`delete endpoint ${id}`, () => deleteEndpoint(stateDir, opts.containerId, opts.ifname))
-    const rec: EndpointRecord = {
-      id,
+    const rec = endpointRecordFor(veth, {
       containerId: opts.containerId,
       ifname: opts.ifname,
-      netns: opts.netns,
-      ips: veth.addresses.map((a) => a.split('/')[0]),
-      routerIps: veth.addresses.length > 0 ? routerIps : [],
-      hostIfname: veth.hostIfname,
-      hostMac: veth.hostMac,
-      hostIfindex: veth.hostIfindex,
-      podIfname: veth.podIfname,
-      podMac: veth.podMac,
-      podIfindex: veth.podIfindex,
-      mtu,
       endpointId,
-      ...(opts.podName ? {podName: opts.podName} : {}),
-      ...(opts.podNamespace ? {podNamespace: opts.podNamespace} : {}),
-      ...(opts.podUid ? {podUid: opts.podUid} : {}),
-      createdAt: new Date().toISOString(),
-    }
+      routerIps,
+      podName: opts.podName,
+      podNamespace: opts.podNamespace,
+      podUid: opts.podUid,
+    })
     await saveEndpoint(stateDir, rec)
     return {...veth, changed: true, endpointId, routing: node?.routing ?? 'none'}
   } catch (err) {

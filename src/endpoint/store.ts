@@ -8,6 +8,7 @@ import path from 'node:path'
 import {PnError} from '../errors.js'
 import {readJsonFile, withLock, writeFileAtomic, type JsonFileSpec} from '../state/files.js'
 import {validateContainerId, validateIfname} from '../datapath/validate.js'
+import type {VethResult} from '../datapath/veth.js'
 
 export interface EndpointRecord {
   /** `<containerId>:<ifname>` (Cilium's CNI attachment id). */
@@ -34,6 +35,41 @@ export interface EndpointRecord {
 }
 
 export const MAX_ENDPOINT_ID = 65535
+
+/** Pod metadata a runtime may pass (CNI_ARGS K8S_POD_*), stored on the record. */
+export interface PodMeta {
+  podName?: string
+  podNamespace?: string
+  podUid?: string
+}
+
+/** The record for a freshly made veth: one place that maps connector output to endpoint fields. */
+export function endpointRecordFor(
+  veth: VethResult,
+  fields: {containerId: string; ifname: string; endpointId: number; routerIps: string[]; bpfAttached?: boolean} & PodMeta,
+): EndpointRecord {
+  return {
+    id: endpointKey(fields.containerId, fields.ifname),
+    containerId: fields.containerId,
+    ifname: fields.ifname,
+    netns: veth.netns,
+    ips: veth.addresses.map((a) => a.split('/')[0]),
+    routerIps: veth.addresses.length > 0 ? fields.routerIps : [],
+    hostIfname: veth.hostIfname,
+    hostMac: veth.hostMac,
+    hostIfindex: veth.hostIfindex,
+    podIfname: veth.podIfname,
+    podMac: veth.podMac,
+    podIfindex: veth.podIfindex,
+    mtu: veth.mtu,
+    endpointId: fields.endpointId,
+    ...(fields.podName ? {podName: fields.podName} : {}),
+    ...(fields.podNamespace ? {podNamespace: fields.podNamespace} : {}),
+    ...(fields.podUid ? {podUid: fields.podUid} : {}),
+    ...(fields.bpfAttached === undefined ? {} : {bpfAttached: fields.bpfAttached}),
+    createdAt: new Date().toISOString(),
+  }
+}
 
 export function endpointsDir(stateDir: string): string {
   return path.join(stateDir, 'endpoints')

@@ -8,7 +8,7 @@ import {runProtocol, type Handlers} from '../../src/cni/protocol.js'
 import type {CniRequest, NodeRequest} from '../../src/cni/request.js'
 import {buildResult, parsePrevResult} from '../../src/cni/result.js'
 import {compareVersions, SUPPORTED_VERSIONS, type CniResult} from '../../src/cni/spec.js'
-import {UndoStack} from '../../src/cni/undo.js'
+import {UndoStack} from '../../src/flow/undo.js'
 import {PnError} from '../../src/errors.js'
 
 const attachment = {

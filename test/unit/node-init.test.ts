@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import {nodeSysctls, podCidrRoutes} from '../../src/node/init.js'
 import {RecordingRunner} from '../../src/exec/runner.js'
-import {runPlan, UndoStack} from '../../src/datapath/plan.js'
+import {runPlan, UndoStack} from '../../src/flow/plan.js'
 
 describe('node init pieces', () => {
   it('sets Cilium\'s per-device sysctls, ip_forward first', () => {
@@ -38,8 +38,9 @@ describe('node init pieces', () => {
       result: () => 'done',
       rollback: () => undo.unwind(),
     }
-    await assert.rejects(runPlan(plan, 'do things'), (e: Error & {details?: {rollbackErrors?: string[]}}) =>
-      /boom/.test(e.message) && e.details?.rollbackErrors?.[0] === 'undo two: stuck')
+    await assert.rejects(runPlan(plan, 'do things'), (e: Error & {details?: {rollbackErrors?: {step: string; message: string}[]}}) =>
+      /boom/.test(e.message) && e.details?.rollbackErrors?.[0]?.step === 'undo two' &&
+      e.details.rollbackErrors[0].message === 'undo two: stuck')
     assert.deepEqual(order, ['one'])
   })
 })

@@ -4,7 +4,7 @@
  * thrown, so one failed undo never stops the others (ptp's deferred-err release leaks an IP
  * when an early return skips it; a stack has no such path).
  */
-import {toPnError} from '../errors.js'
+import {PnError, toPnError} from '../errors.js'
 
 export interface UndoFailure {
   step: string
@@ -32,7 +32,7 @@ export class UndoStack {
       try {
         await step.undo()
       } catch (err) {
-        const pe = toPnError(err, `undo ${step.name}`)
+        const pe = toPnError(err, step.name)
         failures.push({step: step.name, code: pe.code, message: pe.message})
       }
     }
@@ -43,4 +43,15 @@ export class UndoStack {
   clear(): void {
     this.steps.length = 0
   }
+}
+
+/** Attach undo failures to the original error, so nothing that was left behind goes unreported. */
+export function withRollbackDetails(err: unknown, failures: UndoFailure[], action: string): PnError {
+  const pe = toPnError(err, action)
+  if (failures.length === 0) return pe
+  return new PnError(pe.code, pe.message, {
+    hint: pe.hint,
+    details: {...pe.details, rollbackErrors: failures},
+    cause: pe.cause ?? err,
+  })
 }
