@@ -18,8 +18,8 @@ need_cmds() {
 
 # Build pn once: npm ci only when node_modules is missing, then tsc.
 ensure_built() {
-  (cd "$PN_REPO" && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npx tsc -p .) >/dev/null ||
-    die "build failed (cd $PN_REPO && npx tsc -p .)"
+  (cd "$PN_REPO" && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run --silent build) >/dev/null ||
+    die "build failed (cd $PN_REPO && npm run build)"
 }
 
 # The bpffs must be mounted here, before `ip netns exec` copies the mount table.
