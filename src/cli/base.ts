@@ -67,7 +67,8 @@ export abstract class BaseCommand<C extends typeof Command, T = unknown> extends
     this.args = args as CmdArgs<C>
     const f = flags as {'state-dir'?: string; verbose?: boolean}
     this.stateDir = resolveStateDir(f['state-dir'])
-    if (f.verbose) setRunner(new ExecaRunner((argv) => process.stderr.write(chalk.dim(`+ ${argv.join(' ')}\n`))))
+    // The CLI spawns through execa; --verbose echoes every argv first (a teaching aid in labs).
+    setRunner(new ExecaRunner(f.verbose ? (argv) => process.stderr.write(chalk.dim(`+ ${argv.join(' ')}\n`)) : undefined))
   }
 
   public async run(): Promise<T> {

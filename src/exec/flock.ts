@@ -6,48 +6,46 @@
  * `cat` exits and the kernel drops the lock: a lock can never outlive its owner, so there is no
  * staleness heuristic to tune (unlike mkdir/PID lock files). host-local uses flock the same way.
  */
-import {execa} from 'execa'
+import {spawn} from 'node:child_process'
 import {PnError} from '../errors.js'
 
 export interface HeldLock {
   release(): Promise<void>
 }
 
+/** Exit code flock(1) uses for "timed out waiting" (its -E option), distinct from cat's. */
+const FLOCK_TIMEOUT_EXIT = 75
+
 export async function acquireFlock(lockPath: string, timeoutMs: number): Promise<HeldLock> {
   const seconds = Math.max(timeoutMs / 1000, 0.01).toFixed(2)
-  const child = execa('flock', ['-x', '-w', seconds, '-E', '75', lockPath, 'cat'], {
-    stdin: 'pipe',
-    stdout: 'pipe',
-    stderr: 'pipe',
-    reject: false,
-    buffer: false,
+  // node:child_process rather than execa: this runs on every IPAM mutation, including from pn-cni.
+  const child = spawn('flock', ['-x', '-w', seconds, '-E', String(FLOCK_TIMEOUT_EXIT), lockPath, 'cat'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
   })
-  child.stdin?.write('L')
-  const acquired = await new Promise<boolean>((resolve) => {
-    let done = false
-    const finish = (ok: boolean) => {
-      if (!done) {
-        done = true
-        resolve(ok)
-      }
-    }
-    child.stdout?.once('data', () => finish(true))
-    child.once('exit', () => finish(false))
-    child.once('error', () => finish(false))
+  const exited = new Promise<{code: number | null; error?: NodeJS.ErrnoException}>((resolve) => {
+    child.once('error', (error: NodeJS.ErrnoException) => resolve({code: null, error}))
+    child.once('close', (code) => resolve({code}))
   })
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+  child.stdin.on('error', () => undefined)
+  child.stdin.write('L')
+  const acquired = await Promise.race([
+    new Promise<boolean>((resolve) => child.stdout.once('data', () => resolve(true))),
+    exited.then(() => false),
+  ])
   if (!acquired) {
-    const result = await child
-    const code = (result as unknown as {code?: string}).code
-    if (code === 'ENOENT') {
+    const {code, error} = await exited
+    if (error?.code === 'ENOENT') {
       throw new PnError('PN_TOOL_MISSING', 'run flock: command not found', {hint: 'install util-linux'})
     }
-    if (result.exitCode === 75) {
+    if (code === FLOCK_TIMEOUT_EXIT) {
       throw new PnError('PN_LOCK_TIMEOUT', `lock ${lockPath}: still held by another pn process after ${timeoutMs} ms`, {
-        hint: 'another pn command is changing the same state; retry, or find it with `fuser ' + lockPath + '`',
+        hint: `another pn command is changing the same state; retry, or find it with \`fuser ${lockPath}\``,
       })
     }
-    throw new PnError('PN_COMMAND_FAILED', `lock ${lockPath}: flock exited with ${result.exitCode}`, {
-      details: {stderr: String(result.stderr ?? '')},
+    throw new PnError('PN_COMMAND_FAILED', `lock ${lockPath}: flock exited with ${code}${error ? ` (${error.message})` : ''}`, {
+      details: {stderr},
     })
   }
   let released = false
@@ -55,8 +53,8 @@ export async function acquireFlock(lockPath: string, timeoutMs: number): Promise
     async release() {
       if (released) return
       released = true
-      child.stdin?.end()
-      await child
+      child.stdin.end()
+      await exited
     },
   }
 }

@@ -1,9 +1,14 @@
 /**
  * The one place pn spawns external programs (ip, tc, bpftool, clang, sysctl, nsenter …).
- * Always argv arrays, never a shell string. A RecordingRunner stands in for unit tests and
- * --dry-run: it records every argv and answers from a callback, so golden-argv tests need no root.
+ * Always argv arrays, never a shell string. Two interchangeable spawners share this contract
+ * and its error mapping:
+ *  - ExecaRunner (execa, loaded on first use): the `pn` CLI's runner.
+ *  - SpawnRunner (node:child_process): the default, and what `bin/pn-cni` uses, because
+ *    importing execa alone costs ~70 ms — paid on every CNI exec, on the pod start-up path.
+ * A RecordingRunner stands in for unit tests and --dry-run: it records every argv and answers
+ * from a callback, so golden-argv tests need no root.
  */
-import {execa} from 'execa'
+import {spawn} from 'node:child_process'
 import {PnError} from '../errors.js'
 
 export interface RunOptions {
@@ -48,42 +53,10 @@ export function effectiveArgv(file: string, args: readonly string[], opts: RunOp
   return opts.netns ? ['nsenter', `--net=${opts.netns}`, '--', file, ...args] : [file, ...args]
 }
 
-export type CommandLogger = (argv: string[]) => void
-
-export class ExecaRunner implements Runner {
-  constructor(private readonly log?: CommandLogger) {}
-
-  async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-    const argv = effectiveArgv(file, args, opts)
-    this.log?.(argv)
-    const child = await execa(argv[0], argv.slice(1), {
-      input: opts.input,
-      reject: false,
-      timeout: opts.timeoutMs,
-      env: opts.env,
-      stripFinalNewline: false,
-    })
-    if (child.failed && child.exitCode === undefined) {
-      const code = (child as unknown as {code?: string}).code
-      if (code === 'ENOENT') {
-        const pkg = TOOL_PACKAGES[argv[0]] ?? argv[0]
-        throw new PnError('PN_TOOL_MISSING', `run ${argv[0]}: command not found`, {
-          hint: `install it (apt-get install ${pkg}) or put it on PATH`,
-        })
-      }
-      throw new PnError('PN_COMMAND_FAILED', `run ${argv[0]}: ${child.shortMessage ?? child.message}`, {
-        details: {argv},
-      })
-    }
-    const result: RunResult = {
-      argv,
-      exitCode: child.exitCode ?? 1,
-      stdout: String(child.stdout ?? ''),
-      stderr: String(child.stderr ?? ''),
-    }
-    if (result.exitCode !== 0 && !opts.allowFailure) throw commandFailed(result)
-    return result
-  }
+export function toolMissing(tool: string): PnError {
+  return new PnError('PN_TOOL_MISSING', `run ${tool}: command not found`, {
+    hint: `install it (apt-get install ${TOOL_PACKAGES[tool] ?? tool}) or put it on PATH`,
+  })
 }
 
 export function commandFailed(result: RunResult): PnError {
@@ -91,6 +64,77 @@ export function commandFailed(result: RunResult): PnError {
   return new PnError('PN_COMMAND_FAILED', `run ${result.argv.join(' ')}: ${stderr}`, {
     details: {argv: result.argv, exitCode: result.exitCode, stderr: result.stderr},
   })
+}
+
+/** Turn a finished child into a result, or the PnError the caller should see. */
+function settle(result: RunResult, opts: RunOptions): RunResult {
+  if (result.exitCode !== 0 && !opts.allowFailure) throw commandFailed(result)
+  return result
+}
+
+export type CommandLogger = (argv: string[]) => void
+
+/** node:child_process spawner: no dependency to load, so the cheapest start for pn-cni. */
+export class SpawnRunner implements Runner {
+  constructor(private readonly log?: CommandLogger) {}
+
+  run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    const argv = effectiveArgv(file, args, opts)
+    this.log?.(argv)
+    return new Promise((resolve, reject) => {
+      const child = spawn(argv[0], argv.slice(1), {
+        env: opts.env ? {...process.env, ...opts.env} : process.env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+        timeout: opts.timeoutMs,
+      })
+      const out: Buffer[] = []
+      const err: Buffer[] = []
+      child.stdout.on('data', (d: Buffer) => out.push(d))
+      child.stderr.on('data', (d: Buffer) => err.push(d))
+      child.on('error', (e: NodeJS.ErrnoException) => {
+        reject(e.code === 'ENOENT' ? toolMissing(argv[0]) : new PnError('PN_COMMAND_FAILED', `run ${argv[0]}: ${e.message}`, {details: {argv}}))
+      })
+      child.on('close', (code, signal) => {
+        const result: RunResult = {
+          argv,
+          exitCode: code ?? (signal ? 128 : 1),
+          stdout: Buffer.concat(out).toString('utf8'),
+          stderr: Buffer.concat(err).toString('utf8') + (signal ? `killed by ${signal}` : ''),
+        }
+        try {
+          resolve(settle(result, opts))
+        } catch (e) {
+          reject(e)
+        }
+      })
+      // EPIPE when a child exits before reading its input is reported by 'close' instead.
+      child.stdin.on('error', () => undefined)
+      child.stdin.end(opts.input ?? '')
+    })
+  }
+}
+
+/** execa spawner for the CLI; execa is imported on first use so pn-cni never pays for it. */
+export class ExecaRunner implements Runner {
+  constructor(private readonly log?: CommandLogger) {}
+
+  async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    const {execa} = await import('execa')
+    const argv = effectiveArgv(file, args, opts)
+    this.log?.(argv)
+    const child = await execa(argv[0], argv.slice(1), {
+      input: opts.input ?? '',
+      reject: false,
+      timeout: opts.timeoutMs,
+      env: opts.env,
+      stripFinalNewline: false,
+    })
+    if (child.failed && child.exitCode === undefined) {
+      if ((child as unknown as {code?: string}).code === 'ENOENT') throw toolMissing(argv[0])
+      throw new PnError('PN_COMMAND_FAILED', `run ${argv[0]}: ${child.shortMessage ?? child.message}`, {details: {argv}})
+    }
+    return settle({argv, exitCode: child.exitCode ?? 1, stdout: String(child.stdout ?? ''), stderr: String(child.stderr ?? '')}, opts)
+  }
 }
 
 export type Responder = (argv: string[], opts: RunOptions) => Partial<RunResult> | undefined
@@ -109,9 +153,7 @@ export class RecordingRunner implements Runner {
     if (this.inner && opts.readOnly) return this.inner.run(file, args, opts)
     this.records.push({argv, ...(opts.input === undefined ? {} : {input: opts.input}), ...(opts.netns ? {netns: opts.netns} : {})})
     const answer = this.respond?.(argv, opts) ?? {}
-    const result: RunResult = {argv, exitCode: answer.exitCode ?? 0, stdout: answer.stdout ?? '', stderr: answer.stderr ?? ''}
-    if (result.exitCode !== 0 && !opts.allowFailure) throw commandFailed(result)
-    return result
+    return settle({argv, exitCode: answer.exitCode ?? 0, stdout: answer.stdout ?? '', stderr: answer.stderr ?? ''}, opts)
   }
 
   /** The recorded commands as printable lines (what `--dry-run` shows). */
@@ -127,9 +169,9 @@ export class RecordingRunner implements Runner {
 
 let defaultRunner: Runner | undefined
 
-/** The process-wide runner; commands may replace it (verbose logging, dry-run). */
+/** The process-wide runner (SpawnRunner unless a command set another: execa, verbose, dry-run). */
 export function getRunner(): Runner {
-  defaultRunner ??= new ExecaRunner()
+  defaultRunner ??= new SpawnRunner()
   return defaultRunner
 }
 

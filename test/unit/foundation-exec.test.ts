@@ -5,7 +5,7 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {EXIT, ERROR_CODES, PnError, toPnError} from '../../src/errors.js'
 import {acquireFlock} from '../../src/exec/flock.js'
-import {ExecaRunner, RecordingRunner, effectiveArgv} from '../../src/exec/runner.js'
+import {ExecaRunner, RecordingRunner, SpawnRunner, effectiveArgv} from '../../src/exec/runner.js'
 import {readJsonFile, updateJsonFile, writeFileAtomic} from '../../src/state/files.js'
 
 describe('errors', () => {
@@ -41,14 +41,19 @@ describe('exec runner', () => {
     assert.ok(r.ran('ip'))
     assert.ok(!r.ran('clang'))
   })
-  it('reports a missing tool with the package to install', async () => {
-    await assert.rejects(new ExecaRunner().run('pn-no-such-tool', []), (e: PnError) => e.code === 'PN_TOOL_MISSING')
-  })
-  it('returns stdout and throws PN_COMMAND_FAILED with stderr on failure', async () => {
-    const r = new ExecaRunner()
-    assert.equal((await r.run('echo', ['ok'])).stdout, 'ok\n')
-    await assert.rejects(r.run('ls', ['/pn-definitely-missing']), (e: PnError) => e.code === 'PN_COMMAND_FAILED' && /No such file/.test(e.message))
-  })
+  for (const [name, make] of [['SpawnRunner', () => new SpawnRunner()], ['ExecaRunner', () => new ExecaRunner()]] as const) {
+    it(`${name}: reports a missing tool with the package to install`, async () => {
+      await assert.rejects(make().run('pn-no-such-tool', []), (e: PnError) => e.code === 'PN_TOOL_MISSING' && !!e.hint)
+    })
+    it(`${name}: returns stdout, feeds stdin, throws PN_COMMAND_FAILED with stderr on failure`, async () => {
+      const r = make()
+      assert.equal((await r.run('echo', ['ok'])).stdout, 'ok\n')
+      assert.equal((await r.run('cat', [], {input: 'batch\n'})).stdout, 'batch\n')
+      await assert.rejects(r.run('ls', ['/pn-definitely-missing']), (e: PnError) => e.code === 'PN_COMMAND_FAILED' && /No such file/.test(e.message))
+      const failed = await r.run('sh', ['-c', 'echo out; echo err >&2; exit 3'], {allowFailure: true})
+      assert.deepEqual([failed.exitCode, failed.stdout, failed.stderr], [3, 'out\n', 'err\n'])
+    })
+  }
 })
 
 describe('flock locks', function () {
