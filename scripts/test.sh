@@ -4,6 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh || exit 1
+export PN_SKIP_BUILD=1
 
 passed=0; failed=0; pending=0
 log=$(mktemp -d /tmp/pn-test-log.XXXXXX)

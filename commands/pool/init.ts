@@ -16,6 +16,7 @@ An existing pool is never replaced without --force.`
   static examples = [
     '<%= config.bin %> <%= command.id %> --cidr 10.20.30.0/24 --cidr 50.60.70.0/24 --mask-size 26',
     '<%= config.bin %> <%= command.id %> --cidr 10.0.0.0/16 --cidr fd00:10::/104 --mask-size 24 --mask-size-v6 120 --pool /run/pn/lab1/pool.json',
+    '<%= config.bin %> <%= command.id %> --cidr 10.20.30.40/24 --mask-size 26 --force --json',
   ]
 
   static flags = {

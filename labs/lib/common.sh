@@ -18,6 +18,7 @@ need_cmds() {
 
 # Build pn once: npm ci only when node_modules is missing, then tsc.
 ensure_built() {
+  [ "${PN_SKIP_BUILD:-0}" = 1 ] && return 0  # scripts/test.sh and labs/main.sh built already
   (cd "$PN_REPO" && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run --silent build) >/dev/null ||
     die "build failed (cd $PN_REPO && npm run build)"
 }
