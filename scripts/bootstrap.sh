@@ -9,20 +9,17 @@ die() { echo "bootstrap: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (pn creates network namespaces, veths and BPF programs)"
 command -v node >/dev/null || die "node (v20+) is required"
 
-# tool → Debian package. podman/runc/busybox-static serve the CNI runtime test.
-declare -A PKG=(
-  [clang]=clang [llc]=llvm [bpftool]=bpftool [ip]=iproute2 [tc]=iproute2 [iptables]=iptables
-  [ping]=iputils-ping [iperf3]=iperf3 [jq]=jq [flock]=util-linux [nsenter]=util-linux
-  [sysctl]=procps [podman]=podman [runc]=runc [busybox]=busybox-static
+# Debian packages pn, its tests and labs use. podman/runc/busybox-static serve the CNI runtime
+# test (the image is the static busybox binary, so the dynamic `busybox` package will not do).
+PACKAGES=(
+  clang llvm libbpf-dev bpftool iproute2 iptables iputils-ping iperf3 jq util-linux procps
+  containernetworking-plugins podman runc busybox-static
 )
 missing=()
-for tool in "${!PKG[@]}"; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("${PKG[$tool]}")
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done
-[ -f /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
-[ -x /usr/lib/cni/host-local ] || missing+=(containernetworking-plugins)
 if [ ${#missing[@]} -gt 0 ]; then
-  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   echo "bootstrap: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

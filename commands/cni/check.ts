@@ -1,11 +1,9 @@
-import {readFileSync} from 'node:fs'
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
 import {containerIdFlag, ifnameFlag, netnsFlag} from '../../src/cli/flags.js'
 import {cniCheck, type CheckResult} from '../../src/cni/check.js'
-import {manualRequest, prevResultFromEndpoint} from '../../src/cni/manual.js'
+import {manualRequest, prevResultFromEndpoint, readPrevResultFile} from '../../src/cni/manual.js'
 import {LATEST_VERSION, SUPPORTED_VERSIONS} from '../../src/cni/spec.js'
-import {PnError} from '../../src/errors.js'
 
 export type CniCheckResult = CheckResult
 
@@ -33,11 +31,7 @@ rebuilt from the endpoint record. Every problem is listed.`
     const containerId = f['container-id'] as string
     let prevResult: Record<string, unknown>
     if (f['prev-result']) {
-      try {
-        prevResult = JSON.parse(readFileSync(f['prev-result'], 'utf8'))
-      } catch (err) {
-        throw new PnError('PN_INVALID_ARGUMENT', `read prev result ${f['prev-result']}: ${(err as Error).message}`, {hint: 'pass the JSON printed by `pn cni add`'})
-      }
+      prevResult = readPrevResultFile(f['prev-result'])
     } else {
       prevResult = await prevResultFromEndpoint(this.stateDir, containerId, f.ifname, f['cni-version'])
     }

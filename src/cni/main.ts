@@ -42,7 +42,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
     process.stdout.write(JSON.stringify(versionResult(stdin)) + '\n')
     return 0
   }
-  const [{getRunner}, {defaultHandlers}, {runProtocol}] = await Promise.all([
+  const [{SpawnRunner}, {defaultHandlers}, {runProtocol}] = await Promise.all([
     import('../exec/runner.js'),
     import('./handlers.js'),
     import('./protocol.js'),
@@ -50,7 +50,8 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
   const out = await runProtocol({
     env,
     stdin,
-    runner: getRunner(),
+    // PN_TRACE_EXEC=1 logs every command the plugin spawns (to the log file or stderr).
+    runner: new SpawnRunner(env.PN_TRACE_EXEC ? (argv) => log(`exec: ${argv.join(' ')}`) : undefined),
     handlers: defaultHandlers,
     log,
     onConf: (conf) => {

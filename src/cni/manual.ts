@@ -3,6 +3,7 @@
  * env + netconf would, validated by the same functions, so a hand-run ADD behaves exactly like
  * the protocol one (only the output differs: a pn envelope with --json).
  */
+import {readFileSync} from 'node:fs'
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
 import {getEndpoint} from '../endpoint/store.js'
@@ -73,4 +74,15 @@ export async function prevResultFromEndpoint(stateDir: string, containerId: stri
     })
   }
   return buildResult(version, {...ep, netns: ep.netns}) as unknown as Record<string, unknown>
+}
+
+/** Read a saved ADD result (the JSON `pn cni add` printed) for CHECK. */
+export function readPrevResultFile(file: string): Record<string, unknown> {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>
+  } catch (err) {
+    throw new PnError('PN_INVALID_ARGUMENT', `read prev result ${file}: ${(err as Error).message}`, {
+      hint: 'pass the JSON printed by `pn cni add`',
+    })
+  }
 }

@@ -169,15 +169,9 @@ export class RecordingRunner implements Runner {
 
 let defaultRunner: Runner | undefined
 
-/** PN_TRACE_EXEC=1: log every spawned argv to stderr (what pn-cni ran for a runtime's call). */
-function traceLogger(): CommandLogger | undefined {
-  if (!process.env.PN_TRACE_EXEC) return undefined
-  return (argv) => process.stderr.write(`${new Date().toISOString()} pn exec: ${argv.join(' ')}\n`)
-}
-
 /** The process-wide runner (SpawnRunner unless a command set another: execa, verbose, dry-run). */
 export function getRunner(): Runner {
-  defaultRunner ??= new SpawnRunner(traceLogger())
+  defaultRunner ??= new SpawnRunner()
   return defaultRunner
 }
 
