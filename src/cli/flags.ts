@@ -1,27 +1,12 @@
 /** Shared flag builders, so the same flag means the same thing in every command (CNI words). */
-import {Flags, Interfaces} from '@oclif/core'
+import {Flags} from '@oclif/core'
 
-type Required = Interfaces.OptionFlag<string>
-type Optional = Interfaces.OptionFlag<string | undefined>
-
-/** Container ID (CNI_CONTAINERID); typed as `string` when required, `string | undefined` when not. */
-export function containerIdFlag(): Required
-export function containerIdFlag(required: true): Required
-export function containerIdFlag(required: false): Optional
-export function containerIdFlag(required = true): Required | Optional {
-  return Flags.string({summary: 'Container ID (CNI_CONTAINERID).', required}) as Required | Optional
-}
-
-/** Network namespace path (CNI_NETNS); typed like containerIdFlag. */
-export function netnsFlag(): Required
-export function netnsFlag(required: true): Required
-export function netnsFlag(required: false): Optional
-export function netnsFlag(required = true): Required | Optional {
-  return Flags.string({
-    summary: 'Network namespace path, e.g. /run/netns/pod1 or /proc/PID/ns/net (CNI_NETNS).',
-    required,
-  }) as Required | Optional
-}
+// oclif's flag inference types these as `string | undefined` even when required; commands that
+// declare them required may rely on oclif having enforced it.
+export const containerIdFlag = (required = true) =>
+  Flags.string({summary: 'Container ID (CNI_CONTAINERID).', required})
+export const netnsFlag = (required = true) =>
+  Flags.string({summary: 'Network namespace path, e.g. /run/netns/pod1 or /proc/PID/ns/net (CNI_NETNS).', required})
 export const ifnameFlag = () => Flags.string({summary: 'Interface name inside the pod (CNI_IFNAME).', default: 'eth0'})
 export const podCidrFlag = () =>
   Flags.string({
