@@ -18,17 +18,7 @@ on_exit "bash $(dirname "$0")/teardown.sh"
 
 step "the world: switch $SW_NS (bridge), nodes $N1_NS and $N2_NS with uplink eth0 on it"
 for ns in "$SW_NS" "$N1_NS" "$N2_NS" "$A_NS" "$B_NS" "$C_NS"; do ns_add "$ns"; done
-ip -n "$SW_NS" link add br0 type bridge
-ip -n "$SW_NS" link set br0 up
-i=0
-for pair in "$N1_NS:$N1_UPLINK_IP" "$N2_NS:$N2_UPLINK_IP"; do
-  i=$((i + 1))
-  ns=${pair%%:*} ip=${pair##*:}
-  ip -n "$ns" link add eth0 type veth peer name "port$i" netns "$SW_NS"
-  ip -n "$SW_NS" link set "port$i" master br0 up
-  ip -n "$ns" addr add "$ip/24" dev eth0
-  ip -n "$ns" link set eth0 up
-done
+switch_nodes "$SW_NS" "$N1_NS:$N1_UPLINK_IP" "$N2_NS:$N2_UPLINK_IP"
 
 step "pn node init --routing bpf on both nodes (compiles once, loads + pins once, attaches host programs)"
 show pn_in "$N1_NS" "$N1_STATE" node init --name "$N1_NAME" --device eth0 --pod-cidr "$N1_CIDR" --routing bpf

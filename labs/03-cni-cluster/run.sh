@@ -32,17 +32,7 @@ cni() { # cni NODE_NS STATE COMMAND CONTAINER_ID NETNS [prevResult-json]
 
 step "the world: switch $SW_NS (bridge), nodes $N1_NS and $N2_NS with uplink eth0 on it, three empty pods"
 for ns in "$SW_NS" "$N1_NS" "$N2_NS" "$A_NS" "$B_NS" "$C_NS"; do ns_add "$ns"; done
-ip -n "$SW_NS" link add br0 type bridge
-ip -n "$SW_NS" link set br0 up
-i=0
-for pair in "$N1_NS:$N1_UPLINK_IP" "$N2_NS:$N2_UPLINK_IP"; do
-  i=$((i + 1))
-  ns=${pair%%:*} ip=${pair##*:}
-  ip -n "$ns" link add eth0 type veth peer name "port$i" netns "$SW_NS"
-  ip -n "$SW_NS" link set "port$i" master br0 up
-  ip -n "$ns" addr add "$ip/24" dev eth0
-  ip -n "$ns" link set eth0 up
-done
+switch_nodes "$SW_NS" "$N1_NS:$N1_UPLINK_IP" "$N2_NS:$N2_UPLINK_IP"
 
 step "operator: cluster pool from the seed's CIDRs (host bits set on purpose), mask 26"
 show node "$PN_REPO/bin/run.js" pool init --cidr 10.20.30.40/24 --cidr 50.60.70.80/24 --mask-size 26 --pool "$POOL"

@@ -57,3 +57,20 @@ on_exit() {
   # shellcheck disable=SC2064
   trap "rc=\$?; if [ \"\${PN_LAB_KEEP:-0}\" = 1 ]; then echo 'PN_LAB_KEEP=1: leaving the lab up (run teardown.sh)'; else $fn || true; fi; exit \$rc" EXIT
 }
+
+# A bridge "switch" in namespace SW and, for each NODE_NS:IP, an uplink eth0 (IP/24) plugged
+# into it: switch_nodes SW NODE_NS:IP …  (the namespaces must exist)
+switch_nodes() {
+  local sw=$1 pair ns ip i=0
+  shift
+  ip -n "$sw" link add br0 type bridge
+  ip -n "$sw" link set br0 up
+  for pair in "$@"; do
+    i=$((i + 1))
+    ns=${pair%%:*} ip=${pair##*:}
+    ip -n "$ns" link add eth0 type veth peer name "port$i" netns "$sw"
+    ip -n "$sw" link set "port$i" master br0 up
+    ip -n "$ns" addr add "$ip/24" dev eth0
+    ip -n "$ns" link set eth0 up
+  done
+}
