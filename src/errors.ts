@@ -16,6 +16,7 @@ export const EXIT = {
   state: 6,
   system: 7,
   busy: 8,
+  interrupted: 130,
 } as const
 
 export type ExitCategory = keyof typeof EXIT
@@ -57,6 +58,7 @@ export const ERROR_CODES = {
   PN_COMMAND_FAILED: {exit: 'system', cni: 121},
   PN_CHECK_FAILED: {exit: 'conflict', cni: 122},
   PN_NOT_ROOT: {exit: 'system', cni: 123},
+  PN_INTERRUPTED: {exit: 'interrupted', cni: 11},
   PN_CNI_INCOMPATIBLE_VERSION: {exit: 'usage', cni: 1},
   PN_CNI_UNSUPPORTED_FIELD: {exit: 'usage', cni: 2},
   PN_CNI_UNKNOWN_CONTAINER: {exit: 'notFound', cni: 3},

@@ -11,6 +11,7 @@ import {Command, Flags, Interfaces} from '@oclif/core'
 import chalk from 'chalk'
 import {PnError, toPnError} from '../errors.js'
 import {ExecaRunner, getRunner, setRunner, type Runner} from '../exec/runner.js'
+import {installInterruptHandler, interruptExitCode} from '../flow/interrupt.js'
 import {resolveStateDir} from '../state/files.js'
 
 export type CmdFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
@@ -56,6 +57,7 @@ export abstract class BaseCommand<C extends typeof Command, T = unknown> extends
 
   public override async init(): Promise<void> {
     await super.init()
+    installInterruptHandler()
     const {args, flags} = await this.parse({
       args: this.ctor.args,
       baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
@@ -109,8 +111,9 @@ export abstract class BaseCommand<C extends typeof Command, T = unknown> extends
         process.stderr.write(chalk.dim(pe.cause.stack + '\n'))
       }
     }
-    process.exitCode = pe.exitCode
-    this.exit(pe.exitCode)
+    const exitCode = pe.code === 'PN_INTERRUPTED' ? (interruptExitCode() ?? pe.exitCode) : pe.exitCode
+    process.exitCode = exitCode
+    this.exit(exitCode)
   }
 }
 

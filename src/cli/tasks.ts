@@ -4,6 +4,7 @@
  * plan's own undo stack rolls back on failure.
  */
 import {Listr} from 'listr2'
+import {checkpoint, runningFlow} from '../flow/interrupt.js'
 import {runPlan, withRollbackDetails, type Plan} from '../flow/plan.js'
 
 export interface RunTasksOptions {
@@ -19,14 +20,20 @@ export async function runTasks<R>(plan: Plan<R>, opts: RunTasksOptions): Promise
     plan.steps.map((s) => ({
       title: s.title,
       skip: s.skip,
-      task: async () => s.run(),
+      task: async () => {
+        await checkpoint(opts.action)
+        await s.run()
+      },
     })),
     {concurrent: false, exitOnError: true, rendererOptions: {collapseErrors: false}},
   )
-  try {
-    await list.run()
-  } catch (err) {
-    throw withRollbackDetails(err, await plan.rollback(), opts.action)
-  }
-  return plan.result()
+  return runningFlow(async () => {
+    try {
+      await list.run()
+      await checkpoint(opts.action)
+    } catch (err) {
+      throw withRollbackDetails(err, await plan.rollback(), opts.action)
+    }
+    return plan.result()
+  })
 }

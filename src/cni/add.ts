@@ -20,6 +20,7 @@ import {requireNetns} from './netns.js'
 import {ADD_STEPS, type AddStep, type CniRequest} from './request.js'
 import {buildResult} from './result.js'
 import type {CniResult} from './spec.js'
+import {checkpoint, runningFlow} from '../flow/interrupt.js'
 import {UndoStack, withRollbackDetails} from '../flow/undo.js'
 
 /** Cilium's IPAMExpiration: an ADD that dies mid-way gets its IP back after this. */
@@ -186,7 +187,6 @@ export function addPlan(req: CniRequest): Plan<CniResult> & {state: AddState; un
   }
 }
 
-/** Wrap the failure once, with what the unwind could not undo in details. */
 /** Run the ADD plan (plainly, or through `run` e.g. listr2), under the attachment lock. */
 export async function cniAdd(
   req: CniRequest,
@@ -194,28 +194,33 @@ export async function cniAdd(
 ): Promise<CniResult> {
   return withAttachmentLock(req.stateDir, req.containerId, req.ifname, async () => {
     const plan = addPlan(req)
+    const action = `add attachment ${attachmentId(req.containerId, req.ifname)}`
     const started = Date.now()
     let result: CniResult
     if (run) {
       result = await run(plan)
     } else {
-      try {
-        for (const s of plan.steps) {
-          const skip = s.skip?.()
+      result = await runningFlow(async () => {
+        try {
+          for (const s of plan.steps) {
+            await checkpoint(action)
+            const skip = s.skip?.()
           if (skip) {
-            req.onStep?.({step: 'bpf', state: 'skipped', detail: String(skip)})
-            // A skipped step still honours fault injection, so tests cover every mode.
-            continue
+              req.onStep?.({step: 'bpf', state: 'skipped', detail: String(skip)})
+              // A skipped step still honours fault injection, so tests cover every mode.
+              continue
+            }
+            await s.run()
           }
-          await s.run()
+          await checkpoint(action)
+        } catch (err) {
+          const failures = await plan.rollback()
+          const undone = failures.length === 0 ? 'cleanly' : failures.map((f) => `${f.step}: ${f.message}`).join('; ')
+          req.log(`add ${attachmentId(req.containerId, req.ifname)} failed, undone: ${undone}`)
+          throw withRollbackDetails(err, failures, action)
         }
-      } catch (err) {
-        const failures = await plan.rollback()
-        const undone = failures.length === 0 ? 'cleanly' : failures.map((f) => `${f.step}: ${f.message}`).join('; ')
-        req.log(`add ${attachmentId(req.containerId, req.ifname)} failed, undone: ${undone}`)
-        throw withRollbackDetails(err, failures, `add attachment ${attachmentId(req.containerId, req.ifname)}`)
-      }
-      result = plan.result()
+        return plan.result()
+      })
     }
     req.log(`add ${attachmentId(req.containerId, req.ifname)}: ${state(plan.state)} in ${Date.now() - started} ms`)
     return result

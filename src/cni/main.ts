@@ -42,11 +42,14 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
     process.stdout.write(JSON.stringify(versionResult(stdin)) + '\n')
     return 0
   }
-  const [{SpawnRunner}, {defaultHandlers}, {runProtocol}] = await Promise.all([
+  const [{SpawnRunner}, {defaultHandlers}, {runProtocol}, {installInterruptHandler}] = await Promise.all([
     import('../exec/runner.js'),
     import('./handlers.js'),
     import('./protocol.js'),
+    import('../flow/interrupt.js'),
   ])
+  // A runtime that gives up on us (SIGTERM) gets an ADD that unwinds, not a half-made pod.
+  installInterruptHandler()
   const out = await runProtocol({
     env,
     stdin,

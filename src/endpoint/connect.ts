@@ -6,6 +6,7 @@
 import type {Runner} from '../exec/runner.js'
 import {PnError} from '../errors.js'
 import {readNodeContext, type NodeContext} from '../node/context.js'
+import {checkpoint, runningFlow} from '../flow/interrupt.js'
 import {UndoStack, withRollbackDetails} from '../flow/plan.js'
 import {deleteVeth, hostIfnameFor, setupVeth, type VethResult} from '../datapath/veth.js'
 import {allocateEndpointId, deleteEndpoint, endpointKey, endpointRecordFor, getEndpoint, saveEndpoint} from './store.js'
@@ -43,6 +44,8 @@ export async function connectEndpoint(runner: Runner, stateDir: string, opts: Co
     })
   }
   const undo = new UndoStack()
+  const action = `create veth for ${opts.containerId}`
+  return runningFlow(async () => {
   try {
     const veth = await setupVeth(runner, {
       containerId: opts.containerId,
@@ -55,6 +58,7 @@ export async function connectEndpoint(runner: Runner, stateDir: string, opts: Co
       hostRoutes: node?.routing === 'host-routes',
     })
     undo.push(`delete veth ${veth.hostIfname}`, () => deleteVeth(runner, {containerId: opts.containerId, ifname: opts.ifname}))
+    await checkpoint(action)
     const id = endpointKey(opts.containerId, opts.ifname)
     const endpointId = await allocateEndpointId(stateDir, id)
     undo.push(`delete endpoint ${id}`, () => deleteEndpoint(stateDir, opts.containerId, opts.ifname))
@@ -68,10 +72,12 @@ export async function connectEndpoint(runner: Runner, stateDir: string, opts: Co
       podUid: opts.podUid,
     })
     await saveEndpoint(stateDir, rec)
+    await checkpoint(action)
     return {...veth, changed: true, endpointId, routing: node?.routing ?? 'none'}
   } catch (err) {
-    throw withRollbackDetails(err, await undo.unwind(), `create veth for ${opts.containerId}`)
+    throw withRollbackDetails(err, await undo.unwind(), action)
   }
+  })
 }
 
 export interface DisconnectResult {

@@ -3,6 +3,7 @@
  * the plan (and owns the undo); a caller runs the steps either plainly (`runPlan`) or through
  * listr2 on a TTY (src/cli/tasks.ts), then calls `rollback` on failure. The library never prints.
  */
+import {checkpoint, runningFlow} from './interrupt.js'
 import {withRollbackDetails, type UndoFailure} from './undo.js'
 
 export {UndoStack, withRollbackDetails, type UndoFailure} from './undo.js'
@@ -24,13 +25,17 @@ export interface Plan<R> {
 
 /** Run a plan's steps in order; on failure roll back and rethrow (with rollback errors in details). */
 export async function runPlan<R>(plan: Plan<R>, action: string): Promise<R> {
-  try {
-    for (const step of plan.steps) {
-      if (step.skip?.()) continue
-      await step.run()
+  return runningFlow(async () => {
+    try {
+      for (const step of plan.steps) {
+        await checkpoint(action)
+        if (step.skip?.()) continue
+        await step.run()
+      }
+      await checkpoint(action)
+    } catch (err) {
+      throw withRollbackDetails(err, await plan.rollback(), action)
     }
-  } catch (err) {
-    throw withRollbackDetails(err, await plan.rollback(), action)
-  }
-  return plan.result()
+    return plan.result()
+  })
 }
