@@ -1,11 +1,10 @@
-import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {containerIdFlag, ifnameFlag, netnsFlag} from '../../src/cli/flags.js'
+import {cniArgsFlag, cniVersionFlag, containerIdFlag, ifnameFlag, netnsFlag} from '../../src/cli/flags.js'
 import {runTasks} from '../../src/cli/tasks.js'
 import {cniAdd} from '../../src/cni/add.js'
 import {manualRequest} from '../../src/cni/manual.js'
 import {formatResult} from '../../src/cni/result.js'
-import {LATEST_VERSION, SUPPORTED_VERSIONS, type CniResult} from '../../src/cni/spec.js'
+import type {CniResult} from '../../src/cni/spec.js'
 
 export type CniAddResult = CniResult
 
@@ -25,8 +24,8 @@ attachment; anything else is an error.`
     'container-id': containerIdFlag(),
     netns: netnsFlag(),
     ifname: ifnameFlag(),
-    'cni-version': Flags.string({summary: 'cniVersion of the request (selects the result format).', default: LATEST_VERSION, options: [...SUPPORTED_VERSIONS]}),
-    args: Flags.string({summary: 'CNI_ARGS, e.g. "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;IP=10.0.1.9".'}),
+    'cni-version': cniVersionFlag(),
+    args: cniArgsFlag(),
   }
 
   async execute(): Promise<CniAddResult> {

@@ -1,9 +1,8 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {containerIdFlag, ifnameFlag, netnsFlag} from '../../src/cli/flags.js'
+import {cniVersionFlag, containerIdFlag, ifnameFlag, netnsFlag} from '../../src/cli/flags.js'
 import {cniCheck, type CheckResult} from '../../src/cni/check.js'
 import {manualRequest, prevResultFromEndpoint, readPrevResultFile} from '../../src/cni/manual.js'
-import {LATEST_VERSION, SUPPORTED_VERSIONS} from '../../src/cni/spec.js'
 
 export type CniCheckResult = CheckResult
 
@@ -22,7 +21,7 @@ rebuilt from the endpoint record. Every problem is listed.`
     'container-id': containerIdFlag(),
     netns: netnsFlag(),
     ifname: ifnameFlag(),
-    'cni-version': Flags.string({summary: 'cniVersion of the request (0.4.0 or later).', default: LATEST_VERSION, options: [...SUPPORTED_VERSIONS]}),
+    'cni-version': cniVersionFlag('cniVersion of the request (0.4.0 or later).'),
     'prev-result': Flags.string({summary: 'File holding the ADD result to check against (default: rebuilt from the endpoint record).'}),
   }
 

@@ -1,9 +1,7 @@
-import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {containerIdFlag, ifnameFlag, netnsFlag} from '../../src/cli/flags.js'
+import {cniArgsFlag, cniVersionFlag, containerIdFlag, ifnameFlag, netnsFlag} from '../../src/cli/flags.js'
 import {cniDel, type DelResult} from '../../src/cni/del.js'
 import {manualRequest} from '../../src/cni/manual.js'
-import {LATEST_VERSION, SUPPORTED_VERSIONS} from '../../src/cni/spec.js'
 
 export type CniDelResult = DelResult
 
@@ -21,8 +19,8 @@ run twice. The IP is released even without a netns.`
     'container-id': containerIdFlag(),
     netns: netnsFlag(false),
     ifname: ifnameFlag(),
-    'cni-version': Flags.string({summary: 'cniVersion of the request.', default: LATEST_VERSION, options: [...SUPPORTED_VERSIONS]}),
-    args: Flags.string({summary: 'CNI_ARGS, e.g. "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web".'}),
+    'cni-version': cniVersionFlag('cniVersion of the request.'),
+    args: cniArgsFlag(),
   }
 
   async execute(): Promise<CniDelResult> {

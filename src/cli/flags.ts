@@ -1,5 +1,6 @@
 /** Shared flag builders, so the same flag means the same thing in every command (CNI words). */
 import {Flags} from '@oclif/core'
+import {LATEST_VERSION, SUPPORTED_VERSIONS} from '../cni/spec.js'
 
 // oclif's flag inference types these as `string | undefined` even when required; commands that
 // declare them required may rely on oclif having enforced it.
@@ -18,3 +19,7 @@ export const podCidrFlag = () =>
 export const mtuFlag = () => Flags.integer({summary: 'MTU (default: the node uplink MTU).', min: 68, max: 65535})
 export const poolFlag = () =>
   Flags.string({summary: 'Cluster pool file (default <state-dir>/cluster-pool.json).', env: 'PN_POOL'})
+export const cniVersionFlag = (summary = 'cniVersion of the request (selects the result format).') =>
+  Flags.string({summary, default: LATEST_VERSION, options: [...SUPPORTED_VERSIONS]})
+export const cniArgsFlag = () =>
+  Flags.string({summary: 'CNI_ARGS, e.g. "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;IP=10.0.1.9".'})
