@@ -1,8 +1,8 @@
 import {BaseCommand} from '../../src/cli/base.js'
+import {attachmentRequest} from '../../src/cli/cni-request.js'
 import {cniArgsFlag, cniVersionFlag, containerIdFlag, ifnameFlag, netnsFlag} from '../../src/cli/flags.js'
 import {runTasks} from '../../src/cli/tasks.js'
 import {cniAdd} from '../../src/cni/add.js'
-import {manualRequest} from '../../src/cni/manual.js'
 import {formatResult} from '../../src/cni/result.js'
 import type {CniResult} from '../../src/cni/spec.js'
 
@@ -30,17 +30,7 @@ attachment; anything else is an error.`
 
   async execute(): Promise<CniAddResult> {
     const f = this.flags
-    const req = await manualRequest({
-      command: 'ADD',
-      stateDir: this.stateDir,
-      runner: this.runner,
-      cniVersion: f['cni-version'],
-      args: f.args,
-      containerId: f['container-id'] as string,
-      ifname: f.ifname,
-      netns: f.netns,
-      log: f.verbose ? (m) => process.stderr.write(`${m}\n`) : undefined,
-    })
+    const req = await attachmentRequest('ADD', {stateDir: this.stateDir, runner: this.runner}, f)
     const interactive = Boolean(process.stdout.isTTY) && !this.jsonEnabled()
     return cniAdd(req, interactive ? (plan) => runTasks(plan, {interactive: true, action: `add attachment ${req.containerId}:${req.ifname}`}) : undefined)
   }

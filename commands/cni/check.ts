@@ -1,8 +1,9 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
+import {attachmentRequest} from '../../src/cli/cni-request.js'
 import {cniVersionFlag, containerIdFlag, ifnameFlag, netnsFlag} from '../../src/cli/flags.js'
 import {cniCheck, type CheckResult} from '../../src/cni/check.js'
-import {manualRequest, prevResultFromEndpoint, readPrevResultFile} from '../../src/cni/manual.js'
+import {prevResultFromEndpoint, readPrevResultFile} from '../../src/cni/manual.js'
 
 export type CniCheckResult = CheckResult
 
@@ -34,17 +35,7 @@ rebuilt from the endpoint record. Every problem is listed.`
     } else {
       prevResult = await prevResultFromEndpoint(this.stateDir, containerId, f.ifname, f['cni-version'])
     }
-    const req = await manualRequest({
-      command: 'CHECK',
-      stateDir: this.stateDir,
-      runner: this.runner,
-      cniVersion: f['cni-version'],
-      containerId,
-      ifname: f.ifname,
-      netns: f.netns,
-      extra: {prevResult},
-      log: f.verbose ? (m) => process.stderr.write(`${m}\n`) : undefined,
-    })
+    const req = await attachmentRequest('CHECK', {stateDir: this.stateDir, runner: this.runner}, f, {prevResult})
     return cniCheck(req)
   }
 

@@ -1,7 +1,7 @@
 import {BaseCommand} from '../../src/cli/base.js'
+import {attachmentRequest} from '../../src/cli/cni-request.js'
 import {cniArgsFlag, cniVersionFlag, containerIdFlag, ifnameFlag, netnsFlag} from '../../src/cli/flags.js'
 import {cniDel, type DelResult} from '../../src/cni/del.js'
-import {manualRequest} from '../../src/cni/manual.js'
 
 export type CniDelResult = DelResult
 
@@ -25,17 +25,7 @@ run twice. The IP is released even without a netns.`
 
   async execute(): Promise<CniDelResult> {
     const f = this.flags
-    const req = await manualRequest({
-      command: 'DEL',
-      stateDir: this.stateDir,
-      runner: this.runner,
-      cniVersion: f['cni-version'],
-      args: f.args,
-      containerId: f['container-id'] as string,
-      ifname: f.ifname,
-      netns: f.netns,
-      log: f.verbose ? (m) => process.stderr.write(`${m}\n`) : undefined,
-    })
+    const req = await attachmentRequest('DEL', {stateDir: this.stateDir, runner: this.runner}, f)
     return cniDel(req)
   }
 
