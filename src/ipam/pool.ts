@@ -8,9 +8,9 @@
 import path from 'node:path'
 import {cidrsOverlap, formatCidr, normalizeCidr, parseCidr, type Cidr, type Family} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
-import type {JsonFileSpec} from '../state/files.js'
+import type {JsonFileSpec, LockOptions} from '../state/files.js'
+import {FileStore, type Store} from '../state/store.js'
 import {CidrSet, checkMaskSize} from './cidrset.js'
-import {FileStore, type Store} from './store.js'
 
 export interface PoolClusterCidr {
   cidr: string
@@ -33,14 +33,29 @@ export interface PoolState {
   nodes: PoolNode[]
 }
 
-/** A pool file path, or a store (tests: MemoryStore). */
+/** A pool location (a file path), or a store (tests: MemoryStore). */
 export type PoolRef = string | Store<PoolState>
 
 export const POOL_FILE = 'cluster-pool.json'
 
-/** `--pool`/PN_POOL if given, else `<state-dir>/cluster-pool.json`. */
-export function poolPath(stateDir: string, flag?: string): string {
-  return flag ? path.resolve(flag) : path.join(stateDir, POOL_FILE)
+/**
+ * Where the pool lives: `--pool` (the CLI maps PN_POOL onto it) if given, else
+ * `<state-dir>/cluster-pool.json`. A location is a file path; other schemes (`etcd://…`)
+ * are opened by openPoolStore and pass through unchanged.
+ */
+export function resolvePoolLocation(stateDir: string, flag?: string): string {
+  if (!flag) return path.join(stateDir, POOL_FILE)
+  return /^[a-z][a-z0-9+.-]*:\/\//.test(flag) ? flag : path.resolve(flag)
+}
+
+/** The store behind a pool location: the one place that knows which backend a location names. */
+export function openPoolStore(location: string, lock: LockOptions = {}): Store<PoolState> {
+  if (/^[a-z][a-z0-9+.-]*:\/\//.test(location)) {
+    throw new PnError('PN_INVALID_ARGUMENT', `open pool ${location}: unsupported pool location scheme`, {
+      hint: 'use a file path for --pool',
+    })
+  }
+  return new FileStore(location, spec, lock)
 }
 
 const spec: JsonFileSpec<PoolState> = {
@@ -58,7 +73,7 @@ const spec: JsonFileSpec<PoolState> = {
 }
 
 function storeOf(ref: PoolRef): Store<PoolState> {
-  return typeof ref === 'string' ? new FileStore(ref, spec) : ref
+  return typeof ref === 'string' ? openPoolStore(ref) : ref
 }
 
 const NODE_RE = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/
