@@ -23,7 +23,7 @@ import {ipamFile, resetIpam} from '../ipam/host.js'
 import {openPoolStore, releasePodCidrs} from '../ipam/pool.js'
 import type {LockOptions} from '../state/files.js'
 import {nodeFile, readNodeContext, type NodeContext} from './context.js'
-import {withNodeExclusive} from './lock.js'
+import {withAttachmentFileLock, withNodeExclusive} from './lock.js'
 
 export interface NodeResetResult {
   changed: boolean
@@ -35,7 +35,7 @@ export interface NodeResetOptions {
   lock?: LockOptions
 }
 
-/** The folder of per-attachment lock files (src/cni/lock.ts). */
+/** The folder of per-attachment lock files (src/node/lock.ts). */
 export const attachmentLocksDir = (stateDir: string) => path.join(stateDir, 'cni')
 
 /** Reset runs forward (nothing to undo): each step is idempotent, failures of optional parts become warnings. */
@@ -68,7 +68,8 @@ export function planNodeReset(runner: Runner, stateDir: string, opts: NodeResetO
         run: async () => {
           const bpf = node?.routing === 'bpf' ? node : undefined
           for (const ep of await listEndpoints(stateDir).catch(() => [])) {
-            const r = await teardownEndpoint(runner, stateDir, ep, bpf ? {bpf} : {})
+            // The same per-attachment lock as DEL (a `pn veth delete` may hold it without the node lock).
+            const r = await withAttachmentFileLock(stateDir, ep.containerId, ep.ifname, () => teardownEndpoint(runner, stateDir, ep, bpf ? {bpf} : {}), opts.lock)
             for (const e of r.errors) warnings.push(`${e.step} ${ep.id}: ${e.message}`)
             if (r.veth || r.endpoint) removed.push(`endpoint ${ep.id} (${ep.hostIfname})`)
           }
