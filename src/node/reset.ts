@@ -2,7 +2,8 @@
  * `pn node reset`: remove everything pn made on this node — endpoints' veths and records,
  * BPF attachments and pins under the node's bpffs root, pn_host/pn_net (their addresses and
  * the pod CIDR route go with them), host-scope IPAM state, node.json — and release the pod
- * CIDR to the pool it came from. Nothing else (the uplink, other links, sysctls stay). Idempotent.
+ * CIDR to the pool it came from, after stopping the node's bird (pn bgp) so the routers withdraw
+ * it. Nothing else (the uplink, other links, sysctls stay). Idempotent.
  */
 import {promises as fs} from 'node:fs'
 import type {Runner} from '../exec/runner.js'
@@ -15,6 +16,8 @@ import {resetIpam} from '../ipam/host.js'
 import {removeBpffsRoot} from '../datapath/bpffs.js'
 import {HOST_DEVICE, NET_DEVICE, nodeFile, readNodeContext, type NodeContext} from './context.js'
 import {releasePodCidrs} from './pool-link.js'
+// The one upward import allowed into src/routing: reset stops the node's BGP speaker.
+import {stopBgp} from '../routing/bgp.js'
 
 export interface NodeResetResult {
   changed: boolean
@@ -42,6 +45,17 @@ export async function planNodeReset(runner: Runner, stateDir: string): Promise<P
         node = await readNodeContext(stateDir).catch((err) => {
           warnings.push(`node.json unreadable, resetting by well-known names: ${(err as Error).message}`)
           return undefined
+        })
+      },
+    },
+    {
+      // First, so the routers withdraw the pod CIDR before its pods and devices go away.
+      title: 'Stop BGP (the routers withdraw the pod CIDR)',
+      run: async () => {
+        await soft('stop bgp', async () => {
+          const r = await stopBgp(stateDir)
+          if (r.stopped !== undefined) removed.push(`bird (pid ${r.stopped})`)
+          else if (r.changed) removed.push(...r.removed)
         })
       },
     },
