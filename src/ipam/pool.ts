@@ -10,6 +10,7 @@ import {cidrsOverlap, formatCidr, normalizeCidr, parseCidr, type Cidr, type Fami
 import {PnError} from '../errors.js'
 import type {JsonFileSpec} from '../state/files.js'
 import {CidrSet, checkMaskSize} from './cidrset.js'
+import {EtcdStore} from '../state/etcd-store.js'
 import {FileStore, type Store} from './store.js'
 
 export interface PoolClusterCidr {
@@ -38,9 +39,22 @@ export type PoolRef = string | Store<PoolState>
 
 export const POOL_FILE = 'cluster-pool.json'
 
-/** `--pool`/PN_POOL if given, else `<state-dir>/cluster-pool.json`. */
+const ETCD_LOCATION = /^etcd:\/\//
+
+/** True for a pool location kept in etcd (`etcd://HOST:PORT[,…][/PREFIX]`) rather than a file. */
+export function isEtcdLocation(location: string): boolean {
+  return ETCD_LOCATION.test(location)
+}
+
+/** `--pool`/PN_POOL if given (a file path, or an etcd:// location as it is), else `<state-dir>/cluster-pool.json`. */
 export function poolPath(stateDir: string, flag?: string): string {
-  return flag ? path.resolve(flag) : path.join(stateDir, POOL_FILE)
+  if (!flag) return path.join(stateDir, POOL_FILE)
+  return isEtcdLocation(flag) ? flag : path.resolve(flag)
+}
+
+/** The store behind a pool location: etcd for etcd://…, else the locked JSON file. */
+export function openPoolStore(location: string): Store<PoolState> {
+  return isEtcdLocation(location) ? new EtcdStore({location, name: 'cluster-pool', spec: {...spec, what: 'cluster pool'}}) : new FileStore(location, spec)
 }
 
 const spec: JsonFileSpec<PoolState> = {
@@ -58,7 +72,7 @@ const spec: JsonFileSpec<PoolState> = {
 }
 
 function storeOf(ref: PoolRef): Store<PoolState> {
-  return typeof ref === 'string' ? new FileStore(ref, spec) : ref
+  return typeof ref === 'string' ? openPoolStore(ref) : ref
 }
 
 const NODE_RE = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/

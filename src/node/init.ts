@@ -19,6 +19,7 @@ import {fileExists} from '../state/files.js'
 import {defaultBpffsRoot, ensureBpffs} from '../datapath/bpffs.js'
 import {HOST_DEVICE, NET_DEVICE, readNodeContext, writeNodeContext, type NodeContext, type RoutingMode} from './context.js'
 import {allocatePodCidrs, releasePodCidrs, resolvePoolPath} from './pool-link.js'
+import {isEtcdLocation} from '../ipam/pool.js'
 
 export interface NodeInitOptions {
   name: string
@@ -135,7 +136,8 @@ export async function planNodeInit(runner: Runner, stateDir: string, opts: NodeI
           pool = previous.pool
         } else {
           pool = resolvePoolPath(stateDir, opts.pool)
-          if (!(await fileExists(pool))) {
+          // An etcd:// pool has no file to look for; the pool module says PN_POOL_NOT_FOUND itself.
+          if (!isEtcdLocation(pool) && !(await fileExists(pool))) {
             throw new PnError('PN_POOL_NOT_FOUND', `allocate pod cidr for ${opts.name}: no cluster pool at ${pool}`, {
               hint: 'pass --pod-cidr CIDR, or create a pool with `pn pool init --cidr CIDR --mask-size N`',
             })

@@ -104,15 +104,19 @@ describe('pn bgp (root, bird2, netns)', function () {
     execFileSync('ip', ['netns', 'exec', tor, 'bird', '-c', t.conf, '-s', t.sock, '-P', t.pid])
     sd1 = path.join(dir, 'n1')
     sd2 = path.join(dir, 'n2')
-    for (const [ns, sd, cidr, name] of [[n1, sd1, N1.cidr, 'bn1'], [n2, sd2, N2.cidr, 'bn2']]) {
-      const r = run(ns, sd, ['node', 'init', '--name', name, '--device', 'eth0', '--pod-cidr', cidr, '--routing', 'host-routes'])
+    // Node names = namespace names, so the default bpffs folders never collide with another run.
+    for (const [ns, sd, cidr] of [[n1, sd1, N1.cidr], [n2, sd2, N2.cidr]]) {
+      const r = run(ns, sd, ['node', 'init', '--name', ns, '--device', 'eth0', '--pod-cidr', cidr, '--routing', 'host-routes'])
       assert.equal(r.json?.status, 'ok', r.stdout + r.stderr)
     }
   })
 
   after(() => {
-    for (const sd of [sd1, sd2, path.join(dir, 'n1b')]) {
-      if (sd) stopBirdByPid(path.join(sd, 'bgp/bird.pid'), path.join(sd, 'bgp/bird.ctl'))
+    // pn's own reset first (bird, devices, bpffs folder), then by pid whatever a failure left.
+    for (const [ns, sd] of [[n1, sd1], [n2, sd2], [n1, path.join(dir, 'n1b')]]) {
+      if (!ns || !sd) continue
+      pn(['node', 'reset', '--state-dir', sd, '--json'], {netns: ns})
+      stopBirdByPid(path.join(sd, 'bgp/bird.pid'), path.join(sd, 'bgp/bird.ctl'))
     }
     const t = torFiles()
     stopBirdByPid(t.pid, t.sock)
@@ -206,7 +210,7 @@ describe('pn bgp (root, bird2, netns)', function () {
 
   it('refuses a second BGP speaker for the node, and says how to install bird when it is missing', () => {
     const sd1b = path.join(dir, 'n1b')
-    assert.equal(run(n1, sd1b, ['node', 'init', '--name', 'bn1b', '--device', 'eth0', '--pod-cidr', '10.97.9.0/24', '--routing', 'host-routes']).json?.status, 'ok')
+    assert.equal(run(n1, sd1b, ['node', 'init', '--name', `${n1}b`, '--device', 'eth0', '--pod-cidr', '10.97.9.0/24', '--routing', 'host-routes']).json?.status, 'ok')
     const second = up(n1, sd1b)
     assert.equal(second.json?.error?.code, 'PN_BGP_CONFLICT', second.stdout)
     assert.equal(second.status, 4)
