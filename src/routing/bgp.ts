@@ -486,6 +486,8 @@ export interface BgpDownResult {
  */
 export async function stopBgp(stateDir: string): Promise<BgpDownResult> {
   const files = birdFiles(stateDir)
+  // Nothing of ours here (never ran, or already down): do not create a lock file in passing.
+  if (!(await fs.stat(files.dir).then(() => true, () => false))) return {changed: false, removed: []}
   return withLock(lockTarget(stateDir), async () => {
     const stopped = await stopBird(files)
     const existed = await fs.stat(files.dir).then(() => true, () => false)
