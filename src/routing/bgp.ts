@@ -291,7 +291,14 @@ export async function bgpUp(runner: Runner, opts: BgpUpOptions): Promise<BgpUpRe
         await checkConfig(runner, candidate).catch(birdMissingHint)
         if (pid !== undefined) {
           await fs.rename(candidate, files.config)
-          await reconfigure(runner, files)
+          try {
+            await reconfigure(runner, files)
+          } catch (err) {
+            // bird still runs the old config: put its text back, so a rerun is not "unchanged".
+            if (current !== undefined) await writeFileAtomic(files.config, current)
+            else await fs.rm(files.config, {force: true})
+            throw err
+          }
           action = 'reconfigured'
         } else {
           await assertNoOtherSpeaker(runner, files, node.name)
