@@ -5,7 +5,7 @@
  * to a CNI error code; neither ever re-wraps a PnError.
  */
 
-/** Exit codes of the `pn` CLI, by category. Documented in docs/ERRORS.md. */
+/** Exit codes of the `pn` CLI, by category. Documented in docs/CLI.md. */
 export const EXIT = {
   ok: 0,
   internal: 1,
@@ -58,10 +58,12 @@ export const ERROR_CODES = {
   PN_COMMAND_FAILED: {exit: 'system', cni: 121},
   PN_CHECK_FAILED: {exit: 'conflict', cni: 122},
   PN_NOT_ROOT: {exit: 'system', cni: 123},
+  PN_ENDPOINT_IDS_EXHAUSTED: {exit: 'exhausted', cni: 124},
+  PN_NODE_BUSY: {exit: 'busy', cni: 11},
   PN_INTERRUPTED: {exit: 'interrupted', cni: 11},
-  PN_BGP_CONFLICT: {exit: 'conflict', cni: 124},
-  PN_BGP_FAILED: {exit: 'system', cni: 125},
-  PN_POOL_UNREACHABLE: {exit: 'system', cni: 126},
+  PN_BGP_CONFLICT: {exit: 'conflict', cni: 125},
+  PN_BGP_FAILED: {exit: 'system', cni: 126},
+  PN_POOL_UNREACHABLE: {exit: 'system', cni: 127},
   PN_CNI_INCOMPATIBLE_VERSION: {exit: 'usage', cni: 1},
   PN_CNI_UNSUPPORTED_FIELD: {exit: 'usage', cni: 2},
   PN_CNI_UNKNOWN_CONTAINER: {exit: 'notFound', cni: 3},

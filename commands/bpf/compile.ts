@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {bpfCacheDir, compileObjects, type CompileResult} from '../../src/datapath/bpf/index.js'
+import {compileObjects, type CompileResult} from '../../src/datapath/bpf/index.js'
+import {bpfCacheDir} from '../../src/node/context.js'
 
 export type BpfCompileResult = CompileResult
 
@@ -20,7 +21,7 @@ object (bpftool gen object), so all programs share one set of pn_ maps. The resu
   }
 
   async execute(): Promise<BpfCompileResult> {
-    return compileObjects(this.runner, {cacheDir: bpfCacheDir(this.stateDir), force: this.flags.force})
+    return compileObjects(this.runner, {cacheDir: bpfCacheDir(this.stateDir), sourceDir: this.entry.bpfDir, force: this.flags.force})
   }
 
   protected render(r: BpfCompileResult): string {

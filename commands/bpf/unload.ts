@@ -1,20 +1,9 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
 import {containerIdFlag, ifnameFlag} from '../../src/cli/flags.js'
-import {PnError} from '../../src/errors.js'
-import {detachEndpoint, unloadHostPrograms} from '../../src/datapath/bpf/index.js'
-import {resolveEndpoint} from '../../src/datapath/bpf/resolve.js'
-import {getEndpoint, saveEndpoint} from '../../src/endpoint/store.js'
-import {requireNodeContext} from '../../src/node/context.js'
+import {unloadBpf, type BpfUnloadResult} from '../../src/node/bpf.js'
 
-export interface BpfUnloadResult {
-  target: 'host' | 'endpoint'
-  changed: boolean
-  detached?: {device: string; direction: string; program: string}[]
-  unpinned?: boolean
-  device?: string
-  warnings: string[]
-}
+export type {BpfUnloadResult} from '../../src/node/bpf.js'
 
 export default class BpfUnload extends BaseCommand<typeof BpfUnload, BpfUnloadResult> {
   static summary = 'Reverse `pn bpf load`: detach the node programs (--host) or one pod (--container-id).'
@@ -37,19 +26,7 @@ kept while pods are still attached unless --force.`
 
   async execute(): Promise<BpfUnloadResult> {
     const f = this.flags
-    const node = await requireNodeContext(this.stateDir)
-    if (f.host) {
-      const r = await unloadHostPrograms(this.runner, node, this.stateDir, {force: f.force})
-      return {target: 'host', changed: r.changed, detached: r.detached, unpinned: r.unpinned, warnings: r.warnings ?? []}
-    }
-    if (!f['container-id']) {
-      throw new PnError('PN_INVALID_ARGUMENT', 'unload bpf: pass --host or --container-id', {hint: 'see `pn bpf unload --help`'})
-    }
-    const {endpoint} = await resolveEndpoint(this.runner, this.stateDir, {containerId: f['container-id'], ifname: f.ifname, netns: f.netns})
-    const r = await detachEndpoint(this.runner, node, endpoint)
-    const rec = await getEndpoint(this.stateDir, endpoint.containerId, endpoint.ifname)
-    if (rec?.bpfAttached) await saveEndpoint(this.stateDir, {...rec, bpfAttached: false})
-    return {target: 'endpoint', changed: r.changed, device: endpoint.hostIfname, warnings: r.warnings ?? []}
+    return unloadBpf(this.runner, this.stateDir, {host: f.host, containerId: f['container-id'], ifname: f.ifname, netns: f.netns, force: f.force})
   }
 
   protected render(r: BpfUnloadResult): string {

@@ -1,12 +1,13 @@
 import {BaseCommand} from '../../src/cli/base.js'
 import {attachmentRequest} from '../../src/cli/cni-request.js'
-import {cniArgsFlag, cniVersionFlag, containerIdFlag, ifnameFlag, netnsFlag} from '../../src/cli/flags.js'
+import {dryRun, renderDryRun, type DryRunResult} from '../../src/cli/dry-run.js'
+import {cniArgsFlag, cniVersionFlag, containerIdFlag, dryRunFlag, ifnameFlag, netnsFlag} from '../../src/cli/flags.js'
 import {runTasks} from '../../src/cli/tasks.js'
 import {cniAdd} from '../../src/cni/add.js'
 import {formatResult} from '../../src/cni/result.js'
 import type {CniResult} from '../../src/cni/spec.js'
 
-export type CniAddResult = CniResult
+export type CniAddResult = CniResult | DryRunResult<CniResult>
 
 export default class CniAdd extends BaseCommand<typeof CniAdd, CniAddResult> {
   static summary = 'Attach a pod by hand: the CNI ADD (ipam → veth → endpoint → bpf → confirm), printing the CNI result.'
@@ -18,6 +19,7 @@ attachment; anything else is an error.`
   static examples = [
     '<%= config.bin %> <%= command.id %> --container-id pod1 --netns /run/netns/pod1',
     '<%= config.bin %> <%= command.id %> --container-id pod1 --netns /run/netns/pod1 --cni-version 0.4.0 --args "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web" --json',
+    '<%= config.bin %> <%= command.id %> --container-id pod1 --netns /run/netns/pod1 --dry-run',
   ]
 
   static flags = {
@@ -26,16 +28,21 @@ attachment; anything else is an error.`
     ifname: ifnameFlag(),
     'cni-version': cniVersionFlag(),
     args: cniArgsFlag(),
+    'dry-run': dryRunFlag(),
   }
 
   async execute(): Promise<CniAddResult> {
     const f = this.flags
-    const req = await attachmentRequest('ADD', {stateDir: this.stateDir, runner: this.runner}, f)
+    if (f['dry-run']) {
+      return dryRun(this.runner, this.stateDir, async (d) => cniAdd(await attachmentRequest('ADD', {...this.cni, ...d}, f)))
+    }
+    const req = await attachmentRequest('ADD', this.cni, f)
     const interactive = Boolean(process.stdout.isTTY) && !this.jsonEnabled()
-    return cniAdd(req, interactive ? (plan) => runTasks(plan, {interactive: true, action: `add attachment ${req.containerId}:${req.ifname}`}) : undefined)
+    return cniAdd(req, (plan, action, flow) => runTasks(plan, action, {interactive, ...flow}))
   }
 
   protected render(r: CniAddResult): string {
+    if ('dryRun' in r) return renderDryRun(r)
     return formatResult(r)
   }
 }

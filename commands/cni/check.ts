@@ -35,7 +35,7 @@ rebuilt from the endpoint record. Every problem is listed.`
     } else {
       prevResult = await prevResultFromEndpoint(this.stateDir, containerId, f.ifname, f['cni-version'])
     }
-    const req = await attachmentRequest('CHECK', {stateDir: this.stateDir, runner: this.runner}, f, {prevResult})
+    const req = await attachmentRequest('CHECK', this.cni, f, {prevResult})
     return cniCheck(req)
   }
 

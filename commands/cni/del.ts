@@ -25,7 +25,7 @@ run twice. The IP is released even without a netns.`
 
   async execute(): Promise<CniDelResult> {
     const f = this.flags
-    const req = await attachmentRequest('DEL', {stateDir: this.stateDir, runner: this.runner}, f)
+    const req = await attachmentRequest('DEL', this.cni, f)
     return cniDel(req)
   }
 

@@ -28,8 +28,7 @@ that are not kept are removed. Without --keep every attachment goes.`
     })
     const req = manualNodeRequest({
       command: 'GC',
-      stateDir: this.stateDir,
-      runner: this.runner,
+      ...this.cni,
       extra: {'cni.dev/valid-attachments': keep},
       log: this.flags.verbose ? (m) => process.stderr.write(`${m}\n`) : undefined,
     })

@@ -8,7 +8,7 @@ export default class CniStatus extends BaseCommand<typeof CniStatus, CniStatusRe
   static examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --json']
 
   async execute(): Promise<CniStatusResult> {
-    return cniStatus({stateDir: this.stateDir})
+    return cniStatus({stateDir: this.stateDir, lock: this.lock})
   }
 
   protected render(r: CniStatusResult): string {

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
 import {containerIdFlag, ifnameFlag} from '../../src/cli/flags.js'
-import {disconnectEndpoint} from '../../src/endpoint/connect.js'
+import {deleteVeth} from '../../src/node/veth.js'
 import {deleteEndpoint} from '../../src/endpoint/store.js'
 
 export interface EndpointDeleteResult {
@@ -29,7 +29,7 @@ export default class EndpointDelete extends BaseCommand<typeof EndpointDelete, E
     const ifname = this.flags.ifname
     const id = `${containerId}:${ifname}`
     if (this.flags.purge) {
-      const r = await disconnectEndpoint(this.runner, this.stateDir, {containerId, ifname})
+      const r = await deleteVeth(this.runner, this.stateDir, {containerId, ifname})
       return {changed: r.changed, id, recordDeleted: r.endpointDeleted, linkDeleted: r.linkDeleted}
     }
     const r = await deleteEndpoint(this.stateDir, containerId, ifname)

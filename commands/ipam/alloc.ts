@@ -50,7 +50,7 @@ to the pool once expired (at the next change or \`pn ipam gc\`), so a crashed CN
   async execute(): Promise<IpamAllocResult> {
     const f = this.flags
     return allocateIp(
-      {stateDir: this.stateDir, podCidrs: f['pod-cidr'], routerIps: f['router-ip']},
+      await this.ipam(f),
       {
         owner: f.owner,
         ip: f.ip,

@@ -24,7 +24,7 @@ PN_IPAM_NOT_ALLOCATED when the address is not allocated any more, e.g. because i
 
   async execute(): Promise<IpamConfirmResult> {
     const f = this.flags
-    return confirmIp({stateDir: this.stateDir, podCidrs: f['pod-cidr'], routerIps: f['router-ip']}, {ip: this.args.ip, owner: f.owner})
+    return confirmIp(await this.ipam(f), {ip: this.args.ip, owner: f.owner})
   }
 
   protected render(r: IpamConfirmResult): string {

@@ -15,7 +15,7 @@ export default class IpamGc extends BaseCommand<typeof IpamGc, IpamGcResult> {
 
   async execute(): Promise<IpamGcResult> {
     const f = this.flags
-    return gcIps({stateDir: this.stateDir, podCidrs: f['pod-cidr'], routerIps: f['router-ip']})
+    return gcIps(await this.ipam(f))
   }
 
   protected render(r: IpamGcResult): string {

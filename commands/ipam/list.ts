@@ -16,7 +16,7 @@ export default class IpamList extends BaseCommand<typeof IpamList, IpamListResul
 
   async execute(): Promise<IpamListResult> {
     const f = this.flags
-    return listIps({stateDir: this.stateDir, podCidrs: f['pod-cidr'], routerIps: f['router-ip']})
+    return listIps(await this.ipam(f))
   }
 
   protected render(r: IpamListResult): string {

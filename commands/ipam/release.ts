@@ -24,7 +24,7 @@ called several times). The router reservation cannot be released here.`
 
   async execute(): Promise<IpamReleaseResult> {
     const f = this.flags
-    return releaseIp({stateDir: this.stateDir, podCidrs: f['pod-cidr'], routerIps: f['router-ip']}, {ip: this.args.ip, owner: f.owner})
+    return releaseIp(await this.ipam(f), {ip: this.args.ip, owner: f.owner})
   }
 
   protected render(r: IpamReleaseResult): string {

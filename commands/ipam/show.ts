@@ -17,7 +17,7 @@ the first 65534 addresses, as Cilium). The router reservation counts as used.`
 
   async execute(): Promise<IpamShowResult> {
     const f = this.flags
-    return showIpam({stateDir: this.stateDir, podCidrs: f['pod-cidr'], routerIps: f['router-ip']})
+    return showIpam(await this.ipam(f))
   }
 
   protected render(r: IpamShowResult): string {

@@ -1,10 +1,11 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {mtuFlag, podCidrFlag, poolFlag} from '../../src/cli/flags.js'
-import {runTasks} from '../../src/cli/tasks.js'
-import {planNodeInit, type NodeInitResult} from '../../src/node/init.js'
+import {dryRun, renderDryRun, type DryRunResult} from '../../src/cli/dry-run.js'
+import {dryRunFlag, mtuFlag, podCidrFlag, poolFlag} from '../../src/cli/flags.js'
+import {PnError} from '../../src/errors.js'
+import {initNode, planNodeInit, type NodeInitOptions, type NodeInitResult} from '../../src/node/init.js'
 
-export type NodeInitCmdResult = NodeInitResult
+export type NodeInitCmdResult = NodeInitResult | DryRunResult<NodeInitResult>
 
 export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdResult> {
   static summary = 'Initialise this node: pn_host/pn_net, router IP, pod CIDR route, sysctls, bpffs, node.json.'
@@ -16,6 +17,7 @@ inputs changes nothing (changed: false); a different pod CIDR, router IP, name o
   static examples = [
     '<%= config.bin %> <%= command.id %> --name node1 --device eth0 --pod-cidr 10.0.1.0/24 --routing host-routes',
     '<%= config.bin %> <%= command.id %> --name node1 --device eth0 --pool /run/pn/cluster-pool.json --json',
+    '<%= config.bin %> <%= command.id %> --name node1 --device eth0 --pod-cidr 10.0.1.0/24 --dry-run',
     'ip netns exec pn-lab1-node <%= config.bin %> <%= command.id %> --name node1 --device eth0 --pod-cidr 10.0.1.0/24 --state-dir /run/pn/lab1/node1',
   ]
 
@@ -29,11 +31,12 @@ inputs changes nothing (changed: false); a different pod CIDR, router IP, name o
     routing: Flags.string({summary: 'How local pods are reached: bpf redirect or one host route per pod.', options: ['bpf', 'host-routes']}),
     'bpffs-root': Flags.string({summary: 'bpffs folder for this node\'s pins (default /run/pn/bpffs/<name>).'}),
     force: Flags.boolean({summary: 'Reconfigure a node initialised with a different pod CIDR, router IP, name or uplink.'}),
+    'dry-run': dryRunFlag(),
   }
 
   async execute(): Promise<NodeInitCmdResult> {
     const f = this.flags
-    const plan = await planNodeInit(this.runner, this.stateDir, {
+    const opts: NodeInitOptions = {
       name: f.name,
       uplink: f.device,
       podCidrs: f['pod-cidr'],
@@ -43,11 +46,22 @@ inputs changes nothing (changed: false); a different pod CIDR, router IP, name o
       routing: f.routing as 'bpf' | 'host-routes' | undefined,
       bpffsRoot: f['bpffs-root'],
       force: f.force,
-    })
-    return runTasks(plan, {interactive: Boolean(process.stdout.isTTY) && !this.jsonEnabled(), action: `initialise node ${f.name}`})
+      lock: this.lock,
+      bpfSourceDir: this.entry.bpfDir,
+    }
+    if (f['dry-run']) {
+      return dryRun(this.runner, this.stateDir, async (d) => {
+        if (f.pool && /^[a-z][a-z0-9+.-]*:\/\//.test(f.pool)) {
+          throw new PnError('PN_INVALID_ARGUMENT', `dry-run node init: the pool at ${f.pool} would be changed`, {hint: 'pass --pod-cidr for a dry run'})
+        }
+        return initNode(d.runner, d.stateDir, {...opts, ...(f.pool ? {pool: await d.scratch(f.pool)} : {})})
+      })
+    }
+    return this.runSteps(await planNodeInit(this.runner, this.stateDir, opts), `initialise node ${f.name}`)
   }
 
   protected render(r: NodeInitCmdResult): string {
+    if ('dryRun' in r) return renderDryRun(r)
     const n = r.node
     const lines = [
       `node ${n.name}: pod cidr ${n.podCidrs.join(', ')}, router ip ${n.routerIps.join(', ')} on pn_host, mtu ${n.mtu}, routing ${n.routing}`,

@@ -1,6 +1,5 @@
 import {BaseCommand} from '../../src/cli/base.js'
-import {runTasks} from '../../src/cli/tasks.js'
-import {planNodeReset, type NodeResetResult} from '../../src/node/reset.js'
+import {resetNode, type NodeResetResult} from '../../src/node/reset.js'
 
 export type NodeResetCmdResult = NodeResetResult
 
@@ -13,8 +12,7 @@ to the cluster pool it came from. Sysctls are left as they are.`
   static examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --state-dir /run/pn/lab1/node1 --json']
 
   async execute(): Promise<NodeResetCmdResult> {
-    const plan = await planNodeReset(this.runner, this.stateDir)
-    return runTasks(plan, {interactive: Boolean(process.stdout.isTTY) && !this.jsonEnabled(), action: 'reset node'})
+    return resetNode(this.runner, this.stateDir, {lock: this.lock}, (plan) => this.runSteps(plan, 'reset node'))
   }
 
   protected render(r: NodeResetCmdResult): string {

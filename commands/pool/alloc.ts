@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
 import {poolFlag} from '../../src/cli/flags.js'
-import {allocatePodCidrs, poolPath, type AllocatePodCidrsResult} from '../../src/ipam/pool.js'
+import {allocatePodCidrs, type AllocatePodCidrsResult} from '../../src/ipam/pool.js'
 
 export type PoolAllocResult = AllocatePodCidrsResult
 
@@ -16,7 +16,7 @@ that release does not rewind, so a released block is reused only after the other
   static flags = {pool: poolFlag()}
 
   async execute(): Promise<PoolAllocResult> {
-    return allocatePodCidrs(poolPath(this.stateDir, this.flags.pool), this.args.node)
+    return allocatePodCidrs(this.poolStore(this.flags.pool), this.args.node)
   }
 
   protected render(r: PoolAllocResult): string {

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
 import {poolFlag} from '../../src/cli/flags.js'
-import {initPool, poolPath, type InitPoolResult} from '../../src/ipam/pool.js'
+import {initPool, type InitPoolResult} from '../../src/ipam/pool.js'
 import {table} from '../../src/ipam/render.js'
 
 export type PoolInitResult = InitPoolResult
@@ -29,7 +29,7 @@ An existing pool is never replaced without --force.`
 
   async execute(): Promise<PoolInitResult> {
     const f = this.flags
-    return initPool(poolPath(this.stateDir, f.pool), {cidrs: f.cidr, maskSize: f['mask-size'], maskSizeV6: f['mask-size-v6'], force: f.force})
+    return initPool(this.poolStore(f.pool), {cidrs: f.cidr, maskSize: f['mask-size'], maskSizeV6: f['mask-size-v6'], force: f.force})
   }
 
   protected render(r: PoolInitResult): string {

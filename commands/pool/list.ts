@@ -1,6 +1,6 @@
 import {BaseCommand} from '../../src/cli/base.js'
 import {poolFlag} from '../../src/cli/flags.js'
-import {listPool, poolPath, type ListPoolResult} from '../../src/ipam/pool.js'
+import {listPool, type ListPoolResult} from '../../src/ipam/pool.js'
 import {table} from '../../src/ipam/render.js'
 
 export type PoolListResult = ListPoolResult
@@ -12,7 +12,7 @@ export default class PoolList extends BaseCommand<typeof PoolList, PoolListResul
   static flags = {pool: poolFlag()}
 
   async execute(): Promise<PoolListResult> {
-    return listPool(poolPath(this.stateDir, this.flags.pool))
+    return listPool(this.poolStore(this.flags.pool))
   }
 
   protected render(r: PoolListResult): string {

@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
 import {poolFlag} from '../../src/cli/flags.js'
-import {poolPath, releasePodCidrs, type ReleasePodCidrsResult} from '../../src/ipam/pool.js'
+import {releasePodCidrs, type ReleasePodCidrsResult} from '../../src/ipam/pool.js'
 
 export type PoolReleaseResult = ReleasePodCidrsResult
 
@@ -13,7 +13,7 @@ export default class PoolRelease extends BaseCommand<typeof PoolRelease, PoolRel
   static flags = {pool: poolFlag()}
 
   async execute(): Promise<PoolReleaseResult> {
-    return releasePodCidrs(poolPath(this.stateDir, this.flags.pool), this.args.node)
+    return releasePodCidrs(this.poolStore(this.flags.pool), this.args.node)
   }
 
   protected render(r: PoolReleaseResult): string {

@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
 import {poolFlag} from '../../src/cli/flags.js'
-import {poolPath, showPoolNode, type ShowPoolNodeResult} from '../../src/ipam/pool.js'
+import {showPoolNode, type ShowPoolNodeResult} from '../../src/ipam/pool.js'
 
 export type PoolShowResult = ShowPoolNodeResult
 
@@ -13,7 +13,7 @@ export default class PoolShow extends BaseCommand<typeof PoolShow, PoolShowResul
   static flags = {pool: poolFlag()}
 
   async execute(): Promise<PoolShowResult> {
-    return showPoolNode(poolPath(this.stateDir, this.flags.pool), this.args.node)
+    return showPoolNode(this.poolStore(this.flags.pool), this.args.node)
   }
 
   protected render(r: PoolShowResult): string {

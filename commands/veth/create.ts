@@ -1,9 +1,10 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {containerIdFlag, ifnameFlag, mtuFlag, netnsFlag} from '../../src/cli/flags.js'
-import {connectEndpoint, type ConnectResult} from '../../src/endpoint/connect.js'
+import {dryRun, renderDryRun, type DryRunResult} from '../../src/cli/dry-run.js'
+import {containerIdFlag, dryRunFlag, ifnameFlag, mtuFlag, netnsFlag} from '../../src/cli/flags.js'
+import {createVeth, type CreateVethOptions, type CreateVethResult} from '../../src/node/veth.js'
 
-export type VethCreateResult = ConnectResult
+export type VethCreateResult = CreateVethResult | DryRunResult<CreateVethResult>
 
 export default class VethCreate extends BaseCommand<typeof VethCreate, VethCreateResult> {
   static summary = 'Create a pod veth pair: lxc<hash> on the host, the pod interface in its netns.'
@@ -17,6 +18,7 @@ device is added on the host. An endpoint record is written. Any failure removes 
     '<%= config.bin %> <%= command.id %> --container-id pod1 --netns /run/netns/pod1 --ip 10.0.1.23',
     '<%= config.bin %> <%= command.id %> --container-id pod1 --netns /run/netns/pod1 --ip 10.0.1.23 --pod-name web --pod-namespace default --json',
     '<%= config.bin %> <%= command.id %> --container-id c1 --netns /proc/4242/ns/net --router-ip 10.0.1.1 --ip 10.0.1.9 --mtu 1450',
+    '<%= config.bin %> <%= command.id %> --container-id pod1 --netns /run/netns/pod1 --ip 10.0.1.23 --dry-run',
   ]
 
   static flags = {
@@ -28,11 +30,12 @@ device is added on the host. An endpoint record is written. Any failure removes 
     'router-ip': Flags.string({summary: 'Router IP per family (default: from node.json).', multiple: true}),
     'pod-name': Flags.string({summary: 'Kubernetes pod name (K8S_POD_NAME), stored in the endpoint.'}),
     'pod-namespace': Flags.string({summary: 'Kubernetes pod namespace (K8S_POD_NAMESPACE), stored in the endpoint.'}),
+    'dry-run': dryRunFlag(),
   }
 
   async execute(): Promise<VethCreateResult> {
     const f = this.flags
-    return connectEndpoint(this.runner, this.stateDir, {
+    const opts: CreateVethOptions = {
       containerId: f['container-id'] as string, // required: oclif enforces it; the shared builder's type loses that
       ifname: f.ifname,
       netns: f.netns as string,
@@ -41,10 +44,13 @@ device is added on the host. An endpoint record is written. Any failure removes 
       routerIps: f['router-ip'],
       podName: f['pod-name'],
       podNamespace: f['pod-namespace'],
-    })
+    }
+    if (f['dry-run']) return dryRun(this.runner, this.stateDir, (d) => createVeth(d.runner, d.stateDir, opts))
+    return createVeth(this.runner, this.stateDir, opts, this.flow)
   }
 
   protected render(r: VethCreateResult): string {
+    if ('dryRun' in r) return renderDryRun(r)
     const lines = [
       `created ${r.hostIfname} (ifindex ${r.hostIfindex}, ${r.hostMac}) <-> ${r.podIfname} (ifindex ${r.podIfindex}, ${r.podMac}) in ${r.netns}`,
       `endpoint id ${r.endpointId}, mtu ${r.mtu}`,

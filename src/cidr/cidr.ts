@@ -1,8 +1,18 @@
 /**
- * Address math for IPv4 and IPv6 on BigInt: strict parsing (no zone ids, no octal-looking
- * octets, no bare addresses where a CIDR is expected), RFC 5952 formatting, containment,
+ * pn's one address module, IPv4 and IPv6: parsing, validation, formatting, containment,
  * overlap and subnetting. Pure functions; errors are PnErrors with PN_INVALID_IP/PN_INVALID_CIDR.
+ *
+ * CIDR validation and range math (network, size, last address) are ip-cidr's. Hand-written
+ * BigInt code remains only where ip-cidr cannot serve:
+ *  - the address grammar: ip-address (under ip-cidr) accepts octal-looking octets (`010.1.1.1`),
+ *    zone ids in a prefix (`fe80::1%eth0/64`) and `/08`, and rejects embedded IPv4 in a prefix
+ *    (`::ffff:1.2.3.4/120`); pn's grammar is stricter, and it is the per-record hot path of
+ *    IPAM (a half-full /16 parses 32k addresses per call), where a regex-free parse matters;
+ *  - RFC 5952 text from a BigInt (ip-address formats from its own objects only);
+ *  - subnetting (k8s cidrset's block index ↔ prefix) and bitmap offsets in a /64, which
+ *    ip-cidr has no operation for.
  */
+import IPCIDR from 'ip-cidr'
 import {PnError} from '../errors.js'
 
 export type Family = 4 | 6
@@ -133,9 +143,18 @@ export function canonicalIp(text: string): string {
   return formatIp(ip.value, ip.family)
 }
 
-function mask(family: Family, prefix: number): bigint {
-  const bits = familyBits(family)
-  return ((1n << BigInt(bits)) - 1n) ^ ((1n << BigInt(bits - prefix)) - 1n)
+/** First and last address of a prefix, by ip-cidr (memoised: IPAM asks per lookup). */
+const bounds = new Map<string, {start: bigint; end: bigint; size: bigint}>()
+function rangeOf(family: Family, address: bigint, prefix: number): {start: bigint; end: bigint; size: bigint} {
+  const text = `${formatIp(address, family)}/${prefix}`
+  let b = bounds.get(text)
+  if (!b) {
+    const r = new IPCIDR(text)
+    b = {start: r.start<bigint>({type: 'bigInteger'}), end: r.end<bigint>({type: 'bigInteger'}), size: BigInt(r.size as bigint)}
+    if (bounds.size > 4096) bounds.clear()
+    bounds.set(text, b)
+  }
+  return b
 }
 
 export interface ParsedCidr {
@@ -161,7 +180,7 @@ export function parseCidr(text: string): ParsedCidr {
   const bits = familyBits(ip.family)
   if (!PREFIX.test(p) || Number(p) > bits) throw invalid(`prefix length must be 0..${bits}`)
   const prefix = Number(p)
-  const network = ip.value & mask(ip.family, prefix)
+  const network = rangeOf(ip.family, ip.value, prefix).start
   return {cidr: {family: ip.family, network, prefix}, hostBitsSet: network !== ip.value}
 }
 
@@ -182,12 +201,12 @@ export function normalizeCidr(text: string, what = 'cidr'): {cidr: Cidr; text: s
 
 /** Number of addresses in the prefix. */
 export function cidrSize(c: Cidr): bigint {
-  return 1n << BigInt(familyBits(c.family) - c.prefix)
+  return rangeOf(c.family, c.network, c.prefix).size
 }
 
 /** Last address of the prefix (the IPv4 broadcast address). */
 export function lastAddress(c: Cidr): bigint {
-  return c.network + cidrSize(c) - 1n
+  return rangeOf(c.family, c.network, c.prefix).end
 }
 
 export function containsIp(c: Cidr, ip: ParsedIp): boolean {
@@ -217,4 +236,33 @@ export function subnetIndex(c: Cidr, sub: Cidr, newPrefix: number): number {
     return -1
   }
   return Number((sub.network - c.network) >> BigInt(familyBits(c.family) - newPrefix))
+}
+
+// ---- address helpers for the node and veth code (plain strings in, plain strings out) -------
+
+/** Family of a plain address, or PN_INVALID_IP. */
+export function ipFamily(ip: string): Family {
+  return parseIp(ip).family
+}
+
+/** Host prefix length of an address: 32 or 128. */
+export function hostPrefix(ip: string): number {
+  return familyBits(ipFamily(ip))
+}
+
+/** Family of a CIDR text, or PN_INVALID_CIDR. */
+export function cidrFamily(cidr: string): Family {
+  return parseCidr(cidr).cidr.family
+}
+
+/** The first usable address (network + 1): the router IP Cilium's IPAM hands out first. */
+export function firstUsable(cidr: string): string {
+  const c = parseCidr(cidr).cidr
+  if (c.prefix >= familyBits(c.family) - 1) return formatIp(c.network, c.family)
+  return formatIp(c.network + 1n, c.family)
+}
+
+/** True when the plain address lies inside the CIDR (false across families). */
+export function cidrContains(cidr: string, ip: string): boolean {
+  return containsIp(parseCidr(cidr).cidr, parseIp(ip))
 }

@@ -9,10 +9,18 @@
  */
 import {Command, Flags, Interfaces} from '@oclif/core'
 import chalk from 'chalk'
+import {entryOptions, type EntryOptions} from '../entry/env.js'
+import {interruptOnSignals, type ProcessInterrupt} from '../entry/signals.js'
 import {PnError, toPnError} from '../errors.js'
-import {ExecaRunner, getRunner, setRunner, type Runner} from '../exec/runner.js'
-import {installInterruptHandler, interruptExitCode} from '../flow/interrupt.js'
-import {resolveStateDir} from '../state/files.js'
+import type {RequestDefaults} from '../cni/protocol.js'
+import {ExecaRunner, type Runner} from '../exec/runner.js'
+import type {FlowOptions, Plan} from '../flow/plan.js'
+import type {HostIpamTarget} from '../ipam/host.js'
+import {openPoolStore, resolvePoolLocation, type PoolState} from '../ipam/pool.js'
+import {nodeIpamTarget} from '../node/ipam.js'
+import {resolveStateDir, type LockOptions} from '../state/files.js'
+import type {Store} from '../state/store.js'
+import {runTasks} from './tasks.js'
 
 export type CmdFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type CmdArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -42,6 +50,11 @@ export abstract class BaseCommand<C extends typeof Command, T = unknown> extends
   protected args!: CmdArgs<C>
   protected warnings: string[] = []
   protected stateDir = resolveStateDir()
+  /** The runner this command spawns through (execa; echoing argv with --verbose). */
+  protected runner!: Runner
+  /** PN_* settings and test hooks, read once here and passed down (the library reads no env). */
+  protected entry!: EntryOptions
+  private interrupt?: ProcessInterrupt
 
   /** Do the work and return the typed result (which is also the JSON `result`). */
   abstract execute(): Promise<T>
@@ -51,13 +64,45 @@ export abstract class BaseCommand<C extends typeof Command, T = unknown> extends
     return typeof result === 'string' ? result : JSON.stringify(result, null, 2)
   }
 
-  protected get runner(): Runner {
-    return getRunner()
+  /** Lock timeout and hooks for state files. */
+  protected get lock(): LockOptions {
+    return this.entry.lock
+  }
+
+  /** Per-request flow options: the interrupt signal (SIGINT/SIGTERM) and test hooks. */
+  protected get flow(): FlowOptions {
+    return {signal: this.interrupt?.signal, ...this.entry.flow}
+  }
+
+  /** What a hand-run CNI request inherits from this process: interrupt, locks, test hooks. */
+  protected get cni(): {stateDir: string; runner: Runner; defaults: RequestDefaults} {
+    const {signal, beforeStep} = this.flow
+    return {
+      stateDir: this.stateDir,
+      runner: this.runner,
+      defaults: {signal, lock: this.lock, flow: beforeStep ? {beforeStep} : {}, failAfter: this.entry.failAfter},
+    }
+  }
+
+  /** The cluster pool named by --pool (PN_POOL), else `<state-dir>/cluster-pool.json`. */
+  protected poolStore(flag?: string): Store<PoolState> {
+    return openPoolStore(resolvePoolLocation(this.stateDir, flag), this.lock)
+  }
+
+  /** Host-scope IPAM named by --pod-cidr/--router-ip (standalone), else node.json's. */
+  protected ipam(f: {'pod-cidr'?: string[]; 'router-ip'?: string[]}): Promise<HostIpamTarget> {
+    return nodeIpamTarget(this.stateDir, {podCidrs: f['pod-cidr'], routerIps: f['router-ip'], lock: this.lock})
+  }
+
+  /** Run a plan: listr2 progress on a terminal (not with --json), plainly otherwise. */
+  protected runSteps<R>(plan: Plan<R>, action: string): Promise<R> {
+    return runTasks(plan, action, {interactive: Boolean(process.stdout.isTTY) && !this.jsonEnabled(), ...this.flow})
   }
 
   public override async init(): Promise<void> {
     await super.init()
-    installInterruptHandler()
+    this.entry = entryOptions(process.env, (line) => process.stderr.write(line))
+    this.interrupt = interruptOnSignals()
     const {args, flags} = await this.parse({
       args: this.ctor.args,
       baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
@@ -70,7 +115,7 @@ export abstract class BaseCommand<C extends typeof Command, T = unknown> extends
     const f = flags as {'state-dir'?: string; verbose?: boolean}
     this.stateDir = resolveStateDir(f['state-dir'])
     // The CLI spawns through execa; --verbose echoes every argv first (a teaching aid in labs).
-    setRunner(new ExecaRunner(f.verbose ? (argv) => process.stderr.write(chalk.dim(`+ ${argv.join(' ')}\n`)) : undefined))
+    this.runner = new ExecaRunner(f.verbose ? (argv) => process.stderr.write(chalk.dim(`+ ${argv.join(' ')}\n`)) : undefined)
   }
 
   public async run(): Promise<T> {
@@ -111,7 +156,7 @@ export abstract class BaseCommand<C extends typeof Command, T = unknown> extends
         process.stderr.write(chalk.dim(pe.cause.stack + '\n'))
       }
     }
-    const exitCode = pe.code === 'PN_INTERRUPTED' ? (interruptExitCode() ?? pe.exitCode) : pe.exitCode
+    const exitCode = pe.code === 'PN_INTERRUPTED' ? (this.interrupt?.exitCode() ?? pe.exitCode) : pe.exitCode
     process.exitCode = exitCode
     this.exit(exitCode)
   }

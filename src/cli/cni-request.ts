@@ -3,6 +3,7 @@ import {manualRequest} from '../cni/manual.js'
 import type {CniRequest} from '../cni/request.js'
 import type {CniCommand} from '../cni/spec.js'
 import type {Runner} from '../exec/runner.js'
+import type {RequestDefaults} from '../cni/protocol.js'
 
 export interface AttachmentFlags {
   'container-id'?: string
@@ -15,7 +16,7 @@ export interface AttachmentFlags {
 
 export function attachmentRequest(
   command: CniCommand,
-  ctx: {stateDir: string; runner: Runner},
+  ctx: {stateDir: string; runner: Runner; defaults?: RequestDefaults},
   f: AttachmentFlags,
   extra?: Record<string, unknown>,
 ): Promise<CniRequest> {
@@ -31,5 +32,6 @@ export function attachmentRequest(
     netns: f.netns,
     ...(extra ? {extra} : {}),
     log: f.verbose ? (m) => process.stderr.write(`${m}\n`) : undefined,
+    ...(ctx.defaults ? {defaults: ctx.defaults} : {}),
   })
 }

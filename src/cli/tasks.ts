@@ -1,39 +1,54 @@
 /**
- * listr2 progress for multi-step commands. A library plan (src/flow/plan.ts) is run through
- * listr2 when a human watches (stdout is a TTY and --json is off), else plainly; either way the
- * plan's own undo stack rolls back on failure.
+ * listr2 progress for multi-step commands. listr2 only draws: the plan runs through the one
+ * runner (runPlan), whose step events open and close one listr2 task each. So a plan behaves
+ * the same on a terminal as in --json or in pn-cni, undo and interrupts included.
  */
 import {Listr} from 'listr2'
-import {checkpoint, runningFlow} from '../flow/interrupt.js'
-import {runPlan, withRollbackDetails, type Plan} from '../flow/plan.js'
+import {runPlan, type FlowOptions, type Plan, type StepEvent} from '../flow/plan.js'
 
-export interface RunTasksOptions {
+export interface RunTasksOptions extends FlowOptions {
   /** Show progress (the command passes `process.stdout.isTTY && !this.jsonEnabled()`). */
   interactive: boolean
-  /** `<action> <object>` used when an unknown error is wrapped. */
-  action: string
 }
 
-export async function runTasks<R>(plan: Plan<R>, opts: RunTasksOptions): Promise<R> {
-  if (!opts.interactive) return runPlan(plan, opts.action)
+interface Gate {
+  settle: (e: StepEvent) => void
+  done: Promise<StepEvent>
+}
+
+function gate(): Gate {
+  let settle!: (e: StepEvent) => void
+  const done = new Promise<StepEvent>((resolve) => (settle = resolve))
+  return {settle, done}
+}
+
+export async function runTasks<R>(plan: Plan<R>, action: string, opts: RunTasksOptions): Promise<R> {
+  const {interactive, ...flow} = opts
+  if (!interactive) return runPlan(plan, action, flow)
+  const gates = plan.steps.map(() => gate())
   const list = new Listr(
-    plan.steps.map((s) => ({
+    plan.steps.map((s, i) => ({
       title: s.title,
-      skip: s.skip,
-      task: async () => {
-        await checkpoint(opts.action)
-        await s.run()
+      task: async (_ctx: unknown, task: {skip: (msg?: string) => void}) => {
+        const e = await gates[i].done
+        if (e.state === 'skipped') task.skip(e.detail ?? s.title)
+        if (e.state === 'failed') throw new Error(e.detail ?? 'failed')
       },
     })),
     {concurrent: false, exitOnError: true, rendererOptions: {collapseErrors: false}},
   )
-  return runningFlow(async () => {
-    try {
-      await list.run()
-      await checkpoint(opts.action)
-    } catch (err) {
-      throw withRollbackDetails(err, await plan.rollback(), opts.action)
-    }
-    return plan.result()
-  })
+  const drawn = list.run().catch(() => undefined)
+  try {
+    return await runPlan(plan, action, {
+      ...flow,
+      onStep: (e) => {
+        flow.onStep?.(e)
+        if (e.state !== 'start') gates[e.index].settle(e)
+      },
+    })
+  } finally {
+    // Steps that never ran (a failure or interrupt before them) close as skipped.
+    for (const [i, g] of gates.entries()) g.settle({index: i, title: plan.steps[i].title, state: 'skipped', detail: 'not run'})
+    await drawn
+  }
 }

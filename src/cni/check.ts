@@ -11,6 +11,7 @@ import {hostIfnameFor} from '../datapath/veth.js'
 import {getEndpoint} from '../endpoint/store.js'
 import {listIps} from '../ipam/host.js'
 import {requireNodeContext} from '../node/context.js'
+import {ipamOf} from '../node/ipam.js'
 import {attachmentId} from './env.js'
 import {withAttachmentLock} from './lock.js'
 import {parsePrevResult} from './result.js'
@@ -53,7 +54,7 @@ async function hasIngressBpf(runner: Runner, dev: string): Promise<boolean> {
 }
 
 export async function cniCheck(req: CniRequest): Promise<CheckResult> {
-  return withAttachmentLock(req.stateDir, req.containerId, req.ifname, () => check(req))
+  return withAttachmentLock(req.stateDir, req.containerId, req.ifname, `check attachment ${attachmentId(req.containerId, req.ifname)}`, () => check(req), req.lock)
 }
 
 async function check(req: CniRequest): Promise<CheckResult> {
@@ -108,7 +109,7 @@ async function check(req: CniRequest): Promise<CheckResult> {
   else if (pod && host.link_index !== pod.ifindex) problems.push(`host veth ${hostName} is not the peer of ${req.ifname}`)
   checked.push('host veth')
 
-  const held = (await listIps({stateDir: req.stateDir})).filter((a) => a.owner === id)
+  const held = (await listIps(ipamOf(node, req.stateDir, req.lock))).filter((a) => a.owner === id)
   for (const ip of wantIps) {
     const a = held.find((h) => h.ip === ip.ip)
     if (!a) problems.push(`IP ${ip.ip} is not reserved for ${id}`)

@@ -1,18 +1,23 @@
 /**
  * GC (CNI 1.1.0): remove every pn attachment the runtime does not list as valid — endpoint
- * records, IP reservations whose owner looks like `<cid>:<ifname>`, and `lxc<hash>` veths — and
- * keep the listed ones. Each stale attachment is torn down under its own lock; errors do not
- * stop the sweep and are reported together at the end, as the spec asks.
+ * records, IP reservations and endpoint ids whose owner looks like `<cid>:<ifname>`, and
+ * `lxc<hash>` veths — and keep the listed ones. Each stale attachment is torn down through the
+ * one teardown under its own lock; errors do not stop the sweep and are reported together at
+ * the end, as the spec asks. Endpoint ids taken by an ADD that was killed before it wrote its
+ * record are reclaimed here too.
  */
 import {PnError} from '../errors.js'
-import {deleteLinkByName, parseJson} from '../datapath/link.js'
+import {deleteLinkByName} from '../datapath/link.js'
+import {podDevices} from '../datapath/sweep.js'
 import {hostIfnameFor} from '../datapath/veth.js'
-import {listEndpoints} from '../endpoint/store.js'
+import {endpointIdOwners, listEndpoints, releaseEndpointId} from '../endpoint/store.js'
+import {teardownEndpoint} from '../endpoint/teardown.js'
 import {listIps, ROUTER_OWNER} from '../ipam/host.js'
 import {readNodeContext} from '../node/context.js'
-import {teardownAttachment} from './del.js'
+import {ipamOf} from '../node/ipam.js'
+import {withNodeShared} from '../node/lock.js'
 import {attachmentId, isAttachmentOwner} from './env.js'
-import {withAttachmentLock} from './lock.js'
+import {withAttachmentFileLock} from './lock.js'
 import type {NodeRequest} from './request.js'
 
 export interface GcResult {
@@ -22,19 +27,26 @@ export interface GcResult {
   errors: {attachment: string; step: string; message: string}[]
 }
 
-const LXC_RE = /^lxc[0-9a-f]{12}$/
+function splitOwner(owner: string): {containerId: string; ifname: string} {
+  const i = owner.lastIndexOf(':')
+  return {containerId: owner.slice(0, i), ifname: owner.slice(i + 1)}
+}
 
 export async function cniGc(req: NodeRequest): Promise<GcResult> {
+  return withNodeShared(req.stateDir, 'gc attachments', () => gc(req))
+}
+
+async function gc(req: NodeRequest): Promise<GcResult> {
   const valid = new Set((req.conf.validAttachments ?? []).map((a) => attachmentId(a.containerId, a.ifname)))
   const out: GcResult = {kept: [], removed: [], strayLinks: [], errors: []}
   const node = await readNodeContext(req.stateDir)
+  const ipam = node ? ipamOf(node, req.stateDir, req.lock) : undefined
   const seen = new Map<string, {containerId: string; ifname: string; netns?: string}>()
   for (const ep of await listEndpoints(req.stateDir)) seen.set(ep.id, {containerId: ep.containerId, ifname: ep.ifname, netns: ep.netns})
-  if (node) {
-    for (const a of await listIps({stateDir: req.stateDir})) {
+  if (ipam) {
+    for (const a of await listIps(ipam)) {
       if (a.owner === ROUTER_OWNER || !isAttachmentOwner(a.owner) || seen.has(a.owner)) continue
-      const i = a.owner.lastIndexOf(':')
-      seen.set(a.owner, {containerId: a.owner.slice(0, i), ifname: a.owner.slice(i + 1)})
+      seen.set(a.owner, splitOwner(a.owner))
     }
   }
   for (const [id, t] of [...seen.entries()].sort()) {
@@ -42,23 +54,32 @@ export async function cniGc(req: NodeRequest): Promise<GcResult> {
       out.kept.push(id)
       continue
     }
-    const res = await withAttachmentLock(req.stateDir, t.containerId, t.ifname, () =>
-      teardownAttachment(req.runner, req.stateDir, node, t, req.log))
+    const res = await withAttachmentFileLock(req.stateDir, t.containerId, t.ifname, () =>
+      teardownEndpoint(req.runner, req.stateDir, t, {...(node?.routing === 'bpf' ? {bpf: node} : {}), ...(ipam ? {ipam} : {}), log: req.log}), req.lock)
     out.removed.push(id)
     for (const e of res.errors) out.errors.push({attachment: id, step: e.step, message: e.message})
   }
+  // Endpoint ids whose owner has no record any more (an ADD killed between id and record).
+  const records = new Set((await listEndpoints(req.stateDir)).map((e) => e.id))
+  for (const {id, owner} of await endpointIdOwners(req.stateDir)) {
+    if (records.has(owner) || valid.has(owner) || !isAttachmentOwner(owner)) continue
+    const t = splitOwner(owner)
+    await withAttachmentFileLock(req.stateDir, t.containerId, t.ifname, async () => {
+      // Re-checked under the attachment's lock: an ADD in flight holds it until its record exists.
+      if (!(await listEndpoints(req.stateDir)).some((e) => e.id === owner)) await releaseEndpointId(req.stateDir, owner, id)
+    }, req.lock)
+  }
   // Veths whose attachment left no record at all (e.g. a crash between veth and endpoint).
   const keepNames = new Set([...valid].map((id) => {
-    const i = id.lastIndexOf(':')
-    return hostIfnameFor(id.slice(0, i), id.slice(i + 1))
+    const t = splitOwner(id)
+    return hostIfnameFor(t.containerId, t.ifname)
   }))
-  const r = await req.runner.run('ip', ['-j', 'link', 'show', 'type', 'veth'], {readOnly: true})
-  for (const l of parseJson<{ifname: string}[]>(r.stdout, 'list veths') ?? []) {
-    if (!LXC_RE.test(l.ifname) || keepNames.has(l.ifname)) continue
+  for (const name of await podDevices(req.runner)) {
+    if (keepNames.has(name)) continue
     try {
-      if (await deleteLinkByName(req.runner, l.ifname)) out.strayLinks.push(l.ifname)
+      if (await deleteLinkByName(req.runner, name)) out.strayLinks.push(name)
     } catch (err) {
-      out.errors.push({attachment: l.ifname, step: 'delete veth', message: (err as Error).message})
+      out.errors.push({attachment: name, step: 'delete veth', message: (err as Error).message})
     }
   }
   req.log(`gc: kept ${out.kept.length}, removed ${out.removed.length} attachment(s) and ${out.strayLinks.length} stray veth(s)`)

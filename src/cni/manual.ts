@@ -6,9 +6,10 @@
 import {readFileSync} from 'node:fs'
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
+import type {RequestDefaults} from './protocol.js'
 import {getEndpoint} from '../endpoint/store.js'
 import {parseCniArgs, validateContainerId, validateIfname} from './env.js'
-import {requireNetns} from './netns.js'
+import {requireNetns} from '../datapath/netns.js'
 import {parseNetConf} from './netconf.js'
 import type {CniRequest, NodeRequest} from './request.js'
 import {buildResult} from './result.js'
@@ -24,6 +25,8 @@ export interface ManualOptions {
   log?: (m: string) => void
   /** Extra netconf keys (prevResult, cni.dev/valid-attachments). */
   extra?: Record<string, unknown>
+  /** Interrupt signal, lock options and test hooks from the CLI. */
+  defaults?: RequestDefaults
 }
 
 export function manualNodeRequest(o: ManualOptions): NodeRequest {
@@ -47,7 +50,10 @@ export function manualNodeRequest(o: ManualOptions): NodeRequest {
     stateDir: o.stateDir,
     runner: o.runner,
     log: o.log ?? (() => {}),
-    ...(process.env.PN_CNI_FAIL_AFTER ? {failAfter: process.env.PN_CNI_FAIL_AFTER} : {}),
+    ...(o.defaults?.failAfter ? {failAfter: o.defaults.failAfter} : {}),
+    ...(o.defaults?.signal ? {signal: o.defaults.signal} : {}),
+    ...(o.defaults?.lock ? {lock: o.defaults.lock} : {}),
+    ...(o.defaults?.flow ? {flow: o.defaults.flow} : {}),
   }
 }
 

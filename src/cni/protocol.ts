@@ -8,10 +8,11 @@
 import path from 'node:path'
 import {PnError, toPnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
-import {DEFAULT_STATE_DIR} from '../state/files.js'
+import type {FlowOptions} from '../flow/plan.js'
+import {DEFAULT_STATE_DIR, type LockOptions} from '../state/files.js'
 import {parseCniArgs, parseCommand, readCniEnv, requireEnv, validateContainerId, validateIfname} from './env.js'
 import {toCniError} from './errors.js'
-import {requireNetns} from './netns.js'
+import {requireNetns} from '../datapath/netns.js'
 import {parseNetConf, type NetConf} from './netconf.js'
 import {formatResult} from './result.js'
 import {versionResult} from './version.js'
@@ -28,9 +29,23 @@ export interface Handlers {
   gc(req: NodeRequest): Promise<void>
 }
 
+/** What the entry decided for every request (from its environment or its own config). */
+export interface RequestDefaults {
+  /** State dir when the netconf names none (pn-cni: PN_STATE_DIR). */
+  stateDir?: string
+  /** The request's interrupt. */
+  signal?: AbortSignal
+  lock?: LockOptions
+  flow?: Pick<FlowOptions, 'beforeStep'>
+  /** Test hook: ADD fails after this step. */
+  failAfter?: string
+}
+
 export interface ProtocolIo {
+  /** The CNI_* variables of this invocation. */
   env: NodeJS.ProcessEnv
   stdin: string
+  defaults?: RequestDefaults
   runner: Runner
   handlers: Handlers
   /** Where logs go; set by the caller once the netconf (logFile) is known. */
@@ -61,14 +76,18 @@ export async function runProtocol(io: ProtocolIo): Promise<ProtocolOutput> {
     command = parseCommand(env.command)
     checkVersionAllows(command, conf.cniVersion)
     requireEnv(command, env)
+    const d = io.defaults ?? {}
     const base: NodeRequest = {
       command,
       conf,
       args: parseCniArgs(env.args),
-      stateDir: path.resolve(conf.stateDir || io.env.PN_STATE_DIR || DEFAULT_STATE_DIR),
+      stateDir: path.resolve(conf.stateDir || d.stateDir || DEFAULT_STATE_DIR),
       runner: io.runner,
       log: io.log,
-      ...(io.env.PN_CNI_FAIL_AFTER ? {failAfter: io.env.PN_CNI_FAIL_AFTER} : {}),
+      ...(d.failAfter ? {failAfter: d.failAfter} : {}),
+      ...(d.signal ? {signal: d.signal} : {}),
+      ...(d.lock ? {lock: d.lock} : {}),
+      ...(d.flow ? {flow: d.flow} : {}),
     }
     if (command === 'STATUS') {
       await io.handlers.status(base)

@@ -5,6 +5,7 @@
 import {PnError} from '../errors.js'
 import {showIpam, type RangeStatus} from '../ipam/host.js'
 import {readNodeContext, nodeFile} from '../node/context.js'
+import {ipamOf} from '../node/ipam.js'
 import type {NodeRequest} from './request.js'
 
 export interface StatusResult {
@@ -13,14 +14,14 @@ export interface StatusResult {
   ranges: RangeStatus[]
 }
 
-export async function cniStatus(req: Pick<NodeRequest, 'stateDir'>): Promise<StatusResult> {
+export async function cniStatus(req: Pick<NodeRequest, 'stateDir' | 'lock'>): Promise<StatusResult> {
   const node = await readNodeContext(req.stateDir)
   if (!node) {
     throw new PnError('PN_CNI_NOT_AVAILABLE', `check status: node is not initialised (no ${nodeFile(req.stateDir)})`, {
       hint: 'run `pn node init` on this node (or point "stateDir" in the netconf at its state dir)',
     })
   }
-  const ranges = await showIpam({stateDir: req.stateDir})
+  const ranges = await showIpam(ipamOf(node, req.stateDir, req.lock))
   const full = ranges.filter((r) => r.free <= 0)
   if (ranges.length === 0 || full.length > 0) {
     throw new PnError('PN_CNI_NOT_AVAILABLE', `check status: pod CIDR ${full.map((r) => r.cidr).join(', ') || '(none)'} has no free addresses`, {

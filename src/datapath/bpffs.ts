@@ -45,7 +45,7 @@ export async function ensureBpffs(runner: Runner, root: string): Promise<BpffsRe
   let mounted = false
   const underDefault = root === BPFFS_MOUNT || root.startsWith(BPFFS_MOUNT + '/')
   if (underDefault && !(await isBpffs(BPFFS_MOUNT))) {
-    await fs.mkdir(BPFFS_MOUNT, {recursive: true})
+    await runner.makeDir(BPFFS_MOUNT)
     await runner.run('mount', ['-t', 'bpf', 'bpf', BPFFS_MOUNT])
     mounted = true
     if (await inPrivateMountNs()) {
@@ -60,19 +60,13 @@ export async function ensureBpffs(runner: Runner, root: string): Promise<BpffsRe
       hint: `mount one first (mount -t bpf bpf DIR) or use the default under ${BPFFS_MOUNT}`,
     })
   }
-  let created = false
-  try {
-    await fs.mkdir(root)
-    created = true
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-  }
+  const created = await runner.makeDir(root)
   return {mounted, created, warnings}
 }
 
 /** Remove the node's pins (programs and maps) and its folder; true if anything was there. */
-export async function removeBpffsRoot(root: string): Promise<boolean> {
+export async function removeBpffsRoot(runner: Runner, root: string): Promise<boolean> {
   if (!(await isBpffs(root))) return false
-  await fs.rm(root, {recursive: true, force: true})
+  await runner.remove(root)
   return true
 }

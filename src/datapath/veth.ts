@@ -10,10 +10,11 @@
 import {createHash} from 'node:crypto'
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
-import {hostPrefix, ipFamily, normalizeIp} from './addr.js'
+import {canonicalIp as normalizeIp, hostPrefix, ipFamily} from '../cidr/cidr.js'
 import {deleteLinkByName, failedBatchLine, getLink, ipBatch, randomMac} from './link.js'
 import {devSysctl, writeSysctls} from './sysctl.js'
-import {checkNetnsPath, netnsExists, validateContainerId, validateIfname} from './validate.js'
+import {netnsAlive} from './netns.js'
+import {validateContainerId, validateIfname} from './validate.js'
 
 /** `lxc` + 12 hex of sha256(`containerId:ifname`): 15 chars, so DEL/CHECK find it without state. */
 export function hostIfnameFor(containerId: string, ifname: string): string {
@@ -23,7 +24,7 @@ export function hostIfnameFor(containerId: string, ifname: string): string {
 export interface SetupVethOptions {
   containerId: string
   ifname: string
-  /** Pod netns path (/run/netns/x, /proc/PID/ns/net). */
+  /** Pod netns path (/run/netns/x, /proc/PID/ns/net), already checked by the flow (requireNetns). */
   netns: string
   mtu: number
   /** Pod addresses (plain IPs, one per family); without them only the link is made. */
@@ -105,7 +106,6 @@ export function podAddressing(opts: Pick<SetupVethOptions, 'ifname' | 'ips' | 'r
 export async function setupVeth(runner: Runner, opts: SetupVethOptions): Promise<VethResult> {
   validateContainerId(opts.containerId)
   validateIfname(opts.ifname)
-  await checkNetnsPath(opts.netns)
   const pod = podAddressing(opts)
   const hostIfname = hostIfnameFor(opts.containerId, opts.ifname)
   const hostMac = randomMac()
@@ -182,8 +182,7 @@ export async function deleteVeth(runner: Runner, opts: DeleteVethOptions): Promi
   const hostIfname = hostIfnameFor(opts.containerId, opts.ifname)
   if (await deleteLinkByName(runner, hostIfname)) return {deleted: true, hostIfname}
   // The host side is gone; a pod-side veth can only survive if its peer was renamed or moved.
-  if (opts.netns && (await netnsExists(opts.netns))) {
-    await checkNetnsPath(opts.netns)
+  if (opts.netns && (await netnsAlive(opts.netns))) {
     const link = await getLink(runner, opts.ifname, opts.netns)
     if (link?.linkinfo?.info_kind === 'veth') {
       return {deleted: await deleteLinkByName(runner, opts.ifname, opts.netns), hostIfname}

@@ -1,105 +1,81 @@
 /**
- * Veth + endpoint record as one transactional step (what `pn veth create/delete` do; `pn cni`
- * may compose setupVeth and the store itself). Settings come from node.json when the node is
- * initialised, else from the options (standalone use).
+ * Veth + endpoint record as one transactional plan (what `pn veth create` runs; `pn cni add`
+ * composes the same pieces with IPAM and BPF). Every setting comes in as a plain option: the
+ * node layer (src/node/veth.ts) fills them from node.json.
  */
 import type {Runner} from '../exec/runner.js'
 import {PnError} from '../errors.js'
-import {readNodeContext, type NodeContext} from '../node/context.js'
-import {checkpoint, runningFlow} from '../flow/interrupt.js'
-import {UndoStack, withRollbackDetails} from '../flow/plan.js'
+import {requireNetns} from '../datapath/netns.js'
 import {deleteVeth, hostIfnameFor, setupVeth, type VethResult} from '../datapath/veth.js'
-import {allocateEndpointId, deleteEndpoint, endpointKey, endpointRecordFor, getEndpoint, saveEndpoint} from './store.js'
+import {runPlan, UndoStack, type FlowOptions, type Plan} from '../flow/plan.js'
+import {allocateEndpointId, deleteEndpoint, endpointKey, endpointRecordFor, saveEndpoint, type PodMeta} from './store.js'
 
-export const DEFAULT_MTU = 1500
-
-export interface ConnectOptions {
+export interface ConnectOptions extends PodMeta {
   containerId: string
   ifname: string
   netns: string
   ips?: string[]
-  mtu?: number
-  /** Standalone override of node.json's router IPs. */
-  routerIps?: string[]
-  routeMtu?: number
-  podName?: string
-  podNamespace?: string
-  podUid?: string
+  mtu: number
+  routerIps: string[]
+  routeMtu: number
+  /** Add `podIP/32 dev lxc…` on the host (routing mode host-routes). */
+  hostRoutes: boolean
 }
 
 export interface ConnectResult extends VethResult {
   changed: boolean
   endpointId: number
-  routing: NodeContext['routing'] | 'none'
 }
 
-export async function connectEndpoint(runner: Runner, stateDir: string, opts: ConnectOptions): Promise<ConnectResult> {
-  const node = await readNodeContext(stateDir)
-  const routerIps = opts.routerIps && opts.routerIps.length > 0 ? opts.routerIps : node?.routerIps ?? []
-  const mtu = opts.mtu ?? node?.mtu ?? DEFAULT_MTU
-  const routeMtu = opts.routeMtu ?? (opts.mtu ? opts.mtu : node?.routeMtu ?? mtu)
-  if ((opts.ips?.length ?? 0) > 0 && routerIps.length === 0) {
-    throw new PnError('PN_NODE_NOT_INITIALIZED', 'configure pod addresses: no router IP known', {
-      hint: 'run `pn node init` first, or pass --router-ip for standalone use',
-    })
-  }
+/** The veth-create plan; nothing runs until its steps do. */
+export function connectPlan(runner: Runner, stateDir: string, opts: ConnectOptions): Plan<ConnectResult> {
   const undo = new UndoStack()
-  const action = `create veth for ${opts.containerId}`
-  return runningFlow(async () => {
-  try {
-    const veth = await setupVeth(runner, {
-      containerId: opts.containerId,
-      ifname: opts.ifname,
-      netns: opts.netns,
-      mtu,
-      ips: opts.ips,
-      routerIps,
-      routeMtu,
-      hostRoutes: node?.routing === 'host-routes',
-    })
-    undo.push(`delete veth ${veth.hostIfname}`, () => deleteVeth(runner, {containerId: opts.containerId, ifname: opts.ifname}))
-    await checkpoint(action)
-    const id = endpointKey(opts.containerId, opts.ifname)
-    const endpointId = await allocateEndpointId(stateDir, id)
-    undo.push(`delete endpoint ${id}`, () => deleteEndpoint(stateDir, opts.containerId, opts.ifname))
-    const rec = endpointRecordFor(veth, {
-      containerId: opts.containerId,
-      ifname: opts.ifname,
-      endpointId,
-      routerIps,
-      podName: opts.podName,
-      podNamespace: opts.podNamespace,
-      podUid: opts.podUid,
-    })
-    await saveEndpoint(stateDir, rec)
-    await checkpoint(action)
-    return {...veth, changed: true, endpointId, routing: node?.routing ?? 'none'}
-  } catch (err) {
-    throw withRollbackDetails(err, await undo.unwind(), action)
-  }
-  })
-}
-
-export interface DisconnectResult {
-  changed: boolean
-  hostIfname: string
-  linkDeleted: boolean
-  endpointDeleted: boolean
-}
-
-/** Remove veth and record; succeeds when either or both are already gone. */
-export async function disconnectEndpoint(
-  runner: Runner,
-  stateDir: string,
-  opts: {containerId: string; ifname: string; netns?: string},
-): Promise<DisconnectResult> {
-  const rec = await getEndpoint(stateDir, opts.containerId, opts.ifname).catch(() => undefined)
-  const {deleted} = await deleteVeth(runner, {...opts, netns: opts.netns ?? rec?.netns})
-  const ep = await deleteEndpoint(stateDir, opts.containerId, opts.ifname)
+  let veth: VethResult | undefined
+  let endpointId = 0
+  const id = endpointKey(opts.containerId, opts.ifname)
   return {
-    changed: deleted || ep.deleted,
-    hostIfname: hostIfnameFor(opts.containerId, opts.ifname),
-    linkDeleted: deleted,
-    endpointDeleted: ep.deleted,
+    undo,
+    steps: [
+      {
+        title: `check netns ${opts.netns}`,
+        run: async () => {
+          if ((opts.ips?.length ?? 0) > 0 && opts.routerIps.length === 0) {
+            throw new PnError('PN_NODE_NOT_INITIALIZED', 'configure pod addresses: no router IP known', {
+              hint: 'run `pn node init` first, or pass --router-ip for standalone use',
+            })
+          }
+          await requireNetns(opts.netns)
+        },
+      },
+      {
+        title: `create ${hostIfnameFor(opts.containerId, opts.ifname)} <-> ${opts.ifname} in ${opts.netns}`,
+        run: async () => {
+          veth = await setupVeth(runner, {
+            containerId: opts.containerId,
+            ifname: opts.ifname,
+            netns: opts.netns,
+            mtu: opts.mtu,
+            ips: opts.ips,
+            routerIps: opts.routerIps,
+            routeMtu: opts.routeMtu,
+            hostRoutes: opts.hostRoutes,
+          })
+          undo.push(`delete veth ${veth.hostIfname}`, () => deleteVeth(runner, {containerId: opts.containerId, ifname: opts.ifname}))
+        },
+      },
+      {
+        title: `write endpoint record ${id}`,
+        run: async () => {
+          endpointId = await allocateEndpointId(stateDir, id)
+          undo.push(`delete endpoint ${id}`, () => deleteEndpoint(stateDir, opts.containerId, opts.ifname))
+          await saveEndpoint(stateDir, endpointRecordFor(veth!, {...opts, endpointId}))
+        },
+      },
+    ],
+    result: () => ({...veth!, changed: true, endpointId}),
   }
+}
+
+export async function connectEndpoint(runner: Runner, stateDir: string, opts: ConnectOptions, flow: FlowOptions = {}): Promise<ConnectResult> {
+  return runPlan(connectPlan(runner, stateDir, opts), `create veth for ${opts.containerId}`, flow)
 }

@@ -1,12 +1,13 @@
 /**
  * Endpoint records: one JSON file per (container id, ifname) under `<state-dir>/endpoints/`,
  * tying the container to its netns, IPs, veth names/MACs/ifindexes and a small endpoint id
- * (the key later BPF maps use). Written atomically; ids handed out under a lock.
+ * (the key later BPF maps use). Records are written atomically (temp + rename), so they need
+ * no lock; ids are claimed by exclusive file creation (O_EXCL), so neither does allocation.
  */
 import {promises as fs} from 'node:fs'
 import path from 'node:path'
 import {PnError} from '../errors.js'
-import {readJsonFile, withLock, writeFileAtomic, type JsonFileSpec} from '../state/files.js'
+import {ensureDir, readJsonFile, writeFileAtomic, type JsonFileSpec} from '../state/files.js'
 import {validateContainerId, validateIfname} from '../datapath/validate.js'
 import type {VethResult} from '../datapath/veth.js'
 
@@ -85,13 +86,17 @@ export function endpointFile(stateDir: string, containerId: string, ifname: stri
   return path.join(endpointsDir(stateDir), `${endpointKey(containerId, ifname)}.json`)
 }
 
-/** Id reservations live beside the records, so an id is taken from allocation until deletion. */
+/**
+ * Id reservations live beside the records: `.ids/<id>` holds the owner (claimed with O_EXCL,
+ * so two ADDs never get one id), `.owners/<owner>` the id (so a retried ADD gets its id again).
+ * An id is taken from allocation until its record is deleted, or GC finds its owner gone.
+ */
 function idsDir(stateDir: string): string {
   return path.join(endpointsDir(stateDir), '.ids')
 }
 
-function lockFile(stateDir: string): string {
-  return path.join(endpointsDir(stateDir), '.endpoints')
+function ownersDir(stateDir: string): string {
+  return path.join(endpointsDir(stateDir), '.owners')
 }
 
 const spec: JsonFileSpec<EndpointRecord> = {
@@ -110,10 +115,7 @@ export async function saveEndpoint(stateDir: string, rec: EndpointRecord): Promi
   if (rec.id !== endpointKey(rec.containerId, rec.ifname)) {
     throw new PnError('PN_INVALID_ARGUMENT', `save endpoint ${rec.id}: id must be <containerId>:<ifname>`)
   }
-  await withLock(lockFile(stateDir), async () => {
-    await writeFileAtomic(file, JSON.stringify(rec, null, 2) + '\n')
-    await reserveId(stateDir, rec.endpointId, rec.id)
-  })
+  await writeFileAtomic(file, JSON.stringify(rec, null, 2) + '\n')
 }
 
 export async function getEndpoint(stateDir: string, containerId: string, ifname: string): Promise<EndpointRecord | undefined> {
@@ -150,65 +152,68 @@ export async function listEndpoints(stateDir: string): Promise<EndpointRecord[]>
 /** Remove the record and its id reservation; `{deleted:false}` when there was none. */
 export async function deleteEndpoint(stateDir: string, containerId: string, ifname: string): Promise<{deleted: boolean; record?: EndpointRecord}> {
   const file = endpointFile(stateDir, containerId, ifname)
-  return withLock(lockFile(stateDir), async () => {
-    const rec = await readJsonFile(file, spec).catch(() => undefined)
-    let deleted = false
-    try {
-      await fs.unlink(file)
-      deleted = true
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    }
-    await releaseIdsOf(stateDir, endpointKey(containerId, ifname))
-    return {deleted, ...(rec ? {record: rec} : {})}
-  })
+  const rec = await readJsonFile(file, spec).catch(() => undefined)
+  let deleted = false
+  try {
+    await fs.unlink(file)
+    deleted = true
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  await releaseEndpointId(stateDir, endpointKey(containerId, ifname))
+  return {deleted, ...(rec ? {record: rec} : {})}
 }
 
 /**
  * The lowest free endpoint id, reserved for `owner` until its record is deleted (a second call
- * for the same owner returns the same id, so a retried ADD does not burn ids).
+ * for the same owner returns the same id, so a retried ADD does not burn ids). Concurrent
+ * callers race on creating `.ids/<id>` exclusively; the loser moves on to the next id.
  */
-export async function allocateEndpointId(stateDir: string, owner?: string): Promise<number> {
-  return withLock(lockFile(stateDir), async () => {
-    const reserved = await readIds(stateDir)
-    if (owner) {
-      for (const [id, o] of reserved) if (o === owner) return id
+export async function allocateEndpointId(stateDir: string, owner: string): Promise<number> {
+  const ownerFile = path.join(ownersDir(stateDir), owner)
+  const mine = Number((await fs.readFile(ownerFile, 'utf8').catch(() => '')).trim())
+  if (Number.isInteger(mine) && mine > 0) return mine
+  await ensureDir(idsDir(stateDir))
+  await ensureDir(ownersDir(stateDir))
+  const taken = new Set((await fs.readdir(idsDir(stateDir))).map(Number))
+  for (let id = 1; id <= MAX_ENDPOINT_ID; id++) {
+    if (taken.has(id)) continue
+    try {
+      await fs.writeFile(path.join(idsDir(stateDir), String(id)), owner + '\n', {flag: 'wx'})
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue
+      throw err
     }
-    for (const rec of await listEndpoints(stateDir)) reserved.set(rec.endpointId, rec.id)
-    for (let id = 1; id <= MAX_ENDPOINT_ID; id++) {
-      if (!reserved.has(id)) {
-        await reserveId(stateDir, id, owner ?? '')
-        return id
-      }
-    }
-    throw new PnError('PN_IPAM_EXHAUSTED', 'allocate endpoint id: all 65535 endpoint ids are in use', {
-      hint: 'delete stale endpoints (`pn endpoint list`, `pn endpoint delete --purge`)',
-    })
+    await writeFileAtomic(ownerFile, `${id}\n`)
+    return id
+  }
+  throw new PnError('PN_ENDPOINT_IDS_EXHAUSTED', `allocate endpoint id: all ${MAX_ENDPOINT_ID} endpoint ids are in use`, {
+    hint: 'delete stale endpoints (`pn endpoint list`, `pn endpoint delete --purge`), or let `pn cni gc` reclaim ids of killed ADDs',
   })
 }
 
-async function readIds(stateDir: string): Promise<Map<number, string>> {
-  const out = new Map<number, string>()
-  let names: string[]
-  try {
-    names = await fs.readdir(idsDir(stateDir))
-  } catch {
-    return out
+/** Give back the id `owner` holds (no-op when it holds none); `knownId` also frees an `.ids` entry whose owner file is missing. */
+export async function releaseEndpointId(stateDir: string, owner: string, knownId?: number): Promise<boolean> {
+  const ownerFile = path.join(ownersDir(stateDir), owner)
+  const recorded = Number((await fs.readFile(ownerFile, 'utf8').catch(() => '')).trim())
+  const id = Number.isInteger(recorded) && recorded > 0 ? recorded : knownId ?? 0
+  if (Number.isInteger(id) && id > 0) {
+    const idFile = path.join(idsDir(stateDir), String(id))
+    // Only our own reservation: the id may have been reclaimed and re-issued meanwhile.
+    if ((await fs.readFile(idFile, 'utf8').catch(() => '')).trim() === owner) await fs.rm(idFile, {force: true})
   }
+  await fs.rm(ownerFile, {force: true})
+  return Number.isInteger(id) && id > 0
+}
+
+/** Owners holding an endpoint id (GC compares them with the records and the runtime's list). */
+export async function endpointIdOwners(stateDir: string): Promise<{id: number; owner: string}[]> {
+  const names = await fs.readdir(idsDir(stateDir)).catch(() => [] as string[])
+  const out: {id: number; owner: string}[] = []
   for (const n of names) {
     const id = Number(n)
     if (!Number.isInteger(id)) continue
-    out.set(id, (await fs.readFile(path.join(idsDir(stateDir), n), 'utf8').catch(() => '')).trim())
+    out.push({id, owner: (await fs.readFile(path.join(idsDir(stateDir), n), 'utf8').catch(() => '')).trim()})
   }
-  return out
-}
-
-async function reserveId(stateDir: string, id: number, owner: string): Promise<void> {
-  await writeFileAtomic(path.join(idsDir(stateDir), String(id)), owner + '\n')
-}
-
-async function releaseIdsOf(stateDir: string, owner: string): Promise<void> {
-  for (const [id, o] of await readIds(stateDir)) {
-    if (o === owner) await fs.rm(path.join(idsDir(stateDir), String(id)), {force: true})
-  }
+  return out.sort((a, b) => a.id - b.id)
 }

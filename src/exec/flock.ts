@@ -16,10 +16,14 @@ export interface HeldLock {
 /** Exit code flock(1) uses for "timed out waiting" (its -E option), distinct from cat's. */
 const FLOCK_TIMEOUT_EXIT = 75
 
-export async function acquireFlock(lockPath: string, timeoutMs: number): Promise<HeldLock> {
-  const seconds = Math.max(timeoutMs / 1000, 0.01).toFixed(2)
+/**
+ * Take the lock: exclusive (default) or shared (`shared`, for many readers against one writer).
+ * `timeoutMs` 0 means "only if free now" (flock -n).
+ */
+export async function acquireFlock(lockPath: string, timeoutMs: number, opts: {shared?: boolean} = {}): Promise<HeldLock> {
+  const wait = timeoutMs <= 0 ? ['-n'] : ['-w', Math.max(timeoutMs / 1000, 0.01).toFixed(2)]
   // node:child_process rather than execa: this runs on every IPAM mutation, including from pn-cni.
-  const child = spawn('flock', ['-x', '-w', seconds, '-E', String(FLOCK_TIMEOUT_EXIT), lockPath, 'cat'], {
+  const child = spawn('flock', [opts.shared ? '-s' : '-x', ...wait, '-E', String(FLOCK_TIMEOUT_EXIT), lockPath, 'cat'], {
     stdio: ['pipe', 'pipe', 'pipe'],
   })
   const exited = new Promise<{code: number | null; error?: NodeJS.ErrnoException}>((resolve) => {

@@ -3,12 +3,13 @@
  * Always argv arrays, never a shell string. Two interchangeable spawners share this contract
  * and its error mapping:
  *  - ExecaRunner (execa, loaded on first use): the `pn` CLI's runner.
- *  - SpawnRunner (node:child_process): the default, and what `bin/pn-cni` uses, because
+ *  - SpawnRunner (node:child_process): what `bin/pn-cni` uses, because
  *    importing execa alone costs ~70 ms — paid on every CNI exec, on the pod start-up path.
  * A RecordingRunner stands in for unit tests and --dry-run: it records every argv and answers
  * from a callback, so golden-argv tests need no root.
  */
 import {spawn} from 'node:child_process'
+import {promises as fs} from 'node:fs'
 import {PnError} from '../errors.js'
 
 export interface RunOptions {
@@ -33,6 +34,30 @@ export interface RunResult {
 
 export interface Runner {
   run(file: string, args: readonly string[], opts?: RunOptions): Promise<RunResult>
+  /**
+   * Create a folder of kernel-facing state (on a bpffs: pins, qdisc markers); false when it was
+   * there. Not a process, but a change like one: `--dry-run` shows it as `mkdir -p PATH`.
+   */
+  makeDir(path: string): Promise<boolean>
+  /** Remove a file or folder tree of kernel-facing state (a pin, a bpffs folder); absent is fine. */
+  remove(path: string): Promise<void>
+}
+
+async function makeDirNow(path: string): Promise<boolean> {
+  try {
+    await fs.mkdir(path)
+    return true
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EEXIST') return false
+    if (code !== 'ENOENT') throw err
+  }
+  await fs.mkdir(path, {recursive: true})
+  return true
+}
+
+async function removeNow(path: string): Promise<void> {
+  await fs.rm(path, {recursive: true, force: true})
 }
 
 /** Packages that provide the tools pn runs, for the hint of PN_TOOL_MISSING. */
@@ -81,6 +106,14 @@ export type CommandLogger = (argv: string[]) => void
 export class SpawnRunner implements Runner {
   constructor(private readonly log?: CommandLogger) {}
 
+  makeDir(path: string): Promise<boolean> {
+    return makeDirNow(path)
+  }
+
+  remove(path: string): Promise<void> {
+    return removeNow(path)
+  }
+
   run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
     const argv = effectiveArgv(file, args, opts)
     this.log?.(argv)
@@ -121,6 +154,14 @@ export class SpawnRunner implements Runner {
 export class ExecaRunner implements Runner {
   constructor(private readonly log?: CommandLogger) {}
 
+  makeDir(path: string): Promise<boolean> {
+    return makeDirNow(path)
+  }
+
+  remove(path: string): Promise<void> {
+    return removeNow(path)
+  }
+
   async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
     const {execa} = await import('execa')
     const argv = effectiveArgv(file, args, opts)
@@ -144,7 +185,8 @@ export type Responder = (argv: string[], opts: RunOptions) => Partial<RunResult>
 
 /**
  * Records every command. Without an inner runner it answers from `respond` (default: success,
- * empty output); with one, it passes read-only commands through (dry-run: look, don't touch).
+ * empty output) and does folder changes for real (unit tests of pin/marker logic); with one, it
+ * passes read-only commands through and records folder changes too (dry-run: look, don't touch).
  */
 export class RecordingRunner implements Runner {
   readonly records: {argv: string[]; input?: string; netns?: string}[] = []
@@ -153,10 +195,25 @@ export class RecordingRunner implements Runner {
 
   async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
     const argv = effectiveArgv(file, args, opts)
-    if (this.inner && opts.readOnly) return this.inner.run(file, args, opts)
+    if (this.inner && opts.readOnly) {
+      const answer = this.respond?.(argv, opts)
+      if (answer) return settle({argv, exitCode: answer.exitCode ?? 0, stdout: answer.stdout ?? '', stderr: answer.stderr ?? ''}, opts)
+      return this.inner.run(file, args, opts)
+    }
     this.records.push({argv, ...(opts.input === undefined ? {} : {input: opts.input}), ...(opts.netns ? {netns: opts.netns} : {})})
     const answer = this.respond?.(argv, opts) ?? {}
     return settle({argv, exitCode: answer.exitCode ?? 0, stdout: answer.stdout ?? '', stderr: answer.stderr ?? ''}, opts)
+  }
+
+  async makeDir(path: string): Promise<boolean> {
+    if (!this.inner) return makeDirNow(path)
+    this.records.push({argv: ['mkdir', '-p', path]})
+    return fs.access(path).then(() => false, () => true)
+  }
+
+  async remove(path: string): Promise<void> {
+    if (!this.inner) return removeNow(path)
+    if (await fs.access(path).then(() => true, () => false)) this.records.push({argv: ['rm', '-rf', path]})
   }
 
   /** The recorded commands as printable lines (what `--dry-run` shows). */
@@ -168,16 +225,4 @@ export class RecordingRunner implements Runner {
   ran(program: string): boolean {
     return this.records.some((r) => r.argv[0] === program || (r.argv[0] === 'nsenter' && r.argv[3] === program))
   }
-}
-
-let defaultRunner: Runner | undefined
-
-/** The process-wide runner (SpawnRunner unless a command set another: execa, verbose, dry-run). */
-export function getRunner(): Runner {
-  defaultRunner ??= new SpawnRunner()
-  return defaultRunner
-}
-
-export function setRunner(runner: Runner): void {
-  defaultRunner = runner
 }

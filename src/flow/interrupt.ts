@@ -2,62 +2,48 @@
  * Ctrl-C (SIGINT) or SIGTERM in the middle of a composite flow (`pn node init`, `pn cni add`,
  * `pn veth create`) must not leave half-made state. Killing the process at once would strand
  * whatever the in-flight step was creating (an `ip` child finishing after we exit, a veth whose
- * undo was never pushed). So the first signal only raises a flag; flows check it between steps
- * (`checkpoint`), the in-flight step finishes and pushes its undo, and the normal failure path
- * unwinds everything and exits 130/143. A second signal exits at once. Outside a flow the signal
- * exits at once, as usual.
+ * undo was never pushed). So a flow takes a per-request AbortSignal: the entry that owns the
+ * request (the CLI, pn-cni, later the agent) aborts it, the flow stops at its next checkpoint
+ * (between steps), the in-flight step finishes and pushes its undo, and the normal failure path
+ * unwinds everything. Two requests in one process are interrupted independently: there is no
+ * module-level state here.
+ *
+ * While a flow runs it holds an 'abort' listener on its signal; that is how an entry tells "a
+ * flow will unwind, defer" from "nothing checks this signal, exit at once" (flowRunning).
  */
+import {getEventListeners} from 'node:events'
 import {PnError} from '../errors.js'
 
-let interrupted: NodeJS.Signals | undefined
-let running = 0
-let installed = false
+/** Exit codes of an interrupted run (128 + signal number). */
+export const SIGNAL_EXIT: Partial<Record<NodeJS.Signals, number>> = {SIGINT: 130, SIGTERM: 143}
 
-const SIGNAL_EXIT: Partial<Record<NodeJS.Signals, number>> = {SIGINT: 130, SIGTERM: 143}
-
-/** Install the handlers once per process (the CLI base command and pn-cni do). */
-export function installInterruptHandler(): void {
-  if (installed) return
-  installed = true
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(signal, () => {
-      if (running === 0 || interrupted) process.exit(SIGNAL_EXIT[signal])
-      interrupted = signal
-    })
-  }
+function reasonSignal(signal: AbortSignal): string {
+  return typeof signal.reason === 'string' ? signal.reason : signal.reason instanceof Error ? signal.reason.message : 'abort'
 }
 
-/** Run a flow with interrupts deferred to its checkpoints. */
-export async function runningFlow<T>(fn: () => Promise<T>): Promise<T> {
-  running++
+/** Between two steps: stop here if the request was aborted. */
+export function checkpoint(signal: AbortSignal | undefined, action: string): void {
+  if (!signal?.aborted) return
+  const by = reasonSignal(signal)
+  throw new PnError('PN_INTERRUPTED', `${action}: interrupted by ${by}`, {
+    hint: 'everything this run had done was undone; run the command again',
+    details: {signal: by},
+  })
+}
+
+/** Run a flow while marking its signal as watched (see flowRunning). */
+export async function watching<T>(signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+  if (!signal) return fn()
+  const mark = () => undefined
+  signal.addEventListener('abort', mark)
   try {
     return await fn()
   } finally {
-    running--
+    signal.removeEventListener('abort', mark)
   }
 }
 
-/**
- * Between two steps: stop here if a signal arrived. PN_TEST_CHECKPOINT_DELAY_MS slows every
- * checkpoint down so tests can deliver a signal mid-flow.
- */
-export async function checkpoint(action: string): Promise<void> {
-  const delay = Number(process.env.PN_TEST_CHECKPOINT_DELAY_MS)
-  if (Number.isFinite(delay) && delay > 0) await new Promise((r) => setTimeout(r, delay))
-  if (interrupted) {
-    throw new PnError('PN_INTERRUPTED', `${action}: interrupted by ${interrupted}`, {
-      hint: 'everything this run had done was undone; run the command again',
-      details: {signal: interrupted},
-    })
-  }
-}
-
-/** The exit code for an interrupted run (130 SIGINT, 143 SIGTERM). */
-export function interruptExitCode(): number | undefined {
-  return interrupted ? SIGNAL_EXIT[interrupted] : undefined
-}
-
-/** Tests: pretend a signal arrived / reset. */
-export function setInterruptedForTests(signal: NodeJS.Signals | undefined): void {
-  interrupted = signal
+/** True while some flow checks this signal at its checkpoints. */
+export function flowRunning(signal: AbortSignal): boolean {
+  return getEventListeners(signal, 'abort').length > 0
 }

@@ -19,11 +19,6 @@ export class UndoStack {
     this.steps.push({name, undo})
   }
 
-  /** Names of the steps that would be undone, oldest first. */
-  get names(): string[] {
-    return this.steps.map((s) => s.name)
-  }
-
   /** Run every inverse newest first; return the ones that failed. */
   async unwind(): Promise<UndoFailure[]> {
     const failures: UndoFailure[] = []
@@ -37,11 +32,6 @@ export class UndoStack {
       }
     }
     return failures
-  }
-
-  /** Forget every inverse (the flow succeeded). */
-  clear(): void {
-    this.steps.length = 0
   }
 }
 

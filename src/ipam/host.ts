@@ -7,8 +7,8 @@
 import path from 'node:path'
 import {normalizeCidr, parseIp} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
-import {requireNodeContext} from '../node/context.js'
-import type {JsonFileSpec} from '../state/files.js'
+import type {JsonFileSpec, LockOptions} from '../state/files.js'
+import {FileStore, type Store} from '../state/store.js'
 import type {RandomInt} from './bitmap.js'
 import {
   HostAllocator,
@@ -20,17 +20,22 @@ import {
   type RangeStatus,
   type Selector,
 } from './host-allocator.js'
-import {FileStore, type Store} from './store.js'
 
 export {ROUTER_OWNER, type AllocateOptions, type AllocationState, type IpAllocation, type IpamState, type RangeStatus, type Selector} from './host-allocator.js'
 
-/** What to allocate from: the node context of `stateDir`, or standalone pod CIDRs. */
+/**
+ * What to allocate from: the pod CIDRs (one per family) and where their state lives. IPAM
+ * never reads the node context; the node layer resolves it (src/node/ipam.ts).
+ */
 export interface HostIpamTarget {
+  /** Folder of ipam.json. */
   stateDir: string
-  /** Standalone override (one per family); otherwise node.json's podCidrs. */
-  podCidrs?: string[]
-  /** Router IPs (one per family); default node.json's, else the first usable address. */
+  podCidrs: string[]
+  /** Router IPs (one per family); default the first usable address. */
   routerIps?: string[]
+  /** Where the CIDRs came from (node.json or flags), for hints. */
+  source?: 'node' | 'standalone'
+  lock?: LockOptions
   /** Tests: a MemoryStore instead of ipam.json. */
   store?: Store<IpamState>
   /** Tests: the clock (ms). */
@@ -57,7 +62,7 @@ const spec: JsonFileSpec<IpamState> = {
 }
 
 function storeFor(t: HostIpamTarget): Store<IpamState> {
-  return t.store ?? new FileStore(ipamFile(t.stateDir), spec)
+  return t.store ?? new FileStore(ipamFile(t.stateDir), spec, t.lock)
 }
 
 interface Resolved {
@@ -70,18 +75,13 @@ interface Resolved {
 }
 
 async function resolveTarget(t: HostIpamTarget): Promise<Resolved> {
-  let cidrs: string[]
-  let routers: string[]
-  let source: Resolved['source']
-  if (t.podCidrs && t.podCidrs.length > 0) {
-    cidrs = t.podCidrs
-    routers = t.routerIps ?? []
-    source = 'standalone'
-  } else {
-    const ctx = await requireNodeContext(t.stateDir)
-    cidrs = ctx.podCidrs
-    routers = t.routerIps ?? ctx.routerIps
-    source = 'node'
+  const cidrs = t.podCidrs ?? []
+  const routers = t.routerIps ?? []
+  const source = t.source ?? 'standalone'
+  if (cidrs.length === 0) {
+    throw new PnError('PN_INVALID_ARGUMENT', 'open ipam: no pod CIDR given', {
+      hint: 'pass --pod-cidr CIDR, or run `pn node init` so the node context names one',
+    })
   }
   const warnings: string[] = []
   const ranges: Resolved['ranges'] = []
@@ -244,7 +244,7 @@ export function reserveRouterIps(t: HostIpamTarget): Promise<{changed: boolean; 
 }
 
 /** Forget all host-scope allocations (pn node reset). */
-export async function resetIpam(stateDir: string, store?: Store<IpamState>): Promise<{removed: boolean; file: string}> {
-  const s = store ?? new FileStore(ipamFile(stateDir), spec)
+export async function resetIpam(stateDir: string, store?: Store<IpamState>, lock?: LockOptions): Promise<{removed: boolean; file: string}> {
+  const s = store ?? new FileStore(ipamFile(stateDir), spec, lock)
   return {removed: await s.remove(), file: s.location}
 }

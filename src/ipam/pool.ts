@@ -8,10 +8,10 @@
 import path from 'node:path'
 import {cidrsOverlap, formatCidr, normalizeCidr, parseCidr, type Cidr, type Family} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
-import type {JsonFileSpec} from '../state/files.js'
+import type {JsonFileSpec, LockOptions} from '../state/files.js'
+import {FileStore, type Store} from '../state/store.js'
 import {CidrSet, checkMaskSize} from './cidrset.js'
 import {EtcdStore} from '../state/etcd-store.js'
-import {FileStore, type Store} from './store.js'
 
 export interface PoolClusterCidr {
   cidr: string
@@ -34,27 +34,40 @@ export interface PoolState {
   nodes: PoolNode[]
 }
 
-/** A pool file path, or a store (tests: MemoryStore). */
+/** A pool location (a file path), or a store (tests: MemoryStore). */
 export type PoolRef = string | Store<PoolState>
 
 export const POOL_FILE = 'cluster-pool.json'
 
-const ETCD_LOCATION = /^etcd:\/\//
+const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//
 
 /** True for a pool location kept in etcd (`etcd://HOST:PORT[,…][/PREFIX]`) rather than a file. */
 export function isEtcdLocation(location: string): boolean {
-  return ETCD_LOCATION.test(location)
+  return location.startsWith('etcd://')
 }
 
-/** `--pool`/PN_POOL if given (a file path, or an etcd:// location as it is), else `<state-dir>/cluster-pool.json`. */
-export function poolPath(stateDir: string, flag?: string): string {
+/**
+ * Where the pool lives: `--pool` (the CLI maps PN_POOL onto it) if given, else
+ * `<state-dir>/cluster-pool.json`. A location is a file path; other schemes (`etcd://…`)
+ * are opened by openPoolStore and pass through unchanged.
+ */
+export function resolvePoolLocation(stateDir: string, flag?: string): string {
   if (!flag) return path.join(stateDir, POOL_FILE)
-  return isEtcdLocation(flag) ? flag : path.resolve(flag)
+  return SCHEME.test(flag) ? flag : path.resolve(flag)
 }
 
-/** The store behind a pool location: etcd for etcd://…, else the locked JSON file. */
-export function openPoolStore(location: string): Store<PoolState> {
-  return isEtcdLocation(location) ? new EtcdStore({location, name: 'cluster-pool', spec: {...spec, what: 'cluster pool'}}) : new FileStore(location, spec)
+/**
+ * The store behind a pool location: the one place that knows which backend a location names.
+ * etcd://… is an EtcdStore (compare-and-swap; `lock` does not apply, there is no lock file).
+ */
+export function openPoolStore(location: string, lock: LockOptions = {}): Store<PoolState> {
+  if (isEtcdLocation(location)) return new EtcdStore({location, name: 'cluster-pool', spec: {...spec, what: 'cluster pool'}})
+  if (SCHEME.test(location)) {
+    throw new PnError('PN_INVALID_ARGUMENT', `open pool ${location}: unsupported pool location scheme`, {
+      hint: 'use a file path or etcd://HOST:PORT[,HOST:PORT…][/PREFIX] for --pool',
+    })
+  }
+  return new FileStore(location, spec, lock)
 }
 
 const spec: JsonFileSpec<PoolState> = {

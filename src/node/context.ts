@@ -5,6 +5,7 @@
  */
 import path from 'node:path'
 import {PnError} from '../errors.js'
+import {BPF_CACHE_DIR} from '../datapath/bpf/bpffs.js'
 import {readJsonFile, writeFileAtomic, type JsonFileSpec} from '../state/files.js'
 
 /** How traffic reaches local pods: BPF redirect (Cilium's default) or one host route per pod. */
@@ -26,13 +27,17 @@ export interface NodeContext {
   /** Folder on a bpffs where this node's programs and maps are pinned. */
   bpffsRoot: string
   routing: RoutingMode
-  /** Cluster pool file the pod CIDR came from, if any (so reset can release it). */
+  /** Cluster pool location the pod CIDR came from, if any (so reset can release it). */
   pool?: string
   createdAt: string
 }
 
-export const HOST_DEVICE = 'pn_host'
-export const NET_DEVICE = 'pn_net'
+export {HOST_DEVICE, NET_DEVICE} from '../datapath/devices.js'
+
+/** Where the node's compiled BPF objects are cached. */
+export function bpfCacheDir(stateDir: string): string {
+  return path.join(stateDir, BPF_CACHE_DIR)
+}
 
 export function nodeFile(stateDir: string): string {
   return path.join(stateDir, 'node.json')

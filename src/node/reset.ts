@@ -1,22 +1,30 @@
 /**
- * `pn node reset`: remove everything pn made on this node — endpoints' veths and records,
- * BPF attachments and pins under the node's bpffs root, pn_host/pn_net (their addresses and
- * the pod CIDR route go with them), host-scope IPAM state, node.json — and release the pod
- * CIDR to the pool it came from, after stopping the node's bird (pn bgp) so the routers withdraw
- * it. Nothing else (the uplink, other links, sysctls stay). Idempotent.
+ * `pn node reset`: remove everything pn made on this node — endpoints' veths and records (and
+ * pod devices pn made that no record names), BPF attachments and pins under the node's bpffs
+ * root, pn_host/pn_net (their addresses and the pod CIDR route go with them), host-scope IPAM
+ * state, node.json, the lock files of attachments — and release the pod CIDR to the pool it
+ * came from, after stopping the node's bird (pn bgp) so the routers withdraw it first. Nothing else (the uplink, other links, sysctls stay). It runs under the node's
+ * exclusive lock (src/node/lock.ts): attachments in flight finish first, new ones are refused
+ * while it runs. Idempotent: a second reset finds nothing and says so.
  */
 import {promises as fs} from 'node:fs'
+import path from 'node:path'
 import type {Runner} from '../exec/runner.js'
-import {detachEndpoint, unloadHostPrograms} from '../datapath/bpf/index.js'
-import {deleteLinkByName} from '../datapath/link.js'
-import type {Plan} from '../flow/plan.js'
-import {disconnectEndpoint} from '../endpoint/connect.js'
-import {endpointsDir, listEndpoints} from '../endpoint/store.js'
-import {resetIpam} from '../ipam/host.js'
+import {unloadHostPrograms} from '../datapath/bpf/index.js'
 import {removeBpffsRoot} from '../datapath/bpffs.js'
-import {HOST_DEVICE, NET_DEVICE, nodeFile, readNodeContext, type NodeContext} from './context.js'
-import {releasePodCidrs} from './pool-link.js'
-// The one upward import allowed into src/routing: reset stops the node's BGP speaker.
+import {HOST_DEVICE, NET_DEVICE} from '../datapath/devices.js'
+import {deleteHostDevices} from '../datapath/host.js'
+import {deleteLinkByName} from '../datapath/link.js'
+import {pnPodDevices} from '../datapath/sweep.js'
+import {endpointsDir, listEndpoints} from '../endpoint/store.js'
+import {teardownEndpoint} from '../endpoint/teardown.js'
+import {runPlan, UndoStack, type Plan} from '../flow/plan.js'
+import {ipamFile, resetIpam} from '../ipam/host.js'
+import {openPoolStore, releasePodCidrs} from '../ipam/pool.js'
+import type {LockOptions} from '../state/files.js'
+import {nodeFile, readNodeContext, type NodeContext} from './context.js'
+import {withAttachmentFileLock, withNodeExclusive} from './lock.js'
+// The one import from src/routing below it: reset stops the node's BGP speaker.
 import {stopBgp} from '../routing/bgp.js'
 
 export interface NodeResetResult {
@@ -25,8 +33,15 @@ export interface NodeResetResult {
   warnings: string[]
 }
 
-/** Reset runs forward (no undo): each step is idempotent, failures of optional parts become warnings. */
-export async function planNodeReset(runner: Runner, stateDir: string): Promise<Plan<NodeResetResult>> {
+export interface NodeResetOptions {
+  lock?: LockOptions
+}
+
+/** The folder of per-attachment lock files (src/node/lock.ts). */
+export const attachmentLocksDir = (stateDir: string) => path.join(stateDir, 'cni')
+
+/** Reset runs forward (nothing to undo): each step is idempotent, failures of optional parts become warnings. */
+export function planNodeReset(runner: Runner, stateDir: string, opts: NodeResetOptions = {}): Plan<NodeResetResult> {
   const removed: string[] = []
   const warnings: string[] = []
   let node: NodeContext | undefined
@@ -37,89 +52,104 @@ export async function planNodeReset(runner: Runner, stateDir: string): Promise<P
       warnings.push(`${what}: ${(err as Error).message}`)
     }
   }
-  const steps: Plan<NodeResetResult>['steps'] = [
-    {
-      title: 'Read node.json',
-      run: async () => {
-        // A corrupt node.json must not block cleanup: reset is the documented way out of it.
-        node = await readNodeContext(stateDir).catch((err) => {
-          warnings.push(`node.json unreadable, resetting by well-known names: ${(err as Error).message}`)
-          return undefined
-        })
-      },
-    },
-    {
-      // First, so the routers withdraw the pod CIDR before its pods and devices go away.
-      title: 'Stop BGP (the routers withdraw the pod CIDR)',
-      run: async () => {
-        await soft('stop bgp', async () => {
-          const r = await stopBgp(stateDir)
-          if (r.stopped !== undefined) removed.push(`bird (pid ${r.stopped})`)
-          else if (r.changed) removed.push(...r.removed)
-        })
-      },
-    },
-    {
-      title: 'Delete endpoints (veths, records)',
-      run: async () => {
-        const eps = await listEndpoints(stateDir).catch(() => [])
-        for (const ep of eps) {
-          if (node?.routing === 'bpf' && ep.bpfAttached) await soft(`detach ${ep.id}`, () => detachEndpoint(runner, node!, ep))
-          const r = await disconnectEndpoint(runner, stateDir, {containerId: ep.containerId, ifname: ep.ifname})
-          if (r.changed) removed.push(`endpoint ${ep.id} (${ep.hostIfname})`)
-        }
-        await fs.rm(endpointsDir(stateDir), {recursive: true, force: true})
-      },
-    },
-    {
-      title: 'Unload BPF programs and remove pins',
-      run: async () => {
-        if (node?.routing === 'bpf') {
-          const n = node
-          await soft('unload host programs', async () => {
-            const r = await unloadHostPrograms(runner, n, stateDir)
-            if (r.changed) removed.push('host bpf programs')
-          })
-        }
-        if (node && (await removeBpffsRoot(node.bpffsRoot))) removed.push(node.bpffsRoot)
-      },
-    },
-    {
-      title: `Delete ${HOST_DEVICE} <-> ${NET_DEVICE}`,
-      run: async () => {
-        if (await deleteLinkByName(runner, HOST_DEVICE)) removed.push(`${HOST_DEVICE} <-> ${NET_DEVICE}`)
-        if (await deleteLinkByName(runner, NET_DEVICE)) removed.push(NET_DEVICE)
-      },
-    },
-    {
-      title: 'Forget IPAM state and release the pod CIDR',
-      run: async () => {
-        const r = await resetIpam(stateDir)
-        if (r.removed) removed.push(r.file)
-        if (node?.pool) {
-          const {pool, name} = node
-          await soft(`release pod cidr of ${name}`, async () => {
-            await releasePodCidrs(pool, name)
-            removed.push(`pod cidr ${node!.podCidrs.join(', ')} (back to ${pool})`)
-          })
-        }
-      },
-    },
-    {
-      title: 'Remove node.json',
-      run: async () => {
-        try {
-          await fs.unlink(nodeFile(stateDir))
-          removed.push(nodeFile(stateDir))
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-        }
-      },
-    },
-  ]
   return {
-    steps,
+    undo: new UndoStack(),
+    steps: [
+      {
+        title: 'Read node.json',
+        run: async () => {
+          // A corrupt node.json must not block cleanup: reset is the documented way out of it.
+          node = await readNodeContext(stateDir).catch((err) => {
+            warnings.push(`node.json unreadable, resetting by well-known names: ${(err as Error).message}`)
+            return undefined
+          })
+        },
+      },
+      {
+        // First, so the routers withdraw the pod CIDR before its pods and devices go away.
+        title: 'Stop BGP (the routers withdraw the pod CIDR)',
+        run: () =>
+          soft('stop bgp', async () => {
+            const r = await stopBgp(stateDir)
+            if (r.stopped !== undefined) removed.push(`bird (pid ${r.stopped})`)
+            else if (r.changed) removed.push(...r.removed)
+          }),
+      },
+      {
+        title: 'Delete endpoints (BPF entries, veths, records)',
+        run: async () => {
+          const bpf = node?.routing === 'bpf' ? node : undefined
+          for (const ep of await listEndpoints(stateDir).catch(() => [])) {
+            // The same per-attachment lock as DEL (a `pn veth delete` may hold it without the node lock).
+            const r = await withAttachmentFileLock(stateDir, ep.containerId, ep.ifname, () => teardownEndpoint(runner, stateDir, ep, bpf ? {bpf} : {}), opts.lock)
+            for (const e of r.errors) warnings.push(`${e.step} ${ep.id}: ${e.message}`)
+            if (r.veth || r.endpoint) removed.push(`endpoint ${ep.id} (${ep.hostIfname})`)
+          }
+          // Pod devices pn made that no record names (an ADD killed between veth and record).
+          await soft('find stray pod devices', async () => {
+            for (const dev of await pnPodDevices(runner, node?.podCidrs ?? [])) {
+              if (await deleteLinkByName(runner, dev)) removed.push(`stray pod device ${dev}`)
+            }
+          })
+          await fs.rm(endpointsDir(stateDir), {recursive: true, force: true})
+        },
+      },
+      {
+        title: 'Unload BPF programs and remove pins',
+        run: async () => {
+          if (node?.routing === 'bpf') {
+            const n = node
+            await soft('unload host programs', async () => {
+              const r = await unloadHostPrograms(runner, n, {force: true})
+              if (r.changed) removed.push('host bpf programs')
+            })
+          }
+          if (node && (await removeBpffsRoot(runner, node.bpffsRoot))) removed.push(node.bpffsRoot)
+        },
+      },
+      {
+        title: `Delete ${HOST_DEVICE} <-> ${NET_DEVICE}`,
+        run: async () => void removed.push(...(await deleteHostDevices(runner))),
+      },
+      {
+        title: 'Forget IPAM state and release the pod CIDR',
+        run: async () => {
+          const r = await resetIpam(stateDir, undefined, opts.lock)
+          if (r.removed) removed.push(r.file)
+          if (node?.pool) {
+            const {pool, name, podCidrs} = node
+            await soft(`release pod cidr of ${name}`, async () => {
+              const rel = await releasePodCidrs(openPoolStore(pool, opts.lock), name)
+              if (rel.changed) removed.push(`pod cidr ${podCidrs.join(', ')} (back to ${pool})`)
+            })
+          }
+        },
+      },
+      {
+        title: 'Remove node.json and lock files',
+        run: async () => {
+          try {
+            await fs.unlink(nodeFile(stateDir))
+            removed.push(nodeFile(stateDir))
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+          }
+          // Safe under the exclusive node lock: no attachment holds or waits for these.
+          await fs.rm(attachmentLocksDir(stateDir), {recursive: true, force: true})
+          await fs.rm(`${ipamFile(stateDir)}.lock`, {force: true})
+        },
+      },
+    ],
     result: () => ({changed: removed.length > 0, removed, warnings}),
-    rollback: async () => [],
   }
+}
+
+/** Reset the node under its exclusive lock; `run` runs the plan (default plainly). */
+export async function resetNode(
+  runner: Runner,
+  stateDir: string,
+  opts: NodeResetOptions = {},
+  run: (plan: Plan<NodeResetResult>) => Promise<NodeResetResult> = (plan) => runPlan(plan, 'reset node'),
+): Promise<NodeResetResult> {
+  return withNodeExclusive(stateDir, () => run(planNodeReset(runner, stateDir, opts)), opts.lock)
 }

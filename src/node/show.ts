@@ -1,13 +1,13 @@
 /** `pn node show`: node.json against the kernel — what exists, what is missing or drifted. */
 import {promises as fs} from 'node:fs'
 import type {Runner} from '../exec/runner.js'
-import {hostPrefix} from '../datapath/addr.js'
+import {hostPrefix} from '../cidr/cidr.js'
 import {getLink, isVethPairOf} from '../datapath/link.js'
 import {readSysctls} from '../datapath/sysctl.js'
 import {listEndpoints} from '../endpoint/store.js'
 import {isBpffs} from '../datapath/bpffs.js'
+import {hostAddresses, nodeSysctls, podCidrRouteOk} from '../datapath/host.js'
 import {HOST_DEVICE, NET_DEVICE, requireNodeContext, type NodeContext} from './context.js'
-import {hostAddresses, nodeSysctls, podCidrRouteOk} from './init.js'
 
 export interface NodeCheck {
   check: string

@@ -13,7 +13,7 @@
  */
 import {PnError} from '../errors.js'
 import type {JsonFileSpec} from './files.js'
-import type {Mutation, Store} from '../ipam/store.js'
+import type {Mutation, Store} from './store.js'
 
 export const DEFAULT_ETCD_TIMEOUT_MS = 5000
 

@@ -12,9 +12,19 @@ import {acquireFlock} from '../exec/flock.js'
 export const DEFAULT_STATE_DIR = '/var/lib/pn'
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000
 
-/** State dir from the flag, else PN_STATE_DIR, else /var/lib/pn. */
+/** State dir from the flag (the CLI maps PN_STATE_DIR onto it), else /var/lib/pn. */
 export function resolveStateDir(flag?: string): string {
-  return path.resolve(flag || process.env.PN_STATE_DIR || DEFAULT_STATE_DIR)
+  return path.resolve(flag || DEFAULT_STATE_DIR)
+}
+
+/**
+ * How a caller locks state files: the wait before PN_LOCK_TIMEOUT, and a hook run while the
+ * lock is held (tests use it to hold a lock and SIGKILL the holder). Entries (the CLI, pn-cni)
+ * build this from their flags and environment; the library never reads the environment.
+ */
+export interface LockOptions {
+  timeoutMs?: number
+  whileHeld?: (lockFile: string) => Promise<void>
 }
 
 export async function ensureDir(dir: string): Promise<void> {
@@ -56,19 +66,15 @@ export async function fileExists(file: string): Promise<boolean> {
 }
 
 /** Run fn while holding the exclusive lock `<file>.lock`. */
-export async function withLock<T>(file: string, fn: () => Promise<T>, timeoutMs = lockTimeoutMs()): Promise<T> {
+export async function withLock<T>(file: string, fn: () => Promise<T>, opts: LockOptions = {}): Promise<T> {
   await ensureDir(path.dirname(file))
-  const lock = await acquireFlock(`${file}.lock`, timeoutMs)
+  const lock = await acquireFlock(`${file}.lock`, opts.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS)
   try {
+    await opts.whileHeld?.(`${file}.lock`)
     return await fn()
   } finally {
     await lock.release()
   }
-}
-
-function lockTimeoutMs(): number {
-  const env = Number(process.env.PN_LOCK_TIMEOUT_MS)
-  return Number.isFinite(env) && env > 0 ? env : DEFAULT_LOCK_TIMEOUT_MS
 }
 
 export interface JsonFileSpec<T> {
@@ -116,11 +122,12 @@ export async function updateJsonFile<T, R>(
   file: string,
   spec: JsonFileSpec<T>,
   mutate: (current: T | undefined) => Promise<{next?: T; result: R}> | {next?: T; result: R},
+  lock: LockOptions = {},
 ): Promise<R> {
   return withLock(file, async () => {
     const current = await readJsonFile(file, spec)
     const {next, result} = await mutate(current)
     if (next !== undefined) await writeFileAtomic(file, JSON.stringify(next, null, 2) + '\n')
     return result
-  })
+  }, lock)
 }

@@ -1,8 +1,8 @@
 /**
  * An interrupted run leaves nothing half-made: SIGINT/SIGTERM in the middle of `pn cni add`,
  * `pn veth create` or a runtime's pn-cni ADD unwinds what was done (IP, veth, endpoint, map
- * entries) and exits 128+signal. PN_TEST_CHECKPOINT_DELAY_MS slows the flow's checkpoints so
- * the signal lands mid-flow.
+ * entries) and exits 128+signal. PN_TEST_CHECKPOINT_DELAY_MS makes each step announce itself
+ * and wait, so the signal lands mid-flow, after the steps the test names.
  */
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
@@ -19,17 +19,27 @@ interface Exit {
   stderr: string
 }
 
-/** Start argv inside the node netns, deliver `signal` once stderr/stdout shows `when`, collect the exit. */
-function interruptWhen(nodeNs: string, argv: string[], env: NodeJS.ProcessEnv, signal: NodeJS.Signals, afterMs: number, input?: string): Promise<Exit> {
+/**
+ * Start argv inside the node netns, deliver `signal` once the flow announces (on stderr, through
+ * the PN_TEST_CHECKPOINT_DELAY_MS hook) the step `when` — so the steps before it are done and it
+ * has not started — and collect the exit. No wall-clock guess: a loaded machine does not flake it.
+ */
+function interruptWhen(nodeNs: string, argv: string[], env: NodeJS.ProcessEnv, signal: NodeJS.Signals, when: RegExp, input?: string): Promise<Exit> {
   return new Promise((resolve) => {
     const child = spawn('ip', ['netns', 'exec', nodeNs, ...argv], {env: {...process.env, NO_COLOR: '1', PN_TEST_CHECKPOINT_DELAY_MS: '400', ...env}})
     let stdout = ''
     let stderr = ''
+    let sent = false
     child.stdout.on('data', (d) => (stdout += d))
-    child.stderr.on('data', (d) => (stderr += d))
+    child.stderr.on('data', (d) => {
+      stderr += d
+      // `ip netns exec` execs the command: the pid is pn's own.
+      if (!sent && stderr.split('\n').some((l) => l.startsWith('pn-test: step ') && when.test(l))) {
+        sent = true
+        child.kill(signal)
+      }
+    })
     child.stdin.end(input ?? '')
-    // `ip netns exec` execs the command: the pid is pn's own.
-    setTimeout(() => child.kill(signal), afterMs)
     child.on('close', (status, sig) => resolve({status, signal: sig, stdout, stderr}))
   })
 }
@@ -65,7 +75,7 @@ describe('interrupted runs leave nothing behind', function () {
 
   it('SIGINT during `pn cni add` (after ipam and veth) exits 130 and undoes everything', async () => {
     const pod = createNamespace('intrp')
-    const r = await interruptWhen(n.node, [process.execPath, PN_BIN, 'cni', 'add', '--container-id', 'intr-a', '--netns', pod.path, '--state-dir', n.stateDir, '--json'], {}, 'SIGINT', 1000)
+    const r = await interruptWhen(n.node, [process.execPath, PN_BIN, 'cni', 'add', '--container-id', 'intr-a', '--netns', pod.path, '--state-dir', n.stateDir, '--json'], {}, 'SIGINT', /endpoint: write/)
     assert.equal(r.status, 130, r.stdout + r.stderr)
     const env = JSON.parse(r.stdout)
     assert.equal(env.error.code, 'PN_INTERRUPTED')
@@ -82,7 +92,7 @@ describe('interrupted runs leave nothing behind', function () {
       [process.execPath, path.join(REPO_ROOT, 'bin/pn-cni')],
       {CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'intr-b', CNI_NETNS: pod.path, CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin'},
       'SIGTERM',
-      1000,
+      /endpoint: write/,
       conf,
     )
     assert.notEqual(r.status, 0, r.stdout + r.stderr)
@@ -94,7 +104,7 @@ describe('interrupted runs leave nothing behind', function () {
 
   it('SIGINT during `pn veth create` removes the pair and the endpoint record', async () => {
     const pod = createNamespace('intrr')
-    const r = await interruptWhen(n.node, [process.execPath, PN_BIN, 'veth', 'create', '--container-id', 'intr-c', '--netns', pod.path, '--ip', '10.61.0.77', '--state-dir', n.stateDir, '--json'], {}, 'SIGINT', 300)
+    const r = await interruptWhen(n.node, [process.execPath, PN_BIN, 'veth', 'create', '--container-id', 'intr-c', '--netns', pod.path, '--ip', '10.61.0.77', '--state-dir', n.stateDir, '--json'], {}, 'SIGINT', /write endpoint record/)
     assert.equal(r.status, 130, r.stdout + r.stderr)
     assert.equal(JSON.parse(r.stdout).error.code, 'PN_INTERRUPTED')
     assertClean('intr-c')

@@ -5,7 +5,9 @@ import os from 'node:os'
 import path from 'node:path'
 import {compileObjects} from '../../src/datapath/bpf/index.js'
 import {
-  LAYOUTS,
+  MAPS,
+  MAP_TYPES,
+  structLayouts,
   decodeEndpointInfo,
   decodeEndpointKey,
   decodeIpcacheInfo,
@@ -20,7 +22,7 @@ import {
   encodeIpcacheKey,
   encodeLxcInfo,
   encodeLxcKey,
-} from '../../src/datapath/bpf/codecs.js'
+} from '../../src/datapath/bpf/maps/index.js'
 import {ExecaRunner} from '../../src/exec/runner.js'
 
 interface BtfType {
@@ -57,7 +59,7 @@ describe('bpf map layouts (C structs ↔ TypeScript codecs, via BTF)', function 
     return sizeOf(t.type_id!)
   }
 
-  for (const [name, layout] of Object.entries(LAYOUTS)) {
+  for (const [name, layout] of Object.entries(structLayouts())) {
     it(`struct ${name}: size and every member offset/size match`, () => {
       const s = types.find((t) => t.kind === 'STRUCT' && t.name === name)
       assert.ok(s, `struct ${name} is not in the object's BTF`)
@@ -66,6 +68,37 @@ describe('bpf map layouts (C structs ↔ TypeScript codecs, via BTF)', function 
       assert.deepEqual(btfFields, layout.fields)
     })
   }
+
+  /** A BTF map definition's `__uint(name, N)` member: a pointer to an array of N elements. */
+  function mapParam(members: {name: string; type_id: number}[], name: string): number | undefined {
+    const m = members.find((x) => x.name === name)
+    if (!m) return undefined
+    const ptr = byId().get(m.type_id)!
+    return byId().get(ptr.type_id!)!.nr_elems
+  }
+
+  for (const def of MAPS) {
+    it(`map ${def.name}: type, max_entries and flags match its descriptor (bpf/include/${def.header})`, () => {
+      const v = types.find((t) => t.kind === 'VAR' && t.name === def.name)
+      assert.ok(v, `map ${def.name} is not in the object's BTF`)
+      const s = byId().get(v.type_id!)!
+      assert.equal(mapParam(s.members!, 'type'), MAP_TYPES[def.type], `${def.name} type`)
+      assert.equal(mapParam(s.members!, 'max_entries'), def.maxEntries, `${def.name} max_entries`)
+      assert.equal(mapParam(s.members!, 'map_flags') ?? 0, def.flags, `${def.name} map_flags`)
+      const key = s.members!.find((m) => m.name === 'key')
+      const value = s.members!.find((m) => m.name === 'value')
+      const structOf = (id: number) => byId().get(byId().get(id)!.type_id!)!.name
+      assert.equal(structOf(key!.type_id), def.key.name, `${def.name} key struct`)
+      assert.equal(structOf(value!.type_id), def.value.name, `${def.name} value struct`)
+    })
+  }
+
+  it('every map the object defines has a descriptor (adding a map is one descriptor + its header)', () => {
+    const datasec = types.find((t) => t.kind === 'DATASEC' && t.name === '.maps') as (BtfType & {vars?: {type_id: number}[]}) | undefined
+    assert.ok(datasec, 'no .maps section')
+    const names = (datasec.vars ?? []).map((x) => byId().get(x.type_id)!.name).sort()
+    assert.deepEqual(names, MAPS.map((m) => m.name).sort())
+  })
 
   it('codecs round-trip (endpoint, lxc, ipcache, metrics)', () => {
     const info = {ifindex: 7, endpointId: 42, flags: 0, podMac: '02:00:00:00:00:01', lxcMac: '02:00:00:00:00:02'}

@@ -3,7 +3,7 @@ import {RecordingRunner} from '../../src/exec/runner.js'
 import {isAttachmentOwner, parseCniArgs, requireEnv, validateContainerId, validateIfname} from '../../src/cni/env.js'
 import {toCniError} from '../../src/cni/errors.js'
 import {parseNetConf} from '../../src/cni/netconf.js'
-import {probeNetns} from '../../src/cni/netns.js'
+import {probeNetns} from '../../src/datapath/netns.js'
 import {runProtocol, type Handlers} from '../../src/cni/protocol.js'
 import type {CniRequest, NodeRequest} from '../../src/cni/request.js'
 import {buildResult, parsePrevResult} from '../../src/cni/result.js'
@@ -191,7 +191,8 @@ describe('cni undo stack', () => {
     assert.deepEqual(order, ['endpoint', 'veth', 'ipam'])
     assert.equal(failures.length, 1)
     assert.equal(failures[0].step, 'veth')
-    assert.deepEqual(u.names, [])
+    assert.deepEqual(await u.unwind(), [], 'an unwound stack is empty')
+    assert.deepEqual(order, ['endpoint', 'veth', 'ipam'])
   })
 })
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import {readdirSync, readFileSync, statSync} from 'node:fs'
 import path from 'node:path'
 import {isPnError} from '../../src/errors.js'
-import {isEtcdLocation, openPoolStore, poolPath} from '../../src/ipam/pool.js'
+import {isEtcdLocation, openPoolStore, resolvePoolLocation} from '../../src/ipam/pool.js'
 import {EtcdStore, parseEtcdLocation} from '../../src/state/etcd-store.js'
 import {REPO_ROOT} from '../helpers/cli.js'
 
@@ -28,9 +28,9 @@ describe('etcd pool locations', () => {
   })
 
   it('keeps an etcd location as it is where a file path would be resolved', () => {
-    assert.equal(poolPath('/var/lib/pn', 'etcd://h:2379/p'), 'etcd://h:2379/p')
-    assert.equal(poolPath('/var/lib/pn', 'pool.json'), path.resolve('pool.json'))
-    assert.equal(poolPath('/var/lib/pn'), '/var/lib/pn/cluster-pool.json')
+    assert.equal(resolvePoolLocation('/var/lib/pn', 'etcd://h:2379/p'), 'etcd://h:2379/p')
+    assert.equal(resolvePoolLocation('/var/lib/pn', 'pool.json'), path.resolve('pool.json'))
+    assert.equal(resolvePoolLocation('/var/lib/pn'), '/var/lib/pn/cluster-pool.json')
     assert.equal(isEtcdLocation('/tmp/etcd:/x'), false)
     const store = openPoolStore('etcd://h:2379/p')
     assert.ok(store instanceof EtcdStore)

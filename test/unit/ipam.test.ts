@@ -18,7 +18,8 @@ import {
   type HostIpamTarget,
   type IpamState,
 } from '../../src/ipam/host.js'
-import {MemoryStore} from '../../src/ipam/store.js'
+import {MemoryStore} from '../../src/state/store.js'
+import {nodeIpamTarget} from '../../src/node/ipam.js'
 import {writeNodeContext, type NodeContext} from '../../src/node/context.js'
 
 function target(podCidrs = ['10.0.1.0/24', 'fd00:1::/64'], extra: Partial<HostIpamTarget> = {}) {
@@ -219,6 +220,8 @@ describe('ipam (host scope): node context, router reservation, reset', () => {
   let dir: string
   beforeEach(() => (dir = mkdtempSync(path.join(tmpdir(), 'pn-ipam-'))))
   afterEach(() => rmSync(dir, {recursive: true, force: true}))
+  // IPAM takes its CIDRs; the node layer reads them from node.json (src/node/ipam.ts).
+  const t = () => nodeIpamTarget(dir)
 
   const node = (over: Partial<NodeContext> = {}): NodeContext => ({
     version: 1, name: 'n1', uplink: 'eth0', podCidrs: ['10.0.7.0/24', 'fd00:7::/112'], routerIps: ['10.0.7.1', 'fd00:7::1'],
@@ -226,9 +229,9 @@ describe('ipam (host scope): node context, router reservation, reset', () => {
   })
 
   it('works from node.json (ipam.json in the state dir) and refuses without one', async () => {
-    await assert.rejects(allocateIp({stateDir: dir}), code('PN_NODE_NOT_INITIALIZED'))
+    await assert.rejects(t(), code('PN_NODE_NOT_INITIALIZED'))
     await writeNodeContext(dir, node({routerIps: ['10.0.7.254', 'fd00:7::1']}))
-    const a = await allocateIp({stateDir: dir}, {owner: 'c1:eth0'})
+    const a = await allocateIp(await t(), {owner: 'c1:eth0'})
     assert.deepEqual(a.allocations.map((x) => x.gateway), ['10.0.7.254', 'fd00:7::1'])
     const state = JSON.parse((await import('node:fs')).readFileSync(ipamFile(dir), 'utf8')) as IpamState
     assert.deepEqual(state.ranges.map((r) => r.cidr), ['10.0.7.0/24', 'fd00:7::/112'])
@@ -236,27 +239,27 @@ describe('ipam (host scope): node context, router reservation, reset', () => {
 
   it('reserveRouterIps (re)writes the router reservation idempotently', async () => {
     await writeNodeContext(dir, node())
-    const r1 = await reserveRouterIps({stateDir: dir})
+    const r1 = await reserveRouterIps(await t())
     assert.deepEqual([r1.changed, r1.allocations.map((x) => x.ip)], [true, ['10.0.7.1', 'fd00:7::1']])
-    assert.equal((await reserveRouterIps({stateDir: dir})).changed, false)
-    await allocateIp({stateDir: dir}, {owner: 'p', ip: ['10.0.7.9']})
+    assert.equal((await reserveRouterIps(await t())).changed, false)
+    await allocateIp(await t(), {owner: 'p', ip: ['10.0.7.9']})
     await writeNodeContext(dir, node({routerIps: ['10.0.7.200', 'fd00:7::1']}))
-    await assert.rejects(allocateIp({stateDir: dir}, {owner: 'q'}), code('PN_NODE_CONFLICT'))
-    const r2 = await reserveRouterIps({stateDir: dir})
+    await assert.rejects(allocateIp(await t(), {owner: 'q'}), code('PN_NODE_CONFLICT'))
+    const r2 = await reserveRouterIps(await t())
     assert.equal(r2.changed, true)
-    const routers = (await listIps({stateDir: dir})).filter((x) => x.owner === 'router').map((x) => x.ip)
+    const routers = (await listIps(await t())).filter((x) => x.owner === 'router').map((x) => x.ip)
     assert.deepEqual(routers, ['10.0.7.200', 'fd00:7::1'])
     await writeNodeContext(dir, node({routerIps: ['10.0.7.9', 'fd00:7::1']}))
-    await assert.rejects(reserveRouterIps({stateDir: dir}), code('PN_IPAM_IP_TAKEN'))
+    await assert.rejects(reserveRouterIps(await t()), code('PN_IPAM_IP_TAKEN'))
   })
 
   it('resetIpam removes ipam.json; a corrupt file is refused and left alone', async () => {
     await writeNodeContext(dir, node())
-    await allocateIp({stateDir: dir})
+    await allocateIp(await t())
     assert.deepEqual(await resetIpam(dir), {removed: true, file: ipamFile(dir)})
     assert.equal((await resetIpam(dir)).removed, false)
     writeFileSync(ipamFile(dir), '{"version":1,"ranges":[')
-    await assert.rejects(allocateIp({stateDir: dir}), code('PN_STATE_CORRUPT'))
+    await assert.rejects(allocateIp(await t()), code('PN_STATE_CORRUPT'))
     assert.equal((await import('node:fs')).readFileSync(ipamFile(dir), 'utf8'), '{"version":1,"ranges":[')
   })
 })

@@ -7,12 +7,12 @@ import {
   allocatePodCidrs,
   initPool,
   listPool,
-  poolPath,
+  resolvePoolLocation as poolPath,
   releasePodCidrs,
   showPoolNode,
   type PoolState,
 } from '../../src/ipam/pool.js'
-import {MemoryStore} from '../../src/ipam/store.js'
+import {MemoryStore} from '../../src/state/store.js'
 
 const code = (c: string) => (e: unknown) => isPnError(e, c as never)
 
@@ -101,6 +101,8 @@ describe('pool (cluster pool)', () => {
     it('defaults to <state-dir>/cluster-pool.json; --pool wins', () => {
       assert.equal(poolPath('/var/lib/pn'), '/var/lib/pn/cluster-pool.json')
       assert.equal(poolPath('/var/lib/pn', '/run/lab/pool.json'), '/run/lab/pool.json')
+      // A location with a scheme names another store and passes through untouched.
+      assert.equal(poolPath('/var/lib/pn', 'etcd://127.0.0.1:2379/pn'), 'etcd://127.0.0.1:2379/pn')
     })
 
     it('refuses to re-init without force, replaces with force', async () => {

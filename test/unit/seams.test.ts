@@ -11,12 +11,92 @@ function sources(dir: string): string[] {
   })
 }
 
+interface Source {
+  rel: string
+  text: string
+}
+
+/**
+ * The layers of docs/ARCHITECTURE.md, lowest first. A module may import only from a lower rank
+ * (or from itself); modules of one rank do not import each other.
+ */
+export const LAYERS: Record<string, number> = {
+  'src/errors.ts': 0,
+  'src/exec': 1,
+  'src/cidr': 1,
+  'src/state': 2,
+  'src/flow': 3,
+  'src/datapath': 4,
+  'src/ipam': 4,
+  'src/endpoint': 5,
+  'src/node': 6,
+  'src/cni': 7,
+  'src/routing': 7,
+  'src/service': 7,
+  'src/agent': 7,
+  'src/entry': 8,
+  'src/cli': 9,
+  commands: 10,
+}
+
+export function moduleOf(rel: string): string | undefined {
+  if (rel === 'src/errors.ts') return rel
+  const parts = rel.split('/')
+  if (parts[0] === 'commands') return 'commands'
+  if (parts[0] === 'src' && parts.length > 2) return `src/${parts[1]}`
+  return undefined
+}
+
+/**
+ * Named exceptions, file → file (docs/ARCHITECTURE.md lists them): node reset stops the node's
+ * bird, so its routers withdraw the pod CIDR before the devices go.
+ */
+export const ALLOWED_UPWARD = new Set(['src/node/reset.ts → src/routing/bgp.ts'])
+
+/** Every import that points up or sideways, as `from → to`. */
+export function layerViolations(files: Source[]): string[] {
+  const out: string[] = []
+  for (const f of files) {
+    const from = moduleOf(f.rel)
+    if (!from) continue
+    for (const m of f.text.matchAll(/(?:from\s+|import\()\s*'(\.{1,2}\/[^']+)'/g)) {
+      const target = path.normalize(path.join(path.dirname(f.rel), m[1])).replace(/\.js$/, '.ts')
+      const to = moduleOf(target)
+      if (!to || to === from || ALLOWED_UPWARD.has(`${f.rel} → ${target}`)) continue
+      if (LAYERS[to] === undefined || LAYERS[from] === undefined) {
+        out.push(`${f.rel} → ${target} (module not in the layer table)`)
+      } else if (LAYERS[to] >= LAYERS[from]) {
+        out.push(`${f.rel} → ${target} (${from} may not import ${to})`)
+      }
+    }
+  }
+  return out
+}
+
 /** The layering rules STYLE.md asks lint to enforce, checked on the sources. */
 describe('module seams', () => {
-  const files = [...sources(path.join(REPO_ROOT, 'src')), ...sources(path.join(REPO_ROOT, 'commands'))].map((f) => ({
+  const files: Source[] = [...sources(path.join(REPO_ROOT, 'src')), ...sources(path.join(REPO_ROOT, 'commands'))].map((f) => ({
     rel: path.relative(REPO_ROOT, f),
     text: readFileSync(f, 'utf8'),
   }))
+
+  it('imports point one way: commands → cli → entry → cni/node … → endpoint → datapath, ipam → flow → state → exec, cidr → errors', () => {
+    assert.deepEqual(layerViolations(files), [])
+  })
+
+  it('the layer check catches an import that points up or sideways', () => {
+    const bad = [
+      {rel: 'src/datapath/bpf/load.ts', text: "import {NodeContext} from '../../node/context.js'"},
+      {rel: 'src/ipam/host.ts', text: "import type {VethResult} from '../datapath/veth.js'"},
+      {rel: 'src/state/files.ts', text: "const m = await import('../cli/base.js')"},
+      {rel: 'src/node/init.ts', text: "import {x} from '../datapath/host.js'"},
+    ]
+    assert.deepEqual(layerViolations(bad), [
+      'src/datapath/bpf/load.ts → src/node/context.ts (src/datapath may not import src/node)',
+      'src/ipam/host.ts → src/datapath/veth.ts (src/ipam may not import src/datapath)',
+      'src/state/files.ts → src/cli/base.ts (src/state may not import src/cli)',
+    ])
+  })
 
   it('only src/exec spawns programs (execa, node:child_process)', () => {
     const offenders = files.filter(
@@ -32,12 +112,18 @@ describe('module seams', () => {
     assert.deepEqual(offenders.map((f) => f.rel), [])
   })
 
-  it('the library never prints (only the pn-cni entry writes its protocol output)', () => {
+  it('the library never prints (only the entries, src/cli and src/entry, write to the terminal)', () => {
     const offenders = files.filter(
-      (f) => f.rel.startsWith('src/') && !f.rel.startsWith('src/cli/') && f.rel !== 'src/cni/main.ts' &&
-        // the PN_TEST_HOLD_LOCK_MS test hook announces that it holds the lock, and only then
-        f.rel !== 'src/ipam/store.ts' && /console\.(log|error)|process\.std(out|err)\.write/.test(f.text),
+      (f) => f.rel.startsWith('src/') && !f.rel.startsWith('src/cli/') && !f.rel.startsWith('src/entry/') &&
+        /console\.(log|error)|process\.std(out|err)\.write/.test(f.text),
     )
+    assert.deepEqual(offenders.map((f) => f.rel), [])
+  })
+
+  it('the library reads no environment variables (the entries read them and pass options down)', () => {
+    // src/exec/runner.ts hands the environment on to children (merged with RunOptions.env); it reads no setting.
+    const offenders = files.filter((f) => !f.rel.startsWith('src/cli/') && !f.rel.startsWith('src/entry/') &&
+      /process\.env\b/.test(f.text.replace('{...process.env, ...opts.env} : process.env', '')))
     assert.deepEqual(offenders.map((f) => f.rel), [])
   })
 

@@ -3,7 +3,7 @@ import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:f
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {isPnError} from '../../src/errors.js'
-import {FileStore, MemoryStore} from '../../src/ipam/store.js'
+import {FileStore, MemoryStore} from '../../src/state/store.js'
 import type {JsonFileSpec} from '../../src/state/files.js'
 
 interface Counter {

@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {connectEndpoint} from '../../src/endpoint/connect.js'
 import {RecordingRunner} from '../../src/exec/runner.js'
 import {PnError} from '../../src/errors.js'
 import {deleteVeth, hostIfnameFor, podAddressing, setupVeth} from '../../src/datapath/veth.js'
@@ -98,11 +102,17 @@ describe('veth connector (golden argv)', () => {
     assert.ok(!runner.records.some((r) => r.argv.includes('del')))
   })
 
-  it('refuses a missing or non-netns path before running anything', async () => {
+  it('the veth-create flow refuses a missing or non-netns path before running anything (one check, at its entry)', async () => {
     const runner = new RecordingRunner()
-    await assert.rejects(setupVeth(runner, {containerId: 'p', ifname: 'eth0', netns: '/nonexistent/ns', mtu: 1500}), {code: 'PN_NETNS_NOT_FOUND'})
-    await assert.rejects(setupVeth(runner, {containerId: 'p', ifname: 'eth0', netns: '/etc/hostname', mtu: 1500}), {code: 'PN_NETNS_INVALID'})
-    assert.equal(runner.records.length, 0)
+    const state = mkdtempSync(path.join(tmpdir(), 'pn-veth-'))
+    try {
+      const opts = {containerId: 'p', ifname: 'eth0', mtu: 1500, routerIps: [], routeMtu: 1500, hostRoutes: false}
+      await assert.rejects(connectEndpoint(runner, state, {...opts, netns: '/nonexistent/ns'}), {code: 'PN_NETNS_NOT_FOUND'})
+      await assert.rejects(connectEndpoint(runner, state, {...opts, netns: '/etc/hostname'}), {code: 'PN_NETNS_INVALID'})
+      assert.equal(runner.records.length, 0)
+    } finally {
+      rmSync(state, {recursive: true, force: true})
+    }
   })
 
   it('delete is one `ip link del` and succeeds when the link is gone', async () => {

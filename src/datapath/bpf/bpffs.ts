@@ -19,8 +19,8 @@ export const PROGRAMS = {
 } as const
 export type ProgramName = keyof typeof PROGRAMS
 
-export const MAP_NAMES = ['pn_endpoints', 'pn_lxc', 'pn_ipcache', 'pn_metrics'] as const
-export type MapName = (typeof MAP_NAMES)[number]
+/** Folder name of the compiled-object cache inside a node's state dir. */
+export const BPF_CACHE_DIR = 'bpf'
 
 export const progsDir = (root: string) => path.join(root, 'progs')
 export const mapsDir = (root: string) => path.join(root, 'maps')

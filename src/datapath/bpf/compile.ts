@@ -14,9 +14,8 @@ import type {Runner} from '../../exec/runner.js'
 export const PROGRAM_SOURCES = ['from_container.c', 'from_netdev.c', 'to_netdev.c', 'to_host.c', 'from_host.c'] as const
 export const DATAPATH_OBJECT = 'pn_datapath.o'
 
-/** The repo's bpf/ folder (dist/src/datapath/bpf → ../../../../bpf), or PN_BPF_DIR. */
+/** The repo's bpf/ folder (dist/src/datapath/bpf → ../../../../bpf); entries may pass another (PN_BPF_DIR). */
 export function bpfSourceDir(): string {
-  if (process.env.PN_BPF_DIR) return path.resolve(process.env.PN_BPF_DIR)
   const here = path.dirname(fileURLToPath(import.meta.url))
   return path.resolve(here, '../../../../bpf')
 }
@@ -93,7 +92,7 @@ export interface CompileOutcome {
 }
 
 export async function compileDatapath(runner: Runner, opts: CompileOptions): Promise<CompileOutcome> {
-  const src = opts.sourceDir ?? bpfSourceDir()
+  const src = opts.sourceDir ? path.resolve(opts.sourceDir) : bpfSourceDir()
   const hash = await sourceHash(src)
   const outDir = path.join(opts.cacheDir, hash)
   const object = path.join(outDir, DATAPATH_OBJECT)

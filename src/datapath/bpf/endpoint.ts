@@ -5,8 +5,9 @@
  */
 import {PnError} from '../../errors.js'
 import type {Runner} from '../../exec/runner.js'
-import type {NodeContext} from '../../node/context.js'
+import type {DatapathNode} from '../devices.js'
 import {mapPath, pathExists, programPath} from './bpffs.js'
+import {applyMapOps, dumpMapEntries, type MapOp} from './map-io.js'
 import {
   IPCACHE_F_LOCAL,
   encodeEndpointInfo,
@@ -16,8 +17,7 @@ import {
   encodeLxcInfo,
   encodeLxcKey,
   ipBytes,
-} from './codecs.js'
-import {applyMapOps, dumpMapEntries, type MapOp} from './maps.js'
+} from './maps/index.js'
 import {attachTcProgram, detachTcProgram, releaseQdisc} from './tc.js'
 
 /** The subset of an endpoint record the datapath needs. */
@@ -59,7 +59,7 @@ export function endpointMapOps(ep: DatapathEndpoint): MapOp[] {
   return ops
 }
 
-export async function attachPod(runner: Runner, node: NodeContext, ep: DatapathEndpoint): Promise<{changed: boolean}> {
+export async function attachPod(runner: Runner, node: Pick<DatapathNode, 'bpffsRoot'>, ep: DatapathEndpoint): Promise<{changed: boolean}> {
   const root = node.bpffsRoot
   if (!(await pathExists(programPath(root, 'from_container'))) || !(await pathExists(mapPath(root, 'pn_lxc')))) {
     throw new PnError('PN_BPF_NOT_LOADED', `attach endpoint ${ep.containerId}:${ep.ifname}: the datapath is not loaded under ${root}`, {
@@ -77,7 +77,7 @@ export async function attachPod(runner: Runner, node: NodeContext, ep: DatapathE
  * ifindex — an IP already reused by a newer pod keeps its entry (Cilium #19958: deleting by key
  * alone dropped the new pod's traffic).
  */
-export async function detachPod(runner: Runner, node: NodeContext, ep: DatapathEndpoint): Promise<{changed: boolean; warnings: string[]}> {
+export async function detachPod(runner: Runner, node: Pick<DatapathNode, 'bpffsRoot'>, ep: DatapathEndpoint): Promise<{changed: boolean; warnings: string[]}> {
   const root = node.bpffsRoot
   const warnings: string[] = []
   let changed = (await detachTcProgram(runner, {device: ep.hostIfname, direction: 'ingress'})).changed

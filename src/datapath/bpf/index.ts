@@ -1,21 +1,24 @@
 /**
  * Public face of the BPF datapath: what `pn node init`, `pn bpf …` and `pn cni` call.
  * Compile once per node, load and pin once per node, attach per pod (never compiling).
+ * Every function takes plain inputs (a DatapathNode: bpffs root, uplink, router IPs), never
+ * the node layer's context.
  */
 import type {Runner} from '../../exec/runner.js'
-import type {NodeContext} from '../../node/context.js'
+import type {DatapathNode} from '../devices.js'
 import {compileDatapath} from './compile.js'
 import {attachPod, detachPod, type DatapathEndpoint} from './endpoint.js'
-import {loadHost, unloadHost} from './load.js'
-import {dumpMapEntries, listPinnedMaps, type DecodedEntry, type MapInfo} from './maps.js'
+import {loadHost, unloadHost, type BuildOptions} from './load.js'
+import {dumpMapEntries, listPinnedMaps, type DecodedEntry, type MapInfo} from './map-io.js'
 import {bpfStatus as status, type BpfStatus} from './status.js'
 import type {TcAttachment} from './tc.js'
 
 export type {DatapathEndpoint} from './endpoint.js'
 export type {BpfStatus, AttachmentStatus, ProgramStatus} from './status.js'
-export type {MapInfo, DecodedEntry} from './maps.js'
-export {bpfCacheDir} from './load.js'
-export {MAP_NAMES, PROGRAMS} from './bpffs.js'
+export type {MapInfo, DecodedEntry} from './map-io.js'
+export type {BuildOptions} from './load.js'
+export {PROGRAMS} from './bpffs.js'
+export {MAP_NAMES} from './maps/index.js'
 
 export interface CompileResult {
   objects: Record<string, string>
@@ -33,47 +36,52 @@ export interface HostLoadResult {
   cacheHit?: boolean
   /** True when this call loaded and pinned the programs (false: they were pinned already). */
   loaded?: boolean
+  /** Maps the node lacked that this load created. */
+  createdMaps?: string[]
   warnings?: string[]
 }
 
 /** clang every program, link them into one object; cached by source hash under cacheDir. */
-export async function compileObjects(runner: Runner, opts: {cacheDir: string; force?: boolean}): Promise<CompileResult> {
+export async function compileObjects(runner: Runner, opts: BuildOptions & {force?: boolean}): Promise<CompileResult> {
   return compileDatapath(runner, opts)
 }
 
 /** Compile (cached), load + pin once under node.bpffsRoot, attach uplink and pn_host hooks. */
-export async function loadHostPrograms(runner: Runner, node: NodeContext, stateDir: string): Promise<HostLoadResult> {
-  return loadHost(runner, node, stateDir)
+export async function loadHostPrograms(runner: Runner, node: DatapathNode, build: BuildOptions): Promise<HostLoadResult> {
+  return loadHost(runner, node, build)
 }
 
 /** Detach the host hooks and unpin (pins stay while pods are attached, unless force). */
 export async function unloadHostPrograms(
   runner: Runner,
-  node: NodeContext,
-  _stateDir: string,
+  node: Pick<DatapathNode, 'bpffsRoot' | 'uplink'>,
   opts: {force?: boolean} = {},
 ): Promise<{changed: boolean; detached?: TcAttachment[]; unpinned?: boolean; warnings?: string[]}> {
   return unloadHost(runner, node, opts)
 }
 
 /** Write the endpoint's map entries and attach from-container to its lxc ingress. */
-export async function attachEndpoint(runner: Runner, node: NodeContext, ep: DatapathEndpoint): Promise<{changed: boolean}> {
+export async function attachEndpoint(runner: Runner, node: Pick<DatapathNode, 'bpffsRoot'>, ep: DatapathEndpoint): Promise<{changed: boolean}> {
   return attachPod(runner, node, ep)
 }
 
 /** Reverse attachEndpoint; succeeds when already detached or the device is gone. */
-export async function detachEndpoint(runner: Runner, node: NodeContext, ep: DatapathEndpoint): Promise<{changed: boolean; warnings?: string[]}> {
+export async function detachEndpoint(
+  runner: Runner,
+  node: Pick<DatapathNode, 'bpffsRoot'>,
+  ep: DatapathEndpoint,
+): Promise<{changed: boolean; warnings?: string[]}> {
   return detachPod(runner, node, ep)
 }
 
-export async function bpfStatus(runner: Runner, node: NodeContext): Promise<BpfStatus> {
+export async function bpfStatus(runner: Runner, node: Pick<DatapathNode, 'bpffsRoot'>): Promise<BpfStatus> {
   return status(runner, node)
 }
 
-export async function listMaps(runner: Runner, node: NodeContext): Promise<MapInfo[]> {
+export async function listMaps(runner: Runner, node: Pick<DatapathNode, 'bpffsRoot'>): Promise<MapInfo[]> {
   return listPinnedMaps(runner, node.bpffsRoot)
 }
 
-export async function dumpMap(runner: Runner, node: NodeContext, name: string): Promise<DecodedEntry[]> {
+export async function dumpMap(runner: Runner, node: Pick<DatapathNode, 'bpffsRoot'>, name: string): Promise<DecodedEntry[]> {
   return dumpMapEntries(runner, node.bpffsRoot, name)
 }

@@ -7,10 +7,9 @@ import {promises as fs} from 'node:fs'
 import path from 'node:path'
 import {PnError} from '../../errors.js'
 import type {Runner} from '../../exec/runner.js'
-import {HOST_DEVICE, type NodeContext} from '../../node/context.js'
+import {HOST_DEVICE, type DatapathNode} from '../devices.js'
 import {getLink} from '../link.js'
 import {
-  MAP_NAMES,
   PROGRAMS,
   ensureBpffs,
   mapPath,
@@ -21,13 +20,13 @@ import {
   qdiscMarkersDir,
   type ProgramName,
 } from './bpffs.js'
-import {ENDPOINT_F_HOST, encodeEndpointInfo, encodeEndpointKey} from './codecs.js'
 import {compileDatapath} from './compile.js'
-import {applyMapOps, dumpMapEntries, type MapOp} from './maps.js'
+import {applyMapOps, createMissingMaps, dumpMapEntries, type MapOp} from './map-io.js'
+import {ENDPOINT_F_HOST, MAP_NAMES, encodeEndpointInfo, encodeEndpointKey} from './maps/index.js'
 import {attachTcProgram, detachTcProgram, listQdiscMarkers, releaseQdisc, type Direction, type TcAttachment} from './tc.js'
 
 /** Which pinned program goes on which host hook (Cilium's bpf_host attach points). */
-export function hostHooks(node: NodeContext): {device: string; direction: Direction; program: ProgramName}[] {
+export function hostHooks(node: Pick<DatapathNode, 'uplink'>): {device: string; direction: Direction; program: ProgramName}[] {
   return [
     {device: node.uplink, direction: 'ingress', program: 'from_netdev'},
     {device: node.uplink, direction: 'egress', program: 'to_netdev'},
@@ -36,9 +35,10 @@ export function hostHooks(node: NodeContext): {device: string; direction: Direct
   ]
 }
 
-/** Where the compiled objects of a node's state dir are cached. */
-export function bpfCacheDir(stateDir: string): string {
-  return path.join(stateDir, 'bpf')
+/** Where to build the object: the cache folder, and the bpf/ sources when not the repo's. */
+export interface BuildOptions {
+  cacheDir: string
+  sourceDir?: string
 }
 
 export async function programsLoaded(root: string): Promise<boolean> {
@@ -49,28 +49,33 @@ export async function programsLoaded(root: string): Promise<boolean> {
 /**
  * Load every program of the object and pin programs + maps under `root`. Maps already pinned
  * (a reload after `unload --host` kept them for attached pods) are reused by name, so old and
- * new programs keep sharing one pn_endpoints.
+ * new programs keep sharing one pn_endpoints. When only some are pinned (a node loaded by a pn
+ * with fewer maps), the missing ones are created from their descriptors first, so a new map
+ * joins a running node without unloading it.
  */
-export async function loadPrograms(runner: Runner, root: string, object: string): Promise<{loaded: boolean; reusedMaps: boolean}> {
-  if (await programsLoaded(root)) return {loaded: false, reusedMaps: false}
-  await fs.rm(progsDir(root), {recursive: true, force: true}) // a half-finished earlier load
+export async function loadPrograms(
+  runner: Runner,
+  root: string,
+  object: string,
+): Promise<{loaded: boolean; reusedMaps: boolean; createdMaps: string[]}> {
+  if (await programsLoaded(root)) return {loaded: false, reusedMaps: false, createdMaps: []}
+  await runner.remove(progsDir(root)) // a half-finished earlier load
   const pinnedMaps = []
   for (const m of MAP_NAMES) if (await pathExists(mapPath(root, m))) pinnedMaps.push(m)
   const args = ['prog', 'loadall', object, progsDir(root), 'type', 'classifier']
-  if (pinnedMaps.length === MAP_NAMES.length) {
+  let createdMaps: string[] = []
+  if (pinnedMaps.length > 0) {
+    if (pinnedMaps.length < MAP_NAMES.length) createdMaps = await createMissingMaps(runner, root)
     for (const m of MAP_NAMES) args.push('map', 'name', m, 'pinned', mapPath(root, m))
-  } else if (pinnedMaps.length === 0) {
-    await fs.rm(mapsDir(root), {recursive: true, force: true})
-    args.push('pinmaps', mapsDir(root))
   } else {
-    throw new PnError('PN_BPF_LOAD_FAILED', `load bpf programs: only ${pinnedMaps.join(', ')} of the pn maps are pinned under ${mapsDir(root)}`, {
-      hint: 'remove the leftovers with `pn bpf unload --host --force`, then load again',
-    })
+    await runner.remove(mapsDir(root))
+    args.push('pinmaps', mapsDir(root))
   }
   const r = await runner.run('bpftool', args, {allowFailure: true})
   if (r.exitCode !== 0) {
-    await fs.rm(progsDir(root), {recursive: true, force: true})
-    if (pinnedMaps.length === 0) await fs.rm(mapsDir(root), {recursive: true, force: true})
+    await runner.remove(progsDir(root))
+    if (pinnedMaps.length === 0) await runner.remove(mapsDir(root))
+    for (const m of createdMaps) await runner.remove(mapPath(root, m))
     const lines = r.stderr.trim().split('\n').filter((l) => !/^Warning|^If it used to work/.test(l))
     const cause = lines.find((l) => /^libbpf: .*(failed|error)/i.test(l)) ?? lines.pop() ?? `exit code ${r.exitCode}`
     throw new PnError('PN_BPF_LOAD_FAILED', `load bpf programs ${path.basename(object)}: ${cause}`, {
@@ -78,7 +83,7 @@ export async function loadPrograms(runner: Runner, root: string, object: string)
       details: {argv: r.argv, log: r.stderr.slice(-8000)},
     })
   }
-  return {loaded: true, reusedMaps: pinnedMaps.length > 0}
+  return {loaded: true, reusedMaps: pinnedMaps.length > 0, createdMaps}
 }
 
 export interface HostLoadOutcome {
@@ -88,15 +93,17 @@ export interface HostLoadOutcome {
   object: string
   cacheHit: boolean
   loaded: boolean
+  /** Maps the node lacked and this load created (a newer pn on a running node). */
+  createdMaps: string[]
   warnings: string[]
 }
 
-export async function loadHost(runner: Runner, node: NodeContext, stateDir: string): Promise<HostLoadOutcome> {
+export async function loadHost(runner: Runner, node: DatapathNode, build: BuildOptions): Promise<HostLoadOutcome> {
   const root = node.bpffsRoot
   const {warnings} = await ensureBpffs(runner, root)
-  const compiled = await compileDatapath(runner, {cacheDir: bpfCacheDir(stateDir)})
+  const compiled = await compileDatapath(runner, build)
   const object = compiled.objects.datapath
-  const {loaded} = await loadPrograms(runner, root, object)
+  const {loaded, createdMaps} = await loadPrograms(runner, root, object)
   let changed = loaded
   const attachments: TcAttachment[] = []
   const ifindexes = new Map<string, number>()
@@ -106,7 +113,7 @@ export async function loadHost(runner: Runner, node: NodeContext, stateDir: stri
       const link = await getLink(runner, hook.device)
       if (!link) {
         throw new PnError('PN_LINK_NOT_FOUND', `attach ${PROGRAMS[hook.program]} to ${hook.device}: device does not exist`, {
-          hint: hook.device === HOST_DEVICE ? 'run `pn node init` first' : `check the node's uplink (${node.uplink}) in node.json`,
+          hint: hook.device === HOST_DEVICE ? 'run `pn node init` first' : `check the node's uplink (${node.uplink})`,
         })
       }
       ifindexes.set(hook.device, link.ifindex)
@@ -126,7 +133,7 @@ export async function loadHost(runner: Runner, node: NodeContext, stateDir: stri
     value: encodeEndpointInfo({ifindex: ifindexes.get(HOST_DEVICE)!, endpointId: 0, flags: ENDPOINT_F_HOST, podMac: hostMac, lxcMac: hostMac}),
   }))
   await applyMapOps(runner, root, ops)
-  return {changed, attachments, bpffsRoot: root, object, cacheHit: compiled.cacheHit, loaded, warnings}
+  return {changed, attachments, bpffsRoot: root, object, cacheHit: compiled.cacheHit, loaded, createdMaps, warnings}
 }
 
 export interface HostUnloadOutcome {
@@ -141,7 +148,7 @@ export interface HostUnloadOutcome {
  * pods are still attached (pn_lxc has entries): then the pins stay so a later load reuses the
  * same maps, unless `force`.
  */
-export async function unloadHost(runner: Runner, node: NodeContext, opts: {force?: boolean} = {}): Promise<HostUnloadOutcome> {
+export async function unloadHost(runner: Runner, node: Pick<DatapathNode, 'bpffsRoot' | 'uplink'>, opts: {force?: boolean} = {}): Promise<HostUnloadOutcome> {
   const root = node.bpffsRoot
   const warnings: string[] = []
   const detached: TcAttachment[] = []
@@ -161,7 +168,7 @@ export async function unloadHost(runner: Runner, node: NodeContext, opts: {force
   }
   if (!(await pathExists(mapPath(root, 'pn_endpoints')))) {
     const had = await pathExists(progsDir(root))
-    await fs.rm(progsDir(root), {recursive: true, force: true})
+    await runner.remove(progsDir(root))
     return {changed: changed || had, detached, unpinned: had, warnings}
   }
   const pods = await dumpMapEntries(runner, root, 'pn_lxc')
@@ -172,8 +179,9 @@ export async function unloadHost(runner: Runner, node: NodeContext, opts: {force
     return {changed, detached, unpinned: false, warnings}
   }
   if (pods.length > 0) warnings.push(`${pods.length} endpoint(s) were still attached; their filters keep running the old programs until detached`)
-  for (const dir of [progsDir(root), mapsDir(root)]) await fs.rm(dir, {recursive: true, force: true})
-  if ((await listQdiscMarkers(qdiscMarkersDir(root))).length === 0) await fs.rm(qdiscMarkersDir(root), {recursive: true, force: true})
-  await fs.rmdir(root).catch(() => undefined)
+  for (const dir of [progsDir(root), mapsDir(root)]) await runner.remove(dir)
+  if ((await listQdiscMarkers(qdiscMarkersDir(root))).length === 0) await runner.remove(qdiscMarkersDir(root))
+  // The folder itself goes only when empty (another node's files are never in it, but be safe).
+  if ((await fs.readdir(root).catch(() => ['?'])).length === 0) await runner.remove(root)
   return {changed: true, detached, unpinned: true, warnings}
 }

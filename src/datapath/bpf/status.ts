@@ -4,7 +4,7 @@
  * (`bpftool -j -f prog show`).
  */
 import type {Runner} from '../../exec/runner.js'
-import type {NodeContext} from '../../node/context.js'
+import type {DatapathNode} from '../devices.js'
 import {PROGRAMS, programPath, type ProgramName} from './bpffs.js'
 import {programsLoaded} from './load.js'
 
@@ -49,7 +49,7 @@ interface ProgShow {
   pinned?: string[]
 }
 
-export async function bpfStatus(runner: Runner, node: NodeContext): Promise<BpfStatus> {
+export async function bpfStatus(runner: Runner, node: Pick<DatapathNode, 'bpffsRoot'>): Promise<BpfStatus> {
   const root = node.bpffsRoot
   const [net, progs] = await Promise.all([
     runner.run('bpftool', ['-j', 'net', 'show'], {readOnly: true}),

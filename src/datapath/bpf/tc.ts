@@ -77,7 +77,7 @@ export async function attachTcProgram(
     const mine = current.find((f) => String(f.pref) === FILTER_PREF && f.options?.prog?.id === pinnedId)
     if (mine && pinnedId !== undefined) return {changed: false, createdQdisc: false}
   } else {
-    await fs.mkdir(qdiscMarker(opts.root, opts.device, opts.ifindex), {recursive: true})
+    await runner.makeDir(qdiscMarker(opts.root, opts.device, opts.ifindex))
   }
   const r = await runner.run(
     'tc',
@@ -124,7 +124,7 @@ export async function releaseQdisc(runner: Runner, root: string, device: string,
   if (r.exitCode !== 0 && !noDevice(r.stderr) && !/Invalid handle|Cannot find|No such file/i.test(r.stderr)) {
     throw new PnError('PN_COMMAND_FAILED', `delete clsact qdisc ${device}: ${r.stderr.trim()}`, {details: {argv: r.argv}})
   }
-  await fs.rm(marker, {recursive: true, force: true})
+  await runner.remove(marker)
   return {deleted: r.exitCode === 0}
 }
 

@@ -1,24 +1,15 @@
 /**
  * Reading and writing the pinned pn_ maps through bpftool: writes go as one `bpftool batch
  * file -` (one process for any number of entries), reads as `bpftool -j map dump`, decoded
- * with the codecs so users see IPs, MACs and ifindexes, not hex.
+ * with each map's descriptor so users see IPs, MACs and ifindexes, not hex.
  */
 import {promises as fs} from 'node:fs'
 import {PnError} from '../../errors.js'
 import type {Runner} from '../../exec/runner.js'
-import {MAP_NAMES, mapPath, mapsDir, pathExists} from './bpffs.js'
-import {
-  bufferFromBpftool,
-  decodeEndpointInfo,
-  decodeEndpointKey,
-  decodeIpcacheInfo,
-  decodeIpcacheKey,
-  decodeLxcInfo,
-  decodeLxcKey,
-  decodeMetricsKey,
-  decodeMetricsValues,
-  hexWords,
-} from './codecs.js'
+import {mapPath, mapsDir, pathExists} from './bpffs.js'
+import {MAP_NAMES, MAPS, bufferFromBpftool, hexWords, mapDef, type DecodedEntry, type MapDef} from './maps/index.js'
+
+export type {DecodedEntry} from './maps/index.js'
 
 export type MapOp = {op: 'update'; map: string; key: Buffer; value: Buffer} | {op: 'delete'; map: string; key: Buffer}
 
@@ -63,29 +54,46 @@ export async function dumpRaw(runner: Runner, root: string, name: string): Promi
   return parsed
 }
 
-export interface DecodedEntry {
-  key: Record<string, unknown>
-  value: Record<string, unknown>
-}
-
-/** Decode one map's raw entries with its codec (unknown maps stay hex). */
+/** Decode one map's raw entries with its descriptor (unknown maps stay hex). */
 export function decodeEntries(name: string, raw: RawEntry[]): DecodedEntry[] {
+  const def = mapDef(name)
   return raw.map((e) => {
     const key = bufferFromBpftool(e.key)
-    const value = e.value ? bufferFromBpftool(e.value) : Buffer.alloc(0)
-    switch (name) {
-      case 'pn_endpoints':
-        return {key: decodeEndpointKey(key), value: decodeEndpointInfo(value)}
-      case 'pn_lxc':
-        return {key: decodeLxcKey(key), value: decodeLxcInfo(value)}
-      case 'pn_ipcache':
-        return {key: decodeIpcacheKey(key), value: decodeIpcacheInfo(value)}
-      case 'pn_metrics':
-        return {key: decodeMetricsKey(key), value: decodeMetricsValues((e.values ?? []).map((v) => bufferFromBpftool(v.value)))}
-      default:
-        return {key: {hex: key.toString('hex')}, value: {hex: value.toString('hex')}}
-    }
+    const values = e.values ? e.values.map((v) => bufferFromBpftool(v.value)) : [e.value ? bufferFromBpftool(e.value) : Buffer.alloc(0)]
+    if (!def) return {key: {hex: key.toString('hex')}, value: {hex: values[0].toString('hex')}}
+    return def.decode(key, values)
   })
+}
+
+/** `bpftool map create` argv for a descriptor, pinned at `pinned`. */
+export function createMapArgs(def: MapDef, pinned: string): string[] {
+  return [
+    'map', 'create', pinned, 'type', def.type, 'key', String(def.key.size), 'value', String(def.value.size),
+    'entries', String(def.maxEntries), 'name', def.name, ...(def.flags ? ['flags', String(def.flags)] : []),
+  ]
+}
+
+/**
+ * Create and pin every map of the current set that is missing under `root` (a node loaded by
+ * an older pn that had fewer maps), so the new programs can share the pinned ones. Returns the
+ * names created.
+ */
+export async function createMissingMaps(runner: Runner, root: string): Promise<string[]> {
+  const created: string[] = []
+  await runner.makeDir(mapsDir(root))
+  for (const def of MAPS) {
+    const pinned = mapPath(root, def.name)
+    if (await pathExists(pinned)) continue
+    const r = await runner.run('bpftool', createMapArgs(def, pinned), {allowFailure: true})
+    if (r.exitCode !== 0) {
+      throw new PnError('PN_BPF_LOAD_FAILED', `create map ${def.name} under ${mapsDir(root)}: ${r.stderr.trim() || `exit code ${r.exitCode}`}`, {
+        hint: 'remove the leftovers with `pn bpf unload --host --force`, then load again',
+        details: {argv: r.argv},
+      })
+    }
+    created.push(def.name)
+  }
+  return created
 }
 
 export async function dumpMapEntries(runner: Runner, root: string, name: string): Promise<DecodedEntry[]> {

@@ -2,12 +2,12 @@
  * Find what attachEndpoint needs for `pn bpf load --container-id`: the endpoint record when pn
  * made the veth, else the kernel (lxc by its hashed name, pod side read inside --netns).
  */
-import {PnError} from '../../errors.js'
-import type {Runner} from '../../exec/runner.js'
-import {getEndpoint} from '../../endpoint/store.js'
-import {getLink, parseJson} from '../link.js'
-import {hostIfnameFor} from '../veth.js'
-import type {DatapathEndpoint} from './endpoint.js'
+import {PnError} from '../errors.js'
+import type {Runner} from '../exec/runner.js'
+import {getEndpoint} from './store.js'
+import {getLink, parseJson} from '../datapath/link.js'
+import {hostIfnameFor} from '../datapath/veth.js'
+import type {DatapathEndpoint} from '../datapath/bpf/index.js'
 
 export async function resolveEndpoint(
   runner: Runner,

@@ -1,10 +1,12 @@
 /**
- * What `bin/pn-cni` runs: read stdin, run one CNI command, print only the result or the error
- * on stdout. Logs go to stderr, or to the netconf's `logFile` once it is known. Imports only
- * src/cni and the libraries it composes — never oclif — so a runtime's exec stays cheap.
+ * The `pn-cni` entry (what `bin/pn-cni` runs): read stdin, run one CNI command, print only the
+ * result or the error on stdout. Logs go to stderr, or to the netconf's `logFile` once it is
+ * known. Like the CLI, it is an entry: it reads the environment (./env.ts) and hands the library
+ * plain options. Imports only src/cni and the libraries it composes — never oclif — so a
+ * runtime's exec stays cheap.
  */
 import {appendFileSync} from 'node:fs'
-import {versionResult} from './version.js'
+import {versionResult} from '../cni/version.js'
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return ''
@@ -42,19 +44,22 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
     process.stdout.write(JSON.stringify(versionResult(stdin)) + '\n')
     return 0
   }
-  const [{SpawnRunner}, {defaultHandlers}, {runProtocol}, {installInterruptHandler}] = await Promise.all([
+  const [{SpawnRunner}, {defaultHandlers}, {runProtocol}, {interruptOnSignals}, {entryOptions}] = await Promise.all([
     import('../exec/runner.js'),
-    import('./handlers.js'),
-    import('./protocol.js'),
-    import('../flow/interrupt.js'),
+    import('../cni/handlers.js'),
+    import('../cni/protocol.js'),
+    import('./signals.js'),
+    import('./env.js'),
   ])
   // A runtime that gives up on us (SIGTERM) gets an ADD that unwinds, not a half-made pod.
-  installInterruptHandler()
+  const interrupt = interruptOnSignals()
+  const opts = entryOptions(env, (line) => process.stderr.write(line))
   const out = await runProtocol({
     env,
     stdin,
+    defaults: {stateDir: opts.stateDir, signal: interrupt.signal, lock: opts.lock, flow: opts.flow, failAfter: opts.failAfter},
     // PN_TRACE_EXEC=1 logs every command the plugin spawns (to the log file or stderr).
-    runner: new SpawnRunner(env.PN_TRACE_EXEC ? (argv) => log(`exec: ${argv.join(' ')}`) : undefined),
+    runner: new SpawnRunner(opts.traceExec ? (argv) => log(`exec: ${argv.join(' ')}`) : undefined),
     handlers: defaultHandlers,
     log,
     onConf: (conf) => {

@@ -1,10 +1,11 @@
 /**
- * Where IPAM state lives. The allocators only ever see this small interface (host-local's
- * pattern: a disk store beside a fake), so their logic is unit-tested without files or locks,
- * and an etcd store can slot in for a pool shared by several machines.
+ * Where state lives. The allocators (host-scope IPAM, the cluster pool) only ever see this
+ * small interface (host-local's pattern: a disk store beside a fake), so their logic is
+ * unit-tested without files or locks, and another backend (etcd, for a pool shared by several
+ * machines) slots in behind the same read / update / remove.
  */
 import {promises as fs} from 'node:fs'
-import {fileExists, readJsonFile, updateJsonFile, withLock, type JsonFileSpec} from '../state/files.js'
+import {fileExists, readJsonFile, updateJsonFile, withLock, type JsonFileSpec, type LockOptions} from './files.js'
 
 export type Mutation<T, R> = (current: T | undefined) => Promise<{next?: T; result: R}> | {next?: T; result: R}
 
@@ -28,6 +29,7 @@ export class FileStore<T> implements Store<T> {
   constructor(
     readonly location: string,
     private readonly spec: JsonFileSpec<T>,
+    private readonly lock: LockOptions = {},
   ) {}
 
   read(): Promise<T | undefined> {
@@ -35,10 +37,7 @@ export class FileStore<T> implements Store<T> {
   }
 
   update<R>(mutate: Mutation<T, R>): Promise<R> {
-    return updateJsonFile(this.location, this.spec, async (current) => {
-      await holdLockForTests(this.location)
-      return mutate(current)
-    })
+    return updateJsonFile(this.location, this.spec, mutate, this.lock)
   }
 
   async remove(): Promise<boolean> {
@@ -51,20 +50,8 @@ export class FileStore<T> implements Store<T> {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
         throw err
       }
-    })
+    }, this.lock)
   }
-}
-
-/**
- * Test hook: with PN_TEST_HOLD_LOCK_MS set, sleep while holding the lock so a test can SIGKILL
- * the holder mid-transaction and check that the next caller is not blocked. The line on stderr
- * tells the test the lock is held (the only output the library ever writes, and only then).
- */
-async function holdLockForTests(file: string): Promise<void> {
-  const ms = Number(process.env.PN_TEST_HOLD_LOCK_MS)
-  if (!Number.isFinite(ms) || ms <= 0) return
-  process.stderr.write(`pn-test: holding lock ${file}.lock for ${ms} ms\n`)
-  await new Promise((resolve) => setTimeout(resolve, ms))
 }
 
 /** In-memory store for unit tests; values are deep-copied so callers cannot alias the state. */

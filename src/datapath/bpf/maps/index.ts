@@ -1,0 +1,31 @@
+/**
+ * Every pinned map pn's datapath has, one descriptor each. The bpffs name list, map reads and
+ * writes, `pn bpf map dump`, creating maps missing from a running node, and the BTF layout
+ * test all read from this list: adding a map is a descriptor module here plus its C header.
+ */
+import {endpointsMap} from './endpoints.js'
+import {ipcacheMap} from './ipcache.js'
+import type {MapDef, StructLayout} from './layout.js'
+import {lxcMap} from './lxc.js'
+import {metricsMap} from './metrics.js'
+
+export const MAPS: readonly MapDef[] = [endpointsMap, lxcMap, ipcacheMap, metricsMap]
+
+export const MAP_NAMES: readonly string[] = MAPS.map((m) => m.name)
+
+export function mapDef(name: string): MapDef | undefined {
+  return MAPS.find((m) => m.name === name)
+}
+
+/** Every key and value struct of every map, by C struct name (what the BTF test checks). */
+export function structLayouts(): Record<string, StructLayout> {
+  const out: Record<string, StructLayout> = {}
+  for (const m of MAPS) for (const s of [m.key, m.value]) out[s.name] = s
+  return out
+}
+
+export * from './layout.js'
+export * from './endpoints.js'
+export * from './lxc.js'
+export * from './ipcache.js'
+export * from './metrics.js'

@@ -1,0 +1,18 @@
+/**
+ * What the datapath needs to know about a node, as plain values (the node layer's NodeContext
+ * satisfies it): device names, the bpffs folder holding this node's pins, the uplink and the
+ * router addresses on pn_host. No datapath function reads node.json.
+ */
+
+/** pn's cilium_host/cilium_net: the node's router side and its peer. */
+export const HOST_DEVICE = 'pn_host'
+export const NET_DEVICE = 'pn_net'
+
+export interface DatapathNode {
+  /** Folder on a bpffs where this node's programs and maps are pinned. */
+  bpffsRoot: string
+  /** The node's uplink device; carries from-netdev/to-netdev. */
+  uplink: string
+  /** Router IP per family, on pn_host. */
+  routerIps: string[]
+}

@@ -1,0 +1,171 @@
+/**
+ * The node's host side, as `pn node init` builds it (what cilium-agent does at start): the
+ * pn_host ↔ pn_net pair, the router IP /32 (/128) on pn_host, the pod CIDR route via it, and
+ * Cilium's sysctls. Each function reads the kernel first and changes only what differs, pushing
+ * the inverse of what it created on the caller's undo stack. The `ip -batch` text lives here.
+ */
+import type {Runner} from '../exec/runner.js'
+import {PnError} from '../errors.js'
+import {canonicalIp, cidrFamily, hostPrefix} from '../cidr/cidr.js'
+import type {UndoStack} from '../flow/undo.js'
+import {HOST_DEVICE, NET_DEVICE} from './devices.js'
+import {deleteLinkByName, getLink, ipBatch, isVethPairOf, parseJson, randomMac, type LinkInfo} from './link.js'
+import {devSysctl, readSysctls, writeSysctls} from './sysctl.js'
+
+export interface DeviceState {
+  name: string
+  ifindex: number
+  mac: string
+  mtu: number
+}
+
+/** Every sysctl Cilium sets for the host devices, plus global forwarding; ip_forward first (it resets per-device forwarding). */
+export function nodeSysctls(podCidrs: string[]): Record<string, string> {
+  const out: Record<string, string> = {'net.ipv4.ip_forward': '1', 'net.ipv4.conf.all.rp_filter': '0'}
+  const v6 = podCidrs.some((c) => cidrFamily(c) === 6)
+  for (const dev of [HOST_DEVICE, NET_DEVICE]) {
+    out[devSysctl('ipv4', dev, 'forwarding')] = '1'
+    out[devSysctl('ipv4', dev, 'rp_filter')] = '0'
+    out[devSysctl('ipv4', dev, 'accept_local')] = '1'
+    out[devSysctl('ipv4', dev, 'send_redirects')] = '0'
+    if (v6) out[devSysctl('ipv6', dev, 'forwarding')] = '1'
+  }
+  return out
+}
+
+/** `ip route` lines for the pod CIDRs: v4 via the router IP, v6 without `via` (a gateway cannot be a local v6 address). */
+export function podCidrRoutes(podCidrs: string[], routerIps: string[]): string[] {
+  return podCidrs.map((c, i) =>
+    cidrFamily(c) === 4
+      ? `${c} via ${routerIps[i]} dev ${HOST_DEVICE} src ${routerIps[i]}`
+      : `${c} dev ${HOST_DEVICE} src ${routerIps[i]}`,
+  )
+}
+
+interface AddrInfo {
+  addr_info?: {local: string; prefixlen: number; family: string; scope?: string}[]
+}
+interface RouteInfo {
+  dst: string
+  gateway?: string
+  dev?: string
+  prefsrc?: string
+}
+
+/** Router addresses currently on pn_host. */
+export async function hostAddresses(runner: Runner): Promise<string[]> {
+  const r = await runner.run('ip', ['-j', 'addr', 'show', 'dev', HOST_DEVICE], {readOnly: true, allowFailure: true})
+  if (r.exitCode !== 0) return []
+  const info = parseJson<AddrInfo[]>(r.stdout, 'show addresses')
+  return (info[0]?.addr_info ?? [])
+    .filter((a) => !(a.family === 'inet6' && a.local.startsWith('fe80')))
+    .map((a) => `${canonicalIp(a.local)}/${a.prefixlen}`)
+}
+
+/** True when the main table routes `cidr` exactly as pn wants. */
+export async function podCidrRouteOk(runner: Runner, cidr: string, routerIp: string): Promise<boolean> {
+  const fam = cidrFamily(cidr)
+  const r = await runner.run('ip', [`-${fam}`, '-j', 'route', 'show', 'exact', cidr], {readOnly: true, allowFailure: true})
+  if (r.exitCode !== 0) return false
+  const routes = parseJson<RouteInfo[]>(r.stdout, 'show routes')
+  return routes.some(
+    (rt) => rt.dev === HOST_DEVICE && rt.prefsrc !== undefined && canonicalIp(rt.prefsrc) === routerIp &&
+      (fam === 6 || (rt.gateway !== undefined && canonicalIp(rt.gateway) === routerIp)),
+  )
+}
+
+/** Create pn_host ↔ pn_net only if missing (MTU fixed, both up); PN_NODE_CONFLICT for a foreign device of that name. */
+export async function setupHostDevices(runner: Runner, mtu: number, undo: UndoStack): Promise<string[]> {
+  const actions: string[] = []
+  const [host, net] = await Promise.all([getLink(runner, HOST_DEVICE), getLink(runner, NET_DEVICE)])
+  const lines: string[] = []
+  if (!host && !net) {
+    // Only when missing: recreating would change MACs and ifindexes under loaded programs (Cilium PR #4214).
+    lines.push(
+      `link add name ${HOST_DEVICE} address ${randomMac()} mtu ${mtu} txqueuelen 1000 type veth ` +
+        `peer name ${NET_DEVICE} address ${randomMac()} mtu ${mtu}`,
+    )
+    undo.push(`delete ${HOST_DEVICE}`, () => deleteLinkByName(runner, HOST_DEVICE))
+    actions.push(`created ${HOST_DEVICE} <-> ${NET_DEVICE}`)
+  } else if (!isVethPairOf(host, net)) {
+    throw new PnError('PN_NODE_CONFLICT', `create ${HOST_DEVICE}/${NET_DEVICE}: a device with that name exists but is not pn's veth pair`, {
+      hint: 'run `pn node reset` (removes pn_host/pn_net) and init again',
+    })
+  } else {
+    for (const d of [host, net] as LinkInfo[]) {
+      if (d.mtu !== mtu) {
+        lines.push(`link set dev ${d.ifname} mtu ${mtu}`)
+        actions.push(`set ${d.ifname} mtu ${mtu}`)
+      }
+    }
+  }
+  for (const [name, d] of [[HOST_DEVICE, host], [NET_DEVICE, net]] as const) {
+    if (!d || !(d.flags ?? []).includes('UP')) lines.push(`link set dev ${name} up`)
+  }
+  if (lines.length === 0) return actions
+  if (host && net && lines.some((l) => l.endsWith(' up'))) actions.push(`set ${HOST_DEVICE}/${NET_DEVICE} up`)
+  await ipBatch(runner, lines)
+  return actions
+}
+
+export interface RouterAddressing {
+  podCidrs: string[]
+  routerIps: string[]
+  /** The previous configuration, when reconfiguring (--force): what is no longer wanted goes. */
+  previous?: {podCidrs: string[]; routerIps: string[]}
+}
+
+/** Router IPs on pn_host and the pod CIDR routes via them, in one `ip -batch`. */
+export async function setupRouterAddressing(runner: Runner, want: RouterAddressing, undo: UndoStack): Promise<string[]> {
+  const actions: string[] = []
+  const have = await hostAddresses(runner)
+  const wanted = want.routerIps.map((r) => `${r}/${hostPrefix(r)}`)
+  const lines: string[] = []
+  const prev = want.previous
+  if (prev) {
+    prev.podCidrs.forEach((c, i) => {
+      if (!want.podCidrs.includes(c)) lines.push(`route del ${c} dev ${HOST_DEVICE}`)
+      const old = `${prev.routerIps[i]}/${hostPrefix(prev.routerIps[i])}`
+      if (!wanted.includes(old) && have.includes(old)) lines.push(`addr del ${old} dev ${HOST_DEVICE}`)
+    })
+  }
+  for (const a of wanted) {
+    if (!have.includes(a)) {
+      lines.push(`addr replace ${a} dev ${HOST_DEVICE} scope link${a.includes(':') ? ' nodad' : ''}`)
+      actions.push(`added ${a} to ${HOST_DEVICE}`)
+    }
+  }
+  const routes = podCidrRoutes(want.podCidrs, want.routerIps)
+  for (let i = 0; i < want.podCidrs.length; i++) {
+    if (!(await podCidrRouteOk(runner, want.podCidrs[i], want.routerIps[i])) || lines.length > 0) {
+      lines.push(`route replace ${routes[i]}`)
+      actions.push(`route ${routes[i]}`)
+      const cidr = want.podCidrs[i]
+      undo.push(`delete route ${cidr}`, () => runner.run('ip', ['route', 'del', cidr, 'dev', HOST_DEVICE], {allowFailure: true}))
+    }
+  }
+  await ipBatch(runner, lines)
+  return actions
+}
+
+/** Write the node sysctls that differ; returns `key=value` of what was written. */
+export async function setupHostSysctls(runner: Runner, podCidrs: string[]): Promise<string[]> {
+  const wanted = nodeSysctls(podCidrs)
+  const current = await readSysctls(runner, Object.keys(wanted))
+  const written = await writeSysctls(runner, wanted, {current})
+  return written.map((k) => `${k}=${wanted[k]}`)
+}
+
+/** pn_host and pn_net as they are now (absent ones left out). */
+export async function hostDevices(runner: Runner): Promise<DeviceState[]> {
+  const devs = await Promise.all([getLink(runner, HOST_DEVICE), getLink(runner, NET_DEVICE)])
+  return devs.filter((d): d is LinkInfo => !!d).map((d) => ({name: d.ifname, ifindex: d.ifindex, mac: d.address, mtu: d.mtu}))
+}
+
+/** Delete pn_host ↔ pn_net; returns what was removed. */
+export async function deleteHostDevices(runner: Runner): Promise<string[]> {
+  const removed: string[] = []
+  if (await deleteLinkByName(runner, HOST_DEVICE)) removed.push(`${HOST_DEVICE} <-> ${NET_DEVICE}`)
+  if (await deleteLinkByName(runner, NET_DEVICE)) removed.push(NET_DEVICE)
+  return removed
+}

@@ -1,0 +1,79 @@
+/**
+ * The one teardown of a pod attachment, used by CNI DEL and GC, by `pn node reset`, by
+ * `pn endpoint delete --purge` and by an ADD that finds its own leftover: BPF entries and
+ * filter → veth → endpoint record (and its id) → IP. Every part is attempted even when an
+ * earlier one failed, and it succeeds when any of it is already gone, when the netns vanished,
+ * and when called twice (kubelet retries DEL for a long time, kubernetes#43014). IPAM goes last,
+ * so an address is never handed out again while its old veth or map entry exists.
+ */
+import type {Runner} from '../exec/runner.js'
+import {detachEndpoint} from '../datapath/bpf/index.js'
+import type {DatapathNode} from '../datapath/devices.js'
+import {netnsAlive} from '../datapath/netns.js'
+import {deleteVeth} from '../datapath/veth.js'
+import {runSweep, type SweepFailure} from '../flow/plan.js'
+import {releaseIp, type HostIpamTarget} from '../ipam/host.js'
+import {deleteEndpoint, endpointKey, getEndpoint, type EndpointRecord} from './store.js'
+
+export interface TeardownTarget {
+  containerId: string
+  ifname: string
+  /** Pod netns if known and still there; the host side is found by name without it. */
+  netns?: string
+}
+
+export interface TeardownOptions {
+  /** Detach BPF (routing mode bpf): the node's bpffs root. */
+  bpf?: Pick<DatapathNode, 'bpffsRoot'>
+  /** Release the attachment's IPs (owner `<containerId>:<ifname>`) from this IPAM. */
+  ipam?: HostIpamTarget
+  log?: (m: string) => void
+}
+
+export interface TeardownResult {
+  endpoint: boolean
+  veth: boolean
+  ips: string[]
+  bpf: boolean
+  errors: SweepFailure[]
+}
+
+/** Remove one attachment's parts, newest first; never throws (failures are in `errors`). */
+export async function teardownEndpoint(runner: Runner, stateDir: string, t: TeardownTarget, opts: TeardownOptions = {}): Promise<TeardownResult> {
+  const id = endpointKey(t.containerId, t.ifname)
+  const out: TeardownResult = {endpoint: false, veth: false, ips: [], bpf: false, errors: []}
+  const rec: EndpointRecord | undefined = await getEndpoint(stateDir, t.containerId, t.ifname).catch(() => undefined)
+  const steps = [
+    {
+      title: 'detach bpf',
+      skip: () => !opts.bpf || !rec,
+      run: async () => {
+        out.bpf = (await detachEndpoint(runner, opts.bpf!, rec!)).changed
+      },
+    },
+    {
+      title: 'delete veth',
+      run: async () => {
+        let netns = t.netns ?? rec?.netns
+        if (netns && !(await netnsAlive(netns))) netns = undefined
+        out.veth = (await deleteVeth(runner, {containerId: t.containerId, ifname: t.ifname, ...(netns ? {netns} : {})})).deleted
+      },
+    },
+    {
+      title: 'delete endpoint',
+      run: async () => {
+        out.endpoint = (await deleteEndpoint(stateDir, t.containerId, t.ifname)).deleted
+      },
+    },
+    {
+      title: 'release ip',
+      skip: () => !opts.ipam,
+      run: async () => {
+        out.ips = (await releaseIp(opts.ipam!, {owner: id})).released.map((a) => a.ip)
+      },
+    },
+  ]
+  out.errors = await runSweep(steps, id)
+  for (const e of out.errors) opts.log?.(`teardown ${id}: ${e.step} failed: ${e.message}`)
+  return out
+}

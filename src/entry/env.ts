@@ -1,0 +1,65 @@
+/**
+ * What the two entries (`pn` in src/cli, `pn-cni` in src/entry/cni-main.ts) take from the
+ * environment. This is the only module besides the entries that reads `process.env`-style
+ * input: the library below gets every setting as an option, so an agent serving many requests
+ * in one process (or a test) can set them per request.
+ */
+import type {FlowOptions} from '../flow/plan.js'
+import type {LockOptions} from '../state/files.js'
+
+export interface EntryOptions {
+  /** PN_STATE_DIR (pn-cni; the CLI maps it onto --state-dir). */
+  stateDir?: string
+  /** PN_LOCK_TIMEOUT_MS, and the PN_TEST_HOLD_LOCK_MS test hook. */
+  lock: LockOptions
+  /**
+   * The PN_TEST_CHECKPOINT_DELAY_MS test hook: every flow step announces itself on stderr
+   * (`pn-test: step TITLE`) and waits this long first, so a test can signal mid-flow.
+   */
+  flow: Pick<FlowOptions, 'beforeStep'>
+  /** The PN_CNI_FAIL_AFTER test hook: ADD fails right after this step. */
+  failAfter?: string
+  /** PN_BPF_DIR: the bpf/ source folder when pn runs outside its source tree. */
+  bpfDir?: string
+  /** PN_TRACE_EXEC: log every spawned command. */
+  traceExec: boolean
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+function positive(v: string | undefined): number | undefined {
+  const n = Number(v)
+  return v !== undefined && v !== '' && Number.isFinite(n) && n > 0 ? n : undefined
+}
+
+/** Read the PN_* variables; `stderr` receives the hold-lock hook's announcement. */
+export function entryOptions(env: NodeJS.ProcessEnv, stderr: (line: string) => void = () => {}): EntryOptions {
+  const holdMs = positive(env.PN_TEST_HOLD_LOCK_MS)
+  const stepDelayMs = positive(env.PN_TEST_CHECKPOINT_DELAY_MS)
+  return {
+    ...(env.PN_STATE_DIR ? {stateDir: env.PN_STATE_DIR} : {}),
+    lock: {
+      ...(positive(env.PN_LOCK_TIMEOUT_MS) ? {timeoutMs: positive(env.PN_LOCK_TIMEOUT_MS)} : {}),
+      ...(holdMs
+        ? {
+            // A test SIGKILLs the holder mid-transaction; this line tells it the lock is held.
+            whileHeld: async (lockFile: string) => {
+              stderr(`pn-test: holding lock ${lockFile} for ${holdMs} ms\n`)
+              await sleep(holdMs)
+            },
+          }
+        : {}),
+    },
+    flow: stepDelayMs
+      ? {
+          beforeStep: async (title: string) => {
+            stderr(`pn-test: step ${title}\n`)
+            await sleep(stepDelayMs)
+          },
+        }
+      : {},
+    ...(env.PN_CNI_FAIL_AFTER ? {failAfter: env.PN_CNI_FAIL_AFTER} : {}),
+    ...(env.PN_BPF_DIR ? {bpfDir: env.PN_BPF_DIR} : {}),
+    traceExec: Boolean(env.PN_TRACE_EXEC),
+  }
+}
