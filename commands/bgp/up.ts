@@ -7,7 +7,7 @@ import {renderSessions} from './status.js'
 export type BgpUpCmdResult = BgpUpResult
 
 export default class BgpUp extends BaseCommand<typeof BgpUp, BgpUpCmdResult> {
-  static summary = "Announce the node's pod CIDRs to BGP peers (ToR, route reflector) with a bird2 run for this node."
+  static summary = "Announce the node's pod CIDRs to BGP peers (ToR, route reflector) through the node's own bird2."
   static description = `Writes <state-dir>/bgp/bird.conf and starts bird for this node (its own control socket and pid file
 under <state-dir>/bgp/). Run it inside the node's network namespace (ip netns exec NODE pn bgp up …), after
 pn node init. Only the pod CIDRs are announced, with the uplink address as next hop; nothing learned leaks.
