@@ -60,6 +60,7 @@ export const ERROR_CODES = {
   PN_NOT_ROOT: {exit: 'system', cni: 123},
   PN_ENDPOINT_IDS_EXHAUSTED: {exit: 'exhausted', cni: 124},
   PN_NODE_BUSY: {exit: 'busy', cni: 11},
+  PN_MONITOR_BUSY: {exit: 'busy', cni: 11},
   PN_INTERRUPTED: {exit: 'interrupted', cni: 11},
   PN_CNI_INCOMPATIBLE_VERSION: {exit: 'usage', cni: 1},
   PN_CNI_UNSUPPORTED_FIELD: {exit: 'usage', cni: 2},
