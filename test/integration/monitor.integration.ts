@@ -279,4 +279,41 @@ describe('pn monitor and pn status (root, netns)', function () {
     const again = n1.run(['monitor', '--duration', '500ms'])
     assert.equal(again.status, 0, again.stderr)
   })
+
+  it('pn status shows the node as a tree and reports drift when the node is broken by hand', () => {
+    const okStatus = ok(n1.run(['status']), 'status')
+    assert.equal(okStatus.state, 'ok', JSON.stringify(okStatus, null, 1))
+    assert.deepEqual(okStatus.sections.map((s: {name: string}) => s.name), ['host', 'endpoints'])
+    const host = okStatus.sections[0].items as {name: string; hooks: {direction: string; attached?: string}[]}[]
+    assert.deepEqual(host.find((i) => i.name === 'eth0')!.hooks.map((h) => `${h.direction}:${h.attached}`), ['ingress:from-netdev', 'egress:to-netdev'])
+    assert.deepEqual(host.find((i) => i.name === 'pn_host')!.hooks.map((h) => `${h.direction}:${h.attached}`), ['ingress:to-host', 'egress:from-host'])
+    const eps = okStatus.sections[1].items as {name: string; state: string; details: {containerId: string; lxc: string}}[]
+    assert.deepEqual(eps.map((e) => e.details.containerId).sort(), [a.id, b.id].sort())
+    const plain = pn(['status', '--state-dir', n1.stateDir], {netns: n1.ns})
+    assert.match(plain.stdout, /├─ host ok/)
+    assert.match(plain.stdout, new RegExp(`endpoint ${a.endpointId} +${a.id} +${a.ip} +${a.lxc} +ok`))
+
+    // Break it: b's lxc deleted behind pn's back, from-netdev detached, a stray lxc without a record.
+    inNs(n1.ns, ['ip', 'link', 'del', b.lxc])
+    inNs(n1.ns, ['tc', 'filter', 'del', 'dev', 'eth0', 'ingress', 'pref', '1', 'handle', '1', 'bpf'])
+    inNs(n1.ns, ['ip', 'link', 'add', 'lxcstray0', 'type', 'veth', 'peer', 'name', 'straypeer0'])
+    const bad = ok(n1.run(['status']), 'status after breaking')
+    assert.equal(bad.state, 'missing')
+    const badHost = bad.sections[0].items as {name: string; state: string; hooks: {direction: string; state: string}[]; problems: string[]}[]
+    const eth0 = badHost.find((i) => i.name === 'eth0')!
+    assert.equal(eth0.state, 'missing')
+    assert.equal(eth0.hooks.find((h) => h.direction === 'ingress')!.state, 'missing')
+    assert.match(eth0.problems.join(), /from-netdev not attached at ingress/)
+    const badEps = bad.sections[1].items as {name: string; kind: string; state: string; details: {containerId?: string}; problems: string[]}[]
+    const gone = badEps.find((e) => e.details.containerId === b.id)!
+    assert.equal(gone.state, 'missing')
+    assert.match(gone.problems.join(), /is gone/)
+    assert.equal(badEps.find((e) => e.details.containerId === a.id)!.state, 'ok')
+    const stray = badEps.find((e) => e.name === 'lxcstray0')!
+    assert.equal(stray.kind, 'unrecorded-device')
+    assert.equal(stray.state, 'drifted')
+    const text = pn(['status', '--state-dir', n1.stateDir], {netns: n1.ns}).stdout
+    assert.match(text, /from-netdev not attached at ingress/)
+    assert.match(text, /lxcstray0 \(no endpoint record\)  DRIFTED/)
+  })
 })
