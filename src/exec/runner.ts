@@ -151,7 +151,9 @@ function streamChild(argv: string[]): StreamedChild {
     child.once('error', (e: NodeJS.ErrnoException) =>
       reject(e.code === 'ENOENT' ? toolMissing(argv[0]) : new PnError('PN_COMMAND_FAILED', `run ${argv[0]}: ${e.message}`, {details: {argv}})),
     )
-    child.once('close', (code, signal) => resolve({exitCode: code ?? (signal ? 128 : 1), stderr}))
+    // 'exit', not 'close': 'close' waits for stdout to end, which never happens while a consumer
+    // that stopped reading leaves data buffered in it.
+    child.once('exit', (code, signal) => resolve({exitCode: code ?? (signal ? 128 : 1), stderr}))
   })
   exited.catch(() => undefined)
   child.stdout.setEncoding('utf8')
@@ -163,6 +165,7 @@ function streamChild(argv: string[]): StreamedChild {
     exited,
     stop() {
       stopping ??= (async () => {
+        child.stdout.destroy()
         if (child.exitCode !== null || child.signalCode !== null) return
         child.kill('SIGTERM')
         const timer = setTimeout(() => child.kill('SIGKILL'), 2000)

@@ -308,6 +308,7 @@ export async function monitorNode(runner: Runner, stateDir: string, opts: Monito
         }
       }
     }
+    await it.return?.()
     if (stoppedBy === 'reader-exit' && reader) {
       const {exitCode, stderr} = await reader.exited
       if (exitCode !== 0) {
