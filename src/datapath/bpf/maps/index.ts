@@ -8,8 +8,9 @@ import {ipcacheMap} from './ipcache.js'
 import type {MapDef, StructLayout} from './layout.js'
 import {lxcMap} from './lxc.js'
 import {metricsMap} from './metrics.js'
+import {eventsMap, traceConfigMap} from './trace.js'
 
-export const MAPS: readonly MapDef[] = [endpointsMap, lxcMap, ipcacheMap, metricsMap]
+export const MAPS: readonly MapDef[] = [endpointsMap, lxcMap, ipcacheMap, metricsMap, traceConfigMap, eventsMap]
 
 export const MAP_NAMES: readonly string[] = MAPS.map((m) => m.name)
 
@@ -20,7 +21,7 @@ export function mapDef(name: string): MapDef | undefined {
 /** Every key and value struct of every map, by C struct name (what the BTF test checks). */
 export function structLayouts(): Record<string, StructLayout> {
   const out: Record<string, StructLayout> = {}
-  for (const m of MAPS) for (const s of [m.key, m.value]) out[s.name] = s
+  for (const m of MAPS) for (const s of [m.key, m.value, m.record]) if (s && !s.scalar) out[s.name] = s
   return out
 }
 
@@ -29,3 +30,4 @@ export * from './endpoints.js'
 export * from './lxc.js'
 export * from './ipcache.js'
 export * from './metrics.js'
+export * from './trace.js'
