@@ -62,6 +62,14 @@ export async function hostAddresses(runner: Runner): Promise<string[]> {
     .map((a) => `${canonicalIp(a.local)}/${a.prefixlen}`)
 }
 
+/** Every IPv4 address on any device of the current netns (what a service VIP must not be). */
+export async function nodeIpv4Addresses(runner: Runner): Promise<string[]> {
+  const r = await runner.run('ip', ['-j', '-4', 'addr', 'show'], {readOnly: true, allowFailure: true})
+  if (r.exitCode !== 0) return []
+  const info = parseJson<AddrInfo[]>(r.stdout, 'show addresses')
+  return info.flatMap((l) => (l.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => canonicalIp(a.local)))
+}
+
 /** True when the main table routes `cidr` exactly as pn wants. */
 export async function podCidrRouteOk(runner: Runner, cidr: string, routerIp: string): Promise<boolean> {
   const fam = cidrFamily(cidr)
