@@ -138,7 +138,6 @@ export function planServices(current: ServiceTable, desired: ServiceSpec[], opts
   const phase1: PlannedOp[] = []
   const slot0: PlannedOp[] = []
   const deletes: PlannedOp[] = []
-  const newBanks: StoredService[] = []
   const oldBanks: StoredService[] = []
 
   for (const key of keys) {
@@ -164,6 +163,7 @@ export function planServices(current: ServiceTable, desired: ServiceSpec[], opts
     }
   }
   if (opts.resync) diff.unchanged = 0
+  checkCapacity(next, diff.updated.map((c) => current.services[c.frontend]), current)
 
   // Backend ids: every backend some service of the next table lists keeps (or gets) one.
   for (const s of Object.values(next.services)) {
@@ -192,7 +192,6 @@ export function planServices(current: ServiceTable, desired: ServiceSpec[], opts
       op: {op: 'update', map: SERVICES, ...entries[0]},
       undo: old ? {op: 'update', map: SERVICES, ...old} : {op: 'delete', map: SERVICES, key: entries[0].key},
     })
-    newBanks.push(s)
     if (cur) oldBanks.push(cur)
   }
   if (!opts.resync) {
@@ -211,7 +210,6 @@ export function planServices(current: ServiceTable, desired: ServiceSpec[], opts
       deletes.push({op: {op: 'delete', map: BACKENDS, key: bk}, undo: {op: 'update', map: BACKENDS, key: bk, value: encodeLb4Backend({ip, port, proto: proto as Protocol})}})
     }
   }
-  checkCapacity(next, newBanks, oldBanks, current)
   return {diff, next, ops: [...phase1, ...slot0, ...deletes]}
 }
 
@@ -221,7 +219,7 @@ function entriesOf(s: StoredService): number {
 }
 
 /** Refuse a table the maps cannot hold, counting the moment both banks of an update exist. */
-function checkCapacity(next: ServiceTable, _newBanks: StoredService[], oldBanks: StoredService[], current: ServiceTable): void {
+function checkCapacity(next: ServiceTable, oldBanks: StoredService[], current: ServiceTable): void {
   let entries = 0
   for (const s of Object.values(next.services)) entries += entriesOf(s)
   for (const s of oldBanks) entries += entriesOf(s) - 1
@@ -232,7 +230,9 @@ function checkCapacity(next: ServiceTable, _newBanks: StoredService[], oldBanks:
       hint: 'apply fewer services or backends (a service takes 1 entry plus 1 per backend after the first)',
     })
   }
-  const backends = new Set([...Object.keys(next.backendIds), ...Object.keys(current.backendIds)]).size
+  const wanted = new Set(Object.keys(current.backendIds))
+  for (const s of Object.values(next.services)) for (const b of s.backends) wanted.add(`${b}/${s.proto}`)
+  const backends = wanted.size
   if (backends > LB4_BACKENDS_MAX_ENTRIES) {
     throw new PnError('PN_SERVICE_LIMIT', `apply services: the table needs ${backends} backends, pn_lb4_backends holds ${LB4_BACKENDS_MAX_ENTRIES}`, {
       hint: 'apply fewer distinct backends',
