@@ -13,7 +13,7 @@ export function renderApply(r: ApplyResult): string {
   for (const c of d.updated) lines.push(`~ ${c.frontend} -> ${c.backends.join(', ') || '(no backends)'} (was ${c.previous?.join(', ') || 'none'})`)
   for (const c of d.removed) lines.push(`- ${c.frontend}`)
   if (lines.length > 40) lines.splice(40, lines.length - 40, `… ${lines.length - 40} more`)
-  const summary = `${r.dryRun ? 'dry run: ' : ''}${d.added.length} ${verb}add, ${d.updated.length} ${verb}update, ${d.removed.length} ${verb}remove, ${d.unchanged} unchanged; ${r.mapOps} map operation(s)${r.dryRun ? '' : ` in one bpftool batch; ${r.services} service(s) on the node`}${r.resynced ? ' (maps were re-created: rewrote every service)' : ''}`
+  const summary = `${r.dryRun ? 'dry run: ' : ''}${d.added.length} ${verb}add, ${d.updated.length} ${verb}update, ${d.removed.length} ${verb}remove, ${d.unchanged} unchanged; ${r.mapOps} map operation(s)${r.dryRun ? '' : ` in one bpftool batch; ${r.services} service(s) on the node; ${r.durationMs} ms`}${r.resynced ? ' (maps were re-created: rewrote every service)' : ''}`
   return [...lines, summary].join('\n')
 }
 

@@ -53,11 +53,14 @@ export interface ApplyResult {
   services: number
   /** The kernel maps had been re-created since the table was written: everything was rewritten. */
   resynced: boolean
+  /** Time the change took inside pn (validation, diff, the map batch, the table write), ms. */
+  durationMs: number
   warnings: string[]
 }
 
 /** Apply a change to the node's service table (see the file comment). */
 export async function changeServices(runner: Runner, stateDir: string, req: ServiceChangeRequest, opts: ApplyOptions = {}): Promise<ApplyResult> {
+  const t0 = performance.now()
   const node = await requireNodeContext(stateDir)
   const root = node.bpffsRoot
   const incoming = req.kind === 'replace' ? req.services : req.kind === 'upsert' ? [req.service] : []
@@ -89,12 +92,13 @@ export async function changeServices(runner: Runner, stateDir: string, req: Serv
     }
     const plan = planServices(table, desired, {scope, resync})
     const changed = plan.ops.length > 0
-    const result = {changed, dryRun: Boolean(opts.dryRun), diff: plan.diff, mapOps: plan.ops.length, services: Object.keys(plan.next.services).length, resynced: resync, warnings}
-    if (opts.dryRun || (!changed && table.maps?.identity === identity)) return result
+    const result = {changed, dryRun: Boolean(opts.dryRun), diff: plan.diff, mapOps: plan.ops.length, services: Object.keys(plan.next.services).length, resynced: resync, durationMs: 0, warnings}
+    const done = () => ({...result, durationMs: Math.round((performance.now() - t0) * 10) / 10})
+    if (opts.dryRun || (!changed && table.maps?.identity === identity)) return done()
     const ids = table.maps?.identity === identity ? table.maps.ids : await mapIds(runner, root)
     await writeOps(runner, root, plan.ops, ids)
     await writeFileAtomic(servicesFile(stateDir), JSON.stringify({...plan.next, maps: {identity, ids}}) + '\n')
-    return result
+    return done()
   }, opts.lock)
 }
 
