@@ -23,6 +23,7 @@ import {cleanupNamespaces, createNamespace, inNs} from '../../test/helpers/netns
 
 const COUNTS = (process.env.PN_BENCH_COUNTS ?? '10,1000,10000,100000').split(',').map(Number)
 const SAMPLES = Number(process.env.PN_BENCH_SAMPLES ?? 1000)
+const ROUNDS = Number(process.env.PN_BENCH_ROUNDS ?? 3)
 const PROBE_SRC = path.join(REPO_ROOT, 'bench/services/probe.c')
 const BPFFS = '/run/pn/bpffs'
 const VIP = '10.96.0.1'
@@ -107,14 +108,14 @@ function iptablesRules(n: number, backend: string): string {
 
 function nftRules(n: number, backend: string): string {
   const lines = ['flush ruleset', 'table ip kube-proxy {']
-  for (let i = 0; i < n - 1; i++) lines.push(`  chain service-${i} { dnat to ${dummyBackend(i)}:8080; }`)
-  lines.push(`  chain service-target { dnat to ${backend}:8080; }`)
+  for (let i = 0; i < n - 1; i++) lines.push(`  chain service-${i} { meta l4proto tcp dnat to ${dummyBackend(i)}:8080; }`)
+  lines.push(`  chain service-target { meta l4proto tcp dnat to ${backend}:8080; }`)
   lines.push('  map service-ips { type ipv4_addr . inet_proto . inet_service : verdict; elements = {')
   const el = Array.from({length: n - 1}, (_, i) => `    ${dummyVip(i)} . tcp . 80 : goto service-${i}`)
   el.push(`    ${VIP} . tcp . 80 : goto service-target`)
   lines.push(el.join(',\n'), '  } }')
   lines.push('  chain nat-prerouting { type nat hook prerouting priority dstnat; ip daddr . meta l4proto . th dport vmap @service-ips; }')
-  lines.push('  chain nat-output { type nat hook output priority dstnat; ip daddr . meta l4proto . th dport vmap @service-ips; }')
+  lines.push('  chain nat-output { type nat hook output priority -100; ip daddr . meta l4proto . th dport vmap @service-ips; }')
   lines.push('}', '')
   return lines.join('\n')
 }
@@ -129,6 +130,18 @@ interface Probe {
 
 function probe(s: Setup, host: string, port: number): Probe {
   return JSON.parse(sh('ip', ['netns', 'exec', s.client, path.join(tmp, 'probe'), host, String(port), String(SAMPLES), '100'])) as Probe
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
+/** ROUNDS interleaved rounds of every probe (this machine is shared, load drifts); median p50/p99. */
+function probeRounds(targets: [string, () => Probe][]): Record<string, Probe> {
+  const got: Record<string, Probe[]> = {}
+  for (let r = 0; r < ROUNDS; r++) for (const [name, fn] of targets) (got[name] ??= []).push(fn())
+  return Object.fromEntries(Object.entries(got).map(([k, ps]) => [k, {
+    n: ps.reduce((a, p) => a + p.n, 0), failures: ps.reduce((a, p) => a + p.failures, 0),
+    p50: median(ps.map((p) => p.p50)), p99: median(ps.map((p) => p.p99)), mean: median(ps.map((p) => p.mean)),
+  }]))
 }
 
 function timed<T>(fn: () => T): {value: T; ms: number} {
@@ -159,25 +172,29 @@ async function main(): Promise<void> {
   const programming: Record<string, unknown> = {}
   let memory: Record<string, number> = {}
 
-  const direct = probe(bpf, bpf.backendIp, 8080)
-  console.log(`direct (pod → backend pod, no service): p50 ${direct.p50} µs  p99 ${direct.p99} µs`)
+  const directs: Probe[] = []
   for (const n of COUNTS) {
     // pn: from an empty table to n services, timed.
     pnRun(bpf, ['service', 'apply', '-'], '[]')
     const applied = timed(() => pnRun(bpf, ['service', 'apply', '-'], pnServices(n, bpf.backendIp)))
-    const pnLat = probe(bpf, VIP, 80)
     const iptRestore = timed(() => sh('ip', ['netns', 'exec', ipt.node, 'iptables-legacy-restore'], iptablesRules(n, ipt.backendIp)))
-    const iptLat = probe(ipt, VIP, 80)
     writeFileSync(path.join(tmp, 'rules.nft'), nftRules(n, nft.backendIp))
     const nftLoad = timed(() => sh('ip', ['netns', 'exec', nft.node, 'nft', '-f', path.join(tmp, 'rules.nft')]))
-    const nftLat = probe(nft, VIP, 80)
+    const p = probeRounds([
+      ['pn', () => probe(bpf, VIP, 80)],
+      ['iptables', () => probe(ipt, VIP, 80)],
+      ['nftables', () => probe(nft, VIP, 80)],
+      ['direct', () => probe(bpf, bpf.backendIp, 8080)],
+    ])
+    const {pn: pnLat, iptables: iptLat, nftables: nftLat} = p
+    directs.push(p.direct)
     const row = {
       services: n,
-      pn: pnLat, iptables: iptLat, nftables: nftLat,
+      pn: pnLat, iptables: iptLat, nftables: nftLat, direct: p.direct,
       program: {pnApplyMs: r2(applied.value.durationMs), pnApplyWallMs: r2(applied.ms), pnMapOps: applied.value.mapOps, iptablesRestoreMs: r2(iptRestore.ms), nftMs: r2(nftLoad.ms)},
     }
     rows.push(row)
-    console.log(`${String(n).padStart(6)} services  p50/p99 µs: pn ${pnLat.p50}/${pnLat.p99}  iptables ${iptLat.p50}/${iptLat.p99}  nftables ${nftLat.p50}/${nftLat.p99}` +
+    console.log(`${String(n).padStart(6)} services  p50/p99 µs: pn ${pnLat.p50}/${pnLat.p99}  iptables ${iptLat.p50}/${iptLat.p99}  nftables ${nftLat.p50}/${nftLat.p99}  direct ${p.direct.p50}/${p.direct.p99}` +
       `  | program: pn apply ${r2(applied.value.durationMs)} ms (CLI ${r2(applied.ms)} ms, ${applied.value.mapOps} map ops), iptables-restore ${r2(iptRestore.ms)} ms, nft -f ${r2(nftLoad.ms)} ms`)
     if (pnLat.failures + iptLat.failures + nftLat.failures > 0) console.log(`  failures: pn ${pnLat.failures} iptables ${iptLat.failures} nftables ${nftLat.failures}`)
     if (n === 10_000) {
@@ -192,9 +209,12 @@ async function main(): Promise<void> {
   const at = (n: number) => rows.find((r) => r.services === n) as {pn: Probe; iptables: Probe; nftables: Probe} | undefined
   const lo = at(Math.min(...COUNTS))!
   const hi = at(Math.max(...COUNTS))!
+  const direct = {p50: median(directs.map((d) => d.p50)), p99: median(directs.map((d) => d.p99))}
   const ratios = {
     pnHighVsLow_p50: r2(hi.pn.p50 / lo.pn.p50),
     pnHighVsDirect_p50: r2(hi.pn.p50 / direct.p50),
+    pnHighVsLow_p99: r2(hi.pn.p99 / lo.pn.p99),
+    pnHighVsDirect_p99: r2(hi.pn.p99 / direct.p99),
     perCount: rows.map((r) => {
       const x = r as {services: number; pn: Probe; iptables: Probe; nftables: Probe}
       return {services: x.services, iptablesOverPn_p50: r2(x.iptables.p50 / x.pn.p50), nftablesOverPn_p50: r2(x.nftables.p50 / x.pn.p50), iptablesOverPn_p99: r2(x.iptables.p99 / x.pn.p99), nftablesOverPn_p99: r2(x.nftables.p99 / x.pn.p99)}
@@ -204,7 +224,7 @@ async function main(): Promise<void> {
   console.log(`ratios: ${JSON.stringify(ratios)}`)
   const out = path.join(REPO_ROOT, 'bench/results')
   mkdirSync(out, {recursive: true})
-  writeFileSync(path.join(out, 'services.json'), JSON.stringify({date: new Date().toISOString(), samples: SAMPLES, direct, rows, programming, memory, ratios}, null, 2) + '\n')
+  writeFileSync(path.join(out, 'services.json'), JSON.stringify({date: new Date().toISOString(), samples: SAMPLES, rounds: ROUNDS, loadavg: os.loadavg(), direct, rows, programming, memory, ratios}, null, 2) + '\n')
   console.log(`results: ${path.join(out, 'services.json')}`)
 }
 
