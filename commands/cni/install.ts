@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
 import {cniVersionFlag} from '../../src/cli/flags.js'
+import {DEFAULT_INSTALL_VERSION} from '../../src/cni/spec.js'
 import {installCni, type InstallResult} from '../../src/cni/install.js'
 
 export type CniInstallResult = InstallResult
@@ -19,7 +20,7 @@ nodes on one machine can each use their own state. Files that are already up to 
   static flags = {
     'bin-dir': Flags.string({summary: 'Directory of CNI plugin binaries (CNI_PATH).', default: '/opt/cni/bin'}),
     'conf-dir': Flags.string({summary: 'Directory of CNI network configurations.', default: '/etc/cni/net.d'}),
-    'cni-version': cniVersionFlag('cniVersion written into the conflist.'),
+    'cni-version': cniVersionFlag('cniVersion written into the conflist (default 1.0.0: containerd 1.6/1.7 reject 1.1.0 results).', DEFAULT_INSTALL_VERSION),
     name: Flags.string({summary: 'Network name.', default: 'pn'}),
     type: Flags.string({summary: 'Plugin binary name (the conflist "type").', default: 'pn', options: ['pn', 'pn-cni']}),
     'log-file': Flags.string({summary: 'Log file the plugin appends to (default: stderr, which the runtime captures).'}),

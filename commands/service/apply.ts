@@ -12,8 +12,10 @@ export function renderApply(r: ApplyResult): string {
   for (const c of d.added) lines.push(`+ ${c.frontend} -> ${c.backends.join(', ') || '(no backends)'}`)
   for (const c of d.updated) lines.push(`~ ${c.frontend} -> ${c.backends.join(', ') || '(no backends)'} (was ${c.previous?.join(', ') || 'none'})`)
   for (const c of d.removed) lines.push(`- ${c.frontend}`)
-  if (lines.length > 40) lines.splice(40, lines.length - 40, `… ${lines.length - 40} more`)
-  const summary = `${r.dryRun ? 'dry run: ' : ''}${d.added.length} ${verb}add, ${d.updated.length} ${verb}update, ${d.removed.length} ${verb}remove, ${d.unchanged} unchanged; ${r.mapOps} map operation(s)${r.dryRun ? '' : ` in one bpftool batch; ${r.services} service(s) on the node; ${r.durationMs} ms`}${r.resynced ? ' (maps were re-created: rewrote every service)' : ''}`
+  const total = d.counts.added + d.counts.updated + d.counts.removed
+  if (total > 40) lines.splice(40, lines.length - 40, `… ${total - 40} more (--json lists up to 1,000 of each kind)`)
+  const c = d.counts
+  const summary = `${r.dryRun ? 'dry run: ' : ''}${c.added} ${verb}add, ${c.updated} ${verb}update, ${c.removed} ${verb}remove, ${c.unchanged} unchanged; ${r.mapOps} map operation(s)${r.dryRun ? '' : ` in one bpftool batch; ${r.services} service(s) on the node; ${r.durationMs} ms`}${r.resynced ? ' (maps were re-created: rewrote every service)' : ''}`
   return [...lines, summary].join('\n')
 }
 

@@ -23,7 +23,8 @@ switch_nodes "$SW_NS" "$N1_NS:$N1_UPLINK_IP" "$N2_NS:$N2_UPLINK_IP"
 step "pn node init --routing bpf on both nodes (compiles once, loads + pins once, attaches host programs)"
 show pn_in "$N1_NS" "$N1_STATE" node init --name "$N1_NAME" --device eth0 --pod-cidr "$N1_CIDR" --routing bpf
 show pn_in "$N2_NS" "$N2_STATE" node init --name "$N2_NAME" --device eth0 --pod-cidr "$N2_CIDR" --routing bpf
-# Static routes to the other node's pod CIDR (BGP does this in a later lab).
+# Static routes to the other node's pod CIDR: this lab is about the datapath. Lab 05
+# (labs/05-bgp-two-nodes) replaces them with BGP: pn bgp up announces each pod CIDR to a ToR router.
 ip -n "$N1_NS" route add "$N2_CIDR" via "$N2_UPLINK_IP"
 ip -n "$N2_NS" route add "$N1_CIDR" via "$N1_UPLINK_IP"
 

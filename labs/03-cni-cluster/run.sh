@@ -44,7 +44,8 @@ show node "$PN_REPO/bin/run.js" pool list --pool "$POOL"
 N1_CIDR=$(pn_in "$N1_NS" "$N1_STATE" node show --json | json '.result.node.podCidrs[0]')
 N2_CIDR=$(pn_in "$N2_NS" "$N2_STATE" node show --json | json '.result.node.podCidrs[0]')
 [ "$N1_CIDR" = 10.20.30.0/26 ] && [ "$N2_CIDR" = 10.20.30.64/26 ] || die "unexpected pod CIDRs $N1_CIDR $N2_CIDR"
-# Static routes to the other node's pod CIDR (what BGP announces in a later lab).
+# Static routes to the other node's pod CIDR. Lab 05 (labs/05-bgp-two-nodes) has no static routes:
+# each node announces its pod CIDR with pn bgp up and a ToR router learns them.
 ip -n "$N1_NS" route add "$N2_CIDR" via "$N2_UPLINK_IP"
 ip -n "$N2_NS" route add "$N1_CIDR" via "$N1_UPLINK_IP"
 show ip -n "$N1_NS" route

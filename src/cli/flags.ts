@@ -18,10 +18,10 @@ export const podCidrFlag = () =>
   })
 export const mtuFlag = () => Flags.integer({summary: 'MTU (default: the node uplink MTU).', min: 68, max: 65535})
 export const poolFlag = () =>
-  Flags.string({summary: 'Cluster pool file (default <state-dir>/cluster-pool.json).', env: 'PN_POOL'})
+  Flags.string({summary: 'Cluster pool: a file (default <state-dir>/cluster-pool.json) or etcd://HOST:PORT[,HOST:PORT…][/PREFIX].', env: 'PN_POOL'})
 export const dryRunFlag = () =>
   Flags.boolean({summary: 'Print the exact ip/tc/bpftool/sysctl commands this would run (reading the kernel, changing nothing).'})
-export const cniVersionFlag = (summary = 'cniVersion of the request (selects the result format).') =>
-  Flags.string({summary, default: LATEST_VERSION, options: [...SUPPORTED_VERSIONS]})
+export const cniVersionFlag = (summary = 'cniVersion of the request (selects the result format).', defaultVersion: string = LATEST_VERSION) =>
+  Flags.string({summary, default: defaultVersion, options: [...SUPPORTED_VERSIONS]})
 export const cniArgsFlag = () =>
   Flags.string({summary: 'CNI_ARGS, e.g. "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;IP=10.0.1.9".'})

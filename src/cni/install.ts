@@ -9,7 +9,7 @@ import {fileURLToPath} from 'node:url'
 import {PnError} from '../errors.js'
 import {writeFileAtomic} from '../state/files.js'
 import {validateNetworkName} from './env.js'
-import {isSupportedVersion, LATEST_VERSION, SUPPORTED_VERSIONS} from './spec.js'
+import {DEFAULT_INSTALL_VERSION, isSupportedVersion, SUPPORTED_VERSIONS} from './spec.js'
 
 /** bin/pn-cni of the repository this module was compiled in (dist/src/cni → repo root). */
 export const PN_CNI_ENTRY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/pn-cni')
@@ -51,7 +51,7 @@ async function writeIfChanged(file: string, text: string, mode: number): Promise
 }
 
 export async function installCni(opts: InstallOptions): Promise<InstallResult> {
-  const version = opts.cniVersion ?? LATEST_VERSION
+  const version = opts.cniVersion ?? DEFAULT_INSTALL_VERSION
   if (!isSupportedVersion(version)) {
     throw new PnError('PN_INVALID_ARGUMENT', `install cni: cniVersion ${version} is not supported`, {
       hint: `use one of ${SUPPORTED_VERSIONS.join(', ')}`,

@@ -6,6 +6,13 @@
 export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const
 export type CniVersion = (typeof SUPPORTED_VERSIONS)[number]
 export const LATEST_VERSION: CniVersion = '1.1.0'
+/**
+ * What `pn cni install` writes unless told otherwise: the newest version the runtimes people run
+ * take. libcni 1.1 (containerd 1.6/1.7, CRI-O before 1.30) knows results only up to 1.0.0 and
+ * fails a 1.1.0 conflist with `unsupported CNI result version "1.1.0"`; 1.1.0 (GC, STATUS) needs
+ * libcni 1.2+ (containerd 2.0, CRI-O 1.30+, podman 5). Ask for it with `--cni-version 1.1.0`.
+ */
+export const DEFAULT_INSTALL_VERSION: CniVersion = '1.0.0'
 
 export const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'VERSION', 'STATUS', 'GC'] as const
 export type CniCommand = (typeof CNI_COMMANDS)[number]

@@ -71,6 +71,9 @@ const TOOL_PACKAGES: Record<string, string> = {
   sysctl: 'procps',
   iperf3: 'iperf3',
   ping: 'iputils-ping',
+  bird: 'bird2',
+  birdc: 'bird2',
+  ss: 'iproute2',
 }
 
 /** The argv actually spawned: nsenter-wrapped when a netns path is given. */

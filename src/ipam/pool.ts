@@ -11,6 +11,7 @@ import {PnError} from '../errors.js'
 import type {JsonFileSpec, LockOptions} from '../state/files.js'
 import {FileStore, type Store} from '../state/store.js'
 import {CidrSet, checkMaskSize} from './cidrset.js'
+import {EtcdStore} from '../state/etcd-store.js'
 
 export interface PoolClusterCidr {
   cidr: string
@@ -38,6 +39,13 @@ export type PoolRef = string | Store<PoolState>
 
 export const POOL_FILE = 'cluster-pool.json'
 
+const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//
+
+/** True for a pool location kept in etcd (`etcd://HOST:PORT[,…][/PREFIX]`) rather than a file. */
+export function isEtcdLocation(location: string): boolean {
+  return location.startsWith('etcd://')
+}
+
 /**
  * Where the pool lives: `--pool` (the CLI maps PN_POOL onto it) if given, else
  * `<state-dir>/cluster-pool.json`. A location is a file path; other schemes (`etcd://…`)
@@ -45,14 +53,18 @@ export const POOL_FILE = 'cluster-pool.json'
  */
 export function resolvePoolLocation(stateDir: string, flag?: string): string {
   if (!flag) return path.join(stateDir, POOL_FILE)
-  return /^[a-z][a-z0-9+.-]*:\/\//.test(flag) ? flag : path.resolve(flag)
+  return SCHEME.test(flag) ? flag : path.resolve(flag)
 }
 
-/** The store behind a pool location: the one place that knows which backend a location names. */
+/**
+ * The store behind a pool location: the one place that knows which backend a location names.
+ * etcd://… is an EtcdStore (compare-and-swap; `lock` does not apply, there is no lock file).
+ */
 export function openPoolStore(location: string, lock: LockOptions = {}): Store<PoolState> {
-  if (/^[a-z][a-z0-9+.-]*:\/\//.test(location)) {
+  if (isEtcdLocation(location)) return new EtcdStore({location, name: 'cluster-pool', spec: {...spec, what: 'cluster pool'}})
+  if (SCHEME.test(location)) {
     throw new PnError('PN_INVALID_ARGUMENT', `open pool ${location}: unsupported pool location scheme`, {
-      hint: 'use a file path for --pool',
+      hint: 'use a file path or etcd://HOST:PORT[,HOST:PORT…][/PREFIX] for --pool',
     })
   }
   return new FileStore(location, spec, lock)

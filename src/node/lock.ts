@@ -12,7 +12,8 @@ import {promises as fs} from 'node:fs'
 import path from 'node:path'
 import {PnError, isPnError} from '../errors.js'
 import {acquireFlock} from '../exec/flock.js'
-import {DEFAULT_LOCK_TIMEOUT_MS, ensureDir, fileExists, type LockOptions} from '../state/files.js'
+import {validateContainerId, validateIfname} from '../datapath/validate.js'
+import {DEFAULT_LOCK_TIMEOUT_MS, ensureDir, fileExists, withLock, type LockOptions} from '../state/files.js'
 
 export const nodeLockFile = (stateDir: string) => path.join(stateDir, 'node.lock')
 const markerFile = (stateDir: string) => path.join(stateDir, '.resetting')
@@ -72,4 +73,40 @@ export async function withNodeExclusive<T>(stateDir: string, fn: () => Promise<T
   } finally {
     await fs.rm(markerFile(stateDir), {force: true})
   }
+}
+
+/**
+ * One lock per attachment (`<state-dir>/cni/<containerId>:<ifname>.lock`), held for a whole
+ * ADD/DEL/CHECK, by GC and by `pn node reset` while they tear an attachment down, and by
+ * `pn veth create|delete`: so a runtime that retries too eagerly, a GC sweep or a reset never
+ * interleaves with another operation on the same pod. Operations on different pods never wait
+ * on it (they do serialise briefly on the IPAM state lock, one read-modify-write per change).
+ */
+export function attachmentLockFile(stateDir: string, containerId: string, ifname: string): string {
+  // Validated before they become a path (a container id of `../x` must never name a file elsewhere).
+  validateContainerId(containerId)
+  validateIfname(ifname)
+  return path.join(stateDir, 'cni', `${containerId}:${ifname}`)
+}
+
+/** The attachment's own lock alone, for a caller that already holds the node lock (GC, reset). */
+export function withAttachmentFileLock<T>(stateDir: string, containerId: string, ifname: string, fn: () => Promise<T>, lock: LockOptions = {}): Promise<T> {
+  return withLock(attachmentLockFile(stateDir, containerId, ifname), fn, lock)
+}
+
+/** Node shared lock (refused while a reset runs), then the attachment's own. */
+export function withAttachmentLock<T>(
+  stateDir: string,
+  containerId: string,
+  ifname: string,
+  action: string,
+  fn: () => Promise<T>,
+  lock: LockOptions = {},
+): Promise<T> {
+  return withNodeShared(stateDir, action, () => withAttachmentFileLock(stateDir, containerId, ifname, fn, lock))
+}
+
+/** Forget the attachment's lock file (after its DEL: nothing of it is left to protect). */
+export async function removeAttachmentLock(stateDir: string, containerId: string, ifname: string): Promise<void> {
+  await fs.rm(attachmentLockFile(stateDir, containerId, ifname) + '.lock', {force: true})
 }

@@ -3,7 +3,7 @@
  * pod devices pn made that no record names), BPF attachments and pins under the node's bpffs
  * root, pn_host/pn_net (their addresses and the pod CIDR route go with them), host-scope IPAM
  * state, node.json, the lock files of attachments — and release the pod CIDR to the pool it
- * came from. Nothing else (the uplink, other links, sysctls stay). It runs under the node's
+ * came from, after stopping the node's bird (pn bgp) so the routers withdraw it first. Nothing else (the uplink, other links, sysctls stay). It runs under the node's
  * exclusive lock (src/node/lock.ts): attachments in flight finish first, new ones are refused
  * while it runs. Idempotent: a second reset finds nothing and says so.
  */
@@ -23,7 +23,9 @@ import {ipamFile, resetIpam} from '../ipam/host.js'
 import {openPoolStore, releasePodCidrs} from '../ipam/pool.js'
 import type {LockOptions} from '../state/files.js'
 import {nodeFile, readNodeContext, type NodeContext} from './context.js'
-import {withNodeExclusive} from './lock.js'
+import {withAttachmentFileLock, withNodeExclusive} from './lock.js'
+// The one import from src/routing below it: reset stops the node's BGP speaker.
+import {stopBgp} from '../routing/bgp.js'
 
 export interface NodeResetResult {
   changed: boolean
@@ -35,7 +37,7 @@ export interface NodeResetOptions {
   lock?: LockOptions
 }
 
-/** The folder of per-attachment lock files (src/cni/lock.ts). */
+/** The folder of per-attachment lock files (src/node/lock.ts). */
 export const attachmentLocksDir = (stateDir: string) => path.join(stateDir, 'cni')
 
 /** Reset runs forward (nothing to undo): each step is idempotent, failures of optional parts become warnings. */
@@ -64,11 +66,22 @@ export function planNodeReset(runner: Runner, stateDir: string, opts: NodeResetO
         },
       },
       {
+        // First, so the routers withdraw the pod CIDR before its pods and devices go away.
+        title: 'Stop BGP (the routers withdraw the pod CIDR)',
+        run: () =>
+          soft('stop bgp', async () => {
+            const r = await stopBgp(stateDir)
+            if (r.stopped !== undefined) removed.push(`bird (pid ${r.stopped})`)
+            else if (r.changed) removed.push(...r.removed)
+          }),
+      },
+      {
         title: 'Delete endpoints (BPF entries, veths, records)',
         run: async () => {
           const bpf = node?.routing === 'bpf' ? node : undefined
           for (const ep of await listEndpoints(stateDir).catch(() => [])) {
-            const r = await teardownEndpoint(runner, stateDir, ep, bpf ? {bpf} : {})
+            // The same per-attachment lock as DEL (a `pn veth delete` may hold it without the node lock).
+            const r = await withAttachmentFileLock(stateDir, ep.containerId, ep.ifname, () => teardownEndpoint(runner, stateDir, ep, bpf ? {bpf} : {}), opts.lock)
             for (const e of r.errors) warnings.push(`${e.step} ${ep.id}: ${e.message}`)
             if (r.veth || r.endpoint) removed.push(`endpoint ${ep.id} (${ep.hostIfname})`)
           }

@@ -9,6 +9,7 @@ import {teardownEndpoint, type TeardownTarget} from '../endpoint/teardown.js'
 import {sweepError, type FlowOptions} from '../flow/plan.js'
 import type {PodMeta} from '../endpoint/store.js'
 import {readNodeContext, type NodeContext} from './context.js'
+import {removeAttachmentLock, withAttachmentLock} from './lock.js'
 
 export const DEFAULT_MTU = 1500
 
@@ -28,6 +29,11 @@ export interface CreateVethResult extends ConnectResult {
 }
 
 export async function createVeth(runner: Runner, stateDir: string, opts: CreateVethOptions, flow: FlowOptions = {}): Promise<CreateVethResult> {
+  const action = `create veth for ${opts.containerId}:${opts.ifname}`
+  return withAttachmentLock(stateDir, opts.containerId, opts.ifname, action, () => create(runner, stateDir, opts, flow))
+}
+
+async function create(runner: Runner, stateDir: string, opts: CreateVethOptions, flow: FlowOptions): Promise<CreateVethResult> {
   const node = await readNodeContext(stateDir)
   const mtu = opts.mtu ?? node?.mtu ?? DEFAULT_MTU
   const r = await connectEndpoint(runner, stateDir, {
@@ -54,7 +60,11 @@ export interface DeleteVethResult {
  */
 export async function deleteVeth(runner: Runner, stateDir: string, t: TeardownTarget): Promise<DeleteVethResult> {
   const node = await readNodeContext(stateDir).catch(() => undefined)
-  const r = await teardownEndpoint(runner, stateDir, t, {...(node?.routing === 'bpf' ? {bpf: node} : {})})
+  const r = await withAttachmentLock(stateDir, t.containerId, t.ifname, `delete veth of ${t.containerId}:${t.ifname}`, async () => {
+    const res = await teardownEndpoint(runner, stateDir, t, {...(node?.routing === 'bpf' ? {bpf: node} : {})})
+    if (res.errors.length === 0) await removeAttachmentLock(stateDir, t.containerId, t.ifname)
+    return res
+  })
   if (r.errors.length > 0) {
     throw sweepError(`delete veth of ${t.containerId}:${t.ifname}`, r.errors, 'delete is safe to retry; fix the cause and run it again')
   }

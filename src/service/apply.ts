@@ -11,8 +11,8 @@ import {nodeIpv4Addresses} from '../datapath/host.js'
 import {pinnedMapId, pinnedMapIdentity, runMapBatch} from '../datapath/bpf/map-io.js'
 import {requireNodeContext} from '../node/context.js'
 import {readJsonFile, withLock, writeFileAtomic, type JsonFileSpec, type LockOptions} from '../state/files.js'
-import {checkVipAgainstNode, frontendKey, type ServiceSpec} from './model.js'
-import {emptyTable, planServices, specsOf, type PlannedOp, type ServiceDiff, type ServiceTable} from './plan.js'
+import {frontendKey, vipChecker, type ServiceSpec} from './model.js'
+import {emptyTable, planServices, reportDiff, specsOf, tableFromFile, tableToFile, type PlannedOp, type ServiceDiff, type ServiceTable, type ServiceTableFile} from './plan.js'
 
 export const SERVICES_FILE = 'services.json'
 const LB_MAPS = ['pn_lb4_services', 'pn_lb4_backends'] as const
@@ -21,15 +21,16 @@ export function servicesFile(stateDir: string): string {
   return path.join(stateDir, SERVICES_FILE)
 }
 
-const TABLE_SPEC: JsonFileSpec<ServiceTable> = {
+const TABLE_SPEC: JsonFileSpec<ServiceTableFile> = {
   what: 'service table',
   corruptCode: 'PN_STATE_CORRUPT',
-  validate: (v): v is ServiceTable =>
-    typeof v === 'object' && v !== null && (v as ServiceTable).version === 1 && typeof (v as ServiceTable).services === 'object' && typeof (v as ServiceTable).backendIds === 'object',
+  validate: (v): v is ServiceTableFile =>
+    typeof v === 'object' && v !== null && (v as ServiceTableFile).version === 1 && Array.isArray((v as ServiceTableFile).services) && Array.isArray((v as ServiceTableFile).backendIds),
 }
 
 export async function readServiceTable(stateDir: string): Promise<ServiceTable> {
-  return (await readJsonFile(servicesFile(stateDir), TABLE_SPEC)) ?? emptyTable()
+  const f = await readJsonFile(servicesFile(stateDir), TABLE_SPEC)
+  return f ? tableFromFile(f) : emptyTable()
 }
 
 /** What a change to the table asks for. */
@@ -46,7 +47,8 @@ export interface ApplyOptions {
 export interface ApplyResult {
   changed: boolean
   dryRun: boolean
-  diff: ServiceDiff
+  /** Added/updated/removed services (lists cut at 1,000 entries each; `counts` is exact). */
+  diff: ServiceDiff & {counts: {added: number; updated: number; removed: number; unchanged: number}; truncated: boolean}
   /** Map operations written (or, with dryRun, that would be). */
   mapOps: number
   /** Services in the table afterwards. */
@@ -65,8 +67,8 @@ export async function changeServices(runner: Runner, stateDir: string, req: Serv
   const root = node.bpffsRoot
   const incoming = req.kind === 'replace' ? req.services : req.kind === 'upsert' ? [req.service] : []
   if (incoming.length > 0) {
-    const addressing = {podCidrs: node.podCidrs, addresses: [...node.routerIps, ...(await nodeIpv4Addresses(runner))]}
-    for (const s of incoming) checkVipAgainstNode(s.frontend, addressing)
+    const check = vipChecker({podCidrs: node.podCidrs, addresses: [...node.routerIps, ...nodeIpv4Addresses()]})
+    for (const s of incoming) check(s.frontend)
   }
   return withLock(servicesFile(stateDir), async () => {
     const table = await readServiceTable(stateDir)
@@ -76,7 +78,7 @@ export async function changeServices(runner: Runner, stateDir: string, req: Serv
         hint: 'load the datapath with `pn bpf load --host` (a node loaded by a pn without services: `pn bpf unload --host --force`, then load)',
       })
     }
-    const resync = table.maps?.identity !== identity && Object.keys(table.services).length > 0
+    const resync = table.maps?.identity !== identity && table.services.size > 0
     const warnings: string[] = []
     let desired: ServiceSpec[]
     let scope: Set<string> | undefined
@@ -87,17 +89,17 @@ export async function changeServices(runner: Runner, stateDir: string, req: Serv
       scope = new Set([frontendKey(req.service.frontend)])
     } else {
       desired = []
-      scope = new Set(req.frontends.filter((k) => table.services[k]))
-      for (const k of req.frontends) if (!table.services[k]) warnings.push(`no service ${k} on this node`)
+      scope = new Set(req.frontends.filter((k) => table.services.has(k)))
+      for (const k of req.frontends) if (!table.services.has(k)) warnings.push(`no service ${k} on this node`)
     }
     const plan = planServices(table, desired, {scope, resync})
     const changed = plan.ops.length > 0
-    const result = {changed, dryRun: Boolean(opts.dryRun), diff: plan.diff, mapOps: plan.ops.length, services: Object.keys(plan.next.services).length, resynced: resync, durationMs: 0, warnings}
+    const result = {changed, dryRun: Boolean(opts.dryRun), diff: reportDiff(plan.diff), mapOps: plan.ops.length, services: plan.next.services.size, resynced: resync, durationMs: 0, warnings}
     const done = () => ({...result, durationMs: Math.round((performance.now() - t0) * 10) / 10})
     if (opts.dryRun || (!changed && table.maps?.identity === identity)) return done()
     const ids = table.maps?.identity === identity ? table.maps.ids : await mapIds(runner, root)
     await writeOps(runner, root, plan.ops, ids)
-    await writeFileAtomic(servicesFile(stateDir), JSON.stringify({...plan.next, maps: {identity, ids}}) + '\n')
+    await writeFileAtomic(servicesFile(stateDir), JSON.stringify(tableToFile({...plan.next, maps: {identity, ids}})) + '\n')
     return done()
   }, opts.lock)
 }

@@ -35,7 +35,7 @@ export async function deleteService(runner: Runner, stateDir: string, frontend: 
   const f = parseFrontend(frontend)
   const frontends = explicit ? [frontendKey(f)] : PROTOCOLS.map((p: Protocol) => frontendKey({...f, proto: p}))
   const table = await readServiceTable(stateDir)
-  const present = frontends.filter((k) => table.services[k])
+  const present = frontends.filter((k) => table.services.has(k))
   const r = await changeServices(runner, stateDir, {kind: 'delete', frontends: present.length > 0 ? present : [frontends[0]]}, opts)
   return {frontends: present, ...r}
 }
@@ -90,16 +90,16 @@ export async function listServices(runner: Runner, stateDir: string): Promise<Se
     for (const e of await dumpMapEntries(runner, node.bpffsRoot, 'pn_lb4_stats')) stats.set(Number(e.key.revNatIndex), e.value as unknown as ServiceStats)
   }
   const zero = {packets: 0, bytes: 0, connections: 0, replies: 0}
-  const services = Object.entries(table.services)
+  const services = [...table.services]
     .map(([frontend, s]) => ({
       frontend,
       vip: s.vip,
       port: s.port,
       proto: s.proto,
       revNatIndex: s.revNat,
-      backends: s.backends.map((b) => ({address: b, backendId: table.backendIds[`${b}/${s.proto}`]})),
+      backends: s.backends.map((b) => ({address: b, backendId: table.backendIds.get(`${b}/${s.proto}`)!})),
       stats: stats.get(s.revNat) ?? zero,
     }))
     .sort((a, b) => a.frontend.localeCompare(b.frontend, 'en', {numeric: true}))
-  return {services, inSync: Object.keys(table.services).length === 0 || table.maps?.identity === identity}
+  return {services, inSync: table.services.size === 0 || table.maps?.identity === identity}
 }

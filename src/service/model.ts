@@ -142,6 +142,27 @@ export interface NodeAddressing {
   addresses: string[]
 }
 
+/** A checker for many VIPs: the pod CIDRs are parsed once, addresses looked up in a set. */
+export function vipChecker(node: NodeAddressing): (f: Frontend) => void {
+  const cidrs = node.podCidrs.map((c) => ({text: c, cidr: parseCidr(c).cidr})).filter((c) => c.cidr.family === 4)
+  const addresses = new Set(node.addresses)
+  return (f) => {
+    const ip = tryParseIp(f.vip)!
+    for (const c of cidrs) {
+      if (containsIp(c.cidr, ip)) {
+        throw new PnError('PN_SERVICE_CONFLICT', `add service ${frontendKey(f)}: VIP ${f.vip} is inside the pod CIDR ${c.text}`, {
+          hint: 'take VIPs from a service CIDR that no node\'s pod CIDR overlaps (Kubernetes: --service-cluster-ip-range)',
+        })
+      }
+    }
+    if (addresses.has(f.vip)) {
+      throw new PnError('PN_SERVICE_CONFLICT', `add service ${frontendKey(f)}: VIP ${f.vip} is an address of this node`, {
+        hint: 'a VIP must not be a real address; pick one from the service CIDR',
+      })
+    }
+  }
+}
+
 export function checkVipAgainstNode(f: Frontend, node: NodeAddressing): void {
   const ip = tryParseIp(f.vip)!
   for (const c of node.podCidrs) {

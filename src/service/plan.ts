@@ -37,19 +37,56 @@ export interface StoredService {
   backends: string[]
 }
 
+/**
+ * The node's table in memory: Maps, because a 10,000-key plain object costs tens of ms to build
+ * (the apply budget is 300 ms). On disk (services.json) the same data as arrays.
+ */
 export interface ServiceTable {
   version: 1
   /** The pinned pn_lb4_services this table was written to (bpffs inode) and the maps' kernel ids. */
   maps?: {identity: string; ids: Record<string, number>}
   nextBackendId: number
   nextRevNat: number
-  services: Record<string, StoredService>
+  /** By frontend key (`vip:port/proto`). */
+  services: Map<string, StoredService>
   /** `ip:port/proto` → backend id (shared by every service that lists it). */
-  backendIds: Record<string, number>
+  backendIds: Map<string, number>
+}
+
+/** services.json: the table with arrays for the maps. */
+export interface ServiceTableFile {
+  version: 1
+  maps?: {identity: string; ids: Record<string, number>}
+  nextBackendId: number
+  nextRevNat: number
+  services: StoredService[]
+  backendIds: [string, number][]
 }
 
 export function emptyTable(): ServiceTable {
-  return {version: 1, nextBackendId: 1, nextRevNat: 1, services: {}, backendIds: {}}
+  return {version: 1, nextBackendId: 1, nextRevNat: 1, services: new Map(), backendIds: new Map()}
+}
+
+export function tableFromFile(f: ServiceTableFile): ServiceTable {
+  return {
+    version: 1,
+    ...(f.maps ? {maps: f.maps} : {}),
+    nextBackendId: f.nextBackendId,
+    nextRevNat: f.nextRevNat,
+    services: new Map(f.services.map((s) => [frontendKey(s), s])),
+    backendIds: new Map(f.backendIds),
+  }
+}
+
+export function tableToFile(t: ServiceTable): ServiceTableFile {
+  return {
+    version: 1,
+    ...(t.maps ? {maps: t.maps} : {}),
+    nextBackendId: t.nextBackendId,
+    nextRevNat: t.nextRevNat,
+    services: [...t.services.values()],
+    backendIds: [...t.backendIds],
+  }
 }
 
 export interface PlannedOp {
@@ -70,6 +107,19 @@ export interface ServiceDiff {
   updated: ServiceChange[]
   removed: ServiceChange[]
   unchanged: number
+}
+
+/** Lists longer than this are cut in results (`counts` stays exact). */
+export const DIFF_LIST_LIMIT = 1000
+
+/** The diff as reported: exact counts, lists cut at DIFF_LIST_LIMIT entries each. */
+export function reportDiff(d: ServiceDiff): ServiceDiff & {counts: {added: number; updated: number; removed: number; unchanged: number}; truncated: boolean} {
+  const cut = (xs: ServiceChange[]) => xs.slice(0, DIFF_LIST_LIMIT)
+  return {
+    added: cut(d.added), updated: cut(d.updated), removed: cut(d.removed), unchanged: d.unchanged,
+    counts: {added: d.added.length, updated: d.updated.length, removed: d.removed.length, unchanged: d.unchanged},
+    truncated: [d.added, d.updated, d.removed].some((x) => x.length > DIFF_LIST_LIMIT),
+  }
 }
 
 export interface ServicePlan {
@@ -96,9 +146,9 @@ function slotKey(f: Frontend, slot: number): Buffer {
 }
 
 /** The slot-0 and bank entries of a stored service, by encoded key. */
-function serviceEntries(s: StoredService, ids: Record<string, number>): {key: Buffer; value: Buffer}[] {
+function serviceEntries(s: StoredService, ids: Map<string, number>): {key: Buffer; value: Buffer}[] {
   const f = frontendOf(s)
-  const idOf = (b: string) => ids[`${b}/${s.proto}`]
+  const idOf = (b: string) => ids.get(`${b}/${s.proto}`)!
   const out = [{
     key: slotKey(f, 0),
     value: encodeLb4Service({backendId: s.backends.length > 0 ? idOf(s.backends[0]) : 0, revNatIndex: s.revNat, count: s.backends.length, slotBase: s.slotBase}),
@@ -125,15 +175,19 @@ export interface PlanOptions {
 /** Diff `desired` against `current` and order the map operations (see the file comment). */
 export function planServices(current: ServiceTable, desired: ServiceSpec[], opts: PlanOptions = {}): ServicePlan {
   const want = new Map(desired.map((d) => [frontendKey(d.frontend), d]))
-  const inKernel = opts.resync ? {} : current.services
-  const keys = opts.scope ?? new Set([...Object.keys(current.services), ...want.keys()])
+  const keys = opts.scope ?? new Set([...current.services.keys(), ...want.keys()])
+  const inKernelOf = (k: string) => (opts.resync ? undefined : current.services.get(k))
   const next: ServiceTable = {
     version: 1,
     nextBackendId: current.nextBackendId,
     nextRevNat: current.nextRevNat,
-    services: {...current.services},
-    backendIds: {},
+    services: new Map(current.services),
+    backendIds: new Map(),
   }
+  const curSvc = current.services
+  const nextSvc = next.services
+  const curIds = current.backendIds
+  const nextIds = next.backendIds
   const diff: ServiceDiff = {added: [], updated: [], removed: [], unchanged: 0}
   const phase1: PlannedOp[] = []
   const slot0: PlannedOp[] = []
@@ -141,11 +195,11 @@ export function planServices(current: ServiceTable, desired: ServiceSpec[], opts
   const oldBanks: StoredService[] = []
 
   for (const key of keys) {
-    const cur = current.services[key]
+    const cur = curSvc.get(key)
     const d = want.get(key)
     if (!d) {
       if (!cur) continue
-      delete next.services[key]
+      nextSvc.delete(key)
       diff.removed.push({frontend: key, backends: cur.backends})
       continue
     }
@@ -155,25 +209,26 @@ export function planServices(current: ServiceTable, desired: ServiceSpec[], opts
       continue
     }
     if (cur) {
-      next.services[key] = {...cur, slotBase: cur.slotBase === 0 ? LB_SLOT_BANK : 0, backends}
+      nextSvc.set(key, {...cur, slotBase: cur.slotBase === 0 ? LB_SLOT_BANK : 0, backends})
       diff.updated.push({frontend: key, backends, previous: cur.backends})
     } else {
-      next.services[key] = {...d.frontend, revNat: next.nextRevNat++, slotBase: 0, backends}
+      nextSvc.set(key, {vip: d.frontend.vip, port: d.frontend.port, proto: d.frontend.proto, revNat: next.nextRevNat++, slotBase: 0, backends})
       diff.added.push({frontend: key, backends})
     }
   }
   if (opts.resync) diff.unchanged = 0
-  checkCapacity(next, diff.updated.map((c) => current.services[c.frontend]), current)
+  checkCapacity(nextSvc, diff.updated.map((c) => curSvc.get(c.frontend)!), curSvc, curIds)
 
   // Backend ids: every backend some service of the next table lists keeps (or gets) one.
-  for (const s of Object.values(next.services)) {
+  for (const s of nextSvc.values()) {
     for (const b of s.backends) {
       const k = `${b}/${s.proto}`
-      if (next.backendIds[k] !== undefined) continue
-      const id = current.backendIds[k] ?? next.nextBackendId++
-      next.backendIds[k] = id
-      if (opts.resync || current.backendIds[k] === undefined) {
-        const {ip, port} = parseBackend(b)
+      if (nextIds.has(k)) continue
+      const known = curIds.get(k)
+      const id = known ?? next.nextBackendId++
+      nextIds.set(k, id)
+      if (opts.resync || known === undefined) {
+        const {ip, port} = splitBackend(b)
         const bk = encodeLb4BackendKey(id)
         phase1.push({op: {op: 'update', map: BACKENDS, key: bk, value: encodeLb4Backend({ip, port, proto: s.proto})}, undo: {op: 'delete', map: BACKENDS, key: bk}})
       }
@@ -181,13 +236,13 @@ export function planServices(current: ServiceTable, desired: ServiceSpec[], opts
   }
 
   // Services: the resync case rewrites every service as it stands in the next table.
-  const writes = opts.resync ? Object.keys(next.services) : [...diff.added, ...diff.updated].map((c) => c.frontend)
+  const writes = opts.resync ? [...nextSvc.keys()] : [...diff.added, ...diff.updated].map((c) => c.frontend)
   for (const key of writes) {
-    const s = next.services[key]
-    const cur = inKernel[key]
-    const entries = serviceEntries(s, next.backendIds)
+    const s = nextSvc.get(key)!
+    const cur = inKernelOf(key)
+    const entries = serviceEntries(s, nextIds)
     for (const e of entries.slice(1)) phase1.push({op: {op: 'update', map: SERVICES, ...e}, undo: {op: 'delete', map: SERVICES, key: e.key}})
-    const old = cur ? serviceEntries(cur, current.backendIds)[0] : undefined
+    const old = cur ? serviceEntries(cur, curIds)[0] : undefined
     slot0.push({
       op: {op: 'update', map: SERVICES, ...entries[0]},
       undo: old ? {op: 'update', map: SERVICES, ...old} : {op: 'delete', map: SERVICES, key: entries[0].key},
@@ -196,21 +251,27 @@ export function planServices(current: ServiceTable, desired: ServiceSpec[], opts
   }
   if (!opts.resync) {
     for (const r of diff.removed) {
-      const cur = current.services[r.frontend]
-      for (const e of serviceEntries(cur, current.backendIds)) deletes.push({op: {op: 'delete', map: SERVICES, key: e.key}, undo: {op: 'update', map: SERVICES, ...e}})
+      const cur = curSvc.get(r.frontend)!
+      for (const e of serviceEntries(cur, curIds)) deletes.push({op: {op: 'delete', map: SERVICES, key: e.key}, undo: {op: 'update', map: SERVICES, ...e}})
     }
     for (const cur of oldBanks) {
-      for (const e of serviceEntries(cur, current.backendIds).slice(1)) deletes.push({op: {op: 'delete', map: SERVICES, key: e.key}, undo: {op: 'update', map: SERVICES, ...e}})
+      for (const e of serviceEntries(cur, curIds).slice(1)) deletes.push({op: {op: 'delete', map: SERVICES, key: e.key}, undo: {op: 'update', map: SERVICES, ...e}})
     }
-    for (const [k, id] of Object.entries(current.backendIds)) {
-      if (next.backendIds[k] !== undefined) continue
+    for (const [k, id] of curIds) {
+      if (nextIds.has(k)) continue
       const [ep, proto] = k.split('/')
-      const {ip, port} = parseBackend(ep)
+      const {ip, port} = splitBackend(ep)
       const bk = encodeLb4BackendKey(id)
       deletes.push({op: {op: 'delete', map: BACKENDS, key: bk}, undo: {op: 'update', map: BACKENDS, key: bk, value: encodeLb4Backend({ip, port, proto: proto as Protocol})}})
     }
   }
   return {diff, next, ops: [...phase1, ...slot0, ...deletes]}
+}
+
+/** `ip:port` of a stored (already validated) backend, without re-parsing the address. */
+function splitBackend(b: string): {ip: string; port: number} {
+  const i = b.lastIndexOf(':')
+  return {ip: b.slice(0, i), port: Number(b.slice(i + 1))}
 }
 
 /** Entries a service occupies in pn_lb4_services: slot 0 (with backend 1) + backends 2…n. */
@@ -219,20 +280,28 @@ function entriesOf(s: StoredService): number {
 }
 
 /** Refuse a table the maps cannot hold, counting the moment both banks of an update exist. */
-function checkCapacity(next: ServiceTable, oldBanks: StoredService[], current: ServiceTable): void {
+function checkCapacity(nextSvc: Map<string, StoredService>, oldBanks: StoredService[], curSvc: Map<string, StoredService>, curIds: Map<string, number>): void {
   let entries = 0
-  for (const s of Object.values(next.services)) entries += entriesOf(s)
+  for (const s of nextSvc.values()) entries += entriesOf(s)
   for (const s of oldBanks) entries += entriesOf(s) - 1
-  const removed = Object.keys(current.services).filter((k) => !next.services[k])
-  for (const k of removed) entries += entriesOf(current.services[k])
+  for (const [k, s] of curSvc) if (!nextSvc.has(k)) entries += entriesOf(s)
   if (entries > LB4_SERVICES_MAX_ENTRIES) {
     throw new PnError('PN_SERVICE_LIMIT', `apply services: the table needs ${entries} service map entries, pn_lb4_services holds ${LB4_SERVICES_MAX_ENTRIES}`, {
       hint: 'apply fewer services or backends (a service takes 1 entry plus 1 per backend after the first)',
     })
   }
-  const wanted = new Set(Object.keys(current.backendIds))
-  for (const s of Object.values(next.services)) for (const b of s.backends) wanted.add(`${b}/${s.proto}`)
-  const backends = wanted.size
+  // New backend keys on top of the known ones (a service rarely brings many new ones).
+  let backends = curIds.size
+  const fresh = new Set<string>()
+  for (const s of nextSvc.values()) {
+    for (const b of s.backends) {
+      const k = `${b}/${s.proto}`
+      if (!curIds.has(k) && !fresh.has(k)) {
+        fresh.add(k)
+        backends++
+      }
+    }
+  }
   if (backends > LB4_BACKENDS_MAX_ENTRIES) {
     throw new PnError('PN_SERVICE_LIMIT', `apply services: the table needs ${backends} backends, pn_lb4_backends holds ${LB4_BACKENDS_MAX_ENTRIES}`, {
       hint: 'apply fewer distinct backends',
@@ -242,9 +311,9 @@ function checkCapacity(next: ServiceTable, oldBanks: StoredService[], current: S
 
 /** Desired specs of the services a table holds (what add/del start from). */
 export function specsOf(table: ServiceTable, keys?: Iterable<string>): ServiceSpec[] {
-  const ks = keys ? [...keys] : Object.keys(table.services)
-  return ks.filter((k) => table.services[k]).map((k) => {
-    const s = table.services[k]
+  const ks = keys ? [...keys] : [...table.services.keys()]
+  return ks.filter((k) => table.services.has(k)).map((k) => {
+    const s = table.services.get(k)!
     return {frontend: frontendOf(s), backends: s.backends.map(parseBackend)}
   })
 }

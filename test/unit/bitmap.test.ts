@@ -51,13 +51,15 @@ describe('bitmap', () => {
     }
   })
 
-  it('fills a /16 (65,534 offsets) in well under a second with either strategy', () => {
+  // How fast is bench/ipam's question, measured against host-local in one run; not a wall-clock assert here.
+  it('fills a /16 (65,534 offsets) with distinct offsets with either strategy', () => {
     for (const strategy of ['random', 'contiguous'] as const) {
       const b = new Bitmap(65534)
-      const t0 = performance.now()
-      for (let i = 0; i < 65534; i++) assert.ok(b.allocate(strategy) >= 0)
-      const ms = performance.now() - t0
-      assert.ok(ms < 1000, `${strategy}: ${ms} ms`)
+      const seen = new Set<number>()
+      for (let i = 0; i < 65534; i++) seen.add(b.allocate(strategy))
+      assert.equal(seen.size, 65534)
+      assert.ok(!seen.has(-1))
+      assert.equal(b.allocate(strategy), -1)
     }
   })
 })

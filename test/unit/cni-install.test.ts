@@ -40,6 +40,9 @@ describe('cni install', () => {
   })
 
   it('refuses unsupported versions, bad names and relative paths', async () => {
+    // The default is what containerd 1.6/1.7's libcni accepts (it rejects 1.1.0 results).
+    await installCni({binDir: path.join(dir, 'b2'), confDir: path.join(dir, 'c2'), name: 'dflt'})
+    assert.equal(JSON.parse(readFileSync(path.join(dir, 'c2', '10-dflt.conflist'), 'utf8')).cniVersion, '1.0.0')
     await assert.rejects(installCni({binDir: dir, confDir: dir, cniVersion: '0.2.0'}), (e: PnError) => e.code === 'PN_INVALID_ARGUMENT')
     await assert.rejects(installCni({binDir: dir, confDir: dir, name: 'bad name'}), (e: PnError) => e.cniCode === 7)
     await assert.rejects(installCni({binDir: dir, confDir: dir, stateDir: 'rel'}), (e: PnError) => e.code === 'PN_INVALID_ARGUMENT')

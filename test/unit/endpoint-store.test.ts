@@ -2,7 +2,12 @@ import assert from 'node:assert/strict'
 import {mkdtempSync, rmSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {allocateEndpointId, deleteEndpoint, getEndpoint, listEndpoints, requireEndpoint, saveEndpoint, type EndpointRecord} from '../../src/endpoint/store.js'
+import {allocateEndpointId, deleteEndpoint, endpointIdOwners, getEndpoint, listEndpoints, requireEndpoint, saveEndpoint, type EndpointRecord} from '../../src/endpoint/store.js'
+import {writeFileSync} from 'node:fs'
+import {cniGc} from '../../src/cni/gc.js'
+import {parseNetConf} from '../../src/cni/netconf.js'
+import {parseCniArgs} from '../../src/cni/env.js'
+import {RecordingRunner} from '../../src/exec/runner.js'
 
 function record(containerId: string, endpointId: number): EndpointRecord {
   return {
@@ -40,6 +45,25 @@ describe('endpoint store', () => {
   it('never gives two concurrent callers the same id', async () => {
     const ids = await Promise.all(Array.from({length: 8}, (_, i) => allocateEndpointId(dir, `c${i}:eth0`)))
     assert.deepEqual([...ids].sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8])
+  })
+
+  it('allocates without a lock file and without reading any record (O_EXCL id files)', async () => {
+    for (let i = 0; i < 5; i++) await saveEndpoint(dir, record(`r${i}`, i + 1))
+    // A record that is not JSON would fail a scan of the records; allocation never reads them.
+    writeFileSync(path.join(dir, 'endpoints', 'broken:eth0.json'), '{')
+    assert.equal(await allocateEndpointId(dir, 'n:eth0'), 1, 'ids come from the id files, not the records')
+    assert.deepEqual((await import('node:fs')).readdirSync(path.join(dir, 'endpoints')).filter((f) => f.endsWith('.lock')), [])
+  })
+
+  it('an id taken by an ADD killed before its record is reclaimed by CNI GC', async () => {
+    assert.equal(await allocateEndpointId(dir, 'killed:eth0'), 1) // the ADD died right after this
+    assert.equal(await allocateEndpointId(dir, 'alive:eth0'), 2)
+    await saveEndpoint(dir, record('alive', 2))
+    const runner = new RecordingRunner((argv) => (argv.includes('link') ? {stdout: '[]'} : undefined))
+    const conf = parseNetConf(JSON.stringify({cniVersion: '1.1.0', name: 'pn', type: 'pn', 'cni.dev/valid-attachments': [{containerID: 'alive', ifname: 'eth0'}]}))
+    await cniGc({command: 'GC', conf, args: parseCniArgs(undefined), stateDir: dir, runner, log: () => {}})
+    assert.deepEqual((await endpointIdOwners(dir)).map((o) => o.owner), ['alive:eth0'])
+    assert.equal(await allocateEndpointId(dir, 'next:eth0'), 1, 'the reclaimed id is free again')
   })
 
   it('rejects invalid keys before touching the disk', async () => {

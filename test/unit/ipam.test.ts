@@ -264,16 +264,16 @@ describe('ipam (host scope): node context, router reservation, reset', () => {
   })
 })
 
-describe('ipam (host scope): allocator performance', () => {
+// Speed is bench/ipam's job (interleaved, with a baseline); a wall-clock assert here only flakes on a busy machine.
+describe('ipam (host scope): a full /16', () => {
   for (const strategy of ['random', 'contiguous'] as const) {
-    it(`fills a /16 (65,534 addresses) in-process in under 1 s (${strategy})`, () => {
+    it(`fills a /16 (65,534 addresses) with distinct addresses, then is exhausted (${strategy})`, () => {
       const a = new HostAllocator(HostAllocator.initialState([{cidr: '10.99.0.0/16'}]))
-      const t0 = performance.now()
-      for (let i = 0; i < 65533; i++) a.allocate({owner: `o${i}`, strategy})
-      const ms = performance.now() - t0
+      const seen = new Set<string>()
+      for (let i = 0; i < 65533; i++) seen.add(a.allocate({owner: `o${i}`, strategy}).allocations[0].ip)
+      assert.equal(seen.size, 65533)
       assert.equal(a.show()[0].free, 0)
       assert.throws(() => a.allocate({owner: 'last', strategy}), code('PN_IPAM_EXHAUSTED'))
-      assert.ok(ms < 1000, `${ms.toFixed(0)} ms`)
     })
   }
 })

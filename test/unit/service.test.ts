@@ -121,7 +121,7 @@ describe('service plan: diff and map-operation order', () => {
     assert.deepEqual(decodeLb4Service((p.ops[2].op as {value: Buffer}).value), {backendId: 3, revNatIndex: 1, count: 2, slotBase: LB_SLOT_BANK})
     // Undoing the switch restores the old slot 0.
     assert.deepEqual(decodeLb4Service((p.ops[2].undo as {value: Buffer}).value), {backendId: 1, revNatIndex: 1, count: 3, slotBase: 0})
-    assert.equal(p.next.backendIds['10.1.0.3:80/tcp'], 3)
+    assert.equal(p.next.backendIds.get('10.1.0.3:80/tcp'), 3)
     assert.deepEqual(p.diff.updated[0].previous, ['10.1.0.1:80', '10.1.0.2:80', '10.1.0.3:80'])
     // The same set in another order is no change.
     assert.equal(planServices(t0, [svc('10.96.0.1:80', '10.1.0.3:80', '10.1.0.1:80', '10.1.0.2:80')]).ops.length, 0)
@@ -133,7 +133,7 @@ describe('service plan: diff and map-operation order', () => {
     assert.deepEqual(kinds(all.ops), ['delete 10.96.0.1:80 slot 0', 'delete 10.96.0.1:80 slot 2', 'delete backend 2'])
     const del = planServices(t0, [], {scope: new Set(['10.96.0.2:80/tcp'])})
     assert.deepEqual(kinds(del.ops), ['delete 10.96.0.2:80 slot 0'], 'backend 1 is still used by the other service')
-    assert.deepEqual(Object.keys(del.next.services), ['10.96.0.1:80/tcp'])
+    assert.deepEqual([...del.next.services.keys()], ['10.96.0.1:80/tcp'])
   })
 
   it('resync (maps re-created): rewrites every service with the same ids and deletes nothing', () => {
