@@ -5,8 +5,9 @@
  * skb->ifindex in pn_lxc.
  *
  *   ARP   → answered here (ARP responder), never reaches the node
- *   IPv4  → anti-spoofing → [service LB hook] → local pod? redirect_peer into it
- *                                              : to the stack, L2 dst = lxc MAC
+ *   IPv4  → anti-spoofing → service reply? source back to VIP:port (lb4_rev_xlate)
+ *                         : to a service? DNAT to a backend (lb4_xlate)
+ *         → local pod? redirect_peer into it : to the stack, L2 dst = lxc MAC
  *   IPv6  → to the stack (no IPv6 datapath yet)
  *   other → dropped with a reason
  */
@@ -31,11 +32,16 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const str
 	if (ip4->saddr != lxc->ip4)
 		return DROP_INVALID_SOURCE;
 
-	int ret = lb4_xlate(skb);
+	/* A backend on this node answering a service client: its reply leaves through its own lxc
+	 * and is delivered locally below, so the reverse translation happens here. A packet is a
+	 * reply or a request, never both: skip the service lookup after a translated reply. */
+	int ret = lb4_rev_xlate(skb);
 
+	if (ret == 0)
+		ret = lb4_xlate(skb);
 	if (ret < 0)
 		return ret;
-	/* lb4_xlate may rewrite the packet: fetch the header again. */
+	/* Either may rewrite the packet: fetch the header again. */
 	ip4 = ipv4_hdr(skb);
 	if (!ip4)
 		return DROP_INVALID;

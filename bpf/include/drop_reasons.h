@@ -21,8 +21,9 @@
 #define DROP_INVALID -134 /* invalid packet (truncated or malformed header) */
 #define DROP_UNKNOWN_L3 -139 /* unsupported L3 protocol */
 #define DROP_WRITE_ERROR -141 /* error writing to packet */
-#define DROP_FRAG_NOSUPPORT -157 /* ip fragmentation not supported (reserved) */
-#define DROP_NO_SERVICE -158 /* service backend not found (reserved for service load balancing) */
+#define DROP_CT_CREATE_FAILED -155 /* conntrack map insertion failed */
+#define DROP_FRAG_NOSUPPORT -157 /* ip fragmentation not supported (a fragmented datagram to or from a service) */
+#define DROP_NO_SERVICE -158 /* service backend not found (no backends, or the reply's service is gone) */
 #define DROP_UNSUPPORTED_L2 -166 /* unsupported L2 protocol */
 #define DROP_NO_LXC_INFO -200 /* endpoint not ready (no pn_lxc entry for this interface) */
 #define DROP_TTL_EXCEEDED -201 /* ttl exceeded */

@@ -12,6 +12,7 @@
 #include "endpoints.h"
 #include "eth.h"
 #include "l3.h"
+#include "lb.h"
 
 /* `peer`: bpf_redirect_peer (kernel ≥ 5.10) moves the skb to the ingress of the lxc's peer,
  * i.e. eth0 inside the pod, without a second pass through the veth xmit/backlog queue. It is
@@ -38,9 +39,14 @@ static __always_inline int ipv4_local_delivery(struct __sk_buff *skb, struct iph
 }
 
 /* Deliver to a local pod if the IPv4 destination is one; TRACE_TO_STACK otherwise (including
- * the node's own addresses, flagged ENDPOINT_F_HOST). */
+ * the node's own addresses, flagged ENDPOINT_F_HOST). A service reply from a backend on another
+ * node arrives here (from-netdev) and is translated back to the VIP first. */
 static __always_inline int ipv4_try_local_delivery(struct __sk_buff *skb, bool peer)
 {
+	int ret = lb4_rev_xlate(skb);
+
+	if (ret < 0)
+		return ret;
 	struct iphdr *ip4 = ipv4_hdr(skb);
 
 	if (!ip4)

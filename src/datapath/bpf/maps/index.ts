@@ -3,14 +3,22 @@
  * writes, `pn bpf map dump`, creating maps missing from a running node, and the BTF layout
  * test all read from this list: adding a map is a descriptor module here plus its C header.
  */
+import {ct4Map} from './ct4.js'
 import {endpointsMap} from './endpoints.js'
 import {ipcacheMap} from './ipcache.js'
 import type {MapDef, StructLayout} from './layout.js'
+import {lb4BackendsMap} from './lb4-backends.js'
+import {lb4ServicesMap} from './lb4-services.js'
+import {lb4StatsMap} from './lb4-stats.js'
 import {lxcMap} from './lxc.js'
 import {metricsMap} from './metrics.js'
 import {eventsMap, traceConfigMap} from './trace.js'
 
-export const MAPS: readonly MapDef[] = [endpointsMap, lxcMap, ipcacheMap, metricsMap, traceConfigMap, eventsMap]
+export const MAPS: readonly MapDef[] = [
+  endpointsMap, lxcMap, ipcacheMap, metricsMap,
+  lb4ServicesMap, lb4BackendsMap, lb4StatsMap, ct4Map,
+  traceConfigMap, eventsMap,
+]
 
 export const MAP_NAMES: readonly string[] = MAPS.map((m) => m.name)
 
@@ -31,3 +39,7 @@ export * from './lxc.js'
 export * from './ipcache.js'
 export * from './metrics.js'
 export * from './trace.js'
+export * from './lb4-services.js'
+export * from './lb4-backends.js'
+export * from './lb4-stats.js'
+export * from './ct4.js'

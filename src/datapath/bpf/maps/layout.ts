@@ -25,7 +25,7 @@ export interface StructLayout {
 export const f = (offset: number, size: number): FieldLayout => ({offset, size})
 
 /** Map types pn uses, with their BPF_MAP_TYPE_* numbers (what BTF and bpftool report). */
-export const MAP_TYPES = {hash: 1, array: 2, perf_event_array: 4, percpu_hash: 5, percpu_array: 6, lru_hash: 9, lpm_trie: 11, ringbuf: 27} as const
+export const MAP_TYPES = {hash: 1, array: 2, perf_event_array: 4, percpu_hash: 5, percpu_array: 6, lru_hash: 9, lru_percpu_hash: 10, lpm_trie: 11, ringbuf: 27} as const
 export type MapType = keyof typeof MAP_TYPES
 
 export const BPF_F_NO_PREALLOC = 1
@@ -135,9 +135,31 @@ export function familyOf(code: number): Family {
   return code === FAMILY_IPV6 ? 6 : 4
 }
 
+/** An IPv4 address as its 4 network-order bytes (keys and values of the lb4/ct4 maps). */
+export function ip4Bytes(ip: string): Buffer {
+  // Fast path for dotted quads (the service maps encode tens of thousands per apply).
+  const parts = ip.split('.')
+  if (parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) return Buffer.from(parts.map(Number))
+  const {family, bytes} = ipBytes(ip)
+  if (family !== 4) throw new PnError('PN_INVALID_IP', `encode ${ip}: not an IPv4 address`, {hint: 'services are IPv4 only'})
+  return bytes
+}
+
+export function ip4FromBytes(b: Buffer): string {
+  return ipFromBytes(b.subarray(0, 4), 4)
+}
+
+/** Protocol numbers of the lb4/ct4 maps. */
+export const IPPROTO = {tcp: 6, udp: 17} as const
+export type L4Proto = keyof typeof IPPROTO
+
+export function protoName(n: number): L4Proto | `proto-${number}` {
+  return n === 6 ? 'tcp' : n === 17 ? 'udp' : `proto-${n}`
+}
+
 /** `bpftool … key hex 0a 00 …` words for a buffer. */
 export function hexWords(buf: Buffer): string[] {
-  return ['hex', ...[...buf].map((b) => b.toString(16).padStart(2, '0'))]
+  return ['hex', ...buf.toString('hex').match(/../g)!]
 }
 
 /** bpftool -j prints bytes as ["0x0a", …]. */

@@ -1,0 +1,243 @@
+/**
+ * Service benchmark: connection-setup latency to ONE VIP with 10 … 100,000 services programmed,
+ * in three set-ups built side by side in `pn-` namespaces and measured in the same run:
+ *   pn        — `pn node init --routing bpf`, services by `pn service apply` (BPF, lb4_xlate)
+ *   iptables  — a host-routes node (kernel forwarding) with kube-proxy-style rules: chain
+ *               KUBE-SERVICES, one `-d VIP -p tcp --dport 80 -j DNAT` rule per service, the
+ *               measured service LAST, loaded with iptables-legacy-restore
+ *   nftables  — another host-routes node with kube-proxy's nftables shape: one verdict map
+ *               VIP . proto . port → goto a per-service chain that DNATs
+ * and `direct`: the pn node's client connecting to the backend pod itself (no service).
+ * Connects are timed by a small C probe (bench/services/probe.c) around connect(). Also timed:
+ * programming 10,000 services (pn service apply vs iptables-legacy-restore) and one update in
+ * that table. iptables/nft run only inside the namespaces this creates, never in the root one.
+ *   bash bench/services/run.sh      (PN_BENCH_COUNTS=10,1000 PN_BENCH_SAMPLES=500 for a quick run)
+ * Results go to bench/results/services.json.
+ */
+import {execFileSync, spawn, spawnSync, type ChildProcess} from 'node:child_process'
+import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {pn, REPO_ROOT} from '../../test/helpers/cli.js'
+import {cleanupNamespaces, createNamespace, inNs} from '../../test/helpers/netns.js'
+
+const COUNTS = (process.env.PN_BENCH_COUNTS ?? '10,1000,10000,100000').split(',').map(Number)
+const SAMPLES = Number(process.env.PN_BENCH_SAMPLES ?? 1000)
+const ROUNDS = Number(process.env.PN_BENCH_ROUNDS ?? 3)
+const PROBE_SRC = path.join(REPO_ROOT, 'bench/services/probe.c')
+const BPFFS = '/run/pn/bpffs'
+const VIP = '10.96.0.1'
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'pn-bench-svc-'))
+const children: ChildProcess[] = []
+const nodes: {ns: string; stateDir: string}[] = []
+
+interface Setup {
+  name: string
+  node: string
+  stateDir: string
+  client: string
+  backendIp: string
+}
+
+function sh(file: string, args: string[], input?: string): string {
+  return execFileSync(file, args, {encoding: 'utf8', input, maxBuffer: 256 << 20})
+}
+
+function pnRun(s: {node: string; stateDir: string}, args: string[], input?: string) {
+  const r = pn([...args, '--state-dir', s.stateDir, '--json'], {netns: s.node, input})
+  if (r.status !== 0) throw new Error(`pn ${args.join(' ')}: ${r.stdout.slice(0, 2000)} ${r.stderr.slice(0, 2000)}`)
+  return r.json?.result
+}
+
+function ensureBpffs(): void {
+  mkdirSync(BPFFS, {recursive: true})
+  if (sh('stat', ['-f', '-c', '%T', BPFFS]).trim() !== 'bpf_fs') sh('mount', ['-t', 'bpf', 'bpf', BPFFS])
+}
+
+/** A node (routing mode as given) with a client pod and a backend pod running a TCP listener. */
+async function setup(name: string, routing: 'bpf' | 'host-routes', cidrByte: number): Promise<Setup> {
+  const node = createNamespace(`bs${name}`).name
+  const stub = createNamespace(`bs${name}u`).name
+  inNs(node, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'up0', 'netns', stub])
+  inNs(node, ['ip', 'link', 'set', 'eth0', 'up'])
+  const stateDir = mkdtempSync(path.join(tmp, `${name}-`))
+  nodes.push({ns: node, stateDir})
+  pnRun({node, stateDir}, ['node', 'init', '--name', node, '--device', 'eth0', '--pod-cidr', `10.${cidrByte}.0.0/24`, '--routing', routing])
+  const pods: string[] = []
+  for (const i of [10, 11]) {
+    const pod = createNamespace(`bs${name}p`).name
+    pnRun({node, stateDir}, ['veth', 'create', '--container-id', pod, '--netns', `/run/netns/${pod}`, '--ip', `10.${cidrByte}.0.${i}`])
+    if (routing === 'bpf') pnRun({node, stateDir}, ['bpf', 'load', '--container-id', pod])
+    pods.push(pod)
+  }
+  const server = spawn('ip', ['netns', 'exec', pods[1], 'python3', '-u', '-c', LISTENER], {stdio: ['ignore', 'pipe', 'inherit']})
+  children.push(server)
+  await new Promise<void>((resolve) => server.stdout!.once('data', () => resolve()))
+  return {name, node, stateDir, client: pods[0], backendIp: `10.${cidrByte}.0.11`}
+}
+
+/** Accepts and closes, with a deep backlog: connect() completes on the SYN-ACK either way. */
+const LISTENER = `
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 8080)); s.listen(4096)
+print('ready', flush=True)
+while True:
+    c, _ = s.accept(); c.close()
+`
+
+/** Dummy service i (never the measured one): 10.100.0.0/14 VIPs, each with its own backend. */
+const dummyVip = (i: number) => `10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`
+const dummyBackend = (i: number) => `10.${200 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`
+
+function pnServices(n: number, backend: string): string {
+  const list = Array.from({length: n - 1}, (_, i) => ({frontend: `${dummyVip(i)}:80/tcp`, backends: [`${dummyBackend(i)}:8080`]}))
+  list.push({frontend: `${VIP}:80/tcp`, backends: [`${backend}:8080`]})
+  return JSON.stringify(list)
+}
+
+function iptablesRules(n: number, backend: string): string {
+  const lines = ['*nat', ':PREROUTING ACCEPT [0:0]', ':INPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ':POSTROUTING ACCEPT [0:0]', ':KUBE-SERVICES - [0:0]',
+    '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES']
+  for (let i = 0; i < n - 1; i++) lines.push(`-A KUBE-SERVICES -d ${dummyVip(i)}/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination ${dummyBackend(i)}:8080`)
+  lines.push(`-A KUBE-SERVICES -d ${VIP}/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination ${backend}:8080`)
+  lines.push('COMMIT', '')
+  return lines.join('\n')
+}
+
+function nftRules(n: number, backend: string): string {
+  const lines = ['flush ruleset', 'table ip kube-proxy {']
+  for (let i = 0; i < n - 1; i++) lines.push(`  chain service-${i} { meta l4proto tcp dnat to ${dummyBackend(i)}:8080; }`)
+  lines.push(`  chain service-target { meta l4proto tcp dnat to ${backend}:8080; }`)
+  lines.push('  map service-ips { type ipv4_addr . inet_proto . inet_service : verdict; elements = {')
+  const el = Array.from({length: n - 1}, (_, i) => `    ${dummyVip(i)} . tcp . 80 : goto service-${i}`)
+  el.push(`    ${VIP} . tcp . 80 : goto service-target`)
+  lines.push(el.join(',\n'), '  } }')
+  lines.push('  chain nat-prerouting { type nat hook prerouting priority dstnat; ip daddr . meta l4proto . th dport vmap @service-ips; }')
+  lines.push('  chain nat-output { type nat hook output priority -100; ip daddr . meta l4proto . th dport vmap @service-ips; }')
+  lines.push('}', '')
+  return lines.join('\n')
+}
+
+interface Probe {
+  n: number
+  failures: number
+  p50: number
+  p99: number
+  mean: number
+}
+
+function probe(s: Setup, host: string, port: number): Probe {
+  return JSON.parse(sh('ip', ['netns', 'exec', s.client, path.join(tmp, 'probe'), host, String(port), String(SAMPLES), '100'])) as Probe
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
+/** ROUNDS interleaved rounds of every probe (this machine is shared, load drifts); median p50/p99. */
+function probeRounds(targets: [string, () => Probe][]): Record<string, Probe> {
+  const got: Record<string, Probe[]> = {}
+  for (let r = 0; r < ROUNDS; r++) for (const [name, fn] of targets) (got[name] ??= []).push(fn())
+  return Object.fromEntries(Object.entries(got).map(([k, ps]) => [k, {
+    n: ps.reduce((a, p) => a + p.n, 0), failures: ps.reduce((a, p) => a + p.failures, 0),
+    p50: median(ps.map((p) => p.p50)), p99: median(ps.map((p) => p.p99)), mean: median(ps.map((p) => p.mean)),
+  }]))
+}
+
+function timed<T>(fn: () => T): {value: T; ms: number} {
+  const t0 = performance.now()
+  const value = fn()
+  return {value, ms: performance.now() - t0}
+}
+
+function memlock(s: Setup): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const m of ['pn_lb4_services', 'pn_lb4_backends', 'pn_lb4_stats', 'pn_ct4']) {
+    const info = JSON.parse(sh('bpftool', ['-j', 'map', 'show', 'pinned', path.join(BPFFS, s.node, 'maps', m)])) as {bytes_memlock?: number}
+    out[m] = info.bytes_memlock ?? -1
+  }
+  return out
+}
+
+const r2 = (x: number) => Math.round(x * 100) / 100
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('run as root')
+  ensureBpffs()
+  sh('cc', ['-O2', '-o', path.join(tmp, 'probe'), PROBE_SRC])
+  const bpf = await setup('p', 'bpf', 230)
+  const ipt = await setup('i', 'host-routes', 231)
+  const nft = await setup('n', 'host-routes', 232)
+  const rows: Record<string, unknown>[] = []
+  const programming: Record<string, unknown> = {}
+  let memory: Record<string, number> = {}
+
+  const directs: Probe[] = []
+  for (const n of COUNTS) {
+    // pn: from an empty table to n services, timed.
+    pnRun(bpf, ['service', 'apply', '-'], '[]')
+    const applied = timed(() => pnRun(bpf, ['service', 'apply', '-'], pnServices(n, bpf.backendIp)))
+    const iptRestore = timed(() => sh('ip', ['netns', 'exec', ipt.node, 'iptables-legacy-restore'], iptablesRules(n, ipt.backendIp)))
+    writeFileSync(path.join(tmp, 'rules.nft'), nftRules(n, nft.backendIp))
+    const nftLoad = timed(() => sh('ip', ['netns', 'exec', nft.node, 'nft', '-f', path.join(tmp, 'rules.nft')]))
+    const p = probeRounds([
+      ['pn', () => probe(bpf, VIP, 80)],
+      ['iptables', () => probe(ipt, VIP, 80)],
+      ['nftables', () => probe(nft, VIP, 80)],
+      ['direct', () => probe(bpf, bpf.backendIp, 8080)],
+    ])
+    const {pn: pnLat, iptables: iptLat, nftables: nftLat} = p
+    directs.push(p.direct)
+    const row = {
+      services: n,
+      pn: pnLat, iptables: iptLat, nftables: nftLat, direct: p.direct,
+      program: {pnApplyMs: r2(applied.value.durationMs), pnApplyWallMs: r2(applied.ms), pnMapOps: applied.value.mapOps, iptablesRestoreMs: r2(iptRestore.ms), nftMs: r2(nftLoad.ms)},
+    }
+    rows.push(row)
+    console.log(`${String(n).padStart(6)} services  p50/p99 µs: pn ${pnLat.p50}/${pnLat.p99}  iptables ${iptLat.p50}/${iptLat.p99}  nftables ${nftLat.p50}/${nftLat.p99}  direct ${p.direct.p50}/${p.direct.p99}` +
+      `  | program: pn apply ${r2(applied.value.durationMs)} ms (CLI ${r2(applied.ms)} ms, ${applied.value.mapOps} map ops), iptables-restore ${r2(iptRestore.ms)} ms, nft -f ${r2(nftLoad.ms)} ms`)
+    if (pnLat.failures + iptLat.failures + nftLat.failures > 0) console.log(`  failures: pn ${pnLat.failures} iptables ${iptLat.failures} nftables ${nftLat.failures}`)
+    if (n === 10_000) {
+      // One update in the 10,000-service table: the measured service gets a second backend and back.
+      const up = timed(() => pnRun(bpf, ['service', 'add', `${VIP}:80/tcp`, '--backend', `${bpf.backendIp}:8080`, '--backend', `${bpf.backendIp}:8081`]))
+      const back = timed(() => pnRun(bpf, ['service', 'add', `${VIP}:80/tcp`, '--backend', `${bpf.backendIp}:8080`]))
+      programming.update = {pnMs: r2(up.value.durationMs), pnWallMs: r2(up.ms), pnBackMs: r2(back.value.durationMs), mapOps: up.value.mapOps}
+      console.log(`  one update in 10,000: pn ${r2(up.value.durationMs)} ms (CLI ${r2(up.ms)} ms), and back ${r2(back.value.durationMs)} ms`)
+    }
+    if (n === Math.max(...COUNTS)) memory = memlock(bpf)
+  }
+  const at = (n: number) => rows.find((r) => r.services === n) as {pn: Probe; iptables: Probe; nftables: Probe} | undefined
+  const lo = at(Math.min(...COUNTS))!
+  const hi = at(Math.max(...COUNTS))!
+  const direct = {p50: median(directs.map((d) => d.p50)), p99: median(directs.map((d) => d.p99))}
+  const ratios = {
+    pnHighVsLow_p50: r2(hi.pn.p50 / lo.pn.p50),
+    pnHighVsDirect_p50: r2(hi.pn.p50 / direct.p50),
+    pnHighVsLow_p99: r2(hi.pn.p99 / lo.pn.p99),
+    pnHighVsDirect_p99: r2(hi.pn.p99 / direct.p99),
+    perCount: rows.map((r) => {
+      const x = r as {services: number; pn: Probe; iptables: Probe; nftables: Probe}
+      return {services: x.services, iptablesOverPn_p50: r2(x.iptables.p50 / x.pn.p50), nftablesOverPn_p50: r2(x.nftables.p50 / x.pn.p50), iptablesOverPn_p99: r2(x.iptables.p99 / x.pn.p99), nftablesOverPn_p99: r2(x.nftables.p99 / x.pn.p99)}
+    }),
+  }
+  console.log(`memory at ${Math.max(...COUNTS)} services (bytes_memlock): ${JSON.stringify(memory)}`)
+  console.log(`ratios: ${JSON.stringify(ratios)}`)
+  const out = path.join(REPO_ROOT, 'bench/results')
+  mkdirSync(out, {recursive: true})
+  writeFileSync(path.join(out, 'services.json'), JSON.stringify({date: new Date().toISOString(), samples: SAMPLES, rounds: ROUNDS, loadavg: os.loadavg(), direct, rows, programming, memory, ratios}, null, 2) + '\n')
+  console.log(`results: ${path.join(out, 'services.json')}`)
+}
+
+function cleanup(): void {
+  for (const c of children) if (c.pid && c.exitCode === null) c.kill()
+  for (const n of nodes) spawnSync('ip', ['netns', 'exec', n.ns, process.execPath, path.join(REPO_ROOT, 'bin/run.js'), 'node', 'reset', '--state-dir', n.stateDir], {stdio: 'ignore'})
+  for (const n of nodes) rmSync(path.join(BPFFS, n.ns), {recursive: true, force: true})
+  cleanupNamespaces()
+  rmSync(tmp, {recursive: true, force: true})
+}
+
+main().then(cleanup, (err) => {
+  cleanup()
+  console.error(err)
+  process.exitCode = 1
+})

@@ -1,0 +1,35 @@
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../../src/cli/base.js'
+import {addService, type ApplyResult} from '../../src/service/index.js'
+import {renderApply} from './apply.js'
+
+export type ServiceAddResult = ApplyResult & {frontend: string}
+
+export default class ServiceAdd extends BaseCommand<typeof ServiceAdd, ServiceAddResult> {
+  static summary = 'Add a service (VIP:PORT[/tcp|udp]) load-balanced in BPF, or replace its backends in place.'
+  static description = `Programs the node's service maps in one bpftool batch. Adding to an existing service replaces its
+backend set atomically (the new set is written beside the old one, then the service switches to it);
+established connections to backends that stay keep working. Without --backend the service exists
+with no backends: its packets are dropped and counted as DROP_NO_SERVICE.`
+
+  static examples = [
+    '<%= config.bin %> <%= command.id %> 10.96.0.10:80 --backend 10.1.0.5:8080 --backend 10.2.0.7:8080',
+    '<%= config.bin %> <%= command.id %> 10.96.0.53:53/udp --backend 10.1.0.9:5353 --json',
+  ]
+
+  static args = {
+    frontend: Args.string({description: 'VIP:PORT[/tcp|udp] (protocol defaults to tcp).', required: true}),
+  }
+
+  static flags = {
+    backend: Flags.string({summary: 'A backend IP:PORT (repeat for several).', multiple: true, multipleNonGreedy: true, default: []}),
+  }
+
+  async execute(): Promise<ServiceAddResult> {
+    return addService(this.runner, this.stateDir, this.args.frontend, this.flags.backend ?? [], {lock: this.lock})
+  }
+
+  protected render(r: ServiceAddResult): string {
+    return renderApply(r)
+  }
+}

@@ -1,0 +1,21 @@
+# Names used by lab 04 (sourced by run.sh and teardown.sh). PN_LAB_ID makes parallel runs unique.
+LAB_ID=${PN_LAB_ID:-lab4}
+SW_NS=pn-$LAB_ID-sw
+N1_NS=pn-$LAB_ID-n1
+N2_NS=pn-$LAB_ID-n2
+CLIENT_NS=pn-$LAB_ID-cl
+B1_NS=pn-$LAB_ID-b1
+B2_NS=pn-$LAB_ID-b2
+N1_NAME=$LAB_ID-n1
+N2_NAME=$LAB_ID-n2
+N1_STATE=/run/pn/$LAB_ID/n1
+N2_STATE=/run/pn/$LAB_ID/n2
+WORK=/run/pn/$LAB_ID/work
+N1_CIDR=${PN_LAB_N1_CIDR:-10.204.1.0/24}
+N2_CIDR=${PN_LAB_N2_CIDR:-10.204.2.0/24}
+N1_UPLINK_IP=172.30.4.1
+N2_UPLINK_IP=172.30.4.2
+CLIENT_IP=10.204.1.10
+B1_IP=10.204.1.11   # backend on node 1 (same node as the client)
+B2_IP=10.204.2.10   # backend on node 2
+VIP=10.96.4.10

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Lab 04: services load-balanced in BPF (pn's kube-proxy replacement). Two nodes (netns) on a
+# bridge "switch"; node 1 has a client pod and backend b1, node 2 has backend b2. The same
+# service file is applied on both nodes (how a cluster stays in sync). The client reaches
+# VIP:80 (TCP) and VIP:53 (UDP); answers come from both backends, and the client only ever sees
+# the VIP. Then a backend is removed while a connection to the other one stays up, and the
+# service is deleted. Tears everything down unless PN_LAB_KEEP=1.
+source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/env.sh"
+HERE=$(cd "$(dirname "$0")" && pwd)
+
+need_root
+need_cmds ip tc bpftool clang node python3 stat
+for ns in "$SW_NS" "$N1_NS" "$N2_NS" "$CLIENT_NS" "$B1_NS" "$B2_NS"; do
+  ! ns_exists "$ns" || die "$ns already exists (a previous run kept? run $HERE/teardown.sh)"
+done
+ensure_built
+ensure_bpffs
+on_exit "bash $HERE/teardown.sh"
+mkdir -p "$WORK"
+
+step "the world: switch $SW_NS, nodes $N1_NS and $N2_NS (routing bpf), static routes between pod CIDRs"
+for ns in "$SW_NS" "$N1_NS" "$N2_NS" "$CLIENT_NS" "$B1_NS" "$B2_NS"; do ns_add "$ns"; done
+switch_nodes "$SW_NS" "$N1_NS:$N1_UPLINK_IP" "$N2_NS:$N2_UPLINK_IP"
+pn_in "$N1_NS" "$N1_STATE" node init --name "$N1_NAME" --device eth0 --pod-cidr "$N1_CIDR" --routing bpf >/dev/null
+pn_in "$N2_NS" "$N2_STATE" node init --name "$N2_NAME" --device eth0 --pod-cidr "$N2_CIDR" --routing bpf >/dev/null
+ip -n "$N1_NS" route add "$N2_CIDR" via "$N2_UPLINK_IP"
+ip -n "$N2_NS" route add "$N1_CIDR" via "$N1_UPLINK_IP"
+for spec in "$N1_NS:$N1_STATE:$CLIENT_NS:$CLIENT_IP" "$N1_NS:$N1_STATE:$B1_NS:$B1_IP" "$N2_NS:$N2_STATE:$B2_NS:$B2_IP"; do
+  IFS=: read -r node state pod ip <<<"$spec"
+  pn_in "$node" "$state" veth create --container-id "$pod" --netns "/run/netns/$pod" --ip "$ip" >/dev/null
+  pn_in "$node" "$state" bpf load --container-id "$pod" >/dev/null
+done
+echo "client $CLIENT_IP and backend b1 $B1_IP on node 1, backend b2 $B2_IP on node 2"
+
+step "backends: a tiny python server in b1 and b2 (TCP and UDP on 8080, answers with its name)"
+ip netns exec "$B1_NS" python3 "$HERE/server.py" 8080 b1 >/dev/null 2>&1 & echo $! >"$WORK/b1.pid"
+ip netns exec "$B2_NS" python3 "$HERE/server.py" 8080 b2 >/dev/null 2>&1 & echo $! >"$WORK/b2.pid"
+sleep 0.5
+
+step "one service file, applied on every node (each node programs every service, as in Cilium)"
+cat >"$WORK/services.json" <<JSON
+[
+  {"frontend": "$VIP:80/tcp", "backends": ["$B1_IP:8080", "$B2_IP:8080"]},
+  {"frontend": "$VIP:53/udp", "backends": ["$B1_IP:8080", "$B2_IP:8080"]}
+]
+JSON
+cat "$WORK/services.json"
+show pn_in "$N1_NS" "$N1_STATE" service apply "$WORK/services.json" --dry-run
+show pn_in "$N1_NS" "$N1_STATE" service apply "$WORK/services.json"
+show pn_in "$N2_NS" "$N2_STATE" service apply "$WORK/services.json"
+show pn_in "$N1_NS" "$N1_STATE" bpf map dump pn_lb4_services
+show pn_in "$N1_NS" "$N1_STATE" bpf map dump pn_lb4_backends
+
+step "TCP: 300 new connections from the client to $VIP:80"
+out=$(ip netns exec "$CLIENT_NS" python3 "$HERE/client.py" tcp "$VIP" 80 300)
+echo "$out"
+[[ $out == *"b1="* && $out == *"b2="* ]] || die "not every backend answered"
+[[ $out == *"peers seen: $VIP:80 |"* ]] || die "the client saw a peer other than the VIP"
+[[ $out == *"failures: 0" ]] || die "connections failed"
+
+step "UDP: 100 datagrams from new sockets to $VIP:53"
+out=$(ip netns exec "$CLIENT_NS" python3 "$HERE/client.py" udp "$VIP" 53 100)
+echo "$out"
+[[ $out == *"b1="* && $out == *"b2="* && $out == *"peers seen: $VIP:53 |"* && $out == *"failures: 0" ]] || die "UDP through the VIP failed"
+
+step "per-service counters and the conntrack entries behind them"
+show pn_in "$N1_NS" "$N1_STATE" service list
+pn_in "$N1_NS" "$N1_STATE" bpf map dump pn_ct4 >"$WORK/ct.txt"
+echo "\$ pn bpf map dump pn_ct4 | head -4    ($(wc -l <"$WORK/ct.txt") entries)"
+head -4 "$WORK/ct.txt"
+grep -q "dir=service" "$WORK/ct.txt" && grep -q "dir=reply" "$WORK/ct.txt" || die "no conntrack entries"
+
+step "remove b1 while a connection to b2 is open: it survives, new connections all go to b2"
+mkfifo "$WORK/hold.fifo"
+held=""
+for _ in $(seq 1 20); do
+  ip netns exec "$CLIENT_NS" python3 "$HERE/hold.py" "$VIP" 80 "$WORK/hold.fifo" >"$WORK/hold.out" 2>&1 & echo $! >"$WORK/hold.pid"
+  for _ in $(seq 1 30); do [ -s "$WORK/hold.out" ] && break; sleep 0.1; done
+  if grep -q "to b2 " "$WORK/hold.out"; then held=yes; break; fi
+  echo quit >"$WORK/hold.fifo"; wait "$(cat "$WORK/hold.pid")" 2>/dev/null || true
+done
+[ -n "$held" ] || die "could not get a connection on b2"
+cat "$WORK/hold.out"
+cat >"$WORK/services-b2.json" <<JSON
+[
+  {"frontend": "$VIP:80/tcp", "backends": ["$B2_IP:8080"]},
+  {"frontend": "$VIP:53/udp", "backends": ["$B1_IP:8080", "$B2_IP:8080"]}
+]
+JSON
+show pn_in "$N1_NS" "$N1_STATE" service apply "$WORK/services-b2.json"
+show pn_in "$N2_NS" "$N2_STATE" service apply "$WORK/services-b2.json"
+echo "after-update" >"$WORK/hold.fifo"
+for _ in $(seq 1 30); do grep -q "echo: after-update" "$WORK/hold.out" && break; sleep 0.1; done
+cat "$WORK/hold.out"
+grep -q "echo: after-update" "$WORK/hold.out" || die "the established connection to b2 did not survive the update"
+echo quit >"$WORK/hold.fifo"
+out=$(ip netns exec "$CLIENT_NS" python3 "$HERE/client.py" tcp "$VIP" 80 100)
+echo "$out"
+[[ $out == "answered by: b2=100 "* ]] || die "new connections still reach the removed backend"
+
+step "a service with no backends drops (counted), it never leaks to the network"
+show pn_in "$N1_NS" "$N1_STATE" service add "$VIP:81"
+ip netns exec "$CLIENT_NS" python3 "$HERE/client.py" tcp "$VIP" 81 2
+pn_in "$N1_NS" "$N1_STATE" bpf map dump pn_metrics | grep DROP_NO_SERVICE || die "no DROP_NO_SERVICE count"
+
+step "delete the service: the VIP is unreachable again"
+show pn_in "$N1_NS" "$N1_STATE" service del "$VIP:80"
+out=$(ip netns exec "$CLIENT_NS" python3 "$HERE/client.py" tcp "$VIP" 80 2)
+echo "$out"
+[[ $out == *"failures: 2" ]] || die "the VIP still answers after delete"
+show pn_in "$N1_NS" "$N1_STATE" service list
+
+echo
+echo "lab 04: OK"

@@ -1,0 +1,181 @@
+/**
+ * The service model: frontends (VIP:port/proto) and their backends (IP:port), parsed and
+ * validated without touching the kernel. Every check that can fail does so here, before a map
+ * is written, so a rejected `apply` changes nothing.
+ */
+import {containsIp, parseCidr, tryParseIp} from '../cidr/cidr.js'
+import {PnError} from '../errors.js'
+import {LB_MAX_BACKENDS} from '../datapath/bpf/maps/index.js'
+
+export type Protocol = 'tcp' | 'udp'
+export const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp']
+
+export interface Frontend {
+  vip: string
+  port: number
+  proto: Protocol
+}
+
+export interface Backend {
+  ip: string
+  port: number
+}
+
+/** One service as desired: a frontend and its backends (order = slot order). */
+export interface ServiceSpec {
+  frontend: Frontend
+  backends: Backend[]
+}
+
+/** `10.96.0.10:80/tcp` */
+export function frontendKey(f: Frontend): string {
+  return `${f.vip}:${f.port}/${f.proto}`
+}
+
+export function backendKey(b: Backend): string {
+  return `${b.ip}:${b.port}`
+}
+
+function invalid(what: string, text: string, cause: string, hint: string): PnError {
+  return new PnError('PN_SERVICE_INVALID', `parse ${what} ${JSON.stringify(text)}: ${cause}`, {hint})
+}
+
+const FRONTEND_HINT = 'write a frontend as VIP:PORT or VIP:PORT/tcp|udp, e.g. 10.96.0.10:80/tcp'
+const BACKEND_HINT = 'write a backend as IP:PORT, e.g. 10.1.0.5:8080'
+
+function parsePort(what: string, text: string, port: string, hint: string): number {
+  if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) throw invalid(what, text, `port ${JSON.stringify(port)} is not 1-65535`, hint)
+  return Number(port)
+}
+
+/** The address part must be a plain IPv4 address (services are IPv4 only). */
+function parseIpv4(what: string, text: string, ip: string, hint: string): string {
+  const p = tryParseIp(ip)
+  if (!p) throw invalid(what, text, `${JSON.stringify(ip)} is not an IP address`, hint)
+  if (p.family !== 4) throw invalid(what, text, 'only IPv4 services are supported', hint)
+  return ip.split('.').map((x) => String(Number(x))).join('.')
+}
+
+/** `VIP:PORT[/tcp|udp]`; protocol defaults to tcp (or `defaultProto`). */
+export function parseFrontend(text: string, defaultProto: Protocol = 'tcp'): Frontend {
+  const m = /^([^:/\s]+):([^/\s]*)(?:\/(\S*))?$/.exec(text.trim())
+  if (!m) throw invalid('frontend', text, 'expected VIP:PORT[/tcp|udp]', FRONTEND_HINT)
+  const proto = (m[3] ?? defaultProto).toLowerCase()
+  if (!PROTOCOLS.includes(proto as Protocol)) throw invalid('frontend', text, `protocol ${JSON.stringify(m[3])} is not tcp or udp`, FRONTEND_HINT)
+  const vip = parseIpv4('frontend', text, m[1], FRONTEND_HINT)
+  const octets = vip.split('.').map(Number)
+  if (octets[0] === 0 || octets[0] === 127 || octets[0] >= 224) {
+    throw invalid('frontend', text, `${vip} cannot be a service address (unspecified, loopback, multicast or reserved)`, 'pick a VIP from your service CIDR, e.g. 10.96.0.0/12')
+  }
+  return {vip, port: parsePort('frontend', text, m[2], FRONTEND_HINT), proto: proto as Protocol}
+}
+
+/** `IP:PORT` */
+export function parseBackend(text: string): Backend {
+  const m = /^([^:\s]+):(\S*)$/.exec(text.trim())
+  if (!m) throw invalid('backend', text, 'expected IP:PORT', BACKEND_HINT)
+  const ip = parseIpv4('backend', text, m[1], BACKEND_HINT)
+  if (ip === '0.0.0.0' || Number(ip.split('.')[0]) >= 224) throw invalid('backend', text, `${ip} cannot be a backend`, BACKEND_HINT)
+  return {ip, port: parsePort('backend', text, m[2], BACKEND_HINT)}
+}
+
+/** A service from a frontend and backend strings, with per-service checks (duplicates, count). */
+export function parseService(frontend: string, backends: string[]): ServiceSpec {
+  const spec = {frontend: parseFrontend(frontend), backends: backends.map(parseBackend)}
+  checkService(spec)
+  return spec
+}
+
+export function checkService(spec: ServiceSpec): void {
+  const seen = new Set<string>()
+  for (const b of spec.backends) {
+    const k = backendKey(b)
+    if (seen.has(k)) {
+      throw new PnError('PN_SERVICE_INVALID', `add service ${frontendKey(spec.frontend)}: backend ${k} is listed twice`, {
+        hint: 'list each backend once (weights are not supported)',
+      })
+    }
+    seen.add(k)
+  }
+  if (spec.backends.length > LB_MAX_BACKENDS) {
+    throw new PnError('PN_SERVICE_LIMIT', `add service ${frontendKey(spec.frontend)}: ${spec.backends.length} backends, the map layout holds ${LB_MAX_BACKENDS} per service`, {
+      hint: `split the backends over several services or drop some (one slot bank holds ${LB_MAX_BACKENDS})`,
+    })
+  }
+}
+
+/**
+ * An apply file: a JSON list of `{"frontend": "VIP:PORT[/proto]", "backends": ["IP:PORT", …]}`.
+ * Frontends must be unique; every entry is checked like `pn service add`.
+ */
+export function parseServiceList(text: string, source = 'input'): ServiceSpec[] {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    throw new PnError('PN_SERVICE_INVALID', `read services ${source}: not valid JSON (${(err as Error).message})`, {hint: 'the file is a JSON list: [{"frontend": "10.96.0.10:80/tcp", "backends": ["10.1.0.5:8080"]}]'})
+  }
+  if (!Array.isArray(value)) {
+    throw new PnError('PN_SERVICE_INVALID', `read services ${source}: expected a JSON list of services`, {hint: 'the file is a JSON list: [{"frontend": "10.96.0.10:80/tcp", "backends": ["10.1.0.5:8080"]}]'})
+  }
+  const seen = new Set<string>()
+  return value.map((entry, i) => {
+    const e = entry as {frontend?: unknown; backends?: unknown}
+    if (!e || typeof e.frontend !== 'string' || !Array.isArray(e.backends) || e.backends.some((b) => typeof b !== 'string')) {
+      throw new PnError('PN_SERVICE_INVALID', `read services ${source}: entry ${i} is not {"frontend": "VIP:PORT[/proto]", "backends": ["IP:PORT", …]}`, {
+        hint: 'every entry needs a frontend string and a backends list of strings (may be empty)',
+      })
+    }
+    const spec = parseService(e.frontend, e.backends as string[])
+    const k = frontendKey(spec.frontend)
+    if (seen.has(k)) {
+      throw new PnError('PN_SERVICE_CONFLICT', `read services ${source}: frontend ${k} is listed twice`, {hint: 'merge the two entries into one'})
+    }
+    seen.add(k)
+    return spec
+  })
+}
+
+/** What a VIP must not be on this node: inside a pod CIDR, or one of the node's own addresses. */
+export interface NodeAddressing {
+  podCidrs: string[]
+  addresses: string[]
+}
+
+/** A checker for many VIPs: the pod CIDRs are parsed once, addresses looked up in a set. */
+export function vipChecker(node: NodeAddressing): (f: Frontend) => void {
+  const cidrs = node.podCidrs.map((c) => ({text: c, cidr: parseCidr(c).cidr})).filter((c) => c.cidr.family === 4)
+  const addresses = new Set(node.addresses)
+  return (f) => {
+    const ip = tryParseIp(f.vip)!
+    for (const c of cidrs) {
+      if (containsIp(c.cidr, ip)) {
+        throw new PnError('PN_SERVICE_CONFLICT', `add service ${frontendKey(f)}: VIP ${f.vip} is inside the pod CIDR ${c.text}`, {
+          hint: 'take VIPs from a service CIDR that no node\'s pod CIDR overlaps (Kubernetes: --service-cluster-ip-range)',
+        })
+      }
+    }
+    if (addresses.has(f.vip)) {
+      throw new PnError('PN_SERVICE_CONFLICT', `add service ${frontendKey(f)}: VIP ${f.vip} is an address of this node`, {
+        hint: 'a VIP must not be a real address; pick one from the service CIDR',
+      })
+    }
+  }
+}
+
+export function checkVipAgainstNode(f: Frontend, node: NodeAddressing): void {
+  const ip = tryParseIp(f.vip)!
+  for (const c of node.podCidrs) {
+    const cidr = parseCidr(c)
+    if (cidr.cidr.family === 4 && containsIp(cidr.cidr, ip)) {
+      throw new PnError('PN_SERVICE_CONFLICT', `add service ${frontendKey(f)}: VIP ${f.vip} is inside the pod CIDR ${c}`, {
+        hint: 'take VIPs from a service CIDR that no node\'s pod CIDR overlaps (Kubernetes: --service-cluster-ip-range)',
+      })
+    }
+  }
+  if (node.addresses.includes(f.vip)) {
+    throw new PnError('PN_SERVICE_CONFLICT', `add service ${frontendKey(f)}: VIP ${f.vip} is an address of this node`, {
+      hint: 'a VIP must not be a real address; pick one from the service CIDR',
+    })
+  }
+}
