@@ -70,6 +70,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const str
 
 static __always_inline int handle_from_container(struct __sk_buff *skb)
 {
+	skb->cb[PN_CB_SVC_PORT] = 0; /* no service translation yet (see common.h) */
 	int proto = validate_ethertype(skb);
 
 	if (proto < 0)

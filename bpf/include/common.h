@@ -36,6 +36,14 @@
 #define POINT_TO_HOST 4
 #define POINT_FROM_HOST 5
 
+/* skb->cb words pn uses within one run of a program (tc programs own cb[0..4]): the service
+ * frontend lb4_xlate translated the packet from, so its trace event can show it. The high half
+ * of the port word carries a magic, so a value some other layer left in cb is never read as ours;
+ * from-container clears it first. */
+#define PN_CB_SVC_ADDR 0
+#define PN_CB_SVC_PORT 1
+#define PN_CB_SVC_MAGIC 0x706eU
+
 /* Directions (metrics key `dir`), Cilium's meaning: ingress = towards a pod or the node,
  * egress = leaving a pod or the node. */
 #define METRIC_INGRESS 1

@@ -324,6 +324,9 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb)
 		if (ret < 0)
 			return ret;
 	}
+	/* For the trace event (pn monitor shows the service a packet was sent to). */
+	skb->cb[PN_CB_SVC_ADDR] = t.daddr;
+	skb->cb[PN_CB_SVC_PORT] = (PN_CB_SVC_MAGIC << 16) | (__u32)t.dport;
 	return 1;
 }
 

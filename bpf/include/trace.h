@@ -63,8 +63,8 @@ struct trace_event {
 	__u8 pad;
 	__u8 l4[8];          /* first 8 bytes of L4: ports (TCP/UDP), type/code/id/seq (ICMP); ARP: op */
 	__u16 ethertype;
-	/* Service translation (extension point for services): the destination port/address before
-	 * lb4_xlate rewrote them, zero when nothing was translated. */
+	/* Service translation: the frontend (VIP, port) lb4_xlate rewrote the destination from, zero
+	 * when nothing was translated (from-container only; set through skb->cb, see common.h). */
 	__be16 orig_dport;
 	__u32 pad2;
 	__u8 saddr[16];
@@ -183,6 +183,12 @@ static __always_inline void pn_trace(struct __sk_buff *skb, int code, __u8 dir, 
 	};
 
 	trace_fill(skb, &ev);
+	if (point == POINT_FROM_CONTAINER && (skb->cb[PN_CB_SVC_PORT] >> 16) == PN_CB_SVC_MAGIC) {
+		__u32 vip = skb->cb[PN_CB_SVC_ADDR];
+
+		__builtin_memcpy(ev.orig_daddr, &vip, 4);
+		ev.orig_dport = (__be16)(skb->cb[PN_CB_SVC_PORT] & 0xffff);
+	}
 	ev.obs = trace_arrival(point);
 	if (flags & TRACE_CFG_TRACE) {
 		ev.type = EVENT_TRACE;

@@ -142,6 +142,12 @@ fwd_after=$(ip netns exec "$TOR_NS" cat /proc/net/snmp | awk '/^Ip: [0-9]/{print
 echo "the ToR forwarded $((fwd_after - fwd_before)) packets meanwhile"
 [ $((fwd_after - fwd_before)) -ge 12 ] || die "the ToR did not forward the pod traffic"
 
+step "pn monitor on node 2 while a1 pings b1: the packet arrives from the network (the ToR) and goes straight into b1"
+monitor_around "$N2_NS" "$N2_STATE" 3 "--ip $A1_IP" ip netns exec "$A1_NS" ping -c 1 -W 1 "$B1_IP"
+
+step "pn status: node 1 after the build-up (devices, hooks, endpoints)"
+show pn_in "$N1_NS" "$N1_STATE" status
+
 step "pn bgp down on node 2: the ToR withdraws $N2_CIDR and b1 becomes unreachable; pn bgp up brings it back"
 show pn_in "$N2_NS" "$N2_STATE" bgp down
 wait_for 15 "$N2_CIDR to leave the ToR" no_tor_route "$N2_CIDR"

@@ -78,8 +78,8 @@ export interface MonitorEvent {
   arp?: 'request' | 'reply' | number
   length: number
   /**
-   * Service translation: the VIP (and port) the packet was addressed to before load balancing.
-   * Extension point: filled from the event once services write orig_daddr/orig_dport.
+   * Service translation: the VIP (and port) the packet was addressed to before load balancing
+   * (lb4_xlate in from-container records it for the event).
    */
   service?: {ip: string; port?: number}
 }
