@@ -308,7 +308,10 @@ export async function monitorNode(runner: Runner, stateDir: string, opts: Monito
         }
       }
     }
-    await it.return?.()
+    // Leave the iterator without waiting on it: on a quiet pipe (no event since the stop) a
+    // pending next() never settles and neither would return(); reader.stop() below destroys the
+    // stream and ends bpftool, which settles both.
+    void it.return?.().catch(() => undefined)
     if (stoppedBy === 'reader-exit' && reader) {
       const {exitCode, stderr} = await reader.exited
       if (exitCode !== 0) {
