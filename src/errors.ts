@@ -60,6 +60,7 @@ export const ERROR_CODES = {
   PN_NOT_ROOT: {exit: 'system', cni: 123},
   PN_ENDPOINT_IDS_EXHAUSTED: {exit: 'exhausted', cni: 124},
   PN_NODE_BUSY: {exit: 'busy', cni: 11},
+  PN_MONITOR_BUSY: {exit: 'busy', cni: 11},
   PN_INTERRUPTED: {exit: 'interrupted', cni: 11},
   PN_BGP_CONFLICT: {exit: 'conflict', cni: 125},
   PN_BGP_FAILED: {exit: 'system', cni: 126},

@@ -4,6 +4,10 @@
  *   bpf    — `pn node init --routing bpf`: from-container delivers by bpf_redirect_peer
  *   routed — `--routing host-routes`: podIP/32 routes on the node, no BPF (kernel forwarding)
  *   veth   — one veth pair between two namespaces (the physical limit here)
+ *   bpf+monitor — the bpf pods again while `pn monitor --json` runs on their node: the trace gate
+ *            is open, every packet emits its events and the monitor reads and decodes them
+ *            (printing to /dev/null). `bpf` itself is the gate-closed figure: tracing compiled
+ *            in, no monitor attached.
  * Metrics: TCP throughput (iperf3 -t 3) and TCP request/response rate (rr.js, 1-byte echo).
  * Results (medians, ratios) go to bench/results/datapath.json.
  *   node dist/bench/datapath/run.js      (or bash bench/datapath/run.sh)
@@ -31,6 +35,29 @@ interface Pair {
   client: string
   server: string
   serverIp: string
+  /** Run `pn monitor` on this node while measuring. */
+  monitor?: {ns: string; stateDir: string}
+}
+
+/** Start `pn monitor --json` on a node and wait until it listens; returns a stop function. */
+async function startMonitor(node: {ns: string; stateDir: string}): Promise<() => Promise<void>> {
+  const child = spawn('ip', ['netns', 'exec', node.ns, process.execPath, path.join(REPO_ROOT, 'bin/run.js'), 'monitor', '--json', '--state-dir', node.stateDir], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  children.push(child)
+  await new Promise<void>((resolve, reject) => {
+    let err = ''
+    child.stderr!.on('data', (d) => {
+      err += String(d)
+      if (err.includes('listening')) resolve()
+    })
+    child.once('exit', () => reject(new Error(`pn monitor exited: ${err}`)))
+  })
+  return async () => {
+    const exited = new Promise((r) => child.once('exit', r))
+    child.kill('SIGINT')
+    await exited
+  }
 }
 
 function run(ns: string, node: {stateDir: string}, args: string[]) {
@@ -123,7 +150,8 @@ function cleanup(): void {
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)')
   ensureBpffs()
-  const pairs = [nodeWithPods('bdb', 'bpf', 181), nodeWithPods('bdr', 'host-routes', 182), vethPair()]
+  const bpfPair = nodeWithPods('bdb', 'bpf', 181)
+  const pairs: Pair[] = [bpfPair, nodeWithPods('bdr', 'host-routes', 182), vethPair(), {...bpfPair, name: 'bpf+monitor', monitor: nodes[0]}]
   for (const p of pairs) {
     const r = spawnSync('ip', ['netns', 'exec', p.client, 'ping', '-c', '2', '-W', '1', '-i', '0.2', p.serverIp])
     if (r.status !== 0) throw new Error(`${p.name}: client cannot reach ${p.serverIp}`)
@@ -132,8 +160,10 @@ async function main(): Promise<void> {
   let port = 5400
   for (let round = 0; round < ROUNDS; round++) {
     for (const p of pairs) {
+      const stop = p.monitor ? await startMonitor(p.monitor) : undefined
       samples[p.name].gbps.push(await throughput(p, port++))
       samples[p.name].rr.push(await requestResponse(p, port++))
+      await stop?.()
       process.stderr.write(`round ${round + 1} ${p.name}: ${samples[p.name].gbps.at(-1)!.toFixed(2)} Gbit/s, ${Math.round(samples[p.name].rr.at(-1)!)} rr/s\n`)
     }
   }
@@ -150,6 +180,10 @@ async function main(): Promise<void> {
     ratios: {
       tcp: {bpfVsRouted: ratio(result.bpf.tcpGbps, result.routed.tcpGbps), bpfVsVeth: ratio(result.bpf.tcpGbps, result.veth.tcpGbps)},
       rr: {bpfVsRouted: ratio(result.bpf.rrPerSec, result.routed.rrPerSec), bpfVsVeth: ratio(result.bpf.rrPerSec, result.veth.rrPerSec)},
+      monitor: {
+        tcpTracedVsBpf: ratio(result['bpf+monitor'].tcpGbps, result.bpf.tcpGbps),
+        rrTracedVsBpf: ratio(result['bpf+monitor'].rrPerSec, result.bpf.rrPerSec),
+      },
     },
   }
   const out = path.join(REPO_ROOT, 'bench/results/datapath.json')

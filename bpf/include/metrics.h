@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "drop_reasons.h"
+#include "trace.h"
 
 /* Contract with src/datapath/bpf/codecs.ts (checked against BTF by a unit test). */
 struct metrics_key {
@@ -56,6 +57,7 @@ static __always_inline int pn_verdict(struct __sk_buff *skb, int code, __u8 dir,
 	__u32 len = skb->len;
 
 	metrics_count(code, dir, point, len);
+	pn_trace(skb, code, dir, point, len); /* events for `pn monitor`; gated off by default */
 	if (code < 0)
 		return TC_ACT_SHOT;
 	if (code == TRACE_TO_STACK)

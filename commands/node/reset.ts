@@ -1,5 +1,6 @@
 import {BaseCommand} from '../../src/cli/base.js'
 import {resetNode, type NodeResetResult} from '../../src/node/reset.js'
+import {bgpResetStep} from '../../src/routing/bgp.js'
 
 export type NodeResetCmdResult = NodeResetResult
 
@@ -12,7 +13,7 @@ to the cluster pool it came from. Sysctls are left as they are.`
   static examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --state-dir /run/pn/lab1/node1 --json']
 
   async execute(): Promise<NodeResetCmdResult> {
-    return resetNode(this.runner, this.stateDir, {lock: this.lock}, (plan) => this.runSteps(plan, 'reset node'))
+    return resetNode(this.runner, this.stateDir, {lock: this.lock, before: [bgpResetStep(this.stateDir)]}, (plan) => this.runSteps(plan, 'reset node'))
   }
 
   protected render(r: NodeResetCmdResult): string {

@@ -52,6 +52,13 @@ show ip netns exec "$POD2_NS" ping -c 3 -i 0.2 -W 1 "${IPS[1]}" || die "pod2 -> 
 router=$(pn_in "$NODE_NS" "$STATE" node show --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).result.node.routerIps[0]))')
 show ip netns exec "$POD1_NS" ping -c 2 -i 0.2 -W 1 "$router" || die "pod1 -> router failed"
 
+step "pn status: the node as a tree (ok / DRIFTED / MISSING against node.json and endpoint records)"
+show pn_in "$NODE_NS" "$STATE" status
+if [ "$ROUTING" = bpf ]; then
+  step "pn monitor: one ping pod1 -> pod2 at each observation point"
+  monitor_around "$NODE_NS" "$STATE" 3 "--ip ${IPS[2]}" ip netns exec "$POD1_NS" ping -c 1 -W 1 "${IPS[2]}"
+fi
+
 step "pn veth delete is idempotent"
 show pn_in "$NODE_NS" "$STATE" veth delete --container-id pod2 --netns "/run/netns/$POD2_NS"
 show pn_in "$NODE_NS" "$STATE" veth delete --container-id pod2 --netns "/run/netns/$POD2_NS"

@@ -65,8 +65,14 @@ step "cross node: a -> c and c -> b (from-container -> stack -> uplink -> from-n
 show ip netns exec "$A_NS" ping -c 3 -i 0.2 -W 1 "$C_IP" || die "a -> c failed"
 show ip netns exec "$C_NS" ping -c 3 -i 0.2 -W 1 "$B_IP" || die "c -> b failed"
 
+step "pn monitor: one ping a -> b (same node) and a -> c (across nodes), each packet at every observation point"
+monitor_around "$N1_NS" "$N1_STATE" 3 "--from-ip $A_IP" ip netns exec "$A_NS" ping -c 1 -W 1 "$B_IP"
+monitor_around "$N1_NS" "$N1_STATE" 3 "--ip $C_IP" ip netns exec "$A_NS" ping -c 1 -W 1 "$C_IP"
+monitor_around "$N2_NS" "$N2_STATE" 3 "--ip $A_IP" ip netns exec "$A_NS" ping -c 1 -W 1 "$C_IP"
+
 step "anti-spoofing: pod a pings from an address that is not its own"
 ip -n "$A_NS" addr add 10.202.1.99/32 dev eth0
+monitor_around "$N1_NS" "$N1_STATE" 3 "--type drop" ip netns exec "$A_NS" ping -c 1 -W 1 -I 10.202.1.99 "$B_IP"
 show ip netns exec "$A_NS" ping -c 3 -i 0.2 -W 1 -I 10.202.1.99 "$B_IP" && die "spoofed ping got through"
 show pn_in "$N1_NS" "$N1_STATE" bpf map dump pn_metrics
 pn_in "$N1_NS" "$N1_STATE" bpf map dump pn_metrics | grep -q DROP_INVALID_SOURCE || die "no DROP_INVALID_SOURCE count"
@@ -76,6 +82,10 @@ show pn_in "$N1_NS" "$N1_STATE" bpf unload --container-id "$B_NS"
 show ip netns exec "$A_NS" ping -c 2 -i 0.2 -W 1 "$B_IP" && die "a -> b still works without BPF"
 show pn_in "$N1_NS" "$N1_STATE" bpf load --container-id "$B_NS"
 show ip netns exec "$A_NS" ping -c 2 -i 0.2 -W 1 "$B_IP" || die "a -> b failed after re-attach"
+
+step "pn status: the node as a tree"
+show pn_in "$N1_NS" "$N1_STATE" status
+pn_in "$N1_NS" "$N1_STATE" status --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>process.exit(JSON.parse(s).result.state==="ok"?0:1))' || die "node 1 is not ok"
 
 echo
 echo "lab 02: OK"

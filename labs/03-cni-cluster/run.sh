@@ -78,6 +78,12 @@ show ip netns exec "$B_NS" ping -c 2 -i 0.2 -W 1 "$GW" || die "b -> gateway fail
 show ip netns exec "$A_NS" ping -c 3 -i 0.2 -W 1 "$C_IP" || die "a -> c (cross node) failed"
 show ip netns exec "$C_NS" ping -c 3 -i 0.2 -W 1 "$A_IP" || die "c -> a (cross node) failed"
 
+step "pn monitor: one ping a -> c, leaving node 1"
+monitor_around "$N1_NS" "$N1_STATE" 3 "--ip $C_IP" ip netns exec "$A_NS" ping -c 1 -W 1 "$C_IP"
+
+step "pn status: node 1 after the build-up"
+show pn_in "$N1_NS" "$N1_STATE" status
+
 step "CHECK b against its ADD result, then break it and CHECK again"
 cni "$N1_NS" "$N1_STATE" CHECK "$LAB_ID-b" "/run/netns/$B_NS" "$B_RESULT" && echo "CHECK ok" || die "CHECK failed on a healthy pod"
 ip -n "$B_NS" route del default

@@ -74,3 +74,21 @@ switch_nodes() {
     ip -n "$ns" link set eth0 up
   done
 }
+
+# Watch one command (a ping) with `pn monitor`, bounded by --duration so nothing is left running:
+#   monitor_around NODE_NS STATE SECONDS "MONITOR FLAGS" CMD…
+monitor_around() {
+  local ns=$1 state=$2 secs=$3 flags=$4
+  shift 4
+  local out
+  out=$(mktemp)
+  printf '$ pn monitor --duration %ss %s   # while: %s\n' "$secs" "$flags" "$*"
+  # shellcheck disable=SC2086 # flags are words on purpose
+  pn_in "$ns" "$state" monitor --duration "${secs}s" $flags >"$out" 2>&1 &
+  local pid=$!
+  for _ in $(seq 100); do grep -q "listening" "$out" && break; sleep 0.1; done
+  "$@" >/dev/null || true
+  if ! wait "$pid"; then cat "$out"; rm -f "$out"; die "pn monitor failed"; fi
+  cat "$out"
+  rm -f "$out"
+}

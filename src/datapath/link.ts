@@ -45,6 +45,12 @@ export async function getLink(runner: Runner, name: string, netns?: string): Pro
   return links[0]
 }
 
+/** Every link of the netns in one `ip -j -d link show` (ifindex → name for monitor and status). */
+export async function listLinks(runner: Runner, netns?: string): Promise<LinkInfo[]> {
+  const r = await runner.run('ip', ['-j', '-d', 'link', 'show'], {netns, readOnly: true})
+  return parseJson<LinkInfo[]>(r.stdout || '[]', 'list links')
+}
+
 /** Delete a link; true if it existed. Deleting one end of a veth deletes the pair. */
 export async function deleteLinkByName(runner: Runner, name: string, netns?: string): Promise<boolean> {
   const r = await runner.run('ip', ['link', 'del', 'dev', name], {netns, allowFailure: true})

@@ -32,8 +32,41 @@ export interface RunResult {
   stderr: string
 }
 
+export interface StreamOptions {
+  netns?: string
+  /**
+   * Kill the child when this process dies, even by SIGKILL (`setpriv --pdeathsig KILL`): a
+   * reader such as `bpftool map event_pipe` would otherwise outlive a killed pn, blocked on a
+   * perf buffer that never fills.
+   */
+  diesWithParent?: boolean
+}
+
+/** A long-running child whose stdout is consumed as it arrives (`bpftool map event_pipe`). */
+export interface StreamedChild {
+  argv: string[]
+  pid?: number
+  /** stdout as it arrives, in arbitrary chunks (not lines: bpftool's last line has no newline yet). */
+  chunks: AsyncIterable<string>
+  /** Resolves when the child has exited (with its stderr, for errors). */
+  exited: Promise<{exitCode: number; stderr: string}>
+  /** SIGTERM the child (SIGKILL after a grace period) and wait for it; idempotent. */
+  stop(): Promise<void>
+}
+
+export interface DetachOptions {
+  netns?: string
+}
+
 export interface Runner {
   run(file: string, args: readonly string[], opts?: RunOptions): Promise<RunResult>
+  /** Start a long-running child and stream its stdout. */
+  stream(file: string, args: readonly string[], opts?: StreamOptions): StreamedChild
+  /**
+   * Start a child in its own session that outlives this process (Ctrl-C's SIGINT to the
+   * terminal's process group does not reach it): a watchdog. Returns its pid.
+   */
+  spawnDetached(file: string, args: readonly string[], opts?: DetachOptions): Promise<{argv: string[]; pid: number}>
   /**
    * Create a folder of kernel-facing state (on a bpffs: pins, qdisc markers); false when it was
    * there. Not a process, but a change like one: `--dry-run` shows it as `mkdir -p PATH`.
@@ -68,6 +101,7 @@ const TOOL_PACKAGES: Record<string, string> = {
   clang: 'clang',
   nsenter: 'util-linux',
   flock: 'util-linux',
+  setpriv: 'util-linux',
   sysctl: 'procps',
   iperf3: 'iperf3',
   ping: 'iputils-ping',
@@ -102,6 +136,58 @@ function settle(result: RunResult, opts: RunOptions): RunResult {
 
 export type CommandLogger = (argv: string[]) => void
 
+/** The argv of a streamed child: nsenter-wrapped for a netns, setpriv-wrapped to die with us. */
+export function streamArgv(file: string, args: readonly string[], opts: StreamOptions = {}): string[] {
+  const argv = effectiveArgv(file, args, opts)
+  return opts.diesWithParent ? ['setpriv', '--pdeathsig', 'KILL', '--', ...argv] : argv
+}
+
+/** node:child_process streaming, shared by both spawners (execa adds nothing here). */
+function streamChild(argv: string[]): StreamedChild {
+  const child = spawn(argv[0], argv.slice(1), {stdio: ['ignore', 'pipe', 'pipe']})
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')))
+  const exited = new Promise<{exitCode: number; stderr: string}>((resolve, reject) => {
+    child.once('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'ENOENT' ? toolMissing(argv[0]) : new PnError('PN_COMMAND_FAILED', `run ${argv[0]}: ${e.message}`, {details: {argv}})),
+    )
+    // 'exit', not 'close': 'close' waits for stdout to end, which never happens while a consumer
+    // that stopped reading leaves data buffered in it.
+    child.once('exit', (code, signal) => resolve({exitCode: code ?? (signal ? 128 : 1), stderr}))
+  })
+  exited.catch(() => undefined)
+  child.stdout.setEncoding('utf8')
+  let stopping: Promise<void> | undefined
+  return {
+    argv,
+    pid: child.pid,
+    chunks: child.stdout as AsyncIterable<string>,
+    exited,
+    stop() {
+      stopping ??= (async () => {
+        child.stdout.destroy()
+        if (child.exitCode !== null || child.signalCode !== null) return
+        child.kill('SIGTERM')
+        const timer = setTimeout(() => child.kill('SIGKILL'), 2000)
+        await exited.catch(() => undefined)
+        clearTimeout(timer)
+      })()
+      return stopping
+    },
+  }
+}
+
+/** A detached child in its own session, stdio closed, not waited for. */
+async function spawnDetachedNow(argv: string[]): Promise<{argv: string[]; pid: number}> {
+  const child = spawn(argv[0], argv.slice(1), {detached: true, stdio: 'ignore'})
+  const pid = await new Promise<number>((resolve, reject) => {
+    child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? toolMissing(argv[0]) : e))
+    child.once('spawn', () => resolve(child.pid!))
+  })
+  child.unref()
+  return {argv, pid}
+}
+
 /** node:child_process spawner: no dependency to load, so the cheapest start for pn-cni. */
 export class SpawnRunner implements Runner {
   constructor(private readonly log?: CommandLogger) {}
@@ -112,6 +198,18 @@ export class SpawnRunner implements Runner {
 
   remove(path: string): Promise<void> {
     return removeNow(path)
+  }
+
+  stream(file: string, args: readonly string[], opts: StreamOptions = {}): StreamedChild {
+    const argv = streamArgv(file, args, opts)
+    this.log?.(argv)
+    return streamChild(argv)
+  }
+
+  spawnDetached(file: string, args: readonly string[], opts: DetachOptions = {}): Promise<{argv: string[]; pid: number}> {
+    const argv = effectiveArgv(file, args, opts)
+    this.log?.(argv)
+    return spawnDetachedNow(argv)
   }
 
   run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
@@ -162,6 +260,18 @@ export class ExecaRunner implements Runner {
     return removeNow(path)
   }
 
+  stream(file: string, args: readonly string[], opts: StreamOptions = {}): StreamedChild {
+    const argv = streamArgv(file, args, opts)
+    this.log?.(argv)
+    return streamChild(argv)
+  }
+
+  spawnDetached(file: string, args: readonly string[], opts: DetachOptions = {}): Promise<{argv: string[]; pid: number}> {
+    const argv = effectiveArgv(file, args, opts)
+    this.log?.(argv)
+    return spawnDetachedNow(argv)
+  }
+
   async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
     const {execa} = await import('execa')
     const argv = effectiveArgv(file, args, opts)
@@ -203,6 +313,31 @@ export class RecordingRunner implements Runner {
     this.records.push({argv, ...(opts.input === undefined ? {} : {input: opts.input}), ...(opts.netns ? {netns: opts.netns} : {})})
     const answer = this.respond?.(argv, opts) ?? {}
     return settle({argv, exitCode: answer.exitCode ?? 0, stdout: answer.stdout ?? '', stderr: answer.stderr ?? ''}, opts)
+  }
+
+  /**
+   * Records the argv; the stream yields the responder's stdout as one chunk (unit tests of a
+   * decoder over canned `bpftool map event_pipe` output), then ends.
+   */
+  stream(file: string, args: readonly string[], opts: StreamOptions = {}): StreamedChild {
+    const argv = streamArgv(file, args, opts)
+    this.records.push({argv, ...(opts.netns ? {netns: opts.netns} : {})})
+    const answer = this.respond?.(argv, {netns: opts.netns}) ?? {}
+    const stdout = answer.stdout ?? ''
+    return {
+      argv,
+      chunks: (async function* () {
+        if (stdout) yield stdout
+      })(),
+      exited: Promise.resolve({exitCode: answer.exitCode ?? 0, stderr: answer.stderr ?? ''}),
+      stop: async () => undefined,
+    }
+  }
+
+  async spawnDetached(file: string, args: readonly string[], opts: DetachOptions = {}): Promise<{argv: string[]; pid: number}> {
+    const argv = effectiveArgv(file, args, opts)
+    this.records.push({argv, ...(opts.netns ? {netns: opts.netns} : {})})
+    return {argv, pid: 0}
   }
 
   async makeDir(path: string): Promise<boolean> {

@@ -24,8 +24,6 @@ import {openPoolStore, releasePodCidrs} from '../ipam/pool.js'
 import type {LockOptions} from '../state/files.js'
 import {nodeFile, readNodeContext, type NodeContext} from './context.js'
 import {withAttachmentFileLock, withNodeExclusive} from './lock.js'
-// The one import from src/routing below it: reset stops the node's BGP speaker.
-import {stopBgp} from '../routing/bgp.js'
 
 export interface NodeResetResult {
   changed: boolean
@@ -35,6 +33,8 @@ export interface NodeResetResult {
 
 export interface NodeResetOptions {
   lock?: LockOptions
+  /** Steps of higher layers run first (e.g. stop BGP); each returns what it removed. */
+  before?: {title: string; run: () => Promise<string[]>}[]
 }
 
 /** The folder of per-attachment lock files (src/node/lock.ts). */
@@ -65,16 +65,12 @@ export function planNodeReset(runner: Runner, stateDir: string, opts: NodeResetO
           })
         },
       },
-      {
-        // First, so the routers withdraw the pod CIDR before its pods and devices go away.
-        title: 'Stop BGP (the routers withdraw the pod CIDR)',
-        run: () =>
-          soft('stop bgp', async () => {
-            const r = await stopBgp(stateDir)
-            if (r.stopped !== undefined) removed.push(`bird (pid ${r.stopped})`)
-            else if (r.changed) removed.push(...r.removed)
-          }),
-      },
+      // Higher layers' parts of the node first (BGP: the routers withdraw the pod CIDR before
+      // its pods and devices go away); they come in as steps, so this layer imports none of them.
+      ...(opts.before ?? []).map((extra) => ({
+        title: extra.title,
+        run: () => soft(extra.title, async () => void removed.push(...(await extra.run()))),
+      })),
       {
         title: 'Delete endpoints (BPF entries, veths, records)',
         run: async () => {

@@ -503,6 +503,18 @@ export async function stopBgp(stateDir: string): Promise<BgpDownResult> {
   })
 }
 
+/** `pn node reset`'s BGP step: stop the node's bird first, so the routers withdraw its pod CIDR. */
+export function bgpResetStep(stateDir: string): {title: string; run: () => Promise<string[]>} {
+  return {
+    title: 'Stop BGP (the routers withdraw the pod CIDR)',
+    run: async () => {
+      const r = await stopBgp(stateDir)
+      if (r.stopped !== undefined) return [`bird (pid ${r.stopped})`]
+      return r.changed ? r.removed : []
+    },
+  }
+}
+
 export async function bgpDown(opts: {stateDir: string}): Promise<BgpDownResult> {
   const node = await requireNodeContext(opts.stateDir).catch(() => undefined)
   return {...(node ? {node: node.name} : {}), ...(await stopBgp(opts.stateDir))}

@@ -47,6 +47,14 @@ class FakeKernel implements Runner {
   }
 
   async remove(): Promise<void> {}
+
+  stream(): never {
+    throw new Error('the fake kernel streams nothing')
+  }
+
+  async spawnDetached(): Promise<never> {
+    throw new Error('the fake kernel spawns nothing')
+  }
 }
 
 /** The records as `tool verb…` heads (the first words that say what changes). */

@@ -47,12 +47,6 @@ export function moduleOf(rel: string): string | undefined {
   return undefined
 }
 
-/**
- * Named exceptions, file → file (docs/ARCHITECTURE.md lists them): node reset stops the node's
- * bird, so its routers withdraw the pod CIDR before the devices go.
- */
-export const ALLOWED_UPWARD = new Set(['src/node/reset.ts → src/routing/bgp.ts'])
-
 /** Every import that points up or sideways, as `from → to`. */
 export function layerViolations(files: Source[]): string[] {
   const out: string[] = []
@@ -62,7 +56,7 @@ export function layerViolations(files: Source[]): string[] {
     for (const m of f.text.matchAll(/(?:from\s+|import\()\s*'(\.{1,2}\/[^']+)'/g)) {
       const target = path.normalize(path.join(path.dirname(f.rel), m[1])).replace(/\.js$/, '.ts')
       const to = moduleOf(target)
-      if (!to || to === from || ALLOWED_UPWARD.has(`${f.rel} → ${target}`)) continue
+      if (!to || to === from) continue
       if (LAYERS[to] === undefined || LAYERS[from] === undefined) {
         out.push(`${f.rel} → ${target} (module not in the layer table)`)
       } else if (LAYERS[to] >= LAYERS[from]) {

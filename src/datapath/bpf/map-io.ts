@@ -123,12 +123,23 @@ export function decodeEntries(name: string, raw: RawEntry[]): DecodedEntry[] {
   })
 }
 
-/** `bpftool map create` argv for a descriptor, pinned at `pinned`. */
-export function createMapArgs(def: MapDef, pinned: string): string[] {
+/** `bpftool map create` argv for a descriptor, pinned at `pinned` (`cpus`: for maxEntries 0). */
+export function createMapArgs(def: MapDef, pinned: string, cpus = 1): string[] {
   return [
     'map', 'create', pinned, 'type', def.type, 'key', String(def.key.size), 'value', String(def.value.size),
-    'entries', String(def.maxEntries), 'name', def.name, ...(def.flags ? ['flags', String(def.flags)] : []),
+    'entries', String(def.maxEntries || cpus), 'name', def.name, ...(def.flags ? ['flags', String(def.flags)] : []),
   ]
+}
+
+/** Number of possible CPUs (`0-3` → 4), what libbpf sizes a perf event array with. */
+export async function possibleCpus(): Promise<number> {
+  const text = await fs.readFile('/sys/devices/system/cpu/possible', 'utf8').catch(() => '0')
+  let n = 0
+  for (const part of text.trim().split(',')) {
+    const [a, b] = part.split('-').map(Number)
+    n = Math.max(n, (b ?? a) + 1)
+  }
+  return n || 1
 }
 
 /**
@@ -142,7 +153,7 @@ export async function createMissingMaps(runner: Runner, root: string): Promise<s
   for (const def of MAPS) {
     const pinned = mapPath(root, def.name)
     if (await pathExists(pinned)) continue
-    const r = await runner.run('bpftool', createMapArgs(def, pinned), {allowFailure: true})
+    const r = await runner.run('bpftool', createMapArgs(def, pinned, await possibleCpus()), {allowFailure: true})
     if (r.exitCode !== 0) {
       throw new PnError('PN_BPF_LOAD_FAILED', `create map ${def.name} under ${mapsDir(root)}: ${r.stderr.trim() || `exit code ${r.exitCode}`}`, {
         hint: 'remove the leftovers with `pn bpf unload --host --force`, then load again',

@@ -12,10 +12,12 @@ import {lb4ServicesMap} from './lb4-services.js'
 import {lb4StatsMap} from './lb4-stats.js'
 import {lxcMap} from './lxc.js'
 import {metricsMap} from './metrics.js'
+import {eventsMap, traceConfigMap} from './trace.js'
 
 export const MAPS: readonly MapDef[] = [
   endpointsMap, lxcMap, ipcacheMap, metricsMap,
   lb4ServicesMap, lb4BackendsMap, lb4StatsMap, ct4Map,
+  traceConfigMap, eventsMap,
 ]
 
 export const MAP_NAMES: readonly string[] = MAPS.map((m) => m.name)
@@ -27,7 +29,7 @@ export function mapDef(name: string): MapDef | undefined {
 /** Every key and value struct of every map, by C struct name (what the BTF test checks). */
 export function structLayouts(): Record<string, StructLayout> {
   const out: Record<string, StructLayout> = {}
-  for (const m of MAPS) for (const s of [m.key, m.value]) out[s.name] = s
+  for (const m of MAPS) for (const s of [m.key, m.value, m.record]) if (s && !s.scalar) out[s.name] = s
   return out
 }
 
@@ -36,6 +38,7 @@ export * from './endpoints.js'
 export * from './lxc.js'
 export * from './ipcache.js'
 export * from './metrics.js'
+export * from './trace.js'
 export * from './lb4-services.js'
 export * from './lb4-backends.js'
 export * from './lb4-stats.js'

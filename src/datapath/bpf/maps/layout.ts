@@ -18,12 +18,14 @@ export interface StructLayout {
   name: string
   size: number
   fields: Record<string, FieldLayout>
+  /** A plain integer (an array map's `__u32` index), not a struct: no members to check. */
+  scalar?: boolean
 }
 
 export const f = (offset: number, size: number): FieldLayout => ({offset, size})
 
 /** Map types pn uses, with their BPF_MAP_TYPE_* numbers (what BTF and bpftool report). */
-export const MAP_TYPES = {hash: 1, array: 2, percpu_hash: 5, percpu_array: 6, lru_hash: 9, lru_percpu_hash: 10, lpm_trie: 11, ringbuf: 27} as const
+export const MAP_TYPES = {hash: 1, array: 2, perf_event_array: 4, percpu_hash: 5, percpu_array: 6, lru_hash: 9, lru_percpu_hash: 10, lpm_trie: 11, ringbuf: 27} as const
 export type MapType = keyof typeof MAP_TYPES
 
 export const BPF_F_NO_PREALLOC = 1
@@ -44,10 +46,13 @@ export interface MapDef {
   /** bpf/include/<header> defines the map and its structs. */
   header: string
   type: MapType
+  /** 0: one slot per possible CPU (a perf event array whose C definition leaves it to libbpf). */
   maxEntries: number
   flags: number
   key: StructLayout
   value: StructLayout
+  /** The records a perf event array carries (the map's own key/value are CPU index → fd). */
+  record?: StructLayout
   /** Decode one entry; per-CPU maps pass every CPU's value. */
   decode(key: Buffer, values: Buffer[]): DecodedEntry
 }
