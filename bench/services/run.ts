@@ -236,6 +236,13 @@ function cleanup(): void {
   rmSync(tmp, {recursive: true, force: true})
 }
 
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    cleanup()
+    process.exit(130)
+  })
+}
+
 main().then(cleanup, (err) => {
   cleanup()
   console.error(err)

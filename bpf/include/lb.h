@@ -224,6 +224,27 @@ static __always_inline struct lb4_backend *lb4_lookup_backend(__u32 id)
 	return bpf_map_lookup_elem(&pn_lb4_backends, &key);
 }
 
+/* A client opening a flow straight to an address:port (not a service) may reuse the tuple of
+ * an earlier service flow to that backend: without TCP state tracking, its CT_REPLY entry would
+ * still match the backend's answers and turn their source into the VIP, and the new connection
+ * would never complete. Every flow starts in the client's from-container, on the node holding
+ * those entries, so a TCP SYN (or any UDP datagram) that is not for a service removes the reply
+ * entry for its own reverse tuple. */
+static __always_inline void lb4_forget_reply(struct __sk_buff *skb, const struct lb4_tuple *t)
+{
+	if (t->proto == IPPROTO_TCP) {
+		__u8 flags;
+
+		if (bpf_skb_load_bytes(skb, t->l4off + 13, &flags, 1) < 0)
+			return;
+		if ((flags & 0x12) != 0x02) /* SYN without ACK */
+			return;
+	}
+	struct ct4_key rk = {.saddr = t->daddr, .daddr = t->saddr, .sport = t->dport, .dport = t->sport, .proto = t->proto, .dir = CT_REPLY};
+
+	bpf_map_delete_elem(&pn_ct4, &rk);
+}
+
 /* Forward path: a packet to a service frontend gets a backend (a new flow: a random slot of
  * the current bank; an established flow: its conntrack entry's backend, while that backend
  * still exists and the service is the same one), then DNAT to it. No backends → drop, so a
@@ -238,8 +259,10 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb)
 	struct lb4_key key = {.address = t.daddr, .dport = t.dport, .proto = t.proto};
 	struct lb4_service *svc = bpf_map_lookup_elem(&pn_lb4_services, &key);
 
-	if (!svc)
+	if (!svc) {
+		lb4_forget_reply(skb, &t);
 		return 0;
+	}
 	if (t.frag)
 		return DROP_FRAG_NOSUPPORT;
 	/* Read slot 0 once: an update replaces the whole entry, and these four must agree. */

@@ -120,7 +120,7 @@ export async function writeOps(runner: Runner, root: string, ops: PlannedOp[], i
   let rest = ops
   while (rest.length > 0) {
     const out = await runMapBatch(runner, root, rest.map((o) => o.op), ids)
-    done.push(...rest.slice(0, out.done))
+    for (let i = 0; i < out.done; i++) done.push(rest[i]) // not push(...): 200,000 arguments overflow the stack
     if (!out.failed) return
     const failed = rest[out.failed.index]
     if (failed?.op.op === 'delete' && /No such file|not found/i.test(out.failed.error)) {

@@ -216,6 +216,25 @@ describe('services: load balancing in BPF (root, netns)', function () {
     assert.match(text.stdout, /dir=service .*backendId=\d+/)
   })
 
+  it('a direct connection reusing the tuple of an earlier service flow is not translated', () => {
+    // Same source port twice: first to the VIP, then straight to the backend it got (RST on
+    // close, so no TIME_WAIT blocks the port). The backend's SYN-ACK must not become the VIP's.
+    const script = [
+      'import socket, struct',
+      'def conn(dst, port):',
+      '    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+      "    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))",
+      `    s.bind(('${pods.a.ip}', 45678)); s.settimeout(3); s.connect((dst, port))`,
+      '    g = s.makefile().readline().split()[0]; p = s.getpeername(); s.close(); return g, p',
+      "g, _ = conn('10.96.0.10', 80)",
+      `g2, p2 = conn({'b': '${pods.b.ip}', 'c': '${pods.c.ip}'}[g], 8080)`,
+      "print(g, g2, '%s:%d' % p2)",
+    ].join('\n')
+    const [first, second, peer] = inNs(pods.a.ns, ['python3', '-c', script]).trim().split(' ')
+    assert.equal(second, first)
+    assert.equal(peer, `${first === 'b' ? pods.b.ip : pods.c.ip}:8080`)
+  })
+
   it('an update keeps an established connection to a remaining backend; the removed backend gets no new flows', async () => {
     // Hold connections until one lands on each backend.
     const held: {ch: ChildProcess; backend: string; lines: string[]}[] = []
