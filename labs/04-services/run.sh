@@ -64,12 +64,18 @@ out=$(ip netns exec "$CLIENT_NS" python3 "$HERE/client.py" udp "$VIP" 53 100)
 echo "$out"
 [[ $out == *"b1="* && $out == *"b2="* && $out == *"peers seen: $VIP:53 |"* && $out == *"failures: 0" ]] || die "UDP through the VIP failed"
 
+step "pn monitor on node 1 while the client opens one connection to $VIP:80: each packet shows the service it was sent to"
+monitor_around "$N1_NS" "$N1_STATE" 3 "--from-ip $CLIENT_IP --type trace" ip netns exec "$CLIENT_NS" python3 "$HERE/client.py" tcp "$VIP" 80 1
+
 step "per-service counters and the conntrack entries behind them"
 show pn_in "$N1_NS" "$N1_STATE" service list
 pn_in "$N1_NS" "$N1_STATE" bpf map dump pn_ct4 >"$WORK/ct.txt"
 echo "\$ pn bpf map dump pn_ct4 | head -4    ($(wc -l <"$WORK/ct.txt") entries)"
 head -4 "$WORK/ct.txt"
 grep -q "dir=service" "$WORK/ct.txt" && grep -q "dir=reply" "$WORK/ct.txt" || die "no conntrack entries"
+
+step "pn status: node 1 after the build-up"
+show pn_in "$N1_NS" "$N1_STATE" status
 
 step "remove b1 while a connection to b2 is open: it survives, new connections all go to b2"
 mkfifo "$WORK/hold.fifo"

@@ -188,9 +188,14 @@ async function spawnDetachedNow(argv: string[]): Promise<{argv: string[]; pid: n
   return {argv, pid}
 }
 
-/** node:child_process spawner: no dependency to load, so the cheapest start for pn-cni. */
-export class SpawnRunner implements Runner {
-  constructor(private readonly log?: CommandLogger) {}
+/**
+ * What both real spawners share: folder changes in-process, streamed and detached children
+ * through node:child_process (execa adds nothing there). They differ only in `run`.
+ */
+abstract class ProcessRunner implements Runner {
+  constructor(protected readonly log?: CommandLogger) {}
+
+  abstract run(file: string, args: readonly string[], opts?: RunOptions): Promise<RunResult>
 
   makeDir(path: string): Promise<boolean> {
     return makeDirNow(path)
@@ -211,6 +216,10 @@ export class SpawnRunner implements Runner {
     this.log?.(argv)
     return spawnDetachedNow(argv)
   }
+}
+
+/** node:child_process spawner: no dependency to load, so the cheapest start for pn-cni. */
+export class SpawnRunner extends ProcessRunner {
 
   run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
     const argv = effectiveArgv(file, args, opts)
@@ -249,28 +258,7 @@ export class SpawnRunner implements Runner {
 }
 
 /** execa spawner for the CLI; execa is imported on first use so pn-cni never pays for it. */
-export class ExecaRunner implements Runner {
-  constructor(private readonly log?: CommandLogger) {}
-
-  makeDir(path: string): Promise<boolean> {
-    return makeDirNow(path)
-  }
-
-  remove(path: string): Promise<void> {
-    return removeNow(path)
-  }
-
-  stream(file: string, args: readonly string[], opts: StreamOptions = {}): StreamedChild {
-    const argv = streamArgv(file, args, opts)
-    this.log?.(argv)
-    return streamChild(argv)
-  }
-
-  spawnDetached(file: string, args: readonly string[], opts: DetachOptions = {}): Promise<{argv: string[]; pid: number}> {
-    const argv = effectiveArgv(file, args, opts)
-    this.log?.(argv)
-    return spawnDetachedNow(argv)
-  }
+export class ExecaRunner extends ProcessRunner {
 
   async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
     const {execa} = await import('execa')
