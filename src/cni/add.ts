@@ -7,7 +7,7 @@
  * The netns was checked once, when the request was built (protocol.ts / manual.ts).
  */
 import {PnError} from '../errors.js'
-import {attachEndpoint, detachEndpoint} from '../datapath/bpf/index.js'
+import {attachPod as attachEndpoint, detachPod as detachEndpoint} from '../datapath/bpf/endpoint.js'
 import {getLink} from '../datapath/link.js'
 import {deleteVeth, hostIfnameFor, setupVeth, type VethResult} from '../datapath/veth.js'
 import {allocateEndpointId, deleteEndpoint, endpointRecordFor, getEndpoint, saveEndpoint, type EndpointRecord} from '../endpoint/store.js'

@@ -1,23 +1,22 @@
-/** The real flows behind the protocol dispatcher. */
-import {cniAdd} from './add.js'
-import {cniCheck} from './check.js'
-import {cniDel} from './del.js'
-import {cniGc} from './gc.js'
+/**
+ * The real flows behind the protocol dispatcher, each loaded only when its command runs: a
+ * runtime execs pn-cni once per call, so an ADD should not pay for parsing CHECK, GC and STATUS
+ * (and the modules only they use) on the pod start-up path.
+ */
 import type {Handlers} from './protocol.js'
-import {cniStatus} from './status.js'
 
 export const defaultHandlers: Handlers = {
-  add: (req) => cniAdd(req),
+  add: async (req) => (await import('./add.js')).cniAdd(req),
   del: async (req) => {
-    await cniDel(req)
+    await (await import('./del.js')).cniDel(req)
   },
   check: async (req) => {
-    await cniCheck(req)
+    await (await import('./check.js')).cniCheck(req)
   },
   status: async (req) => {
-    await cniStatus(req)
+    await (await import('./status.js')).cniStatus(req)
   },
   gc: async (req) => {
-    await cniGc(req)
+    await (await import('./gc.js')).cniGc(req)
   },
 }

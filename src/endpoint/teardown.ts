@@ -7,7 +7,7 @@
  * so an address is never handed out again while its old veth or map entry exists.
  */
 import type {Runner} from '../exec/runner.js'
-import {detachEndpoint} from '../datapath/bpf/index.js'
+import {detachPod as detachEndpoint} from '../datapath/bpf/endpoint.js'
 import type {DatapathNode} from '../datapath/devices.js'
 import {netnsAlive} from '../datapath/netns.js'
 import {deleteVeth} from '../datapath/veth.js'

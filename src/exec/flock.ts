@@ -13,17 +13,47 @@ export interface HeldLock {
   release(): Promise<void>
 }
 
-/** Exit code flock(1) uses for "timed out waiting" (its -E option), distinct from cat's. */
+/** Exit code flock(1) uses for "timed out waiting" (its -E option) on the first lock of a chain; the n-th uses 75 + n. */
 const FLOCK_TIMEOUT_EXIT = 75
+
+export interface LockSpec {
+  path: string
+  /** 0: only if free now (flock -n). */
+  timeoutMs: number
+  shared?: boolean
+}
+
+/** A lock of a chain that could not be taken in time. */
+export class LockBusyError extends PnError {
+  constructor(readonly index: number, readonly path: string, timeoutMs: number) {
+    super('PN_LOCK_TIMEOUT', `lock ${path}: still held by another pn process after ${timeoutMs} ms`, {
+      hint: `another pn command is changing the same state; retry, or find it with \`fuser ${path}\``,
+    })
+  }
+}
 
 /**
  * Take the lock: exclusive (default) or shared (`shared`, for many readers against one writer).
  * `timeoutMs` 0 means "only if free now" (flock -n).
  */
-export async function acquireFlock(lockPath: string, timeoutMs: number, opts: {shared?: boolean} = {}): Promise<HeldLock> {
-  const wait = timeoutMs <= 0 ? ['-n'] : ['-w', Math.max(timeoutMs / 1000, 0.01).toFixed(2)]
+export function acquireFlock(lockPath: string, timeoutMs: number, opts: {shared?: boolean} = {}): Promise<HeldLock> {
+  return acquireFlocks([{path: lockPath, timeoutMs, shared: opts.shared}])
+}
+
+/**
+ * Take several locks in order with ONE spawn: `flock A flock B … cat` (each flock execs the next
+ * once it holds its lock, so the chain costs one process start, not one per lock — a CNI call
+ * takes two). They are released together; a lock that times out is named by LockBusyError.index.
+ */
+export async function acquireFlocks(locks: LockSpec[]): Promise<HeldLock> {
+  const argv: string[] = []
+  locks.forEach((l, i) => {
+    const wait = l.timeoutMs <= 0 ? ['-n'] : ['-w', Math.max(l.timeoutMs / 1000, 0.01).toFixed(2)]
+    argv.push('flock', l.shared ? '-s' : '-x', ...wait, '-E', String(FLOCK_TIMEOUT_EXIT + i), l.path)
+  })
+  argv.push('cat')
   // node:child_process rather than execa: this runs on every IPAM mutation, including from pn-cni.
-  const child = spawn('flock', [opts.shared ? '-s' : '-x', ...wait, '-E', String(FLOCK_TIMEOUT_EXIT), lockPath, 'cat'], {
+  const child = spawn(argv[0], argv.slice(1), {
     stdio: ['pipe', 'pipe', 'pipe'],
   })
   const exited = new Promise<{code: number | null; error?: NodeJS.ErrnoException}>((resolve) => {
@@ -38,17 +68,15 @@ export async function acquireFlock(lockPath: string, timeoutMs: number, opts: {s
     new Promise<boolean>((resolve) => child.stdout.once('data', () => resolve(true))),
     exited.then(() => false),
   ])
+  const names = locks.map((l) => l.path).join(', ')
   if (!acquired) {
     const {code, error} = await exited
     if (error?.code === 'ENOENT') {
       throw new PnError('PN_TOOL_MISSING', 'run flock: command not found', {hint: 'install util-linux'})
     }
-    if (code === FLOCK_TIMEOUT_EXIT) {
-      throw new PnError('PN_LOCK_TIMEOUT', `lock ${lockPath}: still held by another pn process after ${timeoutMs} ms`, {
-        hint: `another pn command is changing the same state; retry, or find it with \`fuser ${lockPath}\``,
-      })
-    }
-    throw new PnError('PN_COMMAND_FAILED', `lock ${lockPath}: flock exited with ${code}${error ? ` (${error.message})` : ''}`, {
+    const busy = code === null ? -1 : code - FLOCK_TIMEOUT_EXIT
+    if (busy >= 0 && busy < locks.length) throw new LockBusyError(busy, locks[busy].path, locks[busy].timeoutMs)
+    throw new PnError('PN_COMMAND_FAILED', `lock ${names}: flock exited with ${code}${error ? ` (${error.message})` : ''}`, {
       details: {stderr},
     })
   }

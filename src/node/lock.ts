@@ -11,7 +11,7 @@
 import {promises as fs} from 'node:fs'
 import path from 'node:path'
 import {PnError, isPnError} from '../errors.js'
-import {acquireFlock} from '../exec/flock.js'
+import {acquireFlock, acquireFlocks, LockBusyError} from '../exec/flock.js'
 import {validateContainerId, validateIfname} from '../datapath/validate.js'
 import {DEFAULT_LOCK_TIMEOUT_MS, ensureDir, fileExists, withLock, type LockOptions} from '../state/files.js'
 
@@ -94,8 +94,11 @@ export function withAttachmentFileLock<T>(stateDir: string, containerId: string,
   return withLock(attachmentLockFile(stateDir, containerId, ifname), fn, lock)
 }
 
-/** Node shared lock (refused while a reset runs), then the attachment's own. */
-export function withAttachmentLock<T>(
+/**
+ * Node shared lock (refused at once while a reset runs), then the attachment's own — both taken
+ * by one flock chain, so a CNI call pays one helper process for the two.
+ */
+export async function withAttachmentLock<T>(
   stateDir: string,
   containerId: string,
   ifname: string,
@@ -103,7 +106,28 @@ export function withAttachmentLock<T>(
   fn: () => Promise<T>,
   lock: LockOptions = {},
 ): Promise<T> {
-  return withNodeShared(stateDir, action, () => withAttachmentFileLock(stateDir, containerId, ifname, fn, lock))
+  const file = attachmentLockFile(stateDir, containerId, ifname)
+  // No state dir: no node, so no reset can be running (and DEL must not create one).
+  if (!(await fileExists(stateDir))) return withLock(file, fn, lock)
+  await ensureDir(path.dirname(file))
+  let held
+  try {
+    held = await acquireFlocks([
+      {path: nodeLockFile(stateDir), timeoutMs: 0, shared: true},
+      {path: `${file}.lock`, timeoutMs: lock.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS},
+    ])
+  } catch (err) {
+    if (err instanceof LockBusyError && err.index === 0) throw busy(action, await resetInProgress(stateDir))
+    throw err
+  }
+  try {
+    const pid = await resetInProgress(stateDir)
+    if (pid) throw busy(action, pid)
+    await lock.whileHeld?.(`${file}.lock`)
+    return await fn()
+  } finally {
+    await held.release()
+  }
 }
 
 /** Forget the attachment's lock file (after its DEL: nothing of it is left to protect). */
