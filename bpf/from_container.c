@@ -8,7 +8,8 @@
  *   IPv4  → anti-spoofing → service reply? source back to VIP:port (lb4_rev_xlate)
  *                         : to a service? DNAT to a backend (lb4_xlate)
  *         → local pod? redirect_peer into it : to the stack, L2 dst = lxc MAC
- *   IPv6  → to the stack (no IPv6 datapath yet)
+ *   IPv6  → NDP for the router answered here (ndp.h); anti-spoofing → local pod? redirect_peer
+ *           : to the stack, L2 dst = lxc MAC (ipv6.h)
  *   other → dropped with a reason
  */
 #include "include/common.h"
@@ -22,6 +23,7 @@
 #include "include/arp.h"
 #include "include/lb.h"
 #include "include/local_delivery.h"
+#include "include/ndp.h"
 
 static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const struct lxc_info *lxc)
 {
@@ -87,7 +89,7 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 	case ETH_P_ARP:
 		return arp_respond(skb, lxc);
 	case ETH_P_IPV6:
-		return TRACE_TO_STACK;
+		return ipv6_from_container(skb, lxc);
 	default:
 		return DROP_UNKNOWN_L3;
 	}

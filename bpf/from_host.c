@@ -9,6 +9,7 @@
  * so the kernel ARPs on pn_host for the pod IP itself and nothing on pn_net would answer.
  * We answer for local endpoints with pn_host's own MAC and reflect the reply into pn_host's
  * ingress; every later frame to that pod leaves through this hook and gets redirected anyway.
+ * IPv6 the same way with NDP (ndp.h): the IPv6 pod-CIDR route is on-link on pn_host.
  */
 #include "include/common.h"
 #include "include/drop_reasons.h"
@@ -18,6 +19,7 @@
 #include "include/lxc.h"
 #include "include/arp.h"
 #include "include/local_delivery.h"
+#include "include/ndp.h"
 
 static __always_inline int arp_for_local_endpoint(struct __sk_buff *skb)
 {
@@ -45,5 +47,7 @@ int from_host(struct __sk_buff *skb)
 		ret = ipv4_try_local_delivery(skb, false);
 	else if (proto == ETH_P_ARP)
 		ret = arp_for_local_endpoint(skb);
+	else if (proto == ETH_P_IPV6)
+		ret = ipv6_from_host(skb);
 	return pn_verdict(skb, ret, METRIC_EGRESS, POINT_FROM_HOST);
 }

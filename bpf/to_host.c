@@ -10,6 +10,7 @@
 #include "include/endpoints.h"
 #include "include/eth.h"
 #include "include/local_delivery.h"
+#include "include/ipv6.h"
 
 SEC("tc")
 int to_host(struct __sk_buff *skb)
@@ -19,5 +20,7 @@ int to_host(struct __sk_buff *skb)
 
 	if (proto == ETH_P_IP)
 		ret = ipv4_try_local_delivery(skb, true);
+	else if (proto == ETH_P_IPV6)
+		ret = ipv6_try_local_delivery(skb, true);
 	return pn_verdict(skb, ret, METRIC_INGRESS, POINT_TO_HOST);
 }

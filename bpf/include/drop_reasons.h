@@ -15,6 +15,7 @@
 #define TRACE_REDIRECT 1 /* delivered by bpf_redirect to a device's egress */
 #define TRACE_REDIRECT_PEER 2 /* delivered by bpf_redirect_peer into the pod's netns */
 #define TRACE_ARP_REPLY 3 /* ARP request answered by the BPF ARP responder */
+#define TRACE_NDP_REPLY 8 /* IPv6 neighbour solicitation answered by the BPF NDP responder */
 
 /* Drops (stored as the magnitude in the metrics key `reason`). */
 #define DROP_INVALID_SOURCE -132 /* invalid source ip (anti-spoofing) */
@@ -28,5 +29,6 @@
 #define DROP_NO_LXC_INFO -200 /* endpoint not ready (no pn_lxc entry for this interface) */
 #define DROP_TTL_EXCEEDED -201 /* ttl exceeded */
 #define DROP_REDIRECT_FAILED -202 /* redirect to the target device failed */
+#define DROP_INVALID_SOURCE6 -210 /* invalid IPv6 source (anti-spoofing) */
 
 #endif

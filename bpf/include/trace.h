@@ -103,7 +103,7 @@ static __always_inline __u8 trace_outcome(__u8 point, int code)
 {
 	if (code == TRACE_REDIRECT || code == TRACE_REDIRECT_PEER)
 		return OBS_TO_ENDPOINT;
-	if (code == TRACE_ARP_REPLY)
+	if (code == TRACE_ARP_REPLY || code == TRACE_NDP_REPLY)
 		return point == POINT_FROM_HOST ? OBS_TO_HOST : OBS_TO_ENDPOINT;
 	if (point == POINT_TO_NETDEV || point == POINT_FROM_HOST)
 		return 0;

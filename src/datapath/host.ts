@@ -20,10 +20,13 @@ export interface DeviceState {
   mtu: number
 }
 
-/** Every sysctl Cilium sets for the host devices, plus global forwarding; ip_forward first (it resets per-device forwarding). */
+/** Every sysctl Cilium sets for the host devices, plus global forwarding (IPv6 too with a v6 pod CIDR); the global switches first (they reset per-device forwarding). */
 export function nodeSysctls(podCidrs: string[]): Record<string, string> {
   const out: Record<string, string> = {'net.ipv4.ip_forward': '1', 'net.ipv4.conf.all.rp_filter': '0'}
   const v6 = podCidrs.some((c) => cidrFamily(c) === 6)
+  // ip6_forward checks the global switch, not the device's: without it routed IPv6 (pod to
+  // another node) is dropped. Like ip_forward it resets the per-device values, so it goes first.
+  if (v6) out['net.ipv6.conf.all.forwarding'] = '1'
   for (const dev of [HOST_DEVICE, NET_DEVICE]) {
     out[devSysctl('ipv4', dev, 'forwarding')] = '1'
     out[devSysctl('ipv4', dev, 'rp_filter')] = '0'

@@ -14,6 +14,8 @@ describe('node init pieces', () => {
     }
     assert.equal(s['net.ipv6.conf.pn_host.forwarding'], undefined)
     assert.equal(nodeSysctls(['10.0.1.0/24', 'fd00::/64'])['net.ipv6.conf.pn_host.forwarding'], '1')
+    assert.equal(nodeSysctls(['10.0.1.0/24', 'fd00::/64'])['net.ipv6.conf.all.forwarding'], '1')
+    assert.equal(s['net.ipv6.conf.all.forwarding'], undefined)
   })
 
   it('routes the pod CIDR via the router IP (v4) and without via for v6', () => {

@@ -15,6 +15,7 @@ export const TRACE_REASONS: readonly ReasonInfo[] = [
   {name: 'TRACE_REDIRECT', code: 1, description: 'delivered by bpf_redirect to a device\'s egress'},
   {name: 'TRACE_REDIRECT_PEER', code: 2, description: 'delivered by bpf_redirect_peer into the pod\'s netns'},
   {name: 'TRACE_ARP_REPLY', code: 3, description: 'ARP request answered by the BPF ARP responder'},
+  {name: 'TRACE_NDP_REPLY', code: 8, description: 'IPv6 neighbour solicitation answered by the BPF NDP responder'},
 ]
 
 /** Drops (negative codes; metrics `reason` = the magnitude). */
@@ -30,6 +31,7 @@ export const DROP_REASONS: readonly ReasonInfo[] = [
   {name: 'DROP_NO_LXC_INFO', code: -200, description: 'endpoint not ready (no pn_lxc entry for this interface)'},
   {name: 'DROP_TTL_EXCEEDED', code: -201, description: 'ttl exceeded'},
   {name: 'DROP_REDIRECT_FAILED', code: -202, description: 'redirect to the target device failed'},
+  {name: 'DROP_INVALID_SOURCE6', code: -210, description: 'invalid IPv6 source (anti-spoofing)'},
 ]
 
 /** The outcome named by a metrics key's `reason` byte (a drop when ≥ 130). */
