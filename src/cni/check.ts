@@ -1,11 +1,13 @@
 /**
  * CHECK: compare the kernel and pn's state with the prevResult the runtime cached from ADD —
  * the pod interface (name, MAC, every address), its routes, the host veth, the IP reservation,
- * the endpoint record and (routing bpf) the attached program. Every problem found is listed in
+ * the endpoint record and (routing bpf) the attached program and the map entries of every address,
+ * IPv4 and IPv6 (pn_endpoints → this veth, pn_lxc listing them). Every problem found is listed in
  * one PN_CHECK_FAILED error, so the runtime's log says all that is wrong at once.
  */
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
+import {dumpMap} from '../datapath/bpf/index.js'
 import {getLink, parseJson} from '../datapath/link.js'
 import {hostIfnameFor} from '../datapath/veth.js'
 import {getEndpoint} from '../endpoint/store.js'
@@ -51,6 +53,21 @@ async function hasIngressBpf(runner: Runner, dev: string): Promise<boolean> {
   if (r.exitCode !== 0) return false
   const filters = parseJson<{kind?: string}[]>(r.stdout, `show tc filters of ${dev}`) ?? []
   return filters.some((f) => f.kind === 'bpf')
+}
+
+/** The map entries ADD wrote for each address: pn_endpoints delivers it to this veth, pn_lxc lists it. */
+async function bpfEntryProblems(runner: Runner, bpffsRoot: string, ifindex: number, ips: string[]): Promise<string[]> {
+  const out: string[] = []
+  const [eps, lxcs] = await Promise.all([dumpMap(runner, {bpffsRoot}, 'pn_endpoints'), dumpMap(runner, {bpffsRoot}, 'pn_lxc')]).catch(() => [[], []])
+  const lxc = lxcs.find((e) => e.key.ifindex === ifindex)?.value
+  if (!lxc) out.push(`pn_lxc has no entry for ifindex ${ifindex}`)
+  for (const ip of ips) {
+    const ep = eps.find((e) => e.key.ip === ip)
+    if (!ep) out.push(`pn_endpoints has no entry for ${ip}`)
+    else if (ep.value.ifindex !== ifindex) out.push(`pn_endpoints sends ${ip} to ifindex ${ep.value.ifindex}, not ${ifindex}`)
+    if (lxc && lxc.ip4 !== ip && lxc.ip6 !== ip) out.push(`pn_lxc entry of ifindex ${ifindex} does not list ${ip}`)
+  }
+  return out
 }
 
 export async function cniCheck(req: CniRequest): Promise<CheckResult> {
@@ -133,6 +150,7 @@ async function check(req: CniRequest): Promise<CheckResult> {
 
   if (node.routing === 'bpf') {
     if (host && !(await hasIngressBpf(req.runner, hostName))) problems.push(`no BPF program is attached to ${hostName} ingress`)
+    if (host) problems.push(...(await bpfEntryProblems(req.runner, node.bpffsRoot, host.ifindex, wantIps.map((i) => i.ip))))
     checked.push('bpf')
   }
 

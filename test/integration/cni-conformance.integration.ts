@@ -26,31 +26,41 @@ import {
 
 const below = (v: string, min: string) => v.localeCompare(min, undefined, {numeric: true}) < 0
 
-/** pn in both routing modes, and Debian's ptp + host-local as a sanity check of the harness. */
-const TARGETS = [
+/**
+ * pn in both routing modes, IPv4 and dual stack (an IPv4 and an IPv6 pod CIDR), and Debian's
+ * ptp + host-local as a sanity check of the harness.
+ */
+const TARGETS: {kind: 'pn' | 'ptp'; routing: 'bpf' | 'host-routes'; podCidr: string; podCidr6?: string; tag: string}[] = [
   {kind: 'pn', routing: 'bpf', podCidr: '10.211.0.0/24', tag: 'cnb'},
   {kind: 'pn', routing: 'host-routes', podCidr: '10.212.0.0/24', tag: 'cnh'},
+  {kind: 'pn', routing: 'bpf', podCidr: '10.215.0.0/24', podCidr6: 'fd00:215::/112', tag: 'v6cb'},
+  {kind: 'pn', routing: 'host-routes', podCidr: '10.216.0.0/24', podCidr6: 'fd00:216::/112', tag: 'v6ch'},
   {kind: 'ptp', routing: 'host-routes', podCidr: '10.214.0.0/24', tag: 'cnr'},
-] as const
+]
+
+const v4Of = (ips: {address: string}[]) => ips.find((i) => !i.address.includes(':'))!
+const v6Of = (ips: {address: string}[]) => ips.find((i) => i.address.includes(':'))
+const plain = (ips: {address: string}[]) => ips.map((i) => i.address.split('/')[0])
 
 for (const target of TARGETS) {
   const {kind, routing} = target
   const isPn = kind === 'pn'
-  const label = isPn ? `pn-cni, routing ${routing}` : 'reference ptp + host-local'
+  const dual = target.podCidr6 !== undefined
+  const label = isPn ? `pn-cni, routing ${routing}${dual ? ', dual stack' : ''}` : 'reference ptp + host-local'
   describe(`cni conformance (${label})`, function () {
     this.timeout(120_000)
     let node: CniNode
 
     before(() => {
-      node = createNode({kind, podCidr: target.podCidr, routing, tag: target.tag})
+      node = createNode({kind, podCidr: target.podCidr, podCidr6: target.podCidr6, routing, tag: target.tag})
     })
     after(() => {
       cleanupNamespaces()
       cleanupHarness()
     })
 
-    /** Nothing of (cid, eth0) remains: no veth on either side, no IP, no endpoint, no map entry. */
-    function assertGone(cid: string, pod: string | undefined, ip?: string) {
+    /** Nothing of (cid, eth0) remains: no veth on either side, no IP, no endpoint, no map entry (of either family). */
+    function assertGone(cid: string, pod: string | undefined, ips?: string | string[]) {
       if (pod) assert.equal(podHasLink(pod), false, `eth0 left in ${pod}`)
       if (!isPn) {
         assert.deepEqual(hostLocalOwners(node).filter((o) => o.startsWith(`${cid}\r\n`)), [], `host-local still holds an IP for ${cid}`)
@@ -60,7 +70,14 @@ for (const target of TARGETS) {
       const st = pnState(node)
       assert.ok(!st.owners.includes(`${cid}:eth0`), `IP of ${cid} still reserved: ${st.owners}`)
       assert.ok(!st.endpoints.includes(`${cid}:eth0`), `endpoint of ${cid} still recorded`)
-      if (ip && routing === 'bpf') assert.ok(!mapIps(node).includes(ip), `map entry for ${ip} left behind`)
+      if (ips && routing === 'bpf') {
+        const eps = mapIps(node)
+        const ipc = mapIps(node, 'pn_ipcache').map((p) => p.split('/')[0])
+        for (const ip of [ips].flat()) {
+          assert.ok(!eps.includes(ip), `pn_endpoints entry for ${ip} left behind`)
+          assert.ok(!ipc.includes(ip), `pn_ipcache entry for ${ip} left behind`)
+        }
+      }
     }
 
     /** Host-side veths in the node: pn's lxc… or ptp's veth…. */
@@ -82,29 +99,52 @@ for (const target of TARGETS) {
         assert.equal(r.interfaces[0].mac.length, 17)
         assert.equal(r.interfaces[1].name, 'eth0')
         assert.equal(r.interfaces[1].sandbox, `/run/netns/${podA}`)
-        assert.equal(r.ips.length, 1)
-        assert.equal(r.ips[0].interface, 1)
-        assert.match(r.ips[0].address, isPn ? /^10\.21[12]\.0\.\d+\/32$/ : /^10\.214\.0\.\d+\/24$/)
-        assert.equal(r.ips[0].gateway, node.gateway)
-        if (below(v, '1.0.0')) assert.equal(r.ips[0].version, '4')
-        else assert.equal('version' in r.ips[0], false)
+        assert.equal(r.ips.length, dual ? 2 : 1)
+        const ip4 = v4Of(r.ips) as any
+        assert.equal(ip4.interface, 1)
+        assert.match(ip4.address, isPn ? /^10\.21[1256]\.0\.\d+\/32$/ : /^10\.214\.0\.\d+\/24$/)
+        assert.equal(ip4.gateway, node.gateway)
+        if (below(v, '1.0.0')) assert.equal(ip4.version, '4')
+        else assert.equal('version' in ip4, false)
+        const ip6 = v6Of(r.ips) as any
+        if (dual) {
+          assert.equal(ip6.interface, 1)
+          assert.match(ip6.address, /^fd00:21[56]::[0-9a-f]+\/128$/)
+          assert.equal(ip6.gateway, node.gateway6)
+          if (below(v, '1.0.0')) assert.equal(ip6.version, '6')
+          else assert.equal('version' in ip6, false)
+        } else {
+          assert.equal(ip6, undefined)
+        }
         if (isPn) {
-          assert.deepEqual(r.routes, [{dst: `${node.gateway}/32`}, {dst: '0.0.0.0/0', gw: node.gateway}])
+          const routes = [{dst: `${node.gateway}/32`}, {dst: '0.0.0.0/0', gw: node.gateway}]
+          if (dual) routes.push({dst: `${node.gateway6}/128`}, {dst: '::/0', gw: node.gateway6!})
+          assert.deepEqual(r.routes, routes)
           assert.deepEqual(r.dns, {})
         }
-        const ipA = r.ips[0].address.split('/')[0]
-        assert.deepEqual(podIps(podA), [ipA])
+        const ipA = ip4.address.split('/')[0]
+        const ipsA = plain(r.ips)
+        assert.deepEqual(podIps(podA).sort(), [...ipsA].sort())
         const mac = JSON.parse(inNs(podA, ['ip', '-j', 'link', 'show', 'dev', 'eth0']))[0].address
         assert.equal(mac, r.interfaces[1].mac)
 
         const b = add(node, v, `b-${v}`, podB)
         assert.equal(b.status, 0, b.stdout + b.stderr)
-        const ipB = b.json.ips[0].address.split('/')[0]
+        const ipB = v4Of(b.json.ips).address.split('/')[0]
+        const ipsB = plain(b.json.ips)
         assert.notEqual(ipA, ipB)
         assert.ok(ping(podA, node.gateway), 'pod A cannot reach the gateway')
         assert.ok(ping(podA, ipB), 'pod A cannot reach pod B')
         assert.ok(ping(podB, ipA), 'pod B cannot reach pod A')
-        if (routing === 'bpf') assert.ok(mapIps(node).includes(ipA), 'no endpoint map entry for pod A')
+        if (dual) {
+          const ip6A = ip6.address.split('/')[0]
+          const ip6B = v6Of(b.json.ips)!.address.split('/')[0]
+          assert.ok(ping(podA, node.gateway6!), 'pod A cannot reach the IPv6 gateway')
+          assert.ok(ping(podA, ip6B), 'pod A cannot reach pod B over IPv6')
+          assert.ok(ping(podB, ip6A), 'pod B cannot reach pod A over IPv6')
+          assert.ok(ping(node.ns, ip6A), 'the node cannot reach pod A over IPv6')
+        }
+        if (routing === 'bpf') for (const ip of ipsA) assert.ok(mapIps(node).includes(ip), `no endpoint map entry for pod A's ${ip}`)
 
         const c = check(node, v, `a-${v}`, podA, r)
         if (below(v, '0.4.0')) {
@@ -118,11 +158,11 @@ for (const target of TARGETS) {
         const d = del(node, v, `a-${v}`, `/run/netns/${podA}`, below(v, '0.4.0') ? {} : {prevResult: r})
         assert.equal(d.status, 0, d.stdout + d.stderr)
         assert.equal(d.stdout, '')
-        assertGone(`a-${v}`, podA, ipA)
+        assertGone(`a-${v}`, podA, ipsA)
         assert.ok(ping(podB, node.gateway), 'DEL of pod A disturbed pod B')
         assert.equal(hostVeths().length, 1)
         assert.equal(del(node, v, `b-${v}`, `/run/netns/${podB}`).status, 0)
-        assertGone(`b-${v}`, podB, ipB)
+        assertGone(`b-${v}`, podB, ipsB)
         assert.deepEqual(hostVeths(), [])
         deleteNamespace(podA)
         deleteNamespace(podB)
@@ -155,7 +195,7 @@ for (const target of TARGETS) {
         // The pod netns vanished before DEL (pod killed): IPAM is released anyway.
         const f = add(node, v, `f-${v}`, pod)
         assert.equal(f.status, 0, f.stdout + f.stderr)
-        const ipF = f.json.ips[0].address.split('/')[0]
+        const ipF = plain(f.json.ips)
         deleteNamespace(pod)
         const gone = del(node, v, `f-${v}`, `/run/netns/${pod}`)
         assert.equal(gone.status, 0, gone.stdout + gone.stderr)
@@ -163,8 +203,34 @@ for (const target of TARGETS) {
       })
     }
 
-    // What follows is pn's own behaviour (leftovers, fault injection, error codes, STATUS, GC).
+    // A failing ADD leaves nothing of either family.
     if (isPn) {
+      for (const step of ['ipam', 'veth', 'endpoint', 'bpf', 'confirm']) {
+        it(`[1.1.0] an ADD failing after ${step} is undone completely`, () => {
+          const pod = createNamespace('cpf').name
+          const before = nodeLinks(node)
+          const r = add(node, '1.1.0', `fail-${step}`, pod, {extraEnv: {PN_CNI_FAIL_AFTER: step}})
+          assert.equal(r.status, 1, r.stdout)
+          assert.equal(r.json.code, 150)
+          assert.match(r.json.msg, new RegExp(`injected failure after ${step}`))
+          assertGone(`fail-${step}`, pod)
+          assert.deepEqual(nodeLinks(node), before)
+          if (routing === 'bpf') assert.deepEqual(mapIps(node).filter((ip) => ip !== node.gateway && ip !== node.gateway6), [])
+          // And the attachment works afterwards.
+          const again = add(node, '1.1.0', `fail-${step}`, pod)
+          assert.equal(again.status, 0, again.stdout + again.stderr)
+          assert.equal(again.json.ips.length, dual ? 2 : 1)
+          assert.ok(ping(pod, node.gateway))
+          if (dual) assert.ok(ping(pod, node.gateway6!), 'no IPv6 to the gateway after a retried ADD')
+          assert.equal(del(node, '1.1.0', `fail-${step}`, `/run/netns/${pod}`).status, 0)
+          assertGone(`fail-${step}`, pod, plain(again.json.ips))
+          deleteNamespace(pod)
+        })
+      }
+    }
+
+    // What follows is pn's own behaviour (leftovers, error codes, STATUS, GC), on the IPv4 nodes.
+    if (isPn && !dual) {
       it('[1.0.0] ADD on an existing foreign ifname fails and leaks nothing; a pn leftover of the same attachment is replaced', () => {
         const pod = createNamespace('cpx').name
         inNs(pod, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'other0'])
@@ -189,25 +255,6 @@ for (const target of TARGETS) {
         assert.equal(del(node, '1.0.0', 'retry', `/run/netns/${pod2}`).status, 0)
         assertGone('retry', pod2)
       })
-
-      for (const step of ['ipam', 'veth', 'endpoint', 'bpf', 'confirm']) {
-        it(`[1.1.0] an ADD failing after ${step} is undone completely`, () => {
-          const pod = createNamespace('cpf').name
-          const before = nodeLinks(node)
-          const r = add(node, '1.1.0', `fail-${step}`, pod, {extraEnv: {PN_CNI_FAIL_AFTER: step}})
-          assert.equal(r.status, 1, r.stdout)
-          assert.equal(r.json.code, 150)
-          assert.match(r.json.msg, new RegExp(`injected failure after ${step}`))
-          assertGone(`fail-${step}`, pod)
-          assert.deepEqual(nodeLinks(node), before)
-          if (routing === 'bpf') assert.deepEqual(mapIps(node).filter((ip) => ip !== node.gateway), [])
-          // And the attachment works afterwards.
-          assert.equal(add(node, '1.1.0', `fail-${step}`, pod).status, 0)
-          assert.ok(ping(pod, node.gateway))
-          assert.equal(del(node, '1.1.0', `fail-${step}`, `/run/netns/${pod}`).status, 0)
-          deleteNamespace(pod)
-        })
-      }
 
       it('[every version] input errors give their spec codes and leave nothing', () => {
         const pod = createNamespace('cpe').name
@@ -257,7 +304,7 @@ for (const target of TARGETS) {
         const d = del(node, '1.0.0', 'notns', '/etc/hostname')
         assert.equal(d.status, 1, d.stdout)
         assert.equal(d.json.code, 4)
-        assertGone('notns', pod, a.json.ips[0].address.split('/')[0])
+        assertGone('notns', pod, plain(a.json.ips))
         assert.equal(del(node, '1.0.0', 'notns', `/run/netns/${pod}`).status, 0)
       })
 

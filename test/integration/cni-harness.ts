@@ -11,6 +11,7 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {createNamespace, deleteNamespace, inNs, tryInNs} from '../helpers/netns.js'
 import {pn, REPO_ROOT} from '../helpers/cli.js'
+import {ipFromBytes} from '../../src/datapath/bpf/maps/layout.js'
 
 export const PN_CNI = path.join(REPO_ROOT, 'bin/pn-cni')
 export const REF_CNI_DIR = '/usr/lib/cni'
@@ -24,6 +25,9 @@ export interface CniNode {
   bpffsRoot: string
   podCidr: string
   gateway: string
+  /** Dual stack: the IPv6 pod CIDR and its router address. */
+  podCidr6?: string
+  gateway6?: string
   routing: 'bpf' | 'host-routes'
   /** The netconf the node's runtime would send (without cniVersion). */
   conf: Record<string, unknown>
@@ -50,7 +54,7 @@ function parse(status: number | null, stdout: string, stderr: string): Invocatio
 }
 
 /** A node namespace with an uplink and (for pn) `pn node init` done. */
-export function createNode(opts: {kind?: PluginKind; podCidr: string; routing?: 'bpf' | 'host-routes'; tag?: string}): CniNode {
+export function createNode(opts: {kind?: PluginKind; podCidr: string; podCidr6?: string; routing?: 'bpf' | 'host-routes'; tag?: string}): CniNode {
   const kind = opts.kind ?? 'pn'
   const {name: ns} = createNamespace(opts.tag ?? 'cn')
   inNs(ns, ['ip', 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'up0p'])
@@ -60,13 +64,15 @@ export function createNode(opts: {kind?: PluginKind; podCidr: string; routing?: 
   tmpDirs.push(stateDir)
   const bpffsRoot = `/run/pn/bpffs/${ns}`
   const gateway = opts.podCidr.replace(/\.0\/\d+$/, '.1')
+  const v6 = opts.podCidr6 ? {podCidr6: opts.podCidr6, gateway6: opts.podCidr6.replace(/::\/\d+$/, '::1')} : {}
+  const cidrArgs = ['--pod-cidr', opts.podCidr, ...(opts.podCidr6 ? ['--pod-cidr', opts.podCidr6] : [])]
   const routing = opts.routing ?? 'host-routes'
   if (kind === 'pn') {
     bpffsRoots.push(bpffsRoot)
-    const r = pn(['node', 'init', '--name', ns, '--device', 'up0', '--pod-cidr', opts.podCidr, '--routing', routing,
+    const r = pn(['node', 'init', '--name', ns, '--device', 'up0', ...cidrArgs, '--routing', routing,
       '--state-dir', stateDir, '--bpffs-root', bpffsRoot, '--json'], {netns: ns})
     if (r.status !== 0) throw new Error(`pn node init in ${ns} failed: ${r.stdout} ${r.stderr}`)
-    return {ns, kind, stateDir, bpffsRoot, podCidr: opts.podCidr, gateway, routing, conf: {name: 'pn', type: 'pn', stateDir}}
+    return {ns, kind, stateDir, bpffsRoot, podCidr: opts.podCidr, gateway, ...v6, routing, conf: {name: 'pn', type: 'pn', stateDir}}
   }
   return {
     ns,
@@ -185,13 +191,19 @@ export function pnState(node: CniNode): {owners: string[]; endpoints: string[]} 
   return {owners: ipList.map((a) => a.owner).filter((o) => o !== 'router'), endpoints: epList.map((e) => e.id)}
 }
 
-/** Endpoint map entries (pn_endpoints keys as IPs) under the node's bpffs root. */
-export function mapIps(node: CniNode): string[] {
-  const file = path.join(node.bpffsRoot, 'maps', 'pn_endpoints')
+/** Map entries keyed by IP (pn_endpoints; pn_ipcache as prefixes) under the node's bpffs root, IPv4 and IPv6. */
+export function mapIps(node: CniNode, map: 'pn_endpoints' | 'pn_ipcache' = 'pn_endpoints'): string[] {
+  const file = path.join(node.bpffsRoot, 'maps', map)
   const r = spawnSync('bpftool', ['-j', 'map', 'dump', 'pinned', file], {encoding: 'utf8'})
   if (r.status !== 0) return []
   const entries = JSON.parse(r.stdout) as {key: string[] | number[]}[]
-  return entries.map((e) => (e.key as (string | number)[]).slice(0, 4).map((b) => Number(b)).join('.'))
+  return entries.map((e) => {
+    const key = Buffer.from((e.key as (string | number)[]).map((b) => Number(b)))
+    // endpoint_key: addr[16] then family; ipcache_key: prefixlen, family, pad[3], addr[16].
+    const [addr, fam] = map === 'pn_endpoints' ? [key.subarray(0, 16), key[16]] : [key.subarray(8, 24), key[4]]
+    const ip = fam === 2 ? ipFromBytes(addr, 6) : ipFromBytes(addr.subarray(0, 4), 4)
+    return map === 'pn_endpoints' ? ip : `${ip}/${key.readUInt32LE(0) - 32}`
+  })
 }
 
 

@@ -23,8 +23,16 @@ const IMAGE = 'localhost/pn-busybox:latest'
 const NET = 'pnnet'
 const CNI_CACHE = '/var/lib/cni'
 
-describe('podman as a CNI client of pn (routing bpf)', function () {
+/** IPv4 alone, and dual stack (an IPv4 and an IPv6 pod CIDR: each container gets one of each). */
+const VARIANTS: {label: string; podCidr: string; podCidr6?: string; tag: string}[] = [
+  {label: 'routing bpf', podCidr: '10.231.0.0/24', tag: 'cnpod'},
+  {label: 'routing bpf, dual stack', podCidr: '10.232.0.0/24', podCidr6: 'fd00:232::/112', tag: 'v6pod'},
+]
+
+for (const variant of VARIANTS) describe(`podman as a CNI client of pn (${variant.label})`, function () {
   this.timeout(300_000)
+  const dual = variant.podCidr6 !== undefined
+  const v4re = new RegExp(`^${variant.podCidr.replace(/\.0\/24$/, '').replaceAll('.', '\\.')}\\.\\d+$`)
   let node: CniNode
   let tmp: string
   let cacheExisted = true
@@ -43,7 +51,7 @@ describe('podman as a CNI client of pn (routing bpf)', function () {
 
   before(() => {
     cacheExisted = existsSync(CNI_CACHE)
-    node = createNode({podCidr: '10.231.0.0/24', routing: 'bpf', tag: 'cnpod'})
+    node = createNode({podCidr: variant.podCidr, podCidr6: variant.podCidr6, routing: 'bpf', tag: variant.tag})
     tmp = mkdtempSync(path.join(tmpdir(), 'pn-podman-'))
     for (const d of ['bin', 'net.d', 'tmp', 'rootfs/bin', 'rootfs/www', 'rootfs/tmp']) mkdirSync(path.join(tmp, d), {recursive: true})
     const inst = pn(['cni', 'install', '--bin-dir', path.join(tmp, 'bin'), '--conf-dir', path.join(tmp, 'net.d'), '--name', NET,
@@ -102,8 +110,8 @@ describe('podman as a CNI client of pn (routing bpf)', function () {
     const ipOf = (name: string) => ok(['inspect', '-f', `{{.NetworkSettings.Networks.${NET}.IPAddress}} {{.NetworkSettings.Networks.${NET}.Gateway}}`, name]).split(' ')
     const [webIp, gw] = ipOf('pn-web')
     const [clientIp] = ipOf('pn-client')
-    assert.match(webIp, /^10\.231\.0\.\d+$/)
-    assert.match(clientIp, /^10\.231\.0\.\d+$/)
+    assert.match(webIp, v4re)
+    assert.match(clientIp, v4re)
     assert.notEqual(webIp, clientIp)
     assert.equal(gw, node.gateway)
 
@@ -115,6 +123,21 @@ describe('podman as a CNI client of pn (routing bpf)', function () {
     assert.ok(mapIps(node).includes(webIp) && mapIps(node).includes(clientIp))
     const addrs = ok(['exec', 'pn-client', 'ip', '-4', 'addr', 'show', 'dev', 'eth0'])
     assert.match(addrs, new RegExp(`inet ${clientIp.replaceAll('.', '\\.')}/32`))
+    let webIp6 = ''
+    if (dual) {
+      const ip6Of = (name: string) => ok(['inspect', '-f', `{{.NetworkSettings.Networks.${NET}.GlobalIPv6Address}} {{.NetworkSettings.Networks.${NET}.IPv6Gateway}}`, name]).split(' ')
+      const [w6, gw6] = ip6Of('pn-web')
+      const [c6] = ip6Of('pn-client')
+      webIp6 = w6
+      assert.match(w6, /^fd00:232::[0-9a-f]+$/)
+      assert.match(c6, /^fd00:232::[0-9a-f]+$/)
+      assert.equal(gw6, node.gateway6)
+      assert.ok(mapIps(node).includes(w6) && mapIps(node).includes(c6), 'no IPv6 map entries')
+      assert.match(ok(['exec', 'pn-client', 'ip', '-6', 'addr', 'show', 'dev', 'eth0']), new RegExp(`inet6 ${c6}/128`))
+      const ping6 = podman(['exec', 'pn-client', 'ping', '-6', '-c', '2', '-W', '2', w6])
+      assert.equal(ping6.status, 0, ping6.stdout + ping6.stderr)
+      assert.equal(podman(['exec', 'pn-client', 'ping', '-6', '-c', '1', '-W', '2', node.gateway6!]).status, 0)
+    }
 
     const ping = podman(['exec', 'pn-client', 'ping', '-c', '2', '-W', '2', webIp])
     assert.equal(ping.status, 0, ping.stdout + ping.stderr)
@@ -122,13 +145,19 @@ describe('podman as a CNI client of pn (routing bpf)', function () {
     const page = podman(['exec', 'pn-client', 'wget', '-q', '-O', '-', `http://${webIp}/`])
     assert.equal(page.status, 0, page.stderr)
     assert.equal(page.stdout, 'hello from a pn pod')
+    if (dual) {
+      const page6 = podman(['exec', 'pn-client', 'wget', '-q', '-O', '-', `http://[${webIp6}]/`])
+      assert.equal(page6.status, 0, page6.stderr)
+      assert.equal(page6.stdout, 'hello from a pn pod')
+    }
 
     ok(['rm', '-f', '-t', '0', 'pn-web', 'pn-client'])
     const after = pnState(node)
     assert.deepEqual(after.endpoints, [])
     assert.deepEqual(after.owners, [])
     assert.deepEqual(nodeLinks(node), [])
-    assert.deepEqual(mapIps(node).filter((ip) => ip !== node.gateway), [])
+    assert.deepEqual(mapIps(node).filter((ip) => ip !== node.gateway && ip !== node.gateway6), [])
+    assert.deepEqual(mapIps(node, 'pn_ipcache'), [])
     const cached = existsSync(path.join(CNI_CACHE, 'results')) ? readdirSync(path.join(CNI_CACHE, 'results')).filter((f) => f.startsWith(`${NET}-`)) : []
     assert.deepEqual(cached, [], 'libcni result cache entries left behind')
     const log = readFileSync(path.join(tmp, 'cni.log'), 'utf8')
