@@ -7,9 +7,12 @@
  *   ARP   → answered here (ARP responder), never reaches the node
  *   IPv4  → anti-spoofing → service reply? source back to VIP:port (lb4_rev_xlate)
  *                         : to a service? DNAT to a backend (lb4_xlate)
- *         → local pod? redirect_peer into it : to the stack, L2 dst = lxc MAC
+ *         → local pod? redirect_peer into it
+ *         : the node itself? to the stack, L2 dst = lxc MAC
+ *         : elsewhere: BPF host routing (fib.h) — bpf_fib_lookup, then bpf_redirect(_neigh)
+ *           to the uplink; what it cannot route goes to the stack with a counted reason
  *   IPv6  → NDP for the router answered here (ndp.h); anti-spoofing → local pod? redirect_peer
- *           : to the stack, L2 dst = lxc MAC (ipv6.h)
+ *           : elsewhere: BPF host routing (fib.h, ipv6.h), else to the stack (L2 dst = lxc MAC)
  *   other → dropped with a reason
  */
 #include "include/common.h"
@@ -24,6 +27,7 @@
 #include "include/lb.h"
 #include "include/local_delivery.h"
 #include "include/ndp.h"
+#include "include/fib.h"
 
 static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const struct lxc_info *lxc)
 {
@@ -53,6 +57,16 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const str
 	if (ep && !(ep->flags & ENDPOINT_F_HOST))
 		return ipv4_local_delivery(skb, ip4, ep, true);
 
+	/* Not for this node: BPF host routing sends it to the uplink (fib.h); when it cannot, the
+	 * packet goes to the stack below, counted with the reason. The node's own addresses
+	 * (ENDPOINT_F_HOST) go to the stack uncounted, as before. */
+	ret = TRACE_TO_STACK;
+	if (!ep) {
+		ret = pn_fib_redirect_v4(skb, ip4);
+		if (!trace_to_stack(ret))
+			return ret;
+	}
+
 	/* To the stack as routed traffic: the L2 destination must be a MAC of this device or the
 	 * stack would treat it as PACKET_OTHERHOST and drop it. The ARP responder makes pods use
 	 * the lxc MAC already; rewrite only when a stale neighbour entry says otherwise. */
@@ -63,11 +77,12 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const str
 	if ((void *)(eth + 1) > data_end)
 		return DROP_INVALID;
 	if (!mac_equal(eth->h_dest, lxc->mac)) {
-		ret = eth_store_daddr(skb, lxc->mac);
-		if (ret < 0)
-			return ret;
+		int err = eth_store_daddr(skb, lxc->mac);
+
+		if (err < 0)
+			return err;
 	}
-	return TRACE_TO_STACK;
+	return ret;
 }
 
 static __always_inline int handle_from_container(struct __sk_buff *skb)

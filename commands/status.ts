@@ -13,6 +13,10 @@ function describe(i: StatusItem): string {
     return [`endpoint ${i.name}`, String(d.containerId), d.pod ? `pod ${d.pod}` : '', (d.ips as string[]).join(','), String(d.lxc)].filter(Boolean).join('  ')
   }
   if (i.kind === 'unrecorded-device') return `${i.name} (no endpoint record)`
+  if (i.kind === 'host-routing') {
+    const fb = (d.fallbacks as string[]).length ? (d.fallbacks as string[]).join(', ') : 'none'
+    return `${i.name} (ifindex ${d.uplinkIfindex}): redirected ${d.redirected} + ${d.redirectedNeigh} via neighbour resolution; to the stack: ${fb}`
+  }
   const addrs = Array.isArray(d.addresses) && d.addresses.length ? `  ${d.addresses.join(', ')}` : ''
   return `${i.name}${i.kind === 'uplink' ? ' (uplink)' : ''}${addrs}`
 }

@@ -15,7 +15,19 @@
 #define TRACE_REDIRECT 1 /* delivered by bpf_redirect to a device's egress */
 #define TRACE_REDIRECT_PEER 2 /* delivered by bpf_redirect_peer into the pod's netns */
 #define TRACE_ARP_REPLY 3 /* ARP request answered by the BPF ARP responder */
+/* BPF host routing (fib.h): sent out of the uplink, skipping the node's stack and netfilter. */
+#define TRACE_FIB_REDIRECT 4 /* sent to the uplink by bpf_fib_lookup + bpf_redirect (neighbour known) */
+#define TRACE_FIB_REDIRECT_NEIGH 5 /* sent to the uplink by bpf_redirect_neigh (the kernel resolves the next hop) */
 #define TRACE_NDP_REPLY 8 /* IPv6 neighbour solicitation answered by the BPF NDP responder */
+/* BPF host routing could not forward: handed to the stack instead (TC_ACT_OK), never dropped. */
+#define TRACE_FIB_NO_ROUTE 16 /* to the stack: the FIB has no usable route (unreachable, blackhole, prohibit) */
+#define TRACE_FIB_NOT_FWDED 17 /* to the stack: the FIB does not forward this destination (a local address) */
+#define TRACE_FIB_FWD_DISABLED 18 /* to the stack: forwarding is disabled on the pod's device */
+#define TRACE_FIB_FRAG_NEEDED 19 /* to the stack: larger than the uplink MTU (the stack fragments or sends ICMP) */
+#define TRACE_FIB_NO_NEIGH 20 /* to the stack: a next hop bpf_redirect_neigh cannot resolve */
+#define TRACE_FIB_NOT_UPLINK 21 /* to the stack: the route leaves by another device than the uplink (or none is configured) */
+#define TRACE_FIB_TTL 22 /* to the stack: the TTL expires at this hop (the stack sends the ICMP error) */
+#define TRACE_FIB_UNSUPPORTED 23 /* to the stack: the FIB lookup failed otherwise (encapsulation route, helper error) */
 
 /* Drops (stored as the magnitude in the metrics key `reason`). */
 #define DROP_INVALID_SOURCE -132 /* invalid source ip (anti-spoofing) */

@@ -50,7 +50,8 @@ static __always_inline void metrics_count(int code, __u8 dir, __u8 point, __u32 
 	bpf_map_update_elem(&pn_metrics, &key, &init, BPF_NOEXIST);
 }
 
-/* The single place where an outcome becomes a verdict: negative → count + drop; redirects
+/* The single place where an outcome becomes a verdict: negative → count + drop; to-stack
+ * outcomes (TRACE_TO_STACK and host routing's fallbacks) → TC_ACT_OK; redirects
  * have already been requested by the helper, so we return TC_ACT_REDIRECT for them. */
 static __always_inline int pn_verdict(struct __sk_buff *skb, int code, __u8 dir, __u8 point)
 {
@@ -60,7 +61,7 @@ static __always_inline int pn_verdict(struct __sk_buff *skb, int code, __u8 dir,
 	pn_trace(skb, code, dir, point, len); /* events for `pn monitor`; gated off by default */
 	if (code < 0)
 		return TC_ACT_SHOT;
-	if (code == TRACE_TO_STACK)
+	if (trace_to_stack(code))
 		return TC_ACT_OK;
 	return TC_ACT_REDIRECT;
 }

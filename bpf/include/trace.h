@@ -79,6 +79,13 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } pn_events PN_MAP;
 
+/* Outcomes that hand the packet to the node's stack (TC_ACT_OK): plain TRACE_TO_STACK and
+ * the counted fallbacks of BPF host routing (fib.h). */
+static __always_inline bool trace_to_stack(int code)
+{
+	return code == TRACE_TO_STACK || (code >= TRACE_FIB_NO_ROUTE && code <= TRACE_FIB_UNSUPPORTED);
+}
+
 /* The trace point a packet reaches when a program sees it. */
 static __always_inline __u8 trace_arrival(__u8 point)
 {
@@ -103,6 +110,8 @@ static __always_inline __u8 trace_outcome(__u8 point, int code)
 {
 	if (code == TRACE_REDIRECT || code == TRACE_REDIRECT_PEER)
 		return OBS_TO_ENDPOINT;
+	if (code == TRACE_FIB_REDIRECT || code == TRACE_FIB_REDIRECT_NEIGH)
+		return OBS_TO_NETWORK;
 	if (code == TRACE_ARP_REPLY || code == TRACE_NDP_REPLY)
 		return point == POINT_FROM_HOST ? OBS_TO_HOST : OBS_TO_ENDPOINT;
 	if (point == POINT_TO_NETDEV || point == POINT_FROM_HOST)

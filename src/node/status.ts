@@ -9,7 +9,8 @@
  * from the LB maps) and BGP sessions (from birdc) add a provider each when they land.
  */
 import type {Runner} from '../exec/runner.js'
-import {bpfStatus, PROGRAMS, type AttachmentStatus, type BpfStatus} from '../datapath/bpf/index.js'
+import {bpfStatus, dumpMap, PROGRAMS, type AttachmentStatus, type BpfStatus, type DecodedEntry} from '../datapath/bpf/index.js'
+import {FIB_FALLBACK_REASONS} from '../datapath/bpf/drop-reasons.js'
 import {hostAddresses} from '../datapath/host.js'
 import {listLinks, type LinkInfo} from '../datapath/link.js'
 import {listEndpoints, type EndpointRecord} from '../endpoint/store.js'
@@ -160,8 +161,48 @@ export function endpointsSection(input: StatusInput): StatusSection {
   return {name: 'endpoints', state: worst(items.map((i) => i.state)), items}
 }
 
+/**
+ * BPF host routing (bpf/include/fib.h), from pn_node_config and pn_metrics: which uplink
+ * from-container redirects to, how many packets it sent there, and how many it handed to the
+ * stack instead, per reason. Pure: `config` is the one pn_node_config entry (undefined when the
+ * map is missing), `metrics` the pn_metrics dump.
+ */
+export function hostRoutingItem(uplink: LinkInfo | undefined, config: DecodedEntry | undefined, metrics: DecodedEntry[]): StatusItem {
+  const count = (reason: string) =>
+    metrics.filter((e) => e.key.point === 'from-container' && e.key.reason === reason).reduce((n, e) => n + Number(e.value.packets), 0)
+  const configured = config ? Number(config.value.uplinkIfindex) : 0
+  const details: StatusItem['details'] = {
+    uplinkIfindex: configured,
+    redirected: count('TRACE_FIB_REDIRECT'),
+    redirectedNeigh: count('TRACE_FIB_REDIRECT_NEIGH'),
+  }
+  const fallbacks: string[] = []
+  for (const r of FIB_FALLBACK_REASONS) {
+    const n = count(r.name)
+    if (n > 0) fallbacks.push(`${r.name.replace(/^TRACE_FIB_/, '').toLowerCase()} ${n}`)
+  }
+  details.fallbacks = fallbacks
+  const problems: string[] = []
+  if (!config) problems.push('pn_node_config is missing: run `pn bpf load --host`')
+  else if (configured === 0) problems.push('host routing is off (no uplink in pn_node_config): run `pn bpf load --host`')
+  else if (uplink && uplink.ifindex !== configured) problems.push(`pn_node_config names ifindex ${configured}, the uplink ${uplink.ifname} has ${uplink.ifindex}: run \`pn bpf load --host\``)
+  return {name: 'from-container → uplink', kind: 'host-routing', state: problems.length ? 'drifted' : 'ok', problems, details, hooks: []}
+}
+
+/** Host routing in bpf mode (none in host-routes mode, where the stack routes everything). */
+export async function hostRoutingSection(input: StatusInput): Promise<StatusSection> {
+  const {node, links, bpf, runner} = input
+  if (node.routing !== 'bpf' || !bpf.loaded) return {name: 'host-routing', state: 'ok', items: []}
+  const [config, metrics] = await Promise.all([
+    dumpMap(runner, node, 'pn_node_config').then((e) => e[0], () => undefined),
+    dumpMap(runner, node, 'pn_metrics').catch(() => [] as DecodedEntry[]),
+  ])
+  const it = hostRoutingItem(links.find((l) => l.ifname === node.uplink), config, metrics)
+  return {name: 'host-routing', state: it.state, items: [it]}
+}
+
 /** The sections, in order. Services and BGP add theirs here. */
-export const SECTIONS: readonly SectionProvider[] = [hostSection, endpointsSection]
+export const SECTIONS: readonly SectionProvider[] = [hostSection, endpointsSection, hostRoutingSection]
 
 export async function nodeStatus(runner: Runner, stateDir: string, opts: {sections?: readonly SectionProvider[]} = {}): Promise<NodeStatus> {
   const node = await requireNodeContext(stateDir)

@@ -167,7 +167,7 @@ describe('bpf datapath (root, netns)', function () {
     assert.ok(metric(n1, 'from-host', 'TRACE_REDIRECT') >= 2)
   })
 
-  it('pods on two nodes reach each other both ways via from-container → stack → uplink → from-netdev', () => {
+  it('pods on two nodes reach each other both ways via from-container → uplink (BPF host routing) → from-netdev', () => {
     const before2 = metric(n2, 'from-netdev', 'TRACE_REDIRECT_PEER')
     const before1 = metric(n1, 'from-netdev', 'TRACE_REDIRECT_PEER')
     assert.ok(ping(a.ns, c.ip, 3), 'node1/a → node2/c')
@@ -175,6 +175,8 @@ describe('bpf datapath (root, netns)', function () {
     assert.ok(metric(n2, 'from-netdev', 'TRACE_REDIRECT_PEER') - before2 >= 3)
     assert.ok(metric(n1, 'from-netdev', 'TRACE_REDIRECT_PEER') - before1 >= 3)
     assert.ok(metric(n1, 'to-netdev', 'TRACE_TO_STACK') >= 3)
+    const hostRouted = (n: Node) => metric(n, 'from-container', 'TRACE_FIB_REDIRECT') + metric(n, 'from-container', 'TRACE_FIB_REDIRECT_NEIGH')
+    assert.ok(hostRouted(n1) >= 3 && hostRouted(n2) >= 3, 'both directions left by BPF host routing')
   })
 
   it('map list and dump decode keys and values; each node has its own maps', () => {

@@ -220,7 +220,7 @@ describe('pn monitor and pn status (root, netns)', function () {
     assert.equal(gateFlags(n1), 0, 'tracing is off again after Ctrl-C')
   })
 
-  it('across two nodes: from-endpoint → to-stack → to-network on node 1, from-network → to-endpoint on node 2', async () => {
+  it('across two nodes: from-endpoint → to-network (BPF host routing, no stack) on node 1, from-network → to-endpoint on node 2', async () => {
     const m1 = startMonitor(n1, ['--ip', c.ip])
     const m2 = startMonitor(n2, ['--ip', a.ip])
     monitors.push(m1, m2)
@@ -229,9 +229,12 @@ describe('pn monitor and pn status (root, netns)', function () {
     assert.equal(r.status, 0, r.stderr)
     await waitFor('the reply on node 1', () => m1.events.some((e) => e.icmp?.type === 0 && e.observationPoint === 'to-endpoint'))
     const id = m1.events.find((e) => e.icmp?.type === 8)!.icmp!.id!
-    assert.deepEqual(path1(m1.events, 8, id), ['from-endpoint@from-container', 'to-stack@from-container', 'to-network@to-netdev'])
+    // from-container sends it to the uplink itself (to-network, reason TRACE_FIB_REDIRECT*), and
+    // the uplink's to-netdev still sees it leave.
+    assert.deepEqual(path1(m1.events, 8, id), ['from-endpoint@from-container', 'to-network@from-container', 'to-network@to-netdev'])
+    assert.match(m1.events.find((e) => e.observationPoint === 'to-network' && e.program === 'from-container')!.reason.name, /^TRACE_FIB_REDIRECT(_NEIGH)?$/)
     assert.deepEqual(path1(m2.events, 8, id), ['from-network@from-netdev', 'to-endpoint@from-netdev'])
-    assert.deepEqual(path1(m2.events, 0, id), ['from-endpoint@from-container', 'to-stack@from-container', 'to-network@to-netdev'])
+    assert.deepEqual(path1(m2.events, 0, id), ['from-endpoint@from-container', 'to-network@from-container', 'to-network@to-netdev'])
     assert.deepEqual(path1(m1.events, 0, id), ['from-network@from-netdev', 'to-endpoint@from-netdev'])
     assert.equal(m2.events.find((e) => e.observationPoint === 'to-endpoint' && e.icmp?.type === 8)!.target, c.lxc)
     assert.equal(m1.events.find((e) => e.observationPoint === 'to-network')!.device, 'eth0')
@@ -283,7 +286,12 @@ describe('pn monitor and pn status (root, netns)', function () {
   it('pn status shows the node as a tree and reports drift when the node is broken by hand', () => {
     const okStatus = ok(n1.run(['status']), 'status')
     assert.equal(okStatus.state, 'ok', JSON.stringify(okStatus, null, 1))
-    assert.deepEqual(okStatus.sections.map((s: {name: string}) => s.name), ['host', 'endpoints'])
+    assert.deepEqual(okStatus.sections.map((s: {name: string}) => s.name), ['host', 'endpoints', 'host-routing'])
+    // The cross-node pings above left by BPF host routing: counted, and the uplink is the configured one.
+    const hr = okStatus.sections[2].items[0] as {state: string; details: {uplinkIfindex: number; redirected: number; redirectedNeigh: number}}
+    assert.equal(hr.state, 'ok')
+    assert.equal(hr.details.uplinkIfindex, JSON.parse(inNs(n1.ns, ['ip', '-j', 'link', 'show', 'eth0']))[0].ifindex)
+    assert.ok(hr.details.redirected + hr.details.redirectedNeigh >= 1, JSON.stringify(hr))
     const host = okStatus.sections[0].items as {name: string; hooks: {direction: string; attached?: string}[]}[]
     assert.deepEqual(host.find((i) => i.name === 'eth0')!.hooks.map((h) => `${h.direction}:${h.attached}`), ['ingress:from-netdev', 'egress:to-netdev'])
     assert.deepEqual(host.find((i) => i.name === 'pn_host')!.hooks.map((h) => `${h.direction}:${h.attached}`), ['ingress:to-host', 'egress:from-host'])

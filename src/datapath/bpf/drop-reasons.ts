@@ -15,7 +15,17 @@ export const TRACE_REASONS: readonly ReasonInfo[] = [
   {name: 'TRACE_REDIRECT', code: 1, description: 'delivered by bpf_redirect to a device\'s egress'},
   {name: 'TRACE_REDIRECT_PEER', code: 2, description: 'delivered by bpf_redirect_peer into the pod\'s netns'},
   {name: 'TRACE_ARP_REPLY', code: 3, description: 'ARP request answered by the BPF ARP responder'},
+  {name: 'TRACE_FIB_REDIRECT', code: 4, description: 'sent to the uplink by bpf_fib_lookup + bpf_redirect (neighbour known)'},
+  {name: 'TRACE_FIB_REDIRECT_NEIGH', code: 5, description: 'sent to the uplink by bpf_redirect_neigh (the kernel resolves the next hop)'},
   {name: 'TRACE_NDP_REPLY', code: 8, description: 'IPv6 neighbour solicitation answered by the BPF NDP responder'},
+  {name: 'TRACE_FIB_NO_ROUTE', code: 16, description: 'to the stack: the FIB has no usable route (unreachable, blackhole, prohibit)'},
+  {name: 'TRACE_FIB_NOT_FWDED', code: 17, description: 'to the stack: the FIB does not forward this destination (a local address)'},
+  {name: 'TRACE_FIB_FWD_DISABLED', code: 18, description: 'to the stack: forwarding is disabled on the pod\'s device'},
+  {name: 'TRACE_FIB_FRAG_NEEDED', code: 19, description: 'to the stack: larger than the uplink MTU (the stack fragments or sends ICMP)'},
+  {name: 'TRACE_FIB_NO_NEIGH', code: 20, description: 'to the stack: a next hop bpf_redirect_neigh cannot resolve'},
+  {name: 'TRACE_FIB_NOT_UPLINK', code: 21, description: 'to the stack: the route leaves by another device than the uplink (or none is configured)'},
+  {name: 'TRACE_FIB_TTL', code: 22, description: 'to the stack: the TTL expires at this hop (the stack sends the ICMP error)'},
+  {name: 'TRACE_FIB_UNSUPPORTED', code: 23, description: 'to the stack: the FIB lookup failed otherwise (encapsulation route, helper error)'},
 ]
 
 /** Drops (negative codes; metrics `reason` = the magnitude). */
@@ -33,6 +43,9 @@ export const DROP_REASONS: readonly ReasonInfo[] = [
   {name: 'DROP_REDIRECT_FAILED', code: -202, description: 'redirect to the target device failed'},
   {name: 'DROP_INVALID_SOURCE6', code: -210, description: 'invalid IPv6 source (anti-spoofing)'},
 ]
+
+/** BPF host routing's fallbacks: handed to the stack (TC_ACT_OK) with a reason, never dropped (trace_to_stack in trace.h). */
+export const FIB_FALLBACK_REASONS: readonly ReasonInfo[] = TRACE_REASONS.filter((r) => r.code >= 16 && r.code <= 23)
 
 /** The outcome named by a metrics key's `reason` byte (a drop when ≥ 130). */
 export function reasonFromMetricByte(reason: number): ReasonInfo {

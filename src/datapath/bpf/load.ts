@@ -22,7 +22,7 @@ import {
 } from './bpffs.js'
 import {compileDatapath} from './compile.js'
 import {applyMapOps, createMissingMaps, dumpMapEntries, type MapOp} from './map-io.js'
-import {ENDPOINT_F_HOST, MAP_NAMES, encodeEndpointInfo, encodeEndpointKey} from './maps/index.js'
+import {ENDPOINT_F_HOST, MAP_NAMES, encodeEndpointInfo, encodeEndpointKey, encodeNodeConfig, encodeNodeConfigKey} from './maps/index.js'
 import {attachTcProgram, detachTcProgram, listQdiscMarkers, releaseQdisc, type Direction, type TcAttachment} from './tc.js'
 
 /** Which pinned program goes on which host hook (Cilium's bpf_host attach points). */
@@ -108,6 +108,7 @@ export async function loadHost(runner: Runner, node: DatapathNode, build: BuildO
   const attachments: TcAttachment[] = []
   const ifindexes = new Map<string, number>()
   const macs = new Map<string, string>()
+  const mtus = new Map<string, number>()
   for (const hook of hostHooks(node)) {
     if (!ifindexes.has(hook.device)) {
       const link = await getLink(runner, hook.device)
@@ -118,6 +119,7 @@ export async function loadHost(runner: Runner, node: DatapathNode, build: BuildO
       }
       ifindexes.set(hook.device, link.ifindex)
       macs.set(hook.device, link.address)
+      mtus.set(hook.device, link.mtu)
     }
     const r = await attachTcProgram(runner, {root, device: hook.device, ifindex: ifindexes.get(hook.device)!, direction: hook.direction, program: hook.program})
     changed ||= r.changed
@@ -132,6 +134,14 @@ export async function loadHost(runner: Runner, node: DatapathNode, build: BuildO
     key: encodeEndpointKey(ip),
     value: encodeEndpointInfo({ifindex: ifindexes.get(HOST_DEVICE)!, endpointId: 0, flags: ENDPOINT_F_HOST, podMac: hostMac, lxcMac: hostMac}),
   }))
+  // BPF host routing (bpf/include/fib.h) redirects to this ifindex only; rewritten on every
+  // load, so a recreated uplink (new ifindex) is picked up by the next `pn bpf load --host`.
+  ops.push({
+    op: 'update',
+    map: 'pn_node_config',
+    key: encodeNodeConfigKey(),
+    value: encodeNodeConfig({uplinkIfindex: ifindexes.get(node.uplink)!, uplinkMtu: mtus.get(node.uplink)!, flags: 0}),
+  })
   await applyMapOps(runner, root, ops)
   return {changed, attachments, bpffsRoot: root, object, cacheHit: compiled.cacheHit, loaded, createdMaps, warnings}
 }
@@ -175,7 +185,10 @@ export async function unloadHost(runner: Runner, node: Pick<DatapathNode, 'bpffs
   if (pods.length > 0 && !opts.force) {
     warnings.push(`${pods.length} endpoint(s) still attached: kept the pinned programs and maps under ${root} (detach them with \`pn bpf unload --container-id\`, or pass --force)`)
     const hostEntries = (await dumpMapEntries(runner, root, 'pn_endpoints')).filter((e) => (Number(e.value.flags) & ENDPOINT_F_HOST) !== 0)
-    await applyMapOps(runner, root, hostEntries.map((e) => ({op: 'delete', map: 'pn_endpoints', key: encodeEndpointKey(String(e.key.ip))})))
+    const ops: MapOp[] = hostEntries.map((e) => ({op: 'delete', map: 'pn_endpoints', key: encodeEndpointKey(String(e.key.ip))}))
+    // The uplink hooks are gone: host routing off (the pods' traffic goes to the stack).
+    if (await pathExists(mapPath(root, 'pn_node_config'))) ops.push({op: 'update', map: 'pn_node_config', key: encodeNodeConfigKey(), value: encodeNodeConfig({uplinkIfindex: 0, uplinkMtu: 0, flags: 0})})
+    await applyMapOps(runner, root, ops)
     return {changed, detached, unpinned: false, warnings}
   }
   if (pods.length > 0) warnings.push(`${pods.length} endpoint(s) were still attached; their filters keep running the old programs until detached`)

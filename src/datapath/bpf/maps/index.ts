@@ -12,12 +12,13 @@ import {lb4ServicesMap} from './lb4-services.js'
 import {lb4StatsMap} from './lb4-stats.js'
 import {lxcMap} from './lxc.js'
 import {metricsMap} from './metrics.js'
+import {nodeConfigMap} from './node-config.js'
 import {eventsMap, traceConfigMap} from './trace.js'
 
 export const MAPS: readonly MapDef[] = [
   endpointsMap, lxcMap, ipcacheMap, metricsMap,
   lb4ServicesMap, lb4BackendsMap, lb4StatsMap, ct4Map,
-  traceConfigMap, eventsMap,
+  traceConfigMap, eventsMap, nodeConfigMap,
 ]
 
 export const MAP_NAMES: readonly string[] = MAPS.map((m) => m.name)
@@ -43,3 +44,4 @@ export * from './lb4-services.js'
 export * from './lb4-backends.js'
 export * from './lb4-stats.js'
 export * from './ct4.js'
+export * from './node-config.js'

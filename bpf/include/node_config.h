@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * pn_node_config: node-wide settings the programs read at run time (one slot), written by
+ * `pn bpf load --host` / `pn node init`. Programs are compiled once per node and never per
+ * device, so the uplink is data, not a compile flag (Cilium bakes NATIVE_DEV_IFINDEX into its
+ * objects instead). An all-zero slot (never written) turns BPF host routing off: from-container
+ * then hands non-local traffic to the stack, counted as TRACE_FIB_NOT_UPLINK.
+ */
+#ifndef PN_NODE_CONFIG_H
+#define PN_NODE_CONFIG_H
+
+#include "common.h"
+
+/* Contract with src/datapath/bpf/maps/node-config.ts (checked against BTF by a unit test). */
+struct node_config {
+	__u32 uplink_ifindex; /* the node's uplink in its netns; 0 = not configured */
+	__u32 uplink_mtu;     /* its MTU, for the packets bpf_redirect_neigh sends unchecked */
+	__u32 flags;          /* reserved, 0 */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct node_config);
+} pn_node_config PN_MAP;
+
+static __always_inline const struct node_config *node_config(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&pn_node_config, &zero);
+}
+
+#endif
