@@ -14,7 +14,7 @@ if (mode === 'server') {
     sock.on('data', (d) => sock.write(d))
     sock.on('error', () => undefined)
   })
-  server.listen(Number(a), '0.0.0.0', () => process.stdout.write('listening\n'))
+  server.listen(Number(a), '::', () => process.stdout.write('listening\n'))
 } else if (mode === 'client') {
   const seconds = Number(c ?? 2)
   const sock = net.connect({host: a, port: Number(b)}, () => {

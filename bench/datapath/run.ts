@@ -8,6 +8,7 @@
  *            is open, every packet emits its events and the monitor reads and decodes them
  *            (printing to /dev/null). `bpf` itself is the gate-closed figure: tracing compiled
  *            in, no monitor attached.
+ *   bpf ipv6 — the bpf pods again over IPv6 (that node is dual stack): the same path for IPv6
  * Metrics: TCP throughput (iperf3 -t 3) and TCP request/response rate (rr.js, 1-byte echo).
  * Results (medians, ratios) go to bench/results/datapath.json.
  *   node dist/bench/datapath/run.js      (or bash bench/datapath/run.sh)
@@ -72,7 +73,7 @@ function ensureBpffs(): void {
 }
 
 /** A node namespace with an uplink (to a stub netns) and two pods. */
-function nodeWithPods(tag: string, routing: 'bpf' | 'host-routes', cidrByte: number): Pair {
+function nodeWithPods(tag: string, routing: 'bpf' | 'host-routes', cidrByte: number, dual = false): Pair {
   const ns = createNamespace(tag).name
   const stub = createNamespace(tag + 'u').name
   inNs(ns, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'up0', 'netns', stub])
@@ -81,11 +82,12 @@ function nodeWithPods(tag: string, routing: 'bpf' | 'host-routes', cidrByte: num
   stateDirs.push(stateDir)
   const node = {ns, stateDir}
   nodes.push(node)
-  run(ns, node, ['node', 'init', '--name', ns, '--device', 'eth0', '--pod-cidr', `10.${cidrByte}.0.0/24`, '--routing', routing])
+  const v6 = dual ? ['--pod-cidr', `fd00:${cidrByte}::/112`] : []
+  run(ns, node, ['node', 'init', '--name', ns, '--device', 'eth0', '--pod-cidr', `10.${cidrByte}.0.0/24`, ...v6, '--routing', routing])
   const pods: string[] = []
   for (const i of [10, 11]) {
     const pod = createNamespace(tag + 'p').name
-    const r = run(ns, node, ['veth', 'create', '--container-id', pod, '--netns', `/run/netns/${pod}`, '--ip', `10.${cidrByte}.0.${i}`])
+    const r = run(ns, node, ['veth', 'create', '--container-id', pod, '--netns', `/run/netns/${pod}`, '--ip', `10.${cidrByte}.0.${i}`, ...(dual ? ['--ip', `fd00:${cidrByte}::${i}`] : [])])
     if (routing === 'bpf') run(ns, node, ['bpf', 'load', '--container-id', pod])
     // Without BPF nothing answers the pod's ARP for its router IP on the lxc; proxy ARP does.
     else inNs(ns, ['sysctl', '-qw', `net.ipv4.conf.${r.hostIfname}.proxy_arp=1`])
@@ -150,8 +152,9 @@ function cleanup(): void {
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)')
   ensureBpffs()
-  const bpfPair = nodeWithPods('bdb', 'bpf', 181)
-  const pairs: Pair[] = [bpfPair, nodeWithPods('bdr', 'host-routes', 182), vethPair(), {...bpfPair, name: 'bpf+monitor', monitor: nodes[0]}]
+  const bpfPair = nodeWithPods('bdb', 'bpf', 181, true)
+  const pairs: Pair[] = [bpfPair, nodeWithPods('bdr', 'host-routes', 182), vethPair(), {...bpfPair, name: 'bpf+monitor', monitor: nodes[0]},
+    {...bpfPair, name: 'bpf ipv6', serverIp: 'fd00:181::11'}]
   for (const p of pairs) {
     const r = spawnSync('ip', ['netns', 'exec', p.client, 'ping', '-c', '2', '-W', '1', '-i', '0.2', p.serverIp])
     if (r.status !== 0) throw new Error(`${p.name}: client cannot reach ${p.serverIp}`)
@@ -180,6 +183,7 @@ async function main(): Promise<void> {
     ratios: {
       tcp: {bpfVsRouted: ratio(result.bpf.tcpGbps, result.routed.tcpGbps), bpfVsVeth: ratio(result.bpf.tcpGbps, result.veth.tcpGbps)},
       rr: {bpfVsRouted: ratio(result.bpf.rrPerSec, result.routed.rrPerSec), bpfVsVeth: ratio(result.bpf.rrPerSec, result.veth.rrPerSec)},
+      ipv6: {tcpVsIpv4: ratio(result['bpf ipv6'].tcpGbps, result.bpf.tcpGbps), rrVsIpv4: ratio(result['bpf ipv6'].rrPerSec, result.bpf.rrPerSec)},
       monitor: {
         tcpTracedVsBpf: ratio(result['bpf+monitor'].tcpGbps, result.bpf.tcpGbps),
         rrTracedVsBpf: ratio(result['bpf+monitor'].rrPerSec, result.bpf.rrPerSec),

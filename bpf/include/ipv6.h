@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * IPv6: header parsing, the hop-limit decrement of a BPF routing hop, pn_endpoints lookups by an
- * IPv6 address, local delivery and from-container's IPv6 path. The counterpart of l3.h,
- * local_delivery.h and from-container's IPv4 handler; programs call these from one hook each.
+ * IPv6 address, local delivery, the IPv6 entry of BPF host routing (fib.h) and from-container's
+ * IPv6 path. The counterpart of l3.h, local_delivery.h, pn_fib_redirect_v4 and from-container's
+ * IPv4 handler; programs call these from one hook each.
  * IPv6 has no header checksum, so a hop is one byte store. Services (lb4) are IPv4 only: IPv6
  * packets are never translated.
  */
@@ -15,6 +16,8 @@
 #include "endpoints.h"
 #include "eth.h"
 #include "lxc.h"
+#include "fib.h"
+#include "trace.h"
 
 #ifndef ETH_P_IPV6
 #define ETH_P_IPV6 0x86DD
@@ -107,6 +110,44 @@ static __always_inline int ipv6_local_delivery(struct __sk_buff *skb, struct ipv
 	return TRACE_REDIRECT;
 }
 
+/* BPF host routing for IPv6 (fib.h's shared parts; see pn_fib_redirect_v4 for the rules): the
+ * FIB lookup names the next hop, the hop limit goes down by one, and the packet leaves by the
+ * uplink with bpf_redirect (neighbour known) or bpf_redirect_neigh; anything else returns a
+ * TRACE_FIB_* fallback and the caller hands the packet to the stack. */
+static __always_inline int pn_fib_redirect_v6(struct __sk_buff *skb, struct ipv6hdr *ip6)
+{
+	const struct node_config *cfg = node_config();
+
+	if (!cfg || !cfg->uplink_ifindex)
+		return TRACE_FIB_NOT_UPLINK;
+	/* The stack sends ICMPv6 time exceeded; BPF does not. */
+	if (ip6->hop_limit <= 1)
+		return TRACE_FIB_TTL;
+
+	struct bpf_fib_lookup p = {
+		.family = AF_INET6,
+		.l4_protocol = ip6->nexthdr,
+		.ifindex = skb->ingress_ifindex,
+	};
+
+	/* Traffic class and flow label: the first word minus the version nibble. */
+	p.flowinfo = *(__be32 *)ip6 & bpf_htonl(0x0FFFFFFF);
+	__builtin_memcpy(p.ipv6_src, &ip6->saddr, 16);
+	__builtin_memcpy(p.ipv6_dst, &ip6->daddr, 16);
+	long ret = bpf_fib_lookup(skb, &p, sizeof(p), 0);
+
+	if (ret != BPF_FIB_LKUP_RET_SUCCESS && ret != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return fib_fallback_reason(ret);
+	int verdict = fib_check_egress(skb, &p, ret, cfg);
+
+	if (verdict)
+		return verdict;
+	verdict = ipv6_dec_hoplimit(skb, ip6);
+	if (verdict < 0)
+		return verdict;
+	return fib_redirect(skb, &p, ret);
+}
+
 /* Deliver to a local pod if the IPv6 destination is one; TRACE_TO_STACK otherwise (the node's
  * own addresses, link-local and multicast destinations, anything not a local pod). */
 static __always_inline int ipv6_try_local_delivery(struct __sk_buff *skb, bool peer)
@@ -149,6 +190,16 @@ static __always_inline int ipv6_from_lxc(struct __sk_buff *skb, const struct lxc
 	if (ep && !(ep->flags & ENDPOINT_F_HOST))
 		return ipv6_local_delivery(skb, ip6, ep, true);
 
+	/* Not for this node: BPF host routing; what it cannot route goes to the stack below with
+	 * the counted reason. The node's own addresses go to the stack uncounted. */
+	int ret = TRACE_TO_STACK;
+
+	if (!ep) {
+		ret = pn_fib_redirect_v6(skb, ip6);
+		if (!trace_to_stack(ret))
+			return ret;
+	}
+
 	/* To the stack as routed traffic, L2 destination = the lxc MAC (see the IPv4 path). */
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -157,12 +208,12 @@ static __always_inline int ipv6_from_lxc(struct __sk_buff *skb, const struct lxc
 	if ((void *)(eth + 1) > data_end)
 		return DROP_INVALID;
 	if (!mac_equal(eth->h_dest, lxc->mac)) {
-		int ret = eth_store_daddr(skb, lxc->mac);
+		int err = eth_store_daddr(skb, lxc->mac);
 
-		if (ret < 0)
-			return ret;
+		if (err < 0)
+			return err;
 	}
-	return TRACE_TO_STACK;
+	return ret;
 }
 
 #endif

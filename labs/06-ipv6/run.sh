@@ -2,8 +2,8 @@
 # Lab 06: IPv6 in BPF. Two nodes (netns) on a bridge "switch" netns. Node 1 is dual-stack with
 # pods a and b (one IPv4 and one IPv6 address each); node 2 is IPv6-only with pod c. Routing mode
 # bpf: no per-pod routes, so IPv6 is delivered by BPF like IPv4 (NDP for the router answered in
-# from-container, bpf_redirect_peer between pods, from-host for the node's own traffic,
-# from-netdev for traffic from the other node). Shows ping -6 and TCP over IPv6 on one node and
+# from-container, bpf_redirect_peer between pods, from-host for the node's own traffic, BPF host
+# routing (bpf_fib_lookup + bpf_redirect_neigh) to the other node, from-netdev from it). Shows ping -6 and TCP over IPv6 on one node and
 # across nodes, a spoofed IPv6 source dropped and counted, and the map entries gone after
 # detach. Tears everything down unless PN_LAB_KEEP=1.
 source "$(dirname "$0")/../lib/common.sh"
@@ -60,7 +60,7 @@ show ip netns exec "$N1_NS" ping -6 -c 2 -i 0.2 -W 1 "$A_IP6" || die "node1 -> a
 ROUTER6=$(ip -n "$N1_NS" -6 -j addr show dev pn_host scope global | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s)[0].addr_info.find(a=>a.family==="inet6").local))')
 show ip netns exec "$A_NS" ping -6 -c 2 -i 0.2 -W 1 "$ROUTER6" || die "a -> router $ROUTER6 failed"
 
-step "across nodes over IPv6: a -> c and c -> b (from-container -> stack -> uplink -> from-netdev -> pod)"
+step "across nodes over IPv6: a -> c and c -> b (from-container -> BPF host routing -> uplink -> from-netdev -> pod)"
 show ip netns exec "$A_NS" ping -6 -c 3 -i 0.2 -W 1 "$C_IP6" || die "a -> c over IPv6 failed"
 show ip netns exec "$C_NS" ping -6 -c 3 -i 0.2 -W 1 "$B_IP6" || die "c -> b over IPv6 failed"
 ip netns exec "$C_NS" iperf3 -s -1 -p 5206 >/dev/null &
@@ -80,6 +80,7 @@ show ip netns exec "$A_NS" ping -6 -c 3 -i 0.2 -W 1 -I fd00:206:1::99 "$B_IP6" &
 show pn_in "$N1_NS" "$N1_STATE" bpf map dump pn_metrics
 pn_in "$N1_NS" "$N1_STATE" bpf map dump pn_metrics | grep -q DROP_INVALID_SOURCE6 || die "no DROP_INVALID_SOURCE6 count"
 pn_in "$N1_NS" "$N1_STATE" bpf map dump pn_metrics | grep -q TRACE_NDP_REPLY || die "no TRACE_NDP_REPLY count"
+pn_in "$N2_NS" "$N2_STATE" bpf map dump pn_metrics | grep -q "from-container.*TRACE_FIB_REDIRECT" || die "node 2 (IPv6 only) sent nothing by BPF host routing"
 
 step "detach b: its IPv4 and IPv6 entries go; without BPF a cannot reach b; attach again and it can"
 show pn_in "$N1_NS" "$N1_STATE" bpf unload --container-id "$B_NS"

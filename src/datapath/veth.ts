@@ -102,6 +102,12 @@ export function podAddressing(opts: Pick<SetupVethOptions, 'ifname' | 'ips' | 'r
   return out
 }
 
+/** The IPv6 router address a dual-stack (or IPv6-only) pod routes through, if it has an IPv6 address. */
+function podRouter6(opts: Pick<SetupVethOptions, 'ips' | 'routerIps'>): string | undefined {
+  if (!(opts.ips ?? []).some((ip) => ipFamily(ip) === 6)) return undefined
+  return (opts.routerIps ?? []).map(normalizeIp).find((r) => ipFamily(r) === 6)
+}
+
 /** Create the pair and configure the pod side; any failure after the pair exists removes the pair. */
 export async function setupVeth(runner: Runner, opts: SetupVethOptions): Promise<VethResult> {
   validateContainerId(opts.containerId)
@@ -117,6 +123,11 @@ export async function setupVeth(runner: Runner, opts: SetupVethOptions): Promise
   ]
   const hostRoutes = opts.hostRoutes ? pod.addresses.map((a) => a) : []
   for (const r of hostRoutes) hostLines.push(`route replace ${r} dev ${hostIfname} scope link`)
+  // Without BPF nothing answers the pod's IPv6 neighbour solicitation for its router: Linux
+  // answers ARP for any local address on any device, but NDP only for the receiving device's
+  // own addresses. A proxy entry on the lxc answers it (goes with the link).
+  const proxyNdp = opts.hostRoutes ? podRouter6(opts) : undefined
+  if (proxyNdp) hostLines.push(`neigh add proxy ${proxyNdp} dev ${hostIfname}`)
 
   try {
     await ipBatch(runner, hostLines)
@@ -130,7 +141,11 @@ export async function setupVeth(runner: Runner, opts: SetupVethOptions): Promise
   }
   try {
     // Let pod addresses be used as source when the host stack routes for the pod (Cilium does the same).
-    await writeSysctls(runner, {[devSysctl('ipv4', hostIfname, 'rp_filter')]: '0'})
+    await writeSysctls(runner, {
+      [devSysctl('ipv4', hostIfname, 'rp_filter')]: '0',
+      // Answer at once: the default proxy_delay holds a multicast solicitation up to 0.8 s.
+      ...(proxyNdp ? {[devSysctl('ipv6', hostIfname, 'proxy_ndp')]: '1', [`net.ipv6.neigh.${hostIfname}.proxy_delay`]: '0'} : {}),
+    })
     if (pod.lines.length > 0) await ipBatch(runner, pod.lines, opts.netns)
     const host = await getLink(runner, hostIfname)
     if (!host) throw new PnError('PN_LINK_NOT_FOUND', `create veth ${hostIfname}: link vanished after creation`)

@@ -178,13 +178,25 @@ describe('bpf datapath, IPv6 (root, netns, dual stack)', function () {
     assert.ok(metric(n1, 'from-host', 'TRACE_REDIRECT') - redirect >= 2)
   })
 
-  it('pods on two nodes reach each other over IPv6 both ways, delivered by from-netdev', async () => {
+  /** Packets from-container sent to the uplink by BPF host routing (either flavour). */
+  const fibSent = (n: Node) => metric(n, 'from-container', 'TRACE_FIB_REDIRECT') + metric(n, 'from-container', 'TRACE_FIB_REDIRECT_NEIGH')
+
+  it('pods on two nodes reach each other over IPv6 both ways: BPF host routing out, from-netdev in', async () => {
     const before2 = metric(n2, 'from-netdev', 'TRACE_REDIRECT_PEER')
     const before1 = metric(n1, 'from-netdev', 'TRACE_REDIRECT_PEER')
+    const fib1 = fibSent(n1)
+    const fib2 = fibSent(n2)
+    const forwarded = () => Number(/Ip6OutForwDatagrams\s+(\d+)/.exec(inNs(n1.ns, ['nstat', '-asz', 'Ip6OutForwDatagrams']))?.[1] ?? 0)
+    const fwd = forwarded()
     assert.ok(ping(a.ns, c.ip6, 3), 'node1/a → node2/c over IPv6')
     assert.ok(ping(c.ns, b.ip6, 3), 'node2/c → node1/b over IPv6')
     assert.ok(metric(n2, 'from-netdev', 'TRACE_REDIRECT_PEER') - before2 >= 3)
     assert.ok(metric(n1, 'from-netdev', 'TRACE_REDIRECT_PEER') - before1 >= 3)
+    // Out of each node by bpf_fib_lookup + bpf_redirect(_neigh), not by the stack: node 1's
+    // IPv6 forwarding counter does not move for a → c.
+    assert.ok(fibSent(n1) - fib1 >= 3, 'node 1 sent a → c by BPF host routing')
+    assert.ok(fibSent(n2) - fib2 >= 3, 'node 2 sent c → b by BPF host routing')
+    assert.ok(forwarded() - fwd < 3, `node 1's stack forwarded ${forwarded() - fwd} IPv6 packets`)
     await tcp(a, c.ip6, 5362)
   })
 
