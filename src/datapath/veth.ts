@@ -128,6 +128,12 @@ export async function setupVeth(runner: Runner, opts: SetupVethOptions): Promise
   // own addresses. A proxy entry on the lxc answers it (goes with the link).
   const proxyNdp = opts.hostRoutes ? podRouter6(opts) : undefined
   if (proxyNdp) hostLines.push(`neigh add proxy ${proxyNdp} dev ${hostIfname}`)
+  // And the node's solicitation for the pod: the kernel sends none until the lxc's own
+  // link-local address has passed DAD (a second or two after the link comes up), so IPv6 to a
+  // new pod would be lost meanwhile. The pod's MAC is ours to choose: a permanent entry.
+  if (opts.hostRoutes) {
+    for (const a of pod.addresses.filter((x) => x.includes(':'))) hostLines.push(`neigh replace ${a.split('/')[0]} lladdr ${podMac} dev ${hostIfname} nud permanent`)
+  }
 
   try {
     await ipBatch(runner, hostLines)

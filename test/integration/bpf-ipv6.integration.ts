@@ -156,8 +156,11 @@ describe('bpf datapath, IPv6 (root, netns, dual stack)', function () {
     assert.ok(neigh[0].state.includes('REACHABLE') || neigh[0].state.includes('STALE') || neigh[0].state.includes('DELAY'), JSON.stringify(neigh[0]))
     assert.ok(metric(n1, 'from-container', 'TRACE_NDP_REPLY') - before >= 1)
     // The pod's own link-local address passed DAD: the responder never answers a DAD probe.
-    const ll = JSON.parse(inNs(a.ns, ['ip', '-6', '-j', 'addr', 'show', 'dev', 'eth0', 'scope', 'link'])) as {addr_info: {flags?: string[]; dadfailed?: boolean}[]}[]
-    assert.ok(ll[0].addr_info.length === 1 && !ll[0].addr_info[0].dadfailed, JSON.stringify(ll))
+    const ll = (JSON.parse(inNs(a.ns, ['ip', '-6', '-j', 'addr', 'show', 'dev', 'eth0', 'scope', 'link'])) as {addr_info: {family?: string; local?: string; dadfailed?: boolean; tentative?: boolean}[]}[])[0]
+      .addr_info.filter((x) => x.family === 'inet6')
+    assert.equal(ll.length, 1, JSON.stringify(ll))
+    assert.match(ll[0].local!, /^fe80:/)
+    assert.ok(!ll[0].dadfailed && !ll[0].tentative, JSON.stringify(ll))
   })
 
   it('delivers pod-to-pod over IPv6 on one node by bpf_redirect_peer (ping -6 and TCP)', async () => {
