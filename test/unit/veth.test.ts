@@ -60,6 +60,27 @@ describe('veth connector (golden argv)', () => {
     assert.deepEqual(r.hostRoutes, ['10.0.1.23/32'])
   })
 
+  it('host-routes mode, IPv6: proxy NDP for the router and a permanent neighbour for the pod on the lxc', async () => {
+    const host = hostIfnameFor('pod1', 'eth0')
+    const runner = new RecordingRunner((argv) => (argv.includes('-j') ? {stdout: linkJson(host, 7, 2)} : undefined))
+    const r = await setupVeth(runner, {containerId: 'pod1', ifname: 'eth0', netns: NETNS, mtu: 1500, ips: ['10.0.1.23', 'fd00:0:1::17'],
+      routerIps: ['10.0.1.1', 'fd00:0:1::1'], hostRoutes: true})
+    const lines = runner.records[0].input!.trimEnd().split('\n')
+    assert.ok(lines.includes(`route replace fd00:0:1::17/128 dev ${host} scope link`), lines.join('\n'))
+    assert.ok(lines.includes(`neigh add proxy fd00:0:1::1 dev ${host}`), lines.join('\n'))
+    assert.ok(lines.includes(`neigh replace fd00:0:1::17 lladdr ${r.podMac} dev ${host} nud permanent`), lines.join('\n'))
+    const sysctl = runner.records.find((x) => x.argv[0] === 'sysctl')!.argv.join(' ')
+    assert.match(sysctl, new RegExp(`net\\.ipv6\\.conf\\.${host}\\.proxy_ndp=1`))
+    assert.match(sysctl, new RegExp(`net\\.ipv6\\.neigh\\.${host}\\.proxy_delay=0`))
+    // IPv4 only, or routing bpf: none of it.
+    const v4 = new RecordingRunner((argv) => (argv.includes('-j') ? {stdout: linkJson(host, 7, 2)} : undefined))
+    await setupVeth(v4, {containerId: 'pod1', ifname: 'eth0', netns: NETNS, mtu: 1500, ips: ['10.0.1.23'], routerIps: ['10.0.1.1', 'fd00:0:1::1'], hostRoutes: true})
+    assert.doesNotMatch(v4.records[0].input!, /neigh/)
+    const bpf = new RecordingRunner((argv) => (argv.includes('-j') ? {stdout: linkJson(host, 7, 2)} : undefined))
+    await setupVeth(bpf, {containerId: 'pod1', ifname: 'eth0', netns: NETNS, mtu: 1500, ips: ['fd00:0:1::17'], routerIps: ['fd00:0:1::1']})
+    assert.doesNotMatch(bpf.records[0].input!, /neigh/)
+  })
+
   it('dual stack: /128 without DAD and ::/0 via the IPv6 router', () => {
     const p = podAddressing({ifname: 'eth0', ips: ['10.0.1.23', 'fd00:0:1::17'], routerIps: ['fd00:0:1::1', '10.0.1.1'], mtu: 1500})
     assert.deepEqual(p.addresses, ['10.0.1.23/32', 'fd00:0:1::17/128'])
