@@ -10,6 +10,9 @@
  *                          bpf_redirect_neigh), bpf_redirect_peer into the pod on node 2
  *   two-node-routed        pods on two host-routes nodes: both nodes' stacks forward
  *   same-node-bpf+monitor  same-node-bpf while `pn monitor --json` runs on the node (trace gate open)
+ *   two-node-bpf-stack     (only when named in PN_BENCH_ROWS) bpf nodes with host routing switched
+ *                          off (pn_node_config zeroed): the programs run, the stacks forward — what
+ *                          the FIB path itself saves, apart from the programs' cost
  *
  * The two nodes of a kind are wired by one veth pair (their uplinks), routes to each other's pod
  * CIDR via the peer's uplink address.
@@ -28,7 +31,7 @@
  *   bash bench/datapath/run.sh      (or node dist/bench/datapath/run.js)
  */
 import {execFileSync, spawn, spawnSync, type ChildProcess} from 'node:child_process'
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {pn, REPO_ROOT} from '../../test/helpers/cli.js'
@@ -44,7 +47,7 @@ const BPFFS = '/run/pn/bpffs'
 
 export type Family = 4 | 6
 type Routing = 'bpf' | 'host-routes'
-type RowKind = 'same-node-bpf' | 'same-node-routed' | 'veth' | 'two-node-bpf' | 'two-node-routed' | 'same-node-bpf+monitor'
+type RowKind = 'same-node-bpf' | 'same-node-routed' | 'veth' | 'two-node-bpf' | 'two-node-routed' | 'same-node-bpf+monitor' | 'two-node-bpf-stack'
 
 /** Which rows each family measures. IPv6: add its kinds here once the BPF programs carry IPv6. */
 export const ROWS_BY_FAMILY: Record<Family, RowKind[]> = {
@@ -128,9 +131,15 @@ function ensureBpffs(): void {
  * pods: two on node 1, one on node 2. `net` picks the pod CIDRs (net, net+1) and the uplink
  * addresses (idx, idx+1).
  */
-function nodePair(family: Family, routing: Routing, idx: number, net: number): {n1: NodeNs; pods1: string[]; pods2: string[]; ips1: string[]; ips2: string[]} {
+function nodePair(
+  family: Family,
+  routing: Routing,
+  idx: number,
+  net: number,
+  hostRoutingOff = false,
+): {n1: NodeNs; pods1: string[]; pods2: string[]; ips1: string[]; ips2: string[]} {
   const p = plan(family)
-  const tag = `hr${routing === 'bpf' ? 'b' : 'r'}${family}`
+  const tag = `hr${routing === 'bpf' ? (hostRoutingOff ? 's' : 'b') : 'r'}${family}`
   const made = [0, 1].map((i) => {
     const ns = createNamespace(`${tag}n`).name
     const stateDir = mkdtempSync(path.join(os.tmpdir(), 'pn-hr-bench-'))
@@ -145,6 +154,11 @@ function nodePair(family: Family, routing: Routing, idx: number, net: number): {
     inNs(node.ns, ['ip', 'addr', 'add', `${u.ip}/${u.len}`, 'dev', 'eth0', ...(family === 6 ? ['nodad'] : [])])
     inNs(node.ns, ['ip', 'link', 'set', 'eth0', 'up'])
     run(node, ['node', 'init', '--name', node.ns, '--device', 'eth0', '--pod-cidr', p.podCidr(net + i), '--routing', routing])
+    if (hostRoutingOff) {
+      const root = String(JSON.parse(readFileSync(path.join(node.stateDir, 'node.json'), 'utf8')).bpffsRoot)
+      const zero = Array.from({length: 16}, () => '0')
+      inNs(node.ns, ['bpftool', 'map', 'update', 'pinned', path.join(root, 'maps/pn_node_config'), 'key', '0', '0', '0', '0', 'value', ...zero])
+    }
   })
   inNs(made[0].ns, ['ip', 'route', 'add', p.podCidr(net + 1), 'via', p.uplink(idx + 1).ip])
   inNs(made[1].ns, ['ip', 'route', 'add', p.podCidr(net), 'via', p.uplink(idx).ip])
@@ -180,12 +194,14 @@ const suffix = (name: string, family: Family) => (family === 4 ? name : `${name}
 
 /** Every row of one family (the kinds in ROWS_BY_FAMILY), sharing the nodes they can. */
 function buildRows(family: Family): Row[] {
-  const kinds = ROWS_BY_FAMILY[family].filter((k) => !ONLY || ONLY.has(suffix(k, family)))
+  const extra: RowKind[] = ONLY?.has(suffix('two-node-bpf-stack', family)) ? ['two-node-bpf-stack'] : []
+  const kinds = [...ROWS_BY_FAMILY[family], ...extra].filter((k) => !ONLY || ONLY.has(suffix(k, family)))
   if (kinds.length === 0) return []
   const rows: Row[] = []
   const base = family === 4 ? 0 : 10
   const bpf = kinds.some((k) => k.includes('bpf')) ? nodePair(family, 'bpf', 1 + base, 181 + base) : undefined
   const routed = kinds.some((k) => k.includes('routed')) ? nodePair(family, 'host-routes', 3 + base, 183 + base) : undefined
+  const bpfStack = kinds.includes('two-node-bpf-stack') ? nodePair(family, 'bpf', 5 + base, 185 + base, true) : undefined
   for (const kind of kinds) {
     const row = (pair: NonNullable<typeof bpf>, remote: boolean, monitor?: NodeNs): Row => ({
       name: suffix(kind, family),
@@ -202,6 +218,7 @@ function buildRows(family: Family): Row[] {
     else if (kind === 'two-node-bpf') rows.push(row(bpf!, true))
     else if (kind === 'same-node-routed') rows.push(row(routed!, false))
     else if (kind === 'two-node-routed') rows.push(row(routed!, true))
+    else if (kind === 'two-node-bpf-stack') rows.push(row(bpfStack!, true))
   }
   return rows
 }
@@ -325,6 +342,8 @@ async function main(): Promise<void> {
         sameNodeBpfVsVeth: ratio(n('same-node-bpf'), n('veth'), 'p50'),
         sameNodeBpfVsRouted: ratio(n('same-node-bpf'), n('same-node-routed'), 'p50'),
         twoNodeBpfVsSameNodeBpf: ratio(n('two-node-bpf'), n('same-node-bpf'), 'p50'),
+        twoNodeBpfVsBpfStack: ratio(n('two-node-bpf'), n('two-node-bpf-stack'), 'p50'),
+        twoNodeBpfStackVsRouted: ratio(n('two-node-bpf-stack'), n('two-node-routed'), 'p50'),
         monitorVsBpf: ratio(n('same-node-bpf+monitor'), n('same-node-bpf'), 'p50'),
       },
       tcpThroughput: {
