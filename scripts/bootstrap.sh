@@ -13,7 +13,7 @@ command -v node >/dev/null || die "node (v20+) is required"
 # test (the image is the static busybox binary, so the dynamic `busybox` package will not do).
 PACKAGES=(
   clang llvm libbpf-dev bpftool iproute2 iptables iputils-ping iperf3 jq util-linux procps
-  containernetworking-plugins podman runc busybox-static bird2 etcd-server nftables python3
+  containernetworking-plugins podman runc busybox-static bird2 etcd-server nftables python3 sockperf
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do

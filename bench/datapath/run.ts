@@ -1,47 +1,101 @@
 /**
- * Datapath benchmark: two pods on one node, pod↔pod, in three set-ups built side by side in
- * `pn-` namespaces, measured in the same run, interleaved round by round:
- *   bpf    — `pn node init --routing bpf`: from-container delivers by bpf_redirect_peer
- *   routed — `--routing host-routes`: podIP/32 routes on the node, no BPF (kernel forwarding)
- *   veth   — one veth pair between two namespaces (the physical limit here)
- *   bpf+monitor — the bpf pods again while `pn monitor --json` runs on their node: the trace gate
- *            is open, every packet emits its events and the monitor reads and decodes them
- *            (printing to /dev/null). `bpf` itself is the gate-closed figure: tracing compiled
- *            in, no monitor attached.
- *   bpf ipv6 — the bpf pods again over IPv6 (that node is dual stack): the same path for IPv6
- * Metrics: TCP throughput (iperf3 -t 3) and TCP request/response rate (rr.js, 1-byte echo).
- * Results (medians, ratios) go to bench/results/datapath.json.
- *   node dist/bench/datapath/run.js      (or bash bench/datapath/run.sh)
+ * Datapath benchmark: pod↔pod latency and throughput, BPF against host routes against a bare
+ * veth pair, on one node and across two, all built side by side in `pn-hr…` namespaces and
+ * measured in the same run, interleaved round by round (the start row rotates each round):
+ *
+ *   same-node-bpf          two pods of a `--routing bpf` node: from-container → bpf_redirect_peer
+ *   same-node-routed       two pods of a `--routing host-routes` node: podIP/32 routes, kernel forwarding
+ *   veth                   one veth pair between two namespaces (the physical limit here)
+ *   two-node-bpf           pods on two bpf nodes: BPF host routing out of node 1 (bpf_fib_lookup +
+ *                          bpf_redirect_neigh), bpf_redirect_peer into the pod on node 2
+ *   two-node-routed        pods on two host-routes nodes: both nodes' stacks forward
+ *   same-node-bpf+monitor  same-node-bpf while `pn monitor --json` runs on the node (trace gate open)
+ *   two-node-bpf-stack     (only when named in PN_BENCH_ROWS) bpf nodes with host routing switched
+ *                          off (pn_node_config zeroed): the programs run, the stacks forward — what
+ *                          the FIB path itself saves, apart from the programs' cost
+ *
+ * The two nodes of a kind are wired by one veth pair (their uplinks), routes to each other's pod
+ * CIDR via the peer's uplink address.
+ *
+ * Latency: sockperf ping-pong over TCP, 64-byte messages, full round trip, client and server
+ * pinned to the same CPU (taskset), so a transaction never waits for a cross-CPU wakeup; the
+ * figure per round is sockperf's p50 (and p99). Throughput: iperf3, same pinning.
+ * Medians over rounds; ratios both as the ratio of medians and as the median of the per-round
+ * ratios (two rows of one round ran seconds apart, so that one resists a shared machine's noise).
+ *
+ * Address family: every row is built by family (`Family`); PN_BENCH_FAMILIES (default 4,6) picks
+ * them; IPv6 has one row (`ROWS_BY_FAMILY`), named with a `-v6` suffix. Environment: PN_BENCH_ROUNDS (9),
+ * PN_BENCH_SOCKPERF_SECONDS (2), PN_BENCH_IPERF_SECONDS (2), PN_BENCH_CPU (the last CPU),
+ * PN_BENCH_ROWS (comma-separated row names, all by default).
+ * Results go to bench/results/datapath.json.
+ *   bash bench/datapath/run.sh      (or node dist/bench/datapath/run.js)
  */
 import {execFileSync, spawn, spawnSync, type ChildProcess} from 'node:child_process'
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {pn, REPO_ROOT} from '../../test/helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs} from '../../test/helpers/netns.js'
 
-const ROUNDS = Number(process.env.PN_BENCH_ROUNDS ?? 3)
-const IPERF_SECONDS = Number(process.env.PN_BENCH_IPERF_SECONDS ?? 3)
-const RR_SECONDS = Number(process.env.PN_BENCH_RR_SECONDS ?? 2)
-const RR_JS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'rr.js')
+const ROUNDS = Number(process.env.PN_BENCH_ROUNDS ?? 9)
+const SOCKPERF_SECONDS = Number(process.env.PN_BENCH_SOCKPERF_SECONDS ?? 2)
+const IPERF_SECONDS = Number(process.env.PN_BENCH_IPERF_SECONDS ?? 2)
+const CPU = Number(process.env.PN_BENCH_CPU ?? os.cpus().length - 1)
+const FAMILIES = (process.env.PN_BENCH_FAMILIES ?? '4,6').split(',').map((f) => Number(f.trim()) as Family)
+const ONLY = process.env.PN_BENCH_ROWS ? new Set(process.env.PN_BENCH_ROWS.split(',').map((s) => s.trim())) : undefined
 const BPFFS = '/run/pn/bpffs'
+
+export type Family = 4 | 6
+type Routing = 'bpf' | 'host-routes'
+type RowKind = 'same-node-bpf' | 'same-node-routed' | 'veth' | 'two-node-bpf' | 'two-node-routed' | 'same-node-bpf+monitor' | 'two-node-bpf-stack'
+
+/** Which rows each family measures. IPv6: the cross-node BPF row (IPv6-only nodes: NDP responder, host routing, redirect_peer). */
+export const ROWS_BY_FAMILY: Record<Family, RowKind[]> = {
+  4: ['same-node-bpf', 'same-node-routed', 'veth', 'two-node-bpf', 'two-node-routed', 'same-node-bpf+monitor'],
+  6: ['two-node-bpf'],
+}
 
 const children: ChildProcess[] = []
 const stateDirs: string[] = []
-const nodes: {ns: string; stateDir: string}[] = []
+const nodes: NodeNs[] = []
 
-interface Pair {
+interface NodeNs {
+  ns: string
+  stateDir: string
+}
+
+interface Row {
   name: string
+  kind: RowKind
+  family: Family
   client: string
   server: string
   serverIp: string
   /** Run `pn monitor` on this node while measuring. */
-  monitor?: {ns: string; stateDir: string}
+  monitor?: NodeNs
+}
+
+/** The addresses of one family: node n's uplink, pod CIDR and pod addresses; the veth pair. */
+function plan(family: Family) {
+  if (family === 4) {
+    return {
+      uplink: (n: number) => ({ip: `172.30.90.${n}`, len: 24}),
+      podCidr: (net: number) => `10.${net}.0.0/24`,
+      podIp: (net: number, host: number) => `10.${net}.0.${host}`,
+      veth: (n: number) => ({ip: `10.199.0.${n}`, len: 24}),
+    }
+  }
+  return {
+    uplink: (n: number) => ({ip: `fd00:90::${n}`, len: 64}),
+    podCidr: (net: number) => `fd00:${net}::/64`,
+    podIp: (net: number, host: number) => `fd00:${net}::${host.toString(16)}`,
+    veth: (n: number) => ({ip: `fd00:199::${n}`, len: 64}),
+    ping: 'ping',
+  }
 }
 
 /** Start `pn monitor --json` on a node and wait until it listens; returns a stop function. */
-async function startMonitor(node: {ns: string; stateDir: string}): Promise<() => Promise<void>> {
+async function startMonitor(node: NodeNs): Promise<() => Promise<void>> {
   const child = spawn('ip', ['netns', 'exec', node.ns, process.execPath, path.join(REPO_ROOT, 'bin/run.js'), 'monitor', '--json', '--state-dir', node.stateDir], {
     stdio: ['ignore', 'ignore', 'pipe'],
   })
@@ -61,8 +115,8 @@ async function startMonitor(node: {ns: string; stateDir: string}): Promise<() =>
   }
 }
 
-function run(ns: string, node: {stateDir: string}, args: string[]) {
-  const r = pn([...args, '--state-dir', node.stateDir, '--json'], {netns: ns})
+function run(node: NodeNs, args: string[]) {
+  const r = pn([...args, '--state-dir', node.stateDir, '--json'], {netns: node.ns})
   if (r.status !== 0) throw new Error(`pn ${args.join(' ')}: ${r.stdout} ${r.stderr}`)
   return r.json?.result
 }
@@ -72,72 +126,161 @@ function ensureBpffs(): void {
   if (execFileSync('stat', ['-f', '-c', '%T', BPFFS], {encoding: 'utf8'}).trim() !== 'bpf_fs') execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS])
 }
 
-/** A node namespace with an uplink (to a stub netns) and two pods. */
-function nodeWithPods(tag: string, routing: 'bpf' | 'host-routes', cidrByte: number, dual = false): Pair {
-  const ns = createNamespace(tag).name
-  const stub = createNamespace(tag + 'u').name
-  inNs(ns, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'up0', 'netns', stub])
-  inNs(ns, ['ip', 'link', 'set', 'eth0', 'up'])
-  const stateDir = mkdtempSync(path.join(os.tmpdir(), 'pn-bench-'))
-  stateDirs.push(stateDir)
-  const node = {ns, stateDir}
-  nodes.push(node)
-  const v6 = dual ? ['--pod-cidr', `fd00:${cidrByte}::/112`] : []
-  run(ns, node, ['node', 'init', '--name', ns, '--device', 'eth0', '--pod-cidr', `10.${cidrByte}.0.0/24`, ...v6, '--routing', routing])
-  const pods: string[] = []
-  for (const i of [10, 11]) {
-    const pod = createNamespace(tag + 'p').name
-    const r = run(ns, node, ['veth', 'create', '--container-id', pod, '--netns', `/run/netns/${pod}`, '--ip', `10.${cidrByte}.0.${i}`, ...(dual ? ['--ip', `fd00:${cidrByte}::${i}`] : [])])
-    if (routing === 'bpf') run(ns, node, ['bpf', 'load', '--container-id', pod])
-    // Without BPF nothing answers the pod's ARP for its router IP on the lxc; proxy ARP does.
-    else inNs(ns, ['sysctl', '-qw', `net.ipv4.conf.${r.hostIfname}.proxy_arp=1`])
-    pods.push(pod)
-  }
-  return {name: routing === 'bpf' ? 'bpf' : 'routed', client: pods[0], server: pods[1], serverIp: `10.${cidrByte}.0.11`}
-}
-
-function vethPair(): Pair {
-  const a = createNamespace('bdva').name
-  const b = createNamespace('bdvb').name
-  inNs(a, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', b])
-  inNs(a, ['ip', 'addr', 'add', '10.199.0.1/24', 'dev', 'eth0'])
-  inNs(b, ['ip', 'addr', 'add', '10.199.0.2/24', 'dev', 'eth0'])
-  inNs(a, ['ip', 'link', 'set', 'eth0', 'up'])
-  inNs(b, ['ip', 'link', 'set', 'eth0', 'up'])
-  return {name: 'veth', client: a, server: b, serverIp: '10.199.0.2'}
-}
-
-async function startServer(ns: string, argv: string[], ready: RegExp | undefined): Promise<ChildProcess> {
-  const child = spawn('ip', ['netns', 'exec', ns, ...argv], {stdio: ['ignore', 'pipe', 'ignore']})
-  children.push(child)
-  if (ready) {
-    await new Promise<void>((resolve) => {
-      child.stdout!.on('data', (d) => ready.test(String(d)) && resolve())
-      setTimeout(resolve, 2000)
+/**
+ * Two nodes of one routing mode, their uplinks one veth pair, each knowing the other's pod CIDR;
+ * pods: two on node 1, one on node 2. `net` picks the pod CIDRs (net, net+1) and the uplink
+ * addresses (idx, idx+1).
+ */
+function nodePair(
+  family: Family,
+  routing: Routing,
+  idx: number,
+  net: number,
+  hostRoutingOff = false,
+): {n1: NodeNs; pods1: string[]; pods2: string[]; ips1: string[]; ips2: string[]} {
+  const p = plan(family)
+  const tag = `hr${routing === 'bpf' ? (hostRoutingOff ? 's' : 'b') : 'r'}${family}`
+  const made = [0, 1].map((i) => {
+    const ns = createNamespace(`${tag}n`).name
+    const stateDir = mkdtempSync(path.join(os.tmpdir(), 'pn-hr-bench-'))
+    stateDirs.push(stateDir)
+    const node = {ns, stateDir}
+    nodes.push(node)
+    return node
+  })
+  inNs(made[0].ns, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', made[1].ns])
+  made.forEach((node, i) => {
+    const u = p.uplink(idx + i)
+    inNs(node.ns, ['ip', 'addr', 'add', `${u.ip}/${u.len}`, 'dev', 'eth0', ...(family === 6 ? ['nodad'] : [])])
+    inNs(node.ns, ['ip', 'link', 'set', 'eth0', 'up'])
+    run(node, ['node', 'init', '--name', node.ns, '--device', 'eth0', '--pod-cidr', p.podCidr(net + i), '--routing', routing])
+    if (hostRoutingOff) {
+      const root = String(JSON.parse(readFileSync(path.join(node.stateDir, 'node.json'), 'utf8')).bpffsRoot)
+      const zero = Array.from({length: 16}, () => '0')
+      inNs(node.ns, ['bpftool', 'map', 'update', 'pinned', path.join(root, 'maps/pn_node_config'), 'key', '0', '0', '0', '0', 'value', ...zero])
+    }
+  })
+  inNs(made[0].ns, ['ip', 'route', 'add', p.podCidr(net + 1), 'via', p.uplink(idx + 1).ip])
+  inNs(made[1].ns, ['ip', 'route', 'add', p.podCidr(net), 'via', p.uplink(idx).ip])
+  const pods = (node: NodeNs, nodeNet: number, hosts: number[]) =>
+    hosts.map((h) => {
+      const pod = createNamespace(`${tag}p`).name
+      const ip = p.podIp(nodeNet, h)
+      const r = run(node, ['veth', 'create', '--container-id', pod, '--netns', `/run/netns/${pod}`, '--ip', ip])
+      if (routing === 'bpf') run(node, ['bpf', 'load', '--container-id', pod])
+      // Without BPF nothing answers the pod's ARP for its router IP on the lxc; proxy ARP does.
+      else if (family === 4) inNs(node.ns, ['sysctl', '-qw', `net.ipv4.conf.${r.hostIfname}.proxy_arp=1`])
+      return {pod, ip}
     })
-  } else {
-    await new Promise((r) => setTimeout(r, 300))
+  const p1 = pods(made[0], net, [10, 11])
+  const p2 = pods(made[1], net + 1, [10])
+  return {n1: made[0], pods1: p1.map((x) => x.pod), pods2: p2.map((x) => x.pod), ips1: p1.map((x) => x.ip), ips2: p2.map((x) => x.ip)}
+}
+
+function vethPair(family: Family): Row {
+  const p = plan(family)
+  const a = createNamespace(`hrv${family}a`).name
+  const b = createNamespace(`hrv${family}b`).name
+  inNs(a, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', b])
+  for (const [ns, n] of [[a, 1], [b, 2]] as const) {
+    const v = p.veth(n)
+    inNs(ns, ['ip', 'addr', 'add', `${v.ip}/${v.len}`, 'dev', 'eth0', ...(family === 6 ? ['nodad'] : [])])
+    inNs(ns, ['ip', 'link', 'set', 'eth0', 'up'])
   }
+  return {name: suffix('veth', family), kind: 'veth', family, client: a, server: b, serverIp: p.veth(2).ip}
+}
+
+const suffix = (name: string, family: Family) => (family === 4 ? name : `${name}-v6`)
+
+/** Every row of one family (the kinds in ROWS_BY_FAMILY), sharing the nodes they can. */
+function buildRows(family: Family): Row[] {
+  const extra: RowKind[] = ONLY?.has(suffix('two-node-bpf-stack', family)) ? ['two-node-bpf-stack'] : []
+  const kinds = [...ROWS_BY_FAMILY[family], ...extra].filter((k) => !ONLY || ONLY.has(suffix(k, family)))
+  if (kinds.length === 0) return []
+  const rows: Row[] = []
+  const base = family === 4 ? 0 : 10
+  const bpf = kinds.some((k) => k.includes('bpf')) ? nodePair(family, 'bpf', 1 + base, 181 + base) : undefined
+  const routed = kinds.some((k) => k.includes('routed')) ? nodePair(family, 'host-routes', 3 + base, 183 + base) : undefined
+  const bpfStack = kinds.includes('two-node-bpf-stack') ? nodePair(family, 'bpf', 5 + base, 185 + base, true) : undefined
+  for (const kind of kinds) {
+    const row = (pair: NonNullable<typeof bpf>, remote: boolean, monitor?: NodeNs): Row => ({
+      name: suffix(kind, family),
+      kind,
+      family,
+      client: pair.pods1[0],
+      server: remote ? pair.pods2[0] : pair.pods1[1],
+      serverIp: remote ? pair.ips2[0] : pair.ips1[1],
+      ...(monitor ? {monitor} : {}),
+    })
+    if (kind === 'veth') rows.push(vethPair(family))
+    else if (kind === 'same-node-bpf') rows.push(row(bpf!, false))
+    else if (kind === 'same-node-bpf+monitor') rows.push(row(bpf!, false, bpf!.n1))
+    else if (kind === 'two-node-bpf') rows.push(row(bpf!, true))
+    else if (kind === 'same-node-routed') rows.push(row(routed!, false))
+    else if (kind === 'two-node-routed') rows.push(row(routed!, true))
+    else if (kind === 'two-node-bpf-stack') rows.push(row(bpfStack!, true))
+  }
+  return rows
+}
+
+/** A server pinned to CPU, started in a namespace; resolves once it prints `ready` (or after 2 s). */
+async function startServer(ns: string, argv: string[], ready: RegExp): Promise<ChildProcess> {
+  const child = spawn('ip', ['netns', 'exec', ns, 'taskset', '-c', String(CPU), ...argv], {stdio: ['ignore', 'pipe', 'pipe']})
+  children.push(child)
+  await new Promise<void>((resolve) => {
+    const check = (d: Buffer) => ready.test(String(d)) && resolve()
+    child.stdout!.on('data', check)
+    child.stderr!.on('data', check)
+    setTimeout(resolve, 2000)
+  })
   return child
 }
 
-async function throughput(p: Pair, port: number): Promise<number> {
-  const server = await startServer(p.server, ['iperf3', '-s', '-1', '-p', String(port)], /listening/i)
-  const r = spawnSync('ip', ['netns', 'exec', p.client, 'iperf3', '-c', p.serverIp, '-p', String(port), '-t', String(IPERF_SECONDS), '-J'], {encoding: 'utf8'})
-  server.kill()
-  if (r.status !== 0) throw new Error(`iperf3 ${p.name}: ${r.stdout.slice(0, 300)} ${r.stderr}`)
-  return (JSON.parse(r.stdout).end.sum_received.bits_per_second as number) / 1e9
+async function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return
+  const exited = new Promise((r) => child.once('exit', r))
+  child.kill()
+  await exited
 }
 
-async function requestResponse(p: Pair, port: number): Promise<number> {
-  const server = await startServer(p.server, [process.execPath, RR_JS, 'server', String(port)], /listening/)
-  const r = spawnSync('ip', ['netns', 'exec', p.client, process.execPath, RR_JS, 'client', p.serverIp, String(port), String(RR_SECONDS)], {encoding: 'utf8'})
-  server.kill()
-  if (r.status !== 0) throw new Error(`rr ${p.name}: ${r.stderr}`)
-  return JSON.parse(r.stdout).rate as number
+/** sockperf's percentile lines (µs): `---> percentile 50.000 =   18.354`. */
+export function parseSockperf(out: string): {p50: number; p99: number; avg: number} {
+  const pct = (p: string) => {
+    const m = new RegExp(`percentile ${p.replace('.', '\\.')} =\\s*([\\d.]+)`).exec(out)
+    if (!m) throw new Error(`sockperf output without percentile ${p}: ${out.slice(-400)}`)
+    return Number(m[1])
+  }
+  const avg = /avg-rtt=([\d.]+)/.exec(out)
+  return {p50: pct('50.000'), p99: pct('99.000'), avg: avg ? Number(avg[1]) : NaN}
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+async function latency(r: Row, port: number): Promise<{p50: number; p99: number; avg: number}> {
+  const server = await startServer(r.server, ['sockperf', 'server', '--tcp', '-i', r.serverIp, '-p', String(port)], /Warmup|ready|listen|Waiting/i)
+  const c = spawnSync(
+    'ip',
+    ['netns', 'exec', r.client, 'taskset', '-c', String(CPU), 'sockperf', 'ping-pong', '--tcp', '-i', r.serverIp, '-p', String(port), '-m', '64', '-t', String(SOCKPERF_SECONDS), '--full-rtt'],
+    {encoding: 'utf8'},
+  )
+  await stopServer(server)
+  if (c.status !== 0) throw new Error(`sockperf ${r.name}: ${c.stdout.slice(-300)} ${c.stderr.slice(-300)}`)
+  return parseSockperf(c.stdout + c.stderr)
+}
+
+async function throughput(r: Row, port: number): Promise<number> {
+  const server = await startServer(r.server, ['iperf3', '-s', '-1', '-p', String(port)], /listening/i)
+  const c = spawnSync('ip', ['netns', 'exec', r.client, 'taskset', '-c', String(CPU), 'iperf3', '-c', r.serverIp, '-p', String(port), '-t', String(IPERF_SECONDS), '-J'], {
+    encoding: 'utf8',
+  })
+  await stopServer(server)
+  if (c.status !== 0) throw new Error(`iperf3 ${r.name}: ${c.stdout.slice(0, 300)} ${c.stderr}`)
+  return (JSON.parse(c.stdout).end.sum_received.bits_per_second as number) / 1e9
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+const round3 = (x: number) => Math.round(x * 1000) / 1000
 
 function cleanup(): void {
   for (const c of children) if (c.exitCode === null) c.kill()
@@ -149,51 +292,87 @@ function cleanup(): void {
   for (const d of stateDirs) rmSync(d, {recursive: true, force: true})
 }
 
+interface Samples {
+  p50: number[]
+  p99: number[]
+  gbps: number[]
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)')
   ensureBpffs()
-  const bpfPair = nodeWithPods('bdb', 'bpf', 181, true)
-  const pairs: Pair[] = [bpfPair, nodeWithPods('bdr', 'host-routes', 182), vethPair(), {...bpfPair, name: 'bpf+monitor', monitor: nodes[0]},
-    {...bpfPair, name: 'bpf ipv6', serverIp: 'fd00:181::11'}]
-  for (const p of pairs) {
-    const r = spawnSync('ip', ['netns', 'exec', p.client, 'ping', '-c', '2', '-W', '1', '-i', '0.2', p.serverIp])
-    if (r.status !== 0) throw new Error(`${p.name}: client cannot reach ${p.serverIp}`)
+  const rows = FAMILIES.flatMap((f) => buildRows(f))
+  if (rows.length === 0) throw new Error('no rows selected (PN_BENCH_ROWS / PN_BENCH_FAMILIES)')
+  for (const r of rows) {
+    const c = spawnSync('ip', ['netns', 'exec', r.client, 'ping', `-${r.family}`, '-c', '2', '-W', '1', '-i', '0.2', r.serverIp])
+    if (c.status !== 0) throw new Error(`${r.name}: client cannot reach ${r.serverIp}`)
   }
-  const samples: Record<string, {gbps: number[]; rr: number[]}> = Object.fromEntries(pairs.map((p) => [p.name, {gbps: [], rr: []}]))
+  const samples: Record<string, Samples> = Object.fromEntries(rows.map((r) => [r.name, {p50: [], p99: [], gbps: []}]))
   let port = 5400
   for (let round = 0; round < ROUNDS; round++) {
-    for (const p of pairs) {
-      const stop = p.monitor ? await startMonitor(p.monitor) : undefined
-      samples[p.name].gbps.push(await throughput(p, port++))
-      samples[p.name].rr.push(await requestResponse(p, port++))
+    // Rotate the order so no row always runs first (or right after the monitor row).
+    const order = rows.map((_, i) => rows[(i + round) % rows.length])
+    for (const r of order) {
+      const stop = r.monitor ? await startMonitor(r.monitor) : undefined
+      const lat = await latency(r, port++)
+      const gbps = await throughput(r, port++)
       await stop?.()
-      process.stderr.write(`round ${round + 1} ${p.name}: ${samples[p.name].gbps.at(-1)!.toFixed(2)} Gbit/s, ${Math.round(samples[p.name].rr.at(-1)!)} rr/s\n`)
+      const s = samples[r.name]
+      s.p50.push(lat.p50)
+      s.p99.push(lat.p99)
+      s.gbps.push(gbps)
+      process.stderr.write(`round ${round + 1} ${r.name}: p50 ${lat.p50.toFixed(2)} µs, p99 ${lat.p99.toFixed(1)} µs, ${gbps.toFixed(2)} Gbit/s\n`)
     }
   }
-  const result = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, {tcpGbps: median(v.gbps), rrPerSec: median(v.rr), samples: v}]))
-  const ratio = (a: number, b: number) => Math.round((a / b) * 1000) / 1000
+  const results = Object.fromEntries(
+    Object.entries(samples).map(([k, v]) => [k, {p50Us: round3(median(v.p50)), p99Us: round3(median(v.p99)), tcpGbps: round3(median(v.gbps)), samples: v}]),
+  )
+  /** a/b as the ratio of medians and as the median of per-round ratios, for one metric. */
+  const ratio = (a: string, b: string, metric: keyof Samples) => {
+    if (!samples[a] || !samples[b]) return undefined
+    const perRound = samples[a][metric].map((x, i) => x / samples[b][metric][i])
+    return {ofMedians: round3(median(samples[a][metric]) / median(samples[b][metric])), medianPerRound: round3(median(perRound))}
+  }
+  const ratios: Record<string, unknown> = {}
+  for (const f of FAMILIES) {
+    const n = (x: string) => suffix(x, f)
+    ratios[`ipv${f}`] = {
+      latencyP50: {
+        twoNodeBpfVsRouted: ratio(n('two-node-bpf'), n('two-node-routed'), 'p50'),
+        sameNodeBpfVsVeth: ratio(n('same-node-bpf'), n('veth'), 'p50'),
+        sameNodeBpfVsRouted: ratio(n('same-node-bpf'), n('same-node-routed'), 'p50'),
+        twoNodeBpfVsSameNodeBpf: ratio(n('two-node-bpf'), n('same-node-bpf'), 'p50'),
+        twoNodeBpfVsBpfStack: ratio(n('two-node-bpf'), n('two-node-bpf-stack'), 'p50'),
+        twoNodeBpfStackVsRouted: ratio(n('two-node-bpf-stack'), n('two-node-routed'), 'p50'),
+        monitorVsBpf: ratio(n('same-node-bpf+monitor'), n('same-node-bpf'), 'p50'),
+      },
+      tcpThroughput: {
+        twoNodeBpfVsRouted: ratio(n('two-node-bpf'), n('two-node-routed'), 'gbps'),
+        sameNodeBpfVsVeth: ratio(n('same-node-bpf'), n('veth'), 'gbps'),
+        sameNodeBpfVsRouted: ratio(n('same-node-bpf'), n('same-node-routed'), 'gbps'),
+        monitorVsBpf: ratio(n('same-node-bpf+monitor'), n('same-node-bpf'), 'gbps'),
+      },
+    }
+  }
+  // The one IPv6 row against its IPv4 twin: the same path, the other family.
+  ratios.ipv6VsIpv4 = {twoNodeBpfP50: ratio('two-node-bpf-v6', 'two-node-bpf', 'p50'), twoNodeBpfTcp: ratio('two-node-bpf-v6', 'two-node-bpf', 'gbps')}
   const report = {
     date: new Date().toISOString(),
     kernel: os.release(),
     cpus: os.cpus().length,
+    pinnedCpu: CPU,
+    loadavg: os.loadavg().map(round3),
     rounds: ROUNDS,
+    sockperf: {seconds: SOCKPERF_SECONDS, messageBytes: 64, protocol: 'tcp', mode: 'ping-pong, full round trip'},
     iperfSeconds: IPERF_SECONDS,
-    rrSeconds: RR_SECONDS,
-    results: result,
-    ratios: {
-      tcp: {bpfVsRouted: ratio(result.bpf.tcpGbps, result.routed.tcpGbps), bpfVsVeth: ratio(result.bpf.tcpGbps, result.veth.tcpGbps)},
-      rr: {bpfVsRouted: ratio(result.bpf.rrPerSec, result.routed.rrPerSec), bpfVsVeth: ratio(result.bpf.rrPerSec, result.veth.rrPerSec)},
-      ipv6: {tcpVsIpv4: ratio(result['bpf ipv6'].tcpGbps, result.bpf.tcpGbps), rrVsIpv4: ratio(result['bpf ipv6'].rrPerSec, result.bpf.rrPerSec)},
-      monitor: {
-        tcpTracedVsBpf: ratio(result['bpf+monitor'].tcpGbps, result.bpf.tcpGbps),
-        rrTracedVsBpf: ratio(result['bpf+monitor'].rrPerSec, result.bpf.rrPerSec),
-      },
-    },
+    results,
+    ratios,
   }
   const out = path.join(REPO_ROOT, 'bench/results/datapath.json')
   mkdirSync(path.dirname(out), {recursive: true})
   writeFileSync(out, JSON.stringify(report, null, 2) + '\n')
-  process.stdout.write(JSON.stringify({results: Object.fromEntries(Object.entries(result).map(([k, v]) => [k, {tcpGbps: +v.tcpGbps.toFixed(2), rrPerSec: Math.round(v.rrPerSec)}])), ratios: report.ratios, file: out}, null, 2) + '\n')
+  const brief = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, {p50Us: v.p50Us, p99Us: v.p99Us, tcpGbps: v.tcpGbps}]))
+  process.stdout.write(JSON.stringify({results: brief, ratios, file: out}, null, 2) + '\n')
 }
 
 main()

@@ -61,9 +61,11 @@ wait "$IPERF_PID" 2>/dev/null || true
 step "the node talks to its pod through from-host"
 show ip netns exec "$N1_NS" ping -c 2 -i 0.2 -W 1 "$A_IP" || die "node1 -> a failed"
 
-step "cross node: a -> c and c -> b (from-container -> stack -> uplink -> from-netdev -> pod)"
+step "cross node: a -> c and c -> b (from-container -> uplink by BPF host routing -> from-netdev -> pod)"
 show ip netns exec "$A_NS" ping -c 3 -i 0.2 -W 1 "$C_IP" || die "a -> c failed"
 show ip netns exec "$C_NS" ping -c 3 -i 0.2 -W 1 "$B_IP" || die "c -> b failed"
+pn_in "$N1_NS" "$N1_STATE" bpf map dump pn_metrics | grep -q "TRACE_FIB_REDIRECT" || die "node 1 did not host-route (no TRACE_FIB_REDIRECT count)"
+show pn_in "$N1_NS" "$N1_STATE" status
 
 step "pn monitor: one ping a -> b (same node) and a -> c (across nodes), each packet at every observation point"
 monitor_around "$N1_NS" "$N1_STATE" 3 "--from-ip $A_IP" ip netns exec "$A_NS" ping -c 1 -W 1 "$B_IP"

@@ -74,6 +74,7 @@ describe('BPF host routing across nodes (root, netns)', function () {
   this.timeout(180_000)
   const tmpDirs: string[] = []
   const children: ChildProcess[] = []
+  const made: Node[] = []
   let sw: string
   let n1: Node
   let n2: Node
@@ -97,6 +98,7 @@ describe('BPF host routing across nodes (root, netns)', function () {
     tmpDirs.push(stateDir)
     const cidr = `10.${170 + idx}.0.0/24`
     const node: Node = {ns, stateDir, cidr, uplinkIp: ip, routing, run: (args) => pn([...args, '--state-dir', stateDir, '--json'], {netns: ns})}
+    made.push(node)
     ok(node.run(['node', 'init', '--name', ns, '--device', 'eth0', '--pod-cidr', cidr, '--routing', routing]), `node init ${ns}`)
     // A counter on the FORWARD hook: every packet the node's stack routes through it.
     inNs(ns, ['nft', 'add', 'table', 'ip', 'pnhr'])
@@ -152,10 +154,10 @@ describe('BPF host routing across nodes (root, netns)', function () {
 
   after(() => {
     for (const ch of children) if (ch.pid && ch.exitCode === null) process.kill(ch.pid)
-    for (const n of [n1, n2, h1, h2]) if (n) n.run(['node', 'reset'])
+    for (const n of made) n.run(['node', 'reset'])
     cleanupNamespaces()
     for (const dir of tmpDirs) rmSync(dir, {recursive: true, force: true})
-    for (const n of [n1, n2]) if (n) rmSync(path.join(BPFFS, n.ns), {recursive: true, force: true})
+    for (const n of made) rmSync(path.join(BPFFS, n.ns), {recursive: true, force: true})
   })
 
   it('pn_node_config names the uplink: its ifindex and MTU', () => {

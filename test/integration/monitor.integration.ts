@@ -237,7 +237,7 @@ describe('pn monitor and pn status (root, netns)', function () {
     assert.deepEqual(path1(m2.events, 0, id), ['from-endpoint@from-container', 'to-network@from-container', 'to-network@to-netdev'])
     assert.deepEqual(path1(m1.events, 0, id), ['from-network@from-netdev', 'to-endpoint@from-netdev'])
     assert.equal(m2.events.find((e) => e.observationPoint === 'to-endpoint' && e.icmp?.type === 8)!.target, c.lxc)
-    assert.equal(m1.events.find((e) => e.observationPoint === 'to-network')!.device, 'eth0')
+    assert.equal(m1.events.find((e) => e.observationPoint === 'to-network' && e.program === 'to-netdev')!.device, 'eth0')
   })
 
   it('a spoofed source gives a drop event with its reason; --count ends the monitor and closes the gate', async () => {
