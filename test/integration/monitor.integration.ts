@@ -228,6 +228,10 @@ describe('pn monitor and pn status (root, netns)', function () {
     const r = tryInNs(a.ns, ['ping', '-c', '1', '-W', '2', c.ip])
     assert.equal(r.status, 0, r.stderr)
     await waitFor('the reply on node 1', () => m1.events.some((e) => e.icmp?.type === 0 && e.observationPoint === 'to-endpoint'))
+    // Node 2's monitor reads its own pipe: on a loaded machine it may lag node 1's.
+    await waitFor('the request and the reply on node 2', () =>
+      m2.events.some((e) => e.icmp?.type === 8 && e.observationPoint === 'to-endpoint') &&
+      m2.events.some((e) => e.icmp?.type === 0 && e.observationPoint === 'to-network' && e.program === 'to-netdev'))
     const id = m1.events.find((e) => e.icmp?.type === 8)!.icmp!.id!
     // from-container sends it to the uplink itself (to-network, reason TRACE_FIB_REDIRECT*), and
     // the uplink's to-netdev still sees it leave.
