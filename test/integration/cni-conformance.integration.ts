@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import {cleanupNamespaces, createNamespace, deleteNamespace, inNs, ping} from '../helpers/netns.js'
 import {SUPPORTED_VERSIONS} from '../../src/cni/spec.js'
 import {hostIfnameFor} from '../../src/datapath/veth.js'
+import {encodeEndpointKey} from '../../src/datapath/bpf/maps/endpoints.js'
 import {
   add,
   check,
@@ -153,6 +154,17 @@ for (const target of TARGETS) {
         } else {
           assert.equal(c.status, 0, c.stdout + c.stderr)
           assert.equal(c.stdout, '')
+          if (dual && routing === 'bpf' && v === '1.1.0') {
+            // CHECK looks at both families' map entries: without pod A's IPv6 entry it fails and says so.
+            const ip6A = ip6.address.split('/')[0]
+            const key = [...encodeEndpointKey(ip6A)].map((x) => x.toString(16).padStart(2, '0'))
+            inNs(node.ns, ['bpftool', 'map', 'delete', 'pinned', `${node.bpffsRoot}/maps/pn_endpoints`, 'key', 'hex', ...key])
+            const broken = check(node, v, `a-${v}`, podA, r)
+            assert.equal(broken.status, 1, broken.stdout)
+            assert.equal(broken.json.code, 122, broken.stdout)
+            assert.match(broken.json.msg, new RegExp(`pn_endpoints has no entry for ${ip6A}`))
+            assert.doesNotMatch(broken.json.msg, new RegExp(`no entry for ${ipA}\\b`))
+          }
         }
 
         const d = del(node, v, `a-${v}`, `/run/netns/${podA}`, below(v, '0.4.0') ? {} : {prevResult: r})
