@@ -17,9 +17,9 @@ import {defaultBpffsRoot, ensureBpffs} from '../datapath/bpffs.js'
 import {hostDevices, setupHostDevices, setupHostSysctls, setupRouterAddressing, type DeviceState} from '../datapath/host.js'
 import {getLink} from '../datapath/link.js'
 import {runPlan, UndoStack, type FlowOptions, type Plan} from '../flow/plan.js'
-import {ipamFile, reserveRouterIps, resetIpam} from '../ipam/host.js'
+import {ipamExists, reserveRouterIps, resetIpam} from '../ipam/host.js'
 import {allocatePodCidrs, openPoolStore, releasePodCidrs, resolvePoolLocation} from '../ipam/pool.js'
-import {fileExists, type LockOptions} from '../state/files.js'
+import type {LockOptions} from '../state/files.js'
 import {bpfCacheDir, HOST_DEVICE, NET_DEVICE, readNodeContext, writeNodeContext, type NodeContext, type RoutingMode} from './context.js'
 import {ipamOf} from './ipam.js'
 
@@ -178,7 +178,7 @@ async function prepareBpffs(r: InitRun): Promise<void> {
 
 async function reserveRouter(r: InitRun): Promise<void> {
   const {stateDir, previous, opts} = r
-  const existed = await fileExists(ipamFile(stateDir))
+  const existed = await ipamExists(stateDir)
   if (previous && opts.force && !sameList(previous.podCidrs, r.podCidrs)) {
     await resetIpam(stateDir, undefined, opts.lock)
     r.warnings.push('pod CIDR changed: host-scope IPAM state was reset; existing pods keep addresses from the old CIDR')
