@@ -29,7 +29,8 @@ const CIDRS = ['10.0.1.0/24', 'fd00:1::/112']
 describe('ipam state directory', () => {
   let dir: string
   let clock: number
-  const t = (extra: Partial<HostIpamTarget> = {}): HostIpamTarget => ({stateDir: dir, podCidrs: CIDRS, now: () => clock, ...extra})
+  let cidrs: string[]
+  const t = (extra: Partial<HostIpamTarget> = {}): HostIpamTarget => ({stateDir: dir, podCidrs: cidrs, now: () => clock, ...extra})
   const consistent = async () => {
     const v = await verifyIpamState(dir)
     assert.deepEqual(v.problems, [], 'bitmaps, links and owner records agree')
@@ -41,6 +42,7 @@ describe('ipam state directory', () => {
   beforeEach(() => {
     dir = mkdtempSync(path.join(tmpdir(), 'pn-ipam-store-'))
     clock = Date.parse('2030-01-01T00:00:00Z')
+    cidrs = CIDRS
   })
   afterEach(() => rmSync(dir, {recursive: true, force: true}))
 
@@ -124,6 +126,7 @@ describe('ipam state directory', () => {
   const steps = ['journal', 'records', 'links', 'pending', 'bitmap']
   for (const step of steps) {
     it(`a change interrupted after '${step}' is finished or undone by the next call (alloc, confirm, release)`, async () => {
+      cidrs = ['10.0.1.0/28', 'fd00:1::/124'] // 14 addresses each: the fill at the end stays short
       await allocateIp(t(), {owner: 'keep:eth0'})
       const crash = (extra: Partial<HostIpamTarget> = {}) => t({...extra, afterStep: (s) => {
         if (s === step) throw new Error(`killed after ${s}`)
@@ -159,7 +162,7 @@ describe('ipam state directory', () => {
         }
       }
       const full = await consistent()
-      assert.equal(full.filter((a) => a.ip.includes('.')).length, 254)
+      assert.equal(full.filter((a) => a.ip.includes('.')).length, 14)
     })
   }
 
