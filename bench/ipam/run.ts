@@ -2,8 +2,11 @@
  * IPAM benchmark: `node dist/bench/ipam/run.js [--calls N]`.
  * 1. In-process: fill a /16 (65,534 addresses) through HostAllocator with each strategy; report the
  *    total and the mean cost per allocation around 0%, 50%, 90% and 99% fill.
- * 2. CLI: `pn ipam alloc` per call (one process per allocation) against the CNI reference
- *    `host-local` plugin on the same /16, measured in the same run; the ratio is pn/host-local.
+ * 2. Stored state, in process: one `allocateIp` + `releaseIp` on the ipam/ directory (lock included)
+ *    with the /16 empty and half full (32,767 owners): the storage cost alone, without Node's start.
+ * 3. CLI: `pn ipam alloc` per call (one process per allocation) against the CNI reference
+ *    `host-local` plugin on the same /16, empty and half full, measured in the same run; ratios
+ *    pn/host-local and half-full/empty.
  * Prints a table and writes bench/results/ipam.json.
  */
 import {spawnSync} from 'node:child_process'
@@ -12,6 +15,8 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {HostAllocator} from '../../src/ipam/host-allocator.js'
+import {allocateIp, ipamDir, releaseIp} from '../../src/ipam/host.js'
+import {writeIpamDir} from '../../src/ipam/host-store.js'
 import type {Strategy} from '../../src/ipam/bitmap.js'
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
@@ -68,6 +73,38 @@ function pnCalls(stateDir: string, tag: string): number[] {
   return out
 }
 
+/** A half-full /16 in the stored format: 32,767 owners (+ the router). */
+async function halfFull(stateDir: string): Promise<void> {
+  const a = new HostAllocator(HostAllocator.initialState([{cidr: CIDR}]))
+  for (let i = 0; i < CAPACITY / 2; i++) a.allocate({owner: `h${i}:eth0`})
+  mkdirSync(stateDir, {recursive: true})
+  await writeIpamDir(ipamDir(stateDir), a.toState())
+}
+
+/** host-local's half-full dataDir: one file per reserved IP, as it writes them. */
+function hostLocalHalfFull(dataDir: string): void {
+  const dir = path.join(dataDir, 'pnbench')
+  mkdirSync(dir, {recursive: true})
+  for (let i = 0; i < CAPACITY / 2; i++) {
+    const v = 0x0a630000 + 2 + i * 2 // every other address from 10.99.0.2
+    const ip = [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join('.')
+    writeFileSync(path.join(dir, ip), `h${i}\r\neth0`)
+  }
+}
+
+/** allocateIp + releaseIp in this process: the stored state's cost per call, lock included. */
+async function libraryCalls(stateDir: string, tag: string): Promise<number[]> {
+  const t = {stateDir, podCidrs: [CIDR]}
+  const out: number[] = []
+  for (let i = 0; i < CALLS; i++) {
+    const t0 = process.hrtime.bigint()
+    await allocateIp(t, {owner: `${tag}${i}:eth0`})
+    out.push(Number(process.hrtime.bigint() - t0) / 1e6)
+    await releaseIp(t, {owner: `${tag}${i}:eth0`})
+  }
+  return out
+}
+
 function hostLocalCalls(dataDir: string): number[] {
   const conf = JSON.stringify({cniVersion: '1.0.0', name: 'pnbench', type: 'host-local', ipam: {type: 'host-local', subnet: CIDR, dataDir}})
   const out: number[] = []
@@ -84,7 +121,7 @@ function hostLocalCalls(dataDir: string): number[] {
   return out
 }
 
-function main() {
+async function main() {
   inProcess('random') // warm-up: let the JIT compile the allocation path before measuring
   const fills = (['random', 'contiguous'] as Strategy[]).map(inProcess)
 
@@ -93,29 +130,35 @@ function main() {
     // Warm the page cache for both binaries so the first call is not an outlier.
     spawnSync(process.execPath, [PN_BIN, '--version'])
     const haveHostLocal = existsSync(HOST_LOCAL)
-    const pnEmpty = stats(pnCalls(path.join(tmp, 'pn-empty'), 'e'))
-    // The same call against a half-full /16 (32,767 allocations in ipam.json): the load cost.
     const half = path.join(tmp, 'pn-half')
-    const a = new HostAllocator(HostAllocator.initialState([{cidr: CIDR}]))
-    for (let i = 0; i < CAPACITY / 2; i++) a.allocate({owner: `h${i}:eth0`})
-    mkdirSync(half, {recursive: true})
-    writeFileSync(path.join(half, 'ipam.json'), JSON.stringify(a.toState(), null, 2) + '\n')
+    await halfFull(half)
+    const libEmpty = stats(await libraryCalls(path.join(tmp, 'lib-empty'), 'l'))
+    const libHalf = stats(await libraryCalls(half, 'l'))
+    const pnEmpty = stats(pnCalls(path.join(tmp, 'pn-empty'), 'e'))
     const pnHalf = stats(pnCalls(half, 'x'))
     const floor = stats(Array.from({length: CALLS}, () => time(() => spawnSync(process.execPath, [PN_BIN, '--version']))))
-    const hl = haveHostLocal ? stats(hostLocalCalls(path.join(tmp, 'host-local'))) : undefined
+    let hl, hlHalf
+    if (haveHostLocal) {
+      hl = stats(hostLocalCalls(path.join(tmp, 'host-local')))
+      hostLocalHalfFull(path.join(tmp, 'host-local-half'))
+      hlHalf = stats(hostLocalCalls(path.join(tmp, 'host-local-half')))
+    }
 
     const result = {
       date: new Date().toISOString(),
       node: process.version,
       range: CIDR,
       inProcess: fills,
+      library: {allocEmpty: libEmpty, allocHalfFull: libHalf, ratioHalfOverEmpty: libHalf.p50Ms / libEmpty.p50Ms},
       cli: {
         pnIpamAlloc: pnEmpty,
         pnIpamAllocHalfFull: pnHalf,
         pnStartupFloor: floor,
         hostLocal: hl ?? null,
-        ratioPnOverHostLocal: hl ? pnEmpty.meanMs / hl.meanMs : null,
-        ratioPnHalfFullOverHostLocal: hl ? pnHalf.meanMs / hl.meanMs : null,
+        hostLocalHalfFull: hlHalf ?? null,
+        ratioPnHalfOverEmpty: pnHalf.p50Ms / pnEmpty.p50Ms,
+        ratioPnOverHostLocal: hl ? pnEmpty.p50Ms / hl.p50Ms : null,
+        ratioPnHalfFullOverHostLocalHalfFull: hl && hlHalf ? pnHalf.p50Ms / hlHalf.p50Ms : null,
       },
     }
 
@@ -126,17 +169,23 @@ function main() {
       const u = r.usPerAllocAtFill
       console.log(`${r.strategy.padEnd(11)}  ${f(r.totalMs, 1).padStart(8)}   ${f(u['0%']).padStart(19)}  ${f(u['50%']).padStart(6)}  ${f(u['90%']).padStart(6)}  ${f(u['99%']).padStart(6)}`)
     }
-    console.log(`\nOne process per allocation, ${CALLS} calls each, ${CIDR}`)
-    console.log('what                              mean ms   p50 ms   p90 ms')
+    console.log(`\n${CALLS} calls each, ${CIDR}; empty vs half full (32,767 held)`)
+    console.log('what                                        mean ms   p50 ms   p90 ms')
     const row = (name: string, s: ReturnType<typeof stats>) =>
-      console.log(`${name.padEnd(32)}  ${f(s.meanMs).padStart(7)}  ${f(s.p50Ms).padStart(7)}  ${f(s.p90Ms).padStart(7)}`)
-    row('pn ipam alloc (empty state)', pnEmpty)
-    row('pn ipam alloc (/16 half full)', pnHalf)
+      console.log(`${name.padEnd(42)}  ${f(s.meanMs).padStart(7)}  ${f(s.p50Ms).padStart(7)}  ${f(s.p90Ms).padStart(7)}`)
+    row('allocateIp in process (empty)', libEmpty)
+    row('allocateIp in process (half full)', libHalf)
+    row('pn ipam alloc (empty)', pnEmpty)
+    row('pn ipam alloc (half full)', pnHalf)
     row('pn --version (node+oclif floor)', floor)
-    if (hl) row('host-local ADD (CNI reference)', hl)
-    else console.log(`host-local not found at ${HOST_LOCAL} (apt-get install containernetworking-plugins)`)
-    if (hl) {
-      console.log(`\nratio pn/host-local: ${f(result.cli.ratioPnOverHostLocal!, 1)}x (empty), ${f(result.cli.ratioPnHalfFullOverHostLocal!, 1)}x (half full)`)
+    if (hl && hlHalf) {
+      row('host-local ADD (empty)', hl)
+      row('host-local ADD (half full)', hlHalf)
+    } else console.log(`host-local not found at ${HOST_LOCAL} (apt-get install containernetworking-plugins)`)
+    console.log(`\nratio half-full/empty (p50): in process ${f(result.library.ratioHalfOverEmpty)}x, pn ipam alloc ${f(result.cli.ratioPnHalfOverEmpty)}x` +
+      (hl && hlHalf ? `, host-local ${f(hlHalf.p50Ms / hl.p50Ms)}x` : ''))
+    if (hl && hlHalf) {
+      console.log(`ratio pn/host-local (p50): ${f(result.cli.ratioPnOverHostLocal!, 1)}x empty, ${f(result.cli.ratioPnHalfFullOverHostLocalHalfFull!, 1)}x half full`)
     }
     const dir = path.join(REPO, 'bench/results')
     mkdirSync(dir, {recursive: true})
@@ -147,4 +196,4 @@ function main() {
   }
 }
 
-main()
+await main()

@@ -48,6 +48,7 @@ inputs changes nothing (changed: false); a different pod CIDR, router IP, name o
       force: f.force,
       lock: this.lock,
       bpfSourceDir: this.entry.bpfDir,
+      signal: this.flow.signal,
     }
     if (f['dry-run']) {
       return dryRun(this.runner, this.stateDir, async (d) => {
@@ -70,6 +71,12 @@ inputs changes nothing (changed: false); a different pod CIDR, router IP, name o
     ]
     if (r.changed) lines.push('changed:', ...r.actions.map((a) => `  ${a}`))
     else lines.push('unchanged (already initialised)')
+    const rc = r.reconciled
+    if (rc.reaped.length > 0) {
+      lines.push(`reaped ${rc.reaped.length} endpoint(s) whose netns and veth are gone (after a reboot):`)
+      for (const e of rc.reaped) lines.push(`  ${e.id}  ${e.hostIfname}  netns ${e.netns}  released ${e.ips.join(', ') || '-'}`)
+    }
+    lines.push(`endpoints: ${rc.kept} alive, ${rc.reaped.length} reaped${rc.suspect.length ? `, ${rc.suspect.length} kept with a missing part (see warnings)` : ''}`)
     return lines.join('\n')
   }
 }

@@ -29,6 +29,27 @@ export class Bitmap {
     if (tail !== 0) this.words[this.words.length - 1] = ~((1 << tail) - 1) >>> 0
   }
 
+  /**
+   * A bitmap over stored words (the on-disk form: `ceil(size/32)` 32-bit words, padding bits of
+   * the last word set). The words are copied; the count comes from a popcount.
+   */
+  static fromWords(size: number, stored: Uint32Array): Bitmap {
+    const b = new Bitmap(size)
+    if (stored.length !== b.words.length) throw new RangeError(`bitmap of ${size} needs ${b.words.length} words, got ${stored.length}`)
+    const pad = b.words.length > 0 ? b.words[b.words.length - 1] : 0
+    b.words.set(stored)
+    if (b.words.length > 0) b.words[b.words.length - 1] |= pad
+    let used = 0
+    for (const w of b.words) used += popcount(w)
+    b.used = used - (size % 32 === 0 ? 0 : 32 - (size % 32))
+    return b
+  }
+
+  /** A copy of the words (what `fromWords` takes back). */
+  toWords(): Uint32Array {
+    return this.words.slice()
+  }
+
   get count(): number {
     return this.used
   }
@@ -107,4 +128,10 @@ export class Bitmap {
     if (i >= 0) this.set(i)
     return i
   }
+}
+
+function popcount(x: number): number {
+  x = x - ((x >>> 1) & 0x55555555)
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333)
+  return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24
 }

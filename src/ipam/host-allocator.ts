@@ -92,6 +92,11 @@ export interface AllocatorOptions {
   random?: RandomInt
   /** Where the state came from, for messages. */
   source?: string
+  /**
+   * Stored bitmap words, one array per range (the on-disk store keeps the bitmaps and loads only
+   * the allocations an operation needs; every bit of an allocation not loaded stays set).
+   */
+  bitmaps?: Uint32Array[]
 }
 
 /** One pod CIDR: its bitmap and the mapping between offsets and addresses. */
@@ -102,7 +107,7 @@ export class IpRange {
   /** network + 1: offset 0. */
   readonly base: bigint
   readonly capacity: number
-  readonly bitmap: Bitmap
+  bitmap: Bitmap
   routerIp: string
 
   constructor(cidrText: string, routerIp?: string) {
@@ -205,6 +210,17 @@ export class HostAllocator {
     } catch (err) {
       throw this.corrupt(`bad range (${(err as Error).message})`)
     }
+    const partial = opts.bitmaps !== undefined
+    if (opts.bitmaps) {
+      if (opts.bitmaps.length !== this.ranges.length) throw this.corrupt(`${opts.bitmaps.length} bitmaps for ${this.ranges.length} ranges`)
+      this.ranges.forEach((r, i) => {
+        try {
+          r.bitmap = Bitmap.fromWords(r.capacity, opts.bitmaps![i])
+        } catch (err) {
+          throw this.corrupt(`bitmap of ${r.text}: ${(err as Error).message}`)
+        }
+      })
+    }
     for (const a of state.allocations) {
       const ip = tryParseIp(a.ip)
       const range = ip && this.ranges.find((r) => r.family === ip.family && r.offsetOf(ip.value) >= 0)
@@ -213,7 +229,7 @@ export class HostAllocator {
         throw this.corrupt(`allocation ${a.ip} has a bad owner or state`)
       }
       const offset = range.offsetOf(ip.value)
-      if (range.bitmap.has(offset)) throw this.corrupt(`${a.ip} is allocated twice`)
+      if (partial ? this.byIp.has(formatIp(ip.value, ip.family)) : range.bitmap.has(offset)) throw this.corrupt(`${a.ip} is allocated twice`)
       this.insert({...a, ip: formatIp(ip.value, ip.family), range, offset})
     }
     this.dirty = false

@@ -1,15 +1,30 @@
 /**
  * Host-scope IPAM (the agent's job): pod IPs from the node's pod CIDR, persisted in
- * `<state-dir>/ipam.json`. Every mutation is one locked read-modify-write of the store, and
- * starts by returning expired pending allocations to the pool (so a crashed CNI ADD leaks its
- * IP only until the expiry, never for good).
+ * `<state-dir>/ipam/` (src/ipam/host-store.ts: a fixed-size bitmap per pod CIDR plus one record
+ * per owner, so a call costs the same however many addresses are held). Every mutation runs under
+ * the lock `<state-dir>/ipam.json.lock`, and starts by returning expired pending allocations to the
+ * pool (so a crashed CNI ADD leaks its IP only until the expiry, never for good). An `ipam.json`
+ * of the earlier format (the whole list in one file) is migrated by the first mutation.
  */
+import {promises as fs, rmSync} from 'node:fs'
 import path from 'node:path'
 import {normalizeCidr, parseIp} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
-import type {JsonFileSpec, LockOptions} from '../state/files.js'
-import {FileStore, type Store} from '../state/store.js'
+import {fileExists, readJsonFile, withLock, type JsonFileSpec, type LockOptions} from '../state/files.js'
+import type {Store} from '../state/store.js'
 import type {RandomInt} from './bitmap.js'
+import {
+  canonicalIpOrUndefined,
+  IPAM_DIR,
+  IpamDir,
+  ownerKey,
+  readAllAllocations,
+  repairIpamDir,
+  ROUTER_KEY,
+  writeIpamDir,
+  type IpamMeta,
+  type OwnerRecord,
+} from './host-store.js'
 import {
   HostAllocator,
   IpRange,
@@ -19,6 +34,7 @@ import {
   type IpamState,
   type RangeStatus,
   type Selector,
+  type StoredAllocation,
 } from './host-allocator.js'
 
 export {ROUTER_OWNER, type AllocateOptions, type AllocationState, type IpAllocation, type IpamState, type RangeStatus, type Selector} from './host-allocator.js'
@@ -36,16 +52,32 @@ export interface HostIpamTarget {
   /** Where the CIDRs came from (node.json or flags), for hints. */
   source?: 'node' | 'standalone'
   lock?: LockOptions
-  /** Tests: a MemoryStore instead of ipam.json. */
+  /** Tests: a MemoryStore (the whole state as one value) instead of the ipam/ directory. */
   store?: Store<IpamState>
   /** Tests: the clock (ms). */
   now?: () => number
   /** Tests: the random source of the random strategy. */
   random?: RandomInt
+  /**
+   * Tests: called after each step of writing a change to ipam/ ('journal', 'records', 'links',
+   * 'pending', 'bitmap', 'meta'); throwing there leaves the directory as a kill at that point would.
+   */
+  afterStep?: (step: string) => void
 }
 
+/** The earlier one-file format (migrated on first use); its `.lock` is still the IPAM lock. */
 export function ipamFile(stateDir: string): string {
   return path.join(stateDir, 'ipam.json')
+}
+
+/** Where host-scope IPAM keeps its state. */
+export function ipamDir(stateDir: string): string {
+  return path.join(stateDir, IPAM_DIR)
+}
+
+/** Whether the state dir holds IPAM state (either format). */
+export async function ipamExists(stateDir: string): Promise<boolean> {
+  return (await fileExists(path.join(ipamDir(stateDir), 'meta.json'))) || fileExists(ipamFile(stateDir))
 }
 
 const spec: JsonFileSpec<IpamState> = {
@@ -61,16 +93,14 @@ const spec: JsonFileSpec<IpamState> = {
   },
 }
 
-function storeFor(t: HostIpamTarget): Store<IpamState> {
-  return t.store ?? new FileStore(ipamFile(t.stateDir), spec, t.lock)
-}
-
 interface Resolved {
   ranges: {cidr: string; routerIp?: string}[]
   /** Router IPs were given (flag or node.json) rather than defaulted. */
   explicitRouters: boolean
   warnings: string[]
-  store: Store<IpamState>
+  /** Tests' in-memory store; undefined for the ipam/ directory. */
+  store?: Store<IpamState>
+  location: string
   source: 'node' | 'standalone'
 }
 
@@ -109,12 +139,12 @@ async function resolveTarget(t: HostIpamTarget): Promise<Resolved> {
     }
     ranges[i].routerIp = r
   }
-  return {ranges, explicitRouters: routers.length > 0, warnings, store: storeFor(t), source}
+  return {ranges, explicitRouters: routers.length > 0, warnings, store: t.store, location: t.store?.location ?? ipamDir(t.stateDir), source}
 }
 
 /** Build the allocator from the stored state, refusing a state made for other ranges. */
-function open(t: HostIpamTarget, r: Resolved, current: IpamState | undefined, rewriteRouters = false): HostAllocator {
-  const opts = {now: t.now, random: t.random, source: `ipam state ${r.store.location}`}
+function open(t: HostIpamTarget, r: Resolved, current: IpamState | undefined, rewriteRouters = false, bitmaps?: Uint32Array[]): HostAllocator {
+  const opts = {now: t.now, random: t.random, source: `ipam state ${r.location}`, ...(bitmaps ? {bitmaps} : {})}
   if (!current) {
     const a = new HostAllocator(HostAllocator.initialState(r.ranges, (t.now ?? Date.now)()), opts)
     a.dirty = true
@@ -125,15 +155,15 @@ function open(t: HostIpamTarget, r: Resolved, current: IpamState | undefined, re
   const want = r.ranges.map((x) => x.cidr)
   const fix = r.source === 'standalone' ? 'use the same --pod-cidr as before' : 'the node context changed'
   if (have.join(',') !== want.join(',')) {
-    throw new PnError('PN_NODE_CONFLICT', `open ipam state ${r.store.location}: it holds pod CIDRs ${have.join(', ')}, not ${want.join(', ')}`, {
-      hint: `${fix}; or start over (this forgets every pod IP): pn node reset, or remove ${r.store.location}`,
+    throw new PnError('PN_NODE_CONFLICT', `open ipam state ${r.location}: it holds pod CIDRs ${have.join(', ')}, not ${want.join(', ')}`, {
+      hint: `${fix}; or start over (this forgets every pod IP): pn node reset, or remove ${r.location}`,
       details: {state: have, requested: want},
     })
   }
   if (r.explicitRouters && !rewriteRouters) {
     for (const [i, x] of r.ranges.entries()) {
       if (x.routerIp !== undefined && alloc.ranges[i].checkIp(x.routerIp, 'router ip') !== alloc.ranges[i].routerIp) {
-        throw new PnError('PN_NODE_CONFLICT', `open ipam state ${r.store.location}: router IP of ${x.cidr} is ${alloc.ranges[i].routerIp}, not ${x.routerIp}`, {
+        throw new PnError('PN_NODE_CONFLICT', `open ipam state ${r.location}: router IP of ${x.cidr} is ${alloc.ranges[i].routerIp}, not ${x.routerIp}`, {
           hint: 'rerun pn node init to move the router reservation, or drop --router-ip',
           details: {state: alloc.ranges[i].routerIp, requested: x.routerIp},
         })
@@ -148,33 +178,184 @@ function expiredWarning(expired: IpAllocation[]): string[] {
   return [`returned ${expired.length} expired pending allocation(s) to the pool: ${expired.map((e) => `${e.ip} (${e.owner})`).join(', ')}`]
 }
 
+/**
+ * Which records an operation reads besides the router's and the pending ones: its owners and the
+ * holders of its IPs, or every record (`all`). This is what keeps a call's cost flat.
+ */
+interface Need {
+  owners?: string[]
+  ips?: string[]
+  all?: boolean
+}
+
+type MutateFn<R> = (a: HostAllocator, expired: IpAllocation[], r: Resolved) => R
+
+interface MutateOptions {
+  rewriteRouters?: boolean
+  reportExpired?: boolean
+  /** Check the whole directory against the owner records first (pn ipam gc). */
+  repair?: boolean
+}
+
+function withWarnings<R extends object>(result: R, ...lists: (string[] | undefined)[]): R & {warnings?: string[]} {
+  const warnings = [...lists.flatMap((l) => l ?? []), ...(((result as {warnings?: string[]}).warnings) ?? [])]
+  const {warnings: _drop, ...rest} = result as R & {warnings?: string[]}
+  return {...(rest as R), ...(warnings.length > 0 ? {warnings} : {})}
+}
+
 /** A locked read-modify-write: gc, then `fn`; writes only when something changed. */
 async function mutate<R extends object>(
   t: HostIpamTarget,
-  fn: (a: HostAllocator, expired: IpAllocation[], r: Resolved) => R,
-  opts: {rewriteRouters?: boolean; reportExpired?: boolean} = {},
+  fn: MutateFn<R>,
+  opts: MutateOptions = {},
+  need: Need = {},
 ): Promise<R & {warnings?: string[]}> {
   const r = await resolveTarget(t)
-  return r.store.update((current) => {
-    const alloc = open(t, r, current, opts.rewriteRouters)
+  const run = (alloc: HostAllocator) => {
     const expired = alloc.gc()
     const result = fn(alloc, expired, r)
-    const warnings = [
-      ...r.warnings,
-      ...(opts.reportExpired === false ? [] : expiredWarning(expired)),
-      ...(((result as {warnings?: string[]}).warnings) ?? []),
-    ]
-    return {
-      next: alloc.dirty ? alloc.toState() : undefined,
-      result: {...result, ...(warnings.length > 0 ? {warnings} : {})},
+    return withWarnings(result, r.warnings, opts.reportExpired === false ? [] : expiredWarning(expired))
+  }
+  if (r.store) {
+    return r.store.update((current) => {
+      const alloc = open(t, r, current, opts.rewriteRouters)
+      const result = run(alloc)
+      return {next: alloc.dirty ? alloc.toState() : undefined, result}
+    })
+  }
+  return withLock(ipamFile(t.stateDir), async () => {
+    const d = new IpamDir(ipamDir(t.stateDir))
+    const meta = await d.readMeta()
+    if (!meta) return mutateWhole(t, r, d, opts, run)
+    rmSync(ipamFile(t.stateDir), {force: true}) // a migration killed after its rename
+    const fixed = await d.recover(meta)
+    if (opts.repair) fixed.push(...(await repairIpamDir(d, meta)))
+    const loaded = await loadPartial(d, meta, need, opts.rewriteRouters ? r.ranges.flatMap((x) => (x.routerIp ? [x.routerIp] : [])) : [])
+    const alloc = open(t, r, loaded.state, opts.rewriteRouters, loaded.bitmaps)
+    const result = run(alloc)
+    if (alloc.dirty) await commit(d, meta, loaded, alloc, t.afterStep ?? (() => undefined))
+    return withWarnings(result, fixed.length > 0 ? [`repaired the ipam state (an interrupted change or a hand edit): ${fixed.join('; ')}`] : [])
+  }, t.lock)
+}
+
+/** No ipam/ yet: run on the whole earlier-format file (or a fresh state) and write the directory. */
+async function mutateWhole<R extends object>(
+  t: HostIpamTarget,
+  r: Resolved,
+  d: IpamDir,
+  opts: MutateOptions,
+  run: (a: HostAllocator) => R,
+): Promise<R> {
+  const legacy = await readJsonFile(ipamFile(t.stateDir), spec)
+  const alloc = open(t, r, legacy, opts.rewriteRouters)
+  const result = run(alloc)
+  if (alloc.dirty || legacy) {
+    await removeStale(t.stateDir)
+    await fs.rm(d.dir, {recursive: true, force: true}) // a directory without meta.json is not a store
+    await writeIpamDir(d.dir, alloc.toState())
+    if (legacy) await fs.rm(ipamFile(t.stateDir), {force: true})
+  }
+  return result
+}
+
+/** Temp directories of killed writers. */
+async function removeStale(stateDir: string): Promise<void> {
+  for (const f of await fs.readdir(stateDir).catch(() => [] as string[])) {
+    if (f.startsWith(`.${IPAM_DIR}.`) && f.endsWith('.tmp')) await fs.rm(path.join(stateDir, f), {recursive: true, force: true})
+  }
+}
+
+interface Loaded {
+  state: IpamState
+  bitmaps: Uint32Array[]
+  records: Map<string, OwnerRecord | undefined>
+}
+
+async function loadPartial(d: IpamDir, meta: IpamMeta, need: Need, extraIps: string[]): Promise<Loaded> {
+  const records = new Map<string, OwnerRecord | undefined>()
+  if (need.all) {
+    for (const [k, rec] of (await readAllAllocations(d)).records) records.set(k, rec)
+  } else {
+    const keys = new Set<string>([ROUTER_KEY, ...(await d.pendingKeys())])
+    for (const o of need.owners ?? []) keys.add(ownerKey(o))
+    for (const text of [...(need.ips ?? []), ...extraIps, ...meta.ranges.map((x) => x.routerIp)]) {
+      const ip = canonicalIpOrUndefined(text)
+      const k = ip && (await d.ipHolder(ip))
+      if (k) keys.add(k)
     }
-  })
+    for (const k of keys) records.set(k, await d.readRecord(k))
+  }
+  const allocations: StoredAllocation[] = []
+  for (const rec of records.values()) for (const a of rec?.allocations ?? []) allocations.push({...a, owner: rec!.owner})
+  return {state: {version: 1, ranges: meta.ranges, allocations}, bitmaps: await d.readBitmaps(meta.ranges), records}
+}
+
+function sortedAllocations(list: StoredAllocation[]): StoredAllocation[] {
+  return [...list].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0))
+}
+
+/** Write what the operation changed: journal, records, links, bitmap words, meta; then drop the journal. */
+async function commit(d: IpamDir, meta: IpamMeta, loaded: Loaded, alloc: HostAllocator, step: (s: string) => void): Promise<void> {
+  const next = alloc.toState()
+  const after = new Map<string, OwnerRecord>()
+  for (const a of next.allocations) {
+    const k = ownerKey(a.owner)
+    const rec = after.get(k) ?? {owner: a.owner, allocations: []}
+    rec.allocations.push(a)
+    after.set(k, rec)
+  }
+  for (const rec of after.values()) rec.allocations = sortedAllocations(rec.allocations)
+  const changed: string[] = []
+  for (const k of new Set([...loaded.records.keys(), ...after.keys()])) {
+    const was = JSON.stringify(sortedAllocations(loaded.records.get(k)?.allocations ?? []))
+    if (was !== JSON.stringify(after.get(k)?.allocations ?? [])) changed.push(k)
+  }
+  const ips = new Set<string>()
+  for (const k of changed) {
+    for (const a of loaded.records.get(k)?.allocations ?? []) ips.add(a.ip)
+    for (const a of after.get(k)?.allocations ?? []) ips.add(a.ip)
+  }
+  const metaNext: IpamMeta = {version: 2, ranges: next.ranges}
+  const metaChanged = JSON.stringify(metaNext.ranges) !== JSON.stringify(meta.ranges)
+  const words = alloc.ranges.map((x) => x.bitmap.toWords())
+  const bitsChanged = words.some((w, i) => w.some((v, j) => v !== loaded.bitmaps[i][j]))
+  if (changed.length === 0 && !metaChanged && !bitsChanged) return
+
+  await d.writeJournal({keys: changed, ips: [...ips]})
+  step('journal')
+  for (const k of changed) await d.writeRecord(k, after.get(k))
+  step('records')
+  for (const ip of ips) {
+    const holder = changed.find((k) => after.get(k)?.allocations.some((a) => a.ip === ip))
+    if (holder !== undefined) await d.setLink(d.ipLink(ip), holder)
+    else if (changed.includes((await d.ipHolder(ip)) ?? '')) rmSync(d.ipLink(ip), {force: true})
+  }
+  step('links')
+  for (const k of changed) {
+    if (after.get(k)?.allocations.some((a) => a.state === 'pending')) await d.setLink(d.pendingLink(k), k)
+    else rmSync(d.pendingLink(k), {force: true})
+  }
+  step('pending')
+  for (const [i, w] of words.entries()) await d.writeBitmapWords(i, loaded.bitmaps[i], w)
+  step('bitmap')
+  if (metaChanged) await d.writeMeta(metaNext)
+  step('meta')
+  await d.clearJournal()
 }
 
 /** Read-only view; a missing state shows what the first mutation would create. */
-async function view<R>(t: HostIpamTarget, fn: (a: HostAllocator) => R): Promise<R> {
+async function view<R>(t: HostIpamTarget, fn: (a: HostAllocator) => R, need: Need = {}): Promise<R> {
   const r = await resolveTarget(t)
-  return fn(open(t, r, await r.store.read()))
+  if (r.store) return fn(open(t, r, await r.store.read()))
+  const d = new IpamDir(ipamDir(t.stateDir))
+  const meta = await d.readMeta()
+  if (!meta) return fn(open(t, r, await readJsonFile(ipamFile(t.stateDir), spec)))
+  if (await d.hasJournal()) {
+    // An interrupted change: finish it (under the lock) before reading.
+    await withLock(ipamFile(t.stateDir), async () => void (await d.recover(meta)), t.lock)
+  }
+  const loaded = await loadPartial(d, meta, need, [])
+  return fn(open(t, r, loaded.state, false, loaded.bitmaps))
 }
 
 export interface AllocateResult {
@@ -186,7 +367,11 @@ export interface AllocateResult {
 
 /** One address per pod CIDR for `owner` (default a fresh `anon-<hex>`); idempotent per owner. */
 export function allocateIp(t: HostIpamTarget, opts: AllocateOptions = {}): Promise<AllocateResult> {
-  return mutate(t, (a) => a.allocate(opts))
+  return mutate(t, (a) => a.allocate(opts), {}, {owners: opts.owner !== undefined ? [opts.owner] : [], ips: opts.ip})
+}
+
+function needOf(sel: Selector): Need {
+  return {owners: sel.owner !== undefined ? [sel.owner] : [], ips: sel.ip !== undefined ? [sel.ip] : []}
 }
 
 export interface ConfirmResult {
@@ -197,7 +382,7 @@ export interface ConfirmResult {
 
 /** Confirm pending allocations (by IP or owner); PN_IPAM_NOT_ALLOCATED when there are none. */
 export function confirmIp(t: HostIpamTarget, sel: Selector): Promise<ConfirmResult> {
-  return mutate(t, (a) => a.confirm(sel))
+  return mutate(t, (a) => a.confirm(sel), {}, needOf(sel))
 }
 
 export interface ReleaseResult {
@@ -208,7 +393,7 @@ export interface ReleaseResult {
 
 /** Release by IP or owner; releasing what is not allocated succeeds with changed:false. */
 export function releaseIp(t: HostIpamTarget, sel: Selector): Promise<ReleaseResult> {
-  return mutate(t, (a) => a.release(sel))
+  return mutate(t, (a) => a.release(sel), {}, needOf(sel))
 }
 
 export interface GcResult {
@@ -216,13 +401,21 @@ export interface GcResult {
   warnings?: string[]
 }
 
-/** Return expired pending allocations to the pool now. */
+/**
+ * Return expired pending allocations to the pool now; also checks the whole state against the
+ * owner records (bits or links without a record are freed), reporting any fix in `warnings`.
+ */
 export function gcIps(t: HostIpamTarget): Promise<GcResult> {
-  return mutate(t, (_a, expired) => ({released: expired}), {reportExpired: false})
+  return mutate(t, (_a, expired) => ({released: expired}), {reportExpired: false, repair: true})
 }
 
 export function listIps(t: HostIpamTarget): Promise<IpAllocation[]> {
-  return view(t, (a) => a.list())
+  return view(t, (a) => a.list(), {all: true})
+}
+
+/** The allocations of one owner (reads only that owner's record). */
+export function ownerIps(t: HostIpamTarget, owner: string): Promise<IpAllocation[]> {
+  return view(t, (a) => a.ownerAllocations(owner), {owners: [owner]})
 }
 
 export function showIpam(t: HostIpamTarget): Promise<RangeStatus[]> {
@@ -243,8 +436,29 @@ export function reserveRouterIps(t: HostIpamTarget): Promise<{changed: boolean; 
   )
 }
 
-/** Forget all host-scope allocations (pn node reset). */
+/**
+ * Read-only check of the stored state (tests, diagnostics): every allocation, and what does not
+ * add up (a bit or link without an owner record, a record without its bit, a pending interrupted
+ * change). Empty `problems` means consistent.
+ */
+export async function verifyIpamState(stateDir: string): Promise<{allocations: StoredAllocation[]; problems: string[]}> {
+  const d = new IpamDir(ipamDir(stateDir))
+  const meta = await d.readMeta()
+  if (!meta) return {allocations: [], problems: (await fileExists(ipamFile(stateDir))) ? ['not migrated yet (ipam.json)'] : []}
+  const problems = await repairIpamDir(d, meta, false)
+  return {allocations: (await readAllAllocations(d)).allocations, problems}
+}
+
+/** Forget all host-scope allocations (pn node reset): the ipam/ directory and any earlier ipam.json. */
 export async function resetIpam(stateDir: string, store?: Store<IpamState>, lock?: LockOptions): Promise<{removed: boolean; file: string}> {
-  const s = store ?? new FileStore(ipamFile(stateDir), spec, lock)
-  return {removed: await s.remove(), file: s.location}
+  if (store) return {removed: await store.remove(), file: store.location}
+  const dir = ipamDir(stateDir)
+  if (!(await fileExists(dir)) && !(await fileExists(ipamFile(stateDir)))) return {removed: false, file: dir}
+  return withLock(ipamFile(stateDir), async () => {
+    const removed = (await fileExists(dir)) || (await fileExists(ipamFile(stateDir)))
+    await fs.rm(dir, {recursive: true, force: true})
+    await fs.rm(ipamFile(stateDir), {force: true})
+    await removeStale(stateDir)
+    return {removed, file: dir}
+  }, lock)
 }

@@ -17,11 +17,12 @@ import {defaultBpffsRoot, ensureBpffs} from '../datapath/bpffs.js'
 import {hostDevices, setupHostDevices, setupHostSysctls, setupRouterAddressing, type DeviceState} from '../datapath/host.js'
 import {getLink} from '../datapath/link.js'
 import {runPlan, UndoStack, type FlowOptions, type Plan} from '../flow/plan.js'
-import {ipamFile, reserveRouterIps, resetIpam} from '../ipam/host.js'
+import {ipamExists, reserveRouterIps, resetIpam} from '../ipam/host.js'
 import {allocatePodCidrs, openPoolStore, releasePodCidrs, resolvePoolLocation} from '../ipam/pool.js'
-import {fileExists, type LockOptions} from '../state/files.js'
+import type {LockOptions} from '../state/files.js'
 import {bpfCacheDir, HOST_DEVICE, NET_DEVICE, readNodeContext, writeNodeContext, type NodeContext, type RoutingMode} from './context.js'
 import {ipamOf} from './ipam.js'
+import {reconcileNode, type ReconcileResult} from './reconcile.js'
 
 export type {DeviceState} from '../datapath/host.js'
 export {nodeSysctls, podCidrRoutes, hostAddresses, podCidrRouteOk} from '../datapath/host.js'
@@ -41,6 +42,8 @@ export interface NodeInitOptions {
   lock?: LockOptions
   /** bpf/ sources when pn runs outside its tree (PN_BPF_DIR). */
   bpfSourceDir?: string
+  /** The request's interrupt, checked between reaped endpoints. */
+  signal?: AbortSignal
 }
 
 export interface NodeInitResult {
@@ -50,6 +53,8 @@ export interface NodeInitResult {
   /** What this run changed (empty on an idempotent re-run). */
   actions: string[]
   warnings: string[]
+  /** Endpoints whose netns and host veth were gone (a reboot): reaped, their IPs freed. */
+  reconciled: ReconcileResult
 }
 
 /** One run of node init: inputs, what earlier steps decided, and what the run did. */
@@ -68,6 +73,7 @@ interface InitRun {
   pool?: string
   mtu: number
   devices: DeviceState[]
+  reconciled: ReconcileResult
 }
 
 function sameList(a: string[], b: string[]): boolean {
@@ -178,7 +184,7 @@ async function prepareBpffs(r: InitRun): Promise<void> {
 
 async function reserveRouter(r: InitRun): Promise<void> {
   const {stateDir, previous, opts} = r
-  const existed = await fileExists(ipamFile(stateDir))
+  const existed = await ipamExists(stateDir)
   if (previous && opts.force && !sameList(previous.podCidrs, r.podCidrs)) {
     await resetIpam(stateDir, undefined, opts.lock)
     r.warnings.push('pod CIDR changed: host-scope IPAM state was reset; existing pods keep addresses from the old CIDR')
@@ -200,6 +206,18 @@ async function loadDatapath(r: InitRun): Promise<void> {
     r.actions.push(`loaded host programs (${loaded.attachments.map((a) => `${a.device}/${a.direction}`).join(', ')})`)
     r.undo.push('unload host programs', () => unloadHostPrograms(r.runner, node))
   }
+}
+
+/** Reap what a reboot left: endpoints whose netns and host veth are gone, and their IPs. */
+async function reconcile(r: InitRun, signal?: AbortSignal): Promise<void> {
+  const res = await reconcileNode(r.stateDir, contextOf(r), {runner: r.runner, lock: r.opts.lock, ...(signal ? {signal} : {})})
+  r.reconciled = res
+  if (res.reaped.length > 0) {
+    const ips = res.reaped.flatMap((e) => e.ips)
+    r.actions.push(`reaped ${res.reaped.length} endpoint(s) whose netns and veth are gone (${res.reaped.map((e) => e.id).join(', ')}); released ${ips.join(', ') || 'no address'}`)
+  }
+  for (const s of res.suspect) r.warnings.push(`endpoint ${s.id} kept: ${s.reason} (its runtime's DEL or a CNI GC removes it)`)
+  for (const e of res.errors) r.warnings.push(`reap ${e.id}: ${e.step} failed: ${e.message} (rerun pn node init)`)
 }
 
 async function writeContext(r: InitRun): Promise<void> {
@@ -229,6 +247,7 @@ export async function planNodeInit(runner: Runner, stateDir: string, opts: NodeI
     routerIps: [],
     mtu: 0,
     devices: [],
+    reconciled: {reaped: [], kept: 0, suspect: [], errors: []},
   }
   return {
     undo: r.undo,
@@ -267,13 +286,21 @@ export async function planNodeInit(runner: Runner, stateDir: string, opts: NodeI
         skip: () => (r.routing === 'bpf' ? false : 'routing mode host-routes'),
         run: () => loadDatapath(r),
       },
+      {title: 'Reap endpoints whose netns and veth are gone (a reboot)', run: () => reconcile(r, opts.signal)},
       {title: 'Write node.json', run: () => writeContext(r)},
     ],
-    result: () => ({changed: r.actions.length > 0, node: contextOf(r), devices: r.devices, actions: r.actions, warnings: r.warnings}),
+    result: () => ({
+      changed: r.actions.length > 0,
+      node: contextOf(r),
+      devices: r.devices,
+      actions: r.actions,
+      warnings: r.warnings,
+      reconciled: r.reconciled,
+    }),
   }
 }
 
 /** Plan and run node init (plainly, or with a progress observer in `flow`). */
 export async function initNode(runner: Runner, stateDir: string, opts: NodeInitOptions, flow: FlowOptions = {}): Promise<NodeInitResult> {
-  return runPlan(await planNodeInit(runner, stateDir, opts), `initialise node ${opts.name}`, flow)
+  return runPlan(await planNodeInit(runner, stateDir, {...opts, ...(flow.signal && !opts.signal ? {signal: flow.signal} : {})}), `initialise node ${opts.name}`, flow)
 }

@@ -145,7 +145,7 @@ describe('pn node (root, netns)', function () {
     assert.equal(inNs(n.node, ['ip', 'route']).trim(), '')
     assert.deepEqual(links(pod.name).map((l) => l.ifname), ['lo'])
     assert.ok(!existsSync(n.bpffsRoot))
-    for (const f of ['node.json', 'ipam.json', 'endpoints']) assert.ok(!existsSync(path.join(n.stateDir, f)), f)
+    for (const f of ['node.json', 'ipam.json', 'ipam', 'endpoints']) assert.ok(!existsSync(path.join(n.stateDir, f)), f)
     assert.ok(tryInNs(n.net, ['ip', 'link', 'show', 'up0']).status === 0, 'the network side is untouched')
     const again = n.run(['node', 'reset'])
     assert.equal(again.json?.status, 'ok')

@@ -9,6 +9,7 @@ import {
   allocateIp,
   confirmIp,
   gcIps,
+  ipamDir,
   ipamFile,
   listIps,
   releaseIp,
@@ -233,8 +234,8 @@ describe('ipam (host scope): node context, router reservation, reset', () => {
     await writeNodeContext(dir, node({routerIps: ['10.0.7.254', 'fd00:7::1']}))
     const a = await allocateIp(await t(), {owner: 'c1:eth0'})
     assert.deepEqual(a.allocations.map((x) => x.gateway), ['10.0.7.254', 'fd00:7::1'])
-    const state = JSON.parse((await import('node:fs')).readFileSync(ipamFile(dir), 'utf8')) as IpamState
-    assert.deepEqual(state.ranges.map((r) => r.cidr), ['10.0.7.0/24', 'fd00:7::/112'])
+    const meta = JSON.parse((await import('node:fs')).readFileSync(path.join(ipamDir(dir), 'meta.json'), 'utf8')) as {ranges: {cidr: string}[]}
+    assert.deepEqual(meta.ranges.map((r) => r.cidr), ['10.0.7.0/24', 'fd00:7::/112'])
   })
 
   it('reserveRouterIps (re)writes the router reservation idempotently', async () => {
@@ -253,10 +254,10 @@ describe('ipam (host scope): node context, router reservation, reset', () => {
     await assert.rejects(reserveRouterIps(await t()), code('PN_IPAM_IP_TAKEN'))
   })
 
-  it('resetIpam removes ipam.json; a corrupt file is refused and left alone', async () => {
+  it('resetIpam removes the ipam state; a corrupt earlier-format file is refused and left alone', async () => {
     await writeNodeContext(dir, node())
     await allocateIp(await t())
-    assert.deepEqual(await resetIpam(dir), {removed: true, file: ipamFile(dir)})
+    assert.deepEqual(await resetIpam(dir), {removed: true, file: ipamDir(dir)})
     assert.equal((await resetIpam(dir)).removed, false)
     writeFileSync(ipamFile(dir), '{"version":1,"ranges":[')
     await assert.rejects(allocateIp(await t()), code('PN_STATE_CORRUPT'))
