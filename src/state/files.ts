@@ -31,7 +31,7 @@ export async function ensureDir(dir: string): Promise<void> {
   await fs.mkdir(dir, {recursive: true, mode: 0o755})
 }
 
-export async function writeFileAtomic(file: string, data: string, mode = 0o644): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   const dir = path.dirname(file)
   await ensureDir(dir)
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
@@ -53,6 +53,27 @@ export async function writeFileAtomic(file: string, data: string, mode = 0o644):
     await dirHandle.sync()
   } finally {
     await dirHandle.close()
+  }
+}
+
+/** Rename `from` over `to` and fsync the directory: after it returns, the rename survives a crash. */
+export async function renameDurable(from: string, to: string): Promise<void> {
+  await fs.rename(from, to)
+  const dirHandle = await fs.open(path.dirname(to), 'r')
+  try {
+    await dirHandle.sync()
+  } finally {
+    await dirHandle.close()
+  }
+}
+
+/** Read a file; undefined when it does not exist. */
+export async function readFileIfExists(file: string): Promise<Buffer | undefined> {
+  try {
+    return await fs.readFile(file)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new PnError('PN_STATE_CORRUPT', `read ${file}: ${(err as Error).message}`)
   }
 }
 
