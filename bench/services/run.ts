@@ -10,8 +10,12 @@
  * and `direct`: the pn node's client connecting to the backend pod itself (no service).
  * Connects are timed by a small C probe (bench/services/probe.c) around connect(). Also timed:
  * programming 10,000 services (pn service apply vs iptables-legacy-restore) and one update in
- * that table. iptables/nft run only inside the namespaces this creates, never in the root one.
- *   bash bench/services/run.sh      (PN_BENCH_COUNTS=10,1000 PN_BENCH_SAMPLES=500 for a quick run)
+ * that table, PN_BENCH_PROGRAM_ROUNDS interleaved rounds (default 7) of pn and iptables-restore,
+ * medians reported: both the time inside pn (`durationMs`: lock, table, diff, map writes, table
+ * commit) and the whole `pn` command (Node start-up included), plus `pn service add --help` for the
+ * bare CLI start-up. iptables/nft run only inside the namespaces this creates, never in the root one.
+ *   bash bench/services/run.sh      (PN_BENCH_COUNTS=10,1000 PN_BENCH_SAMPLES=500 for a quick run;
+ *                                    PN_BENCH_PROGRAM_ONLY=1 for the programming figures alone)
  * Results go to bench/results/services.json.
  */
 import {execFileSync, spawn, spawnSync, type ChildProcess} from 'node:child_process'
@@ -24,6 +28,10 @@ import {cleanupNamespaces, createNamespace, inNs} from '../../test/helpers/netns
 const COUNTS = (process.env.PN_BENCH_COUNTS ?? '10,1000,10000,100000').split(',').map(Number)
 const SAMPLES = Number(process.env.PN_BENCH_SAMPLES ?? 1000)
 const ROUNDS = Number(process.env.PN_BENCH_ROUNDS ?? 3)
+/** Interleaved rounds of the programming figures (apply 10,000, one update in 10,000); 0 skips them. */
+const PROGRAM_ROUNDS = Number(process.env.PN_BENCH_PROGRAM_ROUNDS ?? 7)
+/** Only the programming figures (no connect latency). */
+const PROGRAM_ONLY = process.env.PN_BENCH_PROGRAM_ONLY === '1'
 const PROBE_SRC = path.join(REPO_ROOT, 'bench/services/probe.c')
 const BPFFS = '/run/pn/bpffs'
 const VIP = '10.96.0.1'
@@ -161,6 +169,56 @@ function memlock(s: Setup): Record<string, number> {
 
 const r2 = (x: number) => Math.round(x * 100) / 100
 
+/**
+ * Programming 10,000 services and one update among them, PROGRAM_ROUNDS times, interleaved with
+ * iptables-legacy-restore of the same rules so both see the same machine load. Medians.
+ */
+function programRounds(bpf: Setup, ipt: Setup): Record<string, unknown> {
+  const n = 10_000
+  const input = pnServices(n, bpf.backendIp)
+  const rules = iptablesRules(n, ipt.backendIp)
+  const empty = '*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n'
+  const got: Record<string, number[]> = {}
+  const add = (k: string, v: number) => (got[k] ??= []).push(v)
+  let mapOps = 0
+  let updateOps = 0
+  for (let r = 0; r < PROGRAM_ROUNDS; r++) {
+    pnRun(bpf, ['service', 'apply', '-'], '[]')
+    sh('ip', ['netns', 'exec', ipt.node, 'iptables-legacy-restore'], empty)
+    const a = timed(() => pnRun(bpf, ['service', 'apply', '-'], input))
+    add('pnApplyMs', a.value.durationMs)
+    add('pnApplyCliMs', a.ms)
+    mapOps = a.value.mapOps
+    add('iptablesRestoreMs', timed(() => sh('ip', ['netns', 'exec', ipt.node, 'iptables-legacy-restore'], rules)).ms)
+    // One update in the 10,000-service table: the measured service gets a second backend, and back.
+    const up = timed(() => pnRun(bpf, ['service', 'add', `${VIP}:80/tcp`, '--backend', `${bpf.backendIp}:8080`, '--backend', `${bpf.backendIp}:8081`]))
+    add('pnUpdateMs', up.value.durationMs)
+    add('pnUpdateCliMs', up.ms)
+    updateOps = up.value.mapOps
+    const back = timed(() => pnRun(bpf, ['service', 'add', `${VIP}:80/tcp`, '--backend', `${bpf.backendIp}:8080`]))
+    add('pnUpdateMs', back.value.durationMs)
+    add('pnUpdateCliMs', back.ms)
+    // The bare CLI: oclif start-up and the service command's module graph, no work.
+    add('pnCliStartMs', timed(() => pn(['service', 'add', '--help'], {netns: bpf.node})).ms)
+    // iptables has no incremental update of one DNAT rule through -restore without --noflush; one
+    // `iptables -R` of the measured rule is its nearest "update one service".
+    add('iptablesReplaceOneMs', timed(() => sh('ip', ['netns', 'exec', ipt.node, 'iptables-legacy', '-t', 'nat', '-R', 'KUBE-SERVICES', String(n), '-d', `${VIP}/32`, '-p', 'tcp', '-m', 'tcp', '--dport', '80', '-j', 'DNAT', '--to-destination', `${ipt.backendIp}:8080`])).ms)
+  }
+  const med = Object.fromEntries(Object.entries(got).map(([k, xs]) => [k, r2(median(xs))]))
+  const out = {
+    services: n, rounds: PROGRAM_ROUNDS, mapOps, updateMapOps: updateOps, medians: med,
+    ratios: {
+      pnApplyOverIptables: r2(med.pnApplyMs / med.iptablesRestoreMs),
+      pnApplyCliOverIptables: r2(med.pnApplyCliMs / med.iptablesRestoreMs),
+      pnUpdateCliOverCliStart: r2(med.pnUpdateCliMs / med.pnCliStartMs),
+    },
+    samples: Object.fromEntries(Object.entries(got).map(([k, xs]) => [k, xs.map(r2)])),
+  }
+  console.log(`programming 10,000 services (median of ${PROGRAM_ROUNDS}): pn apply ${med.pnApplyMs} ms in pn, ${med.pnApplyCliMs} ms CLI (${mapOps} map ops); iptables-legacy-restore ${med.iptablesRestoreMs} ms`)
+  console.log(`one update in 10,000: pn ${med.pnUpdateMs} ms in pn, ${med.pnUpdateCliMs} ms CLI (${updateOps} map ops); bare CLI start ${med.pnCliStartMs} ms; iptables -R one rule ${med.iptablesReplaceOneMs} ms`)
+  return out
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run as root')
   ensureBpffs()
@@ -171,6 +229,15 @@ async function main(): Promise<void> {
   const rows: Record<string, unknown>[] = []
   const programming: Record<string, unknown> = {}
   let memory: Record<string, number> = {}
+
+  if (PROGRAM_ROUNDS > 0) programming.rounds = programRounds(bpf, ipt)
+  if (PROGRAM_ONLY) {
+    const out = path.join(REPO_ROOT, 'bench/results')
+    mkdirSync(out, {recursive: true})
+    writeFileSync(path.join(out, 'services-program.json'), JSON.stringify({date: new Date().toISOString(), loadavg: os.loadavg(), programming}, null, 2) + '\n')
+    console.log(`results: ${path.join(out, 'services-program.json')}`)
+    return
+  }
 
   const directs: Probe[] = []
   for (const n of COUNTS) {

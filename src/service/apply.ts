@@ -11,10 +11,10 @@
  * what only the committed table had), commits it, and goes on from there.
  */
 import {promises as fs} from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import {PnError} from '../errors.js'
-import {nodeIpv4Addresses} from '../datapath/host.js'
-import {pinnedMapIdentity} from '../datapath/bpf/map-io.js'
+import {mapPath} from '../datapath/bpf/bpffs.js'
 import {OpList, openMapWriter, type MapWriter} from '../datapath/bpf/op-list.js'
 import {requireNodeContext} from '../node/context.js'
 import {DEFAULT_LOCK_TIMEOUT_MS, ensureDir, readFileIfExists, readJsonFile, renameDurable, writeFileAtomic, type JsonFileSpec, type LockOptions} from '../state/files.js'
@@ -61,6 +61,20 @@ async function commitPending(stateDir: string): Promise<void> {
   await fs.rm(path.join(stateDir, LEGACY_FILE), {force: true})
 }
 
+/**
+ * Identity of the pinned pn_lb4_services: its bpffs inode (a re-created map gets a new one, so a
+ * table written for the old maps is known stale). Undefined when not pinned.
+ */
+export async function lbMapsIdentity(root: string): Promise<string | undefined> {
+  const st = await fs.stat(mapPath(root, 'pn_lb4_services')).catch(() => undefined)
+  return st ? `${st.dev}:${st.ino}` : undefined
+}
+
+/** The node's IPv4 addresses (a VIP must not be one). */
+function ipv4Addresses(): string[] {
+  return Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address))
+}
+
 /** What a change to the table asks for. */
 export type ServiceChangeRequest =
   | {kind: 'replace'; services: ServiceSpec[]}
@@ -99,10 +113,10 @@ export async function changeServices(stateDir: string, req: ServiceChangeRequest
   const root = node.bpffsRoot
   const incoming = req.kind === 'replace' ? req.services : req.kind === 'upsert' ? [req.service] : []
   if (incoming.length > 0) {
-    const check = vipChecker({podCidrs: node.podCidrs, addresses: [...node.routerIps, ...nodeIpv4Addresses()]})
+    const check = vipChecker({podCidrs: node.podCidrs, addresses: [...node.routerIps, ...ipv4Addresses()]})
     for (const s of incoming) check(s.frontend)
   }
-  const identity = await pinnedMapIdentity(root, 'pn_lb4_services')
+  const identity = await lbMapsIdentity(root)
   if (!identity) {
     throw new PnError('PN_BPF_NOT_LOADED', `apply services: pn_lb4_services is not pinned under ${root}`, {
       hint: 'load the datapath with `pn bpf load --host` (a node loaded by a pn without services: `pn bpf unload --host --force`, then load)',

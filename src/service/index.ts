@@ -11,9 +11,8 @@
 import {promises as fs} from 'node:fs'
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
-import {dumpMapEntries, pinnedMapIdentity} from '../datapath/bpf/map-io.js'
 import {requireNodeContext} from '../node/context.js'
-import {changeServices, readServiceTable, type ApplyOptions, type ApplyResult} from './apply.js'
+import {changeServices, lbMapsIdentity, readServiceTable, type ApplyOptions, type ApplyResult} from './apply.js'
 import {PROTOCOLS, frontendKey, parseFrontend, parseService, parseServiceList, type Protocol} from './model.js'
 import {backendsOf, frontendNumOfKey, ipStr, protoOf, serviceKey} from './table.js'
 
@@ -84,9 +83,11 @@ export interface ServiceListResult {
 export async function listServices(runner: Runner, stateDir: string): Promise<ServiceListResult> {
   const node = await requireNodeContext(stateDir)
   const table = await readServiceTable(stateDir)
-  const identity = await pinnedMapIdentity(node.bpffsRoot, 'pn_lb4_services')
+  const identity = await lbMapsIdentity(node.bpffsRoot)
   const stats = new Map<number, ServiceStats>()
   if (identity) {
+    // Loaded here only: add/del/apply do not need bpftool's map decoding.
+    const {dumpMapEntries} = await import('../datapath/bpf/map-io.js')
     for (const e of await dumpMapEntries(runner, node.bpffsRoot, 'pn_lb4_stats')) stats.set(Number(e.key.revNatIndex), e.value as unknown as ServiceStats)
   }
   const zero = {packets: 0, bytes: 0, connections: 0, replies: 0}

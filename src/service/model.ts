@@ -5,7 +5,7 @@
  */
 import {containsIp, lastAddress, parseCidr, tryParseIp} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
-import {LB_MAX_BACKENDS} from '../datapath/bpf/maps/index.js'
+import {LB_MAX_BACKENDS} from '../datapath/bpf/maps/lb4-services.js'
 
 export type Protocol = 'tcp' | 'udp'
 export const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp']

@@ -17,7 +17,9 @@
 import {PnError} from '../errors.js'
 import {OP_DELETE, OP_UPDATE, OpList, VALUE_OFFSET, KEY_OFFSET, type OpMap} from '../datapath/bpf/op-list.js'
 import type {MapOp} from '../datapath/bpf/map-io.js'
-import {LB4_BACKENDS_MAX_ENTRIES, LB4_SERVICES_MAX_ENTRIES, LB_SLOT_BANK, writeU16, writeU32} from '../datapath/bpf/maps/index.js'
+import {LB4_BACKENDS_MAX_ENTRIES} from '../datapath/bpf/maps/lb4-backends.js'
+import {LB4_SERVICES_MAX_ENTRIES, LB_SLOT_BANK} from '../datapath/bpf/maps/lb4-services.js'
+import {writeU16, writeU32} from '../datapath/bpf/maps/layout.js'
 import {backendKey, frontendKey, type ServiceSpec} from './model.js'
 import {backendStr, endpointNum, frontendNumOfKey, ipNum, protoNum, serviceKey, splitEndpoint, type ServiceTable, type StoredService} from './table.js'
 
