@@ -20,7 +20,22 @@ import {requireNodeContext} from '../node/context.js'
 import {DEFAULT_LOCK_TIMEOUT_MS, ensureDir, readFileIfExists, readJsonFile, renameDurable, writeFileAtomic, type JsonFileSpec, type LockOptions} from '../state/files.js'
 import {frontendKey, vipChecker, type ServiceSpec} from './model.js'
 import {LB_OP_MAPS, planRollForward, planServices, reportDiff, type PlannedOps, type ServiceDiff} from './plan.js'
-import {decodeTable, emptyTable, encodeTable, frontendNumOfKey, tableFromLegacy, type LegacyTableFile, type ServiceTable} from './table.js'
+import {
+  decodeTable,
+  emptyTable,
+  encodeTable,
+  endpointNum,
+  frontendNumOfKey,
+  ipNum,
+  loadScoped,
+  patchScoped,
+  protoNum,
+  tableFromLegacy,
+  tableIdentity,
+  type LegacyTableFile,
+  type ScopedTable,
+  type ServiceTable,
+} from './table.js'
 
 export const SERVICES_FILE = 'services.bin'
 /** The JSON table of earlier pn versions: read when services.bin does not exist yet, removed once it does. */
@@ -127,9 +142,22 @@ export async function changeServices(stateDir: string, req: ServiceChangeRequest
   const writer = await (opts.openWriter ?? ((r, l) => openMapWriter(r, LB_OP_MAPS, {lock: l})))(root, lock)
   try {
     await opts.lock?.whileHeld?.(lock.path)
-    let table = await readServiceTable(stateDir)
+    const file = servicesFile(stateDir)
+    const raw = await readFileIfExists(file)
     const pending = await readPending(stateDir)
     let recovered = false
+    let scoped: ScopedTable | undefined
+    let table: ServiceTable
+    if (!pending && raw && req.kind !== 'replace' && tableIdentity(raw, file) === identity) {
+      // add/del: load just the services concerned and the backends they name.
+      const keys = req.kind === 'upsert' ? [frontendKey(req.service.frontend)] : req.frontends
+      const proto = req.kind === 'upsert' ? protoNum(req.service.frontend.proto) : 0
+      const endpoints = req.kind === 'upsert' ? req.service.backends.map((b) => endpointNum(ipNum(b.ip), b.port, proto)) : []
+      scoped = loadScoped(raw, file, new Set(keys.map(frontendNumOfKey)), new Set(endpoints))
+      table = scoped.table
+    } else {
+      table = raw ? decodeTable(raw, file) : await readServiceTable(stateDir)
+    }
     if (pending) {
       if (!opts.dryRun) {
         // A run died after writing (some of) the maps: finish its change first.
@@ -151,14 +179,15 @@ export async function changeServices(stateDir: string, req: ServiceChangeRequest
     } else {
       desired = []
       scope = new Set(req.frontends.filter((k) => table.services.has(frontendNumOfKey(k))))
-      for (const k of req.frontends) if (!table.services.has(frontendNumOfKey(k))) warnings.push(`no service ${k} on this node`)
+      if (scope.size === 0 && req.frontends.length > 0) warnings.push(`no service ${req.frontends[0]} on this node`)
     }
-    const plan = planServices(table, desired, {scope, resync})
+    const plan = planServices(table, desired, {scope, resync, ...(scoped ? {outside: scoped.outside} : {})})
     const changed = plan.ops.length > 0
-    const result = {changed, dryRun: Boolean(opts.dryRun), diff: reportDiff(plan.diff), mapOps: plan.ops.length, services: plan.next.services.size, resynced: resync, recovered, durationMs: 0, warnings}
+    const result = {changed, dryRun: Boolean(opts.dryRun), diff: reportDiff(plan.diff), mapOps: plan.ops.length, services: plan.next.services.size + (scoped?.outside.services ?? 0), resynced: resync, recovered, durationMs: 0, warnings}
     const done = () => ({...result, durationMs: Math.round((performance.now() - t0) * 10) / 10})
     if (opts.dryRun || (!changed && table.maps?.identity === identity)) return done()
-    await writeFileAtomic(pendingFile(stateDir), encodeTable({...plan.next, maps: {identity}}))
+    const next = {...plan.next, maps: {identity}}
+    await writeFileAtomic(pendingFile(stateDir), scoped ? patchScoped(scoped, next) : encodeTable(next))
     try {
       await writeOps(writer, plan.ops)
     } catch (err) {

@@ -14,7 +14,7 @@ import type {Runner} from '../exec/runner.js'
 import {requireNodeContext} from '../node/context.js'
 import {changeServices, lbMapsIdentity, readServiceTable, type ApplyOptions, type ApplyResult} from './apply.js'
 import {PROTOCOLS, frontendKey, parseFrontend, parseService, parseServiceList, type Protocol} from './model.js'
-import {backendsOf, frontendNumOfKey, ipStr, protoOf, serviceKey} from './table.js'
+import {backendsOf, ipStr, protoOf, serviceKey} from './table.js'
 
 export type {ApplyResult, ApplyOptions} from './apply.js'
 export type {ServiceDiff, ServiceChange} from './plan.js'
@@ -33,9 +33,9 @@ export async function deleteService(runner: Runner, stateDir: string, frontend: 
   const explicit = frontend.includes('/')
   const f = parseFrontend(frontend)
   const frontends = explicit ? [frontendKey(f)] : PROTOCOLS.map((p: Protocol) => frontendKey({...f, proto: p}))
-  const table = await readServiceTable(stateDir)
-  const present = frontends.filter((k) => table.services.has(frontendNumOfKey(k)))
-  const r = await changeServices(stateDir, {kind: 'delete', frontends: present.length > 0 ? present : [frontends[0]]}, opts)
+  // Every candidate goes: the change skips those that are not there (warning only when none is).
+  const r = await changeServices(stateDir, {kind: 'delete', frontends}, opts)
+  const present = r.diff.removed.map((c) => c.frontend)
   return {frontends: present, ...r}
 }
 

@@ -21,7 +21,7 @@ import {LB4_BACKENDS_MAX_ENTRIES} from '../datapath/bpf/maps/lb4-backends.js'
 import {LB4_SERVICES_MAX_ENTRIES, LB_SLOT_BANK} from '../datapath/bpf/maps/lb4-services.js'
 import {writeU16, writeU32} from '../datapath/bpf/maps/layout.js'
 import {backendKey, frontendKey, type ServiceSpec} from './model.js'
-import {backendStr, endpointNum, frontendNumOfKey, ipNum, protoNum, serviceKey, splitEndpoint, type ServiceTable, type StoredService} from './table.js'
+import {backendStr, endpointNum, type Outside, frontendNumOfKey, ipNum, protoNum, serviceKey, splitEndpoint, type ServiceTable, type StoredService} from './table.js'
 
 export {emptyTable, type ServiceTable, type StoredService} from './table.js'
 
@@ -159,6 +159,11 @@ export interface PlanOptions {
    * service afresh (same ids and banks, so nothing else changes) and delete nothing.
    */
   resync?: boolean
+  /**
+   * `current` is only part of the table (table.ts loadScoped): the rest, as counts, for the
+   * capacity check, and the loaded backend ids that left-out services still list.
+   */
+  outside?: Outside
 }
 
 interface Wanted {
@@ -264,13 +269,13 @@ export function planServices(current: ServiceTable, desired: ServiceSpec[], opts
     const used = new Set<number>()
     for (const s of next.services.values()) for (const id of s.ids) used.add(id)
     for (const id of current.byId.keys()) {
-      if (used.has(id)) continue
+      if (used.has(id) || opts.outside?.used.has(id)) continue
       unused.push(id)
       next.backends.delete(next.byId.get(id)!)
       next.byId.delete(id)
     }
   }
-  checkCapacity(current, next, oldBanks, removed, newIds.length)
+  checkCapacity(current, next, oldBanks, removed, newIds.length, opts.outside)
 
   const plan = new PlannedOps()
   const {ops, undo} = plan
@@ -379,14 +384,14 @@ function tooManyEntries(entries: number): PnError {
 }
 
 /** Refuse a table the maps cannot hold, counting the moment both banks of an update exist. */
-function checkCapacity(current: ServiceTable, next: ServiceTable, oldBanks: StoredService[], removed: StoredService[], newBackends: number): void {
-  let entries = 0
+function checkCapacity(current: ServiceTable, next: ServiceTable, oldBanks: StoredService[], removed: StoredService[], newBackends: number, outside?: Outside): void {
+  let entries = outside?.entries ?? 0
   for (const s of next.services.values()) entries += entriesOf(s)
   for (const s of oldBanks) entries += entriesOf(s) - 1
   for (const s of removed) entries += entriesOf(s)
   if (entries > LB4_SERVICES_MAX_ENTRIES) throw tooManyEntries(entries)
   // New backends are written before unused ones are deleted.
-  const backends = current.byId.size + newBackends
+  const backends = current.byId.size + (outside?.backends ?? 0) + newBackends
   if (backends > LB4_BACKENDS_MAX_ENTRIES) {
     throw new PnError('PN_SERVICE_LIMIT', `apply services: the table needs ${backends} backends, pn_lb4_backends holds ${LB4_BACKENDS_MAX_ENTRIES}`, {
       hint: 'apply fewer distinct backends',

@@ -120,44 +120,213 @@ export function backendIdOf(t: ServiceTable, key: string): number | undefined {
 const MAGIC = 0x5653_4e50 // "PNSV" little endian
 const VERSION = 2
 
-export function encodeTable(t: ServiceTable): Buffer {
+function serviceBytes(s: StoredService): number {
+  return 16 + 4 * s.ids.length
+}
+
+function putBackend(b: Buffer, o: number, id: number, endpoint: number): void {
+  const e = splitEndpoint(endpoint)
+  b.writeUInt32LE(id, o)
+  b.writeUInt32LE(e.addr, o + 4)
+  b.writeUInt16LE(e.port, o + 8)
+  b[o + 10] = e.proto
+  b[o + 11] = 0
+}
+
+function putService(b: Buffer, o: number, s: StoredService): number {
+  b.writeUInt32LE(s.vip, o)
+  b.writeUInt16LE(s.port, o + 4)
+  b[o + 6] = s.proto
+  b[o + 7] = 0
+  b.writeUInt32LE(s.revNat, o + 8)
+  b.writeUInt16LE(s.slotBase, o + 12)
+  b.writeUInt16LE(s.ids.length, o + 14)
+  o += 16
+  for (const id of s.ids) {
+    b.writeUInt32LE(id, o)
+    o += 4
+  }
+  return o
+}
+
+/** The header; returns the offset of the backends section. */
+function putHeader(b: Buffer, t: {maps?: {identity: string}; nextBackendId: number; nextRevNat: number}, services: number, backends: number): number {
   const identity = Buffer.from(t.maps?.identity ?? '')
-  const idLen = (identity.length + 3) & ~3
-  let size = 28 + idLen + t.byId.size * 12 + 4
-  for (const s of t.services.values()) size += 16 + 4 * s.ids.length
-  const b = Buffer.alloc(size)
   b.writeUInt32LE(MAGIC, 0)
   b.writeUInt32LE(VERSION, 4)
   b.writeUInt32LE(t.nextBackendId, 8)
   b.writeUInt32LE(t.nextRevNat, 12)
-  b.writeUInt32LE(t.services.size, 16)
-  b.writeUInt32LE(t.byId.size, 20)
+  b.writeUInt32LE(services, 16)
+  b.writeUInt32LE(backends, 20)
   b.writeUInt32LE(identity.length, 24)
   identity.copy(b, 28)
-  let o = 28 + idLen
+  return 28 + ((identity.length + 3) & ~3)
+}
+
+function headerBytes(t: {maps?: {identity: string}}): number {
+  return 28 + ((Buffer.byteLength(t.maps?.identity ?? '') + 3) & ~3)
+}
+
+export function encodeTable(t: ServiceTable): Buffer {
+  let size = headerBytes(t) + t.byId.size * 12 + 4
+  for (const s of t.services.values()) size += serviceBytes(s)
+  const b = Buffer.alloc(size)
+  let o = putHeader(b, t, t.services.size, t.byId.size)
   for (const [id, n] of t.byId) {
-    const e = splitEndpoint(n)
-    b.writeUInt32LE(id, o)
-    b.writeUInt32LE(e.addr, o + 4)
-    b.writeUInt16LE(e.port, o + 8)
-    b[o + 10] = e.proto
+    putBackend(b, o, id, n)
     o += 12
   }
-  for (const s of t.services.values()) {
-    b.writeUInt32LE(s.vip, o)
-    b.writeUInt16LE(s.port, o + 4)
-    b[o + 6] = s.proto
-    b.writeUInt32LE(s.revNat, o + 8)
-    b.writeUInt16LE(s.slotBase, o + 12)
-    b.writeUInt16LE(s.ids.length, o + 14)
-    o += 16
-    for (const id of s.ids) {
-      b.writeUInt32LE(id, o)
-      o += 4
-    }
-  }
+  for (const s of t.services.values()) o = putService(b, o, s)
   b.writeUInt32LE(o, o)
   return b
+}
+
+/** Where the sections of an encoded table are (checked: a truncated file is refused). */
+interface Layout {
+  services: number
+  backends: number
+  backendsAt: number
+  servicesAt: number
+  end: number
+  identity?: string
+}
+
+function layoutOf(b: Buffer, file: string): Layout {
+  if (b.length < 32 || b.readUInt32LE(0) !== MAGIC) throw corrupt(file, 'not a pn service table')
+  if (b.readUInt32LE(4) !== VERSION) throw corrupt(file, `unknown version ${b.readUInt32LE(4)}`)
+  if (b.readUInt32LE(b.length - 4) !== b.length - 4) throw corrupt(file, 'truncated')
+  const idBytes = b.readUInt32LE(24)
+  const backendsAt = 28 + ((idBytes + 3) & ~3)
+  const backends = b.readUInt32LE(20)
+  const servicesAt = backendsAt + backends * 12
+  if (servicesAt > b.length - 4) throw corrupt(file, 'truncated')
+  return {services: b.readUInt32LE(16), backends, backendsAt, servicesAt, end: b.length - 4, ...(idBytes > 0 ? {identity: b.toString('utf8', 28, 28 + idBytes)} : {})}
+}
+
+function corrupt(file: string, why: string): PnError {
+  return new PnError('PN_STATE_CORRUPT', `read service table ${file}: ${why}`, {
+    hint: 'pn never overwrites a corrupt table: move it away, then `pn service apply` the full list again (the maps are rewritten)',
+  })
+}
+
+/** The maps identity an encoded table was written for. */
+export function tableIdentity(b: Buffer, file: string): string | undefined {
+  return layoutOf(b, file).identity
+}
+
+/** What a scoped table leaves out: the rest of the table, in numbers. */
+export interface Outside {
+  services: number
+  /** pn_lb4_services entries of the services left out. */
+  entries: number
+  /** Backends left out. */
+  backends: number
+  /** Ids of loaded backends that services left out also list (never unused). */
+  used: Set<number>
+}
+
+/** A table loaded for a change to a few services, and how to write it back. */
+export interface ScopedTable {
+  table: ServiceTable
+  outside: Outside
+  raw: Buffer
+  layout: Layout
+}
+
+/**
+ * Load only the services `keys` and the backends they (or `endpoints`) name, scanning the rest
+ * as integers: `add`/`del` in a 10,000-service table builds a handful of objects, not 10,000.
+ */
+export function loadScoped(b: Buffer, file: string, keys: Set<number>, endpoints: Set<number>): ScopedTable {
+  const L = layoutOf(b, file)
+  const table: ServiceTable = {version: 2, ...(L.identity !== undefined ? {maps: {identity: L.identity}} : {}), nextBackendId: b.readUInt32LE(8), nextRevNat: b.readUInt32LE(12), services: new Map(), backends: new Map(), byId: new Map()}
+  const mine = new Set<number>()
+  let o = L.servicesAt
+  for (let i = 0; i < L.services; i++) {
+    if (o + 16 > L.end) throw corrupt(file, 'truncated')
+    const count = b.readUInt16LE(o + 14)
+    if (o + 16 + 4 * count > L.end) throw corrupt(file, 'truncated')
+    const key = endpointNum(b.readUInt32LE(o), b.readUInt16LE(o + 4), b[o + 6])
+    if (keys.has(key)) {
+      const ids = new Array<number>(count)
+      for (let j = 0; j < count; j++) mine.add((ids[j] = b.readUInt32LE(o + 16 + 4 * j)))
+      table.services.set(key, {vip: b.readUInt32LE(o), port: b.readUInt16LE(o + 4), proto: b[o + 6], revNat: b.readUInt32LE(o + 8), slotBase: b.readUInt16LE(o + 12), ids})
+    }
+    o += 16 + 4 * count
+  }
+  if (o !== L.end) throw corrupt(file, 'trailing bytes')
+  const outside: Outside = {services: L.services - table.services.size, entries: 0, backends: 0, used: new Set()}
+  o = L.servicesAt
+  for (let i = 0; i < L.services; i++) {
+    const count = b.readUInt16LE(o + 14)
+    if (!keys.has(endpointNum(b.readUInt32LE(o), b.readUInt16LE(o + 4), b[o + 6]))) {
+      outside.entries += Math.max(1, count)
+      if (mine.size > 0) for (let j = 0; j < count; j++) {
+        const id = b.readUInt32LE(o + 16 + 4 * j)
+        if (mine.has(id)) outside.used.add(id)
+      }
+    }
+    o += 16 + 4 * count
+  }
+  for (let i = 0, p = L.backendsAt; i < L.backends; i++, p += 12) {
+    const id = b.readUInt32LE(p)
+    const n = endpointNum(b.readUInt32LE(p + 4), b.readUInt16LE(p + 8), b[p + 10])
+    if (mine.has(id) || endpoints.has(n)) {
+      table.byId.set(id, n)
+      table.backends.set(n, id)
+    }
+  }
+  for (const id of mine) if (!table.byId.has(id)) throw corrupt(file, `a service lists unknown backend ${id}`)
+  outside.backends = L.backends - table.byId.size
+  // Every id a left-out service lists is in `used` when it is also loaded (ids are never reused).
+  return {table, outside, raw: b, layout: L}
+}
+
+/**
+ * The encoded table after a scoped change: the raw sections copied, the loaded part (as `next`
+ * has it) written over: left-out records are never decoded.
+ */
+export function patchScoped(s: ScopedTable, next: ServiceTable): Buffer {
+  const {raw: b, layout: L, table: cur} = s
+  const dropIds = new Set<number>()
+  for (const id of cur.byId.keys()) if (!next.byId.has(id)) dropIds.add(id)
+  const addIds: number[] = []
+  for (const id of next.byId.keys()) if (!cur.byId.has(id)) addIds.push(id)
+  const backends = L.backends - dropIds.size + addIds.length
+  let servicesBytes = L.end - L.servicesAt
+  let o = L.servicesAt
+  for (let i = 0; i < L.services; i++) {
+    const count = b.readUInt16LE(o + 14)
+    if (cur.services.has(endpointNum(b.readUInt32LE(o), b.readUInt16LE(o + 4), b[o + 6]))) servicesBytes -= 16 + 4 * count
+    o += 16 + 4 * count
+  }
+  // `next` holds exactly the loaded services after the change (the others were never loaded).
+  const written = [...next.services.values()]
+  for (const sv of written) servicesBytes += serviceBytes(sv)
+  const nServices = L.services - cur.services.size + written.length
+  const out = Buffer.alloc(headerBytes(next) + backends * 12 + servicesBytes + 4)
+  let w = putHeader(out, next, nServices, backends)
+  for (let i = 0, p = L.backendsAt; i < L.backends; i++, p += 12) {
+    if (dropIds.size > 0 && dropIds.has(b.readUInt32LE(p))) continue
+    b.copy(out, w, p, p + 12)
+    w += 12
+  }
+  for (const id of addIds) {
+    putBackend(out, w, id, next.byId.get(id)!)
+    w += 12
+  }
+  o = L.servicesAt
+  for (let i = 0; i < L.services; i++) {
+    const len = 16 + 4 * b.readUInt16LE(o + 14)
+    if (!cur.services.has(endpointNum(b.readUInt32LE(o), b.readUInt16LE(o + 4), b[o + 6]))) {
+      b.copy(out, w, o, o + len)
+      w += len
+    }
+    o += len
+  }
+  for (const sv of written) w = putService(out, w, sv)
+  out.writeUInt32LE(w, w)
+  return out
 }
 
 export function decodeTable(b: Buffer, file: string): ServiceTable {

@@ -20,7 +20,7 @@ import {
 import {checkVipAgainstNode, parseBackend, parseFrontend, parseService, parseServiceList} from '../../src/service/model.js'
 import {emptyTable, planRollForward, planServices, serviceKeys, type PlannedOps, type ServiceTable} from '../../src/service/plan.js'
 import {writeOps} from '../../src/service/apply.js'
-import {backendIdOf, decodeTable, encodeTable} from '../../src/service/table.js'
+import {backendIdOf, decodeTable, encodeTable, endpointNum, frontendNumOfKey, ipNum, loadScoped, patchScoped, protoNum, type ServiceTable as Table} from '../../src/service/table.js'
 import {OpList, type MapWriter} from '../../src/datapath/bpf/op-list.js'
 
 function throwsCode(fn: () => unknown, code: string) {
@@ -269,5 +269,33 @@ describe('service table file', () => {
     assert.deepEqual(ops[2].value, encodeLb4Service({backendId: 2, revNatIndex: 0, count: 0, slotBase: 0}))
     assert.deepEqual(ops[3].key, encodeLb4Key({vip: '10.96.0.1', port: 80, proto: 'udp', slot: 0}))
     assert.deepEqual(ops[3].value, encodeLb4Service({backendId: 1, revNatIndex: 1, count: 2, slotBase: 0}))
+  })
+
+  it('add/del load only their services: same operations and the same table as a full load', () => {
+    // 60 services; backend 10.1.0.k is shared by services k, k+20, k+40.
+    const base = planServices(emptyTable(), Array.from({length: 60}, (_, i) => svc(`10.96.0.${i + 1}:80`, `10.1.0.${i % 20}:80`, ...(i % 3 === 0 ? [`10.2.0.${i}:80`] : [])))).next
+    base.maps = {identity: '1:2'}
+    const raw = encodeTable(base)
+    const canon = (t: Table) => JSON.stringify({
+      n: [t.nextBackendId, t.nextRevNat, t.maps],
+      s: [...t.services].sort((a, b) => a[0] - b[0]),
+      b: [...t.byId].sort((a, b) => a[0] - b[0]),
+    })
+    const changes: {name: string; desired: ReturnType<typeof svc>[]; keys: string[]}[] = [
+      {name: 'update to shared + new backend', desired: [svc('10.96.0.4:80', '10.1.0.9:80', '10.3.0.1:80')], keys: ['10.96.0.4:80/tcp']},
+      {name: 'delete (its backends stay: shared)', desired: [], keys: ['10.96.0.5:80/tcp']},
+      {name: 'delete (a backend only it lists goes)', desired: [], keys: ['10.96.0.7:80/tcp']},
+      {name: 'add with existing and new backends', desired: [svc('10.96.1.1:53/udp', '10.1.0.1:53'), svc('10.96.1.2:80', '10.1.0.2:80', '10.9.9.9:80')].slice(1), keys: ['10.96.1.2:80/tcp']},
+      {name: 'delete of an absent service', desired: [], keys: ['10.96.9.9:80/tcp']},
+    ]
+    for (const c of changes) {
+      const full = planServices(decodeTable(raw, 'x'), c.desired, {scope: new Set(c.keys)})
+      const endpoints = c.desired.flatMap((d) => d.backends.map((b) => endpointNum(ipNum(b.ip), b.port, protoNum(d.frontend.proto))))
+      const sc = loadScoped(raw, 'x', new Set(c.keys.map(frontendNumOfKey)), new Set(endpoints))
+      const part = planServices(sc.table, c.desired, {scope: new Set(c.keys), outside: sc.outside})
+      assert.deepEqual(kinds(part.ops), kinds(full.ops), c.name)
+      assert.deepEqual(part.ops.toArray(), full.ops.toArray(), `${c.name}: bytes`)
+      assert.equal(canon(decodeTable(patchScoped(sc, part.next), 'x')), canon(full.next), `${c.name}: table`)
+    }
   })
 })
