@@ -65,9 +65,22 @@ export async function readServiceTable(stateDir: string): Promise<ServiceTable> 
   return legacy ? tableFromLegacy(legacy) : emptyTable()
 }
 
-async function readPending(stateDir: string): Promise<ServiceTable | undefined> {
-  const buf = await readFileIfExists(pendingFile(stateDir))
-  return buf ? decodeTable(buf, pendingFile(stateDir)) : undefined
+/**
+ * The pending table of a run that died before committing. Unreadable only after a power loss
+ * (it is renamed into place whole, but not fsync'd): then the maps are new as well and the
+ * committed table is what counts, so it is dropped.
+ */
+async function readPending(stateDir: string, warnings: string[]): Promise<ServiceTable | undefined> {
+  const file = pendingFile(stateDir)
+  const buf = await readFileIfExists(file)
+  if (!buf) return undefined
+  try {
+    return decodeTable(buf, file)
+  } catch (err) {
+    warnings.push(`dropped an unreadable pending service table (${(err as Error).message})`)
+    await fs.rm(file, {force: true})
+    return undefined
+  }
 }
 
 /** The pending table becomes the table (atomic rename); the legacy JSON table goes. */
@@ -144,7 +157,8 @@ export async function changeServices(stateDir: string, req: ServiceChangeRequest
     await opts.lock?.whileHeld?.(lock.path)
     const file = servicesFile(stateDir)
     const raw = await readFileIfExists(file)
-    const pending = await readPending(stateDir)
+    const warnings: string[] = []
+    const pending = await readPending(stateDir, warnings)
     let recovered = false
     let scoped: ScopedTable | undefined
     let table: ServiceTable
@@ -168,7 +182,6 @@ export async function changeServices(stateDir: string, req: ServiceChangeRequest
       table = pending
     }
     const resync = table.maps?.identity !== identity && table.services.size > 0
-    const warnings: string[] = []
     let desired: ServiceSpec[]
     let scope: Set<string> | undefined
     if (req.kind === 'replace') {
@@ -187,7 +200,9 @@ export async function changeServices(stateDir: string, req: ServiceChangeRequest
     const done = () => ({...result, durationMs: Math.round((performance.now() - t0) * 10) / 10})
     if (opts.dryRun || (!changed && table.maps?.identity === identity)) return done()
     const next = {...plan.next, maps: {identity}}
-    await writeFileAtomic(pendingFile(stateDir), scoped ? patchScoped(scoped, next) : encodeTable(next))
+    // Not fsync'd yet: the maps do not survive a power loss either (after one, the maps are new
+    // and the committed table is rewritten into them); a killed process still leaves it whole.
+    await writeFileAtomic(pendingFile(stateDir), scoped ? patchScoped(scoped, next) : encodeTable(next), 0o644, {sync: false})
     try {
       await writeOps(writer, plan.ops)
     } catch (err) {

@@ -231,6 +231,9 @@ export interface ScopedTable {
   outside: Outside
   raw: Buffer
   layout: Layout
+  /** Byte ranges of the loaded services' records, and offsets of the loaded backends' records. */
+  spans: {off: number; len: number}[]
+  backendAt: Map<number, number>
 }
 
 /**
@@ -240,14 +243,19 @@ export interface ScopedTable {
 export function loadScoped(b: Buffer, file: string, keys: Set<number>, endpoints: Set<number>): ScopedTable {
   const L = layoutOf(b, file)
   const table: ServiceTable = {version: 2, ...(L.identity !== undefined ? {maps: {identity: L.identity}} : {}), nextBackendId: b.readUInt32LE(8), nextRevNat: b.readUInt32LE(12), services: new Map(), backends: new Map(), byId: new Map()}
+  // DataView: cheaper than Buffer's read methods in a cold process (this loop runs once per CLI call).
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength)
   const mine = new Set<number>()
+  const spans: {off: number; len: number}[] = []
+  const backendAt = new Map<number, number>()
   let o = L.servicesAt
   for (let i = 0; i < L.services; i++) {
     if (o + 16 > L.end) throw corrupt(file, 'truncated')
-    const count = b.readUInt16LE(o + 14)
+    const count = v.getUint16(o + 14, true)
     if (o + 16 + 4 * count > L.end) throw corrupt(file, 'truncated')
-    const key = endpointNum(b.readUInt32LE(o), b.readUInt16LE(o + 4), b[o + 6])
+    const key = endpointNum(v.getUint32(o, true), v.getUint16(o + 4, true), v.getUint8(o + 6))
     if (keys.has(key)) {
+      spans.push({off: o, len: 16 + 4 * count})
       const ids = new Array<number>(count)
       for (let j = 0; j < count; j++) mine.add((ids[j] = b.readUInt32LE(o + 16 + 4 * j)))
       table.services.set(key, {vip: b.readUInt32LE(o), port: b.readUInt16LE(o + 4), proto: b[o + 6], revNat: b.readUInt32LE(o + 8), slotBase: b.readUInt16LE(o + 12), ids})
@@ -258,20 +266,21 @@ export function loadScoped(b: Buffer, file: string, keys: Set<number>, endpoints
   const outside: Outside = {services: L.services - table.services.size, entries: 0, backends: 0, used: new Set()}
   o = L.servicesAt
   for (let i = 0; i < L.services; i++) {
-    const count = b.readUInt16LE(o + 14)
-    if (!keys.has(endpointNum(b.readUInt32LE(o), b.readUInt16LE(o + 4), b[o + 6]))) {
-      outside.entries += Math.max(1, count)
+    const count = v.getUint16(o + 14, true)
+    if (keys.size === 0 || !keys.has(endpointNum(v.getUint32(o, true), v.getUint16(o + 4, true), v.getUint8(o + 6)))) {
+      outside.entries += count > 1 ? count : 1
       if (mine.size > 0) for (let j = 0; j < count; j++) {
-        const id = b.readUInt32LE(o + 16 + 4 * j)
+        const id = v.getUint32(o + 16 + 4 * j, true)
         if (mine.has(id)) outside.used.add(id)
       }
     }
     o += 16 + 4 * count
   }
   for (let i = 0, p = L.backendsAt; i < L.backends; i++, p += 12) {
-    const id = b.readUInt32LE(p)
-    const n = endpointNum(b.readUInt32LE(p + 4), b.readUInt16LE(p + 8), b[p + 10])
-    if (mine.has(id) || endpoints.has(n)) {
+    const id = v.getUint32(p, true)
+    if (mine.has(id) || (endpoints.size > 0 && endpoints.has(endpointNum(v.getUint32(p + 4, true), v.getUint16(p + 8, true), v.getUint8(p + 10))))) {
+      const n = endpointNum(v.getUint32(p + 4, true), v.getUint16(p + 8, true), v.getUint8(p + 10))
+      backendAt.set(id, p)
       table.byId.set(id, n)
       table.backends.set(n, id)
     }
@@ -279,7 +288,7 @@ export function loadScoped(b: Buffer, file: string, keys: Set<number>, endpoints
   for (const id of mine) if (!table.byId.has(id)) throw corrupt(file, `a service lists unknown backend ${id}`)
   outside.backends = L.backends - table.byId.size
   // Every id a left-out service lists is in `used` when it is also loaded (ids are never reused).
-  return {table, outside, raw: b, layout: L}
+  return {table, outside, raw: b, layout: L, spans, backendAt}
 }
 
 /**
@@ -288,42 +297,36 @@ export function loadScoped(b: Buffer, file: string, keys: Set<number>, endpoints
  */
 export function patchScoped(s: ScopedTable, next: ServiceTable): Buffer {
   const {raw: b, layout: L, table: cur} = s
-  const dropIds = new Set<number>()
-  for (const id of cur.byId.keys()) if (!next.byId.has(id)) dropIds.add(id)
+  // Records to leave out, as byte ranges in file order; everything between them is copied whole.
+  const cut: {off: number; len: number}[] = []
+  for (const id of cur.byId.keys()) if (!next.byId.has(id)) cut.push({off: s.backendAt.get(id)!, len: 12})
   const addIds: number[] = []
   for (const id of next.byId.keys()) if (!cur.byId.has(id)) addIds.push(id)
-  const backends = L.backends - dropIds.size + addIds.length
-  let servicesBytes = L.end - L.servicesAt
-  let o = L.servicesAt
-  for (let i = 0; i < L.services; i++) {
-    const count = b.readUInt16LE(o + 14)
-    if (cur.services.has(endpointNum(b.readUInt32LE(o), b.readUInt16LE(o + 4), b[o + 6]))) servicesBytes -= 16 + 4 * count
-    o += 16 + 4 * count
-  }
-  // `next` holds exactly the loaded services after the change (the others were never loaded).
+  const backends = L.backends - cut.length + addIds.length
+  cut.push(...s.spans)
+  cut.sort((x, y) => x.off - y.off)
   const written = [...next.services.values()]
+  let servicesBytes = L.end - L.servicesAt
+  for (const sp of s.spans) servicesBytes -= sp.len
   for (const sv of written) servicesBytes += serviceBytes(sv)
-  const nServices = L.services - cur.services.size + written.length
   const out = Buffer.alloc(headerBytes(next) + backends * 12 + servicesBytes + 4)
-  let w = putHeader(out, next, nServices, backends)
-  for (let i = 0, p = L.backendsAt; i < L.backends; i++, p += 12) {
-    if (dropIds.size > 0 && dropIds.has(b.readUInt32LE(p))) continue
-    b.copy(out, w, p, p + 12)
-    w += 12
+  let w = putHeader(out, next, L.services - s.spans.length + written.length, backends)
+  // Copy [from, to) of the raw file minus the cuts inside it.
+  const copyRange = (from: number, to: number) => {
+    let at = from
+    for (const c of cut) {
+      if (c.off < from || c.off >= to) continue
+      w += b.copy(out, w, at, c.off)
+      at = c.off + c.len
+    }
+    w += b.copy(out, w, at, to)
   }
+  copyRange(L.backendsAt, L.servicesAt)
   for (const id of addIds) {
     putBackend(out, w, id, next.byId.get(id)!)
     w += 12
   }
-  o = L.servicesAt
-  for (let i = 0; i < L.services; i++) {
-    const len = 16 + 4 * b.readUInt16LE(o + 14)
-    if (!cur.services.has(endpointNum(b.readUInt32LE(o), b.readUInt16LE(o + 4), b[o + 6]))) {
-      b.copy(out, w, o, o + len)
-      w += len
-    }
-    o += len
-  }
+  copyRange(L.servicesAt, L.end)
   for (const sv of written) w = putService(out, w, sv)
   out.writeUInt32LE(w, w)
   return out

@@ -31,14 +31,19 @@ export async function ensureDir(dir: string): Promise<void> {
   await fs.mkdir(dir, {recursive: true, mode: 0o755})
 }
 
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+/**
+ * `sync: false` skips both fsyncs: the file still appears whole or not at all to any process
+ * (rename), but a power loss may lose it — for a file that is fsync'd later (see commitFile).
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644, opts: {sync?: boolean} = {}): Promise<void> {
+  const sync = opts.sync !== false
   const dir = path.dirname(file)
   await ensureDir(dir)
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
   const handle = await fs.open(tmp, 'wx', mode)
   try {
     await handle.writeFile(data)
-    await handle.sync()
+    if (sync) await handle.sync()
   } finally {
     await handle.close()
   }
@@ -48,6 +53,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
     await fs.rm(tmp, {force: true})
     throw err
   }
+  if (!sync) return
   const dirHandle = await fs.open(dir, 'r')
   try {
     await dirHandle.sync()
@@ -56,8 +62,14 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
   }
 }
 
-/** Rename `from` over `to` and fsync the directory: after it returns, the rename survives a crash. */
+/** fsync `from`, rename it over `to` and fsync the directory: after it returns, `to` survives a crash. */
 export async function renameDurable(from: string, to: string): Promise<void> {
+  const h = await fs.open(from, 'r')
+  try {
+    await h.sync()
+  } finally {
+    await h.close()
+  }
   await fs.rename(from, to)
   const dirHandle = await fs.open(path.dirname(to), 'r')
   try {
