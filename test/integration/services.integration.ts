@@ -345,7 +345,8 @@ describe('services: load balancing in BPF (root, netns)', function () {
     assert.equal(tryInNs(pods.a.ns, ['true']).status, 0)
   })
 
-  it('a pn killed mid-apply (with its map writer) leaves table and maps recoverable: the next apply ends exactly at its file', async () => {
+  it('a pn killed mid-apply (with its map writer) leaves table and maps recoverable: the next apply ends exactly at its file', async function () {
+    this.timeout(900_000) // some 30 pn runs of 1,200 services; slow on a loaded machine
     const before = ok(n2.run(['service', 'list']), 'list n2').services as {frontend: string; backends: {address: string}[]}[]
     // Two tables of 1,200 services (every 5th with two backends), disjoint VIPs, shared backends
     // (small enough for the CLI helper's 1 MB output buffer when listed and dumped).
@@ -370,7 +371,7 @@ describe('services: load balancing in BPF (root, netns)', function () {
       assert.deepEqual(bes.map((e) => `${e.value.ip}:${e.value.port}/${e.value.proto}`).sort(), [...wantBes].sort(), `${what}: backends`)
     }
     ok(n2.run(['service', 'apply', files.a]), 'apply a')
-    for (const [i, delay] of [5, 40, 90, 150, 250, 400].entries()) {
+    for (const [i, delay] of [20, 90, 200, 400].entries()) {
       // Kill pn and pn-mapbatch together (one process group) at some point of an apply.
       const from = i % 2 === 0 ? files.b : files.a
       const ch = spawn('ip', ['netns', 'exec', n2.ns, process.execPath, PN_BIN, 'service', 'apply', from, '--state-dir', n2.stateDir, '--json'], {detached: true, stdio: 'ignore'})
