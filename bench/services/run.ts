@@ -10,8 +10,14 @@
  * and `direct`: the pn node's client connecting to the backend pod itself (no service).
  * Connects are timed by a small C probe (bench/services/probe.c) around connect(). Also timed:
  * programming 10,000 services (pn service apply vs iptables-legacy-restore) and one update in
- * that table. iptables/nft run only inside the namespaces this creates, never in the root one.
- *   bash bench/services/run.sh      (PN_BENCH_COUNTS=10,1000 PN_BENCH_SAMPLES=500 for a quick run)
+ * that table, PN_BENCH_PROGRAM_ROUNDS interleaved rounds (default 7) of pn and iptables-restore,
+ * medians reported: both the time inside pn (`durationMs`: lock, table, diff, map writes, table
+ * commit) and the whole `pn` command (Node start-up included), plus `pn service add --help` for the
+ * bare CLI start-up. iptables/nft run only inside the namespaces this creates, never in the root one.
+ *   bash bench/services/run.sh      (PN_BENCH_COUNTS=10,1000 PN_BENCH_SAMPLES=500 for a quick run;
+ *                                    PN_BENCH_PROGRAM_ONLY=1 for the programming figures alone;
+ *                                    PN_BENCH_COMPARE=DIR times an earlier pn build's service
+ *                                    programming in the same rounds, on a fourth node)
  * Results go to bench/results/services.json.
  */
 import {execFileSync, spawn, spawnSync, type ChildProcess} from 'node:child_process'
@@ -24,6 +30,12 @@ import {cleanupNamespaces, createNamespace, inNs} from '../../test/helpers/netns
 const COUNTS = (process.env.PN_BENCH_COUNTS ?? '10,1000,10000,100000').split(',').map(Number)
 const SAMPLES = Number(process.env.PN_BENCH_SAMPLES ?? 1000)
 const ROUNDS = Number(process.env.PN_BENCH_ROUNDS ?? 3)
+/** Interleaved rounds of the programming figures (apply 10,000, one update in 10,000); 0 skips them. */
+const PROGRAM_ROUNDS = Number(process.env.PN_BENCH_PROGRAM_ROUNDS ?? 7)
+/** Only the programming figures (no connect latency). */
+const PROGRAM_ONLY = process.env.PN_BENCH_PROGRAM_ONLY === '1'
+/** An earlier pn build (a checkout with dist/ built): its `pn service` is timed in the same rounds, on a node of its own. */
+const COMPARE = process.env.PN_BENCH_COMPARE
 const PROBE_SRC = path.join(REPO_ROOT, 'bench/services/probe.c')
 const BPFFS = '/run/pn/bpffs'
 const VIP = '10.96.0.1'
@@ -38,13 +50,20 @@ interface Setup {
   stateDir: string
   client: string
   backendIp: string
+  /** bin/run.js of the pn that runs this node (default: this checkout's). */
+  bin?: string
 }
 
 function sh(file: string, args: string[], input?: string): string {
   return execFileSync(file, args, {encoding: 'utf8', input, maxBuffer: 256 << 20})
 }
 
-function pnRun(s: {node: string; stateDir: string}, args: string[], input?: string) {
+function pnRun(s: {node: string; stateDir: string; bin?: string}, args: string[], input?: string) {
+  if (s.bin) {
+    const r = spawnSync('ip', ['netns', 'exec', s.node, process.execPath, s.bin, ...args, '--state-dir', s.stateDir, '--json'], {encoding: 'utf8', input, maxBuffer: 256 << 20})
+    if (r.status !== 0) throw new Error(`pn (${s.bin}) ${args.join(' ')}: ${r.stdout.slice(0, 2000)} ${r.stderr.slice(0, 2000)}`)
+    return JSON.parse(r.stdout).result
+  }
   const r = pn([...args, '--state-dir', s.stateDir, '--json'], {netns: s.node, input})
   if (r.status !== 0) throw new Error(`pn ${args.join(' ')}: ${r.stdout.slice(0, 2000)} ${r.stderr.slice(0, 2000)}`)
   return r.json?.result
@@ -56,25 +75,25 @@ function ensureBpffs(): void {
 }
 
 /** A node (routing mode as given) with a client pod and a backend pod running a TCP listener. */
-async function setup(name: string, routing: 'bpf' | 'host-routes', cidrByte: number): Promise<Setup> {
+async function setup(name: string, routing: 'bpf' | 'host-routes', cidrByte: number, bin?: string): Promise<Setup> {
   const node = createNamespace(`bs${name}`).name
   const stub = createNamespace(`bs${name}u`).name
   inNs(node, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'up0', 'netns', stub])
   inNs(node, ['ip', 'link', 'set', 'eth0', 'up'])
   const stateDir = mkdtempSync(path.join(tmp, `${name}-`))
   nodes.push({ns: node, stateDir})
-  pnRun({node, stateDir}, ['node', 'init', '--name', node, '--device', 'eth0', '--pod-cidr', `10.${cidrByte}.0.0/24`, '--routing', routing])
+  pnRun({node, stateDir, bin}, ['node', 'init', '--name', node, '--device', 'eth0', '--pod-cidr', `10.${cidrByte}.0.0/24`, '--routing', routing])
   const pods: string[] = []
   for (const i of [10, 11]) {
     const pod = createNamespace(`bs${name}p`).name
-    pnRun({node, stateDir}, ['veth', 'create', '--container-id', pod, '--netns', `/run/netns/${pod}`, '--ip', `10.${cidrByte}.0.${i}`])
-    if (routing === 'bpf') pnRun({node, stateDir}, ['bpf', 'load', '--container-id', pod])
+    pnRun({node, stateDir, bin}, ['veth', 'create', '--container-id', pod, '--netns', `/run/netns/${pod}`, '--ip', `10.${cidrByte}.0.${i}`])
+    if (routing === 'bpf') pnRun({node, stateDir, bin}, ['bpf', 'load', '--container-id', pod])
     pods.push(pod)
   }
   const server = spawn('ip', ['netns', 'exec', pods[1], 'python3', '-u', '-c', LISTENER], {stdio: ['ignore', 'pipe', 'inherit']})
   children.push(server)
   await new Promise<void>((resolve) => server.stdout!.once('data', () => resolve()))
-  return {name, node, stateDir, client: pods[0], backendIp: `10.${cidrByte}.0.11`}
+  return {name, node, stateDir, client: pods[0], backendIp: `10.${cidrByte}.0.11`, bin}
 }
 
 /** Accepts and closes, with a deep backlog: connect() completes on the SYN-ACK either way. */
@@ -161,6 +180,72 @@ function memlock(s: Setup): Record<string, number> {
 
 const r2 = (x: number) => Math.round(x * 100) / 100
 
+/**
+ * Programming 10,000 services and one update among them, PROGRAM_ROUNDS times, interleaved with
+ * iptables-legacy-restore of the same rules so both see the same machine load. Medians.
+ */
+function programRounds(bpf: Setup, ipt: Setup, old?: Setup): Record<string, unknown> {
+  const n = 10_000
+  const input = pnServices(n, bpf.backendIp)
+  const rules = iptablesRules(n, ipt.backendIp)
+  const empty = '*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n'
+  const got: Record<string, number[]> = {}
+  const add = (k: string, v: number) => (got[k] ??= []).push(v)
+  let mapOps = 0
+  let updateOps = 0
+  for (let r = 0; r < PROGRAM_ROUNDS; r++) {
+    pnRun(bpf, ['service', 'apply', '-'], '[]')
+    sh('ip', ['netns', 'exec', ipt.node, 'iptables-legacy-restore'], empty)
+    const a = timed(() => pnRun(bpf, ['service', 'apply', '-'], input))
+    add('pnApplyMs', a.value.durationMs)
+    add('pnApplyCliMs', a.ms)
+    mapOps = a.value.mapOps
+    add('iptablesRestoreMs', timed(() => sh('ip', ['netns', 'exec', ipt.node, 'iptables-legacy-restore'], rules)).ms)
+    // One update in the 10,000-service table: the measured service gets a second backend, and back.
+    const up = timed(() => pnRun(bpf, ['service', 'add', `${VIP}:80/tcp`, '--backend', `${bpf.backendIp}:8080`, '--backend', `${bpf.backendIp}:8081`]))
+    add('pnUpdateMs', up.value.durationMs)
+    add('pnUpdateCliMs', up.ms)
+    updateOps = up.value.mapOps
+    const back = timed(() => pnRun(bpf, ['service', 'add', `${VIP}:80/tcp`, '--backend', `${bpf.backendIp}:8080`]))
+    add('pnUpdateMs', back.value.durationMs)
+    add('pnUpdateCliMs', back.ms)
+    // The bare CLI: oclif start-up and the service command's module graph, no work.
+    add('pnCliStartMs', timed(() => pn(['service', 'add', '--help'], {netns: bpf.node})).ms)
+    // iptables has no incremental update of one DNAT rule through -restore without --noflush; one
+    // `iptables -R` of the measured rule is its nearest "update one service".
+    if (old) {
+      pnRun(old, ['service', 'apply', '-'], '[]')
+      const oa = timed(() => pnRun(old, ['service', 'apply', '-'], pnServices(n, old.backendIp)))
+      add('oldApplyMs', oa.value.durationMs)
+      add('oldApplyCliMs', oa.ms)
+      for (const backends of [[`${old.backendIp}:8080`, `${old.backendIp}:8081`], [`${old.backendIp}:8080`]]) {
+        const ou = timed(() => pnRun(old, ['service', 'add', `${VIP}:80/tcp`, ...backends.flatMap((b) => ['--backend', b])]))
+        add('oldUpdateMs', ou.value.durationMs)
+        add('oldUpdateCliMs', ou.ms)
+      }
+    }
+    add('iptablesReplaceOneMs', timed(() => sh('ip', ['netns', 'exec', ipt.node, 'iptables-legacy', '-t', 'nat', '-R', 'KUBE-SERVICES', String(n), '-d', `${VIP}/32`, '-p', 'tcp', '-m', 'tcp', '--dport', '80', '-j', 'DNAT', '--to-destination', `${ipt.backendIp}:8080`])).ms)
+  }
+  const med = Object.fromEntries(Object.entries(got).map(([k, xs]) => [k, r2(median(xs))]))
+  const out = {
+    services: n, rounds: PROGRAM_ROUNDS, mapOps, updateMapOps: updateOps, medians: med,
+    ratios: {
+      pnApplyOverIptables: r2(med.pnApplyMs / med.iptablesRestoreMs),
+      pnApplyCliOverIptables: r2(med.pnApplyCliMs / med.iptablesRestoreMs),
+      pnUpdateCliOverCliStart: r2(med.pnUpdateCliMs / med.pnCliStartMs),
+      ...(old ? {
+        pnApplyOverOld: r2(med.pnApplyMs / med.oldApplyMs), pnApplyCliOverOld: r2(med.pnApplyCliMs / med.oldApplyCliMs),
+        pnUpdateOverOld: r2(med.pnUpdateMs / med.oldUpdateMs), pnUpdateCliOverOld: r2(med.pnUpdateCliMs / med.oldUpdateCliMs),
+      } : {}),
+    },
+    samples: Object.fromEntries(Object.entries(got).map(([k, xs]) => [k, xs.map(r2)])),
+  }
+  console.log(`programming 10,000 services (median of ${PROGRAM_ROUNDS}): pn apply ${med.pnApplyMs} ms in pn, ${med.pnApplyCliMs} ms CLI (${mapOps} map ops); iptables-legacy-restore ${med.iptablesRestoreMs} ms`)
+  if (old) console.log(`earlier pn (${COMPARE}): apply ${med.oldApplyMs} ms in pn, ${med.oldApplyCliMs} ms CLI; one update ${med.oldUpdateMs} ms in pn, ${med.oldUpdateCliMs} ms CLI`)
+  console.log(`one update in 10,000: pn ${med.pnUpdateMs} ms in pn, ${med.pnUpdateCliMs} ms CLI (${updateOps} map ops); bare CLI start ${med.pnCliStartMs} ms; iptables -R one rule ${med.iptablesReplaceOneMs} ms`)
+  return out
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run as root')
   ensureBpffs()
@@ -171,6 +256,16 @@ async function main(): Promise<void> {
   const rows: Record<string, unknown>[] = []
   const programming: Record<string, unknown> = {}
   let memory: Record<string, number> = {}
+
+  const old = COMPARE && PROGRAM_ROUNDS > 0 ? await setup('o', 'bpf', 233, path.resolve(COMPARE, 'bin/run.js')) : undefined
+  if (PROGRAM_ROUNDS > 0) programming.rounds = programRounds(bpf, ipt, old)
+  if (PROGRAM_ONLY) {
+    const out = path.join(REPO_ROOT, 'bench/results')
+    mkdirSync(out, {recursive: true})
+    writeFileSync(path.join(out, 'services-program.json'), JSON.stringify({date: new Date().toISOString(), loadavg: os.loadavg(), programming}, null, 2) + '\n')
+    console.log(`results: ${path.join(out, 'services-program.json')}`)
+    return
+  }
 
   const directs: Probe[] = []
   for (const n of COUNTS) {

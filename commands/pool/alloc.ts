@@ -16,7 +16,7 @@ that release does not rewind, so a released block is reused only after the other
   static flags = {pool: poolFlag()}
 
   async execute(): Promise<PoolAllocResult> {
-    return allocatePodCidrs(this.poolStore(this.flags.pool), this.args.node)
+    return allocatePodCidrs(await this.poolStore(this.flags.pool), this.args.node)
   }
 
   protected render(r: PoolAllocResult): string {

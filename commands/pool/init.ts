@@ -29,7 +29,7 @@ An existing pool is never replaced without --force.`
 
   async execute(): Promise<PoolInitResult> {
     const f = this.flags
-    return initPool(this.poolStore(f.pool), {cidrs: f.cidr, maskSize: f['mask-size'], maskSizeV6: f['mask-size-v6'], force: f.force})
+    return initPool(await this.poolStore(f.pool), {cidrs: f.cidr, maskSize: f['mask-size'], maskSizeV6: f['mask-size-v6'], force: f.force})
   }
 
   protected render(r: PoolInitResult): string {

@@ -12,7 +12,7 @@ export default class PoolList extends BaseCommand<typeof PoolList, PoolListResul
   static flags = {pool: poolFlag()}
 
   async execute(): Promise<PoolListResult> {
-    return listPool(this.poolStore(this.flags.pool))
+    return listPool(await this.poolStore(this.flags.pool))
   }
 
   protected render(r: PoolListResult): string {

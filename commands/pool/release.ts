@@ -13,7 +13,7 @@ export default class PoolRelease extends BaseCommand<typeof PoolRelease, PoolRel
   static flags = {pool: poolFlag()}
 
   async execute(): Promise<PoolReleaseResult> {
-    return releasePodCidrs(this.poolStore(this.flags.pool), this.args.node)
+    return releasePodCidrs(await this.poolStore(this.flags.pool), this.args.node)
   }
 
   protected render(r: PoolReleaseResult): string {

@@ -13,7 +13,7 @@ export default class PoolShow extends BaseCommand<typeof PoolShow, PoolShowResul
   static flags = {pool: poolFlag()}
 
   async execute(): Promise<PoolShowResult> {
-    return showPoolNode(this.poolStore(this.flags.pool), this.args.node)
+    return showPoolNode(await this.poolStore(this.flags.pool), this.args.node)
   }
 
   protected render(r: PoolShowResult): string {

@@ -15,14 +15,14 @@ export function renderApply(r: ApplyResult): string {
   const total = d.counts.added + d.counts.updated + d.counts.removed
   if (total > 40) lines.splice(40, lines.length - 40, `… ${total - 40} more (--json lists up to 1,000 of each kind)`)
   const c = d.counts
-  const summary = `${r.dryRun ? 'dry run: ' : ''}${c.added} ${verb}add, ${c.updated} ${verb}update, ${c.removed} ${verb}remove, ${c.unchanged} unchanged; ${r.mapOps} map operation(s)${r.dryRun ? '' : ` in one bpftool batch; ${r.services} service(s) on the node; ${r.durationMs} ms`}${r.resynced ? ' (maps were re-created: rewrote every service)' : ''}`
+  const summary = `${r.dryRun ? 'dry run: ' : ''}${c.added} ${verb}add, ${c.updated} ${verb}update, ${c.removed} ${verb}remove, ${c.unchanged} unchanged; ${r.mapOps} map operation(s)${r.dryRun ? '' : ` in one batch; ${r.services} service(s) on the node; ${r.durationMs} ms`}${r.resynced ? ' (maps were re-created: rewrote every service)' : ''}${r.recovered ? ' (first completed an earlier apply that was killed midway)' : ''}`
   return [...lines, summary].join('\n')
 }
 
 export default class ServiceApply extends BaseCommand<typeof ServiceApply, ServiceApplyResult> {
   static summary = "Make the node's service table exactly a JSON list: adds, updates and removes in one go."
   static description = `FILE (or - for stdin) is a JSON list: [{"frontend": "10.96.0.10:80/tcp", "backends": ["10.1.0.5:8080"]}, …].
-The whole diff is computed and validated first, then written in ONE bpftool batch: new backends and
+The whole diff is computed and validated first, then written in ONE batch (pn-mapbatch: batch syscalls): new backends and
 backend slots before each service's switch, deletions last. If the kernel refuses a write, everything
 written is reverted and the previous table stays in force. Apply the same file on every node to keep
 a cluster in sync.`

@@ -16,11 +16,9 @@ import type {RequestDefaults} from '../cni/protocol.js'
 import {ExecaRunner, type Runner} from '../exec/runner.js'
 import type {FlowOptions, Plan} from '../flow/plan.js'
 import type {HostIpamTarget} from '../ipam/host.js'
-import {openPoolStore, resolvePoolLocation, type PoolState} from '../ipam/pool.js'
-import {nodeIpamTarget} from '../node/ipam.js'
+import type {PoolState} from '../ipam/pool.js'
 import {resolveStateDir, type LockOptions} from '../state/files.js'
 import type {Store} from '../state/store.js'
-import {runTasks} from './tasks.js'
 
 export type CmdFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type CmdArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -85,17 +83,22 @@ export abstract class BaseCommand<C extends typeof Command, T = unknown> extends
   }
 
   /** The cluster pool named by --pool (PN_POOL), else `<state-dir>/cluster-pool.json`. */
-  protected poolStore(flag?: string): Store<PoolState> {
+  // Loaded when used (pool: etcd client; tasks: listr2): a command that needs neither does not pay
+  // for their imports at start-up.
+  protected async poolStore(flag?: string): Promise<Store<PoolState>> {
+    const {openPoolStore, resolvePoolLocation} = await import('../ipam/pool.js')
     return openPoolStore(resolvePoolLocation(this.stateDir, flag), this.lock)
   }
 
   /** Host-scope IPAM named by --pod-cidr/--router-ip (standalone), else node.json's. */
-  protected ipam(f: {'pod-cidr'?: string[]; 'router-ip'?: string[]}): Promise<HostIpamTarget> {
+  protected async ipam(f: {'pod-cidr'?: string[]; 'router-ip'?: string[]}): Promise<HostIpamTarget> {
+    const {nodeIpamTarget} = await import('../node/ipam.js')
     return nodeIpamTarget(this.stateDir, {podCidrs: f['pod-cidr'], routerIps: f['router-ip'], lock: this.lock})
   }
 
   /** Run a plan: listr2 progress on a terminal (not with --json), plainly otherwise. */
-  protected runSteps<R>(plan: Plan<R>, action: string): Promise<R> {
+  protected async runSteps<R>(plan: Plan<R>, action: string): Promise<R> {
+    const {runTasks} = await import('./tasks.js')
     return runTasks(plan, action, {interactive: Boolean(process.stdout.isTTY) && !this.jsonEnabled(), ...this.flow})
   }
 

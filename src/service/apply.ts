@@ -1,36 +1,106 @@
 /**
  * Carrying a plan out on a node: validate against the node (pod CIDRs, its addresses), diff
- * under the table's lock, write every map operation in ONE `bpftool batch` (never a process per
- * service), and only then record the new table. A write the kernel refuses is undone from the
- * plan's inverses, so a failed apply leaves the previous table in force, in the maps and on disk.
+ * under the table's lock, write every map operation through ONE pn-mapbatch process (which also
+ * holds the lock: one process start per change, batch syscalls, no per-entry text), and only
+ * then commit the new table. A write the kernel refuses is undone from the plan's inverses, so a
+ * failed apply leaves the previous table in force, in the maps and on disk.
+ *
+ * Crash safety: the new table is written to `services.bin.pending` (fsync'd) BEFORE the maps,
+ * and renamed over `services.bin` after them. A run killed in between leaves the pending file;
+ * the next change (under the lock) rolls the maps forward to it (rewrites its entries, deletes
+ * what only the committed table had), commits it, and goes on from there.
  */
+import {promises as fs} from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import {PnError} from '../errors.js'
-import type {Runner} from '../exec/runner.js'
-import {nodeIpv4Addresses} from '../datapath/host.js'
-import {pinnedMapId, pinnedMapIdentity, runMapBatch} from '../datapath/bpf/map-io.js'
+import {mapPath} from '../datapath/bpf/bpffs.js'
+import {OpList, openMapWriter, type MapWriter} from '../datapath/bpf/op-list.js'
 import {requireNodeContext} from '../node/context.js'
-import {readJsonFile, withLock, writeFileAtomic, type JsonFileSpec, type LockOptions} from '../state/files.js'
+import {DEFAULT_LOCK_TIMEOUT_MS, ensureDir, readFileIfExists, readJsonFile, renameDurable, writeFileAtomic, type JsonFileSpec, type LockOptions} from '../state/files.js'
 import {frontendKey, vipChecker, type ServiceSpec} from './model.js'
-import {emptyTable, planServices, reportDiff, specsOf, tableFromFile, tableToFile, type PlannedOp, type ServiceDiff, type ServiceTable, type ServiceTableFile} from './plan.js'
+import {LB_OP_MAPS, planRollForward, planServices, reportDiff, type PlannedOps, type ServiceDiff} from './plan.js'
+import {
+  decodeTable,
+  emptyTable,
+  encodeTable,
+  endpointNum,
+  frontendNumOfKey,
+  ipNum,
+  loadScoped,
+  patchScoped,
+  protoNum,
+  tableFromLegacy,
+  tableIdentity,
+  type LegacyTableFile,
+  type ScopedTable,
+  type ServiceTable,
+} from './table.js'
 
-export const SERVICES_FILE = 'services.json'
-const LB_MAPS = ['pn_lb4_services', 'pn_lb4_backends'] as const
+export const SERVICES_FILE = 'services.bin'
+/** The JSON table of earlier pn versions: read when services.bin does not exist yet, removed once it does. */
+const LEGACY_FILE = 'services.json'
 
 export function servicesFile(stateDir: string): string {
   return path.join(stateDir, SERVICES_FILE)
 }
 
-const TABLE_SPEC: JsonFileSpec<ServiceTableFile> = {
-  what: 'service table',
-  corruptCode: 'PN_STATE_CORRUPT',
-  validate: (v): v is ServiceTableFile =>
-    typeof v === 'object' && v !== null && (v as ServiceTableFile).version === 1 && Array.isArray((v as ServiceTableFile).services) && Array.isArray((v as ServiceTableFile).backendIds),
+function pendingFile(stateDir: string): string {
+  return `${servicesFile(stateDir)}.pending`
 }
 
+const LEGACY_SPEC: JsonFileSpec<LegacyTableFile> = {
+  what: 'service table',
+  corruptCode: 'PN_STATE_CORRUPT',
+  validate: (v): v is LegacyTableFile =>
+    typeof v === 'object' && v !== null && (v as LegacyTableFile).version === 1 && Array.isArray((v as LegacyTableFile).services) && Array.isArray((v as LegacyTableFile).backendIds),
+}
+
+/** The committed table (what `list` shows). */
 export async function readServiceTable(stateDir: string): Promise<ServiceTable> {
-  const f = await readJsonFile(servicesFile(stateDir), TABLE_SPEC)
-  return f ? tableFromFile(f) : emptyTable()
+  const file = servicesFile(stateDir)
+  const buf = await readFileIfExists(file)
+  if (buf) return decodeTable(buf, file)
+  const legacy = await readJsonFile(path.join(stateDir, LEGACY_FILE), LEGACY_SPEC)
+  return legacy ? tableFromLegacy(legacy) : emptyTable()
+}
+
+/**
+ * The pending table of a run that died before committing. Unreadable only after a power loss
+ * (it is renamed into place whole, but not fsync'd): then the maps are new as well and the
+ * committed table is what counts, so it is dropped.
+ */
+async function readPending(stateDir: string, warnings: string[]): Promise<ServiceTable | undefined> {
+  const file = pendingFile(stateDir)
+  const buf = await readFileIfExists(file)
+  if (!buf) return undefined
+  try {
+    return decodeTable(buf, file)
+  } catch (err) {
+    warnings.push(`dropped an unreadable pending service table (${(err as Error).message})`)
+    await fs.rm(file, {force: true})
+    return undefined
+  }
+}
+
+/** The pending table becomes the table (atomic rename); the legacy JSON table goes. */
+async function commitPending(stateDir: string): Promise<void> {
+  await renameDurable(pendingFile(stateDir), servicesFile(stateDir))
+  await fs.rm(path.join(stateDir, LEGACY_FILE), {force: true})
+}
+
+/**
+ * Identity of the pinned pn_lb4_services: its bpffs inode (a re-created map gets a new one, so a
+ * table written for the old maps is known stale). Undefined when not pinned.
+ */
+export async function lbMapsIdentity(root: string): Promise<string | undefined> {
+  const st = await fs.stat(mapPath(root, 'pn_lb4_services')).catch(() => undefined)
+  return st ? `${st.dev}:${st.ino}` : undefined
+}
+
+/** The node's IPv4 addresses (a VIP must not be one). */
+function ipv4Addresses(): string[] {
+  return Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address))
 }
 
 /** What a change to the table asks for. */
@@ -42,44 +112,76 @@ export type ServiceChangeRequest =
 export interface ApplyOptions {
   dryRun?: boolean
   lock?: LockOptions
+  /** How maps are written (tests); default: pn-mapbatch on the node's pinned maps, holding the table lock. */
+  openWriter?: (root: string, lock: {path: string; timeoutMs: number}) => Promise<MapWriter>
 }
 
 export interface ApplyResult {
   changed: boolean
   dryRun: boolean
   /** Added/updated/removed services (lists cut at 1,000 entries each; `counts` is exact). */
-  diff: ServiceDiff & {counts: {added: number; updated: number; removed: number; unchanged: number}; truncated: boolean}
+  diff: ServiceDiff & {truncated: boolean}
   /** Map operations written (or, with dryRun, that would be). */
   mapOps: number
   /** Services in the table afterwards. */
   services: number
   /** The kernel maps had been re-created since the table was written: everything was rewritten. */
   resynced: boolean
-  /** Time the change took inside pn (validation, diff, the map batch, the table write), ms. */
+  /** An earlier run had died between writing the maps and committing the table: its change was completed first. */
+  recovered: boolean
+  /** Time the change took inside pn (validation, lock, diff, the map writes, the table write), ms. */
   durationMs: number
   warnings: string[]
 }
 
 /** Apply a change to the node's service table (see the file comment). */
-export async function changeServices(runner: Runner, stateDir: string, req: ServiceChangeRequest, opts: ApplyOptions = {}): Promise<ApplyResult> {
+export async function changeServices(stateDir: string, req: ServiceChangeRequest, opts: ApplyOptions = {}): Promise<ApplyResult> {
   const t0 = performance.now()
   const node = await requireNodeContext(stateDir)
   const root = node.bpffsRoot
   const incoming = req.kind === 'replace' ? req.services : req.kind === 'upsert' ? [req.service] : []
   if (incoming.length > 0) {
-    const check = vipChecker({podCidrs: node.podCidrs, addresses: [...node.routerIps, ...nodeIpv4Addresses()]})
+    const check = vipChecker({podCidrs: node.podCidrs, addresses: [...node.routerIps, ...ipv4Addresses()]})
     for (const s of incoming) check(s.frontend)
   }
-  return withLock(servicesFile(stateDir), async () => {
-    const table = await readServiceTable(stateDir)
-    const identity = await pinnedMapIdentity(root, 'pn_lb4_services')
-    if (!identity) {
-      throw new PnError('PN_BPF_NOT_LOADED', `apply services: pn_lb4_services is not pinned under ${root}`, {
-        hint: 'load the datapath with `pn bpf load --host` (a node loaded by a pn without services: `pn bpf unload --host --force`, then load)',
-      })
+  const identity = await lbMapsIdentity(root)
+  if (!identity) {
+    throw new PnError('PN_BPF_NOT_LOADED', `apply services: pn_lb4_services is not pinned under ${root}`, {
+      hint: 'load the datapath with `pn bpf load --host` (a node loaded by a pn without services: `pn bpf unload --host --force`, then load)',
+    })
+  }
+  await ensureDir(stateDir)
+  const lock = {path: `${servicesFile(stateDir)}.lock`, timeoutMs: opts.lock?.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS}
+  const writer = await (opts.openWriter ?? ((r, l) => openMapWriter(r, LB_OP_MAPS, {lock: l})))(root, lock)
+  try {
+    await opts.lock?.whileHeld?.(lock.path)
+    const file = servicesFile(stateDir)
+    const raw = await readFileIfExists(file)
+    const warnings: string[] = []
+    const pending = await readPending(stateDir, warnings)
+    let recovered = false
+    let scoped: ScopedTable | undefined
+    let table: ServiceTable
+    if (!pending && raw && req.kind !== 'replace' && tableIdentity(raw, file) === identity) {
+      // add/del: load just the services concerned and the backends they name.
+      const keys = req.kind === 'upsert' ? [frontendKey(req.service.frontend)] : req.frontends
+      const proto = req.kind === 'upsert' ? protoNum(req.service.frontend.proto) : 0
+      const endpoints = req.kind === 'upsert' ? req.service.backends.map((b) => endpointNum(ipNum(b.ip), b.port, proto)) : []
+      scoped = loadScoped(raw, file, new Set(keys.map(frontendNumOfKey)), new Set(endpoints))
+      table = scoped.table
+    } else {
+      table = raw ? decodeTable(raw, file) : await readServiceTable(stateDir)
+    }
+    if (pending) {
+      if (!opts.dryRun) {
+        // A run died after writing (some of) the maps: finish its change first.
+        if (pending.maps?.identity === identity) await writeOps(writer, planRollForward(table, pending), {revert: false})
+        await commitPending(stateDir)
+        recovered = true
+      }
+      table = pending
     }
     const resync = table.maps?.identity !== identity && table.services.size > 0
-    const warnings: string[] = []
     let desired: ServiceSpec[]
     let scope: Set<string> | undefined
     if (req.kind === 'replace') {
@@ -89,59 +191,69 @@ export async function changeServices(runner: Runner, stateDir: string, req: Serv
       scope = new Set([frontendKey(req.service.frontend)])
     } else {
       desired = []
-      scope = new Set(req.frontends.filter((k) => table.services.has(k)))
-      for (const k of req.frontends) if (!table.services.has(k)) warnings.push(`no service ${k} on this node`)
+      scope = new Set(req.frontends.filter((k) => table.services.has(frontendNumOfKey(k))))
+      if (scope.size === 0 && req.frontends.length > 0) warnings.push(`no service ${req.frontends[0]} on this node`)
     }
-    const plan = planServices(table, desired, {scope, resync})
+    const plan = planServices(table, desired, {scope, resync, ...(scoped ? {outside: scoped.outside} : {})})
     const changed = plan.ops.length > 0
-    const result = {changed, dryRun: Boolean(opts.dryRun), diff: reportDiff(plan.diff), mapOps: plan.ops.length, services: plan.next.services.size, resynced: resync, durationMs: 0, warnings}
+    const result = {changed, dryRun: Boolean(opts.dryRun), diff: reportDiff(plan.diff), mapOps: plan.ops.length, services: plan.next.services.size + (scoped?.outside.services ?? 0), resynced: resync, recovered, durationMs: 0, warnings}
     const done = () => ({...result, durationMs: Math.round((performance.now() - t0) * 10) / 10})
     if (opts.dryRun || (!changed && table.maps?.identity === identity)) return done()
-    const ids = table.maps?.identity === identity ? table.maps.ids : await mapIds(runner, root)
-    await writeOps(runner, root, plan.ops, ids)
-    await writeFileAtomic(servicesFile(stateDir), JSON.stringify(tableToFile({...plan.next, maps: {identity, ids}})) + '\n')
-    return done()
-  }, opts.lock)
-}
-
-async function mapIds(runner: Runner, root: string): Promise<Record<string, number>> {
-  const ids: Record<string, number> = {}
-  for (const m of LB_MAPS) ids[m] = await pinnedMapId(runner, root, m)
-  return ids
-}
-
-/**
- * One batch for everything. A delete of an entry already gone (the table file one step behind
- * the maps after a killed run) is skipped and the rest continues; any other failure undoes
- * every operation that took effect, newest first, and reports PN_SERVICE_APPLY_FAILED.
- */
-export async function writeOps(runner: Runner, root: string, ops: PlannedOp[], ids?: Record<string, number>): Promise<void> {
-  const done: PlannedOp[] = []
-  let rest = ops
-  while (rest.length > 0) {
-    const out = await runMapBatch(runner, root, rest.map((o) => o.op), ids)
-    for (let i = 0; i < out.done; i++) done.push(rest[i]) // not push(...): 200,000 arguments overflow the stack
-    if (!out.failed) return
-    const failed = rest[out.failed.index]
-    if (failed?.op.op === 'delete' && /No such file|not found/i.test(out.failed.error)) {
-      rest = rest.slice(out.failed.index + 1)
-      continue
-    }
-    const undo = [...done].reverse().map((o) => o.undo)
-    let revertError: string | undefined
+    const next = {...plan.next, maps: {identity}}
+    // Not fsync'd yet: the maps do not survive a power loss either (after one, the maps are new
+    // and the committed table is rewritten into them); a killed process still leaves it whole.
+    await writeFileAtomic(pendingFile(stateDir), scoped ? patchScoped(scoped, next) : encodeTable(next), 0o644, {sync: false})
     try {
-      const r = await runMapBatch(runner, root, undo, ids)
-      if (r.failed) revertError = `${r.failed.error} (after ${r.done} of ${undo.length} undo operations)`
+      await writeOps(writer, plan.ops)
     } catch (err) {
-      revertError = (err as Error).message
+      // Reverted: the maps are the committed table again. Not reverted: leave the pending
+      // table, so the next change rolls the maps forward to it.
+      if ((err as PnError).details?.reverted !== false) await fs.rm(pendingFile(stateDir), {force: true})
+      throw err
     }
-    throw new PnError('PN_SERVICE_APPLY_FAILED', `apply services: the kernel refused map write ${done.length + 1} of ${ops.length}: ${out.failed.error}`, {
-      hint: revertError
-        ? 'the revert failed too (see details); run the same apply again once the cause is fixed'
-        : 'nothing changed: the writes made before the failure were reverted; check `pn bpf map list` for full maps',
-      details: {reverted: revertError ? false : done.length, ...(revertError ? {revertError} : {})},
-    })
+    await commitPending(stateDir)
+    return done()
+  } finally {
+    await writer.close()
   }
 }
 
-export {specsOf}
+/**
+ * Write a plan in one frame. A delete of an entry already gone is skipped by the writer; any
+ * other failure undoes every operation that took effect, newest first (unless `revert` is
+ * false: a roll-forward has no previous state to go back to), and reports PN_SERVICE_APPLY_FAILED.
+ */
+export async function writeOps(writer: MapWriter, plan: PlannedOps, opts: {revert?: boolean} = {}): Promise<void> {
+  if (plan.length === 0) return
+  const r = await writer.write(plan.ops)
+  if (!r.failed) return
+  const skipped = new Set(r.skipped)
+  const undo = new OpList(plan.undo.maps, Math.max(1, r.done))
+  for (let i = r.done - 1; i >= 0; i--) if (!skipped.has(i)) undo.addFrom(plan.undo, i)
+  const what = describe(plan, r.failed.index)
+  if (opts.revert === false) {
+    throw new PnError('PN_SERVICE_APPLY_FAILED', `apply services: the kernel refused map write ${r.failed.index + 1} of ${plan.length} (${what}): ${r.failed.error}`, {
+      hint: 'run the apply again once the cause is fixed (check `pn bpf map list` for full maps)',
+      details: {reverted: false},
+    })
+  }
+  let revertError: string | undefined
+  try {
+    const u = await writer.write(undo)
+    if (u.failed) revertError = `${u.failed.error} (after ${u.done} of ${undo.length} undo operations)`
+  } catch (err) {
+    revertError = (err as Error).message
+  }
+  throw new PnError('PN_SERVICE_APPLY_FAILED', `apply services: the kernel refused map write ${r.failed.index + 1} of ${plan.length} (${what}): ${r.failed.error}`, {
+    hint: revertError
+      ? 'the revert failed too (see details); run the same apply again once the cause is fixed'
+      : 'nothing changed: the writes made before the failure were reverted; check `pn bpf map list` for full maps',
+    details: {reverted: revertError ? false : undo.length, ...(revertError ? {revertError} : {})},
+  })
+}
+
+function describe(plan: PlannedOps, i: number): string {
+  if (i < 0 || i >= plan.length) return 'unknown operation'
+  const o = plan.ops.at(i)
+  return `${o.op} ${o.map} key ${o.key.toString('hex')}`
+}

@@ -11,11 +11,10 @@
 import {promises as fs} from 'node:fs'
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
-import {dumpMapEntries} from '../datapath/bpf/map-io.js'
-import {pinnedMapIdentity} from '../datapath/bpf/map-io.js'
 import {requireNodeContext} from '../node/context.js'
-import {changeServices, readServiceTable, type ApplyOptions, type ApplyResult} from './apply.js'
+import {changeServices, lbMapsIdentity, readServiceTable, type ApplyOptions, type ApplyResult} from './apply.js'
 import {PROTOCOLS, frontendKey, parseFrontend, parseService, parseServiceList, type Protocol} from './model.js'
+import {backendsOf, ipStr, protoOf, serviceKey} from './table.js'
 
 export type {ApplyResult, ApplyOptions} from './apply.js'
 export type {ServiceDiff, ServiceChange} from './plan.js'
@@ -25,7 +24,7 @@ export type {ServiceSpec, Frontend, Backend, Protocol} from './model.js'
 /** Add a service, or replace an existing one's backends in place. */
 export async function addService(runner: Runner, stateDir: string, frontend: string, backends: string[], opts: ApplyOptions = {}): Promise<ApplyResult & {frontend: string}> {
   const service = parseService(frontend, backends)
-  const r = await changeServices(runner, stateDir, {kind: 'upsert', service}, opts)
+  const r = await changeServices(stateDir, {kind: 'upsert', service}, opts)
   return {frontend: frontendKey(service.frontend), ...r}
 }
 
@@ -34,9 +33,9 @@ export async function deleteService(runner: Runner, stateDir: string, frontend: 
   const explicit = frontend.includes('/')
   const f = parseFrontend(frontend)
   const frontends = explicit ? [frontendKey(f)] : PROTOCOLS.map((p: Protocol) => frontendKey({...f, proto: p}))
-  const table = await readServiceTable(stateDir)
-  const present = frontends.filter((k) => table.services.has(k))
-  const r = await changeServices(runner, stateDir, {kind: 'delete', frontends: present.length > 0 ? present : [frontends[0]]}, opts)
+  // Every candidate goes: the change skips those that are not there (warning only when none is).
+  const r = await changeServices(stateDir, {kind: 'delete', frontends}, opts)
+  const present = r.diff.removed.map((c) => c.frontend)
   return {frontends: present, ...r}
 }
 
@@ -54,7 +53,7 @@ export async function applyServices(
     })
   }
   const services = parseServiceList(text, input.file === '-' ? 'from stdin' : input.file)
-  return {source: input.file, ...(await changeServices(runner, stateDir, {kind: 'replace', services}, opts))}
+  return {source: input.file, ...(await changeServices(stateDir, {kind: 'replace', services}, opts))}
 }
 
 export interface ServiceStats {
@@ -84,22 +83,27 @@ export interface ServiceListResult {
 export async function listServices(runner: Runner, stateDir: string): Promise<ServiceListResult> {
   const node = await requireNodeContext(stateDir)
   const table = await readServiceTable(stateDir)
-  const identity = await pinnedMapIdentity(node.bpffsRoot, 'pn_lb4_services')
+  const identity = await lbMapsIdentity(node.bpffsRoot)
   const stats = new Map<number, ServiceStats>()
   if (identity) {
+    // Loaded here only: add/del/apply do not need bpftool's map decoding.
+    const {dumpMapEntries} = await import('../datapath/bpf/map-io.js')
     for (const e of await dumpMapEntries(runner, node.bpffsRoot, 'pn_lb4_stats')) stats.set(Number(e.key.revNatIndex), e.value as unknown as ServiceStats)
   }
   const zero = {packets: 0, bytes: 0, connections: 0, replies: 0}
-  const services = [...table.services]
-    .map(([frontend, s]) => ({
-      frontend,
-      vip: s.vip,
-      port: s.port,
-      proto: s.proto,
-      revNatIndex: s.revNat,
-      backends: s.backends.map((b) => ({address: b, backendId: table.backendIds.get(`${b}/${s.proto}`)!})),
-      stats: stats.get(s.revNat) ?? zero,
-    }))
+  const services = [...table.services.values()]
+    .map((s) => {
+      const names = backendsOf(table, s)
+      return {
+        frontend: serviceKey(s),
+        vip: ipStr(s.vip),
+        port: s.port,
+        proto: protoOf(s.proto),
+        revNatIndex: s.revNat,
+        backends: names.map((address, i) => ({address, backendId: s.ids[i]})),
+        stats: stats.get(s.revNat) ?? zero,
+      }
+    })
     .sort((a, b) => a.frontend.localeCompare(b.frontend, 'en', {numeric: true}))
   return {services, inSync: table.services.size === 0 || table.maps?.identity === identity}
 }

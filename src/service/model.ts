@@ -3,9 +3,9 @@
  * validated without touching the kernel. Every check that can fail does so here, before a map
  * is written, so a rejected `apply` changes nothing.
  */
-import {containsIp, parseCidr, tryParseIp} from '../cidr/cidr.js'
+import {containsIp, lastAddress, parseCidr, tryParseIp} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
-import {LB_MAX_BACKENDS} from '../datapath/bpf/maps/index.js'
+import {LB_MAX_BACKENDS} from '../datapath/bpf/maps/lb4-services.js'
 
 export type Protocol = 'tcp' | 'udp'
 export const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp']
@@ -43,6 +43,10 @@ function invalid(what: string, text: string, cause: string, hint: string): PnErr
 const FRONTEND_HINT = 'write a frontend as VIP:PORT or VIP:PORT/tcp|udp, e.g. 10.96.0.10:80/tcp'
 const BACKEND_HINT = 'write a backend as IP:PORT, e.g. 10.1.0.5:8080'
 
+const OCTET = '(0|[1-9]\\d{0,2})'
+/** Octets without leading zeros (what tryParseIp accepts); range-checked below. */
+const DOTTED_QUAD = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}$`)
+
 function parsePort(what: string, text: string, port: string, hint: string): number {
   if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) throw invalid(what, text, `port ${JSON.stringify(port)} is not 1-65535`, hint)
   return Number(port)
@@ -50,6 +54,9 @@ function parsePort(what: string, text: string, port: string, hint: string): numb
 
 /** The address part must be a plain IPv4 address (services are IPv4 only). */
 function parseIpv4(what: string, text: string, ip: string, hint: string): string {
+  // Fast path (a 10,000-service apply parses 20,000 addresses): a plain dotted quad.
+  const q = DOTTED_QUAD.exec(ip)
+  if (q && Number(q[1]) < 256 && Number(q[2]) < 256 && Number(q[3]) < 256 && Number(q[4]) < 256) return ip
   const p = tryParseIp(ip)
   if (!p) throw invalid(what, text, `${JSON.stringify(ip)} is not an IP address`, hint)
   if (p.family !== 4) throw invalid(what, text, 'only IPv4 services are supported', hint)
@@ -144,12 +151,16 @@ export interface NodeAddressing {
 
 /** A checker for many VIPs: the pod CIDRs are parsed once, addresses looked up in a set. */
 export function vipChecker(node: NodeAddressing): (f: Frontend) => void {
-  const cidrs = node.podCidrs.map((c) => ({text: c, cidr: parseCidr(c).cidr})).filter((c) => c.cidr.family === 4)
+  // IPv4 ranges as numbers: no BigInt per VIP.
+  const cidrs = node.podCidrs
+    .map((c) => ({text: c, cidr: parseCidr(c).cidr}))
+    .filter((c) => c.cidr.family === 4)
+    .map((c) => ({text: c.text, lo: Number(c.cidr.network), hi: Number(lastAddress(c.cidr))}))
   const addresses = new Set(node.addresses)
   return (f) => {
-    const ip = tryParseIp(f.vip)!
+    const ip = ipv4Number(f.vip)
     for (const c of cidrs) {
-      if (containsIp(c.cidr, ip)) {
+      if (ip >= c.lo && ip <= c.hi) {
         throw new PnError('PN_SERVICE_CONFLICT', `add service ${frontendKey(f)}: VIP ${f.vip} is inside the pod CIDR ${c.text}`, {
           hint: 'take VIPs from a service CIDR that no node\'s pod CIDR overlaps (Kubernetes: --service-cluster-ip-range)',
         })
@@ -161,6 +172,12 @@ export function vipChecker(node: NodeAddressing): (f: Frontend) => void {
       })
     }
   }
+}
+
+/** A canonical dotted quad (as parseFrontend returns it) as a u32. */
+function ipv4Number(ip: string): number {
+  const p = ip.split('.')
+  return ((Number(p[0]) * 256 + Number(p[1])) * 256 + Number(p[2])) * 256 + Number(p[3])
 }
 
 export function checkVipAgainstNode(f: Frontend, node: NodeAddressing): void {

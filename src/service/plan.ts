@@ -8,91 +8,52 @@
  *   3. deletes, last: removed services (slot 0 first), the old bank of updated services, then
  *      backends no service references any more
  *
- * Every operation carries its inverse, computed from the current table, so a failed batch is
- * undone exactly (apply.ts). Pure: no kernel, no files.
+ * Every operation carries its inverse, computed from the current table, so a failed write is
+ * undone exactly (apply.ts). Operations are encoded straight into two OpLists (operations and
+ * inverses, same index): no object per operation. A change scoped to a few services (add, del)
+ * looks only at those services, plus one pass over backend ids to find unreferenced ones.
+ * Pure: no kernel, no files.
  */
 import {PnError} from '../errors.js'
+import {OP_DELETE, OP_UPDATE, OpList, VALUE_OFFSET, KEY_OFFSET, type OpMap} from '../datapath/bpf/op-list.js'
 import type {MapOp} from '../datapath/bpf/map-io.js'
-import {
-  LB4_BACKENDS_MAX_ENTRIES,
-  LB4_SERVICES_MAX_ENTRIES,
-  LB_SLOT_BANK,
-  encodeLb4Backend,
-  encodeLb4BackendKey,
-  encodeLb4Key,
-  encodeLb4Service,
-} from '../datapath/bpf/maps/index.js'
-import {backendKey, frontendKey, parseBackend, type Frontend, type Protocol, type ServiceSpec} from './model.js'
+import {LB4_BACKENDS_MAX_ENTRIES} from '../datapath/bpf/maps/lb4-backends.js'
+import {LB4_SERVICES_MAX_ENTRIES, LB_SLOT_BANK} from '../datapath/bpf/maps/lb4-services.js'
+import {writeU16, writeU32} from '../datapath/bpf/maps/layout.js'
+import {backendKey, frontendKey, type ServiceSpec} from './model.js'
+import {backendStr, endpointNum, type Outside, frontendNumOfKey, ipNum, protoNum, serviceKey, splitEndpoint, type ServiceTable, type StoredService} from './table.js'
 
-/** A service as pn keeps it in services.json. */
-export interface StoredService {
-  vip: string
-  port: number
-  proto: Protocol
-  /** The service's id in the datapath (conntrack, stats). Kept for the service's lifetime. */
-  revNat: number
-  /** The slot bank in use: 0 or LB_SLOT_BANK. */
-  slotBase: number
-  /** `ip:port`, in slot order. */
-  backends: string[]
-}
+export {emptyTable, type ServiceTable, type StoredService} from './table.js'
 
-/**
- * The node's table in memory: Maps, because a 10,000-key plain object costs tens of ms to build
- * (the apply budget is 300 ms). On disk (services.json) the same data as arrays.
- */
-export interface ServiceTable {
-  version: 1
-  /** The pinned pn_lb4_services this table was written to (bpffs inode) and the maps' kernel ids. */
-  maps?: {identity: string; ids: Record<string, number>}
-  nextBackendId: number
-  nextRevNat: number
-  /** By frontend key (`vip:port/proto`). */
-  services: Map<string, StoredService>
-  /** `ip:port/proto` → backend id (shared by every service that lists it). */
-  backendIds: Map<string, number>
-}
-
-/** services.json: the table with arrays for the maps. */
-export interface ServiceTableFile {
-  version: 1
-  maps?: {identity: string; ids: Record<string, number>}
-  nextBackendId: number
-  nextRevNat: number
-  services: StoredService[]
-  backendIds: [string, number][]
-}
-
-export function emptyTable(): ServiceTable {
-  return {version: 1, nextBackendId: 1, nextRevNat: 1, services: new Map(), backendIds: new Map()}
-}
-
-export function tableFromFile(f: ServiceTableFile): ServiceTable {
-  return {
-    version: 1,
-    ...(f.maps ? {maps: f.maps} : {}),
-    nextBackendId: f.nextBackendId,
-    nextRevNat: f.nextRevNat,
-    services: new Map(f.services.map((s) => [frontendKey(s), s])),
-    backendIds: new Map(f.backendIds),
-  }
-}
-
-export function tableToFile(t: ServiceTable): ServiceTableFile {
-  return {
-    version: 1,
-    ...(t.maps ? {maps: t.maps} : {}),
-    nextBackendId: t.nextBackendId,
-    nextRevNat: t.nextRevNat,
-    services: [...t.services.values()],
-    backendIds: [...t.backendIds],
-  }
-}
+/** The maps a plan writes, in record map-index order. */
+export const LB_OP_MAPS: readonly OpMap[] = [
+  {name: 'pn_lb4_services', keySize: 12, valueSize: 12},
+  {name: 'pn_lb4_backends', keySize: 4, valueSize: 8},
+]
+const SERVICES = 0
+const BACKENDS = 1
 
 export interface PlannedOp {
   op: MapOp
-  /** Restores what `op` changed; absent for nothing-to-undo. */
+  /** Restores what `op` changed. */
   undo: MapOp
+}
+
+/** Operations and their inverses (record i of `undo` undoes record i of `ops`). */
+export class PlannedOps {
+  readonly ops = new OpList(LB_OP_MAPS, 64)
+  readonly undo = new OpList(LB_OP_MAPS, 64)
+  get length(): number {
+    return this.ops.length
+  }
+
+  at(i: number): PlannedOp {
+    return {op: this.ops.at(i), undo: this.undo.at(i)}
+  }
+
+  toArray(): PlannedOp[] {
+    return Array.from({length: this.length}, (_, i) => this.at(i))
+  }
 }
 
 export interface ServiceChange {
@@ -103,61 +64,89 @@ export interface ServiceChange {
 }
 
 export interface ServiceDiff {
+  /** The first DIFF_LIST_LIMIT of each kind; `counts` is exact. */
   added: ServiceChange[]
   updated: ServiceChange[]
   removed: ServiceChange[]
   unchanged: number
+  counts: {added: number; updated: number; removed: number; unchanged: number}
 }
 
 /** Lists longer than this are cut in results (`counts` stays exact). */
 export const DIFF_LIST_LIMIT = 1000
 
 /** The diff as reported: exact counts, lists cut at DIFF_LIST_LIMIT entries each. */
-export function reportDiff(d: ServiceDiff): ServiceDiff & {counts: {added: number; updated: number; removed: number; unchanged: number}; truncated: boolean} {
-  const cut = (xs: ServiceChange[]) => xs.slice(0, DIFF_LIST_LIMIT)
-  return {
-    added: cut(d.added), updated: cut(d.updated), removed: cut(d.removed), unchanged: d.unchanged,
-    counts: {added: d.added.length, updated: d.updated.length, removed: d.removed.length, unchanged: d.unchanged},
-    truncated: [d.added, d.updated, d.removed].some((x) => x.length > DIFF_LIST_LIMIT),
-  }
+export function reportDiff(d: ServiceDiff): ServiceDiff & {truncated: boolean} {
+  return {...d, counts: {...d.counts, unchanged: d.unchanged}, truncated: [d.counts.added, d.counts.updated, d.counts.removed].some((n) => n > DIFF_LIST_LIMIT)}
 }
 
 export interface ServicePlan {
   diff: ServiceDiff
   next: ServiceTable
-  ops: PlannedOp[]
+  ops: PlannedOps
 }
 
-const SERVICES = 'pn_lb4_services'
-const BACKENDS = 'pn_lb4_backends'
+// --- record encoders (layouts: lb.h; checked against the map descriptors in test/unit/service.test.ts)
 
-function frontendOf(s: StoredService): Frontend {
-  return {vip: s.vip, port: s.port, proto: s.proto}
+function putServiceKey(b: Buffer, off: number, s: StoredService, slot: number): void {
+  const k = off + KEY_OFFSET
+  b.writeUInt32BE(s.vip, k)
+  b.writeUInt16BE(s.port, k + 4)
+  writeU16(b, slot, k + 6)
+  b[k + 8] = s.proto
 }
 
-function sameSet(a: string[], b: string[]): boolean {
-  if (a.length !== b.length) return false
-  const s = new Set(a)
-  return b.every((x) => s.has(x))
+function putServiceValue(b: Buffer, off: number, backendId: number, revNat: number, count: number, slotBase: number): void {
+  const v = off + VALUE_OFFSET
+  writeU32(b, backendId, v)
+  writeU32(b, revNat, v + 4)
+  writeU16(b, count, v + 8)
+  writeU16(b, slotBase, v + 10)
 }
 
-function slotKey(f: Frontend, slot: number): Buffer {
-  return encodeLb4Key({vip: f.vip, port: f.port, proto: f.proto, slot})
+function putBackendKey(b: Buffer, off: number, id: number): void {
+  writeU32(b, id, off + KEY_OFFSET)
 }
 
-/** The slot-0 and bank entries of a stored service, by encoded key. */
-function serviceEntries(s: StoredService, ids: Map<string, number>): {key: Buffer; value: Buffer}[] {
-  const f = frontendOf(s)
-  const idOf = (b: string) => ids.get(`${b}/${s.proto}`)!
-  const out = [{
-    key: slotKey(f, 0),
-    value: encodeLb4Service({backendId: s.backends.length > 0 ? idOf(s.backends[0]) : 0, revNatIndex: s.revNat, count: s.backends.length, slotBase: s.slotBase}),
-  }]
-  for (let i = 2; i <= s.backends.length; i++) {
-    out.push({key: slotKey(f, s.slotBase + i), value: encodeLb4Service({backendId: idOf(s.backends[i - 1]), revNatIndex: 0, count: 0, slotBase: 0})})
-  }
-  return out
+function putBackendValue(b: Buffer, off: number, endpoint: number): void {
+  const e = splitEndpoint(endpoint)
+  const v = off + VALUE_OFFSET
+  b.writeUInt32BE(e.addr, v)
+  b.writeUInt16BE(e.port, v + 4)
+  b[v + 6] = e.proto
 }
+
+/** Slot 0 of `s` as an update into `l`. */
+function slot0Update(l: OpList, s: StoredService): void {
+  const off = l.add(OP_UPDATE, SERVICES)
+  putServiceKey(l.buf, off, s, 0)
+  putServiceValue(l.buf, off, s.ids.length > 0 ? s.ids[0] : 0, s.revNat, s.ids.length, s.slotBase)
+}
+
+function slotDelete(l: OpList, s: StoredService, slot: number): void {
+  const off = l.add(OP_DELETE, SERVICES) // before reading l.buf: add() may grow it
+  putServiceKey(l.buf, off, s, slot)
+}
+
+/** Bank slot `i` (≥ 2) of `s` as an update. */
+function bankUpdate(l: OpList, s: StoredService, i: number): void {
+  const off = l.add(OP_UPDATE, SERVICES)
+  putServiceKey(l.buf, off, s, s.slotBase + i)
+  putServiceValue(l.buf, off, s.ids[i - 1], 0, 0, 0)
+}
+
+function backendUpdate(l: OpList, id: number, endpoint: number): void {
+  const off = l.add(OP_UPDATE, BACKENDS)
+  putBackendKey(l.buf, off, id)
+  putBackendValue(l.buf, off, endpoint)
+}
+
+function backendDelete(l: OpList, id: number): void {
+  const off = l.add(OP_DELETE, BACKENDS)
+  putBackendKey(l.buf, off, id)
+}
+
+// --- planning
 
 export interface PlanOptions {
   /**
@@ -170,138 +159,239 @@ export interface PlanOptions {
    * service afresh (same ids and banks, so nothing else changes) and delete nothing.
    */
   resync?: boolean
+  /**
+   * `current` is only part of the table (table.ts loadScoped): the rest, as counts, for the
+   * capacity check, and the loaded backend ids that left-out services still list.
+   */
+  outside?: Outside
+}
+
+interface Wanted {
+  spec: ServiceSpec
+  proto: number
+  endpoints: number[]
+}
+
+function sameSet(ids: number[], endpoints: number[], known: Map<number, number>): boolean {
+  if (ids.length !== endpoints.length) return false
+  if (ids.length <= 8) {
+    for (const e of endpoints) {
+      const id = known.get(e)
+      if (id === undefined || !ids.includes(id)) return false
+    }
+    return true
+  }
+  const set = new Set(ids)
+  return endpoints.every((e) => {
+    const id = known.get(e)
+    return id !== undefined && set.has(id)
+  })
 }
 
 /** Diff `desired` against `current` and order the map operations (see the file comment). */
 export function planServices(current: ServiceTable, desired: ServiceSpec[], opts: PlanOptions = {}): ServicePlan {
-  const want = new Map(desired.map((d) => [frontendKey(d.frontend), d]))
-  const keys = opts.scope ?? new Set([...current.services.keys(), ...want.keys()])
-  const inKernelOf = (k: string) => (opts.resync ? undefined : current.services.get(k))
+  const want = new Map<number, Wanted>()
+  if (!opts.scope) {
+    // A whole table that cannot fit is refused before any backend gets an id.
+    let entries = 0
+    for (const d of desired) entries += Math.max(1, d.backends.length)
+    if (entries > LB4_SERVICES_MAX_ENTRIES) throw tooManyEntries(entries)
+  }
+  for (const d of desired) {
+    const proto = protoNum(d.frontend.proto)
+    const endpoints = d.backends.map((b) => endpointNum(ipNum(b.ip), b.port, proto))
+    want.set(endpointNum(ipNum(d.frontend.vip), d.frontend.port, proto), {spec: d, proto, endpoints})
+  }
   const next: ServiceTable = {
-    version: 1,
+    version: 2,
+    ...(current.maps ? {maps: current.maps} : {}),
     nextBackendId: current.nextBackendId,
     nextRevNat: current.nextRevNat,
     services: new Map(current.services),
-    backendIds: new Map(),
+    backends: new Map(current.backends),
+    byId: new Map(current.byId),
   }
-  const curSvc = current.services
-  const nextSvc = next.services
-  const curIds = current.backendIds
-  const nextIds = next.backendIds
-  const diff: ServiceDiff = {added: [], updated: [], removed: [], unchanged: 0}
-  const phase1: PlannedOp[] = []
-  const slot0: PlannedOp[] = []
-  const deletes: PlannedOp[] = []
+  const diff: ServiceDiff = {added: [], updated: [], removed: [], unchanged: 0, counts: {added: 0, updated: 0, removed: 0, unchanged: 0}}
+  const names = (t: ServiceTable, s: StoredService) => s.ids.map((id) => backendStr(t.byId.get(id)!))
+  const written: StoredService[] = []
   const oldBanks: StoredService[] = []
-
-  for (const key of keys) {
-    const cur = curSvc.get(key)
-    const d = want.get(key)
-    if (!d) {
-      if (!cur) continue
-      nextSvc.delete(key)
-      diff.removed.push({frontend: key, backends: cur.backends})
-      continue
+  const removed: StoredService[] = []
+  const newIds: number[] = []
+  const idFor = (e: number): number => {
+    let id = next.backends.get(e)
+    if (id === undefined) {
+      id = next.nextBackendId++
+      next.backends.set(e, id)
+      next.byId.set(id, e)
+      newIds.push(id)
     }
-    const backends = d.backends.map(backendKey)
-    if (cur && sameSet(cur.backends, backends)) {
+    return id
+  }
+  const visit = (key: number) => {
+    const cur = current.services.get(key)
+    const w = want.get(key)
+    if (!w) {
+      if (!cur) return
+      next.services.delete(key)
+      removed.push(cur)
+      if (diff.counts.removed++ < DIFF_LIST_LIMIT) diff.removed.push({frontend: serviceKey(cur), backends: names(current, cur)})
+      return
+    }
+    if (cur && sameSet(cur.ids, w.endpoints, current.backends)) {
       diff.unchanged++
-      continue
+      return
     }
+    const ids = w.endpoints.map(idFor)
+    let s: StoredService
     if (cur) {
-      nextSvc.set(key, {...cur, slotBase: cur.slotBase === 0 ? LB_SLOT_BANK : 0, backends})
-      diff.updated.push({frontend: key, backends, previous: cur.backends})
+      s = {...cur, slotBase: cur.slotBase === 0 ? LB_SLOT_BANK : 0, ids}
+      oldBanks.push(cur)
+      if (diff.counts.updated++ < DIFF_LIST_LIMIT) diff.updated.push({frontend: frontendKey(w.spec.frontend), backends: w.spec.backends.map(backendKey), previous: names(current, cur)})
     } else {
-      nextSvc.set(key, {vip: d.frontend.vip, port: d.frontend.port, proto: d.frontend.proto, revNat: next.nextRevNat++, slotBase: 0, backends})
-      diff.added.push({frontend: key, backends})
+      const f = w.spec.frontend
+      s = {vip: ipNum(f.vip), port: f.port, proto: w.proto, revNat: next.nextRevNat++, slotBase: 0, ids}
+      if (diff.counts.added++ < DIFF_LIST_LIMIT) diff.added.push({frontend: frontendKey(f), backends: w.spec.backends.map(backendKey)})
     }
+    next.services.set(key, s)
+    written.push(s)
   }
-  if (opts.resync) diff.unchanged = 0
-  checkCapacity(nextSvc, diff.updated.map((c) => curSvc.get(c.frontend)!), curSvc, curIds)
+  if (opts.scope) {
+    for (const k of opts.scope) visit(frontendNumOfKey(k))
+  } else {
+    for (const k of current.services.keys()) visit(k)
+    for (const k of want.keys()) if (!current.services.has(k)) visit(k)
+  }
+  diff.counts.unchanged = diff.unchanged
 
-  // Backend ids: every backend some service of the next table lists keeps (or gets) one.
-  for (const s of nextSvc.values()) {
-    for (const b of s.backends) {
-      const k = `${b}/${s.proto}`
-      if (nextIds.has(k)) continue
-      const known = curIds.get(k)
-      const id = known ?? next.nextBackendId++
-      nextIds.set(k, id)
-      if (opts.resync || known === undefined) {
-        const {ip, port} = splitBackend(b)
-        const bk = encodeLb4BackendKey(id)
-        phase1.push({op: {op: 'update', map: BACKENDS, key: bk, value: encodeLb4Backend({ip, port, proto: s.proto})}, undo: {op: 'delete', map: BACKENDS, key: bk}})
-      }
+  // Backends no service of the next table lists any more (one pass over ids, no strings).
+  const unused: number[] = []
+  if (oldBanks.length + removed.length > 0) {
+    const used = new Set<number>()
+    for (const s of next.services.values()) for (const id of s.ids) used.add(id)
+    for (const id of current.byId.keys()) {
+      if (used.has(id) || opts.outside?.used.has(id)) continue
+      unused.push(id)
+      next.backends.delete(next.byId.get(id)!)
+      next.byId.delete(id)
     }
   }
+  checkCapacity(current, next, oldBanks, removed, newIds.length, opts.outside)
 
-  // Services: the resync case rewrites every service as it stands in the next table.
-  const writes = opts.resync ? [...nextSvc.keys()] : [...diff.added, ...diff.updated].map((c) => c.frontend)
-  for (const key of writes) {
-    const s = nextSvc.get(key)!
-    const cur = inKernelOf(key)
-    const entries = serviceEntries(s, nextIds)
-    for (const e of entries.slice(1)) phase1.push({op: {op: 'update', map: SERVICES, ...e}, undo: {op: 'delete', map: SERVICES, key: e.key}})
-    const old = cur ? serviceEntries(cur, curIds)[0] : undefined
-    slot0.push({
-      op: {op: 'update', map: SERVICES, ...entries[0]},
-      undo: old ? {op: 'update', map: SERVICES, ...old} : {op: 'delete', map: SERVICES, key: entries[0].key},
-    })
-    if (cur) oldBanks.push(cur)
+  const plan = new PlannedOps()
+  const {ops, undo} = plan
+  if (opts.resync) {
+    // The maps were re-created: write the whole next table, delete nothing.
+    diff.unchanged = 0
+    diff.counts.unchanged = 0
+    rewriteAll(plan, next)
+    return {diff, next, ops: plan}
   }
-  if (!opts.resync) {
-    for (const r of diff.removed) {
-      const cur = curSvc.get(r.frontend)!
-      for (const e of serviceEntries(cur, curIds)) deletes.push({op: {op: 'delete', map: SERVICES, key: e.key}, undo: {op: 'update', map: SERVICES, ...e}})
-    }
-    for (const cur of oldBanks) {
-      for (const e of serviceEntries(cur, curIds).slice(1)) deletes.push({op: {op: 'delete', map: SERVICES, key: e.key}, undo: {op: 'update', map: SERVICES, ...e}})
-    }
-    for (const [k, id] of curIds) {
-      if (nextIds.has(k)) continue
-      const [ep, proto] = k.split('/')
-      const {ip, port} = splitBackend(ep)
-      const bk = encodeLb4BackendKey(id)
-      deletes.push({op: {op: 'delete', map: BACKENDS, key: bk}, undo: {op: 'update', map: BACKENDS, key: bk, value: encodeLb4Backend({ip, port, proto: proto as Protocol})}})
+  for (const id of newIds) {
+    backendUpdate(ops, id, next.byId.get(id)!)
+    backendDelete(undo, id)
+  }
+  for (const s of written) {
+    for (let i = 2; i <= s.ids.length; i++) {
+      bankUpdate(ops, s, i)
+      slotDelete(undo, s, s.slotBase + i)
     }
   }
-  return {diff, next, ops: [...phase1, ...slot0, ...deletes]}
+  for (const s of written) {
+    slot0Update(ops, s)
+    const cur = current.services.get(endpointNum(s.vip, s.port, s.proto))
+    if (cur) slot0Update(undo, cur)
+    else slotDelete(undo, s, 0)
+  }
+  for (const cur of removed) {
+    slotDelete(ops, cur, 0)
+    slot0Update(undo, cur)
+    for (let i = 2; i <= cur.ids.length; i++) {
+      slotDelete(ops, cur, cur.slotBase + i)
+      bankUpdate(undo, cur, i)
+    }
+  }
+  for (const cur of oldBanks) {
+    for (let i = 2; i <= cur.ids.length; i++) {
+      slotDelete(ops, cur, cur.slotBase + i)
+      bankUpdate(undo, cur, i)
+    }
+  }
+  for (const id of unused) {
+    backendDelete(ops, id)
+    backendUpdate(undo, id, current.byId.get(id)!)
+  }
+  return {diff, next, ops: plan}
 }
 
-/** `ip:port` of a stored (already validated) backend, without re-parsing the address. */
-function splitBackend(b: string): {ip: string; port: number} {
-  const i = b.lastIndexOf(':')
-  return {ip: b.slice(0, i), port: Number(b.slice(i + 1))}
+/**
+ * After a run that died between writing the maps and committing the table: the maps hold
+ * anything between `committed` and `pending` (the table that run was writing). Roll forward:
+ * write every entry of `pending`, then delete what only `committed` had (a delete of an entry
+ * already gone is skipped by the writer).
+ */
+export function planRollForward(committed: ServiceTable, pending: ServiceTable): PlannedOps {
+  const plan = new PlannedOps()
+  const {ops, undo} = plan
+  rewriteAll(plan, pending)
+  for (const [k, cur] of committed.services) {
+    const p = pending.services.get(k)
+    if (!p) {
+      slotDelete(ops, cur, 0)
+      slot0Update(undo, cur)
+    }
+    const from = p && p.slotBase === cur.slotBase ? p.ids.length + 1 : 2
+    for (let i = Math.max(2, from); i <= cur.ids.length; i++) {
+      slotDelete(ops, cur, cur.slotBase + i)
+      bankUpdate(undo, cur, i)
+    }
+  }
+  for (const [id, e] of committed.byId) {
+    if (pending.byId.has(id)) continue
+    backendDelete(ops, id)
+    backendUpdate(undo, id, e)
+  }
+  return plan
+}
+
+/** Every entry of `t`: backends, bank slots, then slots 0 (inverses: deletes). */
+function rewriteAll(plan: PlannedOps, t: ServiceTable): void {
+  const {ops, undo} = plan
+  for (const [id, e] of t.byId) {
+    backendUpdate(ops, id, e)
+    backendDelete(undo, id)
+  }
+  for (const s of t.services.values()) {
+    for (let i = 2; i <= s.ids.length; i++) {
+      bankUpdate(ops, s, i)
+      slotDelete(undo, s, s.slotBase + i)
+    }
+  }
+  for (const s of t.services.values()) {
+    slot0Update(ops, s)
+    slotDelete(undo, s, 0)
+  }
 }
 
 /** Entries a service occupies in pn_lb4_services: slot 0 (with backend 1) + backends 2…n. */
 function entriesOf(s: StoredService): number {
-  return 1 + Math.max(0, s.backends.length - 1)
+  return 1 + Math.max(0, s.ids.length - 1)
+}
+
+function tooManyEntries(entries: number): PnError {
+  return new PnError('PN_SERVICE_LIMIT', `apply services: the table needs ${entries} service map entries, pn_lb4_services holds ${LB4_SERVICES_MAX_ENTRIES}`, {
+    hint: 'apply fewer services or backends (a service takes 1 entry plus 1 per backend after the first)',
+  })
 }
 
 /** Refuse a table the maps cannot hold, counting the moment both banks of an update exist. */
-function checkCapacity(nextSvc: Map<string, StoredService>, oldBanks: StoredService[], curSvc: Map<string, StoredService>, curIds: Map<string, number>): void {
-  let entries = 0
-  for (const s of nextSvc.values()) entries += entriesOf(s)
+function checkCapacity(current: ServiceTable, next: ServiceTable, oldBanks: StoredService[], removed: StoredService[], newBackends: number, outside?: Outside): void {
+  let entries = outside?.entries ?? 0
+  for (const s of next.services.values()) entries += entriesOf(s)
   for (const s of oldBanks) entries += entriesOf(s) - 1
-  for (const [k, s] of curSvc) if (!nextSvc.has(k)) entries += entriesOf(s)
-  if (entries > LB4_SERVICES_MAX_ENTRIES) {
-    throw new PnError('PN_SERVICE_LIMIT', `apply services: the table needs ${entries} service map entries, pn_lb4_services holds ${LB4_SERVICES_MAX_ENTRIES}`, {
-      hint: 'apply fewer services or backends (a service takes 1 entry plus 1 per backend after the first)',
-    })
-  }
-  // New backend keys on top of the known ones (a service rarely brings many new ones).
-  let backends = curIds.size
-  const fresh = new Set<string>()
-  for (const s of nextSvc.values()) {
-    for (const b of s.backends) {
-      const k = `${b}/${s.proto}`
-      if (!curIds.has(k) && !fresh.has(k)) {
-        fresh.add(k)
-        backends++
-      }
-    }
-  }
+  for (const s of removed) entries += entriesOf(s)
+  if (entries > LB4_SERVICES_MAX_ENTRIES) throw tooManyEntries(entries)
+  // New backends are written before unused ones are deleted.
+  const backends = current.byId.size + (outside?.backends ?? 0) + newBackends
   if (backends > LB4_BACKENDS_MAX_ENTRIES) {
     throw new PnError('PN_SERVICE_LIMIT', `apply services: the table needs ${backends} backends, pn_lb4_backends holds ${LB4_BACKENDS_MAX_ENTRIES}`, {
       hint: 'apply fewer distinct backends',
@@ -309,13 +399,9 @@ function checkCapacity(nextSvc: Map<string, StoredService>, oldBanks: StoredServ
   }
 }
 
-/** Desired specs of the services a table holds (what add/del start from). */
-export function specsOf(table: ServiceTable, keys?: Iterable<string>): ServiceSpec[] {
-  const ks = keys ? [...keys] : [...table.services.keys()]
-  return ks.filter((k) => table.services.has(k)).map((k) => {
-    const s = table.services.get(k)!
-    return {frontend: frontendOf(s), backends: s.backends.map(parseBackend)}
-  })
+/** The `vip:port/proto` keys of a table's services. */
+export function serviceKeys(t: ServiceTable): string[] {
+  return [...t.services.values()].map(serviceKey)
 }
 
 export {frontendKey}

@@ -31,14 +31,19 @@ export async function ensureDir(dir: string): Promise<void> {
   await fs.mkdir(dir, {recursive: true, mode: 0o755})
 }
 
-export async function writeFileAtomic(file: string, data: string, mode = 0o644): Promise<void> {
+/**
+ * `sync: false` skips both fsyncs: the file still appears whole or not at all to any process
+ * (rename), but a power loss may lose it — for a file that is fsync'd later (see commitFile).
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644, opts: {sync?: boolean} = {}): Promise<void> {
+  const sync = opts.sync !== false
   const dir = path.dirname(file)
   await ensureDir(dir)
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
   const handle = await fs.open(tmp, 'wx', mode)
   try {
     await handle.writeFile(data)
-    await handle.sync()
+    if (sync) await handle.sync()
   } finally {
     await handle.close()
   }
@@ -48,11 +53,39 @@ export async function writeFileAtomic(file: string, data: string, mode = 0o644):
     await fs.rm(tmp, {force: true})
     throw err
   }
+  if (!sync) return
   const dirHandle = await fs.open(dir, 'r')
   try {
     await dirHandle.sync()
   } finally {
     await dirHandle.close()
+  }
+}
+
+/** fsync `from`, rename it over `to` and fsync the directory: after it returns, `to` survives a crash. */
+export async function renameDurable(from: string, to: string): Promise<void> {
+  const h = await fs.open(from, 'r')
+  try {
+    await h.sync()
+  } finally {
+    await h.close()
+  }
+  await fs.rename(from, to)
+  const dirHandle = await fs.open(path.dirname(to), 'r')
+  try {
+    await dirHandle.sync()
+  } finally {
+    await dirHandle.close()
+  }
+}
+
+/** Read a file; undefined when it does not exist. */
+export async function readFileIfExists(file: string): Promise<Buffer | undefined> {
+  try {
+    return await fs.readFile(file)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new PnError('PN_STATE_CORRUPT', `read ${file}: ${(err as Error).message}`)
   }
 }
 

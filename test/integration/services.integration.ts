@@ -11,10 +11,10 @@
  */
 import assert from 'node:assert/strict'
 import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {pn} from '../helpers/cli.js'
+import {PN_BIN, pn} from '../helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot, tryInNs} from '../helpers/netns.js'
 
 const BPFFS = '/run/pn/bpffs'
@@ -343,5 +343,60 @@ describe('services: load balancing in BPF (root, netns)', function () {
     const list = ok(n1.run(['service', 'list']), 'list').services.map((s: {frontend: string}) => s.frontend)
     assert.deepEqual(list, ['10.96.0.10:53/udp', '10.96.1.1:80/tcp'])
     assert.equal(tryInNs(pods.a.ns, ['true']).status, 0)
+  })
+
+  it('a pn killed mid-apply (with its map writer) leaves table and maps recoverable: the next apply ends exactly at its file', async function () {
+    this.timeout(900_000) // some 30 pn runs of 1,200 services; slow on a loaded machine
+    const before = ok(n2.run(['service', 'list']), 'list n2').services as {frontend: string; backends: {address: string}[]}[]
+    // Two tables of 1,200 services (every 5th with two backends), disjoint VIPs, shared backends
+    // (small enough for the CLI helper's 1 MB output buffer when listed and dumped).
+    const table = (second: number) =>
+      Array.from({length: 1200}, (_, i) => ({
+        frontend: `10.${second}.${i >> 8}.${i & 255}:80/${i % 7 === 0 ? 'udp' : 'tcp'}`,
+        backends: [`10.200.${(i >> 8) & 3}.${i & 255}:8080`, ...(i % 5 === 0 ? [`10.201.0.${i & 255}:9090`] : [])],
+      }))
+    const files = {a: path.join(tmp, 'crash-a.json'), b: path.join(tmp, 'crash-b.json')}
+    const want = {a: table(97), b: table(98)}
+    writeFileSync(files.a, JSON.stringify(want.a))
+    writeFileSync(files.b, JSON.stringify(want.b))
+    const expectExactly = (w: typeof want.a, what: string) => {
+      const list = ok(n2.run(['service', 'list']), `list ${what}`).services as {frontend: string; backends: {address: string}[]}[]
+      assert.deepEqual(list.map((s) => s.frontend).sort(), w.map((s) => s.frontend).sort(), `${what}: table`)
+      const svcs = ok(n2.run(['bpf', 'map', 'dump', 'pn_lb4_services']), 'dump services').entries as {key: {vip: string; port: number; proto: string; slot: number}; value: {count?: number}}[]
+      const slot0 = svcs.filter((e) => e.key.slot === 0).map((e) => `${e.key.vip}:${e.key.port}/${e.key.proto}`).sort()
+      assert.deepEqual(slot0, w.map((s) => s.frontend).sort(), `${what}: slot-0 entries`)
+      assert.equal(svcs.length, w.reduce((n, s) => n + s.backends.length, 0), `${what}: no stray bank entries`)
+      const bes = ok(n2.run(['bpf', 'map', 'dump', 'pn_lb4_backends']), 'dump backends').entries as {value: {ip: string; port: number; proto: string}}[]
+      const wantBes = new Set(w.flatMap((s) => s.backends.map((b) => `${b}/${s.frontend.split('/')[1]}`)))
+      assert.deepEqual(bes.map((e) => `${e.value.ip}:${e.value.port}/${e.value.proto}`).sort(), [...wantBes].sort(), `${what}: backends`)
+    }
+    ok(n2.run(['service', 'apply', files.a]), 'apply a')
+    for (const [i, delay] of [20, 90, 200, 400].entries()) {
+      // Kill pn and pn-mapbatch together (one process group) at some point of an apply.
+      const from = i % 2 === 0 ? files.b : files.a
+      const ch = spawn('ip', ['netns', 'exec', n2.ns, process.execPath, PN_BIN, 'service', 'apply', from, '--state-dir', n2.stateDir, '--json'], {detached: true, stdio: 'ignore'})
+      await new Promise((r) => setTimeout(r, delay))
+      try {
+        process.kill(-ch.pid!, 'SIGKILL')
+      } catch {
+        // it had finished already
+      }
+      await new Promise((r) => (ch.exitCode === null && ch.signalCode === null ? ch.once('exit', r) : r(undefined)))
+      // The next apply (of the other file, or the same) must end exactly at its file.
+      const next = i % 3 === 0 ? from : from === files.a ? files.b : files.a
+      ok(n2.run(['service', 'apply', next]), `apply after kill at ${delay} ms`)
+      expectExactly(next === files.a ? want.a : want.b, `killed at ${delay} ms, then ${path.basename(next)}`)
+    }
+    // Deterministically the window between maps and table: maps at B, table at A, B pending.
+    ok(n2.run(['service', 'apply', files.a]), 'apply a')
+    const tableFile = path.join(n2.stateDir, 'services.bin')
+    const saved = readFileSync(tableFile)
+    ok(n2.run(['service', 'apply', files.b]), 'apply b')
+    renameSync(tableFile, `${tableFile}.pending`)
+    writeFileSync(tableFile, saved)
+    const r = ok(n2.run(['service', 'apply', files.a]), 'apply a over a pending b')
+    assert.equal(r.recovered, true)
+    expectExactly(want.a, 'recovered from a pending table')
+    ok(n2.run(['service', 'apply', '-'], JSON.stringify(before.map((s) => ({frontend: s.frontend, backends: s.backends.map((b) => b.address)})))), 'restore n2')
   })
 })

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import {RecordingRunner} from '../../src/exec/runner.js'
 import {isPnError} from '../../src/errors.js'
 import {
   LB_SLOT_BANK,
@@ -19,8 +18,10 @@ import {
   encodeLb4StatsKey,
 } from '../../src/datapath/bpf/maps/index.js'
 import {checkVipAgainstNode, parseBackend, parseFrontend, parseService, parseServiceList} from '../../src/service/model.js'
-import {emptyTable, planServices, type PlannedOp, type ServiceTable} from '../../src/service/plan.js'
+import {emptyTable, planRollForward, planServices, serviceKeys, type PlannedOps, type ServiceTable} from '../../src/service/plan.js'
 import {writeOps} from '../../src/service/apply.js'
+import {backendIdOf, decodeTable, encodeTable, endpointNum, frontendNumOfKey, ipNum, loadScoped, patchScoped, protoNum, type ServiceTable as Table} from '../../src/service/table.js'
+import {OpList, type MapWriter} from '../../src/datapath/bpf/op-list.js'
 
 function throwsCode(fn: () => unknown, code: string) {
   assert.throws(fn, (e: unknown) => isPnError(e) && e.code === code && Boolean(e.hint))
@@ -85,8 +86,8 @@ describe('service map codecs', () => {
 })
 
 const svc = (frontend: string, ...backends: string[]) => parseService(frontend, backends)
-const kinds = (ops: PlannedOp[]) =>
-  ops.map((o) => {
+const kinds = (ops: PlannedOps) =>
+  ops.toArray().map((o) => {
     if (o.op.map === 'pn_lb4_backends') return `${o.op.op} backend ${decodeLb4BackendKey(o.op.key).backendId}`
     const k = decodeLb4Key(o.op.key)
     return `${o.op.op} ${k.vip}:${k.port} slot ${k.slot}`
@@ -96,9 +97,9 @@ describe('service plan: diff and map-operation order', () => {
   it('add: backends first, then the bank slots, then slot 0 (which carries backend 1)', () => {
     const p = planServices(emptyTable(), [svc('10.96.0.1:80', '10.1.0.1:80', '10.1.0.2:80', '10.1.0.3:80')])
     assert.deepEqual(kinds(p.ops), ['update backend 1', 'update backend 2', 'update backend 3', 'update 10.96.0.1:80 slot 2', 'update 10.96.0.1:80 slot 3', 'update 10.96.0.1:80 slot 0'])
-    assert.deepEqual(decodeLb4Service((p.ops[5].op as {value: Buffer}).value), {backendId: 1, revNatIndex: 1, count: 3, slotBase: 0})
+    assert.deepEqual(decodeLb4Service((p.ops.at(5).op as {value: Buffer}).value), {backendId: 1, revNatIndex: 1, count: 3, slotBase: 0})
     assert.deepEqual(p.diff.added.map((c) => c.frontend), ['10.96.0.1:80/tcp'])
-    assert.ok(p.ops.every((o) => o.undo.op === 'delete'))
+    assert.ok(p.ops.toArray().every((o) => o.undo.op === 'delete'))
   })
 
   it('a one-backend service is one entry; 10,000 of them sharing a backend are 10,001 operations', () => {
@@ -118,10 +119,10 @@ describe('service plan: diff and map-operation order', () => {
       'delete backend 1',
       'delete backend 2',
     ])
-    assert.deepEqual(decodeLb4Service((p.ops[2].op as {value: Buffer}).value), {backendId: 3, revNatIndex: 1, count: 2, slotBase: LB_SLOT_BANK})
+    assert.deepEqual(decodeLb4Service((p.ops.at(2).op as {value: Buffer}).value), {backendId: 3, revNatIndex: 1, count: 2, slotBase: LB_SLOT_BANK})
     // Undoing the switch restores the old slot 0.
-    assert.deepEqual(decodeLb4Service((p.ops[2].undo as {value: Buffer}).value), {backendId: 1, revNatIndex: 1, count: 3, slotBase: 0})
-    assert.equal(p.next.backendIds.get('10.1.0.3:80/tcp'), 3)
+    assert.deepEqual(decodeLb4Service((p.ops.at(2).undo as {value: Buffer}).value), {backendId: 1, revNatIndex: 1, count: 3, slotBase: 0})
+    assert.equal(backendIdOf(p.next, '10.1.0.3:80/tcp'), 3)
     assert.deepEqual(p.diff.updated[0].previous, ['10.1.0.1:80', '10.1.0.2:80', '10.1.0.3:80'])
     // The same set in another order is no change.
     assert.equal(planServices(t0, [svc('10.96.0.1:80', '10.1.0.3:80', '10.1.0.1:80', '10.1.0.2:80')]).ops.length, 0)
@@ -133,7 +134,7 @@ describe('service plan: diff and map-operation order', () => {
     assert.deepEqual(kinds(all.ops), ['delete 10.96.0.1:80 slot 0', 'delete 10.96.0.1:80 slot 2', 'delete backend 2'])
     const del = planServices(t0, [], {scope: new Set(['10.96.0.2:80/tcp'])})
     assert.deepEqual(kinds(del.ops), ['delete 10.96.0.2:80 slot 0'], 'backend 1 is still used by the other service')
-    assert.deepEqual([...del.next.services.keys()], ['10.96.0.1:80/tcp'])
+    assert.deepEqual(serviceKeys(del.next), ['10.96.0.1:80/tcp'])
   })
 
   it('resync (maps re-created): rewrites every service with the same ids and deletes nothing', () => {
@@ -153,41 +154,37 @@ describe('service plan: diff and map-operation order', () => {
 })
 
 /**
- * A bpftool stand-in for `bpftool -j batch file -` over in-memory maps, failing the chosen
- * line like the kernel would (a full map: E2BIG), so the revert can be checked exactly.
+ * A pn-mapbatch stand-in over in-memory maps: applies records in order, skips deletes of absent
+ * keys, and fails the chosen record like the kernel would (a full map: E2BIG), so the revert can
+ * be checked exactly.
  */
-function fakeBpftool(opts: {failAt?: (line: string, n: number) => string | undefined} = {}) {
+function fakeWriter(opts: {failAt?: (n: number) => boolean} = {}) {
   const maps = new Map<string, Map<string, string>>()
+  const frames: OpList[] = []
   let n = 0
-  const runner = new RecordingRunner((argv, o) => {
-    if (!argv.includes('batch')) return {stdout: '{"id": 1}'}
-    const out: {command: string[]; output: unknown}[] = []
-    for (const line of (o.input ?? '').trim().split('\n')) {
-      const w = line.split(' ')
-      const ref = `${w[2]} ${w[3]}`
-      const m = maps.get(ref) ?? new Map<string, string>()
-      maps.set(ref, m)
-      const vi = w.indexOf('value')
-      const key = w.slice(6, vi < 0 ? undefined : vi).join('')
-      const fail = opts.failAt?.(line, n++)
-      let error: string | undefined = fail
-      if (!error && w[1] === 'delete' && !m.has(key)) error = 'delete failed: No such file or directory'
-      if (error) {
-        out.push({command: w, output: {error}})
-        break
+  const writer: MapWriter = {
+    async write(ops: OpList) {
+      frames.push(ops)
+      const skipped: number[] = []
+      for (let i = 0; i < ops.length; i++) {
+        const o = ops.at(i)
+        const m = maps.get(o.map) ?? new Map<string, string>()
+        maps.set(o.map, m)
+        const key = o.key.toString('hex')
+        if (opts.failAt?.(n++)) return {done: i, skipped, failed: {index: i, errno: 7, error: 'Argument list too long'}}
+        if (o.op === 'update') m.set(key, o.value.toString('hex'))
+        else if (m.has(key)) m.delete(key)
+        else skipped.push(i)
       }
-      if (w[1] === 'update') m.set(key, w.slice(vi + 2).join(''))
-      else m.delete(key)
-      out.push({command: w, output: null})
-    }
-    return {stdout: JSON.stringify(out)}
-  })
+      return {done: ops.length, skipped}
+    },
+    async close() {},
+  }
   const snapshot = () => JSON.stringify([...maps].map(([k, m]) => [k, [...m].sort()]).filter(([, m]) => (m as unknown[]).length > 0).sort())
-  return {runner, maps, snapshot}
+  return {writer, maps, frames, snapshot}
 }
 
-describe('service apply: one batch, exact revert on failure', () => {
-  const ids = {pn_lb4_services: 11, pn_lb4_backends: 12}
+describe('service apply: one frame, exact revert on failure', () => {
   let t0: ServiceTable
 
   beforeEach(() => {
@@ -201,31 +198,104 @@ describe('service apply: one batch, exact revert on failure', () => {
     for (const failAt of [0, 2, 4, plan.ops.length - 1]) {
       let armed = false
       let n = 0
-      const f = fakeBpftool({failAt: () => (armed && n++ === failAt ? 'update failed: Argument list too long' : undefined)})
-      await writeOps(f.runner, '/x', setup, ids)
+      const f = fakeWriter({failAt: () => armed && n++ === failAt})
+      await writeOps(f.writer, setup)
       const before = f.snapshot()
       armed = true
-      f.runner.records.length = 0
-      await assert.rejects(writeOps(f.runner, '/x', plan.ops, ids), (e: unknown) => isPnError(e, 'PN_SERVICE_APPLY_FAILED') && e.details?.reverted === failAt)
+      f.frames.length = 0
+      await assert.rejects(writeOps(f.writer, plan.ops), (e: unknown) => isPnError(e, 'PN_SERVICE_APPLY_FAILED') && e.details?.reverted === failAt)
       assert.equal(f.snapshot(), before, `failure at op ${failAt}`)
-      assert.equal(f.runner.records.length, failAt === 0 ? 1 : 2, 'the batch, then one undo batch (none when nothing was written)')
+      assert.equal(f.frames.length, 2, 'the frame, then one undo frame')
+      assert.equal(f.frames[1].length, failAt, 'one inverse per operation that took effect')
     }
   })
 
   it('a delete of an entry already gone (a killed run wrote the maps, not the table) is skipped, the rest goes on', async () => {
-    const f = fakeBpftool()
-    await writeOps(f.runner, '/x', planServices(emptyTable(), [svc('10.96.0.1:80', '10.1.0.1:80', '10.1.0.2:80'), svc('10.96.0.2:80', '10.1.0.3:80')]).ops, ids)
+    const f = fakeWriter()
+    await writeOps(f.writer, planServices(emptyTable(), [svc('10.96.0.1:80', '10.1.0.1:80', '10.1.0.2:80'), svc('10.96.0.2:80', '10.1.0.3:80')]).ops)
     const plan = planServices(t0, [svc('10.96.0.2:80', '10.1.0.3:80')])
-    assert.ok(plan.ops.every((o) => o.op.op === 'delete'))
-    await writeOps(f.runner, '/x', plan.ops, ids)
+    assert.ok(plan.ops.toArray().every((o) => o.op.op === 'delete'))
+    await writeOps(f.writer, plan.ops)
     const after = f.snapshot()
-    f.runner.records.length = 0
-    await writeOps(f.runner, '/x', plan.ops, ids) // the table still says the old state: run it again
-    assert.equal(f.runner.records.length, plan.ops.length, 'a new batch after each missing delete')
-    assert.ok(f.runner.records.every((r) => r.argv.join(' ') === 'bpftool -j batch file -'))
-    assert.match(f.runner.records[0].input!, /^map delete id 11 key hex/m)
+    f.frames.length = 0
+    await writeOps(f.writer, plan.ops) // the table still says the old state: run it again
+    assert.equal(f.frames.length, 1, 'one frame; the writer skips the missing deletes')
     assert.equal(f.snapshot(), after)
-    assert.equal(f.maps.get('id 11')!.size, 1, 'service 2 (slot 0) is still there')
+    assert.equal(f.maps.get('pn_lb4_services')!.size, 1, 'service 2 (slot 0) is still there')
   })
 
+  it('roll-forward after a run killed mid-write: the maps end exactly as the pending table says', async () => {
+    const setup = planServices(emptyTable(), [svc('10.96.0.1:80', '10.1.0.1:80', '10.1.0.2:80'), svc('10.96.0.2:80', '10.1.0.3:80'), svc('10.96.0.4:80', '10.1.0.7:80')])
+    const committed = setup.next
+    const change = planServices(committed, [svc('10.96.0.1:80', '10.1.0.4:80', '10.1.0.5:80', '10.1.0.6:80'), svc('10.96.0.3:80', '10.1.0.1:80'), svc('10.96.0.4:80', '10.1.0.7:80')])
+    // The state the maps should end in: the pending table written from empty.
+    const clean = fakeWriter()
+    await writeOps(clean.writer, planRollForward(emptyTable(), change.next))
+    const straight = fakeWriter()
+    await writeOps(straight.writer, setup.ops)
+    await writeOps(straight.writer, change.ops)
+    assert.equal(straight.snapshot(), clean.snapshot(), 'an uninterrupted change ends in the same maps')
+    for (let killAt = 0; killAt <= change.ops.length; killAt++) {
+      const f = fakeWriter()
+      await writeOps(f.writer, setup.ops)
+      // The first killAt operations of the change took effect, then the process died.
+      const partial = new OpList(change.ops.ops.maps)
+      for (let i = 0; i < killAt; i++) partial.addFrom(change.ops.ops, i)
+      await f.writer.write(partial)
+      await writeOps(f.writer, planRollForward(committed, change.next), {revert: false})
+      assert.equal(f.snapshot(), clean.snapshot(), `killed after ${killAt} operations`)
+    }
+  })
+})
+
+describe('service table file', () => {
+  it('round-trips through the binary encoding; a truncated file is refused as PN_STATE_CORRUPT', () => {
+    const t = planServices(emptyTable(), [svc('10.96.0.1:80', '10.1.0.1:80', '10.1.0.2:80'), svc('10.96.0.2:53/udp', '10.1.0.3:53')]).next
+    t.maps = {identity: '23:4711'}
+    const b = encodeTable(t)
+    const back = decodeTable(b, 'x')
+    assert.deepEqual(back, t)
+    assert.deepEqual(serviceKeys(back), ['10.96.0.1:80/tcp', '10.96.0.2:53/udp'])
+    throwsCode(() => decodeTable(b.subarray(0, b.length - 6), 'x'), 'PN_STATE_CORRUPT')
+    throwsCode(() => decodeTable(Buffer.from('{"version":1}'), 'x'), 'PN_STATE_CORRUPT')
+  })
+
+  it('plan records carry exactly the bytes of the map descriptors (lb.h layouts)', () => {
+    const p = planServices(emptyTable(), [svc('10.96.0.1:80/udp', '10.1.0.1:8080', '10.1.0.2:8080')])
+    const ops = p.ops.toArray().map((o) => o.op as {map: string; key: Buffer; value: Buffer})
+    assert.deepEqual(ops[0].key, encodeLb4BackendKey(1))
+    assert.deepEqual(ops[0].value, encodeLb4Backend({ip: '10.1.0.1', port: 8080, proto: 'udp'}))
+    assert.deepEqual(ops[2].key, encodeLb4Key({vip: '10.96.0.1', port: 80, proto: 'udp', slot: 2}))
+    assert.deepEqual(ops[2].value, encodeLb4Service({backendId: 2, revNatIndex: 0, count: 0, slotBase: 0}))
+    assert.deepEqual(ops[3].key, encodeLb4Key({vip: '10.96.0.1', port: 80, proto: 'udp', slot: 0}))
+    assert.deepEqual(ops[3].value, encodeLb4Service({backendId: 1, revNatIndex: 1, count: 2, slotBase: 0}))
+  })
+
+  it('add/del load only their services: same operations and the same table as a full load', () => {
+    // 60 services; backend 10.1.0.k is shared by services k, k+20, k+40.
+    const base = planServices(emptyTable(), Array.from({length: 60}, (_, i) => svc(`10.96.0.${i + 1}:80`, `10.1.0.${i % 20}:80`, ...(i % 3 === 0 ? [`10.2.0.${i}:80`] : [])))).next
+    base.maps = {identity: '1:2'}
+    const raw = encodeTable(base)
+    const canon = (t: Table) => JSON.stringify({
+      n: [t.nextBackendId, t.nextRevNat, t.maps],
+      s: [...t.services].sort((a, b) => a[0] - b[0]),
+      b: [...t.byId].sort((a, b) => a[0] - b[0]),
+    })
+    const changes: {name: string; desired: ReturnType<typeof svc>[]; keys: string[]}[] = [
+      {name: 'update to shared + new backend', desired: [svc('10.96.0.4:80', '10.1.0.9:80', '10.3.0.1:80')], keys: ['10.96.0.4:80/tcp']},
+      {name: 'delete (its backends stay: shared)', desired: [], keys: ['10.96.0.5:80/tcp']},
+      {name: 'delete (a backend only it lists goes)', desired: [], keys: ['10.96.0.7:80/tcp']},
+      {name: 'add with existing and new backends', desired: [svc('10.96.1.1:53/udp', '10.1.0.1:53'), svc('10.96.1.2:80', '10.1.0.2:80', '10.9.9.9:80')].slice(1), keys: ['10.96.1.2:80/tcp']},
+      {name: 'delete of an absent service', desired: [], keys: ['10.96.9.9:80/tcp']},
+    ]
+    for (const c of changes) {
+      const full = planServices(decodeTable(raw, 'x'), c.desired, {scope: new Set(c.keys)})
+      const endpoints = c.desired.flatMap((d) => d.backends.map((b) => endpointNum(ipNum(b.ip), b.port, protoNum(d.frontend.proto))))
+      const sc = loadScoped(raw, 'x', new Set(c.keys.map(frontendNumOfKey)), new Set(endpoints))
+      const part = planServices(sc.table, c.desired, {scope: new Set(c.keys), outside: sc.outside})
+      assert.deepEqual(kinds(part.ops), kinds(full.ops), c.name)
+      assert.deepEqual(part.ops.toArray(), full.ops.toArray(), `${c.name}: bytes`)
+      assert.equal(canon(decodeTable(patchScoped(sc, part.next), 'x')), canon(full.next), `${c.name}: table`)
+    }
+  })
 })

@@ -1,0 +1,109 @@
+/**
+ * pn-mapbatch (native/pn-mapbatch.c, built to dist/native/): one small process that takes a
+ * state lock with flock(2), opens pinned BPF maps and writes binary records into them with the
+ * batch syscalls (BPF_MAP_UPDATE_BATCH / BPF_MAP_DELETE_BATCH). It replaces a `flock` helper
+ * plus a `bpftool batch` (two process starts, and bpftool's ~12 µs of command parsing per line)
+ * with one process start and one syscall per run of records.
+ *
+ * Like the flock helper (flock.ts), the lock lives exactly as long as the process: closing its
+ * stdin (or pn dying, even by SIGKILL) ends it and the kernel drops the lock.
+ */
+import {spawn} from 'node:child_process'
+import {existsSync} from 'node:fs'
+import {fileURLToPath} from 'node:url'
+import {PnError} from '../errors.js'
+import {LockBusyError} from './flock.js'
+
+/** Where `npm run build` (scripts/build-native.sh) puts the native helpers: dist/native/. */
+export function nativeTool(name: string): string {
+  return fileURLToPath(new URL(`../../native/${name}`, import.meta.url))
+}
+
+/** What one frame did: `done` records from the start took effect (minus `skipped`), then `failed`. */
+export interface FrameResult {
+  done: number
+  /** Deletes of keys that were not there (not an error; nothing to undo). */
+  skipped: number[]
+  failed?: {index: number; errno: number; error: string}
+}
+
+export interface MapBatchProcess {
+  /** Send one frame (u32 LE count + 28-byte records) and wait for its result. */
+  write(frame: Buffer): Promise<FrameResult>
+  /** End the process (releases the lock). */
+  close(): Promise<void>
+}
+
+const LOCK_BUSY_EXIT = 75
+const NO_MAP_EXIT = 3
+
+/**
+ * Start pn-mapbatch on `mapPaths` (record map index i = mapPaths[i]), holding `lock` (an
+ * exclusive flock on that file, waited for up to timeoutMs) until close().
+ */
+export async function openMapBatch(mapPaths: string[], opts: {lock?: {path: string; timeoutMs: number}} = {}): Promise<MapBatchProcess> {
+  const bin = nativeTool('pn-mapbatch')
+  if (!existsSync(bin)) {
+    throw new PnError('PN_TOOL_MISSING', `run pn-mapbatch: ${bin} is missing`, {hint: 'build it with `npm run build` (scripts/build-native.sh: needs clang and libbpf-dev)'})
+  }
+  const args = opts.lock ? ['--lock', opts.lock.path, '--lock-timeout', String(Math.max(0, Math.round(opts.lock.timeoutMs)))] : []
+  const child = spawn(bin, [...args, ...mapPaths], {stdio: ['pipe', 'pipe', 'pipe']})
+  const exited = new Promise<{code: number | null; error?: Error}>((resolve) => {
+    child.once('error', (error) => resolve({code: null, error}))
+    child.once('close', (code) => resolve({code}))
+  })
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+  child.stdin.on('error', () => undefined)
+  // Lines from stdout, handed to whoever waits for the next one.
+  let buffered = ''
+  const lines: string[] = []
+  let waiter: ((line: string | undefined) => void) | undefined
+  child.stdout.on('data', (d: Buffer) => {
+    buffered += d.toString()
+    let i
+    while ((i = buffered.indexOf('\n')) >= 0) {
+      lines.push(buffered.slice(0, i))
+      buffered = buffered.slice(i + 1)
+    }
+    if (waiter && lines.length > 0) {
+      const w = waiter
+      waiter = undefined
+      w(lines.shift())
+    }
+  })
+  void exited.then(() => {
+    if (waiter) {
+      const w = waiter
+      waiter = undefined
+      w(undefined)
+    }
+  })
+  let done = false
+  const nextLine = () => (lines.length > 0 ? Promise.resolve(lines.shift()) : done ? Promise.resolve(undefined) : new Promise<string | undefined>((r) => (waiter = r)))
+  void exited.then(() => (done = true))
+
+  const failure = async (what: string): Promise<never> => {
+    const {code, error} = await exited
+    if (code === LOCK_BUSY_EXIT && opts.lock) throw new LockBusyError(0, opts.lock.path, opts.lock.timeoutMs)
+    if (code === NO_MAP_EXIT) {
+      throw new PnError('PN_BPF_NOT_LOADED', `${what}: ${stderr.trim()}`, {hint: 'load the datapath with `pn bpf load --host`'})
+    }
+    throw new PnError('PN_COMMAND_FAILED', `${what}: pn-mapbatch exited with ${code}${error ? ` (${error.message})` : ''}: ${stderr.trim()}`, {details: {stderr}})
+  }
+
+  const ready = await nextLine()
+  if (ready !== 'ready') return failure('open bpf maps')
+  return {
+    async write(frame: Buffer): Promise<FrameResult> {
+      child.stdin.write(frame)
+      const line = await nextLine()
+      if (line === undefined) return failure('write bpf maps')
+      return JSON.parse(line) as FrameResult
+    },
+    async close(): Promise<void> {
+      child.stdin.end()
+      await exited
+    },
+  }
+}
