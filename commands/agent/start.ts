@@ -55,6 +55,10 @@ first SIGTERM stops it after the requests in flight, a second interrupts them.`
       maxQueued: f['max-queued'],
       queueTimeoutMs: f['queue-timeout-ms'],
       traceExec: this.entry.traceExec,
+    }).catch((err: Error) => {
+      // A background agent's stderr goes nowhere: `pn agent start` shows this line from the log.
+      log(`start failed: ${err.message}`)
+      throw err
     })
     stopOnSignals(agent)
     await agent.stopped

@@ -33,7 +33,7 @@ export async function ensureDir(dir: string): Promise<void> {
   await fs.mkdir(dir, {recursive: true, mode: 0o755})
 }
 
-export async function writeFileAtomic(file: string, data: string, mode = 0o644): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   const dir = path.dirname(file)
   await ensureDir(dir)
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)

@@ -31,12 +31,14 @@ const TARGETS = [
   {kind: 'pn', routing: 'bpf', podCidr: '10.211.0.0/24', tag: 'cnb'},
   {kind: 'pn', routing: 'host-routes', podCidr: '10.212.0.0/24', tag: 'cnh'},
   {kind: 'ptp', routing: 'host-routes', podCidr: '10.214.0.0/24', tag: 'cnr'},
+  // The same suite through the node agent and the native client (src/agent, native/pn-cni.c).
+  {kind: 'pn-agent', routing: 'bpf', podCidr: '10.215.0.0/24', tag: 'agc'},
 ] as const
 
 for (const target of TARGETS) {
   const {kind, routing} = target
-  const isPn = kind === 'pn'
-  const label = isPn ? `pn-cni, routing ${routing}` : 'reference ptp + host-local'
+  const isPn = kind !== 'ptp'
+  const label = isPn ? `${kind === 'pn-agent' ? 'pn agent + native client' : 'pn-cni'}, routing ${routing}` : 'reference ptp + host-local'
   describe(`cni conformance (${label})`, function () {
     this.timeout(120_000)
     let node: CniNode
@@ -84,7 +86,7 @@ for (const target of TARGETS) {
         assert.equal(r.interfaces[1].sandbox, `/run/netns/${podA}`)
         assert.equal(r.ips.length, 1)
         assert.equal(r.ips[0].interface, 1)
-        assert.match(r.ips[0].address, isPn ? /^10\.21[12]\.0\.\d+\/32$/ : /^10\.214\.0\.\d+\/24$/)
+        assert.match(r.ips[0].address, isPn ? /^10\.21[125]\.0\.\d+\/32$/ : /^10\.214\.0\.\d+\/24$/)
         assert.equal(r.ips[0].gateway, node.gateway)
         if (below(v, '1.0.0')) assert.equal(r.ips[0].version, '4')
         else assert.equal('version' in r.ips[0], false)
