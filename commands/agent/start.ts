@@ -1,11 +1,10 @@
 import {Flags} from '@oclif/core'
-import {appendFileSync} from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {startAgentProcess, type StartAgentResult} from '../../src/agent/lifecycle.js'
 import {agentLogFile} from '../../src/agent/paths.js'
 import {BaseCommand} from '../../src/cli/base.js'
-import {startAgent, stopOnSignals} from '../../src/entry/agent-main.js'
+import {agentLogger, startAgent, stopOnSignals} from '../../src/entry/agent-main.js'
 
 export type AgentStartResult = StartAgentResult & {foreground?: boolean}
 
@@ -43,11 +42,7 @@ first SIGTERM stops it after the requests in flight, a second interrupts them.`
       return startAgentProcess(this.runner, this.stateDir, argv)
     }
     const logFile = f['log-file']
-    const log = (msg: string) => {
-      const line = msg.startsWith('20') ? msg : `${new Date().toISOString()} pn-agent[${process.pid}] ${msg}`
-      if (logFile) appendFileSync(logFile, line + '\n')
-      else process.stderr.write(line + '\n')
-    }
+    const log = agentLogger(logFile)
     const agent = await startAgent({
       stateDir: this.stateDir,
       log,

@@ -43,6 +43,22 @@ export interface RunningAgent {
   stopped: Promise<void>
 }
 
+/** The agent's own log: a file (appended), else stderr (a supervisor's journal). Lines are timestamped once. */
+export function agentLogger(logFile?: string): (msg: string) => void {
+  return (msg) => {
+    const line = /^\d{4}-\d\d-\d\dT/.test(msg) ? msg : `${new Date().toISOString()} pn-agent[${process.pid}] ${msg}`
+    if (logFile) {
+      try {
+        appendFileSync(logFile, line + '\n')
+        return
+      } catch {
+        // stderr when the log file cannot be written
+      }
+    }
+    process.stderr.write(line + '\n')
+  }
+}
+
 /** The state dir a request names, resolved as runProtocol does. */
 function requestStateDir(req: WireRequest): string | undefined {
   let conf: unknown
