@@ -16,6 +16,7 @@ import {promises as fs} from 'node:fs'
 import net from 'node:net'
 import {PnError} from '../errors.js'
 import {KeyedMutex} from '../exec/lockd.js'
+import {AGENT_OP_VAR} from './client.js'
 import {agentSocketPath} from './paths.js'
 import {decodeRequest, encodeResponse, FALLBACK_EXIT, WireError, type WireRequest, type WireResponse} from './wire.js'
 
@@ -95,10 +96,12 @@ export class AgentServer {
   private refused = 0
   private fallbacks = 0
   private draining = false
+  private readonly maxInflight: number
   readonly socket: string
 
   constructor(private readonly opts: AgentServerOptions) {
-    this.slots = new Slots(opts.maxInflight ?? 16)
+    this.maxInflight = opts.maxInflight ?? 16
+    this.slots = new Slots(this.maxInflight)
     this.socket = agentSocketPath(opts.stateDir)
   }
 
@@ -199,7 +202,12 @@ export class AgentServer {
       this.fallbacks++
       return {exitCode: FALLBACK_EXIT, stdout: '', stderr: ''}
     }
-    if (this.queued >= (this.opts.maxQueued ?? 512)) return this.busy(req, `${this.queued} requests already queued`)
+    // `pn agent status`: answered at once, never queued or counted, even under overload.
+    if (req.env[AGENT_OP_VAR] === 'stats') return {exitCode: 0, stdout: JSON.stringify(this.stats()) + '\n', stderr: ''}
+    // Full when every slot runs and the queue holds maxQueued more.
+    if (this.slots.active + this.queued >= this.maxInflight + (this.opts.maxQueued ?? 512)) {
+      return this.busy(req, `${this.slots.active} running and ${this.queued} queued`)
+    }
     const timeoutMs = this.opts.queueTimeoutMs ?? 20_000
     const started = Date.now()
     this.queued++

@@ -9,7 +9,6 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {AgentServer, type AgentStats} from '../agent/server.js'
 import {agentPidFile} from '../agent/paths.js'
-import {AGENT_OP_VAR} from '../agent/client.js'
 import {FALLBACK_EXIT, type WireRequest, type WireResponse} from '../agent/wire.js'
 import {toCniError} from '../cni/errors.js'
 import {defaultHandlers} from '../cni/handlers.js'
@@ -103,9 +102,7 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
     stdout: formatResult(toCniError(err, req ? cniVersionOf(req.stdin) : undefined)) + '\n',
     stderr: '',
   })
-  let server: AgentServer
   const handle = async (req: WireRequest, signal: AbortSignal): Promise<WireResponse> => {
-    if (req.env[AGENT_OP_VAR] === 'stats') return {exitCode: 0, stdout: JSON.stringify(server.stats()) + '\n', stderr: ''}
     // A netconf naming another node's state dir is not ours to serve (the client found this
     // socket through a path that resolves elsewhere): the standalone path handles it.
     const dir = requestStateDir(req)
@@ -145,7 +142,7 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
       return refuse(req, toPnError(err, 'run cni in the agent'))
     }
   }
-  server = new AgentServer({
+  const server = new AgentServer({
     stateDir,
     netnsIno,
     handle,
