@@ -54,18 +54,18 @@ function call(p: Plugin, env: Record<string, string>): number {
   return ms
 }
 
-/** The same call without waiting (for bursts): resolves with its wall time. */
-function callAsync(p: Plugin, env: Record<string, string>): Promise<number> {
+/** The same call without waiting (for bursts): its wall time, and the CNI error code of a failure. */
+function callAsync(p: Plugin, env: Record<string, string>): Promise<{ms: number; failed?: string}> {
   const started = process.hrtime.bigint()
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const c = spawn('nsenter', [`--net=/run/netns/${p.node}`, '--', ...p.cmd], {env: envOf(env)})
     let out = ''
     c.stdout.on('data', (d) => (out += d))
     c.stderr.on('data', (d) => (out += d))
     c.on('close', (code) => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6
-      if (code !== 0) reject(new Error(`${p.name} ${env.CNI_COMMAND} ${env.CNI_CONTAINERID}: exit ${code}: ${out}`))
-      else resolve(ms)
+      // A burst keeps going past failures (a runtime retries them): they are counted, by CNI code.
+      resolve(code === 0 ? {ms} : {ms, failed: /"code": *(\d+)/.exec(out)?.[1] ?? `exit ${code}`})
     })
     c.stdin.end(JSON.stringify(p.conf))
   })
@@ -151,15 +151,17 @@ async function main(): Promise<void> {
     const bpods = Array.from({length: BURST}, () => createNamespace('agbb').name)
     const envs = bpods.map((ns, i) => ({CNI_CONTAINERID: `${p.name}-burst-${i}`, CNI_NETNS: `/run/netns/${ns}`}))
     let t0 = Date.now()
-    const adds = await Promise.all(envs.map((e) => callAsync(p, {...e, CNI_COMMAND: 'ADD'})))
+    const addCalls = await Promise.all(envs.map((e) => callAsync(p, {...e, CNI_COMMAND: 'ADD'})))
     const addWall = Date.now() - t0
     t0 = Date.now()
-    const dels = await Promise.all(envs.map((e) => callAsync(p, {...e, CNI_COMMAND: 'DEL'})))
+    const delCalls = await Promise.all(envs.map((e) => callAsync(p, {...e, CNI_COMMAND: 'DEL'})))
     const delWall = Date.now() - t0
     for (const ns of bpods) spawnSync('ip', ['netns', 'del', ns])
-    const a = stats(adds)
-    burst[p.name] = {pods: BURST, addWallMs: addWall, delWallMs: delWall, totalWallMs: addWall + delWall, add: a, del: stats(dels), addMaxOverMedian: ratio(a.max, a.median)}
-    console.log(`burst ${p.name}: ${BURST} ADDs in ${addWall} ms, ${BURST} DELs in ${delWall} ms`)
+    const failures = (calls: {failed?: string}[]) => calls.filter((c) => c.failed).map((c) => c.failed!)
+    const a = stats(addCalls.map((c) => c.ms))
+    burst[p.name] = {pods: BURST, addWallMs: addWall, delWallMs: delWall, totalWallMs: addWall + delWall, add: a, del: stats(delCalls.map((c) => c.ms)),
+      addMaxOverMedian: ratio(a.max, a.median), addFailures: failures(addCalls), delFailures: failures(delCalls)}
+    console.log(`burst ${p.name}: ${BURST} ADDs in ${addWall} ms (${failures(addCalls).length} failed), ${BURST} DELs in ${delWall} ms (${failures(delCalls).length} failed)`)
   }
 
   // (c) agent memory over MEM_CYCLES ADD/DEL cycles on one pod netns.
@@ -192,8 +194,8 @@ async function main(): Promise<void> {
     console.log(`${p.name.padEnd(20)} ${[r.add.median, r.add.p95, r.del.median, r.del.p95].map((x) => String(x).padStart(8)).join(' ')} ${String(r.cycle.median).padStart(10)} ${String(r.cycle.p95).padStart(10)}`)
   }
   for (const [name, r] of Object.entries(ratios)) console.log(`ratio ${name}/reference: ADD ${r.add}x, DEL ${r.del}x, cycle ${r.cycle}x`)
-  for (const [name, b] of Object.entries(burst) as [string, {totalWallMs: number; add: ReturnType<typeof stats>; del: ReturnType<typeof stats>}][]) {
-    console.log(`burst ${name}: total ${b.totalWallMs} ms; ADD p50 ${b.add.median} p95 ${b.add.p95} max ${b.add.max}; DEL p50 ${b.del.median} p95 ${b.del.p95} max ${b.del.max}`)
+  for (const [name, b] of Object.entries(burst) as [string, {totalWallMs: number; add: ReturnType<typeof stats>; del: ReturnType<typeof stats>; addFailures: string[]}][]) {
+    console.log(`burst ${name}: total ${b.totalWallMs} ms (x${ratio(b.totalWallMs, (burst.reference as {totalWallMs: number}).totalWallMs)} reference); ADD p50 ${b.add.median} p95 ${b.add.p95} max ${b.add.max} (max/p50 ${ratio(b.add.max, b.add.median)}); DEL p50 ${b.del.median} p95 ${b.del.p95} max ${b.del.max}; ADD failures ${b.addFailures.length} [${b.addFailures.join(',')}]`)
   }
   console.log(`agent memory over ${MEM_CYCLES} cycles: RSS first 100 median ${memory.firstHundredKb.median} kB, last 100 median ${memory.lastHundredKb.median} kB (x${memory.lastOverFirst}), peak ${memory.peakKb} kB`)
   const out = path.join(REPO_ROOT, 'bench/results/cni.json')
