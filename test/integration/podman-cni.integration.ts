@@ -7,6 +7,9 @@
  * machine's own podman config is untouched. The image is busybox-static imported with
  * `podman import` (no registry is reachable).
  *
+ * It runs twice: with pn standalone (the installed client finds no agent and execs its
+ * fallback), and with `pn agent` running in the node (the client forwards every call to it).
+ *
  * Needs: apt-get install -y --no-install-recommends podman runc busybox-static
  */
 import assert from 'node:assert/strict'
@@ -23,7 +26,7 @@ const IMAGE = 'localhost/pn-busybox:latest'
 const NET = 'pnnet'
 const CNI_CACHE = '/var/lib/cni'
 
-describe('podman as a CNI client of pn (routing bpf)', function () {
+for (const viaAgent of [false, true]) describe(`podman as a CNI client of pn (routing bpf${viaAgent ? ', through pn agent' : ''})`, function () {
   this.timeout(300_000)
   let node: CniNode
   let tmp: string
@@ -43,7 +46,9 @@ describe('podman as a CNI client of pn (routing bpf)', function () {
 
   before(() => {
     cacheExisted = existsSync(CNI_CACHE)
-    node = createNode({podCidr: '10.231.0.0/24', routing: 'bpf', tag: 'cnpod'})
+    node = viaAgent
+      ? createNode({kind: 'pn-agent', podCidr: '10.232.0.0/24', routing: 'bpf', tag: 'agpod'})
+      : createNode({podCidr: '10.231.0.0/24', routing: 'bpf', tag: 'cnpod'})
     tmp = mkdtempSync(path.join(tmpdir(), 'pn-podman-'))
     for (const d of ['bin', 'net.d', 'tmp', 'rootfs/bin', 'rootfs/www', 'rootfs/tmp']) mkdirSync(path.join(tmp, d), {recursive: true})
     const inst = pn(['cni', 'install', '--bin-dir', path.join(tmp, 'bin'), '--conf-dir', path.join(tmp, 'net.d'), '--name', NET,
@@ -102,8 +107,8 @@ describe('podman as a CNI client of pn (routing bpf)', function () {
     const ipOf = (name: string) => ok(['inspect', '-f', `{{.NetworkSettings.Networks.${NET}.IPAddress}} {{.NetworkSettings.Networks.${NET}.Gateway}}`, name]).split(' ')
     const [webIp, gw] = ipOf('pn-web')
     const [clientIp] = ipOf('pn-client')
-    assert.match(webIp, /^10\.231\.0\.\d+$/)
-    assert.match(clientIp, /^10\.231\.0\.\d+$/)
+    assert.match(webIp, /^10\.23[12]\.0\.\d+$/)
+    assert.match(clientIp, /^10\.23[12]\.0\.\d+$/)
     assert.notEqual(webIp, clientIp)
     assert.equal(gw, node.gateway)
 
@@ -134,5 +139,8 @@ describe('podman as a CNI client of pn (routing bpf)', function () {
     const log = readFileSync(path.join(tmp, 'cni.log'), 'utf8')
     assert.match(log, new RegExp(`ADD ${web}:eth0`))
     assert.match(log, new RegExp(`DEL ${web}:eth0`))
+    // Who served the calls: the agent logs as pn-agent, the standalone path as pn-cni.
+    assert.match(log, viaAgent ? /pn-agent\[\d+\] ADD/ : /pn-cni\[\d+\] ADD/)
+    assert.doesNotMatch(log, viaAgent ? /pn-cni\[\d+\] ADD/ : /pn-agent\[\d+\] ADD/)
   })
 })
