@@ -31,7 +31,7 @@ first SIGTERM stops it after the requests in flight, a second interrupts them.`
     'log-file': Flags.string({summary: 'Append the agent log here (default: stderr in the foreground, <state-dir>/agent.log in the background).'}),
     'max-inflight': Flags.integer({summary: 'Requests served at once.', default: 16, min: 1}),
     'max-queued': Flags.integer({summary: 'Requests waiting before new ones get CNI code 11 (try again later).', default: 512, min: 0}),
-    'queue-timeout-ms': Flags.integer({summary: 'Longest wait in the queue before CNI code 11.', default: 20_000, min: 1}),
+    'queue-timeout-ms': Flags.integer({summary: 'Longest wait in the queue before CNI code 11.', default: 60_000, min: 1}),
   }
 
   async execute(): Promise<AgentStartResult> {

@@ -32,7 +32,7 @@ export interface AgentServerOptions {
   maxInflight?: number
   /** Requests waiting for a slot or for their attachment before new ones get code 11 (default 512). */
   maxQueued?: number
-  /** Longest wait for a slot before code 11 (default 20 s; runtimes allow minutes per call). */
+  /** Longest wait for a slot before code 11 (default 60 s; runtimes allow minutes per call, and a 100-pod burst on a loaded 2-CPU node queued longer than 20 s). */
   queueTimeoutMs?: number
   log?: (msg: string) => void
 }
@@ -208,7 +208,7 @@ export class AgentServer {
     if (this.slots.active + this.queued >= this.maxInflight + (this.opts.maxQueued ?? 512)) {
       return this.busy(req, `${this.slots.active} running and ${this.queued} queued`)
     }
-    const timeoutMs = this.opts.queueTimeoutMs ?? 20_000
+    const timeoutMs = this.opts.queueTimeoutMs ?? 60_000
     const started = Date.now()
     this.queued++
     let releaseAttachment: (() => void) | undefined
