@@ -86,8 +86,8 @@ export function createNode(opts: {kind?: PluginKind; podCidr: string; routing?: 
 }
 
 /** `pn agent start` in the node (background; returns once it answers). */
-export function startNodeAgent(node: {ns: string; stateDir: string}): number {
-  const r = pn(['agent', 'start', '--state-dir', node.stateDir, '--json'], {netns: node.ns})
+export function startNodeAgent(node: {ns: string; stateDir: string}, extraArgs: string[] = []): number {
+  const r = pn(['agent', 'start', '--state-dir', node.stateDir, ...extraArgs, '--json'], {netns: node.ns})
   if (r.status !== 0) throw new Error(`pn agent start in ${node.ns} failed: ${r.stdout} ${r.stderr}`)
   if (!agents.some((a) => a.stateDir === node.stateDir)) agents.push({ns: node.ns, stateDir: node.stateDir})
   return r.json!.result.pid as number
