@@ -1,23 +1,30 @@
 /**
- * CNI benchmark: the wall time of one ADD and one DEL as a runtime sees it (one plugin process
- * per call, exec'd inside the node's netns), pn against the CNI reference plugins ptp +
- * host-local (Debian containernetworking-plugins) on the same node netns, interleaved call by
- * call in one run. pn runs in routing mode bpf (veth + endpoint + BPF attach + map entries);
- * ptp makes a veth with host routes and an address on the host side. Results (medians, p90,
- * ratios) go to bench/results/cni.json.
- *   node dist/bench/cni/run.js        (PN_BENCH_PODS=N, default 20)
+ * CNI benchmark: ADD and DEL wall time as a runtime sees it (one plugin process per call, exec'd
+ * inside the node's netns), in one run, for
+ *   - pn standalone (node bin/pn-cni: boots Node per call),
+ *   - pn with its node agent (the native client dist/native/pn-cni → `pn agent` on the node),
+ *   - the CNI reference plugins ptp + host-local (Debian containernetworking-plugins),
+ * on the same node netns, pn in routing mode bpf (veth + endpoint + BPF attach + map entries).
+ *  (a) sequential ADD+DEL cycles, interleaved plugin by plugin, on pod netns prepared in advance:
+ *      median and p95 per ADD, per DEL, per cycle, ratios against the reference;
+ *  (b) burst: N ADDs started at once, then N DELs: total wall time and per-pod p50/p95/max;
+ *  (c) agent memory: RSS over M ADD/DEL cycles, first and last hundred, and the peak.
+ * Results go to bench/results/cni.json (git-ignored).
+ *   node dist/bench/cni/run.js
+ *   PN_BENCH_CYCLES=50 PN_BENCH_BURST=100 PN_BENCH_MEM_CYCLES=1000 (defaults)
  * PN_BENCH_COMPARE=DIR adds another pn checkout (built, e.g. a `git worktree` of an earlier
- * commit) as a third plugin on its own node, interleaved in the same run: before/after figures
- * for a change, as ratios to the same reference.
+ * commit) as a fourth plugin (its standalone path) on its own node, interleaved in (a).
  */
-import {execFileSync, spawnSync} from 'node:child_process'
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {execFileSync, spawn, spawnSync} from 'node:child_process'
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {REPO_ROOT} from '../../test/helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs} from '../../test/helpers/netns.js'
 
-const PODS = Number(process.env.PN_BENCH_PODS ?? 20)
+const CYCLES = Number(process.env.PN_BENCH_CYCLES ?? 50)
+const BURST = Number(process.env.PN_BENCH_BURST ?? 100)
+const MEM_CYCLES = Number(process.env.PN_BENCH_MEM_CYCLES ?? 1000)
 const BPFFS = '/run/pn/bpffs'
 const CNI_BIN = '/usr/lib/cni'
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'pn-bench-cni-'))
@@ -27,30 +34,55 @@ function ensureBpffs(): void {
   if (execFileSync('stat', ['-f', '-c', '%T', BPFFS], {encoding: 'utf8'}).trim() !== 'bpf_fs') execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS])
 }
 
+interface Plugin {
+  name: string
+  node: string
+  cmd: string[]
+  conf: object
+}
+
+function envOf(env: Record<string, string>): NodeJS.ProcessEnv {
+  return {PATH: process.env.PATH, CNI_PATH: CNI_BIN, CNI_IFNAME: 'eth0', CNI_ARGS: '', ...env}
+}
+
 /** One plugin call inside the node netns (nsenter: the runtime's own netns is the node's). */
-function call(nodeNs: string, plugin: string[], env: Record<string, string>, conf: object): number {
+function call(p: Plugin, env: Record<string, string>): number {
   const started = process.hrtime.bigint()
-  const r = spawnSync('nsenter', [`--net=/run/netns/${nodeNs}`, '--', ...plugin], {
-    env: {...process.env, CNI_PATH: CNI_BIN, CNI_IFNAME: 'eth0', ...env},
-    input: JSON.stringify(conf),
-    encoding: 'utf8',
-  })
+  const r = spawnSync('nsenter', [`--net=/run/netns/${p.node}`, '--', ...p.cmd], {env: envOf(env), input: JSON.stringify(p.conf), encoding: 'utf8'})
   const ms = Number(process.hrtime.bigint() - started) / 1e6
-  if (r.status !== 0) throw new Error(`${plugin.join(' ')} ${env.CNI_COMMAND}: ${r.stdout} ${r.stderr}`)
+  if (r.status !== 0) throw new Error(`${p.name} ${env.CNI_COMMAND}: ${r.stdout} ${r.stderr}`)
   return ms
+}
+
+/** The same call without waiting (for bursts): its wall time, and the CNI error code of a failure. */
+function callAsync(p: Plugin, env: Record<string, string>): Promise<{ms: number; failed?: string}> {
+  const started = process.hrtime.bigint()
+  return new Promise((resolve) => {
+    const c = spawn('nsenter', [`--net=/run/netns/${p.node}`, '--', ...p.cmd], {env: envOf(env)})
+    let out = ''
+    c.stdout.on('data', (d) => (out += d))
+    c.stderr.on('data', (d) => (out += d))
+    c.on('close', (code) => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6
+      // A burst keeps going past failures (a runtime retries them): they are counted, by CNI code.
+      resolve(code === 0 ? {ms} : {ms, failed: /"code": *(\d+)/.exec(out)?.[1] ?? `exit ${code}`})
+    })
+    c.stdin.end(JSON.stringify(p.conf))
+  })
 }
 
 function stats(xs: number[]) {
   const s = [...xs].sort((a, b) => a - b)
   const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))]
-  return {median: Number(q(0.5).toFixed(2)), p90: Number(q(0.9).toFixed(2)), mean: Number((s.reduce((a, b) => a + b, 0) / s.length).toFixed(2))}
+  const r = (x: number) => Number(x.toFixed(2))
+  return {n: s.length, median: r(q(0.5)), p95: r(q(0.95)), max: r(s[s.length - 1])}
 }
 
 /** A node netns with an uplink stub, initialised by the pn checkout at `repo`. */
 function makeNode(repo: string, cidr: string, stateDir: string): string {
-  const node = createNamespace('cnib').name
+  const node = createNamespace('agbn').name
   nodes.push({ns: node, repo, stateDir})
-  const stub = createNamespace('cnibu').name
+  const stub = createNamespace('agbu').name
   inNs(node, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'up0', 'netns', stub])
   inNs(node, ['ip', 'link', 'set', 'eth0', 'up'])
   const init = spawnSync('ip', ['netns', 'exec', node, process.execPath, path.join(repo, 'bin/run.js'), 'node', 'init', '--name', node, '--device', 'eth0',
@@ -59,56 +91,113 @@ function makeNode(repo: string, cidr: string, stateDir: string): string {
   return node
 }
 
-function main(): void {
+function startAgent(node: string, dir: string): number {
+  const r = spawnSync('ip', ['netns', 'exec', node, process.execPath, path.join(REPO_ROOT, 'bin/run.js'), 'agent', 'start', '--state-dir', dir, '--json'], {encoding: 'utf8'})
+  if (r.status !== 0) throw new Error(`pn agent start: ${r.stdout} ${r.stderr}`)
+  return JSON.parse(r.stdout).result.pid as number
+}
+
+function rssKb(pid: number): {rss: number; hwm: number} {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s)?.[1] ?? 0)
+  return {rss: kb('VmRSS'), hwm: kb('VmHWM')}
+}
+
+const ratio = (a: number, b: number) => Number((a / b).toFixed(2))
+
+async function main(): Promise<void> {
   ensureBpffs()
   const compare = process.env.PN_BENCH_COMPARE ? path.resolve(process.env.PN_BENCH_COMPARE) : undefined
-  const node = makeNode(REPO_ROOT, '10.97.0.0/24', stateDir)
-  const plugins: {name: string; node: string; cmd: string[]; conf: object}[] = [
-    {name: 'pn', node, cmd: [process.execPath, path.join(REPO_ROOT, 'bin/pn-cni')], conf: {cniVersion: '1.0.0', name: 'pnbench', type: 'pn', stateDir}},
-    {name: 'ptp', node, cmd: [path.join(CNI_BIN, 'ptp')], conf: {cniVersion: '1.0.0', name: 'ptpbench', type: 'ptp', ipam: {type: 'host-local', subnet: '10.98.0.0/24', dataDir: path.join(tmp, 'host-local')}}},
+  // A /20: the burst holds BURST pods of each pn plugin at once.
+  const node = makeNode(REPO_ROOT, '10.97.0.0/20', stateDir)
+  const agentPid = startAgent(node, stateDir)
+  const pnConf = {cniVersion: '1.0.0', name: 'pnbench', type: 'pn', stateDir}
+  const plugins: Plugin[] = [
+    {name: 'standalone', node, cmd: [process.execPath, path.join(REPO_ROOT, 'bin/pn-cni')], conf: pnConf},
+    {name: 'agent', node, cmd: [path.join(REPO_ROOT, 'dist/native/pn-cni')], conf: pnConf},
+    {name: 'reference', node, cmd: [path.join(CNI_BIN, 'ptp')], conf: {cniVersion: '1.0.0', name: 'ptpbench', type: 'ptp', ipam: {type: 'host-local', subnet: '10.98.0.0/20', dataDir: path.join(tmp, 'host-local')}}},
   ]
   if (compare) {
     const baseState = path.join(tmp, 'state-compare')
-    const baseNode = makeNode(compare, '10.96.0.0/24', baseState)
+    const baseNode = makeNode(compare, '10.96.0.0/20', baseState)
     plugins.push({name: 'compare', node: baseNode, cmd: [process.execPath, path.join(compare, 'bin/pn-cni')], conf: {cniVersion: '1.0.0', name: 'pnbase', type: 'pn', stateDir: baseState}})
   }
-  const t: Record<string, {add: number[]; del: number[]}> = Object.fromEntries(plugins.map((p) => [p.name, {add: [], del: []}]))
 
-  for (let i = 0; i < PODS; i++) {
-    for (const p of plugins) {
-      const pod = createNamespace('cnibp').name
-      const env = {CNI_CONTAINERID: `${p.name}-bench-${i}`, CNI_NETNS: `/run/netns/${pod}`}
-      t[p.name].add.push(call(p.node, p.cmd, {...env, CNI_COMMAND: 'ADD'}, p.conf))
-      t[p.name].del.push(call(p.node, p.cmd, {...env, CNI_COMMAND: 'DEL'}, p.conf))
-      spawnSync('ip', ['netns', 'del', pod])
+  // (a) sequential cycles on pod namespaces prepared in advance, interleaved plugin by plugin.
+  const pods = plugins.map(() => Array.from({length: CYCLES}, () => createNamespace('agbp').name))
+  const seq: Record<string, {add: number[]; del: number[]; cycle: number[]}> = Object.fromEntries(plugins.map((p) => [p.name, {add: [], del: [], cycle: []}]))
+  for (let i = 0; i < CYCLES; i++) {
+    for (const [j, p] of plugins.entries()) {
+      const env = {CNI_CONTAINERID: `${p.name}-seq-${i}`, CNI_NETNS: `/run/netns/${pods[j][i]}`}
+      const a = call(p, {...env, CNI_COMMAND: 'ADD'})
+      const d = call(p, {...env, CNI_COMMAND: 'DEL'})
+      seq[p.name].add.push(a)
+      seq[p.name].del.push(d)
+      seq[p.name].cycle.push(a + d)
     }
   }
-  const version = call(node, plugins[0].cmd, {CNI_COMMAND: 'VERSION'}, {cniVersion: '1.0.0'})
-  const ratio = (a: number[], b: number[]) => Number((stats(a).median / stats(b).median).toFixed(2))
-  const results = {
-    pods: PODS,
-    pn: {add: stats(t.pn.add), del: stats(t.pn.del)},
-    ptpHostLocal: {add: stats(t.ptp.add), del: stats(t.ptp.del)},
-    ...(compare ? {compare: {repo: compare, add: stats(t.compare.add), del: stats(t.compare.del)}} : {}),
-    pnVersionMs: Number(version.toFixed(2)),
-    ratios: {
-      add: ratio(t.pn.add, t.ptp.add),
-      del: ratio(t.pn.del, t.ptp.del),
-      ...(compare ? {compareAdd: ratio(t.compare.add, t.ptp.add), compareDel: ratio(t.compare.del, t.ptp.del), addVsCompare: ratio(t.pn.add, t.compare.add), delVsCompare: ratio(t.pn.del, t.compare.del)} : {}),
-    },
+  for (const list of pods) for (const ns of list) spawnSync('ip', ['netns', 'del', ns])
+  const sequential = Object.fromEntries(plugins.map((p) => [p.name, {add: stats(seq[p.name].add), del: stats(seq[p.name].del), cycle: stats(seq[p.name].cycle)}]))
+  const ref = sequential.reference
+  const ratios = Object.fromEntries(plugins.filter((p) => p.name !== 'reference').map((p) => [p.name, {
+    add: ratio(sequential[p.name].add.median, ref.add.median),
+    del: ratio(sequential[p.name].del.median, ref.del.median),
+    cycle: ratio(sequential[p.name].cycle.median, ref.cycle.median),
+  }]))
+
+  // (b) bursts: BURST ADDs at once, then BURST DELs, one plugin at a time.
+  const burst: Record<string, unknown> = {}
+  for (const p of plugins.filter((x) => x.name !== 'compare')) {
+    const bpods = Array.from({length: BURST}, () => createNamespace('agbb').name)
+    const envs = bpods.map((ns, i) => ({CNI_CONTAINERID: `${p.name}-burst-${i}`, CNI_NETNS: `/run/netns/${ns}`}))
+    let t0 = Date.now()
+    const addCalls = await Promise.all(envs.map((e) => callAsync(p, {...e, CNI_COMMAND: 'ADD'})))
+    const addWall = Date.now() - t0
+    t0 = Date.now()
+    const delCalls = await Promise.all(envs.map((e) => callAsync(p, {...e, CNI_COMMAND: 'DEL'})))
+    const delWall = Date.now() - t0
+    for (const ns of bpods) spawnSync('ip', ['netns', 'del', ns])
+    const failures = (calls: {failed?: string}[]) => calls.filter((c) => c.failed).map((c) => c.failed!)
+    const a = stats(addCalls.map((c) => c.ms))
+    burst[p.name] = {pods: BURST, addWallMs: addWall, delWallMs: delWall, totalWallMs: addWall + delWall, add: a, del: stats(delCalls.map((c) => c.ms)),
+      addMaxOverMedian: ratio(a.max, a.median), addFailures: failures(addCalls), delFailures: failures(delCalls)}
+    console.log(`burst ${p.name}: ${BURST} ADDs in ${addWall} ms (${failures(addCalls).length} failed), ${BURST} DELs in ${delWall} ms (${failures(delCalls).length} failed)`)
   }
-  console.log(`CNI ADD/DEL wall time per call, ${PODS} pods each, interleaved (ms)`)
-  console.log('what                 ADD p50   ADD p90   DEL p50   DEL p90')
-  const rows: [string, {add: ReturnType<typeof stats>; del: ReturnType<typeof stats>}][] = [['pn (bpf mode)', results.pn], ['ptp + host-local', results.ptpHostLocal]]
-  if (results.compare) rows.push(['pn (compare build)', results.compare])
-  for (const [name, r] of rows) {
-    console.log(`${name.padEnd(20)} ${String(r.add.median).padStart(7)}   ${String(r.add.p90).padStart(7)}   ${String(r.del.median).padStart(7)}   ${String(r.del.p90).padStart(7)}`)
+
+  // (c) agent memory over MEM_CYCLES ADD/DEL cycles on one pod netns.
+  const agent = plugins.find((p) => p.name === 'agent')!
+  const memPod = createNamespace('agbm').name
+  const samples: number[] = []
+  const before = rssKb(agentPid)
+  for (let i = 0; i < MEM_CYCLES; i++) {
+    const env = {CNI_CONTAINERID: `agent-mem-${i}`, CNI_NETNS: `/run/netns/${memPod}`}
+    call(agent, {...env, CNI_COMMAND: 'ADD'})
+    call(agent, {...env, CNI_COMMAND: 'DEL'})
+    samples.push(rssKb(agentPid).rss)
   }
-  console.log(`ratio pn/reference: ADD ${results.ratios.add}x, DEL ${results.ratios.del}x; pn VERSION ${results.pnVersionMs} ms`)
-  if (compare) {
-    const r = results.ratios as Record<string, number>
-    console.log(`compare build/reference: ADD ${r.compareAdd}x, DEL ${r.compareDel}x; this build/compare build: ADD ${r.addVsCompare}x, DEL ${r.delVsCompare}x`)
+  const first = samples.slice(0, 100)
+  const last = samples.slice(-100)
+  const memory = {
+    cycles: MEM_CYCLES,
+    rssKbAtStart: before.rss,
+    firstHundredKb: stats(first),
+    lastHundredKb: stats(last),
+    peakKb: rssKb(agentPid).hwm,
+    lastOverFirst: ratio(stats(last).median, stats(first).median),
   }
+
+  const results = {cycles: CYCLES, sequential, ratios, burst, memory, ...(compare ? {compare: {repo: compare}} : {})}
+  console.log(`CNI ADD/DEL wall time per call, ${CYCLES} sequential cycles each, interleaved (ms)`)
+  console.log('what                   ADD p50  ADD p95  DEL p50  DEL p95  cycle p50  cycle p95')
+  for (const p of plugins) {
+    const r = sequential[p.name]
+    console.log(`${p.name.padEnd(20)} ${[r.add.median, r.add.p95, r.del.median, r.del.p95].map((x) => String(x).padStart(8)).join(' ')} ${String(r.cycle.median).padStart(10)} ${String(r.cycle.p95).padStart(10)}`)
+  }
+  for (const [name, r] of Object.entries(ratios)) console.log(`ratio ${name}/reference: ADD ${r.add}x, DEL ${r.del}x, cycle ${r.cycle}x`)
+  for (const [name, b] of Object.entries(burst) as [string, {totalWallMs: number; add: ReturnType<typeof stats>; del: ReturnType<typeof stats>; addFailures: string[]}][]) {
+    console.log(`burst ${name}: total ${b.totalWallMs} ms (x${ratio(b.totalWallMs, (burst.reference as {totalWallMs: number}).totalWallMs)} reference); ADD p50 ${b.add.median} p95 ${b.add.p95} max ${b.add.max} (max/p50 ${ratio(b.add.max, b.add.median)}); DEL p50 ${b.del.median} p95 ${b.del.p95} max ${b.del.max}; ADD failures ${b.addFailures.length} [${b.addFailures.join(',')}]`)
+  }
+  console.log(`agent memory over ${MEM_CYCLES} cycles: RSS first 100 median ${memory.firstHundredKb.median} kB, last 100 median ${memory.lastHundredKb.median} kB (x${memory.lastOverFirst}), peak ${memory.peakKb} kB`)
   const out = path.join(REPO_ROOT, 'bench/results/cni.json')
   mkdirSync(path.dirname(out), {recursive: true})
   writeFileSync(out, JSON.stringify(results, null, 2) + '\n')
@@ -118,13 +207,25 @@ function main(): void {
 const nodes: {ns: string; repo: string; stateDir: string}[] = []
 const stateDir = path.join(tmp, 'state')
 
-try {
-  main()
-} finally {
+function cleanup(): void {
+  spawnSync(process.execPath, [path.join(REPO_ROOT, 'bin/run.js'), 'agent', 'stop', '--state-dir', stateDir, '--json'])
   // Each build's own reset unloads its node's programs and removes its pins; then the namespaces go.
   for (const n of nodes) {
     spawnSync('ip', ['netns', 'exec', n.ns, process.execPath, path.join(n.repo, 'bin/run.js'), 'node', 'reset', '--state-dir', n.stateDir, '--json'])
   }
   cleanupNamespaces()
   rmSync(tmp, {recursive: true, force: true})
+}
+
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    cleanup()
+    process.exit(130)
+  })
+}
+
+try {
+  await main()
+} finally {
+  cleanup()
 }

@@ -1,6 +1,11 @@
 /**
- * Install pn for a runtime: an executable wrapper `<bin-dir>/<type>` that execs node on this
- * repository's bin/pn-cni (a runtime runs `<CNI_PATH>/<type>`), and a conflist naming it.
+ * Install pn for a runtime (a runtime runs `<CNI_PATH>/<type>`):
+ *  - `<bin-dir>/<type>`: a copy of the native client (dist/native/pn-cni), which forwards the
+ *    call to the node's agent without booting Node, or execs its fallback when none answers;
+ *  - `<bin-dir>/<type>.node`: that fallback, a wrapper exec'ing node on this repository's
+ *    bin/pn-cni (the standalone path);
+ *  - a conflist naming the type.
+ * Without a built client (no clang), the wrapper itself becomes `<type>` (standalone only).
  * Idempotent: unchanged files are not rewritten (`changed: false`).
  */
 import {promises as fs} from 'node:fs'
@@ -13,6 +18,8 @@ import {DEFAULT_INSTALL_VERSION, isSupportedVersion, SUPPORTED_VERSIONS} from '.
 
 /** bin/pn-cni of the repository this module was compiled in (dist/src/cni → repo root). */
 export const PN_CNI_ENTRY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/pn-cni')
+/** The native client of this build (dist/src/cni → dist/native). */
+export const PN_CNI_CLIENT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/pn-cni')
 
 export interface InstallOptions {
   binDir: string
@@ -27,6 +34,8 @@ export interface InstallOptions {
   confFile?: string
   /** Node binary the wrapper execs (default: the running one). */
   nodePath?: string
+  /** The native client to install (default: this build's dist/native/pn-cni). */
+  client?: string
 }
 
 export interface InstallResult {
@@ -34,18 +43,23 @@ export interface InstallResult {
   plugin: string
   conflist: string
   entry: string
+  /** The standalone wrapper the client falls back to (`<plugin>.node`), or the plugin itself without a client. */
+  fallback: string
+  /** True when `plugin` is the native client (agent-aware), false when it is the Node wrapper. */
+  client: boolean
   config: Record<string, unknown>
+  warnings: string[]
 }
 
 function shellQuote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`
 }
 
-async function writeIfChanged(file: string, text: string, mode: number): Promise<boolean> {
-  const old = await fs.readFile(file, 'utf8').catch(() => undefined)
+async function writeIfChanged(file: string, data: string | Buffer, mode: number): Promise<boolean> {
+  const old = await fs.readFile(file).catch(() => undefined)
   const st = await fs.stat(file).catch(() => undefined)
-  if (old === text && st && (st.mode & 0o777) === mode) return false
-  await writeFileAtomic(file, text, mode)
+  if (old && old.equals(Buffer.from(data)) && st && (st.mode & 0o777) === mode) return false
+  await writeFileAtomic(file, data, mode)
   await fs.chmod(file, mode)
   return true
 }
@@ -85,7 +99,19 @@ export async function installCni(opts: InstallOptions): Promise<InstallResult> {
   }
   const config = {cniVersion: version, name, plugins: [pluginConf]}
   const conflist = path.join(opts.confDir, opts.confFile ?? `10-${name}.conflist`)
-  const a = await writeIfChanged(plugin, wrapper, 0o755)
-  const b = await writeIfChanged(conflist, JSON.stringify(config, null, 2) + '\n', 0o644)
-  return {changed: a || b, plugin, conflist, entry, config}
+  const client = await fs.readFile(opts.client ?? PN_CNI_CLIENT).catch(() => undefined)
+  const warnings: string[] = []
+  let changed: boolean
+  let fallback = plugin
+  if (client) {
+    // The wrapper first: a runtime calling the new client mid-install must find its fallback.
+    fallback = `${plugin}.node`
+    changed = await writeIfChanged(fallback, wrapper, 0o755)
+    changed = (await writeIfChanged(plugin, client, 0o755)) || changed
+  } else {
+    warnings.push(`${opts.client ?? PN_CNI_CLIENT} is not built (npm run build needs clang): installed the standalone Node entry only, which a pn agent cannot speed up`)
+    changed = await writeIfChanged(plugin, wrapper, 0o755)
+  }
+  changed = (await writeIfChanged(conflist, JSON.stringify(config, null, 2) + '\n', 0o644)) || changed
+  return {changed, plugin, conflist, entry, fallback, client: Boolean(client), config, warnings}
 }

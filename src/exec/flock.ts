@@ -13,6 +13,19 @@ export interface HeldLock {
   release(): Promise<void>
 }
 
+/**
+ * Who takes the locks: by default a `flock … cat` helper per chain (acquireFlocks); a long-running
+ * process (the node agent) passes one that asks a single long-lived helper instead (./lockd.ts).
+ * Either way they are the same kernel flocks on the same files, so the two exclude each other.
+ */
+export interface Locker {
+  /** Take every lock of the chain in order; LockBusyError names the one that timed out. */
+  acquire(locks: LockSpec[]): Promise<HeldLock>
+}
+
+/** The default: one helper process per chain. */
+export const flockLocker: Locker = {acquire: (locks) => acquireFlocks(locks)}
+
 /** Exit code flock(1) uses for "timed out waiting" (its -E option) on the first lock of a chain; the n-th uses 75 + n. */
 const FLOCK_TIMEOUT_EXIT = 75
 

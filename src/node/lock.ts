@@ -11,7 +11,7 @@
 import {promises as fs} from 'node:fs'
 import path from 'node:path'
 import {PnError, isPnError} from '../errors.js'
-import {acquireFlock, acquireFlocks, LockBusyError} from '../exec/flock.js'
+import {acquireFlock, flockLocker, LockBusyError} from '../exec/flock.js'
 import {validateContainerId, validateIfname} from '../datapath/validate.js'
 import {DEFAULT_LOCK_TIMEOUT_MS, ensureDir, fileExists, withLock, type LockOptions} from '../state/files.js'
 
@@ -112,7 +112,7 @@ export async function withAttachmentLock<T>(
   await ensureDir(path.dirname(file))
   let held
   try {
-    held = await acquireFlocks([
+    held = await (lock.locker ?? flockLocker).acquire([
       {path: nodeLockFile(stateDir), timeoutMs: 0, shared: true},
       {path: `${file}.lock`, timeoutMs: lock.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS},
     ])

@@ -3,7 +3,9 @@
  * "uplink" pair of its own, initialised with `pn node init` (state dir in a tmp dir, bpffs root
  * /run/pn/bpffs/<unique>); the plugin runs as a real process inside it, exactly as a runtime
  * on that node would exec it: `ip netns exec NODE node bin/pn-cni` with CNI_* env and stdin.
- * The same harness drives Debian's ptp + host-local, as a sanity check of the suite itself.
+ * The same harness drives Debian's ptp + host-local, as a sanity check of the suite itself, and
+ * pn through its node agent: kind `pn-agent` starts `pn agent` in the node and runs the native
+ * client (dist/native/pn-cni) as the plugin, as `pn cni install` sets it up.
  */
 import {spawn, spawnSync} from 'node:child_process'
 import {mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
@@ -14,9 +16,10 @@ import {pn, REPO_ROOT} from '../helpers/cli.js'
 import {ipFromBytes} from '../../src/datapath/bpf/maps/layout.js'
 
 export const PN_CNI = path.join(REPO_ROOT, 'bin/pn-cni')
+export const PN_CNI_CLIENT = path.join(REPO_ROOT, 'dist/native/pn-cni')
 export const REF_CNI_DIR = '/usr/lib/cni'
 
-export type PluginKind = 'pn' | 'ptp'
+export type PluginKind = 'pn' | 'pn-agent' | 'ptp'
 
 export interface CniNode {
   ns: string
@@ -41,6 +44,7 @@ export interface Invocation {
 }
 
 const tmpDirs: string[] = []
+const agents: {ns: string; stateDir: string}[] = []
 const bpffsRoots: string[] = []
 
 function parse(status: number | null, stdout: string, stderr: string): Invocation {
@@ -67,11 +71,12 @@ export function createNode(opts: {kind?: PluginKind; podCidr: string; podCidr6?:
   const v6 = opts.podCidr6 ? {podCidr6: opts.podCidr6, gateway6: opts.podCidr6.replace(/::\/\d+$/, '::1')} : {}
   const cidrArgs = ['--pod-cidr', opts.podCidr, ...(opts.podCidr6 ? ['--pod-cidr', opts.podCidr6] : [])]
   const routing = opts.routing ?? 'host-routes'
-  if (kind === 'pn') {
+  if (kind === 'pn' || kind === 'pn-agent') {
     bpffsRoots.push(bpffsRoot)
     const r = pn(['node', 'init', '--name', ns, '--device', 'up0', ...cidrArgs, '--routing', routing,
       '--state-dir', stateDir, '--bpffs-root', bpffsRoot, '--json'], {netns: ns})
     if (r.status !== 0) throw new Error(`pn node init in ${ns} failed: ${r.stdout} ${r.stderr}`)
+    if (kind === 'pn-agent') startNodeAgent({ns, stateDir})
     return {ns, kind, stateDir, bpffsRoot, podCidr: opts.podCidr, gateway, ...v6, routing, conf: {name: 'pn', type: 'pn', stateDir}}
   }
   return {
@@ -86,12 +91,28 @@ export function createNode(opts: {kind?: PluginKind; podCidr: string; podCidr6?:
   }
 }
 
+/** `pn agent start` in the node (background; returns once it answers). */
+export function startNodeAgent(node: {ns: string; stateDir: string}, extraArgs: string[] = []): number {
+  const r = pn(['agent', 'start', '--state-dir', node.stateDir, ...extraArgs, '--json'], {netns: node.ns})
+  if (r.status !== 0) throw new Error(`pn agent start in ${node.ns} failed: ${r.stdout} ${r.stderr}`)
+  if (!agents.some((a) => a.stateDir === node.stateDir)) agents.push({ns: node.ns, stateDir: node.stateDir})
+  return r.json!.result.pid as number
+}
+
+/** `pn agent stop` (graceful): what the agent had in flight finishes first. */
+export function stopNodeAgent(node: {ns: string; stateDir: string}): void {
+  // No netns: stopping is a signal to a pid, and the node's namespace may already be gone.
+  pn(['agent', 'stop', '--state-dir', node.stateDir, '--json'])
+}
+
 export function destroyNode(node: CniNode): void {
+  if (node.kind === 'pn-agent') stopNodeAgent(node)
   deleteNamespace(node.ns)
 }
 
-/** Remove tmp state dirs and bpffs folders this process made. */
+/** Stop the agents, remove tmp state dirs and bpffs folders this process made. */
 export function cleanupHarness(): void {
+  for (const a of agents.splice(0)) stopNodeAgent(a)
   for (const d of tmpDirs.splice(0)) rmSync(d, {recursive: true, force: true})
   for (const d of bpffsRoots.splice(0)) rmSync(d, {recursive: true, force: true})
 }
@@ -110,7 +131,7 @@ export interface CniEnvInput {
 }
 
 function argvFor(node: CniNode): string[] {
-  const plugin = node.kind === 'pn' ? [process.execPath, PN_CNI] : [path.join(REF_CNI_DIR, 'ptp')]
+  const plugin = node.kind === 'pn' ? [process.execPath, PN_CNI] : node.kind === 'pn-agent' ? [PN_CNI_CLIENT] : [path.join(REF_CNI_DIR, 'ptp')]
   return ['ip', 'netns', 'exec', node.ns, ...plugin]
 }
 

@@ -7,6 +7,9 @@
  * machine's own podman config is untouched. The image is busybox-static imported with
  * `podman import` (no registry is reachable).
  *
+ * It runs twice: with pn standalone (the installed client finds no agent and execs its
+ * fallback), and with `pn agent` running in the node (the client forwards every call to it).
+ *
  * Needs: apt-get install -y --no-install-recommends podman runc busybox-static
  */
 import assert from 'node:assert/strict'
@@ -24,8 +27,9 @@ const NET = 'pnnet'
 const CNI_CACHE = '/var/lib/cni'
 
 /** IPv4 alone, and dual stack (an IPv4 and an IPv6 pod CIDR: each container gets one of each). */
-const VARIANTS: {label: string; podCidr: string; podCidr6?: string; tag: string}[] = [
+const VARIANTS: {label: string; podCidr: string; podCidr6?: string; tag: string; agent?: boolean}[] = [
   {label: 'routing bpf', podCidr: '10.231.0.0/24', tag: 'cnpod'},
+  {label: 'routing bpf, through pn agent', podCidr: '10.233.0.0/24', tag: 'agpod', agent: true},
   {label: 'routing bpf, dual stack', podCidr: '10.232.0.0/24', podCidr6: 'fd00:232::/112', tag: 'v6pod'},
 ]
 
@@ -51,7 +55,7 @@ for (const variant of VARIANTS) describe(`podman as a CNI client of pn (${varian
 
   before(() => {
     cacheExisted = existsSync(CNI_CACHE)
-    node = createNode({podCidr: variant.podCidr, podCidr6: variant.podCidr6, routing: 'bpf', tag: variant.tag})
+    node = createNode({kind: variant.agent ? 'pn-agent' : 'pn', podCidr: variant.podCidr, podCidr6: variant.podCidr6, routing: 'bpf', tag: variant.tag})
     tmp = mkdtempSync(path.join(tmpdir(), 'pn-podman-'))
     for (const d of ['bin', 'net.d', 'tmp', 'rootfs/bin', 'rootfs/www', 'rootfs/tmp']) mkdirSync(path.join(tmp, d), {recursive: true})
     const inst = pn(['cni', 'install', '--bin-dir', path.join(tmp, 'bin'), '--conf-dir', path.join(tmp, 'net.d'), '--name', NET,
@@ -165,5 +169,8 @@ for (const variant of VARIANTS) describe(`podman as a CNI client of pn (${varian
     const log = readFileSync(path.join(tmp, 'cni.log'), 'utf8')
     assert.match(log, new RegExp(`ADD ${web}:eth0`))
     assert.match(log, new RegExp(`DEL ${web}:eth0`))
+    // Who served the calls: the agent logs as pn-agent, the standalone path as pn-cni.
+    assert.match(log, variant.agent ? /pn-agent\[\d+\] ADD/ : /pn-cni\[\d+\] ADD/)
+    assert.doesNotMatch(log, variant.agent ? /pn-cni\[\d+\] ADD/ : /pn-agent\[\d+\] ADD/)
   })
 })

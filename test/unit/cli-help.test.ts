@@ -19,7 +19,7 @@ describe('every command documents itself', () => {
 
   it('finds the commands of every topic', () => {
     const topics = new Set(files.map((f) => path.relative(root, f).split(path.sep)[0]))
-    for (const t of ['pool', 'ipam', 'node', 'veth', 'endpoint', 'bpf', 'cni', 'bgp', 'service']) assert.ok(topics.has(t), `topic ${t}`)
+    for (const t of ['pool', 'ipam', 'node', 'veth', 'endpoint', 'bpf', 'cni', 'bgp', 'service', 'agent']) assert.ok(topics.has(t), `topic ${t}`)
   })
 
   it('has a summary and examples, one of them with --json, and supports --json', async () => {

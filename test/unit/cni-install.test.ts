@@ -3,7 +3,7 @@ import {spawnSync} from 'node:child_process'
 import {mkdtempSync, readFileSync, rmSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
-import {installCni, PN_CNI_ENTRY} from '../../src/cni/install.js'
+import {installCni, PN_CNI_CLIENT, PN_CNI_ENTRY} from '../../src/cni/install.js'
 import {manualNodeRequest, manualRequest, prevResultFromEndpoint} from '../../src/cni/manual.js'
 import {parsePrevResult} from '../../src/cni/result.js'
 import {saveEndpoint} from '../../src/endpoint/store.js'
@@ -23,7 +23,11 @@ describe('cni install', () => {
     assert.equal(r.changed, true)
     assert.equal(r.plugin, path.join(dir, 'bin', 'pn'))
     assert.equal(statSync(r.plugin).mode & 0o777, 0o755)
-    assert.match(readFileSync(r.plugin, 'utf8'), new RegExp(`exec '${process.execPath}' '${PN_CNI_ENTRY}' "\\$@"`))
+    // The plugin is the native client; its standalone fallback sits beside it.
+    assert.equal(r.client, true)
+    assert.deepEqual(readFileSync(r.plugin), readFileSync(PN_CNI_CLIENT))
+    assert.equal(r.fallback, `${r.plugin}.node`)
+    assert.match(readFileSync(r.fallback, 'utf8'), new RegExp(`exec '${process.execPath}' '${PN_CNI_ENTRY}' "\\$@"`))
     const conf = JSON.parse(readFileSync(path.join(dir, 'net.d', '10-lab.conflist'), 'utf8'))
     assert.deepEqual(conf, {cniVersion: '1.0.0', name: 'lab', plugins: [{type: 'pn', stateDir: '/tmp/node1', logFile: '/tmp/node1/cni.log'}]})
     assert.equal((await installCni(opts)).changed, false)
@@ -32,7 +36,15 @@ describe('cni install', () => {
     assert.equal(JSON.parse(readFileSync(other.conflist, 'utf8')).plugins[0].type, 'pn-cni')
   })
 
-  it('the installed wrapper answers VERSION like a runtime probe expects', async () => {
+  it('without a built client, installs the standalone wrapper as the plugin and says so', async () => {
+    const r = await installCni({binDir: dir, confDir: dir, client: path.join(dir, 'missing')})
+    assert.equal(r.client, false)
+    assert.equal(r.fallback, r.plugin)
+    assert.match(readFileSync(r.plugin, 'utf8'), /^#!\/bin\/sh/)
+    assert.match(r.warnings[0], /not built/)
+  })
+
+  it('the installed client answers VERSION like a runtime probe expects (no agent: through its fallback)', async () => {
     const r = await installCni({binDir: dir, confDir: dir})
     const out = spawnSync(r.plugin, [], {encoding: 'utf8', input: 'garbage', env: {PATH: process.env.PATH, CNI_COMMAND: 'VERSION', CNI_NETNS: 'dummy', CNI_IFNAME: 'dummy', CNI_PATH: 'dummy'}})
     assert.equal(out.status, 0, out.stderr)

@@ -1,0 +1,68 @@
+import {Flags} from '@oclif/core'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {startAgentProcess, type StartAgentResult} from '../../src/agent/lifecycle.js'
+import {agentLogFile} from '../../src/agent/paths.js'
+import {BaseCommand} from '../../src/cli/base.js'
+import {agentLogger, startAgent, stopOnSignals} from '../../src/entry/agent-main.js'
+
+export type AgentStartResult = StartAgentResult & {foreground?: boolean}
+
+/** bin/run.js of this build (dist/commands/agent → repo root). */
+const RUN_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/run.js')
+
+export default class AgentStart extends BaseCommand<typeof AgentStart, AgentStartResult> {
+  static summary = "Start the node agent: serves CNI ADD/DEL/CHECK/STATUS/GC on <state-dir>/agent.sock."
+  static description = `The agent is one long-running process per node. The pn-cni client (dist/native/pn-cni, what
+\`pn cni install\` installs) forwards each CNI call to it instead of booting Node; with no agent it runs
+the standalone path. Start it in the node's network namespace. Without --foreground it starts in the
+background, logging to <state-dir>/agent.log, and returns once it answers (idempotent: an agent
+already running is reported with changed: false). --foreground is for supervisors (systemd): the
+first SIGTERM stops it after the requests in flight, a second interrupts them.`
+
+  static examples = [
+    '<%= config.bin %> <%= command.id %> --state-dir /var/lib/pn',
+    '<%= config.bin %> <%= command.id %> --foreground   # under systemd (contrib/systemd/pn-agent.service)',
+    'ip netns exec pn-lab-node1 <%= config.bin %> <%= command.id %> --state-dir /tmp/node1 --json',
+  ]
+
+  static flags = {
+    foreground: Flags.boolean({summary: 'Run in this process until SIGTERM (for systemd and other supervisors).'}),
+    'log-file': Flags.string({summary: 'Append the agent log here (default: stderr in the foreground, <state-dir>/agent.log in the background).'}),
+    'max-inflight': Flags.integer({summary: 'Requests served at once.', default: 16, min: 1}),
+    'max-queued': Flags.integer({summary: 'Requests waiting before new ones get CNI code 11 (try again later).', default: 512, min: 0}),
+    'queue-timeout-ms': Flags.integer({summary: 'Longest wait in the queue before CNI code 11.', default: 60_000, min: 1}),
+  }
+
+  async execute(): Promise<AgentStartResult> {
+    const f = this.flags
+    if (!f.foreground) {
+      const argv = [process.execPath, RUN_JS, 'agent', 'start', '--foreground', '--state-dir', this.stateDir, '--log-file', f['log-file'] ?? agentLogFile(this.stateDir),
+        '--max-inflight', String(f['max-inflight']), '--max-queued', String(f['max-queued']), '--queue-timeout-ms', String(f['queue-timeout-ms'])]
+      return startAgentProcess(this.runner, this.stateDir, argv)
+    }
+    const logFile = f['log-file']
+    const log = agentLogger(logFile)
+    const agent = await startAgent({
+      stateDir: this.stateDir,
+      log,
+      maxInflight: f['max-inflight'],
+      maxQueued: f['max-queued'],
+      queueTimeoutMs: f['queue-timeout-ms'],
+      traceExec: this.entry.traceExec,
+    }).catch((err: Error) => {
+      // A background agent's stderr goes nowhere: `pn agent start` shows this line from the log.
+      log(`start failed: ${err.message}`)
+      throw err
+    })
+    stopOnSignals(agent)
+    await agent.stopped
+    const s = agent.stats()
+    return {changed: true, foreground: true, pid: s.pid, stateDir: this.stateDir, socket: s.socket, logFile: logFile ?? ''}
+  }
+
+  protected render(r: AgentStartResult): string {
+    if (r.foreground) return `agent ${r.pid} stopped`
+    return `${r.changed ? 'started' : 'already running'}: agent ${r.pid} on ${r.socket} (log ${r.logFile})`
+  }
+}

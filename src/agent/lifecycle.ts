@@ -1,0 +1,105 @@
+/**
+ * Agent lifecycle seen from outside: is one running (pid file + a socket that answers), start
+ * one in the background, stop one gracefully (SIGTERM: it stops accepting, finishes what is in
+ * flight, then exits). The long-running part itself is src/entry/agent-main.ts.
+ */
+import {promises as fs} from 'node:fs'
+import {PnError} from '../errors.js'
+import type {Runner} from '../exec/runner.js'
+import {AGENT_OP_VAR, callAgent} from './client.js'
+import {agentLogFile, agentPidFile, agentSocketPath} from './paths.js'
+import type {AgentStats} from './server.js'
+
+export interface AgentStatus {
+  running: boolean
+  stateDir: string
+  socket: string
+  pid?: number
+  /** What the agent says about itself (counters, memory) when it answers. */
+  stats?: AgentStats
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+async function readPid(stateDir: string): Promise<number | undefined> {
+  const pid = Number((await fs.readFile(agentPidFile(stateDir), 'utf8').catch(() => '')).trim())
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined
+}
+
+/** Ask the agent of a node how it is; `running: false` when nothing answers on its socket. */
+export async function agentStatus(stateDir: string): Promise<AgentStatus> {
+  const socket = agentSocketPath(stateDir)
+  const base = {stateDir, socket}
+  try {
+    const r = await callAgent(socket, {netnsIno: '', env: {[AGENT_OP_VAR]: 'stats'}, stdin: ''}, 5000)
+    const stats = JSON.parse(r.stdout) as AgentStats
+    return {...base, running: true, pid: stats.pid, stats}
+  } catch {
+    const pid = await readPid(stateDir)
+    // A pid file without a socket that answers: starting up, or stopping (draining).
+    return pid && alive(pid) ? {...base, running: true, pid} : {...base, running: false}
+  }
+}
+
+export interface StartAgentResult {
+  changed: boolean
+  pid: number
+  stateDir: string
+  socket: string
+  logFile: string
+}
+
+/**
+ * Start `argv` (a `pn agent start --foreground` command line) detached and wait until its
+ * socket answers. Idempotent: an agent already serving the node is reported, not doubled.
+ */
+export async function startAgentProcess(runner: Runner, stateDir: string, argv: string[], timeoutMs = 15_000): Promise<StartAgentResult> {
+  const base = {stateDir, socket: agentSocketPath(stateDir), logFile: agentLogFile(stateDir)}
+  const now = await agentStatus(stateDir)
+  if (now.running && now.pid) return {...base, changed: false, pid: now.pid}
+  const {pid} = await runner.spawnDetached(argv[0], argv.slice(1))
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const s = await agentStatus(stateDir)
+    if (s.stats) return {...base, changed: true, pid: s.stats.pid}
+    if (!alive(pid)) break
+    await sleep(50)
+  }
+  const log = await fs.readFile(base.logFile, 'utf8').catch(() => '')
+  throw new PnError('PN_COMMAND_FAILED', `start agent for ${stateDir}: it did not answer on ${base.socket} within ${timeoutMs} ms`, {
+    hint: `see ${base.logFile}`,
+    details: {pid, log: log.split('\n').slice(-10).join('\n')},
+  })
+}
+
+export interface StopAgentResult {
+  changed: boolean
+  pid?: number
+  stateDir: string
+}
+
+/** SIGTERM the node's agent and wait until it has finished its requests and exited. */
+export async function stopAgentProcess(stateDir: string, timeoutMs = 60_000): Promise<StopAgentResult> {
+  const s = await agentStatus(stateDir)
+  if (!s.running || !s.pid) return {changed: false, stateDir}
+  process.kill(s.pid, 'SIGTERM')
+  const deadline = Date.now() + timeoutMs
+  while (alive(s.pid)) {
+    if (Date.now() > deadline) {
+      throw new PnError('PN_AGENT_BUSY', `stop agent ${s.pid}: still finishing requests after ${timeoutMs} ms`, {
+        hint: `wait, or interrupt its requests with a second SIGTERM (kill ${s.pid})`,
+      })
+    }
+    await sleep(50)
+  }
+  return {changed: true, pid: s.pid, stateDir}
+}

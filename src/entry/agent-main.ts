@@ -1,0 +1,206 @@
+/**
+ * The node agent's entry: composes the agent server (src/agent) with the CNI protocol and
+ * flows (src/cni), exactly as pn-cni does for one call, but once per process: one runner, one
+ * lock helper, per-request options built from the environment the client forwarded (so the test
+ * hooks and PN_LOCK_TIMEOUT_MS behave as they do in the standalone path).
+ */
+import {appendFileSync, promises as fs} from 'node:fs'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {AgentServer, type AgentStats} from '../agent/server.js'
+import {agentPidFile} from '../agent/paths.js'
+import {FALLBACK_EXIT, type WireRequest, type WireResponse} from '../agent/wire.js'
+import {toCniError} from '../cni/errors.js'
+import {defaultHandlers} from '../cni/handlers.js'
+import {runProtocol} from '../cni/protocol.js'
+import {formatResult} from '../cni/result.js'
+import {PnError, toPnError} from '../errors.js'
+import {LockServer} from '../exec/lockd.js'
+import {SpawnRunner} from '../exec/runner.js'
+import {DEFAULT_STATE_DIR, ensureDir} from '../state/files.js'
+import {readNodeContext} from '../node/context.js'
+import {reconcileNode} from '../node/reconcile.js'
+import {entryOptions} from './env.js'
+
+/** dist/native/pn-lockd of this build (dist/src/entry → dist/native). */
+export const LOCKD_BINARY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/pn-lockd')
+
+export interface AgentMainOptions {
+  stateDir: string
+  /** Agent diagnostics (start, stop, refusals); request logs follow each netconf's logFile. */
+  log: (msg: string) => void
+  maxInflight?: number
+  maxQueued?: number
+  queueTimeoutMs?: number
+  traceExec?: boolean
+}
+
+export interface RunningAgent {
+  server: AgentServer
+  stats(): AgentStats
+  /** Graceful stop (abort: interrupt the requests in flight too); idempotent. */
+  stop(opts?: {abort?: boolean}): Promise<void>
+  /** Resolves once stopped. */
+  stopped: Promise<void>
+}
+
+/** The agent's own log: a file (appended), else stderr (a supervisor's journal). Lines are timestamped once. */
+export function agentLogger(logFile?: string): (msg: string) => void {
+  return (msg) => {
+    const line = /^\d{4}-\d\d-\d\dT/.test(msg) ? msg : `${new Date().toISOString()} pn-agent[${process.pid}] ${msg}`
+    if (logFile) {
+      try {
+        appendFileSync(logFile, line + '\n')
+        return
+      } catch {
+        // stderr when the log file cannot be written
+      }
+    }
+    process.stderr.write(line + '\n')
+  }
+}
+
+/** The state dir a request names, resolved as runProtocol does. */
+function requestStateDir(req: WireRequest): string | undefined {
+  let conf: unknown
+  try {
+    conf = JSON.parse(req.stdin)
+  } catch {
+    return undefined
+  }
+  const dir = conf && typeof conf === 'object' ? (conf as Record<string, unknown>).stateDir : undefined
+  return path.resolve(typeof dir === 'string' && dir !== '' ? dir : req.env.PN_STATE_DIR || DEFAULT_STATE_DIR)
+}
+
+function cniVersionOf(stdin: string): string | undefined {
+  try {
+    const v = (JSON.parse(stdin) as Record<string, unknown>).cniVersion
+    return typeof v === 'string' ? v : undefined
+  } catch {
+    return undefined
+  }
+}
+
+export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> {
+  const stateDir = path.resolve(opts.stateDir)
+  await ensureDir(stateDir)
+  const netnsIno = String((await fs.stat('/proc/self/ns/net')).ino)
+  const runner = new SpawnRunner(opts.traceExec ? (argv) => opts.log(`exec: ${argv.join(' ')}`) : undefined)
+
+  // ── Start-up recovery ─────────────────────────────────────────────────────────────────────
+  // The agent keeps no state of its own that a crash could lose: every request reads and writes
+  // the node's files under the same locks as the standalone path, so a restarted agent starts
+  // from what is on disk. What a reboot leaves behind (endpoints whose netns and devices are
+  // gone) is reaped here, before the socket accepts requests — the same step `pn node init` runs.
+  const node = await readNodeContext(stateDir)
+  if (node) {
+    const rec = await reconcileNode(stateDir, node, {runner})
+    for (const r of rec.reaped) opts.log(`reconcile: reaped endpoint ${r.id} (${r.containerId}/${r.ifname}, ${r.hostIfname}, ${r.ips.join(' ')}): netns and veth gone`)
+    for (const s of rec.suspect) opts.log(`reconcile: kept endpoint ${s.id}: ${s.reason}`)
+    for (const e of rec.errors) opts.log(`reconcile: endpoint ${e.id}: ${e.step} failed: ${e.message}`)
+    opts.log(`reconcile: ${rec.reaped.length} reaped, ${rec.kept} kept`)
+  }
+
+  const locker = new LockServer(LOCKD_BINARY)
+  await locker.start()
+  const refuse = (req: WireRequest | undefined, err: PnError): WireResponse => ({
+    exitCode: 1,
+    stdout: formatResult(toCniError(err, req ? cniVersionOf(req.stdin) : undefined)) + '\n',
+    stderr: '',
+  })
+  const handle = async (req: WireRequest, signal: AbortSignal): Promise<WireResponse> => {
+    // A netconf naming another node's state dir is not ours to serve (the client found this
+    // socket through a path that resolves elsewhere): the standalone path handles it.
+    const dir = requestStateDir(req)
+    if (dir !== undefined && dir !== stateDir) return {exitCode: FALLBACK_EXIT, stdout: '', stderr: ''}
+    const started = Date.now()
+    let logFile: string | undefined
+    const prefix = () => `${new Date().toISOString()} pn-agent[${process.pid}] ${req.env.CNI_COMMAND ?? '-'} ${req.env.CNI_CONTAINERID ?? '-'}:${req.env.CNI_IFNAME ?? '-'}`
+    const log = (msg: string) => {
+      const line = `${prefix()} ${msg}`
+      if (logFile) {
+        try {
+          appendFileSync(logFile, line + '\n')
+          return
+        } catch {
+          // the agent's own log when the netconf's logFile cannot be written
+        }
+      }
+      opts.log(line)
+    }
+    const stderr: string[] = []
+    const eo = entryOptions(req.env, (line) => stderr.push(line))
+    try {
+      const out = await runProtocol({
+        env: req.env,
+        stdin: req.stdin,
+        defaults: {stateDir, signal, lock: {...eo.lock, locker}, flow: eo.flow, failAfter: eo.failAfter},
+        runner,
+        handlers: defaultHandlers,
+        log,
+        onConf: (conf) => {
+          logFile = conf.logFile
+        },
+      })
+      if (out.command !== 'VERSION') log(`exit ${out.exitCode} after ${Date.now() - started} ms`)
+      return {exitCode: out.exitCode, stdout: out.stdout, stderr: stderr.join('')}
+    } catch (err) {
+      return refuse(req, toPnError(err, 'run cni in the agent'))
+    }
+  }
+  const server = new AgentServer({
+    stateDir,
+    netnsIno,
+    handle,
+    refuse,
+    log: opts.log,
+    ...(opts.maxInflight ? {maxInflight: opts.maxInflight} : {}),
+    ...(opts.maxQueued !== undefined ? {maxQueued: opts.maxQueued} : {}),
+    ...(opts.queueTimeoutMs ? {queueTimeoutMs: opts.queueTimeoutMs} : {}),
+  })
+  try {
+    await server.listen()
+  } catch (err) {
+    await locker.stop()
+    throw err
+  }
+  await fs.writeFile(agentPidFile(stateDir), `${process.pid}\n`)
+  opts.log(`pn agent ${process.pid} serving ${stateDir} on ${server.socket}`)
+
+  let stopping: Promise<void> | undefined
+  let resolveStopped!: () => void
+  const stopped = new Promise<void>((r) => (resolveStopped = r))
+  const stop = (o: {abort?: boolean} = {}) => {
+    if (o.abort) server.abort()
+    stopping ??= (async () => {
+      const s = server.stats()
+      opts.log(`stopping: ${s.inflight} request(s) in flight, ${s.queued} queued`)
+      await server.close(o)
+      await locker.stop()
+      // Only our own pid file: a new agent may already have started on this node.
+      const pid = Number((await fs.readFile(agentPidFile(stateDir), 'utf8').catch(() => '')).trim())
+      if (pid === process.pid) await fs.rm(agentPidFile(stateDir), {force: true})
+      opts.log(`stopped after ${server.stats().served} request(s)`)
+      resolveStopped()
+    })()
+    return stopping
+  }
+  return {server, stats: () => server.stats(), stop, stopped}
+}
+
+
+/**
+ * Signals for a foreground agent: the first SIGTERM/SIGINT stops it gracefully (requests in
+ * flight finish), a second interrupts them (they unwind) — systemd's stop, then its kill.
+ * Replaces the one-shot handlers of src/entry/signals.ts, which exit when no flow runs.
+ */
+export function stopOnSignals(agent: RunningAgent): void {
+  let count = 0
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.removeAllListeners(sig)
+    process.on(sig, () => {
+      count++
+      void agent.stop({abort: count > 1})
+    })
+  }
+}

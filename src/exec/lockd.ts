@@ -1,0 +1,163 @@
+/**
+ * The agent's locker: in-process keyed mutexes in front of ONE long-lived `pn-lockd` helper
+ * (native/pn-lockd.c) that holds the kernel flocks. Requests of the agent for the same lock file
+ * queue in-process (FIFO, no polling, no process start); only then does the helper take the
+ * flock, which is what excludes a standalone `pn` working on the same files — the same
+ * `<file>.lock` flocks it takes with `flock … cat`. Shared locks (the node lock) skip the mutex:
+ * only an exclusive holder (`pn node reset`) conflicts with them.
+ */
+import {spawn, type ChildProcessWithoutNullStreams} from 'node:child_process'
+import {PnError} from '../errors.js'
+import {LockBusyError, type HeldLock, type LockSpec, type Locker} from './flock.js'
+
+/** A FIFO mutex per key, in-process. */
+export class KeyedMutex {
+  private readonly tails = new Map<string, Promise<void>>()
+
+  /** Wait for the key; resolves to its release function. */
+  async lock(key: string): Promise<() => void> {
+    const prev = this.tails.get(key) ?? Promise.resolve()
+    let release!: () => void
+    const mine = new Promise<void>((r) => (release = r))
+    const tail = prev.then(() => mine)
+    this.tails.set(key, tail)
+    await prev
+    return () => {
+      release()
+      if (this.tails.get(key) === tail) this.tails.delete(key)
+    }
+  }
+
+  /** Keys somebody holds or waits for. */
+  get size(): number {
+    return this.tails.size
+  }
+}
+
+export class LockServer implements Locker {
+  private child?: ChildProcessWithoutNullStreams
+  private nextId = 1
+  private readonly waiting = new Map<number, (answer: string) => void>()
+  private readonly mutex = new KeyedMutex()
+  private buffered = ''
+  private exited?: Promise<void>
+
+  /** `binary`: the built dist/native/pn-lockd. */
+  constructor(private readonly binary: string) {}
+
+  async start(): Promise<void> {
+    const child = spawn(this.binary, [], {stdio: ['pipe', 'pipe', 'pipe']})
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve)
+      child.once('error', (e: NodeJS.ErrnoException) =>
+        reject(new PnError(e.code === 'ENOENT' ? 'PN_TOOL_MISSING' : 'PN_COMMAND_FAILED', `start lock helper ${this.binary}: ${e.message}`, {hint: 'build pn (npm run build compiles native/*.c)'})),
+      )
+    })
+    child.stdin.on('error', () => undefined)
+    child.stdout.setEncoding('utf8')
+    child.stdout.on('data', (d: string) => this.onData(d))
+    this.exited = new Promise((resolve) =>
+      child.once('exit', () => {
+        for (const w of this.waiting.values()) w('err lock helper exited')
+        this.waiting.clear()
+        this.child = undefined
+        resolve()
+      }),
+    )
+    this.child = child
+  }
+
+  private onData(d: string): void {
+    this.buffered += d
+    let nl
+    while ((nl = this.buffered.indexOf('\n')) >= 0) {
+      const line = this.buffered.slice(0, nl)
+      this.buffered = this.buffered.slice(nl + 1)
+      const sp = line.indexOf(' ')
+      const id = Number(line.slice(0, sp))
+      const w = this.waiting.get(id)
+      this.waiting.delete(id)
+      w?.(line.slice(sp + 1))
+    }
+  }
+
+  private ask(spec: LockSpec): {id: number; answer: Promise<string>} {
+    const child = this.child
+    if (!child) throw new PnError('PN_COMMAND_FAILED', `lock ${spec.path}: lock helper is not running`, {hint: 'restart the pn agent'})
+    const id = this.nextId++
+    const answer = new Promise<string>((resolve) => this.waiting.set(id, resolve))
+    child.stdin.write(`L\t${id}\t${spec.shared ? 's' : 'x'}\t${Math.max(0, Math.round(spec.timeoutMs))}\t${spec.path}\n`)
+    return {id, answer}
+  }
+
+  private unlock(id: number): void {
+    this.child?.stdin.write(`U\t${id}\n`)
+  }
+
+  async acquire(locks: LockSpec[]): Promise<HeldLock> {
+    const undo: (() => void)[] = []
+    const releaseAll = () => {
+      for (const u of undo.reverse()) u()
+      undo.length = 0
+    }
+    try {
+      for (let [index, spec] of locks.entries()) {
+        if (!spec.shared) {
+          // In-process queue first; its wait counts against the lock's timeout like flock -w.
+          const started = Date.now()
+          const free = await withTimeout(this.mutex.lock(spec.path), spec.timeoutMs)
+          if (!free) throw new LockBusyError(index, spec.path, spec.timeoutMs)
+          undo.push(free)
+          spec = {...spec, timeoutMs: Math.max(0, spec.timeoutMs - (Date.now() - started))}
+        }
+        const {id, answer} = this.ask(spec)
+        const a = await answer
+        if (a === 'busy') throw new LockBusyError(index, spec.path, spec.timeoutMs)
+        if (a !== 'ok') throw new PnError('PN_COMMAND_FAILED', `lock ${spec.path}: ${a.replace(/^err /, '')}`)
+        undo.push(() => this.unlock(id))
+      }
+    } catch (err) {
+      releaseAll()
+      throw err
+    }
+    let released = false
+    return {
+      release: async () => {
+        if (released) return
+        released = true
+        releaseAll()
+      },
+    }
+  }
+
+  /** Close the helper's stdin: it exits and the kernel drops every lock it held. */
+  async stop(): Promise<void> {
+    if (!this.child) return
+    this.child.stdin.end()
+    await this.exited
+  }
+}
+
+/**
+ * The mutex wait, bounded. A wait that times out must not take the mutex later: the queued
+ * acquisition is released the moment it is granted.
+ */
+async function withTimeout(p: Promise<() => void>, ms: number): Promise<(() => void) | undefined> {
+  let timer: NodeJS.Timeout | undefined
+  let timedOut = false
+  const r = await Promise.race([
+    p,
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => {
+        timedOut = true
+        resolve(undefined)
+      }, Math.max(0, ms))
+    }),
+  ])
+  clearTimeout(timer)
+  if (r === undefined && timedOut) {
+    void p.then((release) => release())
+    return undefined
+  }
+  return r
+}
