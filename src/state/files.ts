@@ -7,7 +7,7 @@ import {randomBytes} from 'node:crypto'
 import {promises as fs} from 'node:fs'
 import path from 'node:path'
 import {PnError, type ErrorCode} from '../errors.js'
-import {acquireFlock} from '../exec/flock.js'
+import {acquireFlock, type Locker} from '../exec/flock.js'
 
 export const DEFAULT_STATE_DIR = '/var/lib/pn'
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000
@@ -25,6 +25,8 @@ export function resolveStateDir(flag?: string): string {
 export interface LockOptions {
   timeoutMs?: number
   whileHeld?: (lockFile: string) => Promise<void>
+  /** Who takes the flocks (the agent's long-lived helper); default one `flock` process per lock. */
+  locker?: Locker
 }
 
 export async function ensureDir(dir: string): Promise<void> {
@@ -101,7 +103,8 @@ export async function fileExists(file: string): Promise<boolean> {
 /** Run fn while holding the exclusive lock `<file>.lock`. */
 export async function withLock<T>(file: string, fn: () => Promise<T>, opts: LockOptions = {}): Promise<T> {
   await ensureDir(path.dirname(file))
-  const lock = await acquireFlock(`${file}.lock`, opts.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS)
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS
+  const lock = opts.locker ? await opts.locker.acquire([{path: `${file}.lock`, timeoutMs}]) : await acquireFlock(`${file}.lock`, timeoutMs)
   try {
     await opts.whileHeld?.(`${file}.lock`)
     return await fn()
