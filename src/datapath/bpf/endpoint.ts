@@ -99,7 +99,11 @@ export async function detachPod(runner: Runner, node: Pick<DatapathNode, 'bpffsR
       ownedIps.push(String(e.key.ip))
     }
   }
-  const prefixes = new Set(ownedIps.map(hostPrefix))
+  // pn_ipcache: every prefix of this endpoint's IPs, unless pn_endpoints gives the IP to another
+  // endpoint now (a reused IP). An IP whose pn_endpoints entry is already gone still loses its
+  // prefix, so a half-removed endpoint leaves nothing behind.
+  const taken = new Set(eps.filter((e) => e.value.ifindex !== ep.hostIfindex).map((e) => encodeEndpointKey(String(e.key.ip)).toString('hex')))
+  const prefixes = new Set([...ownedIps, ...ep.ips.filter((ip) => !taken.has(encodeEndpointKey(ip).toString('hex')))].map(hostPrefix))
   for (const e of ipc) if (prefixes.has(String(e.key.prefix))) ops.push({op: 'delete', map: 'pn_ipcache', key: encodeIpcacheKey(String(e.key.prefix))})
   if (lxcs.some((e) => e.key.ifindex === ep.hostIfindex)) ops.push({op: 'delete', map: 'pn_lxc', key: encodeLxcKey(ep.hostIfindex)})
   await applyMapOps(runner, root, ops)
