@@ -143,7 +143,8 @@ export function addPlan(req: CniRequest): Plan<CniResult> & {state: AddState} {
       run: async () => {
         const node = state.node!
         undo.push('detach bpf', () => detachEndpoint(req.runner, node, state.endpoint!))
-        await attachEndpoint(req.runner, node, state.endpoint!)
+        // setupVeth just created the host veth: no qdisc on it yet.
+        await attachEndpoint(req.runner, node, state.endpoint!, {freshDevice: true})
         state.bpfAttached = true
       },
     },

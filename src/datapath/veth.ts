@@ -197,11 +197,11 @@ export interface DeleteVethOptions {
 }
 
 /** Remove the pair; succeeds when it is already gone (DEL may repeat, kubernetes#43014) or the netns vanished. */
-export async function deleteVeth(runner: Runner, opts: DeleteVethOptions): Promise<{deleted: boolean; hostIfname: string}> {
+export async function deleteVeth(runner: Runner, opts: DeleteVethOptions): Promise<{deleted: boolean; hostIfname: string; hostSide?: boolean}> {
   validateContainerId(opts.containerId)
   validateIfname(opts.ifname)
   const hostIfname = hostIfnameFor(opts.containerId, opts.ifname)
-  if (await deleteLinkByName(runner, hostIfname)) return {deleted: true, hostIfname}
+  if (await deleteLinkByName(runner, hostIfname)) return {deleted: true, hostIfname, hostSide: true}
   // The host side is gone; a pod-side veth can only survive if its peer was renamed or moved.
   if (opts.netns && (await netnsAlive(opts.netns))) {
     const link = await getLink(runner, opts.ifname, opts.netns)

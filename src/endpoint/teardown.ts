@@ -1,13 +1,16 @@
 /**
  * The one teardown of a pod attachment, used by CNI DEL and GC, by `pn node reset`, by
- * `pn endpoint delete --purge` and by an ADD that finds its own leftover: BPF entries and
- * filter → veth → endpoint record (and its id) → IP. Every part is attempted even when an
+ * `pn endpoint delete --purge` and by an ADD that finds its own leftover: veth → BPF entries (and
+ * filter) → endpoint record (and its id) → IP. When this call deleted the recorded host veth, the
+ * kernel took its clsact qdisc and filter along, and the map entries go by the record's keys in
+ * one bpftool batch (2 spawns in all); otherwise (no record, the veth already gone, a failed
+ * delete) the filter is detached with tc and the entries are found by dumping the maps. Every part is attempted even when an
  * earlier one failed, and it succeeds when any of it is already gone, when the netns vanished,
  * and when called twice (kubelet retries DEL for a long time, kubernetes#43014). IPAM goes last,
  * so an address is never handed out again while its old veth or map entry exists.
  */
 import type {Runner} from '../exec/runner.js'
-import {detachPod as detachEndpoint} from '../datapath/bpf/endpoint.js'
+import {detachPod as detachEndpoint, forgetPod as forgetEndpoint} from '../datapath/bpf/endpoint.js'
 import type {DatapathNode} from '../datapath/devices.js'
 import {netnsAlive} from '../datapath/netns.js'
 import {deleteVeth} from '../datapath/veth.js'
@@ -43,20 +46,23 @@ export async function teardownEndpoint(runner: Runner, stateDir: string, t: Tear
   const id = endpointKey(t.containerId, t.ifname)
   const out: TeardownResult = {endpoint: false, veth: false, ips: [], bpf: false, errors: []}
   const rec: EndpointRecord | undefined = await getEndpoint(stateDir, t.containerId, t.ifname).catch(() => undefined)
+  let hostVethDeleted = false
   const steps = [
-    {
-      title: 'detach bpf',
-      skip: () => !opts.bpf || !rec,
-      run: async () => {
-        out.bpf = (await detachEndpoint(runner, opts.bpf!, rec!)).changed
-      },
-    },
     {
       title: 'delete veth',
       run: async () => {
         let netns = t.netns ?? rec?.netns
         if (netns && !(await netnsAlive(netns))) netns = undefined
-        out.veth = (await deleteVeth(runner, {containerId: t.containerId, ifname: t.ifname, ...(netns ? {netns} : {})})).deleted
+        const r = await deleteVeth(runner, {containerId: t.containerId, ifname: t.ifname, ...(netns ? {netns} : {})})
+        out.veth = r.deleted
+        hostVethDeleted = r.hostSide === true && r.hostIfname === rec?.hostIfname
+      },
+    },
+    {
+      title: 'detach bpf',
+      skip: () => !opts.bpf || !rec,
+      run: async () => {
+        out.bpf = hostVethDeleted ? (await forgetEndpoint(runner, opts.bpf!, rec!)).changed : (await detachEndpoint(runner, opts.bpf!, rec!)).changed
       },
     },
     {

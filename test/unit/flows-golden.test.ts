@@ -118,9 +118,13 @@ describe('flows as golden command sequences (fake kernel, no root)', () => {
       'sysctl -q -w', // rp_filter=0 on the lxc
       'ip -batch -', // pod: up, /32, router /32 scope link, default via router
       'bpftool batch file', // pn_endpoints + pn_ipcache + pn_lxc
-      'tc qdisc add',
+      'tc -batch -', // a fresh veth: clsact qdisc + from-container filter in one tc process
       `mkdir -p ${path.join(bpffsRoot, 'qdiscs', `${lxc}@0`)}`.split(' ').slice(0, 3).join(' '),
-      'tc filter replace',
+    ])
+    const tcBatch = runner.records.find((r) => r.argv[0] === 'tc')!
+    assert.deepEqual(tcBatch.input!.trim().split('\n'), [
+      `qdisc add dev ${lxc} clsact`,
+      `filter replace dev ${lxc} ingress pref 1 handle 1 bpf da object-pinned ${path.join(bpffsRoot, 'progs', 'from_container')}`,
     ])
     assert.equal(runner.ran('clang'), false)
     const pod = runner.records[2]
@@ -144,14 +148,25 @@ describe('flows as golden command sequences (fake kernel, no root)', () => {
     assert.deepEqual(await listEndpoints(dir), [], 'the record was removed')
   })
 
-  it('CNI DEL and the one teardown: BPF filter, veth, record, IP — and nothing when it is all gone', async () => {
+  it('CNI DEL and the one teardown: veth (its qdisc and filter go with it), map entries by key, record, IP — and nothing when it is all gone', async () => {
     await writeNodeContext(dir, node('bpf'))
     await cniAdd(request(new DryRunRunner(new FakeKernel()), 'ADD'))
     const runner = new DryRunRunner(new FakeKernel())
     const del = await cniDel(request(runner, 'DEL'))
     assert.equal(del.endpoint, true)
     assert.equal(del.ips.length, 1)
-    assert.deepEqual(heads(runner), ['tc filter del', 'ip link del'])
+    // Deleting the host veth takes its clsact qdisc and filter along: no tc, and the map
+    // entries go by the record's keys in one bpftool batch, without dumping the maps.
+    assert.deepEqual(heads(runner), ['ip link del', 'bpftool batch file'])
+    const batch = runner.records.find((r) => r.argv[0] === 'bpftool')!
+    assert.deepEqual(
+      batch.input!.trim().split('\n').map((l) => l.split(' ').slice(0, 4).join(' ')),
+      [
+        `map delete pinned ${path.join(bpffsRoot, 'maps', 'pn_endpoints')}`,
+        `map delete pinned ${path.join(bpffsRoot, 'maps', 'pn_ipcache')}`,
+        `map delete pinned ${path.join(bpffsRoot, 'maps', 'pn_lxc')}`,
+      ],
+    )
     // The same teardown, a second time: nothing left to remove, no error (DEL may repeat).
     const t = await teardownEndpoint(new DryRunRunner(new FakeKernel()), dir, {containerId: 'c1', ifname: 'eth0'}, {bpf: node('bpf'), ipam: ipamOf(node('bpf'), dir)})
     assert.deepEqual([t.endpoint, t.ips, t.errors], [false, [], []])

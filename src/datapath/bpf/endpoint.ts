@@ -6,7 +6,7 @@
 import {PnError} from '../../errors.js'
 import type {Runner} from '../../exec/runner.js'
 import type {DatapathNode} from '../devices.js'
-import {mapPath, pathExists, programPath} from './bpffs.js'
+import {mapPath, pathExists, programPath, qdiscMarker} from './bpffs.js'
 import {applyMapOps, dumpMapEntries, type MapOp} from './map-io.js'
 import {
   IPCACHE_F_LOCAL,
@@ -59,7 +59,8 @@ export function endpointMapOps(ep: DatapathEndpoint): MapOp[] {
   return ops
 }
 
-export async function attachPod(runner: Runner, node: Pick<DatapathNode, 'bpffsRoot'>, ep: DatapathEndpoint): Promise<{changed: boolean}> {
+/** `freshDevice`: the caller just created the host veth (no qdisc on it yet): one tc spawn, not two. */
+export async function attachPod(runner: Runner, node: Pick<DatapathNode, 'bpffsRoot'>, ep: DatapathEndpoint, opts: {freshDevice?: boolean} = {}): Promise<{changed: boolean}> {
   const root = node.bpffsRoot
   if (!(await pathExists(programPath(root, 'from_container'))) || !(await pathExists(mapPath(root, 'pn_lxc')))) {
     throw new PnError('PN_BPF_NOT_LOADED', `attach endpoint ${ep.containerId}:${ep.ifname}: the datapath is not loaded under ${root}`, {
@@ -68,7 +69,7 @@ export async function attachPod(runner: Runner, node: Pick<DatapathNode, 'bpffsR
   }
   // Entries first: from-container drops packets of interfaces it has no pn_lxc entry for.
   await applyMapOps(runner, root, endpointMapOps(ep))
-  const r = await attachTcProgram(runner, {root, device: ep.hostIfname, ifindex: ep.hostIfindex, direction: 'ingress', program: 'from_container'})
+  const r = await attachTcProgram(runner, {root, device: ep.hostIfname, ifindex: ep.hostIfindex, direction: 'ingress', program: 'from_container', freshDevice: opts.freshDevice === true})
   return {changed: r.changed}
 }
 
@@ -83,7 +84,40 @@ export async function detachPod(runner: Runner, node: Pick<DatapathNode, 'bpffsR
   let changed = (await detachTcProgram(runner, {device: ep.hostIfname, direction: 'ingress'})).changed
   const q = await releaseQdisc(runner, root, ep.hostIfname, ep.hostIfindex)
   if (q.warning) warnings.push(q.warning)
-  if (!(await pathExists(mapPath(root, 'pn_endpoints')))) return {changed, warnings}
+  changed = (await removeEntriesFound(runner, root, ep)) || changed
+  return {changed, warnings}
+}
+
+/**
+ * After the caller deleted this endpoint's host veth itself (the kernel took the clsact qdisc and
+ * filter with it): drop the qdisc marker and delete the map entries by the keys the record
+ * knows, in one bpftool batch — no tc, no dumps. Safe by key because the veth still existed: the
+ * attachment was live, so its IPs are still held by it in IPAM (released only after teardown)
+ * and no newer pod can own them yet. When a key is already gone (a half-removed endpoint),
+ * bpftool stops the batch; the entries are then found by dumping the maps, as detachPod does.
+ */
+export async function forgetPod(runner: Runner, node: Pick<DatapathNode, 'bpffsRoot'>, ep: DatapathEndpoint): Promise<{changed: boolean}> {
+  const root = node.bpffsRoot
+  const marker = qdiscMarker(root, ep.hostIfname, ep.hostIfindex)
+  if (await pathExists(marker)) await runner.remove(marker)
+  if (!(await pathExists(mapPath(root, 'pn_endpoints')))) return {changed: false}
+  const ops: MapOp[] = []
+  for (const ip of ep.ips) {
+    ops.push({op: 'delete', map: 'pn_endpoints', key: encodeEndpointKey(ip)})
+    ops.push({op: 'delete', map: 'pn_ipcache', key: encodeIpcacheKey(hostPrefix(ip))})
+  }
+  ops.push({op: 'delete', map: 'pn_lxc', key: encodeLxcKey(ep.hostIfindex)})
+  try {
+    await applyMapOps(runner, root, ops)
+    return {changed: true}
+  } catch {
+    return {changed: await removeEntriesFound(runner, root, ep)}
+  }
+}
+
+/** Delete the map entries that still point at this endpoint, found by dumping the three maps. */
+async function removeEntriesFound(runner: Runner, root: string, ep: DatapathEndpoint): Promise<boolean> {
+  if (!(await pathExists(mapPath(root, 'pn_endpoints')))) return false
   const [eps, lxcs, ipc] = await Promise.all([
     dumpMapEntries(runner, root, 'pn_endpoints'),
     dumpMapEntries(runner, root, 'pn_lxc'),
@@ -107,6 +141,5 @@ export async function detachPod(runner: Runner, node: Pick<DatapathNode, 'bpffsR
   for (const e of ipc) if (prefixes.has(String(e.key.prefix))) ops.push({op: 'delete', map: 'pn_ipcache', key: encodeIpcacheKey(String(e.key.prefix))})
   if (lxcs.some((e) => e.key.ifindex === ep.hostIfindex)) ops.push({op: 'delete', map: 'pn_lxc', key: encodeLxcKey(ep.hostIfindex)})
   await applyMapOps(runner, root, ops)
-  changed ||= ops.length > 0
-  return {changed, warnings}
+  return ops.length > 0
 }

@@ -56,9 +56,28 @@ export async function pinnedProgramId(runner: Runner, pinned: string): Promise<n
 /** Attach a pinned program; {changed: false} when that program is already there. */
 export async function attachTcProgram(
   runner: Runner,
-  opts: {root: string; device: string; ifindex: number; direction: Direction; program: ProgramName},
+  opts: {root: string; device: string; ifindex: number; direction: Direction; program: ProgramName; freshDevice?: boolean},
 ): Promise<{changed: boolean; createdQdisc: boolean}> {
   const pinned = programPath(opts.root, opts.program)
+  if (opts.freshDevice) {
+    // A device pn just made has no qdisc: the qdisc and the filter go in one `tc -batch -`.
+    const filter = ['filter', 'replace', 'dev', opts.device, opts.direction, 'pref', FILTER_PREF, 'handle', FILTER_HANDLE, 'bpf', 'da', 'object-pinned', pinned]
+    const b = await runner.run('tc', ['-batch', '-'], {input: `qdisc add dev ${opts.device} clsact\n${filter.join(' ')}\n`, allowFailure: true})
+    if (b.exitCode === 0) {
+      await runner.makeDir(qdiscMarker(opts.root, opts.device, opts.ifindex))
+      return {changed: true, createdQdisc: true}
+    }
+    // tc stops at the first failed line. The qdisc line: not so fresh after all — the general
+    // path below sorts it out. The filter line: the qdisc is ours; give it back, then fail.
+    if (/Command failed -:2/.test(b.stderr)) {
+      await runner.makeDir(qdiscMarker(opts.root, opts.device, opts.ifindex))
+      await releaseQdisc(runner, opts.root, opts.device, opts.ifindex).catch(() => undefined)
+      throw new PnError('PN_BPF_LOAD_FAILED', `attach ${PROGRAMS[opts.program]} to ${opts.device} ${opts.direction}: ${b.stderr.trim() || `exit code ${b.exitCode}`}`, {
+        hint: (await pathExists(pinned)) ? 'check `dmesg` and `pn bpf status`' : 'load the programs first: `pn bpf load --host`',
+        details: {argv: b.argv, stderr: b.stderr},
+      })
+    }
+  }
   const q = await runner.run('tc', ['qdisc', 'add', 'dev', opts.device, 'clsact'], {allowFailure: true})
   let createdQdisc = q.exitCode === 0
   if (!createdQdisc) {
