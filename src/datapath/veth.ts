@@ -151,7 +151,7 @@ export async function setupVeth(runner: Runner, opts: SetupVethOptions): Promise
       [devSysctl('ipv4', hostIfname, 'rp_filter')]: '0',
       // Answer at once: the default proxy_delay holds a multicast solicitation up to 0.8 s.
       ...(proxyNdp ? {[devSysctl('ipv6', hostIfname, 'proxy_ndp')]: '1', [`net.ipv6.neigh.${hostIfname}.proxy_delay`]: '0'} : {}),
-    })
+    }, {inProcess: true})
     if (pod.lines.length > 0) await ipBatch(runner, pod.lines, opts.netns)
     const host = await getLink(runner, hostIfname)
     if (!host) throw new PnError('PN_LINK_NOT_FOUND', `create veth ${hostIfname}: link vanished after creation`)

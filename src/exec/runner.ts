@@ -74,6 +74,11 @@ export interface Runner {
   makeDir(path: string): Promise<boolean>
   /** Remove a file or folder tree of kernel-facing state (a pin, a bpffs folder); absent is fine. */
   remove(path: string): Promise<void>
+  /**
+   * Write a kernel-facing file (a /proc/sys knob of this process's netns) without a process;
+   * `--dry-run` shows it as `tee PATH` with the content as input.
+   */
+  writeFile(path: string, content: string): Promise<void>
 }
 
 async function makeDirNow(path: string): Promise<boolean> {
@@ -203,6 +208,10 @@ abstract class ProcessRunner implements Runner {
 
   remove(path: string): Promise<void> {
     return removeNow(path)
+  }
+
+  writeFile(path: string, content: string): Promise<void> {
+    return fs.writeFile(path, content)
   }
 
   stream(file: string, args: readonly string[], opts: StreamOptions = {}): StreamedChild {
@@ -337,6 +346,11 @@ export class RecordingRunner implements Runner {
   async remove(path: string): Promise<void> {
     if (!this.inner) return removeNow(path)
     if (await fs.access(path).then(() => true, () => false)) this.records.push({argv: ['rm', '-rf', path]})
+  }
+
+  /** Recorded, never written (a dry run, or a unit test's fake /proc). */
+  async writeFile(path: string, content: string): Promise<void> {
+    this.records.push({argv: ['tee', path], input: content})
   }
 
   /** The recorded commands as printable lines (what `--dry-run` shows). */

@@ -47,6 +47,7 @@ class FakeKernel implements Runner {
   }
 
   async remove(): Promise<void> {}
+  async writeFile(): Promise<void> {}
 
   stream(): never {
     throw new Error('the fake kernel streams nothing')
@@ -105,7 +106,7 @@ describe('flows as golden command sequences (fake kernel, no root)', () => {
     assert.equal(runner.ran('clang') || runner.ran('bpftool') || runner.ran('tc'), false, 'host-routes mode loads no BPF')
   })
 
-  it('CNI ADD (bpf): veth in one batch, rp_filter, pod addressing, one bpftool batch, qdisc + filter; never clang', async () => {
+  it('CNI ADD (bpf): veth in one batch, rp_filter without a process, pod addressing, one bpftool batch, qdisc + filter in one tc batch; never clang', async () => {
     await writeNodeContext(dir, node('bpf'))
     const runner = new DryRunRunner(new FakeKernel())
     const result = await cniAdd(request(runner, 'ADD'))
@@ -115,12 +116,13 @@ describe('flows as golden command sequences (fake kernel, no root)', () => {
     const lxc = hostIfnameFor('c1', 'eth0')
     assert.deepEqual(heads(runner), [
       'ip -batch -', // lxc<hash> <-> eth0 in the pod netns, lxc up
-      'sysctl -q -w', // rp_filter=0 on the lxc
+      `tee /proc/sys/net/ipv4/conf/${lxc}/rp_filter`, // rp_filter=0 on the lxc, written in-process (no sysctl spawn)
       'ip -batch -', // pod: up, /32, router /32 scope link, default via router
       'bpftool batch file', // pn_endpoints + pn_ipcache + pn_lxc
       'tc -batch -', // a fresh veth: clsact qdisc + from-container filter in one tc process
       `mkdir -p ${path.join(bpffsRoot, 'qdiscs', `${lxc}@0`)}`.split(' ').slice(0, 3).join(' '),
     ])
+    assert.equal(runner.records[1].input, '0\n')
     const tcBatch = runner.records.find((r) => r.argv[0] === 'tc')!
     assert.deepEqual(tcBatch.input!.trim().split('\n'), [
       `qdisc add dev ${lxc} clsact`,
