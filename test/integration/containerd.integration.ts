@@ -99,6 +99,8 @@ describe('containerd 1.6 (ctr run --cni) with pn (root, netns)', function () {
       '--state-dir', node.stateDir, '--log-file', path.join(tmp, 'cni.log'), '--json'])
     assert.equal(inst.json?.status, 'ok', inst.stdout + inst.stderr)
     renameSync(path.join(tmp, 'bin/pn'), path.join(tmp, 'bin/pn-real'))
+    // The native client falls back to `<itself>.node` (the standalone path) when no agent answers.
+    if (existsSync(path.join(tmp, 'bin/pn.node'))) renameSync(path.join(tmp, 'bin/pn.node'), path.join(tmp, 'bin/pn-real.node'))
     writeFileSync(path.join(tmp, 'bin/pn'), `#!/bin/sh\necho "$CNI_COMMAND|$CNI_CONTAINERID|$CNI_NETNS|$CNI_IFNAME" >> ${tmp}/env.log\nexec ${tmp}/bin/pn-real "$@"\n`)
     chmodSync(path.join(tmp, 'bin/pn'), 0o755)
     symlinkSync('/usr/lib/cni/loopback', path.join(tmp, 'bin/loopback')) // ctr --cni adds the loopback network too
