@@ -35,7 +35,9 @@ describe('veth connector (golden argv)', () => {
     assert.match(lines[0], new RegExp(`^link add name ${host} address ${MAC} mtu 1450 txqueuelen 1000 type veth peer name eth0 address ${MAC} mtu 1450 netns ${NETNS}$`))
     assert.equal(lines[1], `link set dev ${host} up`)
     assert.equal(lines.length, 2)
-    assert.deepEqual(sysctl.argv, ['sysctl', '-q', '-w', `net.ipv4.conf.${host}.rp_filter=0`])
+    // the sysctl is written in process, through the runner (recorded as `tee`), not by a sysctl process
+    assert.deepEqual(sysctl.argv, ['tee', `/proc/sys/net/ipv4/conf/${host}/rp_filter`])
+    assert.equal(sysctl.input!.trim(), '0')
     assert.deepEqual(pod.argv, ['nsenter', `--net=${NETNS}`, '--', 'ip', '-batch', '-'])
     assert.deepEqual(pod.input!.trimEnd().split('\n'), [
       'link set dev eth0 up',
@@ -69,9 +71,9 @@ describe('veth connector (golden argv)', () => {
     assert.ok(lines.includes(`route replace fd00:0:1::17/128 dev ${host} scope link`), lines.join('\n'))
     assert.ok(lines.includes(`neigh add proxy fd00:0:1::1 dev ${host}`), lines.join('\n'))
     assert.ok(lines.includes(`neigh replace fd00:0:1::17 lladdr ${r.podMac} dev ${host} nud permanent`), lines.join('\n'))
-    const sysctl = runner.records.find((x) => x.argv[0] === 'sysctl')!.argv.join(' ')
-    assert.match(sysctl, new RegExp(`net\\.ipv6\\.conf\\.${host}\\.proxy_ndp=1`))
-    assert.match(sysctl, new RegExp(`net\\.ipv6\\.neigh\\.${host}\\.proxy_delay=0`))
+    const written = new Map(runner.records.filter((x) => x.argv[0] === 'tee').map((x) => [x.argv[1], x.input!.trim()]))
+    assert.equal(written.get(`/proc/sys/net/ipv6/conf/${host}/proxy_ndp`), '1', [...written.keys()].join(' '))
+    assert.equal(written.get(`/proc/sys/net/ipv6/neigh/${host}/proxy_delay`), '0', [...written.keys()].join(' '))
     // IPv4 only, or routing bpf: none of it.
     const v4 = new RecordingRunner((argv) => (argv.includes('-j') ? {stdout: linkJson(host, 7, 2)} : undefined))
     await setupVeth(v4, {containerId: 'pod1', ifname: 'eth0', netns: NETNS, mtu: 1500, ips: ['10.0.1.23'], routerIps: ['10.0.1.1', 'fd00:0:1::1'], hostRoutes: true})
