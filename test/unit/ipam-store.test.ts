@@ -48,9 +48,10 @@ describe('ipam state directory', () => {
 
   it('migrates an earlier-format ipam.json on the first mutation, keeping every allocation', async () => {
     const a = new HostAllocator(HostAllocator.initialState([{cidr: CIDRS[0], routerIp: '10.0.1.254'}, {cidr: CIDRS[1]}], clock), {now: () => clock})
+    // The requested address first: a random scan for the others could otherwise take it.
+    a.allocate({owner: 'odd/owner#1', ip: ['10.0.1.77']})
     for (let i = 0; i < 20; i++) a.allocate({owner: `old${i}:eth0`})
     a.allocate({owner: 'pend:eth0', expirationMs: 60_000})
-    a.allocate({owner: 'odd/owner#1', ip: ['10.0.1.77']})
     writeFileSync(ipamFile(dir), JSON.stringify(a.toState(), null, 2))
     const before = await listIps(t({routerIps: ['10.0.1.254']})) // read-only: still the old file
     assert.ok(existsSync(ipamFile(dir)) && !existsSync(ipamDir(dir)))
