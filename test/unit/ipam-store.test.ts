@@ -26,7 +26,10 @@ import {
 
 const CIDRS = ['10.0.1.0/24', 'fd00:1::/112']
 
-describe('ipam state directory', () => {
+describe('ipam state directory', function () {
+  // Real files and flock processes: seconds under load, and a test that times out would keep
+  // writing into the next test's directory.
+  this.timeout(60_000)
   let dir: string
   let clock: number
   let cidrs: string[]
