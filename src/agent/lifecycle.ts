@@ -3,7 +3,7 @@
  * one in the background, stop one gracefully (SIGTERM: it stops accepting, finishes what is in
  * flight, then exits). The long-running part itself is src/entry/agent-main.ts.
  */
-import {promises as fs} from 'node:fs'
+import {promises as fs, readFileSync} from 'node:fs'
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
 import {AGENT_OP_VAR, callAgent} from './client.js'
@@ -21,12 +21,18 @@ export interface AgentStatus {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
+/** A process that runs: a zombie (killed, not yet reaped — in a container whose pid 1 does not reap, forever) is dead. */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return false
   }
 }
 
