@@ -32,13 +32,20 @@ first SIGTERM stops it after the requests in flight, a second interrupts them.`
     'max-inflight': Flags.integer({summary: 'Requests served at once.', default: 16, min: 1}),
     'max-queued': Flags.integer({summary: 'Requests waiting before new ones get CNI code 11 (try again later).', default: 512, min: 0}),
     'queue-timeout-ms': Flags.integer({summary: 'Longest wait in the queue before CNI code 11.', default: 60_000, min: 1}),
+    'kernel-worker': Flags.boolean({
+      summary: 'Do the ip/tc/bpftool commands of ADD and DEL in one long-lived rtnetlink worker (dist/native/pn-netlink) instead of a process each.',
+      description: 'On by default. --no-kernel-worker spawns every command, as the standalone path does (for comparisons and debugging).',
+      default: true,
+      allowNo: true,
+    }),
   }
 
   async execute(): Promise<AgentStartResult> {
     const f = this.flags
     if (!f.foreground) {
       const argv = [process.execPath, RUN_JS, 'agent', 'start', '--foreground', '--state-dir', this.stateDir, '--log-file', f['log-file'] ?? agentLogFile(this.stateDir),
-        '--max-inflight', String(f['max-inflight']), '--max-queued', String(f['max-queued']), '--queue-timeout-ms', String(f['queue-timeout-ms'])]
+        '--max-inflight', String(f['max-inflight']), '--max-queued', String(f['max-queued']), '--queue-timeout-ms', String(f['queue-timeout-ms']),
+        ...(f['kernel-worker'] ? [] : ['--no-kernel-worker'])]
       return startAgentProcess(this.runner, this.stateDir, argv)
     }
     const logFile = f['log-file']
@@ -50,6 +57,7 @@ first SIGTERM stops it after the requests in flight, a second interrupts them.`
       maxQueued: f['max-queued'],
       queueTimeoutMs: f['queue-timeout-ms'],
       traceExec: this.entry.traceExec,
+      kernelWorker: f['kernel-worker'],
     }).catch((err: Error) => {
       // A background agent's stderr goes nowhere: `pn agent start` shows this line from the log.
       log(`start failed: ${err.message}`)

@@ -16,7 +16,8 @@ import {runProtocol} from '../cni/protocol.js'
 import {formatResult} from '../cni/result.js'
 import {PnError, toPnError} from '../errors.js'
 import {LockServer} from '../exec/lockd.js'
-import {SpawnRunner} from '../exec/runner.js'
+import {NetlinkWorker, WorkerRunner} from '../exec/netlink-worker.js'
+import {SpawnRunner, type Runner} from '../exec/runner.js'
 import {DEFAULT_STATE_DIR, ensureDir} from '../state/files.js'
 import {readNodeContext} from '../node/context.js'
 import {reconcileNode} from '../node/reconcile.js'
@@ -24,6 +25,8 @@ import {entryOptions} from './env.js'
 
 /** dist/native/pn-lockd of this build (dist/src/entry → dist/native). */
 export const LOCKD_BINARY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/pn-lockd')
+/** dist/native/pn-netlink of this build: the kernel worker (src/exec/netlink-worker.ts). */
+export const NETLINK_BINARY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/pn-netlink')
 
 export interface AgentMainOptions {
   stateDir: string
@@ -33,6 +36,8 @@ export interface AgentMainOptions {
   maxQueued?: number
   queueTimeoutMs?: number
   traceExec?: boolean
+  /** false: no kernel worker, every ip/tc/bpftool command is spawned (for comparisons). */
+  kernelWorker?: boolean
 }
 
 export interface RunningAgent {
@@ -85,7 +90,12 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
   const stateDir = path.resolve(opts.stateDir)
   await ensureDir(stateDir)
   const netnsIno = String((await fs.stat('/proc/self/ns/net')).ino)
-  const runner = new SpawnRunner(opts.traceExec ? (argv) => opts.log(`exec: ${argv.join(' ')}`) : undefined)
+  const spawner = new SpawnRunner(opts.traceExec ? (argv) => opts.log(`exec: ${argv.join(' ')}`) : undefined)
+  // The ip/tc/bpftool lines of ADD and DEL go to one long-lived kernel worker instead of a process
+  // each; without the built helper (or with --no-kernel-worker) every command spawns as before.
+  const worker = opts.kernelWorker === false ? undefined : await fs.access(NETLINK_BINARY).then(() => new NetlinkWorker(NETLINK_BINARY), () => undefined)
+  if (!worker) opts.log(`kernel worker off: ${opts.kernelWorker === false ? 'disabled' : `${NETLINK_BINARY} not built`}; every kernel command is a process`)
+  const runner: Runner = worker ? new WorkerRunner(spawner, worker, opts.traceExec ? (argv) => opts.log(`netlink: ${argv.join(' ')}`) : undefined) : spawner
 
   // ── Start-up recovery ─────────────────────────────────────────────────────────────────────
   // The agent keeps no state of its own that a crash could lose: every request reads and writes
@@ -162,6 +172,7 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
     await server.listen()
   } catch (err) {
     await locker.stop()
+    await worker?.stop()
     throw err
   }
   await fs.writeFile(agentPidFile(stateDir), `${process.pid}\n`)
@@ -177,6 +188,7 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
       opts.log(`stopping: ${s.inflight} request(s) in flight, ${s.queued} queued`)
       await server.close(o)
       await locker.stop()
+      await worker?.stop()
       // Only our own pid file: a new agent may already have started on this node.
       const pid = Number((await fs.readFile(agentPidFile(stateDir), 'utf8').catch(() => '')).trim())
       if (pid === process.pid) await fs.rm(agentPidFile(stateDir), {force: true})

@@ -74,6 +74,36 @@ describe('pn agent (native client, node namespace)', function () {
     deleteNamespace(pod)
   })
 
+  it('starts no process for ADD and DEL: the kernel worker runs their ip/tc/bpftool lines (--no-kernel-worker spawns them)', () => {
+    const log = path.join(node.stateDir, 'agent.log')
+    const cycle = (cid: string): string[] => {
+      const from = readFileSync(log, 'utf8').length
+      const pod = createNamespace('agp').name
+      const r = invoke(node, addEnv(cid, pod), netconf(node, V))
+      assert.equal(r.status, 0, r.stdout + r.stderr)
+      assert.deepEqual(podIps(pod), [r.json.ips[0].address.split('/')[0]])
+      assert.equal(invoke(node, delEnv(cid, pod), netconf(node, V)).status, 0)
+      assertConsistent(new Map())
+      deleteNamespace(pod)
+      return readFileSync(log, 'utf8').slice(from).split('\n')
+    }
+    stopNodeAgent(node)
+    const traced = {env: {...process.env, PN_TRACE_EXEC: '1'}, netns: node.ns}
+    assert.equal(pn(['agent', 'start', '--state-dir', node.stateDir, '--json'], traced).status, 0)
+    const lines = cycle('w1')
+    assert.deepEqual(lines.filter((l) => / exec: /.test(l)), [], 'the agent spawned a process')
+    for (const cmd of ['ip -batch -', 'tc -batch -', 'bpftool batch file -', 'ip link del dev']) {
+      assert.ok(lines.some((l) => l.includes(` netlink: `) && l.includes(cmd)), `no "${cmd}" through the worker`)
+    }
+    stopNodeAgent(node)
+    assert.equal(pn(['agent', 'start', '--state-dir', node.stateDir, '--no-kernel-worker', '--json'], traced).status, 0)
+    const spawned = cycle('w2')
+    assert.deepEqual(spawned.filter((l) => / netlink: /.test(l)), [])
+    assert.ok(spawned.some((l) => / exec: ip -batch -/.test(l)), 'without the worker the commands are processes')
+    stopNodeAgent(node)
+    startNodeAgent(node)
+  })
+
   it('falls back to the standalone path while the agent is down, and the agent takes over the same pods', () => {
     stopNodeAgent(node)
     assert.equal(status().running, false)

@@ -1,0 +1,146 @@
+/**
+ * The agent's kernel worker: one long-lived `pn-netlink` helper (native/pn-netlink.c) that does
+ * the `ip`, `tc` and `bpftool` command lines of a CNI ADD/DEL with rtnetlink and bpf(2), so an
+ * agent request starts no process at all. A process start costs 10–20 ms here; an ADD ran six.
+ *
+ * It sits behind the Runner contract: `WorkerRunner` hands a command to the helper when the
+ * helper knows its grammar and to the inner runner (a real spawn) otherwise — the helper says
+ * "unsupported" before doing anything. Callers, golden tests and `--dry-run` see the same argv,
+ * exit codes and the parts of the tools' output pn reads; only the agent composes it.
+ * If the helper dies, the request it was running fails (a half-done batch must not be replayed
+ * by the real tool) and the next command starts a new helper.
+ */
+import {spawn, type ChildProcessWithoutNullStreams} from 'node:child_process'
+import {PnError} from '../errors.js'
+import {commandFailed, effectiveArgv, type DetachOptions, type RunOptions, type RunResult, type Runner, type StreamOptions, type StreamedChild} from './runner.js'
+
+/** Programs the helper may answer for; everything else always spawns. */
+const HANDLED = new Set(['ip', 'tc', 'bpftool'])
+
+/** An answer of the helper: the tool's exit code and output, or undefined when it does not know the command. */
+type Answer = {exitCode: number; stdout: string; stderr: string} | undefined
+
+interface Pending {
+  resolve: (a: Answer) => void
+  reject: (e: Error) => void
+}
+
+export class NetlinkWorker {
+  private child?: ChildProcessWithoutNullStreams
+  private nextId = 1
+  private readonly pending = new Map<number, Pending>()
+  private buffer: Buffer = Buffer.alloc(0)
+  private stopped = false
+
+  /** `binary`: the built dist/native/pn-netlink. */
+  constructor(private readonly binary: string) {}
+
+  private start(): ChildProcessWithoutNullStreams {
+    const child = spawn(this.binary, [], {stdio: ['pipe', 'pipe', 'pipe']})
+    child.stdin.on('error', () => undefined)
+    child.stderr.on('data', () => undefined)
+    child.stdout.on('data', (d: Buffer) => this.onData(d))
+    child.once('error', (e) => this.fail(child, e))
+    child.once('exit', (code, signal) => this.fail(child, new Error(`exited (${signal ?? `code ${code}`})`)))
+    this.child = child
+    return child
+  }
+
+  private fail(child: ChildProcessWithoutNullStreams, e: Error): void {
+    if (this.child !== child) return
+    this.child = undefined
+    this.buffer = Buffer.alloc(0)
+    for (const p of this.pending.values()) {
+      p.reject(new PnError('PN_COMMAND_FAILED', `kernel worker ${this.binary}: ${e.message}`, {hint: 'build pn (npm run build compiles native/*.c); the agent restarts the worker on its next request'}))
+    }
+    this.pending.clear()
+  }
+
+  private onData(d: Buffer): void {
+    this.buffer = this.buffer.length ? Buffer.concat([this.buffer, d]) : d
+    for (;;) {
+      const nl = this.buffer.indexOf(10)
+      if (nl < 0) return
+      const [id, code, outLen, errLen] = this.buffer.subarray(0, nl).toString('latin1').split(' ').map(Number)
+      const end = nl + 1 + outLen + errLen
+      if (this.buffer.length < end) return
+      const stdout = this.buffer.subarray(nl + 1, nl + 1 + outLen).toString('utf8')
+      const stderr = this.buffer.subarray(nl + 1 + outLen, end).toString('utf8')
+      this.buffer = this.buffer.subarray(end)
+      const p = this.pending.get(id)
+      this.pending.delete(id)
+      p?.resolve(code === -1 ? undefined : {exitCode: code, stdout, stderr})
+    }
+  }
+
+  /** The helper's pid while it runs (tests kill it to check the restart). */
+  get pid(): number | undefined {
+    return this.child?.pid
+  }
+
+  /** Run one command line in the helper (inside `netns` when given); undefined = not handled. */
+  request(argv: readonly string[], netns: string | undefined, input: string): Promise<Answer> {
+    if (this.stopped) return Promise.resolve(undefined)
+    const child = this.child ?? this.start()
+    const id = this.nextId++
+    const args = Buffer.from(argv.map((a) => a + '\0').join(''), 'utf8')
+    const ns = Buffer.from(netns ?? '', 'utf8')
+    const inp = Buffer.from(input, 'utf8')
+    const answer = new Promise<Answer>((resolve, reject) => this.pending.set(id, {resolve, reject}))
+    child.stdin.write(Buffer.concat([Buffer.from(`${id} ${argv.length} ${args.length} ${ns.length} ${inp.length}\n`, 'latin1'), ns, args, inp]))
+    return answer
+  }
+
+  /** Close the helper's stdin and wait for it to exit; later commands spawn the real tools. */
+  async stop(): Promise<void> {
+    this.stopped = true
+    const child = this.child
+    if (!child) return
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    child.stdin.end()
+    await exited
+  }
+}
+
+/**
+ * A Runner that sends what the worker can do to the worker and the rest to `inner`. `log`, when
+ * given, sees each command the worker ran (the inner runner logs its own spawns).
+ */
+export class WorkerRunner implements Runner {
+  constructor(
+    private readonly inner: Runner,
+    private readonly worker: NetlinkWorker,
+    private readonly log?: (argv: string[]) => void,
+  ) {}
+
+  async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    if (!HANDLED.has(file) || opts.env) return this.inner.run(file, args, opts)
+    const answer = await this.worker.request([file, ...args], opts.netns, opts.input ?? '')
+    if (!answer) return this.inner.run(file, args, opts)
+    const argv = effectiveArgv(file, args, opts)
+    this.log?.(argv)
+    const result: RunResult = {argv, ...answer}
+    if (result.exitCode !== 0 && !opts.allowFailure) throw commandFailed(result)
+    return result
+  }
+
+  stream(file: string, args: readonly string[], opts?: StreamOptions): StreamedChild {
+    return this.inner.stream(file, args, opts)
+  }
+
+  spawnDetached(file: string, args: readonly string[], opts?: DetachOptions): Promise<{argv: string[]; pid: number}> {
+    return this.inner.spawnDetached(file, args, opts)
+  }
+
+  makeDir(path: string): Promise<boolean> {
+    return this.inner.makeDir(path)
+  }
+
+  remove(path: string): Promise<void> {
+    return this.inner.remove(path)
+  }
+
+  writeFile(path: string, content: string): Promise<void> {
+    return this.inner.writeFile(path, content)
+  }
+}
