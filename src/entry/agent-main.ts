@@ -6,7 +6,6 @@
  */
 import {appendFileSync, promises as fs} from 'node:fs'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {AgentServer, type AgentStats} from '../agent/server.js'
 import {agentPidFile} from '../agent/paths.js'
 import {FALLBACK_EXIT, type WireRequest, type WireResponse} from '../agent/wire.js'
@@ -22,11 +21,8 @@ import {DEFAULT_STATE_DIR, ensureDir} from '../state/files.js'
 import {readNodeContext} from '../node/context.js'
 import {reconcileNode} from '../node/reconcile.js'
 import {entryOptions} from './env.js'
+import {builtHelper, LOCKD_BINARY, NETLINK_BINARY} from './native.js'
 
-/** dist/native/pn-lockd of this build (dist/src/entry → dist/native). */
-export const LOCKD_BINARY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/pn-lockd')
-/** dist/native/pn-netlink of this build: the kernel worker (src/exec/netlink-worker.ts). */
-export const NETLINK_BINARY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/pn-netlink')
 
 export interface AgentMainOptions {
   stateDir: string
@@ -93,7 +89,7 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
   const spawner = new SpawnRunner(opts.traceExec ? (argv) => opts.log(`exec: ${argv.join(' ')}`) : undefined)
   // The ip/tc/bpftool lines of ADD and DEL go to one long-lived kernel worker instead of a process
   // each; without the built helper (or with --no-kernel-worker) every command spawns as before.
-  const worker = opts.kernelWorker === false ? undefined : await fs.access(NETLINK_BINARY).then(() => new NetlinkWorker(NETLINK_BINARY), () => undefined)
+  const worker = opts.kernelWorker === false || !builtHelper(NETLINK_BINARY) ? undefined : new NetlinkWorker(NETLINK_BINARY)
   if (!worker) opts.log(`kernel worker off: ${opts.kernelWorker === false ? 'disabled' : `${NETLINK_BINARY} not built`}; every kernel command is a process`)
   const runner: Runner = worker ? new WorkerRunner(spawner, worker, opts.traceExec ? (argv) => opts.log(`netlink: ${argv.join(' ')}`) : undefined) : spawner
 

@@ -44,28 +44,45 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
     process.stdout.write(JSON.stringify(versionResult(stdin)) + '\n')
     return 0
   }
-  const [{SpawnRunner}, {defaultHandlers}, {runProtocol}, {interruptOnSignals}, {entryOptions}] = await Promise.all([
+  const [{SpawnRunner}, {defaultHandlers}, {runProtocol}, {interruptOnSignals}, {entryOptions}, native, {NetlinkWorker, WorkerRunner}, {LockServer}] = await Promise.all([
     import('../exec/runner.js'),
     import('../cni/handlers.js'),
     import('../cni/protocol.js'),
     import('./signals.js'),
     import('./env.js'),
+    import('./native.js'),
+    import('../exec/netlink-worker.js'),
+    import('../exec/lockd.js'),
   ])
   // A runtime that gives up on us (SIGTERM) gets an ADD that unwinds, not a half-made pod.
   const interrupt = interruptOnSignals()
   const opts = entryOptions(env, (line) => process.stderr.write(line))
-  const out = await runProtocol({
-    env,
-    stdin,
-    defaults: {stateDir: opts.stateDir, signal: interrupt.signal, lock: opts.lock, flow: opts.flow, failAfter: opts.failAfter},
-    // PN_TRACE_EXEC=1 logs every command the plugin spawns (to the log file or stderr).
-    runner: new SpawnRunner(opts.traceExec ? (argv) => log(`exec: ${argv.join(' ')}`) : undefined),
-    handlers: defaultHandlers,
-    log,
-    onConf: (conf) => {
-      logFile = conf.logFile
-    },
-  })
+  // PN_TRACE_EXEC=1 logs every command the plugin spawns (to the log file or stderr).
+  const spawner = new SpawnRunner(opts.traceExec ? (argv) => log(`exec: ${argv.join(' ')}`) : undefined)
+  // One helper process for the kernel commands and one for the flocks, each started on first use,
+  // instead of a process per command and per lock (each costs 10–50 ms). Without a built helper
+  // the commands and locks are processes as before.
+  const netlink = native.builtHelper(native.NETLINK_BINARY)
+  const lockd = native.builtHelper(native.LOCKD_BINARY)
+  const worker = netlink ? new NetlinkWorker(netlink) : undefined
+  const locker = lockd ? new LockServer(lockd) : undefined
+  let out
+  try {
+    out = await runProtocol({
+      env,
+      stdin,
+      defaults: {stateDir: opts.stateDir, signal: interrupt.signal, lock: locker ? {...opts.lock, locker} : opts.lock, flow: opts.flow, failAfter: opts.failAfter},
+      runner: worker ? new WorkerRunner(spawner, worker, opts.traceExec ? (argv) => log(`netlink: ${argv.join(' ')}`) : undefined) : spawner,
+      handlers: defaultHandlers,
+      log,
+      onConf: (conf) => {
+        logFile = conf.logFile
+      },
+    })
+  } finally {
+    // Their pipes would keep this process alive; closing them also drops every flock.
+    await Promise.all([worker?.stop(), locker?.stop()])
+  }
   process.stdout.write(out.stdout)
   if (out.command !== 'VERSION') log(`exit ${out.exitCode} after ${Date.now() - started} ms`)
   return out.exitCode

@@ -41,6 +41,7 @@ export class LockServer implements Locker {
   private readonly mutex = new KeyedMutex()
   private buffered = ''
   private exited?: Promise<void>
+  private starting?: Promise<void>
 
   /** `binary`: the built dist/native/pn-lockd. */
   constructor(private readonly binary: string) {}
@@ -95,6 +96,9 @@ export class LockServer implements Locker {
   }
 
   async acquire(locks: LockSpec[]): Promise<HeldLock> {
+    // Started on first use (pn-cni may need no lock at all), and again after the helper died:
+    // its locks died with it.
+    if (!this.child) await (this.starting ??= this.start().finally(() => (this.starting = undefined)))
     const undo: (() => void)[] = []
     const releaseAll = () => {
       for (const u of undo.reverse()) u()

@@ -1,0 +1,19 @@
+/**
+ * The native helpers of this build (dist/src/entry → dist/native), compiled from native/*.c by
+ * `npm run build`. Kept apart from the entries so pn-cni can name them without loading the agent.
+ */
+import {existsSync} from 'node:fs'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+const NATIVE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native')
+
+/** Holds flocks for a Node process (src/exec/lockd.ts). */
+export const LOCKD_BINARY = path.join(NATIVE_DIR, 'pn-lockd')
+/** The kernel worker: ip/tc/bpftool lines over rtnetlink and bpf(2) (src/exec/netlink-worker.ts). */
+export const NETLINK_BINARY = path.join(NATIVE_DIR, 'pn-netlink')
+
+/** The helper's path when it was built, else undefined (callers then spawn the tools as before). */
+export function builtHelper(binary: string): string | undefined {
+  return existsSync(binary) ? binary : undefined
+}
