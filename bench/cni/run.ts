@@ -3,12 +3,13 @@
  * inside the node's netns), in one run, for
  *   - pn standalone (node bin/pn-cni: boots Node per call),
  *   - pn with its node agent (the native client dist/native/pn-cni → `pn agent` on the node),
+ *   - the same agent with --no-kernel-worker (every ip/tc/bpftool line a process; sequential only),
  *   - the CNI reference plugins ptp + host-local (Debian containernetworking-plugins),
  * on the same node netns, pn in routing mode bpf (veth + endpoint + BPF attach + map entries).
  *  (a) sequential ADD+DEL cycles, interleaved plugin by plugin, on pod netns prepared in advance:
  *      median and p95 per ADD, per DEL, per cycle, ratios against the reference;
  *  (b) burst: N ADDs started at once, then N DELs: total wall time and per-pod p50/p95/max;
- *  (c) agent memory: RSS over M ADD/DEL cycles, first and last hundred, and the peak.
+ *  (c) agent memory: RSS over M ADD/DEL cycles, first and last hundred, the peak of each half.
  * Results go to bench/results/cni.json (git-ignored).
  *   node dist/bench/cni/run.js
  *   PN_BENCH_CYCLES=50 PN_BENCH_BURST=100 PN_BENCH_MEM_CYCLES=1000 (defaults)
@@ -93,8 +94,9 @@ function makeNode(repo: string, cidr: string, stateDir: string): string {
   return node
 }
 
-function startAgent(node: string, dir: string): number {
-  const r = spawnSync('ip', ['netns', 'exec', node, process.execPath, path.join(REPO_ROOT, 'bin/run.js'), 'agent', 'start', '--state-dir', dir, '--json'], {encoding: 'utf8'})
+function startAgent(node: string, dir: string, extra: string[] = []): number {
+  agentDirs.push(dir)
+  const r = spawnSync('ip', ['netns', 'exec', node, process.execPath, path.join(REPO_ROOT, 'bin/run.js'), 'agent', 'start', '--state-dir', dir, ...extra, '--json'], {encoding: 'utf8'})
   if (r.status !== 0) throw new Error(`pn agent start: ${r.stdout} ${r.stderr}`)
   return JSON.parse(r.stdout).result.pid as number
 }
@@ -113,10 +115,16 @@ async function main(): Promise<void> {
   // A /20: the burst holds BURST pods of each pn plugin at once.
   const node = makeNode(REPO_ROOT, '10.97.0.0/20', stateDir)
   const agentPid = startAgent(node, stateDir)
+  // The agent without its kernel worker (a process per ip/tc/bpftool command) on a node of its
+  // own: the same-run before/after of the worker, in the sequential cycles only.
+  const spawnState = path.join(tmp, 'state-spawn')
+  const spawnNode = makeNode(REPO_ROOT, '10.97.16.0/20', spawnState)
+  startAgent(spawnNode, spawnState, ['--no-kernel-worker'])
   const pnConf = {cniVersion: '1.0.0', name: 'pnbench', type: 'pn', stateDir}
   const plugins: Plugin[] = [
     {name: 'standalone', node, cmd: [process.execPath, path.join(REPO_ROOT, 'bin/pn-cni')], conf: pnConf},
     {name: 'agent', node, cmd: [path.join(REPO_ROOT, 'dist/native/pn-cni')], conf: pnConf},
+    {name: 'agent-no-worker', node: spawnNode, cmd: [path.join(REPO_ROOT, 'dist/native/pn-cni')], conf: {...pnConf, stateDir: spawnState}},
     {name: 'reference', node, cmd: [path.join(CNI_BIN, 'ptp')], conf: {cniVersion: '1.0.0', name: 'ptpbench', type: 'ptp', ipam: {type: 'host-local', subnet: '10.98.0.0/20', dataDir: path.join(tmp, 'host-local')}}},
   ]
   if (compare) {
@@ -149,7 +157,7 @@ async function main(): Promise<void> {
 
   // (b) bursts: BURST ADDs at once, then BURST DELs, one plugin at a time.
   const burst: Record<string, unknown> = {}
-  for (const p of plugins.filter((x) => x.name !== 'compare' && BURST > 0)) {
+  for (const p of plugins.filter((x) => x.name !== 'compare' && x.name !== 'agent-no-worker' && BURST > 0)) {
     const bpods = Array.from({length: BURST}, () => createNamespace('agbb').name)
     const envs = bpods.map((ns, i) => ({CNI_CONTAINERID: `${p.name}-burst-${i}`, CNI_NETNS: `/run/netns/${ns}`}))
     let t0 = Date.now()
@@ -179,6 +187,11 @@ async function main(): Promise<void> {
   }
   const first = samples.slice(0, 100)
   const last = samples.slice(-100)
+  // The RSS of a Node process is a sawtooth: the heap grows until a major GC, then drops. Two
+  // windows of 100 cycles can land on different phases of it, so growth is judged on the peaks
+  // of the two halves of the run (a leak lifts the second half's peak) as well as the medians.
+  const half = Math.floor(samples.length / 2)
+  const peak = (xs: number[]) => (xs.length ? Math.max(...xs) : 0)
   const memory = {
     cycles: MEM_CYCLES,
     rssKbAtStart: before.rss,
@@ -186,6 +199,9 @@ async function main(): Promise<void> {
     lastHundredKb: stats(last),
     peakKb: rssKb(agentPid).hwm,
     lastOverFirst: ratio(stats(last).median, stats(first).median),
+    firstHalfPeakKb: peak(samples.slice(0, half)),
+    secondHalfPeakKb: peak(samples.slice(half)),
+    secondOverFirstHalfPeak: ratio(peak(samples.slice(half)), peak(samples.slice(0, half))),
   }
 
   const results = {cycles: CYCLES, sequential, ratios, burst, memory, ...(compare ? {compare: {repo: compare}} : {})}
@@ -199,7 +215,7 @@ async function main(): Promise<void> {
   for (const [name, b] of Object.entries(burst) as [string, {totalWallMs: number; add: ReturnType<typeof stats>; del: ReturnType<typeof stats>; addFailures: string[]}][]) {
     console.log(`burst ${name}: total ${b.totalWallMs} ms (x${ratio(b.totalWallMs, (burst.reference as {totalWallMs: number}).totalWallMs)} reference); ADD p50 ${b.add.median} p95 ${b.add.p95} max ${b.add.max} (max/p50 ${ratio(b.add.max, b.add.median)}); DEL p50 ${b.del.median} p95 ${b.del.p95} max ${b.del.max}; ADD failures ${b.addFailures.length} [${b.addFailures.join(',')}]`)
   }
-  console.log(`agent memory over ${MEM_CYCLES} cycles: RSS first 100 median ${memory.firstHundredKb.median} kB, last 100 median ${memory.lastHundredKb.median} kB (x${memory.lastOverFirst}), peak ${memory.peakKb} kB`)
+  console.log(`agent memory over ${MEM_CYCLES} cycles: RSS first 100 median ${memory.firstHundredKb.median} kB, last 100 median ${memory.lastHundredKb.median} kB (x${memory.lastOverFirst}); peak of the first half ${memory.firstHalfPeakKb} kB, of the second half ${memory.secondHalfPeakKb} kB (x${memory.secondOverFirstHalfPeak}); VmHWM ${memory.peakKb} kB`)
   const out = path.join(REPO_ROOT, 'bench/results/cni.json')
   mkdirSync(path.dirname(out), {recursive: true})
   writeFileSync(out, JSON.stringify(results, null, 2) + '\n')
@@ -207,10 +223,11 @@ async function main(): Promise<void> {
 }
 
 const nodes: {ns: string; repo: string; stateDir: string}[] = []
+const agentDirs: string[] = []
 const stateDir = path.join(tmp, 'state')
 
 function cleanup(): void {
-  spawnSync(process.execPath, [path.join(REPO_ROOT, 'bin/run.js'), 'agent', 'stop', '--state-dir', stateDir, '--json'])
+  for (const dir of agentDirs) spawnSync(process.execPath, [path.join(REPO_ROOT, 'bin/run.js'), 'agent', 'stop', '--state-dir', dir, '--json'])
   // Each build's own reset unloads its node's programs and removes its pins; then the namespaces go.
   for (const n of nodes) {
     spawnSync('ip', ['netns', 'exec', n.ns, process.execPath, path.join(n.repo, 'bin/run.js'), 'node', 'reset', '--state-dir', n.stateDir, '--json'])
