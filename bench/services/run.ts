@@ -184,8 +184,27 @@ const r2 = (x: number) => Math.round(x * 100) / 100
  * Programming 10,000 services and one update among them, PROGRAM_ROUNDS times, interleaved with
  * iptables-legacy-restore of the same rules so both see the same machine load. Medians.
  */
+/**
+ * One service request to the node agent as a program sends it: the native client
+ * (dist/native/pn-cni, PN_AGENT_OP=service) exec'd in the node netns. Its wall time is what a
+ * controller that execs the client waits for; `durationMs` is the agent's own time.
+ */
+function agentRequest(s: Setup, body: Record<string, unknown>): {durationMs: number; mapOps: number} {
+  const r = spawnSync('nsenter', [`--net=/run/netns/${s.node}`, '--', path.join(REPO_ROOT, 'dist/native/pn-cni')], {
+    input: JSON.stringify({stateDir: s.stateDir, ...body}),
+    env: {PATH: process.env.PATH, PN_AGENT_OP: 'service'},
+    encoding: 'utf8',
+  })
+  const env = JSON.parse(r.stdout || '{}') as {status?: string; result?: {durationMs: number; mapOps: number}}
+  if (r.status !== 0 || env.status !== 'ok') throw new Error(`agent service request: ${r.stdout} ${r.stderr}`)
+  return env.result!
+}
+
 function programRounds(bpf: Setup, ipt: Setup, old?: Setup): Record<string, unknown> {
   const n = 10_000
+  // The node agent for the requests a program sends (stopped by cleanup()).
+  pnRun(bpf, ['agent', 'start'])
+  agentNodes.push(bpf)
   const input = pnServices(n, bpf.backendIp)
   const rules = iptablesRules(n, ipt.backendIp)
   const empty = '*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n'
@@ -209,6 +228,12 @@ function programRounds(bpf: Setup, ipt: Setup, old?: Setup): Record<string, unkn
     const back = timed(() => pnRun(bpf, ['service', 'add', `${VIP}:80/tcp`, '--backend', `${bpf.backendIp}:8080`]))
     add('pnUpdateMs', back.value.durationMs)
     add('pnUpdateCliMs', back.ms)
+    // The same update as a request to the node agent (warm code, its map writer kept open).
+    for (const backends of [[`${bpf.backendIp}:8080`, `${bpf.backendIp}:8081`], [`${bpf.backendIp}:8080`]]) {
+      const ag = timed(() => agentRequest(bpf, {op: 'add', frontend: `${VIP}:80/tcp`, backends}))
+      add('pnAgentUpdateMs', ag.value.durationMs)
+      add('pnAgentUpdateWallMs', ag.ms)
+    }
     // The bare CLI: oclif start-up and the service command's module graph, no work.
     add('pnCliStartMs', timed(() => pn(['service', 'add', '--help'], {netns: bpf.node})).ms)
     // iptables has no incremental update of one DNAT rule through -restore without --noflush; one
@@ -233,6 +258,7 @@ function programRounds(bpf: Setup, ipt: Setup, old?: Setup): Record<string, unkn
       pnApplyOverIptables: r2(med.pnApplyMs / med.iptablesRestoreMs),
       pnApplyCliOverIptables: r2(med.pnApplyCliMs / med.iptablesRestoreMs),
       pnUpdateCliOverCliStart: r2(med.pnUpdateCliMs / med.pnCliStartMs),
+      pnAgentUpdateOverCliUpdate: r2(med.pnAgentUpdateMs / med.pnUpdateMs),
       ...(old ? {
         pnApplyOverOld: r2(med.pnApplyMs / med.oldApplyMs), pnApplyCliOverOld: r2(med.pnApplyCliMs / med.oldApplyCliMs),
         pnUpdateOverOld: r2(med.pnUpdateMs / med.oldUpdateMs), pnUpdateCliOverOld: r2(med.pnUpdateCliMs / med.oldUpdateCliMs),
@@ -243,6 +269,7 @@ function programRounds(bpf: Setup, ipt: Setup, old?: Setup): Record<string, unkn
   console.log(`programming 10,000 services (median of ${PROGRAM_ROUNDS}): pn apply ${med.pnApplyMs} ms in pn, ${med.pnApplyCliMs} ms CLI (${mapOps} map ops); iptables-legacy-restore ${med.iptablesRestoreMs} ms`)
   if (old) console.log(`earlier pn (${COMPARE}): apply ${med.oldApplyMs} ms in pn, ${med.oldApplyCliMs} ms CLI; one update ${med.oldUpdateMs} ms in pn, ${med.oldUpdateCliMs} ms CLI`)
   console.log(`one update in 10,000: pn ${med.pnUpdateMs} ms in pn, ${med.pnUpdateCliMs} ms CLI (${updateOps} map ops); bare CLI start ${med.pnCliStartMs} ms; iptables -R one rule ${med.iptablesReplaceOneMs} ms`)
+  console.log(`one update in 10,000 through the node agent: ${med.pnAgentUpdateMs} ms in the agent, ${med.pnAgentUpdateWallMs} ms for the request (native client exec'd under nsenter)`)
   return out
 }
 
@@ -323,7 +350,10 @@ async function main(): Promise<void> {
   console.log(`results: ${path.join(out, 'services.json')}`)
 }
 
+const agentNodes: Setup[] = []
+
 function cleanup(): void {
+  for (const a of agentNodes) spawnSync(process.execPath, [path.join(REPO_ROOT, 'bin/run.js'), 'agent', 'stop', '--state-dir', a.stateDir], {stdio: 'ignore'})
   for (const c of children) if (c.pid && c.exitCode === null) c.kill()
   for (const n of nodes) spawnSync('ip', ['netns', 'exec', n.ns, process.execPath, path.join(REPO_ROOT, 'bin/run.js'), 'node', 'reset', '--state-dir', n.stateDir], {stdio: 'ignore'})
   for (const n of nodes) rmSync(path.join(BPFFS, n.ns), {recursive: true, force: true})

@@ -7,6 +7,7 @@
 import {appendFileSync, promises as fs} from 'node:fs'
 import path from 'node:path'
 import {AgentServer, type AgentStats} from '../agent/server.js'
+import {AGENT_OP_VAR} from '../agent/client.js'
 import {agentPidFile} from '../agent/paths.js'
 import {FALLBACK_EXIT, type WireRequest, type WireResponse} from '../agent/wire.js'
 import {toCniError} from '../cni/errors.js'
@@ -20,6 +21,8 @@ import {SpawnRunner, type Runner} from '../exec/runner.js'
 import {DEFAULT_STATE_DIR, ensureDir} from '../state/files.js'
 import {readNodeContext} from '../node/context.js'
 import {reconcileNode} from '../node/reconcile.js'
+import {keptMapWriters} from '../service/kept-writer.js'
+import {answerServiceRequest, SERVICE_OP} from '../service/request.js'
 import {entryOptions} from './env.js'
 import {builtHelper, LOCKD_BINARY, NETLINK_BINARY} from './native.js'
 
@@ -109,6 +112,8 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
 
   const locker = new LockServer(LOCKD_BINARY)
   await locker.start()
+  // Service changes keep their map-writer process between requests (src/service/kept-writer.ts).
+  const mapWriters = keptMapWriters(locker)
   const refuse = (req: WireRequest | undefined, err: PnError): WireResponse => ({
     exitCode: 1,
     stdout: formatResult(toCniError(err, req ? cniVersionOf(req.stdin) : undefined)) + '\n',
@@ -136,6 +141,12 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
     }
     const stderr: string[] = []
     const eo = entryOptions(req.env, (line) => stderr.push(line))
+    if (req.env[AGENT_OP_VAR] === SERVICE_OP) {
+      // A service change from a program (src/service/request.ts): no process start, warm code.
+      const out = await answerServiceRequest(runner, stateDir, req.stdin, {lock: eo.lock, openWriter: mapWriters.openWriter})
+      log(`service request: exit ${out.exitCode} after ${Date.now() - started} ms`)
+      return {...out, stderr: stderr.join('')}
+    }
     try {
       const out = await runProtocol({
         env: req.env,
@@ -169,6 +180,7 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
   } catch (err) {
     await locker.stop()
     await worker?.stop()
+    await mapWriters.close()
     throw err
   }
   await fs.writeFile(agentPidFile(stateDir), `${process.pid}\n`)
@@ -183,6 +195,7 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
       const s = server.stats()
       opts.log(`stopping: ${s.inflight} request(s) in flight, ${s.queued} queued`)
       await server.close(o)
+      await mapWriters.close()
       await locker.stop()
       await worker?.stop()
       // Only our own pid file: a new agent may already have started on this node.

@@ -6,6 +6,7 @@
  * runtime's exec stays cheap.
  */
 import {appendFileSync} from 'node:fs'
+import path from 'node:path'
 import {versionResult} from '../cni/version.js'
 
 async function readStdin(): Promise<string> {
@@ -43,6 +44,27 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
     // Answered before loading the flows (and execa): runtimes probe VERSION often.
     process.stdout.write(JSON.stringify(versionResult(stdin)) + '\n')
     return 0
+  }
+  if (env.PN_AGENT_OP === 'service') {
+    // A service change sent through the client while no agent answered: the same request, in-process.
+    const [{SpawnRunner}, {answerServiceRequest}, {entryOptions}, {DEFAULT_STATE_DIR}] = await Promise.all([
+      import('../exec/runner.js'),
+      import('../service/request.js'),
+      import('./env.js'),
+      import('../state/files.js'),
+    ])
+    const opts = entryOptions(env)
+    // The state dir as the agent takes it: the request's "stateDir", else PN_STATE_DIR, else the default.
+    let stateDir = opts.stateDir || DEFAULT_STATE_DIR
+    try {
+      const dir = (JSON.parse(stdin) as {stateDir?: unknown}).stateDir
+      if (typeof dir === 'string' && dir !== '') stateDir = dir
+    } catch {
+      // answerServiceRequest reports the bad JSON
+    }
+    const out = await answerServiceRequest(new SpawnRunner(), path.resolve(stateDir), stdin, {lock: opts.lock})
+    process.stdout.write(out.stdout)
+    return out.exitCode
   }
   const [{SpawnRunner}, {defaultHandlers}, {runProtocol}, {interruptOnSignals}, {entryOptions}, native, {NetlinkWorker, WorkerRunner}, {LockServer}] = await Promise.all([
     import('../exec/runner.js'),
