@@ -228,7 +228,11 @@ function programRounds(bpf: Setup, ipt: Setup, old?: Setup): Record<string, unkn
     const back = timed(() => pnRun(bpf, ['service', 'add', `${VIP}:80/tcp`, '--backend', `${bpf.backendIp}:8080`]))
     add('pnUpdateMs', back.value.durationMs)
     add('pnUpdateCliMs', back.ms)
-    // The same update as a request to the node agent (warm code, its map writer kept open).
+    // The same apply and update as requests to the node agent (warm code, its map writer kept open).
+    agentRequest(bpf, {op: 'apply', services: []})
+    const aa = timed(() => agentRequest(bpf, {op: 'apply', services: JSON.parse(input)}))
+    add('pnAgentApplyMs', aa.value.durationMs)
+    add('pnAgentApplyWallMs', aa.ms)
     for (const backends of [[`${bpf.backendIp}:8080`, `${bpf.backendIp}:8081`], [`${bpf.backendIp}:8080`]]) {
       const ag = timed(() => agentRequest(bpf, {op: 'add', frontend: `${VIP}:80/tcp`, backends}))
       add('pnAgentUpdateMs', ag.value.durationMs)
@@ -259,6 +263,7 @@ function programRounds(bpf: Setup, ipt: Setup, old?: Setup): Record<string, unkn
       pnApplyCliOverIptables: r2(med.pnApplyCliMs / med.iptablesRestoreMs),
       pnUpdateCliOverCliStart: r2(med.pnUpdateCliMs / med.pnCliStartMs),
       pnAgentUpdateOverCliUpdate: r2(med.pnAgentUpdateMs / med.pnUpdateMs),
+      pnAgentApplyWallOverIptables: r2(med.pnAgentApplyWallMs / med.iptablesRestoreMs),
       ...(old ? {
         pnApplyOverOld: r2(med.pnApplyMs / med.oldApplyMs), pnApplyCliOverOld: r2(med.pnApplyCliMs / med.oldApplyCliMs),
         pnUpdateOverOld: r2(med.pnUpdateMs / med.oldUpdateMs), pnUpdateCliOverOld: r2(med.pnUpdateCliMs / med.oldUpdateCliMs),
@@ -269,6 +274,7 @@ function programRounds(bpf: Setup, ipt: Setup, old?: Setup): Record<string, unkn
   console.log(`programming 10,000 services (median of ${PROGRAM_ROUNDS}): pn apply ${med.pnApplyMs} ms in pn, ${med.pnApplyCliMs} ms CLI (${mapOps} map ops); iptables-legacy-restore ${med.iptablesRestoreMs} ms`)
   if (old) console.log(`earlier pn (${COMPARE}): apply ${med.oldApplyMs} ms in pn, ${med.oldApplyCliMs} ms CLI; one update ${med.oldUpdateMs} ms in pn, ${med.oldUpdateCliMs} ms CLI`)
   console.log(`one update in 10,000: pn ${med.pnUpdateMs} ms in pn, ${med.pnUpdateCliMs} ms CLI (${updateOps} map ops); bare CLI start ${med.pnCliStartMs} ms; iptables -R one rule ${med.iptablesReplaceOneMs} ms`)
+  console.log(`programming 10,000 services through the node agent: ${med.pnAgentApplyMs} ms in the agent, ${med.pnAgentApplyWallMs} ms for the request`)
   console.log(`one update in 10,000 through the node agent: ${med.pnAgentUpdateMs} ms in the agent, ${med.pnAgentUpdateWallMs} ms for the request (native client exec'd under nsenter)`)
   return out
 }
