@@ -18,12 +18,12 @@ import {PnError, toPnError} from '../errors.js'
 import {LockServer} from '../exec/lockd.js'
 import {NetlinkWorker, WorkerRunner} from '../exec/netlink-worker.js'
 import {SpawnRunner, type Runner} from '../exec/runner.js'
-import {DEFAULT_STATE_DIR, ensureDir} from '../state/files.js'
+import {ensureDir} from '../state/files.js'
 import {readNodeContext} from '../node/context.js'
 import {reconcileNode} from '../node/reconcile.js'
 import {keptMapWriters} from '../service/kept-writer.js'
 import {answerServiceRequest, SERVICE_OP} from '../service/request.js'
-import {entryOptions} from './env.js'
+import {entryOptions, requestStateDir} from './env.js'
 import {builtHelper, LOCKD_BINARY, NETLINK_BINARY} from './native.js'
 
 
@@ -62,18 +62,6 @@ export function agentLogger(logFile?: string): (msg: string) => void {
     }
     process.stderr.write(line + '\n')
   }
-}
-
-/** The state dir a request names, resolved as runProtocol does. */
-function requestStateDir(req: WireRequest): string | undefined {
-  let conf: unknown
-  try {
-    conf = JSON.parse(req.stdin)
-  } catch {
-    return undefined
-  }
-  const dir = conf && typeof conf === 'object' ? (conf as Record<string, unknown>).stateDir : undefined
-  return path.resolve(typeof dir === 'string' && dir !== '' ? dir : req.env.PN_STATE_DIR || DEFAULT_STATE_DIR)
 }
 
 function cniVersionOf(stdin: string): string | undefined {
@@ -122,7 +110,7 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
   const handle = async (req: WireRequest, signal: AbortSignal): Promise<WireResponse> => {
     // A netconf naming another node's state dir is not ours to serve (the client found this
     // socket through a path that resolves elsewhere): the standalone path handles it.
-    const dir = requestStateDir(req)
+    const dir = requestStateDir(req.stdin, req.env)
     if (dir !== undefined && dir !== stateDir) return {exitCode: FALLBACK_EXIT, stdout: '', stderr: ''}
     const started = Date.now()
     let logFile: string | undefined

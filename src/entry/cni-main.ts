@@ -47,22 +47,16 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
   }
   if (env.PN_AGENT_OP === 'service') {
     // A service change sent through the client while no agent answered: the same request, in-process.
-    const [{SpawnRunner}, {answerServiceRequest}, {entryOptions}, {DEFAULT_STATE_DIR}] = await Promise.all([
+    const [{SpawnRunner}, {answerServiceRequest}, {entryOptions, requestStateDir}, {DEFAULT_STATE_DIR}] = await Promise.all([
       import('../exec/runner.js'),
       import('../service/request.js'),
       import('./env.js'),
       import('../state/files.js'),
     ])
     const opts = entryOptions(env)
-    // The state dir as the agent takes it: the request's "stateDir", else PN_STATE_DIR, else the default.
-    let stateDir = opts.stateDir || DEFAULT_STATE_DIR
-    try {
-      const dir = (JSON.parse(stdin) as {stateDir?: unknown}).stateDir
-      if (typeof dir === 'string' && dir !== '') stateDir = dir
-    } catch {
-      // answerServiceRequest reports the bad JSON
-    }
-    const out = await answerServiceRequest(new SpawnRunner(), path.resolve(stateDir), stdin, {lock: opts.lock})
+    // The state dir as the agent takes it (not JSON: the default; answerServiceRequest reports it).
+    const stateDir = requestStateDir(stdin, env) ?? path.resolve(env.PN_STATE_DIR || DEFAULT_STATE_DIR)
+    const out = await answerServiceRequest(new SpawnRunner(), stateDir, stdin, {lock: opts.lock})
     process.stdout.write(out.stdout)
     return out.exitCode
   }

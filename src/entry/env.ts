@@ -5,7 +5,8 @@
  * in one process (or a test) can set them per request.
  */
 import type {FlowOptions} from '../flow/plan.js'
-import type {LockOptions} from '../state/files.js'
+import path from 'node:path'
+import {DEFAULT_STATE_DIR, type LockOptions} from '../state/files.js'
 
 export interface EntryOptions {
   /** PN_STATE_DIR (pn-cni; the CLI maps it onto --state-dir). */
@@ -62,4 +63,19 @@ export function entryOptions(env: NodeJS.ProcessEnv, stderr: (line: string) => v
     ...(env.PN_BPF_DIR ? {bpfDir: env.PN_BPF_DIR} : {}),
     traceExec: Boolean(env.PN_TRACE_EXEC),
   }
+}
+
+/**
+ * The state dir a request on stdin names, resolved as runProtocol does: its top-level
+ * "stateDir", else PN_STATE_DIR, else the default. Undefined when stdin is not JSON.
+ */
+export function requestStateDir(stdin: string, env: NodeJS.ProcessEnv | Record<string, string>): string | undefined {
+  let conf: unknown
+  try {
+    conf = JSON.parse(stdin)
+  } catch {
+    return undefined
+  }
+  const dir = conf && typeof conf === 'object' ? (conf as Record<string, unknown>).stateDir : undefined
+  return path.resolve(typeof dir === 'string' && dir !== '' ? dir : env.PN_STATE_DIR || DEFAULT_STATE_DIR)
 }
