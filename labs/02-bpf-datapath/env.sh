@@ -1,15 +1,6 @@
 # Names used by lab 02 (sourced by run.sh and teardown.sh). PN_LAB_ID makes parallel runs unique.
 LAB_ID=${PN_LAB_ID:-lab2}
-SW_NS=pn-$LAB_ID-sw
-N1_NS=pn-$LAB_ID-n1
-N2_NS=pn-$LAB_ID-n2
-A_NS=pn-$LAB_ID-a
-B_NS=pn-$LAB_ID-b
-C_NS=pn-$LAB_ID-c
-N1_NAME=$LAB_ID-n1
-N2_NAME=$LAB_ID-n2
-N1_STATE=/run/pn/$LAB_ID/n1
-N2_STATE=/run/pn/$LAB_ID/n2
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/two-node.sh"
 N1_CIDR=${PN_LAB_N1_CIDR:-10.202.1.0/24}
 N2_CIDR=${PN_LAB_N2_CIDR:-10.202.2.0/24}
 N1_UPLINK_IP=172.30.2.1

@@ -1,15 +1,6 @@
 # Names used by lab 06 (sourced by run.sh and teardown.sh). PN_LAB_ID makes parallel runs unique.
 LAB_ID=${PN_LAB_ID:-v6lab}
-SW_NS=pn-$LAB_ID-sw
-N1_NS=pn-$LAB_ID-n1
-N2_NS=pn-$LAB_ID-n2
-A_NS=pn-$LAB_ID-a
-B_NS=pn-$LAB_ID-b
-C_NS=pn-$LAB_ID-c
-N1_NAME=$LAB_ID-n1
-N2_NAME=$LAB_ID-n2
-N1_STATE=/run/pn/$LAB_ID/n1
-N2_STATE=/run/pn/$LAB_ID/n2
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/two-node.sh"
 # Dual stack: one IPv4 and one IPv6 pod CIDR per node; node 2's pods are IPv6 only.
 N1_CIDR=10.206.1.0/24
 N1_CIDR6=fd00:206:1::/112

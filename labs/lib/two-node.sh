@@ -1,0 +1,29 @@
+# The namespaces, node names and state dirs of the two-node BPF labs (02, 06), and their teardown.
+# Sourced by their env.sh once LAB_ID is set; common.sh must be sourced first for the teardown.
+SW_NS=pn-$LAB_ID-sw
+N1_NS=pn-$LAB_ID-n1
+N2_NS=pn-$LAB_ID-n2
+A_NS=pn-$LAB_ID-a
+B_NS=pn-$LAB_ID-b
+C_NS=pn-$LAB_ID-c
+N1_NAME=$LAB_ID-n1
+N2_NAME=$LAB_ID-n2
+N1_STATE=/run/pn/$LAB_ID/n1
+N2_STATE=/run/pn/$LAB_ID/n2
+
+# Remove everything such a lab made: pn node reset inside each node, then namespaces and state
+# dirs. $1: the lab's number, for the last line.
+two_node_teardown() {
+  local spec ns state name
+  for spec in "$N1_NS:$N1_STATE:$N1_NAME" "$N2_NS:$N2_STATE:$N2_NAME"; do
+    IFS=: read -r ns state name <<<"$spec"
+    if ns_exists "$ns" && [ -f "$state/node.json" ]; then
+      pn_in "$ns" "$state" node reset >/dev/null || echo "warning: pn node reset in $ns failed" >&2
+    fi
+    rm -rf "${PN_BPFFS:?}/$name"
+  done
+  for ns in "$A_NS" "$B_NS" "$C_NS" "$N1_NS" "$N2_NS" "$SW_NS"; do ns_del "$ns"; done
+  rm -rf "$N1_STATE" "$N2_STATE"
+  rmdir "/run/pn/$LAB_ID" 2>/dev/null || true
+  echo "lab $1 torn down"
+}
