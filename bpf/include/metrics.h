@@ -11,13 +11,16 @@
 #include "drop_reasons.h"
 #include "trace.h"
 
-/* Contract with src/datapath/bpf/codecs.ts (checked against BTF by a unit test). */
-struct metrics_key {
-	__u8 reason; /* TRACE_* outcome, or -DROP_* */
-	__u8 dir;    /* METRIC_INGRESS / METRIC_EGRESS */
-	__u8 point;  /* POINT_* */
-	__u8 pad;
-};
+/*
+ * One slot per (outcome, direction, point) in a per-CPU array: the slot is computed, not hashed,
+ * and the kernel inlines a per-CPU array lookup into a few instructions, where the per-CPU hash
+ * this used to be cost a hash walk on every packet of every program (about 80 ns a run here;
+ * docs/DATAPATH.md). Contract with src/datapath/bpf/maps/metrics.ts (metricsSlot there, and the
+ * value struct checked against BTF by a unit test): bits 0..7 the outcome byte (TRACE_* or the
+ * magnitude of a DROP_*), bit 8 the direction (METRIC_* - 1), bits 9..11 the point (POINT_*).
+ * An all-zero slot is a combination never seen; dumps skip those.
+ */
+#define METRICS_SLOTS 4096
 
 struct metrics_value {
 	__u64 packets;
@@ -25,29 +28,23 @@ struct metrics_value {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct metrics_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, METRICS_SLOTS);
+	__type(key, __u32);
 	__type(value, struct metrics_value);
 } pn_metrics PN_MAP;
 
 static __always_inline void metrics_count(int code, __u8 dir, __u8 point, __u32 bytes)
 {
-	struct metrics_key key = {
-		.reason = (__u8)(code < 0 ? -code : code),
-		.dir = dir,
-		.point = point,
-	};
-	struct metrics_value *v = bpf_map_lookup_elem(&pn_metrics, &key);
+	__u32 reason = (__u8)(code < 0 ? -code : code);
+	__u32 slot = ((__u32)(point & 7) << 9) | ((__u32)((dir - 1) & 1) << 8) | reason;
+	struct metrics_value *v = bpf_map_lookup_elem(&pn_metrics, &slot);
 
-	if (v) {
-		/* Per-CPU value: no other CPU writes it, plain increments are safe. */
-		v->packets += 1;
-		v->bytes += bytes;
+	if (!v)
 		return;
-	}
-	struct metrics_value init = {.packets = 1, .bytes = bytes};
-	bpf_map_update_elem(&pn_metrics, &key, &init, BPF_NOEXIST);
+	/* Per-CPU value: no other CPU writes it, plain increments are safe. */
+	v->packets += 1;
+	v->bytes += bytes;
 }
 
 /* The single place where an outcome becomes a verdict: negative → count + drop; to-stack

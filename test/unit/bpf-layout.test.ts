@@ -16,6 +16,8 @@ import {
   decodeLxcKey,
   decodeMetricsKey,
   decodeMetricsValues,
+  encodeMetricsKey,
+  metricsSlot,
   encodeEndpointInfo,
   encodeEndpointKey,
   encodeIpcacheInfo,
@@ -117,7 +119,9 @@ describe('bpf map layouts (C structs ↔ TypeScript codecs, via BTF)', function 
     assert.equal(encodeEndpointKey('10.0.1.5').toString('hex'), '0a000105' + '00'.repeat(12) + '01000000')
     // LPM prefixlen counts family+pad (32 bits) before the address.
     assert.equal(encodeIpcacheKey('10.0.2.0/24').readUInt32LE(0), 56)
-    const key = Buffer.from([132, 2, 1, 0])
+    // pn_metrics slot: point in bits 9..11, direction - 1 in bit 8, outcome byte in 0..7 (metrics.h).
+    assert.equal(metricsSlot(132, 2, 1), (1 << 9) | (1 << 8) | 132)
+    const key = encodeMetricsKey(132, 2, 1)
     assert.deepEqual(decodeMetricsKey(key), {reason: 'DROP_INVALID_SOURCE', code: -132, description: 'invalid source ip (anti-spoofing)', direction: 'egress', point: 'from-container'})
     const v = Buffer.alloc(16)
     v.writeBigUInt64LE(3n, 0)

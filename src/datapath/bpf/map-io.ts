@@ -98,7 +98,8 @@ interface RawEntry {
   values?: {cpu: number; value: string[]}[]
 }
 
-/** Raw entries of a pinned map (empty when the map is empty). */
+/** Raw entries of a pinned map (empty when the map is empty); for a sparse array (pn_metrics),
+ * only the slots in use (any CPU's value not all zero). */
 export async function dumpRaw(runner: Runner, root: string, name: string): Promise<RawEntry[]> {
   const p = mapPath(root, name)
   if (!(await pathExists(p))) {
@@ -109,7 +110,8 @@ export async function dumpRaw(runner: Runner, root: string, name: string): Promi
   const r = await runner.run('bpftool', ['-j', 'map', 'dump', 'pinned', p], {readOnly: true})
   // bpftool prints "[]" for an empty map; older versions print nothing.
   const parsed = JSON.parse(r.stdout.trim() || '[]') as RawEntry[]
-  return parsed
+  if (!mapDef(name)?.sparse) return parsed
+  return parsed.filter((e) => (e.values ? e.values.map((v) => v.value) : [e.value]).some((v) => v !== undefined && bufferFromBpftool(v).some((b) => b !== 0)))
 }
 
 /** Decode one map's raw entries with its descriptor (unknown maps stay hex). */

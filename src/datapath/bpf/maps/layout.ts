@@ -53,6 +53,8 @@ export interface MapDef {
   value: StructLayout
   /** The records a perf event array carries (the map's own key/value are CPU index → fd). */
   record?: StructLayout
+  /** An array whose all-zero slots were never used: dumps, listings and entry counts skip them. */
+  sparse?: boolean
   /** Decode one entry; per-CPU maps pass every CPU's value. */
   decode(key: Buffer, values: Buffer[]): DecodedEntry
 }

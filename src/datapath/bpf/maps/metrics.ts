@@ -1,8 +1,14 @@
-/** pn_metrics (bpf/include/metrics.h): packets and bytes per (outcome, direction, point), per CPU. */
+/**
+ * pn_metrics (bpf/include/metrics.h): packets and bytes per (outcome, direction, point), per CPU,
+ * in a per-CPU array whose slot is computed from the three (metricsSlot): no hash walk per packet.
+ * Slots never hit stay all-zero, and dumps skip them (`sparse`).
+ */
 import {DIRECTIONS, POINTS, reasonFromMetricByte} from '../drop-reasons.js'
-import {f, readU64, type MapDef} from './layout.js'
+import {f, readU32, readU64, writeU32, type MapDef, type StructLayout} from './layout.js'
 
-const KEY = {name: 'metrics_key', size: 4, fields: {reason: f(0, 1), dir: f(1, 1), point: f(2, 1), pad: f(3, 1)}}
+const KEY: StructLayout = {name: '__u32', size: 4, fields: {}, scalar: true}
+/** METRICS_SLOTS in metrics.h: 3 bits of point, 1 of direction, 8 of outcome. */
+export const METRICS_SLOTS = 4096
 const VALUE = {name: 'metrics_value', size: 16, fields: {packets: f(0, 8), bytes: f(8, 8)}}
 
 export interface MetricsEntry {
@@ -15,10 +21,22 @@ export interface MetricsEntry {
   bytes: number
 }
 
+/** The slot of (outcome byte, direction, point), as metrics_count() in metrics.h computes it. */
+export function metricsSlot(reasonByte: number, dir: number, point: number): number {
+  return ((point & 7) << 9) | (((dir - 1) & 1) << 8) | (reasonByte & 0xff)
+}
+
+export function encodeMetricsKey(reasonByte: number, dir: number, point: number): Buffer {
+  const buf = Buffer.alloc(KEY.size)
+  writeU32(buf, metricsSlot(reasonByte, dir, point), 0)
+  return buf
+}
+
 export function decodeMetricsKey(buf: Buffer): Pick<MetricsEntry, 'reason' | 'code' | 'description' | 'direction' | 'point'> {
-  const r = reasonFromMetricByte(buf[KEY.fields.reason.offset])
-  const dir = buf[KEY.fields.dir.offset]
-  const point = buf[KEY.fields.point.offset]
+  const slot = readU32(buf, 0)
+  const r = reasonFromMetricByte(slot & 0xff)
+  const dir = ((slot >> 8) & 1) + 1
+  const point = (slot >> 9) & 7
   return {
     reason: r.name,
     code: r.code,
@@ -42,9 +60,10 @@ export function decodeMetricsValues(values: Buffer[]): {packets: number; bytes: 
 export const metricsMap: MapDef = {
   name: 'pn_metrics',
   header: 'metrics.h',
-  type: 'percpu_hash',
-  maxEntries: 1024,
+  type: 'percpu_array',
+  maxEntries: METRICS_SLOTS,
   flags: 0,
+  sparse: true,
   key: KEY,
   value: VALUE,
   decode: (k, v) => ({key: decodeMetricsKey(k), value: decodeMetricsValues(v)}),
