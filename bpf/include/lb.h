@@ -116,6 +116,26 @@ struct {
 	__type(value, struct lb4_stats);
 } pn_lb4_stats PN_MAP;
 
+/* pn_lb4_gate: slot 0 becomes 1 when the first service is written into these maps (the service
+ * writer sets it before the service entries; src/service/apply.ts) and stays 1 until the maps
+ * are re-created. While it is 0 the maps hold no service and no service flow, so every lookup
+ * the two hooks below would make is a miss: they return at once instead, which takes their
+ * hash lookups (two conntrack/service lookups per packet, ~100 ns) off a node without services. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} pn_lb4_gate PN_MAP;
+
+static __always_inline bool lb4_enabled(void)
+{
+	__u32 zero = 0;
+	__u32 *on = bpf_map_lookup_elem(&pn_lb4_gate, &zero);
+
+	return on && *on;
+}
+
 /* What lb4 needs of a packet: addresses, ports, L4 offset. */
 struct lb4_tuple {
 	__be32 saddr;
@@ -251,6 +271,8 @@ static __always_inline void lb4_forget_reply(struct __sk_buff *skb, const struct
  * VIP never leaks to the network. */
 static __always_inline int lb4_xlate(struct __sk_buff *skb)
 {
+	if (!lb4_enabled())
+		return 0;
 	struct lb4_tuple t = {};
 	int ret = lb4_extract(skb, &t);
 
@@ -359,6 +381,8 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb)
  * backend's own address reach the client. */
 static __always_inline int lb4_rev_xlate(struct __sk_buff *skb)
 {
+	if (!lb4_enabled())
+		return 0;
 	struct lb4_tuple t = {};
 	int ret = lb4_extract(skb, &t);
 

@@ -15,11 +15,11 @@ import os from 'node:os'
 import path from 'node:path'
 import {PnError} from '../errors.js'
 import {mapPath} from '../datapath/bpf/bpffs.js'
-import {OpList, openMapWriter, type MapWriter} from '../datapath/bpf/op-list.js'
+import {OP_UPDATE, OpList, VALUE_OFFSET, openMapWriter, type MapWriter} from '../datapath/bpf/op-list.js'
 import {requireNodeContext} from '../node/context.js'
 import {DEFAULT_LOCK_TIMEOUT_MS, ensureDir, readFileIfExists, readJsonFile, renameDurable, writeFileAtomic, type JsonFileSpec, type LockOptions} from '../state/files.js'
 import {frontendKey, vipChecker, type ServiceSpec} from './model.js'
-import {LB_OP_MAPS, planRollForward, planServices, reportDiff, type PlannedOps, type ServiceDiff} from './plan.js'
+import {LB_GATE_MAP, LB_OP_MAPS, planRollForward, planServices, reportDiff, type PlannedOps, type ServiceDiff} from './plan.js'
 import {
   decodeTable,
   emptyTable,
@@ -204,6 +204,7 @@ export async function changeServices(stateDir: string, req: ServiceChangeRequest
     // and the committed table is rewritten into them); a killed process still leaves it whole.
     await writeFileAtomic(pendingFile(stateDir), scoped ? patchScoped(scoped, next) : encodeTable(next), 0o644, {sync: false})
     try {
+      if (result.services > 0) await openServiceGate(writer)
       await writeOps(writer, plan.ops)
     } catch (err) {
       // Reverted: the maps are the committed table again. Not reverted: leave the pending
@@ -215,6 +216,24 @@ export async function changeServices(stateDir: string, req: ServiceChangeRequest
     return done()
   } finally {
     await writer.close()
+  }
+}
+
+/**
+ * Set pn_lb4_gate (bpf/include/lb.h) before a change that leaves services in the maps: until it
+ * is set, the datapath skips its service lookups (they could only miss). Written on every such
+ * change (one record, idempotent), so maps re-created under a running table get it back with
+ * the resync; never cleared here (flows of a deleted service may still have conntrack entries).
+ */
+async function openServiceGate(writer: MapWriter): Promise<void> {
+  const ops = new OpList(LB_OP_MAPS, 1)
+  ops.buf.writeUInt32LE(1, ops.add(OP_UPDATE, LB_GATE_MAP) + VALUE_OFFSET)
+  const r = await writer.write(ops)
+  if (r.failed) {
+    throw new PnError('PN_SERVICE_APPLY_FAILED', `apply services: the kernel refused to enable the service datapath (pn_lb4_gate): ${r.failed.error}`, {
+      hint: 'nothing changed; check that the maps are pinned (`pn bpf map list`) and reload with `pn bpf load --host`',
+      details: {reverted: 0},
+    })
   }
 }
 

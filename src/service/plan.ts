@@ -25,11 +25,14 @@ import {backendStr, endpointNum, type Outside, frontendNumOfKey, ipNum, protoNum
 
 export {emptyTable, type ServiceTable, type StoredService} from './table.js'
 
-/** The maps a plan writes, in record map-index order. */
+/** The maps a service change writes, in record map-index order (plans write the first two;
+ * apply.ts sets the datapath's service gate, the third, before the first service lands). */
 export const LB_OP_MAPS: readonly OpMap[] = [
   {name: 'pn_lb4_services', keySize: 12, valueSize: 12},
   {name: 'pn_lb4_backends', keySize: 4, valueSize: 8},
+  {name: 'pn_lb4_gate', keySize: 4, valueSize: 4},
 ]
+export const LB_GATE_MAP = 2
 const SERVICES = 0
 const BACKENDS = 1
 

@@ -179,9 +179,29 @@ describe('services: load balancing in BPF (root, netns)', function () {
     for (const n of [n1, n2]) if (n) rmSync(path.join(BPFFS, n.ns), {recursive: true, force: true})
   })
 
+  /** pn_lb4_gate slot 0: whether the datapath's service hooks run on this node (lb.h). */
+  function gateOpen(node: Node): boolean {
+    const res = ok(node.run(['bpf', 'map', 'dump', 'pn_lb4_gate']), 'map dump pn_lb4_gate')
+    const entries = res.entries as {key: {index: number}; value: {enabled: boolean}}[]
+    assert.equal(entries.length, 1)
+    return entries[0].value.enabled
+  }
+
+  it('without services the hooks are gated off (pn_lb4_gate 0) and pod traffic flows untranslated', () => {
+    assert.equal(gateOpen(n1), false)
+    assert.equal(gateOpen(n2), false)
+    const res = client('a', 'tcp', pods.c.ip, 8080, 3)
+    assert.equal(res.failures, 0)
+    assert.deepEqual(res.counts, {c: 3})
+    assert.deepEqual(res.peers, [`${pods.c.ip}:8080`])
+  })
+
   it('TCP: 300 new connections to VIP:80 reach both backends (same node and other node); the client sees only the VIP', () => {
     const r = ok(n1.run(['service', 'add', '10.96.0.10:80', '--backend', `${pods.b.ip}:8080`, '--backend', `${pods.c.ip}:8080`]), 'service add')
     assert.equal(r.changed, true)
+    // The first service opened the gate on its node only.
+    assert.equal(gateOpen(n1), true)
+    assert.equal(gateOpen(n2), false)
     assert.deepEqual(r.diff.added.map((x: {frontend: string}) => x.frontend), ['10.96.0.10:80/tcp'])
     const res = client('a', 'tcp', '10.96.0.10', 80, 300)
     assert.equal(res.failures, 0)
@@ -290,6 +310,8 @@ describe('services: load balancing in BPF (root, netns)', function () {
     const r = ok(n1.run(['service', 'del', '10.96.0.10:80']), 'service del')
     assert.deepEqual(r.frontends, ['10.96.0.10:80/tcp'])
     assert.equal(client('a', 'tcp', '10.96.0.10', 80, 2).failures, 2)
+    // Never closed again: flows of deleted services may still have conntrack entries.
+    assert.equal(gateOpen(n1), true)
     const again = ok(n1.run(['service', 'del', '10.96.0.10:80/tcp']), 'service del again')
     assert.equal(again.changed, false)
   })

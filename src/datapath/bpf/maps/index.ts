@@ -8,7 +8,7 @@ import {endpointsMap} from './endpoints.js'
 import {ipcacheMap} from './ipcache.js'
 import type {MapDef, StructLayout} from './layout.js'
 import {lb4BackendsMap} from './lb4-backends.js'
-import {lb4ServicesMap} from './lb4-services.js'
+import {lb4GateMap, lb4ServicesMap} from './lb4-services.js'
 import {lb4StatsMap} from './lb4-stats.js'
 import {lxcMap} from './lxc.js'
 import {metricsMap} from './metrics.js'
@@ -18,7 +18,7 @@ import {eventsMap, traceConfigMap} from './trace.js'
 export const MAPS: readonly MapDef[] = [
   endpointsMap, lxcMap, ipcacheMap, metricsMap,
   lb4ServicesMap, lb4BackendsMap, lb4StatsMap, ct4Map,
-  traceConfigMap, eventsMap, nodeConfigMap,
+  traceConfigMap, eventsMap, nodeConfigMap, lb4GateMap,
 ]
 
 export const MAP_NAMES: readonly string[] = MAPS.map((m) => m.name)

@@ -5,7 +5,7 @@
  * writes the new set beside the old one and switches slot 0 in one map update). A service with
  * one backend is one entry.
  */
-import {IPPROTO, f, ip4Bytes, ip4FromBytes, protoName, put, readU16, readU32, slice, writeU16, writeU32, BPF_F_NO_PREALLOC, type L4Proto, type MapDef} from './layout.js'
+import {IPPROTO, f, ip4Bytes, ip4FromBytes, protoName, put, readU16, readU32, slice, writeU16, writeU32, BPF_F_NO_PREALLOC, type L4Proto, type MapDef, type StructLayout} from './layout.js'
 
 /** Bank size: bank b holds slots b*LB_SLOT_BANK + 1 … + count (lb.h). */
 export const LB_SLOT_BANK = 32768
@@ -80,4 +80,21 @@ export const lb4ServicesMap: MapDef = {
     // Slot 0 is the service (and backend 1); other slots only carry a backend id.
     return key.slot === 0 ? {key, value} : {key, value: {backendId: value.backendId}}
   },
+}
+
+const U32: StructLayout = {name: '__u32', size: 4, fields: {}, scalar: true}
+
+/**
+ * pn_lb4_gate (lb.h): slot 0 is 1 once a service has been written into this node's maps; while
+ * it is 0 the datapath skips its service lookups. The service writer sets it (never clears it).
+ */
+export const lb4GateMap: MapDef = {
+  name: 'pn_lb4_gate',
+  header: 'lb.h',
+  type: 'array',
+  maxEntries: 1,
+  flags: 0,
+  key: U32,
+  value: U32,
+  decode: (k, v) => ({key: {index: readU32(k, 0)}, value: {enabled: readU32(v[0], 0) !== 0}}),
 }
