@@ -13,6 +13,10 @@
  *   two-node-bpf-stack     (only when named in PN_BENCH_ROWS) bpf nodes with host routing switched
  *                          off (pn_node_config zeroed): the programs run, the stacks forward — what
  *                          the FIB path itself saves, apart from the programs' cost
+ *   same-node-floor        bpf nodes built by pn whose programs are then swapped for floor.c's:
+ *   two-node-floor         a pod lookup + bpf_redirect_peer, or bpf_fib_lookup + TTL/MAC rewrite +
+ *                          bpf_redirect, and nothing else (no to-netdev) — the least a tc BPF
+ *                          datapath costs here, so pn's own share is the bpf row over the floor row
  *
  * The two nodes of a kind are wired by one veth pair (their uplinks), routes to each other's pod
  * CIDR via the peer's uplink address.
@@ -34,6 +38,7 @@ import {execFileSync, spawn, spawnSync, type ChildProcess} from 'node:child_proc
 import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import {compileFlags} from '../../src/datapath/bpf/compile.js'
 import {pn, REPO_ROOT} from '../../test/helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs} from '../../test/helpers/netns.js'
 
@@ -47,11 +52,20 @@ const BPFFS = '/run/pn/bpffs'
 
 export type Family = 4 | 6
 type Routing = 'bpf' | 'host-routes'
-type RowKind = 'same-node-bpf' | 'same-node-routed' | 'veth' | 'two-node-bpf' | 'two-node-routed' | 'same-node-bpf+monitor' | 'two-node-bpf-stack'
+type RowKind =
+  | 'same-node-bpf'
+  | 'same-node-routed'
+  | 'veth'
+  | 'two-node-bpf'
+  | 'two-node-routed'
+  | 'same-node-bpf+monitor'
+  | 'two-node-bpf-stack'
+  | 'same-node-floor'
+  | 'two-node-floor'
 
 /** Which rows each family measures. IPv6: the cross-node BPF row (IPv6-only nodes: NDP responder, host routing, redirect_peer). */
 export const ROWS_BY_FAMILY: Record<Family, RowKind[]> = {
-  4: ['same-node-bpf', 'same-node-routed', 'veth', 'two-node-bpf', 'two-node-routed', 'same-node-bpf+monitor'],
+  4: ['same-node-bpf', 'same-node-routed', 'veth', 'two-node-bpf', 'two-node-routed', 'same-node-bpf+monitor', 'same-node-floor', 'two-node-floor'],
   6: ['two-node-bpf'],
 }
 
@@ -73,6 +87,24 @@ interface Row {
   serverIp: string
   /** Run `pn monitor` on this node while measuring. */
   monitor?: NodeNs
+  /** The node namespaces the row's packets cross (their stacks' forwarding is counted). */
+  nodes: string[]
+}
+
+/** Datagrams the IP stacks of these namespaces have forwarded (Ip: ForwDatagrams, IPv4 or IPv6). */
+function forwarded(namespaces: string[], family: Family): number {
+  let n = 0
+  for (const ns of namespaces) {
+    if (family === 4) {
+      const lines = inNs(ns, ['cat', '/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Ip: '))
+      const [names, values] = lines.map((l) => l.trim().split(/\s+/))
+      n += Number(values[names.indexOf('ForwDatagrams')])
+    } else {
+      const m = /^Ip6OutForwDatagrams\s+(\d+)/m.exec(inNs(ns, ['cat', '/proc/net/snmp6']))
+      n += Number(m?.[1] ?? 0)
+    }
+  }
+  return n
 }
 
 /** The addresses of one family: node n's uplink, pod CIDR and pod addresses; the veth pair. */
@@ -137,9 +169,10 @@ function nodePair(
   idx: number,
   net: number,
   hostRoutingOff = false,
-): {n1: NodeNs; pods1: string[]; pods2: string[]; ips1: string[]; ips2: string[]} {
+  tagLetter = routing === 'bpf' ? (hostRoutingOff ? 's' : 'b') : 'r',
+): NodePair {
   const p = plan(family)
-  const tag = `hr${routing === 'bpf' ? (hostRoutingOff ? 's' : 'b') : 'r'}${family}`
+  const tag = `hr${tagLetter}${family}`
   const made = [0, 1].map((i) => {
     const ns = createNamespace(`${tag}n`).name
     const stateDir = mkdtempSync(path.join(os.tmpdir(), 'pn-hr-bench-'))
@@ -170,11 +203,70 @@ function nodePair(
       if (routing === 'bpf') run(node, ['bpf', 'load', '--container-id', pod])
       // Without BPF nothing answers the pod's ARP for its router IP on the lxc; proxy ARP does.
       else if (family === 4) inNs(node.ns, ['sysctl', '-qw', `net.ipv4.conf.${r.hostIfname}.proxy_arp=1`])
-      return {pod, ip}
+      return {pod, ip, lxc: String(r.hostIfname)}
     })
   const p1 = pods(made[0], net, [10, 11])
   const p2 = pods(made[1], net + 1, [10])
-  return {n1: made[0], pods1: p1.map((x) => x.pod), pods2: p2.map((x) => x.pod), ips1: p1.map((x) => x.ip), ips2: p2.map((x) => x.ip)}
+  return {
+    n1: made[0],
+    n2: made[1],
+    pods1: p1.map((x) => x.pod),
+    pods2: p2.map((x) => x.pod),
+    ips1: p1.map((x) => x.ip),
+    ips2: p2.map((x) => x.ip),
+    lxcs1: p1.map((x) => x.lxc),
+    lxcs2: p2.map((x) => x.lxc),
+  }
+}
+
+interface NodePair {
+  n1: NodeNs
+  n2: NodeNs
+  pods1: string[]
+  pods2: string[]
+  ips1: string[]
+  ips2: string[]
+  lxcs1: string[]
+  lxcs2: string[]
+}
+
+/** bench/datapath/floor.c, compiled once per run. */
+function compileFloor(): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pn-floor-'))
+  stateDirs.push(dir)
+  const out = path.join(dir, 'floor.o')
+  execFileSync('clang', [...compileFlags(), '-c', path.join(REPO_ROOT, 'bench/datapath/floor.c'), '-o', out])
+  return out
+}
+
+const u32Bytes = (n: number) => [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24].map(String)
+
+/**
+ * Swap pn's programs on a bpf node pair (IPv4) for floor.c's: floor_lxc on every lxc, floor_netdev
+ * on each uplink's ingress, nothing on its egress. Pinned under the node's bpffs directory (the
+ * cleanup removes it). The pods' ARP for their router address is answered by proxy ARP then.
+ */
+function installFloor(pair: NodePair, object: string): void {
+  const nodesOf = [
+    {node: pair.n1, ips: pair.ips1, lxcs: pair.lxcs1},
+    {node: pair.n2, ips: pair.ips2, lxcs: pair.lxcs2},
+  ]
+  for (const {node, ips, lxcs} of nodesOf) {
+    const dir = path.join(BPFFS, node.ns, 'floor')
+    mkdirSync(dir, {recursive: true})
+    execFileSync('bpftool', ['prog', 'loadall', object, `${dir}/progs`, 'type', 'classifier', 'pinmaps', `${dir}/maps`])
+    const ifindex = (dev: string) => Number((JSON.parse(inNs(node.ns, ['ip', '-j', 'link', 'show', 'dev', dev])) as {ifindex: number}[])[0].ifindex)
+    const update = (map: string, key: string[], value: string[]) =>
+      execFileSync('bpftool', ['map', 'update', 'pinned', `${dir}/maps/${map}`, 'key', ...key, 'value', ...value])
+    update('floor_uplink', u32Bytes(0), u32Bytes(ifindex('eth0')))
+    ips.forEach((ip, i) => {
+      update('floor_pods', ip.split('.'), u32Bytes(ifindex(lxcs[i])))
+      inNs(node.ns, ['sysctl', '-qw', `net.ipv4.conf.${lxcs[i]}.proxy_arp=1`])
+      inNs(node.ns, ['tc', 'filter', 'replace', 'dev', lxcs[i], 'ingress', 'pref', '1', 'handle', '1', 'bpf', 'da', 'object-pinned', `${dir}/progs/floor_lxc`])
+    })
+    inNs(node.ns, ['tc', 'filter', 'replace', 'dev', 'eth0', 'ingress', 'pref', '1', 'handle', '1', 'bpf', 'da', 'object-pinned', `${dir}/progs/floor_netdev`])
+    inNs(node.ns, ['tc', 'filter', 'del', 'dev', 'eth0', 'egress'])
+  }
 }
 
 function vethPair(family: Family): Row {
@@ -187,7 +279,7 @@ function vethPair(family: Family): Row {
     inNs(ns, ['ip', 'addr', 'add', `${v.ip}/${v.len}`, 'dev', 'eth0', ...(family === 6 ? ['nodad'] : [])])
     inNs(ns, ['ip', 'link', 'set', 'eth0', 'up'])
   }
-  return {name: suffix('veth', family), kind: 'veth', family, client: a, server: b, serverIp: p.veth(2).ip}
+  return {name: suffix('veth', family), kind: 'veth', family, client: a, server: b, serverIp: p.veth(2).ip, nodes: []}
 }
 
 const suffix = (name: string, family: Family) => (family === 4 ? name : `${name}-v6`)
@@ -202,8 +294,10 @@ function buildRows(family: Family): Row[] {
   const bpf = kinds.some((k) => k.includes('bpf')) ? nodePair(family, 'bpf', 1 + base, 181 + base) : undefined
   const routed = kinds.some((k) => k.includes('routed')) ? nodePair(family, 'host-routes', 3 + base, 183 + base) : undefined
   const bpfStack = kinds.includes('two-node-bpf-stack') ? nodePair(family, 'bpf', 5 + base, 185 + base, true) : undefined
+  const floor = family === 4 && kinds.some((k) => k.includes('floor')) ? nodePair(family, 'bpf', 7 + base, 187 + base, false, 'f') : undefined
+  if (floor) installFloor(floor, compileFloor())
   for (const kind of kinds) {
-    const row = (pair: NonNullable<typeof bpf>, remote: boolean, monitor?: NodeNs): Row => ({
+    const row = (pair: NodePair, remote: boolean, monitor?: NodeNs): Row => ({
       name: suffix(kind, family),
       kind,
       family,
@@ -211,6 +305,7 @@ function buildRows(family: Family): Row[] {
       server: remote ? pair.pods2[0] : pair.pods1[1],
       serverIp: remote ? pair.ips2[0] : pair.ips1[1],
       ...(monitor ? {monitor} : {}),
+      nodes: remote ? [pair.n1.ns, pair.n2.ns] : [pair.n1.ns],
     })
     if (kind === 'veth') rows.push(vethPair(family))
     else if (kind === 'same-node-bpf') rows.push(row(bpf!, false))
@@ -219,6 +314,8 @@ function buildRows(family: Family): Row[] {
     else if (kind === 'same-node-routed') rows.push(row(routed!, false))
     else if (kind === 'two-node-routed') rows.push(row(routed!, true))
     else if (kind === 'two-node-bpf-stack') rows.push(row(bpfStack!, true))
+    else if (kind === 'same-node-floor') rows.push(row(floor!, false))
+    else if (kind === 'two-node-floor') rows.push(row(floor!, true))
   }
   return rows
 }
@@ -296,6 +393,8 @@ interface Samples {
   p50: number[]
   p99: number[]
   gbps: number[]
+  /** Datagrams the nodes' stacks forwarded during the sample (latency + throughput): ~0 when BPF routes. */
+  forwarded: number[]
 }
 
 async function main(): Promise<void> {
@@ -307,7 +406,7 @@ async function main(): Promise<void> {
     const c = spawnSync('ip', ['netns', 'exec', r.client, 'ping', `-${r.family}`, '-c', '2', '-W', '1', '-i', '0.2', r.serverIp])
     if (c.status !== 0) throw new Error(`${r.name}: client cannot reach ${r.serverIp}`)
   }
-  const samples: Record<string, Samples> = Object.fromEntries(rows.map((r) => [r.name, {p50: [], p99: [], gbps: []}]))
+  const samples: Record<string, Samples> = Object.fromEntries(rows.map((r) => [r.name, {p50: [], p99: [], gbps: [], forwarded: []}]))
   let port = 5400
   for (let round = 0; round < ROUNDS; round++) {
     // Rotate the order so no row always runs first (or right after the monitor row).
@@ -316,10 +415,12 @@ async function main(): Promise<void> {
       const stop = r.monitor ? await startMonitor(r.monitor) : undefined
       // Debian's sockperf 3.7 takes IPv4 addresses only (`-i ::1` is "Invalid address"): IPv6
       // rows measure throughput only; their latency is NaN (null in the JSON).
+      const fwd0 = forwarded(r.nodes, r.family)
       const lat = r.family === 6 ? {p50: NaN, p99: NaN, avg: NaN} : await latency(r, port++)
       const gbps = await throughput(r, port++)
       await stop?.()
       const s = samples[r.name]
+      s.forwarded.push(forwarded(r.nodes, r.family) - fwd0)
       s.p50.push(lat.p50)
       s.p99.push(lat.p99)
       s.gbps.push(gbps)
@@ -327,7 +428,7 @@ async function main(): Promise<void> {
     }
   }
   const results = Object.fromEntries(
-    Object.entries(samples).map(([k, v]) => [k, {p50Us: round3(median(v.p50)), p99Us: round3(median(v.p99)), tcpGbps: round3(median(v.gbps)), samples: v}]),
+    Object.entries(samples).map(([k, v]) => [k, {p50Us: round3(median(v.p50)), p99Us: round3(median(v.p99)), tcpGbps: round3(median(v.gbps)), stackForwarded: median(v.forwarded), samples: v}]),
   )
   /** a/b as the ratio of medians and as the median of per-round ratios, for one metric. */
   const ratio = (a: string, b: string, metric: keyof Samples) => {
@@ -347,6 +448,10 @@ async function main(): Promise<void> {
         twoNodeBpfVsBpfStack: ratio(n('two-node-bpf'), n('two-node-bpf-stack'), 'p50'),
         twoNodeBpfStackVsRouted: ratio(n('two-node-bpf-stack'), n('two-node-routed'), 'p50'),
         monitorVsBpf: ratio(n('same-node-bpf+monitor'), n('same-node-bpf'), 'p50'),
+        twoNodeFloorVsRouted: ratio(n('two-node-floor'), n('two-node-routed'), 'p50'),
+        sameNodeFloorVsVeth: ratio(n('same-node-floor'), n('veth'), 'p50'),
+        twoNodeBpfVsFloor: ratio(n('two-node-bpf'), n('two-node-floor'), 'p50'),
+        sameNodeBpfVsFloor: ratio(n('same-node-bpf'), n('same-node-floor'), 'p50'),
       },
       tcpThroughput: {
         twoNodeBpfVsRouted: ratio(n('two-node-bpf'), n('two-node-routed'), 'gbps'),
@@ -373,7 +478,7 @@ async function main(): Promise<void> {
   const out = path.join(REPO_ROOT, 'bench/results/datapath.json')
   mkdirSync(path.dirname(out), {recursive: true})
   writeFileSync(out, JSON.stringify(report, null, 2) + '\n')
-  const brief = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, {p50Us: v.p50Us, p99Us: v.p99Us, tcpGbps: v.tcpGbps}]))
+  const brief = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, {p50Us: v.p50Us, p99Us: v.p99Us, tcpGbps: v.tcpGbps, stackForwarded: v.stackForwarded}]))
   process.stdout.write(JSON.stringify({results: brief, ratios, file: out}, null, 2) + '\n')
 }
 
