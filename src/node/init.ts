@@ -202,6 +202,7 @@ async function loadDatapath(r: InitRun): Promise<void> {
   const loaded = await loadHostPrograms(r.runner, node, {cacheDir: bpfCacheDir(r.stateDir), sourceDir: r.opts.bpfSourceDir})
   if (!loaded.cacheHit) r.actions.push('compiled bpf objects')
   if (loaded.createdMaps?.length) r.actions.push(`created maps ${loaded.createdMaps.join(', ')}`)
+  if (loaded.replacedMaps?.length) r.actions.push(`replaced maps of an older layout ${loaded.replacedMaps.join(', ')}`)
   if (loaded.changed) {
     r.actions.push(`loaded host programs (${loaded.attachments.map((a) => `${a.device}/${a.direction}`).join(', ')})`)
     r.undo.push('unload host programs', () => unloadHostPrograms(r.runner, node))

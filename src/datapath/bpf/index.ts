@@ -38,6 +38,8 @@ export interface HostLoadResult {
   loaded?: boolean
   /** Maps the node lacked that this load created. */
   createdMaps?: string[]
+  /** Counter maps pinned with an older layout that this load replaced. */
+  replacedMaps?: string[]
   warnings?: string[]
 }
 

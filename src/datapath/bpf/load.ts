@@ -22,7 +22,7 @@ import {
 } from './bpffs.js'
 import {compileDatapath} from './compile.js'
 import {applyMapOps, createMissingMaps, dumpMapEntries, type MapOp} from './map-io.js'
-import {ENDPOINT_F_HOST, MAP_NAMES, encodeEndpointInfo, encodeEndpointKey, encodeNodeConfig, encodeNodeConfigKey} from './maps/index.js'
+import {ENDPOINT_F_HOST, MAPS, MAP_NAMES, encodeEndpointInfo, encodeEndpointKey, encodeNodeConfig, encodeNodeConfigKey} from './maps/index.js'
 import {attachTcProgram, detachTcProgram, listQdiscMarkers, releaseQdisc, type Direction, type TcAttachment} from './tc.js'
 
 /** Which pinned program goes on which host hook (Cilium's bpf_host attach points). */
@@ -57,9 +57,10 @@ export async function loadPrograms(
   runner: Runner,
   root: string,
   object: string,
-): Promise<{loaded: boolean; reusedMaps: boolean; createdMaps: string[]}> {
-  if (await programsLoaded(root)) return {loaded: false, reusedMaps: false, createdMaps: []}
+): Promise<{loaded: boolean; reusedMaps: boolean; createdMaps: string[]; replacedMaps: string[]}> {
+  if (await programsLoaded(root)) return {loaded: false, reusedMaps: false, createdMaps: [], replacedMaps: []}
   await runner.remove(progsDir(root)) // a half-finished earlier load
+  const replacedMaps = await replaceStaleCounterMaps(runner, root)
   const pinnedMaps = []
   for (const m of MAP_NAMES) if (await pathExists(mapPath(root, m))) pinnedMaps.push(m)
   const args = ['prog', 'loadall', object, progsDir(root), 'type', 'classifier']
@@ -83,7 +84,37 @@ export async function loadPrograms(
       details: {argv: r.argv, log: r.stderr.slice(-8000)},
     })
   }
-  return {loaded: true, reusedMaps: pinnedMaps.length > 0, createdMaps}
+  return {loaded: true, reusedMaps: pinnedMaps.length > 0, createdMaps: [...createdMaps.filter((m) => !replacedMaps.includes(m))], replacedMaps}
+}
+
+/**
+ * Pinned maps whose kernel layout (type, key and value size, entries) is not the one this pn
+ * defines — a node loaded by an older pn. A map that only holds counters (`resettable`) is
+ * unpinned, to be created anew (its counts restart); any other is refused before anything is
+ * loaded, since its entries are state the node needs.
+ */
+async function replaceStaleCounterMaps(runner: Runner, root: string): Promise<string[]> {
+  const replaced: string[] = []
+  for (const def of MAPS) {
+    const pinned = mapPath(root, def.name)
+    if (!(await pathExists(pinned))) continue
+    const r = await runner.run('bpftool', ['-j', 'map', 'show', 'pinned', pinned], {readOnly: true, allowFailure: true})
+    if (r.exitCode !== 0) continue // the load reports it
+    const info = JSON.parse(r.stdout) as {type: string; bytes_key: number; bytes_value: number; max_entries: number}
+    const want = {type: def.type as string, key: def.key.size, value: def.value.size, entries: def.maxEntries}
+    const have = {type: info.type, key: info.bytes_key, value: info.bytes_value, entries: def.maxEntries ? info.max_entries : 0}
+    if (JSON.stringify(have) === JSON.stringify(want)) continue
+    const show = (x: typeof want) => `${x.type} key ${x.key} value ${x.value}${x.entries ? ` entries ${x.entries}` : ''}`
+    if (!def.resettable) {
+      throw new PnError('PN_BPF_LOAD_FAILED', `load bpf programs: the pinned map ${def.name} is ${show(have)}, this pn needs ${show(want)}`, {
+        hint: 'the node was loaded by another pn version; `pn bpf unload --host --force`, then load again (pods need `pn bpf load --container-id` again)',
+        details: {map: def.name, pinned, have, want},
+      })
+    }
+    await runner.remove(pinned)
+    replaced.push(def.name)
+  }
+  return replaced
 }
 
 export interface HostLoadOutcome {
@@ -95,6 +126,8 @@ export interface HostLoadOutcome {
   loaded: boolean
   /** Maps the node lacked and this load created (a newer pn on a running node). */
   createdMaps: string[]
+  /** Counter maps pinned with an older layout, replaced by this load (their counts restart). */
+  replacedMaps: string[]
   warnings: string[]
 }
 
@@ -103,7 +136,8 @@ export async function loadHost(runner: Runner, node: DatapathNode, build: BuildO
   const {warnings} = await ensureBpffs(runner, root)
   const compiled = await compileDatapath(runner, build)
   const object = compiled.objects.datapath
-  const {loaded, createdMaps} = await loadPrograms(runner, root, object)
+  const {loaded, createdMaps, replacedMaps} = await loadPrograms(runner, root, object)
+  for (const m of replacedMaps) warnings.push(`replaced ${m}: it was pinned with an older layout; its counters restart`)
   let changed = loaded
   const attachments: TcAttachment[] = []
   const ifindexes = new Map<string, number>()
@@ -143,7 +177,7 @@ export async function loadHost(runner: Runner, node: DatapathNode, build: BuildO
     value: encodeNodeConfig({uplinkIfindex: ifindexes.get(node.uplink)!, uplinkMtu: mtus.get(node.uplink)!, flags: 0}),
   })
   await applyMapOps(runner, root, ops)
-  return {changed, attachments, bpffsRoot: root, object, cacheHit: compiled.cacheHit, loaded, createdMaps, warnings}
+  return {changed, attachments, bpffsRoot: root, object, cacheHit: compiled.cacheHit, loaded, createdMaps, replacedMaps, warnings}
 }
 
 export interface HostUnloadOutcome {

@@ -55,6 +55,8 @@ export interface MapDef {
   record?: StructLayout
   /** An array whose all-zero slots were never used: dumps, listings and entry counts skip them. */
   sparse?: boolean
+  /** Holds only counters: pinned with another layout (an older pn), it is replaced on load, not refused. */
+  resettable?: boolean
   /** Decode one entry; per-CPU maps pass every CPU's value. */
   decode(key: Buffer, values: Buffer[]): DecodedEntry
 }

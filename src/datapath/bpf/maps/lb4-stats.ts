@@ -34,6 +34,7 @@ export const lb4StatsMap: MapDef = {
   name: 'pn_lb4_stats',
   header: 'lb.h',
   type: 'lru_percpu_hash',
+  resettable: true,
   maxEntries: 131072,
   flags: 0,
   key: KEY,

@@ -64,6 +64,7 @@ export const metricsMap: MapDef = {
   maxEntries: METRICS_SLOTS,
   flags: 0,
   sparse: true,
+  resettable: true,
   key: KEY,
   value: VALUE,
   decode: (k, v) => ({key: decodeMetricsKey(k), value: decodeMetricsValues(v)}),
