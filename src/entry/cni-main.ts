@@ -5,14 +5,31 @@
  * plain options. Imports only src/cni and the libraries it composes — never oclif — so a
  * runtime's exec stays cheap.
  */
-import {appendFileSync} from 'node:fs'
+import {appendFileSync, fstatSync, readSync} from 'node:fs'
 import path from 'node:path'
 import {versionResult} from '../cni/version.js'
 
+/**
+ * The netconf. A runtime gives a pipe or a file: read(2) until EOF, which spares the stdin stream
+ * (a net.Socket) its set-up. A character device (a terminal gives nothing; /dev/null) and a
+ * non-blocking pipe with no data yet (EAGAIN) are read as the stream.
+ */
 async function readStdin(): Promise<string> {
-  if (process.stdin.isTTY) return ''
   const chunks: Buffer[] = []
-  for await (const c of process.stdin) chunks.push(c as Buffer)
+  let stream = fstatSync(0).isCharacterDevice()
+  if (!stream) {
+    try {
+      const buf = Buffer.allocUnsafe(64 * 1024)
+      for (let n; (n = readSync(0, buf, 0, buf.length, null)) > 0; ) chunks.push(Buffer.from(buf.subarray(0, n)))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
+      stream = true
+    }
+  }
+  if (stream) {
+    if (process.stdin.isTTY) return ''
+    for await (const c of process.stdin) chunks.push(c as Buffer)
+  }
   return Buffer.concat(chunks).toString('utf8')
 }
 
