@@ -30,7 +30,9 @@
  * Address family: every row is built by family (`Family`); PN_BENCH_FAMILIES (default 4,6) picks
  * them; IPv6 has one row (`ROWS_BY_FAMILY`), named with a `-v6` suffix. Environment: PN_BENCH_ROUNDS (9),
  * PN_BENCH_SOCKPERF_SECONDS (2), PN_BENCH_IPERF_SECONDS (2), PN_BENCH_CPU (the last CPU),
- * PN_BENCH_ROWS (comma-separated row names, all by default).
+ * PN_BENCH_ROWS (comma-separated row names, all by default), PN_BENCH_PROGRAM_COST=1 (after the
+ * rounds, one more latency sample per IPv4 row with kernel.bpf_stats_enabled on, reporting each
+ * BPF program's runs per round trip and ns per run; the sysctl is put back as it was).
  * Results go to bench/results/datapath.json.
  *   bash bench/datapath/run.sh      (or node dist/bench/datapath/run.js)
  */
@@ -47,6 +49,7 @@ const SOCKPERF_SECONDS = Number(process.env.PN_BENCH_SOCKPERF_SECONDS ?? 2)
 const IPERF_SECONDS = Number(process.env.PN_BENCH_IPERF_SECONDS ?? 2)
 const CPU = Number(process.env.PN_BENCH_CPU ?? os.cpus().length - 1)
 const FAMILIES = (process.env.PN_BENCH_FAMILIES ?? '4,6').split(',').map((f) => Number(f.trim()) as Family)
+const PROGRAM_COST = process.env.PN_BENCH_PROGRAM_COST === '1'
 const ONLY = process.env.PN_BENCH_ROWS ? new Set(process.env.PN_BENCH_ROWS.split(',').map((s) => s.trim())) : undefined
 const BPFFS = '/run/pn/bpffs'
 
@@ -363,6 +366,52 @@ async function latency(r: Row, port: number): Promise<{p50: number; p99: number;
   return parseSockperf(c.stdout + c.stderr)
 }
 
+interface ProgStat {
+  name: string
+  runs: number
+  ns: number
+}
+
+/** Every loaded BPF program's counters (run_cnt/run_time_ns exist while bpf_stats is on), by id. */
+function progStats(): Map<number, ProgStat> {
+  const list = JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show'], {encoding: 'utf8', maxBuffer: 64 << 20})) as {id: number; name?: string; run_cnt?: number; run_time_ns?: number}[]
+  return new Map(list.map((p) => [p.id, {name: p.name ?? `id-${p.id}`, runs: p.run_cnt ?? 0, ns: p.run_time_ns ?? 0}]))
+}
+
+/**
+ * What each BPF program costs on a row's path: one latency sample with the kernel's BPF run-time
+ * statistics on, then runs and ns per run of every program that ran, summed by program name.
+ * Only one row runs at a time, so the programs that ran are that row's. The statistics add their
+ * own clock reads to each run (tens of ns here): compare rows with each other, not with a row
+ * measured without them.
+ */
+async function programCost(r: Row, port: number): Promise<{roundTrips: number; programs: Record<string, {runsPerRoundTrip: number; nsPerRun: number}>}> {
+  const before = progStats()
+  const server = await startServer(r.server, ['sockperf', 'server', '--tcp', '-i', r.serverIp, '-p', String(port)], /Warmup|ready|listen|Waiting/i)
+  const c = spawnSync(
+    'ip',
+    ['netns', 'exec', r.client, 'taskset', '-c', String(CPU), 'sockperf', 'ping-pong', '--tcp', '-i', r.serverIp, '-p', String(port), '-m', '64', '-t', String(SOCKPERF_SECONDS)],
+    {encoding: 'utf8'},
+  )
+  await stopServer(server)
+  const after = progStats()
+  const m = /SentMessages=(\d+)/.exec(c.stdout + c.stderr)
+  const roundTrips = m ? Number(m[1]) : NaN
+  const byName: Record<string, {runs: number; ns: number}> = {}
+  for (const [id, a] of after) {
+    const b = before.get(id) ?? {runs: 0, ns: 0}
+    const runs = a.runs - b.runs
+    if (runs < roundTrips / 10) continue // not on this path (or a stray packet)
+    const e = (byName[a.name] ??= {runs: 0, ns: 0})
+    e.runs += runs
+    e.ns += a.ns - b.ns
+  }
+  const programs = Object.fromEntries(
+    Object.entries(byName).map(([name, e]) => [name, {runsPerRoundTrip: round3(e.runs / roundTrips), nsPerRun: Math.round(e.ns / e.runs)}]),
+  )
+  return {roundTrips, programs}
+}
+
 async function throughput(r: Row, port: number): Promise<number> {
   const server = await startServer(r.server, ['iperf3', '-s', '-1', '-p', String(port)], /listening/i)
   const c = spawnSync('ip', ['netns', 'exec', r.client, 'taskset', '-c', String(CPU), 'iperf3', '-c', r.serverIp, '-p', String(port), '-t', String(IPERF_SECONDS), '-J'], {
@@ -427,6 +476,20 @@ async function main(): Promise<void> {
       process.stderr.write(`round ${round + 1} ${r.name}: p50 ${lat.p50.toFixed(2)} µs, p99 ${lat.p99.toFixed(1)} µs, ${gbps.toFixed(2)} Gbit/s\n`)
     }
   }
+  const programs: Record<string, unknown> = {}
+  if (PROGRAM_COST) {
+    const was = readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim()
+    writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '1')
+    try {
+      for (const r of rows.filter((x) => x.family === 4)) {
+        const cost = await programCost(r, port++)
+        programs[r.name] = cost
+        process.stderr.write(`program cost ${r.name}: ${Object.entries(cost.programs).map(([n, c]) => `${n} ${c.nsPerRun} ns × ${c.runsPerRoundTrip}`).join(', ') || 'no BPF'}\n`)
+      }
+    } finally {
+      writeFileSync('/proc/sys/kernel/bpf_stats_enabled', was)
+    }
+  }
   const results = Object.fromEntries(
     Object.entries(samples).map(([k, v]) => [k, {p50Us: round3(median(v.p50)), p99Us: round3(median(v.p99)), tcpGbps: round3(median(v.gbps)), stackForwarded: median(v.forwarded), samples: v}]),
   )
@@ -474,12 +537,13 @@ async function main(): Promise<void> {
     iperfSeconds: IPERF_SECONDS,
     results,
     ratios,
+    ...(PROGRAM_COST ? {programCost: programs} : {}),
   }
   const out = path.join(REPO_ROOT, 'bench/results/datapath.json')
   mkdirSync(path.dirname(out), {recursive: true})
   writeFileSync(out, JSON.stringify(report, null, 2) + '\n')
   const brief = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, {p50Us: v.p50Us, p99Us: v.p99Us, tcpGbps: v.tcpGbps, stackForwarded: v.stackForwarded}]))
-  process.stdout.write(JSON.stringify({results: brief, ratios, file: out}, null, 2) + '\n')
+  process.stdout.write(JSON.stringify({results: brief, ratios, ...(PROGRAM_COST ? {programCost: programs} : {}), file: out}, null, 2) + '\n')
 }
 
 main()
