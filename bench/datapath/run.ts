@@ -354,7 +354,8 @@ export function parseSockperf(out: string): {p50: number; p99: number; avg: numb
   return {p50: pct('50.000'), p99: pct('99.000'), avg: avg ? Number(avg[1]) : NaN}
 }
 
-async function latency(r: Row, port: number): Promise<{p50: number; p99: number; avg: number}> {
+/** One sockperf ping-pong sample of a row (server started and stopped around it); its output. */
+async function pingPong(r: Row, port: number): Promise<string> {
   const server = await startServer(r.server, ['sockperf', 'server', '--tcp', '-i', r.serverIp, '-p', String(port)], /Warmup|ready|listen|Waiting/i)
   const c = spawnSync(
     'ip',
@@ -363,7 +364,11 @@ async function latency(r: Row, port: number): Promise<{p50: number; p99: number;
   )
   await stopServer(server)
   if (c.status !== 0) throw new Error(`sockperf ${r.name}: ${c.stdout.slice(-300)} ${c.stderr.slice(-300)}`)
-  return parseSockperf(c.stdout + c.stderr)
+  return c.stdout + c.stderr
+}
+
+async function latency(r: Row, port: number): Promise<{p50: number; p99: number; avg: number}> {
+  return parseSockperf(await pingPong(r, port))
 }
 
 interface ProgStat {
@@ -387,15 +392,9 @@ function progStats(): Map<number, ProgStat> {
  */
 async function programCost(r: Row, port: number): Promise<{roundTrips: number; programs: Record<string, {runsPerRoundTrip: number; nsPerRun: number}>}> {
   const before = progStats()
-  const server = await startServer(r.server, ['sockperf', 'server', '--tcp', '-i', r.serverIp, '-p', String(port)], /Warmup|ready|listen|Waiting/i)
-  const c = spawnSync(
-    'ip',
-    ['netns', 'exec', r.client, 'taskset', '-c', String(CPU), 'sockperf', 'ping-pong', '--tcp', '-i', r.serverIp, '-p', String(port), '-m', '64', '-t', String(SOCKPERF_SECONDS)],
-    {encoding: 'utf8'},
-  )
-  await stopServer(server)
+  const out = await pingPong(r, port)
   const after = progStats()
-  const m = /SentMessages=(\d+)/.exec(c.stdout + c.stderr)
+  const m = /SentMessages=(\d+)/.exec(out)
   const roundTrips = m ? Number(m[1]) : NaN
   const byName: Record<string, {runs: number; ns: number}> = {}
   for (const [id, a] of after) {
