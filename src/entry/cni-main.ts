@@ -113,8 +113,11 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
       },
     })
   } finally {
-    // Their pipes would keep this process alive; closing them also drops every flock.
-    await Promise.all([worker?.stop(), locker?.stop()])
+    // Closing their stdin ends both helpers; the lock helper's exit drops any flock it still
+    // holds (the flows have sent their unlocks by now). Not waited for (a few ms): bin/pn-cni
+    // exits once the answer is written, and a helper exits on its own at the end of its input.
+    void worker?.stop()
+    void locker?.stop()
   }
   process.stdout.write(out.stdout)
   if (out.command !== 'VERSION') log(`exit ${out.exitCode} after ${Date.now() - started} ms`)
