@@ -49,6 +49,8 @@ await build({
   ],
   // esbuild escapes non-ASCII characters (charset ascii), so bin/pn-cni may read it as latin1.
   charset: 'ascii',
+  // A third less to read per call (~3 ms here); names stay, so stack traces still read.
+  minifyWhitespace: true,
   sourcemap: 'linked',
   logLevel: 'warning',
 })
