@@ -1,5 +1,5 @@
 // The V8 code cache of pn-cni's bundle (scripts/bundle-cni.mjs runs this in a node of its own):
-//   node scripts/cni-code-cache.mjs dist/src/entry/cni-bundle.cjs dist/src/entry/cni-bundle.cache
+//   node scripts/cni-code-cache.mjs dist/src/entry/cni-bundle.vm.js dist/src/entry/cni-bundle.cache
 // Every function is compiled (--no-lazy while the script compiles), so a CNI call compiles none;
 // the flag is back to its default before the cache is written, and a cache carries the flags it
 // was made with, so bin/pn-cni (default flags) takes it. The file is the bundle's first line (its
@@ -16,8 +16,8 @@ const head = source.slice(0, source.indexOf('\n') + 1)
 if (!head.startsWith('/*pn-cni build ')) throw new Error(`${bundle}: no build id on its first line`)
 
 v8.setFlagsFromString('--no-lazy')
-// The same string bin/pn-cni compiles: Node's CommonJS wrapper around the bundle.
-const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) { ${source}\n});`, {filename: bundle})
+// The file as it is, as bin/pn-cni compiles it (it holds its CommonJS wrapper).
+const script = new vm.Script(source, {filename: bundle})
 v8.setFlagsFromString('--lazy')
 const data = script.createCachedData()
 writeFileSync(`${out}.tmp`, Buffer.concat([Buffer.from(head, 'latin1'), data]))
