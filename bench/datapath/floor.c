@@ -52,6 +52,14 @@ static __always_inline struct iphdr *ip4_of(struct __sk_buff *skb)
 	return ip4;
 }
 
+/* The lxc of the pod the packet is for, when it is a pod of this node. */
+static __always_inline __u32 *pod_lxc(const struct iphdr *ip4)
+{
+	__u32 daddr = ip4->daddr;
+
+	return bpf_map_lookup_elem(&floor_pods, &daddr);
+}
+
 SEC("tc/lxc")
 int floor_lxc(struct __sk_buff *skb)
 {
@@ -59,8 +67,7 @@ int floor_lxc(struct __sk_buff *skb)
 
 	if (!ip4)
 		return TC_ACT_OK;
-	__u32 daddr = ip4->daddr;
-	__u32 *lxc = bpf_map_lookup_elem(&floor_pods, &daddr);
+	__u32 *lxc = pod_lxc(ip4);
 
 	if (lxc)
 		return bpf_redirect_peer(*lxc, 0);
@@ -72,7 +79,7 @@ int floor_lxc(struct __sk_buff *skb)
 		.l4_protocol = ip4->protocol,
 		.ifindex = skb->ingress_ifindex,
 		.ipv4_src = ip4->saddr,
-		.ipv4_dst = daddr,
+		.ipv4_dst = ip4->daddr,
 	};
 	__u32 zero = 0;
 	__u32 *uplink = bpf_map_lookup_elem(&floor_uplink, &zero);
@@ -99,11 +106,7 @@ SEC("tc/netdev")
 int floor_netdev(struct __sk_buff *skb)
 {
 	struct iphdr *ip4 = ip4_of(skb);
-
-	if (!ip4)
-		return TC_ACT_OK;
-	__u32 daddr = ip4->daddr;
-	__u32 *lxc = bpf_map_lookup_elem(&floor_pods, &daddr);
+	__u32 *lxc = ip4 ? pod_lxc(ip4) : 0;
 
 	return lxc ? bpf_redirect_peer(*lxc, 0) : TC_ACT_OK;
 }
