@@ -3,4 +3,4 @@
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/env.sh"
 
-two_node_teardown 02
+two_node_teardown 02 "$A_NS" "$B_NS" "$C_NS"

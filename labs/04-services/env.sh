@@ -1,15 +1,9 @@
 # Names used by lab 04 (sourced by run.sh and teardown.sh). PN_LAB_ID makes parallel runs unique.
 LAB_ID=${PN_LAB_ID:-lab4}
-SW_NS=pn-$LAB_ID-sw
-N1_NS=pn-$LAB_ID-n1
-N2_NS=pn-$LAB_ID-n2
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/two-node.sh"
 CLIENT_NS=pn-$LAB_ID-cl
 B1_NS=pn-$LAB_ID-b1
 B2_NS=pn-$LAB_ID-b2
-N1_NAME=$LAB_ID-n1
-N2_NAME=$LAB_ID-n2
-N1_STATE=/run/pn/$LAB_ID/n1
-N2_STATE=/run/pn/$LAB_ID/n2
 WORK=/run/pn/$LAB_ID/work
 N1_CIDR=${PN_LAB_N1_CIDR:-10.204.1.0/24}
 N2_CIDR=${PN_LAB_N2_CIDR:-10.204.2.0/24}

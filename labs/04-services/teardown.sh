@@ -8,14 +8,5 @@ for pidfile in "$WORK"/*.pid; do
   [ -f "$pidfile" ] || continue
   kill "$(cat "$pidfile")" 2>/dev/null || true
 done
-for spec in "$N1_NS:$N1_STATE:$N1_NAME" "$N2_NS:$N2_STATE:$N2_NAME"; do
-  IFS=: read -r ns state name <<<"$spec"
-  if ns_exists "$ns" && [ -f "$state/node.json" ]; then
-    pn_in "$ns" "$state" node reset >/dev/null || echo "warning: pn node reset in $ns failed" >&2
-  fi
-  rm -rf "${PN_BPFFS:?}/$name"
-done
-for ns in "$CLIENT_NS" "$B1_NS" "$B2_NS" "$N1_NS" "$N2_NS" "$SW_NS"; do ns_del "$ns"; done
-rm -rf "$N1_STATE" "$N2_STATE" "$WORK"
-rmdir "/run/pn/$LAB_ID" 2>/dev/null || true
-echo "lab 04 torn down"
+rm -rf "$WORK"
+two_node_teardown 04 "$CLIENT_NS" "$B1_NS" "$B2_NS"
