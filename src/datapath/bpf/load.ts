@@ -60,7 +60,7 @@ export async function loadPrograms(
 ): Promise<{loaded: boolean; reusedMaps: boolean; createdMaps: string[]; replacedMaps: string[]}> {
   if (await programsLoaded(root)) return {loaded: false, reusedMaps: false, createdMaps: [], replacedMaps: []}
   await runner.remove(progsDir(root)) // a half-finished earlier load
-  const replacedMaps = await replaceStaleCounterMaps(runner, root)
+  const replacedMaps = await checkPinnedLayouts(runner, root)
   const pinnedMaps = []
   for (const m of MAP_NAMES) if (await pathExists(mapPath(root, m))) pinnedMaps.push(m)
   const args = ['prog', 'loadall', object, progsDir(root), 'type', 'classifier']
@@ -84,7 +84,7 @@ export async function loadPrograms(
       details: {argv: r.argv, log: r.stderr.slice(-8000)},
     })
   }
-  return {loaded: true, reusedMaps: pinnedMaps.length > 0, createdMaps: [...createdMaps.filter((m) => !replacedMaps.includes(m))], replacedMaps}
+  return {loaded: true, reusedMaps: pinnedMaps.length > 0, createdMaps: createdMaps.filter((m) => !replacedMaps.includes(m)), replacedMaps}
 }
 
 /**
@@ -93,7 +93,7 @@ export async function loadPrograms(
  * unpinned, to be created anew (its counts restart); any other is refused before anything is
  * loaded, since its entries are state the node needs.
  */
-async function replaceStaleCounterMaps(runner: Runner, root: string): Promise<string[]> {
+async function checkPinnedLayouts(runner: Runner, root: string): Promise<string[]> {
   const replaced: string[] = []
   for (const def of MAPS) {
     const pinned = mapPath(root, def.name)
