@@ -38,8 +38,8 @@ step "operator: cluster pool from the seed's CIDRs (host bits set on purpose), m
 show node "$PN_REPO/bin/run.js" pool init --cidr 10.20.30.40/24 --cidr 50.60.70.80/24 --mask-size 26 --pool "$POOL"
 
 step "agents: pn node init --pool on both nodes (pod CIDR from the pool, BPF compiled once, host programs attached)"
-show pn_in "$N1_NS" "$N1_STATE" node init --name "$LAB_ID-n1" --device eth0 --pool "$POOL"
-show pn_in "$N2_NS" "$N2_STATE" node init --name "$LAB_ID-n2" --device eth0 --pool "$POOL"
+show pn_in "$N1_NS" "$N1_STATE" node init --name "$N1_NAME" --device eth0 --pool "$POOL"
+show pn_in "$N2_NS" "$N2_STATE" node init --name "$N2_NAME" --device eth0 --pool "$POOL"
 show node "$PN_REPO/bin/run.js" pool list --pool "$POOL"
 N1_CIDR=$(pn_in "$N1_NS" "$N1_STATE" node show --json | json '.result.node.podCidrs[0]')
 N2_CIDR=$(pn_in "$N2_NS" "$N2_STATE" node show --json | json '.result.node.podCidrs[0]')

@@ -1,6 +1,6 @@
-# The namespaces, node names and state dirs of the two-node labs (02, 04, 06), and their teardown.
+# The namespaces, node names and state dirs of the two-node labs (02 to 06, BGP's 05 aside), and their teardown.
 # Sourced by their env.sh once LAB_ID is set; common.sh must be sourced first for the teardown.
-# A_NS/B_NS/C_NS are the pods of labs 02 and 06 (lab 04 names its own).
+# A_NS/B_NS/C_NS are the pods of labs 02, 03 and 06 (lab 04 names its own).
 SW_NS=pn-$LAB_ID-sw
 N1_NS=pn-$LAB_ID-n1
 N2_NS=pn-$LAB_ID-n2
