@@ -10,9 +10,10 @@
  * stderr and exits with the agent's exit code.
  *
  * When no agent answers (no socket, connection refused, or an agent serving another network
- * namespace), it execs the standalone Node path with the same environment and the same stdin
- * (replayed from a memfd), so pn works without a daemon. Once a request was handed over it never
- * falls back: the agent may already have changed the node, and a second ADD would race it.
+ * namespace), it runs the standalone Node path with the same environment and the same stdin, so
+ * pn works without a daemon (standalone() below: it also starts pn-cni's two helpers and returns
+ * as soon as pn-cni has answered). Once a request was handed over it never falls back: the agent
+ * may already have changed the node, and a second ADD would race it.
  *
  * Wire format (docs/AGENT.md): "PNCNI/1\n", then netstrings (`<len>:<bytes>,`): the client's
  * netns inode, the number of environment entries, each `KEY=VALUE`, and stdin. The answer:
@@ -25,10 +26,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define DEFAULT_STATE_DIR "/var/lib/pn"
@@ -164,33 +169,271 @@ static char *top_level_state_dir(const char *s, size_t n) {
 }
 
 /* The standalone Node path: PN_CNI_FALLBACK, else `<this executable>.node` (what `pn cni install`
- * writes beside it), else `<dir>/../../bin/pn-cni` (this file built in a checkout's dist/native). */
-static void fallback(char **argv, struct buf *in) {
-  char self[PATH_MAX], target[PATH_MAX + 32];
+ * writes beside it), else `<dir>/../../bin/pn-cni.cjs` (this file built in a checkout's dist/native). */
+static void standalone_target(char *target, size_t size) {
+  char self[PATH_MAX];
   const char *env = getenv("PN_CNI_FALLBACK");
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (env && *env) {
-    snprintf(target, sizeof target, "%s", env);
-  } else {
-    if (n <= 0) die("find the standalone pn-cni (readlink /proc/self/exe)");
-    self[n] = 0;
-    snprintf(target, sizeof target, "%s.node", self);
-    if (access(target, X_OK) != 0) {
-      char *slash = strrchr(self, '/');
-      if (slash) *slash = 0;
-      snprintf(target, sizeof target, "%s/../../bin/pn-cni", self);
-    }
+    snprintf(target, size, "%s", env);
+    return;
   }
-  /* Replay stdin: the standalone plugin reads the same netconf we already consumed. */
-  int fd = memfd_create("pn-cni-stdin", 0);
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) die("find the standalone pn-cni (readlink /proc/self/exe)");
+  self[n] = 0;
+  snprintf(target, size, "%s.node", self);
+  if (access(target, X_OK) == 0) return;
+  char *slash = strrchr(self, '/');
+  if (slash) *slash = 0;
+  snprintf(target, size, "%s/../../bin/pn-cni.cjs", self);
+}
+
+/* The value of a `# pn-cni KEY: VALUE` line in head, copied to out; false when absent. */
+static int header_value(const char *head, const char *key, char *out, size_t size) {
+  char tag[64];
+  snprintf(tag, sizeof tag, "\n# pn-cni %s: ", key);
+  const char *line = strstr(head, tag);
+  if (!line) return 0;
+  line += strlen(tag);
+  size_t len = strcspn(line, "\n");
+  if (len == 0 || len >= size) return 0;
+  memcpy(out, line, len);
+  out[len] = 0;
+  return 1;
+}
+
+/* `name` found in PATH, copied to out; false when not found. */
+static int in_path(const char *name, char *out, size_t size) {
+  const char *p = getenv("PATH");
+  while (p && *p) {
+    size_t len = strcspn(p, ":");
+    if (len > 0 && (size_t)snprintf(out, size, "%.*s/%s", (int)len, p, name) < size && access(out, X_OK) == 0) return 1;
+    p += len + (p[len] == ':');
+  }
+  return 0;
+}
+
+/*
+ * How to run the target, from its first 4 KiB. A wrapper `pn cni install` wrote names node, the
+ * entry and the helpers' folder in `# pn-cni node|entry|helpers:` lines, so node is exec'd
+ * directly rather than through sh. A checkout's bin/pn-cni.cjs is run by the node in PATH (not
+ * through /usr/bin/env), with the helpers of <its dir>/../dist/native. Anything else is exec'd as
+ * it is. `node` is empty when the target is exec'd itself; `dir` is empty when pn-netlink and
+ * pn-lockd are not both there (pn-cni then starts its own, as it does when run directly).
+ */
+static void launch_spec(const char *target, char *node, char *entry, char *dir, size_t size) {
+  char head[4096], path[PATH_MAX + 32];
+  node[0] = entry[0] = dir[0] = 0;
+  head[0] = 0;
+  int fd = open(target, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ssize_t n = read(fd, head, sizeof head - 1);
+    close(fd);
+    head[n > 0 ? n : 0] = 0;
+  }
+  if (header_value(head, "node", node, size) && header_value(head, "entry", entry, size) && access(node, X_OK) == 0) {
+    /* exec node entry */
+  } else {
+    node[0] = entry[0] = 0;
+    size_t len = strlen(target);
+    if (len > 4 && strcmp(target + len - 4, ".cjs") == 0 && in_path("node", node, size)) snprintf(entry, size, "%s", target);
+    else node[0] = 0;
+  }
+  if (!header_value(head, "helpers", dir, size)) {
+    snprintf(path, sizeof path, "%s", target);
+    char *slash = strrchr(path, '/');
+    if (slash) *slash = 0;
+    else snprintf(path, sizeof path, ".");
+    if ((size_t)snprintf(dir, size, "%s/../dist/native", path) >= size) dir[0] = 0;
+  }
+  snprintf(path, sizeof path, "%s/pn-netlink", dir);
+  if (!dir[0] || access(path, X_OK) != 0) dir[0] = 0;
+  snprintf(path, sizeof path, "%s/pn-lockd", dir);
+  if (dir[0] && access(path, X_OK) != 0) dir[0] = 0;
+}
+
+/* Start the helper `name` of `dir` on `end` (one end of a socket pair) as its stdin and stdout.
+ * Its stderr is /dev/null: it outlives this process by a few ms, and a runtime reading our stderr
+ * would wait for it. A helper that fails to start is a closed socket to pn-cni: the request it
+ * was sent fails, and pn-cni spawns the helper itself for the next. */
+static void start_helper(const char *dir, const char *name, int end) {
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  if (vfork() == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    if (dup2(end, 0) < 0 || dup2(end, 1) < 0 || null < 0 || dup2(null, 2) < 0) _exit(127);
+    execl(path, path, (char *)NULL);
+    _exit(127);
+  }
+}
+
+static volatile pid_t child_pid;
+
+/* A runtime that gives up sends us the signal: pn-cni must get it to unwind its ADD. */
+static void forward(int sig) {
+  if (child_pid > 0) kill(child_pid, sig);
+}
+
+/* Copy what is readable on fd to out; returns 0 at EOF, 1 otherwise. */
+static int relay(int fd, int out) {
+  char chunk[65536];
+  for (;;) {
+    ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n > 0) {
+      write_all(out, chunk, (size_t)n);
+      continue;
+    }
+    if (n == 0) return 0;
+    if (errno == EINTR) continue;
+    return 1; /* EAGAIN: nothing more for now */
+  }
+}
+
+/*
+ * The standalone path, when no agent answers: run pn-cni (Node) with the same environment and
+ * stdin (replayed from a memfd), and return its answer. Two things make it cheaper than exec'ing
+ * Node outright, each measured (docs/AGENT.md):
+ *  - this process starts pn-netlink and pn-lockd while Node boots and hands pn-cni their sockets
+ *    (PN_CNI_NETLINK_FD, PN_CNI_LOCKD_FD): Node's own fork() of its grown heap, and the wait for
+ *    the helpers, are gone;
+ *  - pn-cni writes its exit code to PN_CNI_STATUS_FD once its answer is written; this process
+ *    then relays the rest of stdout and stderr and exits, while Node tears its heap down.
+ * pn-cni's stdout and stderr come through pipes, so nothing of a runtime's is held by a process
+ * that outlives this one. SIGTERM, SIGINT and SIGHUP are forwarded, and pn-cni gets SIGTERM if
+ * this process dies first (a runtime's SIGKILL): either way it unwinds a half-made ADD.
+ */
+static void standalone(char **argv, struct buf *in) {
+  char target[PATH_MAX + 32], node[PATH_MAX], entry[PATH_MAX], dir[PATH_MAX];
+  standalone_target(target, sizeof target);
+  launch_spec(target, node, entry, dir, PATH_MAX);
+  /* [0]: pn-cni's end, [1]: the helper's; both close-on-exec until handed over. */
+  int netlink[2] = {-1, -1}, lockd[2] = {-1, -1};
+  if (dir[0] && (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, netlink) != 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, lockd) != 0)) {
+    netlink[0] = lockd[0] = -1;
+  }
+  int fd = memfd_create("pn-cni-stdin", MFD_CLOEXEC);
   if (fd < 0) die("memfd_create");
   write_all(fd, in->p ? in->p : "", in->len);
   if (lseek(fd, 0, SEEK_SET) < 0) die("lseek");
-  if (dup2(fd, 0) < 0) die("dup2");
+  int out[2], err[2], status[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 || pipe2(status, O_CLOEXEC) != 0) die("pipe");
+  /* The child's environment, made here: after vfork() it may only make system calls. */
+  static const char *const ours[] = {"PN_CNI_STATUS_FD=", "PN_CNI_NETLINK_FD=", "PN_CNI_LOCKD_FD="};
+  const int inherit[] = {status[1], netlink[0], lockd[0]};
+  size_t count = 0, k = 0;
+  for (char **e = environ; *e; e++) count++;
+  char **envp = calloc(count + 4, sizeof *envp);
+  char vars[3][40];
+  if (!envp) die("allocate");
+  for (char **e = environ; *e; e++) {
+    int mine = 0;
+    for (int i = 0; i < 3; i++) mine |= strncmp(*e, ours[i], strlen(ours[i])) == 0;
+    if (!mine) envp[k++] = *e;
+  }
+  for (int i = 0; i < 3; i++)
+    if (inherit[i] >= 0) {
+      snprintf(vars[i], sizeof vars[i], "%s%d", ours[i], inherit[i]);
+      envp[k++] = vars[i];
+    }
+  /* argv: node entry ARGS…, or target ARGS… */
+  int argc = 0;
+  while (argv[argc]) argc++;
+  char **args = calloc((size_t)argc + 2, sizeof *args);
+  if (!args) die("allocate");
+  const char *program = node[0] ? node : target;
+  int a = 0;
+  args[a++] = node[0] ? node : target;
+  if (node[0]) args[a++] = entry;
+  for (int i = 1; i < argc; i++) args[a++] = argv[i];
+  static const char failed[] = "{\"cniVersion\":\"1.0.0\",\"code\":999,\"msg\":\"pn-cni client: exec the standalone pn-cni failed\"}\n";
+  pid_t parent = getpid();
+  /* vfork: no copy of this process's page tables, and no copy-on-write faults after it (each
+   * fault is a trap to the hypervisor on a VM). */
+  pid_t pid = vfork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);
+    if (dup2(fd, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) _exit(127);
+    /* Inherited on purpose (the rest stays close-on-exec). */
+    for (int i = 0; i < 3; i++)
+      if (inherit[i] >= 0) fcntl(inherit[i], F_SETFD, 0);
+    execve(program, args, envp);
+    if (write(1, failed, sizeof failed - 1) < 0) _exit(127);
+    _exit(1);
+  }
+  free(envp);
+  free(args);
+  child_pid = pid;
+  struct sigaction sa = {.sa_handler = forward};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
   close(fd);
-  argv[0] = target;
-  execv(target, argv);
-  die("exec the standalone pn-cni");
+  close(out[1]);
+  close(err[1]);
+  close(status[1]);
+  if (netlink[0] >= 0) close(netlink[0]);
+  if (lockd[0] >= 0) close(lockd[0]);
+  fcntl(out[0], F_SETFL, O_NONBLOCK);
+  fcntl(err[0], F_SETFL, O_NONBLOCK);
+
+  /* The helpers start when pn-cni says it has booted ("start" on the status pipe: it then loads
+   * its bundle for ~20 ms while they start), or at its first request to one (which waits in the
+   * socket meanwhile), not with Node: two process starts during Node's own start slow it by more
+   * than a helper's start costs later. A call that never says so (VERSION) starts none. */
+  struct pollfd fds[5] = {{.fd = out[0], .events = POLLIN}, {.fd = err[0], .events = POLLIN}, {.fd = status[0], .events = POLLIN},
+                          {.fd = netlink[1], .events = POLLIN}, {.fd = lockd[1], .events = POLLIN}};
+  static const char *const helper[5] = {[3] = "pn-netlink", [4] = "pn-lockd"};
+  char line[32];
+  size_t have = 0;
+  for (;;) {
+    if (fds[0].fd < 0 && fds[1].fd < 0 && fds[2].fd < 0) break;
+    if (poll(fds, 5, -1) < 0) {
+      if (errno == EINTR) continue;
+      die("poll");
+    }
+    for (int i = 3; i < 5; i++)
+      if (fds[i].fd >= 0 && fds[i].revents) {
+        /* A request, or pn-cni closed its end (then a helper would only read EOF). */
+        if (fds[i].revents & POLLIN) start_helper(dir, helper[i], fds[i].fd);
+        close(fds[i].fd);
+        fds[i].fd = -1;
+      }
+    for (int i = 0; i < 2; i++)
+      if (fds[i].fd >= 0 && fds[i].revents && !relay(fds[i].fd, i == 0 ? 1 : 2)) fds[i].fd = -1;
+    if (fds[2].fd >= 0 && fds[2].revents) {
+      ssize_t n = read(fds[2].fd, line + have, sizeof line - 1 - have);
+      if (n < 0 && errno == EINTR) continue;
+      if (n > 0) have += (size_t)n;
+      line[have] = 0;
+      char *nl;
+      while ((nl = memchr(line, '\n', have))) {
+        *nl = 0;
+        if (strcmp(line, "start") == 0) {
+          for (int i = 3; i < 5; i++)
+            if (fds[i].fd >= 0) {
+              start_helper(dir, helper[i], fds[i].fd);
+              close(fds[i].fd);
+              fds[i].fd = -1;
+            }
+        } else {
+          /* The exit code: pn-cni has answered, and what it wrote before is in the pipes now. */
+          if (fds[0].fd >= 0) relay(fds[0].fd, 1);
+          if (fds[1].fd >= 0) relay(fds[1].fd, 2);
+          _exit(atoi(line));
+        }
+        have -= (size_t)(nl + 1 - line);
+        memmove(line, nl + 1, have);
+      }
+      if (n <= 0 || have == sizeof line - 1) fds[2].fd = -1; /* it ended (or garbled) without a code */
+    }
+  }
+  /* pn-cni ended without a code (it crashed, or was killed): its own exit status. */
+  int st;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) die("waitpid");
+  exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 }
 
 /* Parse one netstring at *pos of b; returns its start and length, or -1 when malformed. */
@@ -217,13 +460,13 @@ int main(int argc, char **argv) {
   else dir = DEFAULT_STATE_DIR;
 
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  if ((size_t)snprintf(addr.sun_path, sizeof addr.sun_path, "%s/agent.sock", dir) >= sizeof addr.sun_path) fallback(argv, &in);
+  if ((size_t)snprintf(addr.sun_path, sizeof addr.sun_path, "%s/agent.sock", dir) >= sizeof addr.sun_path) standalone(argv, &in);
   int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (s < 0) die("socket");
   if (connect(s, (struct sockaddr *)&addr, sizeof addr) != 0) {
     /* No agent (ENOENT, ECONNREFUSED, EACCES …): the standalone path does the work. */
     close(s);
-    fallback(argv, &in);
+    standalone(argv, &in);
   }
 
   struct stat ns;
@@ -250,7 +493,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   int code = atoi(p);
-  if (code == FALLBACK_CODE) fallback(argv, &in);
+  if (code == FALLBACK_CODE) standalone(argv, &in);
   const char *out, *err;
   size_t outn, errn;
   if (take(&resp, &pos, &out, &outn) != 0 || take(&resp, &pos, &err, &errn) != 0) {

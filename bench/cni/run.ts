@@ -1,7 +1,9 @@
 /**
  * CNI benchmark: ADD and DEL wall time as a runtime sees it (one plugin process per call, exec'd
  * inside the node's netns), in one run, for
- *   - pn standalone (node bin/pn-cni: boots Node per call),
+ *   - pn standalone: what a runtime runs on a node without an agent, the native client
+ *     dist/native/pn-cni finding no agent and running pn-cni (Node) itself, with its helpers;
+ *   - pn-cni run directly (node bin/pn-cni, which then starts its own helpers): `standalone-node`;
  *   - pn with its node agent (the native client dist/native/pn-cni → `pn agent` on the node),
  *   - the same agent with --no-kernel-worker (every ip/tc/bpftool line a process; sequential only),
  *   - the CNI reference plugins ptp + host-local (Debian containernetworking-plugins),
@@ -120,9 +122,13 @@ async function main(): Promise<void> {
   const spawnState = path.join(tmp, 'state-spawn')
   const spawnNode = makeNode(REPO_ROOT, '10.97.16.0/20', spawnState)
   startAgent(spawnNode, spawnState, ['--no-kernel-worker'])
+  // A node with no agent: the client's standalone path.
+  const soloState = path.join(tmp, 'state-solo')
+  const soloNode = makeNode(REPO_ROOT, '10.97.32.0/20', soloState)
   const pnConf = {cniVersion: '1.0.0', name: 'pnbench', type: 'pn', stateDir}
   const plugins: Plugin[] = [
-    {name: 'standalone', node, cmd: [process.execPath, path.join(REPO_ROOT, 'bin/pn-cni')], conf: pnConf},
+    {name: 'standalone', node: soloNode, cmd: [path.join(REPO_ROOT, 'dist/native/pn-cni')], conf: {...pnConf, stateDir: soloState}},
+    {name: 'standalone-node', node, cmd: [process.execPath, path.join(REPO_ROOT, 'bin/pn-cni')], conf: pnConf},
     {name: 'agent', node, cmd: [path.join(REPO_ROOT, 'dist/native/pn-cni')], conf: pnConf},
     {name: 'agent-no-worker', node: spawnNode, cmd: [path.join(REPO_ROOT, 'dist/native/pn-cni')], conf: {...pnConf, stateDir: spawnState}},
     {name: 'reference', node, cmd: [path.join(CNI_BIN, 'ptp')], conf: {cniVersion: '1.0.0', name: 'ptpbench', type: 'ptp', ipam: {type: 'host-local', subnet: '10.98.0.0/20', dataDir: path.join(tmp, 'host-local')}}},
@@ -149,15 +155,18 @@ async function main(): Promise<void> {
   for (const list of pods) for (const ns of list) spawnSync('ip', ['netns', 'del', ns])
   const sequential = Object.fromEntries(plugins.map((p) => [p.name, {add: stats(seq[p.name].add), del: stats(seq[p.name].del), cycle: stats(seq[p.name].cycle)}]))
   const ref = sequential.reference
+  // Ratios of the medians, and the median of the per-round ratios (each cycle against the
+  // reference's cycle of the same round: steadier when the machine's speed drifts during the run).
   const ratios = Object.fromEntries(plugins.filter((p) => p.name !== 'reference').map((p) => [p.name, {
     add: ratio(sequential[p.name].add.median, ref.add.median),
     del: ratio(sequential[p.name].del.median, ref.del.median),
     cycle: ratio(sequential[p.name].cycle.median, ref.cycle.median),
+    cyclePerRound: stats(seq[p.name].cycle.map((c, i) => c / seq.reference.cycle[i])).median,
   }]))
 
   // (b) bursts: BURST ADDs at once, then BURST DELs, one plugin at a time.
   const burst: Record<string, unknown> = {}
-  for (const p of plugins.filter((x) => x.name !== 'compare' && x.name !== 'agent-no-worker' && BURST > 0)) {
+  for (const p of plugins.filter((x) => !['compare', 'agent-no-worker', 'standalone-node'].includes(x.name) && BURST > 0)) {
     const bpods = Array.from({length: BURST}, () => createNamespace('agbb').name)
     const envs = bpods.map((ns, i) => ({CNI_CONTAINERID: `${p.name}-burst-${i}`, CNI_NETNS: `/run/netns/${ns}`}))
     let t0 = Date.now()
@@ -211,7 +220,7 @@ async function main(): Promise<void> {
     const r = sequential[p.name]
     console.log(`${p.name.padEnd(20)} ${[r.add.median, r.add.p95, r.del.median, r.del.p95].map((x) => String(x).padStart(8)).join(' ')} ${String(r.cycle.median).padStart(10)} ${String(r.cycle.p95).padStart(10)}`)
   }
-  for (const [name, r] of Object.entries(ratios)) console.log(`ratio ${name}/reference: ADD ${r.add}x, DEL ${r.del}x, cycle ${r.cycle}x`)
+  for (const [name, r] of Object.entries(ratios)) console.log(`ratio ${name}/reference: ADD ${r.add}x, DEL ${r.del}x, cycle ${r.cycle}x (median per round ${r.cyclePerRound}x)`)
   for (const [name, b] of Object.entries(burst) as [string, {totalWallMs: number; add: ReturnType<typeof stats>; del: ReturnType<typeof stats>; addFailures: string[]}][]) {
     console.log(`burst ${name}: total ${b.totalWallMs} ms (x${ratio(b.totalWallMs, (burst.reference as {totalWallMs: number}).totalWallMs)} reference); ADD p50 ${b.add.median} p95 ${b.add.p95} max ${b.add.max} (max/p50 ${ratio(b.add.max, b.add.median)}); DEL p50 ${b.del.median} p95 ${b.del.p95} max ${b.del.max}; ADD failures ${b.addFailures.length} [${b.addFailures.join(',')}]`)
   }

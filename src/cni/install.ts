@@ -17,9 +17,11 @@ import {validateNetworkName} from './env.js'
 import {DEFAULT_INSTALL_VERSION, isSupportedVersion, SUPPORTED_VERSIONS} from './spec.js'
 
 /** bin/pn-cni of the repository this module was compiled in (dist/src/cni → repo root). */
-export const PN_CNI_ENTRY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/pn-cni')
-/** The native client of this build (dist/src/cni → dist/native). */
-export const PN_CNI_CLIENT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/pn-cni')
+export const PN_CNI_ENTRY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/pn-cni.cjs')
+/** The native programs of this build (dist/src/cni → dist/native). */
+const PN_NATIVE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native')
+/** The native client of this build. */
+export const PN_CNI_CLIENT = path.join(PN_NATIVE_DIR, 'pn-cni')
 
 export interface InstallOptions {
   binDir: string
@@ -86,10 +88,16 @@ export async function installCni(opts: InstallOptions): Promise<InstallResult> {
     throw new PnError('PN_INTERNAL', `install cni: ${entry} is missing`, {hint: 'build pn first (npx tsc -p .)'})
   })
   const plugin = path.join(opts.binDir, type)
+  const nodePath = opts.nodePath ?? process.execPath
   const wrapper = [
     '#!/bin/sh',
     '# Installed by `pn cni install`: the CNI plugin entry of pn (CNI protocol on stdin/stdout).',
-    `exec ${shellQuote(opts.nodePath ?? process.execPath)} ${shellQuote(entry)} "$@"`,
+    // native/pn-cni.c reads these three lines: it execs node on the entry itself (no sh on the
+    // call's path) and starts pn-cni's helpers from that folder.
+    `# pn-cni node: ${nodePath}`,
+    `# pn-cni entry: ${entry}`,
+    `# pn-cni helpers: ${PN_NATIVE_DIR}`,
+    `exec ${shellQuote(nodePath)} ${shellQuote(entry)} "$@"`,
     '',
   ].join('\n')
   const pluginConf: Record<string, unknown> = {

@@ -2,9 +2,9 @@
  * Link-level helpers around `ip -j` (read) and `ip -batch -` (write). The kernel is the truth
  * for links, so every read goes back to it instead of trusting a state file.
  */
-import {randomBytes} from 'node:crypto'
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
+import {randomBytesWeak} from '../state/digest.js'
 
 /** The subset of `ip -j -d link show` pn reads. */
 export interface LinkInfo {
@@ -27,7 +27,7 @@ export interface LinkInfo {
  * after creation, behind the back of maps that already hold the old one.
  */
 export function randomMac(): string {
-  const b = randomBytes(6)
+  const b = randomBytesWeak(6)
   b[0] = (b[0] & 0xfe) | 0x02
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':')
 }

@@ -7,10 +7,10 @@
  * + move + rename: no tmp-name collisions, and no namespace move, whose synchronize_net() wait
  * cost ~19 ms per pair here (docs/NODE.md has the measurement).
  */
-import {createHash} from 'node:crypto'
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
 import {canonicalIp as normalizeIp, hostPrefix, ipFamily} from '../cidr/cidr.js'
+import {sha256Hex} from '../state/digest.js'
 import {deleteLinkByName, failedBatchLine, getLink, ipBatch, randomMac} from './link.js'
 import {devSysctl, writeSysctls} from './sysctl.js'
 import {netnsAlive} from './netns.js'
@@ -18,7 +18,7 @@ import {validateContainerId, validateIfname} from './validate.js'
 
 /** `lxc` + 12 hex of sha256(`containerId:ifname`): 15 chars, so DEL/CHECK find it without state. */
 export function hostIfnameFor(containerId: string, ifname: string): string {
-  return 'lxc' + createHash('sha256').update(`${containerId}:${ifname}`).digest('hex').slice(0, 12)
+  return 'lxc' + sha256Hex(`${containerId}:${ifname}`).slice(0, 12)
 }
 
 export interface SetupVethOptions {

@@ -92,13 +92,14 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
   const opts = entryOptions(env, (line) => process.stderr.write(line))
   // PN_TRACE_EXEC=1 logs every command the plugin spawns (to the log file or stderr).
   const spawner = new SpawnRunner(opts.traceExec ? (argv) => log(`exec: ${argv.join(' ')}`) : undefined)
-  // One helper process for the kernel commands and one for the flocks, each started on first use,
-  // instead of a process per command and per lock (each costs 10–50 ms). Without a built helper
-  // the commands and locks are processes as before.
-  const netlink = native.builtHelper(native.NETLINK_BINARY)
-  const lockd = native.builtHelper(native.LOCKD_BINARY)
-  const worker = netlink ? new NetlinkWorker(netlink) : undefined
-  const locker = lockd ? new LockServer(lockd) : undefined
+  // One helper process for the kernel commands and one for the flocks, instead of a process per
+  // command and per lock (each costs 10–50 ms). native/pn-cni.c starts both next to this process
+  // and passes their sockets; otherwise each is spawned on first use. Without a built helper the
+  // commands and locks are processes as before.
+  const netlink = opts.helperFds.netlink !== undefined ? native.NETLINK_BINARY : native.builtHelper(native.NETLINK_BINARY)
+  const lockd = opts.helperFds.lockd !== undefined ? native.LOCKD_BINARY : native.builtHelper(native.LOCKD_BINARY)
+  const worker = netlink ? new NetlinkWorker(netlink, opts.helperFds.netlink) : undefined
+  const locker = lockd ? new LockServer(lockd, opts.helperFds.lockd) : undefined
   let out
   try {
     out = await runProtocol({

@@ -24,9 +24,19 @@ export interface EntryOptions {
   bpfDir?: string
   /** PN_TRACE_EXEC: log every spawned command. */
   traceExec: boolean
+  /**
+   * PN_CNI_NETLINK_FD / PN_CNI_LOCKD_FD: sockets to a pn-netlink and a pn-lockd that the process
+   * which started pn-cni (native/pn-cni.c) already runs (src/exec/helper-process.ts).
+   */
+  helperFds: {netlink?: number; lockd?: number}
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+/** An inherited fd number above stdio, else undefined. */
+function inheritedFd(v: string | undefined): number | undefined {
+  return v !== undefined && /^[0-9]{1,4}$/.test(v) && Number(v) > 2 ? Number(v) : undefined
+}
 
 function positive(v: string | undefined): number | undefined {
   const n = Number(v)
@@ -62,6 +72,7 @@ export function entryOptions(env: NodeJS.ProcessEnv, stderr: (line: string) => v
     ...(env.PN_CNI_FAIL_AFTER ? {failAfter: env.PN_CNI_FAIL_AFTER} : {}),
     ...(env.PN_BPF_DIR ? {bpfDir: env.PN_BPF_DIR} : {}),
     traceExec: Boolean(env.PN_TRACE_EXEC),
+    helperFds: {netlink: inheritedFd(env.PN_CNI_NETLINK_FD), lockd: inheritedFd(env.PN_CNI_LOCKD_FD)},
   }
 }
 

@@ -6,7 +6,7 @@
  * `cat` exits and the kernel drops the lock: a lock can never outlive its owner, so there is no
  * staleness heuristic to tune (unlike mkdir/PID lock files). host-local uses flock the same way.
  */
-import {spawn} from 'node:child_process'
+import {spawn} from './child-process.js'
 import {PnError} from '../errors.js'
 
 export interface HeldLock {

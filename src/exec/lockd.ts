@@ -6,9 +6,9 @@
  * `<file>.lock` flocks it takes with `flock … cat`. Shared locks (the node lock) skip the mutex:
  * only an exclusive holder (`pn node reset`) conflicts with them.
  */
-import {spawn, type ChildProcessWithoutNullStreams} from 'node:child_process'
 import {PnError} from '../errors.js'
 import {LockBusyError, type HeldLock, type LockSpec, type Locker} from './flock.js'
+import {adoptHelper, spawnHelper, type HelperProcess} from './helper-process.js'
 
 /** A FIFO mutex per key, in-process. */
 export class KeyedMutex {
@@ -35,7 +35,7 @@ export class KeyedMutex {
 }
 
 export class LockServer implements Locker {
-  private child?: ChildProcessWithoutNullStreams
+  private child?: HelperProcess
   private nextId = 1
   private readonly waiting = new Map<number, (answer: string) => void>()
   private readonly mutex = new KeyedMutex()
@@ -43,28 +43,29 @@ export class LockServer implements Locker {
   private exited?: Promise<void>
   private starting?: Promise<void>
 
-  /** `binary`: the built dist/native/pn-lockd. */
-  constructor(private readonly binary: string) {}
+  /**
+   * `binary`: the built dist/native/pn-lockd. `fd`: a socket to one the parent process already
+   * started (src/exec/helper-process.ts), used first; after it is gone the server spawns `binary`.
+   */
+  constructor(
+    private readonly binary: string,
+    private adoptFd?: number,
+  ) {}
 
   async start(): Promise<void> {
-    const child = spawn(this.binary, [], {stdio: ['pipe', 'pipe', 'pipe']})
-    await new Promise<void>((resolve, reject) => {
-      child.once('spawn', resolve)
-      child.once('error', (e: NodeJS.ErrnoException) =>
-        reject(new PnError(e.code === 'ENOENT' ? 'PN_TOOL_MISSING' : 'PN_COMMAND_FAILED', `start lock helper ${this.binary}: ${e.message}`, {hint: 'build pn (npm run build compiles native/*.c)'})),
-      )
+    const fd = this.adoptFd
+    this.adoptFd = undefined
+    const child = fd === undefined ? spawnHelper(this.binary) : adoptHelper(fd)
+    await child.started.catch((e: NodeJS.ErrnoException) => {
+      throw new PnError(e.code === 'ENOENT' ? 'PN_TOOL_MISSING' : 'PN_COMMAND_FAILED', `start lock helper ${this.binary}: ${e.message}`, {hint: 'build pn (npm run build compiles native/*.c)'})
     })
-    child.stdin.on('error', () => undefined)
-    child.stdout.setEncoding('utf8')
-    child.stdout.on('data', (d: string) => this.onData(d))
-    this.exited = new Promise((resolve) =>
-      child.once('exit', () => {
-        for (const w of this.waiting.values()) w('err lock helper exited')
-        this.waiting.clear()
-        this.child = undefined
-        resolve()
-      }),
-    )
+    child.output.setEncoding('utf8')
+    child.output.on('data', (d: string) => this.onData(d))
+    this.exited = child.gone.then(() => {
+      for (const w of this.waiting.values()) w('err lock helper exited')
+      this.waiting.clear()
+      this.child = undefined
+    })
     this.child = child
   }
 
@@ -87,12 +88,12 @@ export class LockServer implements Locker {
     if (!child) throw new PnError('PN_COMMAND_FAILED', `lock ${spec.path}: lock helper is not running`, {hint: 'restart the pn agent'})
     const id = this.nextId++
     const answer = new Promise<string>((resolve) => this.waiting.set(id, resolve))
-    child.stdin.write(`L\t${id}\t${spec.shared ? 's' : 'x'}\t${Math.max(0, Math.round(spec.timeoutMs))}\t${spec.path}\n`)
+    child.input.write(`L\t${id}\t${spec.shared ? 's' : 'x'}\t${Math.max(0, Math.round(spec.timeoutMs))}\t${spec.path}\n`)
     return {id, answer}
   }
 
   private unlock(id: number): void {
-    this.child?.stdin.write(`U\t${id}\n`)
+    this.child?.input.write(`U\t${id}\n`)
   }
 
   async acquire(locks: LockSpec[]): Promise<HeldLock> {
@@ -137,7 +138,7 @@ export class LockServer implements Locker {
   /** Close the helper's stdin: it exits and the kernel drops every lock it held. */
   async stop(): Promise<void> {
     if (!this.child) return
-    this.child.stdin.end()
+    this.child.input.end()
     await this.exited
   }
 }

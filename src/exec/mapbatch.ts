@@ -8,7 +8,7 @@
  * Like the flock helper (flock.ts), the lock lives exactly as long as the process: closing its
  * stdin (or pn dying, even by SIGKILL) ends it and the kernel drops the lock.
  */
-import {spawn} from 'node:child_process'
+import {spawn} from './child-process.js'
 import {existsSync} from 'node:fs'
 import {fileURLToPath} from 'node:url'
 import {PnError} from '../errors.js'

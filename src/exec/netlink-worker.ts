@@ -10,8 +10,8 @@
  * If the helper dies, the request it was running fails (a half-done batch must not be replayed
  * by the real tool) and the next command starts a new helper.
  */
-import {spawn, type ChildProcessWithoutNullStreams} from 'node:child_process'
 import {PnError} from '../errors.js'
+import {adoptHelper, spawnHelper, type HelperProcess} from './helper-process.js'
 import {commandFailed, effectiveArgv, type DetachOptions, type RunOptions, type RunResult, type Runner, type StreamOptions, type StreamedChild} from './runner.js'
 
 /** Programs the helper may answer for; everything else always spawns. */
@@ -26,27 +26,32 @@ interface Pending {
 }
 
 export class NetlinkWorker {
-  private child?: ChildProcessWithoutNullStreams
+  private child?: HelperProcess
   private nextId = 1
   private readonly pending = new Map<number, Pending>()
   private buffer: Buffer = Buffer.alloc(0)
   private stopped = false
 
-  /** `binary`: the built dist/native/pn-netlink. */
-  constructor(private readonly binary: string) {}
+  /**
+   * `binary`: the built dist/native/pn-netlink. `fd`: a socket to one the parent process already
+   * started (src/exec/helper-process.ts), used first; after it is gone the worker spawns `binary`.
+   */
+  constructor(
+    private readonly binary: string,
+    private adoptFd?: number,
+  ) {}
 
-  private start(): ChildProcessWithoutNullStreams {
-    const child = spawn(this.binary, [], {stdio: ['pipe', 'pipe', 'pipe']})
-    child.stdin.on('error', () => undefined)
-    child.stderr.on('data', () => undefined)
-    child.stdout.on('data', (d: Buffer) => this.onData(d))
-    child.once('error', (e) => this.fail(child, e))
-    child.once('exit', (code, signal) => this.fail(child, new Error(`exited (${signal ?? `code ${code}`})`)))
+  private start(): HelperProcess {
+    const fd = this.adoptFd
+    this.adoptFd = undefined
+    const child = fd === undefined ? spawnHelper(this.binary) : adoptHelper(fd)
+    child.output.on('data', (d: Buffer) => this.onData(d))
+    void child.gone.then((why) => this.fail(child, new Error(why)))
     this.child = child
     return child
   }
 
-  private fail(child: ChildProcessWithoutNullStreams, e: Error): void {
+  private fail(child: HelperProcess, e: Error): void {
     if (this.child !== child) return
     this.child = undefined
     this.buffer = Buffer.alloc(0)
@@ -87,7 +92,7 @@ export class NetlinkWorker {
     const ns = Buffer.from(netns ?? '', 'utf8')
     const inp = Buffer.from(input, 'utf8')
     const answer = new Promise<Answer>((resolve, reject) => this.pending.set(id, {resolve, reject}))
-    child.stdin.write(Buffer.concat([Buffer.from(`${id} ${argv.length} ${args.length} ${ns.length} ${inp.length}\n`, 'latin1'), ns, args, inp]))
+    child.input.write(Buffer.concat([Buffer.from(`${id} ${argv.length} ${args.length} ${ns.length} ${inp.length}\n`, 'latin1'), ns, args, inp]))
     return answer
   }
 
@@ -96,9 +101,8 @@ export class NetlinkWorker {
     this.stopped = true
     const child = this.child
     if (!child) return
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-    child.stdin.end()
-    await exited
+    child.input.end()
+    await child.gone
   }
 }
 

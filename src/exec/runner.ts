@@ -8,7 +8,7 @@
  * A RecordingRunner stands in for unit tests and --dry-run: it records every argv and answers
  * from a callback, so golden-argv tests need no root.
  */
-import {spawn} from 'node:child_process'
+import {spawn} from './child-process.js'
 import {promises as fs} from 'node:fs'
 import {PnError} from '../errors.js'
 

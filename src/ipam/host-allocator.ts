@@ -4,7 +4,6 @@
  * and state of every allocation. It is built from the persisted allocation list (the bitmap is
  * derived, never stored) and turned back into one by `toState()`; storage is someone else's job.
  */
-import {randomBytes} from 'node:crypto'
 import {
   cidrSize,
   containsIp,
@@ -16,6 +15,7 @@ import {
   type Family,
 } from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
+import {randomHex} from '../state/digest.js'
 import {Bitmap, mathRandomInt, type RandomInt, type Strategy} from './bitmap.js'
 
 export type AllocationState = 'reserved' | 'pending' | 'confirmed'
@@ -177,7 +177,7 @@ export function checkOwner(owner: string): string {
 }
 
 export function anonymousOwner(): string {
-  return `anon-${randomBytes(6).toString('hex')}`
+  return `anon-${randomHex(6)}`
 }
 
 export class HostAllocator {

@@ -25,11 +25,11 @@
  * no record claims is freed), so nothing is leaked or handed out twice. `repairIpamDir` does the same
  * for the whole directory (`pn ipam gc`), from the records alone.
  */
-import {createHash, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {formatIp, tryParseIp} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
+import {randomHex, sha256Hex} from '../state/digest.js'
 import {Bitmap} from './bitmap.js'
 import {IpRange, ROUTER_OWNER, type IpamRange, type IpamState, type StoredAllocation} from './host-allocator.js'
 
@@ -56,7 +56,7 @@ const SAFE_KEY = /^[A-Za-z0-9_@+=,-][A-Za-z0-9._@+=,:-]{0,199}$/
 
 /** File name of an owner's record: the owner itself when it is a safe name, else `~<sha256>`. */
 export function ownerKey(owner: string): string {
-  return SAFE_KEY.test(owner) ? owner : `~${createHash('sha256').update(owner).digest('hex')}`
+  return SAFE_KEY.test(owner) ? owner : `~${sha256Hex(owner)}`
 }
 
 export function canonicalIpOrUndefined(text: string): string | undefined {
@@ -177,7 +177,7 @@ export class IpamDir {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
     }
-    const tmp = `${path.dirname(link)}/.${randomBytes(6).toString('hex')}.tmp`
+    const tmp = `${path.dirname(link)}/.${randomHex(6)}.tmp`
     fs.symlinkSync(target, tmp)
     fs.renameSync(tmp, link)
   }
@@ -283,7 +283,7 @@ export class IpamDir {
 export async function writeIpamDir(dir: string, state: IpamState): Promise<void> {
   const parent = path.dirname(dir)
   fs.mkdirSync(parent, {recursive: true, mode: 0o755})
-  const tmp = path.join(parent, `.${path.basename(dir)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+  const tmp = path.join(parent, `.${path.basename(dir)}.${process.pid}.${randomHex(4)}.tmp`)
   fs.mkdirSync(tmp)
   try {
     await fillDir(tmp, state)
@@ -426,7 +426,7 @@ async function unlinkIfThere(file: string): Promise<void> {
  * after a power cut ext4's rename heuristics (auto_da_alloc) order the data first.
  */
 async function writeReplace(file: string, data: string): Promise<void> {
-  const tmp = `${path.dirname(file)}/.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`
+  const tmp = `${path.dirname(file)}/.${path.basename(file)}.${randomHex(6)}.tmp`
   fs.writeFileSync(tmp, data, {mode: 0o644})
   try {
     fs.renameSync(tmp, file)

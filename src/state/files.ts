@@ -3,11 +3,11 @@
  * directory) and changed only under an exclusive lock, so a process killed at any moment
  * leaves either the old file or the new one, never a torn one.
  */
-import {randomBytes} from 'node:crypto'
 import {promises as fs} from 'node:fs'
 import path from 'node:path'
 import {PnError, type ErrorCode} from '../errors.js'
 import {acquireFlock, type Locker} from '../exec/flock.js'
+import {randomHex} from './digest.js'
 
 export const DEFAULT_STATE_DIR = '/var/lib/pn'
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000
@@ -41,7 +41,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
   const sync = opts.sync !== false
   const dir = path.dirname(file)
   await ensureDir(dir)
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomHex(4)}.tmp`)
   const handle = await fs.open(tmp, 'wx', mode)
   try {
     await handle.writeFile(data)

@@ -31,7 +31,7 @@ const below = (v: string, min: string) => v.localeCompare(min, undefined, {numer
  * pn in both routing modes, IPv4 and dual stack (an IPv4 and an IPv6 pod CIDR), and Debian's
  * ptp + host-local as a sanity check of the harness.
  */
-const TARGETS: {kind: 'pn' | 'pn-agent' | 'ptp'; routing: 'bpf' | 'host-routes'; podCidr: string; podCidr6?: string; tag: string}[] = [
+const TARGETS: {kind: 'pn' | 'pn-agent' | 'pn-client' | 'ptp'; routing: 'bpf' | 'host-routes'; podCidr: string; podCidr6?: string; tag: string}[] = [
   {kind: 'pn', routing: 'bpf', podCidr: '10.211.0.0/24', tag: 'cnb'},
   {kind: 'pn', routing: 'host-routes', podCidr: '10.212.0.0/24', tag: 'cnh'},
   {kind: 'pn', routing: 'bpf', podCidr: '10.215.0.0/24', podCidr6: 'fd00:215::/112', tag: 'v6cb'},
@@ -39,6 +39,9 @@ const TARGETS: {kind: 'pn' | 'pn-agent' | 'ptp'; routing: 'bpf' | 'host-routes';
   {kind: 'ptp', routing: 'host-routes', podCidr: '10.214.0.0/24', tag: 'cnr'},
   // The same suite through the node agent and the native client (src/agent, native/pn-cni.c).
   {kind: 'pn-agent', routing: 'bpf', podCidr: '10.217.0.0/24', tag: 'agc'},
+  // The native client with no agent: what a runtime runs on a node without one (pn-cni started
+  // by the client, with the helpers it starts).
+  {kind: 'pn-client', routing: 'bpf', podCidr: '10.218.0.0/24', tag: 'clc'},
 ]
 
 const v4Of = (ips: {address: string}[]) => ips.find((i) => !i.address.includes(':'))!
@@ -49,7 +52,7 @@ for (const target of TARGETS) {
   const {kind, routing} = target
   const isPn = kind !== 'ptp'
   const dual = target.podCidr6 !== undefined
-  const label = isPn ? `${kind === 'pn-agent' ? 'pn agent + native client' : 'pn-cni'}, routing ${routing}${dual ? ', dual stack' : ''}` : 'reference ptp + host-local'
+  const label = isPn ? `${kind === 'pn-agent' ? 'pn agent + native client' : kind === 'pn-client' ? 'native client, no agent' : 'pn-cni'}, routing ${routing}${dual ? ', dual stack' : ''}` : 'reference ptp + host-local'
   describe(`cni conformance (${label})`, function () {
     this.timeout(120_000)
     let node: CniNode
@@ -105,7 +108,7 @@ for (const target of TARGETS) {
         assert.equal(r.ips.length, dual ? 2 : 1)
         const ip4 = v4Of(r.ips) as any
         assert.equal(ip4.interface, 1)
-        assert.match(ip4.address, isPn ? /^10\.21[12567]\.0\.\d+\/32$/ : /^10\.214\.0\.\d+\/24$/)
+        assert.match(ip4.address, isPn ? /^10\.21[125678]\.0\.\d+\/32$/ : /^10\.214\.0\.\d+\/24$/)
         assert.equal(ip4.gateway, node.gateway)
         if (below(v, '1.0.0')) assert.equal(ip4.version, '4')
         else assert.equal('version' in ip4, false)

@@ -5,7 +5,8 @@
  * on that node would exec it: `ip netns exec NODE node bin/pn-cni` with CNI_* env and stdin.
  * The same harness drives Debian's ptp + host-local, as a sanity check of the suite itself, and
  * pn through its node agent: kind `pn-agent` starts `pn agent` in the node and runs the native
- * client (dist/native/pn-cni) as the plugin, as `pn cni install` sets it up.
+ * client (dist/native/pn-cni) as the plugin, as `pn cni install` sets it up. Kind `pn-client` runs
+ * that client with no agent: its standalone path (it starts pn-cni and its helpers itself).
  */
 import {spawn, spawnSync} from 'node:child_process'
 import {mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
@@ -19,7 +20,7 @@ export const PN_CNI = path.join(REPO_ROOT, 'bin/pn-cni')
 export const PN_CNI_CLIENT = path.join(REPO_ROOT, 'dist/native/pn-cni')
 export const REF_CNI_DIR = '/usr/lib/cni'
 
-export type PluginKind = 'pn' | 'pn-agent' | 'ptp'
+export type PluginKind = 'pn' | 'pn-agent' | 'pn-client' | 'ptp'
 
 export interface CniNode {
   ns: string
@@ -71,7 +72,7 @@ export function createNode(opts: {kind?: PluginKind; podCidr: string; podCidr6?:
   const v6 = opts.podCidr6 ? {podCidr6: opts.podCidr6, gateway6: opts.podCidr6.replace(/::\/\d+$/, '::1')} : {}
   const cidrArgs = ['--pod-cidr', opts.podCidr, ...(opts.podCidr6 ? ['--pod-cidr', opts.podCidr6] : [])]
   const routing = opts.routing ?? 'host-routes'
-  if (kind === 'pn' || kind === 'pn-agent') {
+  if (kind === 'pn' || kind === 'pn-agent' || kind === 'pn-client') {
     bpffsRoots.push(bpffsRoot)
     const r = pn(['node', 'init', '--name', ns, '--device', 'up0', ...cidrArgs, '--routing', routing,
       '--state-dir', stateDir, '--bpffs-root', bpffsRoot, '--json'], {netns: ns})
@@ -131,7 +132,7 @@ export interface CniEnvInput {
 }
 
 function argvFor(node: CniNode): string[] {
-  const plugin = node.kind === 'pn' ? [process.execPath, PN_CNI] : node.kind === 'pn-agent' ? [PN_CNI_CLIENT] : [path.join(REF_CNI_DIR, 'ptp')]
+  const plugin = node.kind === 'pn' ? [process.execPath, PN_CNI] : node.kind === 'pn-agent' || node.kind === 'pn-client' ? [PN_CNI_CLIENT] : [path.join(REF_CNI_DIR, 'ptp')]
   return ['ip', 'netns', 'exec', node.ns, ...plugin]
 }
 

@@ -102,6 +102,44 @@ describe('interrupted runs leave nothing behind', function () {
     assertClean('intr-b')
   })
 
+  // The native client with no agent runs pn-cni as its child (native/pn-cni.c): a runtime's
+  // SIGTERM reaches the client, which passes it on; a SIGKILL of the client reaches pn-cni as
+  // SIGTERM (its parent-death signal). Either way the ADD unwinds.
+  const CLIENT = path.join(REPO_ROOT, 'dist/native/pn-cni')
+
+  it('SIGTERM to the native client (no agent) during an ADD reaches pn-cni: CNI code 11, nothing left', async () => {
+    const pod = createNamespace('intrs')
+    const conf = JSON.stringify({cniVersion: '1.0.0', name: 'intr', type: 'pn', stateDir: n.stateDir})
+    const env = {CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'intr-d', CNI_NETNS: pod.path, CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin'}
+    const r = await interruptWhen(n.node, [CLIENT], env, 'SIGTERM', /endpoint: write/, conf)
+    assert.notEqual(r.status, 0, r.stdout + r.stderr)
+    const body = JSON.parse(r.stdout)
+    assert.equal(body.code, 11)
+    assert.match(body.msg, /interrupted by SIGTERM/)
+    assertClean('intr-d')
+  })
+
+  it('SIGKILL of the native client (no agent) during an ADD: pn-cni still unwinds everything', async () => {
+    const pod = createNamespace('intrk')
+    const conf = JSON.stringify({cniVersion: '1.0.0', name: 'intr', type: 'pn', stateDir: n.stateDir})
+    const env = {CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'intr-e', CNI_NETNS: pod.path, CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin'}
+    const r = await interruptWhen(n.node, [CLIENT], env, 'SIGKILL', /endpoint: write/, conf)
+    assert.equal(r.signal, 'SIGKILL', r.stdout + r.stderr)
+    // Nobody reads pn-cni's answer any more; it unwinds on its own (the checkpoint hook waits
+    // 400 ms per step), so wait for the state to come clean.
+    const deadline = Date.now() + 20_000
+    for (;;) {
+      try {
+        assertClean('intr-e')
+        break
+      } catch (err) {
+        if (Date.now() > deadline) throw err
+        await new Promise((resolve) => setTimeout(resolve, 200))
+      }
+    }
+    assert.ok(!/eth0/.test(inNs(pod.name, ['ip', '-o', 'link'])), 'no eth0 left in the pod')
+  })
+
   it('SIGINT during `pn veth create` removes the pair and the endpoint record', async () => {
     const pod = createNamespace('intrr')
     const r = await interruptWhen(n.node, [process.execPath, PN_BIN, 'veth', 'create', '--container-id', 'intr-c', '--netns', pod.path, '--ip', '10.61.0.77', '--state-dir', n.stateDir, '--json'], {}, 'SIGINT', /write endpoint record/)

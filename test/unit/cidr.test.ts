@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import IPCIDR from 'ip-cidr'
 import {
   canonicalIp,
   cidrsOverlap,
@@ -9,6 +10,7 @@ import {
   normalizeCidr,
   parseCidr,
   parseIp,
+  rangeOf,
   subnetAt,
   subnetIndex,
 } from '../../src/cidr/cidr.js'
@@ -77,4 +79,32 @@ describe('cidr: prefixes', () => {
     assert.equal(subnetIndex(cidr('10.20.30.0/24'), cidr('10.20.31.0/26'), 26), -1)
     assert.throws(() => subnetAt(cidr('10.0.0.0/24'), 26, 4), RangeError)
   })
+})
+
+describe('cidr: range math agrees with ip-cidr', () => {
+  // A fixed-seed generator: the same prefixes every run.
+  let seed = 0x2545f491
+  const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0)
+  const randomValue = (bits: number) => {
+    let v = 0n
+    for (let i = 0; i < bits; i += 32) v = (v << 32n) | BigInt(next())
+    return v & ((1n << BigInt(bits)) - 1n)
+  }
+
+  for (const family of [4, 6] as const) {
+    it(`network, last address and size of 300 IPv${family} prefixes, every length`, () => {
+      const bits = family === 4 ? 32 : 128
+      for (let i = 0; i < 300; i++) {
+        const prefix = i % (bits + 1)
+        const address = randomValue(bits)
+        const text = `${formatIp(address, family)}/${prefix}`
+        const ref = new IPCIDR(text)
+        const mine = rangeOf(family, address, prefix)
+        assert.equal(mine.start, ref.start<bigint>({type: 'bigInteger'}), `${text} network`)
+        assert.equal(mine.end, ref.end<bigint>({type: 'bigInteger'}), `${text} last address`)
+        assert.equal(mine.size, BigInt(ref.size as bigint), `${text} size`)
+        assert.equal(parseCidr(text).cidr.network, mine.start)
+      }
+    })
+  }
 })

@@ -27,7 +27,7 @@ describe('datapath validators', () => {
   })
 })
 
-describe('address helpers (src/cidr, on ip-cidr)', () => {
+describe('address helpers (src/cidr)', () => {
   it('normalises CIDRs and finds the first usable address', () => {
     assert.equal(normalizeCidr('10.0.1.77/24').text, '10.0.1.0/24')
     assert.equal(firstUsable('10.0.1.0/24'), '10.0.1.1')

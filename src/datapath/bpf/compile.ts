@@ -3,12 +3,12 @@
  * `bpftool gen object` into one object, so all programs share one instance of each pn_ map.
  * Objects are cached under `<cacheDir>/<hash>/`, keyed by the sources and the compile options.
  */
-import {createHash, randomBytes} from 'node:crypto'
 import {promises as fs} from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {PnError} from '../../errors.js'
 import type {Runner} from '../../exec/runner.js'
+import {randomHex} from '../../state/digest.js'
 
 /** One C file per attach point; the linked object is DATAPATH_OBJECT. */
 export const PROGRAM_SOURCES = ['from_container.c', 'from_netdev.c', 'to_netdev.c', 'to_host.c', 'from_host.c'] as const
@@ -56,6 +56,8 @@ async function sourceFiles(dir: string): Promise<string[]> {
 
 /** Hash of every source file and the compile options: the cache key. */
 export async function sourceHash(dir = bpfSourceDir()): Promise<string> {
+  // node:crypto on first use: pn-cni loads this module and never compiles (src/state/digest.ts).
+  const {createHash} = await import('node:crypto')
   const h = createHash('sha256')
   h.update(JSON.stringify(compileFlags()))
   for (const rel of await sourceFiles(dir)) {
@@ -100,7 +102,7 @@ export async function compileDatapath(runner: Runner, opts: CompileOptions): Pro
     return {objects: {datapath: object}, cacheDir: outDir, cacheHit: true, hash}
   }
   // Build in a private folder and rename it into place: concurrent compiles never see half an object.
-  const tmp = path.join(opts.cacheDir, `.tmp-${hash}-${process.pid}-${randomBytes(3).toString('hex')}`)
+  const tmp = path.join(opts.cacheDir, `.tmp-${hash}-${process.pid}-${randomHex(3)}`)
   await fs.mkdir(tmp, {recursive: true})
   try {
     const units = await Promise.all(
