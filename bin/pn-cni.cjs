@@ -71,7 +71,13 @@ function status(line) {
   }
 }
 
-if (process.env.CNI_COMMAND !== 'VERSION') status('start')
+debug?.(`helpers ${process.env.PN_CNI_NETLINK_FD ? `from the parent (netlink fd ${process.env.PN_CNI_NETLINK_FD}, lockd fd ${process.env.PN_CNI_LOCKD_FD})` : 'started by pn-cni'}`)
+if (process.env.CNI_COMMAND !== 'VERSION') {
+  status('start')
+  // Start libuv's threads now, while the bundle loads: the first file operation of the flow
+  // would otherwise wait ≈ 5 ms for them.
+  fs.stat(__filename, () => undefined)
+}
 load()
   .then((main) => main())
   .then((code) => {

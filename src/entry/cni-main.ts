@@ -5,7 +5,7 @@
  * plain options. Imports only src/cni and the libraries it composes — never oclif — so a
  * runtime's exec stays cheap.
  */
-import {appendFileSync, fstatSync, readSync} from 'node:fs'
+import {appendFileSync, fstatSync, readSync, writeSync} from 'node:fs'
 import path from 'node:path'
 import {versionResult} from '../cni/version.js'
 
@@ -33,6 +33,25 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8')
 }
 
+/**
+ * All of `text` to fd 1 or 2 with write(2), not process.stdout/stderr: for a pipe those are
+ * net.Sockets, and loading node:net and its streams costs a standalone call ≈ 3 ms. A
+ * non-blocking pipe that is full is waited for; a reader that is gone (EPIPE) gets nothing.
+ */
+function writeAll(fd: 1 | 2, text: string): void {
+  const bytes = Buffer.from(text, 'utf8')
+  for (let off = 0; off < bytes.length; ) {
+    try {
+      off += writeSync(fd, bytes, off)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'EPIPE') return
+      if (code !== 'EAGAIN') throw err
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1)
+    }
+  }
+}
+
 export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const started = Date.now()
   let logFile: string | undefined
@@ -47,19 +66,19 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
         // fall back to stderr when the log file cannot be written
       }
     }
-    process.stderr.write(line)
+    writeAll(2, line)
   }
   let stdin = ''
   try {
     stdin = await readStdin()
   } catch (err) {
     const body = {code: 5, msg: `read stdin: ${(err as Error).message}`, details: 'PN_CNI_IO'}
-    process.stdout.write(JSON.stringify(body, null, 4) + '\n')
+    writeAll(1, JSON.stringify(body, null, 4) + '\n')
     return 1
   }
   if (env.CNI_COMMAND === 'VERSION') {
     // Answered before loading the flows (and execa): runtimes probe VERSION often.
-    process.stdout.write(JSON.stringify(versionResult(stdin)) + '\n')
+    writeAll(1, JSON.stringify(versionResult(stdin)) + '\n')
     return 0
   }
   if (env.PN_AGENT_OP === 'service') {
@@ -74,7 +93,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
     // The state dir as the agent takes it (not JSON: the default; answerServiceRequest reports it).
     const stateDir = requestStateDir(stdin, env) ?? path.resolve(env.PN_STATE_DIR || DEFAULT_STATE_DIR)
     const out = await answerServiceRequest(new SpawnRunner(), stateDir, stdin, {lock: opts.lock})
-    process.stdout.write(out.stdout)
+    writeAll(1, out.stdout)
     return out.exitCode
   }
   const [{SpawnRunner}, {defaultHandlers}, {runProtocol}, {interruptOnSignals}, {entryOptions}, native, {NetlinkWorker, WorkerRunner}, {LockServer}] = await Promise.all([
@@ -89,7 +108,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
   ])
   // A runtime that gives up on us (SIGTERM) gets an ADD that unwinds, not a half-made pod.
   const interrupt = interruptOnSignals()
-  const opts = entryOptions(env, (line) => process.stderr.write(line))
+  const opts = entryOptions(env, (line) => writeAll(2, line))
   // PN_TRACE_EXEC=1 logs every command the plugin spawns (to the log file or stderr).
   const spawner = new SpawnRunner(opts.traceExec ? (argv) => log(`exec: ${argv.join(' ')}`) : undefined)
   // One helper process for the kernel commands and one for the flocks, instead of a process per
@@ -120,7 +139,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
     void worker?.stop()
     void locker?.stop()
   }
-  process.stdout.write(out.stdout)
+  writeAll(1, out.stdout)
   if (out.command !== 'VERSION') log(`exit ${out.exitCode} after ${Date.now() - started} ms`)
   return out.exitCode
 }

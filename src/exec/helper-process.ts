@@ -1,20 +1,24 @@
 /**
- * A native helper (pn-netlink, pn-lockd) as its Node user sees it: a byte stream each way and an
- * end. Either this process spawns it, or the process that started this one already did and hands
- * over a connected socket as an inherited fd: native/pn-cni.c, the executable a runtime runs,
- * starts both helpers next to Node when no agent answers, so a standalone call pays for neither
- * start nor a fork() of a grown Node process (which on a VM copies and write-protects every
- * page table of the heap).
+ * A native helper (pn-netlink, pn-lockd) as its Node user sees it: bytes each way and an end.
+ * Either this process spawns it, or the process that started this one already did and hands over
+ * a connected socket as an inherited fd: native/pn-cni.c, the executable a runtime runs, starts
+ * both helpers next to Node when no agent answers, so a standalone call pays for neither start
+ * nor a fork() of a grown Node process (which on a VM copies and write-protects every page
+ * table of the heap).
  */
+import {closeSync, readSync, writeSync} from 'node:fs'
 import {spawn} from './child-process.js'
-import {Socket} from 'node:net'
-import type {Readable, Writable} from 'node:stream'
 
 export interface HelperProcess {
-  /** Requests. */
-  readonly input: Writable
-  /** Answers. */
-  readonly output: Readable
+  /**
+   * Send a request. `answered`, for a request that gets an answer, says when its answer has
+   * arrived (through `onData`): an adopted helper's link waits for it right here.
+   */
+  send(data: Buffer | string, answered?: () => boolean): void
+  /** Answers, as they arrive. Set once, before the first send. */
+  onData(cb: (d: Buffer) => void): void
+  /** End the helper's input: it exits (and drops what it held). */
+  end(): void
   /** Set for a helper this process spawned. */
   readonly pid?: number
   /** Resolves once the helper is gone (it exited, or its socket closed): why, for errors. */
@@ -36,18 +40,59 @@ export function spawnHelper(binary: string): HelperProcess {
     child.once('error', (e) => resolve(e.message))
     child.once('exit', (code, signal) => resolve(`exited (${signal ?? `code ${code}`})`))
   })
-  return {input: child.stdin, output: child.stdout, pid: child.pid, gone, started}
+  return {
+    send: (data) => void child.stdin.write(data),
+    onData: (cb) => void child.stdout.on('data', cb),
+    end: () => void child.stdin.end(),
+    pid: child.pid,
+    gone,
+    started,
+  }
 }
 
 /**
- * Adopt a helper started by the parent process: `fd` is this end of a connected UNIX socket whose
- * other end is the helper's stdin and stdout. Closing it (or this process's exit) is the helper's
- * EOF, so it ends as a spawned one does.
+ * Adopt a helper the parent process started: `fd` is this end of a connected, blocking UNIX
+ * socket whose other end is the helper's stdin and stdout. Requests and answers are synchronous
+ * read(2)/write(2) on it: a standalone pn-cni has nothing else to do while a helper works, and
+ * this spares it the stream machinery (node:net and node:stream, ≈ 3 ms to load) and an event
+ * loop turn per answer. A lock wait blocks the process until pn-lockd answers (granted, or busy
+ * at the lock's timeout); a signal meanwhile is handled right after. Closing the fd (or this
+ * process's exit) is the helper's EOF, so it ends as a spawned one does.
  */
 export function adoptHelper(fd: number): HelperProcess {
-  const socket = new Socket({fd, readable: true, writable: true})
-  let why = 'its socket closed'
-  socket.on('error', (e) => (why = e.message))
-  const gone = new Promise<string>((resolve) => socket.once('close', () => resolve(why)))
-  return {input: socket, output: socket, gone, started: Promise.resolve()}
+  let deliver: (d: Buffer) => void = () => undefined
+  let settle!: (why: string) => void
+  let open = true
+  const gone = new Promise<string>((resolve) => (settle = resolve))
+  const close = (why: string) => {
+    if (!open) return
+    open = false
+    try {
+      closeSync(fd)
+    } catch {
+      // already closed
+    }
+    settle(why)
+  }
+  const buf = Buffer.allocUnsafe(64 * 1024)
+  return {
+    send(data, answered) {
+      if (!open) return
+      try {
+        const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data
+        for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off)
+        while (answered && !answered() && open) {
+          const n = readSync(fd, buf, 0, buf.length, null)
+          if (n === 0) return close('its socket closed')
+          deliver(Buffer.from(buf.subarray(0, n)))
+        }
+      } catch (err) {
+        close((err as Error).message)
+      }
+    },
+    onData: (cb) => void (deliver = cb),
+    end: () => close('ended'),
+    gone,
+    started: Promise.resolve(),
+  }
 }

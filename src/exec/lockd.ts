@@ -39,7 +39,7 @@ export class LockServer implements Locker {
   private nextId = 1
   private readonly waiting = new Map<number, (answer: string) => void>()
   private readonly mutex = new KeyedMutex()
-  private buffered = ''
+  private buffered: Buffer = Buffer.alloc(0)
   private exited?: Promise<void>
   private starting?: Promise<void>
 
@@ -59,8 +59,7 @@ export class LockServer implements Locker {
     await child.started.catch((e: NodeJS.ErrnoException) => {
       throw new PnError(e.code === 'ENOENT' ? 'PN_TOOL_MISSING' : 'PN_COMMAND_FAILED', `start lock helper ${this.binary}: ${e.message}`, {hint: 'build pn (npm run build compiles native/*.c)'})
     })
-    child.output.setEncoding('utf8')
-    child.output.on('data', (d: string) => this.onData(d))
+    child.onData((d) => this.onData(d))
     this.exited = child.gone.then(() => {
       for (const w of this.waiting.values()) w('err lock helper exited')
       this.waiting.clear()
@@ -69,12 +68,13 @@ export class LockServer implements Locker {
     this.child = child
   }
 
-  private onData(d: string): void {
-    this.buffered += d
+  private onData(d: Buffer): void {
+    this.buffered = this.buffered.length ? Buffer.concat([this.buffered, d]) : d
     let nl
-    while ((nl = this.buffered.indexOf('\n')) >= 0) {
-      const line = this.buffered.slice(0, nl)
-      this.buffered = this.buffered.slice(nl + 1)
+    while ((nl = this.buffered.indexOf(10)) >= 0) {
+      // Whole lines only: a multi-byte character split between reads stays intact.
+      const line = this.buffered.subarray(0, nl).toString('utf8')
+      this.buffered = this.buffered.subarray(nl + 1)
       const sp = line.indexOf(' ')
       const id = Number(line.slice(0, sp))
       const w = this.waiting.get(id)
@@ -88,12 +88,12 @@ export class LockServer implements Locker {
     if (!child) throw new PnError('PN_COMMAND_FAILED', `lock ${spec.path}: lock helper is not running`, {hint: 'restart the pn agent'})
     const id = this.nextId++
     const answer = new Promise<string>((resolve) => this.waiting.set(id, resolve))
-    child.input.write(`L\t${id}\t${spec.shared ? 's' : 'x'}\t${Math.max(0, Math.round(spec.timeoutMs))}\t${spec.path}\n`)
+    child.send(`L\t${id}\t${spec.shared ? 's' : 'x'}\t${Math.max(0, Math.round(spec.timeoutMs))}\t${spec.path}\n`, () => !this.waiting.has(id))
     return {id, answer}
   }
 
   private unlock(id: number): void {
-    this.child?.input.write(`U\t${id}\n`)
+    this.child?.send(`U\t${id}\n`)
   }
 
   async acquire(locks: LockSpec[]): Promise<HeldLock> {
@@ -138,7 +138,7 @@ export class LockServer implements Locker {
   /** Close the helper's stdin: it exits and the kernel drops every lock it held. */
   async stop(): Promise<void> {
     if (!this.child) return
-    this.child.input.end()
+    this.child.end()
     await this.exited
   }
 }

@@ -45,7 +45,7 @@ export class NetlinkWorker {
     const fd = this.adoptFd
     this.adoptFd = undefined
     const child = fd === undefined ? spawnHelper(this.binary) : adoptHelper(fd)
-    child.output.on('data', (d: Buffer) => this.onData(d))
+    child.onData((d) => this.onData(d))
     void child.gone.then((why) => this.fail(child, new Error(why)))
     this.child = child
     return child
@@ -92,7 +92,7 @@ export class NetlinkWorker {
     const ns = Buffer.from(netns ?? '', 'utf8')
     const inp = Buffer.from(input, 'utf8')
     const answer = new Promise<Answer>((resolve, reject) => this.pending.set(id, {resolve, reject}))
-    child.input.write(Buffer.concat([Buffer.from(`${id} ${argv.length} ${args.length} ${ns.length} ${inp.length}\n`, 'latin1'), ns, args, inp]))
+    child.send(Buffer.concat([Buffer.from(`${id} ${argv.length} ${args.length} ${ns.length} ${inp.length}\n`, 'latin1'), ns, args, inp]), () => !this.pending.has(id))
     return answer
   }
 
@@ -101,7 +101,7 @@ export class NetlinkWorker {
     this.stopped = true
     const child = this.child
     if (!child) return
-    child.input.end()
+    child.end()
     await child.gone
   }
 }
