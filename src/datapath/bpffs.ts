@@ -3,7 +3,7 @@
  * pins on a bpffs mounted at /run/pn/bpffs (visible inside `ip netns exec` when mounted before
  * it runs) with one folder per node.
  */
-import {promises as fs} from 'node:fs'
+import {fsp as fs} from '../exec/fs.js'
 import path from 'node:path'
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'

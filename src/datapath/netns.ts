@@ -4,7 +4,7 @@
  * The one netns check of pn: `pn veth`, `pn endpoint` and every CNI command use it, and a flow
  * checks once, at its entry.
  */
-import {promises as fs} from 'node:fs'
+import {fsp as fs} from '../exec/fs.js'
 import {PnError} from '../errors.js'
 
 export const NSFS_MAGIC = 0x6e736673

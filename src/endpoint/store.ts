@@ -4,7 +4,7 @@
  * (the key later BPF maps use). Records are written atomically (temp + rename), so they need
  * no lock; ids are claimed by exclusive file creation (O_EXCL), so neither does allocation.
  */
-import {promises as fs} from 'node:fs'
+import {fsp as fs} from '../exec/fs.js'
 import path from 'node:path'
 import {PnError} from '../errors.js'
 import {ensureDir, readJsonFile, writeFileAtomic, type JsonFileSpec} from '../state/files.js'

@@ -9,7 +9,7 @@
  * from a callback, so golden-argv tests need no root.
  */
 import {spawn} from './child-process.js'
-import {promises as fs} from 'node:fs'
+import {fsp as fs} from './fs.js'
 import {PnError} from '../errors.js'
 
 export interface RunOptions {

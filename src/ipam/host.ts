@@ -6,7 +6,8 @@
  * pool (so a crashed CNI ADD leaks its IP only until the expiry, never for good). An `ipam.json`
  * of the earlier format (the whole list in one file) is migrated by the first mutation.
  */
-import {promises as fs, rmSync} from 'node:fs'
+import {rmSync} from 'node:fs'
+import {fsp as fs} from '../exec/fs.js'
 import path from 'node:path'
 import {normalizeCidr, parseIp} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'

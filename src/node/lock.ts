@@ -8,7 +8,7 @@
  * which is ignored. node.lock itself stays (one file): deleting a lock file others may hold
  * open would let two holders lock different inodes.
  */
-import {promises as fs} from 'node:fs'
+import {fsp as fs} from '../exec/fs.js'
 import path from 'node:path'
 import {PnError, isPnError} from '../errors.js'
 import {acquireFlock, flockLocker, LockBusyError} from '../exec/flock.js'

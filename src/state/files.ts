@@ -3,7 +3,7 @@
  * directory) and changed only under an exclusive lock, so a process killed at any moment
  * leaves either the old file or the new one, never a torn one.
  */
-import {promises as fs} from 'node:fs'
+import {fsp as fs, openFile} from '../exec/fs.js'
 import path from 'node:path'
 import {PnError, type ErrorCode} from '../errors.js'
 import {acquireFlock, type Locker} from '../exec/flock.js'
@@ -42,7 +42,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
   const dir = path.dirname(file)
   await ensureDir(dir)
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomHex(4)}.tmp`)
-  const handle = await fs.open(tmp, 'wx', mode)
+  const handle = await openFile(tmp, 'wx', mode)
   try {
     await handle.writeFile(data)
     if (sync) await handle.sync()
@@ -56,7 +56,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
     throw err
   }
   if (!sync) return
-  const dirHandle = await fs.open(dir, 'r')
+  const dirHandle = await openFile(dir, 'r')
   try {
     await dirHandle.sync()
   } finally {
@@ -66,14 +66,14 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
 
 /** fsync `from`, rename it over `to` and fsync the directory: after it returns, `to` survives a crash. */
 export async function renameDurable(from: string, to: string): Promise<void> {
-  const h = await fs.open(from, 'r')
+  const h = await openFile(from, 'r')
   try {
     await h.sync()
   } finally {
     await h.close()
   }
   await fs.rename(from, to)
-  const dirHandle = await fs.open(path.dirname(to), 'r')
+  const dirHandle = await openFile(path.dirname(to), 'r')
   try {
     await dirHandle.sync()
   } finally {

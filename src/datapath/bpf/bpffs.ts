@@ -5,7 +5,7 @@
  * because they share its lifetime: a fresh bpffs means no pn attachments survived either.
  * Mounting the bpffs itself is src/datapath/bpffs.ts's job (shared with `pn node init`).
  */
-import {promises as fs} from 'node:fs'
+import {fsp as fs} from '../../exec/fs.js'
 import path from 'node:path'
 export {ensureBpffs, isBpffs} from '../bpffs.js'
 

@@ -3,7 +3,7 @@
  * `bpftool gen object` into one object, so all programs share one instance of each pn_ map.
  * Objects are cached under `<cacheDir>/<hash>/`, keyed by the sources and the compile options.
  */
-import {promises as fs} from 'node:fs'
+import {fsp as fs} from '../../exec/fs.js'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {PnError} from '../../errors.js'

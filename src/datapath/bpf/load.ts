@@ -3,7 +3,7 @@
  * loadall` and pinned under the node's bpffs root; the host hooks (uplink, pn_host) then get
  * tc filters referencing the pinned programs. Pods only ever add a filter and map entries.
  */
-import {promises as fs} from 'node:fs'
+import {fsp as fs} from '../../exec/fs.js'
 import path from 'node:path'
 import {PnError} from '../../errors.js'
 import type {Runner} from '../../exec/runner.js'

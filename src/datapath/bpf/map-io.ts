@@ -3,7 +3,7 @@
  * file -` (one process for any number of entries), reads as `bpftool -j map dump`, decoded
  * with each map's descriptor so users see IPs, MACs and ifindexes, not hex.
  */
-import {promises as fs} from 'node:fs'
+import {fsp as fs} from '../../exec/fs.js'
 import {PnError} from '../../errors.js'
 import type {Runner} from '../../exec/runner.js'
 import {mapPath, mapsDir, pathExists} from './bpffs.js'

@@ -3,7 +3,7 @@
  * remembered as pn's), one `bpf da object-pinned` filter at pref 1 handle 1 per hook. The
  * program is loaded once per node; attaching only references it, so a pod never runs clang.
  */
-import {promises as fs} from 'node:fs'
+import {fsp as fs} from '../../exec/fs.js'
 import path from 'node:path'
 import {PnError} from '../../errors.js'
 import type {Runner} from '../../exec/runner.js'
