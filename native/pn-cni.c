@@ -308,7 +308,7 @@ static void standalone(char **argv, struct buf *in) {
   /* [0]: pn-cni's end, [1]: the helper's; both close-on-exec until handed over. */
   int netlink[2] = {-1, -1}, lockd[2] = {-1, -1};
   if (dir[0] && (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, netlink) != 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, lockd) != 0)) {
-    netlink[0] = lockd[0] = -1;
+    netlink[0] = netlink[1] = lockd[0] = lockd[1] = -1; /* no helpers: pn-cni starts its own */
   }
   int fd = memfd_create("pn-cni-stdin", MFD_CLOEXEC);
   if (fd < 0) die("memfd_create");
