@@ -72,12 +72,7 @@ function status(line) {
 }
 
 debug?.(`helpers ${process.env.PN_CNI_NETLINK_FD ? `from the parent (netlink fd ${process.env.PN_CNI_NETLINK_FD}, lockd fd ${process.env.PN_CNI_LOCKD_FD})` : 'started by pn-cni'}`)
-if (process.env.CNI_COMMAND !== 'VERSION') {
-  status('start')
-  // Start libuv's threads now, while the bundle loads: the first file operation of the flow
-  // would otherwise wait ≈ 5 ms for them.
-  fs.stat(__filename, () => undefined)
-}
+if (process.env.CNI_COMMAND !== 'VERSION') status('start')
 load()
   .then((main) => main())
   .then((code) => {

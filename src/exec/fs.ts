@@ -29,7 +29,6 @@ export interface OpenFile {
 }
 
 const open = promisify(fs.open)
-const writeFile = promisify(fs.writeFile)
 const fsync = promisify(fs.fsync)
 const close = promisify(fs.close)
 
@@ -37,7 +36,7 @@ const close = promisify(fs.close)
 export async function openFile(file: string, flags: string, mode?: number): Promise<OpenFile> {
   const fd = await open(file, flags, mode)
   return {
-    writeFile: (data) => writeFile(fd, data),
+    writeFile: (data) => fsp.writeFile(fd, data),
     sync: () => fsync(fd),
     close: () => close(fd),
   }
