@@ -27,6 +27,10 @@ describe('node reboot: pn node init reaps what the reboot took (root, netns)', f
     for (const p of gone) deleteNamespace(p)
     for (const dev of ['pn_host', 'pn_net']) tryInNs(node.ns, ['ip', 'link', 'del', dev])
     spawnSync('rm', ['-rf', node.bpffsRoot])
+    // A deleted netns takes its veths with it, but asynchronously (the kernel's cleanup_net
+    // workqueue): on a loaded machine the host ends linger for a moment. A reboot has no such lag.
+    const until = Date.now() + 10_000
+    while (nodeLinks(node).length > pods.length - gone.length && Date.now() < until) spawnSync('sleep', ['0.05'])
   }
 
   before(() => {
