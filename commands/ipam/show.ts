@@ -7,8 +7,7 @@ export type IpamShowResult = RangeStatus[]
 
 export default class IpamShow extends BaseCommand<typeof IpamShow, IpamShowResult> {
   static summary = 'Show capacity, used and free addresses per pod CIDR.'
-  static description = `Capacity counts the allocatable addresses: the pod CIDR without network and broadcast (IPv6:
-the first 65534 addresses, as Cilium). The router reservation counts as used.`
+  static description = `Capacity counts the allocatable addresses: the pod CIDR without network and broadcast (IPv6: the first 65534 addresses, as Cilium). The router reservation counts as used.`
   static examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --pod-cidr 10.0.1.0/24 --json']
 
   static flags = {

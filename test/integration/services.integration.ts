@@ -307,12 +307,12 @@ describe('services: load balancing in BPF (root, netns)', function () {
   })
 
   it('deleting the service makes the VIP unreachable again', () => {
-    const r = ok(n1.run(['service', 'del', '10.96.0.10:80']), 'service del')
+    const r = ok(n1.run(['service', 'delete', '10.96.0.10:80']), 'service delete')
     assert.deepEqual(r.frontends, ['10.96.0.10:80/tcp'])
     assert.equal(client('a', 'tcp', '10.96.0.10', 80, 2).failures, 2)
     // Never closed again: flows of deleted services may still have conntrack entries.
     assert.equal(gateOpen(n1), true)
-    const again = ok(n1.run(['service', 'del', '10.96.0.10:80/tcp']), 'service del again')
+    const again = ok(n1.run(['service', 'delete', '10.96.0.10:80/tcp']), 'service delete again')
     assert.equal(again.changed, false)
   })
 
