@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {table} from '../../src/ipam/render.js'
+import {table} from '../../src/cli/table.js'
 import {bgpUp, type BgpUpResult} from '../../src/routing/bgp.js'
 import {renderSessions} from './status.js'
 

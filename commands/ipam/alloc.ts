@@ -3,7 +3,7 @@ import {BaseCommand} from '../../src/cli/base.js'
 import {STRATEGIES, type Strategy} from '../../src/ipam/bitmap.js'
 import {parseDuration} from '../../src/ipam/duration.js'
 import {allocateIp, type AllocateResult} from '../../src/ipam/host.js'
-import {table} from '../../src/ipam/render.js'
+import {table} from '../../src/cli/table.js'
 
 export type IpamAllocResult = AllocateResult
 

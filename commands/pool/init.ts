@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
 import {poolFlag} from '../../src/cli/flags.js'
 import {initPool, type InitPoolResult} from '../../src/ipam/pool.js'
-import {table} from '../../src/ipam/render.js'
+import {table} from '../../src/cli/table.js'
 
 export type PoolInitResult = InitPoolResult
 
