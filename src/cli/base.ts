@@ -156,10 +156,13 @@ export abstract class BaseCommand<C extends typeof Command, T = unknown> extends
 }
 
 /** --verbose: each argv, then the script it reads on stdin (`ip -batch -`, `bpftool batch file -`), indented. */
+export function verboseText(argv: string[], input?: string): string {
+  const script = input?.trimEnd() ? input.trimEnd().split('\n').map((l) => `    ${l}\n`).join('') : ''
+  return `+ ${argv.join(' ')}\n${script}`
+}
+
 function echoCommand(argv: string[], input?: string): void {
-  let text = `+ ${argv.join(' ')}\n`
-  if (input) text += input.trimEnd().split('\n').map((l) => `    ${l}\n`).join('')
-  process.stderr.write(chalk.dim(text))
+  process.stderr.write(chalk.dim(verboseText(argv, input)))
 }
 
 /** Results may carry `warnings: string[]`; the envelope shows them once, at the top level. */
