@@ -89,6 +89,12 @@ export function parseError(err: OclifParseError, cmd: CommandShape): PnError {
 /** A word that names no command: the longest command it starts with takes no more words, or the topic has no such verb. */
 export function unknownCommandError(id: string, known: {commands: string[]; topics: string[]; argsOf: (id: string) => string | undefined}): PnError {
   const words = id.split(':').filter(Boolean)
+  if (words.length === 1 && words[0].startsWith('-')) {
+    return new PnError('PN_INVALID_ARGUMENT', `parse arguments: unknown flag ${words[0]} (a command comes first: pn TOPIC VERB [--flag …])`, {
+      hint: 'see `pn --help`',
+      details: {flags: [words[0]]},
+    })
+  }
   const commands = new Set(known.commands)
   for (let n = words.length - 1; n >= 1; n--) {
     const head = words.slice(0, n).join(':')

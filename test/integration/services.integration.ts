@@ -340,6 +340,11 @@ describe('services: load balancing in BPF (root, netns)', function () {
     const again = ok(n1.run(['service', 'apply', file]), 'apply again')
     assert.equal(again.changed, false)
     assert.equal(again.diff.unchanged, 2)
+    // What `service list --json` printed is an apply file: fed back, it changes nothing.
+    const listed = path.join(tmp, 'listed.json')
+    writeFileSync(listed, n1.run(['service', 'list']).stdout)
+    const back = ok(n1.run(['service', 'apply', listed]), 'apply the list output')
+    assert.deepEqual([back.changed, back.diff.unchanged], [false, 2])
     // Backends no service lists any more are gone from the backends map.
     const backends = ok(n1.run(['bpf', 'map', 'dump', 'pn_lb4_backends']), 'dump backends').entries as {value: {ip: string; proto: string}}[]
     assert.deepEqual(backends.map((e) => `${e.value.ip}/${e.value.proto}`).sort(), [`${pods.b.ip}/tcp`, `${pods.c.ip}/tcp`, `${pods.c.ip}/udp`].sort())

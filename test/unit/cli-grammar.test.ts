@@ -52,6 +52,8 @@ describe('cli grammar', function () {
     assert.equal(verb.status, 2)
     assert.match(verb.stderr, /^error: run pn bpf map lsit: unknown command "lsit" \[PN_UNKNOWN_COMMAND\]\nhint: did you mean `pn bpf map list`\?/)
     assert.equal(verb.stdout, '')
+    const flag = pn(['--bogus', '--json'])
+    assert.deepEqual([flag.status, flag.json?.error?.code, flag.json?.error?.message.startsWith('parse arguments: unknown flag --bogus')], [2, 'PN_INVALID_ARGUMENT', true])
   })
 
   it('a word after a command that takes none is named, in the envelope (pn status extra)', () => {
