@@ -31,14 +31,9 @@ export function formatEvent(ev: MonitorEvent): string {
 
 export default class Monitor extends BaseCommand<typeof Monitor, MonitorCmdResult> {
   static summary = "Stream the node's datapath events: a trace at each observation point and every drop with its reason."
-  static description = `Like \`cilium monitor\`: each packet a pn program sees is reported where it was seen
-(from-endpoint, to-endpoint, from-network, to-network, from-host, to-host, to-stack), and every drop
-with its reason from the shared drop-reason table. Tracing costs nothing while no monitor runs: this
-command opens a gate in the pn_trace_config map and closes it on exit (a watchdog closes it if the
-monitor is killed). One monitor per node.
+  static description = `Like \`cilium monitor\`: each packet a pn program sees is reported where it was seen (from-endpoint, to-endpoint, from-network, to-network, from-host, to-host, to-stack), and every drop with its reason from the shared drop-reason table. Tracing costs nothing while no monitor runs: this command opens a gate in the pn_trace_config map and closes it on exit (a watchdog closes it if the monitor is killed). One monitor per node.
 
-With --json, each event is one JSON object on its own line (NDJSON) as it happens; there is no
-final envelope. An error is still printed as the usual {"status":"error",…} object.`
+With --json, each event is one JSON object on its own line (NDJSON) as it happens; there is no final envelope. An error is still printed as the usual {"status":"error",…} object.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %>',

@@ -23,10 +23,7 @@ function describe(i: StatusItem): string {
 
 export default class Status extends BaseCommand<typeof Status, StatusResult> {
   static summary = "Show the node as a tree: devices, endpoints and the programs on each hook, with drift from pn's state coloured."
-  static description = `ok: the kernel matches pn's state. DRIFTED: present but not as pn left it (a stale program, a
-device without an endpoint record). MISSING: pn's state names something the kernel lacks (a
-record whose lxc is gone, a hook without its program). Repair with \`pn node init\`, \`pn bpf load\`,
-or remove leftovers with \`pn cni gc\` / \`pn endpoint delete\`.`
+  static description = `ok: the kernel matches pn's state. DRIFTED: present but not as pn left it (a stale program, a device without an endpoint record). MISSING: pn's state names something the kernel lacks (a record whose lxc is gone, a hook without its program). Repair with \`pn node init\`, \`pn bpf load\`, or remove leftovers with \`pn cni gc\` / \`pn endpoint delete\`.`
 
   static examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --json']
 

@@ -25,6 +25,7 @@ export type ExitCategory = keyof typeof EXIT
 export const ERROR_CODES = {
   PN_INTERNAL: {exit: 'internal', cni: 999},
   PN_INVALID_ARGUMENT: {exit: 'usage', cni: 7},
+  PN_UNKNOWN_COMMAND: {exit: 'usage', cni: 7},
   PN_INVALID_CIDR: {exit: 'usage', cni: 7},
   PN_INVALID_IP: {exit: 'usage', cni: 7},
   PN_INVALID_MASK_SIZE: {exit: 'usage', cni: 7},

@@ -13,12 +13,7 @@ const RUN_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..
 
 export default class AgentStart extends BaseCommand<typeof AgentStart, AgentStartResult> {
   static summary = "Start the node agent: serves CNI ADD/DEL/CHECK/STATUS/GC on <state-dir>/agent.sock."
-  static description = `The agent is one long-running process per node. The pn-cni client (dist/native/pn-cni, what
-\`pn cni install\` installs) forwards each CNI call to it instead of booting Node; with no agent it runs
-the standalone path. Start it in the node's network namespace. Without --foreground it starts in the
-background, logging to <state-dir>/agent.log, and returns once it answers (idempotent: an agent
-already running is reported with changed: false). --foreground is for supervisors (systemd): the
-first SIGTERM stops it after the requests in flight, a second interrupts them.`
+  static description = `The agent is one long-running process per node. The pn-cni client (dist/native/pn-cni, what \`pn cni install\` installs) forwards each CNI call to it instead of booting Node; with no agent it runs the standalone path. Start it in the node's network namespace. Without --foreground it starts in the background, logging to <state-dir>/agent.log, and returns once it answers (idempotent: an agent already running is reported with changed: false). --foreground is for supervisors (systemd): the first SIGTERM stops it after the requests in flight, a second interrupts them.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --state-dir /var/lib/pn',

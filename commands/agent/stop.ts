@@ -6,8 +6,7 @@ export type AgentStopResult = StopAgentResult
 
 export default class AgentStop extends BaseCommand<typeof AgentStop, AgentStopResult> {
   static summary = "Stop the node agent gracefully: it finishes the requests in flight, then exits."
-  static description = `Sends SIGTERM and waits for the agent to exit. New CNI calls fall back to the standalone path
-at once (the socket goes first). Idempotent: with no agent running it reports changed: false.`
+  static description = `Sends SIGTERM and waits for the agent to exit. New CNI calls fall back to the standalone path at once (the socket goes first). Idempotent: with no agent running it reports changed: false.`
 
   static examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --state-dir /tmp/node1 --json']
 

@@ -5,8 +5,7 @@ export type BgpDownCmdResult = BgpDownResult
 
 export default class BgpDown extends BaseCommand<typeof BgpDown, BgpDownCmdResult> {
   static summary = "Stop this node's bird (its peers withdraw the pod CIDRs) and remove its files; safe to repeat."
-  static description = `Signals the bird named by <state-dir>/bgp/bird.pid (only if that process really is this node's bird),
-waits for it to exit, and removes <state-dir>/bgp/. Never looks for other birds by name.`
+  static description = `Signals the bird named by <state-dir>/bgp/bird.pid (only if that process really is this node's bird), waits for it to exit, and removes <state-dir>/bgp/. Never looks for other birds by name.`
 
   static examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --state-dir /run/pn/lab5/n1 --json']
 

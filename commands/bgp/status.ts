@@ -1,5 +1,5 @@
 import {BaseCommand} from '../../src/cli/base.js'
-import {table} from '../../src/ipam/render.js'
+import {table} from '../../src/cli/table.js'
 import {bgpStatus, type BgpSession, type BgpStatusResult} from '../../src/routing/bgp.js'
 
 export type BgpStatusCmdResult = BgpStatusResult

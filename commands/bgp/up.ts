@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {table} from '../../src/ipam/render.js'
+import {table} from '../../src/cli/table.js'
 import {bgpUp, type BgpUpResult} from '../../src/routing/bgp.js'
 import {renderSessions} from './status.js'
 
@@ -8,13 +8,7 @@ export type BgpUpCmdResult = BgpUpResult
 
 export default class BgpUp extends BaseCommand<typeof BgpUp, BgpUpCmdResult> {
   static summary = "Announce the node's pod CIDRs to BGP peers (ToR, route reflector) through the node's own bird2."
-  static description = `Writes <state-dir>/bgp/bird.conf and starts bird for this node (its own control socket and pid file
-under <state-dir>/bgp/). Run it inside the node's network namespace (ip netns exec NODE pn bgp up …), after
-pn node init. Only the pod CIDRs are announced, with the uplink address as next hop; nothing learned leaks.
-With --import, routes learned from the peers (the other nodes' pod CIDRs) are installed in this node's kernel
-table (proto bird): use it when the node has no default route through a router that knows every pod CIDR.
-Running it again with the same flags changes nothing; with other flags bird is reconfigured (birdc configure)
-and the sessions to peers that stay are kept. A peer that does not answer is a session state (see pn bgp status).`
+  static description = `Writes <state-dir>/bgp/bird.conf and starts bird for this node (its own control socket and pid file under <state-dir>/bgp/). Run it inside the node's network namespace (ip netns exec NODE pn bgp up …), after pn node init. Only the pod CIDRs are announced, with the uplink address as next hop; nothing learned leaks. With --import, routes learned from the peers (the other nodes' pod CIDRs) are installed in this node's kernel table (proto bird): use it when the node has no default route through a router that knows every pod CIDR. Running it again with the same flags changes nothing; with other flags bird is reconfigured (birdc configure) and the sessions to peers that stay are kept. A peer that does not answer is a session state (see pn bgp status).`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --local-as 65001 --peer 10.99.0.1 --peer-as 65000',

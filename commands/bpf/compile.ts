@@ -7,9 +7,7 @@ export type BpfCompileResult = CompileResult
 
 export default class BpfCompile extends BaseCommand<typeof BpfCompile, BpfCompileResult> {
   static summary = 'Compile the tc eBPF datapath once for this node (cached by source hash).'
-  static description = `Every program in bpf/ is built with clang (-O2 -g -target bpf) and the units are linked into one
-object (bpftool gen object), so all programs share one set of pn_ maps. The result is cached under
-<state-dir>/bpf/<hash>/, keyed by the sources and compile options; --force rebuilds.`
+  static description = `Every program in bpf/ is built with clang (-O2 -g -target bpf) and the units are linked into one object (bpftool gen object), so all programs share one set of pn_ maps. The result is cached under <state-dir>/bpf/<hash>/, keyed by the sources and compile options; --force rebuilds.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %>',

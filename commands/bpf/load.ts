@@ -8,11 +8,9 @@ export type BpfLoadCmdResult = BpfLoadResult | DryRunResult<BpfLoadResult>
 
 export default class BpfLoad extends BaseCommand<typeof BpfLoad, BpfLoadCmdResult> {
   static summary = 'Load the node programs (--host) or attach from-container to a pod (--container-id).'
-  static description = `--host compiles (cached), loads and pins every program and map ONCE under the node's bpffs root,
-then attaches from-netdev/to-netdev to the uplink and to-host/from-host to pn_host. Maps a running node lacks
-(it was loaded by an older pn) are created and pinned first.
---container-id writes the pod's entries into pn_endpoints/pn_lxc/pn_ipcache and attaches the pinned
-from-container to its lxc ingress; it never compiles or loads programs.`
+  static description = `--host compiles (cached), loads and pins every program and map ONCE under the node's bpffs root, then attaches from-netdev/to-netdev to the uplink and to-host/from-host to pn_host. Maps a running node lacks (it was loaded by an older pn) are created and pinned first.
+
+--container-id writes the pod's entries into pn_endpoints/pn_lxc/pn_ipcache and attaches the pinned from-container to its lxc ingress; it never compiles or loads programs.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --host',

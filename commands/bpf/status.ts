@@ -1,4 +1,5 @@
 import {BaseCommand} from '../../src/cli/base.js'
+import {table} from '../../src/cli/table.js'
 import {bpfStatus, type BpfStatus} from '../../src/datapath/bpf/index.js'
 import {requireNodeContext} from '../../src/node/context.js'
 
@@ -15,10 +16,8 @@ export default class BpfStatusCmd extends BaseCommand<typeof BpfStatusCmd, BpfSt
   protected render(r: BpfStatusResult): string {
     const lines = [`bpffs root ${r.bpffsRoot}: ${r.loaded ? 'programs pinned' : 'programs NOT loaded'}`]
     for (const p of r.programs) lines.push(`  ${p.program.padEnd(15)} ${p.id === undefined ? '-' : `id ${p.id} tag ${p.tag}`}`)
-    lines.push('', `${'DEVICE'.padEnd(16)} ${'HOOK'.padEnd(8)} ${'PROGRAM'.padEnd(15)} ${'ID'.padEnd(6)} TAG`)
-    for (const a of r.attachments) {
-      lines.push(`${a.device.padEnd(16)} ${a.direction.padEnd(8)} ${a.program.padEnd(15)} ${String(a.id).padEnd(6)} ${a.tag ?? ''}${a.current ? '' : '  (stale)'}`)
-    }
+    const rows = r.attachments.map((a) => [a.device, a.direction, a.program, a.id, `${a.tag ?? ''}${a.current ? '' : '  (stale)'}`])
+    lines.push('', table(['DEVICE', 'HOOK', 'PROGRAM', 'ID', 'TAG'], rows))
     if (r.attachments.length === 0) lines.push('(no attachments)')
     return lines.join('\n')
   }

@@ -7,9 +7,7 @@ export type {BpfUnloadResult} from '../../src/node/bpf.js'
 
 export default class BpfUnload extends BaseCommand<typeof BpfUnload, BpfUnloadResult> {
   static summary = 'Reverse `pn bpf load`: detach the node programs (--host) or one pod (--container-id).'
-  static description = `Removes exactly what load added: pn's tc filters, the clsact qdiscs pn created (not ones that were
-there before), the pod's map entries (only those still pointing at this pod), and with --host the pins —
-kept while pods are still attached unless --force.`
+  static description = `Removes exactly what load added: pn's tc filters, the clsact qdiscs pn created (not ones that were there before), the pod's map entries (only those still pointing at this pod), and with --host the pins — kept while pods are still attached unless --force.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --container-id pod1',

@@ -11,10 +11,7 @@ export type CniAddResult = CniResult | DryRunResult<CniResult>
 
 export default class CniAdd extends BaseCommand<typeof CniAdd, CniAddResult> {
   static summary = 'Attach a pod by hand: the CNI ADD (ipam → veth → endpoint → bpf → confirm), printing the CNI result.'
-  static description = `Runs exactly what a runtime gets from bin/pn-cni with CNI_COMMAND=ADD. Any failure undoes every
-step done so far (no IP, veth, endpoint or map entry is left). On a terminal each step is shown as it runs.
-An interface of the same name already in the netns is replaced only when it is pn's leftover of this same
-attachment; anything else is an error.`
+  static description = `Runs exactly what a runtime gets from bin/pn-cni with CNI_COMMAND=ADD. Any failure undoes every step done so far (no IP, veth, endpoint or map entry is left). On a terminal each step is shown as it runs. An interface of the same name already in the netns is replaced only when it is pn's leftover of this same attachment; anything else is an error.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --container-id pod1 --netns /run/netns/pod1',

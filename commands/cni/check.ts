@@ -9,9 +9,7 @@ export type CniCheckResult = CheckResult
 
 export default class CniCheck extends BaseCommand<typeof CniCheck, CniCheckResult> {
   static summary = 'Check a pod attachment by hand: the CNI CHECK against the ADD result.'
-  static description = `Compares the pod interface (MAC, addresses), its routes, the host veth, the IP reservation, the
-endpoint record and (routing bpf) the attached program with the ADD result: --prev-result FILE, or the result
-rebuilt from the endpoint record. Every problem is listed.`
+  static description = `Compares the pod interface (MAC, addresses), its routes, the host veth, the IP reservation, the endpoint record and (routing bpf) the attached program with the ADD result: --prev-result FILE, or the result rebuilt from the endpoint record. Every problem is listed.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --container-id pod1 --netns /run/netns/pod1',

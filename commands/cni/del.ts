@@ -7,8 +7,7 @@ export type CniDelResult = DelResult
 
 export default class CniDel extends BaseCommand<typeof CniDel, CniDelResult> {
   static summary = 'Detach a pod by hand: the CNI DEL (bpf entries, veth, endpoint, IP), idempotent.'
-  static description = `Succeeds when any part is already gone, when --netns is omitted or no longer exists, and when
-run twice. The IP is released even without a netns.`
+  static description = `Succeeds when any part is already gone, when --netns is omitted or no longer exists, and when run twice. The IP is released even without a netns.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --container-id pod1 --netns /run/netns/pod1',

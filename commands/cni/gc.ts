@@ -8,8 +8,7 @@ export type CniGcResult = GcResult
 
 export default class CniGc extends BaseCommand<typeof CniGc, CniGcResult> {
   static summary = 'Remove every pn attachment not listed with --keep: the CNI GC.'
-  static description = `Endpoint records, IP reservations owned by <container-id>:<ifname> and lxc veths of attachments
-that are not kept are removed. Without --keep every attachment goes.`
+  static description = `Endpoint records, IP reservations owned by <container-id>:<ifname> and lxc veths of attachments that are not kept are removed. Without --keep every attachment goes.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --keep pod1:eth0 --keep pod2:eth0',

@@ -8,10 +8,7 @@ export type CniInstallResult = InstallResult
 
 export default class CniInstall extends BaseCommand<typeof CniInstall, CniInstallResult> {
   static summary = 'Install pn as a CNI plugin: the client in the CNI bin dir and a conflist.'
-  static description = `Writes <bin-dir>/<type> (the native client dist/native/pn-cni: it forwards each call to the node's
-\`pn agent\` when one answers, without booting Node), <bin-dir>/<type>.node (the standalone fallback, a shell
-wrapper exec'ing node on this repository's bin/pn-cni) and <conf-dir>/10-<name>.conflist with {"type": <type>} and, when given, "stateDir" and "logFile", so several
-nodes on one machine can each use their own state. Files that are already up to date are left alone.`
+  static description = `Writes <bin-dir>/<type> (the native client dist/native/pn-cni: it forwards each call to the node's \`pn agent\` when one answers, without booting Node), <bin-dir>/<type>.node (the standalone fallback, a shell wrapper exec'ing node on this repository's bin/pn-cni) and <conf-dir>/10-<name>.conflist with {"type": <type>} and, when given, "stateDir" and "logFile", so several nodes on one machine can each use their own state. Files that are already up to date are left alone.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %>',

@@ -3,7 +3,7 @@ import {BaseCommand} from '../../src/cli/base.js'
 import {STRATEGIES, type Strategy} from '../../src/ipam/bitmap.js'
 import {parseDuration} from '../../src/ipam/duration.js'
 import {allocateIp, type AllocateResult} from '../../src/ipam/host.js'
-import {table} from '../../src/ipam/render.js'
+import {table} from '../../src/cli/table.js'
 
 export type IpamAllocResult = AllocateResult
 
@@ -26,11 +26,7 @@ export const targetFlags = () => ({
 
 export default class IpamAlloc extends BaseCommand<typeof IpamAlloc, IpamAllocResult> {
   static summary = 'Allocate a pod IP (one per pod CIDR family) from the node pod CIDR.'
-  static description = `Works on the pod CIDRs of node.json, or on --pod-cidr (one per family) for standalone use; state
-is kept in <state-dir>/ipam.json. The same owner asking again gets its existing addresses (changed: false).
-The random strategy (default, as Cilium) starts at a random offset and takes the next free address; contiguous
-takes the lowest free one. With --expiration the allocation stays pending until \`pn ipam confirm\`, and returns
-to the pool once expired (at the next change or \`pn ipam gc\`), so a crashed CNI ADD cannot leak its IP.`
+  static description = `Works on the pod CIDRs of node.json, or on --pod-cidr (one per family) for standalone use; state is kept in <state-dir>/ipam.json. The same owner asking again gets its existing addresses (changed: false). The random strategy (default, as Cilium) starts at a random offset and takes the next free address; contiguous takes the lowest free one. With --expiration the allocation stays pending until \`pn ipam confirm\`, and returns to the pool once expired (at the next change or \`pn ipam gc\`), so a crashed CNI ADD cannot leak its IP.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --owner pod1:eth0',

@@ -7,8 +7,7 @@ export type IpamConfirmResult = ConfirmResult
 
 export default class IpamConfirm extends BaseCommand<typeof IpamConfirm, IpamConfirmResult> {
   static summary = 'Confirm a pending allocation (made with --expiration) so it no longer expires.'
-  static description = `What Cilium's CNI plugin does once the endpoint exists (StopExpirationTimer). Fails with
-PN_IPAM_NOT_ALLOCATED when the address is not allocated any more, e.g. because its expiry passed.`
+  static description = `What Cilium's CNI plugin does once the endpoint exists (StopExpirationTimer). Fails with PN_IPAM_NOT_ALLOCATED when the address is not allocated any more, e.g. because its expiry passed.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> 10.0.1.23',

@@ -1,6 +1,6 @@
 import {BaseCommand} from '../../src/cli/base.js'
 import {listIps, type IpAllocation} from '../../src/ipam/host.js'
-import {table} from '../../src/ipam/render.js'
+import {table} from '../../src/cli/table.js'
 import {targetFlags} from './alloc.js'
 
 export type IpamListResult = IpAllocation[]

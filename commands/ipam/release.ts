@@ -7,8 +7,7 @@ export type IpamReleaseResult = ReleaseResult
 
 export default class IpamRelease extends BaseCommand<typeof IpamRelease, IpamReleaseResult> {
   static summary = 'Release a pod IP, by address or by owner (idempotent).'
-  static description = `Releasing an address or owner that holds nothing succeeds with changed: false (a CNI DEL can be
-called several times). The router reservation cannot be released here.`
+  static description = `Releasing an address or owner that holds nothing succeeds with changed: false (a CNI DEL can be called several times). The router reservation cannot be released here.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> 10.0.1.23',

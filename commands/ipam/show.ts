@@ -1,14 +1,13 @@
 import {BaseCommand} from '../../src/cli/base.js'
 import {showIpam, type RangeStatus} from '../../src/ipam/host.js'
-import {table} from '../../src/ipam/render.js'
+import {table} from '../../src/cli/table.js'
 import {targetFlags} from './alloc.js'
 
 export type IpamShowResult = RangeStatus[]
 
 export default class IpamShow extends BaseCommand<typeof IpamShow, IpamShowResult> {
   static summary = 'Show capacity, used and free addresses per pod CIDR.'
-  static description = `Capacity counts the allocatable addresses: the pod CIDR without network and broadcast (IPv6:
-the first 65534 addresses, as Cilium). The router reservation counts as used.`
+  static description = `Capacity counts the allocatable addresses: the pod CIDR without network and broadcast (IPv6: the first 65534 addresses, as Cilium). The router reservation counts as used.`
   static examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --pod-cidr 10.0.1.0/24 --json']
 
   static flags = {

@@ -9,10 +9,7 @@ export type NodeInitCmdResult = NodeInitResult | DryRunResult<NodeInitResult>
 
 export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdResult> {
   static summary = 'Initialise this node: pn_host/pn_net, router IP, pod CIDR route, sysctls, bpffs, node.json.'
-  static description = `What cilium-agent does at start. The pod CIDR is --pod-cidr, or allocated for --name from the cluster
-pool (--pool, PN_POOL, default <state-dir>/cluster-pool.json), or the one in node.json on a re-run. The router IP
-defaults to the first usable address of the pod CIDR. The MTU defaults to the uplink's. Re-running with the same
-inputs changes nothing (changed: false); a different pod CIDR, router IP, name or uplink is refused unless --force.`
+  static description = `What cilium-agent does at start. The pod CIDR is --pod-cidr, or allocated for --name from the cluster pool (--pool, PN_POOL, default <state-dir>/cluster-pool.json), or the one in node.json on a re-run. The router IP defaults to the first usable address of the pod CIDR. The MTU defaults to the uplink's. Re-running with the same inputs changes nothing (changed: false); a different pod CIDR, router IP, name or uplink is refused unless --force.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --name node1 --device eth0 --pod-cidr 10.0.1.0/24 --routing host-routes',

@@ -7,8 +7,7 @@ export type PoolAllocResult = AllocatePodCidrsResult
 
 export default class PoolAlloc extends BaseCommand<typeof PoolAlloc, PoolAllocResult> {
   static summary = 'Give a node its pod CIDR (one per family); the same one again if it has one.'
-  static description = `The first cluster CIDR that is not full is used; inside it blocks go round-robin from a cursor
-that release does not rewind, so a released block is reused only after the others (Kubernetes cidrset).`
+  static description = `The first cluster CIDR that is not full is used; inside it blocks go round-robin from a cursor that release does not rewind, so a released block is reused only after the others (Kubernetes cidrset).`
 
   static examples = ['<%= config.bin %> <%= command.id %> node-1', '<%= config.bin %> <%= command.id %> node-2 --pool /run/pn/lab1/pool.json --json']
 

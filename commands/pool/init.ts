@@ -2,16 +2,13 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
 import {poolFlag} from '../../src/cli/flags.js'
 import {initPool, type InitPoolResult} from '../../src/ipam/pool.js'
-import {table} from '../../src/ipam/render.js'
+import {table} from '../../src/cli/table.js'
 
 export type PoolInitResult = InitPoolResult
 
 export default class PoolInit extends BaseCommand<typeof PoolInit, PoolInitResult> {
   static summary = 'Create a cluster pool from one or more cluster CIDRs (IPv4 and/or IPv6).'
-  static description = `Each node later gets one /--mask-size block per family (pn pool alloc NODE). Cluster CIDRs are
-used in the order given; a CIDR with host bits set is normalised to its network, with a warning. The pool file
-defaults to <state-dir>/cluster-pool.json; use --pool or PN_POOL to share one pool between the nodes of a lab.
-An existing pool is never replaced without --force.`
+  static description = `Each node later gets one /--mask-size block per family (pn pool alloc NODE). Cluster CIDRs are used in the order given; a CIDR with host bits set is normalised to its network, with a warning. The pool file defaults to <state-dir>/cluster-pool.json; use --pool or PN_POOL to share one pool between the nodes of a lab. An existing pool is never replaced without --force.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --cidr 10.20.30.0/24 --cidr 50.60.70.0/24 --mask-size 26',

@@ -1,26 +1,24 @@
 import {BaseCommand} from '../../src/cli/base.js'
 import {poolFlag} from '../../src/cli/flags.js'
-import {listPool, type ListPoolResult} from '../../src/ipam/pool.js'
-import {table} from '../../src/ipam/render.js'
+import {table} from '../../src/cli/table.js'
+import {listPool, type PoolNode} from '../../src/ipam/pool.js'
 
-export type PoolListResult = ListPoolResult
+/** One entry per node holding pod CIDRs (the pool's cluster CIDRs and their use: `pn pool show`). */
+export type PoolListResult = PoolNode[]
 
 export default class PoolList extends BaseCommand<typeof PoolList, PoolListResult> {
-  static summary = 'List the cluster CIDRs (used/free node blocks) and the nodes with their pod CIDRs.'
+  static summary = 'List the nodes that hold pod CIDRs from the cluster pool.'
+  static description = 'The cluster CIDRs themselves, with used and free node blocks, are shown by `pn pool show` without a NODE.'
   static examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --pool /run/pn/lab1/pool.json --json']
 
   static flags = {pool: poolFlag()}
 
   async execute(): Promise<PoolListResult> {
-    return listPool(await this.poolStore(this.flags.pool))
+    return (await listPool(await this.poolStore(this.flags.pool))).nodes
   }
 
   protected render(r: PoolListResult): string {
-    const cidrs = table(
-      ['CLUSTER CIDR', 'NODE MASK', 'USED', 'FREE', 'NEXT'],
-      r.clusterCidrs.map((c) => [c.cidr, `/${c.maskSize}`, c.used, c.free, c.nextCandidate]),
-    )
-    const nodes = r.nodes.length === 0 ? '(no nodes)' : table(['NODE', 'POD CIDRS'], r.nodes.map((n) => [n.name, n.cidrs.join(', ')]))
-    return `pool ${r.pool}\n${cidrs}\n\n${nodes}`
+    if (r.length === 0) return '(no nodes)'
+    return table(['NODE', 'POD CIDRS', 'SINCE'], r.map((n) => [n.name, n.cidrs.join(', '), n.allocatedAt]))
   }
 }

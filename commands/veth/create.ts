@@ -8,11 +8,7 @@ export type VethCreateResult = CreateVethResult | DryRunResult<CreateVethResult>
 
 export default class VethCreate extends BaseCommand<typeof VethCreate, VethCreateResult> {
   static summary = 'Create a pod veth pair: lxc<hash> on the host, the pod interface in its netns.'
-  static description = `The host side is named lxc + 12 hex chars of sha256(<container-id>:<ifname>), so it can be found
-again without state. The pod side is created directly in the pod netns under its final name. With --ip the pod
-gets IP/32 (IPv6 /128), a route to the router IP (scope link) and a default route via the router IP carrying the
-route MTU, read from node.json (or --router-ip when standalone). In host-routes mode a podIP/32 route to the lxc
-device is added on the host. An endpoint record is written. Any failure removes what was made.`
+  static description = `The host side is named lxc + 12 hex chars of sha256(<container-id>:<ifname>), so it can be found again without state. The pod side is created directly in the pod netns under its final name. With --ip the pod gets IP/32 (IPv6 /128), a route to the router IP (scope link) and a default route via the router IP carrying the route MTU, read from node.json (or --router-ip when standalone). In host-routes mode a podIP/32 route to the lxc device is added on the host. An endpoint record is written. Any failure removes what was made.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --container-id pod1 --netns /run/netns/pod1 --ip 10.0.1.23',

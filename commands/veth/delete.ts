@@ -6,9 +6,7 @@ export type VethDeleteResult = DeleteVethResult
 
 export default class VethDelete extends BaseCommand<typeof VethDelete, VethDeleteResult> {
   static summary = 'Delete a pod veth pair and its endpoint record (succeeds when already gone).'
-  static description = `Deleting the host side lxc<hash> removes the pod side and any host route through it. Like CNI DEL
-this succeeds when the link, the record or the netns no longer exist, so it is safe to repeat. When the node routes by
-BPF, the pod's map entries and tc filter go first (the same teardown as CNI DEL, without releasing IPs).`
+  static description = `Deleting the host side lxc<hash> removes the pod side and any host route through it. Like CNI DEL this succeeds when the link, the record or the netns no longer exist, so it is safe to repeat. When the node routes by BPF, the pod's map entries and tc filter go first (the same teardown as CNI DEL, without releasing IPs).`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --container-id pod1',

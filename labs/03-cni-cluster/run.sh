@@ -40,7 +40,7 @@ show node "$PN_REPO/bin/run.js" pool init --cidr 10.20.30.40/24 --cidr 50.60.70.
 step "agents: pn node init --pool on both nodes (pod CIDR from the pool, BPF compiled once, host programs attached)"
 show pn_in "$N1_NS" "$N1_STATE" node init --name "$N1_NAME" --device eth0 --pool "$POOL"
 show pn_in "$N2_NS" "$N2_STATE" node init --name "$N2_NAME" --device eth0 --pool "$POOL"
-show node "$PN_REPO/bin/run.js" pool list --pool "$POOL"
+show node "$PN_REPO/bin/run.js" pool show --pool "$POOL"
 N1_CIDR=$(pn_in "$N1_NS" "$N1_STATE" node show --json | json '.result.node.podCidrs[0]')
 N2_CIDR=$(pn_in "$N2_NS" "$N2_STATE" node show --json | json '.result.node.podCidrs[0]')
 [ "$N1_CIDR" = 10.20.30.0/26 ] && [ "$N2_CIDR" = 10.20.30.64/26 ] || die "unexpected pod CIDRs $N1_CIDR $N2_CIDR"
@@ -109,7 +109,7 @@ show pn_in "$N1_NS" "$N1_STATE" ipam show
 step "node reset returns the pod CIDRs to the pool"
 show pn_in "$N1_NS" "$N1_STATE" node reset
 show pn_in "$N2_NS" "$N2_STATE" node reset
-show node "$PN_REPO/bin/run.js" pool list --pool "$POOL"
+show node "$PN_REPO/bin/run.js" pool show --pool "$POOL"
 
 echo
 echo "lab 03: OK"

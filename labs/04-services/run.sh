@@ -111,7 +111,7 @@ ip netns exec "$CLIENT_NS" python3 "$HERE/client.py" tcp "$VIP" 81 2
 pn_in "$N1_NS" "$N1_STATE" bpf map dump pn_metrics | grep DROP_NO_SERVICE || die "no DROP_NO_SERVICE count"
 
 step "delete the service: the VIP is unreachable again"
-show pn_in "$N1_NS" "$N1_STATE" service del "$VIP:80"
+show pn_in "$N1_NS" "$N1_STATE" service delete "$VIP:80"
 out=$(ip netns exec "$CLIENT_NS" python3 "$HERE/client.py" tcp "$VIP" 80 2)
 echo "$out"
 [[ $out == *"failures: 2" ]] || die "the VIP still answers after delete"

@@ -81,7 +81,7 @@ show operator pool init --cidr 10.20.30.40/24 --mask-size 26 --pool "$POOL"
 step "each node: pn node init --pool (its pod CIDR from the shared pool), then pn bgp up peering with the ToR"
 show pn_in "$N1_NS" "$N1_STATE" node init --name "$LAB_ID-n1" --device eth0 --pool "$POOL"
 show pn_in "$N2_NS" "$N2_STATE" node init --name "$LAB_ID-n2" --device eth0 --pool "$POOL"
-show operator pool list --pool "$POOL"
+show operator pool show --pool "$POOL"
 N1_CIDR=$(pn_in "$N1_NS" "$N1_STATE" node show --json | json '.result.node.podCidrs[0]')
 N2_CIDR=$(pn_in "$N2_NS" "$N2_STATE" node show --json | json '.result.node.podCidrs[0]')
 [ "$N1_CIDR" = 10.20.30.0/26 ] && [ "$N2_CIDR" = 10.20.30.64/26 ] || die "unexpected pod CIDRs $N1_CIDR $N2_CIDR"
@@ -167,8 +167,8 @@ show pn_in "$N1_NS" "$N1_STATE" node reset
 show pn_in "$N2_NS" "$N2_STATE" node reset
 wait_for 15 "the ToR to withdraw both pod CIDRs" no_tor_route 10.20.30.0/24
 show ip -n "$TOR_NS" route
-show operator pool list --pool "$POOL"
-[ "$(operator pool list --pool "$POOL" --json | json '.result.nodes.length')" = 0 ] || die "pod CIDRs not returned to the pool"
+show operator pool show --pool "$POOL"
+[ "$(operator pool list --pool "$POOL" --json | json '.result.length')" = 0 ] || die "pod CIDRs not returned to the pool"
 
 echo
 echo "lab 05: OK ($POOL_KIND pool)"

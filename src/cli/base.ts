@@ -19,6 +19,7 @@ import type {HostIpamTarget} from '../ipam/host.js'
 import type {PoolState} from '../ipam/pool.js'
 import {resolveStateDir, type LockOptions} from '../state/files.js'
 import type {Store} from '../state/store.js'
+import {parseError, reportError, spoken} from './usage.js'
 
 export type CmdFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type CmdArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -112,13 +113,16 @@ export abstract class BaseCommand<C extends typeof Command, T = unknown> extends
       enableJsonFlag: this.ctor.enableJsonFlag,
       flags: this.ctor.flags,
       strict: this.ctor.strict,
+    }).catch((err: Error) => {
+      // Every parse failure (missing or unknown flag, extra word, bad value) is a usage error in pn's words.
+      throw err instanceof PnError ? err : parseError(err, {id: this.id ?? '', flags: {...this.ctor.baseFlags, ...this.ctor.flags, json: {}}, args: this.ctor.args})
     })
     this.flags = flags as CmdFlags<C>
     this.args = args as CmdArgs<C>
     const f = flags as {'state-dir'?: string; verbose?: boolean}
     this.stateDir = resolveStateDir(f['state-dir'])
     // The CLI spawns through execa; --verbose echoes every argv first (a teaching aid in labs).
-    this.runner = new ExecaRunner(f.verbose ? (argv) => process.stderr.write(chalk.dim(`+ ${argv.join(' ')}\n`)) : undefined)
+    this.runner = new ExecaRunner(f.verbose ? echoCommand : undefined)
   }
 
   public async run(): Promise<T> {
@@ -138,26 +142,12 @@ export abstract class BaseCommand<C extends typeof Command, T = unknown> extends
   }
 
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
-    // oclif's own errors: exit() passes through; flag/argument parse errors become PN_INVALID_ARGUMENT.
-    if (!(err instanceof PnError) && err.oclif) {
-      if (err.oclif.exit === 0 || err.message.startsWith('EEXIT')) throw err
-      const pe = new PnError('PN_INVALID_ARGUMENT', `parse arguments: ${firstLine(err.message)}`, {
-        hint: `see \`pn ${this.id?.replaceAll(':', ' ') ?? ''} --help\``,
-      })
-      if (this.jsonEnabled() || process.argv.includes('--json')) this.logJson({status: 'error', error: pe.toJSON()})
-      else process.stderr.write(chalk.red(`error: ${pe.message}`) + '\n' + chalk.cyan(`hint: ${pe.hint}\n`))
-      process.exitCode = pe.exitCode
-      this.exit(pe.exitCode)
-    }
-    const pe = toPnError(err, `run pn ${this.id?.replaceAll(':', ' ') ?? ''}`.trim())
-    if (this.jsonEnabled()) {
-      this.logJson({status: 'error', error: pe.toJSON(), warnings: this.warnings})
-    } else {
-      process.stderr.write(chalk.red(`error: ${pe.message}`) + chalk.dim(` [${pe.code}]`) + '\n')
-      if (pe.hint) process.stderr.write(chalk.cyan(`hint: ${pe.hint}\n`))
-      if (pe.code === 'PN_INTERNAL' && pe.cause instanceof Error && pe.cause.stack) {
-        process.stderr.write(chalk.dim(pe.cause.stack + '\n'))
-      }
+    // oclif's exit() passes through (it is how a command ends with a code, not a failure).
+    if (!(err instanceof PnError) && err.oclif && (err.oclif.exit === 0 || err.message.startsWith('EEXIT'))) throw err
+    const pe = toPnError(err, `run ${spoken(this.id ?? '')}`)
+    reportError(pe, this.jsonEnabled() || process.argv.includes('--json'), this.warnings)
+    if (!this.jsonEnabled() && pe.code === 'PN_INTERNAL' && pe.cause instanceof Error && pe.cause.stack) {
+      process.stderr.write(chalk.dim(pe.cause.stack + '\n'))
     }
     const exitCode = pe.code === 'PN_INTERRUPTED' ? (this.interrupt?.exitCode() ?? pe.exitCode) : pe.exitCode
     process.exitCode = exitCode
@@ -165,8 +155,14 @@ export abstract class BaseCommand<C extends typeof Command, T = unknown> extends
   }
 }
 
-function firstLine(s: string): string {
-  return s.split('\n')[0].replace(/^Error: /, '').trim()
+/** --verbose: each argv, then the script it reads on stdin (`ip -batch -`, `bpftool batch file -`), indented. */
+export function verboseText(argv: string[], input?: string): string {
+  const script = input?.trimEnd() ? input.trimEnd().split('\n').map((l) => `    ${l}\n`).join('') : ''
+  return `+ ${argv.join(' ')}\n${script}`
+}
+
+function echoCommand(argv: string[], input?: string): void {
+  process.stderr.write(chalk.dim(verboseText(argv, input)))
 }
 
 /** Results may carry `warnings: string[]`; the envelope shows them once, at the top level. */

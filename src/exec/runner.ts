@@ -139,7 +139,8 @@ function settle(result: RunResult, opts: RunOptions): RunResult {
   return result
 }
 
-export type CommandLogger = (argv: string[]) => void
+/** Sees every argv before it runs, and what goes to its stdin (an `ip -batch -` script …). */
+export type CommandLogger = (argv: string[], input?: string) => void
 
 /** The argv of a streamed child: nsenter-wrapped for a netns, setpriv-wrapped to die with us. */
 export function streamArgv(file: string, args: readonly string[], opts: StreamOptions = {}): string[] {
@@ -232,7 +233,7 @@ export class SpawnRunner extends ProcessRunner {
 
   run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
     const argv = effectiveArgv(file, args, opts)
-    this.log?.(argv)
+    this.log?.(argv, opts.input)
     return new Promise((resolve, reject) => {
       const child = spawn(argv[0], argv.slice(1), {
         env: opts.env ? {...process.env, ...opts.env} : process.env,
@@ -272,7 +273,7 @@ export class ExecaRunner extends ProcessRunner {
   async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
     const {execa} = await import('execa')
     const argv = effectiveArgv(file, args, opts)
-    this.log?.(argv)
+    this.log?.(argv, opts.input)
     const child = await execa(argv[0], argv.slice(1), {
       input: opts.input ?? '',
       reject: false,

@@ -113,7 +113,9 @@ export function checkService(spec: ServiceSpec): void {
 
 /**
  * An apply file: a JSON list of `{"frontend": "VIP:PORT[/proto]", "backends": ["IP:PORT", …]}`.
- * Frontends must be unique; every entry is checked like `pn service add`.
+ * Frontends must be unique; every entry is checked like `pn service add`. What `pn service list
+ * --json` prints is accepted too (the envelope, backends as `{"address": …}`; counters ignored),
+ * so a node's table can be saved and applied elsewhere.
  */
 export function parseServiceList(text: string, source = 'input'): ServiceSpec[] {
   let value: unknown
@@ -122,18 +124,21 @@ export function parseServiceList(text: string, source = 'input'): ServiceSpec[] 
   } catch (err) {
     throw new PnError('PN_SERVICE_INVALID', `read services ${source}: not valid JSON (${(err as Error).message})`, {hint: 'the file is a JSON list: [{"frontend": "10.96.0.10:80/tcp", "backends": ["10.1.0.5:8080"]}]'})
   }
+  const env = value as {status?: unknown; result?: unknown} | null
+  if (env && !Array.isArray(env) && typeof env === 'object' && env.status === 'ok' && Array.isArray(env.result)) value = env.result
   if (!Array.isArray(value)) {
     throw new PnError('PN_SERVICE_INVALID', `read services ${source}: expected a JSON list of services`, {hint: 'the file is a JSON list: [{"frontend": "10.96.0.10:80/tcp", "backends": ["10.1.0.5:8080"]}]'})
   }
   const seen = new Set<string>()
   return value.map((entry, i) => {
     const e = entry as {frontend?: unknown; backends?: unknown}
-    if (!e || typeof e.frontend !== 'string' || !Array.isArray(e.backends) || e.backends.some((b) => typeof b !== 'string')) {
+    const backends = Array.isArray(e?.backends) ? e.backends.map((b) => (b && typeof b === 'object' ? (b as {address?: unknown}).address : b)) : undefined
+    if (!e || typeof e.frontend !== 'string' || !backends || backends.some((b) => typeof b !== 'string')) {
       throw new PnError('PN_SERVICE_INVALID', `read services ${source}: entry ${i} is not {"frontend": "VIP:PORT[/proto]", "backends": ["IP:PORT", …]}`, {
         hint: 'every entry needs a frontend string and a backends list of strings (may be empty)',
       })
     }
-    const spec = parseService(e.frontend, e.backends as string[])
+    const spec = parseService(e.frontend, backends as string[])
     const k = frontendKey(spec.frontend)
     if (seen.has(k)) {
       throw new PnError('PN_SERVICE_CONFLICT', `read services ${source}: frontend ${k} is listed twice`, {hint: 'merge the two entries into one'})

@@ -107,9 +107,8 @@ describe('cluster pool on etcd (real etcd on loopback)', function () {
     assert.equal(run(['pool', 'show', 'zz']).json?.error?.code, 'PN_NODE_UNKNOWN')
     assert.deepEqual(run(['pool', 'release', 'n2']).json?.result.released, ['10.20.30.64/26'])
     assert.equal(run(['pool', 'alloc', 'n4']).json?.result.cidrs[0], '10.20.30.192/26', 'the cursor is not rewound')
-    const list = run(['pool', 'list']).json?.result
-    assert.deepEqual(list.nodes.map((n: {name: string}) => n.name), ['n1', 'n3', 'n4'])
-    assert.equal(list.clusterCidrs[0].used, 3)
+    assert.deepEqual(run(['pool', 'list']).json?.result.map((n: {name: string}) => n.name), ['n1', 'n3', 'n4'])
+    assert.equal(run(['pool', 'show']).json?.result.clusterCidrs[0].used, 3)
     // a pool that is not there
     const other = pn(['pool', 'alloc', 'n1', '--pool', `etcd://127.0.0.1:${etcd.clientPort}/elsewhere`, '--json'])
     assert.equal(other.json?.error?.code, 'PN_POOL_NOT_FOUND')
@@ -122,9 +121,9 @@ describe('cluster pool on etcd (real etcd on loopback)', function () {
     const cidrs = runs.map((r) => r.json!.result.cidrs[0])
     assert.equal(new Set(cidrs).size, 20, cidrs.join(' '))
     const list = run(['pool', 'list']).json!.result
-    assert.equal(list.nodes.length, 20)
-    assert.equal(list.clusterCidrs[0].nextCandidate, 20)
-    for (const n of list.nodes) assert.equal(cidrs[Number(n.name.slice(5))], n.cidrs[0])
+    assert.equal(list.length, 20)
+    assert.equal(run(['pool', 'show']).json!.result.clusterCidrs[0].nextCandidate, 20)
+    for (const n of list) assert.equal(cidrs[Number(n.name.slice(5))], n.cidrs[0])
   })
 
   it('keeps every allocation across an etcd restart', async () => {
@@ -161,7 +160,7 @@ describe('cluster pool on etcd (real etcd on loopback)', function () {
     await etcd.start()
     const list = run(['pool', 'list'])
     assert.equal(list.json?.status, 'ok', list.stdout + list.stderr)
-    const nodes: {name: string; cidrs: string[]}[] = list.json!.result.nodes
+    const nodes: {name: string; cidrs: string[]}[] = list.json!.result
     assert.equal(new Set(nodes.map((n) => n.cidrs[0])).size, nodes.length, 'no CIDR twice')
     for (const r of ok) {
       assert.deepEqual(nodes.find((n) => n.name === r.json!.result.node)?.cidrs, r.json!.result.cidrs, 'every reported allocation is kept')

@@ -111,7 +111,7 @@ describe('pn node (root, netns)', function () {
     assert.equal(r.json!.result.node.pool, pool)
     const reset = n.run(['node', 'reset'])
     assert.ok(reset.json!.result.removed.some((x: string) => x.startsWith('pod cidr')), reset.stdout)
-    const shown = pn(['pool', 'list', '--pool', pool, '--json'])
+    const shown = pn(['pool', 'show', '--pool', pool, '--json'])
     assert.equal(shown.json!.result.clusterCidrs[0].used, 0, shown.stdout)
     assert.ok(!JSON.stringify(shown.json!.result.nodes).includes(cidr), shown.stdout)
   })

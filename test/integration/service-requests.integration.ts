@@ -38,9 +38,10 @@ describe('service requests through the client (agent and in-process)', function 
     return {status: r.status ?? 1, env: JSON.parse(r.stdout)}
   }
   const backendsOf = (frontend: string): string[] => {
-    const list = pn(['service', 'list', '--state-dir', node.stateDir, '--json'], {netns: node.ns}).json!.result as {services: {frontend: string; backends: {address: string}[]}[]; inSync: boolean}
-    assert.equal(list.inSync, true, 'table and maps disagree')
-    return (list.services.find((s) => s.frontend === frontend)?.backends ?? []).map((b) => b.address).sort()
+    const out = pn(['service', 'list', '--state-dir', node.stateDir, '--json'], {netns: node.ns}).json!
+    assert.deepEqual(out.warnings, [], 'table and maps disagree')
+    const list = out.result as {frontend: string; backends: {address: string}[]}[]
+    return (list.find((s) => s.frontend === frontend)?.backends ?? []).map((b) => b.address).sort()
   }
   const served = () => (pn(['agent', 'status', '--state-dir', node.stateDir, '--json']).json!.result as {stats: {served: number}}).stats.served
 

@@ -223,7 +223,7 @@ describe('services: load balancing in BPF (root, netns)', function () {
 
   it('service list shows frontends, backends and counters; conntrack entries are visible with pn bpf map dump pn_ct4', () => {
     const list = ok(n1.run(['service', 'list']), 'service list')
-    const tcp = list.services.find((s: {frontend: string}) => s.frontend === '10.96.0.10:80/tcp')
+    const tcp = list.find((s: {frontend: string}) => s.frontend === '10.96.0.10:80/tcp')
     assert.deepEqual(tcp.backends.map((b: {address: string}) => b.address), [`${pods.b.ip}:8080`, `${pods.c.ip}:8080`])
     assert.ok(tcp.stats.connections >= 300, JSON.stringify(tcp.stats))
     assert.ok(tcp.stats.packets > 300 && tcp.stats.replies > 300, JSON.stringify(tcp.stats))
@@ -307,12 +307,12 @@ describe('services: load balancing in BPF (root, netns)', function () {
   })
 
   it('deleting the service makes the VIP unreachable again', () => {
-    const r = ok(n1.run(['service', 'del', '10.96.0.10:80']), 'service del')
+    const r = ok(n1.run(['service', 'delete', '10.96.0.10:80']), 'service delete')
     assert.deepEqual(r.frontends, ['10.96.0.10:80/tcp'])
     assert.equal(client('a', 'tcp', '10.96.0.10', 80, 2).failures, 2)
     // Never closed again: flows of deleted services may still have conntrack entries.
     assert.equal(gateOpen(n1), true)
-    const again = ok(n1.run(['service', 'del', '10.96.0.10:80/tcp']), 'service del again')
+    const again = ok(n1.run(['service', 'delete', '10.96.0.10:80/tcp']), 'service delete again')
     assert.equal(again.changed, false)
   })
 
@@ -331,7 +331,7 @@ describe('services: load balancing in BPF (root, netns)', function () {
     assert.equal(client('a', 'tcp', '10.96.1.1', 80, 2).failures, 2, 'dry run wrote nothing')
     const r = ok(n1.run(['service', 'apply', '-'], JSON.stringify(want)), 'apply from stdin')
     assert.equal(r.changed, true)
-    const list = ok(n1.run(['service', 'list']), 'list').services.map((s: {frontend: string}) => s.frontend)
+    const list = ok(n1.run(['service', 'list']), 'list').map((s: {frontend: string}) => s.frontend)
     assert.deepEqual(list, ['10.96.0.10:53/udp', '10.96.1.1:80/tcp'])
     const res = client('a', 'tcp', '10.96.1.1', 80, 100)
     assert.equal(res.failures, 0)
@@ -340,6 +340,11 @@ describe('services: load balancing in BPF (root, netns)', function () {
     const again = ok(n1.run(['service', 'apply', file]), 'apply again')
     assert.equal(again.changed, false)
     assert.equal(again.diff.unchanged, 2)
+    // What `service list --json` printed is an apply file: fed back, it changes nothing.
+    const listed = path.join(tmp, 'listed.json')
+    writeFileSync(listed, n1.run(['service', 'list']).stdout)
+    const back = ok(n1.run(['service', 'apply', listed]), 'apply the list output')
+    assert.deepEqual([back.changed, back.diff.unchanged], [false, 2])
     // Backends no service lists any more are gone from the backends map.
     const backends = ok(n1.run(['bpf', 'map', 'dump', 'pn_lb4_backends']), 'dump backends').entries as {value: {ip: string; proto: string}}[]
     assert.deepEqual(backends.map((e) => `${e.value.ip}/${e.value.proto}`).sort(), [`${pods.b.ip}/tcp`, `${pods.c.ip}/tcp`, `${pods.c.ip}/udp`].sort())
@@ -362,14 +367,14 @@ describe('services: load balancing in BPF (root, netns)', function () {
     }
     const bad = n1.run(['service', 'apply', '-'], JSON.stringify([{frontend: '10.96.9.9:80', backends: []}, {frontend: '10.161.0.5:80', backends: []}]))
     assert.equal(bad.json?.error?.code, 'PN_SERVICE_CONFLICT')
-    const list = ok(n1.run(['service', 'list']), 'list').services.map((s: {frontend: string}) => s.frontend)
+    const list = ok(n1.run(['service', 'list']), 'list').map((s: {frontend: string}) => s.frontend)
     assert.deepEqual(list, ['10.96.0.10:53/udp', '10.96.1.1:80/tcp'])
     assert.equal(tryInNs(pods.a.ns, ['true']).status, 0)
   })
 
   it('a pn killed mid-apply (with its map writer) leaves table and maps recoverable: the next apply ends exactly at its file', async function () {
     this.timeout(900_000) // some 30 pn runs of 1,200 services; slow on a loaded machine
-    const before = ok(n2.run(['service', 'list']), 'list n2').services as {frontend: string; backends: {address: string}[]}[]
+    const before = ok(n2.run(['service', 'list']), 'list n2') as {frontend: string; backends: {address: string}[]}[]
     // Two tables of 1,200 services (every 5th with two backends), disjoint VIPs, shared backends
     // (small enough for the CLI helper's 1 MB output buffer when listed and dumped).
     const table = (second: number) =>
@@ -382,7 +387,7 @@ describe('services: load balancing in BPF (root, netns)', function () {
     writeFileSync(files.a, JSON.stringify(want.a))
     writeFileSync(files.b, JSON.stringify(want.b))
     const expectExactly = (w: typeof want.a, what: string) => {
-      const list = ok(n2.run(['service', 'list']), `list ${what}`).services as {frontend: string; backends: {address: string}[]}[]
+      const list = ok(n2.run(['service', 'list']), `list ${what}`) as {frontend: string; backends: {address: string}[]}[]
       assert.deepEqual(list.map((s) => s.frontend).sort(), w.map((s) => s.frontend).sort(), `${what}: table`)
       const svcs = ok(n2.run(['bpf', 'map', 'dump', 'pn_lb4_services']), 'dump services').entries as {key: {vip: string; port: number; proto: string; slot: number}; value: {count?: number}}[]
       const slot0 = svcs.filter((e) => e.key.slot === 0).map((e) => `${e.key.vip}:${e.key.port}/${e.key.proto}`).sort()

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import {readdirSync, statSync} from 'node:fs'
+import {readdirSync, readFileSync, statSync} from 'node:fs'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
 import {REPO_ROOT} from '../helpers/cli.js'
@@ -36,5 +36,23 @@ describe('every command documents itself', () => {
       assert.ok(examples.some((e) => e.includes('--json')), `pn ${id}: an example with --json`)
       assert.equal(cmd.enableJsonFlag, true, `pn ${id}: --json`)
     }
+  })
+
+  it('is not hard-wrapped: a line break in help text only ends a paragraph', () => {
+    const manifest = JSON.parse(readFileSync(path.join(REPO_ROOT, 'oclif.manifest.json'), 'utf8')) as {
+      commands: Record<string, {summary?: string; description?: string; flags: Record<string, {summary?: string; description?: string}>; args?: Record<string, {description?: string}>}>
+    }
+    const bad: string[] = []
+    const check = (where: string, text?: string) => {
+      // A newline is fine only as a paragraph break (an empty line); oclif wraps the rest to the terminal.
+      if (text && /[^\n]\n[^\n]/.test(text)) bad.push(`${where}: ${JSON.stringify(text.slice(0, 80))}`)
+    }
+    for (const [id, c] of Object.entries(manifest.commands)) {
+      check(`${id} summary`, c.summary)
+      check(`${id} description`, c.description)
+      for (const [n, f] of Object.entries(c.flags)) check(`${id} --${n}`, `${f.summary ?? ''}${f.description ?? ''}`)
+      for (const [n, a] of Object.entries(c.args ?? {})) check(`${id} ${n}`, a.description)
+    }
+    assert.deepEqual(bad, [])
   })
 })

@@ -19,8 +19,9 @@ describe('pn pool (CLI processes)', function () {
     assert.deepEqual(got, ['10.20.30.0/26', '10.20.30.64/26', '10.20.30.128/26', '10.20.30.192/26', '50.60.70.0/26'])
     assert.equal(pn(['pool', 'alloc', 'n1', '--state-dir', dir, '--json']).json?.result.changed, false)
     assert.equal(pn(['pool', 'show', 'n5', '--state-dir', dir, '--json']).json?.result.cidrs[0], '50.60.70.0/26')
-    const list = pn(['pool', 'list', '--state-dir', dir, '--json']).json?.result
-    assert.deepEqual(list.clusterCidrs.map((c: {used: number; free: number}) => [c.used, c.free]), [[4, 0], [1, 3]])
+    const pool = pn(['pool', 'show', '--state-dir', dir, '--json']).json?.result
+    assert.deepEqual(pn(['pool', 'list', '--state-dir', dir, '--json']).json?.result.map((n: {name: string}) => n.name), ['n1', 'n2', 'n3', 'n4', 'n5'])
+    assert.deepEqual(pool.clusterCidrs.map((c: {used: number; free: number}) => [c.used, c.free]), [[4, 0], [1, 3]])
     assert.equal(pn(['pool', 'release', 'n2', '--state-dir', dir, '--json']).json?.result.released[0], '10.20.30.64/26')
     // the first cluster CIDR is no longer full, so it is used again (its cursor had wrapped to 0; .0 is taken)
     assert.equal(pn(['pool', 'alloc', 'n6', '--state-dir', dir, '--json']).json?.result.cidrs[0], '10.20.30.64/26')

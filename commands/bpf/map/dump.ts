@@ -1,5 +1,6 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../../../src/cli/base.js'
+import {table} from '../../../src/cli/table.js'
 import {dumpMap, type DecodedEntry} from '../../../src/datapath/bpf/index.js'
 import {requireNodeContext} from '../../../src/node/context.js'
 
@@ -28,9 +29,8 @@ export default class BpfMapDump extends BaseCommand<typeof BpfMapDump, BpfMapDum
     const fmt = (o: Record<string, unknown>) => Object.entries(o).map(([k, v]) => `${k}=${v}`).join(' ')
     if (r.map === 'pn_metrics') {
       const rows = [...r.entries].sort((a, b) => String(a.key.point).localeCompare(String(b.key.point)))
-      return [`${'POINT'.padEnd(15)} ${'DIR'.padEnd(8)} ${'REASON'.padEnd(22)} ${'PACKETS'.padStart(10)} ${'BYTES'.padStart(12)}`,
-        ...rows.map((e) => `${String(e.key.point).padEnd(15)} ${String(e.key.direction).padEnd(8)} ${String(e.key.reason).padEnd(22)} ${String(e.value.packets).padStart(10)} ${String(e.value.bytes).padStart(12)}`),
-      ].join('\n')
+      const cells = rows.map((e) => [e.key.point, e.key.direction, e.key.reason, e.value.packets, e.value.bytes].map((c) => String(c)))
+      return table(['POINT', 'DIR', 'REASON', 'PACKETS', 'BYTES'], cells, {right: [3, 4]})
     }
     if (r.entries.length === 0) return `${r.map}: empty`
     return r.entries.map((e) => `${fmt(e.key)} -> ${fmt(e.value)}`).join('\n')

@@ -1,4 +1,5 @@
 import {BaseCommand} from '../../../src/cli/base.js'
+import {table} from '../../../src/cli/table.js'
 import {listMaps, type MapInfo} from '../../../src/datapath/bpf/index.js'
 import {requireNodeContext} from '../../../src/node/context.js'
 
@@ -13,11 +14,8 @@ export default class BpfMapList extends BaseCommand<typeof BpfMapList, BpfMapLis
   }
 
   protected render(r: BpfMapListResult): string {
-    const lines = [`${'NAME'.padEnd(18)} ${'TYPE'.padEnd(12)} ${'KEY'.padEnd(4)} ${'VALUE'.padEnd(5)} ${'MAX'.padEnd(7)} ENTRIES`]
-    for (const m of r) {
-      lines.push(`${m.name.padEnd(18)} ${(m.type ?? '?').padEnd(12)} ${String(m.keySize ?? '').padEnd(4)} ${String(m.valueSize ?? '').padEnd(5)} ${String(m.maxEntries ?? '').padEnd(7)} ${m.entries}`)
-    }
-    if (r.length === 0) lines.push('(no maps pinned: run `pn bpf load --host`)')
-    return lines.join('\n')
+    const rows = r.map((m) => [m.name, m.type ?? '?', m.keySize, m.valueSize, m.maxEntries, m.entries])
+    const text = table(['NAME', 'TYPE', 'KEY', 'VALUE', 'MAX', 'ENTRIES'], rows, {right: [2, 3, 4, 5]})
+    return r.length === 0 ? `${text}\n(no maps pinned: run \`pn bpf load --host\`)` : text
   }
 }
