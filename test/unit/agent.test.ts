@@ -6,7 +6,7 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {callAgent} from '../../src/agent/client.js'
 import {lockAgentInstance, writeAgentPidFile} from '../../src/agent/instance.js'
-import {agentLockHolder} from '../../src/agent/lifecycle.js'
+import {agentLockHolder, resolveGroup} from '../../src/agent/lifecycle.js'
 import {agentPidFile, agentSocketPath} from '../../src/agent/paths.js'
 import {AgentServer, authorizePeer, HANGUP} from '../../src/agent/server.js'
 import {agentSyscalls} from '../../src/agent/syscalls.js'
@@ -398,6 +398,12 @@ describe('agent instance', () => {
     assert.equal(await other(), 'PN_AGENT_RUNNING')
     held.release()
     assert.equal(await other(), 'taken')
+  })
+
+  it('--group takes a gid or a group name from /etc/group; an unknown name is a clear error', async () => {
+    assert.equal(await resolveGroup('64999'), 64999)
+    assert.equal(await resolveGroup('root'), 0)
+    await assert.rejects(resolveGroup('pn-no-such-group'), (e: PnError) => e.code === 'PN_INVALID_ARGUMENT' && e.message === 'resolve group pn-no-such-group: no such group in /etc/group')
   })
 
   it('writes the pid file atomically, mode 0600, leaving no temporary file', async () => {
