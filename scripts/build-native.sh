@@ -17,5 +17,5 @@ done
 # require(); node's own symbols resolve at load time. Headers: the nodejs package (/usr/include/node).
 for src in native/*.c; do
   grep -q '^#include <node_api.h>' "$src" || continue
-  clang -O2 -Wall -shared -fPIC -I/usr/include/node -o "dist/native/$(basename "$src" .c).node" "$src"
+  clang -O2 -Wall -Wextra -Werror -shared -fPIC -I/usr/include/node -o "dist/native/$(basename "$src" .c).node" "$src"
 done

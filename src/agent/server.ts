@@ -139,7 +139,10 @@ export class AgentServer {
   private server?: net.Server
   private readonly attachments = new KeyedMutex()
   private readonly slots: Slots
-  private readonly controller = new AbortController()
+  /** Set once the agent is stopped with `abort`: the reason every request gets. */
+  private stopReason?: PnError
+  /** One controller per request read and not yet answered (no AbortSignal.any: nothing outlives the request). */
+  private readonly requests = new Set<AbortController>()
   private readonly inflight = new Set<Promise<void>>()
   /** Requests running or queued whose client is watched for a hang-up. */
   private readonly watched = new Map<net.Socket, {hangup: AbortController; what: string}>()
@@ -242,7 +245,7 @@ export class AgentServer {
    */
   async close(opts: {abort?: boolean} = {}): Promise<void> {
     this.draining = true
-    if (opts.abort) this.controller.abort(new PnError('PN_INTERRUPTED', 'agent stopped'))
+    if (opts.abort) this.abort()
     await this.removeSocket()
     const closed = this.server ? new Promise<void>((resolve) => this.server!.close(() => resolve())) : Promise.resolve()
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight])
@@ -253,7 +256,8 @@ export class AgentServer {
 
   /** Abort the requests in flight (they unwind); close() still waits for them. */
   abort(): void {
-    this.controller.abort(new PnError('PN_INTERRUPTED', 'agent stopped'))
+    this.stopReason ??= new PnError('PN_INTERRUPTED', 'agent stopped')
+    for (const c of this.requests) c.abort(this.stopReason)
   }
 
   /** Remove the socket file if it is still the one this server bound (not a file put there since). */
@@ -323,12 +327,17 @@ export class AgentServer {
         refuseConn(new PnError('PN_CNI_IO', `read agent request: ${msg}`, {hint: 'use the pn-cni client (dist/native/pn-cni)'}))
         return
       }
-      const hangup = new AbortController()
-      this.watch(conn, hangup, `${req.env.CNI_COMMAND ?? '-'} ${req.env.CNI_CONTAINERID ?? '-'}:${req.env.CNI_IFNAME ?? '-'}`)
-      const signal = AbortSignal.any([this.controller.signal, hangup.signal])
-      const p = this.serve(req, signal)
+      // This request's own interrupt: its client hanging up, or the agent stopped with abort.
+      const request = new AbortController()
+      if (this.stopReason) request.abort(this.stopReason)
+      this.requests.add(request)
+      this.watch(conn, request, `${req.env.CNI_COMMAND ?? '-'} ${req.env.CNI_CONTAINERID ?? '-'}:${req.env.CNI_IFNAME ?? '-'}`)
+      const p = this.serve(req, request.signal)
         .then(reply, (err) => reply(this.opts.refuse(req, err instanceof PnError ? err : new PnError('PN_INTERNAL', String(err)))))
-        .finally(() => this.watched.delete(conn))
+        .finally(() => {
+          this.watched.delete(conn)
+          this.requests.delete(request)
+        })
       this.inflight.add(p)
       void p.finally(() => this.inflight.delete(p))
     })
