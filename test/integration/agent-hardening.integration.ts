@@ -39,7 +39,7 @@ interface Run {
   signal: NodeJS.Signals | null
   stdout: string
   stderr: string
-  json?: any // eslint-disable-line @typescript-eslint/no-explicit-any
+  json?: any
 }
 
 describe('pn agent hardening (native client, node namespace)', function () {
