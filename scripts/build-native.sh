@@ -7,7 +7,15 @@ shopt -s nullglob
 mkdir -p dist/native
 for src in native/*.c; do
   name=$(basename "$src" .c)
+  grep -q '^#include <node_api.h>' "$src" && continue # a Node addon: built below
   ldflags=$(sed -n 's|^[[:space:]]*//[[:space:]]*ldflags:[[:space:]]*||p' "$src" | head -n1)
   # shellcheck disable=SC2086 # ldflags is a list of words
   clang -O2 -Wall -o "dist/native/$name" "$src" $ldflags
+done
+
+# Node-API addons (a native/*.c that includes node_api.h) → dist/native/<name>.node, loaded with
+# require(); node's own symbols resolve at load time. Headers: the nodejs package (/usr/include/node).
+for src in native/*.c; do
+  grep -q '^#include <node_api.h>' "$src" || continue
+  clang -O2 -Wall -Wextra -Werror -shared -fPIC -I/usr/include/node -o "dist/native/$(basename "$src" .c).node" "$src"
 done

@@ -17,7 +17,8 @@ export default class AgentStatusCommand extends BaseCommand<typeof AgentStatusCo
     if (!s) return `agent ${r.pid} is starting or stopping`
     return [
       `agent ${s.pid} on ${s.socket} since ${s.startedAt}${s.draining ? ' (draining)' : ''}`,
-      `requests: ${s.served} served, ${s.inflight} in flight, ${s.queued} queued, ${s.refused} refused (code 11), ${s.fallbacks} sent to the standalone path`,
+      `requests: ${s.served} served, ${s.inflight} in flight, ${s.queued} queued, ${s.refused} refused, ${s.hangups} interrupted by a client hang-up, ${s.fallbacks} sent to the standalone path`,
+      `connections: ${s.connections} open`,
       `memory: ${(s.rssBytes / 1048576).toFixed(1)} MiB RSS`,
     ].join('\n')
   }

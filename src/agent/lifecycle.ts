@@ -7,7 +7,7 @@ import {promises as fs, readFileSync} from 'node:fs'
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
 import {AGENT_OP_VAR, callAgent} from './client.js'
-import {agentLogFile, agentPidFile, agentSocketPath} from './paths.js'
+import {agentLockFile, agentLogFile, agentPidFile, agentSocketPath} from './paths.js'
 import type {AgentStats} from './server.js'
 
 export interface AgentStatus {
@@ -41,6 +41,28 @@ async function readPid(stateDir: string): Promise<number | undefined> {
   return Number.isInteger(pid) && pid > 0 ? pid : undefined
 }
 
+/**
+ * The pid holding the state dir's agent lock (src/agent/instance.ts), from /proc/locks: an agent
+ * that is starting (reconciling, before its socket and pid file exist) or stopping holds it too.
+ */
+export async function agentLockHolder(stateDir: string): Promise<number | undefined> {
+  const st = await fs.stat(agentLockFile(stateDir)).catch(() => undefined)
+  if (!st) return undefined
+  const locks = await fs.readFile('/proc/locks', 'utf8').catch(() => '')
+  // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF": the device as hex major:minor.
+  const major = Number((BigInt(st.dev) >> 8n) & 0xfffn) | Number((BigInt(st.dev) >> 32n) & ~0xfffn)
+  const minor = Number(BigInt(st.dev) & 0xffn) | Number((BigInt(st.dev) >> 12n) & ~0xffn)
+  const id = `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}:${st.ino}`
+  for (const line of locks.split('\n')) {
+    const f = line.trim().split(/\s+/)
+    if (f[1] === 'FLOCK' && f[3] === 'WRITE' && f[5] === id) {
+      const pid = Number(f[4])
+      if (Number.isInteger(pid) && pid > 0 && alive(pid)) return pid
+    }
+  }
+  return undefined
+}
+
 /** Ask the agent of a node how it is; `running: false` when nothing answers on its socket. */
 export async function agentStatus(stateDir: string): Promise<AgentStatus> {
   const socket = agentSocketPath(stateDir)
@@ -52,7 +74,10 @@ export async function agentStatus(stateDir: string): Promise<AgentStatus> {
   } catch {
     const pid = await readPid(stateDir)
     // A pid file without a socket that answers: starting up, or stopping (draining).
-    return pid && alive(pid) ? {...base, running: true, pid} : {...base, running: false}
+    if (pid && alive(pid)) return {...base, running: true, pid}
+    // No pid file yet: an agent still starting (reconciling) already holds the lock.
+    const holder = await agentLockHolder(stateDir)
+    return holder ? {...base, running: true, pid: holder} : {...base, running: false}
   }
 }
 
@@ -76,8 +101,16 @@ export async function startAgentProcess(runner: Runner, stateDir: string, argv: 
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     const s = await agentStatus(stateDir)
-    if (s.stats) return {...base, changed: true, pid: s.stats.pid}
-    if (!alive(pid)) break
+    // Another start won the state dir's lock at the same moment: it is the one serving, ours exits.
+    if (s.stats) return {...base, changed: s.stats.pid === pid, pid: s.stats.pid}
+    if (!alive(pid)) {
+      // Ours lost the lock to an agent still starting up: wait for that one to answer.
+      if (s.running && s.pid && s.pid !== pid && alive(s.pid)) {
+        await sleep(50)
+        continue
+      }
+      break
+    }
     await sleep(50)
   }
   const log = await fs.readFile(base.logFile, 'utf8').catch(() => '')
@@ -108,4 +141,15 @@ export async function stopAgentProcess(stateDir: string, timeoutMs = 60_000): Pr
     await sleep(50)
   }
   return {changed: true, pid: s.pid, stateDir}
+}
+
+/** A group given by name (looked up in /etc/group) or by number. */
+export async function resolveGroup(spec: string): Promise<number> {
+  if (/^[0-9]+$/.test(spec)) return Number(spec)
+  const groups = await fs.readFile('/etc/group', 'utf8').catch(() => '')
+  for (const line of groups.split('\n')) {
+    const [name, , gid] = line.split(':')
+    if (name === spec && /^[0-9]+$/.test(gid ?? '')) return Number(gid)
+  }
+  throw new PnError('PN_INVALID_ARGUMENT', `resolve group ${spec}: no such group in /etc/group`, {hint: 'give an existing group name or a numeric gid'})
 }

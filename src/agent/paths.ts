@@ -7,3 +7,5 @@ export const agentSocketPath = (stateDir: string) => path.join(stateDir, 'agent.
 export const agentPidFile = (stateDir: string) => path.join(stateDir, 'agent.pid')
 /** Where a background agent's own log goes. */
 export const agentLogFile = (stateDir: string) => path.join(stateDir, 'agent.log')
+/** flock'ed by the running agent for its whole life: one agent per state dir. */
+export const agentLockFile = (stateDir: string) => path.join(stateDir, 'agent.lock')

@@ -1,13 +1,15 @@
 /**
  * The node agent's entry: composes the agent server (src/agent) with the CNI protocol and
  * flows (src/cni), exactly as pn-cni does for one call, but once per process: one runner, one
- * lock helper, per-request options built from the environment the client forwarded (so the test
- * hooks and PN_LOCK_TIMEOUT_MS behave as they do in the standalone path).
+ * lock helper, per-request options built from the environment the client forwarded (so
+ * PN_LOCK_TIMEOUT_MS behaves as it does in the standalone path; the test hooks only with
+ * --test-hooks, see TEST_HOOK_VARS).
  */
 import {appendFileSync, promises as fs} from 'node:fs'
 import path from 'node:path'
 import {AgentServer, type AgentStats} from '../agent/server.js'
 import {AGENT_OP_VAR} from '../agent/client.js'
+import {lockAgentInstance, writeAgentPidFile} from '../agent/instance.js'
 import {agentPidFile} from '../agent/paths.js'
 import {FALLBACK_EXIT, type WireRequest, type WireResponse} from '../agent/wire.js'
 import {toCniError} from '../cni/errors.js'
@@ -37,6 +39,26 @@ export interface AgentMainOptions {
   traceExec?: boolean
   /** false: no kernel worker, every ip/tc/bpftool command is spawned (for comparisons). */
   kernelWorker?: boolean
+  /** Besides root, the gid whose members may use the agent (socket 0660 root:group). */
+  group?: number
+  maxConnections?: number
+  idleTimeoutMs?: number
+  maxRequestBytes?: number
+  /**
+   * Honour the test hooks a request carries (TEST_HOOK_VARS). Off unless a test asks for it
+   * (`pn agent start --test-hooks`, a hidden flag the systemd unit never sets): in production a
+   * request's environment cannot make the agent fail, stall or hold a lock on purpose.
+   */
+  testHooks?: boolean
+}
+
+/** The fault-injection and timing hooks of the entries (src/entry/env.ts). */
+export const TEST_HOOK_VARS = ['PN_CNI_FAIL_AFTER', 'PN_TEST_HOLD_LOCK_MS', 'PN_TEST_CHECKPOINT_DELAY_MS'] as const
+
+/** A request's environment as the agent uses it: without the test hooks unless they are enabled. */
+export function requestEnv(env: Record<string, string>, testHooks: boolean): Record<string, string> {
+  if (testHooks) return env
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !(TEST_HOOK_VARS as readonly string[]).includes(k) && !k.startsWith('PN_TEST_')))
 }
 
 export interface RunningAgent {
@@ -76,6 +98,17 @@ function cniVersionOf(stdin: string): string | undefined {
 export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> {
   const stateDir = path.resolve(opts.stateDir)
   await ensureDir(stateDir)
+  // First, before anything else is touched: one agent per state dir (src/agent/instance.ts).
+  const instance = lockAgentInstance(stateDir)
+  try {
+    return await startLocked(stateDir, opts, () => instance.release())
+  } catch (err) {
+    instance.release()
+    throw err
+  }
+}
+
+async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () => void): Promise<RunningAgent> {
   const netnsIno = String((await fs.stat('/proc/self/ns/net')).ino)
   const spawner = new SpawnRunner(opts.traceExec ? (argv) => opts.log(`exec: ${argv.join(' ')}`) : undefined)
   // The ip/tc/bpftool lines of ADD and DEL go to one long-lived kernel worker instead of a process
@@ -107,7 +140,10 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
     stdout: formatResult(toCniError(err, req ? cniVersionOf(req.stdin) : undefined)) + '\n',
     stderr: '',
   })
-  const handle = async (req: WireRequest, signal: AbortSignal): Promise<WireResponse> => {
+  const testHooks = opts.testHooks === true
+  if (testHooks) opts.log('test hooks on (--test-hooks): requests may carry ' + TEST_HOOK_VARS.join(', '))
+  const handle = async (wire: WireRequest, signal: AbortSignal): Promise<WireResponse> => {
+    const req = {...wire, env: requestEnv(wire.env, testHooks)}
     // A netconf naming another node's state dir is not ours to serve (the client found this
     // socket through a path that resolves elsewhere): the standalone path handles it.
     const dir = requestStateDir(req.stdin, req.env)
@@ -162,16 +198,21 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
     ...(opts.maxInflight ? {maxInflight: opts.maxInflight} : {}),
     ...(opts.maxQueued !== undefined ? {maxQueued: opts.maxQueued} : {}),
     ...(opts.queueTimeoutMs ? {queueTimeoutMs: opts.queueTimeoutMs} : {}),
+    ...(opts.group !== undefined ? {group: opts.group} : {}),
+    ...(opts.maxConnections ? {maxConnections: opts.maxConnections} : {}),
+    ...(opts.idleTimeoutMs ? {idleTimeoutMs: opts.idleTimeoutMs} : {}),
+    ...(opts.maxRequestBytes ? {maxRequestBytes: opts.maxRequestBytes} : {}),
   })
   try {
     await server.listen()
+    await writeAgentPidFile(stateDir)
   } catch (err) {
+    await server.close()
     await locker.stop()
     await worker?.stop()
     await mapWriters.close()
     throw err
   }
-  await fs.writeFile(agentPidFile(stateDir), `${process.pid}\n`)
   opts.log(`pn agent ${process.pid} serving ${stateDir} on ${server.socket}`)
 
   let stopping: Promise<void> | undefined
@@ -190,6 +231,8 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
       const pid = Number((await fs.readFile(agentPidFile(stateDir), 'utf8').catch(() => '')).trim())
       if (pid === process.pid) await fs.rm(agentPidFile(stateDir), {force: true})
       opts.log(`stopped after ${server.stats().served} request(s)`)
+      // Last: a new agent may start on this state dir from here on.
+      unlock()
       resolveStopped()
     })()
     return stopping

@@ -92,9 +92,13 @@ export function createNode(opts: {kind?: PluginKind; podCidr: string; podCidr6?:
   }
 }
 
-/** `pn agent start` in the node (background; returns once it answers). */
+/**
+ * `pn agent start` in the node (background; returns once it answers), with `--test-hooks`: the
+ * suites drive the agent's requests with PN_CNI_FAIL_AFTER and PN_TEST_CHECKPOINT_DELAY_MS, which
+ * an agent started without it ignores.
+ */
 export function startNodeAgent(node: {ns: string; stateDir: string}, extraArgs: string[] = []): number {
-  const r = pn(['agent', 'start', '--state-dir', node.stateDir, ...extraArgs, '--json'], {netns: node.ns})
+  const r = pn(['agent', 'start', '--state-dir', node.stateDir, '--test-hooks', ...extraArgs, '--json'], {netns: node.ns})
   if (r.status !== 0) throw new Error(`pn agent start in ${node.ns} failed: ${r.stdout} ${r.stderr}`)
   if (!agents.some((a) => a.stateDir === node.stateDir)) agents.push({ns: node.ns, stateDir: node.stateDir})
   return r.json!.result.pid as number

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import {readdirSync, readFileSync, statSync} from 'node:fs'
 import path from 'node:path'
+import {requestEnv, TEST_HOOK_VARS} from '../../src/entry/agent-main.js'
 import {REPO_ROOT} from '../helpers/cli.js'
 
 function sources(dir: string): string[] {
@@ -124,5 +125,24 @@ describe('module seams', () => {
   it('commands stay thin: no spawning, no file writes', () => {
     const offenders = files.filter((f) => f.rel.startsWith('commands/') && /from 'node:fs'|writeFile|from 'node:child_process'/.test(f.text))
     assert.deepEqual(offenders.map((f) => f.rel), [])
+  })
+
+  it('test hooks never reach a production agent: the systemd unit does not enable them, and without --test-hooks the agent drops them from every request', () => {
+    const unit = readFileSync(path.join(REPO_ROOT, 'contrib/systemd/pn-agent.service'), 'utf8')
+    const active = unit.split('\n').filter((l) => !l.trimStart().startsWith('#')).join('\n')
+    assert.match(active, /^ExecStart=.* agent start --foreground/m)
+    assert.doesNotMatch(active, /--test-hooks/)
+    for (const v of [...TEST_HOOK_VARS, 'PN_TEST_']) assert.doesNotMatch(active, new RegExp(v))
+    // Behaviour: a request's hooks are stripped unless the agent was started with --test-hooks.
+    const env = Object.fromEntries([...TEST_HOOK_VARS, 'PN_TEST_ANY'].map((v) => [v, '1']))
+    assert.deepEqual(requestEnv({...env, CNI_COMMAND: 'ADD'}, false), {CNI_COMMAND: 'ADD'})
+    assert.deepEqual(requestEnv(env, true), env)
+    // The agent's handler reads a request's environment only through requestEnv, and the option is off unless set.
+    const main = files.find((f) => f.rel === 'src/entry/agent-main.ts')!.text
+    assert.deepEqual([...main.matchAll(/wire\.env\b/g)].length, 1, 'wire.env used outside requestEnv')
+    assert.match(main, /const req = \{\.\.\.wire, env: requestEnv\(wire\.env, testHooks\)\}/)
+    assert.match(main, /const testHooks = opts\.testHooks === true/)
+    const start = files.find((f) => f.rel === 'commands/agent/start.ts')!.text
+    assert.match(start, /'test-hooks': Flags\.boolean\(\{[^}]*hidden: true/)
   })
 })
