@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The native helpers under AddressSanitizer and UndefinedBehaviorSanitizer: every native/*.c and
+# every test harness test/native/*-test.c is built with -Wall -Wextra -Werror
+# -fsanitize=address,undefined -fno-sanitize-recover=all into dist/native-asan/ (never over the
+# release build in dist/native/), then each harness runs its cases and its deterministic fuzzing
+# (FUZZ_ITERATIONS inputs per parser, default 10000; FUZZ_SEED to vary them). A harness that
+# crashes, trips a sanitizer or fails a check fails. Ends with one line "N passed, N failed".
+# Needs clang and the sanitizer runtime (Debian: libclang-rt-14-dev).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=dist/native-asan
+iterations=${FUZZ_ITERATIONS:-10000}
+seed=${FUZZ_SEED:-0x9e3779b97f4a7c15}
+flags=(-g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror -fsanitize=address,undefined -fno-sanitize-recover=all)
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+mkdir -p "$out"
+passed=0; failed=0
+ldflags_of() { sed -n 's|^[[:space:]]*//[[:space:]]*ldflags:[[:space:]]*||p' "$1" | head -n1; }
+
+echo "== build (sanitizers) into $out"
+for src in native/*.c; do
+  name=$(basename "$src" .c)
+  # shellcheck disable=SC2046 # ldflags is a list of words
+  if clang "${flags[@]}" -o "$out/$name" "$src" $(ldflags_of "$src"); then passed=$((passed + 1)); echo "  ok  build $name"
+  else failed=$((failed + 1)); echo "  FAIL build $name"; fi
+done
+
+for harness in test/native/*-test.c; do
+  name=$(basename "$harness" .c)
+  helper=$(sed -n 's|^#include "../../native/\(.*\)"$|native/\1|p' "$harness" | head -n1)
+  echo "== $name (${helper:-no helper})"
+  # The harness includes its helper's .c: the helper's link flags; the helper's main and the
+  # functions only it calls are left out (-Wno-unused-function).
+  # shellcheck disable=SC2046
+  if ! clang "${flags[@]}" -Wno-unused-function -o "$out/$name" "$harness" $([ -n "$helper" ] && ldflags_of "$helper"); then
+    failed=$((failed + 1)); echo "  FAIL build $name"; continue
+  fi
+  log=$("$out/$name" --seed "$seed" --iterations "$iterations" 2>&1); rc=$?
+  printf '%s\n' "$log" | grep -v '^  ok ' | tail -n 40
+  p=$(printf '%s\n' "$log" | sed -n 's/^.*: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' | tail -1)
+  f=$(printf '%s\n' "$log" | sed -n 's/^.*: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' | tail -1)
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  # A crash or a sanitizer report ends the harness before its summary: one failure more.
+  if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then failed=$((failed + 1)); echo "  FAIL $name exited $rc"; fi
+done
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
