@@ -21,8 +21,9 @@
  * netns inode, the number of environment entries, each `KEY=VALUE`, and stdin. The answer:
  * netstrings exit code, stdout, stderr. Exit code 254 from the agent means "not mine, fall back".
  * Limits, checked on both sides (src/agent/wire.ts): a netstring holds at most 16 MiB (its length
- * at most 8 digits), at most 4096 environment entries. A netconf over the limit is refused here
- * (CNI code 6); an answer over it is a broken agent (code 11, as a truncated one).
+ * at most 8 digits), at most 4096 environment entries, a request of at most 32 MiB in all. A
+ * netconf over its limit is refused here with CNI code 6, the variables or the whole request with
+ * code 4; an answer over its limit is a broken agent (code 11, as a truncated one).
  *
  * The standalone path's status pipe (PN_CNI_STATUS_FD): pn-cni writes "start\n" once it has
  * booted, then "<exit code 0..255>\n" once its answer is written; lines are at most 31 bytes.
@@ -50,6 +51,7 @@
 #define MAX_FIELD (16ul << 20)
 #define MAX_FIELD_DIGITS 8
 #define MAX_ENV 4096
+#define MAX_REQUEST (32ul << 20)
 /* An answer: three netstrings of at most MAX_FIELD bytes each. */
 #define MAX_ANSWER (3 * (MAX_FIELD + MAX_FIELD_DIGITS + 2))
 
@@ -530,7 +532,8 @@ static void fail(int code, const char *msg, const char *details) {
 #ifndef PN_FUZZ_HARNESS
 int main(int argc, char **argv) {
   (void)argc;
-  struct buf in = {0}, req = {0}, resp = {0};
+  /* Static: they live as long as the process (and a leak checker sees them as such). */
+  static struct buf in, req, resp;
   if (read_all(0, &in, MAX_FIELD) < 0) fail(6, "read the netconf: stdin is over 16 MiB", "PN_CNI_DECODE");
 
   const char *dir = NULL;
@@ -565,6 +568,7 @@ int main(int argc, char **argv) {
   netstring(&req, num, strlen(num));
   for (char **e = environ; *e; e++) if (forwarded(*e)) netstring(&req, *e, strlen(*e));
   netstring(&req, in.p ? in.p : "", in.len);
+  if (req.len > MAX_REQUEST) fail(4, "the request (netconf and CNI_* variables) is over 32 MiB", "PN_CNI_INVALID_ENV");
   write_all(s, req.p, req.len);
   shutdown(s, SHUT_WR);
   int over = read_all(s, &resp, MAX_ANSWER);

@@ -3,7 +3,8 @@
 # every test harness test/native/*-test.c is built with -Wall -Wextra -Werror
 # -fsanitize=address,undefined -fno-sanitize-recover=all into dist/native-asan/ (never over the
 # release build in dist/native/), then each harness runs its cases and its deterministic fuzzing
-# (FUZZ_ITERATIONS inputs per parser, default 10000; FUZZ_SEED to vary them). A harness that
+# (FUZZ_ITERATIONS inputs per parser, default 10000; FUZZ_SEED to vary them), and the unit tests
+# that run the built helpers run once more against these builds. A harness or helper that
 # crashes, trips a sanitizer or fails a check fails. Ends with one line "N passed, N failed".
 # Needs clang and the sanitizer runtime (Debian: libclang-rt-14-dev).
 set -uo pipefail
@@ -44,6 +45,22 @@ for harness in test/native/*-test.c; do
   # A crash or a sanitizer report ends the harness before its summary: one failure more.
   if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then failed=$((failed + 1)); echo "  FAIL $name exited $rc"; fi
 done
+
+# The helpers' own main loops, end to end: the unit tests that run the built helpers (no root:
+# nothing they do touches the kernel's state), pointed at the sanitizer build. Needs the
+# TypeScript build (npm run build).
+tests=(dist/test/unit/netlink-worker.test.js dist/test/unit/native-client.test.js dist/test/unit/native-limits.test.js)
+if [ -f "${tests[0]}" ]; then
+  echo "== unit tests against $out"
+  mlog=$(PN_TEST_NATIVE_DIR="$out" npx mocha --color=false "${tests[@]}" 2>&1); mrc=$?
+  printf '%s\n' "$mlog" | grep -Ev '^ +✔ ' | sed '/^$/d' | tail -n 40
+  p=$(printf '%s\n' "$mlog" | grep -Eo '^ +[0-9]+ passing' | grep -Eo '[0-9]+' | tail -1)
+  f=$(printf '%s\n' "$mlog" | grep -Eo '^ +[0-9]+ failing' | grep -Eo '[0-9]+' | tail -1)
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  if [ "$mrc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then failed=$((failed + 1)); echo "  FAIL mocha exited $mrc"; fi
+else
+  failed=$((failed + 1)); echo "  FAIL ${tests[0]} is missing: run npm run build first"
+fi
 
 echo
 echo "$passed passed, $failed failed"

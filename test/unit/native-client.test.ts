@@ -15,7 +15,8 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {decodeRequest, encodeResponse, type WireRequest} from '../../src/agent/wire.js'
 
-const CLIENT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/pn-cni')
+// PN_TEST_NATIVE_DIR: another build of the helpers (scripts/test-native.sh: the sanitizer build).
+const CLIENT = path.resolve(process.env.PN_TEST_NATIVE_DIR ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native'), 'pn-cni')
 
 interface Run {
   status: number | null

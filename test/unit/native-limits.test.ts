@@ -12,7 +12,8 @@ import {decodeRequest, encodeRequest, MAGIC, MAX_WIRE_ENV, MAX_WIRE_FIELD, MAX_W
 import {LockServer, LOCKD_LIMITS} from '../../src/exec/lockd.js'
 import {frameProblem, MAPBATCH_LIMITS} from '../../src/exec/mapbatch.js'
 
-const NATIVE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native')
+// PN_TEST_NATIVE_DIR: another build of the helpers (scripts/test-native.sh: the sanitizer build).
+const NATIVE = path.resolve(process.env.PN_TEST_NATIVE_DIR ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native'))
 
 describe('native protocol limits (TypeScript side)', function () {
   this.timeout(20_000)

@@ -152,7 +152,8 @@ describe('kernel worker runner (stand-in worker, no root)', function () {
 
 describe('kernel worker (the built dist/native/pn-netlink, no root)', function () {
   this.timeout(30_000)
-  const binary = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/pn-netlink')
+  // PN_TEST_NATIVE_DIR: another build of the helpers (scripts/test-native.sh: the sanitizer build).
+  const binary = path.resolve(process.env.PN_TEST_NATIVE_DIR ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native'), 'pn-netlink')
   let worker: NetlinkWorker
   let inner: RecordingRunner
   let runner: WorkerRunner
