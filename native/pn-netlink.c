@@ -236,7 +236,8 @@ struct ipaddr { int family; int len; unsigned char a[16]; };
 /* "1.2.3.4", "fd00::1"; with `plen` also "1.2.3.4/32" (no slash: a host prefix). */
 static int parse_ip(const char *s, struct ipaddr *ip, int *plen) {
   char tmp[64];
-  snprintf(tmp, sizeof tmp, "%s", s);
+  if (strlen(s) >= sizeof tmp) return -1; /* cut short, "…/00…032" could read as another prefix */
+  memcpy(tmp, s, strlen(s) + 1);
   char *slash = strchr(tmp, '/');
   if (slash && !plen) return -1;
   if (slash) *slash = 0;

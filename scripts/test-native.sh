@@ -7,8 +7,32 @@
 # that run the built helpers run once more against these builds. A harness or helper that
 # crashes, trips a sanitizer or fails a check fails. Ends with one line "N passed, N failed".
 # Needs clang and the sanitizer runtime (Debian: libclang-rt-14-dev).
+#
+#   scripts/test-native.sh --explore SECONDS   coverage-guided fuzzing instead (libFuzzer: each
+#     parser for SECONDS, corpus and crashes kept in dist/native-fuzz/); for a developer, not CI.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--explore" ]; then
+  seconds=${2:-60}; dir=dist/native-fuzz; mkdir -p "$dir"; bad=0
+  for harness in test/native/*-test.c; do
+    name=$(basename "$harness" -test.c)
+    helper=$(sed -n 's|^#include "../../native/\(.*\)"$|native/\1|p' "$harness" | head -n1)
+    # shellcheck disable=SC2046
+    clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DPN_LIBFUZZER -Wall -Wextra -Werror -Wno-unused-function \
+      -o "$dir/$name" "$harness" $(sed -n 's|^[[:space:]]*//[[:space:]]*ldflags:[[:space:]]*||p' "$helper" | head -n1) || exit 1
+    n=$(grep -c '(struct fz_target){' "$harness")
+    for ((k = 0; k < n; k++)); do
+      corpus="$dir/corpus-$name-$k"; mkdir -p "$corpus"
+      if FUZZ_TARGET=$k FUZZ_SEEDS_DIR="$corpus" "$dir/$name" -max_total_time="$seconds" -artifact_prefix="$dir/crash-$name-$k-" "$corpus" >"$dir/log-$name-$k.txt" 2>&1; then
+        echo "ok   $name target $k: $(grep -Eo 'Done [0-9]+ runs' "$dir/log-$name-$k.txt")"
+      else
+        bad=$((bad + 1)); echo "FAIL $name target $k: see $dir/log-$name-$k.txt and $dir/crash-$name-$k-*"
+      fi
+    done
+  done
+  exit $((bad > 0))
+fi
 out=dist/native-asan
 iterations=${FUZZ_ITERATIONS:-10000}
 seed=${FUZZ_SEED:-0x9e3779b97f4a7c15}

@@ -126,29 +126,24 @@ static void fuzz_header(const unsigned char *p, size_t n) {
   if (header_value(head, keys[fz_below(3)], out, sizeof out)) fz_check(strlen(out) < sizeof out && !strchr(out, '\n') && out[0], "value \"%s\"", out);
 }
 
-int main(int argc, char **argv) {
-  fz_args(argc, argv, "pn-cni client");
-  cases();
-  struct fz_buf answers[3] = {{0}};
+static size_t fz_targets(struct fz_target *t) {
+  static struct fz_buf answers[3], confs[3], statuses[3], heads[2];
   fz_puts(&answers[0], "1:0,75:{\"cniVersion\":\"1.0.0\",\"interfaces\":[{\"name\":\"eth0\"}],\"ips\":[{\"address\":\"10.0.0.5/32\"}]},0:,");
   fz_puts(&answers[1], "3:254,0:,0:,");
   fz_puts(&answers[2], "1:1,10:{\"code\":11,9:busy\nnow\n,");
-  fz_run("fuzz: agent answer (netstrings, exit code)", answers, 3, 4096, fuzz_answer);
-  struct fz_buf confs[3] = {{0}};
+  t[0] = (struct fz_target){"fuzz: agent answer (netstrings, exit code)", fuzz_answer, answers, 3, 4096};
   fz_puts(&confs[0], "{\"cniVersion\":\"1.0.0\",\"name\":\"pn\",\"type\":\"pn\",\"stateDir\":\"/var/lib/pn-node-a\",\"ipam\":{\"type\":\"pn\"}}");
   fz_puts(&confs[1], "{\"a\":[{\"stateDir\":\"/x\"},\"stateDir\"],\"stateDir\" : \"/p\\/q\\\\r\"}");
   fz_puts(&confs[2], "{\"runtimeConfig\":{\"stateDir\":\"x\"},\"prevResult\":{\"ips\":[]},\"stateDir\":\"\"}");
-  fz_run("fuzz: netconf top-level stateDir", confs, 3, 8192, fuzz_state_dir);
-  struct fz_buf statuses[3] = {{0}};
+  t[1] = (struct fz_target){"fuzz: netconf top-level stateDir", fuzz_state_dir, confs, 3, 8192};
   fz_puts(&statuses[0], "start\n0\n");
   fz_puts(&statuses[1], "start\nstart\n1\n");
   fz_puts(&statuses[2], "255\n");
-  fz_run("fuzz: status pipe", statuses, 3, 256, fuzz_status);
-  struct fz_buf heads[2] = {{0}};
+  t[2] = (struct fz_target){"fuzz: status pipe", fuzz_status, statuses, 3, 256};
   fz_puts(&heads[0], "#!/bin/sh\n# pn-cni node: /usr/bin/node\n# pn-cni entry: /opt/pn/bin/pn-cni.cjs\n# pn-cni helpers: /opt/pn/dist/native\nexec node\n");
   fz_puts(&heads[1], "#!/bin/sh\n# pn-cni node: \n# pn-cni entry: x");
-  fz_run("fuzz: wrapper header lines", heads, 2, 4095, fuzz_header);
-  for (int i = 0; i < 3; i++) { fz_free(&answers[i]); fz_free(&confs[i]); fz_free(&statuses[i]); }
-  for (int i = 0; i < 2; i++) fz_free(&heads[i]);
-  return fz_report();
+  t[3] = (struct fz_target){"fuzz: wrapper header lines", fuzz_header, heads, 2, 4095};
+  return 4;
 }
+
+FZ_MAIN("pn-cni client")

@@ -11,6 +11,11 @@
  * names its seed and iteration and replays with `HARNESS --seed S --only I`.
  *
  * Output ends with "<name>: N passed, N failed"; the exit code is non-zero on any failure.
+ *
+ * A harness defines cases() and fz_targets() (its parsers, each with seeds) and ends with
+ * FZ_MAIN(name). Built with -fsanitize=fuzzer -DPN_LIBFUZZER the same targets run under
+ * libFuzzer instead, coverage-guided and unbounded (scripts/test-native.sh --explore): the
+ * target is FUZZ_TARGET (its index), and FUZZ_SEEDS_DIR receives its seeds as a start corpus.
  */
 #ifndef PN_FUZZ_H
 #define PN_FUZZ_H
@@ -50,6 +55,9 @@ static int fz_check(int ok, const char *fmt, ...) {
   fprintf(stderr, "\n");
   va_end(ap);
   fz_failed++;
+#ifdef PN_LIBFUZZER
+  abort(); /* libFuzzer keeps the input that got here */
+#endif
   return 0;
 }
 
@@ -245,5 +253,51 @@ static int fz_report(void) {
   printf("%s: %d passed, %d failed\n", fz_name, fz_passed, fz_failed);
   return fz_failed ? 1 : 0;
 }
+
+/* One parser to fuzz: its entry, its seeds (static storage), the largest input a mutation makes. */
+struct fz_target {
+  const char *title;
+  void (*one)(const unsigned char *p, size_t n);
+  const struct fz_buf *seeds;
+  size_t nseeds, max;
+};
+#define FZ_MAX_TARGETS 8
+
+#ifndef PN_LIBFUZZER
+#define FZ_MAIN(name)                                                            \
+  int main(int argc, char **argv) {                                              \
+    fz_args(argc, argv, name);                                                   \
+    cases();                                                                     \
+    static struct fz_target t[FZ_MAX_TARGETS];                                   \
+    size_t n = fz_targets(t);                                                    \
+    for (size_t i = 0; i < n; i++) fz_run(t[i].title, t[i].seeds, t[i].nseeds, t[i].max, t[i].one); \
+    return fz_report();                                                          \
+  }
+#else
+#include <sys/stat.h>
+static struct fz_target fz_sel;
+#define FZ_MAIN(name)                                                            \
+  int LLVMFuzzerInitialize(int *argc, char ***argv) {                            \
+    (void)argc;                                                                  \
+    (void)argv;                                                                  \
+    static struct fz_target t[FZ_MAX_TARGETS];                                   \
+    size_t n = fz_targets(t), k = getenv("FUZZ_TARGET") ? strtoul(getenv("FUZZ_TARGET"), NULL, 10) : 0; \
+    if (k >= n) { fprintf(stderr, "%s: FUZZ_TARGET is 0..%zu\n", name, n - 1); exit(2); } \
+    fz_sel = t[k];                                                               \
+    fprintf(stderr, "%s: %s\n", name, fz_sel.title);                             \
+    const char *dir = getenv("FUZZ_SEEDS_DIR");                                 \
+    for (size_t i = 0; dir && i < fz_sel.nseeds; i++) {                          \
+      char path[4096];                                                           \
+      snprintf(path, sizeof path, "%s/seed-%zu", dir, i);                        \
+      FILE *f = fopen(path, "wb");                                               \
+      if (f) { fwrite(fz_sel.seeds[i].p, 1, fz_sel.seeds[i].n, f); fclose(f); }  \
+    }                                                                            \
+    return 0;                                                                    \
+  }                                                                              \
+  int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n) {                      \
+    fz_sel.one(p, n);                                                            \
+    return 0;                                                                    \
+  }
+#endif
 
 #endif

@@ -94,24 +94,20 @@ static void fuzz_stream(const unsigned char *p, size_t n) {
   free(lb);
 }
 
-int main(int argc, char **argv) {
-  fz_args(argc, argv, "pn-lockd");
-  cases();
-  struct fz_buf seeds[5] = {{0}};
+static size_t fz_targets(struct fz_target *t) {
+  static struct fz_buf seeds[5], streams[3];
   fz_puts(&seeds[0], "L\t1\tx\t30000\t/var/lib/pn/ipam.json.lock");
   fz_puts(&seeds[1], "L\t4294967296\ts\t0\t/var/lib/pn/node.lock");
   fz_puts(&seeds[2], "U\t12");
   fz_puts(&seeds[3], "L\t9007199254740992\tx\t2147483647\t/a\tb\tc");
   fz_puts(&seeds[4], "L\t5\tx\t10\t");
-  fz_run("fuzz: request line", seeds, 5, MAX_LINE, fuzz_request);
-  struct fz_buf streams[3] = {{0}};
+  t[0] = (struct fz_target){"fuzz: request line", fuzz_request, seeds, 5, MAX_LINE};
   fz_puts(&streams[0], "L\t1\tx\t30000\t/var/lib/pn/a.lock\nU\t1\nL\t2\ts\t0\t/b\n");
   for (int i = 0; i < 5000; i++) fz_puts(&streams[1], "ab");
   fz_puts(&streams[1], "\nU\t3\n");
   fz_puts(&streams[2], "U\t1\nU\t2\nU\t3\nL\t4\tx\t1\t/c\n\n\n");
-  fz_run("fuzz: line framing", streams, 3, 1 << 15, fuzz_stream);
-  for (int i = 0; i < 5; i++) fz_free(&seeds[i]);
-  for (int i = 0; i < 3; i++) fz_free(&streams[i]);
-  free(slots);
-  return fz_report();
+  t[1] = (struct fz_target){"fuzz: line framing", fuzz_stream, streams, 3, 1 << 15};
+  return 2;
 }
+
+FZ_MAIN("pn-lockd")

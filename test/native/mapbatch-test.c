@@ -137,10 +137,8 @@ static void fuzz_args(const unsigned char *p, size_t n) {
   free(copy);
 }
 
-int main(int argc, char **argv) {
-  fz_args(argc, argv, "pn-mapbatch");
-  cases();
-  struct fz_buf seeds[3] = {{0}};
+static size_t fz_targets(struct fz_target *t) {
+  static struct fz_buf seeds[3], args[2];
   le32(&seeds[0], 4);
   for (uint8_t k = 0; k < 4; k++) record(&seeds[0], k < 2 ? 1 : 2, k & 1, k);
   le32(&seeds[0], 1);
@@ -151,14 +149,13 @@ int main(int argc, char **argv) {
   record(&seeds[1], 1, 15, 2);
   le32(&seeds[2], 3);
   record(&seeds[2], 1, 0, 1);
-  fz_run("fuzz: frames (count, records, runs)", seeds, 3, 1 << 14, fuzz_frames);
-  struct fz_buf args[2] = {{0}};
+  t[0] = (struct fz_target){"fuzz: frames (count, records, runs)", fuzz_frames, seeds, 3, 1 << 14};
   static const char a0[] = "--lock\0/run/pn/services.lock\0--lock-timeout\0000030000\0/sys/fs/bpf/pn/a\0/sys/fs/bpf/pn/b";
   static const char a1[] = "--lock-timeout\0000\0/m";
   fz_put(&args[0], a0, sizeof a0 - 1);
   fz_put(&args[1], a1, sizeof a1 - 1);
-  fz_run("fuzz: command line", args, 2, 1024, fuzz_args);
-  for (int i = 0; i < 3; i++) fz_free(&seeds[i]);
-  for (int i = 0; i < 2; i++) fz_free(&args[i]);
-  return fz_report();
+  t[1] = (struct fz_target){"fuzz: command line", fuzz_args, args, 2, 1024};
+  return 2;
 }
+
+FZ_MAIN("pn-mapbatch")
