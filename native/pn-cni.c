@@ -5,9 +5,11 @@
  * costs ~100 ms before pn does anything, so this executable never does when an agent answers:
  * it reads the netconf from stdin, finds the node's state dir the way pn-cni does (the netconf's
  * top-level "stateDir", else PN_STATE_DIR, else /var/lib/pn), connects to
- * <state dir>/agent.sock and forwards the call unchanged (the CNI_* and PN_* environment, stdin,
- * and its own network namespace, which the agent must share). It writes the agent's stdout and
- * stderr and exits with the agent's exit code.
+ * <state dir>/agent.sock and forwards the call (stdin, the CNI_* variables and pn's documented
+ * settings — forwarded() below —, and its own network namespace, which the agent must share). It
+ * writes the agent's stdout and stderr and exits with the agent's exit code. Test hooks
+ * (PN_TEST_*, PN_CNI_FAIL_AFTER) and any other PN_* variable are not forwarded: a request never
+ * carries fault injection to a production agent. The standalone path gets the whole environment.
  *
  * When no agent answers (no socket, connection refused, or an agent serving another network
  * namespace), it runs the standalone Node path with the same environment and the same stdin, so
@@ -18,6 +20,14 @@
  * Wire format (docs/AGENT.md): "PNCNI/1\n", then netstrings (`<len>:<bytes>,`): the client's
  * netns inode, the number of environment entries, each `KEY=VALUE`, and stdin. The answer:
  * netstrings exit code, stdout, stderr. Exit code 254 from the agent means "not mine, fall back".
+ * Limits, checked on both sides (src/agent/wire.ts): a netstring holds at most 16 MiB (its length
+ * at most 8 digits), at most 4096 environment entries, a request of at most 32 MiB in all. A
+ * netconf over its limit is refused here with CNI code 6, the variables or the whole request with
+ * code 4; an answer over its limit is a broken agent (code 11, as a truncated one).
+ *
+ * The standalone path's status pipe (PN_CNI_STATUS_FD): pn-cni writes "start\n" once it has
+ * booted, then "<exit code 0..255>\n" once its answer is written; lines are at most 31 bytes.
+ * Anything else there is ignored and the client waits for pn-cni's own exit status.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,6 +48,12 @@
 
 #define DEFAULT_STATE_DIR "/var/lib/pn"
 #define FALLBACK_CODE 254
+#define MAX_FIELD (16ul << 20)
+#define MAX_FIELD_DIGITS 8
+#define MAX_ENV 4096
+#define MAX_REQUEST (32ul << 20)
+/* An answer: three netstrings of at most MAX_FIELD bytes each. */
+#define MAX_ANSWER (3 * (MAX_FIELD + MAX_FIELD_DIGITS + 2))
 
 extern char **environ;
 
@@ -73,16 +89,18 @@ static void netstring(struct buf *b, const char *p, size_t n) {
   put(b, ",", 1);
 }
 
-static void read_all(int fd, struct buf *b) {
+/* Everything fd gives until EOF; -1 (stopped there) once it is over max bytes. */
+static int read_all(int fd, struct buf *b, size_t max) {
   char chunk[65536];
   for (;;) {
     ssize_t n = read(fd, chunk, sizeof chunk);
-    if (n == 0) return;
+    if (n == 0) return 0;
     if (n < 0) {
       if (errno == EINTR) continue;
       die("read");
     }
     put(b, chunk, (size_t)n);
+    if (b->len > max) return -1;
   }
 }
 
@@ -266,6 +284,46 @@ static void start_helper(const char *dir, const char *name, int end) {
   }
 }
 
+/* An exit code: 1 to 3 decimal digits, 0..255; else -1. */
+static int exit_code(const char *p, size_t n) {
+  int v = 0;
+  if (n == 0 || n > 3) return -1;
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] < '0' || p[i] > '9') return -1;
+    v = v * 10 + (p[i] - '0');
+  }
+  return v <= 255 ? v : -1;
+}
+
+/* The status pipe's lines (see the top of this file), as read(2) delivers them. */
+#define STATUS_LINE 32
+struct status { char line[STATUS_LINE]; size_t have; };
+enum { STATUS_NONE = -1, STATUS_START = -2, STATUS_GARBLED = -3 };
+
+/* Room for the next read: at least one byte, since a full buffer without a newline is garbled. */
+static char *status_room(struct status *st, size_t *room) {
+  *room = sizeof st->line - 1 - st->have;
+  return st->line + st->have;
+}
+
+/* After n bytes were read into status_room: the next event — STATUS_START, an exit code 0..255,
+ * STATUS_GARBLED (a line that is neither, or one too long), or STATUS_NONE (no whole line yet).
+ * Call again (with n = 0) until STATUS_NONE: several lines may have arrived at once. */
+static int status_next(struct status *st, size_t n) {
+  st->have += n;
+  st->line[st->have] = 0;
+  char *nl = memchr(st->line, '\n', st->have);
+  if (!nl) return st->have == sizeof st->line - 1 ? STATUS_GARBLED : STATUS_NONE;
+  *nl = 0;
+  size_t len = (size_t)(nl - st->line);
+  int ev = strcmp(st->line, "start") == 0 ? STATUS_START : exit_code(st->line, len);
+  if (ev == -1) ev = STATUS_GARBLED;
+  st->have -= len + 1;
+  memmove(st->line, nl + 1, st->have);
+  st->line[st->have] = 0;
+  return ev;
+}
+
 static volatile pid_t child_pid;
 
 /* A runtime that gives up sends us the signal: pn-cni must get it to unwind its ADD. */
@@ -385,8 +443,7 @@ static void standalone(char **argv, struct buf *in) {
   struct pollfd fds[5] = {{.fd = out[0], .events = POLLIN}, {.fd = err[0], .events = POLLIN}, {.fd = status[0], .events = POLLIN},
                           {.fd = netlink[1], .events = POLLIN}, {.fd = lockd[1], .events = POLLIN}};
   static const char *const helper[5] = {[3] = "pn-netlink", [4] = "pn-lockd"};
-  char line[32];
-  size_t have = 0;
+  struct status sp = {.have = 0};
   for (;;) {
     if (fds[0].fd < 0 && fds[1].fd < 0 && fds[2].fd < 0) break;
     if (poll(fds, 5, -1) < 0) {
@@ -403,30 +460,29 @@ static void standalone(char **argv, struct buf *in) {
     for (int i = 0; i < 2; i++)
       if (fds[i].fd >= 0 && fds[i].revents && !relay(fds[i].fd, i == 0 ? 1 : 2)) fds[i].fd = -1;
     if (fds[2].fd >= 0 && fds[2].revents) {
-      ssize_t n = read(fds[2].fd, line + have, sizeof line - 1 - have);
+      size_t room;
+      char *at = status_room(&sp, &room);
+      ssize_t n = read(fds[2].fd, at, room);
       if (n < 0 && errno == EINTR) continue;
-      if (n > 0) have += (size_t)n;
-      line[have] = 0;
-      char *nl;
-      while ((nl = memchr(line, '\n', have))) {
-        *nl = 0;
-        if (strcmp(line, "start") == 0) {
+      if (n <= 0) { fds[2].fd = -1; continue; } /* it ended without a code */
+      for (int ev = status_next(&sp, (size_t)n); ev != STATUS_NONE; ev = status_next(&sp, 0)) {
+        if (ev == STATUS_START) {
           for (int i = 3; i < 5; i++)
             if (fds[i].fd >= 0) {
               start_helper(dir, helper[i], fds[i].fd);
               close(fds[i].fd);
               fds[i].fd = -1;
             }
+        } else if (ev == STATUS_GARBLED) {
+          fds[2].fd = -1; /* not pn-cni's status: wait for its own exit status */
+          break;
         } else {
           /* The exit code: pn-cni has answered, and what it wrote before is in the pipes now. */
           if (fds[0].fd >= 0) relay(fds[0].fd, 1);
           if (fds[1].fd >= 0) relay(fds[1].fd, 2);
-          _exit(atoi(line));
+          _exit(ev);
         }
-        have -= (size_t)(nl + 1 - line);
-        memmove(line, nl + 1, have);
       }
-      if (n <= 0 || have == sizeof line - 1) fds[2].fd = -1; /* it ended (or garbled) without a code */
     }
   }
   /* pn-cni ended without a code (it crashed, or was killed): its own exit status. */
@@ -436,22 +492,49 @@ static void standalone(char **argv, struct buf *in) {
   exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 }
 
-/* Parse one netstring at *pos of b; returns its start and length, or -1 when malformed. */
+/* Parse one netstring at *pos of b; returns its start and length, or -1 when malformed or over
+ * the limit (MAX_FIELD bytes, a length of at most MAX_FIELD_DIGITS digits). */
 static int take(struct buf *b, size_t *pos, const char **p, size_t *n) {
-  size_t i = *pos, len = 0;
+  size_t i = *pos, len = 0, digits = 0;
   if (i >= b->len) return -1;
-  while (i < b->len && b->p[i] >= '0' && b->p[i] <= '9') len = len * 10 + (size_t)(b->p[i++] - '0');
-  if (i >= b->len || b->p[i] != ':' || i + 1 + len + 1 > b->len || b->p[i + 1 + len] != ',') return -1;
+  while (i < b->len && b->p[i] >= '0' && b->p[i] <= '9') {
+    if (++digits > MAX_FIELD_DIGITS) return -1;
+    len = len * 10 + (size_t)(b->p[i++] - '0');
+  }
+  if (digits == 0 || len > MAX_FIELD || i >= b->len || b->p[i] != ':' || len + 2 > b->len - i || b->p[i + 1 + len] != ',') return -1;
   *p = b->p + i + 1;
   *n = len;
   *pos = i + 1 + len + 1;
   return 0;
 }
 
+/*
+ * The variables a request carries to the agent: CNI_* (the CNI protocol) and pn's documented
+ * settings. Test hooks (PN_TEST_HOLD_LOCK_MS, PN_TEST_CHECKPOINT_DELAY_MS, PN_CNI_FAIL_AFTER) and
+ * the client's own variables (PN_CNI_FALLBACK, PN_CNI_*_FD) are not.
+ */
+static int forwarded(const char *kv) {
+  static const char *const settings[] = {"PN_STATE_DIR", "PN_POOL", "PN_LOCK_TIMEOUT_MS", "PN_BPF_DIR", "PN_TRACE_EXEC", "PN_AGENT_OP"};
+  if (strncmp(kv, "CNI_", 4) == 0) return 1;
+  size_t name = strcspn(kv, "=");
+  if (!kv[name]) return 0;
+  for (size_t i = 0; i < sizeof settings / sizeof *settings; i++)
+    if (strlen(settings[i]) == name && strncmp(kv, settings[i], name) == 0) return 1;
+  return 0;
+}
+
+/* A CNI error document on stdout (and exit 1): `details` names the pn error code. */
+static void fail(int code, const char *msg, const char *details) {
+  printf("{\"cniVersion\":\"1.0.0\",\"code\":%d,\"msg\":\"pn-cni client: %s\",\"details\":\"%s\"}\n", code, msg, details);
+  exit(1);
+}
+
+#ifndef PN_FUZZ_HARNESS
 int main(int argc, char **argv) {
   (void)argc;
-  struct buf in = {0}, req = {0}, resp = {0};
-  read_all(0, &in);
+  /* Static: they live as long as the process (and a leak checker sees them as such). */
+  static struct buf in, req, resp;
+  if (read_all(0, &in, MAX_FIELD) < 0) fail(6, "read the netconf: stdin is over 16 MiB", "PN_CNI_DECODE");
 
   const char *dir = NULL;
   char *conf_dir = top_level_state_dir(in.p ? in.p : "", in.len);
@@ -475,15 +558,25 @@ int main(int argc, char **argv) {
   snprintf(num, sizeof num, "%lu", stat("/proc/self/ns/net", &ns) == 0 ? (unsigned long)ns.st_ino : 0UL);
   netstring(&req, num, strlen(num));
   size_t count = 0;
-  for (char **e = environ; *e; e++) if (strncmp(*e, "CNI_", 4) == 0 || strncmp(*e, "PN_", 3) == 0) count++;
+  for (char **e = environ; *e; e++) {
+    if (!forwarded(*e)) continue;
+    if (strlen(*e) > MAX_FIELD) fail(4, "an environment variable is over 16 MiB", "PN_CNI_INVALID_ENV");
+    count++;
+  }
+  if (count > MAX_ENV) fail(4, "more than 4096 CNI_* variables", "PN_CNI_INVALID_ENV");
   snprintf(num, sizeof num, "%zu", count);
   netstring(&req, num, strlen(num));
-  for (char **e = environ; *e; e++) if (strncmp(*e, "CNI_", 4) == 0 || strncmp(*e, "PN_", 3) == 0) netstring(&req, *e, strlen(*e));
+  for (char **e = environ; *e; e++) if (forwarded(*e)) netstring(&req, *e, strlen(*e));
   netstring(&req, in.p ? in.p : "", in.len);
+  if (req.len > MAX_REQUEST) fail(4, "the request (netconf and CNI_* variables) is over 32 MiB", "PN_CNI_INVALID_ENV");
   write_all(s, req.p, req.len);
   shutdown(s, SHUT_WR);
-  read_all(s, &resp);
+  int over = read_all(s, &resp, MAX_ANSWER);
   close(s);
+  if (over) {
+    printf("{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"pn agent at %s sent an answer over the limit\",\"details\":\"PN_AGENT_UNAVAILABLE\"}\n", addr.sun_path);
+    return 1;
+  }
 
   const char *p;
   size_t n, pos = 0;
@@ -492,7 +585,11 @@ int main(int argc, char **argv) {
     printf("{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"pn agent at %s closed the connection without an answer\",\"details\":\"PN_AGENT_UNAVAILABLE\"}\n", addr.sun_path);
     return 1;
   }
-  int code = atoi(p);
+  int code = exit_code(p, n);
+  if (code < 0) {
+    printf("{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"pn agent at %s sent a malformed exit code\",\"details\":\"PN_AGENT_UNAVAILABLE\"}\n", addr.sun_path);
+    return 1;
+  }
   if (code == FALLBACK_CODE) standalone(argv, &in);
   const char *out, *err;
   size_t outn, errn;
@@ -504,3 +601,4 @@ int main(int argc, char **argv) {
   write_all(2, err, errn);
   return code;
 }
+#endif

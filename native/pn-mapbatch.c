@@ -14,7 +14,10 @@
 //   {"done":D,"skipped":[i,...]}                      every record taken
 //   {"done":D,"skipped":[...],"failed":{"index":I,"errno":E,"error":"..."}}
 // D records (from the start) were applied before record I failed; a delete of a key that is not
-// there is skipped (listed, not an error). The lock is released when the process exits (EOF on
+// there is skipped (listed, not an error). Limits, checked on both sides (src/exec/mapbatch.ts):
+// at most 1048576 records a frame (a larger count: "read frame: N records is over the limit",
+// exit 1, nothing of that frame applied), at most 16 maps, a lock timeout of 0..2147483647 ms.
+// A bad op or map index in a frame is found before any record of it is applied (exit 1). The lock is released when the process exits (EOF on
 // stdin, or its parent dying: the pipe closes and the kernel drops the lock).
 //
 // ldflags: -lbpf
@@ -35,6 +38,8 @@
 #define VAL_OFF 16
 #define FIELD 12
 #define MAX_MAPS 16
+#define MAX_RECORDS (1u << 20)
+#define MAX_TIMEOUT_MS 2147483647L
 #ifndef ENOTSUPP
 #define ENOTSUPP 524 // the kernel's "operation not supported" for missing batch ops
 #endif
@@ -45,10 +50,12 @@ static int nmaps;
 
 static void on_alarm(int sig) { (void)sig; }
 
+static int in_fd = 0; /* stdin; the fuzz harness points it elsewhere */
+
 static int read_full(void *buf, size_t n) {
   size_t got = 0;
   while (got < n) {
-    ssize_t r = read(0, (char *)buf + got, n - got);
+    ssize_t r = read(in_fd, (char *)buf + got, n - got);
     if (r == 0) return got == 0 ? 0 : -1;
     if (r < 0) { if (errno == EINTR) continue; return -1; }
     got += (size_t)r;
@@ -125,19 +132,73 @@ static void print_json_string(const char *s) {
   putchar('"');
 }
 
-int main(int argc, char **argv) {
-  const char *lock = NULL;
-  long timeout_ms = 30000;
+struct options { const char *lock; long timeout_ms; int first_map; };
+
+// The command line: [--lock FILE] [--lock-timeout MS] MAP_PIN_PATH... ; 0, or -1 with *why.
+static int parse_args(int argc, char **argv, struct options *o, const char **why) {
+  *o = (struct options){.timeout_ms = 30000};
   int i = 1;
   for (; i < argc; i++) {
-    if (!strcmp(argv[i], "--lock") && i + 1 < argc) lock = argv[++i];
-    else if (!strcmp(argv[i], "--lock-timeout") && i + 1 < argc) timeout_ms = atol(argv[++i]);
-    else break;
+    if (!strcmp(argv[i], "--lock") && i + 1 < argc) o->lock = argv[++i];
+    else if (!strcmp(argv[i], "--lock-timeout") && i + 1 < argc) {
+      const char *v = argv[++i];
+      long x = 0;
+      if (!*v) { *why = "--lock-timeout: not a number of milliseconds"; return -1; }
+      for (; *v; v++) {
+        if (*v < '0' || *v > '9' || x > (MAX_TIMEOUT_MS - (*v - '0')) / 10) { *why = "--lock-timeout: not a number of milliseconds up to 2147483647"; return -1; }
+        x = x * 10 + (*v - '0');
+      }
+      o->timeout_ms = x;
+    } else break;
   }
-  if (argc - i > MAX_MAPS) {
-    fprintf(stderr, "usage: pn-mapbatch [--lock FILE] [--lock-timeout MS] MAP_PIN_PATH... (at most %d maps)\n", MAX_MAPS);
+  if (argc - i > MAX_MAPS) { *why = "at most 16 maps"; return -1; }
+  o->first_map = i;
+  return 0;
+}
+
+// One frame from in_fd: 1 = read (*recs malloc'd, n records), 0 = EOF before it, -1 = bad (*why).
+static int read_frame(uint8_t **recs, uint32_t *n, const char **why) {
+  uint8_t hdr[4];
+  *recs = NULL;
+  int r = read_full(hdr, 4);
+  if (r == 0) return 0;
+  if (r < 0) { *why = "truncated"; return -1; }
+  *n = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
+  if (*n > MAX_RECORDS) { *why = "record count over the limit of 1048576"; return -1; }
+  *recs = malloc((size_t)*n * REC + 1);
+  if (!*recs) { perror("malloc"); exit(1); }
+  if (*n > 0 && read_full(*recs, (size_t)*n * REC) != 1) { free(*recs); *recs = NULL; *why = "truncated"; return -1; }
+  return 1;
+}
+
+// Every record's op and map index, before any is applied: the index of the first bad one, or -1.
+static long check_frame(const uint8_t *recs, uint32_t n, int maps_open) {
+  for (uint32_t s = 0; s < n; s++) {
+    uint8_t op = recs[(size_t)s * REC], mi = recs[(size_t)s * REC + 1];
+    if ((op != 1 && op != 2) || mi >= maps_open) return (long)s;
+  }
+  return -1;
+}
+
+// The end of the run of records from s with the same op and map (one batch syscall).
+static uint32_t run_end(const uint8_t *recs, uint32_t n, uint32_t s) {
+  uint8_t op = recs[(size_t)s * REC], mi = recs[(size_t)s * REC + 1];
+  uint32_t e = s + 1;
+  while (e < n && recs[(size_t)e * REC] == op && recs[(size_t)e * REC + 1] == mi) e++;
+  return e;
+}
+
+#ifndef PN_FUZZ_HARNESS
+int main(int argc, char **argv) {
+  struct options o;
+  const char *why;
+  if (parse_args(argc, argv, &o, &why) < 0) {
+    fprintf(stderr, "usage: pn-mapbatch [--lock FILE] [--lock-timeout MS] MAP_PIN_PATH... (%s)\n", why);
     return 2;
   }
+  const char *lock = o.lock;
+  long timeout_ms = o.timeout_ms;
+  int i = o.first_map;
   if (lock) {
     int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lfd < 0) { fprintf(stderr, "open %s: %s\n", lock, strerror(errno)); return 1; }
@@ -172,22 +233,18 @@ int main(int argc, char **argv) {
   fputs("ready\n", stdout);
   fflush(stdout);
   for (;;) {
-    uint8_t hdr[4];
-    int r = read_full(hdr, 4);
+    uint8_t *recs;
+    uint32_t n;
+    int r = read_frame(&recs, &n, &why);
     if (r == 0) return 0;
-    if (r < 0) { fprintf(stderr, "read frame: truncated\n"); return 1; }
-    uint32_t n = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
-    uint8_t *recs = malloc((size_t)n * REC + 1);
-    if (!recs) { perror("malloc"); return 1; }
-    if (n > 0 && read_full(recs, (size_t)n * REC) != 1) { fprintf(stderr, "read frame: truncated\n"); return 1; }
+    if (r < 0) { fprintf(stderr, "read frame: %s\n", why); return 1; }
+    long bad = check_frame(recs, n, nmaps);
+    if (bad >= 0) { fprintf(stderr, "record %ld: bad op %u or map %u\n", bad, recs[(size_t)bad * REC], recs[(size_t)bad * REC + 1]); return 1; }
     nskipped = 0;
     uint32_t failed = 0;
     int err = 0;
     for (uint32_t s = 0; s < n && !err;) {
-      uint8_t op = recs[(size_t)s * REC], mi = recs[(size_t)s * REC + 1];
-      if ((op != 1 && op != 2) || mi >= nmaps) { fprintf(stderr, "record %u: bad op %u or map %u\n", s, op, mi); return 1; }
-      uint32_t e = s + 1;
-      while (e < n && recs[(size_t)e * REC] == op && recs[(size_t)e * REC + 1] == mi) e++;
+      uint32_t e = run_end(recs, n, s);
       err = run(recs, s, e, &failed);
       s = e;
     }
@@ -204,3 +261,4 @@ int main(int argc, char **argv) {
     free(recs);
   }
 }
+#endif

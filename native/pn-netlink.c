@@ -11,8 +11,15 @@
  * Protocol on stdin/stdout, one request at a time:
  *   request: "<id> <argc> <argv length> <netns length> <input length>\n" <netns path> <argv, each ending in NUL> <input>
  *   answer:  "<id> <code> <stdout length> <stderr length>\n" <stdout> <stderr>
- * code -1 = unsupported. A request with a netns path runs inside that netns (as `nsenter --net`).
- * EOF on stdin ends the process.
+ * Numbers are plain decimal (no sign, no spaces but the single separators). code -1 = unsupported
+ * and code -2 = refused (over a limit; stderr says which): for both, nothing was done. A request
+ * with a netns path runs inside that netns (as `nsenter --net`). EOF on stdin ends the process.
+ * Limits, checked on both sides (src/exec/netlink-worker.ts holds the same numbers): a header
+ * line of at most 127 bytes; argc 1..256; argv at most 1 MiB; netns path at most 4095 bytes;
+ * input at most 16 MiB; a batch of at most 65536 lines (more: refused). An answer's stdout and
+ * stderr stay under 64 MiB each: input is at most 16 MiB and a line's JSON echo at most twice
+ * its length plus a fixed part. A malformed header or argv is a broken caller: the worker says
+ * why on stderr and exits 1 (the agent fails that request and starts a new worker).
  *
  * Grammar (whitespace-separated words; `ip -batch -` / `tc -batch -` / `bpftool [-j] batch file -`
  * take several such lines as input, stop at the first failing one and say which, as the tools do):
@@ -33,6 +40,7 @@
 #include <bpf/bpf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/if_link.h>
 #include <linux/neighbour.h>
 #include <linux/netlink.h>
@@ -62,6 +70,18 @@
 #ifndef ETH_P_ALL
 #define ETH_P_ALL 0x0003
 #endif
+
+/* ── limits (the protocol comment above) ──────────────────────────────────────────────────── */
+#define MAX_HEADER 128
+#define MAX_ARGC 256
+#define MAX_ARGV_BYTES (1ul << 20)
+#define MAX_NETNS_BYTES 4095
+#define MAX_INPUT_BYTES (16ul << 20)
+#define MAX_LINES 65536
+#define MAX_KEY 512
+#define MAX_VALUE 4096
+#define ANSWER_UNSUPPORTED -1
+#define ANSWER_REFUSED -2
 
 /* ── growable output buffers ─────────────────────────────────────────────────────────────── */
 struct sb { char *p; size_t n, cap; };
@@ -180,10 +200,15 @@ static void rtnl_error(int rc) {
 #define MAXW 96
 struct words { int n; char *w[MAXW]; };
 
+/* A line's words. A control character other than the separators makes the line unsupported:
+ * no name or path pn passes has one, and it keeps the JSON echo of a line (bpftool -j) within
+ * twice the line's length, which bounds an answer (see the limits above). */
 static int split(char *line, struct words *ws) {
   ws->n = 0;
   for (char *t = strtok(line, " \t\r"); t; t = strtok(NULL, " \t\r")) {
     if (ws->n == MAXW) return -1;
+    for (const char *c = t; *c; c++)
+      if ((unsigned char)*c < 0x20 || *c == 0x7f) return -1;
     ws->w[ws->n++] = t;
   }
   return 0;
@@ -211,7 +236,8 @@ struct ipaddr { int family; int len; unsigned char a[16]; };
 /* "1.2.3.4", "fd00::1"; with `plen` also "1.2.3.4/32" (no slash: a host prefix). */
 static int parse_ip(const char *s, struct ipaddr *ip, int *plen) {
   char tmp[64];
-  snprintf(tmp, sizeof tmp, "%s", s);
+  if (strlen(s) >= sizeof tmp) return -1; /* cut short, "…/00…032" could read as another prefix */
+  memcpy(tmp, s, strlen(s) + 1);
   char *slash = strchr(tmp, '/');
   if (slash && !plen) return -1;
   if (slash) *slash = 0;
@@ -242,9 +268,10 @@ struct line {
   int has_mtu, has_pmtu, has_txqlen;
   struct ipaddr ip, via;
   int plen, has_via, scope_link, nodad, egress, add;
-  unsigned char key[512], value[4096];
+  unsigned char *key, *value; /* malloc'd, keylen/valuelen bytes (at most MAX_KEY/MAX_VALUE) */
   int keylen, valuelen;
-  struct words ws; /* the line's words (bpftool echoes them) */
+  char **words; /* the line's words (bpftool -j echoes them), malloc'd; they point into the request */
+  int nwords, lineno;
 };
 
 static int parse_link_add(struct words *ws, struct line *l) {
@@ -390,17 +417,23 @@ static int parse_tc_line(struct words *ws, struct line *l) {
   return da && l->path ? 0 : -1;
 }
 
-static int parse_hex(struct words *ws, int *i, unsigned char *buf, int cap, int *len) {
+static int is_hex_byte(const char *t) {
+  return t[0] && t[1] && !t[2] && strchr("0123456789abcdefABCDEF", t[0]) && strchr("0123456789abcdefABCDEF", t[1]);
+}
+
+/* "hex B B …" at words[*i]: at most cap bytes, into a malloc'd *buf (freed with the line). */
+static int parse_hex(struct words *ws, int *i, unsigned char **buf, int cap, int *len) {
   if (*i >= ws->n || strcmp(ws->w[*i], "hex")) return -1;
   (*i)++;
-  *len = 0;
-  for (; *i < ws->n; (*i)++) {
-    const char *t = ws->w[*i];
-    if (strlen(t) != 2 || !strchr("0123456789abcdefABCDEF", t[0]) || !strchr("0123456789abcdefABCDEF", t[1]) || !t[0] || !t[1]) break;
-    if (*len == cap) return -1;
-    buf[(*len)++] = (unsigned char)strtoul(t, NULL, 16);
-  }
-  return *len > 0 ? 0 : -1;
+  int n = 0;
+  while (*i + n < ws->n && is_hex_byte(ws->w[*i + n])) n++;
+  if (n == 0 || n > cap) return -1;
+  *buf = malloc((size_t)n);
+  if (!*buf) abort();
+  for (int k = 0; k < n; k++) (*buf)[k] = (unsigned char)strtoul(ws->w[*i + k], NULL, 16);
+  *len = n;
+  *i += n;
+  return 0;
 }
 
 static int parse_bpftool_line(struct words *ws, struct line *l) {
@@ -410,8 +443,8 @@ static int parse_bpftool_line(struct words *ws, struct line *l) {
   else return -1;
   l->path = ws->w[3];
   int i = 4;
-  if (strcmp(ws->w[i++], "key") || parse_hex(ws, &i, l->key, sizeof l->key, &l->keylen) < 0) return -1;
-  if (l->op == MAP_UPDATE && (i >= ws->n || strcmp(ws->w[i++], "value") || parse_hex(ws, &i, l->value, sizeof l->value, &l->valuelen) < 0)) return -1;
+  if (strcmp(ws->w[i++], "key") || parse_hex(ws, &i, &l->key, MAX_KEY, &l->keylen) < 0) return -1;
+  if (l->op == MAP_UPDATE && (i >= ws->n || strcmp(ws->w[i++], "value") || parse_hex(ws, &i, &l->value, MAX_VALUE, &l->valuelen) < 0)) return -1;
   return i == ws->n ? 0 : -1;
 }
 
@@ -676,43 +709,70 @@ static int link_show(const char *dev) {
 /* ── requests ────────────────────────────────────────────────────────────────────────────── */
 enum tool { IP, TC, BPFTOOL };
 
-static struct line lines[512];
+/* The parsed lines of one request, grown as needed (a batch may have MAX_LINES). */
+struct batch { struct line *l; size_t n, cap; };
+
+static void batch_free(struct batch *b) {
+  for (size_t i = 0; i < b->n; i++) { free(b->l[i].key); free(b->l[i].value); free(b->l[i].words); }
+  free(b->l);
+  *b = (struct batch){0};
+}
 
 /*
- * A batch (or one command given as argv): parse every line first, so an unsupported one is
- * known before anything is done; then run them in order and stop at the first failure.
+ * Parse every line of a batch (or of one command given as argv) before anything is done, so an
+ * unsupported one is known first. Returns 0, ANSWER_UNSUPPORTED, or ANSWER_REFUSED (with the
+ * reason on err) for a batch over MAX_LINES. `text` is cut into words in place.
  */
-static int run_lines(enum tool tool, char *text, int batch, int json) {
-  int n = 0, lineno = 0;
-  int lineno_of[512];
+static int parse_lines(enum tool tool, char *text, struct batch *b) {
+  int lineno = 0;
   for (char *save = NULL, *ln = strtok_r(text, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save)) {
     lineno++;
-    struct line *l = &lines[n];
+    struct words ws;
+    if (split(ln, &ws) < 0) return ANSWER_UNSUPPORTED;
+    if (ws.n == 0 || ws.w[0][0] == '#') continue;
+    if (b->n == MAX_LINES) {
+      sb_printf(&err, "pn-netlink: a batch of more than %d lines is over the limit\n", MAX_LINES);
+      return ANSWER_REFUSED;
+    }
+    if (b->n == b->cap) {
+      b->cap = b->cap ? b->cap * 2 : 16;
+      b->l = realloc(b->l, b->cap * sizeof *b->l);
+      if (!b->l) abort();
+    }
+    struct line *l = &b->l[b->n++];
     memset(l, 0, sizeof *l);
-    if (split(ln, &l->ws) < 0) return -1;
-    if (l->ws.n == 0 || l->ws.w[0][0] == '#') continue;
-    if (n == (int)(sizeof lines / sizeof lines[0])) return -1;
-    int rc = tool == IP ? parse_ip_line(&l->ws, l) : tool == TC ? parse_tc_line(&l->ws, l) : parse_bpftool_line(&l->ws, l);
-    if (rc < 0) return -1;
-    lineno_of[n++] = lineno;
+    l->lineno = lineno;
+    int rc = tool == IP ? parse_ip_line(&ws, l) : tool == TC ? parse_tc_line(&ws, l) : parse_bpftool_line(&ws, l);
+    if (rc < 0) return ANSWER_UNSUPPORTED;
+    l->words = malloc((size_t)ws.n * sizeof *l->words);
+    if (!l->words) abort();
+    memcpy(l->words, ws.w, (size_t)ws.n * sizeof *l->words);
+    l->nwords = ws.n;
   }
+  return 0;
+}
+
+/* Run parsed lines in order and stop at the first failure, answering as the tool would. */
+static int run_lines(enum tool tool, struct batch *b, int batch, int json) {
   if (json) sb_add(&out, "[", 1);
-  for (int i = 0; i < n; i++) {
+  for (size_t i = 0; i < b->n; i++) {
     size_t errmark = err.n;
-    int rc = exec_line(&lines[i]);
+    struct line *l = &b->l[i];
+    int rc = exec_line(l);
     if (json) {
       if (i) sb_add(&out, ",", 1);
       sb_add(&out, "{\"command\":[", 12);
-      for (int w = 0; w < lines[i].ws.n; w++) { if (w) sb_add(&out, ",", 1); sb_json_str(&out, lines[i].ws.w[w]); }
+      for (int w = 0; w < l->nwords; w++) { if (w) sb_add(&out, ",", 1); sb_json_str(&out, l->words[w]); }
       sb_add(&out, "],\"output\":", 11);
       if (rc == 0) sb_add(&out, "null}", 5);
       else {
         // bpftool -j puts the error in the output and nothing on stderr.
         char msg[512];
-        snprintf(msg, sizeof msg, "%s", err.p + errmark + (strncmp(err.p + errmark, "Error: ", 7) ? 0 : 7));
+        const char *e = err.p && err.n > errmark ? err.p + errmark : "";
+        snprintf(msg, sizeof msg, "%s", e + (strncmp(e, "Error: ", 7) ? 0 : 7));
         msg[strcspn(msg, "\n")] = 0;
         err.n = errmark;
-        err.p[err.n] = 0;
+        if (err.p) err.p[err.n] = 0;
         sb_add(&out, "{\"error\":", 9);
         sb_json_str(&out, msg);
         sb_add(&out, "}}", 2);
@@ -720,61 +780,145 @@ static int run_lines(enum tool tool, char *text, int batch, int json) {
     }
     if (rc) {
       if (json) { sb_add(&out, "]\n", 2); return 255; }
-      if (tool == BPFTOOL) { sb_printf(&err, "processed %d commands\n", i); return 255; }
-      if (batch) sb_printf(&err, "Command failed -:%d\n", lineno_of[i]);
+      if (tool == BPFTOOL) { sb_printf(&err, "processed %zu commands\n", i); return 255; }
+      if (batch) sb_printf(&err, "Command failed -:%d\n", l->lineno);
       return !batch && rc == -2 ? 2 : 1;
     }
   }
   if (json) sb_add(&out, "]\n", 2);
-  else if (tool == BPFTOOL) sb_printf(&out, "processed %d commands\n", n);
+  else if (tool == BPFTOOL) sb_printf(&out, "processed %zu commands\n", b->n);
   return 0;
 }
 
-static int handle(int argc, char **argv, char *input) {
-  if (argc < 2) return -1;
-  const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+/* What a request asks for, once parsed: `ip -j -d link show dev N`, or lines to run. */
+struct plan {
   enum tool tool;
-  if (!strcmp(prog, "ip")) tool = IP;
-  else if (!strcmp(prog, "tc")) tool = TC;
-  else if (!strcmp(prog, "bpftool")) tool = BPFTOOL;
-  else return -1;
-  if (tool == IP && argc == 7 && !strcmp(argv[1], "-j") && !strcmp(argv[2], "-d") && !strcmp(argv[3], "link") &&
-      !strcmp(argv[4], "show") && !strcmp(argv[5], "dev") && strlen(argv[6]) < IFNAMSIZ)
-    return link_show(argv[6]);
-  if (tool == BPFTOOL) {
-    int j = argc == 5 && !strcmp(argv[1], "-j");
-    if (argc != 4 + j || strcmp(argv[1 + j], "batch") || strcmp(argv[2 + j], "file") || strcmp(argv[3 + j], "-")) return -1;
-    return run_lines(tool, input, 1, j);
+  int batch, json;
+  const char *show; /* link show of this device */
+  char *text;       /* a one-command request's words joined (owned) */
+  struct batch lines;
+};
+
+static void plan_free(struct plan *p) {
+  batch_free(&p->lines);
+  free(p->text);
+  *p = (struct plan){0};
+}
+
+/*
+ * Classify a request and parse its lines; nothing is done yet. Returns 0 (the plan is ready),
+ * ANSWER_UNSUPPORTED or ANSWER_REFUSED. `input` is cut up in place. Free the plan either way.
+ */
+static int plan_request(int argc, char **argv, char *input, struct plan *p) {
+  *p = (struct plan){0};
+  if (argc < 2) return ANSWER_UNSUPPORTED;
+  const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+  if (!strcmp(prog, "ip")) p->tool = IP;
+  else if (!strcmp(prog, "tc")) p->tool = TC;
+  else if (!strcmp(prog, "bpftool")) p->tool = BPFTOOL;
+  else return ANSWER_UNSUPPORTED;
+  if (p->tool == IP && argc == 7 && !strcmp(argv[1], "-j") && !strcmp(argv[2], "-d") && !strcmp(argv[3], "link") &&
+      !strcmp(argv[4], "show") && !strcmp(argv[5], "dev") && strlen(argv[6]) < IFNAMSIZ) {
+    p->show = argv[6];
+    return 0;
   }
-  if (argc == 3 && !strcmp(argv[1], "-batch") && !strcmp(argv[2], "-")) return run_lines(tool, input, 1, 0);
-  if (argv[1][0] == '-') return -1;
+  if (p->tool == BPFTOOL) {
+    int j = argc == 5 && !strcmp(argv[1], "-j");
+    if (argc != 4 + j || strcmp(argv[1 + j], "batch") || strcmp(argv[2 + j], "file") || strcmp(argv[3 + j], "-")) return ANSWER_UNSUPPORTED;
+    p->batch = 1;
+    p->json = j;
+    return parse_lines(p->tool, input, &p->lines);
+  }
+  if (argc == 3 && !strcmp(argv[1], "-batch") && !strcmp(argv[2], "-")) {
+    p->batch = 1;
+    return parse_lines(p->tool, input, &p->lines);
+  }
+  if (argv[1][0] == '-') return ANSWER_UNSUPPORTED;
   // One command as argv: the same grammar as one batch line.
   size_t total = 0;
   for (int i = 1; i < argc; i++) total += strlen(argv[i]) + 1;
-  char *text = malloc(total + 1);
-  if (!text) abort();
-  text[0] = 0;
+  p->text = malloc(total + 1);
+  if (!p->text) abort();
+  char *t = p->text;
   for (int i = 1; i < argc; i++) {
-    if (strchr(argv[i], ' ') || strchr(argv[i], '\n') || !argv[i][0]) { free(text); return -1; }
-    strcat(text, argv[i]);
-    strcat(text, i + 1 < argc ? " " : "");
+    if (strchr(argv[i], ' ') || strchr(argv[i], '\n') || !argv[i][0]) return ANSWER_UNSUPPORTED;
+    size_t n = strlen(argv[i]);
+    memcpy(t, argv[i], n);
+    t += n;
+    if (i + 1 < argc) *t++ = ' ';
   }
-  int rc = run_lines(tool, text, 0, 0);
-  free(text);
-  return rc;
+  *t = 0;
+  return parse_lines(p->tool, p->text, &p->lines);
 }
 
-/* Buffered stdin: requests arrive in pieces or several at once. */
+static int run_plan(struct plan *p) {
+  if (p->show) return link_show(p->show);
+  return run_lines(p->tool, &p->lines, p->batch, p->json);
+}
+
+/* ── framing ─────────────────────────────────────────────────────────────────────────────── */
+struct request {
+  unsigned long id, argc, arglen, nslen, inlen;
+  char ns[MAX_NETNS_BYTES + 1];
+  char *args, *input;
+  char *argv[MAX_ARGC + 1];
+};
+
+/* One decimal number of at most `max` at *s (no sign, no leading space); advances *s. */
+static int parse_dec(const char **s, unsigned long max, unsigned long *v) {
+  const char *p = *s;
+  unsigned long x = 0;
+  if (*p < '0' || *p > '9') return -1;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    if (x > (max - (unsigned long)(*p - '0')) / 10) return -1;
+    x = x * 10 + (unsigned long)(*p - '0');
+  }
+  *s = p;
+  *v = x;
+  return 0;
+}
+
+/* "<id> <argc> <argv length> <netns length> <input length>" (without its newline), checked against the limits. */
+static int parse_header(const char *hdr, struct request *r, const char **why) {
+  unsigned long *f[5] = {&r->id, &r->argc, &r->arglen, &r->nslen, &r->inlen};
+  const unsigned long max[5] = {ULONG_MAX / 2, MAX_ARGC, MAX_ARGV_BYTES, MAX_NETNS_BYTES, MAX_INPUT_BYTES};
+  const char *p = hdr;
+  for (int i = 0; i < 5; i++) {
+    if (i && *p++ != ' ') { *why = "bad request header"; return -1; }
+    if (parse_dec(&p, max[i], f[i]) < 0) { *why = "bad request header (a number is missing or over its limit)"; return -1; }
+  }
+  if (*p) { *why = "bad request header (trailing bytes)"; return -1; }
+  if (r->argc == 0 || r->arglen < r->argc) { *why = "bad request header (argc)"; return -1; }
+  return 0;
+}
+
+/* The argv block: exactly argc words, each ending in NUL. */
+static int split_argv(struct request *r, const char **why) {
+  char *p = r->args, *end = r->args + r->arglen;
+  for (unsigned long i = 0; i < r->argc; i++) {
+    char *z = memchr(p, 0, (size_t)(end - p));
+    if (!z) { *why = "bad argv"; return -1; }
+    r->argv[i] = p;
+    p = z + 1;
+  }
+  if (p != end) { *why = "bad argv"; return -1; }
+  r->argv[r->argc] = NULL;
+  return 0;
+}
+
+/* Buffered input (stdin; the fuzz harness points in_fd elsewhere): requests arrive in pieces or several at once. */
+static int in_fd = 0;
 static char ibuf[65536];
 static size_t ipos, ilen;
 
+/* 1: all n bytes read; 0: EOF (or a read error) first. */
 static int read_full(void *buf, size_t n) {
   char *dst = buf;
   while (n > 0) {
     if (ipos == ilen) {
-      ssize_t r = read(0, ibuf, sizeof ibuf);
-      if (r == 0) return -1;
-      if (r < 0) { if (errno == EINTR) continue; return -1; }
+      ssize_t r = read(in_fd, ibuf, sizeof ibuf);
+      if (r == 0) return 0;
+      if (r < 0) { if (errno == EINTR) continue; return 0; }
       ipos = 0;
       ilen = (size_t)r;
     }
@@ -784,15 +928,37 @@ static int read_full(void *buf, size_t n) {
     dst += take;
     n -= take;
   }
-  return 0;
+  return 1;
 }
 
-static int read_header(char *buf, size_t cap) {
-  for (size_t n = 0; n + 1 < cap; n++) {
-    if (read_full(buf + n, 1) < 0) return -1;
-    if (buf[n] == '\n') { buf[n] = 0; return 0; }
+static void request_free(struct request *r) {
+  free(r->args);
+  free(r->input);
+  r->args = r->input = NULL;
+}
+
+/* One request: 1 = read (free it with request_free), 0 = EOF, -1 = malformed (*why says how). */
+static int read_request(struct request *r, const char **why) {
+  char hdr[MAX_HEADER];
+  size_t n = 0;
+  r->args = r->input = NULL;
+  for (;; n++) {
+    if (n == sizeof hdr - 1) { *why = "bad request header (too long)"; return -1; }
+    if (!read_full(hdr + n, 1)) return 0;
+    if (hdr[n] == '\n') break;
   }
-  return -1;
+  hdr[n] = 0;
+  if (parse_header(hdr, r, why) < 0) return -1;
+  r->args = malloc(r->arglen + 1);
+  r->input = malloc(r->inlen + 1);
+  if (!r->args || !r->input) abort();
+  if (!read_full(r->ns, r->nslen) || !read_full(r->args, r->arglen) || !read_full(r->input, r->inlen)) { request_free(r); return 0; }
+  r->ns[r->nslen] = 0;
+  r->args[r->arglen] = 0;
+  r->input[r->inlen] = 0;
+  if (memchr(r->ns, 0, r->nslen)) { *why = "bad netns path"; request_free(r); return -1; }
+  if (split_argv(r, why) < 0) { request_free(r); return -1; }
+  return 1;
 }
 
 static void write_full(const void *buf, size_t n) {
@@ -804,74 +970,57 @@ static void write_full(const void *buf, size_t n) {
   }
 }
 
+/* Answer one request: parse, then (in its netns) run. `self`: this process's own netns. */
+static int serve(struct request *r, int self) {
+  out.n = err.n = 0;
+  if (out.p) out.p[0] = 0;
+  if (err.p) err.p[0] = 0;
+  struct plan plan;
+  int code = plan_request((int)r->argc, r->argv, r->input, &plan), entered = 0;
+  if (code == 0 && r->nslen) {
+    int nsfd = open(r->ns, O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) < 0) {
+      sb_printf(&err, "nsenter: cannot open %s: %s\n", r->ns, strerror(errno));
+      code = 1;
+    } else entered = 1;
+    if (nsfd >= 0) close(nsfd);
+  }
+  if (code == 0) {
+    nlfd = nl_open();
+    if (nlfd < 0) {
+      sb_printf(&err, "Cannot open netlink socket: %s\n", strerror(-nlfd));
+      code = 1;
+    } else {
+      code = run_plan(&plan);
+      close(nlfd);
+      nlfd = -1;
+    }
+  }
+  if (entered && setns(self, CLONE_NEWNET) < 0) { perror("pn-netlink: setns back"); exit(1); }
+  plan_free(&plan);
+  if (code == ANSWER_UNSUPPORTED) out.n = err.n = 0;
+  if (code == ANSWER_REFUSED) out.n = 0;
+  char head[128];
+  int hl = snprintf(head, sizeof head, "%lu %d %zu %zu\n", r->id, code, out.n, err.n);
+  write_full(head, (size_t)hl);
+  if (out.n) write_full(out.p, out.n);
+  if (err.n) write_full(err.p, err.n);
+  return 0;
+}
+
+#ifndef PN_FUZZ_HARNESS
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
   if (self < 0) { perror("pn-netlink: open /proc/self/ns/net"); return 1; }
-  char hdr[256];
-  while (read_header(hdr, sizeof hdr) == 0) {
-    unsigned long id, argc, arglen, nslen, inlen;
-    if (sscanf(hdr, "%lu %lu %lu %lu %lu", &id, &argc, &arglen, &nslen, &inlen) != 5 || argc == 0 || argc > 256 || arglen > (1u << 20) ||
-        nslen > 4096 || inlen > (64u << 20)) {
-      fprintf(stderr, "pn-netlink: bad request header\n");
-      return 1;
-    }
-    char ns[4097];
-    if (read_full(ns, nslen) < 0) return 0;
-    ns[nslen] = 0;
-    char *args = malloc(arglen + 1);
-    if (!args) abort();
-    if (read_full(args, arglen) < 0) return 0;
-    args[arglen] = 0;
-    unsigned long nul = 0;
-    for (unsigned long i = 0; i < arglen; i++) nul += args[i] == 0;
-    if (nul != argc || args[arglen - 1] != 0) { fprintf(stderr, "pn-netlink: bad argv\n"); return 1; }
-    char *argv[257];
-    char *p = args;
-    for (unsigned long i = 0; i < argc; i++) { argv[i] = p; p += strlen(p) + 1; }
-    argv[argc] = NULL;
-    char *input = malloc(inlen + 1);
-    if (!input) abort();
-    if (read_full(input, inlen) < 0) return 0;
-    input[inlen] = 0;
-
-    out.n = err.n = 0;
-    if (out.p) out.p[0] = 0;
-    if (err.p) err.p[0] = 0;
-    int code;
-    int nsfd = -1;
-    if (nslen) {
-      nsfd = open(ns, O_RDONLY | O_CLOEXEC);
-      if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) < 0) {
-        sb_printf(&err, "nsenter: cannot open %s: %s\n", ns, strerror(errno));
-        if (nsfd >= 0) close(nsfd);
-        nsfd = -2;
-      }
-    }
-    if (nsfd == -2) code = 1;
-    else {
-      nlfd = nl_open();
-      if (nlfd < 0) {
-        sb_printf(&err, "Cannot open netlink socket: %s\n", strerror(-nlfd));
-        code = 1;
-      } else {
-        code = handle((int)argc, argv, input);
-        close(nlfd);
-        nlfd = -1;
-      }
-      if (nsfd >= 0) {
-        close(nsfd);
-        if (setns(self, CLONE_NEWNET) < 0) { perror("pn-netlink: setns back"); return 1; }
-      }
-    }
-    if (code == -1) out.n = err.n = 0;
-    char head[128];
-    int hl = snprintf(head, sizeof head, "%lu %d %zu %zu\n", id, code, out.n, err.n);
-    write_full(head, (size_t)hl);
-    if (out.n) write_full(out.p, out.n);
-    if (err.n) write_full(err.p, err.n);
-    free(args);
-    free(input);
+  for (;;) {
+    struct request r;
+    const char *why = NULL;
+    int got = read_request(&r, &why);
+    if (got == 0) return 0;
+    if (got < 0) { fprintf(stderr, "pn-netlink: %s\n", why); return 1; }
+    serve(&r, self);
+    request_free(&r);
   }
-  return 0;
 }
+#endif

@@ -19,6 +19,11 @@ export interface HelperProcess {
   onData(cb: (d: Buffer) => void): void
   /** End the helper's input: it exits (and drops what it held). */
   end(): void
+  /**
+   * End a helper that broke its protocol (an answer over a limit, a malformed header): a spawned
+   * one is killed, an adopted one's socket closed. `gone` then resolves with `why`.
+   */
+  kill(why: string): void
   /** Set for a helper this process spawned. */
   readonly pid?: number
   /** Resolves once the helper is gone (it exited, or its socket closed): why, for errors. */
@@ -36,14 +41,19 @@ export function spawnHelper(binary: string): HelperProcess {
     child.once('spawn', resolve)
     child.once('error', reject)
   })
+  let killedFor: string | undefined
   const gone = new Promise<string>((resolve) => {
     child.once('error', (e) => resolve(e.message))
-    child.once('exit', (code, signal) => resolve(`exited (${signal ?? `code ${code}`})`))
+    child.once('exit', (code, signal) => resolve(killedFor ?? `exited (${signal ?? `code ${code}`})`))
   })
   return {
     send: (data) => void child.stdin.write(data),
     onData: (cb) => void child.stdout.on('data', cb),
     end: () => void child.stdin.end(),
+    kill: (why) => {
+      killedFor ??= why
+      child.kill('SIGKILL')
+    },
     pid: child.pid,
     gone,
     started,
@@ -92,6 +102,7 @@ export function adoptHelper(fd: number): HelperProcess {
     },
     onData: (cb) => void (deliver = cb),
     end: () => close('ended'),
+    kill: (why) => close(why),
     gone,
     started: Promise.resolve(),
   }

@@ -5,10 +5,18 @@
  * flock, which is what excludes a standalone `pn` working on the same files — the same
  * `<file>.lock` flocks it takes with `flock … cat`. Shared locks (the node lock) skip the mutex:
  * only an exclusive holder (`pn node reset`) conflicts with them.
+ *
+ * Protocol limits (native/pn-lockd.c checks the same): a lock path of at most 4095 bytes without
+ * a newline or NUL (refused here with PN_INVALID_ARGUMENT, before the helper sees it), a timeout
+ * of at most 2^31-1 ms (longer waits are clamped to it), an answer line of at most 4200 bytes (a
+ * longer one is a broken helper: it is killed and its waiting requests fail).
  */
 import {PnError} from '../errors.js'
 import {LockBusyError, type HeldLock, type LockSpec, type Locker} from './flock.js'
 import {adoptHelper, spawnHelper, type HelperProcess} from './helper-process.js'
+
+/** The protocol's limits, as native/pn-lockd.c has them. */
+export const LOCKD_LIMITS = {pathBytes: 4095, timeoutMs: 2 ** 31 - 1, lineBytes: 4200} as const
 
 /** A FIFO mutex per key, in-process. */
 export class KeyedMutex {
@@ -71,6 +79,11 @@ export class LockServer implements Locker {
   private onData(d: Buffer): void {
     this.buffered = this.buffered.length ? Buffer.concat([this.buffered, d]) : d
     let nl
+    if (this.buffered.indexOf(10) < 0 && this.buffered.length > LOCKD_LIMITS.lineBytes) {
+      this.buffered = Buffer.alloc(0)
+      this.child?.kill(`protocol error: an answer line over ${LOCKD_LIMITS.lineBytes} bytes`)
+      return
+    }
     while ((nl = this.buffered.indexOf(10)) >= 0) {
       // Whole lines only: a multi-byte character split between reads stays intact.
       const line = this.buffered.subarray(0, nl).toString('utf8')
@@ -86,9 +99,15 @@ export class LockServer implements Locker {
   private ask(spec: LockSpec): {id: number; answer: Promise<string>} {
     const child = this.child
     if (!child) throw new PnError('PN_COMMAND_FAILED', `lock ${spec.path}: lock helper is not running`, {hint: 'restart the pn agent'})
+    if (/[\n\0]/.test(spec.path) || Buffer.byteLength(spec.path) > LOCKD_LIMITS.pathBytes) {
+      throw new PnError('PN_INVALID_ARGUMENT', `lock ${JSON.stringify(spec.path.slice(0, 80))}: the path has a newline or NUL, or is over ${LOCKD_LIMITS.pathBytes} bytes`, {
+        hint: 'use a shorter state dir (--state-dir, PN_STATE_DIR)',
+      })
+    }
     const id = this.nextId++
     const answer = new Promise<string>((resolve) => this.waiting.set(id, resolve))
-    child.send(`L\t${id}\t${spec.shared ? 's' : 'x'}\t${Math.max(0, Math.round(spec.timeoutMs))}\t${spec.path}\n`, () => !this.waiting.has(id))
+    const timeoutMs = Math.min(LOCKD_LIMITS.timeoutMs, Math.max(0, Math.round(spec.timeoutMs) || 0))
+    child.send(`L\t${id}\t${spec.shared ? 's' : 'x'}\t${timeoutMs}\t${spec.path}\n`, () => !this.waiting.has(id))
     return {id, answer}
   }
 
@@ -107,6 +126,8 @@ export class LockServer implements Locker {
     }
     try {
       for (let [index, spec] of locks.entries()) {
+        // Longer than the protocol (and a Node timer) allows is as good as forever: clamped.
+        spec = {...spec, timeoutMs: Math.min(LOCKD_LIMITS.timeoutMs, Math.max(0, spec.timeoutMs || 0))}
         if (!spec.shared) {
           // In-process queue first; its wait counts against the lock's timeout like flock -w.
           const started = Date.now()

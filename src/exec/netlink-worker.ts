@@ -9,6 +9,10 @@
  * exit codes and the parts of the tools' output pn reads; only the agent composes it.
  * If the helper dies, the request it was running fails (a half-done batch must not be replayed
  * by the real tool) and the next command starts a new helper.
+ *
+ * Protocol limits (the C side checks the same: native/pn-netlink.c): a command over them never
+ * goes to the worker — the real tool runs it — and an answer over them is a broken worker: it is
+ * killed and its requests fail. The worker itself refuses (code -2) what is over its limits.
  */
 import {PnError} from '../errors.js'
 import {adoptHelper, spawnHelper, type HelperProcess} from './helper-process.js'
@@ -17,10 +21,37 @@ import {commandFailed, effectiveArgv, type DetachOptions, type RunOptions, type 
 /** Programs the helper may answer for; everything else always spawns. */
 const HANDLED = new Set(['ip', 'tc', 'bpftool'])
 
+/** The protocol's limits, as native/pn-netlink.c has them. */
+export const WORKER_LIMITS = {
+  argc: 256,
+  argvBytes: 1 << 20,
+  netnsBytes: 4095,
+  inputBytes: 16 << 20,
+  /** Lines of a batch (the worker counts only non-blank, non-comment ones; this side counts all). */
+  lines: 65536,
+  /** An answer's header line, and its stdout and stderr each. */
+  answerHeaderBytes: 128,
+  answerBytes: 64 << 20,
+} as const
+
+/** Whether a command fits the worker's protocol; one that does not is spawned instead. */
+export function fitsWorker(argv: readonly string[], netns: string | undefined, input: string): boolean {
+  if (argv.length === 0 || argv.length > WORKER_LIMITS.argc || argv.some((a) => a.includes('\0'))) return false
+  if (netns !== undefined && (netns.includes('\0') || Buffer.byteLength(netns) > WORKER_LIMITS.netnsBytes)) return false
+  if (argv.reduce((n, a) => n + Buffer.byteLength(a) + 1, 0) > WORKER_LIMITS.argvBytes) return false
+  if (input.length > WORKER_LIMITS.inputBytes || Buffer.byteLength(input) > WORKER_LIMITS.inputBytes) return false
+  let lines = input === '' || input.endsWith('\n') ? 0 : 1
+  for (let i = input.indexOf('\n'); i >= 0; i = input.indexOf('\n', i + 1)) if (++lines > WORKER_LIMITS.lines) return false
+  return lines <= WORKER_LIMITS.lines
+}
+
+const ANSWER_HEADER = /^([0-9]{1,15}) (-?[0-9]{1,3}) ([0-9]{1,9}) ([0-9]{1,9})$/
+
 /** An answer of the helper: the tool's exit code and output, or undefined when it does not know the command. */
 type Answer = {exitCode: number; stdout: string; stderr: string} | undefined
 
 interface Pending {
+  argv: readonly string[]
   resolve: (a: Answer) => void
   reject: (e: Error) => void
 }
@@ -65,8 +96,16 @@ export class NetlinkWorker {
     this.buffer = this.buffer.length ? Buffer.concat([this.buffer, d]) : d
     for (;;) {
       const nl = this.buffer.indexOf(10)
-      if (nl < 0) return
-      const [id, code, outLen, errLen] = this.buffer.subarray(0, nl).toString('latin1').split(' ').map(Number)
+      if (nl < 0) {
+        if (this.buffer.length >= WORKER_LIMITS.answerHeaderBytes) this.broken('an answer header without its newline')
+        return
+      }
+      const head = this.buffer.subarray(0, nl).toString('latin1')
+      const m = nl < WORKER_LIMITS.answerHeaderBytes ? ANSWER_HEADER.exec(head) : null
+      const [id, code, outLen, errLen] = m ? m.slice(1).map(Number) : []
+      if (!m || code < -2 || code > 255 || outLen > WORKER_LIMITS.answerBytes || errLen > WORKER_LIMITS.answerBytes) {
+        return this.broken(`a malformed answer header "${head.slice(0, 60)}"`)
+      }
       const end = nl + 1 + outLen + errLen
       if (this.buffer.length < end) return
       const stdout = this.buffer.subarray(nl + 1, nl + 1 + outLen).toString('utf8')
@@ -74,8 +113,25 @@ export class NetlinkWorker {
       this.buffer = this.buffer.subarray(end)
       const p = this.pending.get(id)
       this.pending.delete(id)
-      p?.resolve(code === -1 ? undefined : {exitCode: code, stdout, stderr})
+      if (!p) continue
+      if (code === -2) {
+        // Refused: over one of the worker's limits, nothing done.
+        p.reject(
+          new PnError('PN_COMMAND_FAILED', `run ${p.argv.join(' ')}: the kernel worker refused it: ${stderr.trim() || 'over its limits'}`, {
+            hint: 'split the batch (at most 65536 lines, 16 MiB of input)',
+            details: {argv: [...p.argv], stderr},
+          }),
+        )
+      } else p.resolve(code === -1 ? undefined : {exitCode: code, stdout, stderr})
     }
+  }
+
+  /** The worker broke the protocol: its requests fail, it is killed, the next command starts another. */
+  private broken(why: string): void {
+    const child = this.child
+    if (!child) return
+    this.fail(child, new Error(`protocol error: ${why}`))
+    child.kill(`protocol error: ${why}`)
   }
 
   /** The helper's pid while it runs (tests kill it to check the restart). */
@@ -86,12 +142,15 @@ export class NetlinkWorker {
   /** Run one command line in the helper (inside `netns` when given); undefined = not handled. */
   request(argv: readonly string[], netns: string | undefined, input: string): Promise<Answer> {
     if (this.stopped) return Promise.resolve(undefined)
+    if (!fitsWorker(argv, netns, input)) {
+      return Promise.reject(new PnError('PN_COMMAND_FAILED', `run ${argv.join(' ')}: the command is over the kernel worker's limits`, {hint: 'run it with the real tool (WorkerRunner does)'}))
+    }
     const child = this.child ?? this.start()
     const id = this.nextId++
     const args = Buffer.from(argv.map((a) => a + '\0').join(''), 'utf8')
     const ns = Buffer.from(netns ?? '', 'utf8')
     const inp = Buffer.from(input, 'utf8')
-    const answer = new Promise<Answer>((resolve, reject) => this.pending.set(id, {resolve, reject}))
+    const answer = new Promise<Answer>((resolve, reject) => this.pending.set(id, {argv, resolve, reject}))
     child.send(Buffer.concat([Buffer.from(`${id} ${argv.length} ${args.length} ${ns.length} ${inp.length}\n`, 'latin1'), ns, args, inp]), () => !this.pending.has(id))
     return answer
   }
@@ -118,7 +177,7 @@ export class WorkerRunner implements Runner {
   ) {}
 
   async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-    if (!HANDLED.has(file) || opts.env) return this.inner.run(file, args, opts)
+    if (!HANDLED.has(file) || opts.env || !fitsWorker([file, ...args], opts.netns, opts.input ?? '')) return this.inner.run(file, args, opts)
     const answer = await this.worker.request([file, ...args], opts.netns, opts.input ?? '')
     if (!answer) return this.inner.run(file, args, opts)
     const argv = effectiveArgv(file, args, opts)

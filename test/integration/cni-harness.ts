@@ -5,7 +5,8 @@
  * on that node would exec it: `ip netns exec NODE node bin/pn-cni` with CNI_* env and stdin.
  * The same harness drives Debian's ptp + host-local, as a sanity check of the suite itself, and
  * pn through its node agent: kind `pn-agent` starts `pn agent` in the node and runs the native
- * client (dist/native/pn-cni) as the plugin, as `pn cni install` sets it up. Kind `pn-client` runs
+ * client (dist/native/pn-cni) as the plugin, as `pn cni install` sets it up (a call carrying a
+ * test hook goes through test/helpers/agent-request.ts instead: the native client drops hooks). Kind `pn-client` runs
  * that client with no agent: its standalone path (it starts pn-cni and its helpers itself).
  */
 import {spawn, spawnSync} from 'node:child_process'
@@ -18,6 +19,9 @@ import {ipFromBytes} from '../../src/datapath/bpf/maps/layout.js'
 
 export const PN_CNI = path.join(REPO_ROOT, 'bin/pn-cni')
 export const PN_CNI_CLIENT = path.join(REPO_ROOT, 'dist/native/pn-cni')
+/** The agent's client for a request carrying a test hook (the native client drops them). */
+const AGENT_REQUEST = path.join(REPO_ROOT, 'dist/test/helpers/agent-request.js')
+const TEST_HOOKS = ['PN_TEST_HOLD_LOCK_MS', 'PN_TEST_CHECKPOINT_DELAY_MS', 'PN_CNI_FAIL_AFTER']
 export const REF_CNI_DIR = '/usr/lib/cni'
 
 export type PluginKind = 'pn' | 'pn-agent' | 'pn-client' | 'ptp'
@@ -135,8 +139,16 @@ export interface CniEnvInput {
   extraEnv?: Record<string, string>
 }
 
-function argvFor(node: CniNode): string[] {
-  const plugin = node.kind === 'pn' ? [process.execPath, PN_CNI] : node.kind === 'pn-agent' || node.kind === 'pn-client' ? [PN_CNI_CLIENT] : [path.join(REF_CNI_DIR, 'ptp')]
+function argvFor(node: CniNode, e: CniEnvInput): string[] {
+  const hooked = TEST_HOOKS.some((k) => e.extraEnv?.[k] !== undefined)
+  const plugin =
+    node.kind === 'pn'
+      ? [process.execPath, PN_CNI]
+      : node.kind === 'pn-agent' && hooked
+        ? [process.execPath, AGENT_REQUEST]
+        : node.kind === 'pn-agent' || node.kind === 'pn-client'
+          ? [PN_CNI_CLIENT]
+          : [path.join(REF_CNI_DIR, 'ptp')]
   return ['ip', 'netns', 'exec', node.ns, ...plugin]
 }
 
@@ -156,14 +168,14 @@ function envFor(e: CniEnvInput): NodeJS.ProcessEnv {
 
 /** Run the node's plugin once, synchronously, as a runtime would. */
 export function invoke(node: CniNode, e: CniEnvInput, stdin: string): Invocation {
-  const argv = argvFor(node)
+  const argv = argvFor(node, e)
   const r = spawnSync(argv[0], argv.slice(1), {encoding: 'utf8', env: envFor(e), input: stdin})
   return parse(r.status, r.stdout ?? '', r.stderr ?? '')
 }
 
 /** Same, asynchronously (for parallel ADD/DEL). */
 export function invokeAsync(node: CniNode, e: CniEnvInput, stdin: string): Promise<Invocation> {
-  const argv = argvFor(node)
+  const argv = argvFor(node, e)
   return new Promise((resolve) => {
     const child = spawn(argv[0], argv.slice(1), {env: envFor(e)})
     let stdout = ''

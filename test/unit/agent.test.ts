@@ -470,7 +470,7 @@ describe('native pn-cni client', () => {
     assert.equal(r.stdout, `standalone ADD c9 arg1\n${conf}`)
   })
 
-  it('forwards env (CNI_*, PN_*) and stdin to the agent found through the netconf stateDir, returns its stdout, stderr and exit code', async () => {
+  it('forwards env (CNI_*, pn settings; not the client\'s own PN_CNI_FALLBACK) and stdin to the agent found through the netconf stateDir, returns its stdout, stderr and exit code', async () => {
     const seen = await fakeAgent(() => ({exitCode: 5, stdout: '{"answer":1}\n', stderr: 'diag\n'}))
     const conf = JSON.stringify({cniVersion: '1.0.0', name: 'n', nested: {stateDir: '/elsewhere'}, stateDir: dir, tail: [1, {a: '}'}]})
     const r = await run(conf, {CNI_COMMAND: 'DEL', CNI_CONTAINERID: 'c1', CNI_IFNAME: 'eth0', CNI_NETNS: '', PN_LOCK_TIMEOUT_MS: '5', OTHER: 'x'})
@@ -479,7 +479,7 @@ describe('native pn-cni client', () => {
     assert.equal(r.stderr, 'diag\n')
     assert.equal(seen.length, 1)
     assert.equal(seen[0].stdin, conf)
-    assert.deepEqual(seen[0].env, {CNI_COMMAND: 'DEL', CNI_CONTAINERID: 'c1', CNI_IFNAME: 'eth0', CNI_NETNS: '', PN_LOCK_TIMEOUT_MS: '5', PN_CNI_FALLBACK: fallback})
+    assert.deepEqual(seen[0].env, {CNI_COMMAND: 'DEL', CNI_CONTAINERID: 'c1', CNI_IFNAME: 'eth0', CNI_NETNS: '', PN_LOCK_TIMEOUT_MS: '5'})
     assert.equal(seen[0].netnsIno, String(statSync('/proc/self/ns/net').ino))
   })
 
