@@ -98,12 +98,12 @@ function contextOf(r: InitRun): NodeContext {
 }
 
 /** The pool at `location`, or PN_POOL_NOT_FOUND naming what to do instead. */
-async function readPool(r: InitRun, location: string): Promise<{store: Store<PoolState>; state: PoolState}> {
+async function readPool(r: InitRun, location: string, action: string): Promise<{store: Store<PoolState>; state: PoolState}> {
   const store = openPoolStore(location, r.opts.lock)
   const state = await store.read()
   if (state === undefined) {
-    throw new PnError('PN_POOL_NOT_FOUND', `allocate pod cidr for ${r.opts.name}: no cluster pool at ${location}`, {
-      hint: 'pass --pod-cidr CIDR, or create a pool with `pn pool init --cidr CIDR --mask-size N`',
+    throw new PnError('PN_POOL_NOT_FOUND', `${action}: no cluster pool at ${location}`, {
+      hint: 'create the pool with `pn pool init --cidr CIDR --mask-size N`, or pass --pod-cidr CIDR without --pool (standalone)',
     })
   }
   return {store, state}
@@ -135,7 +135,7 @@ async function resolvePodCidrs(r: InitRun): Promise<void> {
     r.podCidrs = opts.podCidrs.map((c) => normalizeCidr(c, 'pod cidr').text)
     if (opts.pool) {
       const location = resolvePoolLocation(r.stateDir, opts.pool)
-      checkPoolGave(r, (await readPool(r, location)).state, location)
+      checkPoolGave(r, (await readPool(r, location, `check pod cidr of ${opts.name}`)).state, location)
       r.pool = location
     }
   } else if (previous && !opts.pool) {
@@ -143,7 +143,7 @@ async function resolvePodCidrs(r: InitRun): Promise<void> {
     r.pool = previous.pool
   } else {
     const location = resolvePoolLocation(r.stateDir, opts.pool)
-    const {store} = await readPool(r, location)
+    const {store} = await readPool(r, location, `allocate pod cidr for ${opts.name}`)
     const got = await allocatePodCidrs(store, opts.name)
     r.pool = location
     r.podCidrs = got.cidrs.map((c) => normalizeCidr(c).text)
