@@ -150,9 +150,10 @@ export async function nodeNetworks(runner: Runner): Promise<NodeNetwork[]> {
   const [addrs, v4, v6] = await Promise.all([
     runner.run('ip', ['-j', 'addr', 'show'], {readOnly: true}),
     runner.run('ip', ['-4', '-j', 'route', 'show', 'table', 'all'], {readOnly: true}),
-    runner.run('ip', ['-6', '-j', 'route', 'show', 'table', 'all'], {readOnly: true}),
+    // A kernel booted with ipv6.disable=1 refuses the family: it has no IPv6 routes either.
+    runner.run('ip', ['-6', '-j', 'route', 'show', 'table', 'all'], {readOnly: true, allowFailure: true}),
   ])
-  return parseNodeNetworks(addrs.stdout, [v4.stdout, v6.stdout])
+  return parseNodeNetworks(addrs.stdout, [v4.stdout, v6.exitCode === 0 ? v6.stdout : '[]'])
 }
 
 /**
@@ -191,7 +192,7 @@ export async function setupHostDevices(runner: Runner, mtu: number, undo: UndoSt
     actions.push(`created ${HOST_DEVICE} <-> ${NET_DEVICE}`)
   } else if (!isVethPairOf(host, net)) {
     throw new PnError('PN_NODE_CONFLICT', `create ${HOST_DEVICE}/${NET_DEVICE}: a device with that name exists but is not pn's veth pair`, {
-      hint: 'run `pn node reset` (removes pn_host/pn_net) and init again',
+      hint: `rename or delete that device yourself (\`ip link show ${host ? HOST_DEVICE : NET_DEVICE}\`): pn, reset included, leaves devices it did not make alone`,
     })
   } else {
     for (const d of [host, net] as LinkInfo[]) {
@@ -264,10 +265,16 @@ export async function hostDevices(runner: Runner): Promise<DeviceState[]> {
   return devs.filter((d): d is LinkInfo => !!d).map((d) => ({name: d.ifname, ifindex: d.ifindex, mac: d.address, mtu: d.mtu}))
 }
 
-/** Delete pn_host ↔ pn_net; returns what was removed. */
-export async function deleteHostDevices(runner: Runner): Promise<string[]> {
+/**
+ * Delete pn_host ↔ pn_net, only when they are pn's veth pair (created together, they never exist
+ * apart): a device of that name pn did not make is left alone, with its addresses and routes.
+ */
+export async function deleteHostDevices(runner: Runner): Promise<{removed: string[]; kept: string[]}> {
+  const [host, net] = await Promise.all([getLink(runner, HOST_DEVICE), getLink(runner, NET_DEVICE)])
+  if (!host && !net) return {removed: [], kept: []}
+  if (!isVethPairOf(host, net)) return {removed: [], kept: [host?.ifname, net?.ifname].filter((x): x is string => !!x)}
   const removed: string[] = []
   if (await deleteLinkByName(runner, HOST_DEVICE)) removed.push(`${HOST_DEVICE} <-> ${NET_DEVICE}`)
   if (await deleteLinkByName(runner, NET_DEVICE)) removed.push(NET_DEVICE)
-  return removed
+  return {removed, kept: []}
 }

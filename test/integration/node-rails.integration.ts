@@ -91,6 +91,20 @@ describe('pn node and ipam rails (root, netns)', function () {
     assert.equal(foreignState(n.node), before, 'every address and route pn did not make is still there')
   })
 
+  it('reset leaves a pn_host it did not make alone, with its address and route; init refuses it', () => {
+    inNs(n.node, ['ip', 'link', 'add', 'pn_host', 'type', 'veth', 'peer', 'name', 'other0'])
+    inNs(n.node, ['ip', 'link', 'set', 'pn_host', 'up'])
+    inNs(n.node, ['ip', 'addr', 'add', '192.168.77.1/24', 'dev', 'pn_host'])
+    const r = init('10.61.1.0/24')
+    assert.equal(r.json?.error?.code, 'PN_NODE_CONFLICT', r.stdout)
+    assert.doesNotMatch(r.json!.error!.hint!, /node reset/)
+    const reset = n.run(['node', 'reset'])
+    assert.equal(reset.json?.status, 'ok', reset.stdout)
+    assert.ok(reset.json!.warnings!.some((w: string) => /pn_host left alone/.test(w)), reset.stdout)
+    assert.deepEqual(linkNames(n.node), ['eth0', 'lo', 'other0', 'pn_host'])
+    assert.match(inNs(n.node, ['ip', 'route', 'show', '192.168.77.0/24']), /dev pn_host/)
+  })
+
   it('refuses a --name pool alloc refuses, and another node\'s pool block for --pod-cidr', () => {
     for (const name of ['../etc', 'a b']) {
       const r = n.run(['node', 'init', '--name', name, '--device', 'eth0', '--pod-cidr', '10.61.1.0/24', '--routing', 'host-routes'])
