@@ -13,7 +13,7 @@ export type IpamAllocResult = AllocateResult
  */
 export const targetFlags = () => ({
   'pod-cidr': Flags.string({
-    summary: 'Pod CIDR to work on instead of the node context (standalone use; one per family).',
+    summary: "Pod CIDR for standalone use, in a state dir without node.json (one per family); an initialised node uses node.json's.",
     multiple: true,
     multipleNonGreedy: true,
   }),
@@ -29,7 +29,7 @@ export const ipFlag = (summary: string) => Flags.string({summary, multiple: true
 
 export default class IpamAlloc extends BaseCommand<typeof IpamAlloc, IpamAllocResult> {
   static summary = 'Allocate a pod IP (one per pod CIDR family) from the node pod CIDR.'
-  static description = `Works on the pod CIDRs of node.json, or on --pod-cidr (one per family) for standalone use; state
+  static description = `Works on the pod CIDRs of node.json (no flag needed), or on --pod-cidr (one per family) for standalone use; state
 is kept in <state-dir>/ipam/. The same owner asking again gets its existing addresses (changed: false).
 The random strategy (default, as Cilium) starts at a random offset and takes the next free address; contiguous
 takes the lowest free one. With --expiration the allocation stays pending until \`pn ipam confirm\`, and returns
