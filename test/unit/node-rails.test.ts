@@ -14,7 +14,7 @@ import {isPnError, PnError} from '../../src/errors.js'
 import {DryRunRunner} from '../../src/exec/dry-run.js'
 import {effectiveArgv, type RunOptions, type RunResult, type Runner} from '../../src/exec/runner.js'
 import {allocateIp, confirmIp, ipamExists, listIps, releaseIp, type HostIpamTarget, type IpamState} from '../../src/ipam/host.js'
-import {allocatePodCidrs, initPool} from '../../src/ipam/pool.js'
+import {allocatePodCidrs, initPool, listPool} from '../../src/ipam/pool.js'
 import {writeNodeContext, type NodeContext} from '../../src/node/context.js'
 import {initNode} from '../../src/node/init.js'
 import {nodeIpamTarget, releaseNodeIps} from '../../src/node/ipam.js'
@@ -165,6 +165,15 @@ describe('node rails: node init refuses before changing anything', () => {
       const err = await init(new DryRunRunner(new UplinkKernel()), {podCidrs: ['10.70.200.0/24'], pool}).catch((e: unknown) => e)
       assert.ok(isPnError(err, 'PN_CIDR_CONFLICT'), String(err))
       assert.match(err.message, /did not allocate it to n1/)
+    })
+
+    it('a block just taken from the pool that overlaps the uplink is refused and given back', async () => {
+      const clash = path.join(dir, 'clash.json')
+      await initPool(clash, {cidrs: ['172.31.98.0/24'], maskSize: 25})
+      const err = await init(new DryRunRunner(new UplinkKernel()), {podCidrs: undefined, pool: clash}).catch((e: unknown) => e)
+      assert.ok(isPnError(err, 'PN_CIDR_CONFLICT'), String(err))
+      assert.match(err.message, /pod cidr 172\.31\.98\.0\/25 overlaps address 172\.31\.98\.1\/24 dev up0/)
+      assert.deepEqual((await listPool(clash)).nodes, [], 'the undo released it')
     })
 
     it('takes the block the pool gave this node, and remembers the pool (reset gives it back)', async () => {
