@@ -66,6 +66,8 @@ export const ERROR_CODES = {
   PN_AGENT_BUSY: {exit: 'busy', cni: 11},
   PN_AGENT_RUNNING: {exit: 'conflict', cni: 128},
   PN_AGENT_NOT_RUNNING: {exit: 'notFound', cni: 129},
+  PN_CIDR_CONFLICT: {exit: 'conflict', cni: 130},
+  PN_IPAM_IN_USE: {exit: 'conflict', cni: 131},
   PN_BGP_CONFLICT: {exit: 'conflict', cni: 125},
   PN_BGP_FAILED: {exit: 'system', cni: 126},
   PN_POOL_UNREACHABLE: {exit: 'system', cni: 127},

@@ -13,7 +13,7 @@ export type IpamAllocResult = AllocateResult
  */
 export const targetFlags = () => ({
   'pod-cidr': Flags.string({
-    summary: 'Pod CIDR to work on instead of the node context (standalone use; one per family).',
+    summary: "Pod CIDR for standalone use, in a state dir without node.json (one per family); an initialised node uses node.json's.",
     multiple: true,
     multipleNonGreedy: true,
   }),
@@ -24,9 +24,12 @@ export const targetFlags = () => ({
   }),
 })
 
+/** `--ip` of alloc, confirm and release: one way to name an address (repeatable, one per family for alloc). */
+export const ipFlag = (summary: string) => Flags.string({summary, multiple: true, multipleNonGreedy: true})
+
 export default class IpamAlloc extends BaseCommand<typeof IpamAlloc, IpamAllocResult> {
   static summary = 'Allocate a pod IP (one per pod CIDR family) from the node pod CIDR.'
-  static description = `Works on the pod CIDRs of node.json, or on --pod-cidr (one per family) for standalone use; state is kept in <state-dir>/ipam.json. The same owner asking again gets its existing addresses (changed: false). The random strategy (default, as Cilium) starts at a random offset and takes the next free address; contiguous takes the lowest free one. With --expiration the allocation stays pending until \`pn ipam confirm\`, and returns to the pool once expired (at the next change or \`pn ipam gc\`), so a crashed CNI ADD cannot leak its IP.`
+  static description = `Works on the pod CIDRs of node.json (no flag needed), or on --pod-cidr (one per family) for standalone use; state is kept in <state-dir>/ipam/. The same owner asking again gets its existing addresses (changed: false). The random strategy (default, as Cilium) starts at a random offset and takes the next free address; contiguous takes the lowest free one. With --expiration the allocation stays pending until \`pn ipam confirm\`, and returns to the pool once expired (at the next change or \`pn ipam gc\`), so a crashed CNI ADD cannot leak its IP.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --owner pod1:eth0',
@@ -38,7 +41,7 @@ export default class IpamAlloc extends BaseCommand<typeof IpamAlloc, IpamAllocRe
   static flags = {
     ...targetFlags(),
     owner: Flags.string({summary: 'Who holds the address (CNI: <containerId>:<ifname>); default anon-<hex>.'}),
-    ip: Flags.string({summary: 'Claim this address (one per family) instead of the next free one.', multiple: true, multipleNonGreedy: true}),
+    ip: ipFlag('Claim this address (one per family) instead of the next free one.'),
     strategy: Flags.string({summary: 'How to pick the next free address.', options: [...STRATEGIES], default: 'random'}),
     expiration: Flags.string({summary: 'Keep the allocation pending, freed after this long unless confirmed (500ms, 30s, 10m, 1h).'}),
   }

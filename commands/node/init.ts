@@ -9,7 +9,7 @@ export type NodeInitCmdResult = NodeInitResult | DryRunResult<NodeInitResult>
 
 export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdResult> {
   static summary = 'Initialise this node: pn_host/pn_net, router IP, pod CIDR route, sysctls, bpffs, node.json.'
-  static description = `What cilium-agent does at start. The pod CIDR is --pod-cidr, or allocated for --name from the cluster pool (--pool, PN_POOL, default <state-dir>/cluster-pool.json), or the one in node.json on a re-run. The router IP defaults to the first usable address of the pod CIDR. The MTU defaults to the uplink's. Re-running with the same inputs changes nothing (changed: false); a different pod CIDR, router IP, name or uplink is refused unless --force.`
+  static description = `What cilium-agent does at start. The pod CIDR is --pod-cidr, or allocated for --name from the cluster pool (--pool, PN_POOL, default <state-dir>/cluster-pool.json), or the one in node.json on a re-run. The router IP defaults to the first usable address of the pod CIDR. The MTU defaults to the uplink's. Re-running with the same inputs changes nothing (changed: false); a different pod CIDR, router IP, name or uplink is refused unless --force. Refused before anything changes (PN_CIDR_CONFLICT): a pod CIDR that overlaps an address or route of the node's devices (pn's own aside), and with --pool a --pod-cidr the pool did not give this node. --name follows the rule of \`pn pool alloc\` (letters, digits, '.', '-', '_').`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --name node1 --device eth0 --pod-cidr 10.0.1.0/24 --routing host-routes',
@@ -19,7 +19,7 @@ export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdRe
   ]
 
   static flags = {
-    name: Flags.string({summary: 'Node name (the key in the cluster pool).', required: true}),
+    name: Flags.string({summary: "Node name (the key in the cluster pool): letters, digits, '.', '-', '_'.", required: true}),
     device: Flags.string({summary: "The node's uplink device.", required: true}),
     'pod-cidr': podCidrFlag(),
     pool: poolFlag(),

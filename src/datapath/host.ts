@@ -7,10 +7,11 @@
 import os from 'node:os'
 import type {Runner} from '../exec/runner.js'
 import {PnError} from '../errors.js'
-import {canonicalIp, cidrFamily, hostPrefix} from '../cidr/cidr.js'
+import {canonicalIp, cidrFamily, cidrsOverlap, formatCidr, hostPrefix, parseCidr, tryParseIp} from '../cidr/cidr.js'
 import type {UndoStack} from '../flow/undo.js'
 import {HOST_DEVICE, NET_DEVICE} from './devices.js'
 import {deleteLinkByName, getLink, ipBatch, isVethPairOf, parseJson, randomMac, type LinkInfo} from './link.js'
+import {LXC_RE} from './sweep.js'
 import {devSysctl, readSysctls, writeSysctls} from './sysctl.js'
 
 export interface DeviceState {
@@ -75,6 +76,95 @@ export function nodeIpv4Addresses(): string[] {
   return Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).filter((a) => a.family === 'IPv4').map((a) => canonicalIp(a.address)))
 }
 
+/** pn's own devices: pn_host, pn_net and the host side of pod veths (`lxc` + 12 hex). */
+export function isPnDevice(dev: string): boolean {
+  return dev === HOST_DEVICE || dev === NET_DEVICE || LXC_RE.test(dev)
+}
+
+/** An address or route of the node's netns, as the prefix it covers. */
+export interface NodeNetwork {
+  kind: 'address' | 'route'
+  /** The prefix: an address's subnet (local/prefixlen), a route's destination. */
+  cidr: string
+  /** Devices it is on (a multipath route: every next hop's); empty for a blackhole/unreachable route. */
+  devs: string[]
+  /** As `ip` would show it: `172.31.98.1/24 dev up0`, `local 172.31.98.1 dev up0 table local`. */
+  text: string
+}
+
+interface AddrDump {
+  ifname: string
+  addr_info?: {local?: string; prefixlen?: number; address?: string}[]
+}
+interface RouteDump {
+  type?: string
+  dst: string
+  gateway?: string
+  dev?: string
+  table?: string
+  nexthops?: {gateway?: string; dev?: string}[]
+}
+
+/** A prefix as text normalised to its network, or undefined for what is not one (`default` is left out: it covers everything by design). */
+function prefixOf(dst: string): string | undefined {
+  if (dst === 'default') return undefined
+  const slash = dst.indexOf('/')
+  const ip = tryParseIp(slash < 0 ? dst : dst.slice(0, slash))
+  if (!ip) return undefined
+  const text = slash < 0 ? `${dst}/${ip.family === 4 ? 32 : 128}` : dst
+  const c = parseCidr(text).cidr
+  return c.prefix === 0 ? undefined : formatCidr(c)
+}
+
+/**
+ * Every address and route of the node's netns from `ip -j addr show` and `ip -j route show table
+ * all` (per family), as prefixes; default routes left out. Pure, for the unit tests.
+ */
+export function parseNodeNetworks(addrJson: string, routeJsons: string[]): NodeNetwork[] {
+  const out: NodeNetwork[] = []
+  for (const link of parseJson<AddrDump[]>(addrJson, 'show addresses') ?? []) {
+    for (const a of link.addr_info ?? []) {
+      if (!a.local || a.prefixlen === undefined) continue
+      // A point-to-point address (`peer`): its prefix length is the peer's; the local side is one host.
+      const cidr = prefixOf(a.address && a.address !== a.local ? a.local : `${a.local}/${a.prefixlen}`)
+      if (cidr) out.push({kind: 'address', cidr, devs: [link.ifname], text: `${a.local}/${a.prefixlen} dev ${link.ifname}`})
+    }
+  }
+  for (const json of routeJsons) {
+    for (const rt of parseJson<RouteDump[]>(json, 'show routes') ?? []) {
+      const cidr = prefixOf(rt.dst)
+      if (!cidr) continue
+      const hops = rt.nexthops ?? [{gateway: rt.gateway, dev: rt.dev}]
+      const devs = hops.flatMap((h) => (h.dev ? [h.dev] : []))
+      const via = hops.map((h) => `${h.gateway ? `via ${h.gateway} ` : ''}${h.dev ? `dev ${h.dev}` : ''}`.trim()).filter(Boolean).join(' nexthop ')
+      const type = rt.type && rt.type !== 'unicast' ? `${rt.type} ` : ''
+      const table = rt.table && rt.table !== 'main' ? ` table ${rt.table}` : ''
+      out.push({kind: 'route', cidr, devs, text: `${type}${rt.dst}${via ? ` ${via}` : ''}${table}`})
+    }
+  }
+  return out
+}
+
+/** The node netns's addresses and routes (three reads: addresses, IPv4 and IPv6 routes of every table). */
+export async function nodeNetworks(runner: Runner): Promise<NodeNetwork[]> {
+  const [addrs, v4, v6] = await Promise.all([
+    runner.run('ip', ['-j', 'addr', 'show'], {readOnly: true}),
+    runner.run('ip', ['-4', '-j', 'route', 'show', 'table', 'all'], {readOnly: true}),
+    // A kernel booted with ipv6.disable=1 refuses the family: it has no IPv6 routes either.
+    runner.run('ip', ['-6', '-j', 'route', 'show', 'table', 'all'], {readOnly: true, allowFailure: true}),
+  ])
+  return parseNodeNetworks(addrs.stdout, [v4.stdout, v6.exitCode === 0 ? v6.stdout : '[]'])
+}
+
+/**
+ * What a pod CIDR must not overlap: the node's addresses and routes that are not pn's (pn_host,
+ * pn_net and lxc devices carry what an earlier init and its pods made, so a re-run passes).
+ */
+export function foreignOverlaps(podCidr: string, networks: NodeNetwork[]): NodeNetwork[] {
+  const pod = parseCidr(podCidr).cidr
+  return networks.filter((n) => (n.devs.length === 0 || !n.devs.every(isPnDevice)) && cidrsOverlap(pod, parseCidr(n.cidr).cidr))
+}
+
 /** True when the main table routes `cidr` exactly as pn wants. */
 export async function podCidrRouteOk(runner: Runner, cidr: string, routerIp: string): Promise<boolean> {
   const fam = cidrFamily(cidr)
@@ -102,7 +192,7 @@ export async function setupHostDevices(runner: Runner, mtu: number, undo: UndoSt
     actions.push(`created ${HOST_DEVICE} <-> ${NET_DEVICE}`)
   } else if (!isVethPairOf(host, net)) {
     throw new PnError('PN_NODE_CONFLICT', `create ${HOST_DEVICE}/${NET_DEVICE}: a device with that name exists but is not pn's veth pair`, {
-      hint: 'run `pn node reset` (removes pn_host/pn_net) and init again',
+      hint: `rename or delete that device yourself (\`ip link show ${host ? HOST_DEVICE : NET_DEVICE}\`): pn, reset included, leaves devices it did not make alone`,
     })
   } else {
     for (const d of [host, net] as LinkInfo[]) {
@@ -175,10 +265,16 @@ export async function hostDevices(runner: Runner): Promise<DeviceState[]> {
   return devs.filter((d): d is LinkInfo => !!d).map((d) => ({name: d.ifname, ifindex: d.ifindex, mac: d.address, mtu: d.mtu}))
 }
 
-/** Delete pn_host ↔ pn_net; returns what was removed. */
-export async function deleteHostDevices(runner: Runner): Promise<string[]> {
+/**
+ * Delete pn_host ↔ pn_net, only when they are pn's veth pair (created together, they never exist
+ * apart): a device of that name pn did not make is left alone, with its addresses and routes.
+ */
+export async function deleteHostDevices(runner: Runner): Promise<{removed: string[]; kept: string[]}> {
+  const [host, net] = await Promise.all([getLink(runner, HOST_DEVICE), getLink(runner, NET_DEVICE)])
+  if (!host && !net) return {removed: [], kept: []}
+  if (!isVethPairOf(host, net)) return {removed: [], kept: [host?.ifname, net?.ifname].filter((x): x is string => !!x)}
   const removed: string[] = []
   if (await deleteLinkByName(runner, HOST_DEVICE)) removed.push(`${HOST_DEVICE} <-> ${NET_DEVICE}`)
   if (await deleteLinkByName(runner, NET_DEVICE)) removed.push(NET_DEVICE)
-  return removed
+  return {removed, kept: []}
 }

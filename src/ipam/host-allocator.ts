@@ -72,11 +72,19 @@ export const ROUTER_OWNER = 'router'
 /** Cilium caps an IPv6 range at 2^16 addresses (a 64k-bit bitmap): a /64 uses its first 65534. */
 export const MAX_RANGE_SIZE = 65536
 
-/** Selects allocations by address or by owner (exactly one). */
+/** Selects allocations by address (one or several) or by owner (exactly one of the two). */
 export interface Selector {
-  ip?: string
+  ip?: string | string[]
   owner?: string
 }
+
+/** The addresses a selector names (none for an owner selector). */
+export function selectorIps(sel: Selector): string[] {
+  return sel.ip === undefined ? [] : Array.isArray(sel.ip) ? sel.ip : [sel.ip]
+}
+
+/** Why an allocation must not be released (a live endpoint holds it), or undefined. */
+export type InUse = (a: IpAllocation) => string | undefined
 
 export interface AllocateOptions {
   owner?: string
@@ -382,26 +390,34 @@ export class HostAllocator {
     return {changed: true, owner, allocations: made.map((e) => this.view(e))}
   }
 
-  private select(sel: Selector, action: string): Entry[] | undefined {
-    if ((sel.ip === undefined) === (sel.owner === undefined)) {
-      throw new PnError('PN_INVALID_ARGUMENT', `${action}: give exactly one of an IP or --owner`, {
-        hint: `pn ipam ${action.split(' ')[0]} 10.0.1.5  or  pn ipam ${action.split(' ')[0]} --owner OWNER`,
+  /** The entries a selector names, and the addresses it names that nobody holds. */
+  private select(sel: Selector, action: string): {entries: Entry[]; missing: string[]} {
+    const ips = selectorIps(sel)
+    if ((ips.length === 0) === (sel.owner === undefined)) {
+      const verb = action.split(' ')[0]
+      throw new PnError('PN_INVALID_ARGUMENT', `${action}: give addresses (--ip) or --owner, not both and not neither`, {
+        hint: `pn ipam ${verb} --ip 10.0.1.5  or  pn ipam ${verb} --owner OWNER`,
       })
     }
-    if (sel.ip !== undefined) {
-      const ip = parseIp(sel.ip)
-      const e = this.byIp.get(formatIp(ip.value, ip.family))
-      return e ? [e] : undefined
+    if (ips.length > 0) {
+      const entries = new Set<Entry>()
+      const missing: string[] = []
+      for (const text of ips) {
+        const ip = parseIp(text)
+        const e = this.byIp.get(formatIp(ip.value, ip.family))
+        if (e) entries.add(e)
+        else missing.push(text)
+      }
+      return {entries: [...entries], missing}
     }
-    const list = this.byOwner.get(sel.owner!)
-    return list && list.length > 0 ? [...list] : undefined
+    return {entries: [...(this.byOwner.get(sel.owner!) ?? [])], missing: []}
   }
 
   /** Turn pending allocations into confirmed ones (the CNI ADD finished). */
   confirm(sel: Selector): {changed: boolean; allocations: IpAllocation[]} {
-    const entries = this.select(sel, 'confirm ip')
-    if (!entries) {
-      const what = sel.ip !== undefined ? `ip ${sel.ip}` : `owner ${sel.owner}`
+    const {entries, missing} = this.select(sel, 'confirm ip')
+    if (entries.length === 0 || missing.length > 0) {
+      const what = sel.owner !== undefined ? `owner ${sel.owner}` : `ip ${(missing.length > 0 ? missing : selectorIps(sel)).join(', ')}`
       throw new PnError('PN_IPAM_NOT_ALLOCATED', `confirm ${what}: not allocated (or its expiry passed and it was returned to the pool)`, {
         hint: 'see pn ipam list; allocate again with pn ipam alloc',
       })
@@ -418,21 +434,35 @@ export class HostAllocator {
     return {changed, allocations: entries.map((e) => this.view(e))}
   }
 
-  /** Release by address or owner; unknown ones are a no-op. The router reservation is refused. */
-  release(sel: Selector): {changed: boolean; released: IpAllocation[]; warnings?: string[]} {
-    const entries = this.select(sel, 'release ip')
-    if (!entries) {
-      const warnings: string[] = []
-      if (sel.ip !== undefined && !this.rangeOf(sel.ip).range) warnings.push(`${sel.ip} is not in any pod CIDR of this node (${this.ranges.map((r) => r.text).join(', ')})`)
-      return {changed: false, released: [], ...(warnings.length ? {warnings} : {})}
+  /**
+   * Release by addresses or owner; unknown ones are a no-op. The router reservation is refused,
+   * and so is, with `inUse`, an allocation a live holder still uses (PN_IPAM_IN_USE): nothing is
+   * released then.
+   */
+  release(sel: Selector, inUse?: InUse): {changed: boolean; released: IpAllocation[]; warnings?: string[]} {
+    const {entries, missing} = this.select(sel, 'release ip')
+    const warnings: string[] = []
+    for (const ip of missing) {
+      if (!this.rangeOf(ip).range) warnings.push(`${ip} is not in any pod CIDR of this node (${this.ranges.map((r) => r.text).join(', ')})`)
     }
+    if (entries.length === 0) return {changed: false, released: [], ...(warnings.length ? {warnings} : {})}
     if (entries.some((e) => e.owner === ROUTER_OWNER)) {
       throw new PnError('PN_INVALID_ARGUMENT', `release ip ${entries.map((e) => e.ip).join(', ')}: reserved for the router (pn_host)`, {
         hint: 'the router reservation goes with the node: pn node reset',
       })
     }
+    const busy = inUse ? entries.flatMap((e) => {
+      const holder = inUse(this.view(e))
+      return holder ? [{ip: e.ip, owner: e.owner, holder}] : []
+    }) : []
+    if (busy.length > 0) {
+      throw new PnError('PN_IPAM_IN_USE', `release ip ${busy.map((b) => b.ip).join(', ')}: in use by ${[...new Set(busy.map((b) => b.holder))].join('; ')}`, {
+        hint: 'delete the pod first (its runtime\'s CNI DEL, or `pn veth delete`); to free the address anyway, rerun with --force (the pod keeps using it, and the next pod may get it too)',
+        details: {inUse: busy},
+      })
+    }
     for (const e of entries) this.remove(e)
-    return {changed: true, released: entries.map((e) => this.view(e))}
+    return {changed: true, released: entries.map((e) => this.view(e)), ...(warnings.length ? {warnings} : {})}
   }
 
   /** Move the router reservation of each range to the given address (one per family). */

@@ -34,11 +34,13 @@ import {
   type IpAllocation,
   type IpamState,
   type RangeStatus,
+  selectorIps,
+  type InUse,
   type Selector,
   type StoredAllocation,
 } from './host-allocator.js'
 
-export {ROUTER_OWNER, type AllocateOptions, type AllocationState, type IpAllocation, type IpamState, type RangeStatus, type Selector} from './host-allocator.js'
+export {ROUTER_OWNER, type AllocateOptions, type AllocationState, type InUse, type IpAllocation, type IpamState, type RangeStatus, type Selector} from './host-allocator.js'
 
 /**
  * What to allocate from: the pod CIDRs (one per family) and where their state lives. IPAM
@@ -372,7 +374,7 @@ export function allocateIp(t: HostIpamTarget, opts: AllocateOptions = {}): Promi
 }
 
 function needOf(sel: Selector): Need {
-  return {owners: sel.owner !== undefined ? [sel.owner] : [], ips: sel.ip !== undefined ? [sel.ip] : []}
+  return {owners: sel.owner !== undefined ? [sel.owner] : [], ips: selectorIps(sel)}
 }
 
 export interface ConfirmResult {
@@ -392,9 +394,18 @@ export interface ReleaseResult {
   warnings?: string[]
 }
 
-/** Release by IP or owner; releasing what is not allocated succeeds with changed:false. */
-export function releaseIp(t: HostIpamTarget, sel: Selector): Promise<ReleaseResult> {
-  return mutate(t, (a) => a.release(sel), {}, needOf(sel))
+export interface ReleaseOptions {
+  /**
+   * Asked, under the IPAM lock, about each allocation about to go: a description of who still
+   * uses it refuses the whole release (PN_IPAM_IN_USE). IPAM knows no endpoints; the node layer
+   * passes this (src/node/ipam.ts).
+   */
+  inUse?: InUse
+}
+
+/** Release by IPs or owner; releasing what is not allocated succeeds with changed:false. */
+export function releaseIp(t: HostIpamTarget, sel: Selector, opts: ReleaseOptions = {}): Promise<ReleaseResult> {
+  return mutate(t, (a) => a.release(sel, opts.inUse), {}, needOf(sel))
 }
 
 export interface GcResult {

@@ -14,11 +14,12 @@ import type {Runner} from '../exec/runner.js'
 import {canonicalIp, cidrContains, cidrFamily, firstUsable, ipFamily, normalizeCidr} from '../cidr/cidr.js'
 import {loadHostPrograms, unloadHostPrograms} from '../datapath/bpf/index.js'
 import {defaultBpffsRoot, ensureBpffs} from '../datapath/bpffs.js'
-import {hostDevices, setupHostDevices, setupHostSysctls, setupRouterAddressing, type DeviceState} from '../datapath/host.js'
+import {foreignOverlaps, hostDevices, nodeNetworks, setupHostDevices, setupHostSysctls, setupRouterAddressing, type DeviceState} from '../datapath/host.js'
 import {getLink} from '../datapath/link.js'
 import {runPlan, UndoStack, type FlowOptions, type Plan} from '../flow/plan.js'
 import {ipamExists, reserveRouterIps, resetIpam} from '../ipam/host.js'
-import {allocatePodCidrs, openPoolStore, releasePodCidrs, resolvePoolLocation} from '../ipam/pool.js'
+import {allocatePodCidrs, checkNodeName, openPoolStore, releasePodCidrs, resolvePoolLocation, type PoolState} from '../ipam/pool.js'
+import type {Store} from '../state/store.js'
 import type {LockOptions} from '../state/files.js'
 import {bpfCacheDir, HOST_DEVICE, NET_DEVICE, readNodeContext, writeNodeContext, type NodeContext, type RoutingMode} from './context.js'
 import {ipamOf} from './ipam.js'
@@ -96,22 +97,53 @@ function contextOf(r: InitRun): NodeContext {
   }
 }
 
+/** The pool at `location`, or PN_POOL_NOT_FOUND naming what to do instead. */
+async function readPool(r: InitRun, location: string, action: string): Promise<{store: Store<PoolState>; state: PoolState}> {
+  const store = openPoolStore(location, r.opts.lock)
+  const state = await store.read()
+  if (state === undefined) {
+    throw new PnError('PN_POOL_NOT_FOUND', `${action}: no cluster pool at ${location}`, {
+      hint: 'create the pool with `pn pool init --cidr CIDR --mask-size N`, or pass --pod-cidr CIDR without --pool (standalone)',
+    })
+  }
+  return {store, state}
+}
+
+/**
+ * --pod-cidr together with --pool: each CIDR must be one the pool gave this node. Taking another
+ * node's block (or one the pool never handed out) would route the same pods on two nodes.
+ */
+function checkPoolGave(r: InitRun, state: PoolState, location: string): void {
+  const mine = state.nodes.find((n) => n.name === r.opts.name)?.cidrs.map((c) => normalizeCidr(c).text) ?? []
+  for (const cidr of r.podCidrs) {
+    if (mine.includes(cidr)) continue
+    const holder = state.nodes.find((n) => n.name !== r.opts.name && n.cidrs.some((c) => normalizeCidr(c).text === cidr))
+    const cause = holder ? `the pool ${location} gave it to node ${holder.name}` : `the pool ${location} did not allocate it to ${r.opts.name}`
+    throw new PnError('PN_CIDR_CONFLICT', `initialise node ${r.opts.name}: pod cidr ${cidr} is not this node's: ${cause}`, {
+      hint: mine.length > 0
+        ? `this node's pod CIDR in the pool is ${mine.join(', ')}: drop --pod-cidr (or pass that one)`
+        : 'drop --pod-cidr to take a block from the pool, or drop --pool to use the CIDR standalone',
+      details: {podCidr: cidr, pool: location, ...(holder ? {heldBy: holder.name} : {}), nodeCidrs: mine},
+    })
+  }
+}
+
 /** The pod CIDRs: --pod-cidr, else node.json's on a re-run, else one from the cluster pool. */
 async function resolvePodCidrs(r: InitRun): Promise<void> {
   const {opts, previous} = r
   if (opts.podCidrs && opts.podCidrs.length > 0) {
     r.podCidrs = opts.podCidrs.map((c) => normalizeCidr(c, 'pod cidr').text)
+    if (opts.pool) {
+      const location = resolvePoolLocation(r.stateDir, opts.pool)
+      checkPoolGave(r, (await readPool(r, location, `check pod cidr of ${opts.name}`)).state, location)
+      r.pool = location
+    }
   } else if (previous && !opts.pool) {
     r.podCidrs = previous.podCidrs
     r.pool = previous.pool
   } else {
     const location = resolvePoolLocation(r.stateDir, opts.pool)
-    const store = openPoolStore(location, opts.lock)
-    if ((await store.read()) === undefined) {
-      throw new PnError('PN_POOL_NOT_FOUND', `allocate pod cidr for ${opts.name}: no cluster pool at ${location}`, {
-        hint: 'pass --pod-cidr CIDR, or create a pool with `pn pool init --cidr CIDR --mask-size N`',
-      })
-    }
+    const {store} = await readPool(r, location, `allocate pod cidr for ${opts.name}`)
     const got = await allocatePodCidrs(store, opts.name)
     r.pool = location
     r.podCidrs = got.cidrs.map((c) => normalizeCidr(c).text)
@@ -169,6 +201,25 @@ async function checkUplink(r: InitRun): Promise<void> {
     })
   }
   r.mtu = r.opts.mtu ?? r.previous?.mtu ?? up.mtu
+}
+
+/**
+ * A pod CIDR must not overlap any address or route of the node (pn's own devices aside): with
+ * the uplink's subnet, the router IP would duplicate the uplink's address and the pod CIDR route
+ * would replace the uplink's (and go with pn_host at reset). Read-only, before any change.
+ */
+async function checkCidrConflicts(r: InitRun): Promise<void> {
+  const networks = await nodeNetworks(r.runner)
+  for (const cidr of r.podCidrs) {
+    const hits = foreignOverlaps(cidr, networks)
+    if (hits.length === 0) continue
+    const [first, ...rest] = hits
+    const more = rest.length > 0 ? ` (and ${rest.length} more: ${rest.slice(0, 3).map((h) => `${h.kind} ${h.text}`).join('; ')}${rest.length > 3 ? '; …' : ''})` : ''
+    throw new PnError('PN_CIDR_CONFLICT', `initialise node ${r.opts.name}: pod cidr ${cidr} overlaps ${first.kind} ${first.text}${more}`, {
+      hint: 'pick a pod CIDR outside the node\'s own networks (see `ip addr` and `ip route show table all`); nothing was changed',
+      details: {podCidr: cidr, conflicts: hits.map((h) => ({kind: h.kind, cidr: h.cidr, devices: h.devs, text: h.text}))},
+    })
+  }
 }
 
 async function prepareBpffs(r: InitRun): Promise<void> {
@@ -233,6 +284,8 @@ async function writeContext(r: InitRun): Promise<void> {
 
 /** Build the node-init plan; nothing runs until its steps do. */
 export async function planNodeInit(runner: Runner, stateDir: string, opts: NodeInitOptions): Promise<Plan<NodeInitResult>> {
+  // The name keys the pool and names the default bpffs root: checked as `pn pool alloc` checks it.
+  checkNodeName(opts.name)
   const previous = await readNodeContext(stateDir)
   const r: InitRun = {
     runner,
@@ -262,6 +315,7 @@ export async function planNodeInit(runner: Runner, stateDir: string, opts: NodeI
         },
       },
       {title: 'Check the uplink device', run: () => checkUplink(r)},
+      {title: "Check the pod CIDR against the node's addresses and routes", run: () => checkCidrConflicts(r)},
       {title: `Prepare the bpffs folder ${r.bpffsRoot}`, run: () => prepareBpffs(r)},
       {
         title: `Create ${HOST_DEVICE} <-> ${NET_DEVICE}`,

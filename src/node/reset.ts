@@ -105,7 +105,11 @@ export function planNodeReset(runner: Runner, stateDir: string, opts: NodeResetO
       },
       {
         title: `Delete ${HOST_DEVICE} <-> ${NET_DEVICE}`,
-        run: async () => void removed.push(...(await deleteHostDevices(runner))),
+        run: async () => {
+          const r = await deleteHostDevices(runner)
+          removed.push(...r.removed)
+          if (r.kept.length > 0) warnings.push(`${r.kept.join(', ')} left alone: not pn's ${HOST_DEVICE} <-> ${NET_DEVICE} veth pair (pn deletes no device, and no route, it did not make)`)
+        },
       },
       {
         title: 'Forget IPAM state and release the pod CIDR',

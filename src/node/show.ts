@@ -6,7 +6,7 @@ import {getLink, isVethPairOf} from '../datapath/link.js'
 import {readSysctls} from '../datapath/sysctl.js'
 import {listEndpoints} from '../endpoint/store.js'
 import {isBpffs} from '../datapath/bpffs.js'
-import {hostAddresses, nodeSysctls, podCidrRouteOk} from '../datapath/host.js'
+import {foreignOverlaps, hostAddresses, nodeNetworks, nodeSysctls, podCidrRouteOk} from '../datapath/host.js'
 import {HOST_DEVICE, NET_DEVICE, requireNodeContext, type NodeContext} from './context.js'
 
 export interface NodeCheck {
@@ -46,6 +46,13 @@ export async function showNode(runner: Runner, stateDir: string): Promise<NodeSh
   for (let i = 0; i < node.podCidrs.length; i++) {
     const ok = host ? await podCidrRouteOk(runner, node.podCidrs[i], node.routerIps[i]) : false
     add(`route ${node.podCidrs[i]}`, ok, `via ${node.routerIps[i]} dev ${HOST_DEVICE}`, ok ? 'present' : 'missing or different')
+  }
+  // What init refuses can still appear later (a route or address added by hand): it shadows pods.
+  const networks = await nodeNetworks(runner)
+  for (const c of node.podCidrs) {
+    const hits = foreignOverlaps(c, networks)
+    add(`pod cidr ${c} apart from the node's networks`, hits.length === 0, 'no address or route of another device overlaps it',
+      hits.length === 0 ? 'none overlaps' : hits.map((h) => `${h.kind} ${h.text}`).join('; '))
   }
   const wanted = nodeSysctls(node.podCidrs)
   const current = await readSysctls(runner, Object.keys(wanted))

@@ -17,7 +17,7 @@ import {PnError} from '../errors.js'
 import {mapPath} from '../datapath/bpf/bpffs.js'
 import {OP_UPDATE, OpList, VALUE_OFFSET, openMapWriter, type MapWriter} from '../datapath/bpf/op-list.js'
 import {requireNodeContext} from '../node/context.js'
-import {DEFAULT_LOCK_TIMEOUT_MS, ensureDir, readFileIfExists, readJsonFile, renameDurable, writeFileAtomic, type JsonFileSpec, type LockOptions} from '../state/files.js'
+import {DEFAULT_LOCK_TIMEOUT_MS, ensureDir, fileExists, readFileIfExists, readJsonFile, renameDurable, withLock, writeFileAtomic, type JsonFileSpec, type LockOptions} from '../state/files.js'
 import {frontendKey, vipChecker, type ServiceSpec} from './model.js'
 import {LB_GATE_MAP, LB_OP_MAPS, planRollForward, planServices, reportDiff, type PlannedOps, type ServiceDiff} from './plan.js'
 import {
@@ -87,6 +87,32 @@ async function readPending(stateDir: string, warnings: string[]): Promise<Servic
 async function commitPending(stateDir: string): Promise<void> {
   await renameDurable(pendingFile(stateDir), servicesFile(stateDir))
   await fs.rm(path.join(stateDir, LEGACY_FILE), {force: true})
+}
+
+/**
+ * Forget the node's service table (`pn node reset`): the committed, pending and legacy files,
+ * under the table's lock. The maps go with the node's bpffs root; a table left behind would make
+ * the next node's `pn service list` show services that are not programmed.
+ */
+export async function removeServiceTable(stateDir: string, lock: LockOptions = {}): Promise<string[]> {
+  const files = [servicesFile(stateDir), pendingFile(stateDir), path.join(stateDir, LEGACY_FILE)]
+  const present = async () => (await Promise.all(files.map(fileExists))).some(Boolean)
+  if (!(await present())) return []
+  return withLock(servicesFile(stateDir), async () => {
+    const removed: string[] = []
+    for (const f of files) {
+      if (await fileExists(f)) {
+        await fs.rm(f, {force: true})
+        removed.push(f)
+      }
+    }
+    return removed
+  }, lock)
+}
+
+/** `pn node reset`'s step for the service table (the command hands it to resetNode). */
+export function serviceResetStep(stateDir: string, lock: LockOptions = {}): {title: string; run: () => Promise<string[]>} {
+  return {title: 'Remove the service table', run: () => removeServiceTable(stateDir, lock)}
 }
 
 /**
