@@ -219,10 +219,6 @@ export function cidrsOverlap(a: Cidr, b: Cidr): boolean {
   return a.family === b.family && a.network <= lastAddress(b) && b.network <= lastAddress(a)
 }
 
-export function cidrEquals(a: Cidr, b: Cidr): boolean {
-  return a.family === b.family && a.network === b.network && a.prefix === b.prefix
-}
-
 /** The `index`-th /newPrefix block inside `c` (k8s cidrset's indexToCIDRBlock). */
 export function subnetAt(c: Cidr, newPrefix: number, index: number | bigint): Cidr {
   const bits = familyBits(c.family)
