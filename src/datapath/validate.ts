@@ -44,7 +44,8 @@ export function validateIfname(ifname: string): void {
   else if (Buffer.byteLength(ifname) > MAX_IFNAME_BYTES) cause = `longer than ${MAX_IFNAME_BYTES} bytes`
   else if (ifname === '.' || ifname === '..') cause = 'reserved name'
   else if (CONTROL_RE.test(ifname)) cause = 'contains a control character'
-  else if (/[/:\s]/.test(ifname)) cause = 'contains `/`, `:` or whitespace'
+  // The kernel's isspace() also counts byte 0xa0 (Latin-1 no-break space): `à` is C3 A0 in UTF-8.
+  else if (/[/:\s]/.test(ifname) || Buffer.from(ifname).includes(0xa0)) cause = 'contains `/`, `:` or whitespace'
   if (cause) {
     throw new PnError('PN_INVALID_IFNAME', `validate interface name ${JSON.stringify(ifname)}: ${cause}`, {
       hint: `use a name of 1-${MAX_IFNAME_BYTES} bytes without '/', ':', whitespace or control characters, e.g. eth0`,

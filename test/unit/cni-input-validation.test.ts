@@ -29,7 +29,7 @@ function rejects(fn: () => unknown, code: ErrorCode, what: string): void {
 }
 
 describe('cni input validation: names and paths', () => {
-  for (const bad of ['', '.', '..', 'a/b', 'a:b', 'a b', 'eth0\n', 'eth0\nlink', 'eth\0', 'eth\x01', 'eth\x7f', 'e\u0085', '\teth0', 'abcdefghijklmnop', 'éééééééé']) {
+  for (const bad of ['', '.', '..', 'a/b', 'a:b', 'a b', 'eth0\n', 'eth0\nlink', 'eth\0', 'eth\x01', 'eth\x7f', 'e\u0085', '\teth0', 'abcdefghijklmnop', 'éééééééé', 'eth\u00a0', 'vlanà']) {
     it(`refuses ifname ${JSON.stringify(bad)} (PN_INVALID_IFNAME, CNI code 4)`, () => {
       rejects(() => validateIfname(bad), 'PN_INVALID_IFNAME', JSON.stringify(bad))
     })
