@@ -5,10 +5,10 @@
  * What counts as a citation: in docs/*.md, README.md and labs/*\/README.md, backticked text and
  * relative link targets; in comments of src/, native/, bpf/, commands/, bench/, scripts/ and test/,
  * any word. Either counts when it looks like a repository path: it starts with a top-level folder
- * of this repository (`src/…`, `bpf/…`), or with `./` or `../`, or contains a `/` and ends in a
- * source extension (`maps/index.ts`). It must then name a file or folder relative to the citing
- * file, to the repository root, or, for a partial path like `maps/index.ts`, the end of some
- * path in the repository. Not citations: absolute paths (`/var/lib/pn`, runtime paths), URLs,
+ * of this repository (`src/…`, `bpf/…`), or contains a `/` and ends in a source extension
+ * (`maps/index.ts`, `./netns.ts`; a leading `./` or `../` alone is not enough: `../x`). It must
+ * then name a file or folder relative to the citing file, to the repository root, or, for a
+ * partial path like `maps/index.ts`, the end of some path in the repository. Not citations: absolute paths (`/var/lib/pn`, runtime paths), URLs,
  * placeholders and globs (`<state-dir>/…`, `src/**`), and paths named as another project's
  * (`Cilium's bpf/lib/lb.h`) or system headers (`linux/bpf.h`). `dist/…` is the build output: a
  * compiled module must have its TypeScript source (`dist/src/entry/cni-main.js`), a native binary
@@ -45,15 +45,22 @@ function walk(dir: string, keep: (f: string) => boolean): string[] {
 /** Comment text of a source file (TypeScript/JavaScript by the scanner, C and shell by their syntax). */
 function comments(file: string, text: string): string[] {
   if (/\.(ts|js|mjs|cjs)$/.test(file) || /^#!.*\bnode\b/.test(text)) {
-    const body = text.startsWith('#!') ? text.slice(text.indexOf('\n')) : text
-    const scanner = ts.createScanner(ts.ScriptTarget.Latest, false, ts.LanguageVariant.Standard, body)
+    // Every token's leading and trailing trivia: the parser knows strings, regexes and templates.
+    const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, /\.ts$/.test(file) ? ts.ScriptKind.TS : ts.ScriptKind.JS)
+    const seen = new Set<number>()
     const out: string[] = []
-    for (let t = scanner.scan(); t !== ts.SyntaxKind.EndOfFileToken; t = scanner.scan()) {
-      if (t === ts.SyntaxKind.SingleLineCommentTrivia || t === ts.SyntaxKind.MultiLineCommentTrivia) out.push(scanner.getTokenText())
-      // Regex literals and template strings need the parser's context; a slash here is division.
-      if (t === ts.SyntaxKind.SlashToken || t === ts.SyntaxKind.SlashEqualsToken) scanner.reScanSlashToken()
-      if (t === ts.SyntaxKind.CloseBraceToken) scanner.reScanTemplateToken(false)
+    const grab = (pos: number) => {
+      for (const r of [...(ts.getLeadingCommentRanges(text, pos) ?? []), ...(ts.getTrailingCommentRanges(text, pos) ?? [])]) {
+        if (!seen.has(r.pos)) out.push(text.slice(r.pos, r.end))
+        seen.add(r.pos)
+      }
     }
+    const visit = (n: ts.Node) => {
+      grab(n.getFullStart())
+      grab(n.getEnd())
+      for (const c of n.getChildren(source)) visit(c)
+    }
+    visit(source)
     return out
   }
   if (/\.(c|h)$/.test(file)) return [...text.matchAll(/\/\*[\s\S]*?\*\/|\/\/[^\n]*/g)].map((m) => m[0])
@@ -78,9 +85,9 @@ function commentCitations(text: string): {word: string; before: string}[] {
 
 function isCandidate(word: string): boolean {
   if (word.startsWith('/') || /[<>*…$%{}\s|]/.test(word) || SYSTEM.test(word)) return false
-  if (/^\.{1,2}\//.test(word)) return true
-  const first = word.split('/')[0]
-  if (TOP.includes(first) && word.includes('/')) return true
+  const tail = word.replace(/^(\.{1,2}\/)+/, '')
+  if (tail !== word) return EXT.test(tail) || TOP.includes(tail.split('/')[0]) // `./netns.ts`, not `../x`
+  if (TOP.includes(word.split('/')[0]) && word.includes('/')) return true
   return word.includes('/') && EXT.test(word)
 }
 
@@ -101,7 +108,7 @@ function exists(citingFile: string, word: string): boolean {
     return [rest, rest.replace(/\.js$/, '.ts'), rest.replace(/\.js\.map$/, '.ts')].some((r) => existsSync(path.join(REPO_ROOT, r)))
   }
   if (existsSync(path.resolve(path.dirname(citingFile), w)) || existsSync(path.join(REPO_ROOT, w))) return true
-  // Compiled-name citations (`./env.js` in a comment of a .ts file) name the source.
+  // A compiled name in a comment of a .ts file (an import path ending in .js) names the source.
   if (/\.js$/.test(w) && (existsSync(path.resolve(path.dirname(citingFile), w.replace(/\.js$/, '.ts'))) || existsSync(path.join(REPO_ROOT, w.replace(/\.js$/, '.ts'))))) return true
   if (TOP.includes(w.split('/')[0])) return false
   // A partial path, or one relative to somewhere else (`../../bin/pn-cni.cjs` from dist/native/).
@@ -153,6 +160,7 @@ describe('cited repository paths exist', function () {
     assert.equal(isCandidate('<state-dir>/ipam/'), false)
     assert.equal(isCandidate('10.20.30.0/26'), false)
     assert.equal(isCandidate('maps/index.ts'), true)
+    assert.equal(isCandidate('../x'), false)
     assert.equal(exists(path.join(REPO_ROOT, 'src/datapath/bpf/map-io.ts'), 'maps/index.ts'), true)
     assert.equal(exists(path.join(REPO_ROOT, 'README.md'), 'src/datapath/bpf/codecs.ts'), false)
     assert.equal(exists(path.join(REPO_ROOT, 'README.md'), 'dist/src/entry/cni-main.js'), true)
