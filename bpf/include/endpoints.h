@@ -16,7 +16,7 @@
 /* The address is not a pod but the node itself (router IP): hand it to the stack. */
 #define ENDPOINT_F_HOST 1
 
-/* Contract with src/datapath/bpf/codecs.ts (checked against BTF by a unit test). */
+/* Contract with src/datapath/bpf/maps/endpoints.ts (checked against BTF by a unit test). */
 struct endpoint_key {
 	__u8 addr[16]; /* IPv4 in the first 4 bytes (network order), rest zero */
 	__u8 family;   /* ENDPOINT_KEY_IPV4 / ENDPOINT_KEY_IPV6 */

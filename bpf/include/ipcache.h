@@ -11,7 +11,7 @@
 
 #define IPCACHE_F_LOCAL 1 /* the prefix is a pod on this node */
 
-/* Contract with src/datapath/bpf/codecs.ts (checked against BTF by a unit test). The LPM
+/* Contract with src/datapath/bpf/maps/ipcache.ts (checked against BTF by a unit test). The LPM
  * trie compares `prefixlen` bits after the prefixlen field, so family+pad (32 bits) are part
  * of every prefix: prefixlen = 32 + IP prefix length. */
 struct ipcache_key {

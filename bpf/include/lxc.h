@@ -9,7 +9,7 @@
 
 #include "common.h"
 
-/* Contract with src/datapath/bpf/codecs.ts (checked against BTF by a unit test). */
+/* Contract with src/datapath/bpf/maps/lxc.ts (checked against BTF by a unit test). */
 struct lxc_key {
 	__u32 ifindex;
 };

@@ -12,7 +12,7 @@
  * event_pipe`, which only reads perf event arrays (bpftool 7.1), so no native reader is needed.
  *
  * The struct below is part of the kernel ↔ TypeScript contract
- * (src/datapath/bpf/maps/events.ts, checked against BTF by test/unit/bpf-layout.test.ts), and the
+ * (src/datapath/bpf/maps/trace.ts, checked against BTF by test/unit/bpf-layout.test.ts), and the
  * OBS_* numbers are parsed from this file by a unit test: keep one `#define NAME VALUE` per line.
  */
 #ifndef PN_TRACE_H

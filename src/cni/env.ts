@@ -4,6 +4,7 @@
  * a runtime gets the same answer from pn as from the reference plugins. libcni sets every
  * variable (empty for the ones a command does not use), so empty counts as missing.
  */
+import {textProblem} from '../datapath/validate.js'
 import {PnError} from '../errors.js'
 import {CNI_COMMANDS, type CniCommand} from './spec.js'
 
@@ -58,7 +59,8 @@ export function parseCommand(command: string | undefined): CniCommand {
     })
   }
   if (!(CNI_COMMANDS as readonly string[]).includes(command)) {
-    throw new PnError('PN_CNI_INVALID_ENV', `read environment: unknown CNI_COMMAND: ${command}`, {
+    const shown = textProblem(command, 64) ? JSON.stringify(command.slice(0, 64)) : command
+    throw new PnError('PN_CNI_INVALID_ENV', `read environment: unknown CNI_COMMAND: ${shown}`, {
       hint: `CNI_COMMAND must be one of ${CNI_COMMANDS.join(', ')}`,
     })
   }
@@ -74,7 +76,19 @@ export function requireEnv(command: CniCommand, env: CniEnv): void {
       details: {missing},
     })
   }
+  // Container id, ifname and netns get their own checks (validate.ts); CNI_ARGS pairs: parseCniArgs.
+  for (const k of ['path', 'args'] as const) {
+    const cause = env[k] === undefined ? undefined : textProblem(env[k], MAX_ENV_BYTES)
+    if (cause) {
+      throw new PnError('PN_CNI_INVALID_ENV', `read environment: invalid ${VAR_NAMES[k]}: ${cause}`, {
+        hint: `${VAR_NAMES[k]} must be printable text of at most ${MAX_ENV_BYTES} bytes`,
+      })
+    }
+  }
 }
+
+/** Longest CNI_PATH or CNI_ARGS pn reads (a Kubernetes CNI_ARGS is a few hundred bytes). */
+const MAX_ENV_BYTES = 65536
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/
 
@@ -124,6 +138,12 @@ export function parseCniArgs(s: string | undefined): CniArgs {
   const pairs: [string, string][] = []
   for (const item of s.split(';')) {
     if (item === '') continue
+    const cause = textProblem(item, MAX_ENV_BYTES)
+    if (cause) {
+      throw new PnError('PN_CNI_INVALID_ENV', `parse CNI_ARGS: invalid pair ${JSON.stringify(item.slice(0, 64))}: ${cause}`, {
+        hint: 'CNI_ARGS keys and values are printable text (no NUL, newline or other control character)',
+      })
+    }
     const kv = item.split('=')
     if (kv.length !== 2 || kv[0] === '') {
       throw new PnError('PN_CNI_INVALID_ENV', `parse CNI_ARGS: invalid pair "${item}" (want KEY=VALUE)`, {

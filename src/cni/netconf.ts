@@ -3,6 +3,7 @@
  * (`capabilities` left in, `runtimeConfig`, `args`, unknown fields, `prevResult`) and checks
  * only what it uses: version, name, pn's own keys and the ipam section it cannot delegate.
  */
+import {MAX_PATH_BYTES, textProblem} from '../datapath/validate.js'
 import {PnError} from '../errors.js'
 import {validateNetworkName} from './env.js'
 import {isSupportedVersion, SUPPORTED_VERSIONS, type CniVersion} from './spec.js'
@@ -54,6 +55,8 @@ export function parseNetConf(stdin: string): NetConf {
   const version = checkVersion(o.cniVersion)
   const name = validateNetworkName(o.name)
   if (o.type !== undefined && typeof o.type !== 'string') throw invalid('type', o.type, 'must be a string')
+  const badType = typeof o.type === 'string' ? textProblem(o.type, 256) : undefined
+  if (badType) throw invalid('type', o.type, badType)
   const conf: NetConf = {
     cniVersion: version,
     name,
@@ -64,10 +67,14 @@ export function parseNetConf(stdin: string): NetConf {
   }
   if (o.stateDir !== undefined) {
     if (typeof o.stateDir !== 'string' || !o.stateDir.startsWith('/')) throw invalid('stateDir', o.stateDir, 'must be an absolute path')
+    const bad = textProblem(o.stateDir, MAX_PATH_BYTES)
+    if (bad) throw invalid('stateDir', o.stateDir, bad)
     conf.stateDir = o.stateDir
   }
   if (o.logFile !== undefined) {
     if (typeof o.logFile !== 'string' || !o.logFile.startsWith('/')) throw invalid('logFile', o.logFile, 'must be an absolute path')
+    const bad = textProblem(o.logFile, MAX_PATH_BYTES)
+    if (bad) throw invalid('logFile', o.logFile, bad)
     conf.logFile = o.logFile
   }
   if (o.ipamExpirationMs !== undefined) {
@@ -177,6 +184,8 @@ function attachments(v: unknown): {containerId: string; ifname: string}[] {
     if (typeof containerId !== 'string' || typeof ifname !== 'string') {
       throw invalid('cni.dev/valid-attachments', a, 'entry must be {"containerID": …, "ifname": …}')
     }
+    const bad = textProblem(containerId, 1024) ?? textProblem(ifname, 1024)
+    if (bad) throw invalid('cni.dev/valid-attachments', a, `entry ${bad}`)
     out.push({containerId, ifname})
   }
   return out

@@ -17,21 +17,6 @@ export const DEFAULT_INSTALL_VERSION: CniVersion = '1.0.0'
 export const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'VERSION', 'STATUS', 'GC'] as const
 export type CniCommand = (typeof CNI_COMMANDS)[number]
 
-/** Spec error codes (SPEC.md "Error codes"); pn's own codes are ≥ 100 (ERROR_CODES in src/errors.ts). */
-export const CNI_ERR = {
-  incompatibleVersion: 1,
-  unsupportedField: 2,
-  unknownContainer: 3,
-  invalidEnv: 4,
-  io: 5,
-  decode: 6,
-  invalidConfig: 7,
-  tryAgainLater: 11,
-  notAvailable: 50,
-  limitedConnectivity: 51,
-  internal: 999,
-} as const
-
 export interface CniInterface {
   name: string
   mac?: string

@@ -4,7 +4,6 @@
  * Cilium's sysctls. Each function reads the kernel first and changes only what differs, pushing
  * the inverse of what it created on the caller's undo stack. The `ip -batch` text lives here.
  */
-import os from 'node:os'
 import type {Runner} from '../exec/runner.js'
 import {PnError} from '../errors.js'
 import {canonicalIp, cidrFamily, cidrsOverlap, formatCidr, hostPrefix, parseCidr, tryParseIp} from '../cidr/cidr.js'
@@ -65,15 +64,6 @@ export async function hostAddresses(runner: Runner): Promise<string[]> {
   return (info[0]?.addr_info ?? [])
     .filter((a) => !(a.family === 'inet6' && a.local.startsWith('fe80')))
     .map((a) => `${canonicalIp(a.local)}/${a.prefixlen}`)
-}
-
-/**
- * Every IPv4 address on any device of this process's netns (what a service VIP must not be).
- * Read with getifaddrs (os.networkInterfaces), not `ip`: pn runs inside the node's netns, and a
- * one-service update must not pay a process for it.
- */
-export function nodeIpv4Addresses(): string[] {
-  return Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).filter((a) => a.family === 'IPv4').map((a) => canonicalIp(a.address)))
 }
 
 /** pn's own devices: pn_host, pn_net and the host side of pod veths (`lxc` + 12 hex). */

@@ -6,6 +6,7 @@
  */
 import {fsp as fs} from '../exec/fs.js'
 import {PnError} from '../errors.js'
+import {netnsPathProblem, validateNetnsPath} from './validate.js'
 
 export const NSFS_MAGIC = 0x6e736673
 export const PROC_MAGIC = 0x9fa0
@@ -13,10 +14,13 @@ export const PROC_MAGIC = 0x9fa0
 export type NetnsState = 'ok' | 'missing' | 'invalid'
 
 /**
- * Classify a netns path without throwing. ESRCH (a /proc/PID/ns/net whose process just exited)
+ * Classify a netns path without throwing; a malformed path (relative, control characters) is
+ * invalid without being opened. ESRCH (a /proc/PID/ns/net whose process just exited)
  * counts as missing, like ENOENT: the namespace is gone, which DEL must tolerate.
  */
 export async function probeNetns(path: string): Promise<{state: NetnsState; magic?: number; cause?: string}> {
+  const malformed = netnsPathProblem(path)
+  if (malformed) return {state: 'invalid', cause: malformed}
   try {
     const st = await fs.statfs(path)
     const magic = Number(st.type)
@@ -28,8 +32,9 @@ export async function probeNetns(path: string): Promise<{state: NetnsState; magi
   }
 }
 
-/** PN_NETNS_NOT_FOUND / PN_NETNS_INVALID (CNI code 4) unless path is a network namespace. */
+/** PN_NETNS_NOT_FOUND / PN_NETNS_INVALID (CNI code 4) unless path is a network namespace (malformed: validate.ts). */
 export async function requireNetns(path: string): Promise<void> {
+  validateNetnsPath(path)
   const {state, magic, cause} = await probeNetns(path)
   if (state === 'missing') {
     throw new PnError('PN_NETNS_NOT_FOUND', `open netns ${path}: no such file`, {

@@ -14,7 +14,7 @@ import {sha256Hex} from '../state/digest.js'
 import {deleteLinkByName, failedBatchLine, getLink, ipBatch, randomMac} from './link.js'
 import {devSysctl, writeSysctls} from './sysctl.js'
 import {netnsAlive} from './netns.js'
-import {validateContainerId, validateIfname} from './validate.js'
+import {validateContainerId, validateIfname, validateNetnsPath} from './validate.js'
 
 /** `lxc` + 12 hex of sha256(`containerId:ifname`): 15 chars, so DEL/CHECK find it without state. */
 export function hostIfnameFor(containerId: string, ifname: string): string {
@@ -112,6 +112,7 @@ function podRouter6(opts: Pick<SetupVethOptions, 'ips' | 'routerIps'>): string |
 export async function setupVeth(runner: Runner, opts: SetupVethOptions): Promise<VethResult> {
   validateContainerId(opts.containerId)
   validateIfname(opts.ifname)
+  validateNetnsPath(opts.netns) // it becomes a word of the `ip -batch` line below
   const pod = podAddressing(opts)
   const hostIfname = hostIfnameFor(opts.containerId, opts.ifname)
   const hostMac = randomMac()

@@ -34,8 +34,6 @@ import {Bitmap} from './bitmap.js'
 import {IpRange, ROUTER_OWNER, type IpamRange, type IpamState, type StoredAllocation} from './host-allocator.js'
 
 export const IPAM_DIR = 'ipam'
-/** The format before this store: the whole allocation list in one JSON file (migrated on first use). */
-export const LEGACY_FILE = 'ipam.json'
 
 export interface IpamMeta {
   version: 2

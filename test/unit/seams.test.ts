@@ -68,7 +68,7 @@ export function layerViolations(files: Source[]): string[] {
   return out
 }
 
-/** The layering rules STYLE.md asks lint to enforce, checked on the sources. */
+/** The layering rules of docs/ARCHITECTURE.md ("Layers"), checked on the sources. */
 describe('module seams', () => {
   const files: Source[] = [...sources(path.join(REPO_ROOT, 'src')), ...sources(path.join(REPO_ROOT, 'commands'))].map((f) => ({
     rel: path.relative(REPO_ROOT, f),

@@ -13,16 +13,12 @@ export type {DecodedEntry} from './maps/index.js'
 
 export type MapOp = {op: 'update'; map: string; key: Buffer; value: Buffer} | {op: 'delete'; map: string; key: Buffer}
 
-/**
- * The batch text for a list of operations against maps pinned under `root`. With `ids` (map
- * name → kernel map id) lines name maps by id: bpftool then skips resolving the pin path on
- * every line, which is most of a line's cost (about 12 µs instead of 19 µs here).
- */
-export function batchLines(root: string, ops: MapOp[], ids?: Record<string, number>): string[] {
+/** The batch text for a list of operations against maps pinned under `root`. */
+export function batchLines(root: string, ops: MapOp[]): string[] {
   const refs = new Map<string, string>()
   const ref = (map: string) => {
     let r = refs.get(map)
-    if (r === undefined) refs.set(map, (r = ids?.[map] === undefined ? `pinned ${mapPath(root, map)}` : `id ${ids[map]}`))
+    if (r === undefined) refs.set(map, (r = `pinned ${mapPath(root, map)}`))
     return r
   }
   // Same words as hexWords(), built as one string: this runs for every entry of a big apply.
@@ -30,38 +26,6 @@ export function batchLines(root: string, ops: MapOp[], ids?: Record<string, numb
   return ops.map((o) =>
     o.op === 'update' ? `map update ${ref(o.map)} key hex ${hex(o.key)} value hex ${hex(o.value)}` : `map delete ${ref(o.map)} key hex ${hex(o.key)}`,
   )
-}
-
-/** How far a batch got: `done` operations applied, then the first failure (if any). */
-export interface BatchOutcome {
-  done: number
-  failed?: {index: number; error: string}
-}
-
-/**
- * Apply operations in one `bpftool -j batch file -` and report exactly how many took effect:
- * bpftool stops at the first failing line and, in JSON mode, prints one result per line run,
- * so a caller can undo precisely what was done (service apply reverts on failure).
- */
-export async function runMapBatch(runner: Runner, root: string, ops: MapOp[], ids?: Record<string, number>): Promise<BatchOutcome> {
-  if (ops.length === 0) return {done: 0}
-  const r = await runner.run('bpftool', ['-j', 'batch', 'file', '-'], {input: batchLines(root, ops, ids).join('\n') + '\n', allowFailure: true})
-  let results: {output?: {error?: string} | null}[] | undefined
-  try {
-    results = JSON.parse(r.stdout.trim() || '[]') as {output?: {error?: string} | null}[]
-  } catch {
-    results = undefined
-  }
-  if (!Array.isArray(results)) {
-    throw new PnError('PN_COMMAND_FAILED', `update bpf maps: ${r.stderr.trim() || `bpftool exit code ${r.exitCode}`}`, {
-      hint: 'check that the maps are pinned (`pn bpf map list`)',
-      details: {argv: r.argv, stderr: r.stderr},
-    })
-  }
-  const index = results.findIndex((x) => x.output && typeof x.output === 'object' && 'error' in x.output)
-  if (index >= 0) return {done: index, failed: {index, error: String(results[index].output!.error)}}
-  if (r.exitCode !== 0) return {done: results.length, failed: {index: results.length, error: r.stderr.trim() || `exit code ${r.exitCode}`}}
-  return {done: results.length}
 }
 
 /**
@@ -72,12 +36,6 @@ export async function runMapBatch(runner: Runner, root: string, ops: MapOp[], id
 export async function pinnedMapIdentity(root: string, name: string): Promise<string | undefined> {
   const st = await fs.stat(mapPath(root, name)).catch(() => undefined)
   return st ? `${st.dev}:${st.ino}` : undefined
-}
-
-/** The kernel id of a pinned map (for `batchLines` by id). */
-export async function pinnedMapId(runner: Runner, root: string, name: string): Promise<number> {
-  const r = await runner.run('bpftool', ['-j', 'map', 'show', 'pinned', mapPath(root, name)], {readOnly: true})
-  return (JSON.parse(r.stdout) as {id: number}).id
 }
 
 /** Apply operations in one bpftool process (it stops at the first failing line). */

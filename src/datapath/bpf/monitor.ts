@@ -13,8 +13,8 @@ import {PnError} from '../../errors.js'
 import type {Runner, StreamedChild} from '../../exec/runner.js'
 import {mapPath, pathExists} from './bpffs.js'
 import {possibleCpus} from './map-io.js'
-import {decodeTraceConfig, decodeTraceEvent, encodeTraceConfig, encodeTraceConfigKey, TRACE_EVENT, type DatapathEvent} from './maps/trace.js'
-import {bufferFromBpftool, hexWords} from './maps/layout.js'
+import {decodeTraceEvent, encodeTraceConfig, encodeTraceConfigKey, TRACE_EVENT, type DatapathEvent} from './maps/trace.js'
+import {hexWords} from './maps/layout.js'
 
 export const EVENTS_MAP = 'pn_events'
 export const TRACE_CONFIG_MAP = 'pn_trace_config'
@@ -36,12 +36,6 @@ export function traceGateArgs(root: string, flags: number): string[] {
 
 export async function setTraceGate(runner: Runner, root: string, flags: number): Promise<void> {
   await runner.run('bpftool', traceGateArgs(root, flags))
-}
-
-export async function readTraceGate(runner: Runner, root: string): Promise<{flags: number; trace: boolean; drop: boolean}> {
-  const r = await runner.run('bpftool', ['-j', 'map', 'lookup', 'pinned', mapPath(root, TRACE_CONFIG_MAP), 'key', ...hexWords(encodeTraceConfigKey())], {readOnly: true})
-  const parsed = JSON.parse(r.stdout) as {value: string[]}
-  return decodeTraceConfig(bufferFromBpftool(parsed.value))
 }
 
 /**

@@ -16,8 +16,6 @@ export const OP_DELETE = 2
 export const RECORD_SIZE = 28
 export const KEY_OFFSET = 4
 export const VALUE_OFFSET = 16
-/** Largest key or value a record carries. */
-export const FIELD_SIZE = 12
 const HEADER = 4
 
 /** A map a record can address: its index in the list is the record's map byte. */
