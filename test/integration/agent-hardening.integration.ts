@@ -14,6 +14,7 @@ import {hostIfnameFor} from '../../src/datapath/veth.js'
 import {PN_BIN, pn} from '../helpers/cli.js'
 import {cleanupNamespaces, createNamespace, deleteNamespace, isRoot} from '../helpers/netns.js'
 import {
+  AGENT_REQUEST,
   cleanupHarness,
   createNode,
   invoke,
@@ -63,7 +64,11 @@ describe('pn agent hardening (native client, node namespace)', function () {
   /** The native client in the node netns, run through `prefix` (e.g. setpriv as another user). */
   function client(prefix: string[], env: NodeJS.ProcessEnv, stdin: string, onSpawn?: (pid: number) => void): Promise<Run> {
     return new Promise((resolve) => {
-      const c = spawn('ip', ['netns', 'exec', node.ns, ...prefix, PN_CNI_CLIENT], {env})
+      // A request carrying a test hook goes through the test's stand-in client: the native
+      // client never forwards hooks to the agent.
+      const hooked = Object.keys(env).some((k) => k.startsWith('PN_TEST_') || k === 'PN_CNI_FAIL_AFTER')
+      const plugin = hooked ? [process.execPath, AGENT_REQUEST] : [PN_CNI_CLIENT]
+      const c = spawn('ip', ['netns', 'exec', node.ns, ...prefix, ...plugin], {env})
       onSpawn?.(c.pid!)
       let stdout = ''
       let stderr = ''

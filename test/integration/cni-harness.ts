@@ -20,7 +20,7 @@ import {ipFromBytes} from '../../src/datapath/bpf/maps/layout.js'
 export const PN_CNI = path.join(REPO_ROOT, 'bin/pn-cni')
 export const PN_CNI_CLIENT = path.join(REPO_ROOT, 'dist/native/pn-cni')
 /** The agent's client for a request carrying a test hook (the native client drops them). */
-const AGENT_REQUEST = path.join(REPO_ROOT, 'dist/test/helpers/agent-request.js')
+export const AGENT_REQUEST = path.join(REPO_ROOT, 'dist/test/helpers/agent-request.js')
 const TEST_HOOKS = ['PN_TEST_HOLD_LOCK_MS', 'PN_TEST_CHECKPOINT_DELAY_MS', 'PN_CNI_FAIL_AFTER']
 export const REF_CNI_DIR = '/usr/lib/cni'
 
