@@ -104,6 +104,10 @@ function exists(citingFile: string, word: string): boolean {
   if (w.startsWith('dist/')) {
     if (GENERATED.includes(w)) return true
     const rest = w.slice('dist/'.length)
+    // Build output folders of scripts/test-native.sh (sanitizer builds, libFuzzer corpora).
+    if (rest === 'native-asan' || rest === 'native-fuzz') return existsSync(path.join(REPO_ROOT, 'scripts/test-native.sh'))
+    // A Node addon: dist/native/<name>.node from native/<name>.c.
+    if (rest.startsWith('native/') && rest.endsWith('.node')) return existsSync(path.join(REPO_ROOT, `${rest.slice(0, -'.node'.length)}.c`))
     if (rest.startsWith('native/')) return existsSync(path.join(REPO_ROOT, `${rest}.c`)) || existsSync(path.join(REPO_ROOT, rest))
     return [rest, rest.replace(/\.js$/, '.ts'), rest.replace(/\.js\.map$/, '.ts')].some((r) => existsSync(path.join(REPO_ROOT, r)))
   }
