@@ -63,21 +63,30 @@ export async function syncDir(dir: string): Promise<void> {
  * several names. Missing paths are skipped (a file removed in the same change).
  */
 export async function syncPaths(paths: Iterable<string>): Promise<void> {
-  await Promise.all([...new Set(paths)].map(async (p) => {
-    let h
-    try {
-      h = await openFile(p, 'r')
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
-      throw err
+  const list = [...new Set(paths)]
+  let next = 0
+  // A few at a time (libuv runs four): a whole store written at once must not run out of fds.
+  const worker = async () => {
+    while (next < list.length) {
+      const p = list[next++]
+      let h
+      try {
+        h = await openFile(p, 'r')
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue
+        throw err
+      }
+      try {
+        await h.sync()
+      } finally {
+        await h.close()
+      }
     }
-    try {
-      await h.sync()
-    } finally {
-      await h.close()
-    }
-  }))
+  }
+  await Promise.all(Array.from({length: Math.min(SYNC_PARALLEL, list.length)}, worker))
 }
+
+const SYNC_PARALLEL = 8
 
 /**
  * Replace `file` so that a crash at any moment leaves the old content or the new, and the new
