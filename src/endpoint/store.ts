@@ -7,7 +7,7 @@
 import {fsp as fs} from '../exec/fs.js'
 import path from 'node:path'
 import {PnError} from '../errors.js'
-import {ensureDir, readJsonFile, writeFileAtomic, type JsonFileSpec} from '../state/files.js'
+import {createFileExclusive, ensureDir, readJsonFile, removeFileDurable, writeFileAtomic, type JsonFileSpec} from '../state/files.js'
 import {validateContainerId, validateIfname} from '../datapath/validate.js'
 import type {VethResult} from '../datapath/veth.js'
 
@@ -153,13 +153,7 @@ export async function listEndpoints(stateDir: string): Promise<EndpointRecord[]>
 export async function deleteEndpoint(stateDir: string, containerId: string, ifname: string): Promise<{deleted: boolean; record?: EndpointRecord}> {
   const file = endpointFile(stateDir, containerId, ifname)
   const rec = await readJsonFile(file, spec).catch(() => undefined)
-  let deleted = false
-  try {
-    await fs.unlink(file)
-    deleted = true
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-  }
+  const deleted = await removeFileDurable(file)
   await releaseEndpointId(stateDir, endpointKey(containerId, ifname))
   return {deleted, ...(rec ? {record: rec} : {})}
 }
@@ -179,7 +173,7 @@ export async function allocateEndpointId(stateDir: string, owner: string): Promi
   for (let id = 1; id <= MAX_ENDPOINT_ID; id++) {
     if (taken.has(id)) continue
     try {
-      await fs.writeFile(path.join(idsDir(stateDir), String(id)), owner + '\n', {flag: 'wx'})
+      await createFileExclusive(path.join(idsDir(stateDir), String(id)), owner + '\n')
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue
       throw err
@@ -200,9 +194,9 @@ export async function releaseEndpointId(stateDir: string, owner: string, knownId
   if (Number.isInteger(id) && id > 0) {
     const idFile = path.join(idsDir(stateDir), String(id))
     // Only our own reservation: the id may have been reclaimed and re-issued meanwhile.
-    if ((await fs.readFile(idFile, 'utf8').catch(() => '')).trim() === owner) await fs.rm(idFile, {force: true})
+    if ((await fs.readFile(idFile, 'utf8').catch(() => '')).trim() === owner) await removeFileDurable(idFile)
   }
-  await fs.rm(ownerFile, {force: true})
+  await removeFileDurable(ownerFile)
   return Number.isInteger(id) && id > 0
 }
 

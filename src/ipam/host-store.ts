@@ -9,6 +9,7 @@
  *   ips/<ip>             symlink → <key>: who holds an address (release/confirm by IP)
  *   pending/<key>        symlink → <key>: owners with a pending allocation (the expiry sweep reads only these)
  *   journal.json         {"keys", "ips"} of the mutation in progress; present only while one runs
+ *   boot                 the boot id the index was last checked against the records under
  *
  * An operation loads the bitmaps, the records it names (owner, IPs), the router's and the pending
  * ones, runs the pure HostAllocator on that partial view, and writes back only what changed. All of
@@ -17,23 +18,48 @@
  * The calls are synchronous (each is a few microseconds on a small file): under load a hop through
  * libuv's thread pool per call cost more than the work, and it would stretch the time the lock is held.
  *
- * Crash safety: the owner record is the truth. Before touching anything a mutation writes the
- * journal (temp + rename) naming every key and IP it may touch; it then writes the records, the
- * symlinks, the bitmap words, and removes the journal. If the process dies anywhere in between,
- * the next locked call finds the journal and makes the bitmap, `ips/` and `pending/` agree with the
- * records for exactly those keys and IPs (an IP claimed by a record gets its bit and link; one that
- * no record claims is freed), so nothing is leaked or handed out twice. `repairIpamDir` does the same
- * for the whole directory (`pn ipam gc`), from the records alone.
+ * Crash safety: the owner record is the truth; the bitmaps, `ips/` and `pending/` are an index
+ * of the records. Before touching anything a mutation writes the journal (temp + rename) naming
+ * every key and IP it may touch; it then writes the records, the symlinks, the bitmap words, and
+ * removes the journal. If the process dies anywhere in between, the next locked call finds the
+ * journal and makes the bitmap, `ips/` and `pending/` agree with the records for exactly those
+ * keys and IPs (an IP claimed by a record gets its bit and link; one that no record claims is
+ * freed), so nothing is leaked or handed out twice. `repairIpamDir` does the same for the whole
+ * directory (`pn ipam gc`), from the records alone.
+ *
+ * Power loss: only the records are fsync'd on the way (temp files fsync'd together, renamed, the
+ * `owners/` directory fsync'd: two journal commits a change, whatever it touched), before the call
+ * returns. The journal and the index are not: the page cache keeps them for any process crash,
+ * and a reboot (a new kernel boot id, compared with `boot`) makes the first call rebuild the whole
+ * index from the records, fsync it, and only then record the new boot id.
  */
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import {formatIp, tryParseIp} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
 import {randomHex, sha256Hex} from '../state/digest.js'
+import {STATE_DIR_MODE, STATE_FILE_MODE, syncDir, syncPaths} from '../state/files.js'
 import {Bitmap} from './bitmap.js'
 import {IpRange, ROUTER_OWNER, type IpamRange, type IpamState, type StoredAllocation} from './host-allocator.js'
 
 export const IPAM_DIR = 'ipam'
+
+let bootIdCache: string | undefined
+
+/**
+ * This boot of the kernel (a new value after every reboot, so after every power loss); when
+ * /proc is not mounted, the boot time to ten minutes (a spurious change costs one full check).
+ */
+export function currentBootId(): string {
+  if (bootIdCache !== undefined) return bootIdCache
+  try {
+    bootIdCache = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+  } catch {
+    bootIdCache = `btime:${Math.round((Date.now() / 1000 - os.uptime()) / 600)}`
+  }
+  return bootIdCache
+}
 
 export interface IpamMeta {
   version: 2
@@ -63,7 +89,8 @@ export function canonicalIpOrUndefined(text: string): string | undefined {
 }
 
 export class IpamDir {
-  constructor(readonly dir: string) {}
+  /** `bootId`: tests stand in a reboot with another value. */
+  constructor(readonly dir: string, readonly bootId: string = currentBootId()) {}
 
   get metaFile(): string {
     return path.join(this.dir, 'meta.json')
@@ -82,6 +109,9 @@ export class IpamDir {
   }
   get journalFile(): string {
     return path.join(this.dir, 'journal.json')
+  }
+  get bootFile(): string {
+    return path.join(this.dir, 'boot')
   }
 
   private corrupt(file: string, cause: string): PnError {
@@ -165,8 +195,36 @@ export class IpamDir {
   }
 
   async writeRecord(key: string, rec: OwnerRecord | undefined): Promise<void> {
-    if (rec === undefined || rec.allocations.length === 0) await unlinkIfThere(this.recordFile(key))
-    else await writeReplace(this.recordFile(key), JSON.stringify(rec) + '\n')
+    await this.writeRecords([[key, rec]])
+  }
+
+  /**
+   * Write (or, when empty, remove) several owner records durably as one group: every new content
+   * to a temp file, the temp files fsync'd together, renamed into place, then `owners/` fsync'd.
+   * Two journal commits however many records; a kill leaves each record old or new.
+   */
+  async writeRecords(changes: [string, OwnerRecord | undefined][]): Promise<void> {
+    const writes: [string, string][] = []
+    try {
+      for (const [key, rec] of changes) {
+        if (rec === undefined || rec.allocations.length === 0) continue
+        const file = this.recordFile(key)
+        const tmp = tmpPath(file)
+        writes.push([tmp, file])
+        fs.writeFileSync(tmp, JSON.stringify(rec) + '\n', {mode: STATE_FILE_MODE})
+      }
+      // Data first: a rename that reached the disk before its file's data would leave an empty record.
+      await syncPaths(writes.map(([tmp]) => tmp))
+    } catch (err) {
+      for (const [tmp] of writes) fs.rmSync(tmp, {force: true})
+      throw err
+    }
+    for (const [tmp, file] of writes) fs.renameSync(tmp, file)
+    let removed = false
+    for (const [key, rec] of changes) {
+      if (rec === undefined || rec.allocations.length === 0) removed = (await unlinkIfThere(this.recordFile(key))) || removed
+    }
+    if (writes.length > 0 || removed) await syncDir(path.join(this.dir, 'owners'))
   }
 
   async setLink(link: string, target: string): Promise<void> {
@@ -197,7 +255,33 @@ export class IpamDir {
   }
 
   async writeMeta(meta: IpamMeta): Promise<void> {
-    await writeReplace(this.metaFile, JSON.stringify(meta) + '\n')
+    await writeDurable(this.metaFile, JSON.stringify(meta) + '\n')
+  }
+
+  /** True when the index was last checked against the records in another boot (or never). */
+  async bootChanged(): Promise<boolean> {
+    try {
+      return fs.readFileSync(this.bootFile, 'utf8').trim() !== this.bootId
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true
+      throw err
+    }
+  }
+
+  /** Something to finish before reading: an interrupted change, or a reboot since the last check. */
+  async needsRecovery(): Promise<boolean> {
+    return (await this.hasJournal()) || this.bootChanged()
+  }
+
+  /** The index is on disk (fsync'd) and matches the records: remember this boot. */
+  async markBoot(): Promise<void> {
+    await syncPaths([...this.indexPaths(), path.join(this.dir, 'owners')])
+    await writeDurable(this.bootFile, this.bootId + '\n')
+  }
+
+  private indexPaths(): string[] {
+    const bitmaps = listDirAll(this.dir).filter((f) => /^bitmap\.\d+$/.test(f)).map((f) => path.join(this.dir, f))
+    return [...bitmaps, path.join(this.dir, 'ips'), path.join(this.dir, 'pending')]
   }
 
   async hasJournal(): Promise<boolean> {
@@ -229,6 +313,12 @@ export class IpamDir {
    * `pending/` agree with the owner records. Returns what it changed, for a warning.
    */
   async recover(meta: IpamMeta): Promise<string[]> {
+    if (await this.bootChanged()) {
+      // After a reboot the index may have lost writes the records did not: check all of it.
+      const fixed = await repairIpamDir(this, meta)
+      await this.markBoot()
+      return fixed
+    }
     const j = await this.readJournal()
     if (!j) return []
     const fixed: string[] = []
@@ -277,24 +367,33 @@ export class IpamDir {
   }
 }
 
-/** Build a complete store directory from a full state at `dir` (via a temp dir + rename). */
-export async function writeIpamDir(dir: string, state: IpamState): Promise<void> {
+/**
+ * Build a complete store directory from a full state at `dir`: filled in a temp dir, every file
+ * and directory fsync'd, renamed into place, the parent fsync'd.
+ */
+export async function writeIpamDir(dir: string, state: IpamState, bootId?: string): Promise<void> {
   const parent = path.dirname(dir)
-  fs.mkdirSync(parent, {recursive: true, mode: 0o755})
+  fs.mkdirSync(parent, {recursive: true, mode: STATE_DIR_MODE})
   const tmp = path.join(parent, `.${path.basename(dir)}.${process.pid}.${randomHex(4)}.tmp`)
-  fs.mkdirSync(tmp)
+  fs.mkdirSync(tmp, {mode: STATE_DIR_MODE})
   try {
-    await fillDir(tmp, state)
+    await fillDir(tmp, state, bootId)
     fs.renameSync(tmp, dir)
   } catch (err) {
     fs.rmSync(tmp, {recursive: true, force: true})
     throw err
   }
+  await syncDir(parent)
 }
 
-async function fillDir(dir: string, state: IpamState): Promise<void> {
-  const d = new IpamDir(dir)
-  for (const sub of ['owners', 'ips', 'pending']) fs.mkdirSync(path.join(dir, sub), {recursive: true})
+async function fillDir(dir: string, state: IpamState, bootId?: string): Promise<void> {
+  const d = new IpamDir(dir, bootId)
+  const written: string[] = []
+  const write = (file: string, data: string | Buffer) => {
+    fs.writeFileSync(file, data, {mode: STATE_FILE_MODE})
+    written.push(file)
+  }
+  for (const sub of ['owners', 'ips', 'pending']) fs.mkdirSync(path.join(dir, sub), {recursive: true, mode: STATE_DIR_MODE})
   const ranges = state.ranges.map((r) => new IpRange(r.cidr, r.routerIp))
   const maps = ranges.map((r) => new Bitmap(r.capacity))
   const byOwner = new Map<string, StoredAllocation[]>()
@@ -307,14 +406,16 @@ async function fillDir(dir: string, state: IpamState): Promise<void> {
     list.push({...a, ip: formatIp(ip.value, ip.family)})
     byOwner.set(a.owner, list)
   }
-  for (const [i, m] of maps.entries()) fs.writeFileSync(d.bitmapFile(i), wordsBuffer(m.toWords()))
+  for (const [i, m] of maps.entries()) write(d.bitmapFile(i), wordsBuffer(m.toWords()))
   for (const [owner, allocations] of byOwner) {
     const key = ownerKey(owner)
-    fs.writeFileSync(d.recordFile(key), JSON.stringify({owner, allocations}) + '\n')
+    write(d.recordFile(key), JSON.stringify({owner, allocations}) + '\n')
     for (const a of allocations) fs.symlinkSync(key, d.ipLink(a.ip))
     if (allocations.some((a) => a.state === 'pending')) fs.symlinkSync(key, d.pendingLink(key))
   }
-  fs.writeFileSync(d.metaFile, JSON.stringify({version: 2, ranges: state.ranges} satisfies IpamMeta) + '\n')
+  write(d.metaFile, JSON.stringify({version: 2, ranges: state.ranges} satisfies IpamMeta) + '\n')
+  write(d.bootFile, d.bootId + '\n')
+  await syncPaths([...written, ...['owners', 'ips', 'pending'].map((sub) => path.join(dir, sub)), dir])
 }
 
 function wordsBuffer(words: Uint32Array): Buffer {
@@ -393,43 +494,77 @@ export async function repairIpamDir(d: IpamDir, meta: IpamMeta, write = true): P
     fixed.push(`ips/${ip}: points at ${key}`)
     if (write) await d.setLink(d.ipLink(ip), key)
   }
-  if (write) await d.clearJournal()
-  else if (await d.hasJournal()) fixed.push('journal.json: an interrupted change')
+  if (write) {
+    removeTempFiles(d)
+    await d.clearJournal()
+  } else if (await d.hasJournal()) fixed.push('journal.json: an interrupted change')
   return fixed
+}
+
+/** Temp files of writers killed before their rename (only ever touched under the lock). */
+function removeTempFiles(d: IpamDir): void {
+  for (const sub of ['', 'owners', 'ips', 'pending']) {
+    const dir = path.join(d.dir, sub)
+    for (const f of listDirAll(dir)) if (f.startsWith('.') && f.endsWith('.tmp')) fs.rmSync(path.join(dir, f), {force: true})
+  }
 }
 
 /** The router's key (its record is loaded by every operation). */
 export const ROUTER_KEY = ownerKey(ROUTER_OWNER)
 
 async function listDir(dir: string): Promise<string[]> {
+  return listDirAll(dir).filter((f) => !f.startsWith('.'))
+}
+
+function listDirAll(dir: string): string[] {
   try {
-    return (fs.readdirSync(dir)).filter((f) => !f.startsWith('.'))
+    return fs.readdirSync(dir)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
     throw err
   }
 }
 
-async function unlinkIfThere(file: string): Promise<void> {
+async function unlinkIfThere(file: string): Promise<boolean> {
   try {
     fs.unlinkSync(file)
+    return true
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    return false
   }
 }
 
+function tmpPath(file: string): string {
+  return `${path.dirname(file)}/.${path.basename(file)}.${randomHex(6)}.tmp`
+}
+
 /**
- * Replace a small file by temp file + rename: a kill leaves the old or the new content. No fsync,
- * as host-local: per-call state survives any process crash (the page cache outlives the process);
- * after a power cut ext4's rename heuristics (auto_da_alloc) order the data first.
+ * Replace a small file by temp file + rename: a kill leaves the old or the new content. No fsync:
+ * for the journal only, which matters until the process that wrote it dies (the page cache
+ * outlives the process); after a reboot the whole index is checked instead.
  */
 async function writeReplace(file: string, data: string): Promise<void> {
-  const tmp = `${path.dirname(file)}/.${path.basename(file)}.${randomHex(6)}.tmp`
-  fs.writeFileSync(tmp, data, {mode: 0o644})
+  const tmp = tmpPath(file)
+  fs.writeFileSync(tmp, data, {mode: STATE_FILE_MODE})
   try {
     fs.renameSync(tmp, file)
   } catch (err) {
     fs.rmSync(tmp, {force: true})
     throw err
   }
+}
+
+/** writeReplace that survives a power loss once it returns: fsync the temp file, rename, fsync the directory. */
+async function writeDurable(file: string, data: string): Promise<void> {
+  const tmp = tmpPath(file)
+  try {
+    fs.writeFileSync(tmp, data, {mode: STATE_FILE_MODE})
+    await syncPaths([tmp])
+    fs.renameSync(tmp, file)
+  } catch (err) {
+    fs.rmSync(tmp, {force: true})
+    throw err
+  }
+  await syncDir(path.dirname(file))
 }

@@ -3,16 +3,17 @@
  * `<state-dir>/ipam/` (src/ipam/host-store.ts: a fixed-size bitmap per pod CIDR plus one record
  * per owner, so a call costs the same however many addresses are held). Every mutation runs under
  * the lock `<state-dir>/ipam.json.lock`, and starts by returning expired pending allocations to the
- * pool (so a crashed CNI ADD leaks its IP only until the expiry, never for good). An `ipam.json`
- * of the earlier format (the whole list in one file) is migrated by the first mutation.
+ * pool (so a crashed CNI ADD leaks its IP only until the expiry, never for good). A mutation
+ * returns only once its owner records are on disk (fsync'd; host-store.ts).
  */
 import {rmSync} from 'node:fs'
 import {fsp as fs} from '../exec/fs.js'
 import path from 'node:path'
 import {normalizeCidr, parseIp} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
-import {fileExists, readJsonFile, withLock, type JsonFileSpec, type LockOptions} from '../state/files.js'
+import {fileExists, syncDir, withLock, type LockOptions} from '../state/files.js'
 import type {Store} from '../state/store.js'
+import {randomHex} from '../state/digest.js'
 import type {RandomInt} from './bitmap.js'
 import {
   canonicalIpOrUndefined,
@@ -47,7 +48,7 @@ export {ROUTER_OWNER, type AllocateOptions, type AllocationState, type InUse, ty
  * never reads the node context; the node layer resolves it (src/node/ipam.ts).
  */
 export interface HostIpamTarget {
-  /** Folder of ipam.json. */
+  /** The state dir (IPAM keeps `ipam/` and the lock `ipam.json.lock` there). */
   stateDir: string
   podCidrs: string[]
   /** Router IPs (one per family); default the first usable address. */
@@ -66,9 +67,11 @@ export interface HostIpamTarget {
    * 'pending', 'bitmap', 'meta'); throwing there leaves the directory as a kill at that point would.
    */
   afterStep?: (step: string) => void
+  /** Tests: the kernel's boot id (another value stands in a reboot since the last call). */
+  bootId?: string
 }
 
-/** The earlier one-file format (migrated on first use); its `.lock` is still the IPAM lock. */
+/** `<file>.lock` is the IPAM lock (named after the file of the first format, which no pn reads any more). */
 export function ipamFile(stateDir: string): string {
   return path.join(stateDir, 'ipam.json')
 }
@@ -78,22 +81,9 @@ export function ipamDir(stateDir: string): string {
   return path.join(stateDir, IPAM_DIR)
 }
 
-/** Whether the state dir holds IPAM state (either format). */
+/** Whether the state dir holds IPAM state. */
 export async function ipamExists(stateDir: string): Promise<boolean> {
-  return (await fileExists(path.join(ipamDir(stateDir), 'meta.json'))) || fileExists(ipamFile(stateDir))
-}
-
-const spec: JsonFileSpec<IpamState> = {
-  what: 'ipam state',
-  corruptCode: 'PN_STATE_CORRUPT',
-  validate: (v: unknown): v is IpamState => {
-    const s = v as IpamState
-    return (
-      !!s && s.version === 1 && Array.isArray(s.ranges) && Array.isArray(s.allocations) &&
-      s.ranges.every((r) => r && typeof r.cidr === 'string' && typeof r.routerIp === 'string') &&
-      s.allocations.every((a) => a && typeof a.ip === 'string' && typeof a.owner === 'string' && typeof a.state === 'string')
-    )
-  },
+  return fileExists(path.join(ipamDir(stateDir), 'meta.json'))
 }
 
 interface Resolved {
@@ -227,10 +217,9 @@ async function mutate<R extends object>(
     })
   }
   return withLock(ipamFile(t.stateDir), async () => {
-    const d = new IpamDir(ipamDir(t.stateDir))
+    const d = new IpamDir(ipamDir(t.stateDir), t.bootId)
     const meta = await d.readMeta()
-    if (!meta) return mutateWhole(t, r, d, opts, run)
-    rmSync(ipamFile(t.stateDir), {force: true}) // a migration killed after its rename
+    if (!meta) return createFresh(t, r, d, opts, run)
     const fixed = await d.recover(meta)
     if (opts.repair) fixed.push(...(await repairIpamDir(d, meta)))
     const loaded = await loadPartial(d, meta, need, opts.rewriteRouters ? r.ranges.flatMap((x) => (x.routerIp ? [x.routerIp] : [])) : [])
@@ -241,22 +230,20 @@ async function mutate<R extends object>(
   }, t.lock)
 }
 
-/** No ipam/ yet: run on the whole earlier-format file (or a fresh state) and write the directory. */
-async function mutateWhole<R extends object>(
+/** No ipam/ yet: run on a fresh state and write the directory whole. */
+async function createFresh<R extends object>(
   t: HostIpamTarget,
   r: Resolved,
   d: IpamDir,
   opts: MutateOptions,
   run: (a: HostAllocator) => R,
 ): Promise<R> {
-  const legacy = await readJsonFile(ipamFile(t.stateDir), spec)
-  const alloc = open(t, r, legacy, opts.rewriteRouters)
+  const alloc = open(t, r, undefined, opts.rewriteRouters)
   const result = run(alloc)
-  if (alloc.dirty || legacy) {
+  if (alloc.dirty) {
     await removeStale(t.stateDir)
     await fs.rm(d.dir, {recursive: true, force: true}) // a directory without meta.json is not a store
-    await writeIpamDir(d.dir, alloc.toState())
-    if (legacy) await fs.rm(ipamFile(t.stateDir), {force: true})
+    await writeIpamDir(d.dir, alloc.toState(), d.bootId)
   }
   return result
 }
@@ -326,7 +313,7 @@ async function commit(d: IpamDir, meta: IpamMeta, loaded: Loaded, alloc: HostAll
 
   await d.writeJournal({keys: changed, ips: [...ips]})
   step('journal')
-  for (const k of changed) await d.writeRecord(k, after.get(k))
+  await d.writeRecords(changed.map((k) => [k, after.get(k)]))
   step('records')
   for (const ip of ips) {
     const holder = changed.find((k) => after.get(k)?.allocations.some((a) => a.ip === ip))
@@ -350,11 +337,11 @@ async function commit(d: IpamDir, meta: IpamMeta, loaded: Loaded, alloc: HostAll
 async function view<R>(t: HostIpamTarget, fn: (a: HostAllocator) => R, need: Need = {}): Promise<R> {
   const r = await resolveTarget(t)
   if (r.store) return fn(open(t, r, await r.store.read()))
-  const d = new IpamDir(ipamDir(t.stateDir))
+  const d = new IpamDir(ipamDir(t.stateDir), t.bootId)
   const meta = await d.readMeta()
-  if (!meta) return fn(open(t, r, await readJsonFile(ipamFile(t.stateDir), spec)))
-  if (await d.hasJournal()) {
-    // An interrupted change: finish it (under the lock) before reading.
+  if (!meta) return fn(open(t, r, undefined))
+  if (await d.needsRecovery()) {
+    // An interrupted change, or a reboot since the index was checked: finish it (under the lock) before reading.
     await withLock(ipamFile(t.stateDir), async () => void (await d.recover(meta)), t.lock)
   }
   const loaded = await loadPartial(d, meta, need, [])
@@ -456,20 +443,24 @@ export function reserveRouterIps(t: HostIpamTarget): Promise<{changed: boolean; 
 export async function verifyIpamState(stateDir: string): Promise<{allocations: StoredAllocation[]; problems: string[]}> {
   const d = new IpamDir(ipamDir(stateDir))
   const meta = await d.readMeta()
-  if (!meta) return {allocations: [], problems: (await fileExists(ipamFile(stateDir))) ? ['not migrated yet (ipam.json)'] : []}
+  if (!meta) return {allocations: [], problems: []}
   const problems = await repairIpamDir(d, meta, false)
   return {allocations: (await readAllAllocations(d)).allocations, problems}
 }
 
-/** Forget all host-scope allocations (pn node reset): the ipam/ directory and any earlier ipam.json. */
+/** Forget all host-scope allocations (pn node reset): the ipam/ directory, gone for good once this returns. */
 export async function resetIpam(stateDir: string, store?: Store<IpamState>, lock?: LockOptions): Promise<{removed: boolean; file: string}> {
   if (store) return {removed: await store.remove(), file: store.location}
   const dir = ipamDir(stateDir)
-  if (!(await fileExists(dir)) && !(await fileExists(ipamFile(stateDir)))) return {removed: false, file: dir}
+  if (!(await fileExists(dir))) return {removed: false, file: dir}
   return withLock(ipamFile(stateDir), async () => {
-    const removed = (await fileExists(dir)) || (await fileExists(ipamFile(stateDir)))
-    await fs.rm(dir, {recursive: true, force: true})
-    await fs.rm(ipamFile(stateDir), {force: true})
+    const removed = await fileExists(dir)
+    if (removed) {
+      // Out of the way in one rename, made durable, before the files go: a power loss during the
+      // removal leaves a temp directory (removed by the next writer), never half a store.
+      await fs.rename(dir, path.join(stateDir, `.${IPAM_DIR}.${process.pid}.${randomHex(4)}.tmp`))
+      await syncDir(stateDir)
+    }
     await removeStale(stateDir)
     return {removed, file: dir}
   }, lock)

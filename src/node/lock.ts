@@ -62,7 +62,7 @@ export async function withNodeShared<T>(stateDir: string, action: string, fn: ()
 /** Run a reset under the node's exclusive lock, after the attachments in flight finished. */
 export async function withNodeExclusive<T>(stateDir: string, fn: () => Promise<T>, lock: LockOptions = {}): Promise<T> {
   await ensureDir(stateDir)
-  await fs.writeFile(markerFile(stateDir), `${process.pid}\n`)
+  await fs.writeFile(markerFile(stateDir), `${process.pid}\n`, {mode: 0o600})
   try {
     const held = await acquireFlock(nodeLockFile(stateDir), lock.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS)
     try {

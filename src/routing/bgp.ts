@@ -13,7 +13,7 @@ import {canonicalIp, formatCidr, parseCidr, tryParseIp, type Family} from '../ci
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
 import {HOST_DEVICE, requireNodeContext, type NodeContext} from '../node/context.js'
-import {withLock, writeFileAtomic} from '../state/files.js'
+import {ensureDir, renameDurable, withLock, writeFileAtomic} from '../state/files.js'
 import {peerProtocolName, renderBirdConfig, type BgpPeer, type BirdConfigSpec} from './bird-config.js'
 import {runningBirdPid, stopBird, waitFor, type BirdFiles} from './bird-process.js'
 import {birdcError, parseBirdProtocols, parseBirdRoutes} from './birdc.js'
@@ -278,7 +278,7 @@ export async function bgpUp(runner: Runner, opts: BgpUpOptions): Promise<BgpUpRe
   const text = renderBirdConfig(spec)
 
   return withLock(lockTarget(opts.stateDir), async () => {
-    await fs.mkdir(files.dir, {recursive: true, mode: 0o755})
+    await ensureDir(files.dir)
     let pid = await runningBirdPid(files)
     const current = await fs.readFile(files.config, 'utf8').catch(() => undefined)
     let action: BgpUpResult['action']
@@ -290,7 +290,7 @@ export async function bgpUp(runner: Runner, opts: BgpUpOptions): Promise<BgpUpRe
       try {
         await checkConfig(runner, candidate).catch(birdMissingHint)
         if (pid !== undefined) {
-          await fs.rename(candidate, files.config)
+          await renameDurable(candidate, files.config)
           try {
             await reconfigure(runner, files)
           } catch (err) {
@@ -302,7 +302,7 @@ export async function bgpUp(runner: Runner, opts: BgpUpOptions): Promise<BgpUpRe
           action = 'reconfigured'
         } else {
           await assertNoOtherSpeaker(runner, files, node.name)
-          await fs.rename(candidate, files.config)
+          await renameDurable(candidate, files.config)
           pid = await startBird(runner, files, node.name)
           action = 'started'
         }

@@ -5,10 +5,13 @@
  * then commit the new table. A write the kernel refuses is undone from the plan's inverses, so a
  * failed apply leaves the previous table in force, in the maps and on disk.
  *
- * Crash safety: the new table is written to `services.bin.pending` (fsync'd) BEFORE the maps,
- * and renamed over `services.bin` after them. A run killed in between leaves the pending file;
+ * Crash safety: the new table is written to `services.bin.pending` (temp file, fsync, rename,
+ * directory fsync) BEFORE the maps, and renamed over `services.bin` after them (directory fsync:
+ * the change is on disk when the call returns). A run killed in between leaves the pending file;
  * the next change (under the lock) rolls the maps forward to it (rewrites its entries, deletes
- * what only the committed table had), commits it, and goes on from there.
+ * what only the committed table had), commits it, and goes on from there. After a power loss
+ * the pinned maps are gone with the kernel: the table's maps identity no longer matches, and the
+ * next change rewrites every entry from the table.
  */
 import {promises as fs} from 'node:fs'
 import os from 'node:os'
@@ -17,7 +20,7 @@ import {PnError} from '../errors.js'
 import {mapPath} from '../datapath/bpf/bpffs.js'
 import {OP_UPDATE, OpList, VALUE_OFFSET, openMapWriter, type MapWriter} from '../datapath/bpf/op-list.js'
 import {requireNodeContext} from '../node/context.js'
-import {DEFAULT_LOCK_TIMEOUT_MS, ensureDir, fileExists, readFileIfExists, readJsonFile, renameDurable, withLock, writeFileAtomic, type JsonFileSpec, type LockOptions} from '../state/files.js'
+import {DEFAULT_LOCK_TIMEOUT_MS, ensureDir, fileExists, readFileIfExists, removeFileDurable, renameDurable, syncPaths, withLock, writeFileAtomic, type LockOptions} from '../state/files.js'
 import {frontendKey, vipChecker, type ServiceSpec} from './model.js'
 import {LB_GATE_MAP, LB_OP_MAPS, planRollForward, planServices, reportDiff, type PlannedOps, type ServiceDiff} from './plan.js'
 import {
@@ -30,16 +33,12 @@ import {
   loadScoped,
   patchScoped,
   protoNum,
-  tableFromLegacy,
   tableIdentity,
-  type LegacyTableFile,
   type ScopedTable,
   type ServiceTable,
 } from './table.js'
 
 export const SERVICES_FILE = 'services.bin'
-/** The JSON table of earlier pn versions: read when services.bin does not exist yet, removed once it does. */
-const LEGACY_FILE = 'services.json'
 
 export function servicesFile(stateDir: string): string {
   return path.join(stateDir, SERVICES_FILE)
@@ -49,25 +48,16 @@ function pendingFile(stateDir: string): string {
   return `${servicesFile(stateDir)}.pending`
 }
 
-const LEGACY_SPEC: JsonFileSpec<LegacyTableFile> = {
-  what: 'service table',
-  corruptCode: 'PN_STATE_CORRUPT',
-  validate: (v): v is LegacyTableFile =>
-    typeof v === 'object' && v !== null && (v as LegacyTableFile).version === 1 && Array.isArray((v as LegacyTableFile).services) && Array.isArray((v as LegacyTableFile).backendIds),
-}
-
 /** The committed table (what `list` shows). */
 export async function readServiceTable(stateDir: string): Promise<ServiceTable> {
   const file = servicesFile(stateDir)
   const buf = await readFileIfExists(file)
-  if (buf) return decodeTable(buf, file)
-  const legacy = await readJsonFile(path.join(stateDir, LEGACY_FILE), LEGACY_SPEC)
-  return legacy ? tableFromLegacy(legacy) : emptyTable()
+  return buf ? decodeTable(buf, file) : emptyTable()
 }
 
 /**
- * The pending table of a run that died before committing. Unreadable only after a power loss
- * (it is renamed into place whole, but not fsync'd): then the maps are new as well and the
+ * The pending table of a run that died before committing. It is renamed into place only after
+ * its fsync, so it is whole; should one still be unreadable (a disk error, a hand edit), the
  * committed table is what counts, so it is dropped.
  */
 async function readPending(stateDir: string, warnings: string[]): Promise<ServiceTable | undefined> {
@@ -78,31 +68,30 @@ async function readPending(stateDir: string, warnings: string[]): Promise<Servic
     return decodeTable(buf, file)
   } catch (err) {
     warnings.push(`dropped an unreadable pending service table (${(err as Error).message})`)
-    await fs.rm(file, {force: true})
+    await removeFileDurable(file)
     return undefined
   }
 }
 
-/** The pending table becomes the table (atomic rename); the legacy JSON table goes. */
+/** The pending table (fsync'd when written) becomes the table: rename, directory fsync. */
 async function commitPending(stateDir: string): Promise<void> {
   await renameDurable(pendingFile(stateDir), servicesFile(stateDir))
-  await fs.rm(path.join(stateDir, LEGACY_FILE), {force: true})
 }
 
 /**
- * Forget the node's service table (`pn node reset`): the committed, pending and legacy files,
+ * Forget the node's service table (`pn node reset`): the committed and pending files,
  * under the table's lock. The maps go with the node's bpffs root; a table left behind would make
  * the next node's `pn service list` show services that are not programmed.
  */
 export async function removeServiceTable(stateDir: string, lock: LockOptions = {}): Promise<string[]> {
-  const files = [servicesFile(stateDir), pendingFile(stateDir), path.join(stateDir, LEGACY_FILE)]
+  const files = [servicesFile(stateDir), pendingFile(stateDir)]
   const present = async () => (await Promise.all(files.map(fileExists))).some(Boolean)
   if (!(await present())) return []
   return withLock(servicesFile(stateDir), async () => {
     const removed: string[] = []
     for (const f of files) {
       if (await fileExists(f)) {
-        await fs.rm(f, {force: true})
+        await removeFileDurable(f)
         removed.push(f)
       }
     }
@@ -202,6 +191,7 @@ export async function changeServices(stateDir: string, req: ServiceChangeRequest
       if (!opts.dryRun) {
         // A run died after writing (some of) the maps: finish its change first.
         if (pending.maps?.identity === identity) await writeOps(writer, planRollForward(table, pending), {revert: false})
+        await syncPaths([pendingFile(stateDir)]) // left by a run that may predate the fsync before its rename
         await commitPending(stateDir)
         recovered = true
       }
@@ -226,16 +216,15 @@ export async function changeServices(stateDir: string, req: ServiceChangeRequest
     const done = () => ({...result, durationMs: Math.round((performance.now() - t0) * 10) / 10})
     if (opts.dryRun || (!changed && table.maps?.identity === identity)) return done()
     const next = {...plan.next, maps: {identity}}
-    // Not fsync'd yet: the maps do not survive a power loss either (after one, the maps are new
-    // and the committed table is rewritten into them); a killed process still leaves it whole.
-    await writeFileAtomic(pendingFile(stateDir), scoped ? patchScoped(scoped, next) : encodeTable(next), 0o644, {sync: false})
+    // On disk before the first map write: a roll-forward never reads a table that is not there.
+    await writeFileAtomic(pendingFile(stateDir), scoped ? patchScoped(scoped, next) : encodeTable(next))
     try {
       if (result.services > 0) await openServiceGate(writer)
       await writeOps(writer, plan.ops)
     } catch (err) {
       // Reverted: the maps are the committed table again. Not reverted: leave the pending
       // table, so the next change rolls the maps forward to it.
-      if ((err as PnError).details?.reverted !== false) await fs.rm(pendingFile(stateDir), {force: true})
+      if ((err as PnError).details?.reverted !== false) await removeFileDurable(pendingFile(stateDir))
       throw err
     }
     await commitPending(stateDir)

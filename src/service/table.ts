@@ -379,29 +379,3 @@ export function decodeTable(b: Buffer, file: string): ServiceTable {
   if (o !== end) throw corrupt('trailing bytes')
   return t
 }
-
-/** services.json as pn wrote it before the binary table (read once, then replaced). */
-export interface LegacyTableFile {
-  version: 1
-  maps?: {identity: string}
-  nextBackendId: number
-  nextRevNat: number
-  services: {vip: string; port: number; proto: Protocol; revNat: number; slotBase: number; backends: string[]}[]
-  backendIds: [string, number][]
-}
-
-export function tableFromLegacy(f: LegacyTableFile): ServiceTable {
-  const t: ServiceTable = {version: 2, nextBackendId: f.nextBackendId, nextRevNat: f.nextRevNat, services: new Map(), backends: new Map(), byId: new Map()}
-  if (f.maps) t.maps = {identity: f.maps.identity}
-  for (const [k, id] of f.backendIds) {
-    const n = frontendNumOfKey(k)
-    t.backends.set(n, id)
-    t.byId.set(id, n)
-  }
-  for (const s of f.services) {
-    const proto = protoNum(s.proto)
-    const ids = s.backends.map((b) => t.backends.get(frontendNumOfKey(`${b}/${s.proto}`))!)
-    t.services.set(endpointNum(ipNum(s.vip), s.port, proto), {vip: ipNum(s.vip), port: s.port, proto, revNat: s.revNat, slotBase: s.slotBase, ids})
-  }
-  return t
-}

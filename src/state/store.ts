@@ -4,8 +4,7 @@
  * unit-tested without files or locks, and another backend (etcd, for a pool shared by several
  * machines) slots in behind the same read / update / remove.
  */
-import {promises as fs} from 'node:fs'
-import {fileExists, readJsonFile, updateJsonFile, withLock, type JsonFileSpec, type LockOptions} from './files.js'
+import {fileExists, readJsonFile, removeFileDurable, updateJsonFile, withLock, type JsonFileSpec, type LockOptions} from './files.js'
 
 export type Mutation<T, R> = (current: T | undefined) => Promise<{next?: T; result: R}> | {next?: T; result: R}
 
@@ -22,8 +21,9 @@ export interface Store<T> {
 
 /**
  * JSON file store: changes happen under a kernel flock on `<file>.lock` and land through
- * temp file + fsync + rename (src/state/files.ts), so a SIGKILL at any moment leaves the old
- * or the new file, and a killed holder's lock vanishes with it.
+ * temp file + fsync + rename + directory fsync (src/state/files.ts), so a SIGKILL at any moment
+ * leaves the old or the new file, a change that returned survives a power loss, and a killed
+ * holder's lock vanishes with it. The file is 0600.
  */
 export class FileStore<T> implements Store<T> {
   constructor(
@@ -42,15 +42,7 @@ export class FileStore<T> implements Store<T> {
 
   async remove(): Promise<boolean> {
     if (!(await fileExists(this.location))) return false
-    return withLock(this.location, async () => {
-      try {
-        await fs.unlink(this.location)
-        return true
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
-        throw err
-      }
-    }, this.lock)
+    return withLock(this.location, () => removeFileDurable(this.location), this.lock)
   }
 }
 

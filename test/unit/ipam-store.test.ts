@@ -1,20 +1,18 @@
 /**
- * The ipam/ directory (src/ipam/host-store.ts): migration of the earlier ipam.json, crash safety
- * at every step of a write, repair of bits or links without an owner, and that a call reads only
- * the records it names (its cost does not grow with the number of allocations).
+ * The ipam/ directory (src/ipam/host-store.ts): crash safety at every step of a write, the full
+ * check after a reboot, repair of bits or links without an owner, modes, and that a call reads
+ * only the records it names (its cost does not grow with the number of allocations).
  */
 import assert from 'node:assert/strict'
-import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {isPnError} from '../../src/errors.js'
-import {HostAllocator} from '../../src/ipam/host-allocator.js'
 import {
   allocateIp,
   confirmIp,
   gcIps,
   ipamDir,
-  ipamFile,
   listIps,
   ownerIps,
   releaseIp,
@@ -48,41 +46,6 @@ describe('ipam state directory', function () {
     cidrs = CIDRS
   })
   afterEach(() => rmSync(dir, {recursive: true, force: true}))
-
-  it('migrates an earlier-format ipam.json on the first mutation, keeping every allocation', async () => {
-    const a = new HostAllocator(HostAllocator.initialState([{cidr: CIDRS[0], routerIp: '10.0.1.254'}, {cidr: CIDRS[1]}], clock), {now: () => clock})
-    // The requested address first: a random scan for the others could otherwise take it.
-    a.allocate({owner: 'odd/owner#1', ip: ['10.0.1.77']})
-    for (let i = 0; i < 20; i++) a.allocate({owner: `old${i}:eth0`})
-    a.allocate({owner: 'pend:eth0', expirationMs: 60_000})
-    writeFileSync(ipamFile(dir), JSON.stringify(a.toState(), null, 2))
-    const before = await listIps(t({routerIps: ['10.0.1.254']})) // read-only: still the old file
-    assert.ok(existsSync(ipamFile(dir)) && !existsSync(ipamDir(dir)))
-    assert.equal(before.length, 46) // (router + 20 + pending + odd) × 2 families
-
-    const r = await allocateIp(t({routerIps: ['10.0.1.254']}), {owner: 'new:eth0'})
-    assert.equal(r.changed, true)
-    assert.ok(!existsSync(ipamFile(dir)), 'ipam.json is gone')
-    assert.ok(existsSync(path.join(ipamDir(dir), 'meta.json')))
-    const after = await listIps(t())
-    assert.deepEqual(after.filter((x) => x.owner !== 'new:eth0'), before)
-    assert.ok(!before.some((x) => r.allocations.some((y) => y.ip === x.ip)), 'the new owner got free addresses')
-    assert.deepEqual((await ownerIps(t(), 'odd/owner#1')).map((x) => x.ip), ['10.0.1.77', before.find((x) => x.owner === 'odd/owner#1' && x.family === 6)!.ip])
-    assert.deepEqual((await ownerIps(t(), 'router')).map((x) => x.ip), ['10.0.1.254', 'fd00:1::1'])
-    assert.deepEqual(await used(), [24, 24]) // + the new owner
-    await consistent()
-    // The pending one still expires, from the migrated state.
-    clock += 61_000
-    assert.deepEqual((await gcIps(t())).released.map((x) => x.owner), ['pend:eth0', 'pend:eth0'])
-    assert.deepEqual(await used(), [23, 23])
-  })
-
-  it('a corrupt earlier-format file is refused and left alone', async () => {
-    writeFileSync(ipamFile(dir), '{"version":1,"ranges":[')
-    await assert.rejects(allocateIp(t()), (e) => isPnError(e, 'PN_STATE_CORRUPT'))
-    assert.equal(readFileSync(ipamFile(dir), 'utf8'), '{"version":1,"ranges":[')
-    assert.ok(!existsSync(ipamDir(dir)))
-  })
 
   it('keeps the semantics: owner idempotence, --ip, confirm, release by IP and owner, expiry', async () => {
     const a = await allocateIp(t(), {owner: 'c1:eth0', strategy: 'contiguous'})
@@ -185,5 +148,55 @@ describe('ipam state directory', function () {
     assert.deepEqual((await ownerIps(t(), 'a:eth0')).map((x) => x.ip), a.allocations.map((x) => x.ip))
     const c = await allocateIp(t(), {owner: 'c:eth0', strategy: 'contiguous'})
     assert.equal(c.allocations[0].ip, '10.0.1.4', 'a still holds .2 (its bit is back)')
+  })
+
+  it('after a reboot the first call checks the whole index against the records (writes the index lost)', async () => {
+    cidrs = ['10.0.1.0/28']
+    const a = await allocateIp(t({bootId: 'boot-1'}), {owner: 'a:eth0', strategy: 'contiguous'}) // 10.0.1.2
+    await allocateIp(t({bootId: 'boot-1'}), {owner: 'b:eth0', strategy: 'contiguous'}) // 10.0.1.3
+    assert.equal(readFileSync(path.join(ipamDir(dir), 'boot'), 'utf8'), 'boot-1\n')
+    // What a power loss may do to the index (never fsync'd on the way): a's bit and link lost,
+    // a bit and a link nobody holds, temp files of a writer that died mid-change.
+    const bitmap = path.join(ipamDir(dir), 'bitmap.0')
+    const buf = readFileSync(bitmap)
+    buf.writeUInt32LE(((buf.readUInt32LE(0) & ~0b10) | (1 << 9)) >>> 0, 0)
+    writeFileSync(bitmap, buf)
+    unlinkSync(path.join(ipamDir(dir), 'ips', '10.0.1.2'))
+    symlinkSync('gone:eth0', path.join(ipamDir(dir), 'ips', '10.0.1.10'))
+    writeFileSync(path.join(ipamDir(dir), 'owners', '.c:eth0.json.0a1b2c.tmp'), '{"owner":')
+    // Same boot: nothing to check, the call reads only what it names.
+    assert.equal((await showIpam(t({bootId: 'boot-1'})))[0].used, 3) // router, b, the stray bit
+    // New boot: the read-only call takes the lock and rebuilds the index first.
+    assert.equal((await showIpam(t({bootId: 'boot-2'})))[0].used, 3) // router, a, b
+    assert.equal(readFileSync(path.join(ipamDir(dir), 'boot'), 'utf8'), 'boot-2\n')
+    assert.deepEqual(readdirSync(path.join(ipamDir(dir), 'owners')).filter((f) => f.startsWith('.')), [], 'temp files removed')
+    await consistent()
+    const c = await allocateIp(t({bootId: 'boot-2'}), {owner: 'c:eth0', strategy: 'contiguous'})
+    assert.equal(c.allocations[0].ip, '10.0.1.4', 'a still holds .2')
+    assert.deepEqual((await ownerIps(t({bootId: 'boot-2'}), 'a:eth0')).map((x) => x.ip), a.allocations.map((x) => x.ip))
+  })
+
+  it('a mutation after a reboot reports what the check fixed', async () => {
+    cidrs = ['10.0.1.0/28']
+    await allocateIp(t({bootId: 'boot-1'}), {owner: 'a:eth0', strategy: 'contiguous'})
+    unlinkSync(path.join(ipamDir(dir), 'ips', '10.0.1.2'))
+    const r = await allocateIp(t({bootId: 'boot-2'}), {owner: 'b:eth0', strategy: 'contiguous'})
+    assert.match(r.warnings?.join() ?? '', /repaired the ipam state.*ips\/10\.0\.1\.2: points at a:eth0/)
+    assert.equal(r.allocations[0].ip, '10.0.1.3')
+    assert.equal((await allocateIp(t({bootId: 'boot-2'}), {owner: 'c:eth0'})).warnings, undefined, 'checked once a boot')
+  })
+
+  it('state files are 0600 and directories 0700', async () => {
+    const state = path.join(dir, 'state')
+    const tt = (extra: Partial<HostIpamTarget> = {}) => t({stateDir: state, ...extra})
+    await allocateIp(tt(), {owner: 'a:eth0', expirationMs: 60_000})
+    await allocateIp(tt(), {owner: 'b:eth0'})
+    await reserveRouterIps(tt({routerIps: ['10.0.1.200']})) // meta.json rewritten
+    await releaseIp(tt(), {owner: 'b:eth0'})
+    const mode = (p: string) => (statSync(p).mode & 0o777).toString(8)
+    const d = ipamDir(state)
+    assert.equal(mode(state), '700')
+    for (const sub of ['', 'owners', 'ips', 'pending']) assert.equal(mode(path.join(d, sub)), '700', `ipam/${sub}`)
+    for (const f of ['meta.json', 'bitmap.0', 'bitmap.1', 'boot', 'owners/a:eth0.json', 'owners/router.json']) assert.equal(mode(path.join(d, f)), '600', f)
   })
 })

@@ -103,7 +103,7 @@ export async function compileDatapath(runner: Runner, opts: CompileOptions): Pro
   }
   // Build in a private folder and rename it into place: concurrent compiles never see half an object.
   const tmp = path.join(opts.cacheDir, `.tmp-${hash}-${process.pid}-${randomHex(3)}`)
-  await fs.mkdir(tmp, {recursive: true})
+  await fs.mkdir(tmp, {recursive: true, mode: 0o700}) // under the state dir: private like it
   try {
     const units = await Promise.all(
       PROGRAM_SOURCES.map(async (file) => {
