@@ -270,8 +270,8 @@ describe('node rails: reset forgets the service table', () => {
   beforeEach(() => (dir = mkdtempSync(path.join(os.tmpdir(), 'pn-rails-'))))
   afterEach(() => rmSync(dir, {recursive: true, force: true}))
 
-  it('removes services.bin, a pending table and the legacy JSON table; twice is a no-op', async () => {
-    const files = [servicesFile(dir), `${servicesFile(dir)}.pending`, path.join(dir, 'services.json')]
+  it('removes services.bin and a pending table; twice is a no-op', async () => {
+    const files = [servicesFile(dir), `${servicesFile(dir)}.pending`]
     for (const f of files) writeFileSync(f, 'x')
     assert.deepEqual((await removeServiceTable(dir)).sort(), [...files].sort())
     for (const f of files) assert.ok(!existsSync(f), f)
