@@ -148,6 +148,32 @@ export async function requireEndpoint(stateDir: string, containerId: string, ifn
   return rec
 }
 
+/**
+ * The record holding endpoint id `endpointId` (the number `pn monitor --endpoint` and `pn status`
+ * print): `.ids/<id>` names its owner, so no scan; a record whose reservation is missing is
+ * still found by reading the records.
+ */
+export async function requireEndpointById(stateDir: string, endpointId: number): Promise<EndpointRecord> {
+  if (!Number.isInteger(endpointId) || endpointId < 1 || endpointId > MAX_ENDPOINT_ID) {
+    throw new PnError('PN_INVALID_ARGUMENT', `read endpoint ${endpointId}: an endpoint id is an integer 1-${MAX_ENDPOINT_ID}`, {
+      hint: 'see `pn endpoint list`, or name it by `--container-id` (and `--ifname`)',
+    })
+  }
+  const owner = (await fs.readFile(path.join(idsDir(stateDir), String(endpointId)), 'utf8').catch(() => '')).trim()
+  const i = owner.lastIndexOf(':')
+  if (i > 0) {
+    const rec = await getEndpoint(stateDir, owner.slice(0, i), owner.slice(i + 1)).catch(() => undefined)
+    if (rec?.endpointId === endpointId) return rec
+  }
+  const rec = (await listEndpoints(stateDir)).find((e) => e.endpointId === endpointId)
+  if (!rec) {
+    throw new PnError('PN_ENDPOINT_NOT_FOUND', `read endpoint ${endpointId}: no endpoint has this id`, {
+      hint: 'see `pn endpoint list`',
+    })
+  }
+  return rec
+}
+
 export async function listEndpoints(stateDir: string): Promise<EndpointRecord[]> {
   let names: string[]
   try {
