@@ -17,8 +17,8 @@
  */
 import {formatIp, parseIp} from '../cidr/cidr.js'
 import {attachPod} from '../datapath/bpf/endpoint.js'
-import {dumpMap, type DecodedEntry} from '../datapath/bpf/index.js'
-import {applyMapOps, type MapOp} from '../datapath/bpf/map-io.js'
+// map-io, not the bpf index: `pn cni gc` runs in pn-cni, whose bundle should not carry the loader.
+import {applyMapOps, dumpMapEntries, type DecodedEntry, type MapOp} from '../datapath/bpf/map-io.js'
 import {mapPath, pathExists} from '../datapath/bpf/bpffs.js'
 import {
   ENDPOINT_F_HOST, IPCACHE_F_LOCAL, encodeEndpointKey, encodeIpcacheKey, encodeLxcKey,
@@ -228,7 +228,7 @@ export async function checkConsistency(
     known.records ?? listEndpoints(stateDir),
     known.links ?? listLinks(runner),
     pinned
-      ? Promise.all([dumpMap(runner, node, 'pn_endpoints'), dumpMap(runner, node, 'pn_lxc'), dumpMap(runner, node, 'pn_ipcache')]).then(([endpoints, lxc, ipcache]) => ({endpoints, lxc, ipcache}))
+      ? Promise.all([dumpMapEntries(runner, root, 'pn_endpoints'), dumpMapEntries(runner, root, 'pn_lxc'), dumpMapEntries(runner, root, 'pn_ipcache')]).then(([endpoints, lxc, ipcache]) => ({endpoints, lxc, ipcache}))
       : Promise.resolve(undefined),
     listIps(ipamOf(node, stateDir)).catch(() => [] as IpAllocation[]),
     lxcRoutes(runner),
@@ -330,6 +330,6 @@ export async function repairInconsistencies(runner: Runner, stateDir: string, no
 }
 
 async function entryStillThere(runner: Runner, node: NodeContext, i: Inconsistency): Promise<boolean> {
-  const entries = await dumpMap(runner, node, i.map!).catch(() => [] as DecodedEntry[])
+  const entries = await dumpMapEntries(runner, node.bpffsRoot, i.map!).catch(() => [] as DecodedEntry[])
   return entries.some((e) => String(i.map === 'pn_endpoints' ? e.key.ip : i.map === 'pn_lxc' ? e.key.ifindex : e.key.prefix) === i.key)
 }
