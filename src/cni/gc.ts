@@ -89,7 +89,7 @@ async function gc(req: NodeRequest): Promise<GcResult> {
   // are removed, records without their lxc torn down, a kept endpoint's missing parts written again.
   if (node) {
     const found = await checkConsistency(req.runner, req.stateDir, node)
-    const fixed = await repairInconsistencies(req.runner, req.stateDir, node, found, {lock: req.lock, log: req.log, teardownRecordsWithoutLink: true})
+    const fixed = await repairInconsistencies(req.runner, req.stateDir, node, found, {lock: req.lock, log: req.log, teardownRecordsWithoutLink: true, keep: valid})
     out.repaired.push(...fixed.repaired)
     for (const e of fixed.errors) out.errors.push({attachment: e.subject, step: `repair ${e.kind}`, message: e.message})
   }

@@ -104,6 +104,19 @@ export function findInconsistencies(f: ConsistencyFacts): Inconsistency[] {
   const ipOwner = new Map<string, EndpointRecord>()
   for (const r of live) for (const ip of r.ips) ipOwner.set(canon(ip), r)
 
+  // IPAM owners of attachments, and the lxc each would have: what a finding belongs to, if anyone.
+  const owners = new Map<string, IpAllocation[]>()
+  for (const a of f.allocations) if (attachmentOwner(a.owner)) owners.set(a.owner, [...(owners.get(a.owner) ?? []), a])
+  const ownerByLxc = new Map([...owners.keys()].map((o) => {
+    const t = splitOwner(o)
+    return [hostIfnameFor(t.containerId, t.ifname), o]
+  }))
+  const ownerByIfindex = new Map<number, string>()
+  for (const l of f.links) if (ownerByLxc.has(l.ifname)) ownerByIfindex.set(l.ifindex, ownerByLxc.get(l.ifname)!)
+  const ownerByIp = new Map<string, string>()
+  for (const [o, allocs] of owners) for (const a of allocs) ownerByIp.set(canon(a.ip), o)
+  const belongs = (owner: string | undefined) => (owner ? {attachment: owner} : {})
+
   // Kernel → records: map entries.
   if (f.maps) {
     for (const e of f.maps.endpoints) {
@@ -113,7 +126,7 @@ export function findInconsistencies(f: ConsistencyFacts): Inconsistency[] {
       if (owner && owner.bpfAttached && f.node.routing === 'bpf' && Number(e.value.ifindex) === owner.hostIfindex) continue
       const gone = !f.links.some((l) => l.ifindex === Number(e.value.ifindex))
       out.push({
-        kind: 'stale-map-entry', map: 'pn_endpoints', key: ip, subject: `pn_endpoints ${ip}`,
+        kind: 'stale-map-entry', map: 'pn_endpoints', key: ip, subject: `pn_endpoints ${ip}`, ...belongs(ownerByIfindex.get(Number(e.value.ifindex))),
         problem: `points at ifindex ${e.value.ifindex}${gone ? ', which no longer exists' : ''} (endpoint ${e.value.endpointId}); no endpoint record holds ${ip} there`,
       })
     }
@@ -122,7 +135,7 @@ export function findInconsistencies(f: ConsistencyFacts): Inconsistency[] {
       if (bpfLive.some((r) => r.hostIfindex === ifindex)) continue
       const gone = !f.links.some((l) => l.ifindex === ifindex)
       out.push({
-        kind: 'stale-map-entry', map: 'pn_lxc', key: String(ifindex), subject: `pn_lxc ifindex ${ifindex}`,
+        kind: 'stale-map-entry', map: 'pn_lxc', key: String(ifindex), subject: `pn_lxc ifindex ${ifindex}`, ...belongs(ownerByIfindex.get(ifindex)),
         problem: `${gone ? 'the device is gone' : 'no endpoint record names this device'} (endpoint ${e.value.endpointId}, ${[e.value.ip4, e.value.ip6].filter(Boolean).join(', ') || 'no ip'})`,
       })
     }
@@ -132,16 +145,10 @@ export function findInconsistencies(f: ConsistencyFacts): Inconsistency[] {
       const [ip, len] = prefix.split('/')
       const owner = ipOwner.get(canon(ip))
       if (owner && owner.bpfAttached && f.node.routing === 'bpf' && hostPrefix(ip) === `${canon(ip)}/${len}`) continue
-      out.push({kind: 'stale-map-entry', map: 'pn_ipcache', key: prefix, subject: `pn_ipcache ${prefix}`, problem: `a local prefix no endpoint record holds`})
+      out.push({kind: 'stale-map-entry', map: 'pn_ipcache', key: prefix, subject: `pn_ipcache ${prefix}`, problem: `a local prefix no endpoint record holds`, ...belongs(ownerByIp.get(canon(ip)))})
     }
   }
   // Kernel → records: lxc devices and their routes.
-  const owners = new Map<string, IpAllocation[]>()
-  for (const a of f.allocations) if (attachmentOwner(a.owner)) owners.set(a.owner, [...(owners.get(a.owner) ?? []), a])
-  const ownerByLxc = new Map([...owners.keys()].map((o) => {
-    const t = splitOwner(o)
-    return [hostIfnameFor(t.containerId, t.ifname), o]
-  }))
   for (const l of f.links) {
     if (!LXC_RE.test(l.ifname) || recordByHost.has(l.ifname)) continue
     const owner = ownerByLxc.get(l.ifname)
@@ -244,6 +251,12 @@ export interface RepairOptions {
    * those whose netns is still there for their runtime's DEL (see reconcile.ts).
    */
   teardownRecordsWithoutLink?: boolean
+  /**
+   * Attachments the runtime lists as valid (GC): their live parts without a record (a veth, its
+   * IPs and map entries, e.g. after `pn endpoint delete` without --purge) are reported, not torn
+   * down; GC does not take down a pod its runtime still runs. Their runtime's DEL removes them.
+   */
+  keep?: Set<string>
 }
 
 export interface RepairResult {
@@ -255,6 +268,8 @@ export interface RepairResult {
 export async function repairInconsistencies(runner: Runner, stateDir: string, node: NodeContext, found: Inconsistency[], opts: RepairOptions = {}): Promise<RepairResult> {
   const out: RepairResult = {repaired: [], errors: []}
   const ipam = ipamOf(node, stateDir, opts.lock)
+  const kept = (i: Inconsistency) => !!i.attachment && !!opts.keep?.has(i.attachment) && (i.kind === 'stale-map-entry' || i.kind.startsWith('orphan-'))
+  found = found.filter((i) => !kept(i))
   const attempt = async (i: Inconsistency, action: string, fn: () => Promise<unknown>) => {
     try {
       await fn()

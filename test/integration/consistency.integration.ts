@@ -12,7 +12,7 @@ import path from 'node:path'
 import {cleanupNamespaces, createNamespace, inNs, ping} from '../helpers/netns.js'
 import {pn, PN_BIN} from '../helpers/cli.js'
 import {encodeEndpointInfo, encodeEndpointKey, encodeLxcKey} from '../../src/datapath/bpf/maps/index.js'
-import {add, cleanupHarness, createNode, destroyNode, mapIps, type CniNode} from './cni-harness.js'
+import {add, cleanupHarness, createNode, destroyNode, mapIps, pnState, type CniNode} from './cni-harness.js'
 
 const BPFFS = '/run/pn/bpffs'
 const V = '1.1.0'
@@ -78,6 +78,25 @@ describe('node consistency (pn status, pn cni gc, reconcile)', function () {
     assert.equal(mapIps(node).includes(ip), false)
     assert.equal(mapIps(node, 'pn_ipcache').includes(`${ip}/32`), false)
     assert.equal(status(node).state, 'ok')
+  })
+
+  it('a pod whose record alone was deleted: gc keeps it while the runtime lists it valid, status reports it; gc without it removes it', () => {
+    const c = createNamespace('csk').name
+    assert.equal(add(node, V, 'norec1', c).status, 0)
+    const del = cli(node, ['endpoint', 'delete', '--container-id', 'norec1'])
+    assert.equal(del.status, 0)
+    assert.match(del.json!.warnings!.join(' '), /stay; `pn status` reports them and `pn cni gc` removes them/)
+    const kinds = () => status(node).items.map((i) => i.kind).sort()
+    assert.deepEqual(kinds(), ['orphan-ip', 'stale-map-entry', 'stale-map-entry', 'stale-map-entry'])
+    const keep = cli(node, ['cni', 'gc', '--keep', 'keep1:eth0', '--keep', 'norec1:eth0'])
+    assert.equal(keep.status, 0, keep.stdout)
+    assert.deepEqual(keep.json!.result.repaired, [])
+    assert.ok(ping(c, node.gateway), 'gc took down a pod its runtime lists as valid')
+    assert.deepEqual(kinds(), ['orphan-ip', 'stale-map-entry', 'stale-map-entry', 'stale-map-entry'])
+    const gc = cli(node, ['cni', 'gc', '--keep', 'keep1:eth0'])
+    assert.equal(gc.status, 0, gc.stdout)
+    assert.equal(status(node).state, 'ok')
+    assert.deepEqual(pnState(node).owners, ['keep1:eth0'])
   })
 
   it('a stale entry written by hand with bpftool is reported and removed by gc; the kept pod still works', () => {

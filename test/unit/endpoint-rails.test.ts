@@ -4,7 +4,7 @@
  * under hashed names while short ones keep theirs.
  */
 import assert from 'node:assert/strict'
-import {mkdtempSync, readdirSync, rmSync} from 'node:fs'
+import {mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {spawnSync} from 'node:child_process'
@@ -56,6 +56,15 @@ describe('endpoint rails (ids, long container ids)', () => {
       assert.equal(show(['web']).error.code, 'PN_INVALID_ARGUMENT')
       assert.equal(show(['1']).error.code, 'PN_ENDPOINT_NOT_FOUND')
     })()
+  })
+
+  it('an id whose owner reservation cannot be written is given back, not left taken until GC', async () => {
+    // `.owners` as a file: writing the owner reservation fails (as ENAMETOOLONG did for long ids).
+    await allocateEndpointId(dir, 'first:eth0')
+    rmSync(path.join(dir, 'endpoints', '.owners'), {recursive: true, force: true})
+    writeFileSync(path.join(dir, 'endpoints', '.owners'), 'not a folder')
+    await assert.rejects(allocateEndpointId(dir, 'second:eth0'))
+    assert.deepEqual(readdirSync(path.join(dir, 'endpoints', '.ids')), ['1'], 'id 2 stayed taken')
   })
 
   it('keys up to 200 bytes keep their file names; longer ones are hashed and still read, list and delete', async () => {
