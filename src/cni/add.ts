@@ -40,6 +40,8 @@ export interface AddState {
  * An interface named like ours already in the netns is removed only when it is pn's leftover of
  * this very attachment (its veth peer is our `lxc<hash>`), e.g. an ADD retried after a crash —
  * Cilium deletes it too. Anything else is someone else's interface: the spec requires an error.
+ * A record of this attachment that is alive in another netns is not a leftover but a running pod:
+ * PN_ENDPOINT_EXISTS (live.ts). Into the same netns, the attachment is replaced.
  */
 async function removeOwnLeftover(req: CniRequest, state: AddState): Promise<void> {
   const stale = await getEndpoint(req.stateDir, req.containerId, req.ifname).catch(() => undefined)

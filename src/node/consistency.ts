@@ -9,7 +9,8 @@
  * `findInconsistencies` is pure (facts in, findings out, unit tested); `checkConsistency` reads
  * the facts; `repairInconsistencies` fixes them: stale entries and routes are deleted, orphan
  * links deleted, orphan IPs and records without their link go through the one teardown, missing
- * entries, routes and IP reservations of a live endpoint are written again. `pn status` reports
+ * entries and routes of a live endpoint are written again; an IP that IPAM holds for another
+ * attachment than the record's is reported, not guessed at. `pn status` reports
  * the findings; `pn cni gc` and the reconcile (node init, agent start) repair them.
  *
  * Why a stale entry is never an ADD in flight: ADD writes the record before the map entries, and
@@ -29,7 +30,7 @@ import {hostIfnameFor} from '../datapath/veth.js'
 import {getEndpoint, listEndpoints, type EndpointRecord} from '../endpoint/store.js'
 import {teardownEndpoint} from '../endpoint/teardown.js'
 import type {Runner} from '../exec/runner.js'
-import {allocateIp, confirmIp, listIps, ROUTER_OWNER, type IpAllocation} from '../ipam/host.js'
+import {listIps, ROUTER_OWNER, type IpAllocation} from '../ipam/host.js'
 import type {LockOptions} from '../state/files.js'
 import type {NodeContext} from './context.js'
 import {ipamOf} from './ipam.js'
@@ -183,9 +184,12 @@ export function findInconsistencies(f: ConsistencyFacts): Inconsistency[] {
       out.push({kind: 'record-without-link', attachment: r.id, subject: label(r), problem: `${r.hostIfname} has ifindex ${link.ifindex}, the record says ${r.hostIfindex}`})
       continue
     }
-    const held = new Set((owners.get(r.id) ?? []).map((a) => canon(a.ip)))
+    // `pn veth create --ip` takes addresses from anyone (`pn ipam alloc --owner web`, or none at
+    // all: IPAM is not its business), so only a clash is a finding: IPAM holds the address for
+    // another attachment, which could be handed the same IP. Who is right is not pn's to guess.
     for (const ip of r.ips) {
-      if (!held.has(canon(ip))) out.push({kind: 'record-without-ip', attachment: r.id, ip, subject: label(r), problem: `IPAM does not hold ${ip} for ${r.id}`})
+      const holder = ownerByIp.get(canon(ip))
+      if (holder && holder !== r.id) out.push({kind: 'record-without-ip', attachment: r.id, ip, subject: label(r), problem: `IPAM holds ${ip} for ${holder}, not for ${r.id}`})
     }
     if (f.node.routing === 'host-routes') {
       for (const ip of r.ips) {
@@ -322,12 +326,6 @@ export async function repairInconsistencies(runner: Runner, stateDir: string, no
       tornDown.add(i.attachment!)
       await attempt(i, 'tore it down (its lxc is gone)', () => teardown(i.attachment!))
     }
-  }
-  for (const i of found.filter((x) => x.kind === 'record-without-ip')) {
-    await attempt(i, `reserved ${i.ip} for it again`, async () => {
-      await allocateIp(ipam, {owner: i.attachment!, ip: [i.ip!]})
-      await confirmIp(ipam, {owner: i.attachment!})
-    })
   }
   for (const i of found.filter((x) => x.kind === 'record-without-route')) {
     await attempt(i, 'added the route', () => runner.run('ip', ['route', 'replace', i.route!.dst, 'dev', i.route!.dev, 'scope', 'link']))

@@ -11,7 +11,7 @@
  * netns path is an ADD or DEL in flight. Each endpoint is checked again under its attachment lock,
  * so a concurrent ADD/DEL of the same pod is never interleaved with. Then the consistency check
  * (consistency.ts) repairs the rest: map entries, lxc devices, routes and IPs no record explains,
- * and the missing map entries, routes and IP reservations of live endpoints.
+ * and the missing map entries and routes of live endpoints.
  */
 import {getLink} from '../datapath/link.js'
 import {netnsAlive} from '../datapath/netns.js'

@@ -89,10 +89,17 @@ describe('consistency check (both directions)', () => {
     // Its entries point at a device that is gone: stale too (GC's teardown of the record removes them).
     assert.deepEqual(findInconsistencies(f).map((i) => i.kind).sort(), ['record-without-link', 'stale-map-entry', 'stale-map-entry', 'stale-map-entry'])
     const g = healthy()
-    g.allocations = [alloc('10.0.1.1', 'router', 'reserved')]
     g.maps!.lxc = []
-    assert.deepEqual(findInconsistencies(g).map((i) => i.kind).sort(), ['record-without-ip', 'record-without-map-entry'])
-    assert.match(findInconsistencies(g).find((i) => i.kind === 'record-without-map-entry')!.problem, /pn_lxc 10/)
+    assert.deepEqual(findInconsistencies(g).map((i) => i.kind), ['record-without-map-entry'])
+    assert.match(findInconsistencies(g)[0].problem, /pn_lxc 10/)
+    // An address no one holds (`pn veth create --ip` without IPAM) is fine; one IPAM holds for another attachment is not.
+    g.maps = healthy().maps
+    g.allocations = [alloc('10.0.1.1', 'router', 'reserved')]
+    assert.deepEqual(findInconsistencies(g), [])
+    g.allocations.push(alloc('10.0.1.5', 'other:eth0', 'pending'))
+    const clash = findInconsistencies(g)
+    assert.deepEqual(clash.map((i) => i.kind), ['record-without-ip'])
+    assert.match(clash[0].problem, /IPAM holds 10\.0\.1\.5 for other:eth0, not for a:eth0/)
   })
 
   it('host-routes mode: map entries are stale, routes are checked both ways', () => {

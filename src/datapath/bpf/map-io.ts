@@ -128,6 +128,8 @@ const valueBytes = (v: RawEntry['value']): string[] | undefined => (Array.isArra
 /** Raw entries of a pinned map (empty when the map is empty); for a sparse array (pn_metrics),
  * only the slots in use (any CPU's value not all zero). */
 export async function dumpRaw(runner: Runner, root: string, name: string): Promise<RawEntry[]> {
+  // A name is a pin under maps/, never a path elsewhere on the bpffs.
+  if (name.includes('/') || name.startsWith('.')) throw unknownMapError('dump map', name)
   const p = mapPath(root, name)
   if (!(await pathExists(p))) {
     // A typo is not a missing datapath: an unknown name is said to be unknown (a pinned map pn
