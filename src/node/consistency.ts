@@ -24,7 +24,7 @@ import {mapPath, pathExists} from '../datapath/bpf/bpffs.js'
 import {
   ENDPOINT_F_HOST, IPCACHE_F_LOCAL, encodeEndpointKey, encodeIpcacheKey, encodeLxcKey,
 } from '../datapath/bpf/maps/index.js'
-import {deleteLinkByName, listLinks, parseJson, type LinkInfo} from '../datapath/link.js'
+import {deleteLinkByName, getLink, listLinks, parseJson, type LinkInfo} from '../datapath/link.js'
 import {LXC_RE} from '../datapath/sweep.js'
 import {hostIfnameFor} from '../datapath/veth.js'
 import {getEndpoint, listEndpoints, type EndpointRecord} from '../endpoint/store.js'
@@ -283,32 +283,43 @@ export async function repairInconsistencies(runner: Runner, stateDir: string, no
       out.errors.push({subject: i.subject, kind: i.kind, message: (err as Error).message})
     }
   }
-  const teardown = (owner: string) => {
+  /** The one teardown under the attachment's lock, when `still()` holds there (read again, after the lock). */
+  const teardown = (owner: string, still: () => Promise<boolean>) => {
     const t = splitOwner(owner)
     return withAttachmentFileLock(stateDir, t.containerId, t.ifname, async () => {
+      if (!(await still())) return
       const res = await teardownEndpoint(runner, stateDir, t, {...(node.routing === 'bpf' ? {bpf: node} : {}), ipam, ...(opts.log ? {log: opts.log} : {})})
       if (res.errors.length) throw new Error(res.errors.map((e) => `${e.step}: ${e.message}`).join('; '))
     }, opts.lock)
   }
-  // Stale map entries: one batch, each key deleted once (an entry gone meanwhile is fine).
-  const stale = found.filter((i) => i.kind === 'stale-map-entry')
+  const noRecord = (owner: string) => async () => {
+    const t = splitOwner(owner)
+    return !(await getEndpoint(stateDir, t.containerId, t.ifname).catch(() => undefined))
+  }
+  // Stale map entries, deleted by key in one batch (one at a time if the batch stops at an entry
+  // gone meanwhile). The records are read again first: an ADD writes its record before its
+  // entries, so an entry a record now claims (an IP handed out again meanwhile) is left alone.
+  const now = await listEndpoints(stateDir)
+  const claimed = (i: Inconsistency) => now.some((r) => i.map === 'pn_lxc'
+    ? r.hostIfindex === Number(i.key)
+    : r.ips.some((ip) => canon(ip) === canon(i.map === 'pn_ipcache' ? i.key!.split('/')[0] : i.key!)))
+  const stale = found.filter((i) => i.kind === 'stale-map-entry' && !claimed(i))
+  const opOf = (i: Inconsistency): MapOp => ({op: 'delete', map: i.map!, key: i.map === 'pn_endpoints' ? encodeEndpointKey(i.key!) : i.map === 'pn_lxc' ? encodeLxcKey(Number(i.key)) : encodeIpcacheKey(i.key!)})
+  const batched = stale.length > 0 && (await applyMapOps(runner, node.bpffsRoot, stale.map(opOf)).then(() => true, () => false))
   for (const i of stale) {
-    const op: MapOp = {op: 'delete', map: i.map!, key: i.map === 'pn_endpoints' ? encodeEndpointKey(i.key!) : i.map === 'pn_lxc' ? encodeLxcKey(Number(i.key)) : encodeIpcacheKey(i.key!)}
-    await attempt(i, `deleted the ${i.map} entry`, () => applyMapOps(runner, node.bpffsRoot, [op]).catch(async (err) => {
-      if (!(await entryStillThere(runner, node, i))) return
-      throw err
-    }))
+    await attempt(i, `deleted the ${i.map} entry`, async () => {
+      if (batched) return
+      await applyMapOps(runner, node.bpffsRoot, [opOf(i)]).catch(async (err) => {
+        if (await entryStillThere(runner, node, i)) throw err
+      })
+    })
   }
   const tornDown = new Set<string>()
   for (const i of found.filter((x) => x.kind === 'orphan-ip' || (x.kind === 'orphan-link' && x.attachment))) {
     const owner = i.attachment!
     if (tornDown.has(owner)) continue
     tornDown.add(owner)
-    await attempt(i, `tore down ${owner} (no endpoint record)`, async () => {
-      const t = splitOwner(owner)
-      if (await getEndpoint(stateDir, t.containerId, t.ifname).catch(() => undefined)) return
-      await teardown(owner)
-    })
+    await attempt(i, `tore down ${owner} (no endpoint record)`, () => teardown(owner, noRecord(owner)))
   }
   for (const i of found.filter((x) => x.kind === 'orphan-link' && !x.attachment)) {
     await attempt(i, 'deleted the device', async () => {
@@ -324,7 +335,11 @@ export async function repairInconsistencies(runner: Runner, stateDir: string, no
     for (const i of found.filter((x) => x.kind === 'record-without-link')) {
       if (tornDown.has(i.attachment!)) continue
       tornDown.add(i.attachment!)
-      await attempt(i, 'tore it down (its lxc is gone)', () => teardown(i.attachment!))
+      await attempt(i, 'tore it down (its lxc is gone)', () => teardown(i.attachment!, async () => {
+        const t = splitOwner(i.attachment!)
+        const rec = await getEndpoint(stateDir, t.containerId, t.ifname).catch(() => undefined)
+        return !!rec && (await getLink(runner, rec.hostIfname).catch(() => undefined))?.ifindex !== rec.hostIfindex
+      }))
     }
   }
   for (const i of found.filter((x) => x.kind === 'record-without-route')) {
