@@ -13,6 +13,7 @@ function describe(i: StatusItem): string {
     return [`endpoint ${i.name}`, String(d.containerId), d.pod ? `pod ${d.pod}` : '', (d.ips as string[]).join(','), String(d.lxc)].filter(Boolean).join('  ')
   }
   if (i.kind === 'unrecorded-device') return `${i.name} (no endpoint record)`
+  if (i.kind.startsWith('stale-') || i.kind.startsWith('orphan-') || i.kind.startsWith('record-without')) return `${i.name} (${i.kind})`
   if (i.kind === 'host-routing') {
     const fb = (d.fallbacks as string[]).length ? (d.fallbacks as string[]).join(', ') : 'none'
     return `${i.name} (ifindex ${d.uplinkIfindex}): redirected ${d.redirected} + ${d.redirectedNeigh} via neighbour resolution; to the stack: ${fb}`
@@ -23,7 +24,7 @@ function describe(i: StatusItem): string {
 
 export default class Status extends BaseCommand<typeof Status, StatusResult> {
   static summary = "Show the node as a tree: devices, endpoints and the programs on each hook, with drift from pn's state coloured."
-  static description = `ok: the kernel matches pn's state. DRIFTED: present but not as pn left it (a stale program, a device without an endpoint record). MISSING: pn's state names something the kernel lacks (a record whose lxc is gone, a hook without its program). Repair with \`pn node init\`, \`pn bpf load\`, or remove leftovers with \`pn cni gc\` / \`pn endpoint delete\`.`
+  static description = `ok: the kernel matches pn's state. DRIFTED: present but not as pn left it (a stale program, a device without an endpoint record). MISSING: pn's state names something the kernel lacks (a record whose lxc is gone, a hook without its program). The consistency section checks every pn_endpoints, pn_ipcache and pn_lxc entry, lxc device, host route, endpoint record and IPAM allocation against each other, both ways. Repair with \`pn node init\`, \`pn bpf load\`, or remove leftovers with \`pn cni gc\` (which also repairs what the consistency section lists).`
 
   static examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --json']
 

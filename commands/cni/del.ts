@@ -29,6 +29,7 @@ export default class CniDel extends BaseCommand<typeof CniDel, CniDelResult> {
   }
 
   protected render(r: CniDelResult): string {
+    if (r.keptLiveIn) return `${r.containerId}:${r.ifname}: kept, it is attached in ${r.keptLiveIn}, not in the netns this DEL names`
     const parts = [r.veth ? 'veth' : '', r.endpoint ? 'endpoint' : '', r.ips.length ? `ip ${r.ips.join(', ')}` : '', r.bpf ? 'bpf entries' : ''].filter(Boolean)
     return parts.length ? `deleted ${r.containerId}:${r.ifname}: ${parts.join(', ')}` : `${r.containerId}:${r.ifname}: nothing to delete (already gone)`
   }

@@ -35,6 +35,7 @@ export default class CniGc extends BaseCommand<typeof CniGc, CniGcResult> {
   }
 
   protected render(r: CniGcResult): string {
-    return `kept ${r.kept.length}, removed ${r.removed.length} attachment(s)${r.removed.length ? `: ${r.removed.join(', ')}` : ''}${r.strayLinks.length ? `; stray veths ${r.strayLinks.join(', ')}` : ''}`
+    const head = `kept ${r.kept.length}, removed ${r.removed.length} attachment(s)${r.removed.length ? `: ${r.removed.join(', ')}` : ''}${r.strayLinks.length ? `; stray veths ${r.strayLinks.join(', ')}` : ''}`
+    return [head, ...r.repaired.map((x) => `repaired ${x.subject} (${x.kind}): ${x.action}`)].join('\n')
   }
 }

@@ -33,6 +33,10 @@ export default class EndpointDelete extends BaseCommand<typeof EndpointDelete, E
       return {changed: r.changed, id, recordDeleted: r.endpointDeleted, linkDeleted: r.linkDeleted}
     }
     const r = await deleteEndpoint(this.stateDir, containerId, ifname)
+    if (r.record) {
+      // Only the record goes: what the kernel holds for it stays until a purge or `pn cni gc`.
+      this.warnings.push(`the veth ${r.record.hostIfname}${r.record.bpfAttached ? ', its BPF filter and map entries' : ''} stay; \`pn status\` reports them and \`pn cni gc\` removes them (or delete with --purge)`)
+    }
     return {changed: r.deleted, id, recordDeleted: r.deleted, linkDeleted: false}
   }
 

@@ -17,6 +17,7 @@ import {allocateIp, confirmIp, releaseIp, type HostIpamTarget, type IpAllocation
 import {requireNodeContext, type NodeContext} from '../node/context.js'
 import {ipamOf} from '../node/ipam.js'
 import {attachmentId} from './env.js'
+import {liveElsewhere} from './live.js'
 import {withAttachmentLock} from './lock.js'
 import {ADD_STEPS, type AddStep, type CniRequest} from './request.js'
 import {buildResult} from './result.js'
@@ -39,10 +40,20 @@ export interface AddState {
  * An interface named like ours already in the netns is removed only when it is pn's leftover of
  * this very attachment (its veth peer is our `lxc<hash>`), e.g. an ADD retried after a crash —
  * Cilium deletes it too. Anything else is someone else's interface: the spec requires an error.
+ * A record of this attachment that is alive in another netns is not a leftover but a running pod:
+ * PN_ENDPOINT_EXISTS (live.ts). Into the same netns, the attachment is replaced.
  */
 async function removeOwnLeftover(req: CniRequest, state: AddState): Promise<void> {
-  const pod = await getLink(req.runner, req.ifname, req.netns)
   const stale = await getEndpoint(req.stateDir, req.containerId, req.ifname).catch(() => undefined)
+  const live = stale && req.netns ? await liveElsewhere(req.runner, stale, req.netns) : undefined
+  if (live) {
+    const id = attachmentId(req.containerId, req.ifname)
+    throw new PnError('PN_ENDPOINT_EXISTS', `add attachment ${id}: endpoint ${live.endpointId} already attaches ${live.containerId} (${live.ifname}) in ${live.netns}, a live netns other than ${req.netns}`, {
+      hint: `a container id and ifname name one attachment: DEL it first (pn cni del --container-id ${live.containerId} --ifname ${live.ifname}), or use another CNI_IFNAME`,
+      details: {containerId: live.containerId, ifname: live.ifname, netns: live.netns, endpointId: live.endpointId, requestedNetns: req.netns},
+    })
+  }
+  const pod = await getLink(req.runner, req.ifname, req.netns)
   if (pod) {
     const hostName = hostIfnameFor(req.containerId, req.ifname)
     const host = await getLink(req.runner, hostName)

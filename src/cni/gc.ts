@@ -13,6 +13,7 @@ import {hostIfnameFor} from '../datapath/veth.js'
 import {endpointIdOwners, listEndpoints, releaseEndpointId} from '../endpoint/store.js'
 import {teardownEndpoint} from '../endpoint/teardown.js'
 import {listIps, ROUTER_OWNER} from '../ipam/host.js'
+import {checkConsistency, repairInconsistencies} from '../node/consistency.js'
 import {readNodeContext} from '../node/context.js'
 import {ipamOf} from '../node/ipam.js'
 import {withNodeShared} from '../node/lock.js'
@@ -24,6 +25,8 @@ export interface GcResult {
   kept: string[]
   removed: string[]
   strayLinks: string[]
+  /** What the consistency check found and fixed (stale map entries, routes, IPs, missing entries). */
+  repaired: {subject: string; kind: string; action: string}[]
   errors: {attachment: string; step: string; message: string}[]
 }
 
@@ -38,7 +41,7 @@ export async function cniGc(req: NodeRequest): Promise<GcResult> {
 
 async function gc(req: NodeRequest): Promise<GcResult> {
   const valid = new Set((req.conf.validAttachments ?? []).map((a) => attachmentId(a.containerId, a.ifname)))
-  const out: GcResult = {kept: [], removed: [], strayLinks: [], errors: []}
+  const out: GcResult = {kept: [], removed: [], strayLinks: [], repaired: [], errors: []}
   const node = await readNodeContext(req.stateDir)
   const ipam = node ? ipamOf(node, req.stateDir, req.lock) : undefined
   const seen = new Map<string, {containerId: string; ifname: string; netns?: string}>()
@@ -82,7 +85,15 @@ async function gc(req: NodeRequest): Promise<GcResult> {
       out.errors.push({attachment: name, step: 'delete veth', message: (err as Error).message})
     }
   }
-  req.log(`gc: kept ${out.kept.length}, removed ${out.removed.length} attachment(s) and ${out.strayLinks.length} stray veth(s)`)
+  // Then the consistency check over what is left: map entries, routes and IPs no record explains
+  // are removed, records without their lxc torn down, a kept endpoint's missing parts written again.
+  if (node) {
+    const found = await checkConsistency(req.runner, req.stateDir, node)
+    const fixed = await repairInconsistencies(req.runner, req.stateDir, node, found, {lock: req.lock, log: req.log, teardownRecordsWithoutLink: true, keep: valid})
+    out.repaired.push(...fixed.repaired)
+    for (const e of fixed.errors) out.errors.push({attachment: e.subject, step: `repair ${e.kind}`, message: e.message})
+  }
+  req.log(`gc: kept ${out.kept.length}, removed ${out.removed.length} attachment(s) and ${out.strayLinks.length} stray veth(s), repaired ${out.repaired.length} inconsistenc${out.repaired.length === 1 ? 'y' : 'ies'}`)
   if (out.errors.length > 0) {
     throw new PnError('PN_COMMAND_FAILED', `gc attachments: ${out.errors.map((e) => `${e.attachment} ${e.step}: ${e.message}`).join('; ')}`, {
       hint: 'GC is safe to rerun; the other stale attachments were removed',

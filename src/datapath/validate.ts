@@ -28,7 +28,19 @@ export function textProblem(text: string, maxBytes: number): string | undefined 
   return undefined
 }
 
+/**
+ * The CNI spec sets no limit; pn hashes long ids into its file names, so any length fits the file
+ * system. 4096 bytes (Linux PATH_MAX) bounds what a log line or an error carries; runtimes use 64.
+ */
+export const MAX_CONTAINER_ID_BYTES = 4096
+
 export function validateContainerId(containerId: string): void {
+  if (containerId && containerId.length > MAX_CONTAINER_ID_BYTES) {
+    throw new PnError('PN_INVALID_CONTAINER_ID', `validate container id ${JSON.stringify(containerId.slice(0, 32) + '…')}: longer than ${MAX_CONTAINER_ID_BYTES} bytes (${containerId.length})`, {
+      hint: `use a container id of at most ${MAX_CONTAINER_ID_BYTES} bytes`,
+      details: {length: containerId.length},
+    })
+  }
   if (!containerId || !CONTAINER_ID_RE.test(containerId)) {
     throw new PnError('PN_INVALID_CONTAINER_ID', `validate container id ${JSON.stringify(containerId)}: invalid characters`, {
       hint: 'a container id starts with a letter or digit and contains only letters, digits, `_`, `.` and `-`',

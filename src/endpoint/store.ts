@@ -10,6 +10,7 @@ import {PnError} from '../errors.js'
 import {createFileExclusive, ensureDir, readJsonFile, removeFileDurable, writeFileAtomic, type JsonFileSpec} from '../state/files.js'
 import {validateContainerId, validateIfname} from '../datapath/validate.js'
 import type {VethResult} from '../datapath/veth.js'
+import {sha256Hex} from '../state/digest.js'
 
 export interface EndpointRecord {
   /** `<containerId>:<ifname>` (Cilium's CNI attachment id). */
@@ -80,10 +81,24 @@ export function endpointKey(containerId: string, ifname: string): string {
   return `${containerId}:${ifname}`
 }
 
+/**
+ * The CNI spec sets no length limit on a container id, but a file name has 255 bytes (NAME_MAX)
+ * and an atomic write adds a temp suffix to it. An attachment key of up to 200 bytes names its
+ * files as it is (as before: existing state still reads; runtimes use 64-hex ids); a longer one
+ * becomes `~<sha256 of the key>`, the rule IPAM's owner records follow. The record and `.ids/<id>`
+ * keep the whole key inside.
+ */
+export const MAX_PLAIN_KEY_BYTES = 200
+
+/** File name for an attachment key (`<containerId>:<ifname>`), hashed when it would be too long. */
+export function attachmentFileName(key: string): string {
+  return Buffer.byteLength(key) <= MAX_PLAIN_KEY_BYTES ? key : `~${sha256Hex(key)}`
+}
+
 export function endpointFile(stateDir: string, containerId: string, ifname: string): string {
   validateContainerId(containerId)
   validateIfname(ifname)
-  return path.join(endpointsDir(stateDir), `${endpointKey(containerId, ifname)}.json`)
+  return path.join(endpointsDir(stateDir), `${attachmentFileName(endpointKey(containerId, ifname))}.json`)
 }
 
 /**
@@ -133,6 +148,32 @@ export async function requireEndpoint(stateDir: string, containerId: string, ifn
   return rec
 }
 
+/**
+ * The record holding endpoint id `endpointId` (the number `pn monitor --endpoint` and `pn status`
+ * print): `.ids/<id>` names its owner, so no scan; a record whose reservation is missing is
+ * still found by reading the records.
+ */
+export async function requireEndpointById(stateDir: string, endpointId: number): Promise<EndpointRecord> {
+  if (!Number.isInteger(endpointId) || endpointId < 1 || endpointId > MAX_ENDPOINT_ID) {
+    throw new PnError('PN_INVALID_ARGUMENT', `read endpoint ${endpointId}: an endpoint id is an integer 1-${MAX_ENDPOINT_ID}`, {
+      hint: 'see `pn endpoint list`, or name it by `--container-id` (and `--ifname`)',
+    })
+  }
+  const owner = (await fs.readFile(path.join(idsDir(stateDir), String(endpointId)), 'utf8').catch(() => '')).trim()
+  const i = owner.lastIndexOf(':')
+  if (i > 0) {
+    const rec = await getEndpoint(stateDir, owner.slice(0, i), owner.slice(i + 1)).catch(() => undefined)
+    if (rec?.endpointId === endpointId) return rec
+  }
+  const rec = (await listEndpoints(stateDir)).find((e) => e.endpointId === endpointId)
+  if (!rec) {
+    throw new PnError('PN_ENDPOINT_NOT_FOUND', `read endpoint ${endpointId}: no endpoint has this id`, {
+      hint: 'see `pn endpoint list`',
+    })
+  }
+  return rec
+}
+
 export async function listEndpoints(stateDir: string): Promise<EndpointRecord[]> {
   let names: string[]
   try {
@@ -164,7 +205,7 @@ export async function deleteEndpoint(stateDir: string, containerId: string, ifna
  * callers race on creating `.ids/<id>` exclusively; the loser moves on to the next id.
  */
 export async function allocateEndpointId(stateDir: string, owner: string): Promise<number> {
-  const ownerFile = path.join(ownersDir(stateDir), owner)
+  const ownerFile = path.join(ownersDir(stateDir), attachmentFileName(owner))
   const mine = Number((await fs.readFile(ownerFile, 'utf8').catch(() => '')).trim())
   if (Number.isInteger(mine) && mine > 0) return mine
   await ensureDir(idsDir(stateDir))
@@ -178,7 +219,13 @@ export async function allocateEndpointId(stateDir: string, owner: string): Promi
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue
       throw err
     }
-    await writeFileAtomic(ownerFile, `${id}\n`)
+    try {
+      await writeFileAtomic(ownerFile, `${id}\n`)
+    } catch (err) {
+      // The id must not stay taken by a reservation nobody will release.
+      await fs.rm(path.join(idsDir(stateDir), String(id)), {force: true})
+      throw err
+    }
     return id
   }
   throw new PnError('PN_ENDPOINT_IDS_EXHAUSTED', `allocate endpoint id: all ${MAX_ENDPOINT_ID} endpoint ids are in use`, {
@@ -188,7 +235,7 @@ export async function allocateEndpointId(stateDir: string, owner: string): Promi
 
 /** Give back the id `owner` holds (no-op when it holds none); `knownId` also frees an `.ids` entry whose owner file is missing. */
 export async function releaseEndpointId(stateDir: string, owner: string, knownId?: number): Promise<boolean> {
-  const ownerFile = path.join(ownersDir(stateDir), owner)
+  const ownerFile = path.join(ownersDir(stateDir), attachmentFileName(owner))
   const recorded = Number((await fs.readFile(ownerFile, 'utf8').catch(() => '')).trim())
   const id = Number.isInteger(recorded) && recorded > 0 ? recorded : knownId ?? 0
   if (Number.isInteger(id) && id > 0) {

@@ -127,6 +127,7 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
     const rec = await reconcileNode(stateDir, node, {runner})
     for (const r of rec.reaped) opts.log(`reconcile: reaped endpoint ${r.id} (${r.containerId}/${r.ifname}, ${r.hostIfname}, ${r.ips.join(' ')}): netns and veth gone`)
     for (const s of rec.suspect) opts.log(`reconcile: kept endpoint ${s.id}: ${s.reason}`)
+    for (const x of rec.repaired ?? []) opts.log(`reconcile: ${x.subject} (${x.kind}): ${x.action}`)
     for (const e of rec.errors) opts.log(`reconcile: endpoint ${e.id}: ${e.step} failed: ${e.message}`)
     opts.log(`reconcile: ${rec.reaped.length} reaped, ${rec.kept} kept`)
   }

@@ -173,11 +173,12 @@ interface Entry extends StoredAllocation {
   offset: number
 }
 
-const OWNER_RE = /^[\x21-\x7e]{1,253}$/
+/** A CNI owner is `<containerId>:<ifname>`: up to 4096 + 1 + 15 characters (owner records hash long names). */
+const OWNER_RE = /^[\x21-\x7e]{1,4112}$/
 
 export function checkOwner(owner: string): string {
   if (!OWNER_RE.test(owner)) {
-    throw new PnError('PN_INVALID_ARGUMENT', `check owner ${JSON.stringify(owner)}: must be 1-253 printable characters without spaces`, {
+    throw new PnError('PN_INVALID_ARGUMENT', `check owner ${JSON.stringify(owner)}: must be 1-4112 printable characters without spaces`, {
       hint: 'CNI uses <containerId>:<ifname>',
     })
   }

@@ -13,6 +13,7 @@ import path from 'node:path'
 import {PnError, isPnError} from '../errors.js'
 import {acquireFlock, flockLocker, LockBusyError} from '../exec/flock.js'
 import {validateContainerId, validateIfname} from '../datapath/validate.js'
+import {attachmentFileName} from '../endpoint/store.js'
 import {DEFAULT_LOCK_TIMEOUT_MS, ensureDir, fileExists, withLock, type LockOptions} from '../state/files.js'
 
 export const nodeLockFile = (stateDir: string) => path.join(stateDir, 'node.lock')
@@ -86,7 +87,7 @@ export function attachmentLockFile(stateDir: string, containerId: string, ifname
   // Validated before they become a path (a container id of `../x` must never name a file elsewhere).
   validateContainerId(containerId)
   validateIfname(ifname)
-  return path.join(stateDir, 'cni', `${containerId}:${ifname}`)
+  return path.join(stateDir, 'cni', attachmentFileName(`${containerId}:${ifname}`))
 }
 
 /** The attachment's own lock alone, for a caller that already holds the node lock (GC, reset). */

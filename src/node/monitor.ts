@@ -241,6 +241,14 @@ export async function monitorNode(runner: Runner, stateDir: string, opts: Monito
   validateFilter(opts)
   const node = await requireNodeContext(stateDir)
   const root = node.bpffsRoot
+  // A host-routes node has no pn program in its packet path (ADD attaches none), so there is
+  // nothing to read; loading the host programs there only makes `pn status` report drift.
+  if (node.routing !== 'bpf') {
+    throw new PnError('PN_BPF_NOT_LOADED', `start monitor on node ${node.name}: routing is ${node.routing}, the kernel's stack forwards pod traffic and no pn program emits events`, {
+      hint: 'pn monitor reads the bpf datapath: use a node initialised with `--routing bpf` (pn node reset, then pn node init --routing bpf); on this node use tcpdump on the lxc devices',
+      details: {routing: node.routing},
+    })
+  }
   await requireMonitorMaps(root)
   const warnings: string[] = []
   const lock = await takeMonitorLock(stateDir)

@@ -9,7 +9,9 @@
  * Endpoints with only one of the two gone are kept and reported as `suspect`: a live netns with no
  * veth is a broken pod its runtime still knows (its DEL will clean up), and a veth without its
  * netns path is an ADD or DEL in flight. Each endpoint is checked again under its attachment lock,
- * so a concurrent ADD/DEL of the same pod is never interleaved with.
+ * so a concurrent ADD/DEL of the same pod is never interleaved with. Then the consistency check
+ * (consistency.ts) repairs the rest: map entries, lxc devices, routes and IPs no record explains,
+ * and the missing map entries and routes of live endpoints.
  */
 import {getLink} from '../datapath/link.js'
 import {netnsAlive} from '../datapath/netns.js'
@@ -19,6 +21,7 @@ import type {Runner} from '../exec/runner.js'
 import {PnError} from '../errors.js'
 import type {LockOptions} from '../state/files.js'
 import type {NodeContext} from './context.js'
+import {checkConsistency, repairInconsistencies} from './consistency.js'
 import {ipamOf} from './ipam.js'
 import {withAttachmentFileLock} from './lock.js'
 
@@ -46,6 +49,8 @@ export interface ReconcileResult {
   kept: number
   /** Endpoints with only one of the two gone: kept, for their runtime's DEL (or CNI GC). */
   suspect: {id: string; reason: string}[]
+  /** What the consistency check then found and fixed (consistency.ts): stale map entries, orphan lxc devices and IPs, missing parts of live endpoints. */
+  repaired?: {subject: string; kind: string; action: string}[]
   /** Teardown steps that failed (the rest of the sweep went on; rerunning is safe). */
   errors: {id: string; step: string; message: string}[]
 }
@@ -59,7 +64,8 @@ async function liveness(runner: Runner, ep: EndpointRecord): Promise<Liveness> {
 
 /** Reap the endpoints of `node` (state in `stateDir`) whose pod netns and host veth are both gone. */
 export async function reconcileNode(stateDir: string, node: NodeContext, opts: ReconcileOptions): Promise<ReconcileResult> {
-  const out: ReconcileResult = {reaped: [], kept: 0, suspect: [], errors: []}
+  const repaired: NonNullable<ReconcileResult['repaired']> = []
+  const out: ReconcileResult = {reaped: [], kept: 0, suspect: [], repaired, errors: []}
   const ipam = ipamOf(node, stateDir, opts.lock)
   for (const ep of await listEndpoints(stateDir)) {
     if (opts.signal?.aborted) {
@@ -96,5 +102,11 @@ export async function reconcileNode(stateDir: string, node: NodeContext, opts: R
       opts.log?.(`reconcile: reaped ${now.id} (netns ${now.netns} and ${now.hostIfname} gone), released ${res.ips.join(', ') || 'no address'}`)
     }, opts.lock)
   }
+  // Then both directions of the consistency check. Records without their lxc stay (the suspects
+  // above, for their runtime's DEL or `pn cni gc`); everything else is repaired.
+  const found = await checkConsistency(opts.runner, stateDir, node)
+  const fixed = await repairInconsistencies(opts.runner, stateDir, node, found, {...(opts.lock ? {lock: opts.lock} : {}), ...(opts.log ? {log: opts.log} : {})})
+  repaired.push(...fixed.repaired)
+  for (const e of fixed.errors) out.errors.push({id: e.subject, step: `repair ${e.kind}`, message: e.message})
   return out
 }

@@ -14,6 +14,7 @@ import {FIB_FALLBACK_REASONS} from '../datapath/bpf/drop-reasons.js'
 import {hostAddresses} from '../datapath/host.js'
 import {listLinks, type LinkInfo} from '../datapath/link.js'
 import {listEndpoints, type EndpointRecord} from '../endpoint/store.js'
+import {checkConsistency} from './consistency.js'
 import {HOST_DEVICE, NET_DEVICE, requireNodeContext, type NodeContext} from './context.js'
 
 export type StatusState = 'ok' | 'drifted' | 'missing'
@@ -62,6 +63,7 @@ export interface StatusInput {
   endpoints: EndpointRecord[]
   hostAddrs: string[]
   runner: Runner
+  stateDir: string
 }
 
 export type SectionProvider = (input: StatusInput) => Promise<StatusSection> | StatusSection
@@ -201,13 +203,34 @@ export async function hostRoutingSection(input: StatusInput): Promise<StatusSect
   return {name: 'host-routing', state: it.state, items: [it]}
 }
 
+/**
+ * The consistency check (consistency.ts) over map entries, lxc devices, routes, records and IPAM,
+ * both ways. The endpoints section already shows lxc devices without a record and records without
+ * their lxc; this one shows the rest, each as drifted (the kernel holds what no record explains)
+ * or missing (a record lacks its kernel part). `pn cni gc` repairs them.
+ */
+export async function consistencySection(input: StatusInput): Promise<StatusSection> {
+  const found = await checkConsistency(input.runner, input.stateDir, input.node, {records: input.endpoints, links: input.links})
+  const items = found
+    .filter((i) => i.kind !== 'orphan-link' && i.kind !== 'record-without-link')
+    .map((i): StatusItem => ({
+      name: i.subject,
+      kind: i.kind,
+      state: i.kind.startsWith('record-without') ? 'missing' : 'drifted',
+      problems: [i.problem],
+      details: {...(i.attachment ? {attachment: i.attachment} : {}), ...(i.map ? {map: i.map, key: i.key} : {}), ...(i.ip ? {ip: i.ip} : {})},
+      hooks: [],
+    }))
+  return {name: 'consistency', state: worst(items.map((i) => i.state)), items}
+}
+
 /** The sections, in order. Services and BGP add theirs here. */
-export const SECTIONS: readonly SectionProvider[] = [hostSection, endpointsSection, hostRoutingSection]
+export const SECTIONS: readonly SectionProvider[] = [hostSection, endpointsSection, hostRoutingSection, consistencySection]
 
 export async function nodeStatus(runner: Runner, stateDir: string, opts: {sections?: readonly SectionProvider[]} = {}): Promise<NodeStatus> {
   const node = await requireNodeContext(stateDir)
   const [links, bpf, endpoints, hostAddrs] = await Promise.all([listLinks(runner), bpfStatus(runner, node), listEndpoints(stateDir), hostAddresses(runner)])
-  const input: StatusInput = {node, links, bpf, endpoints, hostAddrs, runner}
+  const input: StatusInput = {node, links, bpf, endpoints, hostAddrs, runner, stateDir}
   const sections: StatusSection[] = []
   for (const provider of opts.sections ?? SECTIONS) sections.push(await provider(input))
   const {name, uplink, podCidrs, routerIps, routing, bpffsRoot, mtu} = node

@@ -9,13 +9,13 @@ import type {DatapathNode} from '../devices.js'
 import {compileDatapath} from './compile.js'
 import {attachPod, detachPod, type DatapathEndpoint} from './endpoint.js'
 import {loadHost, unloadHost, type BuildOptions} from './load.js'
-import {dumpMapEntries, listPinnedMaps, type DecodedEntry, type MapInfo} from './map-io.js'
+import {dumpMapEntries, dumpMapView, listPinnedMaps, type DecodedEntry, type MapDump, type MapInfo} from './map-io.js'
 import {bpfStatus as status, type BpfStatus} from './status.js'
 import type {TcAttachment} from './tc.js'
 
 export type {DatapathEndpoint} from './endpoint.js'
 export type {BpfStatus, AttachmentStatus, ProgramStatus} from './status.js'
-export type {MapInfo, DecodedEntry} from './map-io.js'
+export type {MapInfo, DecodedEntry, MapDump} from './map-io.js'
 export type {BuildOptions} from './load.js'
 export {PROGRAMS} from './bpffs.js'
 export {MAP_NAMES} from './maps/index.js'
@@ -86,4 +86,9 @@ export async function listMaps(runner: Runner, node: Pick<DatapathNode, 'bpffsRo
 
 export async function dumpMap(runner: Runner, node: Pick<DatapathNode, 'bpffsRoot'>, name: string): Promise<DecodedEntry[]> {
   return dumpMapEntries(runner, node.bpffsRoot, name)
+}
+
+/** `pn bpf map dump`: entries decoded, an event stream described (pn_events). */
+export async function dumpMapForUser(runner: Runner, node: Pick<DatapathNode, 'bpffsRoot'>, name: string): Promise<MapDump> {
+  return dumpMapView(runner, node.bpffsRoot, name)
 }

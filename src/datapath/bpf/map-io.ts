@@ -7,7 +7,7 @@ import {fsp as fs} from '../../exec/fs.js'
 import {PnError} from '../../errors.js'
 import type {Runner} from '../../exec/runner.js'
 import {mapPath, mapsDir, pathExists} from './bpffs.js'
-import {MAP_NAMES, MAPS, bufferFromBpftool, mapDef, type DecodedEntry, type MapDef} from './maps/index.js'
+import {MAP_NAMES, MAPS, bufferFromBpftool, mapDef, readU32, type DecodedEntry, type MapDef} from './maps/index.js'
 
 export type {DecodedEntry} from './maps/index.js'
 
@@ -52,15 +52,47 @@ export async function applyMapOps(runner: Runner, root: string, ops: MapOp[]): P
 
 interface RawEntry {
   key: string[]
-  value?: string[]
+  /** bpftool prints `{"error": "…"}` for a value the kernel will not read out (a perf event array's fds). */
+  value?: string[] | {error: string}
   values?: {cpu: number; value: string[]}[]
 }
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({length: b.length + 1}, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
+      prev = cur
+    }
+  }
+  return row[b.length]
+}
+
+/** PN_INVALID_ARGUMENT for a map name pn does not know, with the closest known names. */
+export function unknownMapError(action: string, name: string): PnError {
+  const ranked = MAP_NAMES.map((n) => ({n, d: editDistance(name, n)})).sort((a, b) => a.d - b.d)
+  const near = ranked.filter((r) => r.d <= Math.max(3, Math.floor(name.length / 3))).slice(0, 2).map((r) => r.n)
+  return new PnError('PN_INVALID_ARGUMENT', `${action} ${name}: unknown map${near.length ? ` (did you mean ${near.join(' or ')}?)` : ''}`, {
+    hint: `pn's maps are ${MAP_NAMES.join(', ')}; \`pn bpf map list\` shows what is pinned (drop counters are in pn_metrics)`,
+    details: {map: name, known: MAP_NAMES, ...(near.length ? {didYouMean: near} : {})},
+  })
+}
+
+const valueBytes = (v: RawEntry['value']): string[] | undefined => (Array.isArray(v) ? v : undefined)
 
 /** Raw entries of a pinned map (empty when the map is empty); for a sparse array (pn_metrics),
  * only the slots in use (any CPU's value not all zero). */
 export async function dumpRaw(runner: Runner, root: string, name: string): Promise<RawEntry[]> {
+  // A name is a pin under maps/, never a path elsewhere on the bpffs.
+  if (name.includes('/') || name.startsWith('.')) throw unknownMapError('dump map', name)
   const p = mapPath(root, name)
   if (!(await pathExists(p))) {
+    // A typo is not a missing datapath: an unknown name is said to be unknown (a pinned map pn
+    // does not describe, e.g. from another pn version, still dumps as hex).
+    if (!mapDef(name)) throw unknownMapError('dump map', name)
     throw new PnError('PN_BPF_NOT_LOADED', `dump map ${name}: not pinned at ${p}`, {
       hint: 'load the datapath first: `pn bpf load --host` (or `pn node init` in bpf mode); `pn bpf map list` shows what is pinned',
     })
@@ -69,7 +101,7 @@ export async function dumpRaw(runner: Runner, root: string, name: string): Promi
   // bpftool prints "[]" for an empty map; older versions print nothing.
   const parsed = JSON.parse(r.stdout.trim() || '[]') as RawEntry[]
   if (!mapDef(name)?.sparse) return parsed
-  return parsed.filter((e) => (e.values ? e.values.map((v) => v.value) : [e.value]).some((v) => v !== undefined && bufferFromBpftool(v).some((b) => b !== 0)))
+  return parsed.filter((e) => (e.values ? e.values.map((v) => v.value) : [valueBytes(e.value)]).some((v) => v !== undefined && bufferFromBpftool(v).some((b) => b !== 0)))
 }
 
 /** Decode one map's raw entries with its descriptor (unknown maps stay hex). */
@@ -77,7 +109,13 @@ export function decodeEntries(name: string, raw: RawEntry[]): DecodedEntry[] {
   const def = mapDef(name)
   return raw.map((e) => {
     const key = bufferFromBpftool(e.key)
-    const values = e.values ? e.values.map((v) => bufferFromBpftool(v.value)) : [e.value ? bufferFromBpftool(e.value) : Buffer.alloc(0)]
+    const bytes = valueBytes(e.value)
+    if (!e.values && !bytes && e.value) {
+      // The kernel keeps the value to itself (a perf event array's fds): show the slot, not a crash.
+      const slot = def && def.key.scalar ? {[def.type === 'perf_event_array' ? 'cpu' : 'index']: readU32(key, 0)} : {hex: key.toString('hex')}
+      return {key: slot, value: {unreadable: (e.value as {error: string}).error.replace(/^Unknown error 524$/, 'ENOTSUPP')}}
+    }
+    const values = e.values ? e.values.map((v) => bufferFromBpftool(v.value)) : [bytes ? bufferFromBpftool(bytes) : Buffer.alloc(0)]
     if (!def) return {key: {hex: key.toString('hex')}, value: {hex: values[0].toString('hex')}}
     return def.decode(key, values)
   })
@@ -161,4 +199,27 @@ export async function listPinnedMaps(runner: Runner, root: string): Promise<MapI
     })
   }
   return out
+}
+
+/** What `pn bpf map dump` shows: the decoded entries, and for an event stream what it is. */
+export interface MapDump {
+  map: string
+  type?: string
+  entries: DecodedEntry[]
+  /** Set for a perf event array: its slots hold reader fds the kernel does not read out. */
+  note?: string
+}
+
+export async function dumpMapView(runner: Runner, root: string, name: string): Promise<MapDump> {
+  const def = mapDef(name)
+  const entries = await dumpMapEntries(runner, root, name)
+  if (def?.type !== 'perf_event_array') return {map: name, ...(def ? {type: def.type} : {}), entries}
+  const readers = entries.filter((e) => e.value.unreadable === undefined && Number(e.value.fd) > 0).length
+  return {
+    map: name,
+    type: def.type,
+    entries,
+    note: `${name} is a perf event array: an event stream with one slot per CPU (${entries.length}), not a table; ` +
+      `the kernel does not read out a slot's reader fd${readers ? '' : ' (shown as unreadable)'}. Read its events with \`pn monitor\``,
+  }
 }
