@@ -17,6 +17,8 @@
  *   PN_BENCH_CYCLES=50 PN_BENCH_BURST=100 PN_BENCH_MEM_CYCLES=1000 (defaults)
  * PN_BENCH_COMPARE=DIR adds another pn checkout (built, e.g. a `git worktree` of an earlier
  * commit) as a fourth plugin (its standalone path) on its own node, interleaved in (a).
+ * PN_BENCH_LOAD=N runs N busy loops (one `sh` each, killed by pid at the end) beside the whole run:
+ * the loaded run whose figures go beside the quiet one's (N=2 keeps both CPUs of a 2-CPU machine busy).
  */
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
@@ -231,11 +233,16 @@ async function main(): Promise<void> {
   console.log(`wrote ${out}`)
 }
 
+const LOAD = Number(process.env.PN_BENCH_LOAD ?? 0)
+const loaders = Array.from({length: LOAD}, () => spawn('sh', ['-c', 'while :; do :; done'], {stdio: 'ignore'}))
+if (LOAD > 0) console.log(`load: ${LOAD} busy loop(s) beside the run (pids ${loaders.map((c) => c.pid).join(' ')})`)
+
 const nodes: {ns: string; repo: string; stateDir: string}[] = []
 const agentDirs: string[] = []
 const stateDir = path.join(tmp, 'state')
 
 function cleanup(): void {
+  for (const c of loaders) c.kill('SIGKILL')
   for (const dir of agentDirs) spawnSync(process.execPath, [path.join(REPO_ROOT, 'bin/run.js'), 'agent', 'stop', '--state-dir', dir, '--json'])
   // Each build's own reset unloads its node's programs and removes its pins; then the namespaces go.
   for (const n of nodes) {
