@@ -10,7 +10,7 @@ import {PnError} from '../errors.js'
 import {canonicalIp, cidrFamily, cidrsOverlap, formatCidr, hostPrefix, parseCidr, tryParseIp} from '../cidr/cidr.js'
 import type {UndoStack} from '../flow/undo.js'
 import {HOST_DEVICE, NET_DEVICE} from './devices.js'
-import {deleteLinkByName, getLink, ipBatch, isVethPairOf, parseJson, randomMac, type LinkInfo} from './link.js'
+import {deleteLinkByName, getLink, isVethPairOf, parseJson, randomMac, type LinkInfo} from './link.js'
 import {LXC_RE} from './sweep.js'
 import {devSysctl, readSysctls, writeSysctls} from './sysctl.js'
 
@@ -277,4 +277,10 @@ export async function deleteHostDevices(runner: Runner): Promise<{removed: strin
   if (await deleteLinkByName(runner, HOST_DEVICE)) removed.push(`${HOST_DEVICE} <-> ${NET_DEVICE}`)
   if (await deleteLinkByName(runner, NET_DEVICE)) removed.push(NET_DEVICE)
   return {removed, kept: []}
+}
+
+/** `ip -batch -` of the host devices' lines, until they are typed kernel ops too (src/kernel). */
+async function ipBatch(runner: Runner, lines: string[], netns?: string): Promise<void> {
+  if (lines.length === 0) return
+  await runner.run('ip', ['-batch', '-'], {netns, input: lines.join('\n') + '\n'})
 }

@@ -1,0 +1,106 @@
+/**
+ * Kernel operations as typed values. A flow says *what* it wants the kernel to do or tell
+ * (create a veth with its peer in a netns, add an address, a route, a neighbour, write a
+ * sysctl, show a link) and a backend (backend.ts) does it: the tools backend renders the ops to
+ * `ip` command lines through the Runner (tools.ts); a native backend will send them as netlink
+ * messages. Flows never build tool text and never read tool output.
+ *
+ * Next to slot in, as more members of the same union: tc hooks (`tc.attach` of a pinned program,
+ * `tc.detach`, `qdisc.add`), map entries (`map.update`/`map.delete`/`map.lookup`/`map.dump`) and
+ * object load and pin.
+ */
+
+/** The subset of a link's state pn reads (the names of `ip -j -d link show`). */
+export interface LinkInfo {
+  ifindex: number
+  ifname: string
+  mtu: number
+  address: string
+  operstate?: string
+  flags?: string[]
+  /** ifindex of a veth's peer when the peer is in another netns. */
+  link_index?: number
+  /** Name of a veth's peer when the peer is in the same netns. */
+  link?: string
+  linkinfo?: {info_kind?: string}
+}
+
+/** The far end of a veth: created directly in `netns` (a path) under its final name. */
+export interface VethPeer {
+  name: string
+  address?: string
+  mtu?: number
+  netns?: string
+}
+
+export type KernelOp =
+  /** Create a veth pair (the only link type pn makes so far). */
+  | {kind: 'link.add'; type: 'veth'; name: string; address?: string; mtu?: number; txqueuelen?: number; peer: VethPeer}
+  | {kind: 'link.set'; name: string; up: boolean}
+  /** Delete a link (a veth's peer goes with it); `missingOk`: an absent link is `{deleted: false}`, not an error. */
+  | {kind: 'link.del'; name: string; missingOk?: boolean}
+  /** One link by name; absent is `{link: undefined}`. */
+  | {kind: 'link.get'; name: string}
+  | {kind: 'link.list'}
+  /** `address` with its prefix length (`10.0.1.5/32`); `nodad`: IPv6 without duplicate address detection. */
+  | {kind: 'addr.add'; dev: string; address: string; nodad?: boolean}
+  /** `dst` with its prefix length (`0.0.0.0/0`, `::/0` for the default); `replace`: create or overwrite. */
+  | {kind: 'route.add'; dst: string; dev: string; via?: string; scope?: 'link'; mtu?: number; replace?: boolean}
+  /** A proxy entry (answer NDP for `dst` on `dev`), or a neighbour entry (`lladdr`). */
+  | {kind: 'neigh.add'; dev: string; dst: string; proxy?: boolean; lladdr?: string; permanent?: boolean; replace?: boolean}
+  /** A `net.*` sysctl of the netns (`.` separates levels, `/` stands for a `.` inside a device name). */
+  | {kind: 'sysctl.set'; key: string; value: string}
+
+export type OpKind = KernelOp['kind']
+export type OpOf<K extends OpKind> = Extract<KernelOp, {kind: K}>
+
+/** What an op returns; changes return nothing but their kind. */
+interface Answers {
+  'link.get': {link?: LinkInfo}
+  'link.list': {links: LinkInfo[]}
+  'link.del': {deleted: boolean}
+}
+
+export type ResultOf<K extends OpKind> = {kind: K} & (K extends keyof Answers ? Answers[K] : unknown)
+export type KernelResult = {[K in OpKind]: ResultOf<K>}[OpKind]
+
+/** Ops that only read. */
+export function isQuery(op: KernelOp): boolean {
+  return op.kind === 'link.get' || op.kind === 'link.list'
+}
+
+/** The device an op is about (for errors: an absent device is PN_LINK_NOT_FOUND). */
+export function deviceOf(op: KernelOp): string | undefined {
+  if ('dev' in op) return op.dev
+  if ('name' in op) return op.name
+  return undefined
+}
+
+/** `<action> <object>` of an op, for messages (`create veth lxc… (peer eth0)`). */
+export function describeOp(op: KernelOp): string {
+  switch (op.kind) {
+    case 'link.add':
+      return `create veth ${op.name} (peer ${op.peer.name}${op.peer.netns ? ` in ${op.peer.netns}` : ''})`
+    case 'link.set':
+      return `set link ${op.name} ${op.up ? 'up' : 'down'}`
+    case 'link.del':
+      return `delete link ${op.name}`
+    case 'link.get':
+      return `show link ${op.name}`
+    case 'link.list':
+      return 'list links'
+    case 'addr.add':
+      return `add address ${op.address} to ${op.dev}`
+    case 'route.add':
+      return `${op.replace ? 'replace' : 'add'} route ${op.dst}${op.via ? ` via ${op.via}` : ''} dev ${op.dev}`
+    case 'neigh.add':
+      return op.proxy ? `add proxy neighbour ${op.dst} on ${op.dev}` : `${op.replace ? 'replace' : 'add'} neighbour ${op.dst} on ${op.dev}`
+    case 'sysctl.set':
+      return `set ${op.key}=${op.value}`
+  }
+}
+
+/** /proc/sys path of a sysctl key: `.` separates levels, `/` stands for a `.` inside a name. */
+export function sysctlPath(key: string): string {
+  return '/proc/sys/' + key.split('.').map((c) => c.replaceAll('/', '.')).join('/')
+}
