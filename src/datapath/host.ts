@@ -2,13 +2,15 @@
  * The node's host side, as `pn node init` builds it (what cilium-agent does at start): the
  * pn_host ↔ pn_net pair, the router IP /32 (/128) on pn_host, the pod CIDR route via it, and
  * Cilium's sysctls. Each function reads the kernel first and changes only what differs, pushing
- * the inverse of what it created on the caller's undo stack. The `ip -batch` text lives here.
+ * the inverse of what it created on the caller's undo stack. Changes are kernel ops (src/kernel).
  */
 import os from 'node:os'
 import type {Runner} from '../exec/runner.js'
 import {PnError} from '../errors.js'
 import {canonicalIp, cidrFamily, cidrsOverlap, formatCidr, hostPrefix, parseCidr, tryParseIp} from '../cidr/cidr.js'
 import type {UndoStack} from '../flow/undo.js'
+import type {KernelOp} from '../kernel/ops.js'
+import {kernelFor} from '../kernel/tools.js'
 import {HOST_DEVICE, NET_DEVICE} from './devices.js'
 import {deleteLinkByName, getLink, isVethPairOf, parseJson, randomMac, type LinkInfo} from './link.js'
 import {LXC_RE} from './sweep.js'
@@ -38,13 +40,21 @@ export function nodeSysctls(podCidrs: string[]): Record<string, string> {
   return out
 }
 
-/** `ip route` lines for the pod CIDRs: v4 via the router IP, v6 without `via` (a gateway cannot be a local v6 address). */
+/** The pod CIDR routes: v4 via the router IP, v6 without `via` (a gateway cannot be a local v6 address). */
+export function podCidrRouteOps(podCidrs: string[], routerIps: string[]): Extract<KernelOp, {kind: 'route.add'}>[] {
+  return podCidrs.map((c, i) => ({
+    kind: 'route.add' as const,
+    replace: true,
+    dst: c,
+    ...(cidrFamily(c) === 4 ? {via: routerIps[i]} : {}),
+    dev: HOST_DEVICE,
+    src: routerIps[i],
+  }))
+}
+
+/** The pod CIDR routes as `ip route` shows them (the actions `pn node init` reports). */
 export function podCidrRoutes(podCidrs: string[], routerIps: string[]): string[] {
-  return podCidrs.map((c, i) =>
-    cidrFamily(c) === 4
-      ? `${c} via ${routerIps[i]} dev ${HOST_DEVICE} src ${routerIps[i]}`
-      : `${c} dev ${HOST_DEVICE} src ${routerIps[i]}`,
-  )
+  return podCidrRouteOps(podCidrs, routerIps).map((r) => `${r.dst}${r.via ? ` via ${r.via}` : ''} dev ${r.dev} src ${r.src}`)
 }
 
 interface AddrInfo {
@@ -181,13 +191,10 @@ export async function podCidrRouteOk(runner: Runner, cidr: string, routerIp: str
 export async function setupHostDevices(runner: Runner, mtu: number, undo: UndoStack): Promise<string[]> {
   const actions: string[] = []
   const [host, net] = await Promise.all([getLink(runner, HOST_DEVICE), getLink(runner, NET_DEVICE)])
-  const lines: string[] = []
+  const ops: KernelOp[] = []
   if (!host && !net) {
     // Only when missing: recreating would change MACs and ifindexes under loaded programs (Cilium PR #4214).
-    lines.push(
-      `link add name ${HOST_DEVICE} address ${randomMac()} mtu ${mtu} txqueuelen 1000 type veth ` +
-        `peer name ${NET_DEVICE} address ${randomMac()} mtu ${mtu}`,
-    )
+    ops.push({kind: 'link.add', type: 'veth', name: HOST_DEVICE, address: randomMac(), mtu, txqueuelen: 1000, peer: {name: NET_DEVICE, address: randomMac(), mtu}})
     undo.push(`delete ${HOST_DEVICE}`, () => deleteLinkByName(runner, HOST_DEVICE))
     actions.push(`created ${HOST_DEVICE} <-> ${NET_DEVICE}`)
   } else if (!isVethPairOf(host, net)) {
@@ -197,17 +204,17 @@ export async function setupHostDevices(runner: Runner, mtu: number, undo: UndoSt
   } else {
     for (const d of [host, net] as LinkInfo[]) {
       if (d.mtu !== mtu) {
-        lines.push(`link set dev ${d.ifname} mtu ${mtu}`)
+        ops.push({kind: 'link.set', name: d.ifname, mtu})
         actions.push(`set ${d.ifname} mtu ${mtu}`)
       }
     }
   }
   for (const [name, d] of [[HOST_DEVICE, host], [NET_DEVICE, net]] as const) {
-    if (!d || !(d.flags ?? []).includes('UP')) lines.push(`link set dev ${name} up`)
+    if (!d || !(d.flags ?? []).includes('UP')) ops.push({kind: 'link.set', name, up: true})
   }
-  if (lines.length === 0) return actions
-  if (host && net && lines.some((l) => l.endsWith(' up'))) actions.push(`set ${HOST_DEVICE}/${NET_DEVICE} up`)
-  await ipBatch(runner, lines)
+  if (ops.length === 0) return actions
+  if (host && net && ops.some((o) => o.kind === 'link.set' && o.up)) actions.push(`set ${HOST_DEVICE}/${NET_DEVICE} up`)
+  await kernelFor(runner).apply(ops)
   return actions
 }
 
@@ -223,31 +230,33 @@ export async function setupRouterAddressing(runner: Runner, want: RouterAddressi
   const actions: string[] = []
   const have = await hostAddresses(runner)
   const wanted = want.routerIps.map((r) => `${r}/${hostPrefix(r)}`)
-  const lines: string[] = []
+  const ops: KernelOp[] = []
   const prev = want.previous
   if (prev) {
     prev.podCidrs.forEach((c, i) => {
-      if (!want.podCidrs.includes(c)) lines.push(`route del ${c} dev ${HOST_DEVICE}`)
+      if (!want.podCidrs.includes(c)) ops.push({kind: 'route.del', dst: c, dev: HOST_DEVICE})
       const old = `${prev.routerIps[i]}/${hostPrefix(prev.routerIps[i])}`
-      if (!wanted.includes(old) && have.includes(old)) lines.push(`addr del ${old} dev ${HOST_DEVICE}`)
+      if (!wanted.includes(old) && have.includes(old)) ops.push({kind: 'addr.del', address: old, dev: HOST_DEVICE})
     })
   }
   for (const a of wanted) {
     if (!have.includes(a)) {
-      lines.push(`addr replace ${a} dev ${HOST_DEVICE} scope link${a.includes(':') ? ' nodad' : ''}`)
+      ops.push({kind: 'addr.add', replace: true, address: a, dev: HOST_DEVICE, scope: 'link', ...(a.includes(':') ? {nodad: true} : {})})
       actions.push(`added ${a} to ${HOST_DEVICE}`)
     }
   }
+  const routeOps = podCidrRouteOps(want.podCidrs, want.routerIps)
   const routes = podCidrRoutes(want.podCidrs, want.routerIps)
+  const kernel = kernelFor(runner)
   for (let i = 0; i < want.podCidrs.length; i++) {
-    if (!(await podCidrRouteOk(runner, want.podCidrs[i], want.routerIps[i])) || lines.length > 0) {
-      lines.push(`route replace ${routes[i]}`)
+    if (!(await podCidrRouteOk(runner, want.podCidrs[i], want.routerIps[i])) || ops.length > 0) {
+      ops.push(routeOps[i])
       actions.push(`route ${routes[i]}`)
       const cidr = want.podCidrs[i]
-      undo.push(`delete route ${cidr}`, () => runner.run('ip', ['route', 'del', cidr, 'dev', HOST_DEVICE], {allowFailure: true}))
+      undo.push(`delete route ${cidr}`, () => kernel.apply([{kind: 'route.del', dst: cidr, dev: HOST_DEVICE, missingOk: true}]).catch(() => undefined))
     }
   }
-  await ipBatch(runner, lines)
+  if (ops.length > 0) await kernel.apply(ops)
   return actions
 }
 
@@ -277,10 +286,4 @@ export async function deleteHostDevices(runner: Runner): Promise<{removed: strin
   if (await deleteLinkByName(runner, HOST_DEVICE)) removed.push(`${HOST_DEVICE} <-> ${NET_DEVICE}`)
   if (await deleteLinkByName(runner, NET_DEVICE)) removed.push(NET_DEVICE)
   return {removed, kept: []}
-}
-
-/** `ip -batch -` of the host devices' lines, until they are typed kernel ops too (src/kernel). */
-async function ipBatch(runner: Runner, lines: string[], netns?: string): Promise<void> {
-  if (lines.length === 0) return
-  await runner.run('ip', ['-batch', '-'], {netns, input: lines.join('\n') + '\n'})
 }

@@ -36,16 +36,20 @@ export interface VethPeer {
 export type KernelOp =
   /** Create a veth pair (the only link type pn makes so far). */
   | {kind: 'link.add'; type: 'veth'; name: string; address?: string; mtu?: number; txqueuelen?: number; peer: VethPeer}
-  | {kind: 'link.set'; name: string; up: boolean}
+  /** Set a link's MTU and/or bring it up or down. */
+  | {kind: 'link.set'; name: string; up?: boolean; mtu?: number}
   /** Delete a link (a veth's peer goes with it); `missingOk`: an absent link is `{deleted: false}`, not an error. */
   | {kind: 'link.del'; name: string; missingOk?: boolean}
   /** One link by name; absent is `{link: undefined}`. */
   | {kind: 'link.get'; name: string}
   | {kind: 'link.list'}
-  /** `address` with its prefix length (`10.0.1.5/32`); `nodad`: IPv6 without duplicate address detection. */
-  | {kind: 'addr.add'; dev: string; address: string; nodad?: boolean}
-  /** `dst` with its prefix length (`0.0.0.0/0`, `::/0` for the default); `replace`: create or overwrite. */
-  | {kind: 'route.add'; dst: string; dev: string; via?: string; scope?: 'link'; mtu?: number; replace?: boolean}
+  /** `address` with its prefix length (`10.0.1.5/32`); `nodad`: IPv6 without duplicate address detection; `replace`: add or update. */
+  | {kind: 'addr.add'; dev: string; address: string; scope?: 'link'; nodad?: boolean; replace?: boolean}
+  | {kind: 'addr.del'; dev: string; address: string}
+  /** `dst` with its prefix length (`0.0.0.0/0`, `::/0` for the default); `src`: preferred source; `replace`: create or overwrite. */
+  | {kind: 'route.add'; dst: string; dev: string; via?: string; scope?: 'link'; src?: string; mtu?: number; replace?: boolean}
+  /** Delete a route; `missingOk`: an absent route is not an error (then it runs as its own command). */
+  | {kind: 'route.del'; dst: string; dev: string; missingOk?: boolean}
   /** A proxy entry (answer NDP for `dst` on `dev`), or a neighbour entry (`lladdr`). */
   | {kind: 'neigh.add'; dev: string; dst: string; proxy?: boolean; lladdr?: string; permanent?: boolean; replace?: boolean}
   /** A `net.*` sysctl of the netns (`.` separates levels, `/` stands for a `.` inside a device name). */
@@ -82,7 +86,7 @@ export function describeOp(op: KernelOp): string {
     case 'link.add':
       return `create veth ${op.name} (peer ${op.peer.name}${op.peer.netns ? ` in ${op.peer.netns}` : ''})`
     case 'link.set':
-      return `set link ${op.name} ${op.up ? 'up' : 'down'}`
+      return `set link ${op.name}${op.mtu === undefined ? '' : ` mtu ${op.mtu}`}${op.up === undefined ? '' : op.up ? ' up' : ' down'}`
     case 'link.del':
       return `delete link ${op.name}`
     case 'link.get':
@@ -90,9 +94,13 @@ export function describeOp(op: KernelOp): string {
     case 'link.list':
       return 'list links'
     case 'addr.add':
-      return `add address ${op.address} to ${op.dev}`
+      return `${op.replace ? 'replace' : 'add'} address ${op.address} on ${op.dev}`
+    case 'addr.del':
+      return `delete address ${op.address} from ${op.dev}`
     case 'route.add':
       return `${op.replace ? 'replace' : 'add'} route ${op.dst}${op.via ? ` via ${op.via}` : ''} dev ${op.dev}`
+    case 'route.del':
+      return `delete route ${op.dst} dev ${op.dev}`
     case 'neigh.add':
       return op.proxy ? `add proxy neighbour ${op.dst} on ${op.dev}` : `${op.replace ? 'replace' : 'add'} neighbour ${op.dst} on ${op.dev}`
     case 'sysctl.set':

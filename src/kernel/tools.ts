@@ -2,7 +2,7 @@
  * The tools backend: kernel ops rendered to `ip` command lines run through the Runner, so
  * `--dry-run` and `--verbose` print exactly what runs and golden tests see the argv. Consecutive
  * changes (links, addresses, routes, neighbours) in one netns go to one `ip -batch -` process;
- * link.get/list/del are one command each; sysctls are written through /proc/sys in process (or by
+ * link.get/list/del (and a route.del that may find nothing) are one command each; sysctls are written through /proc/sys in process (or by
  * one `sysctl -w` inside another netns). The kernel worker behind a WorkerRunner answers the
  * same argv.
  *
@@ -10,10 +10,12 @@
  * before it took effect and none after it did. The backend finds it by asking the kernel, in
  * JSON (`ip -j link|addr|route|neigh show`): the first op whose effect is absent is the failing
  * one. The probe also gives the errno where state shows it: a link.add whose name is taken by a
- * link that is not ours (ours has the MAC the op set) is EEXIST, an op on an absent device is
- * ENODEV. One case state cannot show: a plain `add` of something already there (EEXIST) looks
- * applied, so when the tool reports EEXIST the failing op is the last such add before the first
- * absent effect. This is exact for what pn batches today: ops on a link the same batch creates.
+ * link that is not ours (ours has the MAC the op set) is EEXIST, so is a route add whose prefix
+ * is there through another device; an op on an absent device is ENODEV. What state cannot show:
+ * a plain add of something already there (EEXIST), or a delete of something already gone (ESRCH,
+ * EADDRNOTAVAIL), looks applied; so when the tool reports that errno the failing op is the last
+ * such op before the first absent effect. This is exact for what pn batches today: ops on a link
+ * the same batch creates, or on pn_host.
  *
  * Where iproute2 gives no JSON: its errors. Even with `-j` an error is a line of text on stderr
  * ("RTNETLINK answers: <strerror>", "Error: <extended ack>.", "Cannot find device"). `toolError`
@@ -21,12 +23,17 @@
  */
 import {PnError} from '../errors.js'
 import type {RunResult, Runner} from '../exec/runner.js'
-import {applyOne, type ApplyOptions, type KernelBackend} from './backend.js'
+import type {ApplyOptions, KernelBackend} from './backend.js'
 import {KernelError, STRERROR, errnoOf, type Errno} from './errors.js'
 import {describeOp, sysctlPath, type KernelOp, type KernelResult, type LinkInfo, type OpKind} from './ops.js'
 
 /** Ops that go into one `ip -batch -` with their neighbours. */
-const BATCHED: ReadonlySet<OpKind> = new Set(['link.add', 'link.set', 'addr.add', 'route.add', 'neigh.add'])
+const BATCHED: ReadonlySet<OpKind> = new Set(['link.add', 'link.set', 'addr.add', 'addr.del', 'route.add', 'route.del', 'neigh.add'])
+
+/** An op that goes into a batch (a `missingOk` delete runs alone: its failure is its own result). */
+function batched(op: KernelOp): boolean {
+  return BATCHED.has(op.kind) && !('missingOk' in op && op.missingOk)
+}
 
 /** The `ip -batch` line of a change. */
 export function renderLine(op: KernelOp): string {
@@ -39,11 +46,15 @@ export function renderLine(op: KernelOp): string {
       )
     }
     case 'link.set':
-      return `link set dev ${op.name} ${op.up ? 'up' : 'down'}`
+      return `link set dev ${op.name}${opt('mtu', op.mtu)}${op.up === undefined ? '' : op.up ? ' up' : ' down'}`
     case 'addr.add':
-      return `addr add ${op.address} dev ${op.dev}${op.nodad ? ' nodad' : ''}`
+      return `addr ${op.replace ? 'replace' : 'add'} ${op.address} dev ${op.dev}${opt('scope', op.scope)}${op.nodad ? ' nodad' : ''}`
+    case 'addr.del':
+      return `addr del ${op.address} dev ${op.dev}`
     case 'route.add':
-      return `route ${op.replace ? 'replace' : 'add'} ${op.dst === '0.0.0.0/0' ? 'default' : op.dst}${opt('via', op.via)} dev ${op.dev}${opt('scope', op.scope)}${opt('mtu', op.mtu)}`
+      return `route ${op.replace ? 'replace' : 'add'} ${op.dst === '0.0.0.0/0' ? 'default' : op.dst}${opt('via', op.via)} dev ${op.dev}${opt('scope', op.scope)}${opt('src', op.src)}${opt('mtu', op.mtu)}`
+    case 'route.del':
+      return `route del ${op.dst} dev ${op.dev}`
     case 'neigh.add':
       return `neigh ${op.replace ? 'replace' : 'add'}${op.proxy ? ' proxy' : ''} ${op.dst}${opt('lladdr', op.lladdr)} dev ${op.dev}${op.permanent ? ' nud permanent' : ''}`
     default:
@@ -60,6 +71,8 @@ export function renderArgv(op: KernelOp): {file: string; args: string[]} {
       return {file: 'ip', args: ['-j', '-d', 'link', 'show']}
     case 'link.del':
       return {file: 'ip', args: ['link', 'del', 'dev', op.name]}
+    case 'route.del':
+      return {file: 'ip', args: ['route', 'del', op.dst, 'dev', op.dev]}
     case 'sysctl.set':
       return {file: 'sysctl', args: ['-q', '-w', `${op.key}=${op.value}`]}
     default:
@@ -118,8 +131,8 @@ export class ToolsBackend implements KernelBackend {
       checkAbort(opts.signal, ops[i])
       let j = i + 1
       const kind = ops[i].kind
-      if (BATCHED.has(kind)) {
-        while (j < ops.length && BATCHED.has(ops[j].kind)) j++
+      if (batched(ops[i])) {
+        while (j < ops.length && batched(ops[j])) j++
         await this.batch(ops, i, j, opts.netns)
       } else if (kind === 'sysctl.set') {
         while (j < ops.length && ops[j].kind === 'sysctl.set') j++
@@ -154,6 +167,14 @@ export class ToolsBackend implements KernelBackend {
         if (r.exitCode === 0) return {kind: 'link.del', deleted: true}
         const e = toolError(r.stderr)
         if (e.errno === 'ENODEV' && op.missingOk) return {kind: 'link.del', deleted: false}
+        throw failed(op, index, netns, r, e)
+      }
+      case 'route.del': {
+        const r = await this.runner.run(file, args, {netns, allowFailure: true})
+        if (r.exitCode === 0) return {kind: 'route.del'}
+        // The kernel answers ESRCH for a route that is not there.
+        const e = toolError(r.stderr)
+        if (e.errno === 'ESRCH' && op.missingOk) return {kind: 'route.del'}
         throw failed(op, index, netns, r, e)
       }
       default:
@@ -233,20 +254,30 @@ class Probe {
       case 'link.set': {
         const l = await this.link(op.name)
         if (!l) return {applied: false, errno: 'ENODEV'}
-        return (l.flags ?? []).includes('UP') === op.up ? {applied: true} : absent
+        const ok = (op.up === undefined || (l.flags ?? []).includes('UP') === op.up) && (op.mtu === undefined || l.mtu === op.mtu)
+        return ok ? {applied: true} : absent
       }
-      case 'addr.add': {
+      case 'addr.add':
+      case 'addr.del': {
         if (!(await this.link(op.dev))) return {applied: false, errno: 'ENODEV'}
         const [local, plen] = op.address.split('/')
         const addrs = await this.query<{addr_info?: {local?: string; prefixlen?: number}[]}[]>(['-j', 'addr', 'show', 'dev', op.dev])
-        return addrs.some((a) => (a.addr_info ?? []).some((x) => x.local === local && String(x.prefixlen) === plen)) ? {applied: true} : absent
+        const there = addrs.some((a) => (a.addr_info ?? []).some((x) => x.local === local && String(x.prefixlen) === plen))
+        return there === (op.kind === 'addr.add') ? {applied: true} : absent
+      }
+      case 'route.del': {
+        if (!(await this.link(op.dev))) return {applied: false, errno: 'ENODEV'}
+        const routes = await this.query<{dev?: string}[]>([op.dst.includes(':') ? '-6' : '-4', '-j', 'route', 'show', 'exact', op.dst])
+        return routes.some((x) => x.dev === op.dev) ? absent : {applied: true}
       }
       case 'route.add': {
         if (!(await this.link(op.dev))) return {applied: false, errno: 'ENODEV'}
+        // The main table's routes to exactly this prefix, on any device: `route add` of a prefix
+        // that is there through another device fails with EEXIST, `route replace` takes it over.
         const six = op.dst.includes(':')
-        const routes = await this.query<{dst?: string; gateway?: string}[]>([six ? '-6' : '-4', '-j', 'route', 'show', 'dev', op.dev])
-        const norm = (d = ''): string => (d === 'default' ? (six ? '::/0' : '0.0.0.0/0') : d.includes('/') ? d : `${d}/${six ? 128 : 32}`)
-        return routes.some((x) => norm(x.dst) === op.dst && (op.via === undefined || x.gateway === op.via)) ? {applied: true} : absent
+        const routes = await this.query<{dst?: string; dev?: string; gateway?: string}[]>([six ? '-6' : '-4', '-j', 'route', 'show', 'exact', op.dst])
+        if (routes.some((x) => x.dev === op.dev && (op.via === undefined || x.gateway === op.via))) return {applied: true}
+        return routes.length > 0 && !op.replace ? {applied: false, errno: 'EEXIST'} : absent
       }
       case 'neigh.add': {
         if (!(await this.link(op.dev))) return {applied: false, errno: 'ENODEV'}
@@ -263,26 +294,26 @@ class Probe {
 /** The index (in `ops`) of a failed batch's failing op, and its errno where state shows it. */
 async function locate(runner: Runner, ops: readonly KernelOp[], netns: string | undefined, toolErrno: Errno | undefined): Promise<{index: number; errno?: Errno}> {
   const probe = new Probe(runner, netns)
-  const applied: boolean[] = []
   for (const [i, op] of ops.entries()) {
     const v = await probe.verdict(op)
-    if (v.applied) {
-      applied.push(true)
-      continue
-    }
-    if (v.errno || toolErrno !== 'EEXIST') return {index: i, errno: v.errno}
-    // EEXIST, but this op's effect is absent: the failing op is an earlier plain add whose
-    // effect was already there (state cannot tell it from one that took effect).
-    for (let k = i - 1; k >= 0; k--) if (applied[k] && isPlainAdd(ops[k])) return {index: k, errno: 'EEXIST'}
-    return {index: i}
+    if (v.applied) continue
+    // The tool's errno says the failing op's effect was there already (an add of something
+    // present, a delete of something absent) but this op's effect is not: the failing op is an
+    // earlier such op, which state cannot tell from one that took effect.
+    if (!v.errno && toolErrno) for (let k = i - 1; k >= 0; k--) if (failsWhenDone(ops[k], toolErrno)) return {index: k, errno: toolErrno}
+    return {index: i, errno: v.errno}
   }
-  // Every effect is there: an add of something that was there already.
-  for (let k = ops.length - 1; k >= 0; k--) if (isPlainAdd(ops[k])) return {index: k, errno: toolErrno ?? 'EEXIST'}
-  return {index: ops.length - 1}
+  // Every effect is there: an op whose effect was there already.
+  for (let k = ops.length - 1; k >= 0; k--) if (toolErrno && failsWhenDone(ops[k], toolErrno)) return {index: k, errno: toolErrno}
+  return {index: ops.length - 1, errno: toolErrno}
 }
 
-function isPlainAdd(op: KernelOp): boolean {
-  return (op.kind === 'addr.add' || op.kind === 'route.add' || op.kind === 'neigh.add') && !('replace' in op && op.replace)
+/** An op the kernel refuses with `errno` when its effect is already there (a plain add, a delete). */
+function failsWhenDone(op: KernelOp, errno: Errno): boolean {
+  if (errno === 'EEXIST') return (op.kind === 'addr.add' || op.kind === 'route.add' || op.kind === 'neigh.add') && !op.replace
+  if (errno === 'ESRCH') return op.kind === 'route.del'
+  if (errno === 'EADDRNOTAVAIL') return op.kind === 'addr.del'
+  return false
 }
 
 const BACKENDS = new WeakMap<Runner, KernelBackend>()
@@ -294,4 +325,3 @@ export function kernelFor(runner: Runner): KernelBackend {
   return b
 }
 
-export {applyOne}

@@ -110,6 +110,16 @@ describe('kernel ops: the tools backend', () => {
       [{kind: 'route.add', replace: true, dst: '10.0.1.23/32', dev: 'lxc1', scope: 'link'}, 'route replace 10.0.1.23/32 dev lxc1 scope link'],
       [{kind: 'neigh.add', proxy: true, dst: 'fd00::1', dev: 'lxc1'}, 'neigh add proxy fd00::1 dev lxc1'],
       [{kind: 'neigh.add', replace: true, dst: 'fd00::17', lladdr: '02:00:00:00:00:02', dev: 'lxc1', permanent: true}, 'neigh replace fd00::17 lladdr 02:00:00:00:00:02 dev lxc1 nud permanent'],
+      // The host devices' forms (src/datapath/host.ts).
+      [{kind: 'link.add', type: 'veth', name: 'pn_host', address: '02:00:00:00:00:03', mtu: 1450, txqueuelen: 1000, peer: {name: 'pn_net', address: '02:00:00:00:00:04', mtu: 1450}},
+        'link add name pn_host address 02:00:00:00:00:03 mtu 1450 txqueuelen 1000 type veth peer name pn_net address 02:00:00:00:00:04 mtu 1450'],
+      [{kind: 'link.set', name: 'pn_net', mtu: 1400}, 'link set dev pn_net mtu 1400'],
+      [{kind: 'addr.add', replace: true, address: '10.0.1.1/32', dev: 'pn_host', scope: 'link'}, 'addr replace 10.0.1.1/32 dev pn_host scope link'],
+      [{kind: 'addr.add', replace: true, address: 'fd00:1::1/128', dev: 'pn_host', scope: 'link', nodad: true}, 'addr replace fd00:1::1/128 dev pn_host scope link nodad'],
+      [{kind: 'addr.del', address: '10.0.1.1/32', dev: 'pn_host'}, 'addr del 10.0.1.1/32 dev pn_host'],
+      [{kind: 'route.add', replace: true, dst: '10.0.1.0/24', via: '10.0.1.1', dev: 'pn_host', src: '10.0.1.1'}, 'route replace 10.0.1.0/24 via 10.0.1.1 dev pn_host src 10.0.1.1'],
+      [{kind: 'route.add', replace: true, dst: 'fd00:1::/64', dev: 'pn_host', src: 'fd00:1::1'}, 'route replace fd00:1::/64 dev pn_host src fd00:1::1'],
+      [{kind: 'route.del', dst: '10.0.1.0/24', dev: 'pn_host'}, 'route del 10.0.1.0/24 dev pn_host'],
     ]
     for (const [op, line] of lines) assert.equal(renderLine(op), line)
     assert.deepEqual(renderArgv({kind: 'link.get', name: 'lxc1'}), {file: 'ip', args: ['-j', '-d', 'link', 'show', 'dev', 'lxc1']})
@@ -184,14 +194,62 @@ describe('kernel ops: the tools backend', () => {
       if (argv.includes('-batch')) return {exitCode: 2, stderr: 'RTNETLINK answers: File exists\nCommand failed -:2'}
       if (argv.join(' ') === 'ip -j -d link show') return {stdout: '[{"ifindex":2,"ifname":"eth0","mtu":1500,"address":"x","flags":["UP"]}]'}
       if (argv.join(' ') === 'ip -j addr show dev eth0') return {stdout: '[{"addr_info":[{"local":"10.0.0.5","prefixlen":32}]}]'}
-      if (argv.join(' ') === 'ip -4 -j route show dev eth0') return {stdout: '[]'}
+      if (argv.join(' ') === 'ip -4 -j route show exact 10.0.0.1/32') return {stdout: '[]'}
       return undefined
     })
     await assert.rejects(new ToolsBackend(runner).apply([
       {kind: 'link.set', name: 'eth0', up: true},
       {kind: 'addr.add', dev: 'eth0', address: '10.0.0.5/32'},
       {kind: 'route.add', dst: '10.0.0.1/32', dev: 'eth0', scope: 'link'},
-    ]), (e: KernelError) => e.index === 1 && e.errno === 'EEXIST' && e.code === 'PN_COMMAND_FAILED' && e.message === 'add address 10.0.0.5/32 to eth0: File exists')
+    ]), (e: KernelError) => e.index === 1 && e.errno === 'EEXIST' && e.code === 'PN_COMMAND_FAILED' && e.message === 'add address 10.0.0.5/32 on eth0: File exists')
+  })
+
+  it('a route add whose prefix is there through another device: EEXIST on that route, not on the address before it', async () => {
+    // What `pn veth create` meets when the pod already routes the router IP elsewhere (veth.integration).
+    const runner = new RecordingRunner((argv) => {
+      const cmd = argv.slice(argv.indexOf('--') + 1).join(' ')
+      if (cmd === 'ip -batch -') return {exitCode: 2, stderr: 'RTNETLINK answers: File exists\nCommand failed -:3'}
+      if (cmd === 'ip -j -d link show') return {stdout: '[{"ifindex":2,"ifname":"eth0","mtu":1500,"address":"x","flags":["UP"]},{"ifindex":3,"ifname":"d0","mtu":1500,"address":"y"}]'}
+      if (cmd === 'ip -j addr show dev eth0') return {stdout: '[{"addr_info":[{"local":"10.63.1.60","prefixlen":32}]}]'}
+      if (cmd === 'ip -4 -j route show exact 10.63.1.1/32') return {stdout: '[{"dst":"10.63.1.1","dev":"d0","scope":"link"}]'}
+      return {stdout: '[]'}
+    })
+    await assert.rejects(new ToolsBackend(runner).apply([
+      {kind: 'link.set', name: 'eth0', up: true},
+      {kind: 'addr.add', dev: 'eth0', address: '10.63.1.60/32'},
+      {kind: 'route.add', dst: '10.63.1.1/32', dev: 'eth0', scope: 'link'},
+      {kind: 'route.add', dst: '0.0.0.0/0', via: '10.63.1.1', dev: 'eth0'},
+    ], {netns: NETNS}), (e: KernelError) => e.index === 2 && e.errno === 'EEXIST' && e.code === 'PN_COMMAND_FAILED' &&
+      e.message === `add route 10.63.1.1/32 dev eth0 in ${NETNS}: File exists`)
+  })
+
+  it('a route.del that may find nothing runs alone (`ip route del`) and takes ESRCH as done; in a batch it is a line', async () => {
+    const runner = new RecordingRunner((argv) => (argv[1] === 'route' ? {exitCode: 2, stderr: 'RTNETLINK answers: No such process'} : undefined))
+    const b = new ToolsBackend(runner)
+    assert.deepEqual(await b.apply([{kind: 'route.del', dst: '10.0.1.0/24', dev: 'pn_host', missingOk: true}]), [{kind: 'route.del'}])
+    assert.deepEqual(await b.apply([{kind: 'route.del', dst: '10.0.1.0/24', dev: 'pn_host', missingOk: true}, {kind: 'link.del', name: 'x'}]),
+      [{kind: 'route.del'}, {kind: 'link.del', deleted: true}])
+    assert.deepEqual(runner.records.map((r) => r.argv), [
+      ['ip', 'route', 'del', '10.0.1.0/24', 'dev', 'pn_host'],
+      ['ip', 'route', 'del', '10.0.1.0/24', 'dev', 'pn_host'],
+      ['ip', 'link', 'del', 'dev', 'x'],
+    ])
+    const batch = new RecordingRunner()
+    await new ToolsBackend(batch).apply([{kind: 'route.del', dst: '10.0.1.0/24', dev: 'pn_host'}, {kind: 'addr.del', address: '10.0.1.1/32', dev: 'pn_host'}])
+    assert.deepEqual(batch.records, [{argv: ['ip', '-batch', '-'], input: 'route del 10.0.1.0/24 dev pn_host\naddr del 10.0.1.1/32 dev pn_host\n'}])
+  })
+
+  it('a delete of a route that is already gone, in a batch: the tool says ESRCH, state shows it gone → that delete is the failing op', async () => {
+    const runner = new RecordingRunner((argv) => {
+      if (argv.includes('-batch')) return {exitCode: 2, stderr: 'RTNETLINK answers: No such process\nCommand failed -:1'}
+      if (argv.join(' ') === 'ip -j -d link show') return {stdout: '[{"ifindex":4,"ifname":"pn_host","mtu":1500,"address":"x","flags":["UP"]}]'}
+      if (argv.join(' ') === 'ip -j addr show dev pn_host') return {stdout: '[{"addr_info":[{"local":"10.0.1.1","prefixlen":32}]}]'}
+      return {stdout: '[]'}
+    })
+    await assert.rejects(new ToolsBackend(runner).apply([
+      {kind: 'route.del', dst: '10.0.9.0/24', dev: 'pn_host'},
+      {kind: 'addr.del', address: '10.0.1.1/32', dev: 'pn_host'},
+    ]), (e: KernelError) => e.index === 0 && e.errno === 'ESRCH' && e.message === 'delete route 10.0.9.0/24 dev pn_host: No such process')
   })
 
   it('an interrupted request starts nothing more', async () => {

@@ -107,7 +107,8 @@ describe('veth connector (golden argv)', () => {
     const podState: Record<string, string> = {
       'ip -j -d link show': JSON.stringify([{ifindex: 2, ifname: 'eth0', mtu: 1500, address: '02:00:00:00:00:02', flags: ['BROADCAST', 'UP']}]),
       'ip -j addr show dev eth0': JSON.stringify([{ifname: 'eth0', addr_info: [{local: '10.0.1.23', prefixlen: 32}]}]),
-      'ip -4 -j route show dev eth0': JSON.stringify([{dst: '10.0.1.1', scope: 'link'}]),
+      'ip -4 -j route show exact 10.0.1.1/32': JSON.stringify([{dst: '10.0.1.1', dev: 'eth0', scope: 'link'}]),
+      'ip -4 -j route show exact 0.0.0.0/0': '[]',
     }
     const runner = new RecordingRunner((argv, opts) => {
       if (!opts.netns) return undefined
