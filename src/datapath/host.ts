@@ -9,7 +9,8 @@ import type {Runner} from '../exec/runner.js'
 import {PnError} from '../errors.js'
 import {canonicalIp, cidrFamily, cidrsOverlap, formatCidr, hostPrefix, parseCidr, tryParseIp} from '../cidr/cidr.js'
 import type {UndoStack} from '../flow/undo.js'
-import type {KernelOp} from '../kernel/ops.js'
+import {applyOne} from '../kernel/backend.js'
+import type {AddrLink, KernelOp, RouteEntry} from '../kernel/ops.js'
 import {kernelFor} from '../kernel/tools.js'
 import {HOST_DEVICE, NET_DEVICE} from './devices.js'
 import {deleteLinkByName, getLink, isVethPairOf, parseJson, randomMac, type LinkInfo} from './link.js'
@@ -57,22 +58,11 @@ export function podCidrRoutes(podCidrs: string[], routerIps: string[]): string[]
   return podCidrRouteOps(podCidrs, routerIps).map((r) => `${r.dst}${r.via ? ` via ${r.via}` : ''} dev ${r.dev} src ${r.src}`)
 }
 
-interface AddrInfo {
-  addr_info?: {local: string; prefixlen: number; family: string; scope?: string}[]
-}
-interface RouteInfo {
-  dst: string
-  gateway?: string
-  dev?: string
-  prefsrc?: string
-}
-
-/** Router addresses currently on pn_host. */
+/** Router addresses currently on pn_host (none when it is absent or cannot be read: init then adds them). */
 export async function hostAddresses(runner: Runner): Promise<string[]> {
-  const r = await runner.run('ip', ['-j', 'addr', 'show', 'dev', HOST_DEVICE], {readOnly: true, allowFailure: true})
-  if (r.exitCode !== 0) return []
-  const info = parseJson<AddrInfo[]>(r.stdout, 'show addresses')
-  return (info[0]?.addr_info ?? [])
+  const {links} = await applyOne(kernelFor(runner), {kind: 'addr.list', dev: HOST_DEVICE}).catch(() => ({links: []}))
+  return (links[0]?.addr_info ?? [])
+    .filter((a): a is {local: string; prefixlen: number; family?: string} => a.local !== undefined && a.prefixlen !== undefined)
     .filter((a) => !(a.family === 'inet6' && a.local.startsWith('fe80')))
     .map((a) => `${canonicalIp(a.local)}/${a.prefixlen}`)
 }
@@ -102,18 +92,6 @@ export interface NodeNetwork {
   text: string
 }
 
-interface AddrDump {
-  ifname: string
-  addr_info?: {local?: string; prefixlen?: number; address?: string}[]
-}
-interface RouteDump {
-  type?: string
-  dst: string
-  gateway?: string
-  dev?: string
-  table?: string
-  nexthops?: {gateway?: string; dev?: string}[]
-}
 
 /** A prefix as text normalised to its network, or undefined for what is not one (`default` is left out: it covers everything by design). */
 function prefixOf(dst: string): string | undefined {
@@ -131,39 +109,43 @@ function prefixOf(dst: string): string | undefined {
  * all` (per family), as prefixes; default routes left out. Pure, for the unit tests.
  */
 export function parseNodeNetworks(addrJson: string, routeJsons: string[]): NodeNetwork[] {
+  return networksOf(parseJson<AddrLink[]>(addrJson, 'show addresses') ?? [], routeJsons.flatMap((j) => parseJson<RouteEntry[]>(j, 'show routes') ?? []))
+}
+
+/** The same, from the kernel ops' results. */
+export function networksOf(links: AddrLink[], routes: RouteEntry[]): NodeNetwork[] {
   const out: NodeNetwork[] = []
-  for (const link of parseJson<AddrDump[]>(addrJson, 'show addresses') ?? []) {
+  for (const link of links) {
     for (const a of link.addr_info ?? []) {
       if (!a.local || a.prefixlen === undefined) continue
       // A point-to-point address (`peer`): its prefix length is the peer's; the local side is one host.
       const cidr = prefixOf(a.address && a.address !== a.local ? a.local : `${a.local}/${a.prefixlen}`)
-      if (cidr) out.push({kind: 'address', cidr, devs: [link.ifname], text: `${a.local}/${a.prefixlen} dev ${link.ifname}`})
+      if (cidr) out.push({kind: 'address', cidr, devs: link.ifname ? [link.ifname] : [], text: `${a.local}/${a.prefixlen} dev ${link.ifname}`})
     }
   }
-  for (const json of routeJsons) {
-    for (const rt of parseJson<RouteDump[]>(json, 'show routes') ?? []) {
-      const cidr = prefixOf(rt.dst)
-      if (!cidr) continue
-      const hops = rt.nexthops ?? [{gateway: rt.gateway, dev: rt.dev}]
-      const devs = hops.flatMap((h) => (h.dev ? [h.dev] : []))
-      const via = hops.map((h) => `${h.gateway ? `via ${h.gateway} ` : ''}${h.dev ? `dev ${h.dev}` : ''}`.trim()).filter(Boolean).join(' nexthop ')
-      const type = rt.type && rt.type !== 'unicast' ? `${rt.type} ` : ''
-      const table = rt.table && rt.table !== 'main' ? ` table ${rt.table}` : ''
-      out.push({kind: 'route', cidr, devs, text: `${type}${rt.dst}${via ? ` ${via}` : ''}${table}`})
-    }
+  for (const rt of routes) {
+    const cidr = prefixOf(rt.dst)
+    if (!cidr) continue
+    const hops = rt.nexthops ?? [{gateway: rt.gateway, dev: rt.dev}]
+    const devs = hops.flatMap((h) => (h.dev ? [h.dev] : []))
+    const via = hops.map((h) => `${h.gateway ? `via ${h.gateway} ` : ''}${h.dev ? `dev ${h.dev}` : ''}`.trim()).filter(Boolean).join(' nexthop ')
+    const type = rt.type && rt.type !== 'unicast' ? `${rt.type} ` : ''
+    const table = rt.table && rt.table !== 'main' ? ` table ${rt.table}` : ''
+    out.push({kind: 'route', cidr, devs, text: `${type}${rt.dst}${via ? ` ${via}` : ''}${table}`})
   }
   return out
 }
 
 /** The node netns's addresses and routes (three reads: addresses, IPv4 and IPv6 routes of every table). */
 export async function nodeNetworks(runner: Runner): Promise<NodeNetwork[]> {
+  const kernel = kernelFor(runner)
   const [addrs, v4, v6] = await Promise.all([
-    runner.run('ip', ['-j', 'addr', 'show'], {readOnly: true}),
-    runner.run('ip', ['-4', '-j', 'route', 'show', 'table', 'all'], {readOnly: true}),
+    applyOne(kernel, {kind: 'addr.list'}),
+    applyOne(kernel, {kind: 'route.list', family: 4, table: 'all'}),
     // A kernel booted with ipv6.disable=1 refuses the family: it has no IPv6 routes either.
-    runner.run('ip', ['-6', '-j', 'route', 'show', 'table', 'all'], {readOnly: true, allowFailure: true}),
+    applyOne(kernel, {kind: 'route.list', family: 6, table: 'all'}).catch(() => ({routes: []})),
   ])
-  return parseNodeNetworks(addrs.stdout, [v4.stdout, v6.exitCode === 0 ? v6.stdout : '[]'])
+  return networksOf(addrs.links, [...v4.routes, ...v6.routes])
 }
 
 /**
@@ -178,9 +160,7 @@ export function foreignOverlaps(podCidr: string, networks: NodeNetwork[]): NodeN
 /** True when the main table routes `cidr` exactly as pn wants. */
 export async function podCidrRouteOk(runner: Runner, cidr: string, routerIp: string): Promise<boolean> {
   const fam = cidrFamily(cidr)
-  const r = await runner.run('ip', [`-${fam}`, '-j', 'route', 'show', 'exact', cidr], {readOnly: true, allowFailure: true})
-  if (r.exitCode !== 0) return false
-  const routes = parseJson<RouteInfo[]>(r.stdout, 'show routes')
+  const routes = await applyOne(kernelFor(runner), {kind: 'route.list', family: fam, exact: cidr}).then((r) => r.routes, () => [])
   return routes.some(
     (rt) => rt.dev === HOST_DEVICE && rt.prefsrc !== undefined && canonicalIp(rt.prefsrc) === routerIp &&
       (fam === 6 || (rt.gateway !== undefined && canonicalIp(rt.gateway) === routerIp)),

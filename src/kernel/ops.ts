@@ -25,6 +25,24 @@ export interface LinkInfo {
   linkinfo?: {info_kind?: string}
 }
 
+/** One link's addresses (`ip -j addr show`). */
+export interface AddrLink {
+  ifname?: string
+  addr_info?: {family?: string; local?: string; prefixlen?: number; address?: string; scope?: string}[]
+}
+
+/** One route (`ip -j route show`). */
+export interface RouteEntry {
+  type?: string
+  dst: string
+  gateway?: string
+  dev?: string
+  prefsrc?: string
+  table?: string
+  scope?: string
+  nexthops?: {gateway?: string; dev?: string}[]
+}
+
 /** The far end of a veth: created directly in `netns` (a path) under its final name. */
 export interface VethPeer {
   name: string
@@ -43,6 +61,10 @@ export type KernelOp =
   /** One link by name; absent is `{link: undefined}`. */
   | {kind: 'link.get'; name: string}
   | {kind: 'link.list'}
+  /** Addresses of one link (absent: none) or of all. */
+  | {kind: 'addr.list'; dev?: string}
+  /** Routes of one family: the main table, or every table (`table: 'all'`); `exact`: only this prefix. */
+  | {kind: 'route.list'; family: 4 | 6; table?: 'all'; exact?: string}
   /** `address` with its prefix length (`10.0.1.5/32`); `nodad`: IPv6 without duplicate address detection; `replace`: add or update. */
   | {kind: 'addr.add'; dev: string; address: string; scope?: 'link'; nodad?: boolean; replace?: boolean}
   | {kind: 'addr.del'; dev: string; address: string}
@@ -63,6 +85,8 @@ interface Answers {
   'link.get': {link?: LinkInfo}
   'link.list': {links: LinkInfo[]}
   'link.del': {deleted: boolean}
+  'addr.list': {links: AddrLink[]}
+  'route.list': {routes: RouteEntry[]}
 }
 
 export type ResultOf<K extends OpKind> = {kind: K} & (K extends keyof Answers ? Answers[K] : unknown)
@@ -70,7 +94,7 @@ export type KernelResult = {[K in OpKind]: ResultOf<K>}[OpKind]
 
 /** Ops that only read. */
 export function isQuery(op: KernelOp): boolean {
-  return op.kind === 'link.get' || op.kind === 'link.list'
+  return op.kind === 'link.get' || op.kind === 'link.list' || op.kind === 'addr.list' || op.kind === 'route.list'
 }
 
 /** The device an op is about (for errors: an absent device is PN_LINK_NOT_FOUND). */
@@ -93,6 +117,10 @@ export function describeOp(op: KernelOp): string {
       return `show link ${op.name}`
     case 'link.list':
       return 'list links'
+    case 'addr.list':
+      return op.dev ? `list addresses of ${op.dev}` : 'list addresses'
+    case 'route.list':
+      return `list IPv${op.family} routes${op.exact ? ` to ${op.exact}` : ''}${op.table === 'all' ? ' of every table' : ''}`
     case 'addr.add':
       return `${op.replace ? 'replace' : 'add'} address ${op.address} on ${op.dev}`
     case 'addr.del':

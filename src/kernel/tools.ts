@@ -2,7 +2,8 @@
  * The tools backend: kernel ops rendered to `ip` command lines run through the Runner, so
  * `--dry-run` and `--verbose` print exactly what runs and golden tests see the argv. Consecutive
  * changes (links, addresses, routes, neighbours) in one netns go to one `ip -batch -` process;
- * link.get/list/del (and a route.del that may find nothing) are one command each; sysctls are written through /proc/sys in process (or by
+ * queries (link.get/list, addr.list, route.list), link.del and a route.del that may find nothing
+ * are one command each; sysctls are written through /proc/sys in process (or by
  * one `sysctl -w` inside another netns). The kernel worker behind a WorkerRunner answers the
  * same argv.
  *
@@ -25,7 +26,7 @@ import {PnError} from '../errors.js'
 import type {RunResult, Runner} from '../exec/runner.js'
 import type {ApplyOptions, KernelBackend} from './backend.js'
 import {KernelError, STRERROR, errnoOf, type Errno} from './errors.js'
-import {describeOp, sysctlPath, type KernelOp, type KernelResult, type LinkInfo, type OpKind} from './ops.js'
+import {describeOp, sysctlPath, type AddrLink, type KernelOp, type KernelResult, type LinkInfo, type OpKind, type RouteEntry} from './ops.js'
 
 /** Ops that go into one `ip -batch -` with their neighbours. */
 const BATCHED: ReadonlySet<OpKind> = new Set(['link.add', 'link.set', 'addr.add', 'addr.del', 'route.add', 'route.del', 'neigh.add'])
@@ -69,6 +70,10 @@ export function renderArgv(op: KernelOp): {file: string; args: string[]} {
       return {file: 'ip', args: ['-j', '-d', 'link', 'show', 'dev', op.name]}
     case 'link.list':
       return {file: 'ip', args: ['-j', '-d', 'link', 'show']}
+    case 'addr.list':
+      return {file: 'ip', args: ['-j', 'addr', 'show', ...(op.dev ? ['dev', op.dev] : [])]}
+    case 'route.list':
+      return {file: 'ip', args: [`-${op.family}`, '-j', 'route', 'show', ...(op.table ? ['table', op.table] : []), ...(op.exact ? ['exact', op.exact] : [])]}
     case 'link.del':
       return {file: 'ip', args: ['link', 'del', 'dev', op.name]}
     case 'route.del':
@@ -161,6 +166,18 @@ export class ToolsBackend implements KernelBackend {
       case 'link.list': {
         const r = await this.runner.run(file, args, {netns, readOnly: true})
         return {kind: 'link.list', links: parseJson<LinkInfo[]>(r.stdout || '[]', describeOp(op)) ?? []}
+      }
+      case 'addr.list': {
+        const r = await this.runner.run(file, args, {netns, allowFailure: true, readOnly: true})
+        if (r.exitCode === 0) return {kind: 'addr.list', links: parseJson<AddrLink[]>(r.stdout, describeOp(op)) ?? []}
+        const e = toolError(r.stderr)
+        if (e.errno === 'ENODEV' && op.dev) return {kind: 'addr.list', links: []}
+        throw failed(op, index, netns, r, e)
+      }
+      case 'route.list': {
+        const r = await this.runner.run(file, args, {netns, allowFailure: true, readOnly: true})
+        if (r.exitCode === 0) return {kind: 'route.list', routes: parseJson<RouteEntry[]>(r.stdout, describeOp(op)) ?? []}
+        throw failed(op, index, netns, r, toolError(r.stderr))
       }
       case 'link.del': {
         const r = await this.runner.run(file, args, {netns, allowFailure: true})

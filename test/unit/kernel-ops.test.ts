@@ -125,6 +125,10 @@ describe('kernel ops: the tools backend', () => {
     assert.deepEqual(renderArgv({kind: 'link.get', name: 'lxc1'}), {file: 'ip', args: ['-j', '-d', 'link', 'show', 'dev', 'lxc1']})
     assert.deepEqual(renderArgv({kind: 'link.list'}), {file: 'ip', args: ['-j', '-d', 'link', 'show']})
     assert.deepEqual(renderArgv({kind: 'link.del', name: 'lxc1'}), {file: 'ip', args: ['link', 'del', 'dev', 'lxc1']})
+    assert.deepEqual(renderArgv({kind: 'addr.list', dev: 'pn_host'}), {file: 'ip', args: ['-j', 'addr', 'show', 'dev', 'pn_host']})
+    assert.deepEqual(renderArgv({kind: 'addr.list'}), {file: 'ip', args: ['-j', 'addr', 'show']})
+    assert.deepEqual(renderArgv({kind: 'route.list', family: 6, table: 'all'}), {file: 'ip', args: ['-6', '-j', 'route', 'show', 'table', 'all']})
+    assert.deepEqual(renderArgv({kind: 'route.list', family: 4, exact: '10.0.1.0/24'}), {file: 'ip', args: ['-4', '-j', 'route', 'show', 'exact', '10.0.1.0/24']})
     assert.throws(() => renderLine({kind: 'link.get', name: 'x'}))
   })
 
@@ -155,6 +159,7 @@ describe('kernel ops: the tools backend', () => {
     const b = new ToolsBackend(runner)
     assert.equal((await applyOne(b, {kind: 'link.get', name: 'lxc1'})).link, undefined)
     assert.equal((await applyOne(b, {kind: 'link.del', name: 'lxc1', missingOk: true})).deleted, false)
+    assert.deepEqual((await applyOne(b, {kind: 'addr.list', dev: 'lxc1'})).links, [])
     await assert.rejects(b.apply([{kind: 'link.get', name: 'x'}, {kind: 'link.del', name: 'lxc1'}]), (e: KernelError) =>
       e instanceof KernelError && e instanceof PnError && e.index === 1 && e.errno === 'ENODEV' && e.code === 'PN_LINK_NOT_FOUND' && e.message === 'delete link lxc1: No such device')
     // Any other failure of a query is an error, not "absent".
