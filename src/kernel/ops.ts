@@ -92,11 +92,6 @@ interface Answers {
 export type ResultOf<K extends OpKind> = {kind: K} & (K extends keyof Answers ? Answers[K] : unknown)
 export type KernelResult = {[K in OpKind]: ResultOf<K>}[OpKind]
 
-/** Ops that only read. */
-export function isQuery(op: KernelOp): boolean {
-  return op.kind === 'link.get' || op.kind === 'link.list' || op.kind === 'addr.list' || op.kind === 'route.list'
-}
-
 /** The device an op is about (for errors: an absent device is PN_LINK_NOT_FOUND). */
 export function deviceOf(op: KernelOp): string | undefined {
   if ('dev' in op) return op.dev
