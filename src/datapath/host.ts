@@ -2,14 +2,17 @@
  * The node's host side, as `pn node init` builds it (what cilium-agent does at start): the
  * pn_host ↔ pn_net pair, the router IP /32 (/128) on pn_host, the pod CIDR route via it, and
  * Cilium's sysctls. Each function reads the kernel first and changes only what differs, pushing
- * the inverse of what it created on the caller's undo stack. The `ip -batch` text lives here.
+ * the inverse of what it created on the caller's undo stack. Changes are kernel ops (src/kernel).
  */
 import type {Runner} from '../exec/runner.js'
 import {PnError} from '../errors.js'
 import {canonicalIp, cidrFamily, cidrsOverlap, formatCidr, hostPrefix, parseCidr, tryParseIp} from '../cidr/cidr.js'
 import type {UndoStack} from '../flow/undo.js'
+import {applyOne} from '../kernel/backend.js'
+import type {AddrLink, KernelOp, RouteEntry} from '../kernel/ops.js'
+import {kernelFor} from '../kernel/tools.js'
 import {HOST_DEVICE, NET_DEVICE} from './devices.js'
-import {deleteLinkByName, getLink, ipBatch, isVethPairOf, parseJson, randomMac, type LinkInfo} from './link.js'
+import {deleteLinkByName, getLink, isVethPairOf, parseJson, randomMac, type LinkInfo} from './link.js'
 import {LXC_RE} from './sweep.js'
 import {devSysctl, readSysctls, writeSysctls} from './sysctl.js'
 
@@ -37,31 +40,28 @@ export function nodeSysctls(podCidrs: string[]): Record<string, string> {
   return out
 }
 
-/** `ip route` lines for the pod CIDRs: v4 via the router IP, v6 without `via` (a gateway cannot be a local v6 address). */
+/** The pod CIDR routes: v4 via the router IP, v6 without `via` (a gateway cannot be a local v6 address). */
+export function podCidrRouteOps(podCidrs: string[], routerIps: string[]): Extract<KernelOp, {kind: 'route.add'}>[] {
+  return podCidrs.map((c, i) => ({
+    kind: 'route.add' as const,
+    replace: true,
+    dst: c,
+    ...(cidrFamily(c) === 4 ? {via: routerIps[i]} : {}),
+    dev: HOST_DEVICE,
+    src: routerIps[i],
+  }))
+}
+
+/** The pod CIDR routes as `ip route` shows them (the actions `pn node init` reports). */
 export function podCidrRoutes(podCidrs: string[], routerIps: string[]): string[] {
-  return podCidrs.map((c, i) =>
-    cidrFamily(c) === 4
-      ? `${c} via ${routerIps[i]} dev ${HOST_DEVICE} src ${routerIps[i]}`
-      : `${c} dev ${HOST_DEVICE} src ${routerIps[i]}`,
-  )
+  return podCidrRouteOps(podCidrs, routerIps).map((r) => `${r.dst}${r.via ? ` via ${r.via}` : ''} dev ${r.dev} src ${r.src}`)
 }
 
-interface AddrInfo {
-  addr_info?: {local: string; prefixlen: number; family: string; scope?: string}[]
-}
-interface RouteInfo {
-  dst: string
-  gateway?: string
-  dev?: string
-  prefsrc?: string
-}
-
-/** Router addresses currently on pn_host. */
+/** Router addresses currently on pn_host (none when it is absent or cannot be read: init then adds them). */
 export async function hostAddresses(runner: Runner): Promise<string[]> {
-  const r = await runner.run('ip', ['-j', 'addr', 'show', 'dev', HOST_DEVICE], {readOnly: true, allowFailure: true})
-  if (r.exitCode !== 0) return []
-  const info = parseJson<AddrInfo[]>(r.stdout, 'show addresses')
-  return (info[0]?.addr_info ?? [])
+  const {links} = await applyOne(kernelFor(runner), {kind: 'addr.list', dev: HOST_DEVICE}).catch(() => ({links: []}))
+  return (links[0]?.addr_info ?? [])
+    .filter((a): a is {local: string; prefixlen: number; family?: string} => a.local !== undefined && a.prefixlen !== undefined)
     .filter((a) => !(a.family === 'inet6' && a.local.startsWith('fe80')))
     .map((a) => `${canonicalIp(a.local)}/${a.prefixlen}`)
 }
@@ -82,18 +82,6 @@ export interface NodeNetwork {
   text: string
 }
 
-interface AddrDump {
-  ifname: string
-  addr_info?: {local?: string; prefixlen?: number; address?: string}[]
-}
-interface RouteDump {
-  type?: string
-  dst: string
-  gateway?: string
-  dev?: string
-  table?: string
-  nexthops?: {gateway?: string; dev?: string}[]
-}
 
 /** A prefix as text normalised to its network, or undefined for what is not one (`default` is left out: it covers everything by design). */
 function prefixOf(dst: string): string | undefined {
@@ -111,39 +99,43 @@ function prefixOf(dst: string): string | undefined {
  * all` (per family), as prefixes; default routes left out. Pure, for the unit tests.
  */
 export function parseNodeNetworks(addrJson: string, routeJsons: string[]): NodeNetwork[] {
+  return networksOf(parseJson<AddrLink[]>(addrJson, 'show addresses') ?? [], routeJsons.flatMap((j) => parseJson<RouteEntry[]>(j, 'show routes') ?? []))
+}
+
+/** The same, from the kernel ops' results. */
+export function networksOf(links: AddrLink[], routes: RouteEntry[]): NodeNetwork[] {
   const out: NodeNetwork[] = []
-  for (const link of parseJson<AddrDump[]>(addrJson, 'show addresses') ?? []) {
+  for (const link of links) {
     for (const a of link.addr_info ?? []) {
       if (!a.local || a.prefixlen === undefined) continue
       // A point-to-point address (`peer`): its prefix length is the peer's; the local side is one host.
       const cidr = prefixOf(a.address && a.address !== a.local ? a.local : `${a.local}/${a.prefixlen}`)
-      if (cidr) out.push({kind: 'address', cidr, devs: [link.ifname], text: `${a.local}/${a.prefixlen} dev ${link.ifname}`})
+      if (cidr) out.push({kind: 'address', cidr, devs: link.ifname ? [link.ifname] : [], text: `${a.local}/${a.prefixlen} dev ${link.ifname}`})
     }
   }
-  for (const json of routeJsons) {
-    for (const rt of parseJson<RouteDump[]>(json, 'show routes') ?? []) {
-      const cidr = prefixOf(rt.dst)
-      if (!cidr) continue
-      const hops = rt.nexthops ?? [{gateway: rt.gateway, dev: rt.dev}]
-      const devs = hops.flatMap((h) => (h.dev ? [h.dev] : []))
-      const via = hops.map((h) => `${h.gateway ? `via ${h.gateway} ` : ''}${h.dev ? `dev ${h.dev}` : ''}`.trim()).filter(Boolean).join(' nexthop ')
-      const type = rt.type && rt.type !== 'unicast' ? `${rt.type} ` : ''
-      const table = rt.table && rt.table !== 'main' ? ` table ${rt.table}` : ''
-      out.push({kind: 'route', cidr, devs, text: `${type}${rt.dst}${via ? ` ${via}` : ''}${table}`})
-    }
+  for (const rt of routes) {
+    const cidr = prefixOf(rt.dst)
+    if (!cidr) continue
+    const hops = rt.nexthops ?? [{gateway: rt.gateway, dev: rt.dev}]
+    const devs = hops.flatMap((h) => (h.dev ? [h.dev] : []))
+    const via = hops.map((h) => `${h.gateway ? `via ${h.gateway} ` : ''}${h.dev ? `dev ${h.dev}` : ''}`.trim()).filter(Boolean).join(' nexthop ')
+    const type = rt.type && rt.type !== 'unicast' ? `${rt.type} ` : ''
+    const table = rt.table && rt.table !== 'main' ? ` table ${rt.table}` : ''
+    out.push({kind: 'route', cidr, devs, text: `${type}${rt.dst}${via ? ` ${via}` : ''}${table}`})
   }
   return out
 }
 
 /** The node netns's addresses and routes (three reads: addresses, IPv4 and IPv6 routes of every table). */
 export async function nodeNetworks(runner: Runner): Promise<NodeNetwork[]> {
+  const kernel = kernelFor(runner)
   const [addrs, v4, v6] = await Promise.all([
-    runner.run('ip', ['-j', 'addr', 'show'], {readOnly: true}),
-    runner.run('ip', ['-4', '-j', 'route', 'show', 'table', 'all'], {readOnly: true}),
+    applyOne(kernel, {kind: 'addr.list'}),
+    applyOne(kernel, {kind: 'route.list', family: 4, table: 'all'}),
     // A kernel booted with ipv6.disable=1 refuses the family: it has no IPv6 routes either.
-    runner.run('ip', ['-6', '-j', 'route', 'show', 'table', 'all'], {readOnly: true, allowFailure: true}),
+    applyOne(kernel, {kind: 'route.list', family: 6, table: 'all'}).catch(() => ({routes: []})),
   ])
-  return parseNodeNetworks(addrs.stdout, [v4.stdout, v6.exitCode === 0 ? v6.stdout : '[]'])
+  return networksOf(addrs.links, [...v4.routes, ...v6.routes])
 }
 
 /**
@@ -158,9 +150,7 @@ export function foreignOverlaps(podCidr: string, networks: NodeNetwork[]): NodeN
 /** True when the main table routes `cidr` exactly as pn wants. */
 export async function podCidrRouteOk(runner: Runner, cidr: string, routerIp: string): Promise<boolean> {
   const fam = cidrFamily(cidr)
-  const r = await runner.run('ip', [`-${fam}`, '-j', 'route', 'show', 'exact', cidr], {readOnly: true, allowFailure: true})
-  if (r.exitCode !== 0) return false
-  const routes = parseJson<RouteInfo[]>(r.stdout, 'show routes')
+  const routes = await applyOne(kernelFor(runner), {kind: 'route.list', family: fam, exact: cidr}).then((r) => r.routes, () => [])
   return routes.some(
     (rt) => rt.dev === HOST_DEVICE && rt.prefsrc !== undefined && canonicalIp(rt.prefsrc) === routerIp &&
       (fam === 6 || (rt.gateway !== undefined && canonicalIp(rt.gateway) === routerIp)),
@@ -171,13 +161,10 @@ export async function podCidrRouteOk(runner: Runner, cidr: string, routerIp: str
 export async function setupHostDevices(runner: Runner, mtu: number, undo: UndoStack): Promise<string[]> {
   const actions: string[] = []
   const [host, net] = await Promise.all([getLink(runner, HOST_DEVICE), getLink(runner, NET_DEVICE)])
-  const lines: string[] = []
+  const ops: KernelOp[] = []
   if (!host && !net) {
     // Only when missing: recreating would change MACs and ifindexes under loaded programs (Cilium PR #4214).
-    lines.push(
-      `link add name ${HOST_DEVICE} address ${randomMac()} mtu ${mtu} txqueuelen 1000 type veth ` +
-        `peer name ${NET_DEVICE} address ${randomMac()} mtu ${mtu}`,
-    )
+    ops.push({kind: 'link.add', type: 'veth', name: HOST_DEVICE, address: randomMac(), mtu, txqueuelen: 1000, peer: {name: NET_DEVICE, address: randomMac(), mtu}})
     undo.push(`delete ${HOST_DEVICE}`, () => deleteLinkByName(runner, HOST_DEVICE))
     actions.push(`created ${HOST_DEVICE} <-> ${NET_DEVICE}`)
   } else if (!isVethPairOf(host, net)) {
@@ -187,17 +174,17 @@ export async function setupHostDevices(runner: Runner, mtu: number, undo: UndoSt
   } else {
     for (const d of [host, net] as LinkInfo[]) {
       if (d.mtu !== mtu) {
-        lines.push(`link set dev ${d.ifname} mtu ${mtu}`)
+        ops.push({kind: 'link.set', name: d.ifname, mtu})
         actions.push(`set ${d.ifname} mtu ${mtu}`)
       }
     }
   }
   for (const [name, d] of [[HOST_DEVICE, host], [NET_DEVICE, net]] as const) {
-    if (!d || !(d.flags ?? []).includes('UP')) lines.push(`link set dev ${name} up`)
+    if (!d || !(d.flags ?? []).includes('UP')) ops.push({kind: 'link.set', name, up: true})
   }
-  if (lines.length === 0) return actions
-  if (host && net && lines.some((l) => l.endsWith(' up'))) actions.push(`set ${HOST_DEVICE}/${NET_DEVICE} up`)
-  await ipBatch(runner, lines)
+  if (ops.length === 0) return actions
+  if (host && net && ops.some((o) => o.kind === 'link.set' && o.up)) actions.push(`set ${HOST_DEVICE}/${NET_DEVICE} up`)
+  await kernelFor(runner).apply(ops)
   return actions
 }
 
@@ -213,31 +200,33 @@ export async function setupRouterAddressing(runner: Runner, want: RouterAddressi
   const actions: string[] = []
   const have = await hostAddresses(runner)
   const wanted = want.routerIps.map((r) => `${r}/${hostPrefix(r)}`)
-  const lines: string[] = []
+  const ops: KernelOp[] = []
   const prev = want.previous
   if (prev) {
     prev.podCidrs.forEach((c, i) => {
-      if (!want.podCidrs.includes(c)) lines.push(`route del ${c} dev ${HOST_DEVICE}`)
+      if (!want.podCidrs.includes(c)) ops.push({kind: 'route.del', dst: c, dev: HOST_DEVICE})
       const old = `${prev.routerIps[i]}/${hostPrefix(prev.routerIps[i])}`
-      if (!wanted.includes(old) && have.includes(old)) lines.push(`addr del ${old} dev ${HOST_DEVICE}`)
+      if (!wanted.includes(old) && have.includes(old)) ops.push({kind: 'addr.del', address: old, dev: HOST_DEVICE})
     })
   }
   for (const a of wanted) {
     if (!have.includes(a)) {
-      lines.push(`addr replace ${a} dev ${HOST_DEVICE} scope link${a.includes(':') ? ' nodad' : ''}`)
+      ops.push({kind: 'addr.add', replace: true, address: a, dev: HOST_DEVICE, scope: 'link', ...(a.includes(':') ? {nodad: true} : {})})
       actions.push(`added ${a} to ${HOST_DEVICE}`)
     }
   }
+  const routeOps = podCidrRouteOps(want.podCidrs, want.routerIps)
   const routes = podCidrRoutes(want.podCidrs, want.routerIps)
+  const kernel = kernelFor(runner)
   for (let i = 0; i < want.podCidrs.length; i++) {
-    if (!(await podCidrRouteOk(runner, want.podCidrs[i], want.routerIps[i])) || lines.length > 0) {
-      lines.push(`route replace ${routes[i]}`)
+    if (!(await podCidrRouteOk(runner, want.podCidrs[i], want.routerIps[i])) || ops.length > 0) {
+      ops.push(routeOps[i])
       actions.push(`route ${routes[i]}`)
       const cidr = want.podCidrs[i]
-      undo.push(`delete route ${cidr}`, () => runner.run('ip', ['route', 'del', cidr, 'dev', HOST_DEVICE], {allowFailure: true}))
+      undo.push(`delete route ${cidr}`, () => kernel.apply([{kind: 'route.del', dst: cidr, dev: HOST_DEVICE, missingOk: true}]).catch(() => undefined))
     }
   }
-  await ipBatch(runner, lines)
+  if (ops.length > 0) await kernel.apply(ops)
   return actions
 }
 

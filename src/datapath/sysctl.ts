@@ -4,15 +4,14 @@
  */
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
+import {sysctlPath} from '../kernel/ops.js'
+
+/** /proc/sys path of a key: one definition, with the kernel ops (src/kernel). */
+export {sysctlPath}
 
 /** sysctl writes `.` inside a device name as `/` (eth0.100 → net.ipv4.conf.eth0/100.rp_filter). */
 export function devSysctl(family: 'ipv4' | 'ipv6', dev: string, key: string): string {
   return `net.${family}.conf.${dev.replaceAll('.', '/')}.${key}`
-}
-
-/** /proc/sys path of a key: `.` separates levels, `/` stands for a `.` inside a name (devSysctl). */
-export function sysctlPath(key: string): string {
-  return '/proc/sys/' + key.split('.').map((c) => c.replaceAll('/', '.')).join('/')
 }
 
 /** Current values by key; keys that do not exist are absent from the result. */

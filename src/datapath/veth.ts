@@ -11,8 +11,12 @@ import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
 import {canonicalIp as normalizeIp, hostPrefix, ipFamily} from '../cidr/cidr.js'
 import {sha256Hex} from '../state/digest.js'
-import {deleteLinkByName, failedBatchLine, getLink, ipBatch, randomMac} from './link.js'
-import {devSysctl, writeSysctls} from './sysctl.js'
+import {applyOne, type KernelBackend} from '../kernel/backend.js'
+import {KernelError} from '../kernel/errors.js'
+import type {KernelOp} from '../kernel/ops.js'
+import {kernelFor} from '../kernel/tools.js'
+import {randomMac} from './link.js'
+import {devSysctl} from './sysctl.js'
 import {netnsAlive} from './netns.js'
 import {validateContainerId, validateIfname, validateNetnsPath} from './validate.js'
 
@@ -64,19 +68,20 @@ export interface VethResult {
 interface PodAddressing {
   addresses: string[]
   routes: VethRoute[]
-  lines: string[]
+  /** The kernel ops inside the pod netns, in order. */
+  ops: KernelOp[]
 }
 
 /** The pod's addresses and the seed's routing table: `R dev eth0 scope link` + `default via R dev eth0 mtu M`. */
 export function podAddressing(opts: Pick<SetupVethOptions, 'ifname' | 'ips' | 'routerIps' | 'mtu' | 'routeMtu'>): PodAddressing {
-  const out: PodAddressing = {addresses: [], routes: [], lines: []}
+  const out: PodAddressing = {addresses: [], routes: [], ops: []}
   const ips = (opts.ips ?? []).map(normalizeIp)
   if (ips.length === 0) return out
   const routers = (opts.routerIps ?? []).map(normalizeIp)
   const routeMtu = opts.routeMtu ?? opts.mtu
   const dev = opts.ifname
-  out.lines.push(`link set dev ${dev} up`)
-  const defaults: string[] = []
+  out.ops.push({kind: 'link.set', name: dev, up: true})
+  const defaults: KernelOp[] = []
   for (const ip of ips) {
     const family = ipFamily(ip)
     const router = routers.find((r) => ipFamily(r) === family)
@@ -88,16 +93,16 @@ export function podAddressing(opts: Pick<SetupVethOptions, 'ifname' | 'ips' | 'r
     const plen = hostPrefix(ip)
     out.addresses.push(`${ip}/${plen}`)
     // No DAD: the address is unique by IPAM, and DAD would delay the pod's first packets.
-    out.lines.push(`addr add ${ip}/${plen} dev ${dev}${family === 6 ? ' nodad' : ''}`)
+    out.ops.push({kind: 'addr.add', dev, address: `${ip}/${plen}`, ...(family === 6 ? {nodad: true} : {})})
     // The pod has no subnet route at all: the router is reachable only through this /32 link
     // route, so every packet (even to a neighbour pod) goes to the host and its datapath.
     out.routes.push({dst: `${router}/${plen}`, scope: 'link'})
-    out.lines.push(`route add ${router}/${plen} dev ${dev} scope link`)
+    out.ops.push({kind: 'route.add', dst: `${router}/${plen}`, dev, scope: 'link'})
     const any = family === 4 ? '0.0.0.0/0' : '::/0'
     out.routes.push({dst: any, gw: router, mtu: routeMtu})
-    defaults.push(`route add ${family === 4 ? 'default' : '::/0'} via ${router} dev ${dev} mtu ${routeMtu}`)
+    defaults.push({kind: 'route.add', dst: any, via: router, dev, mtu: routeMtu})
   }
-  out.lines.push(...defaults)
+  out.ops.push(...defaults)
   out.routes.sort((a, b) => Number(b.dst.split('/')[1]) - Number(a.dst.split('/')[1]))
   return out
 }
@@ -108,8 +113,11 @@ function podRouter6(opts: Pick<SetupVethOptions, 'ips' | 'routerIps'>): string |
   return (opts.routerIps ?? []).map(normalizeIp).find((r) => ipFamily(r) === 6)
 }
 
-/** Create the pair and configure the pod side; any failure after the pair exists removes the pair. */
-export async function setupVeth(runner: Runner, opts: SetupVethOptions): Promise<VethResult> {
+/**
+ * Create the pair and configure the pod side; any failure after the pair exists removes the pair.
+ * `kernel`: the backend (default: the tools backend over `runner`; golden tests record the ops).
+ */
+export async function setupVeth(runner: Runner, opts: SetupVethOptions, kernel: KernelBackend = kernelFor(runner)): Promise<VethResult> {
   validateContainerId(opts.containerId)
   validateIfname(opts.ifname)
   validateNetnsPath(opts.netns) // it becomes a word of the `ip -batch` line below
@@ -117,44 +125,51 @@ export async function setupVeth(runner: Runner, opts: SetupVethOptions): Promise
   const hostIfname = hostIfnameFor(opts.containerId, opts.ifname)
   const hostMac = randomMac()
   const podMac = randomMac()
-  const hostLines = [
-    `link add name ${hostIfname} address ${hostMac} mtu ${opts.mtu} txqueuelen 1000 type veth ` +
-      `peer name ${opts.ifname} address ${podMac} mtu ${opts.mtu} netns ${opts.netns}`,
-    `link set dev ${hostIfname} up`,
+  const dev = hostIfname
+  const hostOps: KernelOp[] = [
+    {kind: 'link.add', type: 'veth', name: hostIfname, address: hostMac, mtu: opts.mtu, txqueuelen: 1000,
+      peer: {name: opts.ifname, address: podMac, mtu: opts.mtu, netns: opts.netns}},
+    {kind: 'link.set', name: hostIfname, up: true},
   ]
   const hostRoutes = opts.hostRoutes ? pod.addresses.map((a) => a) : []
-  for (const r of hostRoutes) hostLines.push(`route replace ${r} dev ${hostIfname} scope link`)
+  for (const dst of hostRoutes) hostOps.push({kind: 'route.add', replace: true, dst, dev, scope: 'link'})
   // Without BPF nothing answers the pod's IPv6 neighbour solicitation for its router: Linux
   // answers ARP for any local address on any device, but NDP only for the receiving device's
   // own addresses. A proxy entry on the lxc answers it (goes with the link).
   const proxyNdp = opts.hostRoutes ? podRouter6(opts) : undefined
-  if (proxyNdp) hostLines.push(`neigh add proxy ${proxyNdp} dev ${hostIfname}`)
+  if (proxyNdp) hostOps.push({kind: 'neigh.add', proxy: true, dst: proxyNdp, dev})
   // And the node's solicitation for the pod: the kernel sends none until the lxc's own
   // link-local address has passed DAD (a second or two after the link comes up), so IPv6 to a
   // new pod would be lost meanwhile. The pod's MAC is ours to choose: a permanent entry.
   if (opts.hostRoutes) {
-    for (const a of pod.addresses.filter((x) => x.includes(':'))) hostLines.push(`neigh replace ${a.split('/')[0]} lladdr ${podMac} dev ${hostIfname} nud permanent`)
+    for (const a of pod.addresses.filter((x) => x.includes(':'))) hostOps.push({kind: 'neigh.add', replace: true, dst: a.split('/')[0], lladdr: podMac, dev, permanent: true})
   }
 
   try {
-    await ipBatch(runner, hostLines)
+    await kernel.apply(hostOps)
   } catch (err) {
-    if (failedBatchLine(err) === 1 || failedBatchLine(err) === undefined) {
-      // The pair was not created; find out which name was taken (nothing to undo).
-      await explainCreateFailure(runner, opts, hostIfname, err)
+    // The pair was not created (the create op failed, or the error came before any op ran): nothing to undo.
+    if (!(err instanceof KernelError) || err.index === 0) {
+      if (err instanceof KernelError && err.errno === 'EEXIST') await explainCreateFailure(kernel, opts, hostIfname, err)
+      throw err
     }
-    await deleteLinkByName(runner, hostIfname).catch(() => undefined)
+    await deleteHostSide(kernel, hostIfname)
     throw err
   }
   try {
-    // Let pod addresses be used as source when the host stack routes for the pod (Cilium does the same).
-    await writeSysctls(runner, {
-      [devSysctl('ipv4', hostIfname, 'rp_filter')]: '0',
+    await kernel.apply([
+      // Let pod addresses be used as source when the host stack routes for the pod (Cilium does the same).
+      {kind: 'sysctl.set', key: devSysctl('ipv4', hostIfname, 'rp_filter'), value: '0'},
       // Answer at once: the default proxy_delay holds a multicast solicitation up to 0.8 s.
-      ...(proxyNdp ? {[devSysctl('ipv6', hostIfname, 'proxy_ndp')]: '1', [`net.ipv6.neigh.${hostIfname}.proxy_delay`]: '0'} : {}),
-    }, {inProcess: true})
-    if (pod.lines.length > 0) await ipBatch(runner, pod.lines, opts.netns)
-    const host = await getLink(runner, hostIfname)
+      ...(proxyNdp
+        ? ([
+            {kind: 'sysctl.set', key: devSysctl('ipv6', hostIfname, 'proxy_ndp'), value: '1'},
+            {kind: 'sysctl.set', key: `net.ipv6.neigh.${hostIfname}.proxy_delay`, value: '0'},
+          ] satisfies KernelOp[])
+        : []),
+    ])
+    if (pod.ops.length > 0) await kernel.apply(pod.ops, {netns: opts.netns})
+    const host = (await applyOne(kernel, {kind: 'link.get', name: hostIfname})).link
     if (!host) throw new PnError('PN_LINK_NOT_FOUND', `create veth ${hostIfname}: link vanished after creation`)
     return {
       hostIfname,
@@ -170,25 +185,32 @@ export async function setupVeth(runner: Runner, opts: SetupVethOptions): Promise
       hostRoutes,
     }
   } catch (err) {
-    await deleteLinkByName(runner, hostIfname).catch(() => undefined)
+    await deleteHostSide(kernel, hostIfname)
     throw err
   }
 }
 
-async function explainCreateFailure(runner: Runner, opts: SetupVethOptions, hostIfname: string, err: unknown): Promise<never> {
-  if (await getLink(runner, hostIfname)) {
+/** Undo of a half-configured pair: deleting the host side takes the peer along. */
+async function deleteHostSide(kernel: KernelBackend, hostIfname: string): Promise<void> {
+  await kernel.apply([{kind: 'link.del', name: hostIfname, missingOk: true}]).catch(() => undefined)
+}
+
+/** A name of the pair is taken (EEXIST on the create): say which one, with what to run next. */
+async function explainCreateFailure(kernel: KernelBackend, opts: SetupVethOptions, hostIfname: string, err: KernelError): Promise<void> {
+  if ((await applyOne(kernel, {kind: 'link.get', name: hostIfname})).link) {
     throw new PnError('PN_LINK_EXISTS', `create veth ${hostIfname}: host interface already exists`, {
       hint: `a leftover of an earlier ADD for this container? run \`pn veth delete --container-id ${opts.containerId} --ifname ${opts.ifname}\``,
       details: {hostIfname, containerId: opts.containerId, ifname: opts.ifname},
+      cause: err,
     })
   }
-  if (await getLink(runner, opts.ifname, opts.netns)) {
+  if ((await applyOne(kernel, {kind: 'link.get', name: opts.ifname}, {netns: opts.netns})).link) {
     throw new PnError('PN_LINK_EXISTS', `create veth ${opts.ifname} in ${opts.netns}: interface already exists in the pod netns`, {
       hint: 'pick another --ifname, or delete the existing interface inside the pod netns first',
       details: {ifname: opts.ifname, netns: opts.netns},
+      cause: err,
     })
   }
-  throw err
 }
 
 export interface DeleteVethOptions {
@@ -198,16 +220,20 @@ export interface DeleteVethOptions {
 }
 
 /** Remove the pair; succeeds when it is already gone (DEL may repeat, kubernetes#43014) or the netns vanished. */
-export async function deleteVeth(runner: Runner, opts: DeleteVethOptions): Promise<{deleted: boolean; hostIfname: string; hostSide?: boolean}> {
+export async function deleteVeth(
+  runner: Runner,
+  opts: DeleteVethOptions,
+  kernel: KernelBackend = kernelFor(runner),
+): Promise<{deleted: boolean; hostIfname: string; hostSide?: boolean}> {
   validateContainerId(opts.containerId)
   validateIfname(opts.ifname)
   const hostIfname = hostIfnameFor(opts.containerId, opts.ifname)
-  if (await deleteLinkByName(runner, hostIfname)) return {deleted: true, hostIfname, hostSide: true}
+  if ((await applyOne(kernel, {kind: 'link.del', name: hostIfname, missingOk: true})).deleted) return {deleted: true, hostIfname, hostSide: true}
   // The host side is gone; a pod-side veth can only survive if its peer was renamed or moved.
   if (opts.netns && (await netnsAlive(opts.netns))) {
-    const link = await getLink(runner, opts.ifname, opts.netns)
+    const {link} = await applyOne(kernel, {kind: 'link.get', name: opts.ifname}, {netns: opts.netns})
     if (link?.linkinfo?.info_kind === 'veth') {
-      return {deleted: await deleteLinkByName(runner, opts.ifname, opts.netns), hostIfname}
+      return {deleted: (await applyOne(kernel, {kind: 'link.del', name: opts.ifname, missingOk: true}, {netns: opts.netns})).deleted, hostIfname}
     }
   }
   return {deleted: false, hostIfname}

@@ -118,6 +118,9 @@ describe('pn veth + endpoints (root, netns)', function () {
     inNs(p.name, ['ip', 'route', 'add', '10.63.1.1/32', 'dev', 'd0'])
     const r = n.run(['veth', 'create', '--container-id', 'f1', '--netns', p.path, '--ip', '10.63.1.60'])
     assert.equal(r.json?.error?.code, 'PN_COMMAND_FAILED', r.stdout)
+    // The failing op, found from the kernel state after the batch: the route, not the address before it.
+    assert.match(r.json?.error?.message ?? '', /add route 10\.63\.1\.1\/32 dev eth0 in \S+: File exists$/, r.stdout)
+    assert.equal((r.json?.error as {details?: {index?: number}} | undefined)?.details?.index, 2, r.stdout)
     assert.deepEqual(lxcLinks(n.node), [])
     assert.doesNotMatch(inNs(p.name, ['ip', 'link']), /eth0/)
     assert.deepEqual(endpointFiles(), [])

@@ -33,7 +33,7 @@ class FakeKernel implements Runner {
       if (dev === 'eth0' && !opts.netns) return ok(JSON.stringify([{ifindex: 2, ifname: 'eth0', mtu: 1450, address: '02:00:00:00:00:ee', flags: ['UP']}]))
       return {argv, exitCode: 1, stdout: '', stderr: `Device "${dev}" does not exist.`}
     }
-    if (file === 'ip' && args.includes('addr')) return {argv, exitCode: 1, stdout: '', stderr: `Device "${dev}" does not exist.`}
+    if (file === 'ip' && args.includes('addr')) return args.includes('dev') ? {argv, exitCode: 1, stdout: '', stderr: `Device "${dev}" does not exist.`} : ok('[]')
     if (file === 'ip' && args.includes('route')) return ok('[]')
     if (file === 'sysctl') return ok('')
     if (file === 'tc' && args.includes('show')) return ok('[]')

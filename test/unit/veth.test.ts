@@ -5,7 +5,9 @@ import path from 'node:path'
 import {connectEndpoint} from '../../src/endpoint/connect.js'
 import {RecordingRunner} from '../../src/exec/runner.js'
 import {PnError} from '../../src/errors.js'
+import type {KernelError} from '../../src/kernel/errors.js'
 import {deleteVeth, hostIfnameFor, podAddressing, setupVeth} from '../../src/datapath/veth.js'
+import {renderLine} from '../../src/kernel/tools.js'
 
 const NETNS = '/proc/self/ns/net' // a real netns handle that needs no root
 const MAC = '[0-9a-f]{2}(:[0-9a-f]{2}){5}'
@@ -86,9 +88,10 @@ describe('veth connector (golden argv)', () => {
   it('dual stack: /128 without DAD and ::/0 via the IPv6 router', () => {
     const p = podAddressing({ifname: 'eth0', ips: ['10.0.1.23', 'fd00:0:1::17'], routerIps: ['fd00:0:1::1', '10.0.1.1'], mtu: 1500})
     assert.deepEqual(p.addresses, ['10.0.1.23/32', 'fd00:0:1::17/128'])
-    assert.ok(p.lines.includes('addr add fd00:0:1::17/128 dev eth0 nodad'))
-    assert.ok(p.lines.includes('route add fd00:0:1::1/128 dev eth0 scope link'))
-    assert.ok(p.lines.includes('route add ::/0 via fd00:0:1::1 dev eth0 mtu 1500'))
+    const lines = p.ops.map(renderLine)
+    assert.ok(lines.includes('addr add fd00:0:1::17/128 dev eth0 nodad'))
+    assert.ok(lines.includes('route add fd00:0:1::1/128 dev eth0 scope link'))
+    assert.ok(lines.includes('route add ::/0 via fd00:0:1::1 dev eth0 mtu 1500'))
   })
 
   it('without --ip only the link is made (no pod batch)', async () => {
@@ -99,13 +102,24 @@ describe('veth connector (golden argv)', () => {
     assert.deepEqual(r.addresses, [])
   })
 
-  it('removes the pair when configuring the pod side fails', async () => {
-    const runner = new RecordingRunner((argv, opts) =>
-      opts.netns ? {exitCode: 2, stderr: 'Error: Nexthop has invalid gateway.\nCommand failed -:3'} : undefined,
-    )
+  it('removes the pair when configuring the pod side fails; the error names the failing op, found from the kernel state in JSON', async () => {
+    // The pod batch stops at the default route; the probes that follow show what took effect.
+    const podState: Record<string, string> = {
+      'ip -j -d link show': JSON.stringify([{ifindex: 2, ifname: 'eth0', mtu: 1500, address: '02:00:00:00:00:02', flags: ['BROADCAST', 'UP']}]),
+      'ip -j addr show dev eth0': JSON.stringify([{ifname: 'eth0', addr_info: [{local: '10.0.1.23', prefixlen: 32}]}]),
+      'ip -4 -j route show exact 10.0.1.1/32': JSON.stringify([{dst: '10.0.1.1', dev: 'eth0', scope: 'link'}]),
+      'ip -4 -j route show exact 0.0.0.0/0': '[]',
+    }
+    const runner = new RecordingRunner((argv, opts) => {
+      if (!opts.netns) return undefined
+      const cmd = argv.slice(argv.indexOf('--') + 1).join(' ')
+      if (cmd === 'ip -batch -') return {exitCode: 2, stderr: 'Error: Nexthop has invalid gateway.\nCommand failed -:4'}
+      return podState[cmd] === undefined ? {exitCode: 1, stderr: 'unexpected'} : {stdout: podState[cmd]}
+    })
     await assert.rejects(
       setupVeth(runner, {containerId: 'pod1', ifname: 'eth0', netns: NETNS, mtu: 1500, ips: ['10.0.1.23'], routerIps: ['10.0.1.1']}),
-      (e: PnError) => e.code === 'PN_COMMAND_FAILED',
+      (e: KernelError) => e.code === 'PN_COMMAND_FAILED' && e.index === 3 && e.op.kind === 'route.add' && e.op.via === '10.0.1.1' &&
+        e.extack === 'Nexthop has invalid gateway' && e.message === `add route 0.0.0.0/0 via 10.0.1.1 dev eth0 in ${NETNS}: Nexthop has invalid gateway`,
     )
     const last = runner.records.at(-1)!
     assert.deepEqual(last.argv, ['ip', 'link', 'del', 'dev', hostIfnameFor('pod1', 'eth0')])

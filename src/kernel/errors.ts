@@ -1,0 +1,91 @@
+/**
+ * A failed kernel operation: which op (and its index in the applied list), the errno, and the
+ * kernel's extended ack when it sent one. It is a PnError whose code comes from `pnCode`, the
+ * one place that maps an errno to pn's codes, so a flow never matches an error text: it reads
+ * `code` (or `errno` and `index` when it must tell two causes apart).
+ */
+import {PnError, type ErrorCode} from '../errors.js'
+import {describeOp, deviceOf, type KernelOp} from './ops.js'
+
+/** Symbolic errno names (as Node spells them: `EEXIST`), the ones pn tells apart. */
+export type Errno = 'EEXIST' | 'ENODEV' | 'ENOENT' | 'EPERM' | 'EACCES' | 'EINVAL' | 'EBUSY' | 'ENETUNREACH' | 'ESRCH' | 'EOPNOTSUPP' | 'ENOSPC' | 'E2BIG' | 'EAFNOSUPPORT' | 'EADDRNOTAVAIL'
+
+/** strerror(3) of each name: the cause of a message when the kernel gave no extended ack. */
+export const STRERROR: Record<Errno, string> = {
+  EEXIST: 'File exists',
+  ENODEV: 'No such device',
+  ENOENT: 'No such file or directory',
+  EPERM: 'Operation not permitted',
+  EACCES: 'Permission denied',
+  EINVAL: 'Invalid argument',
+  EBUSY: 'Device or resource busy',
+  ENETUNREACH: 'Network is unreachable',
+  ESRCH: 'No such process',
+  EOPNOTSUPP: 'Operation not supported',
+  ENOSPC: 'No space left on device',
+  E2BIG: 'Argument list too long',
+  EAFNOSUPPORT: 'Address family not supported by protocol',
+  EADDRNOTAVAIL: 'Cannot assign requested address',
+}
+
+/** The one mapping from a failed op to pn's error codes. */
+export function pnCode(op: KernelOp, errno: Errno | undefined): ErrorCode {
+  switch (errno) {
+    case 'EEXIST':
+      return op.kind === 'link.add' ? 'PN_LINK_EXISTS' : 'PN_COMMAND_FAILED'
+    case 'ENODEV':
+      return 'PN_LINK_NOT_FOUND'
+    case 'ENOENT':
+      // A sysctl of a device that is gone, or a link op on an absent link.
+      return deviceOf(op) !== undefined || op.kind === 'sysctl.set' ? 'PN_LINK_NOT_FOUND' : 'PN_COMMAND_FAILED'
+    case 'EPERM':
+    case 'EACCES':
+      return 'PN_NOT_ROOT'
+    default:
+      return 'PN_COMMAND_FAILED'
+  }
+}
+
+export interface KernelErrorInit {
+  op: KernelOp
+  /** Index of `op` in the list given to `apply`. */
+  index: number
+  errno?: Errno
+  /** The kernel's extended ack (`Nexthop has invalid gateway`), when it sent one. */
+  extack?: string
+  netns?: string
+  /** The cause in the backend's words when there is neither extack nor errno. */
+  reason?: string
+  /** What the backend ran (argv lines, for `details`; never matched on). */
+  detail?: Record<string, unknown>
+  cause?: unknown
+}
+
+export class KernelError extends PnError {
+  readonly op: KernelOp
+  readonly index: number
+  readonly errno?: Errno
+  readonly extack?: string
+  readonly netns?: string
+
+  constructor(init: KernelErrorInit) {
+    const why = init.extack ?? (init.errno ? STRERROR[init.errno] : (init.reason ?? 'failed'))
+    super(pnCode(init.op, init.errno), `${describeOp(init.op)}${init.netns ? ` in ${init.netns}` : ''}: ${why}`, {
+      hint: init.errno === 'EPERM' || init.errno === 'EACCES' ? 'run pn as root (CAP_NET_ADMIN)' : undefined,
+      details: {op: init.op, index: init.index, errno: init.errno, extack: init.extack, ...(init.netns ? {netns: init.netns} : {}), ...init.detail},
+      cause: init.cause,
+    })
+    this.name = 'KernelError'
+    this.op = init.op
+    this.index = init.index
+    this.errno = init.errno
+    this.extack = init.extack
+    this.netns = init.netns
+  }
+}
+
+/** Node's errno name of a failed file operation (a sysctl write), when pn tells it apart. */
+export function errnoOf(err: unknown): Errno | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  return code !== undefined && code in STRERROR ? (code as Errno) : undefined
+}

@@ -1,0 +1,137 @@
+/**
+ * Kernel operations as typed values. A flow says *what* it wants the kernel to do or tell
+ * (create a veth with its peer in a netns, add an address, a route, a neighbour, write a
+ * sysctl, show a link) and a backend (backend.ts) does it: the tools backend renders the ops to
+ * `ip` command lines through the Runner (tools.ts); a native backend will send them as netlink
+ * messages. Flows never build tool text and never read tool output.
+ *
+ * Next to slot in, as more members of the same union: tc hooks (`tc.attach` of a pinned program,
+ * `tc.detach`, `qdisc.add`), map entries (`map.update`/`map.delete`/`map.lookup`/`map.dump`) and
+ * object load and pin.
+ */
+
+/** The subset of a link's state pn reads (the names of `ip -j -d link show`). */
+export interface LinkInfo {
+  ifindex: number
+  ifname: string
+  mtu: number
+  address: string
+  operstate?: string
+  flags?: string[]
+  /** ifindex of a veth's peer when the peer is in another netns. */
+  link_index?: number
+  /** Name of a veth's peer when the peer is in the same netns. */
+  link?: string
+  linkinfo?: {info_kind?: string}
+}
+
+/** One link's addresses (`ip -j addr show`). */
+export interface AddrLink {
+  ifname?: string
+  addr_info?: {family?: string; local?: string; prefixlen?: number; address?: string; scope?: string}[]
+}
+
+/** One route (`ip -j route show`). */
+export interface RouteEntry {
+  type?: string
+  dst: string
+  gateway?: string
+  dev?: string
+  prefsrc?: string
+  table?: string
+  scope?: string
+  nexthops?: {gateway?: string; dev?: string}[]
+}
+
+/** The far end of a veth: created directly in `netns` (a path) under its final name. */
+export interface VethPeer {
+  name: string
+  address?: string
+  mtu?: number
+  netns?: string
+}
+
+export type KernelOp =
+  /** Create a veth pair (the only link type pn makes so far). */
+  | {kind: 'link.add'; type: 'veth'; name: string; address?: string; mtu?: number; txqueuelen?: number; peer: VethPeer}
+  /** Set a link's MTU and/or bring it up or down. */
+  | {kind: 'link.set'; name: string; up?: boolean; mtu?: number}
+  /** Delete a link (a veth's peer goes with it); `missingOk`: an absent link is `{deleted: false}`, not an error. */
+  | {kind: 'link.del'; name: string; missingOk?: boolean}
+  /** One link by name; absent is `{link: undefined}`. */
+  | {kind: 'link.get'; name: string}
+  | {kind: 'link.list'}
+  /** Addresses of one link (absent: none) or of all. */
+  | {kind: 'addr.list'; dev?: string}
+  /** Routes of one family: the main table, or every table (`table: 'all'`); `exact`: only this prefix. */
+  | {kind: 'route.list'; family: 4 | 6; table?: 'all'; exact?: string}
+  /** `address` with its prefix length (`10.0.1.5/32`); `nodad`: IPv6 without duplicate address detection; `replace`: add or update. */
+  | {kind: 'addr.add'; dev: string; address: string; scope?: 'link'; nodad?: boolean; replace?: boolean}
+  | {kind: 'addr.del'; dev: string; address: string}
+  /** `dst` with its prefix length (`0.0.0.0/0`, `::/0` for the default); `src`: preferred source; `replace`: create or overwrite. */
+  | {kind: 'route.add'; dst: string; dev: string; via?: string; scope?: 'link'; src?: string; mtu?: number; replace?: boolean}
+  /** Delete a route; `missingOk`: an absent route is not an error (then it runs as its own command). */
+  | {kind: 'route.del'; dst: string; dev: string; missingOk?: boolean}
+  /** A proxy entry (answer NDP for `dst` on `dev`), or a neighbour entry (`lladdr`). */
+  | {kind: 'neigh.add'; dev: string; dst: string; proxy?: boolean; lladdr?: string; permanent?: boolean; replace?: boolean}
+  /** A `net.*` sysctl of the netns (`.` separates levels, `/` stands for a `.` inside a device name). */
+  | {kind: 'sysctl.set'; key: string; value: string}
+
+export type OpKind = KernelOp['kind']
+export type OpOf<K extends OpKind> = Extract<KernelOp, {kind: K}>
+
+/** What an op returns; changes return nothing but their kind. */
+interface Answers {
+  'link.get': {link?: LinkInfo}
+  'link.list': {links: LinkInfo[]}
+  'link.del': {deleted: boolean}
+  'addr.list': {links: AddrLink[]}
+  'route.list': {routes: RouteEntry[]}
+}
+
+export type ResultOf<K extends OpKind> = {kind: K} & (K extends keyof Answers ? Answers[K] : unknown)
+export type KernelResult = {[K in OpKind]: ResultOf<K>}[OpKind]
+
+/** The device an op is about (for errors: an absent device is PN_LINK_NOT_FOUND). */
+export function deviceOf(op: KernelOp): string | undefined {
+  if ('dev' in op) return op.dev
+  if ('name' in op) return op.name
+  return undefined
+}
+
+/** `<action> <object>` of an op, for messages (`create veth lxc… (peer eth0)`). */
+export function describeOp(op: KernelOp): string {
+  switch (op.kind) {
+    case 'link.add':
+      return `create veth ${op.name} (peer ${op.peer.name}${op.peer.netns ? ` in ${op.peer.netns}` : ''})`
+    case 'link.set':
+      return `set link ${op.name}${op.mtu === undefined ? '' : ` mtu ${op.mtu}`}${op.up === undefined ? '' : op.up ? ' up' : ' down'}`
+    case 'link.del':
+      return `delete link ${op.name}`
+    case 'link.get':
+      return `show link ${op.name}`
+    case 'link.list':
+      return 'list links'
+    case 'addr.list':
+      return op.dev ? `list addresses of ${op.dev}` : 'list addresses'
+    case 'route.list':
+      return `list IPv${op.family} routes${op.exact ? ` to ${op.exact}` : ''}${op.table === 'all' ? ' of every table' : ''}`
+    case 'addr.add':
+      return `${op.replace ? 'replace' : 'add'} address ${op.address} on ${op.dev}`
+    case 'addr.del':
+      return `delete address ${op.address} from ${op.dev}`
+    case 'route.add':
+      return `${op.replace ? 'replace' : 'add'} route ${op.dst}${op.via ? ` via ${op.via}` : ''} dev ${op.dev}`
+    case 'route.del':
+      return `delete route ${op.dst} dev ${op.dev}`
+    case 'neigh.add':
+      return op.proxy ? `add proxy neighbour ${op.dst} on ${op.dev}` : `${op.replace ? 'replace' : 'add'} neighbour ${op.dst} on ${op.dev}`
+    case 'sysctl.set':
+      return `set ${op.key}=${op.value}`
+  }
+}
+
+/** /proc/sys path of a sysctl key: `.` separates levels, `/` stands for a `.` inside a name. */
+export function sysctlPath(key: string): string {
+  return '/proc/sys/' + key.split('.').map((c) => c.replaceAll('/', '.')).join('/')
+}
