@@ -30,6 +30,8 @@ import {hostIfnameFor} from '../datapath/veth.js'
 import {getEndpoint, listEndpoints, type EndpointRecord} from '../endpoint/store.js'
 import {teardownEndpoint} from '../endpoint/teardown.js'
 import type {Runner} from '../exec/runner.js'
+import {applyOne} from '../kernel/backend.js'
+import {kernelFor} from '../kernel/tools.js'
 import {listIps, ROUTER_OWNER, type IpAllocation} from '../ipam/host.js'
 import type {LockOptions} from '../state/files.js'
 import type {NodeContext} from './context.js'
@@ -329,7 +331,7 @@ export async function repairInconsistencies(runner: Runner, stateDir: string, no
     })
   }
   for (const i of found.filter((x) => x.kind === 'stale-route')) {
-    await attempt(i, 'deleted the route', () => runner.run('ip', ['route', 'del', i.route!.dst, 'dev', i.route!.dev], {allowFailure: true}))
+    await attempt(i, 'deleted the route', () => applyOne(kernelFor(runner), {kind: 'route.del', dst: i.route!.dst, dev: i.route!.dev, missingOk: true}))
   }
   if (opts.teardownRecordsWithoutLink) {
     for (const i of found.filter((x) => x.kind === 'record-without-link')) {
@@ -343,7 +345,7 @@ export async function repairInconsistencies(runner: Runner, stateDir: string, no
     }
   }
   for (const i of found.filter((x) => x.kind === 'record-without-route')) {
-    await attempt(i, 'added the route', () => runner.run('ip', ['route', 'replace', i.route!.dst, 'dev', i.route!.dev, 'scope', 'link']))
+    await attempt(i, 'added the route', () => applyOne(kernelFor(runner), {kind: 'route.add', dst: i.route!.dst, dev: i.route!.dev, scope: 'link', replace: true}))
   }
   for (const i of found.filter((x) => x.kind === 'record-without-map-entry')) {
     await attempt(i, 'wrote its map entries and attached from-container again', async () => {
