@@ -13,9 +13,10 @@
  * read, picks as over a file (first cluster CIDR that is not full, first free block from the
  * cursor), and commits in one transaction that creates the block keys and the node key only if
  * all are absent. If another node took a block first, the transaction's other branch says which
- * keys exist; the node marks them taken and moves on from there (no re-read), after the n-th
- * conflict to a block picked at random among the next 2^n free ones so that racing nodes spread
- * out instead of colliding on the same next block again. Release deletes the node and its blocks
+ * keys exist and which blocks were taken since the node's read (a range with min_create_revision);
+ * the node marks them taken and moves on from there (no re-read), after the n-th conflict to a
+ * block picked at random among the next 4^n (at most 64) free ones, so that racing nodes spread out
+ * instead of colliding on the same next block again. Release deletes the node and its blocks
  * in one transaction guarded by the node key's revision; it leaves the cursor alone.
  */
 import {formatCidr, parseCidr, type Cidr, type Family} from '../cidr/cidr.js'
@@ -30,7 +31,10 @@ export const POOL_LAYOUT_VERSION = 1
 export interface EtcdPoolOptions {
   tls?: EtcdTlsFiles
   timeoutMs?: number
-  /** One client for every operation until close() (the benchmark; the CLI opens one per command). */
+  /**
+   * One client for every operation until close() (a long-lived caller: the benchmark; the CLI
+   * opens one per command), and a view of the taken blocks kept between allocations.
+   */
   keepOpen?: boolean
   /** Random source of the spread after a conflict (tests: deterministic). */
   random?: () => number
@@ -39,6 +43,12 @@ export interface EtcdPoolOptions {
 interface PoolConfig {
   createdAt: string
   clusterCidrs: {cidr: string; maskSize: number}[]
+}
+
+interface View {
+  schemaRev: number
+  sets: CidrSet[]
+  seen: number
 }
 
 interface Snapshot {
@@ -50,11 +60,18 @@ interface Snapshot {
 export class EtcdPool implements PoolStore {
   readonly location: string
   readonly warnings: string[]
+  /** Allocation transactions and how many lost a block to another node (the benchmark reports them). */
+  readonly stats = {commits: 0, conflicts: 0}
   private readonly conn: EtcdConnection
   private readonly random: () => number
   private readonly schemaKey: string
   private readonly legacyKey: string
   private readonly base: string
+  private readonly keepView: boolean
+  /** keepOpen only: the blocks taken as of revision `seen`, so that the next allocation reads only newer ones. */
+  private view?: View
+  /** How spread this caller's first pick is: conflicts met by its last allocation (0 for a new one). */
+  private contention = 0
 
   constructor(location: string, opts: EtcdPoolOptions = {}) {
     const plain = checkEtcdTls(location, opts.tls)
@@ -62,6 +79,7 @@ export class EtcdPool implements PoolStore {
     this.location = location
     this.warnings = plain ? [plain] : []
     this.random = opts.random ?? Math.random
+    this.keepView = opts.keepOpen ?? false
     this.schemaKey = `${this.conn.prefix}/pool/schema`
     this.legacyKey = `${this.conn.prefix}/cluster-pool`
     this.base = `${this.conn.prefix}/pool/v${POOL_LAYOUT_VERSION}/`
@@ -105,57 +123,96 @@ export class EtcdPool implements PoolStore {
   }
 
   allocate(node: string, now: number): Promise<{changed: boolean; cidrs: string[]}> {
-    const nodeKey = this.keyOf('nodes', node)
     return this.conn.run('allocate pod cidr in', async (kv) => {
-      const r = await kv.txn([], [
-        {get: this.schemaKey},
-        {get: this.keyOf('config')},
-        {get: nodeKey},
-        {getPrefix: this.keyOf('cursor')},
-        {getPrefix: this.keyOf('cidrs'), keysOnly: true},
-        {get: this.legacyKey},
-      ])
-      const [schema, config, have, cursors, taken, legacy] = r.reads
-      this.checkSchema(schema[0], legacy[0])
-      if (have[0]) return {changed: false, cidrs: this.decodeNode(have[0]).cidrs}
-      const sets = this.sets(this.decodeConfig(config[0]), cursors)
-      for (const k of taken) this.occupy(sets, k.key.slice(this.keyOf('cidrs').length), k.key)
-      const families = ([4, 6] as const).filter((f) => sets.some((s) => s.cluster.family === f))
-      let conflicts = 0
-      for (;;) {
-        const picks = families.map((f) => pick(sets, f, node, conflicts === 0 ? 1 : Math.min(2 ** conflicts, 64), this.random))
-        const cidrs = picks.map((p) => formatCidr(p.block))
-        const value: Omit<PoolNode, 'name'> = {cidrs, allocatedAt: new Date(now).toISOString()}
-        const txn = await kv.txn(
-          [{key: nodeKey, target: 'create', equals: 0}, ...cidrs.map((c): EtcdCompare => ({key: this.keyOf('cidrs', c), target: 'create', equals: 0}))],
-          [
-            ...cidrs.map((c): EtcdOp => ({put: this.keyOf('cidrs', c), value: node})),
-            {put: nodeKey, value: JSON.stringify(value)},
-            ...picks.map((p): EtcdOp => ({put: this.keyOf('cursor', formatCidr(p.set.cluster)), value: String(p.cursor)})),
-          ],
-          [{get: nodeKey}, ...cidrs.map((c): EtcdOp => ({get: this.keyOf('cidrs', c)}))],
-        )
-        if (txn.succeeded) return {changed: true, cidrs}
-        // The same node allocated meanwhile (another process for it): its CIDRs, unchanged.
-        if (txn.reads[0][0]) return {changed: false, cidrs: this.decodeNode(txn.reads[0][0]).cidrs}
-        conflicts++
-        picks.forEach((p, i) => {
-          if (txn.reads[i + 1].length > 0) {
-            // Taken by another node: it stays marked; search again from the first block this
-            // pick skipped (or the one after it).
-            p.set.nextCandidate = p.firstSkipped ?? p.set.nextCandidate
-          } else {
-            // Free (the other family's block conflicted): try the same block again.
-            p.set.release(p.block)
-            p.set.nextCandidate = p.firstSkipped ?? p.set.indexOf(p.block)
-          }
-        })
-      }
+      // A kept view may be stale only by releases; it is dropped before it could mislead: when
+      // the search wraps past the cursor (released blocks are due again) or sees the pool full.
+      const first = await this.tryAllocate(kv, node, now, this.view)
+      return first ?? (await this.tryAllocate(kv, node, now, undefined))!
     })
+  }
+
+  /** One allocation from a fresh read (or one that adds only the blocks newer than `cached`); undefined: redo without the view. */
+  private async tryAllocate(kv: EtcdKvClient, node: string, now: number, cached: View | undefined): Promise<{changed: boolean; cidrs: string[]} | undefined> {
+    const nodeKey = this.keyOf('nodes', node)
+    this.view = undefined
+    const r = await kv.txn([], [
+      {get: this.schemaKey},
+      {get: this.keyOf('config')},
+      {get: nodeKey},
+      {getPrefix: this.keyOf('cursor')},
+      {getPrefix: this.keyOf('cidrs'), keysOnly: true, ...(cached ? {minCreateRevision: cached.seen + 1} : {})},
+      {get: this.legacyKey},
+    ])
+    const [schema, config, have, cursors, taken, legacy] = r.reads
+    this.checkSchema(schema[0], legacy[0])
+    if (have[0]) return {changed: false, cidrs: this.decodeNode(have[0]).cidrs}
+    let sets: CidrSet[]
+    if (cached && cached.schemaRev === schema[0].modRevision) {
+      sets = cached.sets
+      const cursor = new Map(cursors.map((k) => [k.key.slice(this.keyOf('cursor').length), Number(k.value)]))
+      for (const s of sets) s.nextCandidate = validCursor(cursor.get(formatCidr(s.cluster))) % s.maxCidrs
+    } else {
+      if (cached) return undefined
+      sets = this.sets(this.decodeConfig(config[0]), cursors)
+    }
+    for (const k of taken) this.occupy(sets, k.key.slice(this.keyOf('cidrs').length), k.key)
+    const families = ([4, 6] as const).filter((f) => sets.some((s) => s.cluster.family === f))
+    const start = new Map(sets.map((s) => [s, s.nextCandidate]))
+    let conflicts = 0
+    let seen = r.revision
+    for (;;) {
+      let picks: Pick[]
+      try {
+        picks = families.map((f) => pick(sets, f, node, Math.min(4 ** (conflicts + this.contention), 64), this.random))
+      } catch (err) {
+        if (cached) return undefined // full in a view that may miss releases: look again
+        throw err
+      }
+      if (cached && picks.some((p) => p.set.indexOf(p.block) < start.get(p.set)!)) return undefined // wrapped
+      const cidrs = picks.map((p) => formatCidr(p.block))
+      const value: Omit<PoolNode, 'name'> = {cidrs, allocatedAt: new Date(now).toISOString()}
+      const txn = await kv.txn(
+        [{key: nodeKey, target: 'create', equals: 0}, ...cidrs.map((c): EtcdCompare => ({key: this.keyOf('cidrs', c), target: 'create', equals: 0}))],
+        [
+          ...cidrs.map((c): EtcdOp => ({put: this.keyOf('cidrs', c), value: node})),
+          {put: nodeKey, value: JSON.stringify(value)},
+          ...picks.map((p): EtcdOp => ({put: this.keyOf('cursor', formatCidr(p.set.cluster)), value: String(p.cursor)})),
+        ],
+        // Else: the node key, the picked blocks, and every block taken since our last read.
+        [{get: nodeKey}, ...cidrs.map((c): EtcdOp => ({get: this.keyOf('cidrs', c)})), {getPrefix: this.keyOf('cidrs'), keysOnly: true, minCreateRevision: seen + 1}],
+      )
+      if (txn.succeeded) {
+        this.stats.commits++
+        // Every block created up to `seen` is in `sets` (ours too): the next allocation reads only newer ones.
+        if (this.keepView) this.view = {schemaRev: schema[0].modRevision, sets, seen}
+        // A caller that keeps allocating starts its next search as spread as this one ended (and
+        // narrower again when it meets no one): a lone caller always takes the first free block.
+        this.contention = conflicts > 0 ? Math.min(conflicts, 3) : Math.max(0, this.contention - 1)
+        return {changed: true, cidrs}
+      }
+      // The same node allocated meanwhile (another process for it): its CIDRs, unchanged.
+      if (txn.reads[0][0]) return {changed: false, cidrs: this.decodeNode(txn.reads[0][0]).cidrs}
+      conflicts++
+      this.stats.conflicts++
+      for (const k of txn.reads[picks.length + 1]) this.occupy(sets, k.key.slice(this.keyOf('cidrs').length), k.key)
+      seen = txn.revision
+      picks.forEach((p, i) => {
+        if (txn.reads[i + 1].length > 0) {
+          // Taken by another node: it stays marked; search again from the first block this
+          // pick skipped (or the one after it).
+          p.set.nextCandidate = p.firstSkipped ?? p.set.nextCandidate
+        } else {
+          // Free (the other family's block conflicted): try the same block again.
+          p.set.release(p.block)
+          p.set.nextCandidate = p.firstSkipped ?? p.set.indexOf(p.block)
+        }
+      })
+    }
   }
 
   release(node: string): Promise<string[] | undefined> {
     const nodeKey = this.keyOf('nodes', node)
+    this.view = undefined
     return this.conn.run('release pod cidr in', async (kv) => {
       for (let attempt = 1; attempt <= 20; attempt++) {
         const r = await kv.txn([], [{get: this.schemaKey}, {get: nodeKey}, {get: this.legacyKey}])

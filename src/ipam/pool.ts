@@ -11,7 +11,7 @@ import {PnError} from '../errors.js'
 import type {JsonFileSpec, LockOptions} from '../state/files.js'
 import {FileStore, type Store} from '../state/store.js'
 import {CidrSet, checkMaskSize} from './cidrset.js'
-import {isEtcdUrl, type EtcdTlsFiles} from '../state/etcd-store.js'
+import {EtcdStore, isEtcdUrl, type EtcdTlsFiles} from '../state/etcd-store.js'
 import {EtcdPool} from './pool-etcd.js'
 
 export interface PoolClusterCidr {
@@ -436,4 +436,13 @@ export async function showPoolNode(ref: PoolRef, node: string): Promise<ShowPool
     })
   }
   return {...n, pool: store.location, ...(store.warnings.length ? {warnings: [...store.warnings]} : {})}
+}
+
+/**
+ * The single-key etcd layout of earlier pn (the whole pool as one JSON value, compare-and-swap),
+ * for the benchmark's comparison only: openPoolStore never opens it.
+ */
+export function singleKeyEtcdPool(location: string, opts: {tls?: EtcdTlsFiles; keepOpen?: boolean} = {}): DocumentPool & {close(): Promise<void>} {
+  const store = new EtcdStore<PoolState>({location, name: 'cluster-pool', spec: {...spec, what: 'cluster pool'}, ...opts})
+  return Object.assign(new DocumentPool(store), {close: () => store.close()})
 }

@@ -98,7 +98,7 @@ export interface EtcdCompare {
 /** One operation of a transaction; reads answer with their keys, writes with none. */
 export type EtcdOp =
   | {get: string}
-  | {getPrefix: string; keysOnly?: boolean}
+  | {getPrefix: string; keysOnly?: boolean; /** Only keys created at or after this revision. */ minCreateRevision?: number}
   | {put: string; value: string}
   | {delete: string}
   | {deletePrefix: string}
@@ -107,6 +107,8 @@ export interface EtcdTxnResult {
   succeeded: boolean
   /** One entry per operation of the branch that ran: the keys a read found ([] for a write). */
   reads: EtcdKv[][]
+  /** The store's revision the transaction saw (after it, when it wrote). */
+  revision: number
 }
 
 /** What the pool's per-key layout needs from etcd: one transaction at a time. */
@@ -243,7 +245,16 @@ type RawOp = import('etcd3').IRequestOp
 
 function rawOp(op: EtcdOp): RawOp {
   if ('get' in op) return {request_range: {key: Buffer.from(op.get)}}
-  if ('getPrefix' in op) return {request_range: {key: Buffer.from(op.getPrefix), range_end: prefixEnd(op.getPrefix), keys_only: op.keysOnly ?? false}}
+  if ('getPrefix' in op) {
+    return {
+      request_range: {
+        key: Buffer.from(op.getPrefix),
+        range_end: prefixEnd(op.getPrefix),
+        keys_only: op.keysOnly ?? false,
+        ...(op.minCreateRevision ? {min_create_revision: String(op.minCreateRevision)} : {}),
+      },
+    }
+  }
   if ('put' in op) return {request_put: {key: Buffer.from(op.put), value: Buffer.from(op.value)}}
   if ('delete' in op) return {request_delete_range: {key: Buffer.from(op.delete)}}
   return {request_delete_range: {key: Buffer.from(op.deletePrefix), range_end: prefixEnd(op.deletePrefix)}}
@@ -266,6 +277,7 @@ function kvClient(client: Etcd3): EtcdKvClient {
       const r = await client.kv.txn(request as unknown as import('etcd3').ITxnRequest)
       return {
         succeeded: r.succeeded,
+        revision: Number(r.header.revision),
         reads: (r.responses ?? []).map((resp) =>
           (resp.response_range?.kvs ?? []).map((kv) => ({
             key: kv.key.toString('utf8'),
