@@ -184,26 +184,22 @@ export class EtcdConnection {
 
   /** Run `fn` with a client under one deadline; errors that are not pn's become PN_POOL_UNREACHABLE / PN_POOL_TLS. */
   async run<R>(op: string, fn: (kv: EtcdKvClient, client: Etcd3) => Promise<R>): Promise<R> {
+    // Loading etcd3 and the TLS files is local work (slow only on a loaded machine): before the
+    // deadline, which is etcd's to meet. The client dials on its first call.
+    if (this.opts.keepOpen) this.kept ??= this.connect()
+    const client = await (this.opts.keepOpen ? this.kept! : this.connect())
     let timer: NodeJS.Timeout | undefined
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(this.unreachable(op, `no answer within ${this.timeoutMs} ms`)), this.timeoutMs)
     })
-    let client: Etcd3 | undefined
     try {
-      return await Promise.race([
-        (async () => {
-          if (this.opts.keepOpen) this.kept ??= this.connect()
-          client = await (this.opts.keepOpen ? this.kept! : this.connect())
-          return fn(kvClient(client), client)
-        })(),
-        deadline,
-      ])
+      return await Promise.race([fn(kvClient(client), client), deadline])
     } catch (err) {
       if (err instanceof PnError) throw err
       throw this.failed(op, err)
     } finally {
       clearTimeout(timer)
-      if (!this.opts.keepOpen) client?.close()
+      if (!this.opts.keepOpen) client.close()
     }
   }
 

@@ -189,6 +189,22 @@ describe('cluster pool on etcd (real etcd on loopback)', function () {
       assert.equal(show.clusterCidrs[1].nextCandidate, 3)
     })
 
+    it('a long-lived client (keepOpen) keeps a view of taken blocks: others\' allocations never give a duplicate, and a block released elsewhere is found when the pool looks full', async () => {
+      await initPool(open(), {cidrs: ['10.9.0.0/28'], maskSize: 30}) // 4 blocks
+      const kept = new EtcdPool(etcd.location, {keepOpen: true})
+      try {
+        const mine = [(await allocatePodCidrs(kept, 'a')).cidrs[0]]
+        const theirs = (await allocatePodCidrs(open(), 'b')).cidrs[0] // behind the kept view's back
+        mine.push((await allocatePodCidrs(kept, 'c')).cidrs[0], (await allocatePodCidrs(kept, 'd')).cidrs[0])
+        assert.equal(new Set([...mine, theirs]).size, 4)
+        assert.deepEqual((await releasePodCidrs(open(), 'c')).released, [mine[1]])
+        assert.deepEqual((await allocatePodCidrs(kept, 'e')).cidrs, [mine[1]], 'the view looked full: read again, found the released block')
+        await assert.rejects(allocatePodCidrs(kept, 'f'), code('PN_POOL_EXHAUSTED'))
+      } finally {
+        await kept.close()
+      }
+    })
+
     it('keeps its keys where docs/IPAM.md says, and init --force empties them', async () => {
       await initPool(open(), {cidrs: ['10.6.0.0/24'], maskSize: 26})
       await allocatePodCidrs(open(), 'n1')
