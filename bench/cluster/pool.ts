@@ -156,7 +156,7 @@ async function main(): Promise<void> {
   try {
     const base = `etcd://127.0.0.1:${etcd.clientPort}`
     console.log(`load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} CPUs`)
-    console.log(`etcd ${base} (pid ${etcd.child!.pid}); ${ALLOCS} allocations from ${CLIENTS} clients in process, ${CLI} concurrent CLI processes x ${ROUNDS} rounds`)
+    console.log(`etcd ${base} (pid ${etcd.child!.pid}); ${ALLOCS} allocations from ${CLIENTS} clients in process (each its own etcd3 client, kept open), ${CLI} concurrent CLI processes x ${ROUNDS} rounds`)
     const perKey = await inProcess('per-key (this pn)', () => new EtcdPool(`${base}/bench-new`, {keepOpen: true}))
     const single = await inProcess('single key, CAS (earlier pn)', () => singleKeyEtcdPool(`${base}/bench-old`, {keepOpen: true}))
     const cli: CliRow[] = []
