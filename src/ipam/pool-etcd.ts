@@ -16,8 +16,11 @@
  * keys exist and which blocks were taken since the node's read (a range with min_create_revision);
  * the node marks them taken and moves on from there (no re-read), after the n-th conflict to a
  * block picked at random among the next 4^n (at most 64) free ones, so that racing nodes spread out
- * instead of colliding on the same next block again. Release deletes the node and its blocks
- * in one transaction guarded by the node key's revision; it leaves the cursor alone.
+ * instead of colliding on the same next block again. The transaction also compares the schema
+ * key's revision, so a pool re-created meanwhile (init --force) is never written into. A caller
+ * that keeps its client open keeps this view between allocations and skips the read (see
+ * tryAllocate). Release deletes the node and its blocks in one transaction guarded by the node
+ * key's revision; it leaves the cursor alone.
  */
 import {formatCidr, parseCidr, type Cidr, type Family} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
@@ -124,42 +127,49 @@ export class EtcdPool implements PoolStore {
 
   allocate(node: string, now: number): Promise<{changed: boolean; cidrs: string[]}> {
     return this.conn.run('allocate pod cidr in', async (kv) => {
-      // A kept view may be stale only by releases; it is dropped before it could mislead: when
-      // the search wraps past the cursor (released blocks are due again) or sees the pool full.
-      const first = await this.tryAllocate(kv, node, now, this.view)
-      return first ?? (await this.tryAllocate(kv, node, now, undefined))!
+      // A kept view may be stale only by releases (and init --force, which the transaction
+      // compares); it is dropped before it could mislead: when the search wraps past the cursor
+      // (released blocks are due again) or sees the pool full.
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const done = await this.tryAllocate(kv, node, now, attempt === 0 ? this.view : undefined)
+        if (done) return done
+      }
+      throw new PnError('PN_LOCK_TIMEOUT', `allocate pod cidr for node ${node} in ${this.location}: the pool was re-created under this allocation again and again`, {hint: 'retry when no pn pool init --force runs'})
     })
   }
 
-  /** One allocation from a fresh read (or one that adds only the blocks newer than `cached`); undefined: redo without the view. */
+  /**
+   * One allocation: from a fresh read of the pool, or (a kept view) straight from the view, which
+   * the transaction's other branch brings up to date. Undefined: redo from a fresh read.
+   */
   private async tryAllocate(kv: EtcdKvClient, node: string, now: number, cached: View | undefined): Promise<{changed: boolean; cidrs: string[]} | undefined> {
     const nodeKey = this.keyOf('nodes', node)
     this.view = undefined
-    const r = await kv.txn([], [
-      {get: this.schemaKey},
-      {get: this.keyOf('config')},
-      {get: nodeKey},
-      {getPrefix: this.keyOf('cursor')},
-      {getPrefix: this.keyOf('cidrs'), keysOnly: true, ...(cached ? {minCreateRevision: cached.seen + 1} : {})},
-      {get: this.legacyKey},
-    ])
-    const [schema, config, have, cursors, taken, legacy] = r.reads
-    this.checkSchema(schema[0], legacy[0])
-    if (have[0]) return {changed: false, cidrs: this.decodeNode(have[0]).cidrs}
     let sets: CidrSet[]
-    if (cached && cached.schemaRev === schema[0].modRevision) {
-      sets = cached.sets
-      const cursor = new Map(cursors.map((k) => [k.key.slice(this.keyOf('cursor').length), Number(k.value)]))
-      for (const s of sets) s.nextCandidate = validCursor(cursor.get(formatCidr(s.cluster))) % s.maxCidrs
+    let schemaRev: number
+    let seen: number
+    if (cached) {
+      ;({sets, schemaRev, seen} = cached)
     } else {
-      if (cached) return undefined
+      const r = await kv.txn([], [
+        {get: this.schemaKey},
+        {get: this.keyOf('config')},
+        {get: nodeKey},
+        {getPrefix: this.keyOf('cursor')},
+        {getPrefix: this.keyOf('cidrs'), keysOnly: true},
+        {get: this.legacyKey},
+      ])
+      const [schema, config, have, cursors, taken, legacy] = r.reads
+      this.checkSchema(schema[0], legacy[0])
+      if (have[0]) return {changed: false, cidrs: this.decodeNode(have[0]).cidrs}
       sets = this.sets(this.decodeConfig(config[0]), cursors)
+      for (const k of taken) this.occupy(sets, k.key.slice(this.keyOf('cidrs').length), k.key)
+      schemaRev = schema[0].modRevision
+      seen = r.revision
     }
-    for (const k of taken) this.occupy(sets, k.key.slice(this.keyOf('cidrs').length), k.key)
     const families = ([4, 6] as const).filter((f) => sets.some((s) => s.cluster.family === f))
     const start = new Map(sets.map((s) => [s, s.nextCandidate]))
     let conflicts = 0
-    let seen = r.revision
     for (;;) {
       let picks: Pick[]
       try {
@@ -172,32 +182,44 @@ export class EtcdPool implements PoolStore {
       const cidrs = picks.map((p) => formatCidr(p.block))
       const value: Omit<PoolNode, 'name'> = {cidrs, allocatedAt: new Date(now).toISOString()}
       const txn = await kv.txn(
-        [{key: nodeKey, target: 'create', equals: 0}, ...cidrs.map((c): EtcdCompare => ({key: this.keyOf('cidrs', c), target: 'create', equals: 0}))],
+        [
+          {key: this.schemaKey, target: 'mod', equals: schemaRev},
+          {key: nodeKey, target: 'create', equals: 0},
+          ...cidrs.map((c): EtcdCompare => ({key: this.keyOf('cidrs', c), target: 'create', equals: 0})),
+        ],
         [
           ...cidrs.map((c): EtcdOp => ({put: this.keyOf('cidrs', c), value: node})),
           {put: nodeKey, value: JSON.stringify(value)},
           ...picks.map((p): EtcdOp => ({put: this.keyOf('cursor', formatCidr(p.set.cluster)), value: String(p.cursor)})),
         ],
-        // Else: the node key, the picked blocks, and every block taken since our last read.
-        [{get: nodeKey}, ...cidrs.map((c): EtcdOp => ({get: this.keyOf('cidrs', c)})), {getPrefix: this.keyOf('cidrs'), keysOnly: true, minCreateRevision: seen + 1}],
+        // Else: the schema, the node key, the picked blocks, and every block taken since our last read.
+        [
+          {get: this.schemaKey},
+          {get: nodeKey},
+          ...cidrs.map((c): EtcdOp => ({get: this.keyOf('cidrs', c)})),
+          {getPrefix: this.keyOf('cidrs'), keysOnly: true, minCreateRevision: seen + 1},
+        ],
       )
       if (txn.succeeded) {
         this.stats.commits++
-        // Every block created up to `seen` is in `sets` (ours too): the next allocation reads only newer ones.
-        if (this.keepView) this.view = {schemaRev: schema[0].modRevision, sets, seen}
+        // Every block created up to `seen` is in `sets` (ours too): the next allocation starts from them.
+        if (this.keepView) this.view = {schemaRev, sets, seen}
         // A caller that keeps allocating starts its next search as spread as this one ended (and
         // narrower again when it meets no one): a lone caller always takes the first free block.
         this.contention = conflicts > 0 ? Math.min(conflicts, 3) : Math.max(0, this.contention - 1)
         return {changed: true, cidrs}
       }
+      const [[schema], [have], ...rest] = txn.reads
+      // The pool was re-created (init --force) since this view or read: start again from a read.
+      if (schema?.modRevision !== schemaRev) return undefined
       // The same node allocated meanwhile (another process for it): its CIDRs, unchanged.
-      if (txn.reads[0][0]) return {changed: false, cidrs: this.decodeNode(txn.reads[0][0]).cidrs}
+      if (have) return {changed: false, cidrs: this.decodeNode(have).cidrs}
       conflicts++
       this.stats.conflicts++
-      for (const k of txn.reads[picks.length + 1]) this.occupy(sets, k.key.slice(this.keyOf('cidrs').length), k.key)
+      for (const k of rest[picks.length]) this.occupy(sets, k.key.slice(this.keyOf('cidrs').length), k.key)
       seen = txn.revision
       picks.forEach((p, i) => {
-        if (txn.reads[i + 1].length > 0) {
+        if (rest[i].length > 0) {
           // Taken by another node: it stays marked; search again from the first block this
           // pick skipped (or the one after it).
           p.set.nextCandidate = p.firstSkipped ?? p.set.nextCandidate

@@ -200,6 +200,9 @@ describe('cluster pool on etcd (real etcd on loopback)', function () {
         assert.deepEqual((await releasePodCidrs(open(), 'c')).released, [mine[1]])
         assert.deepEqual((await allocatePodCidrs(kept, 'e')).cidrs, [mine[1]], 'the view looked full: read again, found the released block')
         await assert.rejects(allocatePodCidrs(kept, 'f'), code('PN_POOL_EXHAUSTED'))
+        // Re-created under the view (init --force): the transaction's schema compare sends it back to a read.
+        await initPool(open(), {cidrs: ['10.10.0.0/28'], maskSize: 30, force: true})
+        assert.deepEqual((await allocatePodCidrs(kept, 'a')).cidrs, ['10.10.0.0/30'])
       } finally {
         await kept.close()
       }
