@@ -71,6 +71,8 @@ export const ERROR_CODES = {
   PN_BGP_CONFLICT: {exit: 'conflict', cni: 125},
   PN_BGP_FAILED: {exit: 'system', cni: 126},
   PN_POOL_UNREACHABLE: {exit: 'system', cni: 127},
+  PN_POOL_LAYOUT: {exit: 'state', cni: 132},
+  PN_POOL_TLS: {exit: 'system', cni: 133},
   PN_SERVICE_INVALID: {exit: 'usage', cni: 140},
   PN_SERVICE_CONFLICT: {exit: 'conflict', cni: 141},
   PN_SERVICE_LIMIT: {exit: 'exhausted', cni: 142},

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
 import {dryRun, renderDryRun, type DryRunResult} from '../../src/cli/dry-run.js'
-import {dryRunFlag, mtuFlag, podCidrFlag, poolFlag} from '../../src/cli/flags.js'
+import {dryRunFlag, etcdTlsFlags, mtuFlag, podCidrFlag, poolFlag} from '../../src/cli/flags.js'
 import {PnError} from '../../src/errors.js'
 import {initNode, planNodeInit, type NodeInitOptions, type NodeInitResult} from '../../src/node/init.js'
 
@@ -23,6 +23,7 @@ export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdRe
     device: Flags.string({summary: "The node's uplink device.", required: true}),
     'pod-cidr': podCidrFlag(),
     pool: poolFlag(),
+    ...etcdTlsFlags(),
     mtu: mtuFlag(),
     'router-ip': Flags.string({summary: 'Router IP per family (default: first usable address of the pod CIDR).', multiple: true}),
     routing: Flags.string({summary: 'How local pods are reached: bpf redirect or one host route per pod.', options: ['bpf', 'host-routes']}),
@@ -44,6 +45,7 @@ export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdRe
       bpffsRoot: f['bpffs-root'],
       force: f.force,
       lock: this.lock,
+      etcdTls: this.etcdTls,
       bpfSourceDir: this.entry.bpfDir,
       signal: this.flow.signal,
     }

@@ -1,5 +1,5 @@
 import {BaseCommand} from '../../src/cli/base.js'
-import {poolFlag} from '../../src/cli/flags.js'
+import {etcdTlsFlags, poolFlag} from '../../src/cli/flags.js'
 import {table} from '../../src/cli/table.js'
 import {listPool, type PoolNode} from '../../src/ipam/pool.js'
 
@@ -11,10 +11,12 @@ export default class PoolList extends BaseCommand<typeof PoolList, PoolListResul
   static description = 'The cluster CIDRs themselves, with used and free node blocks, are shown by `pn pool show` without a NODE.'
   static examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --pool /run/pn/lab1/pool.json --json']
 
-  static flags = {pool: poolFlag()}
+  static flags = {pool: poolFlag(), ...etcdTlsFlags()}
 
   async execute(): Promise<PoolListResult> {
-    return (await listPool(await this.poolStore(this.flags.pool))).nodes
+    const r = await listPool(await this.poolStore(this.flags.pool))
+    this.warnings.push(...(r.warnings ?? []))
+    return r.nodes
   }
 
   protected render(r: PoolListResult): string {

@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {poolFlag} from '../../src/cli/flags.js'
+import {etcdTlsFlags, poolFlag} from '../../src/cli/flags.js'
 import {releasePodCidrs, type ReleasePodCidrsResult} from '../../src/ipam/pool.js'
 
 export type PoolReleaseResult = ReleasePodCidrsResult
@@ -10,7 +10,7 @@ export default class PoolRelease extends BaseCommand<typeof PoolRelease, PoolRel
   static examples = ['<%= config.bin %> <%= command.id %> node-1', '<%= config.bin %> <%= command.id %> node-1 --json']
 
   static args = {node: Args.string({description: 'Node name.', required: true})}
-  static flags = {pool: poolFlag()}
+  static flags = {pool: poolFlag(), ...etcdTlsFlags()}
 
   async execute(): Promise<PoolReleaseResult> {
     return releasePodCidrs(await this.poolStore(this.flags.pool), this.args.node)

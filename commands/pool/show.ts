@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {poolFlag} from '../../src/cli/flags.js'
+import {etcdTlsFlags, poolFlag} from '../../src/cli/flags.js'
 import {table} from '../../src/cli/table.js'
 import {listPool, showPoolNode, type ListPoolResult, type ShowPoolNodeResult} from '../../src/ipam/pool.js'
 
@@ -16,7 +16,7 @@ export default class PoolShow extends BaseCommand<typeof PoolShow, PoolShowResul
   ]
 
   static args = {node: Args.string({description: 'Node name; without it, the whole pool.'})}
-  static flags = {pool: poolFlag()}
+  static flags = {pool: poolFlag(), ...etcdTlsFlags()}
 
   async execute(): Promise<PoolShowResult> {
     const store = await this.poolStore(this.flags.pool)

@@ -16,9 +16,9 @@ import type {RequestDefaults} from '../cni/protocol.js'
 import {ExecaRunner, type Runner} from '../exec/runner.js'
 import type {FlowOptions, Plan} from '../flow/plan.js'
 import type {HostIpamTarget} from '../ipam/host.js'
-import type {PoolState} from '../ipam/pool.js'
+import type {PoolStore} from '../ipam/pool.js'
+import type {EtcdTlsFiles} from '../state/etcd-store.js'
 import {resolveStateDir, type LockOptions} from '../state/files.js'
-import type {Store} from '../state/store.js'
 import {parseError, reportError, spoken} from './usage.js'
 
 export type CmdFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
@@ -86,9 +86,19 @@ export abstract class BaseCommand<C extends typeof Command, T = unknown> extends
   /** The cluster pool named by --pool (PN_POOL), else `<state-dir>/cluster-pool.json`. */
   // Loaded when used (pool: etcd client; tasks: listr2): a command that needs neither does not pay
   // for their imports at start-up.
-  protected async poolStore(flag?: string): Promise<Store<PoolState>> {
+  protected async poolStore(flag?: string): Promise<PoolStore> {
     const {openPoolStore, resolvePoolLocation} = await import('../ipam/pool.js')
-    return openPoolStore(resolvePoolLocation(this.stateDir, flag), this.lock)
+    return openPoolStore(resolvePoolLocation(this.stateDir, flag), {...this.lock, etcdTls: this.etcdTls})
+  }
+
+  /** TLS files for an etcds:// pool: --etcd-ca/--etcd-cert/--etcd-key, else PN_ETCD_CA/_CERT/_KEY. */
+  protected get etcdTls(): EtcdTlsFiles {
+    const f = this.flags as {'etcd-ca'?: string; 'etcd-cert'?: string; 'etcd-key'?: string}
+    const env = this.entry.etcdTls
+    const ca = f['etcd-ca'] ?? env.ca
+    const cert = f['etcd-cert'] ?? env.cert
+    const key = f['etcd-key'] ?? env.key
+    return {...(ca ? {ca} : {}), ...(cert ? {cert} : {}), ...(key ? {key} : {})}
   }
 
   /** Host-scope IPAM named by --pod-cidr/--router-ip (standalone), else node.json's. */

@@ -18,7 +18,13 @@ export const podCidrFlag = () =>
   })
 export const mtuFlag = () => Flags.integer({summary: 'MTU (default: the node uplink MTU).', min: 68, max: 65535})
 export const poolFlag = () =>
-  Flags.string({summary: 'Cluster pool: a file (default <state-dir>/cluster-pool.json) or etcd://HOST:PORT[,HOST:PORT…][/PREFIX].', env: 'PN_POOL'})
+  Flags.string({summary: 'Cluster pool: a file (default <state-dir>/cluster-pool.json), etcd://HOST:PORT[,HOST:PORT…][/PREFIX], or etcds://… (TLS).', env: 'PN_POOL'})
+/** TLS to an etcds:// pool; PN_ETCD_CA/PN_ETCD_CERT/PN_ETCD_KEY are read by the entry (src/entry/env.ts). */
+export const etcdTlsFlags = () => ({
+  'etcd-ca': Flags.string({summary: 'CA (PEM) that signed etcd\'s certificate, for an etcds:// pool (PN_ETCD_CA; default: the system CAs).'}),
+  'etcd-cert': Flags.string({summary: 'Client certificate (PEM) for an etcds:// pool, with --etcd-key (PN_ETCD_CERT).'}),
+  'etcd-key': Flags.string({summary: 'Key (PEM) of --etcd-cert (PN_ETCD_KEY).'}),
+})
 export const dryRunFlag = () =>
   Flags.boolean({summary: 'Print the exact ip/tc/bpftool/sysctl commands this would run (reading the kernel, changing nothing).'})
 export const cniVersionFlag = (summary = 'cniVersion of the request (selects the result format).', defaultVersion: string = LATEST_VERSION) =>

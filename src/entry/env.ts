@@ -29,6 +29,8 @@ export interface EntryOptions {
    * which started pn-cni (native/pn-cni.c) already runs (src/exec/helper-process.ts).
    */
   helperFds: {netlink?: number; lockd?: number}
+  /** PN_ETCD_CA / PN_ETCD_CERT / PN_ETCD_KEY: TLS files for an etcds:// pool (flags override). */
+  etcdTls: {ca?: string; cert?: string; key?: string}
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
@@ -73,6 +75,11 @@ export function entryOptions(env: NodeJS.ProcessEnv, stderr: (line: string) => v
     ...(env.PN_BPF_DIR ? {bpfDir: env.PN_BPF_DIR} : {}),
     traceExec: Boolean(env.PN_TRACE_EXEC),
     helperFds: {netlink: inheritedFd(env.PN_CNI_NETLINK_FD), lockd: inheritedFd(env.PN_CNI_LOCKD_FD)},
+    etcdTls: {
+      ...(env.PN_ETCD_CA ? {ca: env.PN_ETCD_CA} : {}),
+      ...(env.PN_ETCD_CERT ? {cert: env.PN_ETCD_CERT} : {}),
+      ...(env.PN_ETCD_KEY ? {key: env.PN_ETCD_KEY} : {}),
+    },
   }
 }
 

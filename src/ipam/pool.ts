@@ -11,7 +11,8 @@ import {PnError} from '../errors.js'
 import type {JsonFileSpec, LockOptions} from '../state/files.js'
 import {FileStore, type Store} from '../state/store.js'
 import {CidrSet, checkMaskSize} from './cidrset.js'
-import {EtcdStore} from '../state/etcd-store.js'
+import {EtcdStore, isEtcdUrl, type EtcdTlsFiles} from '../state/etcd-store.js'
+import {EtcdPool} from './pool-etcd.js'
 
 export interface PoolClusterCidr {
   cidr: string
@@ -34,16 +35,33 @@ export interface PoolState {
   nodes: PoolNode[]
 }
 
-/** A pool location (a file path), or a store (tests: MemoryStore). */
-export type PoolRef = string | Store<PoolState>
+/**
+ * Where a pool lives, as the pool operations need it. A file (or MemoryStore) holds the whole
+ * pool as one document (DocumentPool: read-modify-write under the file lock); etcd keeps one
+ * key per block and node (EtcdPool, src/ipam/pool-etcd.ts).
+ */
+export interface PoolStore {
+  readonly location: string
+  /** About the location itself (a pool over plain http). */
+  readonly warnings: string[]
+  read(): Promise<PoolState | undefined>
+  /** Write a new pool; `check` sees the current one (or none) first and throws to refuse. */
+  init(state: PoolState, force: boolean, check: (current: PoolState | undefined) => void): Promise<PoolState | undefined>
+  allocate(node: string, now: number): Promise<{changed: boolean; cidrs: string[]}>
+  /** The node's CIDRs, now free; undefined when it held none. */
+  release(node: string): Promise<string[] | undefined>
+}
+
+/** A pool location (a file path or etcd URL), a document store (tests: MemoryStore), or an open pool. */
+export type PoolRef = string | Store<PoolState> | PoolStore
 
 export const POOL_FILE = 'cluster-pool.json'
 
 const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//
 
-/** True for a pool location kept in etcd (`etcd://HOST:PORT[,…][/PREFIX]`) rather than a file. */
+/** True for a pool location kept in etcd (`etcd://` or `etcds://HOST:PORT[,…][/PREFIX]`) rather than a file. */
 export function isEtcdLocation(location: string): boolean {
-  return location.startsWith('etcd://')
+  return isEtcdUrl(location)
 }
 
 /**
@@ -56,18 +74,30 @@ export function resolvePoolLocation(stateDir: string, flag?: string): string {
   return SCHEME.test(flag) ? flag : path.resolve(flag)
 }
 
+export interface OpenPoolOptions extends LockOptions {
+  /** TLS files for an etcds:// location (--etcd-ca/--etcd-cert/--etcd-key, PN_ETCD_*). */
+  etcdTls?: EtcdTlsFiles
+}
+
 /**
- * The store behind a pool location: the one place that knows which backend a location names.
- * etcd://… is an EtcdStore (compare-and-swap; `lock` does not apply, there is no lock file).
+ * The pool behind a location: the one place that knows which backend a location names.
+ * etcd://… (plain) and etcds://… (TLS) are an EtcdPool (per-key transactions; the lock options
+ * do not apply, there is no lock file); a path is the pool file.
  */
-export function openPoolStore(location: string, lock: LockOptions = {}): Store<PoolState> {
-  if (isEtcdLocation(location)) return new EtcdStore({location, name: 'cluster-pool', spec: {...spec, what: 'cluster pool'}})
+export function openPoolStore(location: string, opts: OpenPoolOptions = {}): PoolStore {
+  const {etcdTls, ...lock} = opts
+  if (isEtcdLocation(location)) return new EtcdPool(location, {tls: etcdTls})
   if (SCHEME.test(location)) {
     throw new PnError('PN_INVALID_ARGUMENT', `open pool ${location}: unsupported pool location scheme`, {
-      hint: 'use a file path or etcd://HOST:PORT[,HOST:PORT…][/PREFIX] for --pool',
+      hint: 'use a file path, etcd://HOST:PORT[,HOST:PORT…][/PREFIX] or etcds://… (TLS) for --pool',
     })
   }
-  return new FileStore(location, spec, lock)
+  if (etcdTls && (etcdTls.ca || etcdTls.cert || etcdTls.key)) {
+    throw new PnError('PN_INVALID_ARGUMENT', `open pool ${location}: --etcd-ca/--etcd-cert/--etcd-key apply to an etcds:// pool, not a file`, {
+      hint: 'drop the TLS files (PN_ETCD_CA, PN_ETCD_CERT, PN_ETCD_KEY), or point --pool at etcds://HOST:PORT',
+    })
+  }
+  return new DocumentPool(new FileStore(location, spec, lock))
 }
 
 const spec: JsonFileSpec<PoolState> = {
@@ -84,8 +114,11 @@ const spec: JsonFileSpec<PoolState> = {
   corruptHint: 'pn never overwrites a damaged pool file (not even with init --force); inspect it, or move it away and run pn pool init',
 }
 
-function storeOf(ref: PoolRef): Store<PoolState> {
-  return typeof ref === 'string' ? openPoolStore(ref) : ref
+export const POOL_CORRUPT_HINT = spec.corruptHint!
+
+function storeOf(ref: PoolRef): PoolStore {
+  if (typeof ref === 'string') return openPoolStore(ref)
+  return 'allocate' in ref ? ref : new DocumentPool(ref)
 }
 
 const NODE_RE = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/
@@ -97,6 +130,14 @@ export function checkNodeName(node: string): string {
     })
   }
   return node
+}
+
+/** PN_POOL_EXHAUSTED: every cluster CIDR of the family is full. */
+export function poolExhausted(node: string, family: Family, sets: CidrSet[]): PnError {
+  return new PnError('PN_POOL_EXHAUSTED', `allocate pod cidr for node ${node}: every IPv${family} cluster cidr is full (${sets.map((s) => `${formatCidr(s.cluster)}: ${s.used}/${s.maxCidrs}`).join(', ')})`, {
+    hint: 'release nodes that are gone (pn pool release NODE), or re-init the pool with more cluster CIDRs',
+    details: {family},
+  })
 }
 
 /** The pool in memory: one CidrSet per cluster CIDR (in order) and the node table. */
@@ -144,12 +185,7 @@ export class ClusterPool {
       const sets = this.sets.filter((s) => s.cluster.family === family)
       const set = sets.find((s) => !s.isFull())
       const block = set?.allocateNext()
-      if (!block) {
-        throw new PnError('PN_POOL_EXHAUSTED', `allocate pod cidr for node ${node}: every IPv${family} cluster cidr is full (${sets.map((s) => `${formatCidr(s.cluster)}: ${s.used}/${s.maxCidrs}`).join(', ')})`, {
-          hint: 'release nodes that are gone (pn pool release NODE), or re-init the pool with more cluster CIDRs',
-          details: {family},
-        })
-      }
+      if (!block) throw poolExhausted(node, family, sets)
       cidrs.push(formatCidr(block))
     }
     this.nodes.set(node, {name: node, cidrs, allocatedAt: new Date(now).toISOString()})
@@ -253,49 +289,82 @@ export async function initPool(ref: PoolRef, opts: InitPoolOptions): Promise<Ini
   const store = storeOf(ref)
   const state: PoolState = {version: 1, createdAt: new Date((opts.now ?? Date.now)()).toISOString(), clusterCidrs, nodes: []}
   const pool = new ClusterPool(state, store.location)
-  return store.update((current) => {
+  const current = await store.init(pool.toState(), Boolean(opts.force), (current) => {
     if (current && !opts.force) {
       throw new PnError('PN_POOL_EXISTS', `init pool ${store.location}: a pool already exists (${current.clusterCidrs.map((c) => c.cidr).join(', ')}, ${current.nodes.length} node(s))`, {
         hint: 'use it as it is, or pass --force to replace it (forgets every node allocation)',
         details: {pool: store.location},
       })
     }
-    if (current && current.nodes.length > 0) warnings.push(`replaced a pool holding ${current.nodes.length} node allocation(s)`)
-    return {
-      next: pool.toState(),
-      result: {
-        pool: store.location,
-        replaced: current !== undefined,
-        clusterCidrs: pool.sets.map(status),
-        ...(warnings.length ? {warnings} : {}),
-      },
-    }
   })
+  if (current && current.nodes.length > 0) warnings.push(`replaced a pool holding ${current.nodes.length} node allocation(s)`)
+  warnings.push(...store.warnings)
+  return {
+    pool: store.location,
+    replaced: current !== undefined,
+    clusterCidrs: pool.sets.map(status),
+    ...(warnings.length ? {warnings} : {}),
+  }
 }
 
-function notFound(location: string): PnError {
+export function poolNotFound(location: string): PnError {
   return new PnError('PN_POOL_NOT_FOUND', `read pool file ${location}: no pool there`, {
     hint: 'create it with pn pool init --cidr CIDR --mask-size N, or point --pool / PN_POOL at the shared pool file',
     details: {pool: location},
   })
 }
 
-async function openPool(store: Store<PoolState>): Promise<ClusterPool> {
+async function openPool(store: PoolStore): Promise<ClusterPool> {
   const s = await store.read()
-  if (!s) throw notFound(store.location)
+  if (!s) throw poolNotFound(store.location)
   return new ClusterPool(s, store.location)
 }
 
-/** Locked read-modify-write of an existing pool; a missing one is never created here. */
-async function mutatePool<R>(ref: PoolRef, fn: (p: ClusterPool) => {changed: boolean; result: R}): Promise<R> {
-  const store = storeOf(ref)
-  await openPool(store) // fail fast (missing/corrupt) before taking the lock
-  return store.update((current) => {
-    if (!current) throw notFound(store.location)
-    const pool = new ClusterPool(current, store.location)
-    const {changed, result} = fn(pool)
-    return {next: changed ? pool.toState() : undefined, result}
-  })
+/** A pool kept as one document (a file, MemoryStore): each change a locked read-modify-write. */
+export class DocumentPool implements PoolStore {
+  readonly warnings: string[] = []
+
+  constructor(readonly store: Store<PoolState>) {}
+
+  get location(): string {
+    return this.store.location
+  }
+
+  read(): Promise<PoolState | undefined> {
+    return this.store.read()
+  }
+
+  init(state: PoolState, _force: boolean, check: (current: PoolState | undefined) => void): Promise<PoolState | undefined> {
+    return this.store.update((current) => {
+      check(current)
+      return {next: state, result: current}
+    })
+  }
+
+  allocate(node: string, now: number): Promise<{changed: boolean; cidrs: string[]}> {
+    return this.mutate((p) => {
+      const r = p.allocate(node, now)
+      return {changed: r.changed, result: r}
+    })
+  }
+
+  release(node: string): Promise<string[] | undefined> {
+    return this.mutate((p) => {
+      const released = p.release(node)
+      return {changed: released !== undefined, result: released}
+    })
+  }
+
+  /** Locked read-modify-write of an existing pool; a missing one is never created here. */
+  private async mutate<R>(fn: (p: ClusterPool) => {changed: boolean; result: R}): Promise<R> {
+    await openPool(this) // fail fast (missing/corrupt) before taking the lock
+    return this.store.update((current) => {
+      if (!current) throw poolNotFound(this.location)
+      const pool = new ClusterPool(current, this.location)
+      const {changed, result} = fn(pool)
+      return {next: changed ? pool.toState() : undefined, result}
+    })
+  }
 }
 
 export interface AllocatePodCidrsResult {
@@ -303,16 +372,15 @@ export interface AllocatePodCidrsResult {
   node: string
   cidrs: string[]
   pool: string
+  warnings?: string[]
 }
 
 /** The node's pod CIDRs (one per family in the pool); the same ones again for a known node. */
 export async function allocatePodCidrs(ref: PoolRef, node: string, now: () => number = Date.now): Promise<AllocatePodCidrsResult> {
   checkNodeName(node)
-  const location = storeOf(ref).location
-  return mutatePool(ref, (p) => {
-    const r = p.allocate(node, now())
-    return {changed: r.changed, result: {changed: r.changed, node, cidrs: r.cidrs, pool: location}}
-  })
+  const store = storeOf(ref)
+  const r = await store.allocate(node, now())
+  return {changed: r.changed, node, cidrs: r.cidrs, pool: store.location, ...(store.warnings.length ? {warnings: [...store.warnings]} : {})}
 }
 
 export interface ReleasePodCidrsResult {
@@ -326,36 +394,33 @@ export interface ReleasePodCidrsResult {
 /** Give the node's pod CIDRs back; a node without any is a no-op (changed:false). */
 export async function releasePodCidrs(ref: PoolRef, node: string): Promise<ReleasePodCidrsResult> {
   checkNodeName(node)
-  const location = storeOf(ref).location
-  return mutatePool(ref, (p) => {
-    const released = p.release(node)
-    return {
-      changed: released !== undefined,
-      result: {
-        changed: released !== undefined,
-        node,
-        released: released ?? [],
-        pool: location,
-        ...(released ? {} : {warnings: [`node ${node} holds no pod CIDR in ${location}`]}),
-      },
-    }
-  })
+  const store = storeOf(ref)
+  const released = await store.release(node)
+  const warnings = [...(released ? [] : [`node ${node} holds no pod CIDR in ${store.location}`]), ...store.warnings]
+  return {changed: released !== undefined, node, released: released ?? [], pool: store.location, ...(warnings.length ? {warnings} : {})}
 }
 
 export interface ListPoolResult {
   pool: string
   clusterCidrs: PoolCidrStatus[]
   nodes: PoolNode[]
+  warnings?: string[]
 }
 
 export async function listPool(ref: PoolRef): Promise<ListPoolResult> {
   const store = storeOf(ref)
   const p = await openPool(store)
-  return {pool: store.location, clusterCidrs: p.sets.map(status), nodes: [...p.nodes.values()].sort((a, b) => a.name.localeCompare(b.name))}
+  return {
+    pool: store.location,
+    clusterCidrs: p.sets.map(status),
+    nodes: [...p.nodes.values()].sort((a, b) => a.name.localeCompare(b.name)),
+    ...(store.warnings.length ? {warnings: [...store.warnings]} : {}),
+  }
 }
 
 export interface ShowPoolNodeResult extends PoolNode {
   pool: string
+  warnings?: string[]
 }
 
 /** One node's allocation; PN_NODE_UNKNOWN when the pool has none for it. */
@@ -370,5 +435,14 @@ export async function showPoolNode(ref: PoolRef, node: string): Promise<ShowPool
       details: {node, pool: store.location},
     })
   }
-  return {...n, pool: store.location}
+  return {...n, pool: store.location, ...(store.warnings.length ? {warnings: [...store.warnings]} : {})}
+}
+
+/**
+ * The single-key etcd layout of earlier pn (the whole pool as one JSON value, compare-and-swap),
+ * for the benchmark's comparison only: openPoolStore never opens it.
+ */
+export function singleKeyEtcdPool(location: string, opts: {tls?: EtcdTlsFiles; keepOpen?: boolean} = {}): DocumentPool & {close(): Promise<void>} {
+  const store = new EtcdStore<PoolState>({location, name: 'cluster-pool', spec: {...spec, what: 'cluster pool'}, ...opts})
+  return Object.assign(new DocumentPool(store), {close: () => store.close()})
 }

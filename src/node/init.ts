@@ -18,8 +18,8 @@ import {foreignOverlaps, hostDevices, nodeNetworks, setupHostDevices, setupHostS
 import {getLink} from '../datapath/link.js'
 import {runPlan, UndoStack, type FlowOptions, type Plan} from '../flow/plan.js'
 import {ipamExists, reserveRouterIps, resetIpam} from '../ipam/host.js'
-import {allocatePodCidrs, checkNodeName, openPoolStore, releasePodCidrs, resolvePoolLocation, type PoolState} from '../ipam/pool.js'
-import type {Store} from '../state/store.js'
+import {allocatePodCidrs, checkNodeName, openPoolStore, releasePodCidrs, resolvePoolLocation, type PoolState, type PoolStore} from '../ipam/pool.js'
+import type {EtcdTlsFiles} from '../state/etcd-store.js'
 import type {LockOptions} from '../state/files.js'
 import {bpfCacheDir, HOST_DEVICE, NET_DEVICE, readNodeContext, writeNodeContext, type NodeContext, type RoutingMode} from './context.js'
 import {ipamOf} from './ipam.js'
@@ -41,6 +41,8 @@ export interface NodeInitOptions {
   /** Accept a change of pod CIDR / router IP / name against an existing node.json. */
   force?: boolean
   lock?: LockOptions
+  /** TLS files for an etcds:// pool. */
+  etcdTls?: EtcdTlsFiles
   /** bpf/ sources when pn runs outside its tree (PN_BPF_DIR). */
   bpfSourceDir?: string
   /** The request's interrupt, checked between reaped endpoints. */
@@ -98,8 +100,8 @@ function contextOf(r: InitRun): NodeContext {
 }
 
 /** The pool at `location`, or PN_POOL_NOT_FOUND naming what to do instead. */
-async function readPool(r: InitRun, location: string, action: string): Promise<{store: Store<PoolState>; state: PoolState}> {
-  const store = openPoolStore(location, r.opts.lock)
+async function readPool(r: InitRun, location: string, action: string): Promise<{store: PoolStore; state: PoolState}> {
+  const store = openPoolStore(location, {...r.opts.lock, etcdTls: r.opts.etcdTls})
   const state = await store.read()
   if (state === undefined) {
     throw new PnError('PN_POOL_NOT_FOUND', `${action}: no cluster pool at ${location}`, {

@@ -1,81 +1,19 @@
 /**
  * The cluster pool on a real etcd (Debian etcd-server): one etcd per test on 127.0.0.1 with
- * free ports and its data dir in a temp folder, stopped by its pid. `pn pool` runs as separate
- * processes, like operators on different machines.
+ * free ports and its data dir in a temp folder, stopped by its pid (test/helpers/etcd.ts). `pn pool`
+ * runs as separate processes, like operators on different machines; the races of many nodes run
+ * in process against the per-key layout (src/ipam/pool-etcd.ts), each node its own client.
  */
 import assert from 'node:assert/strict'
-import {spawn, type ChildProcess} from 'node:child_process'
 import {mkdtempSync, rmSync} from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import {isPnError} from '../../src/errors.js'
+import {allocatePodCidrs, initPool, listPool, releasePodCidrs, type PoolState} from '../../src/ipam/pool.js'
+import {EtcdPool} from '../../src/ipam/pool-etcd.js'
+import {EtcdStore} from '../../src/state/etcd-store.js'
 import {pn, pnAsync, type CliResult} from '../helpers/cli.js'
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1')
-    s.on('connect', () => {
-      s.destroy()
-      resolve(true)
-    })
-    s.on('error', () => resolve(false))
-  })
-}
-
-/** One etcd on loopback; start() again reuses the same ports and data dir (a restart). */
-class TestEtcd {
-  child?: ChildProcess
-  clientPort = 0
-  peerPort = 0
-  readonly dataDir: string
-
-  constructor(readonly dir: string) {
-    this.dataDir = path.join(dir, 'data')
-  }
-
-  get location(): string {
-    return `etcd://127.0.0.1:${this.clientPort}/pn-test`
-  }
-
-  async start(): Promise<void> {
-    if (!this.clientPort) {
-      this.clientPort = await freePort()
-      this.peerPort = await freePort()
-    }
-    const client = `http://127.0.0.1:${this.clientPort}`
-    const peer = `http://127.0.0.1:${this.peerPort}`
-    this.child = spawn('etcd', [
-      '--name', 'pn-test', '--data-dir', this.dataDir,
-      '--listen-client-urls', client, '--advertise-client-urls', client,
-      '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `pn-test=${peer}`,
-    ], {stdio: 'ignore'})
-    const end = Date.now() + 30_000
-    while (!(await canConnect(this.clientPort))) {
-      if (Date.now() > end) throw new Error('etcd did not start within 30 s')
-      await new Promise((r) => setTimeout(r, 100))
-    }
-  }
-
-  /** Stop by pid (SIGTERM, or SIGKILL to simulate a crash) and wait for the exit. */
-  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-    const child = this.child
-    if (!child || child.exitCode !== null || child.signalCode !== null) return
-    const exited = new Promise((r) => child.once('exit', r))
-    process.kill(child.pid!, signal)
-    await exited
-  }
-}
+import {makeCerts, TestEtcd, type TestCerts} from '../helpers/etcd.js'
 
 describe('cluster pool on etcd (real etcd on loopback)', function () {
   this.timeout(180_000)
@@ -99,6 +37,7 @@ describe('cluster pool on etcd (real etcd on loopback)', function () {
     assert.equal(init.json?.status, 'ok', init.stdout + init.stderr)
     assert.equal(init.json!.result.pool, etcd.location)
     assert.match(init.json!.warnings!.join(), /host bits set/)
+    assert.match(init.json!.warnings!.join('\n'), /^pool over plain http: etcd:\/\/127\.0\.0\.1/m)
     assert.equal(run(['pool', 'init', '--cidr', '10.0.0.0/24', '--mask-size', '26']).json?.error?.code, 'PN_POOL_EXISTS')
     assert.deepEqual(['n1', 'n2', 'n3'].map((n) => run(['pool', 'alloc', n]).json?.result.cidrs[0]), ['10.20.30.0/26', '10.20.30.64/26', '10.20.30.128/26'])
     const again = run(['pool', 'alloc', 'n1'])
@@ -114,7 +53,7 @@ describe('cluster pool on etcd (real etcd on loopback)', function () {
     assert.equal(other.json?.error?.code, 'PN_POOL_NOT_FOUND')
   })
 
-  it('20 concurrent pn pool alloc processes get 20 distinct CIDRs (compare-and-swap)', async () => {
+  it('20 concurrent pn pool alloc processes get 20 distinct CIDRs (create-if-absent per block)', async () => {
     assert.equal(run(['pool', 'init', '--cidr', '10.0.0.0/16', '--mask-size', '24']).json?.status, 'ok')
     const runs = await Promise.all(Array.from({length: 20}, (_, i) => runAsync(['pool', 'alloc', `node-${i}`])))
     for (const r of runs) assert.equal(r.json?.status, 'ok', r.stdout + r.stderr)
@@ -122,7 +61,7 @@ describe('cluster pool on etcd (real etcd on loopback)', function () {
     assert.equal(new Set(cidrs).size, 20, cidrs.join(' '))
     const list = run(['pool', 'list']).json!.result
     assert.equal(list.length, 20)
-    assert.equal(run(['pool', 'show']).json!.result.clusterCidrs[0].nextCandidate, 20)
+    assert.equal(run(['pool', 'show']).json!.result.clusterCidrs[0].used, 20)
     for (const n of list) assert.equal(cidrs[Number(n.name.slice(5))], n.cidrs[0])
   })
 
@@ -176,5 +115,194 @@ describe('cluster pool on etcd (real etcd on loopback)', function () {
     assert.equal(r.json?.error?.code, 'PN_POOL_UNREACHABLE', r.stdout + r.stderr)
     assert.equal(r.status, 7)
     assert.equal(pn(['pool', 'list', '--pool', 'etcd://127.0.0.1:0x/a', '--json']).json?.error?.code, 'PN_INVALID_ARGUMENT')
+  })
+
+  describe('per-key layout: many nodes at once, in process (each node its own pool client)', () => {
+    const node = (i: number) => `node-${String(i).padStart(3, '0')}`
+    const open = () => new EtcdPool(etcd.location)
+    const code = (c: string) => (e: unknown) => isPnError(e, c as never)
+
+    it('50 concurrent allocations: 50 distinct CIDRs, one per node; past the last block PN_POOL_EXHAUSTED, and nothing half-made', async () => {
+      // 10.0.0.0/24 in /30 blocks: 64 of them.
+      await initPool(open(), {cidrs: ['10.0.0.0/24'], maskSize: 30})
+      const first = await Promise.all(Array.from({length: 50}, (_, i) => allocatePodCidrs(open(), node(i))))
+      assert.ok(first.every((r) => r.changed && r.cidrs.length === 1))
+      assert.equal(new Set(first.map((r) => r.cidrs[0])).size, 50, 'no CIDR twice')
+      const more = await Promise.allSettled(Array.from({length: 20}, (_, i) => allocatePodCidrs(open(), node(50 + i))))
+      const ok = more.filter((r) => r.status === 'fulfilled') as PromiseFulfilledResult<{cidrs: string[]}>[]
+      const failed = more.filter((r) => r.status === 'rejected') as PromiseRejectedResult[]
+      assert.equal(ok.length, 14, 'exactly the 14 free blocks are handed out')
+      assert.equal(failed.length, 6)
+      for (const f of failed) {
+        assert.ok(isPnError(f.reason, 'PN_POOL_EXHAUSTED'), String(f.reason))
+        assert.match(f.reason.message, /every IPv4 cluster cidr is full \(10\.0\.0\.0\/24: 64\/64\)/)
+      }
+      const all = [...first.map((r) => r.cidrs[0]), ...ok.map((r) => r.value.cidrs[0])]
+      assert.equal(new Set(all).size, 64)
+      const list = await listPool(open())
+      assert.equal(list.nodes.length, 64, 'a node refused for exhaustion left no key behind')
+      assert.deepEqual([list.clusterCidrs[0].used, list.clusterCidrs[0].free], [64, 0])
+      for (const r of first) assert.deepEqual(list.nodes.find((n) => n.name === r.node)?.cidrs, r.cidrs)
+    })
+
+    it('release then re-allocate: the freed blocks go to the new nodes, exactly once', async () => {
+      await initPool(open(), {cidrs: ['10.1.0.0/24'], maskSize: 28}) // 16 blocks
+      const got = await Promise.all(Array.from({length: 16}, (_, i) => allocatePodCidrs(open(), node(i))))
+      const freed = (await Promise.all([3, 7, 11].map((i) => releasePodCidrs(open(), node(i))))).flatMap((r) => r.released)
+      assert.deepEqual(freed.sort(), [3, 7, 11].map((i) => got[i].cidrs[0]).sort())
+      const again = await Promise.all(['x', 'y', 'z'].map((n) => allocatePodCidrs(open(), n)))
+      assert.deepEqual(again.map((r) => r.cidrs[0]).sort(), freed)
+      await assert.rejects(allocatePodCidrs(open(), 'w'), code('PN_POOL_EXHAUSTED'))
+      const rel = await releasePodCidrs(open(), node(3))
+      assert.deepEqual([rel.changed, rel.released], [false, []], 'released twice: no-op')
+    })
+
+    it('the same node allocating from 10 processes at once gets one CIDR (changed once), and again later', async () => {
+      await initPool(open(), {cidrs: ['10.2.0.0/16'], maskSize: 24})
+      await Promise.all(Array.from({length: 10}, (_, i) => allocatePodCidrs(open(), node(i))))
+      const same = await Promise.all(Array.from({length: 10}, () => allocatePodCidrs(open(), 'twin')))
+      assert.equal(new Set(same.map((r) => r.cidrs[0])).size, 1)
+      assert.equal(same.filter((r) => r.changed).length, 1)
+      const later = await allocatePodCidrs(open(), 'twin')
+      assert.deepEqual([later.changed, later.cidrs], [false, same[0].cidrs])
+      assert.equal((await listPool(open())).nodes.length, 11)
+    })
+
+    it('dual stack: 30 nodes at once each get one block per family, none twice, and the node key names both', async () => {
+      await initPool(open(), {cidrs: ['10.3.0.0/16', 'fd00:3::/112'], maskSize: 24, maskSizeV6: 120})
+      const got = await Promise.all(Array.from({length: 30}, (_, i) => allocatePodCidrs(open(), node(i))))
+      assert.ok(got.every((r) => r.cidrs.length === 2 && r.cidrs[0].startsWith('10.3.') && r.cidrs[1].startsWith('fd00:3::')))
+      assert.equal(new Set(got.map((r) => r.cidrs[0])).size, 30)
+      assert.equal(new Set(got.map((r) => r.cidrs[1])).size, 30)
+      const list = await listPool(open())
+      for (const r of got) assert.deepEqual(list.nodes.find((n) => n.name === r.node)?.cidrs, r.cidrs)
+    })
+
+    it('without a race the order is the seed\'s: cluster CIDRs in order, blocks round-robin from the cursor', async () => {
+      await initPool(open(), {cidrs: ['10.4.0.0/29', '10.5.0.0/24'], maskSize: 30})
+      const seq: string[] = []
+      for (const n of ['a', 'b', 'c', 'd']) seq.push((await allocatePodCidrs(open(), n)).cidrs[0])
+      assert.deepEqual(seq, ['10.4.0.0/30', '10.4.0.4/30', '10.5.0.0/30', '10.5.0.4/30'], 'first cluster CIDR until full, then the next')
+      await releasePodCidrs(open(), 'c')
+      assert.deepEqual((await allocatePodCidrs(open(), 'e')).cidrs, ['10.5.0.8/30'], 'the cursor is not rewound')
+      const show = await listPool(open())
+      assert.equal(show.clusterCidrs[1].nextCandidate, 3)
+    })
+
+    it('a long-lived client (keepOpen) keeps a view of taken blocks: others\' allocations never give a duplicate, and a block released elsewhere is found when the pool looks full', async () => {
+      await initPool(open(), {cidrs: ['10.9.0.0/28'], maskSize: 30}) // 4 blocks
+      const kept = new EtcdPool(etcd.location, {keepOpen: true})
+      try {
+        const mine = [(await allocatePodCidrs(kept, 'a')).cidrs[0]]
+        const theirs = (await allocatePodCidrs(open(), 'b')).cidrs[0] // behind the kept view's back
+        mine.push((await allocatePodCidrs(kept, 'c')).cidrs[0], (await allocatePodCidrs(kept, 'd')).cidrs[0])
+        assert.equal(new Set([...mine, theirs]).size, 4)
+        assert.deepEqual((await releasePodCidrs(open(), 'c')).released, [mine[1]])
+        assert.deepEqual((await allocatePodCidrs(kept, 'e')).cidrs, [mine[1]], 'the view looked full: read again, found the released block')
+        await assert.rejects(allocatePodCidrs(kept, 'f'), code('PN_POOL_EXHAUSTED'))
+        // Re-created under the view (init --force): the transaction's schema compare sends it back to a read.
+        await initPool(open(), {cidrs: ['10.10.0.0/28'], maskSize: 30, force: true})
+        assert.deepEqual((await allocatePodCidrs(kept, 'a')).cidrs, ['10.10.0.0/30'])
+      } finally {
+        await kept.close()
+      }
+    })
+
+    it('keeps its keys where docs/IPAM.md says, and init --force empties them', async () => {
+      await initPool(open(), {cidrs: ['10.6.0.0/24'], maskSize: 26})
+      await allocatePodCidrs(open(), 'n1')
+      const {Etcd3} = await import('etcd3')
+      const c = new Etcd3({hosts: `http://127.0.0.1:${etcd.clientPort}`})
+      try {
+        const keys = (await c.getAll().prefix('/pn-test/').keys()).sort()
+        assert.deepEqual(keys, ['/pn-test/pool/schema', '/pn-test/pool/v1/cidrs/10.6.0.0/26', '/pn-test/pool/v1/config', '/pn-test/pool/v1/cursor/10.6.0.0/24', '/pn-test/pool/v1/nodes/n1'])
+        assert.equal(await c.get('/pn-test/pool/v1/cidrs/10.6.0.0/26').string(), 'n1')
+        assert.equal(await c.get('/pn-test/pool/schema').string(), '1')
+        const r = await initPool(open(), {cidrs: ['10.7.0.0/24'], maskSize: 26, force: true})
+        assert.equal(r.replaced, true)
+        assert.deepEqual((await c.getAll().prefix('/pn-test/').keys()).sort(), ['/pn-test/pool/schema', '/pn-test/pool/v1/config'])
+      } finally {
+        c.close()
+      }
+    })
+
+    it('a pool in the old single-key layout is refused with PN_POOL_LAYOUT naming the key, and init --force replaces it', async () => {
+      // The layout of an earlier pn, written by the old store.
+      const old = new EtcdStore<PoolState>({location: etcd.location, name: 'cluster-pool', spec: {what: 'cluster pool', corruptCode: 'PN_POOL_CORRUPT', validate: (v): v is PoolState => !!v}})
+      await old.update(() => ({next: {version: 1, createdAt: new Date().toISOString(), clusterCidrs: [{cidr: '10.8.0.0/16', maskSize: 24, nextCandidate: 1}], nodes: [{name: 'n1', cidrs: ['10.8.0.0/24'], allocatedAt: ''}]}, result: undefined}))
+      for (const args of [['pool', 'alloc', 'n2'], ['pool', 'list'], ['pool', 'show'], ['pool', 'release', 'n1'], ['pool', 'init', '--cidr', '10.9.0.0/16', '--mask-size', '24']]) {
+        const r = run(args)
+        assert.equal(r.json?.error?.code, 'PN_POOL_LAYOUT', `${args.join(' ')}: ${r.stdout}${r.stderr}`)
+        assert.match(r.json!.error!.message, /key \/pn-test\/cluster-pool holds a pool in the single-key layout of an earlier pn/)
+        assert.match(r.json!.error!.hint!, /pn pool init --force/)
+      }
+      assert.ok(await old.read(), 'refusing changed nothing')
+      const init = run(['pool', 'init', '--cidr', '10.9.0.0/16', '--mask-size', '24', '--force'])
+      assert.equal(init.json?.status, 'ok', init.stdout + init.stderr)
+      assert.equal(await old.read(), undefined, 'the old key is gone')
+      assert.equal(run(['pool', 'alloc', 'n1']).json?.result.cidrs[0], '10.9.0.0/24')
+    })
+  })
+})
+
+describe('cluster pool on etcd over TLS (client certificates)', function () {
+  this.timeout(180_000)
+  let dir: string
+  let certs: TestCerts
+  let etcd: TestEtcd
+  const tlsFlags = () => ['--etcd-ca', certs.ca, '--etcd-cert', certs.clientCert, '--etcd-key', certs.clientKey]
+  const run = (args: string[], env?: NodeJS.ProcessEnv): CliResult => pn([...args, '--pool', etcd.location, '--json'], {env: {...process.env, ...env}})
+
+  before(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'pn-etcds-'))
+    certs = makeCerts(dir)
+    etcd = new TestEtcd(dir, {tls: certs, clientCertAuth: true})
+    await etcd.start()
+  })
+  after(async () => {
+    await etcd?.stop('SIGKILL')
+    rmSync(dir, {recursive: true, force: true})
+  })
+
+  it('etcds:// with --etcd-ca/--etcd-cert/--etcd-key: init, alloc, show, release; no plain-http warning', () => {
+    assert.match(etcd.location, /^etcds:\/\/127\.0\.0\.1:\d+\/pn-test$/)
+    const init = run(['pool', 'init', '--cidr', '10.30.0.0/16', '--mask-size', '24', ...tlsFlags()])
+    assert.equal(init.json?.status, 'ok', init.stdout + init.stderr)
+    assert.deepEqual(init.json!.warnings, [])
+    const a = run(['pool', 'alloc', 'n1', ...tlsFlags()])
+    assert.deepEqual([a.json?.result.cidrs, a.json?.warnings], [['10.30.0.0/24'], []])
+    assert.equal(run(['pool', 'show', 'n1', ...tlsFlags()]).json?.result.cidrs[0], '10.30.0.0/24')
+    assert.deepEqual(run(['pool', 'release', 'n1', ...tlsFlags()]).json?.result.released, ['10.30.0.0/24'])
+  })
+
+  it('PN_ETCD_CA/PN_ETCD_CERT/PN_ETCD_KEY in the environment do the same; a flag overrides its variable', () => {
+    const env = {PN_ETCD_CA: certs.ca, PN_ETCD_CERT: certs.clientCert, PN_ETCD_KEY: certs.clientKey}
+    const a = run(['pool', 'alloc', 'env-node'], env)
+    assert.equal(a.json?.status, 'ok', a.stdout + a.stderr)
+    assert.equal(run(['pool', 'list'], env).json?.result.length, 1)
+    const bad = run(['pool', 'list', '--etcd-cert', certs.otherClientCert, '--etcd-key', certs.otherClientKey], env)
+    assert.equal(bad.json?.error?.code, 'PN_POOL_TLS', bad.stdout + bad.stderr)
+  })
+
+  it('a client without a certificate, or with one etcd does not trust, is refused: PN_POOL_TLS, exit 7, a hint that names the flags', () => {
+    for (const args of [['--etcd-ca', certs.ca], ['--etcd-ca', certs.ca, '--etcd-cert', certs.otherClientCert, '--etcd-key', certs.otherClientKey]]) {
+      const t0 = Date.now()
+      const r = run(['pool', 'list', ...args])
+      assert.equal(r.json?.error?.code, 'PN_POOL_TLS', r.stdout + r.stderr)
+      assert.equal(r.status, 7)
+      assert.match(r.json!.error!.message, /^read cluster pool etcds:\/\/127\.0\.0\.1:\d+\/pn-test: TLS to etcd failed/)
+      assert.match(r.json!.error!.hint!, /--etcd-cert/)
+      assert.ok(Date.now() - t0 < 15_000, 'refused within the deadline')
+    }
+    // A CA that did not sign etcd's certificate: the client refuses the server.
+    const wrongCa = run(['pool', 'list', '--etcd-ca', certs.otherCa, '--etcd-cert', certs.clientCert, '--etcd-key', certs.clientKey])
+    assert.equal(wrongCa.json?.error?.code, 'PN_POOL_TLS', wrongCa.stdout + wrongCa.stderr)
+    // Plain etcd:// against the TLS port, and TLS files with a plain location: clear errors, not a hang.
+    const missing = run(['pool', 'list', '--etcd-ca', path.join(dir, 'nope.pem')])
+    assert.equal(missing.json?.error?.code, 'PN_INVALID_ARGUMENT')
+    assert.match(missing.json!.error!.message, /read etcd ca .*nope\.pem: no such file/)
+    const plain = pn(['pool', 'list', '--pool', etcd.location.replace('etcds:', 'etcd:'), '--etcd-ca', certs.ca, '--json'])
+    assert.equal(plain.json?.error?.code, 'PN_INVALID_ARGUMENT')
+    assert.match(plain.json!.error!.message, /--etcd-ca given for a plain-http etcd:\/\/ location/)
   })
 })

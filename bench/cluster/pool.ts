@@ -1,0 +1,200 @@
+/**
+ * Cluster pool on etcd: `node dist/bench/cluster/pool.js [--allocs N] [--clients N] [--cli N] [--rounds N] [--old-pn PATH]`.
+ * One etcd on 127.0.0.1 (free ports, data in a temp dir), started here and stopped by its pid.
+ * 1. In process: N allocations (default 1,000) from C concurrent clients (default 50), each
+ *    client its own pool object with its own etcd3 client kept open, each allocating N/C nodes
+ *    one after another; per-allocation latency p50/p99/max, duplicates (must be 0), conflicts.
+ *    The same run against the single-key layout of earlier pn (one JSON value, compare-and-swap),
+ *    under another prefix of the same etcd.
+ * 2. CLI: K concurrent `pn pool alloc` processes (default 20), `--rounds` times, beside K
+ *    concurrent `pn pool show` (the same start-up and CPU contention, no write) and, with
+ *    --old-pn, K concurrent allocations by an earlier pn build (single-key layout).
+ * Prints a table and writes bench/results/pool.json.
+ */
+import {spawn} from 'node:child_process'
+import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {cpus, loadavg, tmpdir} from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {allocatePodCidrs, initPool, listPool, singleKeyEtcdPool, type PoolRef} from '../../src/ipam/pool.js'
+import {EtcdPool} from '../../src/ipam/pool-etcd.js'
+import {TestEtcd} from '../../test/helpers/etcd.js'
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
+const PN_BIN = path.join(REPO, 'bin/run.js')
+const ONCE = path.join(REPO, 'dist/bench/cluster/alloc-once.js')
+
+function arg(name: string, dflt: number): number {
+  const i = process.argv.indexOf(name)
+  return i > 0 ? Number(process.argv[i + 1]) : dflt
+}
+const ALLOCS = arg('--allocs', 1000)
+const CLIENTS = arg('--clients', 50)
+const CLI = arg('--cli', 20)
+const ROUNDS = arg('--rounds', 2)
+const oldIdx = process.argv.indexOf('--old-pn')
+const OLD_PN = oldIdx > 0 ? process.argv[oldIdx + 1] : undefined
+
+interface Stats {
+  n: number
+  p50: number
+  p99: number
+  max: number
+}
+
+function stats(ms: number[]): Stats {
+  const s = [...ms].sort((a, b) => a - b)
+  const q = (p: number) => s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)]
+  return {n: s.length, p50: q(0.5), p99: q(0.99), max: s[s.length - 1]}
+}
+
+interface InProcess {
+  layout: string
+  allocs: number
+  failed: number
+  inPool: number
+  duplicates: number
+  conflicts?: number
+  /** CPU spent during the run by this process (the clients) and by etcd. */
+  cpuMs: {bench: number; etcd: number}
+  wallMs: number
+  perAlloc: Stats
+}
+
+/** C clients, each allocating its share of nodes one after another; every latency recorded. */
+async function inProcess(layout: string, open: () => PoolRef & {close(): Promise<void>}): Promise<InProcess> {
+  const admin = open()
+  await initPool(admin, {cidrs: ['10.0.0.0/8'], maskSize: 24})
+  const per = Math.ceil(ALLOCS / CLIENTS)
+  const ms: number[] = []
+  const cidrs: string[] = []
+  let failed = 0
+  let conflicts = 0
+  const t0 = performance.now()
+  const cpu0 = process.cpuUsage()
+  const etcd0 = etcdCpu()
+  await Promise.all(
+    Array.from({length: CLIENTS}, async (_, c) => {
+      const pool = open()
+      for (let i = 0; i < per && c * per + i < ALLOCS; i++) {
+        const s = performance.now()
+        try {
+          cidrs.push(...(await allocatePodCidrs(pool, `c${c}-n${i}`)).cidrs)
+          ms.push(performance.now() - s)
+        } catch (err) {
+          failed++
+          if (failed <= 3) process.stderr.write(`${layout}: ${(err as Error).message}\n`)
+        }
+      }
+      if (pool instanceof EtcdPool) conflicts += pool.stats.conflicts
+      await pool.close()
+    }),
+  )
+  const wallMs = performance.now() - t0
+  const cpu = process.cpuUsage(cpu0)
+  const etcdCpuMs = etcdCpu() - etcd0
+  const listed = (await listPool(admin)).nodes
+  await admin.close()
+  const duplicates = cidrs.length - new Set(cidrs).size + (listed.length - new Set(listed.flatMap((n) => n.cidrs)).size)
+  // An allocation that hit its deadline may still have committed: the pool is the truth.
+  return {layout, allocs: cidrs.length, failed, inPool: listed.length, duplicates, cpuMs: {bench: (cpu.user + cpu.system) / 1000, etcd: etcdCpuMs}, ...(layout.startsWith('per-key') ? {conflicts} : {}), wallMs, perAlloc: stats(ms)}
+}
+
+function runCli(bin: string, args: string[]): Promise<{ms: number; ok: boolean; out: string}> {
+  return new Promise((resolve) => {
+    const s = performance.now()
+    const argv = bin === ONCE ? [bin, ...args] : [bin, ...args, '--json']
+    const child = spawn(process.execPath, argv, {stdio: ['ignore', 'pipe', 'pipe']})
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.on('exit', (code) => resolve({ms: performance.now() - s, ok: code === 0, out}))
+  })
+}
+
+interface CliRow {
+  what: string
+  processes: number
+  failed: number
+  duplicates: number
+  perProcess: Stats
+}
+
+async function cliRounds(what: string, bin: string, location: string, args: (i: number, r: number) => string[], init?: () => Promise<unknown>): Promise<CliRow> {
+  if (init) await init()
+  const ms: number[] = []
+  const cidrs: string[] = []
+  let failed = 0
+  for (let r = 0; r < ROUNDS; r++) {
+    const runs = await Promise.all(Array.from({length: CLI}, (_, i) => runCli(bin, bin === ONCE ? args(i, r) : [...args(i, r), '--pool', location])))
+    for (const x of runs) {
+      if (!x.ok) {
+        failed++
+        continue
+      }
+      ms.push(x.ms)
+      const c = JSON.parse(x.out).result?.cidrs
+      if (Array.isArray(c)) cidrs.push(...c)
+    }
+  }
+  return {what, processes: CLI * ROUNDS, failed, duplicates: cidrs.length - new Set(cidrs).size, perProcess: stats(ms)}
+}
+
+let etcdPid = 0
+/** etcd's CPU time so far (ms), from /proc. */
+function etcdCpu(): number {
+  const fields = readFileSync(`/proc/${etcdPid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100
+}
+
+const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1))
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pn-bench-pool-'))
+  const etcd = new TestEtcd(dir, {prefix: '/bench-new'})
+  await etcd.start()
+  etcdPid = etcd.child!.pid!
+  try {
+    const base = `etcd://127.0.0.1:${etcd.clientPort}`
+    console.log(`load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} CPUs`)
+    console.log(`etcd ${base} (pid ${etcd.child!.pid}); ${ALLOCS} allocations from ${CLIENTS} clients in process (each its own etcd3 client, kept open), ${CLI} concurrent CLI processes x ${ROUNDS} rounds`)
+    const perKey = await inProcess('per-key (this pn)', () => new EtcdPool(`${base}/bench-new`, {keepOpen: true}))
+    const single = await inProcess('single key, CAS (earlier pn)', () => singleKeyEtcdPool(`${base}/bench-old`, {keepOpen: true}))
+    const cli: CliRow[] = []
+    const cliInit = (bin: string, location: string) => async () => {
+      const r = await runCli(bin, ['pool', 'init', '--cidr', '10.0.0.0/8', '--mask-size', '24', '--pool', location])
+      if (!r.ok) throw new Error(`pool init ${location} failed: ${r.out}`)
+    }
+    const libInit = (pool: PoolRef & {close(): Promise<void>}) => async () => {
+      await initPool(pool, {cidrs: ['10.0.0.0/8'], maskSize: 24})
+      await pool.close()
+    }
+    cli.push(await cliRounds('pn pool alloc (per-key)', PN_BIN, `${base}/cli-new`, (i, r) => ['pool', 'alloc', `r${r}-n${i}`], cliInit(PN_BIN, `${base}/cli-new`)))
+    cli.push(await cliRounds('pn pool show (no write)', PN_BIN, `${base}/cli-new`, () => ['pool', 'show']))
+    cli.push(await cliRounds('process per alloc, no CLI: per-key', ONCE, '', (i, r) => ['per-key', `${base}/once-new`, `r${r}-n${i}`], libInit(new EtcdPool(`${base}/once-new`))))
+    cli.push(await cliRounds('process per alloc, no CLI: single key', ONCE, '', (i, r) => ['single-key', `${base}/once-old`, `r${r}-n${i}`], libInit(singleKeyEtcdPool(`${base}/once-old`))))
+    if (OLD_PN) cli.push(await cliRounds(`pn pool alloc (single key: ${OLD_PN})`, OLD_PN, `${base}/cli-old`, (i, r) => ['pool', 'alloc', `r${r}-n${i}`], cliInit(OLD_PN, `${base}/cli-old`)))
+
+    console.log('\nin process, per allocation (ms):')
+    console.log('layout                          allocs  failed  in pool  dup  conflicts   p50     p99     max    wall s')
+    for (const r of [perKey, single]) {
+      console.log(`${r.layout.padEnd(30)} ${String(r.allocs).padStart(6)}  ${String(r.failed).padStart(6)}  ${String(r.inPool).padStart(7)}  ${String(r.duplicates).padStart(3)}  ${String(r.conflicts ?? '-').padStart(9)}  ${f(r.perAlloc.p50).padStart(6)}  ${f(r.perAlloc.p99).padStart(6)}  ${f(r.perAlloc.max).padStart(6)}  ${(r.wallMs / 1000).toFixed(1).padStart(6)}   cpu: clients ${(r.cpuMs.bench / 1000).toFixed(1)} s, etcd ${(r.cpuMs.etcd / 1000).toFixed(1)} s`)
+    }
+    console.log(`\nCLI, ${CLI} processes at once, per process (ms):`)
+    for (const r of cli) {
+      console.log(`${r.what.padEnd(48)} n=${r.processes} failed=${r.failed} dup=${r.duplicates}  p50 ${f(r.perProcess.p50)}  p99 ${f(r.perProcess.p99)}  max ${f(r.perProcess.max)}`)
+    }
+    const results = path.join(REPO, 'bench/results')
+    if (!existsSync(results)) mkdirSync(results, {recursive: true})
+    console.log(`load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`)
+    writeFileSync(path.join(results, 'pool.json'), JSON.stringify({loadavg: loadavg(), allocs: ALLOCS, clients: CLIENTS, cliProcesses: CLI, rounds: ROUNDS, inProcess: [perKey, single], cli}, null, 2) + '\n')
+    if (perKey.duplicates !== 0 || single.duplicates !== 0 || cli.some((r) => r.duplicates !== 0)) throw new Error('duplicate CIDRs')
+  } finally {
+    await etcd.stop('SIGTERM')
+    rmSync(dir, {recursive: true, force: true})
+  }
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exit(1)
+})
