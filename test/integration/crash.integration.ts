@@ -39,16 +39,8 @@ function prng(seed: number): () => number {
   }
 }
 
-const PRNG_SRC = `function prng(seed) {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** The same generator for the driver processes (compiled to plain JavaScript, so its text runs there as is). */
+const PRNG_SRC = `${prng.toString()}
 const out = (line) => process.stdout.write(line + '\\n') // a pipe: synchronous, so every line before the kill arrives
 `
 
