@@ -21,6 +21,7 @@ import {teardownEndpoint} from '../endpoint/teardown.js'
 import {runPlan, UndoStack, type Plan} from '../flow/plan.js'
 import {ipamFile, resetIpam} from '../ipam/host.js'
 import {openPoolStore, releasePodCidrs} from '../ipam/pool.js'
+import type {EtcdTlsFiles} from '../state/etcd-store.js'
 import type {LockOptions} from '../state/files.js'
 import {nodeFile, readNodeContext, type NodeContext} from './context.js'
 import {withAttachmentFileLock, withNodeExclusive} from './lock.js'
@@ -35,6 +36,8 @@ export interface NodeResetOptions {
   lock?: LockOptions
   /** Steps of higher layers run first (e.g. stop BGP); each returns what it removed. */
   before?: {title: string; run: () => Promise<string[]>}[]
+  /** TLS files for an etcds:// pool the pod CIDR goes back to (--etcd-ca/--etcd-cert/--etcd-key). */
+  etcdTls?: EtcdTlsFiles
 }
 
 /** The folder of per-attachment lock files (src/node/lock.ts). */
@@ -119,7 +122,7 @@ export function planNodeReset(runner: Runner, stateDir: string, opts: NodeResetO
           if (node?.pool) {
             const {pool, name, podCidrs} = node
             await soft(`release pod cidr of ${name}`, async () => {
-              const rel = await releasePodCidrs(openPoolStore(pool, opts.lock), name)
+              const rel = await releasePodCidrs(openPoolStore(pool, {...opts.lock, etcdTls: opts.etcdTls}), name)
               if (rel.changed) removed.push(`pod cidr ${podCidrs.join(', ')} (back to ${pool})`)
             })
           }
