@@ -11,7 +11,7 @@ import {fsp as fs} from '../exec/fs.js'
 import path from 'node:path'
 import {normalizeCidr, parseIp} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
-import {fileExists, syncDir, withLock, type LockOptions} from '../state/files.js'
+import {fileExists, syncDir, syncPaths, withLock, type LockOptions} from '../state/files.js'
 import type {Store} from '../state/store.js'
 import {randomHex} from '../state/digest.js'
 import type {RandomInt} from './bitmap.js'
@@ -216,8 +216,10 @@ async function mutate<R extends object>(
       return {next: alloc.dirty ? alloc.toState() : undefined, result}
     })
   }
-  return withLock(ipamFile(t.stateDir), async () => {
+  const deferred = new Set<string>()
+  const result = await withLock(ipamFile(t.stateDir), async () => {
     const d = new IpamDir(ipamDir(t.stateDir), t.bootId)
+    d.deferredSyncs = deferred
     const meta = await d.readMeta()
     if (!meta) return createFresh(t, r, d, opts, run)
     const fixed = await d.recover(meta)
@@ -228,6 +230,9 @@ async function mutate<R extends object>(
     if (alloc.dirty) await commit(d, meta, loaded, alloc, t.afterStep ?? (() => undefined))
     return withWarnings(result, fixed.length > 0 ? [`repaired the ipam state (an interrupted change or a hand edit): ${fixed.join('; ')}`] : [])
   }, t.lock)
+  // Durable before it returns, but outside the lock (IpamDir.writeRecords).
+  if (deferred.size > 0) await syncPaths(deferred)
+  return result
 }
 
 /** No ipam/ yet: run on a fresh state and write the directory whole. */
