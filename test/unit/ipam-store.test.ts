@@ -189,8 +189,9 @@ describe('ipam state directory', function () {
   it('state files are 0600 and directories 0700', async () => {
     const state = path.join(dir, 'state')
     const tt = (extra: Partial<HostIpamTarget> = {}) => t({stateDir: state, ...extra})
-    await allocateIp(tt(), {owner: 'a:eth0', expirationMs: 60_000})
-    await allocateIp(tt(), {owner: 'b:eth0'})
+    // Contiguous: a random pick could be the address reserved as the router below.
+    await allocateIp(tt(), {owner: 'a:eth0', expirationMs: 60_000, strategy: 'contiguous'})
+    await allocateIp(tt(), {owner: 'b:eth0', strategy: 'contiguous'})
     await reserveRouterIps(tt({routerIps: ['10.0.1.200']})) // meta.json rewritten
     await releaseIp(tt(), {owner: 'b:eth0'})
     const mode = (p: string) => (statSync(p).mode & 0o777).toString(8)
