@@ -140,3 +140,18 @@ export function toPnError(err: unknown, action = 'run pn'): PnError {
 export function isPnError(err: unknown, code?: ErrorCode): err is PnError {
   return err instanceof PnError && (code === undefined || err.code === code)
 }
+
+/** Edit distance (insert, delete, substitute): how close a mistyped word is, for "did you mean" hints. */
+export function editDistance(a: string, b: string): number {
+  const row = Array.from({length: b.length + 1}, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
+      prev = cur
+    }
+  }
+  return row[b.length]
+}

@@ -5,22 +5,11 @@
  * Used by the base command (parse errors) and the command_not_found hook (unknown words).
  */
 import chalk from 'chalk'
-import {PnError} from '../errors.js'
+import {editDistance as distance, PnError} from '../errors.js'
 
 /** `pool:init` → `pn pool init`. */
 export function spoken(id: string): string {
   return ['pn', ...id.split(':').filter(Boolean)].join(' ')
-}
-
-/** Edit distance (insert, delete, substitute), for "did you mean". */
-export function distance(a: string, b: string): number {
-  let prev = Array.from({length: b.length + 1}, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i]
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
-    prev = cur
-  }
-  return prev[b.length]
 }
 
 /** The candidate closest to `word`, if it is close enough to be a likely typo (or a prefix of it). */

@@ -39,7 +39,7 @@ import path from 'node:path'
 import {formatIp, tryParseIp} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
 import {randomHex, sha256Hex} from '../state/digest.js'
-import {STATE_DIR_MODE, STATE_FILE_MODE, syncDir, syncPaths} from '../state/files.js'
+import {STATE_DIR_MODE, STATE_FILE_MODE, syncDir, syncPathSync, syncPaths} from '../state/files.js'
 import {Bitmap} from './bitmap.js'
 import {IpRange, ROUTER_OWNER, type IpamRange, type IpamState, type StoredAllocation} from './host-allocator.js'
 
@@ -86,16 +86,6 @@ export function ownerKey(owner: string): string {
 export function canonicalIpOrUndefined(text: string): string | undefined {
   const ip = tryParseIp(text)
   return ip ? formatIp(ip.value, ip.family) : undefined
-}
-
-/** fsync a file or directory by path, synchronously (see writeRecords). */
-function fsyncFileSync(p: string): void {
-  const fd = fs.openSync(p, 'r')
-  try {
-    fs.fsyncSync(fd)
-  } finally {
-    fs.closeSync(fd)
-  }
 }
 
 export class IpamDir {
@@ -233,7 +223,7 @@ export class IpamDir {
       // Synchronous: this runs under the IPAM lock, and each asynchronous file operation is an
       // event-loop turn; on a CPU-starved node (a burst of ADDs) every turn waits for the scheduler
       // while every other ADD waits for the lock. An fsync itself takes ~0.1 ms here.
-      for (const [tmp] of writes) fsyncFileSync(tmp)
+      for (const [tmp] of writes) syncPathSync(tmp)
     } catch (err) {
       for (const [tmp] of writes) fs.rmSync(tmp, {force: true})
       throw err
@@ -250,7 +240,7 @@ export class IpamDir {
       // `owners/` (the journal is ordered), so a later allocation is never durable before the
       // release that freed its address.
       if (this.deferredSyncs) this.deferredSyncs.add(path.join(this.dir, 'owners'))
-      else fsyncFileSync(path.join(this.dir, 'owners'))
+      else syncPathSync(path.join(this.dir, 'owners'))
     }
   }
 

@@ -4,6 +4,7 @@
  * leaves either the old file or the new one, never a torn one, and a call that returned
  * survives a power loss. Files are 0600, directories 0700.
  */
+import fsSync from 'node:fs'
 import {fsp as fs, openFile} from '../exec/fs.js'
 import path from 'node:path'
 import {PnError, type ErrorCode} from '../errors.js'
@@ -54,6 +55,19 @@ export async function syncDir(dir: string): Promise<void> {
     await h.sync()
   } finally {
     await h.close()
+  }
+}
+
+/**
+ * fsync a file or directory synchronously: no event-loop turn, for code that holds a lock a
+ * CPU-starved burst of callers waits on (src/ipam/host-store.ts).
+ */
+export function syncPathSync(p: string): void {
+  const fd = fsSync.openSync(p, 'r')
+  try {
+    fsSync.fsyncSync(fd)
+  } finally {
+    fsSync.closeSync(fd)
   }
 }
 

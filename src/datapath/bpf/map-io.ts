@@ -4,7 +4,7 @@
  * with each map's descriptor so users see IPs, MACs and ifindexes, not hex.
  */
 import {fsp as fs} from '../../exec/fs.js'
-import {PnError} from '../../errors.js'
+import {editDistance, PnError} from '../../errors.js'
 import type {Runner} from '../../exec/runner.js'
 import {mapPath, mapsDir, pathExists} from './bpffs.js'
 import {MAP_NAMES, MAPS, bufferFromBpftool, mapDef, readU32, type DecodedEntry, type MapDef} from './maps/index.js'
@@ -55,20 +55,6 @@ interface RawEntry {
   /** bpftool prints `{"error": "…"}` for a value the kernel will not read out (a perf event array's fds). */
   value?: string[] | {error: string}
   values?: {cpu: number; value: string[]}[]
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({length: b.length + 1}, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]
-    row[0] = i
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
-      prev = cur
-    }
-  }
-  return row[b.length]
 }
 
 /** PN_INVALID_ARGUMENT for a map name pn does not know, with the closest known names. */
