@@ -16,7 +16,8 @@ import {parseCniArgs} from '../../src/cni/env.js'
 import {hostIfnameFor} from '../../src/datapath/veth.js'
 import {teardownEndpoint} from '../../src/endpoint/teardown.js'
 import {DryRunRunner} from '../../src/exec/dry-run.js'
-import {effectiveArgv, type RunOptions, type RunResult, type Runner} from '../../src/exec/runner.js'
+import type {Runner} from '../../src/exec/runner.js'
+import {FakeKernel} from '../helpers/fake-kernel.js'
 import {writeNodeContext, type NodeContext} from '../../src/node/context.js'
 import {initNode} from '../../src/node/init.js'
 import {ipamOf} from '../../src/node/ipam.js'
@@ -24,39 +25,7 @@ import {listIps} from '../../src/ipam/host.js'
 import {listEndpoints} from '../../src/endpoint/store.js'
 
 /** A kernel with an uplink eth0 and nothing else: answers reads, fails nothing. */
-class FakeKernel implements Runner {
-  async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-    const argv = effectiveArgv(file, args, opts)
-    const ok = (stdout: string): RunResult => ({argv, exitCode: 0, stdout, stderr: ''})
-    const dev = args[args.indexOf('dev') + 1]
-    if (file === 'ip' && args.includes('link') && args.includes('show') && args.includes('dev')) {
-      if (dev === 'eth0' && !opts.netns) return ok(JSON.stringify([{ifindex: 2, ifname: 'eth0', mtu: 1450, address: '02:00:00:00:00:ee', flags: ['UP']}]))
-      return {argv, exitCode: 1, stdout: '', stderr: `Device "${dev}" does not exist.`}
-    }
-    if (file === 'ip' && args.includes('addr')) return args.includes('dev') ? {argv, exitCode: 1, stdout: '', stderr: `Device "${dev}" does not exist.`} : ok('[]')
-    if (file === 'ip' && args.includes('route')) return ok('[]')
-    if (file === 'sysctl') return ok('')
-    if (file === 'tc' && args.includes('show')) return ok('[]')
-    if (file === 'bpftool' && args.includes('dump')) return ok('[]')
-    if (file === 'bpftool') return {argv, exitCode: 255, stdout: '', stderr: 'Error: not pinned'}
-    return ok('')
-  }
-
-  async makeDir(): Promise<boolean> {
-    return true
-  }
-
-  async remove(): Promise<void> {}
-  async writeFile(): Promise<void> {}
-
-  stream(): never {
-    throw new Error('the fake kernel streams nothing')
-  }
-
-  async spawnDetached(): Promise<never> {
-    throw new Error('the fake kernel spawns nothing')
-  }
-}
+const fakeKernel = () => new FakeKernel({uplink: {ifname: 'eth0', mtu: 1450, address: '02:00:00:00:00:ee'}})
 
 /** The records as `tool verb…` heads (the first words that say what changes). */
 const heads = (r: DryRunRunner) => r.records.map((x) => (x.argv[0] === 'nsenter' ? x.argv.slice(3) : x.argv).slice(0, 3).join(' '))
@@ -93,7 +62,7 @@ describe('flows as golden command sequences (fake kernel, no root)', () => {
   })
 
   it('node init (host-routes): one batch for the pair, one for address + route, one sysctl write', async () => {
-    const runner = new DryRunRunner(new FakeKernel())
+    const runner = new DryRunRunner(fakeKernel())
     const r = await initNode(runner, dir, {name: 'n1', uplink: 'eth0', podCidrs: ['10.0.1.0/24'], routing: 'host-routes'})
     assert.equal(r.node.mtu, 1450, 'the uplink MTU')
     const writes = heads(runner).filter((h) => !h.startsWith('mkdir') && !h.startsWith('mount'))
@@ -108,7 +77,7 @@ describe('flows as golden command sequences (fake kernel, no root)', () => {
 
   it('CNI ADD (bpf): veth in one batch, rp_filter without a process, pod addressing, one bpftool batch, qdisc + filter in one tc batch; never clang', async () => {
     await writeNodeContext(dir, node('bpf'))
-    const runner = new DryRunRunner(new FakeKernel())
+    const runner = new DryRunRunner(fakeKernel())
     const result = await cniAdd(request(runner, 'ADD'))
     const [address] = (result as {ips: {address: string}[]}).ips.map((i) => i.address)
     assert.match(address, /^10\.0\.1\.\d+\/32$/)
@@ -142,7 +111,7 @@ describe('flows as golden command sequences (fake kernel, no root)', () => {
   it('CNI ADD failing at the BPF step unwinds in reverse: bpf, endpoint, veth, IP', async () => {
     await writeNodeContext(dir, node('bpf'))
     rmSync(path.join(bpffsRoot, 'progs'), {recursive: true}) // the node programs are not loaded
-    const runner = new DryRunRunner(new FakeKernel())
+    const runner = new DryRunRunner(fakeKernel())
     await assert.rejects(cniAdd(request(runner, 'ADD')), (e: Error & {code?: string}) => e.code === 'PN_BPF_NOT_LOADED')
     assert.deepEqual(heads(runner).slice(3), ['tc filter del', 'ip link del'], 'detach (nothing attached) then the veth')
     const held = (await listIps(ipamOf(node('bpf'), dir))).map((a) => a.owner)
@@ -152,8 +121,8 @@ describe('flows as golden command sequences (fake kernel, no root)', () => {
 
   it('CNI DEL and the one teardown: veth (its qdisc and filter go with it), map entries by key, record, IP — and nothing when it is all gone', async () => {
     await writeNodeContext(dir, node('bpf'))
-    await cniAdd(request(new DryRunRunner(new FakeKernel()), 'ADD'))
-    const runner = new DryRunRunner(new FakeKernel())
+    await cniAdd(request(new DryRunRunner(fakeKernel()), 'ADD'))
+    const runner = new DryRunRunner(fakeKernel())
     const del = await cniDel(request(runner, 'DEL'))
     assert.equal(del.endpoint, true)
     assert.equal(del.ips.length, 1)
@@ -170,7 +139,7 @@ describe('flows as golden command sequences (fake kernel, no root)', () => {
       ],
     )
     // The same teardown, a second time: nothing left to remove, no error (DEL may repeat).
-    const t = await teardownEndpoint(new DryRunRunner(new FakeKernel()), dir, {containerId: 'c1', ifname: 'eth0'}, {bpf: node('bpf'), ipam: ipamOf(node('bpf'), dir)})
+    const t = await teardownEndpoint(new DryRunRunner(fakeKernel()), dir, {containerId: 'c1', ifname: 'eth0'}, {bpf: node('bpf'), ipam: ipamOf(node('bpf'), dir)})
     assert.deepEqual([t.endpoint, t.ips, t.errors], [false, [], []])
   })
 })

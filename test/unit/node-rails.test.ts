@@ -12,7 +12,8 @@ import type {EndpointRecord} from '../../src/endpoint/store.js'
 import {saveEndpoint} from '../../src/endpoint/store.js'
 import {isPnError, PnError} from '../../src/errors.js'
 import {DryRunRunner} from '../../src/exec/dry-run.js'
-import {effectiveArgv, type RunOptions, type RunResult, type Runner} from '../../src/exec/runner.js'
+import type {Runner} from '../../src/exec/runner.js'
+import {FakeKernel} from '../helpers/fake-kernel.js'
 import {allocateIp, confirmIp, ipamExists, listIps, releaseIp, type HostIpamTarget, type IpamState} from '../../src/ipam/host.js'
 import {allocatePodCidrs, initPool, listPool} from '../../src/ipam/pool.js'
 import {writeNodeContext, type NodeContext} from '../../src/node/context.js'
@@ -78,37 +79,7 @@ describe('node rails: pod CIDR against the node\'s addresses and routes (pure)',
 })
 
 /** A kernel with one uplink, up0 = 172.31.98.1/24: answers reads, fails nothing. */
-class UplinkKernel implements Runner {
-  async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-    const argv = effectiveArgv(file, args, opts)
-    const ok = (stdout: string): RunResult => ({argv, exitCode: 0, stdout, stderr: ''})
-    if (file === 'ip' && args.includes('link') && args.includes('show') && args.includes('dev')) {
-      const dev = args[args.indexOf('dev') + 1]
-      if (dev === 'up0') return ok(JSON.stringify([{ifindex: 2, ifname: 'up0', mtu: 1500, address: '02:00:00:00:00:01', flags: ['UP']}]))
-      return {argv, exitCode: 1, stdout: '', stderr: `Device "${dev}" does not exist.`}
-    }
-    if (file === 'ip' && args.includes('addr') && !args.includes('dev')) return ok(ADDRS)
-    if (file === 'ip' && args.includes('addr')) return {argv, exitCode: 1, stdout: '', stderr: 'Device does not exist.'}
-    if (file === 'ip' && args.includes('route') && args.includes('all')) return ok(args.includes('-6') ? ROUTES6 : ROUTES4)
-    if (file === 'ip' && args.includes('route')) return ok('[]')
-    return ok('')
-  }
-
-  async makeDir(): Promise<boolean> {
-    return true
-  }
-
-  async remove(): Promise<void> {}
-  async writeFile(): Promise<void> {}
-
-  stream(): never {
-    throw new Error('nothing streams here')
-  }
-
-  async spawnDetached(): Promise<never> {
-    throw new Error('nothing is spawned here')
-  }
-}
+const uplinkKernel = () => new FakeKernel({uplink: {ifname: 'up0', mtu: 1500, address: '02:00:00:00:00:01'}, addrs: ADDRS, routes4: ROUTES4, routes6: ROUTES6})
 
 describe('node rails: node init refuses before changing anything', () => {
   let dir: string
@@ -118,7 +89,7 @@ describe('node rails: node init refuses before changing anything', () => {
     initNode(runner, dir, {name: 'n1', uplink: 'up0', podCidrs: ['10.70.1.0/24'], routing: 'host-routes', ...over})
 
   it('PN_CIDR_CONFLICT for the uplink\'s subnet, naming both; no command that changes anything ran', async () => {
-    const runner = new DryRunRunner(new UplinkKernel())
+    const runner = new DryRunRunner(uplinkKernel())
     const err = await init(runner, {podCidrs: ['172.31.98.0/24']}).catch((e: unknown) => e)
     assert.ok(isPnError(err, 'PN_CIDR_CONFLICT'), String(err))
     assert.match(err.message, /pod cidr 172\.31\.98\.0\/24 overlaps address 172\.31\.98\.1\/24 dev up0/)
@@ -130,14 +101,14 @@ describe('node rails: node init refuses before changing anything', () => {
   })
 
   it('the same init with a CIDR of its own goes through', async () => {
-    const r = await init(new DryRunRunner(new UplinkKernel()))
+    const r = await init(new DryRunRunner(uplinkKernel()))
     assert.deepEqual(r.node.podCidrs, ['10.70.1.0/24'])
   })
 
   it('checks --name with the validator of `pn pool alloc` (one validator)', async () => {
     const store = new MemoryStore<never>()
     for (const name of ['a b', '../etc', '..', 'n1/x', '']) {
-      const err = await init(new DryRunRunner(new UplinkKernel()), {name}).catch((e: unknown) => e)
+      const err = await init(new DryRunRunner(uplinkKernel()), {name}).catch((e: unknown) => e)
       assert.ok(isPnError(err, 'PN_INVALID_ARGUMENT'), `${JSON.stringify(name)}: ${String(err)}`)
       const poolErr = await allocatePodCidrs(store, name).catch((e: unknown) => e)
       assert.equal((err as PnError).message, (poolErr as PnError).message, 'the same check, the same words')
@@ -155,14 +126,14 @@ describe('node rails: node init refuses before changing anything', () => {
     it('refuses another node\'s block, naming that node; the pool is unchanged', async () => {
       const other = await allocatePodCidrs(pool, 'n2')
       const before = (await import('node:fs')).readFileSync(pool, 'utf8')
-      const err = await init(new DryRunRunner(new UplinkKernel()), {podCidrs: other.cidrs, pool}).catch((e: unknown) => e)
+      const err = await init(new DryRunRunner(uplinkKernel()), {podCidrs: other.cidrs, pool}).catch((e: unknown) => e)
       assert.ok(isPnError(err, 'PN_CIDR_CONFLICT'), String(err))
       assert.match(err.message, new RegExp(`pod cidr ${other.cidrs[0].replace(/[./]/g, '\\$&')} is not this node's: .*gave it to node n2`))
       assert.equal((await import('node:fs')).readFileSync(pool, 'utf8'), before)
     })
 
     it('refuses a block the pool did not allocate', async () => {
-      const err = await init(new DryRunRunner(new UplinkKernel()), {podCidrs: ['10.70.200.0/24'], pool}).catch((e: unknown) => e)
+      const err = await init(new DryRunRunner(uplinkKernel()), {podCidrs: ['10.70.200.0/24'], pool}).catch((e: unknown) => e)
       assert.ok(isPnError(err, 'PN_CIDR_CONFLICT'), String(err))
       assert.match(err.message, /did not allocate it to n1/)
     })
@@ -170,7 +141,7 @@ describe('node rails: node init refuses before changing anything', () => {
     it('a block just taken from the pool that overlaps the uplink is refused and given back', async () => {
       const clash = path.join(dir, 'clash.json')
       await initPool(clash, {cidrs: ['172.31.98.0/24'], maskSize: 25})
-      const err = await init(new DryRunRunner(new UplinkKernel()), {podCidrs: undefined, pool: clash}).catch((e: unknown) => e)
+      const err = await init(new DryRunRunner(uplinkKernel()), {podCidrs: undefined, pool: clash}).catch((e: unknown) => e)
       assert.ok(isPnError(err, 'PN_CIDR_CONFLICT'), String(err))
       assert.match(err.message, /pod cidr 172\.31\.98\.0\/25 overlaps address 172\.31\.98\.1\/24 dev up0/)
       assert.deepEqual((await listPool(clash)).nodes, [], 'the undo released it')
@@ -178,7 +149,7 @@ describe('node rails: node init refuses before changing anything', () => {
 
     it('takes the block the pool gave this node, and remembers the pool (reset gives it back)', async () => {
       const mine = await allocatePodCidrs(pool, 'n1')
-      const r = await init(new DryRunRunner(new UplinkKernel()), {podCidrs: mine.cidrs, pool})
+      const r = await init(new DryRunRunner(uplinkKernel()), {podCidrs: mine.cidrs, pool})
       assert.deepEqual(r.node.podCidrs, mine.cidrs)
       assert.equal(r.node.pool, pool)
     })
