@@ -5,9 +5,10 @@
  * `ip` command lines through the Runner (tools.ts); a native backend will send them as netlink
  * messages. Flows never build tool text and never read tool output.
  *
- * Next to slot in, as more members of the same union: tc hooks (`tc.attach` of a pinned program,
- * `tc.detach`, `qdisc.add`), map entries (`map.update`/`map.delete`/`map.lookup`/`map.dump`) and
- * object load and pin.
+ * The union covers links, addresses, routes, neighbours, sysctls, tc hooks (a clsact qdisc and
+ * a pinned program attached as a direct-action filter), pinned programs, and map entries (update,
+ * delete, lookup, dump). Keys and values are raw bytes in the map's own layout (the codecs in
+ * src/datapath/bpf/maps/ build them); a map is named by its pin path.
  */
 
 /** The subset of a link's state pn reads (the names of `ip -j -d link show`). */
@@ -51,6 +52,28 @@ export interface VethPeer {
   netns?: string
 }
 
+/** A tc hook of clsact. */
+export type TcDirection = 'ingress' | 'egress'
+
+/** One tc filter on a hook (`tc -j filter show`), the parts pn reads. */
+export interface TcFilter {
+  pref: number
+  /** `bpf` for pn's; other kinds are listed so pn never mistakes a hook for empty. */
+  kind: string
+  handle?: number
+  /** The attached program, for a bpf filter. */
+  prog?: {id: number; name?: string; tag?: string}
+}
+
+/** One entry of a map dump: `value` for a plain map, `values` (one per possible CPU) for a per-CPU map. */
+export interface MapEntry {
+  key: Buffer
+  value?: Buffer
+  values?: Buffer[]
+  /** The kernel would not read the value out (a perf event array's fds): its errno name. */
+  unreadable?: string
+}
+
 export type KernelOp =
   /** Create a veth pair (the only link type pn makes so far). */
   | {kind: 'link.add'; type: 'veth'; name: string; address?: string; mtu?: number; txqueuelen?: number; peer: VethPeer}
@@ -76,6 +99,26 @@ export type KernelOp =
   | {kind: 'neigh.add'; dev: string; dst: string; proxy?: boolean; lladdr?: string; permanent?: boolean; replace?: boolean}
   /** A `net.*` sysctl of the netns (`.` separates levels, `/` stands for a `.` inside a device name). */
   | {kind: 'sysctl.set'; key: string; value: string}
+  /** Add a clsact qdisc (EEXIST when one is there). */
+  | {kind: 'qdisc.add'; dev: string}
+  /** Delete the clsact qdisc (and every filter on it); `missingOk`: absent qdisc or device is `{deleted: false}`. */
+  | {kind: 'qdisc.del'; dev: string; missingOk?: boolean}
+  /** Attach (create or replace) the program pinned at `pinned` as a direct-action bpf filter at pref/handle. */
+  | {kind: 'tc.attach'; dev: string; direction: TcDirection; pref: number; handle: number; pinned: string}
+  /** Delete the filter at pref/handle; `missingOk`: an absent filter, qdisc or device is `{deleted: false}`. */
+  | {kind: 'tc.detach'; dev: string; direction: TcDirection; pref: number; handle: number; missingOk?: boolean}
+  /** The filters on one hook; an absent device or qdisc has none. */
+  | {kind: 'tc.list'; dev: string; direction: TcDirection}
+  /** The program pinned at a path; not pinned is `{prog: undefined}`. */
+  | {kind: 'prog.get'; pinned: string}
+  /** Create or overwrite one entry of the map pinned at `map`. */
+  | {kind: 'map.update'; map: string; key: Buffer; value: Buffer}
+  /** Delete one entry; `missingOk`: an absent key is `{deleted: false}`. */
+  | {kind: 'map.delete'; map: string; key: Buffer; missingOk?: boolean}
+  /** One entry; absent is `{value: undefined}`. */
+  | {kind: 'map.lookup'; map: string; key: Buffer}
+  /** Every entry of a map. */
+  | {kind: 'map.dump'; map: string}
 
 export type OpKind = KernelOp['kind']
 export type OpOf<K extends OpKind> = Extract<KernelOp, {kind: K}>
@@ -87,6 +130,13 @@ interface Answers {
   'link.del': {deleted: boolean}
   'addr.list': {links: AddrLink[]}
   'route.list': {routes: RouteEntry[]}
+  'qdisc.del': {deleted: boolean}
+  'tc.detach': {deleted: boolean}
+  'tc.list': {filters: TcFilter[]}
+  'prog.get': {prog?: {id: number; name?: string; tag?: string}}
+  'map.delete': {deleted: boolean}
+  'map.lookup': {value?: Buffer; values?: Buffer[]}
+  'map.dump': {entries: MapEntry[]}
 }
 
 export type ResultOf<K extends OpKind> = {kind: K} & (K extends keyof Answers ? Answers[K] : unknown)
@@ -128,7 +178,32 @@ export function describeOp(op: KernelOp): string {
       return op.proxy ? `add proxy neighbour ${op.dst} on ${op.dev}` : `${op.replace ? 'replace' : 'add'} neighbour ${op.dst} on ${op.dev}`
     case 'sysctl.set':
       return `set ${op.key}=${op.value}`
+    case 'qdisc.add':
+      return `add clsact qdisc on ${op.dev}`
+    case 'qdisc.del':
+      return `delete clsact qdisc on ${op.dev}`
+    case 'tc.attach':
+      return `attach ${op.pinned} to ${op.dev} ${op.direction}`
+    case 'tc.detach':
+      return `detach bpf from ${op.dev} ${op.direction}`
+    case 'tc.list':
+      return `list tc filters of ${op.dev} ${op.direction}`
+    case 'prog.get':
+      return `show program ${op.pinned}`
+    case 'map.update':
+      return `update ${mapName(op.map)} entry ${op.key.toString('hex')}`
+    case 'map.delete':
+      return `delete ${mapName(op.map)} entry ${op.key.toString('hex')}`
+    case 'map.lookup':
+      return `look up ${mapName(op.map)} entry ${op.key.toString('hex')}`
+    case 'map.dump':
+      return `dump map ${mapName(op.map)}`
   }
+}
+
+/** A pinned map's name (the last part of its pin path). */
+function mapName(pinned: string): string {
+  return pinned.slice(pinned.lastIndexOf('/') + 1)
 }
 
 /** /proc/sys path of a sysctl key: `.` separates levels, `/` stands for a `.` inside a name. */
