@@ -235,8 +235,8 @@ static int in_path(const char *name, char *out, size_t size) {
  * entry and the helpers' folder in `# pn-cni node|entry|helpers:` lines, so node is exec'd
  * directly rather than through sh. A checkout's bin/pn-cni.cjs is run by the node in PATH (not
  * through /usr/bin/env), with the helpers of <its dir>/../dist/native. Anything else is exec'd as
- * it is. `node` is empty when the target is exec'd itself; `dir` is empty when pn-netlink and
- * pn-lockd are not both there (pn-cni then starts its own, as it does when run directly).
+ * it is. `node` is empty when the target is exec'd itself; `dir` is empty when pn-netlink is not
+ * there (pn-cni then starts its own, as it does when run directly).
  */
 static void launch_spec(const char *target, char *node, char *entry, char *dir, size_t size) {
   char head[4096], path[PATH_MAX + 32];
@@ -265,8 +265,6 @@ static void launch_spec(const char *target, char *node, char *entry, char *dir, 
   }
   snprintf(path, sizeof path, "%s/pn-netlink", dir);
   if (!dir[0] || access(path, X_OK) != 0) dir[0] = 0;
-  snprintf(path, sizeof path, "%s/pn-lockd", dir);
-  if (dir[0] && access(path, X_OK) != 0) dir[0] = 0;
 }
 
 /* Start the helper `name` of `dir` on `end` (one end of a socket pair) as its stdin and stdout.
@@ -350,9 +348,9 @@ static int relay(int fd, int out) {
  * The standalone path, when no agent answers: run pn-cni (Node) with the same environment and
  * stdin (replayed from a memfd), and return its answer. Two things make it cheaper than exec'ing
  * Node outright, each measured (docs/AGENT.md):
- *  - this process starts pn-netlink and pn-lockd while Node boots and hands pn-cni their sockets
- *    (PN_CNI_NETLINK_FD, PN_CNI_LOCKD_FD): Node's own fork() of its grown heap, and the wait for
- *    the helpers, are gone;
+ *  - this process starts pn-netlink while Node boots and hands pn-cni its socket
+ *    (PN_CNI_NETLINK_FD): Node's own fork() of its grown heap, and the wait for the helper, are
+ *    gone (pn-cni holds its locks itself, with flock(2) through its addon);
  *  - pn-cni writes its exit code to PN_CNI_STATUS_FD once its answer is written; this process
  *    then relays the rest of stdout and stderr and exits, while Node tears its heap down.
  * pn-cni's stdout and stderr come through pipes, so nothing of a runtime's is held by a process
@@ -364,9 +362,9 @@ static void standalone(char **argv, struct buf *in) {
   standalone_target(target, sizeof target);
   launch_spec(target, node, entry, dir, PATH_MAX);
   /* [0]: pn-cni's end, [1]: the helper's; both close-on-exec until handed over. */
-  int netlink[2] = {-1, -1}, lockd[2] = {-1, -1};
-  if (dir[0] && (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, netlink) != 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, lockd) != 0)) {
-    netlink[0] = netlink[1] = lockd[0] = lockd[1] = -1; /* no helpers: pn-cni starts its own */
+  int netlink[2] = {-1, -1};
+  if (dir[0] && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, netlink) != 0) {
+    netlink[0] = netlink[1] = -1; /* no helper: pn-cni starts its own */
   }
   int fd = memfd_create("pn-cni-stdin", MFD_CLOEXEC);
   if (fd < 0) die("memfd_create");
@@ -375,19 +373,19 @@ static void standalone(char **argv, struct buf *in) {
   int out[2], err[2], status[2];
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 || pipe2(status, O_CLOEXEC) != 0) die("pipe");
   /* The child's environment, made here: after vfork() it may only make system calls. */
-  static const char *const ours[] = {"PN_CNI_STATUS_FD=", "PN_CNI_NETLINK_FD=", "PN_CNI_LOCKD_FD="};
-  const int inherit[] = {status[1], netlink[0], lockd[0]};
+  static const char *const ours[] = {"PN_CNI_STATUS_FD=", "PN_CNI_NETLINK_FD="};
+  const int inherit[] = {status[1], netlink[0]};
   size_t count = 0, k = 0;
   for (char **e = environ; *e; e++) count++;
-  char **envp = calloc(count + 4, sizeof *envp);
-  char vars[3][40];
+  char **envp = calloc(count + 3, sizeof *envp);
+  char vars[2][40];
   if (!envp) die("allocate");
   for (char **e = environ; *e; e++) {
     int mine = 0;
-    for (int i = 0; i < 3; i++) mine |= strncmp(*e, ours[i], strlen(ours[i])) == 0;
+    for (int i = 0; i < 2; i++) mine |= strncmp(*e, ours[i], strlen(ours[i])) == 0;
     if (!mine) envp[k++] = *e;
   }
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 2; i++)
     if (inherit[i] >= 0) {
       snprintf(vars[i], sizeof vars[i], "%s%d", ours[i], inherit[i]);
       envp[k++] = vars[i];
@@ -413,7 +411,7 @@ static void standalone(char **argv, struct buf *in) {
     if (getppid() != parent) _exit(1);
     if (dup2(fd, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) _exit(127);
     /* Inherited on purpose (the rest stays close-on-exec). */
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 2; i++)
       if (inherit[i] >= 0) fcntl(inherit[i], F_SETFD, 0);
     execve(program, args, envp);
     if (write(1, failed, sizeof failed - 1) < 0) _exit(127);
@@ -432,25 +430,25 @@ static void standalone(char **argv, struct buf *in) {
   close(err[1]);
   close(status[1]);
   if (netlink[0] >= 0) close(netlink[0]);
-  if (lockd[0] >= 0) close(lockd[0]);
   fcntl(out[0], F_SETFL, O_NONBLOCK);
   fcntl(err[0], F_SETFL, O_NONBLOCK);
 
-  /* The helpers start when pn-cni says it has booted ("start" on the status pipe: it then loads
-   * its bundle for ~20 ms while they start), or at its first request to one (which waits in the
-   * socket meanwhile), not with Node: two process starts during Node's own start slow it by more
-   * than a helper's start costs later. A call that never says so (VERSION) starts none. */
-  struct pollfd fds[5] = {{.fd = out[0], .events = POLLIN}, {.fd = err[0], .events = POLLIN}, {.fd = status[0], .events = POLLIN},
-                          {.fd = netlink[1], .events = POLLIN}, {.fd = lockd[1], .events = POLLIN}};
-  static const char *const helper[5] = {[3] = "pn-netlink", [4] = "pn-lockd"};
+  /* The helper starts when pn-cni says it has booted ("start" on the status pipe: it then loads
+   * its bundle for ~20 ms while the helper starts), or at its first request (which waits in the
+   * socket meanwhile), not with Node: a process start during Node's own start slows it by more
+   * than the helper's start costs later. A call that never says so (VERSION) starts none. */
+  enum { NFDS = 4 };
+  struct pollfd fds[NFDS] = {{.fd = out[0], .events = POLLIN}, {.fd = err[0], .events = POLLIN}, {.fd = status[0], .events = POLLIN},
+                             {.fd = netlink[1], .events = POLLIN}};
+  static const char *const helper[NFDS] = {[3] = "pn-netlink"};
   struct status sp = {.have = 0};
   for (;;) {
     if (fds[0].fd < 0 && fds[1].fd < 0 && fds[2].fd < 0) break;
-    if (poll(fds, 5, -1) < 0) {
+    if (poll(fds, NFDS, -1) < 0) {
       if (errno == EINTR) continue;
       die("poll");
     }
-    for (int i = 3; i < 5; i++)
+    for (int i = 3; i < NFDS; i++)
       if (fds[i].fd >= 0 && fds[i].revents) {
         /* A request, or pn-cni closed its end (then a helper would only read EOF). */
         if (fds[i].revents & POLLIN) start_helper(dir, helper[i], fds[i].fd);
@@ -467,7 +465,7 @@ static void standalone(char **argv, struct buf *in) {
       if (n <= 0) { fds[2].fd = -1; continue; } /* it ended without a code */
       for (int ev = status_next(&sp, (size_t)n); ev != STATUS_NONE; ev = status_next(&sp, 0)) {
         if (ev == STATUS_START) {
-          for (int i = 3; i < 5; i++)
+          for (int i = 3; i < NFDS; i++)
             if (fds[i].fd >= 0) {
               start_helper(dir, helper[i], fds[i].fd);
               close(fds[i].fd);

@@ -26,7 +26,7 @@ import {promises as fs} from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import {PnError} from '../errors.js'
-import {KeyedMutex} from '../exec/lockd.js'
+import {KeyedMutex} from '../exec/keyed-mutex.js'
 import {AGENT_OP_VAR} from './client.js'
 import {agentSocketPath} from './paths.js'
 import {agentSyscalls, type AgentSyscalls, type PeerCredentials} from './syscalls.js'
@@ -56,7 +56,7 @@ export interface AgentServerOptions {
   maxRequestBytes?: number
   /** How often a running request's client is checked for a hang-up (default 100 ms). */
   hangupCheckMs?: number
-  /** The addon's syscalls (default: dist/native/pn-peercred.node, loaded on first use). */
+  /** The addon's syscalls (default: dist/native/pn-sys.node, loaded on first use). */
   syscalls?: AgentSyscalls
   log?: (msg: string) => void
 }

@@ -1,12 +1,8 @@
 /**
- * The syscalls the agent needs and Node has no API for, from the Node-API addon
- * native/pn-peercred.c (dist/native/pn-peercred.node). Loaded on first use, by the agent only:
- * pn-cni and the other commands never load it.
+ * The socket and file syscalls the agent needs and Node has no API for, from pn's addon
+ * (native/pn-sys.c through src/exec/sys.ts), loaded on first use.
  */
-import {createRequire} from 'node:module'
-import path from 'node:path'
-import {fileURLToPath} from 'node:url'
-import {PnError} from '../errors.js'
+import {sys} from '../exec/sys.js'
 
 /** Who is on the other end of a UNIX socket, as the kernel saw it at connect(2). */
 export interface PeerCredentials {
@@ -26,19 +22,6 @@ export interface AgentSyscalls {
   tryLock(fd: number): boolean
 }
 
-/** dist/src/agent → dist/native. */
-export const PEERCRED_ADDON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/pn-peercred.node')
-
-let loaded: AgentSyscalls | undefined
-
 export function agentSyscalls(): AgentSyscalls {
-  if (loaded) return loaded
-  try {
-    loaded = createRequire(import.meta.url)(PEERCRED_ADDON) as AgentSyscalls
-  } catch (err) {
-    throw new PnError('PN_TOOL_MISSING', `load agent addon ${PEERCRED_ADDON}: ${(err as Error).message.split('\n')[0]}`, {
-      hint: 'build it: npm run build (needs clang and the node headers, /usr/include/node)',
-    })
-  }
-  return loaded
+  return sys()
 }

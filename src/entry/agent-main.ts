@@ -17,16 +17,14 @@ import {defaultHandlers} from '../cni/handlers.js'
 import {runProtocol} from '../cni/protocol.js'
 import {formatResult} from '../cni/result.js'
 import {PnError, toPnError} from '../errors.js'
-import {LockServer} from '../exec/lockd.js'
 import {NetlinkWorker, WorkerRunner} from '../exec/netlink-worker.js'
 import {SpawnRunner, type Runner} from '../exec/runner.js'
 import {ensureDir} from '../state/files.js'
 import {readNodeContext} from '../node/context.js'
 import {reconcileNode} from '../node/reconcile.js'
-import {keptMapWriters} from '../service/kept-writer.js'
 import {answerServiceRequest, SERVICE_OP} from '../service/request.js'
 import {entryOptions, requestStateDir} from './env.js'
-import {builtHelper, LOCKD_BINARY, NETLINK_BINARY} from './native.js'
+import {builtHelper, NETLINK_BINARY} from './native.js'
 
 
 export interface AgentMainOptions {
@@ -132,10 +130,6 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
     opts.log(`reconcile: ${rec.reaped.length} reaped, ${rec.kept} kept`)
   }
 
-  const locker = new LockServer(LOCKD_BINARY)
-  await locker.start()
-  // Service changes keep their map-writer process between requests (src/service/kept-writer.ts).
-  const mapWriters = keptMapWriters(locker)
   const refuse = (req: WireRequest | undefined, err: PnError): WireResponse => ({
     exitCode: 1,
     stdout: formatResult(toCniError(err, req ? cniVersionOf(req.stdin) : undefined)) + '\n',
@@ -168,7 +162,7 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
     const eo = entryOptions(req.env, (line) => stderr.push(line))
     if (req.env[AGENT_OP_VAR] === SERVICE_OP) {
       // A service change from a program (src/service/request.ts): no process start, warm code.
-      const out = await answerServiceRequest(runner, stateDir, req.stdin, {lock: eo.lock, openWriter: mapWriters.openWriter})
+      const out = await answerServiceRequest(runner, stateDir, req.stdin, {lock: eo.lock})
       log(`service request: exit ${out.exitCode} after ${Date.now() - started} ms`)
       return {...out, stderr: stderr.join('')}
     }
@@ -176,7 +170,7 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
       const out = await runProtocol({
         env: req.env,
         stdin: req.stdin,
-        defaults: {stateDir, signal, lock: {...eo.lock, locker}, flow: eo.flow, failAfter: eo.failAfter},
+        defaults: {stateDir, signal, lock: eo.lock, flow: eo.flow, failAfter: eo.failAfter},
         runner,
         handlers: defaultHandlers,
         log,
@@ -209,9 +203,7 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
     await writeAgentPidFile(stateDir)
   } catch (err) {
     await server.close()
-    await locker.stop()
     await worker?.stop()
-    await mapWriters.close()
     throw err
   }
   opts.log(`pn agent ${process.pid} serving ${stateDir} on ${server.socket}`)
@@ -225,8 +217,6 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
       const s = server.stats()
       opts.log(`stopping: ${s.inflight} request(s) in flight, ${s.queued} queued`)
       await server.close(o)
-      await mapWriters.close()
-      await locker.stop()
       await worker?.stop()
       // Only our own pid file: a new agent may already have started on this node.
       const pid = Number((await fs.readFile(agentPidFile(stateDir), 'utf8').catch(() => '')).trim())

@@ -96,7 +96,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
     writeAll(1, out.stdout)
     return out.exitCode
   }
-  const [{SpawnRunner}, {defaultHandlers}, {runProtocol}, {interruptOnSignals}, {entryOptions}, native, {NetlinkWorker, WorkerRunner}, {LockServer}] = await Promise.all([
+  const [{SpawnRunner}, {defaultHandlers}, {runProtocol}, {interruptOnSignals}, {entryOptions}, native, {NetlinkWorker, WorkerRunner}] = await Promise.all([
     import('../exec/runner.js'),
     import('../cni/handlers.js'),
     import('../cni/protocol.js'),
@@ -104,27 +104,24 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
     import('./env.js'),
     import('./native.js'),
     import('../exec/netlink-worker.js'),
-    import('../exec/lockd.js'),
   ])
   // A runtime that gives up on us (SIGTERM) gets an ADD that unwinds, not a half-made pod.
   const interrupt = interruptOnSignals()
   const opts = entryOptions(env, (line) => writeAll(2, line))
   // PN_TRACE_EXEC=1 logs every command the plugin spawns (to the log file or stderr).
   const spawner = new SpawnRunner(opts.traceExec ? (argv) => log(`exec: ${argv.join(' ')}`) : undefined)
-  // One helper process for the kernel commands and one for the flocks, instead of a process per
-  // command and per lock (each costs 10–50 ms). native/pn-cni.c starts both next to this process
-  // and passes their sockets; otherwise each is spawned on first use. Without a built helper the
-  // commands and locks are processes as before.
+  // One helper process for the kernel commands instead of a process per command (each costs
+  // 10–50 ms). native/pn-cni.c starts it next to this process and passes its socket; otherwise it
+  // is spawned on first use. Without a built helper the commands are processes as before. Locks
+  // need no helper: this process holds them (src/exec/flock.ts).
   const netlink = opts.helperFds.netlink !== undefined ? native.NETLINK_BINARY : native.builtHelper(native.NETLINK_BINARY)
-  const lockd = opts.helperFds.lockd !== undefined ? native.LOCKD_BINARY : native.builtHelper(native.LOCKD_BINARY)
   const worker = netlink ? new NetlinkWorker(netlink, opts.helperFds.netlink) : undefined
-  const locker = lockd ? new LockServer(lockd, opts.helperFds.lockd) : undefined
   let out
   try {
     out = await runProtocol({
       env,
       stdin,
-      defaults: {stateDir: opts.stateDir, signal: interrupt.signal, lock: locker ? {...opts.lock, locker} : opts.lock, flow: opts.flow, failAfter: opts.failAfter},
+      defaults: {stateDir: opts.stateDir, signal: interrupt.signal, lock: opts.lock, flow: opts.flow, failAfter: opts.failAfter},
       runner: worker ? new WorkerRunner(spawner, worker, opts.traceExec ? (argv) => log(`netlink: ${argv.join(' ')}`) : undefined) : spawner,
       handlers: defaultHandlers,
       log,
@@ -133,11 +130,9 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
       },
     })
   } finally {
-    // Closing their stdin ends both helpers; the lock helper's exit drops any flock it still
-    // holds (the flows have sent their unlocks by now). Not waited for (a few ms): bin/pn-cni
-    // exits once the answer is written, and a helper exits on its own at the end of its input.
+    // Closing its stdin ends the helper. Not waited for (a few ms): bin/pn-cni exits once the
+    // answer is written, and the helper exits on its own at the end of its input.
     void worker?.stop()
-    void locker?.stop()
   }
   writeAll(1, out.stdout)
   if (out.command !== 'VERSION') log(`exit ${out.exitCode} after ${Date.now() - started} ms`)

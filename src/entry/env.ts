@@ -25,10 +25,10 @@ export interface EntryOptions {
   /** PN_TRACE_EXEC: log every spawned command. */
   traceExec: boolean
   /**
-   * PN_CNI_NETLINK_FD / PN_CNI_LOCKD_FD: sockets to a pn-netlink and a pn-lockd that the process
-   * which started pn-cni (native/pn-cni.c) already runs (src/exec/helper-process.ts).
+   * PN_CNI_NETLINK_FD: a socket to a pn-netlink that the process which started pn-cni
+   * (native/pn-cni.c) already runs (src/exec/helper-process.ts).
    */
-  helperFds: {netlink?: number; lockd?: number}
+  helperFds: {netlink?: number}
   /** PN_ETCD_CA / PN_ETCD_CERT / PN_ETCD_KEY: TLS files for an etcds:// pool (flags override). */
   etcdTls: {ca?: string; cert?: string; key?: string}
 }
@@ -74,7 +74,7 @@ export function entryOptions(env: NodeJS.ProcessEnv, stderr: (line: string) => v
     ...(env.PN_CNI_FAIL_AFTER ? {failAfter: env.PN_CNI_FAIL_AFTER} : {}),
     ...(env.PN_BPF_DIR ? {bpfDir: env.PN_BPF_DIR} : {}),
     traceExec: Boolean(env.PN_TRACE_EXEC),
-    helperFds: {netlink: inheritedFd(env.PN_CNI_NETLINK_FD), lockd: inheritedFd(env.PN_CNI_LOCKD_FD)},
+    helperFds: {netlink: inheritedFd(env.PN_CNI_NETLINK_FD)},
     etcdTls: {
       ...(env.PN_ETCD_CA ? {ca: env.PN_ETCD_CA} : {}),
       ...(env.PN_ETCD_CERT ? {cert: env.PN_ETCD_CERT} : {}),

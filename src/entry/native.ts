@@ -8,8 +8,6 @@ import {fileURLToPath} from 'node:url'
 
 const NATIVE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native')
 
-/** Holds flocks for a Node process (src/exec/lockd.ts). */
-export const LOCKD_BINARY = path.join(NATIVE_DIR, 'pn-lockd')
 /** The kernel worker: ip/tc/bpftool lines over rtnetlink and bpf(2) (src/exec/netlink-worker.ts). */
 export const NETLINK_BINARY = path.join(NATIVE_DIR, 'pn-netlink')
 

@@ -1,39 +1,43 @@
 /**
- * Advisory file locks for Node, which has no flock(2). pn holds a kernel flock through a
- * helper process: util-linux `flock -x -w T FILE cat`. `cat` starts only once the lock is held
- * and echoes the byte we pre-write to its stdin, which tells us we own the lock; closing stdin
- * ends `cat` and releases the lock. If pn dies (even by SIGKILL) its end of the pipe closes,
- * `cat` exits and the kernel drops the lock: a lock can never outlive its owner, so there is no
- * staleness heuristic to tune (unlike mkdir/PID lock files). host-local uses flock the same way.
+ * Advisory file locks: flock(2) held by this process itself, through the addon (./sys.ts,
+ * native/pn-sys.c). The kernel drops a lock when its holder's file closes, and a process that
+ * dies (SIGKILL, OOM) closes every file: a lock can never outlive its owner, and a waiter blocked
+ * in flock(2) is granted the moment the holder is gone — by the kernel, with nobody polling and
+ * no helper process whose death could take locks with it. host-local uses flock the same way.
+ *
+ * How a wait works: first flock(LOCK_NB) on the JS thread (the common case: free, no thread); a
+ * lock held elsewhere gets a thread of its own blocked in flock(2) (not the libuv pool, which
+ * pn-cni sizes to 2), whose grant comes back through a thread-safe function. A wait that times
+ * out (or is aborted) reports LockBusyError at once; its thread lets the lock go the moment it
+ * gets it. Exclusive waits of this process on one file queue in a FIFO in front of the kernel
+ * (KeyedMutex): at most one thread per file waits in flock(2), and the agent's requests are
+ * served in order. An abandoned wait keeps its place in that queue until its thread has let the
+ * lock go, so it never races a later waiter of its own process.
  */
-import {spawn} from './child-process.js'
 import {PnError} from '../errors.js'
+import {KeyedMutex} from './keyed-mutex.js'
+import {errnoName, sys, type LockWaitHandle} from './sys.js'
 
 export interface HeldLock {
   release(): Promise<void>
 }
 
 /**
- * Who takes the locks: by default a `flock … cat` helper per chain (acquireFlocks); a long-running
- * process (the node agent) passes one that asks a single long-lived helper instead (./lockd.ts).
- * Either way they are the same kernel flocks on the same files, so the two exclude each other.
+ * Who takes the locks; the default takes them in this process (flockLocker). Tests and a caller
+ * that must order its locks some other way pass their own.
  */
 export interface Locker {
   /** Take every lock of the chain in order; LockBusyError names the one that timed out. */
   acquire(locks: LockSpec[]): Promise<HeldLock>
 }
 
-/** The default: one helper process per chain. */
-export const flockLocker: Locker = {acquire: (locks) => acquireFlocks(locks)}
-
-/** Exit code flock(1) uses for "timed out waiting" (its -E option) on the first lock of a chain; the n-th uses 75 + n. */
-const FLOCK_TIMEOUT_EXIT = 75
-
 export interface LockSpec {
   path: string
-  /** 0: only if free now (flock -n). */
+  /** 0: only if free now. Longer than 2^31-1 ms (a Node timer's limit) is as good as forever: clamped. */
   timeoutMs: number
   shared?: boolean
+  /** Stop waiting when it aborts (PN_INTERRUPTED). */
+  signal?: AbortSignal
 }
 
 /** A lock of a chain that could not be taken in time. */
@@ -45,61 +49,169 @@ export class LockBusyError extends PnError {
   }
 }
 
-/**
- * Take the lock: exclusive (default) or shared (`shared`, for many readers against one writer).
- * `timeoutMs` 0 means "only if free now" (flock -n).
- */
-export function acquireFlock(lockPath: string, timeoutMs: number, opts: {shared?: boolean} = {}): Promise<HeldLock> {
-  return acquireFlocks([{path: lockPath, timeoutMs, shared: opts.shared}])
-}
+const MAX_TIMEOUT_MS = 2 ** 31 - 1
+
+/** This process's exclusive holders and waiters, one FIFO per lock file. */
+const exclusive = new KeyedMutex()
+
+/** The default locker: flock(2) in this process. */
+export const flockLocker: Locker = {acquire: (locks) => acquireFlocks(locks)}
 
 /**
- * Take several locks in order with ONE spawn: `flock A flock B … cat` (each flock execs the next
- * once it holds its lock, so the chain costs one process start, not one per lock — a CNI call
- * takes two). They are released together; a lock that times out is named by LockBusyError.index.
+ * Take the lock: exclusive (default) or shared (`shared`, for many readers against one writer).
+ * `timeoutMs` 0 means "only if free now".
  */
+export function acquireFlock(lockPath: string, timeoutMs: number, opts: {shared?: boolean; signal?: AbortSignal} = {}): Promise<HeldLock> {
+  return acquireFlocks([{path: lockPath, timeoutMs, shared: opts.shared, signal: opts.signal}])
+}
+
+/** Take several locks in order; they are released together (newest first). LockBusyError.index names the one that timed out. */
 export async function acquireFlocks(locks: LockSpec[]): Promise<HeldLock> {
-  const argv: string[] = []
-  locks.forEach((l, i) => {
-    const wait = l.timeoutMs <= 0 ? ['-n'] : ['-w', Math.max(l.timeoutMs / 1000, 0.01).toFixed(2)]
-    argv.push('flock', l.shared ? '-s' : '-x', ...wait, '-E', String(FLOCK_TIMEOUT_EXIT + i), l.path)
-  })
-  argv.push('cat')
-  // node:child_process rather than execa: this runs on every IPAM mutation, including from pn-cni.
-  const child = spawn(argv[0], argv.slice(1), {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  })
-  const exited = new Promise<{code: number | null; error?: NodeJS.ErrnoException}>((resolve) => {
-    child.once('error', (error: NodeJS.ErrnoException) => resolve({code: null, error}))
-    child.once('close', (code) => resolve({code}))
-  })
-  let stderr = ''
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-  child.stdin.on('error', () => undefined)
-  child.stdin.write('L')
-  const acquired = await Promise.race([
-    new Promise<boolean>((resolve) => child.stdout.once('data', () => resolve(true))),
-    exited.then(() => false),
-  ])
-  const names = locks.map((l) => l.path).join(', ')
-  if (!acquired) {
-    const {code, error} = await exited
-    if (error?.code === 'ENOENT') {
-      throw new PnError('PN_TOOL_MISSING', 'run flock: command not found', {hint: 'install util-linux'})
-    }
-    const busy = code === null ? -1 : code - FLOCK_TIMEOUT_EXIT
-    if (busy >= 0 && busy < locks.length) throw new LockBusyError(busy, locks[busy].path, locks[busy].timeoutMs)
-    throw new PnError('PN_COMMAND_FAILED', `lock ${names}: flock exited with ${code}${error ? ` (${error.message})` : ''}`, {
-      details: {stderr},
-    })
+  const held: (() => void)[] = []
+  const releaseAll = () => {
+    for (const r of held.reverse()) r()
+    held.length = 0
+  }
+  try {
+    for (const [index, spec] of locks.entries()) held.push(await lockOne(spec, index))
+  } catch (err) {
+    releaseAll()
+    throw err
   }
   let released = false
   return {
     async release() {
       if (released) return
       released = true
-      child.stdin.end()
-      await exited
+      releaseAll()
     },
   }
+}
+
+function lockError(spec: LockSpec, err: unknown): PnError {
+  const e = err as NodeJS.ErrnoException
+  if (e instanceof PnError) return e
+  if (e instanceof TypeError) return new PnError('PN_INVALID_ARGUMENT', `lock ${JSON.stringify(spec.path.slice(0, 80))}: ${e.message}`, {hint: 'a lock path has no NUL byte'})
+  return new PnError(e.code === 'EACCES' || e.code === 'EPERM' ? 'PN_NOT_ROOT' : 'PN_COMMAND_FAILED', `lock ${spec.path}: ${e.message}`, {
+    hint: e.code === 'ENOENT' ? 'its directory is missing' : e.code === 'EACCES' || e.code === 'EPERM' ? 'run pn as root' : undefined,
+    cause: err,
+  })
+}
+
+function interrupted(spec: LockSpec): PnError {
+  return new PnError('PN_INTERRUPTED', `lock ${spec.path}: interrupted while waiting`, {hint: 'the request was cancelled; nothing was changed under this lock'})
+}
+
+/** One lock; resolves to its release. */
+async function lockOne(spec: LockSpec, index: number): Promise<() => void> {
+  const timeoutMs = Math.min(MAX_TIMEOUT_MS, Math.max(0, Math.round(spec.timeoutMs) || 0))
+  const started = Date.now()
+  if (spec.signal?.aborted) throw interrupted(spec)
+  const shared = Boolean(spec.shared)
+  // An exclusive lock queues behind this process's other holders and waiters of the file first;
+  // that wait counts against the timeout.
+  let leave = () => {}
+  if (!shared) {
+    const queued = exclusive.lock(spec.path)
+    const free = await raceDeadline(queued, timeoutMs, spec.signal)
+    if (free === 'aborted' || free === 'timeout') {
+      void queued.then((r) => r()) // our place comes later: given up the moment it does
+      if (free === 'aborted') throw interrupted(spec)
+      throw new LockBusyError(index, spec.path, spec.timeoutMs)
+    }
+    leave = free
+  }
+  let fd: number
+  try {
+    fd = sys().lockTry(spec.path, shared)
+  } catch (err) {
+    leave()
+    throw lockError(spec, err)
+  }
+  if (fd >= 0) return releaser(fd, leave)
+  const left = timeoutMs - (Date.now() - started)
+  if (timeoutMs === 0 || left <= 0) {
+    leave()
+    throw new LockBusyError(index, spec.path, spec.timeoutMs)
+  }
+  return waitFor(spec, index, left, leave)
+}
+
+/** The queue's grant, or why we stopped waiting for it. */
+async function raceDeadline<T>(p: Promise<T>, ms: number, signal?: AbortSignal): Promise<T | 'timeout' | 'aborted'> {
+  let timer: NodeJS.Timeout | undefined
+  let onAbort: (() => void) | undefined
+  try {
+    return await Promise.race([
+      p,
+      new Promise<'timeout' | 'aborted'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), ms)
+        onAbort = () => resolve('aborted')
+        signal?.addEventListener('abort', onAbort, {once: true})
+      }),
+    ])
+  } finally {
+    clearTimeout(timer)
+    if (onAbort) signal?.removeEventListener('abort', onAbort)
+  }
+}
+
+function releaser(fd: number, leave: () => void): () => void {
+  let done = false
+  return () => {
+    if (done) return
+    done = true
+    try {
+      sys().unlock(fd)
+    } finally {
+      leave()
+    }
+  }
+}
+
+/**
+ * Block a thread in flock(2) for up to `ms`; owns `leave` (this process's place in the file's
+ * queue). On timeout or abort the wait is abandoned: the caller hears at once, and the queue is
+ * left only once the thread has let the lock go.
+ */
+function waitFor(spec: LockSpec, index: number, ms: number, leave: () => void): Promise<() => void> {
+  return new Promise((resolve, reject) => {
+    let settled = false
+    let abandoned = false
+    let timer: NodeJS.Timeout | undefined
+    const onAbort = () => giveUp(interrupted(spec))
+    const cleanup = () => {
+      clearTimeout(timer)
+      spec.signal?.removeEventListener('abort', onAbort)
+    }
+    let handle: LockWaitHandle
+    try {
+      handle = sys().lockWait(spec.path, Boolean(spec.shared), (r) => {
+        if (abandoned) {
+          // Nobody wants it any more: the thread let go already (-ECANCELED), or it got the lock
+          // just before the wait was abandoned.
+          if (r >= 0) sys().unlock(r)
+          leave()
+          return
+        }
+        settled = true
+        cleanup()
+        if (r >= 0) return resolve(releaser(r, leave))
+        leave()
+        reject(lockError(spec, Object.assign(new Error(`flock: ${errnoName(-r)}`), {code: errnoName(-r)})))
+      })
+    } catch (err) {
+      leave()
+      return reject(lockError(spec, err))
+    }
+    const giveUp = (err: PnError) => {
+      if (settled) return
+      settled = abandoned = true
+      cleanup()
+      sys().lockAbandon(handle)
+      reject(err)
+    }
+    timer = setTimeout(() => giveUp(new LockBusyError(index, spec.path, spec.timeoutMs)), ms)
+    spec.signal?.addEventListener('abort', onAbort, {once: true})
+  })
 }

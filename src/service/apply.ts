@@ -1,8 +1,8 @@
 /**
  * Carrying a plan out on a node: validate against the node (pod CIDRs, its addresses), diff
- * under the table's lock, write every map operation through ONE pn-mapbatch process (which also
- * holds the lock: one process start per change, batch syscalls, no per-entry text), and only
- * then commit the new table. A write the kernel refuses is undone from the plan's inverses, so a
+ * under the table's lock, write every map operation as one frame of records (batch syscalls from
+ * this process through the addon, no per-entry text, no process start), and only then commit
+ * the new table. A write the kernel refuses is undone from the plan's inverses, so a
  * failed apply leaves the previous table in force, in the maps and on disk.
  *
  * Crash safety: the new table is written to `services.bin.pending` (temp file, fsync, rename,
@@ -127,7 +127,7 @@ export type ServiceChangeRequest =
 export interface ApplyOptions {
   dryRun?: boolean
   lock?: LockOptions
-  /** How maps are written (tests); default: pn-mapbatch on the node's pinned maps, holding the table lock. */
+  /** How maps are written (tests); default: the addon's writer on the node's pinned maps, holding the table lock. */
   openWriter?: (root: string, lock: {path: string; timeoutMs: number}) => Promise<MapWriter>
 }
 
@@ -167,7 +167,7 @@ export async function changeServices(stateDir: string, req: ServiceChangeRequest
   }
   await ensureDir(stateDir)
   const lock = {path: `${servicesFile(stateDir)}.lock`, timeoutMs: opts.lock?.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS}
-  const writer = await (opts.openWriter ?? ((r, l) => openMapWriter(r, LB_OP_MAPS, {lock: l})))(root, lock)
+  const writer = await (opts.openWriter ?? ((r, l) => openMapWriter(r, LB_OP_MAPS, {lock: l, locker: opts.lock?.locker})))(root, lock)
   try {
     await opts.lock?.whileHeld?.(lock.path)
     const file = servicesFile(stateDir)

@@ -13,7 +13,7 @@ import {agentSyscalls} from '../../src/agent/syscalls.js'
 import {requestEnv, TEST_HOOK_VARS} from '../../src/entry/agent-main.js'
 import {decodeRequest, decodeResponse, encodeRequest, encodeResponse, FALLBACK_EXIT, WireError, type WireRequest, type WireResponse} from '../../src/agent/wire.js'
 import {PnError} from '../../src/errors.js'
-import {KeyedMutex} from '../../src/exec/lockd.js'
+import {KeyedMutex} from '../../src/exec/keyed-mutex.js'
 import {REPO_ROOT} from '../helpers/cli.js'
 
 const CLIENT = path.join(REPO_ROOT, 'dist/native/pn-cni')

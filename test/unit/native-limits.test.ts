@@ -1,19 +1,12 @@
 /**
- * The TypeScript side of the native helpers' protocol limits (each C side checks the same; its
- * own tests and fuzzing are scripts/test-native.sh): the agent's wire format, the lock helper's
- * requests (against the built dist/native/pn-lockd, no root) and pn-mapbatch's frames.
+ * The native code's protocol limits seen from TypeScript (each C side checks the same; its own
+ * tests and fuzzing are scripts/test-native.sh): the agent's wire format, and the record frames
+ * the addon (dist/native/pn-sys.node, no root) writes into maps.
  */
 import assert from 'node:assert/strict'
-import {existsSync, mkdtempSync, rmSync} from 'node:fs'
-import os from 'node:os'
-import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {decodeRequest, encodeRequest, MAGIC, MAX_WIRE_ENV, MAX_WIRE_FIELD, MAX_WIRE_REQUEST, WireError} from '../../src/agent/wire.js'
-import {LockServer, LOCKD_LIMITS} from '../../src/exec/lockd.js'
-import {frameProblem, MAPBATCH_LIMITS} from '../../src/exec/mapbatch.js'
-
-// PN_TEST_NATIVE_DIR: another build of the helpers (scripts/test-native.sh: the sanitizer build).
-const NATIVE = path.resolve(process.env.PN_TEST_NATIVE_DIR ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native'))
+import {sys} from '../../src/exec/sys.js'
+import {MAX_RECORDS, OP_UPDATE, OpList, RECORD_SIZE} from '../../src/datapath/bpf/op-list.js'
 
 describe('native protocol limits (TypeScript side)', function () {
   this.timeout(20_000)
@@ -30,54 +23,26 @@ describe('native protocol limits (TypeScript side)', function () {
     assert.equal(decodeRequest(big).stdin.length, MAX_WIRE_FIELD)
   })
 
-  describe('lock helper (built dist/native/pn-lockd)', () => {
-    let dir: string
-    let locks: LockServer
-    before(function () {
-      assert.ok(existsSync(path.join(NATIVE, 'pn-lockd')), 'pn-lockd is built by npm run build')
-    })
-    beforeEach(() => {
-      dir = mkdtempSync(path.join(os.tmpdir(), 'pn-lim-'))
-      locks = new LockServer(path.join(NATIVE, 'pn-lockd'))
-    })
-    afterEach(async () => {
-      await locks.stop()
-      rmSync(dir, {recursive: true, force: true})
-    })
-
-    it('a lock path with a newline, or over 4095 bytes, is PN_INVALID_ARGUMENT before the helper sees it', async () => {
-      for (const p of [path.join(dir, 'a\nU\t1'), path.join(dir, 'x'.repeat(LOCKD_LIMITS.pathBytes))]) {
-        await assert.rejects(locks.acquire([{path: p, timeoutMs: 10}]), (e: Error & {code?: string}) => e.code === 'PN_INVALID_ARGUMENT' && /newline or NUL, or is over 4095 bytes/.test(e.message))
-      }
-      assert.equal(existsSync(path.join(dir, 'a')), false, 'the path was cut at its newline and created')
-      const held = await locks.acquire([{path: path.join(dir, 'ok.lock'), timeoutMs: 10}])
-      await held.release()
-    })
-
-    it('a timeout over 2^31-1 ms (or Infinity) is clamped, not sent as a number the helper refuses, nor a 1 ms wait', async () => {
-      const held = await locks.acquire([{path: path.join(dir, 'long.lock'), timeoutMs: Infinity}])
-      // A second acquisition waits in the in-process queue: with an unclamped timeout its timer
-      // overflowed to 1 ms and it failed as busy at once.
-      const waiting = locks.acquire([{path: path.join(dir, 'long.lock'), timeoutMs: Infinity}])
-      await new Promise((r) => setTimeout(r, 50))
-      await held.release()
-      await (await waiting).release()
-      const again = await locks.acquire([{path: path.join(dir, 'long.lock'), timeoutMs: 1e15}])
-      await again.release()
-    })
-  })
-
-  it('pn-mapbatch: a frame is 4 + 28 × count bytes with count ≤ 1048576', () => {
-    const frame = (count: number, bytes = 4 + count * 28) => {
+  it('the addon refuses a frame that is not 4 + 28 × count bytes with count ≤ 1048576, or has a bad op or map index, before it opens a map', () => {
+    const frame = (count: number, bytes = 4 + count * RECORD_SIZE) => {
       const b = Buffer.alloc(bytes)
       b.writeUInt32LE(count, 0)
       return b
     }
-    assert.equal(frameProblem(frame(0)), undefined)
-    assert.equal(frameProblem(frame(3)), undefined)
-    assert.equal(frameProblem(frame(MAPBATCH_LIMITS.records, 4)), '4 bytes do not hold 1048576 records of 28 bytes')
-    assert.match(frameProblem(frame(MAPBATCH_LIMITS.records + 1, 4)) ?? '', /1048577 records is over the limit of 1048576/)
-    assert.match(frameProblem(frame(2, 4 + 28)) ?? '', /do not hold 2 records/)
-    assert.match(frameProblem(Buffer.alloc(3)) ?? '', /shorter than its 4-byte count/)
+    const refused = (paths: string[], f: Buffer, re: RegExp) => assert.throws(() => sys().mapWriteFrame(paths, f), (e: Error) => e instanceof TypeError && re.test(e.message))
+    const nowhere = ['/nonexistent/pn-map']
+    refused(nowhere, frame(MAX_RECORDS, 4), /not a u32 count/)
+    refused(nowhere, frame(MAX_RECORDS + 1, 4 + (MAX_RECORDS + 1) * RECORD_SIZE), /at most 1048576/)
+    refused(nowhere, frame(2, 4 + RECORD_SIZE), /frame of 32 bytes/)
+    refused(nowhere, Buffer.alloc(3), /frame of 3 bytes/)
+    const ops = new OpList([{name: 'm', keySize: 4, valueSize: 4}])
+    ops.add(OP_UPDATE, 0)
+    ops.add(3, 0)
+    refused(nowhere, ops.frame(), /record 1 has op 3/)
+    const other = new OpList([{name: 'm', keySize: 4, valueSize: 4}])
+    other.add(OP_UPDATE, 1)
+    refused(nowhere, other.frame(), /record 0 has op 1 and map 1 \(ops 1 and 2, 1 maps\)/)
+    // A good frame gets as far as opening the map.
+    assert.throws(() => sys().mapWriteFrame(nowhere, frame(0)), (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && /open map \/nonexistent\/pn-map/.test(e.message))
   })
 })

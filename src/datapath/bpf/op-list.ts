@@ -1,13 +1,17 @@
 /**
- * Map operations encoded straight into one Buffer, in the record format native/pn-mapbatch.c
- * reads: a u32 LE count, then 28-byte records
+ * Map operations encoded straight into one Buffer, the frame the addon writes
+ * (mapWriteFrame in native/pn-sys.c, which reads this layout as defined here): a u32 LE count,
+ * then 28-byte records
  *
  *   u8 op (1 update, 2 delete) | u8 map index | u16 0 | key[12] | value[12]
  *
- * A 10,000-service apply is 20,000 operations (and as many inverses): one object and two
- * Buffers per operation, then a hex line each for bpftool, cost more than writing the maps.
+ * (key and value are the first key-size/value-size bytes of their fields). A 10,000-service
+ * apply is 20,000 operations (and as many inverses): one object and two Buffers per operation
+ * cost more than writing the maps. Runs of records with one op on one map are one batch syscall.
  */
-import {openMapBatch, type FrameResult} from '../../exec/mapbatch.js'
+import {PnError} from '../../errors.js'
+import {acquireFlock, type HeldLock, type Locker} from '../../exec/flock.js'
+import {sys, type FrameResult} from '../../exec/sys.js'
 import {mapPath} from './bpffs.js'
 import type {MapOp} from './map-io.js'
 
@@ -16,6 +20,10 @@ export const OP_DELETE = 2
 export const RECORD_SIZE = 28
 export const KEY_OFFSET = 4
 export const VALUE_OFFSET = 16
+/** A key or value is at most this long in a record. */
+export const FIELD_SIZE = 12
+/** Records in one frame, at most. */
+export const MAX_RECORDS = 1 << 20
 const HEADER = 4
 
 /** A map a record can address: its index in the list is the record's map byte. */
@@ -53,7 +61,7 @@ export class OpList {
     from.buf.copy(this.buf, off, HEADER + i * RECORD_SIZE, HEADER + (i + 1) * RECORD_SIZE)
   }
 
-  /** The frame pn-mapbatch reads (no copy). */
+  /** The frame the addon writes (no copy). */
   frame(): Buffer {
     this.buf.writeUInt32LE(this.length, 0)
     return this.buf.subarray(0, HEADER + this.length * RECORD_SIZE)
@@ -73,7 +81,7 @@ export class OpList {
   }
 }
 
-/** Writes frames of records into maps; the real one is pn-mapbatch, tests use an in-memory one. */
+/** Writes frames of records into maps; the real one is the addon's, tests use an in-memory one. */
 export interface MapWriter {
   write(ops: OpList): Promise<FrameResult>
   close(): Promise<void>
@@ -82,13 +90,42 @@ export interface MapWriter {
 export type {FrameResult}
 
 /**
- * A writer for the maps of `maps` pinned under `root`, holding the exclusive flock `lock` until
- * close() (one process for lock and writes).
+ * A writer for the maps of `maps` pinned under `root`, holding the exclusive flock `lock` (taken
+ * by `locker`, default this process) until close(). The addon keeps the maps' fds between
+ * writers, re-opened when a pin's inode changes.
  */
-export async function openMapWriter(root: string, maps: readonly OpMap[], opts: {lock?: {path: string; timeoutMs: number}} = {}): Promise<MapWriter> {
-  const p = await openMapBatch(maps.map((m) => mapPath(root, m.name)), opts)
+export async function openMapWriter(root: string, maps: readonly OpMap[], opts: {lock?: {path: string; timeoutMs: number}; locker?: Locker} = {}): Promise<MapWriter> {
+  const paths = maps.map((m) => mapPath(root, m.name))
+  let held: HeldLock | undefined
+  if (opts.lock) {
+    held = opts.locker ? await opts.locker.acquire([{path: opts.lock.path, timeoutMs: opts.lock.timeoutMs}]) : await acquireFlock(opts.lock.path, opts.lock.timeoutMs)
+  }
+  try {
+    // Every map is pinned (PN_BPF_NOT_LOADED before anything is written) and fits a record.
+    for (const p of paths) callAddon(() => sys().mapInfo(p), 'open bpf maps')
+  } catch (err) {
+    await held?.release()
+    throw err
+  }
   return {
-    write: (ops) => p.write(ops.frame()),
-    close: () => p.close(),
+    async write(ops) {
+      return callAddon(() => sys().mapWriteFrame(paths, ops.frame()), 'write bpf maps')
+    },
+    async close() {
+      await held?.release()
+    },
+  }
+}
+
+/** The addon's exceptions in pn's words: a missing pin is an unloaded datapath, a bad frame a bad argument. */
+function callAddon<T>(fn: () => T, action: string): T {
+  try {
+    return fn()
+  } catch (err) {
+    if (err instanceof PnError) throw err
+    const e = err as NodeJS.ErrnoException
+    if (e.code === 'ENOENT') throw new PnError('PN_BPF_NOT_LOADED', `${action}: ${e.message}`, {hint: 'load the datapath with `pn bpf load --host`'})
+    if (e instanceof TypeError) throw new PnError('PN_INVALID_ARGUMENT', `${action}: ${e.message.replace(/^write maps: /, '')}`, {hint: `send at most ${MAX_RECORDS} records of ops 1 and 2 a frame`})
+    throw new PnError(e.code === 'EPERM' || e.code === 'EACCES' ? 'PN_NOT_ROOT' : 'PN_COMMAND_FAILED', `${action}: ${e.message}`, {cause: err})
   }
 }
