@@ -29,9 +29,10 @@
  * BPF maps, opened by pin path (BPF_OBJ_GET) and cached by path with the pin's device and inode:
  * every call stat()s the pin and re-opens it when the inode changed, so a map that was re-created
  * and re-pinned is never written through the old map's fd.
- *   mapInfo(path)   → {type, keySize, valueSize, maxEntries, flags, id, name, valueBytes}
- *                   (valueBytes: what a lookup returns: value size rounded up to 8 × possible CPUs
- *                   for a per-CPU map)
+ *   mapInfo(path)   → {type, keySize, valueSize, maxEntries, flags, id, name, valueBytes,
+ *                   batchUpdate, batchDelete} (valueBytes: what a lookup returns: value size
+ *                   rounded up to 8 × possible CPUs for a per-CPU map; batch*: the map type has
+ *                   that batch op, else writes go one element a syscall)
  *   mapWrite(path, op, keys, values, count, missingOk) → {done, skipped, errno}
  *                   op 1 update (BPF_ANY) / 2 delete, `count` keys packed in `keys`; a value is
  *                   valueSize bytes (a per-CPU map's value is copied to every CPU) or valueBytes.
@@ -608,6 +609,11 @@ static napi_value map_error(napi_env env, const char *path, int e, const char *w
   return throw_code(env, call, e);
 }
 
+static napi_value bool_value(napi_env env, int b) {
+  napi_value v;
+  return napi_get_boolean(env, b != 0, &v) == napi_ok ? v : NULL;
+}
+
 static int set_prop(napi_env env, napi_value obj, const char *name, napi_value v) {
   return v && napi_set_named_property(env, obj, name, v) == napi_ok;
 }
@@ -639,7 +645,8 @@ static napi_value map_info(napi_env env, napi_callback_info info) {
   if (!set_prop(env, obj, "type", int_value(env, m->info.type)) || !set_prop(env, obj, "keySize", int_value(env, m->info.key_size)) ||
       !set_prop(env, obj, "valueSize", int_value(env, m->info.value_size)) || !set_prop(env, obj, "maxEntries", int_value(env, m->info.max_entries)) ||
       !set_prop(env, obj, "flags", int_value(env, m->info.map_flags)) || !set_prop(env, obj, "id", int_value(env, m->info.id)) ||
-      !set_prop(env, obj, "name", name) || !set_prop(env, obj, "valueBytes", int_value(env, m->value_bytes)))
+      !set_prop(env, obj, "name", name) || !set_prop(env, obj, "valueBytes", int_value(env, m->value_bytes)) || !set_prop(env, obj, "batchUpdate", bool_value(env, m->batch_update)) ||
+      !set_prop(env, obj, "batchDelete", bool_value(env, m->batch_delete)))
     return NULL;
   return obj;
 }

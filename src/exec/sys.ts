@@ -23,6 +23,9 @@ export interface MapInfo {
   name: string
   /** What a lookup returns: valueSize, or for a per-CPU map valueSize rounded up to 8 × possible CPUs. */
   valueBytes: number
+  /** The map type has BPF_MAP_UPDATE_BATCH / BPF_MAP_DELETE_BATCH (else one syscall per element). */
+  batchUpdate: boolean
+  batchDelete: boolean
 }
 
 /** What a write did: `done` entries from the start were processed (minus `skipped`, absent keys of deletes), then `errno` (0: none). */

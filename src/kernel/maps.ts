@@ -132,6 +132,3 @@ function kernelError(op: KernelOp, index: number, errno: number | undefined, cau
     ...(cause ? {cause} : {}),
   })
 }
-
-/** The map backend on pn's addon. */
-export const mapBackend: KernelBackend = new MapBackend()

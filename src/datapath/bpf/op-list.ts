@@ -20,8 +20,6 @@ export const OP_DELETE = 2
 export const RECORD_SIZE = 28
 export const KEY_OFFSET = 4
 export const VALUE_OFFSET = 16
-/** A key or value is at most this long in a record. */
-export const FIELD_SIZE = 12
 /** Records in one frame, at most. */
 export const MAX_RECORDS = 1 << 20
 const HEADER = 4
