@@ -7,7 +7,7 @@ export type ServiceAddResult = ApplyResult & {frontend: string}
 
 export default class ServiceAdd extends BaseCommand<typeof ServiceAdd, ServiceAddResult> {
   static summary = 'Add a service (VIP:PORT[/tcp|udp]) load-balanced in BPF, or replace its backends in place.'
-  static description = `Programs the node's service maps in one batch (pn-mapbatch, batch syscalls). Adding to an existing service replaces its backend set atomically (the new set is written beside the old one, then the service switches to it); established connections to backends that stay keep working. Without --backend the service exists with no backends: its packets are dropped and counted as DROP_NO_SERVICE.`
+  static description = `Programs the node's service maps in one batch (batch syscalls). Adding to an existing service replaces its backend set atomically (the new set is written beside the old one, then the service switches to it); established connections to backends that stay keep working. Without --backend the service exists with no backends: its packets are dropped and counted as DROP_NO_SERVICE.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> 10.96.0.10:80 --backend 10.1.0.5:8080 --backend 10.2.0.7:8080',

@@ -21,7 +21,7 @@ export function renderApply(r: ApplyResult): string {
 
 export default class ServiceApply extends BaseCommand<typeof ServiceApply, ServiceApplyResult> {
   static summary = "Make the node's service table exactly a JSON list: adds, updates and removes in one go."
-  static description = `FILE (or - for stdin) is a JSON list: [{"frontend": "10.96.0.10:80/tcp", "backends": ["10.1.0.5:8080"]}, …]. The whole diff is computed and validated first, then written in ONE batch (pn-mapbatch: batch syscalls): new backends and backend slots before each service's switch, deletions last. If the kernel refuses a write, everything written is reverted and the previous table stays in force. Apply the same file on every node to keep a cluster in sync.`
+  static description = `FILE (or - for stdin) is a JSON list: [{"frontend": "10.96.0.10:80/tcp", "backends": ["10.1.0.5:8080"]}, …]. The whole diff is computed and validated first, then written in ONE batch (batch syscalls): new backends and backend slots before each service's switch, deletions last. If the kernel refuses a write, everything written is reverted and the previous table stays in force. Apply the same file on every node to keep a cluster in sync.`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> services.json',

@@ -1,5 +1,5 @@
 /**
- * A native helper (pn-netlink, pn-lockd) as its Node user sees it: bytes each way and an end.
+ * A native helper (pn-netlink) as its Node user sees it: bytes each way and an end.
  * Either this process spawns it, or the process that started this one already did and hands over
  * a connected socket as an inherited fd: native/pn-cni.c, the executable a runtime runs, starts
  * both helpers next to Node when no agent answers, so a standalone call pays for neither start
@@ -65,9 +65,8 @@ export function spawnHelper(binary: string): HelperProcess {
  * socket whose other end is the helper's stdin and stdout. Requests and answers are synchronous
  * read(2)/write(2) on it: a standalone pn-cni has nothing else to do while a helper works, and
  * this spares it the stream machinery (node:net and node:stream, ≈ 3 ms to load) and an event
- * loop turn per answer. A lock wait blocks the process until pn-lockd answers (granted, or busy
- * at the lock's timeout); a signal meanwhile is handled right after. Closing the fd (or this
- * process's exit) is the helper's EOF, so it ends as a spawned one does.
+ * loop turn per answer; a signal that arrives while a request waits is handled right after.
+ * Closing the fd (or this process's exit) is the helper's EOF, so it ends as a spawned one does.
  */
 export function adoptHelper(fd: number): HelperProcess {
   let deliver: (d: Buffer) => void = () => undefined

@@ -5,9 +5,9 @@
  * (src/agent/syscalls.ts). Loaded on first use with process.dlopen (one small library and no
  * other: ≈ 0.2 ms, so pn-cni loads it on every call that takes a lock).
  */
-import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
+import {getSystemErrorName} from 'node:util'
 import {PnError} from '../errors.js'
 
 /** dist/src/exec → dist/native (the pn-cni bundle sits in dist/src/entry: the same depth). */
@@ -84,8 +84,6 @@ export function sys(): SysAddon {
 /** errno number → name (`ENOENT`; the kernel's ENOTSUPP, 524, is in no libc table). */
 export function errnoName(errno: number): string {
   if (errno === 524) return 'ENOTSUPP'
-  names ??= new Map(Object.entries(os.constants.errno).map(([name, n]) => [n as number, name]))
-  return names.get(errno) ?? `E${errno}`
+  const name = getSystemErrorName(-errno)
+  return /^E[A-Z0-9]+$/.test(name) ? name : `E${errno}`
 }
-
-let names: Map<number, string> | undefined

@@ -97,7 +97,7 @@ export function withAttachmentFileLock<T>(stateDir: string, containerId: string,
 
 /**
  * Node shared lock (refused at once while a reset runs), then the attachment's own — both taken
- * by one flock chain, so a CNI call pays one helper process for the two.
+ * as one chain (a timeout names which: a busy node lock is a reset in progress).
  */
 export async function withAttachmentLock<T>(
   stateDir: string,

@@ -27,7 +27,7 @@ export function resolveStateDir(flag?: string): string {
 export interface LockOptions {
   timeoutMs?: number
   whileHeld?: (lockFile: string) => Promise<void>
-  /** Who takes the flocks (the agent's long-lived helper); default one `flock` process per lock. */
+  /** Who takes the flocks; default this process (src/exec/flock.ts). */
   locker?: Locker
 }
 

@@ -50,14 +50,11 @@ const out = (line) => process.stdout.write(line + '\\n') // a pipe: synchronous,
  */
 const IPAM_DRIVER = `
 import {allocateIp, confirmIp, listIps, releaseIp} from '${DIST}/ipam/host.js'
-import {LockServer} from '${DIST}/exec/lockd.js'
 ${PRNG_SRC}
 const [stateDir, seed, run] = process.argv.slice(2)
 const rnd = prng(Number(seed))
-// The agent's way of locking (one long-lived flock helper, the same on-disk flocks): no flock(1) per call.
-const locker = new LockServer('${path.join(REPO_ROOT, 'dist/native/pn-lockd')}')
-await locker.start()
-const t = {stateDir, podCidrs: ['10.77.0.0/25', 'fd00:77::/121'], lock: {locker}}
+// Locks are flock(2) held by this process (the addon): a SIGKILL drops them with the process.
+const t = {stateDir, podCidrs: ['10.77.0.0/25', 'fd00:77::/121']}
 const held = [...new Set((await listIps(t)).filter((a) => a.owner !== 'router').map((a) => a.owner))]
 out('ready')
 for (let i = 0; ; i++) {
