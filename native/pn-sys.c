@@ -40,11 +40,12 @@
  *                   map type has no batch op. `done` entries from the start were processed
  *                   (skipped: deletes of absent keys when missingOk) before entry `done` failed
  *                   with `errno` (0: all done)
- *   mapWriteFrame(paths, frame) → {done, skipped, failed?: {index, errno, error}}
- *                   the 28-byte records of src/datapath/bpf/op-list.ts (its file comment has the
- *                   layout): runs of one op on one map are one batch; absent keys of deletes are
- *                   skipped. A bad frame (length, op, map index, a map with keys or values over 12
- *                   bytes) throws before any record of it is applied
+ *   mapWriteFrame(paths, frame, layout) → {done, skipped, failed?: {index, errno, error}}
+ *                   the records of src/datapath/bpf/op-list.ts, whose layout is defined there and
+ *                   passed in ([record size, key offset, value offset]): runs of one op on one map
+ *                   are one batch; absent keys of deletes are skipped. A bad frame (length, op, map
+ *                   index, a map whose keys or values do not fit a record) throws before any record
+ *                   of it is applied
  *   mapLookup(path, key) → Buffer | null     valueBytes bytes; null when the key is absent
  *   mapDump(path) → {keys, values, errs, count}  every entry: keys and values packed, errs[i] the
  *                   errno when the kernel would not read entry i's value out (0: read)
@@ -720,30 +721,35 @@ static napi_value map_write_js(napi_env env, napi_callback_info info) {
   return obj;
 }
 
-/* The record frame of src/datapath/bpf/op-list.ts (the one definition of its layout). */
-#define REC 28
-#define KEY_OFF 4
-#define VAL_OFF 16
-#define FIELD 12
+/* The record frames of src/datapath/bpf/op-list.ts. Their layout is defined there only and comes
+ * with every call: [record size, key offset, value offset]; byte 0 is the op, byte 1 the map. */
 #define MAX_RECORDS (1u << 20)
 #define MAX_FRAME_MAPS 255
+#define MAX_RECORD 4096
 
 static napi_value map_write_frame(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   bool is_array;
-  uint32_t nmaps;
+  uint32_t nmaps, layout[3], nlayout = 0;
   uint8_t *frame;
   size_t flen;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 || napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array ||
-      napi_get_array_length(env, argv[0], &nmaps) != napi_ok || nmaps > MAX_FRAME_MAPS) {
-    return napi_throw_type_error(env, NULL, "mapWriteFrame(paths (at most 255), frame)"), NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 || napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, argv[0], &nmaps) != napi_ok || nmaps > MAX_FRAME_MAPS || napi_get_array_length(env, argv[2], &nlayout) != napi_ok || nlayout != 3) {
+    return napi_throw_type_error(env, NULL, "mapWriteFrame(paths (at most 255), frame, [recordSize, keyOffset, valueOffset])"), NULL;
   }
+  for (uint32_t i = 0; i < 3; i++) {
+    napi_value v;
+    if (napi_get_element(env, argv[2], i, &v) != napi_ok || napi_get_value_uint32(env, v, &layout[i]) != napi_ok) return napi_throw_type_error(env, NULL, "mapWriteFrame: a layout of 3 numbers"), NULL;
+  }
+  const size_t REC = layout[0], KEY_OFF = layout[1], VAL_OFF = layout[2];
+  if (KEY_OFF < 2 || VAL_OFF <= KEY_OFF || REC <= VAL_OFF || REC > MAX_RECORD) return napi_throw_type_error(env, NULL, "mapWriteFrame: a layout needs 2 <= keyOffset < valueOffset < recordSize <= 4096"), NULL;
+  const size_t KEY_FIELD = VAL_OFF - KEY_OFF, VAL_FIELD = REC - VAL_OFF;
   if (!buffer_arg(env, argv[1], &frame, &flen)) return NULL;
   char msg[400];
   uint32_t n = flen >= 4 ? (uint32_t)frame[0] | (uint32_t)frame[1] << 8 | (uint32_t)frame[2] << 16 | (uint32_t)frame[3] << 24 : 0;
   if (flen < 4 || n > MAX_RECORDS || flen != 4 + (size_t)n * REC) {
-    snprintf(msg, sizeof msg, "write maps: a frame of %zu bytes is not a u32 count (at most %u) and that many %d-byte records", flen, MAX_RECORDS, REC);
+    snprintf(msg, sizeof msg, "write maps: a frame of %zu bytes is not a u32 count (at most %u) and that many %zu-byte records", flen, MAX_RECORDS, REC);
     return napi_throw_type_error(env, "EINVAL", msg), NULL;
   }
   const uint8_t *recs = frame + 4;
@@ -762,8 +768,8 @@ static napi_value map_write_frame(napi_env env, napi_callback_info info) {
     if (!path) return NULL;
     const char *why;
     int e = map_at(path, &open_maps[i], &why);
-    if (!e && (open_maps[i]->info.key_size > FIELD || open_maps[i]->value_bytes > FIELD)) {
-      snprintf(msg, sizeof msg, "write maps: map %s has keys or values over the %d bytes of a record", path, FIELD);
+    if (!e && (open_maps[i]->info.key_size > KEY_FIELD || open_maps[i]->value_bytes > VAL_FIELD)) {
+      snprintf(msg, sizeof msg, "write maps: map %s has keys or values over the %zu and %zu bytes of a record", path, KEY_FIELD, VAL_FIELD);
       free(path);
       return napi_throw_type_error(env, "EINVAL", msg), NULL;
     }
@@ -779,7 +785,7 @@ static napi_value map_write_frame(napi_env env, napi_callback_info info) {
   struct idx sk = {0};
   uint32_t done = 0;
   int err = 0;
-  uint8_t *keys = malloc((size_t)n * FIELD + 1), *vals = malloc((size_t)n * FIELD + 1);
+  uint8_t *keys = malloc((size_t)n * KEY_FIELD + 1), *vals = malloc((size_t)n * VAL_FIELD + 1);
   if (!keys || !vals) err = ENOMEM;
   for (uint32_t s = 0; s < n && !err;) {
     uint8_t op = recs[(size_t)s * REC], mi = recs[(size_t)s * REC + 1];

@@ -77,9 +77,10 @@ for harness in test/native/*-test.c; do
 done
 
 # The helpers' own main loops, end to end: the unit tests that run the built helpers (no root:
-# nothing they do touches the kernel's state), pointed at the sanitizer build. Needs the
-# TypeScript build (npm run build).
-tests=(dist/test/unit/netlink-worker.test.js dist/test/unit/native-client.test.js dist/test/unit/native-limits.test.js)
+# nothing they do touches the kernel's state), pointed at the sanitizer build; and the addon's
+# (dist/native/pn-sys.node, the release build: node has no sanitizer runtime) frame checks and
+# locks. Needs the TypeScript build (npm run build).
+tests=(dist/test/unit/netlink-worker.test.js dist/test/unit/native-client.test.js dist/test/unit/native-limits.test.js dist/test/unit/locks.test.js)
 if [ -f "${tests[0]}" ]; then
   echo "== unit tests against $out"
   mlog=$(PN_TEST_NATIVE_DIR="$out" npx mocha --color=false "${tests[@]}" 2>&1); mrc=$?

@@ -58,7 +58,8 @@ export interface SysAddon {
   unlock(fd: number): void
   mapInfo(path: string): MapInfo
   mapWrite(path: string, op: 1 | 2, keys: Buffer, values: Buffer | null, count: number, missingOk: boolean): MapWriteResult
-  mapWriteFrame(paths: readonly string[], frame: Buffer): FrameResult
+  /** `layout`: [record size, key offset, value offset] (src/datapath/bpf/op-list.ts defines it). */
+  mapWriteFrame(paths: readonly string[], frame: Buffer, layout: readonly [number, number, number]): FrameResult
   mapLookup(path: string, key: Buffer): Buffer | null
   mapDump(path: string): {keys: Buffer; values: Buffer; errs: number[]; count: number}
   progGet(path: string): {id: number; name: string; tag: string} | null

@@ -87,7 +87,7 @@ describe('service requests through the client (agent and in-process)', function 
     assert.deepEqual(backendsOf('10.96.7.4:80/tcp'), ['10.217.0.14:80'])
   })
 
-  it('maps re-created under a running agent get the next change (its kept writer reopens)', () => {
+  it('maps re-created under a running agent get the next change (the addon re-opens pins whose inode changed)', () => {
     request({op: 'add', frontend: '10.96.7.5:80/tcp', backends: ['10.217.0.15:80']})
     const idOf = () => JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show', 'pinned', path.join(node.bpffsRoot!, 'maps', 'pn_lb4_services')], {encoding: 'utf8'})).id as number
     const oldId = idOf()

@@ -399,7 +399,7 @@ describe('services: load balancing in BPF (root, netns)', function () {
     }
     ok(n2.run(['service', 'apply', files.a]), 'apply a')
     for (const [i, delay] of [20, 90, 200, 400].entries()) {
-      // Kill pn and pn-mapbatch together (one process group) at some point of an apply.
+      // Kill pn (and its process group) at some point of an apply.
       const from = i % 2 === 0 ? files.b : files.a
       const ch = spawn('ip', ['netns', 'exec', n2.ns, process.execPath, PN_BIN, 'service', 'apply', from, '--state-dir', n2.stateDir, '--json'], {detached: true, stdio: 'ignore'})
       await new Promise((r) => setTimeout(r, delay))

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import {decodeRequest, encodeRequest, MAGIC, MAX_WIRE_ENV, MAX_WIRE_FIELD, MAX_WIRE_REQUEST, WireError} from '../../src/agent/wire.js'
 import {sys} from '../../src/exec/sys.js'
-import {MAX_RECORDS, OP_UPDATE, OpList, RECORD_SIZE} from '../../src/datapath/bpf/op-list.js'
+import {MAX_RECORDS, OP_UPDATE, OpList, RECORD_LAYOUT, RECORD_SIZE} from '../../src/datapath/bpf/op-list.js'
 
 describe('native protocol limits (TypeScript side)', function () {
   this.timeout(20_000)
@@ -29,7 +29,7 @@ describe('native protocol limits (TypeScript side)', function () {
       b.writeUInt32LE(count, 0)
       return b
     }
-    const refused = (paths: string[], f: Buffer, re: RegExp) => assert.throws(() => sys().mapWriteFrame(paths, f), (e: Error) => e instanceof TypeError && re.test(e.message))
+    const refused = (paths: string[], f: Buffer, re: RegExp) => assert.throws(() => sys().mapWriteFrame(paths, f, RECORD_LAYOUT), (e: Error) => e instanceof TypeError && re.test(e.message))
     const nowhere = ['/nonexistent/pn-map']
     refused(nowhere, frame(MAX_RECORDS, 4), /not a u32 count/)
     refused(nowhere, frame(MAX_RECORDS + 1, 4 + (MAX_RECORDS + 1) * RECORD_SIZE), /at most 1048576/)
@@ -42,7 +42,9 @@ describe('native protocol limits (TypeScript side)', function () {
     const other = new OpList([{name: 'm', keySize: 4, valueSize: 4}])
     other.add(OP_UPDATE, 1)
     refused(nowhere, other.frame(), /record 0 has op 1 and map 1 \(ops 1 and 2, 1 maps\)/)
+    // The layout is the caller's (op-list.ts); one that cannot hold an op, a map and a key is refused.
+    assert.throws(() => sys().mapWriteFrame(nowhere, frame(0), [28, 1, 16]), (e: Error) => e instanceof TypeError && /2 <= keyOffset/.test(e.message))
     // A good frame gets as far as opening the map.
-    assert.throws(() => sys().mapWriteFrame(nowhere, frame(0)), (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && /open map \/nonexistent\/pn-map/.test(e.message))
+    assert.throws(() => sys().mapWriteFrame(nowhere, frame(0), RECORD_LAYOUT), (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && /open map \/nonexistent\/pn-map/.test(e.message))
   })
 })

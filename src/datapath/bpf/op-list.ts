@@ -1,7 +1,7 @@
 /**
  * Map operations encoded straight into one Buffer, the frame the addon writes
- * (mapWriteFrame in native/pn-sys.c, which reads this layout as defined here): a u32 LE count,
- * then 28-byte records
+ * (mapWriteFrame in native/pn-sys.c, which is handed this layout with every frame: it is
+ * defined here only): a u32 LE count, then 28-byte records
  *
  *   u8 op (1 update, 2 delete) | u8 map index | u16 0 | key[12] | value[12]
  *
@@ -20,6 +20,8 @@ export const OP_DELETE = 2
 export const RECORD_SIZE = 28
 export const KEY_OFFSET = 4
 export const VALUE_OFFSET = 16
+/** The layout as the addon takes it: [record size, key offset, value offset]. */
+export const RECORD_LAYOUT: readonly [number, number, number] = [RECORD_SIZE, KEY_OFFSET, VALUE_OFFSET]
 /** Records in one frame, at most. */
 export const MAX_RECORDS = 1 << 20
 const HEADER = 4
@@ -107,7 +109,7 @@ export async function openMapWriter(root: string, maps: readonly OpMap[], opts: 
   }
   return {
     async write(ops) {
-      return callAddon(() => sys().mapWriteFrame(paths, ops.frame()), 'write bpf maps')
+      return callAddon(() => sys().mapWriteFrame(paths, ops.frame(), RECORD_LAYOUT), 'write bpf maps')
     },
     async close() {
       await held?.release()
