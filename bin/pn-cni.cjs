@@ -71,7 +71,7 @@ function status(line) {
   }
 }
 
-debug?.(`helpers ${process.env.PN_CNI_NETLINK_FD ? `from the parent (netlink fd ${process.env.PN_CNI_NETLINK_FD}, lockd fd ${process.env.PN_CNI_LOCKD_FD})` : 'started by pn-cni'}`)
+debug?.(`helpers ${process.env.PN_CNI_NETLINK_FD ? `from the parent (netlink fd ${process.env.PN_CNI_NETLINK_FD})` : 'started by pn-cni'}`)
 if (process.env.CNI_COMMAND !== 'VERSION') status('start')
 load()
   .then((main) => main())

@@ -1,6 +1,6 @@
 /**
  * `pn ipam` as real processes (no root): concurrency, SIGKILL at random moments, and recovery
- * from a lock whose holder was killed. Locks are kernel flocks held by a helper process
+ * from a lock whose holder was killed. Locks are kernel flocks held by the pn process itself
  * (src/exec/flock.ts), so they die with their owner; these tests prove it end to end.
  */
 import assert from 'node:assert/strict'

@@ -154,7 +154,7 @@ describe('service plan: diff and map-operation order', () => {
 })
 
 /**
- * A pn-mapbatch stand-in over in-memory maps: applies records in order, skips deletes of absent
+ * A stand-in for the addon's frame writer over in-memory maps: applies records in order, skips deletes of absent
  * keys, and fails the chosen record like the kernel would (a full map: E2BIG), so the revert can
  * be checked exactly.
  */
