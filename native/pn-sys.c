@@ -63,6 +63,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -869,7 +870,9 @@ static napi_value map_dump(napi_env env, napi_callback_info info) {
   /* A map holds at most max_entries; a hash iteration that restarts (its key was deleted under
    * it) is cut there rather than running on. */
   size_t cap = 16, n = 0, limit = (size_t)m->info.max_entries + 1;
-  uint8_t *keys = malloc(cap * ks + 1), *vals = malloc(cap * vs + 1), *cur = NULL;
+  uint8_t *keys = malloc(cap * ks + 1), *vals = malloc(cap * vs + 1);
+  /* The key to continue from: an offset into keys, which realloc may move (-1: from the start). */
+  ptrdiff_t cur = -1;
   int32_t *errs = malloc(cap * sizeof *errs);
   int err = keys && vals && errs ? 0 : ENOMEM;
   while (!err && n < limit) {
@@ -888,16 +891,16 @@ static napi_value map_dump(napi_env env, napi_callback_info info) {
     union bpf_attr a;
     memset(&a, 0, sizeof a);
     a.map_fd = (uint32_t)m->fd;
-    a.key = ptr(cur);
+    a.key = cur < 0 ? 0 : ptr(keys + cur);
     a.next_key = ptr(keys + n * ks);
     if (sys_bpf(BPF_MAP_GET_NEXT_KEY, &a) != 0) {
       if (errno != ENOENT) err = errno;
       break;
     }
-    cur = keys + n * ks;
+    cur = (ptrdiff_t)(n * ks);
     memset(&a, 0, sizeof a);
     a.map_fd = (uint32_t)m->fd;
-    a.key = ptr(cur);
+    a.key = ptr(keys + cur);
     a.value = ptr(vals + n * vs);
     errs[n] = sys_bpf(BPF_MAP_LOOKUP_ELEM, &a) != 0 ? errno : 0;
     if (errs[n] == ENOENT && m->info.type != BPF_MAP_TYPE_PERF_EVENT_ARRAY && m->info.type != BPF_MAP_TYPE_PROG_ARRAY) continue; /* deleted meanwhile (the next key is found from it all the same) */

@@ -60,15 +60,15 @@ describe('map writer on pinned maps (root)', function () {
   afterEach(() => rmSync(root, {recursive: true, force: true}))
 
   it('updates and deletes of one map are batch syscalls; lookup and dump read them back', async () => {
-    const m = create('h', 'hash', 4, 8, 256)
+    const m = create('h', 'hash', 4, 8, 2048)
     const info = sys().mapInfo(m)
     assert.deepEqual([info.batchUpdate, info.batchDelete], [true, true], 'a hash map has both batch ops')
-    const ups: KernelOp[] = Array.from({length: 100}, (_, i) => ({kind: 'map.update', map: m, key: u32(i), value: u64(i * 1000)}))
+    const ups: KernelOp[] = Array.from({length: 1000}, (_, i) => ({kind: 'map.update', map: m, key: u32(i), value: u64(i * 1000)}))
     const r = await backend.apply(ups)
-    assert.equal(r.length, 100)
+    assert.equal(r.length, 1000)
     assert.deepEqual(r[0], {kind: 'map.update'})
     const seen = dump(m)
-    assert.equal(seen.size, 100)
+    assert.equal(seen.size, 1000)
     assert.equal(seen.get(u32(42).toString('hex')), u64(42_000).toString('hex'))
     const [hit, miss] = await backend.apply([
       {kind: 'map.lookup', map: m, key: u32(7)},
@@ -76,13 +76,13 @@ describe('map writer on pinned maps (root)', function () {
     ])
     assert.deepEqual(hit, {kind: 'map.lookup', value: u64(7000)})
     assert.deepEqual(miss, {kind: 'map.lookup', value: undefined})
-    const dels = await backend.apply(Array.from({length: 50}, (_, i) => ({kind: 'map.delete' as const, map: m, key: u32(i * 2)})))
+    const dels = await backend.apply(Array.from({length: 500}, (_, i) => ({kind: 'map.delete' as const, map: m, key: u32(i * 2)})))
     assert.ok(dels.every((d) => d.kind === 'map.delete' && d.deleted))
     const [d] = await backend.apply([{kind: 'map.dump', map: m}])
     assert.equal(d.kind, 'map.dump')
     const entries = (d as {entries: {key: Buffer; value?: Buffer}[]}).entries
-    assert.equal(entries.length, 50)
-    assert.deepEqual(entries.map((e) => e.key.readUInt32LE(0)).sort((a, b) => a - b), Array.from({length: 50}, (_, i) => i * 2 + 1))
+    assert.equal(entries.length, 500)
+    assert.deepEqual(entries.map((e) => e.key.readUInt32LE(0)).sort((a, b) => a - b), Array.from({length: 500}, (_, i) => i * 2 + 1))
     assert.ok(entries.every((e) => e.value!.readBigUInt64LE(0) === BigInt(e.key.readUInt32LE(0) * 1000)))
   })
 
