@@ -75,6 +75,8 @@ export class KernelError extends PnError {
   readonly errno?: Errno
   readonly extack?: string
   readonly netns?: string
+  /** The cause part of the message (the extack, strerror, or the backend's words). */
+  readonly why: string
 
   constructor(init: KernelErrorInit) {
     const why = init.extack ?? (init.errno ? STRERROR[init.errno] : (init.reason ?? 'failed'))
@@ -90,6 +92,7 @@ export class KernelError extends PnError {
     this.errno = init.errno
     this.extack = init.extack
     this.netns = init.netns
+    this.why = why
   }
 }
 

@@ -38,7 +38,7 @@ export async function pinnedProgramId(runner: Runner, pinned: string): Promise<n
 /** The kernel refused the filter: PN_BPF_LOAD_FAILED (PN_BPF_NOT_LOADED for a missing pin), with what to run next. */
 async function attachFailed(err: unknown, program: ProgramName, device: string, direction: Direction, pinned: string): Promise<PnError> {
   if (!(err instanceof KernelError)) return err as PnError
-  return new PnError(err.code, `attach ${PROGRAMS[program]} to ${device} ${direction}: ${err.message.slice(err.message.indexOf(': ') + 2)}`, {
+  return new PnError(err.code, `attach ${PROGRAMS[program]} to ${device} ${direction}: ${err.why}`, {
     hint: (await pathExists(pinned)) ? 'check `dmesg` and `pn bpf status`' : 'load the programs first: `pn bpf load --host`',
     details: err.details,
     cause: err,
@@ -84,7 +84,7 @@ export async function attachTcProgram(
       })
     }
     if (err.errno !== 'EEXIST') {
-      throw new PnError('PN_BPF_LOAD_FAILED', `add clsact qdisc ${opts.device}: ${err.message.slice(err.message.indexOf(': ') + 2)}`, {details: err.details, cause: err})
+      throw new PnError('PN_BPF_LOAD_FAILED', `add clsact qdisc ${opts.device}: ${err.why}`, {details: err.details, cause: err})
     }
     createdQdisc = false
     // The qdisc was there already. If our program is already attached, there is nothing to do.
