@@ -424,20 +424,22 @@ export class ToolsBackend implements KernelBackend {
    */
   private async mapBatch(ops: readonly KernelOp[], from: number, to: number, netns: string | undefined): Promise<KernelResult[]> {
     const out: KernelResult[] = []
+    const done = (k: number) => out.push((ops[k].kind === 'map.delete' ? {kind: 'map.delete', deleted: true} : {kind: ops[k].kind}) as KernelResult)
     for (let start = from; start < to; ) {
       const lines = ops.slice(start, to).map(renderMapLine)
       const r = await this.runner.run('bpftool', ['-j', 'batch', 'file', '-'], {netns, input: lines.join('\n') + '\n', allowFailure: true})
-      const answers = r.exitCode === 0 ? [] : (parseJsonOr<{output?: {error?: string} | null}[]>(r.stdout) ?? [])
-      const at = answers.findIndex((a) => a.output?.error !== undefined)
       if (r.exitCode === 0) {
-        for (let k = start; k < to; k++) out.push((ops[k].kind === 'map.delete' ? {kind: 'map.delete', deleted: true} : {kind: ops[k].kind}) as KernelResult)
+        for (let k = start; k < to; k++) done(k)
         return out
       }
-      // Without a JSON answer (bpftool died before it), blame the first line of this run.
+      const answer = parseJsonOr<{output?: {error?: string} | null}[] | {error?: string}>(r.stdout)
+      const at = Array.isArray(answer) ? answer.findIndex((a) => a.output?.error !== undefined) : -1
+      // Without a per-line answer (bpftool stopped before the first line), blame the first line of this run.
       const k = start + Math.max(0, at)
-      const e = at >= 0 ? bpftoolError(answers[at].output!.error!) : {errno: undefined, text: r.stderr.trim()}
-      for (let m = start; m < k; m++) out.push((ops[m].kind === 'map.delete' ? {kind: 'map.delete', deleted: true} : {kind: ops[m].kind}) as KernelResult)
+      const e = Array.isArray(answer) && at >= 0 ? bpftoolError(answer[at].output!.error!) : bpftoolFailure(r, Array.isArray(answer) ? undefined : answer)
+      for (let m = start; m < k; m++) done(m)
       const op = ops[k]
+      // ENOENT of the delete itself (not of opening the pin): the key is not there.
       if (op.kind === 'map.delete' && op.missingOk && e.errno === 'ENOENT' && at >= 0 && /^delete failed/.test(e.text)) {
         out.push({kind: 'map.delete', deleted: false})
         start = k + 1
