@@ -8,8 +8,10 @@
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
 import {dumpMap} from '../datapath/bpf/index.js'
-import {getLink, parseJson} from '../datapath/link.js'
+import {getLink} from '../datapath/link.js'
 import {hostIfnameFor} from '../datapath/veth.js'
+import {applyOne} from '../kernel/backend.js'
+import {kernelFor} from '../kernel/tools.js'
 import {getEndpoint} from '../endpoint/store.js'
 import {listIps} from '../ipam/host.js'
 import {requireNodeContext} from '../node/context.js'
@@ -18,12 +20,6 @@ import {attachmentId} from './env.js'
 import {withAttachmentLock} from './lock.js'
 import {parsePrevResult} from './result.js'
 import type {CniRequest} from './request.js'
-
-interface IpAddrJson {
-  ifname: string
-  address?: string
-  addr_info?: {family: string; local: string; prefixlen: number}[]
-}
 
 interface RouteJson {
   dst: string
@@ -43,15 +39,13 @@ function sameDst(want: string, got: string): boolean {
 }
 
 async function routesIn(runner: Runner, netns: string, ifname: string, family: 4 | 6): Promise<RouteJson[]> {
-  const r = await runner.run('ip', [`-${family}`, '-j', 'route', 'show', 'dev', ifname], {netns, readOnly: true})
-  return parseJson<RouteJson[]>(r.stdout, `show routes of ${ifname}`) ?? []
+  const {routes} = await applyOne(kernelFor(runner), {kind: 'route.list', family}, {netns})
+  return routes.filter((r) => r.dev === ifname)
 }
 
 /** True when a bpf classifier is attached to the device's tc ingress. */
 async function hasIngressBpf(runner: Runner, dev: string): Promise<boolean> {
-  const r = await runner.run('tc', ['-j', 'filter', 'show', 'dev', dev, 'ingress'], {allowFailure: true, readOnly: true})
-  if (r.exitCode !== 0) return false
-  const filters = parseJson<{kind?: string}[]>(r.stdout, `show tc filters of ${dev}`) ?? []
+  const {filters} = await applyOne(kernelFor(runner), {kind: 'tc.list', dev, direction: 'ingress'}).catch(() => ({filters: []}))
   return filters.some((f) => f.kind === 'bpf')
 }
 
@@ -102,8 +96,8 @@ async function check(req: CniRequest): Promise<CheckResult> {
     checked.push('interface')
     if (pod.linkinfo?.info_kind && pod.linkinfo.info_kind !== 'veth') problems.push(`interface ${req.ifname} is a ${pod.linkinfo.info_kind}, not a veth`)
     if (want.mac && pod.address.toLowerCase() !== want.mac) problems.push(`interface ${req.ifname} has MAC ${pod.address}, prevResult says ${want.mac}`)
-    const a = await req.runner.run('ip', ['-j', 'addr', 'show', 'dev', req.ifname], {netns, readOnly: true})
-    const addrs = (parseJson<IpAddrJson[]>(a.stdout, `show addresses of ${req.ifname}`) ?? []).flatMap((x) => x.addr_info ?? [])
+    const {links} = await applyOne(kernelFor(req.runner), {kind: 'addr.list', dev: req.ifname}, {netns})
+    const addrs = links.flatMap((x) => x.addr_info ?? [])
     for (const ip of wantIps) {
       if (!addrs.some((x) => x.local === ip.ip && x.prefixlen === ip.prefix)) problems.push(`address ${ip.address} is missing on ${req.ifname}`)
     }

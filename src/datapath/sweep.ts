@@ -4,33 +4,29 @@
  */
 import type {Runner} from '../exec/runner.js'
 import {cidrContains} from '../cidr/cidr.js'
-import {parseJson} from './link.js'
+import {applyOne} from '../kernel/backend.js'
+import {kernelFor} from '../kernel/tools.js'
 
 export const LXC_RE = /^lxc[0-9a-f]{12}$/
 
 /** Every host-side pod veth in this netns. */
 export async function podDevices(runner: Runner): Promise<string[]> {
-  const r = await runner.run('ip', ['-j', 'link', 'show', 'type', 'veth'], {readOnly: true})
-  return (parseJson<{ifname: string}[]>(r.stdout, 'list veths') ?? []).map((l) => l.ifname).filter((n) => LXC_RE.test(n))
+  const {links} = await applyOne(kernelFor(runner), {kind: 'link.list'})
+  return links.filter((l) => l.linkinfo?.info_kind === 'veth' && LXC_RE.test(l.ifname)).map((l) => l.ifname)
 }
 
 /**
- * Pod veths that are pn's beyond doubt: the from-container program on their tc ingress (bpf
- * mode), or a host route into one of the node's pod CIDRs (host-routes mode).
+ * Pod veths that are pn's beyond doubt: a host route into one of the node's pod CIDRs
+ * (host-routes mode), or the from-container program on their tc ingress (bpf mode).
  */
 export async function pnPodDevices(runner: Runner, podCidrs: string[]): Promise<string[]> {
   const all = new Set(await podDevices(runner))
   if (all.size === 0) return []
+  const kernel = kernelFor(runner)
   const out = new Set<string>()
-  const net = await runner.run('bpftool', ['-j', 'net', 'show'], {readOnly: true, allowFailure: true})
-  if (net.exitCode === 0) {
-    const tc = (parseJson<{tc?: {devname: string; name?: string}[]}[]>(net.stdout, 'list tc programs') ?? [])[0]?.tc ?? []
-    for (const t of tc) if (all.has(t.devname) && (t.name ?? '').startsWith('from_container')) out.add(t.devname)
-  }
-  for (const family of ['-4', '-6']) {
-    const r = await runner.run('ip', [family, '-j', 'route', 'show'], {readOnly: true, allowFailure: true})
-    if (r.exitCode !== 0) continue
-    for (const rt of parseJson<{dst: string; dev?: string}[]>(r.stdout, 'list routes') ?? []) {
+  for (const family of [4, 6] as const) {
+    const {routes} = await applyOne(kernel, {kind: 'route.list', family}).catch(() => ({routes: []}))
+    for (const rt of routes) {
       if (!rt.dev || !all.has(rt.dev) || rt.dst === 'default') continue
       const ip = rt.dst.split('/')[0]
       if (podCidrs.some((c) => {
@@ -41,6 +37,11 @@ export async function pnPodDevices(runner: Runner, podCidrs: string[]): Promise<
         }
       })) out.add(rt.dev)
     }
+  }
+  const rest = [...all].filter((d) => !out.has(d)).sort()
+  const hooks = await kernel.apply(rest.map((dev) => ({kind: 'tc.list', dev, direction: 'ingress'}))).catch(() => [])
+  for (const [k, h] of hooks.entries()) {
+    if (h.kind === 'tc.list' && h.filters.some((f) => (f.prog?.name ?? '').startsWith('from_container'))) out.add(rest[k])
   }
   return [...out].sort()
 }

@@ -1,10 +1,11 @@
 /**
- * Network sysctls, read and written through `sysctl` in one process each. `net.*` sysctls are
- * per network namespace, so running pn inside a node netns only ever changes that node.
+ * Network sysctls: read through `sysctl -e` in one process, written as kernel ops (src/kernel).
+ * `net.*` sysctls are per network namespace, so running pn inside a node netns only ever changes
+ * that node.
  */
-import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
 import {sysctlPath} from '../kernel/ops.js'
+import {kernelFor} from '../kernel/tools.js'
 
 /** /proc/sys path of a key: one definition, with the kernel ops (src/kernel). */
 export {sysctlPath}
@@ -26,23 +27,17 @@ export async function readSysctls(runner: Runner, keys: string[], netns?: string
   return out
 }
 
-/** Write the entries that differ from `current` (all of them when current is not given); returns the keys written. */
+/**
+ * Write the entries that differ from `current` (all of them when current is not given) as
+ * sysctl.set ops (in this netns: through /proc/sys, no process); returns the keys written.
+ */
 export async function writeSysctls(
   runner: Runner,
   wanted: Record<string, string>,
-  opts: {netns?: string; current?: Record<string, string>; inProcess?: boolean} = {},
+  opts: {netns?: string; current?: Record<string, string>} = {},
 ): Promise<string[]> {
   const keys = Object.keys(wanted).filter((k) => opts.current === undefined || opts.current[k] !== wanted[k])
   if (keys.length === 0) return []
-  if (opts.inProcess && !opts.netns) {
-    // Through /proc/sys of this process's netns (the node's): no `sysctl` process per pod.
-    for (const k of keys) {
-      await runner.writeFile(sysctlPath(k), wanted[k] + '\n').catch((err: NodeJS.ErrnoException) => {
-        throw new PnError('PN_COMMAND_FAILED', `set ${k}=${wanted[k]}: ${err.code === 'ENOENT' ? 'no such key (is the device gone?)' : err.message}`)
-      })
-    }
-    return keys
-  }
-  await runner.run('sysctl', ['-q', '-w', ...keys.map((k) => `${k}=${wanted[k]}`)], {netns: opts.netns})
+  await kernelFor(runner).apply(keys.map((key) => ({kind: 'sysctl.set', key, value: wanted[key]})), opts.netns ? {netns: opts.netns} : {})
   return keys
 }

@@ -5,9 +5,10 @@
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
 import {getEndpoint} from './store.js'
-import {getLink, parseJson} from '../datapath/link.js'
+import {getLink} from '../datapath/link.js'
 import {hostIfnameFor} from '../datapath/veth.js'
 import type {DatapathEndpoint} from '../datapath/bpf/index.js'
+import {kernelFor} from '../kernel/tools.js'
 
 export async function resolveEndpoint(
   runner: Runner,
@@ -31,9 +32,15 @@ export async function resolveEndpoint(
       hint: `pass --netns so pn can read the pod's MAC and IPs from ${opts.ifname} inside it`,
     })
   }
-  const r = await runner.run('ip', ['-j', 'addr', 'show', 'dev', opts.ifname], {netns: opts.netns, readOnly: true})
-  const [pod] = parseJson<{address: string; addr_info?: {local: string; scope: string}[]}[]>(r.stdout, `show ${opts.ifname} in ${opts.netns}`)
-  const ips = (pod?.addr_info ?? []).filter((a) => a.scope === 'global').map((a) => a.local)
+  // The pod side, read inside its netns: its MAC (the link) and its global addresses.
+  const [got, addrs] = await kernelFor(runner).apply([{kind: 'link.get', name: opts.ifname}, {kind: 'addr.list', dev: opts.ifname}], {netns: opts.netns})
+  const pod = got.kind === 'link.get' ? got.link : undefined
+  if (!pod) {
+    throw new PnError('PN_LINK_NOT_FOUND', `find endpoint ${opts.containerId}:${opts.ifname}: no device ${opts.ifname} in ${opts.netns}`, {
+      hint: 'pass the netns the pod interface is in (--netns)',
+    })
+  }
+  const ips = (addrs.kind === 'addr.list' ? addrs.links : []).flatMap((l) => l.addr_info ?? []).filter((a) => a.scope === 'global' && a.local).map((a) => a.local!)
   return {
     endpoint: {containerId: opts.containerId, ifname: opts.ifname, endpointId: 0, ips, hostIfname, hostIfindex: host.ifindex, hostMac: host.address, podMac: pod.address},
     source: 'kernel',

@@ -28,22 +28,30 @@ export const STRERROR: Record<Errno, string> = {
   EADDRNOTAVAIL: 'Cannot assign requested address',
 }
 
+/** Ops on pinned BPF objects (a program, a map): an absent pin means the datapath is not loaded. */
+const PINNED: ReadonlySet<KernelOp['kind']> = new Set(['prog.get', 'map.update', 'map.delete', 'map.lookup', 'map.dump'])
+
 /** The one mapping from a failed op to pn's error codes. */
 export function pnCode(op: KernelOp, errno: Errno | undefined): ErrorCode {
   switch (errno) {
-    case 'EEXIST':
-      return op.kind === 'link.add' ? 'PN_LINK_EXISTS' : 'PN_COMMAND_FAILED'
     case 'ENODEV':
       return 'PN_LINK_NOT_FOUND'
-    case 'ENOENT':
-      // A sysctl of a device that is gone, or a link op on an absent link.
-      return deviceOf(op) !== undefined || op.kind === 'sysctl.set' ? 'PN_LINK_NOT_FOUND' : 'PN_COMMAND_FAILED'
     case 'EPERM':
     case 'EACCES':
       return 'PN_NOT_ROOT'
-    default:
-      return 'PN_COMMAND_FAILED'
+    case 'ENOENT':
+      // The pin of a program or map is gone; a tc.attach names a pin too (the device is ENODEV).
+      if (PINNED.has(op.kind) || op.kind === 'tc.attach') return 'PN_BPF_NOT_LOADED'
+      // A sysctl of a device that is gone, or a link op on an absent link.
+      if (op.kind === 'sysctl.set' || (deviceOf(op) !== undefined && !op.kind.startsWith('tc.') && !op.kind.startsWith('qdisc.'))) return 'PN_LINK_NOT_FOUND'
+      break
+    case 'EEXIST':
+      if (op.kind === 'link.add') return 'PN_LINK_EXISTS'
+      break
   }
+  // The kernel refused the program on the hook (verifier, type) or the write into a map (full, bad size).
+  if (op.kind === 'tc.attach' || op.kind === 'map.update' || op.kind === 'map.delete') return 'PN_BPF_LOAD_FAILED'
+  return 'PN_COMMAND_FAILED'
 }
 
 export interface KernelErrorInit {
@@ -67,11 +75,14 @@ export class KernelError extends PnError {
   readonly errno?: Errno
   readonly extack?: string
   readonly netns?: string
+  /** The cause part of the message (the extack, strerror, or the backend's words). */
+  readonly why: string
 
   constructor(init: KernelErrorInit) {
     const why = init.extack ?? (init.errno ? STRERROR[init.errno] : (init.reason ?? 'failed'))
-    super(pnCode(init.op, init.errno), `${describeOp(init.op)}${init.netns ? ` in ${init.netns}` : ''}: ${why}`, {
-      hint: init.errno === 'EPERM' || init.errno === 'EACCES' ? 'run pn as root (CAP_NET_ADMIN)' : undefined,
+    const code = pnCode(init.op, init.errno)
+    super(code, `${describeOp(init.op)}${init.netns ? ` in ${init.netns}` : ''}: ${why}`, {
+      hint: code === 'PN_NOT_ROOT' ? 'run pn as root (CAP_NET_ADMIN)' : code === 'PN_BPF_NOT_LOADED' ? 'load the datapath first: `pn bpf load --host` (or `pn node init` in bpf mode); `pn bpf status` shows what is pinned' : undefined,
       details: {op: init.op, index: init.index, errno: init.errno, extack: init.extack, ...(init.netns ? {netns: init.netns} : {}), ...init.detail},
       cause: init.cause,
     })
@@ -81,6 +92,7 @@ export class KernelError extends PnError {
     this.errno = init.errno
     this.extack = init.extack
     this.netns = init.netns
+    this.why = why
   }
 }
 

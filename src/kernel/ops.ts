@@ -41,6 +41,8 @@ export interface RouteEntry {
   prefsrc?: string
   table?: string
   scope?: string
+  /** Who made it (`kernel` for the kernel's own, `boot` for `ip route add`). */
+  protocol?: string
   nexthops?: {gateway?: string; dev?: string}[]
 }
 

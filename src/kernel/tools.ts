@@ -1,11 +1,13 @@
 /**
- * The tools backend: kernel ops rendered to `ip` command lines run through the Runner, so
- * `--dry-run` and `--verbose` print exactly what runs and golden tests see the argv. Consecutive
- * changes (links, addresses, routes, neighbours) in one netns go to one `ip -batch -` process;
- * queries (link.get/list, addr.list, route.list), link.del and a route.del that may find nothing
- * are one command each; sysctls are written through /proc/sys in process (or by
- * one `sysctl -w` inside another netns). The kernel worker behind a WorkerRunner answers the
- * same argv.
+ * The tools backend: kernel ops rendered to `ip`, `tc` and `bpftool` command lines run through
+ * the Runner, so `--dry-run` and `--verbose` print exactly what runs and golden tests see the
+ * argv. Consecutive changes (links, addresses, routes, neighbours) in one netns go to one
+ * `ip -batch -` process; consecutive tc changes (qdisc.add, tc.attach, tc.detach) to one
+ * `tc -batch -` (one alone is its own `tc` command); consecutive map writes to one
+ * `bpftool -j batch file -`. Queries (link.get/list, addr.list, route.list, tc.list, prog.get,
+ * map.lookup/dump), link.del, qdisc.del and a delete that may find nothing are one command each;
+ * sysctls are written through /proc/sys in process (or by one `sysctl -w` inside another netns).
+ * The kernel worker behind a WorkerRunner answers the same argv.
  *
  * Which op failed. `ip -batch` stops at the first failing line, so after a failed batch every op
  * before it took effect and none after it did. The backend finds it by asking the kernel, in
@@ -16,24 +18,73 @@
  * a plain add of something already there (EEXIST), or a delete of something already gone (ESRCH,
  * EADDRNOTAVAIL), looks applied; so when the tool reports that errno the failing op is the last
  * such op before the first absent effect. This is exact for what pn batches today: ops on a link
- * the same batch creates, or on pn_host.
+ * the same batch creates, or on pn_host. A tc batch is located the same way (`tc -j qdisc|filter
+ * show`, and `bpftool -j prog show pinned` for which program a filter runs). A bpftool batch needs
+ * no probe: with `-j` it answers one JSON entry per line it ran, the failing one carrying
+ * `{"error": …}`.
  *
  * Where iproute2 gives no JSON: its errors. Even with `-j` an error is a line of text on stderr
  * ("RTNETLINK answers: <strerror>", "Error: <extended ack>.", "Cannot find device"). `toolError`
  * below is the one reader of that text in pn; it yields an errno and the extack, never an index.
+ * bpftool's errors are JSON (`{"error": "<what>: <strerror>"}`); `bpftoolError` reads them.
  */
 import {PnError} from '../errors.js'
 import type {RunResult, Runner} from '../exec/runner.js'
 import type {ApplyOptions, KernelBackend} from './backend.js'
 import {KernelError, STRERROR, errnoOf, type Errno} from './errors.js'
-import {describeOp, sysctlPath, type AddrLink, type KernelOp, type KernelResult, type LinkInfo, type OpKind, type RouteEntry} from './ops.js'
+import {describeOp, sysctlPath, type AddrLink, type KernelOp, type KernelResult, type LinkInfo, type MapEntry, type OpKind, type RouteEntry, type TcFilter} from './ops.js'
 
 /** Ops that go into one `ip -batch -` with their neighbours. */
 const BATCHED: ReadonlySet<OpKind> = new Set(['link.add', 'link.set', 'addr.add', 'addr.del', 'route.add', 'route.del', 'neigh.add'])
 
-/** An op that goes into a batch (a `missingOk` delete runs alone: its failure is its own result). */
+/** tc changes that go into one `tc -batch -` with their neighbours. */
+const TC_BATCHED: ReadonlySet<OpKind> = new Set(['qdisc.add', 'tc.attach', 'tc.detach'])
+
+/** Map writes that go into one `bpftool -j batch file -` (a missingOk delete too: its entry says what it found). */
+const MAP_BATCHED: ReadonlySet<OpKind> = new Set(['map.update', 'map.delete'])
+
+const missingOk = (op: KernelOp): boolean => 'missingOk' in op && op.missingOk === true
+
+/** An op that goes into an `ip` batch (a `missingOk` delete runs alone: its failure is its own result). */
 function batched(op: KernelOp): boolean {
-  return BATCHED.has(op.kind) && !('missingOk' in op && op.missingOk)
+  return BATCHED.has(op.kind) && !missingOk(op)
+}
+
+function tcBatched(op: KernelOp): boolean {
+  return TC_BATCHED.has(op.kind) && !missingOk(op)
+}
+
+/** The `tc` command (as a `tc -batch` line, or split into argv) of a tc change. */
+export function renderTcLine(op: KernelOp): string {
+  switch (op.kind) {
+    case 'qdisc.add':
+      return `qdisc add dev ${op.dev} clsact`
+    case 'qdisc.del':
+      return `qdisc del dev ${op.dev} clsact`
+    case 'tc.attach':
+      return `filter replace dev ${op.dev} ${op.direction} pref ${op.pref} handle ${op.handle} bpf da object-pinned ${op.pinned}`
+    case 'tc.detach':
+      return `filter del dev ${op.dev} ${op.direction} pref ${op.pref} handle ${op.handle} bpf`
+    default:
+      throw new Error(`${op.kind} is not a tc line`)
+  }
+}
+
+/** bpftool's words for bytes: `hex 0a 00 01 05`. */
+function hexWords(b: Buffer): string {
+  return 'hex ' + b.toString('hex').replace(/(..)(?=.)/g, '$1 ')
+}
+
+/** The `bpftool batch` line of a map write. */
+export function renderMapLine(op: KernelOp): string {
+  switch (op.kind) {
+    case 'map.update':
+      return `map update pinned ${op.map} key ${hexWords(op.key)} value ${hexWords(op.value)}`
+    case 'map.delete':
+      return `map delete pinned ${op.map} key ${hexWords(op.key)}`
+    default:
+      throw new Error(`${op.kind} is not a bpftool batch line`)
+  }
 }
 
 /** The `ip -batch` line of a change. */
@@ -80,6 +131,22 @@ export function renderArgv(op: KernelOp): {file: string; args: string[]} {
       return {file: 'ip', args: ['route', 'del', op.dst, 'dev', op.dev]}
     case 'sysctl.set':
       return {file: 'sysctl', args: ['-q', '-w', `${op.key}=${op.value}`]}
+    case 'qdisc.add':
+    case 'qdisc.del':
+    case 'tc.attach':
+    case 'tc.detach':
+      return {file: 'tc', args: renderTcLine(op).split(' ')}
+    case 'tc.list':
+      return {file: 'tc', args: ['-j', 'filter', 'show', 'dev', op.dev, op.direction]}
+    case 'prog.get':
+      return {file: 'bpftool', args: ['-j', 'prog', 'show', 'pinned', op.pinned]}
+    case 'map.lookup':
+      return {file: 'bpftool', args: ['-j', 'map', 'lookup', 'pinned', op.map, 'key', ...hexWords(op.key).split(' ')]}
+    case 'map.dump':
+      return {file: 'bpftool', args: ['-j', 'map', 'dump', 'pinned', op.map]}
+    case 'map.update':
+    case 'map.delete':
+      return {file: 'bpftool', args: ['-j', 'batch', 'file', '-']}
     default:
       return {file: 'ip', args: ['-batch', '-']}
   }
@@ -90,10 +157,25 @@ function opt(word: string, v: string | number | undefined): string {
 }
 
 /**
+ * The errno behind an extended ack of the tc subsystem, which `tc` prints without the errno.
+ * "Exclusivity flag on": a second clsact (EEXIST). Missing filter chain, parent qdisc, qdisc or
+ * filter: ENOENT. "Invalid handle" is what a `qdisc del … clsact` gets once the clsact is gone:
+ * the device's default ingress slot has handle 0, not clsact's (the kernel says EINVAL; for pn's
+ * one qdisc it means "not there").
+ */
+const TC_EXTACK: [RegExp, Errno][] = [
+  [/^Exclusivity flag on/, 'EEXIST'],
+  [/^Cannot find specified filter chain|^Parent Qdisc doesn't exists?|^Cannot find specified qdisc|^Filter with specified priority\/protocol not found|^Invalid handle/, 'ENOENT'],
+]
+
+const errnoOfStrerror = (text: string): Errno | undefined => (Object.keys(STRERROR) as Errno[]).find((e) => STRERROR[e] === text.trim())
+
+/**
  * iproute2's error text → errno and extack. The only place pn reads a tool's error text: iproute2
  * prints no JSON for errors. "RTNETLINK answers: X" carries strerror(errno); "Error: X." is the
- * kernel's extended ack (then iproute2 prints no errno); "Cannot find device" / "does not exist"
- * is iproute2 failing to resolve a name before it sends anything (ENODEV).
+ * kernel's extended ack (then iproute2 prints no errno; tc's known ones are mapped above);
+ * "Cannot find device" / "does not exist" is iproute2 failing to resolve a name before it sends
+ * anything (ENODEV); "Couldn't retrieve pinned program 'P': X" is tc failing to open a pin.
  */
 export function toolError(stderr: string): {errno?: Errno; extack?: string; text: string} {
   const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('Command failed'))
@@ -102,12 +184,77 @@ export function toolError(stderr: string): {errno?: Errno; extack?: string; text
   let extack: string | undefined
   for (const l of lines) {
     const rt = /^RTNETLINK answers: (.+)$/.exec(l)
-    if (rt) errno = (Object.keys(STRERROR) as Errno[]).find((e) => STRERROR[e] === rt[1].trim()) ?? errno
+    if (rt) errno = errnoOfStrerror(rt[1]) ?? errno
     const ea = /^Error: (.+?)\.?$/.exec(l)
-    if (ea) extack = ea[1]
+    if (ea) {
+      extack = ea[1]
+      errno = TC_EXTACK.find(([re]) => re.test(ea[1]))?.[1] ?? errno
+    }
     if (/^Cannot find device|^Device ".*" does not exist/.test(l)) errno = 'ENODEV'
+    const pin = /^Couldn't retrieve pinned program '.*': (.+)$/.exec(l)
+    if (pin) errno = errnoOfStrerror(pin[1]) ?? errno
   }
   return {errno, extack, text}
+}
+
+/** A bpftool -j answer's error, `{"error": "<what>: <strerror>"}` → errno (when pn tells it apart) and the text. */
+export function bpftoolError(message: string): {errno?: Errno; text: string} {
+  const m = /: ([^:]+)$/.exec(message)
+  return {errno: m ? errnoOfStrerror(m[1]) : undefined, text: message}
+}
+
+/** The errno name of an error bpftool printed for a value it could not read ("Unknown error 524": the kernel's ENOTSUPP). */
+function errnoName(message: string): string {
+  if (/Unknown error 524$/.test(message)) return 'ENOTSUPP'
+  return bpftoolError(message).errno ?? message
+}
+
+/** bpftool's `["0x0a", "0x00", …]`. */
+function bytesOf(words: string[]): Buffer {
+  return Buffer.from(words.map((w) => parseInt(w, 16)))
+}
+
+interface BpftoolEntry {
+  key: string[]
+  value?: string[] | {error: string}
+  values?: {cpu: number; value: string[]}[]
+}
+
+/** One entry of `bpftool -j map dump|lookup` as bytes. */
+function mapEntryOf(e: BpftoolEntry): MapEntry {
+  const key = bytesOf(e.key)
+  if (e.values) return {key, values: e.values.map((v) => bytesOf(v.value))}
+  if (Array.isArray(e.value)) return {key, value: bytesOf(e.value)}
+  return {key, unreadable: errnoName(e.value?.error ?? 'no value')}
+}
+
+interface TcFilterJson {
+  pref?: number
+  kind?: string
+  options?: {handle?: string; prog?: {id?: number; name?: string; tag?: string}}
+}
+
+/**
+ * `tc -j filter show` as filters. tc prints one entry per pref without options (the chain's head)
+ * and one per filter with them; a pref with only a head still counts, so a hook is never taken
+ * for empty.
+ */
+export function tcFilters(json: TcFilterJson[]): TcFilter[] {
+  const out: TcFilter[] = []
+  const withOptions = new Set(json.filter((f) => f.options).map((f) => `${f.pref}/${f.kind}`))
+  for (const f of json) {
+    if (!f.options && withOptions.has(`${f.pref}/${f.kind}`)) continue
+    if (!f.options && out.some((o) => o.pref === f.pref && o.kind === f.kind)) continue
+    const h = f.options?.handle
+    const p = f.options?.prog
+    out.push({
+      pref: f.pref ?? 0,
+      kind: f.kind ?? '',
+      ...(h === undefined ? {} : {handle: parseInt(h, 16)}),
+      ...(p?.id === undefined ? {} : {prog: {id: p.id, ...(p.name ? {name: p.name} : {}), ...(p.tag ? {tag: p.tag} : {})}}),
+    })
+  }
+  return out
 }
 
 export function parseJson<T>(text: string, action: string): T {
@@ -139,6 +286,14 @@ export class ToolsBackend implements KernelBackend {
       if (batched(ops[i])) {
         while (j < ops.length && batched(ops[j])) j++
         await this.batch(ops, i, j, opts.netns)
+      } else if (tcBatched(ops[i])) {
+        while (j < ops.length && tcBatched(ops[j])) j++
+        await this.tcBatch(ops, i, j, opts.netns)
+      } else if (MAP_BATCHED.has(kind)) {
+        while (j < ops.length && MAP_BATCHED.has(ops[j].kind)) j++
+        out.push(...(await this.mapBatch(ops, i, j, opts.netns)))
+        i = j
+        continue
       } else if (kind === 'sysctl.set') {
         while (j < ops.length && ops[j].kind === 'sysctl.set') j++
         await this.sysctls(ops, i, j, opts.netns)
@@ -147,7 +302,7 @@ export class ToolsBackend implements KernelBackend {
         i = j
         continue
       }
-      for (let k = i; k < j; k++) out.push({kind: ops[k].kind} as KernelResult)
+      for (let k = i; k < j; k++) out.push((ops[k].kind === 'tc.detach' ? {kind: 'tc.detach', deleted: true} : {kind: ops[k].kind}) as KernelResult)
       i = j
     }
     return out
@@ -194,9 +349,105 @@ export class ToolsBackend implements KernelBackend {
         if (e.errno === 'ESRCH' && op.missingOk) return {kind: 'route.del'}
         throw failed(op, index, netns, r, e)
       }
+      case 'qdisc.del':
+      case 'tc.detach': {
+        const r = await this.runner.run(file, args, {netns, allowFailure: true})
+        if (r.exitCode === 0) return {kind: op.kind, deleted: true}
+        const e = toolError(r.stderr)
+        // An absent device, qdisc or filter: nothing to delete.
+        if ((e.errno === 'ENOENT' || e.errno === 'ENODEV') && op.missingOk) return {kind: op.kind, deleted: false}
+        throw failed(op, index, netns, r, e)
+      }
+      case 'qdisc.add':
+      case 'tc.attach': {
+        // Alone (its neighbours are not tc changes): its own `tc` command, its failure its own.
+        const r = await this.runner.run(file, args, {netns, allowFailure: true})
+        if (r.exitCode === 0) return {kind: op.kind}
+        throw failed(op, index, netns, r, toolError(r.stderr))
+      }
+      case 'tc.list': {
+        const r = await this.runner.run(file, args, {netns, allowFailure: true, readOnly: true})
+        if (r.exitCode === 0) return {kind: 'tc.list', filters: tcFilters(parseJson<TcFilterJson[]>(r.stdout, describeOp(op)) ?? [])}
+        const e = toolError(r.stderr)
+        if (e.errno === 'ENODEV') return {kind: 'tc.list', filters: []}
+        throw failed(op, index, netns, r, e)
+      }
+      case 'prog.get': {
+        const r = await this.runner.run(file, args, {netns, allowFailure: true, readOnly: true})
+        const j = parseJson<{id?: number; name?: string; tag?: string; error?: string} | null>(r.stdout, describeOp(op))
+        if (r.exitCode === 0) return {kind: 'prog.get', prog: j?.id === undefined ? undefined : {id: j.id, ...(j.name ? {name: j.name} : {}), ...(j.tag ? {tag: j.tag} : {})}}
+        const e = bpftoolFailure(r, j)
+        if (e.errno === 'ENOENT') return {kind: 'prog.get', prog: undefined}
+        throw failed(op, index, netns, r, e)
+      }
+      case 'map.lookup': {
+        const r = await this.runner.run(file, args, {netns, allowFailure: true, readOnly: true})
+        const j = parseJson<(BpftoolEntry & {error?: string}) | null>(r.stdout, describeOp(op))
+        if (j && !j.error) {
+          const e = mapEntryOf(j)
+          return {kind: 'map.lookup', ...(e.values ? {values: e.values} : {value: e.value})}
+        }
+        // An absent key: `null` and no error (exit code 254, -ENOENT).
+        if (j === null && r.exitCode !== 255) return {kind: 'map.lookup', value: undefined}
+        throw failed(op, index, netns, r, bpftoolFailure(r, j))
+      }
+      case 'map.dump': {
+        const r = await this.runner.run(file, args, {netns, allowFailure: true, readOnly: true})
+        // An empty map is `[]` (older bpftool: nothing at all).
+        const j = parseJson<BpftoolEntry[] | {error?: string} | null>(r.stdout, describeOp(op))
+        if (r.exitCode === 0 && (j === null || Array.isArray(j))) return {kind: 'map.dump', entries: (j ?? []).map(mapEntryOf)}
+        throw failed(op, index, netns, r, bpftoolFailure(r, Array.isArray(j) ? null : j))
+      }
       default:
         throw new Error(`${op.kind}: not a single command`)
     }
+  }
+
+  /** Consecutive tc changes: one alone is its own command; more go to one `tc -batch -`. */
+  private async tcBatch(ops: readonly KernelOp[], from: number, to: number, netns: string | undefined): Promise<void> {
+    if (to - from === 1) {
+      await this.single(ops[from], from, netns)
+      return
+    }
+    const lines = ops.slice(from, to).map(renderTcLine)
+    const r = await this.runner.run('tc', ['-batch', '-'], {netns, input: lines.join('\n') + '\n', allowFailure: true})
+    if (r.exitCode === 0) return
+    const e = toolError(r.stderr)
+    const found = await locate(this.runner, ops.slice(from, to), netns, e.errno)
+    throw failed(ops[from + found.index], from + found.index, netns, r, {...e, errno: found.errno ?? e.errno})
+  }
+
+  /**
+   * Consecutive map writes in one `bpftool -j batch file -`. Its JSON answer has one entry per
+   * line it ran; the last has `{"error": …}` when the batch stopped. A missingOk delete that
+   * found nothing is `{deleted: false}`, and the batch goes on after it.
+   */
+  private async mapBatch(ops: readonly KernelOp[], from: number, to: number, netns: string | undefined): Promise<KernelResult[]> {
+    const out: KernelResult[] = []
+    const done = (k: number) => out.push((ops[k].kind === 'map.delete' ? {kind: 'map.delete', deleted: true} : {kind: ops[k].kind}) as KernelResult)
+    for (let start = from; start < to; ) {
+      const lines = ops.slice(start, to).map(renderMapLine)
+      const r = await this.runner.run('bpftool', ['-j', 'batch', 'file', '-'], {netns, input: lines.join('\n') + '\n', allowFailure: true})
+      if (r.exitCode === 0) {
+        for (let k = start; k < to; k++) done(k)
+        return out
+      }
+      const answer = parseJsonOr<{output?: {error?: string} | null}[] | {error?: string}>(r.stdout)
+      const at = Array.isArray(answer) ? answer.findIndex((a) => a.output?.error !== undefined) : -1
+      // Without a per-line answer (bpftool stopped before the first line), blame the first line of this run.
+      const k = start + Math.max(0, at)
+      const e = Array.isArray(answer) && at >= 0 ? bpftoolError(answer[at].output!.error!) : bpftoolFailure(r, Array.isArray(answer) ? undefined : answer)
+      for (let m = start; m < k; m++) done(m)
+      const op = ops[k]
+      // ENOENT of the delete itself (not of opening the pin): the key is not there.
+      if (op.kind === 'map.delete' && op.missingOk && e.errno === 'ENOENT' && at >= 0 && /^delete failed/.test(e.text)) {
+        out.push({kind: 'map.delete', deleted: false})
+        start = k + 1
+        continue
+      }
+      throw failed(op, k, netns, r, e)
+    }
+    return out
   }
 
   private async batch(ops: readonly KernelOp[], from: number, to: number, netns: string | undefined): Promise<void> {
@@ -233,7 +484,25 @@ export class ToolsBackend implements KernelBackend {
 }
 
 function failed(op: KernelOp, index: number, netns: string | undefined, r: RunResult, e: {errno?: Errno; extack?: string; text?: string}): KernelError {
-  return new KernelError({op, index, netns, errno: e.errno, extack: e.extack, reason: e.text || `exit code ${r.exitCode}`, detail: {argv: r.argv, stderr: r.stderr}})
+  return new KernelError({
+    op, index, netns, errno: e.errno, extack: e.extack, reason: e.text || `exit code ${r.exitCode}`,
+    detail: {argv: r.argv, stderr: r.stderr, ...(r.argv.includes('bpftool') && r.stdout ? {stdout: r.stdout.slice(0, 4096)} : {})},
+  })
+}
+
+/** JSON or undefined (a tool that died before it printed its answer). */
+function parseJsonOr<T>(text: string): T | undefined {
+  try {
+    return JSON.parse(text || 'null') as T
+  } catch {
+    return undefined
+  }
+}
+
+/** The error of a failed bpftool -j command: its JSON `error`, else whatever it printed on stderr. */
+function bpftoolFailure(r: RunResult, j: {error?: string} | null | undefined): {errno?: Errno; text: string} {
+  if (j?.error) return bpftoolError(j.error)
+  return {text: r.stderr.trim() || `exit code ${r.exitCode}`}
 }
 
 type Verdict = {applied: true} | {applied: false; errno?: Errno}
@@ -247,12 +516,23 @@ class Probe {
     private readonly netns: string | undefined,
   ) {}
 
-  private query<T>(args: string[], netns = this.netns): Promise<T> {
-    const key = `${netns ?? ''}\0${args.join(' ')}`
+  /** `file args` in JSON; a failed query is `undefined` (an absent device for tc). */
+  private ask<T>(file: string, args: string[], netns = this.netns): Promise<T | undefined> {
+    const key = `${netns ?? ''}\0${file} ${args.join(' ')}`
     if (!this.cache.has(key)) {
-      this.cache.set(key, this.runner.run('ip', args, {netns, allowFailure: true, readOnly: true}).then((r) => (r.exitCode === 0 ? (parseJson<T>(r.stdout, `ip ${args.join(' ')}`) ?? []) : [])))
+      this.cache.set(key, this.runner.run(file, args, {netns, allowFailure: true, readOnly: true}).then((r) => (r.exitCode === 0 ? (parseJson<T>(r.stdout, `${file} ${args.join(' ')}`) ?? undefined) : undefined)))
     }
-    return this.cache.get(key) as Promise<T>
+    return this.cache.get(key) as Promise<T | undefined>
+  }
+
+  private async query<T>(args: string[], netns = this.netns): Promise<T> {
+    return (await this.ask<T>('ip', args, netns)) ?? ([] as T)
+  }
+
+  /** The tc filters of a hook; undefined when the device is absent. */
+  private async filters(dev: string, direction: string): Promise<TcFilter[] | undefined> {
+    const j = await this.ask<TcFilterJson[]>('tc', ['-j', 'filter', 'show', 'dev', dev, direction])
+    return j === undefined ? undefined : tcFilters(j)
   }
 
   private async link(name: string, netns = this.netns): Promise<LinkInfo | undefined> {
@@ -302,6 +582,23 @@ class Probe {
         const entries = await this.query<{dst?: string; lladdr?: string}[]>(op.proxy ? [fam, '-j', 'neigh', 'show', 'proxy', 'dev', op.dev] : [fam, '-j', 'neigh', 'show', 'dev', op.dev])
         return entries.some((x) => x.dst === op.dst && (op.lladdr === undefined || x.lladdr === op.lladdr)) ? {applied: true} : absent
       }
+      case 'qdisc.add':
+      case 'qdisc.del': {
+        const qdiscs = await this.ask<{kind?: string}[]>('tc', ['-j', 'qdisc', 'show', 'dev', op.dev])
+        if (qdiscs === undefined) return {applied: false, errno: 'ENODEV'}
+        return qdiscs.some((q) => q.kind === 'clsact') === (op.kind === 'qdisc.add') ? {applied: true} : absent
+      }
+      case 'tc.attach':
+      case 'tc.detach': {
+        const filters = await this.filters(op.dev, op.direction)
+        if (filters === undefined) return {applied: false, errno: 'ENODEV'}
+        const at = filters.find((f) => f.pref === op.pref && f.handle === op.handle && f.kind === 'bpf')
+        if (op.kind === 'tc.detach') return at ? absent : {applied: true}
+        // Attached means the pinned program, not just a filter there (a replace of an older one).
+        const prog = await this.ask<{id?: number}>('bpftool', ['-j', 'prog', 'show', 'pinned', op.pinned])
+        if (prog?.id === undefined) return {applied: false, errno: 'ENOENT'}
+        return at?.prog?.id === prog.id ? {applied: true} : absent
+      }
       default:
         return absent
     }
@@ -327,9 +624,10 @@ async function locate(runner: Runner, ops: readonly KernelOp[], netns: string | 
 
 /** An op the kernel refuses with `errno` when its effect is already there (a plain add, a delete). */
 function failsWhenDone(op: KernelOp, errno: Errno): boolean {
-  if (errno === 'EEXIST') return (op.kind === 'addr.add' || op.kind === 'route.add' || op.kind === 'neigh.add') && !op.replace
+  if (errno === 'EEXIST') return ((op.kind === 'addr.add' || op.kind === 'route.add' || op.kind === 'neigh.add') && !op.replace) || op.kind === 'qdisc.add'
   if (errno === 'ESRCH') return op.kind === 'route.del'
   if (errno === 'EADDRNOTAVAIL') return op.kind === 'addr.del'
+  if (errno === 'ENOENT') return op.kind === 'tc.detach'
   return false
 }
 

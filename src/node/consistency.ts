@@ -24,7 +24,7 @@ import {mapPath, pathExists} from '../datapath/bpf/bpffs.js'
 import {
   ENDPOINT_F_HOST, IPCACHE_F_LOCAL, encodeEndpointKey, encodeIpcacheKey, encodeLxcKey,
 } from '../datapath/bpf/maps/index.js'
-import {deleteLinkByName, getLink, listLinks, parseJson, type LinkInfo} from '../datapath/link.js'
+import {deleteLinkByName, getLink, listLinks, type LinkInfo} from '../datapath/link.js'
 import {LXC_RE} from '../datapath/sweep.js'
 import {hostIfnameFor} from '../datapath/veth.js'
 import {getEndpoint, listEndpoints, type EndpointRecord} from '../endpoint/store.js'
@@ -215,10 +215,9 @@ export function findInconsistencies(f: ConsistencyFacts): Inconsistency[] {
 
 async function lxcRoutes(runner: Runner): Promise<{dst: string; dev: string}[]> {
   const out: {dst: string; dev: string}[] = []
-  for (const family of ['-4', '-6']) {
-    const r = await runner.run('ip', [family, '-j', 'route', 'show'], {readOnly: true, allowFailure: true})
-    if (r.exitCode !== 0) continue
-    for (const rt of parseJson<{dst: string; dev?: string; protocol?: string}[]>(r.stdout || '[]', 'list routes') ?? []) {
+  for (const family of [4, 6] as const) {
+    const {routes} = await applyOne(kernelFor(runner), {kind: 'route.list', family}).catch(() => ({routes: []}))
+    for (const rt of routes) {
       // Only host routes (what host-routes mode adds per pod IP); the kernel's own (fe80::/64) are no one's record.
       if (!rt.dev || !LXC_RE.test(rt.dev) || rt.dst === 'default' || rt.protocol === 'kernel') continue
       if (rt.dst.includes('/') && !/\/(32|128)$/.test(rt.dst)) continue

@@ -12,6 +12,8 @@ import path from 'node:path'
 import {canonicalIp, formatCidr, parseCidr, tryParseIp, type Family} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
+import {applyOne} from '../kernel/backend.js'
+import {kernelFor} from '../kernel/tools.js'
 import {HOST_DEVICE, requireNodeContext, type NodeContext} from '../node/context.js'
 import {ensureDir, renameDurable, withLock, writeFileAtomic} from '../state/files.js'
 import {peerProtocolName, renderBirdConfig, type BgpPeer, type BirdConfigSpec} from './bird-config.js'
@@ -149,23 +151,18 @@ export function buildBirdSpec(input: BgpSpecInput): {spec: BirdConfigSpec; warni
 // ---------------------------------------------------------------------------------------------
 // Kernel and bird (through the runner)
 
-interface IpAddrJson {
-  ifname: string
-  addr_info?: {family: string; local: string; scope: string}[]
-}
-
 /** The uplink's first global IPv4 and IPv6 addresses (the BGP source and next hop). */
 export async function uplinkAddresses(runner: Runner, uplink: string): Promise<Partial<Record<Family, string>>> {
-  const r = await runner.run('ip', ['-j', 'addr', 'show', 'dev', uplink], {readOnly: true, allowFailure: true})
-  if (r.exitCode !== 0) {
-    throw new PnError('PN_LINK_NOT_FOUND', `read addresses of uplink ${uplink}: ${r.stderr.trim() || 'no such device'}`, {
+  // An absent device has no addresses: no entry at all (a device without addresses has one).
+  const {links} = await applyOne(kernelFor(runner), {kind: 'addr.list', dev: uplink})
+  if (links.length === 0) {
+    throw new PnError('PN_LINK_NOT_FOUND', `read addresses of uplink ${uplink}: no such device`, {
       hint: 'run pn inside the node\'s network namespace (ip netns exec NODE pn bgp …)',
     })
   }
-  const links = JSON.parse(r.stdout || '[]') as IpAddrJson[]
   const out: Partial<Record<Family, string>> = {}
   for (const a of links[0]?.addr_info ?? []) {
-    if (a.scope !== 'global') continue
+    if (a.scope !== 'global' || !a.local) continue
     const f: Family = a.family === 'inet6' ? 6 : 4
     out[f] ??= a.local
   }
@@ -259,8 +256,8 @@ export async function bgpUp(runner: Runner, opts: BgpUpOptions): Promise<BgpUpRe
   parseAsn(opts.localAs, 'local AS')
   parsePeers(opts.peers, opts.peerAs)
   if (opts.routerId) parseRouterId(opts.routerId)
-  const host = await runner.run('ip', ['-j', 'link', 'show', 'dev', HOST_DEVICE], {readOnly: true, allowFailure: true})
-  if (host.exitCode !== 0) {
+  const {link: host} = await applyOne(kernelFor(runner), {kind: 'link.get', name: HOST_DEVICE})
+  if (!host) {
     throw new PnError('PN_LINK_NOT_FOUND', `start bird for node ${node.name}: ${HOST_DEVICE} is not in this network namespace`, {
       hint: "run pn in the node's network namespace (ip netns exec NODE pn bgp up …), after pn node init",
     })

@@ -30,7 +30,8 @@ export class FakeKernel implements Runner {
     if (file === 'ip' && args.includes('route')) return ok('[]')
     if (file === 'tc' && args.includes('show')) return ok('[]')
     if (file === 'bpftool' && args.includes('dump')) return ok('[]')
-    if (file === 'bpftool') return {argv, exitCode: 255, stdout: '', stderr: 'Error: not pinned'}
+    // bpftool -j puts its error in the JSON answer: nothing pinned here.
+    if (file === 'bpftool') return {argv, exitCode: 255, stdout: JSON.stringify({error: `bpf obj get (${args[args.length - 1]}): No such file or directory`}), stderr: ''}
     return ok('')
   }
 

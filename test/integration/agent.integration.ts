@@ -92,7 +92,7 @@ describe('pn agent (native client, node namespace)', function () {
     assert.equal(pn(['agent', 'start', '--state-dir', node.stateDir, '--json'], traced).status, 0)
     const lines = cycle('w1')
     assert.deepEqual(lines.filter((l) => / exec: /.test(l)), [], 'the agent spawned a process')
-    for (const cmd of ['ip -batch -', 'tc -batch -', 'bpftool batch file -', 'ip link del dev']) {
+    for (const cmd of ['ip -batch -', 'tc -batch -', 'bpftool -j batch file -', 'ip link del dev']) {
       assert.ok(lines.some((l) => l.includes(` netlink: `) && l.includes(cmd)), `no "${cmd}" through the worker`)
     }
     stopNodeAgent(node)

@@ -41,10 +41,10 @@ describe('bpf attach/detach (golden argv, no root)', () => {
     const r = await attachEndpoint(runner, node, ep)
     assert.equal(r.changed, true)
     assert.equal(runner.ran('clang'), false)
-    assert.deepEqual(runner.records.map((x) => x.argv.slice(0, 3)), [
-      ['bpftool', 'batch', 'file'],
-      ['tc', 'qdisc', 'add'],
-      ['tc', 'filter', 'replace'],
+    assert.deepEqual(runner.records.map((x) => x.argv.slice(0, 4)), [
+      ['bpftool', '-j', 'batch', 'file'],
+      ['tc', 'qdisc', 'add', 'dev'],
+      ['tc', 'filter', 'replace', 'dev'],
     ])
     const batch = runner.records[0].input!.trim().split('\n')
     assert.equal(batch.length, 3)
@@ -91,7 +91,7 @@ describe('bpf attach/detach (golden argv, no root)', () => {
     const r = await detachEndpoint(runner, node, ep)
     assert.equal(r.changed, true)
     assert.deepEqual(runner.records[0].argv, ['tc', 'filter', 'del', 'dev', 'lxc0123456789ab', 'ingress', 'pref', '1', 'handle', '1', 'bpf'])
-    const batch = runner.records.find((x) => x.argv[1] === 'batch')!.input!.trim().split('\n')
+    const batch = runner.records.find((x) => x.argv[2] === 'batch')!.input!.trim().split('\n')
     assert.deepEqual(batch, [`map delete pinned ${root}/maps/pn_lxc key hex 0c 00 00 00`])
   })
 

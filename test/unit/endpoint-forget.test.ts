@@ -36,7 +36,7 @@ describe('forgetPod (teardown after the host veth was deleted)', () => {
   it('deletes by key in one bpftool batch, with no tc and no map dump, and drops the qdisc marker', async () => {
     const runner = new RecordingRunner()
     assert.deepEqual(await forgetPod(runner, {bpffsRoot: root}, ep), {changed: true})
-    assert.deepEqual(runner.records.map((r) => r.argv.join(' ')), ['bpftool batch file -'])
+    assert.deepEqual(runner.records.map((r) => r.argv.join(' ')), ['bpftool -j batch file -'])
     const lines = runner.records[0].input!.trim().split('\n')
     assert.deepEqual(lines.map((l) => l.split(' ').slice(0, 4).join(' ')), [
       `map delete pinned ${path.join(root, 'maps', 'pn_endpoints')}`,
@@ -52,7 +52,9 @@ describe('forgetPod (teardown after the host veth was deleted)', () => {
     let batches = 0
     const runner = new RecordingRunner((argv) => {
       if (argv[0] !== 'bpftool') return undefined
-      if (argv.includes('batch')) return ++batches === 1 ? {exitCode: 255, stderr: 'Error: delete failed: No such file or directory'} : {}
+      // bpftool -j batch answers one entry per line it ran; the failing one carries the error.
+      const failed = [{command: ['map', 'delete'], output: {error: 'delete failed: No such file or directory'}}]
+      if (argv.includes('batch')) return ++batches === 1 ? {exitCode: 254, stdout: JSON.stringify(failed)} : {}
       // pn_endpoints has lost its entry already; pn_lxc and pn_ipcache still hold theirs.
       if (argv.some((a) => a.endsWith('pn_endpoints'))) return {stdout: '[]'}
       if (argv.some((a) => a.endsWith('pn_lxc'))) {

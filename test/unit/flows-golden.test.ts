@@ -61,17 +61,21 @@ describe('flows as golden command sequences (fake kernel, no root)', () => {
     log: () => {},
   })
 
-  it('node init (host-routes): one batch for the pair, one for address + route, one sysctl write', async () => {
+  it('node init (host-routes): one batch for the pair, one for address + route, the sysctls through /proc/sys (no process)', async () => {
     const runner = new DryRunRunner(fakeKernel())
     const r = await initNode(runner, dir, {name: 'n1', uplink: 'eth0', podCidrs: ['10.0.1.0/24'], routing: 'host-routes'})
     assert.equal(r.node.mtu, 1450, 'the uplink MTU')
     const writes = heads(runner).filter((h) => !h.startsWith('mkdir') && !h.startsWith('mount'))
-    assert.deepEqual(writes, ['ip -batch -', 'ip -batch -', 'sysctl -q -w'])
+    assert.deepEqual(writes.slice(0, 2), ['ip -batch -', 'ip -batch -'])
+    assert.deepEqual(writes.slice(2), [
+      'ip_forward', 'conf/all/rp_filter',
+      ...['pn_host', 'pn_net'].flatMap((d) => ['forwarding', 'rp_filter', 'accept_local', 'send_redirects'].map((k) => `conf/${d}/${k}`)),
+    ].map((k) => `tee /proc/sys/net/ipv4/${k}`))
     const [devices, addressing] = runner.records.filter((x) => x.argv[1] === '-batch').map((x) => x.input!.trim().split('\n'))
     assert.match(devices[0], /^link add name pn_host address \S+ mtu 1450 txqueuelen 1000 type veth peer name pn_net address \S+ mtu 1450$/)
     assert.deepEqual(devices.slice(1), ['link set dev pn_host up', 'link set dev pn_net up'])
     assert.deepEqual(addressing, ['addr replace 10.0.1.1/32 dev pn_host scope link', 'route replace 10.0.1.0/24 via 10.0.1.1 dev pn_host src 10.0.1.1'])
-    assert.ok(runner.records.find((x) => x.argv[0] === 'sysctl')!.argv.includes('net.ipv4.ip_forward=1'))
+    assert.equal(runner.records.find((x) => x.argv[1] === '/proc/sys/net/ipv4/ip_forward')!.input, '1\n')
     assert.equal(runner.ran('clang') || runner.ran('bpftool') || runner.ran('tc'), false, 'host-routes mode loads no BPF')
   })
 
@@ -87,7 +91,7 @@ describe('flows as golden command sequences (fake kernel, no root)', () => {
       'ip -batch -', // lxc<hash> <-> eth0 in the pod netns, lxc up
       `tee /proc/sys/net/ipv4/conf/${lxc}/rp_filter`, // rp_filter=0 on the lxc, written in-process (no sysctl spawn)
       'ip -batch -', // pod: up, /32, router /32 scope link, default via router
-      'bpftool batch file', // pn_endpoints + pn_ipcache + pn_lxc
+      'bpftool -j batch', // pn_endpoints + pn_ipcache + pn_lxc
       'tc -batch -', // a fresh veth: clsact qdisc + from-container filter in one tc process
       `mkdir -p ${path.join(bpffsRoot, 'qdiscs', `${lxc}@0`)}`.split(' ').slice(0, 3).join(' '),
     ])
@@ -128,7 +132,7 @@ describe('flows as golden command sequences (fake kernel, no root)', () => {
     assert.equal(del.ips.length, 1)
     // Deleting the host veth takes its clsact qdisc and filter along: no tc, and the map
     // entries go by the record's keys in one bpftool batch, without dumping the maps.
-    assert.deepEqual(heads(runner), ['ip link del', 'bpftool batch file'])
+    assert.deepEqual(heads(runner), ['ip link del', 'bpftool -j batch'])
     const batch = runner.records.find((r) => r.argv[0] === 'bpftool')!
     assert.deepEqual(
       batch.input!.trim().split('\n').map((l) => l.split(' ').slice(0, 4).join(' ')),

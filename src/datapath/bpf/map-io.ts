@@ -1,31 +1,30 @@
 /**
- * Reading and writing the pinned pn_ maps through bpftool: writes go as one `bpftool batch
- * file -` (one process for any number of entries), reads as `bpftool -j map dump`, decoded
- * with each map's descriptor so users see IPs, MACs and ifindexes, not hex.
+ * Reading and writing the pinned pn_ maps as kernel ops (src/kernel): writes go in one apply
+ * (the tools backend: one `bpftool -j batch file -` for any number of entries), reads as a
+ * map.dump, decoded with each map's descriptor so users see IPs, MACs and ifindexes, not hex.
  */
 import {fsp as fs} from '../../exec/fs.js'
 import {editDistance, PnError} from '../../errors.js'
 import type {Runner} from '../../exec/runner.js'
+import {applyOne} from '../../kernel/backend.js'
+import type {KernelOp, MapEntry} from '../../kernel/ops.js'
+import {kernelFor} from '../../kernel/tools.js'
 import {mapPath, mapsDir, pathExists} from './bpffs.js'
-import {MAP_NAMES, MAPS, bufferFromBpftool, mapDef, readU32, type DecodedEntry, type MapDef} from './maps/index.js'
+import {MAP_NAMES, MAPS, mapDef, readU32, type DecodedEntry, type MapDef} from './maps/index.js'
 
 export type {DecodedEntry} from './maps/index.js'
 
 export type MapOp = {op: 'update'; map: string; key: Buffer; value: Buffer} | {op: 'delete'; map: string; key: Buffer}
 
-/** The batch text for a list of operations against maps pinned under `root`. */
-export function batchLines(root: string, ops: MapOp[]): string[] {
-  const refs = new Map<string, string>()
-  const ref = (map: string) => {
-    let r = refs.get(map)
-    if (r === undefined) refs.set(map, (r = `pinned ${mapPath(root, map)}`))
-    return r
+/** The kernel ops of map operations against maps pinned under `root`. */
+export function mapKernelOps(root: string, ops: MapOp[]): KernelOp[] {
+  const pins = new Map<string, string>()
+  const pin = (map: string) => {
+    let p = pins.get(map)
+    if (p === undefined) pins.set(map, (p = mapPath(root, map)))
+    return p
   }
-  // Same words as hexWords(), built as one string: this runs for every entry of a big apply.
-  const hex = (b: Buffer) => b.toString('hex').replace(/(..)(?=.)/g, '$1 ')
-  return ops.map((o) =>
-    o.op === 'update' ? `map update ${ref(o.map)} key hex ${hex(o.key)} value hex ${hex(o.value)}` : `map delete ${ref(o.map)} key hex ${hex(o.key)}`,
-  )
+  return ops.map((o) => (o.op === 'update' ? {kind: 'map.update', map: pin(o.map), key: o.key, value: o.value} : {kind: 'map.delete', map: pin(o.map), key: o.key}))
 }
 
 /**
@@ -38,23 +37,13 @@ export async function pinnedMapIdentity(root: string, name: string): Promise<str
   return st ? `${st.dev}:${st.ino}` : undefined
 }
 
-/** Apply operations in one bpftool process (it stops at the first failing line). */
+/**
+ * Apply operations in one apply; it stops at the first failing one (a KernelError: its index and
+ * errno; PN_BPF_NOT_LOADED when a map is not pinned).
+ */
 export async function applyMapOps(runner: Runner, root: string, ops: MapOp[]): Promise<void> {
   if (ops.length === 0) return
-  const r = await runner.run('bpftool', ['batch', 'file', '-'], {input: batchLines(root, ops).join('\n') + '\n', allowFailure: true})
-  if (r.exitCode !== 0) {
-    throw new PnError('PN_BPF_LOAD_FAILED', `update bpf maps: ${r.stderr.trim().split('\n').find((l) => /rror/.test(l)) ?? r.stderr.trim()}`, {
-      hint: 'check that the maps are pinned (`pn bpf map list`) — load them with `pn bpf load --host`',
-      details: {argv: r.argv, stderr: r.stderr},
-    })
-  }
-}
-
-interface RawEntry {
-  key: string[]
-  /** bpftool prints `{"error": "…"}` for a value the kernel will not read out (a perf event array's fds). */
-  value?: string[] | {error: string}
-  values?: {cpu: number; value: string[]}[]
+  await kernelFor(runner).apply(mapKernelOps(root, ops))
 }
 
 /** PN_INVALID_ARGUMENT for a map name pn does not know, with the closest known names. */
@@ -67,11 +56,9 @@ export function unknownMapError(action: string, name: string): PnError {
   })
 }
 
-const valueBytes = (v: RawEntry['value']): string[] | undefined => (Array.isArray(v) ? v : undefined)
-
-/** Raw entries of a pinned map (empty when the map is empty); for a sparse array (pn_metrics),
+/** Entries of a pinned map (empty when the map is empty); for a sparse array (pn_metrics),
  * only the slots in use (any CPU's value not all zero). */
-export async function dumpRaw(runner: Runner, root: string, name: string): Promise<RawEntry[]> {
+export async function dumpRaw(runner: Runner, root: string, name: string): Promise<MapEntry[]> {
   // A name is a pin under maps/, never a path elsewhere on the bpffs.
   if (name.includes('/') || name.startsWith('.')) throw unknownMapError('dump map', name)
   const p = mapPath(root, name)
@@ -83,27 +70,23 @@ export async function dumpRaw(runner: Runner, root: string, name: string): Promi
       hint: 'load the datapath first: `pn bpf load --host` (or `pn node init` in bpf mode); `pn bpf map list` shows what is pinned',
     })
   }
-  const r = await runner.run('bpftool', ['-j', 'map', 'dump', 'pinned', p], {readOnly: true})
-  // bpftool prints "[]" for an empty map; older versions print nothing.
-  const parsed = JSON.parse(r.stdout.trim() || '[]') as RawEntry[]
-  if (!mapDef(name)?.sparse) return parsed
-  return parsed.filter((e) => (e.values ? e.values.map((v) => v.value) : [valueBytes(e.value)]).some((v) => v !== undefined && bufferFromBpftool(v).some((b) => b !== 0)))
+  const {entries} = await applyOne(kernelFor(runner), {kind: 'map.dump', map: p})
+  if (!mapDef(name)?.sparse) return entries
+  return entries.filter((e) => (e.values ?? (e.value ? [e.value] : [])).some((v) => v.some((b) => b !== 0)))
 }
 
-/** Decode one map's raw entries with its descriptor (unknown maps stay hex). */
-export function decodeEntries(name: string, raw: RawEntry[]): DecodedEntry[] {
+/** Decode one map's entries with its descriptor (unknown maps stay hex). */
+export function decodeEntries(name: string, raw: MapEntry[]): DecodedEntry[] {
   const def = mapDef(name)
   return raw.map((e) => {
-    const key = bufferFromBpftool(e.key)
-    const bytes = valueBytes(e.value)
-    if (!e.values && !bytes && e.value) {
+    if (e.unreadable !== undefined) {
       // The kernel keeps the value to itself (a perf event array's fds): show the slot, not a crash.
-      const slot = def && def.key.scalar ? {[def.type === 'perf_event_array' ? 'cpu' : 'index']: readU32(key, 0)} : {hex: key.toString('hex')}
-      return {key: slot, value: {unreadable: (e.value as {error: string}).error.replace(/^Unknown error 524$/, 'ENOTSUPP')}}
+      const slot = def && def.key.scalar ? {[def.type === 'perf_event_array' ? 'cpu' : 'index']: readU32(e.key, 0)} : {hex: e.key.toString('hex')}
+      return {key: slot, value: {unreadable: e.unreadable}}
     }
-    const values = e.values ? e.values.map((v) => bufferFromBpftool(v.value)) : [bytes ? bufferFromBpftool(bytes) : Buffer.alloc(0)]
-    if (!def) return {key: {hex: key.toString('hex')}, value: {hex: values[0].toString('hex')}}
-    return def.decode(key, values)
+    const values = e.values ?? [e.value ?? Buffer.alloc(0)]
+    if (!def) return {key: {hex: e.key.toString('hex')}, value: {hex: values[0].toString('hex')}}
+    return def.decode(e.key, values)
   })
 }
 

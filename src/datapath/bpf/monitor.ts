@@ -11,6 +11,8 @@
 import {promises as fs} from 'node:fs'
 import {PnError} from '../../errors.js'
 import type {Runner, StreamedChild} from '../../exec/runner.js'
+import {applyOne} from '../../kernel/backend.js'
+import {kernelFor} from '../../kernel/tools.js'
 import {mapPath, pathExists} from './bpffs.js'
 import {possibleCpus} from './map-io.js'
 import {decodeTraceEvent, encodeTraceConfig, encodeTraceConfigKey, TRACE_EVENT, type DatapathEvent} from './maps/trace.js'
@@ -35,7 +37,7 @@ export function traceGateArgs(root: string, flags: number): string[] {
 }
 
 export async function setTraceGate(runner: Runner, root: string, flags: number): Promise<void> {
-  await runner.run('bpftool', traceGateArgs(root, flags))
+  await applyOne(kernelFor(runner), {kind: 'map.update', map: mapPath(root, TRACE_CONFIG_MAP), key: encodeTraceConfigKey(), value: encodeTraceConfig(flags)})
 }
 
 /**

@@ -165,8 +165,3 @@ export function protoName(n: number): L4Proto | `proto-${number}` {
 export function hexWords(buf: Buffer): string[] {
   return ['hex', ...buf.toString('hex').match(/../g)!]
 }
-
-/** bpftool -j prints bytes as ["0x0a", …]. */
-export function bufferFromBpftool(bytes: string[]): Buffer {
-  return Buffer.from(bytes.map((b) => parseInt(b, 16)))
-}
