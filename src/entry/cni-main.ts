@@ -115,7 +115,9 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
   // command and per lock (each costs 10–50 ms). native/pn-cni.c starts both next to this process
   // and passes their sockets; otherwise each is spawned on first use. Without a built helper the
   // commands and locks are processes as before.
-  const netlink = opts.helperFds.netlink !== undefined ? native.NETLINK_BINARY : native.builtHelper(native.NETLINK_BINARY)
+  // PN_KERNEL=tools: no worker, the kernel ops run as ip and tc processes (an inherited worker
+  // sees its socket close when this process exits, and ends).
+  const netlink = opts.kernel === 'tools' ? undefined : opts.helperFds.netlink !== undefined ? native.NETLINK_BINARY : native.builtHelper(native.NETLINK_BINARY)
   const lockd = opts.helperFds.lockd !== undefined ? native.LOCKD_BINARY : native.builtHelper(native.LOCKD_BINARY)
   const worker = netlink ? new NetlinkWorker(netlink, opts.helperFds.netlink) : undefined
   const locker = lockd ? new LockServer(lockd, opts.helperFds.lockd) : undefined
@@ -125,7 +127,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
       env,
       stdin,
       defaults: {stateDir: opts.stateDir, signal: interrupt.signal, lock: locker ? {...opts.lock, locker} : opts.lock, flow: opts.flow, failAfter: opts.failAfter},
-      runner: worker ? new WorkerRunner(spawner, worker, opts.traceExec ? (argv) => log(`netlink: ${argv.join(' ')}`) : undefined) : spawner,
+      runner: worker ? new WorkerRunner(spawner, worker, opts.traceExec ? (line) => log(`netlink: ${line}`) : undefined) : spawner,
       handlers: defaultHandlers,
       log,
       onConf: (conf) => {
