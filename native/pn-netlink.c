@@ -203,7 +203,8 @@ static int parse_dec(const char **s, unsigned long max, unsigned long *v) {
   unsigned long x = 0;
   if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] >= '0' && p[1] <= '9')) return -1;
   for (; *p >= '0' && *p <= '9'; p++) {
-    if (x > (max - (unsigned long)(*p - '0')) / 10) return -1;
+    unsigned long d = (unsigned long)(*p - '0');
+    if (d > max || x > (max - d) / 10) return -1; /* d > max first: max - d must not wrap (a flag's max is 1) */
     x = x * 10 + (unsigned long)(*p - '0');
   }
   *s = p;
