@@ -55,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -491,6 +492,17 @@ static void json_link(struct nlmsghdr *h) {
     if (!(m->ifi_flags & flags[i].flag)) continue;
     sb_printf(&out, "%s\"%s\"", first ? "" : ",", flags[i].name);
     first = 0;
+  }
+  /* ip's M-DOWN: the peer (the lower device, in this netns) is down. */
+  if (tb[IFLA_LINK] && !tb[IFLA_LINK_NETNSID]) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    uint32_t iflink = rta_u32(tb[IFLA_LINK]);
+    int s = iflink && (int)iflink != m->ifi_index && if_indextoname(iflink, ifr.ifr_name) ? socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0) : -1;
+    if (s >= 0) {
+      if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && !(ifr.ifr_flags & IFF_UP)) sb_puts(&out, first ? "\"M-DOWN\"" : ",\"M-DOWN\"");
+      close(s);
+    }
   }
   sb_puts(&out, "]");
   /* A veth's peer: its name when it is in this netns, its ifindex (in its own netns) otherwise. */
