@@ -15,6 +15,7 @@ import {chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
+import {kernelOf} from '../../src/entry/env.js'
 import {NetlinkWorker, WorkerRunner, WORKER_LIMITS, type WorkerAnswer} from '../../src/exec/netlink-worker.js'
 import {RecordingRunner} from '../../src/exec/runner.js'
 import {RecordingBackend, applyOne} from '../../src/kernel/backend.js'
@@ -282,6 +283,8 @@ describe('native backend: encoding, decoding, failures (no worker)', () => {
     const inner = new RecordingRunner()
     assert.ok(kernelFor(new WorkerRunner(inner, new NetlinkWorker('/nonexistent'))) instanceof NativeBackend)
     assert.ok(kernelFor(inner) instanceof ToolsBackend)
+    // PN_KERNEL=tools: the entries make no WorkerRunner; unset or native keeps the worker.
+    assert.deepEqual([kernelOf('tools'), kernelOf('native'), kernelOf(undefined)], ['tools', 'native', 'native'])
   })
 })
 
