@@ -21,7 +21,8 @@ import {KernelError} from '../../src/kernel/errors.js'
 import {NativeBackend} from '../../src/kernel/native.js'
 import type {KernelOp, KernelResult} from '../../src/kernel/ops.js'
 import {ToolsBackend} from '../../src/kernel/tools.js'
-import {cleanupNamespaces, createNamespace, inNs, isRoot} from '../helpers/netns.js'
+import {cleanupNamespaces, createNamespace, deleteNamespace, inNs, isRoot} from '../helpers/netns.js'
+import {add, cleanupHarness, createNode, del, destroyNode, type CniNode} from './cni-harness.js'
 
 type Json = Record<string, unknown>
 const DROP = new Set(['ifindex', 'link_index', 'link_netnsid', 'preferred_life_time', 'valid_life_time'])
@@ -236,4 +237,62 @@ describe('kernel backends: tools and native leave the same state', function () {
       assertSameState()
     })
   }
+})
+
+describe('kernel backends: whole CNI flows with PN_KERNEL=tools and native leave the same state', function () {
+  this.timeout(180_000)
+  const nodes: Record<'tools' | 'native', CniNode | undefined> = {tools: undefined, native: undefined}
+  const pods: Record<'tools' | 'native', string[]> = {tools: [], native: []}
+
+  before(function () {
+    assert.ok(isRoot(), 'integration tests run as root (CI runs them as root with netns + eBPF)')
+  })
+  after(() => {
+    for (const n of Object.values(nodes)) if (n) destroyNode(n)
+    for (const p of [...pods.tools, ...pods.native]) deleteNamespace(p)
+    cleanupHarness()
+  })
+
+  it('node init, then ADD of two dual-stack pods and DEL of one: the nodes and pods look the same', async () => {
+    const traces: Record<string, string> = {}
+    const podIps = {tools: new Map<string, string>(), native: new Map<string, string>()}
+    for (const side of ['tools', 'native'] as const) {
+      const node = (nodes[side] = createNode({kind: 'pn-client', podCidr: '10.61.0.0/24', podCidr6: 'fd00:61::/64', tag: side === 'tools' ? 'kft' : 'kfn'}))
+      const env = {PN_TRACE_EXEC: '1', ...(side === 'tools' ? {PN_KERNEL: 'tools'} : {})}
+      for (const cid of ['parityA', 'parityB']) {
+        const pod = createNamespace(side === 'tools' ? 'kfp' : 'kfq').name
+        pods[side].push(pod)
+        const r = add(node, '1.0.0', cid, pod, {extraEnv: env})
+        assert.equal(r.status, 0, `${side} ADD ${cid}: ${r.stdout} ${r.stderr}`)
+        traces[side] = (traces[side] ?? '') + r.stderr
+        for (const ip of (r.json.ips as {address: string}[]).map((x) => x.address.split('/')[0])) podIps[side].set(ip, `${cid}-ipv${ip.includes(':') ? 6 : 4}`)
+      }
+    }
+    // Each side ran as asked: the native one applied its veth through the worker, the tools one through ip.
+    assert.match(traces.native, /netlink: create veth lxc/)
+    assert.doesNotMatch(traces.native, /exec: .*\bip -batch/)
+    assert.match(traces.tools, /exec: .*\bip -batch/)
+    assert.doesNotMatch(traces.tools, /netlink: /)
+    await settled(nodes.tools!.ns, nodes.native!.ns, ...pods.tools, ...pods.native)
+    // The pod IPs are picked per node (the node names differ): each side's are named by pod, and
+    // the lists they order (routes, neighbours) are sorted after that.
+    const named = (side: 'tools' | 'native', ns: string) => {
+      let text = JSON.stringify(withoutMacs(state(ns)))
+      for (const [ip, name] of podIps[side]) text = text.replace(new RegExp(`(?<![0-9a-f:.])${ip.replaceAll('.', '\\.')}(?![0-9a-f:.])`, 'g'), name)
+      const st = JSON.parse(text) as Record<string, unknown[]>
+      for (const k of ['routes4', 'routes6', 'neigh', 'proxy']) st[k] = st[k].map((x) => JSON.stringify(x)).sort()
+      return st
+    }
+    const compare = (when: string) => {
+      assert.deepEqual(named('native', nodes.native!.ns), named('tools', nodes.tools!.ns), `node netns differs ${when}`)
+      for (const i of [0, 1]) assert.deepEqual(named('native', pods.native[i]), named('tools', pods.tools[i]), `pod ${i} differs ${when}`)
+    }
+    compare('after ADD')
+    for (const side of ['tools', 'native'] as const) {
+      const r = del(nodes[side]!, '1.0.0', 'parityA', `/run/netns/${pods[side][0]}`)
+      assert.equal(r.status, 0, `${side} DEL: ${r.stdout} ${r.stderr}`)
+    }
+    await settled(nodes.tools!.ns, nodes.native!.ns)
+    compare('after DEL')
+  })
 })
