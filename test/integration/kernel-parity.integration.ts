@@ -38,16 +38,21 @@ function within(kernel: KernelBackend, netns: string): KernelBackend {
   return {apply: (ops: readonly KernelOp[], o: ApplyOptions = {}) => kernel.apply(ops, {...o, netns: o.netns ?? netns})}
 }
 
-/** Everything ip shows of a netns that the ops touch. */
+/**
+ * Everything ip shows of a netns that the ops touch. Routes and neighbours sorted: routes to one
+ * prefix on several devices (fe80::/64, multicast) list in the order the kernel made them, which
+ * follows when each device's link-local address came up.
+ */
 function state(ns: string, sysctls: string[] = []): Json {
   const j = (argv: string[]) => normalise(JSON.parse(inNs(ns, ['ip', '-j', ...argv]) || '[]'))
+  const sorted = (argv: string[]) => (j(argv) as unknown[]).map((x) => JSON.stringify(x)).sort().map((x) => JSON.parse(x) as unknown)
   return {
     links: j(['-d', 'link', 'show']),
     addrs: j(['addr', 'show']),
-    routes4: j(['-4', 'route', 'show', 'table', 'all']),
-    routes6: j(['-6', 'route', 'show', 'table', 'all']),
-    neigh: j(['neigh', 'show', 'nud', 'permanent']),
-    proxy: j(['neigh', 'show', 'proxy']),
+    routes4: sorted(['-4', 'route', 'show', 'table', 'all']),
+    routes6: sorted(['-6', 'route', 'show', 'table', 'all']),
+    neigh: sorted(['neigh', 'show', 'nud', 'permanent']),
+    proxy: sorted(['neigh', 'show', 'proxy']),
     sysctls: sysctls.map((k) => `${k}=${inNs(ns, ['sysctl', '-n', k]).trim()}`),
   }
 }
