@@ -1,38 +1,36 @@
 /*
- * pn-netlink: the node agent's kernel worker. It does, in one long-lived process, the few
- * `ip`, `tc` and `bpftool` command lines a CNI ADD and DEL run — with rtnetlink and the bpf(2)
- * syscall instead of a process start per command (about 10–20 ms each here, most of an agent
- * ADD). The agent's runner (src/exec/netlink-worker.ts) sends it the argv it would have spawned;
- * the answer is the exit code, stdout and stderr that tool would have printed, for the parts pn
- * reads. A command line outside the small grammar below is answered "unsupported" before
- * anything is done, and the agent spawns the real tool: nothing depends on this file knowing
- * every option of iproute2.
+ * pn-netlink: the node agent's kernel worker. One long-lived process that applies pn's kernel
+ * ops (src/kernel/ops.ts) with rtnetlink, a /proc/sys write and the bpf(2) syscall, instead of
+ * an `ip`/`tc` process per command (10–20 ms each here). It speaks a structured protocol: a
+ * request is a netns path and a list of typed ops; the answer is one structured result per op
+ * or the failing op's index, errno and the kernel's extended ack. It never prints or parses a
+ * tool's text. The TypeScript side is src/kernel/native.ts (encoding, results) over
+ * src/exec/netlink-worker.ts (the process, the framing).
  *
- * Protocol on stdin/stdout, one request at a time:
- *   request: "<id> <argc> <argv length> <netns length> <input length>\n" <netns path> <argv, each ending in NUL> <input>
- *   answer:  "<id> <code> <stdout length> <stderr length>\n" <stdout> <stderr>
- * Numbers are plain decimal (no sign, no spaces but the single separators). code -1 = unsupported
- * and code -2 = refused (over a limit; stderr says which): for both, nothing was done. A request
- * with a netns path runs inside that netns (as `nsenter --net`). EOF on stdin ends the process.
- * Limits, checked on both sides (src/exec/netlink-worker.ts holds the same numbers): a header
- * line of at most 127 bytes; argc 1..256; argv at most 1 MiB; netns path at most 4095 bytes;
- * input at most 16 MiB; a batch of at most 65536 lines (more: refused). An answer's stdout and
- * stderr stay under 64 MiB each: input is at most 16 MiB and a line's JSON echo at most twice
- * its length plus a fixed part. A malformed header or argv is a broken caller: the worker says
- * why on stderr and exits 1 (the agent fails that request and starts a new worker).
+ * Protocol on stdin/stdout, requests answered in order:
+ *   request: "<id> <netns length> <op count> <body length>\n" <netns path> <body>
+ *     body: exactly <op count> lines, each "<kind>( <key>=<value>)*\n". A kind is an op kind
+ *     (`link.add`, `tc.attach` …); a key is a lowercase word (the table `keys` below); a value
+ *     is a decimal number, or for a string key the string's bytes in lowercase hex (so no value
+ *     holds a space, a newline or a NUL). Flags are `key=1`.
+ *   answer: "<id> <code> <length>\n" <body>
+ *     code 0: body is JSON {"results":[…],"error":{…}?}: one result per applied op in order
+ *     (`{}` for a change; `{"deleted":bool}`, `{"link":{…}}`, `{"links":[…]}`, `{"routes":[…]}`,
+ *     `{"filters":[…]}` for the others); when an op failed, the results stop before it and
+ *     "error" is {"index":N,"errno":E?,"extack":"…"?,"reason":"…"?}: errno a positive number
+ *     from the kernel or a syscall, extack the kernel's extended ack, reason this worker's own
+ *     words (a netns or pin path it could not open). Ops before the index took effect, none after.
+ *     code -2: refused (an op line that is not the grammar, or a value over its limit); the body
+ *     is the reason, nothing was done.
+ * Every op of a request runs inside the request's netns (an empty path: the worker's own);
+ * `link.add`'s peer may go to another (peer_netns). EOF on stdin ends the process. A malformed
+ * header or framing is a broken caller: the reason goes to stderr and the worker exits 1 (the
+ * agent fails that request, never replays it, and starts a new worker on the next one).
  *
- * Grammar (whitespace-separated words; `ip -batch -` / `tc -batch -` / `bpftool [-j] batch file -`
- * take several such lines as input, stop at the first failing one and say which, as the tools do):
- *   ip -j -d link show dev NAME
- *   ip: link add name N [address MAC] [mtu N] [txqueuelen N] type veth [peer name N [address MAC] [mtu N] [netns PATH|NAME]]
- *       link set [dev] N up|down        link del|delete [dev] N
- *       addr add IP/LEN dev N [nodad]
- *       route add|replace DST|default [via IP] dev N [scope link] [mtu N]
- *       neigh add proxy IP dev N        neigh add|replace IP lladdr MAC dev N nud permanent
- *   tc:  qdisc add|del dev N clsact
- *       filter replace|add dev N ingress|egress pref N handle N bpf da|direct-action object-pinned PATH
- *       filter del dev N ingress|egress pref N handle N bpf
- *   bpftool: map update pinned PATH key hex B.. value hex B..     map delete pinned PATH key hex B..
+ * Limits, checked on both sides (src/exec/netlink-worker.ts holds the same numbers): a header of
+ * at most 127 bytes; a netns path of at most 4095 bytes; 1..65536 ops; a body of at most 16 MiB;
+ * names under 16 bytes; paths at most 4095 bytes; sysctl keys 255 bytes and values 4095. An
+ * answer stays under 64 MiB (an op whose result would pass it fails with E2BIG).
  */
 // ldflags: -lbpf
 #define _GNU_SOURCE
@@ -73,21 +71,20 @@
 
 /* ── limits (the protocol comment above) ──────────────────────────────────────────────────── */
 #define MAX_HEADER 128
-#define MAX_ARGC 256
-#define MAX_ARGV_BYTES (1ul << 20)
 #define MAX_NETNS_BYTES 4095
-#define MAX_INPUT_BYTES (16ul << 20)
-#define MAX_LINES 65536
-#define MAX_KEY 512
-#define MAX_VALUE 4096
-#define ANSWER_UNSUPPORTED -1
+#define MAX_OPS 65536
+#define MAX_BODY_BYTES (16ul << 20)
+#define MAX_PATH_BYTES 4095
+#define MAX_ANSWER_BYTES (64ul << 20)
 #define ANSWER_REFUSED -2
 
-/* ── growable output buffers ─────────────────────────────────────────────────────────────── */
-struct sb { char *p; size_t n, cap; };
-static struct sb out, err;
+/* ── the answer buffer ───────────────────────────────────────────────────────────────────── */
+/* Growable, and capped: past MAX_ANSWER_BYTES it stops growing and says so (`over`). */
+struct sb { char *p; size_t n, cap; int over; };
+static struct sb out;
 
 static void sb_add(struct sb *b, const char *s, size_t n) {
+  if (b->over || b->n + n > MAX_ANSWER_BYTES) { b->over = 1; return; }
   if (b->n + n + 1 > b->cap) {
     b->cap = (b->n + n + 1) * 2;
     b->p = realloc(b->p, b->cap);
@@ -98,6 +95,8 @@ static void sb_add(struct sb *b, const char *s, size_t n) {
   b->p[b->n] = 0;
 }
 
+static void sb_puts(struct sb *b, const char *s) { sb_add(b, s, strlen(s)); }
+
 static void sb_printf(struct sb *b, const char *fmt, ...) {
   char tmp[1024];
   va_list ap;
@@ -107,22 +106,250 @@ static void sb_printf(struct sb *b, const char *fmt, ...) {
   if (n > 0) sb_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
+/* A JSON string of the bytes (control characters escaped; other bytes as they are). */
 static void sb_json_str(struct sb *b, const char *s) {
-  sb_add(b, "\"", 1);
+  sb_puts(b, "\"");
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') { sb_add(b, "\\", 1); sb_add(b, (const char *)&c, 1); }
-    else if (c < 0x20) sb_printf(b, "\\u%04x", c);
+    if (c == '"' || c == '\\') { sb_puts(b, "\\"); sb_add(b, (const char *)&c, 1); }
+    else if (c < 0x20 || c == 0x7f) sb_printf(b, "\\u%04x", c);
     else sb_add(b, (const char *)&c, 1);
   }
-  sb_add(b, "\"", 1);
+  sb_puts(b, "\"");
+}
+
+/* ── the request grammar ─────────────────────────────────────────────────────────────────── */
+enum kind {
+  LINK_ADD, LINK_SET, LINK_DEL, LINK_GET, LINK_LIST, ADDR_ADD, ADDR_DEL, ADDR_LIST, ROUTE_ADD, ROUTE_DEL, ROUTE_LIST,
+  NEIGH_ADD, SYSCTL_SET, QDISC_ADD, QDISC_DEL, TC_ATTACH, TC_DETACH, TC_LIST, NKINDS,
+};
+enum key {
+  K_NAME, K_DEV, K_MAC, K_MTU, K_TXQLEN, K_PEER, K_PEER_MAC, K_PEER_MTU, K_PEER_NETNS, K_UP, K_MISSING_OK, K_ADDR, K_SCOPE_LINK,
+  K_NODAD, K_REPLACE, K_DST, K_VIA, K_SRC, K_FAMILY, K_TABLE_ALL, K_EXACT, K_PROXY, K_LLADDR, K_PERMANENT, K_KEY, K_VALUE,
+  K_EGRESS, K_PREF, K_HANDLE, K_PINNED, NKEYS,
+};
+enum vtype { NUM, STR };
+/* A key's name, type and limit (a number's largest value, a string's most bytes). */
+static const struct { const char *name; enum vtype type; unsigned long max; } keys[NKEYS] = {
+  [K_NAME] = {"name", STR, IFNAMSIZ - 1}, [K_DEV] = {"dev", STR, IFNAMSIZ - 1}, [K_MAC] = {"mac", STR, 17},
+  [K_MTU] = {"mtu", NUM, 0xffffffff}, [K_TXQLEN] = {"txqlen", NUM, 0xffffffff}, [K_PEER] = {"peer", STR, IFNAMSIZ - 1},
+  [K_PEER_MAC] = {"peer_mac", STR, 17}, [K_PEER_MTU] = {"peer_mtu", NUM, 0xffffffff}, [K_PEER_NETNS] = {"peer_netns", STR, MAX_PATH_BYTES},
+  [K_UP] = {"up", NUM, 1}, [K_MISSING_OK] = {"missing_ok", NUM, 1}, [K_ADDR] = {"addr", STR, 63}, [K_SCOPE_LINK] = {"scope_link", NUM, 1},
+  [K_NODAD] = {"nodad", NUM, 1}, [K_REPLACE] = {"replace", NUM, 1}, [K_DST] = {"dst", STR, 63}, [K_VIA] = {"via", STR, 63},
+  [K_SRC] = {"src", STR, 63}, [K_FAMILY] = {"family", NUM, 6}, [K_TABLE_ALL] = {"table_all", NUM, 1}, [K_EXACT] = {"exact", STR, 63},
+  [K_PROXY] = {"proxy", NUM, 1}, [K_LLADDR] = {"lladdr", STR, 17}, [K_PERMANENT] = {"permanent", NUM, 1}, [K_KEY] = {"key", STR, 255},
+  [K_VALUE] = {"value", STR, 4095}, [K_EGRESS] = {"egress", NUM, 1}, [K_PREF] = {"pref", NUM, 0xffff},
+  [K_HANDLE] = {"handle", NUM, 0xffffffff}, [K_PINNED] = {"pinned", STR, MAX_PATH_BYTES},
+};
+#define B(k) (1ull << (k))
+/* Each kind's name, the keys it must have and the keys it may have. */
+static const struct { const char *name; uint64_t need, may; } kinds[NKINDS] = {
+  [LINK_ADD] = {"link.add", B(K_NAME) | B(K_PEER), B(K_MAC) | B(K_MTU) | B(K_TXQLEN) | B(K_PEER_MAC) | B(K_PEER_MTU) | B(K_PEER_NETNS)},
+  [LINK_SET] = {"link.set", B(K_NAME), B(K_UP) | B(K_MTU)},
+  [LINK_DEL] = {"link.del", B(K_NAME), B(K_MISSING_OK)},
+  [LINK_GET] = {"link.get", B(K_NAME), 0},
+  [LINK_LIST] = {"link.list", 0, 0},
+  [ADDR_ADD] = {"addr.add", B(K_DEV) | B(K_ADDR), B(K_SCOPE_LINK) | B(K_NODAD) | B(K_REPLACE)},
+  [ADDR_DEL] = {"addr.del", B(K_DEV) | B(K_ADDR), 0},
+  [ADDR_LIST] = {"addr.list", 0, B(K_DEV)},
+  [ROUTE_ADD] = {"route.add", B(K_DST) | B(K_DEV), B(K_VIA) | B(K_SCOPE_LINK) | B(K_SRC) | B(K_MTU) | B(K_REPLACE)},
+  [ROUTE_DEL] = {"route.del", B(K_DST) | B(K_DEV), B(K_MISSING_OK)},
+  [ROUTE_LIST] = {"route.list", B(K_FAMILY), B(K_TABLE_ALL) | B(K_EXACT)},
+  [NEIGH_ADD] = {"neigh.add", B(K_DEV) | B(K_DST), B(K_PROXY) | B(K_LLADDR) | B(K_PERMANENT) | B(K_REPLACE)},
+  [SYSCTL_SET] = {"sysctl.set", B(K_KEY) | B(K_VALUE), 0},
+  [QDISC_ADD] = {"qdisc.add", B(K_DEV), 0},
+  [QDISC_DEL] = {"qdisc.del", B(K_DEV), B(K_MISSING_OK)},
+  [TC_ATTACH] = {"tc.attach", B(K_DEV) | B(K_PREF) | B(K_HANDLE) | B(K_PINNED), B(K_EGRESS)},
+  [TC_DETACH] = {"tc.detach", B(K_DEV) | B(K_PREF) | B(K_HANDLE), B(K_EGRESS) | B(K_MISSING_OK)},
+  [TC_LIST] = {"tc.list", B(K_DEV), B(K_EGRESS)},
+};
+
+struct ipaddr { int family; int len; unsigned char a[16]; };
+
+/* One parsed op: its values by key (strings malloc'd and NUL-terminated), and the parsed forms. */
+struct op {
+  enum kind kind;
+  uint64_t set;
+  union { unsigned long n; char *s; } v[NKEYS];
+  struct ipaddr ip, via, src, exact; /* ip: addr or dst */
+  int plen, exact_plen;
+  unsigned char mac[6], pmac[6];
+};
+
+static unsigned long num(const struct op *o, enum key k) { return o->set & B(k) ? o->v[k].n : 0; }
+static const char *str(const struct op *o, enum key k) { return o->set & B(k) ? o->v[k].s : NULL; }
+
+/* The parsed ops of one request (at most MAX_OPS). */
+struct batch { struct op *ops; size_t n; };
+
+static void batch_free(struct batch *b) {
+  for (size_t i = 0; i < b->n; i++)
+    for (int k = 0; k < NKEYS; k++)
+      if (keys[k].type == STR && (b->ops[i].set & B(k))) free(b->ops[i].v[k].s);
+  free(b->ops);
+  *b = (struct batch){0};
+}
+
+static int parse_mac(const char *s, unsigned char mac[6]) {
+  unsigned v[6];
+  char tail;
+  if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) != 6) return -1;
+  for (int i = 0; i < 6; i++) mac[i] = (unsigned char)v[i];
+  return 0;
+}
+
+/* One decimal number of at most `max` at *s (no sign, no leading zeros but "0"); advances *s. */
+static int parse_dec(const char **s, unsigned long max, unsigned long *v) {
+  const char *p = *s;
+  unsigned long x = 0;
+  if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] >= '0' && p[1] <= '9')) return -1;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    unsigned long d = (unsigned long)(*p - '0');
+    if (d > max || x > (max - d) / 10) return -1; /* d > max first: max - d must not wrap (a flag's max is 1) */
+    x = x * 10 + (unsigned long)(*p - '0');
+  }
+  *s = p;
+  *v = x;
+  return 0;
+}
+
+/* "1.2.3.4", "fd00::1"; with `plen` "1.2.3.4/32" (the prefix length is then required). */
+static int parse_ip(const char *s, struct ipaddr *ip, int *plen) {
+  char tmp[64];
+  size_t n = strlen(s);
+  if (n >= sizeof tmp) return -1;
+  memcpy(tmp, s, n + 1);
+  char *slash = strchr(tmp, '/');
+  if (!!slash != !!plen) return -1;
+  if (slash) *slash = 0;
+  memset(ip, 0, sizeof *ip);
+  if (inet_pton(AF_INET, tmp, ip->a) == 1) { ip->family = AF_INET; ip->len = 4; }
+  else if (inet_pton(AF_INET6, tmp, ip->a) == 1) { ip->family = AF_INET6; ip->len = 16; }
+  else return -1;
+  if (plen) {
+    const char *p = slash + 1;
+    unsigned long v;
+    if (parse_dec(&p, (unsigned long)ip->len * 8, &v) < 0 || *p) return -1;
+    *plen = (int)v;
+  }
+  return 0;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+/* The checks of one op's values that the key table cannot express, and their parsed forms. */
+static const char *check_op(struct op *o) {
+  for (int k = 0; k < NKEYS; k++)
+    if (keys[k].type == STR && (o->set & B(k)) && !o->v[k].s[0]) return "an empty string";
+  if (str(o, K_MAC) && parse_mac(str(o, K_MAC), o->mac) < 0) return "mac is not a MAC address";
+  if (str(o, K_PEER_MAC) && parse_mac(str(o, K_PEER_MAC), o->pmac) < 0) return "peer_mac is not a MAC address";
+  if (str(o, K_LLADDR) && parse_mac(str(o, K_LLADDR), o->mac) < 0) return "lladdr is not a MAC address";
+  if (str(o, K_ADDR) && parse_ip(str(o, K_ADDR), &o->ip, &o->plen) < 0) return "addr is not an address with its prefix length";
+  if (str(o, K_DST) && parse_ip(str(o, K_DST), &o->ip, o->kind == NEIGH_ADD ? NULL : &o->plen) < 0) return "dst is not an address (with its prefix length for a route)";
+  if (str(o, K_VIA) && (parse_ip(str(o, K_VIA), &o->via, NULL) < 0 || o->via.family != o->ip.family)) return "via is not an address of dst's family";
+  if (str(o, K_SRC) && (parse_ip(str(o, K_SRC), &o->src, NULL) < 0 || o->src.family != o->ip.family)) return "src is not an address of dst's family";
+  if (str(o, K_EXACT) && parse_ip(str(o, K_EXACT), &o->exact, &o->exact_plen) < 0) return "exact is not a prefix";
+  if (o->set & B(K_FAMILY)) {
+    int fam = num(o, K_FAMILY) == 4 ? AF_INET : num(o, K_FAMILY) == 6 ? AF_INET6 : 0;
+    if (!fam) return "family is 4 or 6";
+    if (str(o, K_EXACT) && o->exact.family != fam) return "exact is not of the family";
+  }
+  if ((o->kind == TC_ATTACH || o->kind == TC_DETACH) && num(o, K_PREF) == 0) return "pref is 1..65535";
+  if (o->kind == SYSCTL_SET) {
+    const char *key = str(o, K_KEY);
+    for (const char *c = key; *c; c++)
+      if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || strchr("._-/", *c))) return "key has a character a sysctl name has not";
+    /* Components between dots: none empty, none "." or ".." once '/' reads as '.'. */
+    for (const char *c = key; *c;) {
+      size_t n = strcspn(c, ".");
+      if (n == 0 || (n == 1 && c[0] == '/') || (n == 2 && c[0] == '/' && c[1] == '/')) return "key has an empty, \".\" or \"..\" component";
+      c += n;
+      if (*c == '.' && !*++c) return "key ends with a dot";
+    }
+    for (const char *c = str(o, K_VALUE); *c; c++)
+      if ((unsigned char)*c < 0x20 && *c != '\t') return "value has a control character";
+  }
+  return NULL;
+}
+
+/* One op line (without its newline, NUL-terminated) into *o. NULL, or why it is refused. */
+static const char *parse_op(const char *line, struct op *o) {
+  memset(o, 0, sizeof *o);
+  size_t kl = strcspn(line, " ");
+  int kind = -1;
+  for (int k = 0; k < NKINDS; k++)
+    if (strlen(kinds[k].name) == kl && !memcmp(kinds[k].name, line, kl)) kind = k;
+  if (kind < 0) return "an unknown kind";
+  o->kind = (enum kind)kind;
+  const char *p = line + kl;
+  while (*p) {
+    if (*p++ != ' ') return "fields are separated by one space";
+    size_t nl = strcspn(p, "=");
+    if (!p[nl]) return "a field without '='";
+    int key = -1;
+    for (int k = 0; k < NKEYS; k++)
+      if (strlen(keys[k].name) == nl && !memcmp(keys[k].name, p, nl)) key = k;
+    if (key < 0) return "an unknown key";
+    if (!((kinds[kind].need | kinds[kind].may) & B(key))) return "a key this kind does not take";
+    if (o->set & B(key)) return "a key given twice";
+    p += nl + 1;
+    size_t vl = strcspn(p, " ");
+    if (keys[key].type == NUM) {
+      const char *q = p;
+      if (parse_dec(&q, keys[key].max, &o->v[key].n) < 0 || q != p + vl) return "a number that is malformed or over its limit";
+    } else {
+      if (vl % 2 || vl / 2 > keys[key].max) return "a string that is not hex or over its limit";
+      char *s = malloc(vl / 2 + 1);
+      if (!s) abort();
+      for (size_t i = 0; i < vl / 2; i++) {
+        int hi = hexval(p[2 * i]), lo = hexval(p[2 * i + 1]);
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) { free(s); return "a string that is not lowercase hex (or holds a NUL)"; }
+        s[i] = (char)(hi << 4 | lo);
+      }
+      s[vl / 2] = 0;
+      o->v[key].s = s;
+    }
+    o->set |= B(key);
+    p += vl;
+  }
+  if ((o->set & kinds[kind].need) != kinds[kind].need) return "a required key is missing";
+  return check_op(o);
+}
+
+/*
+ * The body of a request: exactly `nops` lines, each one op. Nothing is done here. 0, or
+ * ANSWER_REFUSED with the reason in `why` (op index included). Free the batch either way.
+ */
+static int parse_body(char *body, size_t len, unsigned long nops, struct batch *b, char *why, size_t whylen) {
+  *b = (struct batch){0};
+  if (nops == 0 || nops > MAX_OPS) { snprintf(why, whylen, "%lu ops: a request has 1..%d", nops, MAX_OPS); return ANSWER_REFUSED; }
+  if (len == 0 || body[len - 1] != '\n' || memchr(body, 0, len)) { snprintf(why, whylen, "the body does not end with a newline, or holds a NUL"); return ANSWER_REFUSED; }
+  b->ops = calloc(nops, sizeof *b->ops);
+  if (!b->ops) abort();
+  char *p = body, *end = body + len;
+  while (p < end) {
+    char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (b->n == nops) { snprintf(why, whylen, "more lines than the %lu ops of the header", nops); return ANSWER_REFUSED; }
+    *nl = 0;
+    const char *bad = parse_op(p, &b->ops[b->n]);
+    b->n++; /* counted even when refused: batch_free frees what it holds */
+    if (bad) { snprintf(why, whylen, "op %zu (%.20s): %s", b->n - 1, p, bad); return ANSWER_REFUSED; }
+    p = nl + 1;
+  }
+  if (b->n != nops) { snprintf(why, whylen, "%zu lines for the %lu ops of the header", b->n, nops); return ANSWER_REFUSED; }
+  return 0;
 }
 
 /* ── rtnetlink ───────────────────────────────────────────────────────────────────────────── */
 struct nlreq { struct nlmsghdr n; char buf[8192]; };
 static int nlfd = -1;
 static uint32_t seq;
-static char extack[256];
+static char extack[512];
+static char reason[600]; /* this worker's words for a failure that is not the kernel's answer */
 
 static int nl_open(void) {
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
@@ -145,12 +372,12 @@ static void req_init(struct nlreq *r, uint16_t type, uint16_t flags, const void 
 
 static struct rtattr *attr(struct nlreq *r, uint16_t type, const void *data, size_t len) {
   size_t off = NLMSG_ALIGN(r->n.nlmsg_len);
-  if (off + RTA_SPACE(len) > sizeof *r) abort();
+  if (off + RTA_SPACE(len) > sizeof *r) abort(); /* every value is capped far below 8 KiB */
   struct rtattr *a = (struct rtattr *)((char *)&r->n + off);
   a->rta_type = type;
-  a->rta_len = RTA_LENGTH(len);
+  a->rta_len = (unsigned short)RTA_LENGTH(len);
   if (len) memcpy(RTA_DATA(a), data, len);
-  r->n.nlmsg_len = off + RTA_ALIGN(a->rta_len);
+  r->n.nlmsg_len = (uint32_t)(off + RTA_ALIGN(a->rta_len));
   return a;
 }
 
@@ -159,750 +386,705 @@ static void attr_str(struct nlreq *r, uint16_t type, const char *s) { attr(r, ty
 static struct rtattr *nest(struct nlreq *r, uint16_t type) { return attr(r, type, NULL, 0); }
 static void nest_end(struct nlreq *r, struct rtattr *a) { a->rta_len = (unsigned short)((char *)&r->n + r->n.nlmsg_len - (char *)a); }
 
+/* The extended ack of an error or done message, into `extack`. */
+static void read_extack(struct nlmsghdr *h, size_t off) {
+  if (!(h->nlmsg_flags & NLM_F_ACK_TLVS) || h->nlmsg_len < NLMSG_HDRLEN + NLMSG_ALIGN(off)) return;
+  struct rtattr *a = (struct rtattr *)((char *)NLMSG_DATA(h) + NLMSG_ALIGN(off));
+  int alen = (int)h->nlmsg_len - NLMSG_HDRLEN - (int)NLMSG_ALIGN(off);
+  for (; RTA_OK(a, alen); a = RTA_NEXT(a, alen))
+    if (a->rta_type == NLMSGERR_ATTR_MSG && RTA_PAYLOAD(a) > 0) snprintf(extack, sizeof extack, "%.*s", (int)RTA_PAYLOAD(a), (char *)RTA_DATA(a));
+}
+
+static char rbuf[65536];
+
 /*
- * Send one request and wait for its ack; `reply` (if given) receives the first data message.
- * Returns 0 or -errno; the kernel's extended-ack text, if any, is left in `extack`.
+ * Send one request and read until its ack (or, with NLM_F_DUMP, its done), giving each data
+ * message to `each`. 0 or -errno; the kernel's extended ack, if any, is left in `extack`.
  */
-static int nl_talk(struct nlreq *r, char *reply, size_t replen) {
-  extack[0] = 0;
+static int nl_call(struct nlreq *r, void (*each)(struct nlmsghdr *, void *), void *ctx) {
   r->n.nlmsg_seq = ++seq;
   if (send(nlfd, &r->n, r->n.nlmsg_len, 0) < 0) return -errno;
-  static char buf[32768];
+  /* NLM_F_DUMP is two bits that a change's NLM_F_CREATE/EXCL/REPLACE flags share one of. */
+  int dump = (r->n.nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP && !(r->n.nlmsg_flags & NLM_F_CREATE), rc = 0;
   for (;;) {
-    ssize_t len = recv(nlfd, buf, sizeof buf, 0);
+    ssize_t len = recv(nlfd, rbuf, sizeof rbuf, 0);
     if (len < 0) { if (errno == EINTR) continue; return -errno; }
-    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)len); h = NLMSG_NEXT(h, len)) {
+    for (struct nlmsghdr *h = (struct nlmsghdr *)rbuf; NLMSG_OK(h, (size_t)len); h = NLMSG_NEXT(h, len)) {
       if (h->nlmsg_seq != seq) continue;
       if (h->nlmsg_type == NLMSG_ERROR) {
+        if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct nlmsgerr))) return -EPROTO;
         struct nlmsgerr *e = NLMSG_DATA(h);
-        if (e->error && (h->nlmsg_flags & NLM_F_ACK_TLVS)) {
-          size_t off = sizeof *e; // NETLINK_CAP_ACK: the request is not echoed back
-          struct rtattr *a = (struct rtattr *)((char *)e + NLMSG_ALIGN(off));
-          int alen = (int)h->nlmsg_len - NLMSG_HDRLEN - (int)NLMSG_ALIGN(off);
-          for (; RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
-            if (a->rta_type == NLMSGERR_ATTR_MSG) snprintf(extack, sizeof extack, "%s", (char *)RTA_DATA(a));
-          }
+        if (e->error) read_extack(h, sizeof *e); /* NETLINK_CAP_ACK: the request is not echoed */
+        if (!dump || e->error) return e->error ? e->error : rc;
+        continue;
+      }
+      if (h->nlmsg_type == NLMSG_DONE) {
+        if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(int)) && *(int *)NLMSG_DATA(h) < 0) {
+          read_extack(h, sizeof(int));
+          rc = *(int *)NLMSG_DATA(h);
         }
-        return e->error;
+        if (dump) return rc;
+        continue;
       }
-      if (reply && h->nlmsg_len <= replen) { memcpy(reply, h, h->nlmsg_len); reply = NULL; }
+      if (each) each(h, ctx);
     }
   }
 }
 
-/* iproute2's way of reporting a failed request: the kernel's own message if it gave one. */
-static void rtnl_error(int rc) {
-  if (extack[0]) sb_printf(&err, "Error: %s%s\n", extack, extack[strlen(extack) - 1] == '.' ? "" : ".");
-  else sb_printf(&err, "RTNETLINK answers: %s\n", strerror(-rc));
-}
+/* A change: its ack. */
+static int nl_do(struct nlreq *r) { return nl_call(r, NULL, NULL); }
 
-/* ── parsing helpers ─────────────────────────────────────────────────────────────────────── */
-#define MAXW 96
-struct words { int n; char *w[MAXW]; };
-
-/* A line's words. A control character other than the separators makes the line unsupported:
- * no name or path pn passes has one, and it keeps the JSON echo of a line (bpftool -j) within
- * twice the line's length, which bounds an answer (see the limits above). */
-static int split(char *line, struct words *ws) {
-  ws->n = 0;
-  for (char *t = strtok(line, " \t\r"); t; t = strtok(NULL, " \t\r")) {
-    if (ws->n == MAXW) return -1;
-    for (const char *c = t; *c; c++)
-      if ((unsigned char)*c < 0x20 || *c == 0x7f) return -1;
-    ws->w[ws->n++] = t;
-  }
-  return 0;
-}
-
-static int parse_mac(const char *s, unsigned char mac[6]) {
-  unsigned v[6];
-  char tail;
-  if (sscanf(s, "%x:%x:%x:%x:%x:%x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) != 6) return -1;
-  for (int i = 0; i < 6; i++) { if (v[i] > 255) return -1; mac[i] = (unsigned char)v[i]; }
-  return 0;
-}
-
-static int parse_uint(const char *s, unsigned long max, unsigned long *v) {
-  char *end;
-  errno = 0;
-  unsigned long x = strtoul(s, &end, 10);
-  if (errno || end == s || *end || x > max) return -1;
-  *v = x;
-  return 0;
-}
-
-struct ipaddr { int family; int len; unsigned char a[16]; };
-
-/* "1.2.3.4", "fd00::1"; with `plen` also "1.2.3.4/32" (no slash: a host prefix). */
-static int parse_ip(const char *s, struct ipaddr *ip, int *plen) {
-  char tmp[64];
-  if (strlen(s) >= sizeof tmp) return -1; /* cut short, "…/00…032" could read as another prefix */
-  memcpy(tmp, s, strlen(s) + 1);
-  char *slash = strchr(tmp, '/');
-  if (slash && !plen) return -1;
-  if (slash) *slash = 0;
-  if (inet_pton(AF_INET, tmp, ip->a) == 1) { ip->family = AF_INET; ip->len = 4; }
-  else if (inet_pton(AF_INET6, tmp, ip->a) == 1) { ip->family = AF_INET6; ip->len = 16; }
-  else return -1;
-  if (plen) {
-    unsigned long p = (unsigned long)ip->len * 8;
-    if (slash && parse_uint(slash + 1, (unsigned long)ip->len * 8, &p) < 0) return -1;
-    *plen = (int)p;
-  }
-  return 0;
-}
-
-/* ── ip ──────────────────────────────────────────────────────────────────────────────────── */
-enum op {
-  LINK_ADD_VETH, LINK_SET, LINK_DEL, ADDR_ADD, ROUTE, NEIGH_PROXY, NEIGH_LLADDR,
-  QDISC_CLSACT, FILTER_SET, FILTER_DEL, MAP_UPDATE, MAP_DELETE,
-};
-
-struct line {
-  enum op op;
-  int replace, up;
-  const char *dev, *name, *peer, *netns, *path;
-  int has_mac, has_pmac;
-  unsigned char mac[6], pmac[6];
-  unsigned long mtu, pmtu, txqlen, pref, handle;
-  int has_mtu, has_pmtu, has_txqlen;
-  struct ipaddr ip, via;
-  int plen, has_via, scope_link, nodad, egress, add;
-  unsigned char *key, *value; /* malloc'd, keylen/valuelen bytes (at most MAX_KEY/MAX_VALUE) */
-  int keylen, valuelen;
-  char **words; /* the line's words (bpftool -j echoes them), malloc'd; they point into the request */
-  int nwords, lineno;
-};
-
-static int parse_link_add(struct words *ws, struct line *l) {
-  int i = 2, peer = 0;
-  l->op = LINK_ADD_VETH;
-  for (; i < ws->n; i++) {
-    const char *k = ws->w[i], *v = i + 1 < ws->n ? ws->w[i + 1] : NULL;
-    if (!strcmp(k, "type")) {
-      if (!v || strcmp(v, "veth")) return -1;
-      i++;
-      if (i + 1 < ws->n) {
-        if (strcmp(ws->w[i + 1], "peer")) return -1;
-        peer = 1;
-        i++;
-      }
-      continue;
-    }
-    if (!v) return -1;
-    if (!strcmp(k, "name")) { if (peer) l->peer = v; else l->name = v; }
-    else if (!strcmp(k, "address")) { if (parse_mac(v, peer ? l->pmac : l->mac) < 0) return -1; if (peer) l->has_pmac = 1; else l->has_mac = 1; }
-    else if (!strcmp(k, "mtu")) { if (parse_uint(v, 65535, peer ? &l->pmtu : &l->mtu) < 0) return -1; if (peer) l->has_pmtu = 1; else l->has_mtu = 1; }
-    else if (!strcmp(k, "txqueuelen") && !peer) { if (parse_uint(v, 0xffffffff, &l->txqlen) < 0) return -1; l->has_txqlen = 1; }
-    else if (!strcmp(k, "netns") && peer) l->netns = v;
-    else return -1;
-    i++;
-  }
-  if (!l->name || strlen(l->name) >= IFNAMSIZ || (l->peer && strlen(l->peer) >= IFNAMSIZ)) return -1;
-  if (l->netns && !l->peer) return -1;
-  return 0;
-}
-
-/* "dev N" at words[i]: the device; returns the next index or -1. */
-static int want_dev(struct words *ws, int i, struct line *l) {
-  if (i + 1 >= ws->n || strcmp(ws->w[i], "dev")) return -1;
-  l->dev = ws->w[i + 1];
-  return strlen(l->dev) < IFNAMSIZ ? i + 2 : -1;
-}
-
-static int parse_ip_line(struct words *ws, struct line *l) {
-  if (ws->n < 3) return -1;
-  const char *obj = ws->w[0], *cmd = ws->w[1];
-  if (!strcmp(obj, "link")) {
-    if (!strcmp(cmd, "add")) return parse_link_add(ws, l);
-    if (!strcmp(cmd, "set") || !strcmp(cmd, "del") || !strcmp(cmd, "delete")) {
-      int i = 2;
-      if (!strcmp(ws->w[i], "dev")) i++;
-      if (i >= ws->n || strlen(ws->w[i]) >= IFNAMSIZ) return -1;
-      l->dev = ws->w[i++];
-      if (!strcmp(cmd, "set")) {
-        if (i + 1 != ws->n) return -1;
-        l->op = LINK_SET;
-        if (!strcmp(ws->w[i], "up")) l->up = 1;
-        else if (strcmp(ws->w[i], "down")) return -1;
-        return 0;
-      }
-      l->op = LINK_DEL;
-      return i == ws->n ? 0 : -1;
-    }
-    return -1;
-  }
-  if (!strcmp(obj, "addr") || !strcmp(obj, "address")) {
-    if (strcmp(cmd, "add") || parse_ip(ws->w[2], &l->ip, &l->plen) < 0) return -1;
-    l->op = ADDR_ADD;
-    int i = want_dev(ws, 3, l);
-    if (i < 0) return -1;
-    if (i < ws->n && !strcmp(ws->w[i], "nodad")) { l->nodad = 1; i++; }
-    return i == ws->n ? 0 : -1;
-  }
-  if (!strcmp(obj, "route")) {
-    if (!strcmp(cmd, "replace")) l->replace = 1;
-    else if (strcmp(cmd, "add")) return -1;
-    l->op = ROUTE;
-    const char *dst = ws->w[2];
-    int i;
-    for (i = 3; i < ws->n; i += 2) {
-      const char *k = ws->w[i], *v = i + 1 < ws->n ? ws->w[i + 1] : NULL;
-      if (!v) return -1;
-      if (!strcmp(k, "via")) { if (parse_ip(v, &l->via, NULL) < 0) return -1; l->has_via = 1; }
-      else if (!strcmp(k, "dev")) { l->dev = v; if (strlen(v) >= IFNAMSIZ) return -1; }
-      else if (!strcmp(k, "scope")) { if (strcmp(v, "link")) return -1; l->scope_link = 1; }
-      else if (!strcmp(k, "mtu")) { if (parse_uint(v, 0xffffffff, &l->mtu) < 0) return -1; l->has_mtu = 1; }
-      else return -1;
-    }
-    if (!l->dev) return -1;
-    if (!strcmp(dst, "default")) {
-      memset(&l->ip, 0, sizeof l->ip);
-      l->ip.family = l->has_via ? l->via.family : AF_INET;
-      l->ip.len = l->ip.family == AF_INET ? 4 : 16;
-      l->plen = 0;
-    } else if (parse_ip(dst, &l->ip, &l->plen) < 0) return -1;
-    if (l->has_via && l->via.family != l->ip.family) return -1;
-    return 0;
-  }
-  if (!strcmp(obj, "neigh") || !strcmp(obj, "neighbor")) {
-    if (!strcmp(cmd, "replace")) l->replace = 1;
-    else if (strcmp(cmd, "add")) return -1;
-    if (!strcmp(ws->w[2], "proxy")) {
-      if (l->replace || ws->n != 6 || parse_ip(ws->w[3], &l->ip, NULL) < 0 || want_dev(ws, 4, l) != 6) return -1;
-      l->op = NEIGH_PROXY;
-      return 0;
-    }
-    if (ws->n != 9 || parse_ip(ws->w[2], &l->ip, NULL) < 0 || strcmp(ws->w[3], "lladdr") || parse_mac(ws->w[4], l->mac) < 0) return -1;
-    if (want_dev(ws, 5, l) != 7 || strcmp(ws->w[7], "nud") || strcmp(ws->w[8], "permanent")) return -1;
-    l->op = NEIGH_LLADDR;
-    return 0;
-  }
-  return -1;
-}
-
-static int parse_tc_line(struct words *ws, struct line *l) {
-  if (ws->n < 4) return -1;
-  if (!strcmp(ws->w[0], "qdisc")) {
-    if (strcmp(ws->w[1], "add") && strcmp(ws->w[1], "del")) return -1;
-    l->add = !strcmp(ws->w[1], "add");
-    l->op = QDISC_CLSACT;
-    return want_dev(ws, 2, l) == 4 && ws->n == 5 && !strcmp(ws->w[4], "clsact") ? 0 : -1;
-  }
-  if (strcmp(ws->w[0], "filter")) return -1;
-  const char *cmd = ws->w[1];
-  int i = want_dev(ws, 2, l);
-  if (i < 0 || i + 5 > ws->n) return -1;
-  if (!strcmp(ws->w[i], "egress")) l->egress = 1;
-  else if (strcmp(ws->w[i], "ingress")) return -1;
-  i++;
-  if (strcmp(ws->w[i], "pref") || parse_uint(ws->w[i + 1], 0xffff, &l->pref) < 0 || l->pref == 0) return -1;
-  i += 2;
-  if (i + 2 > ws->n || strcmp(ws->w[i], "handle") || parse_uint(ws->w[i + 1], 0xffffffff, &l->handle) < 0) return -1;
-  i += 2;
-  if (i >= ws->n || strcmp(ws->w[i++], "bpf")) return -1;
-  if (!strcmp(cmd, "del") || !strcmp(cmd, "delete")) {
-    l->op = FILTER_DEL;
-    return i == ws->n ? 0 : -1;
-  }
-  if (!strcmp(cmd, "replace")) l->replace = 1;
-  else if (strcmp(cmd, "add")) return -1;
-  int da = 0;
-  for (; i < ws->n; i++) {
-    if (!strcmp(ws->w[i], "da") || !strcmp(ws->w[i], "direct-action")) da = 1;
-    else if (!strcmp(ws->w[i], "object-pinned") && i + 1 < ws->n) l->path = ws->w[++i];
-    else return -1;
-  }
-  l->op = FILTER_SET;
-  return da && l->path ? 0 : -1;
-}
-
-static int is_hex_byte(const char *t) {
-  return t[0] && t[1] && !t[2] && strchr("0123456789abcdefABCDEF", t[0]) && strchr("0123456789abcdefABCDEF", t[1]);
-}
-
-/* "hex B B …" at words[*i]: at most cap bytes, into a malloc'd *buf (freed with the line). */
-static int parse_hex(struct words *ws, int *i, unsigned char **buf, int cap, int *len) {
-  if (*i >= ws->n || strcmp(ws->w[*i], "hex")) return -1;
-  (*i)++;
-  int n = 0;
-  while (*i + n < ws->n && is_hex_byte(ws->w[*i + n])) n++;
-  if (n == 0 || n > cap) return -1;
-  *buf = malloc((size_t)n);
-  if (!*buf) abort();
-  for (int k = 0; k < n; k++) (*buf)[k] = (unsigned char)strtoul(ws->w[*i + k], NULL, 16);
-  *len = n;
-  *i += n;
-  return 0;
-}
-
-static int parse_bpftool_line(struct words *ws, struct line *l) {
-  if (ws->n < 7 || strcmp(ws->w[0], "map") || strcmp(ws->w[2], "pinned")) return -1;
-  if (!strcmp(ws->w[1], "update")) l->op = MAP_UPDATE;
-  else if (!strcmp(ws->w[1], "delete")) l->op = MAP_DELETE;
-  else return -1;
-  l->path = ws->w[3];
-  int i = 4;
-  if (strcmp(ws->w[i++], "key") || parse_hex(ws, &i, &l->key, MAX_KEY, &l->keylen) < 0) return -1;
-  if (l->op == MAP_UPDATE && (i >= ws->n || strcmp(ws->w[i++], "value") || parse_hex(ws, &i, &l->value, MAX_VALUE, &l->valuelen) < 0)) return -1;
-  return i == ws->n ? 0 : -1;
-}
-
-/* ── execution ───────────────────────────────────────────────────────────────────────────── */
-static int ifindex_of(const char *dev) {
-  unsigned idx = if_nametoindex(dev);
-  if (!idx) sb_printf(&err, "Cannot find device \"%s\"\n", dev);
-  return (int)idx;
-}
-
-static int open_netns(const char *name) {
-  char path[4096];
-  if (name[0] == '/') snprintf(path, sizeof path, "%s", name);
-  else snprintf(path, sizeof path, "/run/netns/%s", name);
-  return open(path, O_RDONLY | O_CLOEXEC);
-}
-
-static int do_link_add(struct line *l) {
-  struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
+/* A dump of `type` with header `hdr`: each message to `each`. */
+static int nl_dump(uint16_t type, const void *hdr, size_t hlen, void (*each)(struct nlmsghdr *, void *), void *ctx) {
   struct nlreq r;
-  req_init(&r, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &ifi, sizeof ifi);
-  attr_str(&r, IFLA_IFNAME, l->name);
-  if (l->has_mac) attr(&r, IFLA_ADDRESS, l->mac, 6);
-  if (l->has_mtu) attr_u32(&r, IFLA_MTU, (uint32_t)l->mtu);
-  if (l->has_txqlen) attr_u32(&r, IFLA_TXQLEN, (uint32_t)l->txqlen);
-  struct rtattr *li = nest(&r, IFLA_LINKINFO);
-  attr_str(&r, IFLA_INFO_KIND, "veth");
-  int nsfd = -1;
-  if (l->peer) {
-    struct rtattr *data = nest(&r, IFLA_INFO_DATA);
-    struct rtattr *peer = nest(&r, VETH_INFO_PEER);
-    struct ifinfomsg pifi = {.ifi_family = AF_UNSPEC};
-    size_t off = NLMSG_ALIGN(r.n.nlmsg_len);
-    memcpy((char *)&r.n + off, &pifi, sizeof pifi);
-    r.n.nlmsg_len = off + NLMSG_ALIGN(sizeof pifi);
-    attr_str(&r, IFLA_IFNAME, l->peer);
-    if (l->has_pmac) attr(&r, IFLA_ADDRESS, l->pmac, 6);
-    if (l->has_pmtu) attr_u32(&r, IFLA_MTU, (uint32_t)l->pmtu);
-    if (l->netns) {
-      nsfd = open_netns(l->netns);
-      if (nsfd < 0) {
-        sb_printf(&err, "Cannot open network namespace \"%s\": %s\n", l->netns, strerror(errno));
-        return -1;
-      }
-      attr_u32(&r, IFLA_NET_NS_FD, (uint32_t)nsfd);
-    }
-    nest_end(&r, peer);
-    nest_end(&r, data);
-  }
-  nest_end(&r, li);
-  int rc = nl_talk(&r, NULL, 0);
-  if (nsfd >= 0) close(nsfd);
-  if (rc) { rtnl_error(rc); return -2; }
-  return 0;
+  req_init(&r, type, NLM_F_DUMP, hdr, hlen);
+  if (type == RTM_GETLINK) attr_u32(&r, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+  return nl_call(&r, each, ctx);
 }
 
-/* 0, or -2 after a netlink error (the tools exit 2 for those outside a batch, 1 for the rest). */
-static int do_simple(struct nlreq *r) {
-  int rc = nl_talk(r, NULL, 0);
-  if (rc) { rtnl_error(rc); return -2; }
-  return 0;
+/* A message's attributes by type (at most `max`). */
+static void attrs(struct rtattr *a, int len, struct rtattr **tb, int max) {
+  memset(tb, 0, sizeof *tb * (size_t)(max + 1));
+  for (; RTA_OK(a, len); a = RTA_NEXT(a, len))
+    if (a->rta_type <= max) tb[a->rta_type] = a;
 }
 
-static int exec_line(struct line *l) {
-  struct nlreq r;
-  int idx = 0;
-  if (l->op != LINK_ADD_VETH && l->op != MAP_UPDATE && l->op != MAP_DELETE) {
-    idx = ifindex_of(l->dev);
-    if (!idx) return -1;
-  }
-  switch (l->op) {
-  case LINK_ADD_VETH:
-    return do_link_add(l);
-  case LINK_SET: {
-    struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = idx, .ifi_change = IFF_UP, .ifi_flags = l->up ? IFF_UP : 0};
-    req_init(&r, RTM_NEWLINK, 0, &ifi, sizeof ifi);
-    return do_simple(&r);
-  }
-  case LINK_DEL: {
-    struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = idx};
-    req_init(&r, RTM_DELLINK, 0, &ifi, sizeof ifi);
-    return do_simple(&r);
-  }
-  case ADDR_ADD: {
-    struct ifaddrmsg ifa = {.ifa_family = (unsigned char)l->ip.family, .ifa_prefixlen = (unsigned char)l->plen, .ifa_index = (unsigned)idx};
-    if (l->nodad) ifa.ifa_flags = IFA_F_NODAD;
-    if (l->ip.family == AF_INET && l->ip.a[0] == 127) ifa.ifa_scope = RT_SCOPE_HOST;
-    req_init(&r, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &ifa, sizeof ifa);
-    attr(&r, IFA_LOCAL, l->ip.a, (size_t)l->ip.len);
-    attr(&r, IFA_ADDRESS, l->ip.a, (size_t)l->ip.len);
-    return do_simple(&r);
-  }
-  case ROUTE: {
-    struct rtmsg rt = {
-      .rtm_family = (unsigned char)l->ip.family, .rtm_dst_len = (unsigned char)l->plen, .rtm_table = RT_TABLE_MAIN,
-      .rtm_protocol = RTPROT_BOOT, .rtm_scope = l->scope_link ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE, .rtm_type = RTN_UNICAST,
-    };
-    req_init(&r, RTM_NEWROUTE, NLM_F_CREATE | (l->replace ? NLM_F_REPLACE : NLM_F_EXCL), &rt, sizeof rt);
-    if (l->plen) attr(&r, RTA_DST, l->ip.a, (size_t)l->ip.len);
-    if (l->has_via) attr(&r, RTA_GATEWAY, l->via.a, (size_t)l->via.len);
-    attr_u32(&r, RTA_OIF, (uint32_t)idx);
-    if (l->has_mtu) {
-      struct rtattr *m = nest(&r, RTA_METRICS);
-      attr_u32(&r, RTAX_MTU, (uint32_t)l->mtu);
-      nest_end(&r, m);
-    }
-    return do_simple(&r);
-  }
-  case NEIGH_PROXY:
-  case NEIGH_LLADDR: {
-    struct ndmsg nd = {.ndm_family = (unsigned char)l->ip.family, .ndm_ifindex = idx, .ndm_state = NUD_PERMANENT};
-    if (l->op == NEIGH_PROXY) nd.ndm_flags = NTF_PROXY;
-    req_init(&r, RTM_NEWNEIGH, NLM_F_CREATE | (l->replace ? NLM_F_REPLACE : NLM_F_EXCL), &nd, sizeof nd);
-    attr(&r, NDA_DST, l->ip.a, (size_t)l->ip.len);
-    if (l->op == NEIGH_LLADDR) attr(&r, NDA_LLADDR, l->mac, 6);
-    return do_simple(&r);
-  }
-  case QDISC_CLSACT: {
-    struct tcmsg t = {.tcm_family = AF_UNSPEC, .tcm_ifindex = idx, .tcm_handle = TC_H_MAKE(TC_H_CLSACT, 0), .tcm_parent = TC_H_CLSACT};
-    req_init(&r, l->add ? RTM_NEWQDISC : RTM_DELQDISC, l->add ? NLM_F_CREATE | NLM_F_EXCL : 0, &t, sizeof t);
-    attr_str(&r, TCA_KIND, "clsact");
-    return do_simple(&r);
-  }
-  case FILTER_SET:
-  case FILTER_DEL: {
-    struct tcmsg t = {
-      .tcm_family = AF_UNSPEC, .tcm_ifindex = idx, .tcm_handle = (uint32_t)l->handle,
-      .tcm_parent = TC_H_MAKE(TC_H_CLSACT, l->egress ? TC_H_MIN_EGRESS : TC_H_MIN_INGRESS),
-      .tcm_info = TC_H_MAKE((uint32_t)l->pref << 16, htons(ETH_P_ALL)),
-    };
-    if (l->op == FILTER_DEL) {
-      req_init(&r, RTM_DELTFILTER, 0, &t, sizeof t);
-      attr_str(&r, TCA_KIND, "bpf");
-      return do_simple(&r);
-    }
-    int fd = bpf_obj_get(l->path);
-    if (fd < 0) {
-      sb_printf(&err, "Error: bpf: Failed to retrieve (e)BPF data!\nPinned object %s: %s\n", l->path, strerror(errno));
-      return -1;
-    }
-    req_init(&r, RTM_NEWTFILTER, NLM_F_CREATE | (l->replace ? 0 : NLM_F_EXCL), &t, sizeof t);
-    attr_str(&r, TCA_KIND, "bpf");
-    struct rtattr *o = nest(&r, TCA_OPTIONS);
-    attr_u32(&r, TCA_BPF_FD, (uint32_t)fd);
-    // The label tc gives a filter attached with object-pinned: "<file name>:[*fsobj]".
-    const char *base = strrchr(l->path, '/');
-    char label[256];
-    snprintf(label, sizeof label, "%s:[*fsobj]", base ? base + 1 : l->path);
-    attr_str(&r, TCA_BPF_NAME, label);
-    attr_u32(&r, TCA_BPF_FLAGS, TCA_BPF_FLAG_ACT_DIRECT);
-    nest_end(&r, o);
-    int rc = do_simple(&r);
-    close(fd);
-    return rc;
-  }
-  case MAP_UPDATE:
-  case MAP_DELETE: {
-    int fd = bpf_obj_get(l->path);
-    if (fd < 0) {
-      sb_printf(&err, "Error: bpf obj get (%s): %s\n", l->path, strerror(errno));
-      return -1;
-    }
-    struct bpf_map_info info = {0};
-    uint32_t ilen = sizeof info;
-    int rc = bpf_obj_get_info_by_fd(fd, &info, &ilen);
-    if (rc == 0 && (info.key_size != (uint32_t)l->keylen || (l->op == MAP_UPDATE && info.value_size != (uint32_t)l->valuelen))) {
-      sb_printf(&err, "Error: %s expected %u bytes got %d\n", info.key_size != (uint32_t)l->keylen ? "key" : "value",
-                info.key_size != (uint32_t)l->keylen ? info.key_size : info.value_size,
-                info.key_size != (uint32_t)l->keylen ? l->keylen : l->valuelen);
-      close(fd);
-      return -1;
-    }
-    rc = l->op == MAP_UPDATE ? bpf_map_update_elem(fd, l->key, l->value, BPF_ANY) : bpf_map_delete_elem(fd, l->key);
-    int e = errno;
-    close(fd);
-    if (rc) {
-      sb_printf(&err, "Error: %s failed: %s\n", l->op == MAP_UPDATE ? "update" : "delete", strerror(e));
-      return -1;
-    }
-    return 0;
-  }
-  }
-  return -1;
+static uint32_t rta_u32(struct rtattr *a) { uint32_t v = 0; memcpy(&v, RTA_DATA(a), RTA_PAYLOAD(a) < 4 ? RTA_PAYLOAD(a) : 4); return v; }
+
+/* A NUL-terminated string attribute, or "" when it is not one. */
+static const char *rta_str(struct rtattr *a) {
+  return a && RTA_PAYLOAD(a) > 0 && memchr(RTA_DATA(a), 0, RTA_PAYLOAD(a)) ? (const char *)RTA_DATA(a) : "";
 }
 
-/* `ip -j -d link show dev N`, with the fields pn reads, named and ordered as ip prints them. */
-static int link_show(const char *dev) {
-  struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
-  struct nlreq r;
-  req_init(&r, RTM_GETLINK, 0, &ifi, sizeof ifi);
-  attr_str(&r, IFLA_IFNAME, dev);
-  attr_u32(&r, IFLA_EXT_MASK, RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS);
-  static char reply[32768];
-  int rc = nl_talk(&r, reply, sizeof reply);
-  if (rc == -ENODEV) { sb_printf(&err, "Device \"%s\" does not exist.\n", dev); return 1; }
-  if (rc) { rtnl_error(rc); return 2; }
-  struct nlmsghdr *h = (struct nlmsghdr *)reply;
-  if (h->nlmsg_type != RTM_NEWLINK) { sb_printf(&err, "Device \"%s\" does not exist.\n", dev); return 1; }
+/* ── results ─────────────────────────────────────────────────────────────────────────────── */
+static void json_ip(int family, const void *a) {
+  char s[INET6_ADDRSTRLEN];
+  inet_ntop(family, a, s, sizeof s);
+  sb_json_str(&out, s);
+}
+
+/* One link as pn's LinkInfo (src/kernel/ops.ts): the names `ip -j -d link show` uses. */
+static void json_link(struct nlmsghdr *h) {
   struct ifinfomsg *m = NLMSG_DATA(h);
-  struct rtattr *tb[IFLA_MAX + 1] = {0};
-  int len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof *m);
-  for (struct rtattr *a = IFLA_RTA(m); RTA_OK(a, len); a = RTA_NEXT(a, len)) if (a->rta_type <= IFLA_MAX) tb[a->rta_type] = a;
-  char kind[32] = "";
-  if (tb[IFLA_LINKINFO]) {
-    int l2 = RTA_PAYLOAD(tb[IFLA_LINKINFO]);
-    for (struct rtattr *a = RTA_DATA(tb[IFLA_LINKINFO]); RTA_OK(a, l2); a = RTA_NEXT(a, l2))
-      if (a->rta_type == IFLA_INFO_KIND) snprintf(kind, sizeof kind, "%s", (char *)RTA_DATA(a));
+  struct rtattr *tb[IFLA_MAX + 1];
+  attrs(IFLA_RTA(m), (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof *m), tb, IFLA_MAX);
+  sb_printf(&out, "{\"ifindex\":%d,\"ifname\":", m->ifi_index);
+  sb_json_str(&out, rta_str(tb[IFLA_IFNAME]));
+  if (tb[IFLA_MTU]) sb_printf(&out, ",\"mtu\":%u", rta_u32(tb[IFLA_MTU]));
+  if (tb[IFLA_ADDRESS] && RTA_PAYLOAD(tb[IFLA_ADDRESS]) == 6) {
+    unsigned char *a = RTA_DATA(tb[IFLA_ADDRESS]);
+    sb_printf(&out, ",\"address\":\"%02x:%02x:%02x:%02x:%02x:%02x\"", a[0], a[1], a[2], a[3], a[4], a[5]);
   }
-  sb_printf(&out, "[{\"ifindex\":%d", m->ifi_index);
-  if (tb[IFLA_LINK]) {
-    uint32_t iflink = *(uint32_t *)RTA_DATA(tb[IFLA_LINK]);
-    char peer[IF_NAMESIZE];
-    if (tb[IFLA_LINK_NETNSID] || !iflink || !if_indextoname(iflink, peer)) { if (iflink) sb_printf(&out, ",\"link_index\":%u", iflink); }
-    else if ((int)iflink != m->ifi_index) { sb_add(&out, ",\"link\":", 8); sb_json_str(&out, peer); }
+  static const char *const oper[] = {"UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP"};
+  if (tb[IFLA_OPERSTATE] && RTA_PAYLOAD(tb[IFLA_OPERSTATE]) >= 1) {
+    unsigned char s = *(unsigned char *)RTA_DATA(tb[IFLA_OPERSTATE]);
+    sb_printf(&out, ",\"operstate\":\"%s\"", s < 7 ? oper[s] : "UNKNOWN");
   }
-  sb_add(&out, ",\"ifname\":", 10);
-  sb_json_str(&out, tb[IFLA_IFNAME] ? (char *)RTA_DATA(tb[IFLA_IFNAME]) : dev);
   static const struct { unsigned flag; const char *name; } flags[] = {
     {IFF_LOOPBACK, "LOOPBACK"}, {IFF_BROADCAST, "BROADCAST"}, {IFF_POINTOPOINT, "POINTOPOINT"}, {IFF_MULTICAST, "MULTICAST"},
     {IFF_NOARP, "NOARP"}, {IFF_ALLMULTI, "ALLMULTI"}, {IFF_PROMISC, "PROMISC"}, {IFF_MASTER, "MASTER"}, {IFF_SLAVE, "SLAVE"},
     {IFF_UP, "UP"}, {IFF_LOWER_UP, "LOWER_UP"}, {IFF_DORMANT, "DORMANT"},
   };
-  sb_add(&out, ",\"flags\":[", 10);
   int first = 1;
-  if ((m->ifi_flags & IFF_UP) && !(m->ifi_flags & IFF_RUNNING)) { sb_add(&out, "\"NO-CARRIER\"", 12); first = 0; }
+  sb_puts(&out, ",\"flags\":[");
+  if ((m->ifi_flags & IFF_UP) && !(m->ifi_flags & IFF_RUNNING)) { sb_puts(&out, "\"NO-CARRIER\""); first = 0; }
   for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
     if (!(m->ifi_flags & flags[i].flag)) continue;
-    if (!first) sb_add(&out, ",", 1);
-    sb_printf(&out, "\"%s\"", flags[i].name);
+    sb_printf(&out, "%s\"%s\"", first ? "" : ",", flags[i].name);
     first = 0;
   }
-  // ip's M-DOWN: the lower device (a veth's peer in this netns) is down.
+  /* ip's M-DOWN: the peer (the lower device, in this netns) is down. */
   if (tb[IFLA_LINK] && !tb[IFLA_LINK_NETNSID]) {
-    uint32_t iflink = *(uint32_t *)RTA_DATA(tb[IFLA_LINK]);
-    struct ifreq ifr = {0};
-    int s = (int)iflink != m->ifi_index && iflink && if_indextoname(iflink, ifr.ifr_name) ? socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0) : -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    uint32_t iflink = rta_u32(tb[IFLA_LINK]);
+    int s = iflink && (int)iflink != m->ifi_index && if_indextoname(iflink, ifr.ifr_name) ? socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0) : -1;
     if (s >= 0) {
-      if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && !(ifr.ifr_flags & IFF_UP)) { sb_add(&out, first ? "\"M-DOWN\"" : ",\"M-DOWN\"", first ? 8 : 9); first = 0; }
+      if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && !(ifr.ifr_flags & IFF_UP)) sb_puts(&out, first ? "\"M-DOWN\"" : ",\"M-DOWN\"");
       close(s);
     }
   }
-  sb_add(&out, "]", 1);
-  if (tb[IFLA_MTU]) sb_printf(&out, ",\"mtu\":%u", *(uint32_t *)RTA_DATA(tb[IFLA_MTU]));
-  static const char *oper[] = {"UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP"};
-  if (tb[IFLA_OPERSTATE]) {
-    unsigned char s = *(unsigned char *)RTA_DATA(tb[IFLA_OPERSTATE]);
-    sb_printf(&out, ",\"operstate\":\"%s\"", s < 7 ? oper[s] : "UNKNOWN");
+  sb_puts(&out, "]");
+  /* A veth's peer: its name when it is in this netns, its ifindex (in its own netns) otherwise. */
+  if (tb[IFLA_LINK]) {
+    uint32_t iflink = rta_u32(tb[IFLA_LINK]);
+    char peer[IF_NAMESIZE];
+    if (tb[IFLA_LINK_NETNSID] || !if_indextoname(iflink, peer)) { if (iflink) sb_printf(&out, ",\"link_index\":%u", iflink); }
+    else if ((int)iflink != m->ifi_index) { sb_puts(&out, ",\"link\":"); sb_json_str(&out, peer); }
   }
-  if (tb[IFLA_TXQLEN]) sb_printf(&out, ",\"txqlen\":%u", *(uint32_t *)RTA_DATA(tb[IFLA_TXQLEN]));
-  if (m->ifi_type == ARPHRD_ETHER) sb_add(&out, ",\"link_type\":\"ether\"", 20);
-  else if (m->ifi_type == ARPHRD_LOOPBACK) sb_add(&out, ",\"link_type\":\"loopback\"", 23);
-  if (tb[IFLA_ADDRESS] && RTA_PAYLOAD(tb[IFLA_ADDRESS]) == 6) {
-    unsigned char *a = RTA_DATA(tb[IFLA_ADDRESS]);
-    sb_printf(&out, ",\"address\":\"%02x:%02x:%02x:%02x:%02x:%02x\"", a[0], a[1], a[2], a[3], a[4], a[5]);
+  if (tb[IFLA_LINKINFO]) {
+    struct rtattr *li[IFLA_INFO_MAX + 1];
+    attrs(RTA_DATA(tb[IFLA_LINKINFO]), (int)RTA_PAYLOAD(tb[IFLA_LINKINFO]), li, IFLA_INFO_MAX);
+    if (li[IFLA_INFO_KIND]) { sb_puts(&out, ",\"linkinfo\":{\"info_kind\":"); sb_json_str(&out, rta_str(li[IFLA_INFO_KIND])); sb_puts(&out, "}"); }
   }
-  if (tb[IFLA_LINK_NETNSID]) sb_printf(&out, ",\"link_netnsid\":%d", *(int32_t *)RTA_DATA(tb[IFLA_LINK_NETNSID]));
-  if (kind[0]) { sb_add(&out, ",\"linkinfo\":{\"info_kind\":", 25); sb_json_str(&out, kind); sb_add(&out, "}", 1); }
-  sb_add(&out, "}]\n", 3);
-  return 0;
+  sb_puts(&out, "}");
 }
 
-/* ── requests ────────────────────────────────────────────────────────────────────────────── */
-enum tool { IP, TC, BPFTOOL };
+struct listing { int count; };
 
-/* The parsed lines of one request, grown as needed (a batch may have MAX_LINES). */
-struct batch { struct line *l; size_t n, cap; };
-
-static void batch_free(struct batch *b) {
-  for (size_t i = 0; i < b->n; i++) { free(b->l[i].key); free(b->l[i].value); free(b->l[i].words); }
-  free(b->l);
-  *b = (struct batch){0};
+static void each_link(struct nlmsghdr *h, void *ctx) {
+  struct listing *l = ctx;
+  if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg))) return;
+  if (l->count++) sb_puts(&out, ",");
+  json_link(h);
 }
 
-/*
- * Parse every line of a batch (or of one command given as argv) before anything is done, so an
- * unsupported one is known first. Returns 0, ANSWER_UNSUPPORTED, or ANSWER_REFUSED (with the
- * reason on err) for a batch over MAX_LINES. `text` is cut into words in place.
- */
-static int parse_lines(enum tool tool, char *text, struct batch *b) {
-  int lineno = 0;
-  for (char *save = NULL, *ln = strtok_r(text, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save)) {
-    lineno++;
-    struct words ws;
-    if (split(ln, &ws) < 0) return ANSWER_UNSUPPORTED;
-    if (ws.n == 0 || ws.w[0][0] == '#') continue;
-    if (b->n == MAX_LINES) {
-      sb_printf(&err, "pn-netlink: a batch of more than %d lines is over the limit\n", MAX_LINES);
-      return ANSWER_REFUSED;
-    }
-    if (b->n == b->cap) {
-      b->cap = b->cap ? b->cap * 2 : 16;
-      b->l = realloc(b->l, b->cap * sizeof *b->l);
-      if (!b->l) abort();
-    }
-    struct line *l = &b->l[b->n++];
-    memset(l, 0, sizeof *l);
-    l->lineno = lineno;
-    int rc = tool == IP ? parse_ip_line(&ws, l) : tool == TC ? parse_tc_line(&ws, l) : parse_bpftool_line(&ws, l);
-    if (rc < 0) return ANSWER_UNSUPPORTED;
-    l->words = malloc((size_t)ws.n * sizeof *l->words);
-    if (!l->words) abort();
-    memcpy(l->words, ws.w, (size_t)ws.n * sizeof *l->words);
-    l->nwords = ws.n;
+/* Addresses as pn's AddrLink list: one entry per link (in ifindex order), its addresses in it. */
+struct addr { int ifindex, family, plen, scope, has_peer; unsigned char local[16], peer[16]; };
+struct addrs { struct addr *a; size_t n, cap; int only; };
+struct names { int *idx; char (*name)[IF_NAMESIZE]; size_t n, cap; int only; };
+
+static void each_addr(struct nlmsghdr *h, void *ctx) {
+  struct addrs *s = ctx;
+  if (h->nlmsg_type != RTM_NEWADDR || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifaddrmsg))) return;
+  struct ifaddrmsg *m = NLMSG_DATA(h);
+  if (s->only && (int)m->ifa_index != s->only) return;
+  if (m->ifa_family != AF_INET && m->ifa_family != AF_INET6) return;
+  struct rtattr *tb[IFA_MAX + 1];
+  attrs(IFA_RTA(m), (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof *m), tb, IFA_MAX);
+  size_t len = m->ifa_family == AF_INET ? 4 : 16;
+  struct rtattr *local = tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS];
+  if (!local || RTA_PAYLOAD(local) != len) return;
+  if (s->n == s->cap) {
+    s->cap = s->cap ? s->cap * 2 : 16;
+    s->a = realloc(s->a, s->cap * sizeof *s->a);
+    if (!s->a) abort();
   }
-  return 0;
+  struct addr *a = &s->a[s->n++];
+  memset(a, 0, sizeof *a);
+  *a = (struct addr){.ifindex = (int)m->ifa_index, .family = m->ifa_family, .plen = m->ifa_prefixlen, .scope = m->ifa_scope};
+  memcpy(a->local, RTA_DATA(local), len);
+  /* A point-to-point address: its peer differs from the local side. */
+  if (tb[IFA_LOCAL] && tb[IFA_ADDRESS] && RTA_PAYLOAD(tb[IFA_ADDRESS]) == len && memcmp(RTA_DATA(tb[IFA_ADDRESS]), a->local, len)) {
+    a->has_peer = 1;
+    memcpy(a->peer, RTA_DATA(tb[IFA_ADDRESS]), len);
+  }
 }
 
-/* Run parsed lines in order and stop at the first failure, answering as the tool would. */
-static int run_lines(enum tool tool, struct batch *b, int batch, int json) {
-  if (json) sb_add(&out, "[", 1);
-  for (size_t i = 0; i < b->n; i++) {
-    size_t errmark = err.n;
-    struct line *l = &b->l[i];
-    int rc = exec_line(l);
-    if (json) {
-      if (i) sb_add(&out, ",", 1);
-      sb_add(&out, "{\"command\":[", 12);
-      for (int w = 0; w < l->nwords; w++) { if (w) sb_add(&out, ",", 1); sb_json_str(&out, l->words[w]); }
-      sb_add(&out, "],\"output\":", 11);
-      if (rc == 0) sb_add(&out, "null}", 5);
-      else {
-        // bpftool -j puts the error in the output and nothing on stderr.
-        char msg[512];
-        const char *e = err.p && err.n > errmark ? err.p + errmark : "";
-        snprintf(msg, sizeof msg, "%s", e + (strncmp(e, "Error: ", 7) ? 0 : 7));
-        msg[strcspn(msg, "\n")] = 0;
-        err.n = errmark;
-        if (err.p) err.p[err.n] = 0;
-        sb_add(&out, "{\"error\":", 9);
-        sb_json_str(&out, msg);
-        sb_add(&out, "}}", 2);
+static void each_name(struct nlmsghdr *h, void *ctx) {
+  struct names *s = ctx;
+  if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg))) return;
+  struct ifinfomsg *m = NLMSG_DATA(h);
+  if (s->only && m->ifi_index != s->only) return;
+  struct rtattr *tb[IFLA_MAX + 1];
+  attrs(IFLA_RTA(m), (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof *m), tb, IFLA_MAX);
+  if (s->n == s->cap) {
+    s->cap = s->cap ? s->cap * 2 : 16;
+    s->idx = realloc(s->idx, s->cap * sizeof *s->idx);
+    s->name = realloc(s->name, s->cap * sizeof *s->name);
+    if (!s->idx || !s->name) abort();
+  }
+  s->idx[s->n] = m->ifi_index;
+  snprintf(s->name[s->n++], IF_NAMESIZE, "%s", rta_str(tb[IFLA_IFNAME]));
+}
+
+static const char *scope_name(int scope) {
+  switch (scope) {
+  case RT_SCOPE_UNIVERSE: return "global";
+  case RT_SCOPE_SITE: return "site";
+  case RT_SCOPE_LINK: return "link";
+  case RT_SCOPE_HOST: return "host";
+  case RT_SCOPE_NOWHERE: return "nowhere";
+  default: return NULL;
+  }
+}
+
+static int addr_list(int only) {
+  struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
+  struct ifaddrmsg ifa = {.ifa_family = AF_UNSPEC};
+  struct names names = {.only = only};
+  struct addrs addrs = {.only = only};
+  int rc = nl_dump(RTM_GETLINK, &ifi, sizeof ifi, each_name, &names);
+  if (!rc) rc = nl_dump(RTM_GETADDR, &ifa, sizeof ifa, each_addr, &addrs);
+  if (!rc) {
+    sb_puts(&out, "{\"links\":[");
+    for (size_t i = 0; i < names.n; i++) {
+      sb_puts(&out, i ? ",{\"ifname\":" : "{\"ifname\":");
+      sb_json_str(&out, names.name[i]);
+      sb_puts(&out, ",\"addr_info\":[");
+      int first = 1;
+      for (size_t k = 0; k < addrs.n; k++) {
+        struct addr *a = &addrs.a[k];
+        if (a->ifindex != names.idx[i]) continue;
+        sb_printf(&out, "%s{\"family\":\"%s\",\"local\":", first ? "" : ",", a->family == AF_INET ? "inet" : "inet6");
+        json_ip(a->family, a->local);
+        sb_printf(&out, ",\"prefixlen\":%d", a->plen);
+        if (a->has_peer) { sb_puts(&out, ",\"address\":"); json_ip(a->family, a->peer); }
+        const char *sc = scope_name(a->scope);
+        if (sc) sb_printf(&out, ",\"scope\":\"%s\"}", sc);
+        else sb_printf(&out, ",\"scope\":\"%d\"}", a->scope);
+        first = 0;
       }
+      sb_puts(&out, "]}");
     }
-    if (rc) {
-      if (json) { sb_add(&out, "]\n", 2); return 255; }
-      if (tool == BPFTOOL) { sb_printf(&err, "processed %zu commands\n", i); return 255; }
-      if (batch) sb_printf(&err, "Command failed -:%d\n", l->lineno);
-      return !batch && rc == -2 ? 2 : 1;
-    }
+    sb_puts(&out, "]}");
   }
-  if (json) sb_add(&out, "]\n", 2);
-  else if (tool == BPFTOOL) sb_printf(&out, "processed %zu commands\n", b->n);
-  return 0;
+  free(names.idx);
+  free(names.name);
+  free(addrs.a);
+  return rc;
 }
 
-/* What a request asks for, once parsed: `ip -j -d link show dev N`, or lines to run. */
-struct plan {
-  enum tool tool;
-  int batch, json;
-  const char *show; /* link show of this device */
-  char *text;       /* a one-command request's words joined (owned) */
-  struct batch lines;
-};
+/* Routes as pn's RouteEntry list: destinations, devices and tables as `ip -j route show` names them. */
+struct rfilter { int family, all, count, exact, plen; unsigned char dst[16]; };
 
-static void plan_free(struct plan *p) {
-  batch_free(&p->lines);
-  free(p->text);
-  *p = (struct plan){0};
+static void json_dev(const char *key, uint32_t ifindex) {
+  char name[IF_NAMESIZE];
+  if (!if_indextoname(ifindex, name)) snprintf(name, sizeof name, "if%u", ifindex);
+  sb_printf(&out, ",\"%s\":", key);
+  sb_json_str(&out, name);
+}
+
+static void each_route(struct nlmsghdr *h, void *ctx) {
+  struct rfilter *f = ctx;
+  if (h->nlmsg_type != RTM_NEWROUTE || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct rtmsg))) return;
+  struct rtmsg *m = NLMSG_DATA(h);
+  if (m->rtm_family != f->family || (m->rtm_flags & RTM_F_CLONED)) return;
+  struct rtattr *tb[RTA_MAX + 1];
+  attrs(RTM_RTA(m), (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof *m), tb, RTA_MAX);
+  uint32_t table = tb[RTA_TABLE] ? rta_u32(tb[RTA_TABLE]) : m->rtm_table;
+  if (!f->all && table != RT_TABLE_MAIN) return;
+  size_t len = f->family == AF_INET ? 4 : 16;
+  unsigned char dst[16] = {0};
+  if (tb[RTA_DST] && RTA_PAYLOAD(tb[RTA_DST]) == len) memcpy(dst, RTA_DATA(tb[RTA_DST]), len);
+  if (f->exact && (m->rtm_dst_len != f->plen || memcmp(dst, f->dst, len))) return;
+  static const char *const types[] = {"unspec", "unicast", "local", "broadcast", "anycast", "multicast", "blackhole", "unreachable", "prohibit", "throw", "nat", "xresolve"};
+  int lead = f->count++ == 0;
+  sb_puts(&out, lead ? "{" : ",{");
+  if (m->rtm_type != RTN_UNICAST) {
+    if (m->rtm_type < sizeof types / sizeof *types) sb_printf(&out, "\"type\":\"%s\",", types[m->rtm_type]);
+    else sb_printf(&out, "\"type\":\"%u\",", m->rtm_type);
+  }
+  sb_puts(&out, "\"dst\":");
+  if (m->rtm_dst_len == 0) sb_puts(&out, "\"default\"");
+  else {
+    char s[INET6_ADDRSTRLEN + 4];
+    inet_ntop(f->family, dst, s, INET6_ADDRSTRLEN);
+    if (m->rtm_dst_len != len * 8) sb_printf(&out, "\"%s/%u\"", s, m->rtm_dst_len);
+    else sb_printf(&out, "\"%s\"", s);
+  }
+  if (tb[RTA_GATEWAY] && RTA_PAYLOAD(tb[RTA_GATEWAY]) == len) { sb_puts(&out, ",\"gateway\":"); json_ip(f->family, RTA_DATA(tb[RTA_GATEWAY])); }
+  if (tb[RTA_OIF]) json_dev("dev", rta_u32(tb[RTA_OIF]));
+  /* Who made the route, as ip names it (it leaves out boot, the default of `ip route add`). */
+  if (m->rtm_protocol != RTPROT_BOOT) {
+    static const struct { unsigned char n; const char *s; } protos[] = {
+      {RTPROT_UNSPEC, "unspec"}, {RTPROT_REDIRECT, "redirect"}, {RTPROT_KERNEL, "kernel"}, {RTPROT_STATIC, "static"},
+      {RTPROT_RA, "ra"}, {RTPROT_ZEBRA, "zebra"}, {RTPROT_BIRD, "bird"}, {RTPROT_DHCP, "dhcp"}, {RTPROT_BGP, "bgp"}};
+    const char *ps = NULL;
+    for (size_t i = 0; i < sizeof protos / sizeof *protos; i++) if (protos[i].n == m->rtm_protocol) ps = protos[i].s;
+    if (ps) sb_printf(&out, ",\"protocol\":\"%s\"", ps);
+    else sb_printf(&out, ",\"protocol\":\"%u\"", m->rtm_protocol);
+  }
+  if (tb[RTA_PREFSRC] && RTA_PAYLOAD(tb[RTA_PREFSRC]) == len) { sb_puts(&out, ",\"prefsrc\":"); json_ip(f->family, RTA_DATA(tb[RTA_PREFSRC])); }
+  if (table != RT_TABLE_MAIN) {
+    if (table == RT_TABLE_LOCAL) sb_puts(&out, ",\"table\":\"local\"");
+    else if (table == RT_TABLE_DEFAULT) sb_puts(&out, ",\"table\":\"default\"");
+    else sb_printf(&out, ",\"table\":\"%u\"", table);
+  }
+  if (m->rtm_scope != RT_SCOPE_UNIVERSE) {
+    const char *sc = scope_name(m->rtm_scope);
+    if (sc) sb_printf(&out, ",\"scope\":\"%s\"", sc);
+    else sb_printf(&out, ",\"scope\":\"%u\"", m->rtm_scope);
+  }
+  if (tb[RTA_MULTIPATH]) {
+    sb_puts(&out, ",\"nexthops\":[");
+    struct rtnexthop *nh = RTA_DATA(tb[RTA_MULTIPATH]);
+    int left = (int)RTA_PAYLOAD(tb[RTA_MULTIPATH]), first = 1;
+    while (left >= (int)sizeof *nh && nh->rtnh_len >= sizeof *nh && nh->rtnh_len <= left) {
+      sb_puts(&out, first ? "{" : ",{");
+      struct rtattr *nt[RTA_MAX + 1];
+      attrs(RTNH_DATA(nh), nh->rtnh_len - (int)sizeof *nh, nt, RTA_MAX);
+      int sep = 0;
+      if (nt[RTA_GATEWAY] && RTA_PAYLOAD(nt[RTA_GATEWAY]) == len) { sb_puts(&out, "\"gateway\":"); json_ip(f->family, RTA_DATA(nt[RTA_GATEWAY])); sep = 1; }
+      if (nh->rtnh_ifindex > 0) {
+        char name[IF_NAMESIZE];
+        if (!if_indextoname((unsigned)nh->rtnh_ifindex, name)) snprintf(name, sizeof name, "if%d", nh->rtnh_ifindex);
+        sb_puts(&out, sep ? ",\"dev\":" : "\"dev\":");
+        sb_json_str(&out, name);
+      }
+      sb_puts(&out, "}");
+      first = 0;
+      left -= RTNH_ALIGN(nh->rtnh_len);
+      nh = RTNH_NEXT(nh);
+    }
+    sb_puts(&out, "]");
+  }
+  sb_puts(&out, "}");
+}
+
+/* tc filters of one hook, as pn's TcFilter list. */
+struct tcf { unsigned pref, handle, id; int has_id, has_tag; char kind[16], name[17]; unsigned char tag[8]; };
+struct tcfs { struct tcf *f; size_t n, cap; };
+
+static void each_filter(struct nlmsghdr *h, void *ctx) {
+  struct tcfs *s = ctx;
+  if (h->nlmsg_type != RTM_NEWTFILTER || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct tcmsg))) return;
+  struct tcmsg *t = NLMSG_DATA(h);
+  struct rtattr *tb[TCA_MAX + 1];
+  attrs(TCA_RTA(t), (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof *t), tb, TCA_MAX);
+  if (s->n == s->cap) {
+    s->cap = s->cap ? s->cap * 2 : 8;
+    s->f = realloc(s->f, s->cap * sizeof *s->f);
+    if (!s->f) abort();
+  }
+  struct tcf *f = &s->f[s->n++];
+  memset(f, 0, sizeof *f);
+  f->pref = TC_H_MAJ(t->tcm_info) >> 16;
+  f->handle = t->tcm_handle;
+  snprintf(f->kind, sizeof f->kind, "%s", rta_str(tb[TCA_KIND]));
+  if (!strcmp(f->kind, "bpf") && tb[TCA_OPTIONS]) {
+    struct rtattr *ob[TCA_BPF_MAX + 1];
+    attrs(RTA_DATA(tb[TCA_OPTIONS]), (int)RTA_PAYLOAD(tb[TCA_OPTIONS]), ob, TCA_BPF_MAX);
+    if (ob[TCA_BPF_ID]) { f->id = rta_u32(ob[TCA_BPF_ID]); f->has_id = 1; }
+    if (ob[TCA_BPF_TAG] && RTA_PAYLOAD(ob[TCA_BPF_TAG]) == 8) { memcpy(f->tag, RTA_DATA(ob[TCA_BPF_TAG]), 8); f->has_tag = 1; }
+  }
+}
+
+static uint32_t hook_parent(const struct op *o) { return TC_H_MAKE(TC_H_CLSACT, num(o, K_EGRESS) ? TC_H_MIN_EGRESS : TC_H_MIN_INGRESS); }
+
+static void each_qdisc(struct nlmsghdr *h, void *ctx) {
+  int *found = ctx;
+  if (h->nlmsg_type != RTM_NEWQDISC || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct tcmsg))) return;
+  struct tcmsg *t = NLMSG_DATA(h);
+  struct rtattr *tb[TCA_MAX + 1];
+  attrs(TCA_RTA(t), (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof *t), tb, TCA_MAX);
+  if (t->tcm_ifindex == found[0] && !strcmp(rta_str(tb[TCA_KIND]), "clsact")) found[1] = 1;
+}
+
+/* Whether the device has a clsact qdisc (1), has none (0), or the dump failed (-errno). */
+static int has_clsact(int ifindex) {
+  struct tcmsg t = {.tcm_family = AF_UNSPEC};
+  int found[2] = {ifindex, 0};
+  char keep[sizeof extack];
+  memcpy(keep, extack, sizeof keep);
+  int rc = nl_dump(RTM_GETQDISC, &t, sizeof t, each_qdisc, found);
+  memcpy(extack, keep, sizeof keep);
+  return rc < 0 ? rc : found[1];
+}
+
+static int tc_list(const struct op *o, int ifindex) {
+  struct tcmsg t = {.tcm_family = AF_UNSPEC, .tcm_ifindex = ifindex, .tcm_parent = hook_parent(o)};
+  struct tcfs s = {0};
+  int rc = nl_dump(RTM_GETTFILTER, &t, sizeof t, each_filter, &s);
+  /* No clsact qdisc: the hook has no filters (the kernel answers EINVAL or ENOENT). */
+  if ((rc == -EINVAL || rc == -ENOENT) && has_clsact(ifindex) == 0) rc = 0, s.n = 0;
+  if (!rc) {
+    sb_puts(&out, "{\"filters\":[");
+    int first = 1;
+    for (size_t i = 0; i < s.n; i++) {
+      struct tcf *f = &s.f[i];
+      /* The kernel lists a filter chain's head (handle 0, no options) before its filters: it is
+       * left out when the pref has a filter, kept when not (so a hook is never taken for empty). */
+      if (f->handle == 0) {
+        int shadowed = 0;
+        for (size_t k = 0; k < s.n; k++) shadowed |= s.f[k].pref == f->pref && s.f[k].handle != 0;
+        if (shadowed) continue;
+      }
+      sb_printf(&out, "%s{\"pref\":%u,\"kind\":", first ? "" : ",", f->pref);
+      sb_json_str(&out, f->kind);
+      if (f->handle) sb_printf(&out, ",\"handle\":%u", f->handle);
+      if (f->has_id) {
+        sb_printf(&out, ",\"prog\":{\"id\":%u", f->id);
+        int fd = bpf_prog_get_fd_by_id(f->id);
+        struct bpf_prog_info info;
+        memset(&info, 0, sizeof info);
+        uint32_t ilen = sizeof info;
+        if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &ilen) == 0) {
+          char name[sizeof info.name + 1];
+          snprintf(name, sizeof name, "%.*s", (int)sizeof info.name, info.name);
+          sb_puts(&out, ",\"name\":");
+          sb_json_str(&out, name);
+        }
+        if (fd >= 0) close(fd);
+        if (f->has_tag) sb_printf(&out, ",\"tag\":\"%02x%02x%02x%02x%02x%02x%02x%02x\"", f->tag[0], f->tag[1], f->tag[2], f->tag[3], f->tag[4], f->tag[5], f->tag[6], f->tag[7]);
+        sb_puts(&out, "}");
+      }
+      sb_puts(&out, "}");
+      first = 0;
+    }
+    sb_puts(&out, "]}");
+  }
+  free(s.f);
+  return rc;
+}
+
+/* ── ops ─────────────────────────────────────────────────────────────────────────────────── */
+/* A device by name in the current netns: its ifindex, or 0 (then the op fails with ENODEV). */
+static int ifindex_of(const char *dev) { return (int)if_nametoindex(dev); }
+
+static int do_link_add(const struct op *o) {
+  struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
+  struct nlreq r;
+  req_init(&r, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &ifi, sizeof ifi);
+  attr_str(&r, IFLA_IFNAME, str(o, K_NAME));
+  if (str(o, K_MAC)) attr(&r, IFLA_ADDRESS, o->mac, 6);
+  if (o->set & B(K_MTU)) attr_u32(&r, IFLA_MTU, (uint32_t)num(o, K_MTU));
+  if (o->set & B(K_TXQLEN)) attr_u32(&r, IFLA_TXQLEN, (uint32_t)num(o, K_TXQLEN));
+  struct rtattr *li = nest(&r, IFLA_LINKINFO);
+  attr_str(&r, IFLA_INFO_KIND, "veth");
+  struct rtattr *data = nest(&r, IFLA_INFO_DATA);
+  struct rtattr *peer = nest(&r, VETH_INFO_PEER);
+  struct ifinfomsg pifi = {.ifi_family = AF_UNSPEC};
+  size_t off = NLMSG_ALIGN(r.n.nlmsg_len);
+  memcpy((char *)&r.n + off, &pifi, sizeof pifi);
+  r.n.nlmsg_len = (uint32_t)(off + NLMSG_ALIGN(sizeof pifi));
+  attr_str(&r, IFLA_IFNAME, str(o, K_PEER));
+  if (str(o, K_PEER_MAC)) attr(&r, IFLA_ADDRESS, o->pmac, 6);
+  if (o->set & B(K_PEER_MTU)) attr_u32(&r, IFLA_MTU, (uint32_t)num(o, K_PEER_MTU));
+  int nsfd = -1;
+  if (str(o, K_PEER_NETNS)) {
+    nsfd = open(str(o, K_PEER_NETNS), O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0) {
+      snprintf(reason, sizeof reason, "cannot open the peer's netns %.500s: %s", str(o, K_PEER_NETNS), strerror(errno));
+      return -1;
+    }
+    attr_u32(&r, IFLA_NET_NS_FD, (uint32_t)nsfd);
+  }
+  nest_end(&r, peer);
+  nest_end(&r, data);
+  nest_end(&r, li);
+  int rc = nl_do(&r);
+  if (nsfd >= 0) close(nsfd);
+  return -rc;
+}
+
+/* /proc/sys path of a sysctl key (checked in check_op): '.' separates levels, '/' is a '.' in a name. */
+static int do_sysctl(const struct op *o) {
+  char path[300] = "/proc/sys/";
+  size_t n = strlen(path);
+  for (const char *c = str(o, K_KEY); *c && n + 1 < sizeof path; c++) path[n++] = *c == '.' ? '/' : *c == '/' ? '.' : *c;
+  path[n] = 0;
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  char buf[4097];
+  int len = snprintf(buf, sizeof buf, "%s\n", str(o, K_VALUE));
+  ssize_t w = write(fd, buf, (size_t)len);
+  int e = w < 0 ? errno : w != len ? EIO : 0;
+  close(fd);
+  return e;
+}
+
+/* The filter header of a tc.attach / tc.detach. */
+static void filter_msg(struct nlreq *r, const struct op *o, int idx, uint16_t type, uint16_t flags) {
+  struct tcmsg t = {
+    .tcm_family = AF_UNSPEC, .tcm_ifindex = idx, .tcm_handle = (uint32_t)num(o, K_HANDLE), .tcm_parent = hook_parent(o),
+    .tcm_info = TC_H_MAKE((uint32_t)num(o, K_PREF) << 16, htons(ETH_P_ALL)),
+  };
+  req_init(r, type, flags, &t, sizeof t);
+  attr_str(r, TCA_KIND, "bpf");
 }
 
 /*
- * Classify a request and parse its lines; nothing is done yet. Returns 0 (the plan is ready),
- * ANSWER_UNSUPPORTED or ANSWER_REFUSED. `input` is cut up in place. Free the plan either way.
+ * Apply one op and write its result. 0; a positive errno (the kernel's or a syscall's, with the
+ * kernel's extended ack in `extack`); or -1 with `reason` set.
  */
-static int plan_request(int argc, char **argv, char *input, struct plan *p) {
-  *p = (struct plan){0};
-  if (argc < 2) return ANSWER_UNSUPPORTED;
-  const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-  if (!strcmp(prog, "ip")) p->tool = IP;
-  else if (!strcmp(prog, "tc")) p->tool = TC;
-  else if (!strcmp(prog, "bpftool")) p->tool = BPFTOOL;
-  else return ANSWER_UNSUPPORTED;
-  if (p->tool == IP && argc == 7 && !strcmp(argv[1], "-j") && !strcmp(argv[2], "-d") && !strcmp(argv[3], "link") &&
-      !strcmp(argv[4], "show") && !strcmp(argv[5], "dev") && strlen(argv[6]) < IFNAMSIZ) {
-    p->show = argv[6];
+static int apply_op(const struct op *o) {
+  struct nlreq r;
+  int idx = 0, rc;
+  const char *dev = str(o, K_DEV) ? str(o, K_DEV) : o->kind == LINK_SET || o->kind == LINK_DEL || o->kind == LINK_GET ? str(o, K_NAME) : NULL;
+  if (dev && o->kind != LINK_DEL && o->kind != LINK_GET) {
+    idx = ifindex_of(dev);
+    if (!idx) {
+      /* Absent device: an empty answer for the queries, deleted:false for a delete that allows it. */
+      if (o->kind == ADDR_LIST) { sb_puts(&out, "{\"links\":[]}"); return 0; }
+      if (o->kind == TC_LIST) { sb_puts(&out, "{\"filters\":[]}"); return 0; }
+      if ((o->kind == QDISC_DEL || o->kind == TC_DETACH) && num(o, K_MISSING_OK)) { sb_puts(&out, "{\"deleted\":false}"); return 0; }
+      return ENODEV;
+    }
+  }
+  switch (o->kind) {
+  case LINK_ADD:
+    rc = do_link_add(o);
+    break;
+  case LINK_SET: {
+    struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = idx};
+    if (o->set & B(K_UP)) { ifi.ifi_change = IFF_UP; ifi.ifi_flags = num(o, K_UP) ? IFF_UP : 0; }
+    req_init(&r, RTM_NEWLINK, 0, &ifi, sizeof ifi);
+    if (o->set & B(K_MTU)) attr_u32(&r, IFLA_MTU, (uint32_t)num(o, K_MTU));
+    rc = -nl_do(&r);
+    break;
+  }
+  case LINK_DEL: {
+    struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
+    req_init(&r, RTM_DELLINK, 0, &ifi, sizeof ifi);
+    attr_str(&r, IFLA_IFNAME, dev);
+    rc = -nl_do(&r);
+    if (rc == ENODEV && num(o, K_MISSING_OK)) { sb_puts(&out, "{\"deleted\":false}"); return 0; }
+    if (!rc) { sb_puts(&out, "{\"deleted\":true}"); return 0; }
+    return rc;
+  }
+  case LINK_GET: {
+    struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
+    req_init(&r, RTM_GETLINK, 0, &ifi, sizeof ifi);
+    attr_str(&r, IFLA_IFNAME, dev);
+    attr_u32(&r, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+    size_t mark = out.n;
+    struct listing l = {0};
+    sb_puts(&out, "{\"link\":");
+    rc = -nl_call(&r, each_link, &l);
+    if (rc == ENODEV || (!rc && !l.count)) { out.n = mark; sb_puts(&out, "{}"); return 0; }
+    if (rc) return rc;
+    sb_puts(&out, "}");
     return 0;
   }
-  if (p->tool == BPFTOOL) {
-    int j = argc == 5 && !strcmp(argv[1], "-j");
-    if (argc != 4 + j || strcmp(argv[1 + j], "batch") || strcmp(argv[2 + j], "file") || strcmp(argv[3 + j], "-")) return ANSWER_UNSUPPORTED;
-    p->batch = 1;
-    p->json = j;
-    return parse_lines(p->tool, input, &p->lines);
+  case LINK_LIST: {
+    struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
+    struct listing l = {0};
+    sb_puts(&out, "{\"links\":[");
+    rc = -nl_dump(RTM_GETLINK, &ifi, sizeof ifi, each_link, &l);
+    if (!rc) sb_puts(&out, "]}");
+    return rc;
   }
-  if (argc == 3 && !strcmp(argv[1], "-batch") && !strcmp(argv[2], "-")) {
-    p->batch = 1;
-    return parse_lines(p->tool, input, &p->lines);
+  case ADDR_ADD:
+  case ADDR_DEL: {
+    struct ifaddrmsg ifa = {.ifa_family = (unsigned char)o->ip.family, .ifa_prefixlen = (unsigned char)o->plen, .ifa_index = (unsigned)idx};
+    if (num(o, K_NODAD)) ifa.ifa_flags = IFA_F_NODAD;
+    /* ip's default scope: host for 127.0.0.0/8, global otherwise. */
+    if (num(o, K_SCOPE_LINK)) ifa.ifa_scope = RT_SCOPE_LINK;
+    else if (o->ip.family == AF_INET && o->ip.a[0] == 127) ifa.ifa_scope = RT_SCOPE_HOST;
+    uint16_t flags = o->kind == ADDR_DEL ? 0 : NLM_F_CREATE | (num(o, K_REPLACE) ? NLM_F_REPLACE : NLM_F_EXCL);
+    req_init(&r, o->kind == ADDR_DEL ? RTM_DELADDR : RTM_NEWADDR, flags, &ifa, sizeof ifa);
+    attr(&r, IFA_LOCAL, o->ip.a, (size_t)o->ip.len);
+    attr(&r, IFA_ADDRESS, o->ip.a, (size_t)o->ip.len);
+    rc = -nl_do(&r);
+    break;
   }
-  if (argv[1][0] == '-') return ANSWER_UNSUPPORTED;
-  // One command as argv: the same grammar as one batch line.
-  size_t total = 0;
-  for (int i = 1; i < argc; i++) total += strlen(argv[i]) + 1;
-  p->text = malloc(total + 1);
-  if (!p->text) abort();
-  char *t = p->text;
-  for (int i = 1; i < argc; i++) {
-    if (strchr(argv[i], ' ') || strchr(argv[i], '\n') || !argv[i][0]) return ANSWER_UNSUPPORTED;
-    size_t n = strlen(argv[i]);
-    memcpy(t, argv[i], n);
-    t += n;
-    if (i + 1 < argc) *t++ = ' ';
+  case ADDR_LIST:
+    return -addr_list(idx);
+  case ROUTE_ADD:
+  case ROUTE_DEL: {
+    struct rtmsg rt = {.rtm_family = (unsigned char)o->ip.family, .rtm_dst_len = (unsigned char)o->plen, .rtm_table = RT_TABLE_MAIN, .rtm_scope = RT_SCOPE_NOWHERE};
+    if (o->kind == ROUTE_ADD) {
+      /* As ip does: a route without a gateway reaches its destination on the link (scope link). */
+      rt.rtm_protocol = RTPROT_BOOT;
+      rt.rtm_type = RTN_UNICAST;
+      rt.rtm_scope = num(o, K_SCOPE_LINK) || !str(o, K_VIA) ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
+    }
+    uint16_t flags = o->kind == ROUTE_DEL ? 0 : NLM_F_CREATE | (num(o, K_REPLACE) ? NLM_F_REPLACE : NLM_F_EXCL);
+    req_init(&r, o->kind == ROUTE_DEL ? RTM_DELROUTE : RTM_NEWROUTE, flags, &rt, sizeof rt);
+    if (o->plen) attr(&r, RTA_DST, o->ip.a, (size_t)o->ip.len);
+    if (str(o, K_VIA)) attr(&r, RTA_GATEWAY, o->via.a, (size_t)o->via.len);
+    if (str(o, K_SRC)) attr(&r, RTA_PREFSRC, o->src.a, (size_t)o->src.len);
+    attr_u32(&r, RTA_OIF, (uint32_t)idx);
+    if (o->set & B(K_MTU)) {
+      struct rtattr *m = nest(&r, RTA_METRICS);
+      attr_u32(&r, RTAX_MTU, (uint32_t)num(o, K_MTU));
+      nest_end(&r, m);
+    }
+    rc = -nl_do(&r);
+    if (rc == ESRCH && o->kind == ROUTE_DEL && num(o, K_MISSING_OK)) rc = 0;
+    break;
   }
-  *t = 0;
-  return parse_lines(p->tool, p->text, &p->lines);
+  case ROUTE_LIST: {
+    struct rtmsg rt = {.rtm_family = num(o, K_FAMILY) == 4 ? AF_INET : AF_INET6};
+    struct rfilter f = {.family = rt.rtm_family, .all = (int)num(o, K_TABLE_ALL), .exact = !!str(o, K_EXACT), .plen = o->exact_plen};
+    memcpy(f.dst, o->exact.a, 16);
+    sb_puts(&out, "{\"routes\":[");
+    rc = -nl_dump(RTM_GETROUTE, &rt, sizeof rt, each_route, &f);
+    if (!rc) sb_puts(&out, "]}");
+    return rc;
+  }
+  case NEIGH_ADD: {
+    /* ip's default state for an added entry: permanent. */
+    struct ndmsg nd = {.ndm_family = (unsigned char)o->ip.family, .ndm_ifindex = idx, .ndm_state = NUD_PERMANENT};
+    if (num(o, K_PROXY)) nd.ndm_flags = NTF_PROXY;
+    req_init(&r, RTM_NEWNEIGH, NLM_F_CREATE | (num(o, K_REPLACE) ? NLM_F_REPLACE : NLM_F_EXCL), &nd, sizeof nd);
+    attr(&r, NDA_DST, o->ip.a, (size_t)o->ip.len);
+    if (str(o, K_LLADDR)) attr(&r, NDA_LLADDR, o->mac, 6);
+    rc = -nl_do(&r);
+    break;
+  }
+  case SYSCTL_SET:
+    rc = do_sysctl(o);
+    break;
+  case QDISC_ADD:
+  case QDISC_DEL: {
+    struct tcmsg t = {.tcm_family = AF_UNSPEC, .tcm_ifindex = idx, .tcm_handle = TC_H_MAKE(TC_H_CLSACT, 0), .tcm_parent = TC_H_CLSACT};
+    req_init(&r, o->kind == QDISC_ADD ? RTM_NEWQDISC : RTM_DELQDISC, o->kind == QDISC_ADD ? NLM_F_CREATE | NLM_F_EXCL : 0, &t, sizeof t);
+    attr_str(&r, TCA_KIND, "clsact");
+    rc = -nl_do(&r);
+    if (o->kind == QDISC_ADD) break;
+    /* No clsact to delete: the kernel answers ENOENT or EINVAL (the device's default qdisc has another handle). */
+    if ((rc == ENOENT || rc == EINVAL) && num(o, K_MISSING_OK) && has_clsact(idx) == 0) { sb_puts(&out, "{\"deleted\":false}"); return 0; }
+    if (!rc) sb_puts(&out, "{\"deleted\":true}");
+    return rc;
+  }
+  case TC_ATTACH: {
+    int fd = bpf_obj_get(str(o, K_PINNED));
+    if (fd < 0) {
+      snprintf(reason, sizeof reason, "cannot open the pinned program %.500s: %s", str(o, K_PINNED), strerror(errno));
+      return -1;
+    }
+    filter_msg(&r, o, idx, RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_REPLACE);
+    struct rtattr *opts = nest(&r, TCA_OPTIONS);
+    attr_u32(&r, TCA_BPF_FD, (uint32_t)fd);
+    /* The label tc gives a filter attached from a pin: "<file name>:[*fsobj]". */
+    const char *base = strrchr(str(o, K_PINNED), '/');
+    char label[300];
+    snprintf(label, sizeof label, "%.255s:[*fsobj]", base ? base + 1 : str(o, K_PINNED));
+    attr_str(&r, TCA_BPF_NAME, label);
+    attr_u32(&r, TCA_BPF_FLAGS, TCA_BPF_FLAG_ACT_DIRECT);
+    nest_end(&r, opts);
+    rc = -nl_do(&r);
+    close(fd);
+    break;
+  }
+  case TC_DETACH:
+    filter_msg(&r, o, idx, RTM_DELTFILTER, 0);
+    rc = -nl_do(&r);
+    /* Absent filter (ENOENT), or no clsact qdisc to hold it (EINVAL: "Parent Qdisc doesn't exists"). */
+    if (num(o, K_MISSING_OK) && (rc == ENOENT || (rc == EINVAL && has_clsact(idx) == 0))) { sb_puts(&out, "{\"deleted\":false}"); return 0; }
+    if (!rc) sb_puts(&out, "{\"deleted\":true}");
+    return rc;
+  case TC_LIST:
+    return -tc_list(o, idx);
+  default:
+    return EINVAL;
+  }
+  if (!rc) sb_puts(&out, "{}");
+  return rc;
 }
 
-static int run_plan(struct plan *p) {
-  if (p->show) return link_show(p->show);
-  return run_lines(p->tool, &p->lines, p->batch, p->json);
+/* Apply a batch in order, stopping at the first failure; the answer body goes to `out`. */
+static void apply_batch(const struct batch *b) {
+  sb_puts(&out, "{\"results\":[");
+  for (size_t i = 0; i < b->n; i++) {
+    size_t mark = out.n;
+    if (i) sb_puts(&out, ",");
+    extack[0] = reason[0] = 0;
+    int rc = apply_op(&b->ops[i]);
+    if (!rc && out.over) rc = E2BIG, snprintf(reason, sizeof reason, "the answer would pass its limit of %lu bytes", MAX_ANSWER_BYTES);
+    if (!rc) continue;
+    out.n = mark;
+    out.over = 0;
+    sb_printf(&out, "],\"error\":{\"index\":%zu", i);
+    if (rc > 0) sb_printf(&out, ",\"errno\":%d", rc);
+    if (extack[0]) { sb_puts(&out, ",\"extack\":"); sb_json_str(&out, extack); }
+    if (reason[0]) { sb_puts(&out, ",\"reason\":"); sb_json_str(&out, reason); }
+    sb_puts(&out, "}}");
+    return;
+  }
+  sb_puts(&out, "]}");
 }
 
 /* ── framing ─────────────────────────────────────────────────────────────────────────────── */
 struct request {
-  unsigned long id, argc, arglen, nslen, inlen;
+  unsigned long id, nslen, nops, bodylen;
   char ns[MAX_NETNS_BYTES + 1];
-  char *args, *input;
-  char *argv[MAX_ARGC + 1];
+  char *body;
 };
 
-/* One decimal number of at most `max` at *s (no sign, no leading space); advances *s. */
-static int parse_dec(const char **s, unsigned long max, unsigned long *v) {
-  const char *p = *s;
-  unsigned long x = 0;
-  if (*p < '0' || *p > '9') return -1;
-  for (; *p >= '0' && *p <= '9'; p++) {
-    if (x > (max - (unsigned long)(*p - '0')) / 10) return -1;
-    x = x * 10 + (unsigned long)(*p - '0');
-  }
-  *s = p;
-  *v = x;
-  return 0;
-}
-
-/* "<id> <argc> <argv length> <netns length> <input length>" (without its newline), checked against the limits. */
+/* "<id> <netns length> <op count> <body length>" (without its newline), checked against the limits. */
 static int parse_header(const char *hdr, struct request *r, const char **why) {
-  unsigned long *f[5] = {&r->id, &r->argc, &r->arglen, &r->nslen, &r->inlen};
-  const unsigned long max[5] = {ULONG_MAX / 2, MAX_ARGC, MAX_ARGV_BYTES, MAX_NETNS_BYTES, MAX_INPUT_BYTES};
+  unsigned long *f[4] = {&r->id, &r->nslen, &r->nops, &r->bodylen};
+  const unsigned long max[4] = {ULONG_MAX / 2, MAX_NETNS_BYTES, MAX_OPS, MAX_BODY_BYTES};
   const char *p = hdr;
-  for (int i = 0; i < 5; i++) {
+  for (int i = 0; i < 4; i++) {
     if (i && *p++ != ' ') { *why = "bad request header"; return -1; }
-    if (parse_dec(&p, max[i], f[i]) < 0) { *why = "bad request header (a number is missing or over its limit)"; return -1; }
+    if (parse_dec(&p, max[i], f[i]) < 0) { *why = "bad request header (a number is missing, malformed or over its limit)"; return -1; }
   }
   if (*p) { *why = "bad request header (trailing bytes)"; return -1; }
-  if (r->argc == 0 || r->arglen < r->argc) { *why = "bad request header (argc)"; return -1; }
-  return 0;
-}
-
-/* The argv block: exactly argc words, each ending in NUL. */
-static int split_argv(struct request *r, const char **why) {
-  char *p = r->args, *end = r->args + r->arglen;
-  for (unsigned long i = 0; i < r->argc; i++) {
-    char *z = memchr(p, 0, (size_t)(end - p));
-    if (!z) { *why = "bad argv"; return -1; }
-    r->argv[i] = p;
-    p = z + 1;
-  }
-  if (p != end) { *why = "bad argv"; return -1; }
-  r->argv[r->argc] = NULL;
+  if (r->nops == 0 || r->bodylen < r->nops * 2) { *why = "bad request header (op count)"; return -1; }
   return 0;
 }
 
@@ -932,16 +1114,15 @@ static int read_full(void *buf, size_t n) {
 }
 
 static void request_free(struct request *r) {
-  free(r->args);
-  free(r->input);
-  r->args = r->input = NULL;
+  free(r->body);
+  r->body = NULL;
 }
 
 /* One request: 1 = read (free it with request_free), 0 = EOF, -1 = malformed (*why says how). */
 static int read_request(struct request *r, const char **why) {
   char hdr[MAX_HEADER];
   size_t n = 0;
-  r->args = r->input = NULL;
+  r->body = NULL;
   for (;; n++) {
     if (n == sizeof hdr - 1) { *why = "bad request header (too long)"; return -1; }
     if (!read_full(hdr + n, 1)) return 0;
@@ -949,15 +1130,12 @@ static int read_request(struct request *r, const char **why) {
   }
   hdr[n] = 0;
   if (parse_header(hdr, r, why) < 0) return -1;
-  r->args = malloc(r->arglen + 1);
-  r->input = malloc(r->inlen + 1);
-  if (!r->args || !r->input) abort();
-  if (!read_full(r->ns, r->nslen) || !read_full(r->args, r->arglen) || !read_full(r->input, r->inlen)) { request_free(r); return 0; }
+  r->body = malloc(r->bodylen + 1);
+  if (!r->body) abort();
+  if (!read_full(r->ns, r->nslen) || !read_full(r->body, r->bodylen)) { request_free(r); return 0; }
   r->ns[r->nslen] = 0;
-  r->args[r->arglen] = 0;
-  r->input[r->inlen] = 0;
-  if (memchr(r->ns, 0, r->nslen)) { *why = "bad netns path"; request_free(r); return -1; }
-  if (split_argv(r, why) < 0) { request_free(r); return -1; }
+  r->body[r->bodylen] = 0;
+  if (memchr(r->ns, 0, r->nslen)) { *why = "bad netns path (a NUL)"; request_free(r); return -1; }
   return 1;
 }
 
@@ -970,42 +1148,43 @@ static void write_full(const void *buf, size_t n) {
   }
 }
 
-/* Answer one request: parse, then (in its netns) run. `self`: this process's own netns. */
-static int serve(struct request *r, int self) {
-  out.n = err.n = 0;
-  if (out.p) out.p[0] = 0;
-  if (err.p) err.p[0] = 0;
-  struct plan plan;
-  int code = plan_request((int)r->argc, r->argv, r->input, &plan), entered = 0;
-  if (code == 0 && r->nslen) {
-    int nsfd = open(r->ns, O_RDONLY | O_CLOEXEC);
-    if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) < 0) {
-      sb_printf(&err, "nsenter: cannot open %s: %s\n", r->ns, strerror(errno));
-      code = 1;
-    } else entered = 1;
+/* Answer one request: parse every op, then (in its netns) apply them. `self`: this process's own netns. */
+static void serve(struct request *r, int self) {
+  out.n = 0;
+  out.over = 0;
+  struct batch b;
+  char why[256];
+  int code = parse_body(r->body, r->bodylen, r->nops, &b, why, sizeof why), entered = 0;
+  if (code == ANSWER_REFUSED) sb_add(&out, why, strlen(why));
+  else {
+    int nsfd = r->nslen ? open(r->ns, O_RDONLY | O_CLOEXEC) : -1;
+    if (r->nslen && (nsfd < 0 || setns(nsfd, CLONE_NEWNET) < 0)) {
+      snprintf(reason, sizeof reason, "cannot enter the netns %.500s: %s", r->ns, strerror(errno));
+      sb_puts(&out, "{\"results\":[],\"error\":{\"index\":0,\"reason\":");
+      sb_json_str(&out, reason);
+      sb_puts(&out, "}}");
+    } else {
+      entered = r->nslen > 0;
+      nlfd = nl_open();
+      if (nlfd < 0) {
+        snprintf(reason, sizeof reason, "cannot open a netlink socket: %s", strerror(-nlfd));
+        sb_printf(&out, "{\"results\":[],\"error\":{\"index\":0,\"errno\":%d,\"reason\":", -nlfd);
+        sb_json_str(&out, reason);
+        sb_puts(&out, "}}");
+      } else {
+        apply_batch(&b);
+        close(nlfd);
+        nlfd = -1;
+      }
+    }
     if (nsfd >= 0) close(nsfd);
   }
-  if (code == 0) {
-    nlfd = nl_open();
-    if (nlfd < 0) {
-      sb_printf(&err, "Cannot open netlink socket: %s\n", strerror(-nlfd));
-      code = 1;
-    } else {
-      code = run_plan(&plan);
-      close(nlfd);
-      nlfd = -1;
-    }
-  }
   if (entered && setns(self, CLONE_NEWNET) < 0) { perror("pn-netlink: setns back"); exit(1); }
-  plan_free(&plan);
-  if (code == ANSWER_UNSUPPORTED) out.n = err.n = 0;
-  if (code == ANSWER_REFUSED) out.n = 0;
+  batch_free(&b);
   char head[128];
-  int hl = snprintf(head, sizeof head, "%lu %d %zu %zu\n", r->id, code, out.n, err.n);
+  int hl = snprintf(head, sizeof head, "%lu %d %zu\n", r->id, code, out.n);
   write_full(head, (size_t)hl);
   if (out.n) write_full(out.p, out.n);
-  if (err.n) write_full(err.p, err.n);
-  return 0;
 }
 
 #ifndef PN_FUZZ_HARNESS

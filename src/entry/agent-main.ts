@@ -23,7 +23,7 @@ import {ensureDir} from '../state/files.js'
 import {readNodeContext} from '../node/context.js'
 import {reconcileNode} from '../node/reconcile.js'
 import {answerServiceRequest, SERVICE_OP} from '../service/request.js'
-import {entryOptions, requestStateDir} from './env.js'
+import {entryOptions, kernelOf, requestStateDir} from './env.js'
 import {builtHelper, NETLINK_BINARY} from './native.js'
 
 
@@ -109,11 +109,13 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
 async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () => void): Promise<RunningAgent> {
   const netnsIno = String((await fs.stat('/proc/self/ns/net')).ino)
   const spawner = new SpawnRunner(opts.traceExec ? (argv) => opts.log(`exec: ${argv.join(' ')}`) : undefined)
-  // The ip/tc/bpftool lines of ADD and DEL go to one long-lived kernel worker instead of a process
-  // each; without the built helper (or with --no-kernel-worker) every command spawns as before.
-  const worker = opts.kernelWorker === false || !builtHelper(NETLINK_BINARY) ? undefined : new NetlinkWorker(NETLINK_BINARY)
-  if (!worker) opts.log(`kernel worker off: ${opts.kernelWorker === false ? 'disabled' : `${NETLINK_BINARY} not built`}; every kernel command is a process`)
-  const runner: Runner = worker ? new WorkerRunner(spawner, worker, opts.traceExec ? (argv) => opts.log(`netlink: ${argv.join(' ')}`) : undefined) : spawner
+  // The kernel ops of ADD and DEL go to one long-lived kernel worker (the native backend) instead
+  // of an ip or tc process each; without the built helper, with --no-kernel-worker or with
+  // PN_KERNEL=tools every op runs as a process (the tools backend).
+  const off = opts.kernelWorker === false ? 'disabled' : kernelOf(process.env.PN_KERNEL) === 'tools' ? 'PN_KERNEL=tools' : !builtHelper(NETLINK_BINARY) ? `${NETLINK_BINARY} not built` : undefined
+  const worker = off ? undefined : new NetlinkWorker(NETLINK_BINARY)
+  if (off) opts.log(`kernel worker off: ${off}; every kernel command is a process`)
+  const runner: Runner = worker ? new WorkerRunner(spawner, worker, opts.traceExec ? (line) => opts.log(`netlink: ${line}`) : undefined) : spawner
 
   // ── Start-up recovery ─────────────────────────────────────────────────────────────────────
   // The agent keeps no state of its own that a crash could lose: every request reads and writes

@@ -114,7 +114,9 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
   // 10–50 ms). native/pn-cni.c starts it next to this process and passes its socket; otherwise it
   // is spawned on first use. Without a built helper the commands are processes as before. Locks
   // need no helper: this process holds them (src/exec/flock.ts).
-  const netlink = opts.helperFds.netlink !== undefined ? native.NETLINK_BINARY : native.builtHelper(native.NETLINK_BINARY)
+  // PN_KERNEL=tools: no worker, the kernel ops run as ip and tc processes (an inherited worker
+  // sees its socket close when this process exits, and ends).
+  const netlink = opts.kernel === 'tools' ? undefined : opts.helperFds.netlink !== undefined ? native.NETLINK_BINARY : native.builtHelper(native.NETLINK_BINARY)
   const worker = netlink ? new NetlinkWorker(netlink, opts.helperFds.netlink) : undefined
   let out
   try {
@@ -122,7 +124,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
       env,
       stdin,
       defaults: {stateDir: opts.stateDir, signal: interrupt.signal, lock: opts.lock, flow: opts.flow, failAfter: opts.failAfter},
-      runner: worker ? new WorkerRunner(spawner, worker, opts.traceExec ? (argv) => log(`netlink: ${argv.join(' ')}`) : undefined) : spawner,
+      runner: worker ? new WorkerRunner(spawner, worker, opts.traceExec ? (line) => log(`netlink: ${line}`) : undefined) : spawner,
       handlers: defaultHandlers,
       log,
       onConf: (conf) => {

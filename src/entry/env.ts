@@ -24,6 +24,8 @@ export interface EntryOptions {
   bpfDir?: string
   /** PN_TRACE_EXEC: log every spawned command. */
   traceExec: boolean
+  /** PN_KERNEL: `native` (the default: kernel ops go to the pn-netlink worker) or `tools` (ip and tc processes). */
+  kernel: 'native' | 'tools'
   /**
    * PN_CNI_NETLINK_FD: a socket to a pn-netlink that the process which started pn-cni
    * (native/pn-cni.c) already runs (src/exec/helper-process.ts).
@@ -43,6 +45,11 @@ function inheritedFd(v: string | undefined): number | undefined {
 function positive(v: string | undefined): number | undefined {
   const n = Number(v)
   return v !== undefined && v !== '' && Number.isFinite(n) && n > 0 ? n : undefined
+}
+
+/** PN_KERNEL: `tools` forces the tools backend; anything else (unset, `native`) is native when the worker is built. */
+export function kernelOf(v: string | undefined): 'native' | 'tools' {
+  return v === 'tools' ? 'tools' : 'native'
 }
 
 /** Read the PN_* variables; `stderr` receives the hold-lock hook's announcement. */
@@ -74,6 +81,7 @@ export function entryOptions(env: NodeJS.ProcessEnv, stderr: (line: string) => v
     ...(env.PN_CNI_FAIL_AFTER ? {failAfter: env.PN_CNI_FAIL_AFTER} : {}),
     ...(env.PN_BPF_DIR ? {bpfDir: env.PN_BPF_DIR} : {}),
     traceExec: Boolean(env.PN_TRACE_EXEC),
+    kernel: kernelOf(env.PN_KERNEL),
     helperFds: {netlink: inheritedFd(env.PN_CNI_NETLINK_FD)},
     etcdTls: {
       ...(env.PN_ETCD_CA ? {ca: env.PN_ETCD_CA} : {}),

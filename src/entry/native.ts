@@ -8,7 +8,7 @@ import {fileURLToPath} from 'node:url'
 
 const NATIVE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native')
 
-/** The kernel worker: ip/tc/bpftool lines over rtnetlink and bpf(2) (src/exec/netlink-worker.ts). */
+/** The kernel worker: kernel ops over rtnetlink (src/kernel/native.ts, src/exec/netlink-worker.ts). */
 export const NETLINK_BINARY = path.join(NATIVE_DIR, 'pn-netlink')
 
 /** The helper's path when it was built, else undefined (callers then spawn the tools as before). */

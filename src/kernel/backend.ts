@@ -5,7 +5,8 @@
  * it must (an undo stack, or deleting the link it was creating).
  *
  * Backends: ToolsBackend (tools.ts: `ip` through the Runner, what --dry-run and --verbose print);
- * a native backend (structured netlink messages, one batch per apply) is the next step.
+ * NativeBackend (native.ts: one request per apply to the pn-netlink kernel worker, structured
+ * results). kernelFor (tools.ts) picks one for a runner.
  */
 import type {KernelOp, KernelResult, OpOf, OpKind, ResultOf} from './ops.js'
 

@@ -2,8 +2,8 @@
  * Kernel operations as typed values. A flow says *what* it wants the kernel to do or tell
  * (create a veth with its peer in a netns, add an address, a route, a neighbour, write a
  * sysctl, show a link) and a backend (backend.ts) does it: the tools backend renders the ops to
- * `ip` command lines through the Runner (tools.ts); a native backend will send them as netlink
- * messages. Flows never build tool text and never read tool output.
+ * `ip` command lines through the Runner (tools.ts); the native backend sends them to the kernel
+ * worker, which speaks netlink (native.ts). Flows never build tool text and never read tool output.
  *
  * The union covers links, addresses, routes, neighbours, sysctls, tc hooks (a clsact qdisc and
  * a pinned program attached as a direct-action filter), pinned programs, and map entries (update,

@@ -8,6 +8,7 @@
  * map.lookup/dump), link.del, qdisc.del and a delete that may find nothing are one command each;
  * sysctls are written through /proc/sys in process (or by one `sysctl -w` inside another netns).
  * The kernel worker behind a WorkerRunner answers the same argv.
+ * The agent's runner gets the native backend instead (native.ts; kernelFor below).
  *
  * Which op failed. `ip -batch` stops at the first failing line, so after a failed batch every op
  * before it took effect and none after it did. The backend finds it by asking the kernel, in
@@ -29,9 +30,12 @@
  * bpftool's errors are JSON (`{"error": "<what>: <strerror>"}`); `bpftoolError` reads them.
  */
 import {PnError} from '../errors.js'
+import {WorkerRunner} from '../exec/netlink-worker.js'
 import type {RunResult, Runner} from '../exec/runner.js'
 import type {ApplyOptions, KernelBackend} from './backend.js'
 import {KernelError, STRERROR, errnoOf, type Errno} from './errors.js'
+import {MapBackend} from './maps.js'
+import {NativeBackend} from './native.js'
 import {describeOp, sysctlPath, type AddrLink, type KernelOp, type KernelResult, type LinkInfo, type MapEntry, type OpKind, type RouteEntry, type TcFilter} from './ops.js'
 
 /** Ops that go into one `ip -batch -` with their neighbours. */
@@ -633,10 +637,19 @@ function failsWhenDone(op: KernelOp, errno: Errno): boolean {
 
 const BACKENDS = new WeakMap<Runner, KernelBackend>()
 
-/** The backend for a runner: the tools backend over it (the native backend will be chosen here). */
+/**
+ * The backend for a runner: the native backend (one kernel-worker request per apply) when the
+ * runner carries the agent's worker, the tools backend over it otherwise — the CLI's runner,
+ * --verbose's and --dry-run's, and the entries' when PN_KERNEL=tools (they make no WorkerRunner).
+ */
 export function kernelFor(runner: Runner): KernelBackend {
   let b = BACKENDS.get(runner)
-  if (!b) BACKENDS.set(runner, (b = new ToolsBackend(runner)))
+  if (!b) {
+    b = runner instanceof WorkerRunner
+      ? new NativeBackend(runner.worker, new MapBackend(), {log: runner.log})
+      : new ToolsBackend(runner)
+    BACKENDS.set(runner, b)
+  }
   return b
 }
 

@@ -74,7 +74,7 @@ describe('pn agent (native client, node namespace)', function () {
     deleteNamespace(pod)
   })
 
-  it('starts no process for ADD and DEL: the kernel worker runs their ip/tc/bpftool lines (--no-kernel-worker spawns them)', () => {
+  it('starts no ip process for ADD and DEL: the kernel worker applies their link, address and route ops (--no-kernel-worker spawns ip)', () => {
     const log = path.join(node.stateDir, 'agent.log')
     const cycle = (cid: string): string[] => {
       const from = readFileSync(log, 'utf8').length
@@ -92,8 +92,8 @@ describe('pn agent (native client, node namespace)', function () {
     assert.equal(pn(['agent', 'start', '--state-dir', node.stateDir, '--json'], traced).status, 0)
     const lines = cycle('w1')
     assert.deepEqual(lines.filter((l) => / exec: /.test(l)), [], 'the agent spawned a process')
-    for (const cmd of ['ip -batch -', 'tc -batch -', 'bpftool -j batch file -', 'ip link del dev']) {
-      assert.ok(lines.some((l) => l.includes(` netlink: `) && l.includes(cmd)), `no "${cmd}" through the worker`)
+    for (const op of ['create veth lxc', 'add address', 'add route', 'attach ', 'delete link lxc']) {
+      assert.ok(lines.some((l) => l.includes(` netlink: `) && l.includes(op)), `no "${op}" through the worker`)
     }
     stopNodeAgent(node)
     assert.equal(pn(['agent', 'start', '--state-dir', node.stateDir, '--no-kernel-worker', '--json'], traced).status, 0)
