@@ -162,11 +162,18 @@ export class ClusterStore {
 
   /** Every key of the cluster, decoded, at one revision. */
   async snapshot(): Promise<ClusterState> {
+    return (await this.snapshotWithDesired()).state
+  }
+
+  /** The snapshot and the newest mod revision among the desired state's keys (not the applied reports). */
+  async snapshotWithDesired(): Promise<{state: ClusterState; desiredRevision: number}> {
     const {revision, kvs} = await this.kv.range(this.keys.base)
     const schema = kvs.find((k) => k.key === this.keys.schema)
     this.checkSchema(schema?.value)
     this.schemaRev = schema!.modRevision
-    return ClusterState.fromEntries(this.keys, revision, kvs)
+    const applied = `${this.keys.v1}applied/`
+    const desiredRevision = Math.max(0, ...kvs.filter((k) => k.key.startsWith(this.keys.v1) && !k.key.startsWith(applied)).map((k) => k.modRevision))
+    return {state: ClusterState.fromEntries(this.keys, revision, kvs), desiredRevision}
   }
 
   /** Put the node's key under a new lease and keep the lease alive until close(). */
@@ -439,4 +446,19 @@ function checkEndpoint(ep: ClusterEndpoint): void {
   if (!isIp(ep.ip) || ep.containerId === '') {
     throw new PnError('PN_INVALID_ARGUMENT', `publish endpoint ${JSON.stringify(ep.ip)}: needs a pod IP and a container id`, {hint: 'publish what CNI ADD returned: the pod IP and its container id'})
   }
+}
+
+/** Open the store at `location`, run `fn`, and close it (a command's one call). */
+export async function withClusterStore<R>(location: string, opts: OpenClusterOptions, fn: (store: ClusterStore) => Promise<R>): Promise<R> {
+  const store = openClusterStore(location, opts)
+  try {
+    return await fn(store)
+  } finally {
+    await store.close()
+  }
+}
+
+/** `pn cluster init`: the schema key, once; the store's warnings (plain http) with the result. */
+export function initCluster(location: string, opts: OpenClusterOptions = {}): Promise<InitClusterResult & {warnings?: string[]}> {
+  return withClusterStore(location, opts, async (store) => ({...(await store.init()), ...(store.warnings.length ? {warnings: store.warnings} : {})}))
 }
