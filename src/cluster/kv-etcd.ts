@@ -62,7 +62,7 @@ export class EtcdKv implements ClusterKv {
   txn(compares: KvCompare[], writes: KvWrite[]): Promise<{succeeded: boolean; revision: number}> {
     return this.conn.run('write', async (_kv, client) => {
       const request = {
-        compare: compares.map((c) => ({key: Buffer.from(c.key), target: 1 /* Mod */, result: 0 /* Equal */, mod_revision: String(c.modRevision)})),
+        compare: compares.map((c) => ({key: Buffer.from(c.key), target: 2 /* CompareTarget.Mod */, result: 0 /* CompareResult.Equal */, mod_revision: String(c.modRevision)})),
         success: writes.map((w) =>
           'put' in w
             ? {request_put: {key: Buffer.from(w.put), value: Buffer.from(w.value), ...(w.lease ? {lease: w.lease} : {})}}

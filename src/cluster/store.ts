@@ -355,7 +355,10 @@ export class ClusterStore {
       if (r.succeeded) return r
       const before = this.schemaRev
       await this.readSchema()
-      if (this.schemaRev === before) return r // the caller's own compare failed
+      // The caller's own compare failed (the schema is unchanged): its answer. With no compare of
+      // its own, only the schema's can fail: write again under the new revision.
+      if (this.schemaRev === before && compares.length > 0) return r
+      if (this.schemaRev === before) throw new PnError('PN_INTERNAL', `${action} cluster store ${this.location}: the write failed its schema compare with the schema unchanged`)
     }
     throw new PnError('PN_LOCK_TIMEOUT', `${action} cluster store ${this.location}: the schema key kept changing`, {hint: 'retry when no pn cluster init runs'})
   }
