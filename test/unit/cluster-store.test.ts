@@ -7,7 +7,10 @@ import {isPnError} from '../../src/errors.js'
 import {clusterPoolLocation, parseClusterLocation} from '../../src/cluster/location.js'
 import {ClusterKeys, SERVICE_SHARDS, shardOf} from '../../src/cluster/layout.js'
 import {ClusterState} from '../../src/cluster/state.js'
-import {openClusterStore, type ClusterStore} from '../../src/cluster/store.js'
+import {ClusterStore, openClusterStore} from '../../src/cluster/store.js'
+import {clusterStatus} from '../../src/cluster/status.js'
+import type {ClusterKv} from '../../src/cluster/kv.js'
+import {allocatePodCidrs, initPool, openPoolStore} from '../../src/ipam/pool.js'
 import {LOG_REVISIONS} from '../../src/cluster/kv-dir.js'
 import {parseService, type ServiceSpec} from '../../src/service/model.js'
 
@@ -289,5 +292,49 @@ describe('cluster store (directory backend)', function () {
     s.applyEvents(7, [{type: 'put', key: keys.node('n2'), value: JSON.stringify({...node('n2', '192.168.1.2', '10.1.2.0/24'), registeredAt: 'y'}), revision: 7}])
     assert.equal(s.problems.has(keys.node('n2')), false)
     assert.equal(s.revision, 7)
+  })
+
+  it('pn cluster status\'s data: alive and pool-only nodes, applied revisions against the desired state', async () => {
+    await store.init()
+    const pool = openPoolStore(store.poolLocation)
+    await initPool(pool, {cidrs: ['10.1.0.0/16'], maskSize: 24})
+    for (const name of ['n1', 'n2', 'n3']) await allocatePodCidrs(pool, name)
+    const r1 = await store.registerNode(node('n1', '192.168.1.1', '10.1.0.0/24'))
+    const r2 = await store.registerNode({...node('n2', '192.168.1.2', '10.1.1.0/24'), reach: 'bgp'})
+    const w = await store.publishEndpoint(ep('10.1.0.5', 'n1'), r1)
+    await store.reportApplied(w.revision, r1)
+    await store.reportApplied(w.revision - 1, r2)
+    // 42 s later by the status's clock (the store's clock stays: the leases are not due).
+    const s = await clusterStatus(store, {pool, now: clock + 42_000})
+    assert.equal(s.desiredRevision, w.revision)
+    assert.deepEqual(s.nodes.map((n) => [n.name, n.alive, n.reach ?? null, n.appliedRevision, n.converged, n.podCidrs.join()]), [
+      ['n1', true, 'direct', w.revision, true, '10.1.0.0/24'],
+      ['n2', true, 'bgp', w.revision - 1, false, '10.1.1.0/24'],
+      ['n3', false, null, null, null, '10.1.2.0/24'],
+    ])
+    assert.ok(s.nodes[0].leaseAgeSeconds! >= 42)
+    assert.deepEqual([s.endpoints, s.services, s.problems], [1, {count: 0, consistent: true}, []])
+    await r1.close()
+    await r2.close()
+  })
+})
+
+describe('cluster store writes never fail silently', () => {
+  it('a write whose only compare is the schema\'s, failing with the schema unchanged, is an error (not a silent no-op)', async () => {
+    // A backend whose transactions never commit (as etcd did when the compare named the wrong target).
+    const kv: ClusterKv = {
+      location: 'fake',
+      range: async (prefix) => ({revision: 5, kvs: prefix.endsWith('schema') || prefix === '/cluster/' ? [{key: '/cluster/schema', value: '1', createRevision: 2, modRevision: 2}] : []}),
+      txn: async () => ({succeeded: false, revision: 5}),
+      grantLease: async (ttlSeconds) => ({id: '7', ttlSeconds, keepAlive: async () => true, revoke: async () => undefined}),
+      watch: () => ({close: async () => undefined}),
+      compact: async () => undefined,
+      close: async () => undefined,
+    }
+    const store = new ClusterStore(kv, parseClusterLocation('/fake'))
+    await assert.rejects(store.registerNode(node('n1', '192.168.1.1', '10.1.1.0/24')), (e) => isPnError(e, 'PN_INTERNAL') && /schema compare/.test(e.message))
+    const reg = {leaseId: '7', node: {...node('n1', '192.168.1.1', '10.1.1.0/24'), registeredAt: 'x'}}
+    await assert.rejects(store.publishEndpoint(ep('10.1.1.5', 'n1'), reg), (e) => isPnError(e, 'PN_INTERNAL'))
+    await assert.rejects(store.reportApplied(3, reg), (e) => isPnError(e, 'PN_INTERNAL'))
   })
 })
