@@ -60,6 +60,8 @@ function emptyDoc(): DirDoc {
 
 export interface DirKvOptions {
   lock?: LockOptions
+  /** Revisions of history kept for watches (default LOG_REVISIONS). */
+  history?: number
   /** The clock (tests). */
   now?: () => number
 }
@@ -244,7 +246,7 @@ export class DirKv implements ClusterKv {
   private commit(doc: DirDoc, events: KvEvent[]): void {
     doc.revision = events[0].revision
     doc.log.push(...events)
-    const keepFrom = doc.revision - LOG_REVISIONS + 1
+    const keepFrom = doc.revision - (this.opts.history ?? LOG_REVISIONS) + 1
     if (keepFrom - 1 > doc.compacted) {
       doc.compacted = keepFrom - 1
       doc.log = doc.log.filter((e) => e.revision >= keepFrom)

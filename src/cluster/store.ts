@@ -35,6 +35,8 @@ export interface OpenClusterOptions {
   lock?: LockOptions
   /** The directory backend's clock (tests). */
   now?: () => number
+  /** The directory backend's history, in revisions (tests). */
+  history?: number
 }
 
 /** The store named by a location: etcd for etcd:// and etcds://, else a directory. */
@@ -49,7 +51,7 @@ export function openClusterStore(location: string, opts: OpenClusterOptions = {}
       hint: 'drop the TLS files (PN_ETCD_CA, PN_ETCD_CERT, PN_ETCD_KEY), or point --cluster at etcds://HOST:PORT',
     })
   }
-  return new ClusterStore(new DirKv(loc.dir, {lock: opts.lock, now: opts.now}), loc, [])
+  return new ClusterStore(new DirKv(loc.dir, {lock: opts.lock, now: opts.now, history: opts.history}), loc, [])
 }
 
 /** What a node publishes about itself. */

@@ -163,6 +163,31 @@ describe('cluster store on etcd (real etcd on loopback)', function () {
     await reg.close()
   })
 
+  it('etcd unreachable: keep-alive failures are reported, pn cluster status fails clearly and fast; after the restart the node is still registered', async () => {
+    const errors: string[] = []
+    let lost = false
+    const s2 = openClusterStore(etcd.location, {timeoutMs: 1000})
+    const reg = await s2.registerNode({name: 'n1', nodeIps: ['192.168.1.1'], podCidrs: ['10.1.1.0/24'], reach: 'direct'}, {
+      ttlSeconds: 3, onKeepAliveError: (e) => errors.push(e.code), onLost: () => (lost = true),
+    })
+    await etcd.stop('SIGKILL')
+    await until('a failed keep-alive', () => errors.length > 0, 10_000)
+    assert.equal(errors[0], 'PN_POOL_UNREACHABLE')
+    const t0 = Date.now()
+    const r = pn(['cluster', 'status', '--cluster', etcd.location, '--json'])
+    assert.equal(r.json?.error?.code, 'PN_POOL_UNREACHABLE')
+    assert.match(r.json!.error!.message, /cluster store .* etcd unreachable/)
+    assert.ok(Date.now() - t0 < 15_000, 'no hang')
+    await etcd.start()
+    // etcd renews every lease's TTL when it comes back (a new leader), so a short outage costs the node nothing.
+    const before = reg.renewedAt
+    await until('a keep-alive after the restart', () => reg.renewedAt > before, 15_000)
+    assert.equal(lost, false)
+    assert.ok((await store.snapshot()).nodes.has('n1'))
+    await reg.close()
+    await s2.close()
+  })
+
   it('refuses a store with a newer schema, in process and in pn cluster status (exit 6)', async () => {
     const keys = new ClusterKeys('/pn-test')
     const kv = new EtcdKv(etcd.location)
