@@ -11,6 +11,7 @@
  *   node's own pods (src/datapath/bpf/endpoint.ts) and are never touched; a remote endpoint whose
  *   IP this node holds locally is ignored, as is one whose node is not registered (its lease is
  *   gone, or it never was).
+ * - Services go to the service layer whole, when the table's digest changed (serviceTableToApply).
  * - With auto direct routes (nodes on one L2, like Cilium's auto-direct-node-routes), every
  *   other node reached `direct` gets a route to each of its pod CIDRs via its node IP on the
  *   uplink (`replace`, so a changed next hop is one op). Nodes reached by BGP keep bird's
@@ -20,7 +21,9 @@ import {canonicalIp, ipFamily, parseCidr, formatCidr} from '../cidr/cidr.js'
 import {mapPath} from '../datapath/bpf/bpffs.js'
 import {encodeIpcacheInfo, encodeIpcacheKey, IPCACHE_F_LOCAL, type IpcacheEntry} from '../datapath/bpf/maps/ipcache.js'
 import type {KernelOp} from '../kernel/ops.js'
-import type {ClusterEndpoint, ClusterNode} from './layout.js'
+import type {ServiceSpec} from '../service/model.js'
+import {servicesDigest, type ClusterEndpoint, type ClusterNode} from './layout.js'
+import type {ServicesView} from './state.js'
 
 /** The node being converged. */
 export interface ConvergeSelf {
@@ -162,4 +165,20 @@ export function convergeNode(cluster: DesiredCluster, applied: NodeApplied, self
       routes: byKey(want.routes).map(([, r]) => r),
     },
   }
+}
+
+export type ServiceTableDecision =
+  | {apply: true; services: ServiceSpec[]; digest: string}
+  | {apply: false; reason: 'unchanged' | 'inconsistent'}
+
+/**
+ * Whether the node hands the cluster's service table to the service layer (the same table and
+ * writer as `pn service apply`, which diffs it against the node's maps): only a whole table (its
+ * shards add up to the table key's digest), and only when it differs from the digest last applied.
+ */
+export function serviceTableToApply(view: ServicesView, appliedDigest?: string): ServiceTableDecision {
+  if (!view.consistent) return {apply: false, reason: 'inconsistent'}
+  const digest = view.mark?.digest ?? servicesDigest([])
+  if (digest === appliedDigest) return {apply: false, reason: 'unchanged'}
+  return {apply: true, services: view.services, digest}
 }

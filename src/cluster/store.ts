@@ -43,7 +43,9 @@ export interface OpenClusterOptions {
 export function openClusterStore(location: string, opts: OpenClusterOptions = {}): ClusterStore {
   const loc = parseClusterLocation(location)
   if (loc.kind === 'etcd') {
-    const plain = checkEtcdTls(location, opts.etcdTls)?.replace(/^pool over plain http/, 'cluster store over plain http')
+    const plain = checkClusterTls(location, opts.etcdTls)
+      ? `cluster store over plain http: ${location} (anyone on the path can read and change the cluster's nodes, endpoints and services; use etcds:// with --etcd-ca, --etcd-cert and --etcd-key)`
+      : undefined
     return new ClusterStore(new EtcdKv(location, {tls: opts.etcdTls, timeoutMs: opts.timeoutMs}), loc, plain ? [plain] : [])
   }
   if (opts.etcdTls && (opts.etcdTls.ca || opts.etcdTls.cert || opts.etcdTls.key)) {
@@ -52,6 +54,16 @@ export function openClusterStore(location: string, opts: OpenClusterOptions = {}
     })
   }
   return new ClusterStore(new DirKv(loc.dir, {lock: opts.lock, now: opts.now, history: opts.history}), loc, [])
+}
+
+/** The pool's TLS checks (etcd-store.ts), told in a cluster store's words. */
+function checkClusterTls(location: string, tls?: EtcdTlsFiles): string | undefined {
+  try {
+    return checkEtcdTls(location, tls)
+  } catch (err) {
+    if (!(err instanceof PnError)) throw err
+    throw new PnError(err.code, err.message.replace(/^open pool /, 'open cluster store '), {hint: err.hint, details: err.details})
+  }
 }
 
 /** What a node publishes about itself. */

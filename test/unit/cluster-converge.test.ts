@@ -4,8 +4,10 @@ import {mkdtempSync, rmSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {openClusterStore} from '../../src/cluster/store.js'
-import {convergeNode, type ConvergeSelf, type DesiredCluster, type NodeApplied} from '../../src/cluster/converge.js'
-import type {ClusterEndpoint, ClusterNode} from '../../src/cluster/layout.js'
+import {convergeNode, serviceTableToApply, type ConvergeSelf, type DesiredCluster, type NodeApplied} from '../../src/cluster/converge.js'
+import {ClusterKeys, encodeShard, servicesDigest, shardOf, type ClusterEndpoint, type ClusterNode} from '../../src/cluster/layout.js'
+import {ClusterState} from '../../src/cluster/state.js'
+import {parseService} from '../../src/service/model.js'
 import {decodeIpcacheInfo, decodeIpcacheKey, encodeIpcacheKey, IPCACHE_F_LOCAL} from '../../src/datapath/bpf/maps/ipcache.js'
 import {RecordingBackend} from '../../src/kernel/backend.js'
 import type {KernelOp} from '../../src/kernel/ops.js'
@@ -182,5 +184,29 @@ describe('cluster convergence (pure)', () => {
       await store.close()
       rmSync(dir, {recursive: true, force: true})
     }
+  })
+
+  it('hands the service table over only whole, and only when its digest changed', () => {
+    const keys = new ClusterKeys('/pn')
+    const table = [parseService('10.96.0.10:80', ['10.1.2.5:8080']), parseService('10.96.0.11:53/udp', ['10.1.3.5:53'])]
+    const state = ClusterState.fromEntries(keys, 1, [])
+    // No table yet: the empty table, once.
+    const none = serviceTableToApply(state.services())
+    assert.deepEqual(none, {apply: true, services: [], digest: servicesDigest([])})
+    assert.deepEqual(serviceTableToApply(state.services(), servicesDigest([])), {apply: false, reason: 'unchanged'})
+    // The shards arrive in one revision with the table key.
+    const shards = new Map<number, typeof table>()
+    for (const s of table) shards.set(shardOf(s), [...(shards.get(shardOf(s)) ?? []), s])
+    state.applyEvents(2, [
+      ...[...shards].map(([i, list]) => ({type: 'put' as const, key: keys.shard(i), value: encodeShard(list), revision: 2})),
+      {type: 'put', key: keys.table, value: JSON.stringify({digest: servicesDigest(table), count: 2, writtenAt: 'x'}), revision: 2},
+    ])
+    const d = serviceTableToApply(state.services(), servicesDigest([]))
+    assert.equal(d.apply, true)
+    assert.deepEqual(d.apply && new Set(d.services.map((s) => s.frontend.vip)), new Set(['10.96.0.10', '10.96.0.11']))
+    assert.deepEqual(serviceTableToApply(state.services(), servicesDigest(table)), {apply: false, reason: 'unchanged'})
+    // A shard without the table key's agreement (hand-edited, torn): not applied.
+    state.applyEvents(3, [{type: 'delete', key: keys.shard(shardOf(table[0])), revision: 3}])
+    assert.deepEqual(serviceTableToApply(state.services(), servicesDigest(table)), {apply: false, reason: 'inconsistent'})
   })
 })

@@ -48,7 +48,8 @@ describe('cluster store locations', () => {
     assert.throws(() => openClusterStore('/tmp/x', {etcdTls: {ca: '/ca.pem'}}), (e) => isPnError(e, 'PN_INVALID_ARGUMENT') && /etcds/.test(e.hint ?? ''))
     assert.match(openClusterStore('etcd://h:2379').warnings[0], /^cluster store over plain http/)
     assert.deepEqual(openClusterStore('etcds://h:2379', {etcdTls: {ca: '/ca.pem'}}).warnings, [])
-    assert.throws(() => openClusterStore('etcds://h:2379', {etcdTls: {cert: '/c.pem'}}), (e) => isPnError(e, 'PN_INVALID_ARGUMENT'))
+    assert.throws(() => openClusterStore('etcds://h:2379', {etcdTls: {cert: '/c.pem'}}), (e) => isPnError(e, 'PN_INVALID_ARGUMENT') && /^open cluster store etcds:\/\/h:2379: --etcd-cert without --etcd-key/.test(e.message))
+    assert.throws(() => openClusterStore('etcd://h:2379', {etcdTls: {ca: '/ca.pem'}}), (e) => isPnError(e, 'PN_INVALID_ARGUMENT') && /^open cluster store/.test(e.message) && /etcds:/.test(e.hint ?? ''))
   })
 })
 
