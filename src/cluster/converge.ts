@@ -17,10 +17,10 @@
  *   uplink (`replace`, so a changed next hop is one op). Nodes reached by BGP keep bird's
  *   routes; tunnels are not built yet.
  */
-import {canonicalIp, ipFamily, parseCidr, formatCidr} from '../cidr/cidr.js'
+import {canonicalIp, containsIp, formatCidr, ipFamily, parseCidr} from '../cidr/cidr.js'
 import {mapPath} from '../datapath/bpf/bpffs.js'
-import {encodeIpcacheInfo, encodeIpcacheKey, IPCACHE_F_LOCAL, type IpcacheEntry} from '../datapath/bpf/maps/ipcache.js'
-import type {KernelOp} from '../kernel/ops.js'
+import {decodeIpcacheInfo, decodeIpcacheKey, encodeIpcacheInfo, encodeIpcacheKey, IPCACHE_F_LOCAL, type IpcacheEntry} from '../datapath/bpf/maps/ipcache.js'
+import type {KernelOp, MapEntry, RouteEntry} from '../kernel/ops.js'
 import type {ServiceSpec} from '../service/model.js'
 import {servicesDigest, type ClusterEndpoint, type ClusterNode} from './layout.js'
 import type {ServicesView} from './state.js'
@@ -181,4 +181,26 @@ export function serviceTableToApply(view: ServicesView, appliedDigest?: string):
   const digest = view.mark?.digest ?? servicesDigest([])
   if (digest === appliedDigest) return {apply: false, reason: 'unchanged'}
   return {apply: true, services: view.services, digest}
+}
+
+/**
+ * What the node has applied, read back from its kernel (an agent that restarts, or checks): every
+ * pn_ipcache entry as dumped (`map.dump`), and the routes it manages, which are those on the
+ * uplink through a gateway to a prefix inside the cluster's CIDRs that is not one of the node's own
+ * pod CIDRs (`route.list`). Routes of other owners (bird's, the host's) fall outside that rule.
+ */
+export function appliedFromKernel(ipcache: MapEntry[], routes: RouteEntry[], self: ConvergeSelf & {clusterCidrs: string[]}): NodeApplied {
+  const clusters = self.clusterCidrs.map((c) => parseCidr(c).cidr)
+  const own = new Set((self.podCidrs ?? []).map((c) => formatCidr(parseCidr(c).cidr)))
+  const peer: PeerRoute[] = []
+  for (const r of routes) {
+    if (r.dev !== self.uplink || !r.gateway || r.dst === 'default' || !r.dst.includes('/')) continue
+    const dst = parseCidr(r.dst).cidr
+    if (own.has(formatCidr(dst)) || !clusters.some((c) => c.family === dst.family && c.prefix <= dst.prefix && containsIp(c, {family: dst.family, value: dst.network}))) continue
+    peer.push({dst: formatCidr(dst), via: canonicalIp(r.gateway), dev: r.dev})
+  }
+  return {
+    ipcache: ipcache.filter((e) => e.value).map((e) => ({...decodeIpcacheKey(e.key), ...decodeIpcacheInfo(e.value!)})),
+    routes: peer,
+  }
 }

@@ -4,11 +4,11 @@ import {mkdtempSync, rmSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {openClusterStore} from '../../src/cluster/store.js'
-import {convergeNode, serviceTableToApply, type ConvergeSelf, type DesiredCluster, type NodeApplied} from '../../src/cluster/converge.js'
+import {appliedFromKernel, convergeNode, serviceTableToApply, type ConvergeSelf, type DesiredCluster, type NodeApplied} from '../../src/cluster/converge.js'
 import {ClusterKeys, encodeShard, servicesDigest, shardOf, type ClusterEndpoint, type ClusterNode} from '../../src/cluster/layout.js'
 import {ClusterState} from '../../src/cluster/state.js'
 import {parseService} from '../../src/service/model.js'
-import {decodeIpcacheInfo, decodeIpcacheKey, encodeIpcacheKey, IPCACHE_F_LOCAL} from '../../src/datapath/bpf/maps/ipcache.js'
+import {decodeIpcacheInfo, decodeIpcacheKey, encodeIpcacheInfo, encodeIpcacheKey, IPCACHE_F_LOCAL} from '../../src/datapath/bpf/maps/ipcache.js'
 import {RecordingBackend} from '../../src/kernel/backend.js'
 import type {KernelOp} from '../../src/kernel/ops.js'
 
@@ -208,5 +208,27 @@ describe('cluster convergence (pure)', () => {
     // A shard without the table key's agreement (hand-edited, torn): not applied.
     state.applyEvents(3, [{type: 'delete', key: keys.shard(shardOf(table[0])), revision: 3}])
     assert.deepEqual(serviceTableToApply(state.services(), servicesDigest(table)), {apply: false, reason: 'inconsistent'})
+  })
+
+  it('reads what is applied back from the kernel: every ipcache entry, and only the peer routes it manages; converging from it changes nothing', async () => {
+    const c = cluster(three, [e('10.1.2.5', 'n2'), e('fd00:10:2::5', 'n2')])
+    const {plan} = await run(c, {ipcache: [{prefix: '10.1.1.5/32', identity: 0, flags: IPCACHE_F_LOCAL}], routes: []})
+    // As the kernel would answer map.dump and route.list after the ops ran (plus routes of others).
+    const dump = plan.applied.ipcache.map((x) => ({key: encodeIpcacheKey(x.prefix), value: encodeIpcacheInfo(x)}))
+    const routes = [
+      {dst: '10.1.2.0/24', gateway: '192.168.1.2', dev: 'eth0'},
+      {dst: 'fd00:10:2::/64', gateway: 'fd00::2', dev: 'eth0'},
+      {dst: 'default', gateway: '192.168.1.254', dev: 'eth0'},
+      {dst: '10.1.1.0/24', dev: 'pn_host'}, // the node's own pod CIDR
+      {dst: '10.1.3.0/24', gateway: '192.168.1.3', dev: 'eth0'}, // inside the cluster: a stale peer route, managed
+      {dst: '172.16.0.0/16', gateway: '192.168.1.254', dev: 'eth0'}, // outside the cluster CIDRs: not ours
+      {dst: '10.1.4.0/24', gateway: '192.168.1.4', dev: 'eth1'}, // another device: not ours
+      {dst: '192.168.1.0/24', dev: 'eth0', scope: 'link'},
+    ]
+    const applied = appliedFromKernel(dump, routes, {...self, clusterCidrs: ['10.1.0.0/16', 'fd00:10::/32']})
+    assert.deepEqual(applied.routes.map((r) => `${r.dst} via ${r.via}`), ['10.1.2.0/24 via 192.168.1.2', 'fd00:10:2::/64 via fd00::2', '10.1.3.0/24 via 192.168.1.3'])
+    assert.deepEqual(applied.ipcache.map((x) => x.prefix).sort(), ['10.1.1.5/32', '10.1.2.5/32', 'fd00:10:2::5/128'])
+    // The stale route goes; nothing else changes (no delete and re-add of what is right).
+    assert.deepEqual(words((await run(c, applied)).recorded), ['route delete 10.1.3.0/24 dev eth0'])
   })
 })
