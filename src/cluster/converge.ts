@@ -185,18 +185,21 @@ export function serviceTableToApply(view: ServicesView, appliedDigest?: string):
 
 /**
  * What the node has applied, read back from its kernel (an agent that restarts, or checks): every
- * pn_ipcache entry as dumped (`map.dump`), and the routes it manages, which are those on the
- * uplink through a gateway to a prefix inside the cluster's CIDRs that is not one of the node's own
- * pod CIDRs (`route.list`). Routes of other owners (bird's, the host's) fall outside that rule.
+ * pn_ipcache entry as dumped (`map.dump`), and the routes it manages (`route.list`). Without auto
+ * direct routes it manages none. With them: routes on the uplink through a gateway to a prefix
+ * inside the cluster's CIDRs, except the node's own pod CIDRs and those of nodes reached by BGP
+ * (bird's). The kernel ops carry no route protocol yet, so this is by shape; a route protocol
+ * of pn's own would make it exact.
  */
-export function appliedFromKernel(ipcache: MapEntry[], routes: RouteEntry[], self: ConvergeSelf & {clusterCidrs: string[]}): NodeApplied {
+export function appliedFromKernel(ipcache: MapEntry[], routes: RouteEntry[], self: ConvergeSelf & {clusterCidrs: string[]}, cluster?: DesiredCluster): NodeApplied {
   const clusters = self.clusterCidrs.map((c) => parseCidr(c).cidr)
-  const own = new Set((self.podCidrs ?? []).map((c) => formatCidr(parseCidr(c).cidr)))
+  const skip = new Set((self.podCidrs ?? []).map((c) => formatCidr(parseCidr(c).cidr)))
+  for (const n of cluster?.nodes.values() ?? []) if (n.reach === 'bgp') for (const c of n.podCidrs) skip.add(formatCidr(parseCidr(c).cidr))
   const peer: PeerRoute[] = []
-  for (const r of routes) {
+  for (const r of self.autoDirectRoutes ? routes : []) {
     if (r.dev !== self.uplink || !r.gateway || r.dst === 'default' || !r.dst.includes('/')) continue
     const dst = parseCidr(r.dst).cidr
-    if (own.has(formatCidr(dst)) || !clusters.some((c) => c.family === dst.family && c.prefix <= dst.prefix && containsIp(c, {family: dst.family, value: dst.network}))) continue
+    if (skip.has(formatCidr(dst)) || !clusters.some((c) => c.family === dst.family && c.prefix <= dst.prefix && containsIp(c, {family: dst.family, value: dst.network}))) continue
     peer.push({dst: formatCidr(dst), via: canonicalIp(r.gateway), dev: r.dev})
   }
   return {

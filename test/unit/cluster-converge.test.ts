@@ -230,5 +230,9 @@ describe('cluster convergence (pure)', () => {
     assert.deepEqual(applied.ipcache.map((x) => x.prefix).sort(), ['10.1.1.5/32', '10.1.2.5/32', 'fd00:10:2::5/128'])
     // The stale route goes; nothing else changes (no delete and re-add of what is right).
     assert.deepEqual(words((await run(c, applied)).recorded), ['route delete 10.1.3.0/24 dev eth0'])
+    // n3 is reached by BGP: its pod CIDR's route is bird's, never pn's; without auto direct routes pn manages none.
+    const withBgp = appliedFromKernel(dump, routes, {...self, clusterCidrs: ['10.1.0.0/16']}, {nodes: new Map([['n3', n('n3', ['192.168.1.3'], ['10.1.3.0/24'], 'bgp')]]), endpoints: new Map()})
+    assert.deepEqual(withBgp.routes.map((r) => r.dst), ['10.1.2.0/24'])
+    assert.deepEqual(appliedFromKernel(dump, routes, {...self, autoDirectRoutes: false, clusterCidrs: ['10.1.0.0/16']}).routes, [])
   })
 })
