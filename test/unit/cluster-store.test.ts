@@ -11,7 +11,7 @@ import {ClusterStore, openClusterStore} from '../../src/cluster/store.js'
 import {clusterStatus} from '../../src/cluster/status.js'
 import type {ClusterKv} from '../../src/cluster/kv.js'
 import {allocatePodCidrs, initPool, openPoolStore} from '../../src/ipam/pool.js'
-import {LOG_REVISIONS} from '../../src/cluster/kv-dir.js'
+import {DirKv, LOG_REVISIONS} from '../../src/cluster/kv-dir.js'
 import {parseService, type ServiceSpec} from '../../src/service/model.js'
 
 const svc = (fe: string, ...be: string[]): ServiceSpec => parseService(fe, be)
@@ -325,7 +325,7 @@ describe('cluster store (directory backend)', function () {
   })
 })
 
-describe('cluster store writes never fail silently', () => {
+describe('cluster store writes: counted, and never silent', () => {
   it('a write whose only compare is the schema\'s, failing with the schema unchanged, is an error (not a silent no-op)', async () => {
     // A backend whose transactions never commit (as etcd did when the compare named the wrong target).
     const kv: ClusterKv = {
@@ -342,5 +342,34 @@ describe('cluster store writes never fail silently', () => {
     const reg = {leaseId: '7', node: {...node('n1', '192.168.1.1', '10.1.1.0/24'), registeredAt: 'x'}}
     await assert.rejects(store.publishEndpoint(ep('10.1.1.5', 'n1'), reg), (e) => isPnError(e, 'PN_INTERNAL'))
     await assert.rejects(store.reportApplied(3, reg), (e) => isPnError(e, 'PN_INTERNAL'))
+  })
+
+  it('costs one write per pod ADD (publish) and per DEL (delete), after the schema is read once', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pn-cluster-count-'))
+    try {
+      const inner = new DirKv(dir)
+      const calls: string[] = []
+      const kv: ClusterKv = {
+        location: dir,
+        range: (p) => (calls.push('read'), inner.range(p)),
+        txn: (c, w) => (calls.push(`write ${w.length}`), inner.txn(c, w)),
+        grantLease: (t) => (calls.push('lease'), inner.grantLease(t)),
+        watch: (p, r, h) => inner.watch(p, r, h),
+        compact: (r) => inner.compact(r),
+        close: () => inner.close(),
+      }
+      const store = new ClusterStore(kv, parseClusterLocation(dir))
+      await store.init()
+      const reg = await store.registerNode(node('n1', '192.168.1.1', '10.1.1.0/24'))
+      calls.length = 0
+      await store.publishEndpoint(ep('10.1.1.5', 'n1'), reg)
+      assert.deepEqual(calls, ['write 1'])
+      calls.length = 0
+      await store.deleteEndpoint('10.1.1.5', 'n1')
+      assert.deepEqual(calls, ['read', 'write 1'])
+      await reg.close()
+    } finally {
+      rmSync(dir, {recursive: true, force: true})
+    }
   })
 })
