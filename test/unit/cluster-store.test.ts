@@ -258,6 +258,25 @@ describe('cluster store (directory backend)', function () {
     await reg.close()
   })
 
+  it('a follower reports a watch failure and resumes after it, from the last revision it applied', async () => {
+    await store.init()
+    const reg = await store.registerNode(node('n1', '192.168.1.1', '10.1.1.0/24'))
+    const errors: string[] = []
+    const revs: number[] = []
+    const f = await store.follow({retryMs: 50, onUpdate: (_s, u) => revs.push(u.revision), onError: (e) => errors.push(e.code)})
+    const file = path.join(dir, 'cluster.json')
+    const good = readFileSync(file, 'utf8')
+    writeFileSync(file, '{"torn":')
+    await until('the error', () => errors.length > 0)
+    assert.equal(errors[0], 'PN_CLUSTER_CORRUPT')
+    writeFileSync(file, good)
+    const w = await store.publishEndpoint(ep('10.1.1.5', 'n1'), reg)
+    await until('the write after the failure', () => f.state.endpoints.has('10.1.1.5'))
+    assert.deepEqual(revs, [w.revision])
+    await f.close()
+    await reg.close()
+  })
+
   it('keeps a bounded history: a watch from before it is compacted, one inside it gets every revision', async () => {
     const small = openClusterStore(dir, {now: () => clock, history: 5})
     await small.init() // revision 2
