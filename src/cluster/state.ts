@@ -113,7 +113,6 @@ export class ClusterState {
     } catch (err) {
       if (!(err instanceof PnError)) throw err
       // A value that does not decode is skipped (and reported), and what it held is gone.
-      this.problems.set(key, err)
       this.unset(key)
       this.problems.set(key, err)
       return c.kind === 'shard' || c.kind === 'table' ? 'services' : c.kind === 'schema' ? undefined : c.kind
