@@ -19,6 +19,8 @@ export const podCidrFlag = () =>
 export const mtuFlag = () => Flags.integer({summary: 'MTU (default: the node uplink MTU).', min: 68, max: 65535})
 export const poolFlag = () =>
   Flags.string({summary: 'Cluster pool: a file (default <state-dir>/cluster-pool.json), etcd://HOST:PORT[,HOST:PORT…][/PREFIX], or etcds://… (TLS).', env: 'PN_POOL'})
+export const clusterFlag = () =>
+  Flags.string({summary: 'Cluster store: etcd://HOST:PORT[,HOST:PORT…][/PREFIX], etcds://… (TLS), or a directory for one machine.', env: 'PN_CLUSTER', required: true})
 /** TLS to an etcds:// pool; PN_ETCD_CA/PN_ETCD_CERT/PN_ETCD_KEY are read by the entry (src/entry/env.ts). */
 export const etcdTlsFlags = () => ({
   'etcd-ca': Flags.string({summary: 'CA (PEM) that signed etcd\'s certificate, for an etcds:// pool (PN_ETCD_CA; default: the system CAs).'}),

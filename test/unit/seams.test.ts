@@ -36,9 +36,10 @@ export const LAYERS: Record<string, number> = {
   'src/routing': 7,
   'src/service': 7,
   'src/agent': 7,
-  'src/entry': 8,
-  'src/cli': 9,
-  commands: 10,
+  'src/cluster': 8,
+  'src/entry': 9,
+  'src/cli': 10,
+  commands: 11,
 }
 
 export function moduleOf(rel: string): string | undefined {

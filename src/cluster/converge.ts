@@ -1,0 +1,209 @@
+/**
+ * What one node must change so its kernel matches the cluster: pure, from the desired state
+ * (the store's nodes and endpoints) and what the node has applied (its remote pn_ipcache
+ * entries and the routes it manages) to the typed kernel ops of src/kernel/ops.ts. Only the
+ * differences: an entry or route that is already right produces no op, so a full resync after a
+ * compacted watch or an agent restart never deletes and re-adds what did not change.
+ *
+ * - Remote endpoints become pn_ipcache entries `<ip>/32` (or /128): identity as published (0
+ *   until policy assigns one), flags 0 (not IPCACHE_F_LOCAL), and the IP of the node that hosts
+ *   them (its node IP of the same family, else its first). Entries flagged local belong to the
+ *   node's own pods (src/datapath/bpf/endpoint.ts) and are never touched; a remote endpoint whose
+ *   IP this node holds locally is ignored, as is one whose node is not registered (its lease is
+ *   gone, or it never was).
+ * - Services go to the service layer whole, when the table's digest changed (serviceTableToApply).
+ * - With auto direct routes (nodes on one L2, like Cilium's auto-direct-node-routes), every
+ *   other node reached `direct` gets a route to each of its pod CIDRs via its node IP on the
+ *   uplink (`replace`, so a changed next hop is one op). Nodes reached by BGP keep bird's
+ *   routes; tunnels are not built yet.
+ */
+import {canonicalIp, containsIp, formatCidr, ipFamily, parseCidr} from '../cidr/cidr.js'
+import {mapPath} from '../datapath/bpf/bpffs.js'
+import {decodeIpcacheInfo, decodeIpcacheKey, encodeIpcacheInfo, encodeIpcacheKey, IPCACHE_F_LOCAL, type IpcacheEntry} from '../datapath/bpf/maps/ipcache.js'
+import type {KernelOp, MapEntry, RouteEntry} from '../kernel/ops.js'
+import type {ServiceSpec} from '../service/model.js'
+import {servicesDigest, type ClusterEndpoint, type ClusterNode} from './layout.js'
+import type {ServicesView} from './state.js'
+
+/** The node being converged. */
+export interface ConvergeSelf {
+  name: string
+  /** Device the direct routes leave by. */
+  uplink: string
+  bpffsRoot: string
+  /** `--auto-direct-routes`: program routes to `direct` peers' pod CIDRs. */
+  autoDirectRoutes: boolean
+  /** The node's own pod CIDRs (never routed elsewhere). */
+  podCidrs?: string[]
+}
+
+/** The part of the cluster convergence reads (a ClusterState satisfies it). */
+export interface DesiredCluster {
+  nodes: ReadonlyMap<string, ClusterNode>
+  endpoints: ReadonlyMap<string, ClusterEndpoint>
+}
+
+/** A route this node manages towards another node's pod CIDR. */
+export interface PeerRoute {
+  dst: string
+  via: string
+  dev: string
+}
+
+/** What the node has applied: every pn_ipcache entry (local ones are left alone) and the peer routes it manages. */
+export interface NodeApplied {
+  ipcache: IpcacheEntry[]
+  routes: PeerRoute[]
+}
+
+export interface ConvergeSummary {
+  ipcacheAdded: number
+  ipcacheUpdated: number
+  ipcacheDeleted: number
+  routesAdded: number
+  routesReplaced: number
+  routesDeleted: number
+}
+
+export interface ConvergePlan {
+  ops: KernelOp[]
+  summary: ConvergeSummary
+  /** What the node will have applied once the ops ran (the next call's `applied`). */
+  applied: NodeApplied
+}
+
+const hostPrefix = (ip: string) => `${canonicalIp(ip)}/${ipFamily(ip) === 4 ? 32 : 128}`
+
+function canonicalPrefix(prefix: string): string {
+  const [ip, len] = prefix.split('/')
+  return `${canonicalIp(ip)}/${len ?? (ipFamily(ip) === 4 ? 32 : 128)}`
+}
+
+/** The node IP to reach `node` at for an address of `family`: same family first, else the first. */
+function nodeIpFor(node: ClusterNode, family: 4 | 6): string | undefined {
+  return node.nodeIps.find((ip) => ipFamily(ip) === family) ?? node.nodeIps[0]
+}
+
+/** The remote pn_ipcache entries and peer routes the cluster wants on `self`, by prefix / destination. */
+export function desiredRemote(cluster: DesiredCluster, self: ConvergeSelf, localPrefixes: ReadonlySet<string> = new Set()): {ipcache: Map<string, IpcacheEntry>; routes: Map<string, PeerRoute>} {
+  const ipcache = new Map<string, IpcacheEntry>()
+  for (const ep of cluster.endpoints.values()) {
+    if (ep.node === self.name) continue
+    const node = cluster.nodes.get(ep.node)
+    if (!node) continue
+    const prefix = hostPrefix(ep.ip)
+    if (localPrefixes.has(prefix)) continue
+    const nodeIp = nodeIpFor(node, ipFamily(ep.ip))
+    ipcache.set(prefix, {prefix, identity: ep.identity ?? 0, flags: 0, ...(nodeIp ? {nodeIp: canonicalIp(nodeIp)} : {})})
+  }
+  const routes = new Map<string, PeerRoute>()
+  if (self.autoDirectRoutes) {
+    const own = new Set((self.podCidrs ?? []).map((c) => formatCidr(parseCidr(c).cidr)))
+    for (const node of [...cluster.nodes.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      if (node.name === self.name || node.reach !== 'direct') continue
+      for (const c of node.podCidrs) {
+        const cidr = parseCidr(c).cidr
+        const dst = formatCidr(cidr)
+        if (own.has(dst) || routes.has(dst)) continue
+        const via = node.nodeIps.find((ip) => ipFamily(ip) === cidr.family)
+        if (via) routes.set(dst, {dst, via: canonicalIp(via), dev: self.uplink})
+      }
+    }
+  }
+  return {ipcache, routes}
+}
+
+const sameEntry = (a: IpcacheEntry, b: IpcacheEntry) => a.identity === b.identity && a.flags === b.flags && (a.nodeIp ? canonicalIp(a.nodeIp) : '') === (b.nodeIp ? canonicalIp(b.nodeIp) : '')
+
+/** The ops that take `applied` to what `cluster` wants on `self`, and nothing else. */
+export function convergeNode(cluster: DesiredCluster, applied: NodeApplied, self: ConvergeSelf): ConvergePlan {
+  const local = new Set<string>()
+  const remote = new Map<string, IpcacheEntry>()
+  for (const e of applied.ipcache) {
+    const prefix = canonicalPrefix(e.prefix)
+    if ((e.flags & IPCACHE_F_LOCAL) !== 0) local.add(prefix)
+    else remote.set(prefix, {...e, prefix})
+  }
+  const want = desiredRemote(cluster, self, local)
+  const map = mapPath(self.bpffsRoot, 'pn_ipcache')
+  const summary: ConvergeSummary = {ipcacheAdded: 0, ipcacheUpdated: 0, ipcacheDeleted: 0, routesAdded: 0, routesReplaced: 0, routesDeleted: 0}
+  const ops: KernelOp[] = []
+  const byKey = <T>(m: Map<string, T>) => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+
+  for (const [prefix] of byKey(remote)) {
+    if (want.ipcache.has(prefix)) continue
+    ops.push({kind: 'map.delete', map, key: encodeIpcacheKey(prefix), missingOk: true})
+    summary.ipcacheDeleted++
+  }
+  for (const [prefix, e] of byKey(want.ipcache)) {
+    const have = remote.get(prefix)
+    if (have && sameEntry(have, e)) continue
+    ops.push({kind: 'map.update', map, key: encodeIpcacheKey(prefix), value: encodeIpcacheInfo(e)})
+    if (have) summary.ipcacheUpdated++
+    else summary.ipcacheAdded++
+  }
+
+  const routes = new Map(applied.routes.map((r) => [formatCidr(parseCidr(r.dst).cidr), r]))
+  for (const [dst, r] of byKey(want.routes)) {
+    const have = routes.get(dst)
+    if (have && canonicalIp(have.via) === r.via && have.dev === r.dev) continue
+    ops.push({kind: 'route.add', dst, via: r.via, dev: r.dev, replace: true})
+    if (have) summary.routesReplaced++
+    else summary.routesAdded++
+  }
+  for (const [dst, r] of byKey(routes)) {
+    if (want.routes.has(dst)) continue
+    ops.push({kind: 'route.del', dst, dev: r.dev, missingOk: true})
+    summary.routesDeleted++
+  }
+
+  return {
+    ops,
+    summary,
+    applied: {
+      ipcache: [...applied.ipcache.filter((e) => (e.flags & IPCACHE_F_LOCAL) !== 0), ...byKey(want.ipcache).map(([, e]) => e)],
+      routes: byKey(want.routes).map(([, r]) => r),
+    },
+  }
+}
+
+export type ServiceTableDecision =
+  | {apply: true; services: ServiceSpec[]; digest: string}
+  | {apply: false; reason: 'unchanged' | 'inconsistent'}
+
+/**
+ * Whether the node hands the cluster's service table to the service layer (the same table and
+ * writer as `pn service apply`, which diffs it against the node's maps): only a whole table (its
+ * shards add up to the table key's digest), and only when it differs from the digest last applied.
+ */
+export function serviceTableToApply(view: ServicesView, appliedDigest?: string): ServiceTableDecision {
+  if (!view.consistent) return {apply: false, reason: 'inconsistent'}
+  const digest = view.mark?.digest ?? servicesDigest([])
+  if (digest === appliedDigest) return {apply: false, reason: 'unchanged'}
+  return {apply: true, services: view.services, digest}
+}
+
+/**
+ * What the node has applied, read back from its kernel (an agent that restarts, or checks): every
+ * pn_ipcache entry as dumped (`map.dump`), and the routes it manages (`route.list`). Without auto
+ * direct routes it manages none. With them: routes on the uplink through a gateway to a prefix
+ * inside the cluster's CIDRs, except the node's own pod CIDRs and those of nodes reached by BGP
+ * (bird's). The kernel ops carry no route protocol yet, so this is by shape; a route protocol
+ * of pn's own would make it exact.
+ */
+export function appliedFromKernel(ipcache: MapEntry[], routes: RouteEntry[], self: ConvergeSelf & {clusterCidrs: string[]}, cluster?: DesiredCluster): NodeApplied {
+  const clusters = self.clusterCidrs.map((c) => parseCidr(c).cidr)
+  const skip = new Set((self.podCidrs ?? []).map((c) => formatCidr(parseCidr(c).cidr)))
+  for (const n of cluster?.nodes.values() ?? []) if (n.reach === 'bgp') for (const c of n.podCidrs) skip.add(formatCidr(parseCidr(c).cidr))
+  const peer: PeerRoute[] = []
+  for (const r of self.autoDirectRoutes ? routes : []) {
+    if (r.dev !== self.uplink || !r.gateway || r.dst === 'default' || !r.dst.includes('/')) continue
+    const dst = parseCidr(r.dst).cidr
+    if (skip.has(formatCidr(dst)) || !clusters.some((c) => c.family === dst.family && c.prefix <= dst.prefix && containsIp(c, {family: dst.family, value: dst.network}))) continue
+    peer.push({dst: formatCidr(dst), via: canonicalIp(r.gateway), dev: r.dev})
+  }
+  return {
+    ipcache: ipcache.filter((e) => e.value).map((e) => ({...decodeIpcacheKey(e.key), ...decodeIpcacheInfo(e.value!)})),
+    routes: peer,
+  }
+}
