@@ -191,9 +191,9 @@ export function add(node: CniNode, version: string, containerId: string, pod: st
   return invoke(node, {command: 'ADD', containerId, netns: `/run/netns/${pod}`, ifname: opts.ifname ?? 'eth0', args: opts.args, extraEnv: opts.extraEnv}, netconf(node, version))
 }
 
-export function del(node: CniNode, version: string, containerId: string, netns: string, opts: {ifname?: string; prevResult?: unknown} = {}): Invocation {
+export function del(node: CniNode, version: string, containerId: string, netns: string, opts: {ifname?: string; prevResult?: unknown; extraEnv?: Record<string, string>} = {}): Invocation {
   const extra = opts.prevResult ? {prevResult: opts.prevResult} : {}
-  return invoke(node, {command: 'DEL', containerId, netns, ifname: opts.ifname ?? 'eth0'}, netconf(node, version, extra))
+  return invoke(node, {command: 'DEL', containerId, netns, ifname: opts.ifname ?? 'eth0', extraEnv: opts.extraEnv}, netconf(node, version, extra))
 }
 
 export function check(node: CniNode, version: string, containerId: string, pod: string, prevResult: unknown, ifname = 'eth0'): Invocation {

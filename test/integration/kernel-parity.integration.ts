@@ -8,8 +8,10 @@
  * differ by construction); nothing else. Queries answer alike (the native results are a subset
  * of the tools backend's ip JSON) and failures are the same KernelError (index, errno, extack,
  * code).
- * tc hooks are compared with tc itself in netlink-worker.integration.ts until the tools backend
- * does them; services and maps come later.
+ * A node in routing mode bpf adds what the datapath holds: the tc filters on every device, the
+ * pins under the node's bpffs root and the contents of every pn map (decoded; the endpoint map
+ * entries go through the tools backend's bpftool batch on one side and the addon's batch syscall
+ * on the other), after ADDs, a service apply and a DEL.
  */
 import assert from 'node:assert/strict'
 import {NETLINK_BINARY} from '../../src/entry/native.js'
@@ -22,6 +24,8 @@ import {NativeBackend} from '../../src/kernel/native.js'
 import type {KernelOp, KernelResult} from '../../src/kernel/ops.js'
 import {ToolsBackend} from '../../src/kernel/tools.js'
 import {cleanupNamespaces, createNamespace, deleteNamespace, inNs, isRoot} from '../helpers/netns.js'
+import {spawnSync} from 'node:child_process'
+import {pn} from '../helpers/cli.js'
 import {add, cleanupHarness, createNode, del, destroyNode, type CniNode} from './cni-harness.js'
 
 type Json = Record<string, unknown>
@@ -294,10 +298,80 @@ describe('kernel backends: whole CNI flows with PN_KERNEL=tools and native leave
     }
     compare('after ADD')
     for (const side of ['tools', 'native'] as const) {
-      const r = del(nodes[side]!, '1.0.0', 'parityA', `/run/netns/${pods[side][0]}`)
+      const r = del(nodes[side]!, '1.0.0', 'parityA', `/run/netns/${pods[side][0]}`, {extraEnv: side === 'tools' ? {PN_KERNEL: 'tools'} : {}})
       assert.equal(r.status, 0, `${side} DEL: ${r.stdout} ${r.stderr}`)
     }
     await settled(nodes.tools!.ns, nodes.native!.ns)
     compare('after DEL')
+  })
+})
+
+describe('kernel backends: a bpf node (tc hooks, pins, maps, a service apply) through each backend', function () {
+  this.timeout(180_000)
+  const nodes: Record<'tools' | 'native', CniNode | undefined> = {tools: undefined, native: undefined}
+  const pods: Record<'tools' | 'native', string[]> = {tools: [], native: []}
+  const MAPS = ['pn_endpoints', 'pn_lxc', 'pn_ipcache', 'pn_lb4_services', 'pn_lb4_backends']
+
+  before(function () {
+    assert.ok(isRoot(), 'integration tests run as root (CI runs them as root with netns + eBPF)')
+  })
+  after(() => {
+    for (const n of Object.values(nodes)) if (n) destroyNode(n)
+    for (const p of [...pods.tools, ...pods.native]) deleteNamespace(p)
+    cleanupHarness()
+  })
+
+  /** ifindexes, MACs, program ids and netns ids differ by construction; the pod IPs are named by pod. */
+  function datapath(side: 'tools' | 'native', ips: Map<string, string>): Json {
+    const node = nodes[side]!
+    const devs = (JSON.parse(inNs(node.ns, ['ip', '-j', 'link', 'show'])) as {ifname: string}[]).map((l) => l.ifname).sort()
+    const filters = Object.fromEntries(devs.flatMap((d) => (['ingress', 'egress'] as const).map((dir) => [`${d} ${dir}`, JSON.parse(inNs(node.ns, ['tc', '-j', 'filter', 'show', 'dev', d, dir]) || '[]') as unknown])))
+    const pins = spawnSync('find', [node.bpffsRoot, '-mindepth', '1'], {encoding: 'utf8'}).stdout.split('\n').filter(Boolean).map((p) => p.slice(node.bpffsRoot.length)).sort()
+    const maps = Object.fromEntries(MAPS.map((m) => {
+      const r = pn(['bpf', 'map', 'dump', m, '--state-dir', node.stateDir, '--json'], {netns: node.ns})
+      assert.equal(r.status, 0, `${side} map dump ${m}: ${r.stdout} ${r.stderr}`)
+      return [m, (r.json as {result: {entries: unknown[]}}).result.entries]
+    }))
+    let text = JSON.stringify({filters, pins, maps}, (k, v) => (/ifindex|^id$|^link_netnsid$/i.test(k) || (typeof v === 'string' && /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(v)) ? undefined : v))
+    for (const [ip, name] of ips) text = text.replace(new RegExp(`(?<![0-9a-f:.])${ip.replaceAll('.', '\\.')}(?![0-9a-f:.])`, 'g'), name)
+    const out = JSON.parse(text) as Json
+    const maps2 = out.maps as Record<string, unknown[]>
+    for (const m of MAPS) maps2[m] = maps2[m].map((e) => JSON.stringify(e)).sort()
+    return out
+  }
+
+  it('node init, ADD of two pods, a service over them, DEL of one: filters, pins and map contents are the same', async () => {
+    const ips = {tools: new Map<string, string>(), native: new Map<string, string>()}
+    for (const side of ['tools', 'native'] as const) {
+      const node = (nodes[side] = createNode({kind: 'pn-client', routing: 'bpf', podCidr: '10.62.0.0/24', tag: side === 'tools' ? 'kbt' : 'kbn'}))
+      const env: Record<string, string> = side === 'tools' ? {PN_KERNEL: 'tools'} : {}
+      const backends: string[] = []
+      let trace = ''
+      for (const cid of ['bpfparA', 'bpfparB']) {
+        const pod = createNamespace(side === 'tools' ? 'kbp' : 'kbq').name
+        pods[side].push(pod)
+        const r = add(node, '1.0.0', cid, pod, {extraEnv: {...env, PN_TRACE_EXEC: '1'}})
+        assert.equal(r.status, 0, `${side} ADD ${cid}: ${r.stdout} ${r.stderr}`)
+        trace += r.stderr
+        const ip = (r.json.ips as {address: string}[])[0].address.split('/')[0]
+        ips[side].set(ip, cid)
+        backends.push(`${ip}:8080`)
+      }
+      // Each side ran as asked: tc and bpftool processes for the tools, none for the native side.
+      if (side === 'tools') assert.match(trace, /exec: .*\btc -batch -[\s\S]*exec: .*\bbpftool -j batch file -|exec: .*\bbpftool -j batch file -[\s\S]*exec: .*\btc -batch -/)
+      else assert.doesNotMatch(trace, /exec: .*\b(tc|bpftool|ip) /)
+      const svc = pn(['service', 'apply', '-', '--state-dir', node.stateDir, '--json'], {netns: node.ns, input: JSON.stringify([{frontend: '10.96.62.10:80/tcp', backends}]), env})
+      assert.equal(svc.status, 0, `${side} service apply: ${svc.stdout} ${svc.stderr}`)
+    }
+    const after = (when: string) => assert.deepEqual(datapath('native', ips.native), datapath('tools', ips.tools), `the datapath differs ${when}`)
+    after('after ADD and the service apply')
+    const add0 = datapath('native', ips.native) as {maps: Record<string, string[]>; filters: Record<string, unknown[]>}
+    assert.equal(add0.maps.pn_endpoints.length >= 2, true, 'both pods are in pn_endpoints')
+    assert.ok(Object.entries(add0.filters).some(([k, v]) => k.startsWith('lxc') && v.length > 0), 'a pod device carries a filter')
+    for (const side of ['tools', 'native'] as const) {
+      const r = del(nodes[side]!, '1.0.0', 'bpfparA', `/run/netns/${pods[side][0]}`, {extraEnv: side === 'tools' ? {PN_KERNEL: 'tools'} : {}})
+      assert.equal(r.status, 0, `${side} DEL: ${r.stdout} ${r.stderr}`)
+    }
+    after('after DEL')
   })
 })
