@@ -11,6 +11,7 @@ import {AgentServer, type AgentStats} from '../agent/server.js'
 import {AGENT_OP_VAR} from '../agent/client.js'
 import {lockAgentInstance, writeAgentPidFile} from '../agent/instance.js'
 import {agentPidFile} from '../agent/paths.js'
+import {formatSplit, RequestTimer, type RequestTiming} from '../agent/timing.js'
 import {FALLBACK_EXIT, type WireRequest, type WireResponse} from '../agent/wire.js'
 import {toCniError} from '../cni/errors.js'
 import {defaultHandlers} from '../cni/handlers.js'
@@ -143,7 +144,9 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
   })
   const testHooks = opts.testHooks === true
   if (testHooks) opts.log('test hooks on (--test-hooks): requests may carry ' + TEST_HOOK_VARS.join(', '))
-  const handle = async (wire: WireRequest, signal: AbortSignal): Promise<WireResponse> => {
+  const handle = async (wire: WireRequest, signal: AbortSignal, timing: RequestTiming): Promise<WireResponse> => {
+    // This request's runner and locker, timed: its log line splits its time (src/agent/timing.ts).
+    const timer = new RequestTimer(timing)
     const req = {...wire, env: requestEnv(wire.env, testHooks)}
     // A netconf naming another node's state dir is not ours to serve (the client found this
     // socket through a path that resolves elsewhere): the standalone path handles it.
@@ -176,15 +179,15 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
       const out = await runProtocol({
         env: req.env,
         stdin: req.stdin,
-        defaults: {stateDir, signal, lock: {...eo.lock, locker}, flow: eo.flow, failAfter: eo.failAfter},
-        runner,
+        defaults: {stateDir, signal, lock: {...eo.lock, locker: timer.locker(locker)}, flow: eo.flow, failAfter: eo.failAfter},
+        runner: timer.runner(runner),
         handlers: defaultHandlers,
         log,
         onConf: (conf) => {
           logFile = conf.logFile
         },
       })
-      if (out.command !== 'VERSION') log(`exit ${out.exitCode} after ${Date.now() - started} ms`)
+      if (out.command !== 'VERSION') log(`exit ${out.exitCode} after ${Date.now() - started} ms: ${formatSplit(timer.split())}`)
       return {exitCode: out.exitCode, stdout: out.stdout, stderr: stderr.join('')}
     } catch (err) {
       return refuse(req, toPnError(err, 'run cni in the agent'))

@@ -10,6 +10,7 @@ import path from 'node:path'
 import {PnError, type ErrorCode} from '../errors.js'
 import {acquireFlock, type Locker} from '../exec/flock.js'
 import {randomHex} from './digest.js'
+import {timedSync, timedSyncAsync} from './timing.js'
 
 export const DEFAULT_STATE_DIR = '/var/lib/pn'
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000
@@ -52,7 +53,7 @@ function dirModeFor(fileMode: number): number {
 export async function syncDir(dir: string): Promise<void> {
   const h = await openFile(dir, 'r')
   try {
-    await h.sync()
+    await timedSyncAsync(1, () => h.sync())
   } finally {
     await h.close()
   }
@@ -65,7 +66,7 @@ export async function syncDir(dir: string): Promise<void> {
 export function syncPathSync(p: string): void {
   const fd = fsSync.openSync(p, 'r')
   try {
-    fsSync.fsyncSync(fd)
+    timedSync(1, () => fsSync.fsyncSync(fd))
   } finally {
     fsSync.closeSync(fd)
   }
@@ -97,7 +98,7 @@ export async function syncPaths(paths: Iterable<string>): Promise<void> {
       }
     }
   }
-  await Promise.all(Array.from({length: Math.min(SYNC_PARALLEL, list.length)}, worker))
+  await timedSyncAsync(list.length, () => Promise.all(Array.from({length: Math.min(SYNC_PARALLEL, list.length)}, worker)))
 }
 
 const SYNC_PARALLEL = 8
@@ -114,7 +115,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
   const handle = await openFile(tmp, 'wx', mode)
   try {
     await handle.writeFile(data)
-    await handle.sync()
+    await timedSyncAsync(1, () => handle.sync())
   } finally {
     await handle.close()
   }
