@@ -10,6 +10,7 @@ import path from 'node:path'
 import {AgentServer, type AgentStats} from '../agent/server.js'
 import {AGENT_OP_VAR} from '../agent/client.js'
 import {lockAgentInstance, writeAgentPidFile} from '../agent/instance.js'
+import {KernelPool} from '../agent/kernel-pool.js'
 import {agentPidFile} from '../agent/paths.js'
 import {formatSplit, RequestTimer, type RequestTiming} from '../agent/timing.js'
 import {FALLBACK_EXIT, type WireRequest, type WireResponse} from '../agent/wire.js'
@@ -40,6 +41,8 @@ export interface AgentMainOptions {
   traceExec?: boolean
   /** false: no kernel worker, every ip/tc/bpftool command is spawned (for comparisons). */
   kernelWorker?: boolean
+  /** Kernel workers at most (default DEFAULT_KERNEL_WORKERS), each started on first use. */
+  kernelWorkers?: number
   /** Besides root, the gid whose members may use the agent (socket 0660 root:group). */
   group?: number
   maxConnections?: number
@@ -52,6 +55,9 @@ export interface AgentMainOptions {
    */
   testHooks?: boolean
 }
+
+/** Kernel workers of an agent: enough for a burst's deletions to overlap, few processes. */
+export const DEFAULT_KERNEL_WORKERS = 4
 
 /** The fault-injection and timing hooks of the entries (src/entry/env.ts). */
 export const TEST_HOOK_VARS = ['PN_CNI_FAIL_AFTER', 'PN_TEST_HOLD_LOCK_MS', 'PN_TEST_CHECKPOINT_DELAY_MS'] as const
@@ -112,11 +118,18 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
 async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () => void): Promise<RunningAgent> {
   const netnsIno = String((await fs.stat('/proc/self/ns/net')).ino)
   const spawner = new SpawnRunner(opts.traceExec ? (argv) => opts.log(`exec: ${argv.join(' ')}`) : undefined)
-  // The ip/tc/bpftool lines of ADD and DEL go to one long-lived kernel worker instead of a process
+  // The ip/tc/bpftool lines of ADD and DEL go to long-lived kernel workers instead of a process
   // each; without the built helper (or with --no-kernel-worker) every command spawns as before.
-  const worker = opts.kernelWorker === false || !builtHelper(NETLINK_BINARY) ? undefined : new NetlinkWorker(NETLINK_BINARY)
-  if (!worker) opts.log(`kernel worker off: ${opts.kernelWorker === false ? 'disabled' : `${NETLINK_BINARY} not built`}; every kernel command is a process`)
-  const runner: Runner = worker ? new WorkerRunner(spawner, worker, opts.traceExec ? (argv) => opts.log(`netlink: ${argv.join(' ')}`) : undefined) : spawner
+  // A few workers, started as requests need them (src/agent/kernel-pool.ts: a veth deletion keeps
+  // one busy for an RCU grace period, and deletions at once share theirs).
+  const useWorker = opts.kernelWorker !== false && builtHelper(NETLINK_BINARY)
+  const workers = useWorker ? Array.from({length: Math.max(1, opts.kernelWorkers ?? DEFAULT_KERNEL_WORKERS)}, () => new NetlinkWorker(NETLINK_BINARY)) : []
+  if (!useWorker) opts.log(`kernel worker off: ${opts.kernelWorker === false ? 'disabled' : `${NETLINK_BINARY} not built`}; every kernel command is a process`)
+  const traceWorker = opts.traceExec ? (argv: string[]) => opts.log(`netlink: ${argv.join(' ')}`) : undefined
+  const runner: Runner = new KernelPool(workers.length > 0 ? workers.map((w) => new WorkerRunner(spawner, w, traceWorker)) : [spawner], {
+    onLateFailure: (argv, why) => opts.log(`${argv.join(' ')}: answered once the link was gone, then failed: ${why}`),
+  })
+  const stopWorkers = () => Promise.all(workers.map((w) => w.stop()))
 
   // ── Start-up recovery ─────────────────────────────────────────────────────────────────────
   // The agent keeps no state of its own that a crash could lose: every request reads and writes
@@ -213,7 +226,7 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
   } catch (err) {
     await server.close()
     await locker.stop()
-    await worker?.stop()
+    await stopWorkers()
     await mapWriters.close()
     throw err
   }
@@ -230,7 +243,7 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
       await server.close(o)
       await mapWriters.close()
       await locker.stop()
-      await worker?.stop()
+      await stopWorkers()
       // Only our own pid file: a new agent may already have started on this node.
       const pid = Number((await fs.readFile(agentPidFile(stateDir), 'utf8').catch(() => '')).trim())
       if (pid === process.pid) await fs.rm(agentPidFile(stateDir), {force: true})
