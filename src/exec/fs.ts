@@ -1,24 +1,40 @@
 /**
- * The file operations of pn's CNI path as promises, on node:fs's callback API. node:fs's own
- * promise API (fs.promises: FileHandle, its streams, readline) costs every standalone pn-cni call
- * ≈ 3 ms to load, and pn needs only these, with the same arguments, results and errors (each is
- * util.promisify of the same libuv request fs.promises makes).
+ * The file operations of pn's CNI path as promises. They run synchronously and hand back a
+ * settled promise: each is a metadata operation or a read or write of a few hundred bytes in the
+ * page cache (≈ 2–8 µs here), while the same call through libuv's thread pool costs ≈ 55–150 µs
+ * (a hand-off to a pool thread and back, two futex wake-ups and an event-loop turn), and an ADD
+ * makes about fifty of them. fsync is the exception: it waits for the disk, so it stays on the
+ * pool, where several run at once (src/state/files.ts `syncPaths`). node:fs's own promise API
+ * (fs.promises: FileHandle, its streams, readline) would also cost every standalone pn-cni call
+ * ≈ 3 ms to load. Arguments, results and errors are those of node:fs (a failure is a rejected
+ * promise, never a throw).
  */
 import * as fs from 'node:fs'
 import {promisify} from 'node:util'
 
+/** A synchronous node:fs call as a promise of its result (or its error). */
+function settled<F extends (...args: never[]) => unknown>(fn: F): (...args: Parameters<F>) => Promise<ReturnType<F>> {
+  return (...args) => {
+    try {
+      return Promise.resolve(fn(...args) as ReturnType<F>)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+}
+
 export const fsp = {
-  access: promisify(fs.access),
-  mkdir: promisify(fs.mkdir),
-  readdir: promisify(fs.readdir),
-  readFile: promisify(fs.readFile),
-  readlink: promisify(fs.readlink),
-  rename: promisify(fs.rename),
-  rm: promisify(fs.rm),
-  stat: promisify(fs.stat),
-  statfs: promisify(fs.statfs),
-  unlink: promisify(fs.unlink),
-  writeFile: promisify(fs.writeFile),
+  access: settled(fs.accessSync) as typeof fs.access.__promisify__,
+  mkdir: settled(fs.mkdirSync) as typeof fs.mkdir.__promisify__,
+  readdir: settled(fs.readdirSync) as typeof fs.readdir.__promisify__,
+  readFile: settled(fs.readFileSync) as typeof fs.readFile.__promisify__,
+  readlink: settled(fs.readlinkSync) as typeof fs.readlink.__promisify__,
+  rename: settled(fs.renameSync) as typeof fs.rename.__promisify__,
+  rm: settled(fs.rmSync) as typeof fs.rm.__promisify__,
+  stat: settled(fs.statSync) as typeof fs.stat.__promisify__,
+  statfs: settled(fs.statfsSync) as typeof fs.statfs.__promisify__,
+  unlink: settled(fs.unlinkSync) as typeof fs.unlink.__promisify__,
+  writeFile: settled(fs.writeFileSync) as typeof fs.writeFile.__promisify__,
 }
 
 /** An open file, for what pn used a FileHandle for: write it whole, fsync it, close it. */
@@ -28,16 +44,14 @@ export interface OpenFile {
   close(): Promise<void>
 }
 
-const open = promisify(fs.open)
 const fsync = promisify(fs.fsync)
-const close = promisify(fs.close)
 
 /** open(2) `file` with `flags` (and `mode` when it creates it). */
 export async function openFile(file: string, flags: string, mode?: number): Promise<OpenFile> {
-  const fd = await open(file, flags, mode)
+  const fd = fs.openSync(file, flags, mode)
   return {
     writeFile: (data) => fsp.writeFile(fd, data),
     sync: () => fsync(fd),
-    close: () => close(fd),
+    close: settled(() => fs.closeSync(fd)),
   }
 }
