@@ -75,7 +75,7 @@ export class KernelPool implements Runner {
   /** `ip link del dev X` in our namespace: answered when X is gone, or by the worker if sooner. */
   private deleteLink(dev: string, file: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
     const present = this.opts.linkPresent ?? procLinkPresent
-    // Not there (or cannot tell): the worker's answer, e.g. "Cannot find device".
+    // Not there (or cannot tell): the worker's answer (ENODEV for a device that is not there).
     if (present(dev) !== true) return this.dispatch((r) => r.run(file, args, opts))
     const answer = this.dispatch((r) => r.run(file, args, opts))
     return new Promise<RunResult>((resolve, reject) => {

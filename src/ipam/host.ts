@@ -11,7 +11,7 @@ import {fsp as fs} from '../exec/fs.js'
 import path from 'node:path'
 import {normalizeCidr, parseIp} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
-import {fileExists, syncDir, syncPaths, withLock, type LockOptions} from '../state/files.js'
+import {fileExists, syncDir, syncPaths, withLock, type LockOptions, type SyncGroup} from '../state/files.js'
 import type {Store} from '../state/store.js'
 import {randomHex} from '../state/digest.js'
 import type {RandomInt} from './bitmap.js'
@@ -56,6 +56,12 @@ export interface HostIpamTarget {
   /** Where the CIDRs came from (node.json or flags), for hints. */
   source?: 'node' | 'standalone'
   lock?: LockOptions
+  /**
+   * The flow's group of fsyncs (src/state/files.ts SyncGroup): a change's directory fsync is
+   * added to it instead of run before the call returns, and the flow flushes it before it
+   * reports success. The records' data is fsync'd before their rename either way.
+   */
+  syncs?: SyncGroup
   /** Tests: a MemoryStore (the whole state as one value) instead of the ipam/ directory. */
   store?: Store<IpamState>
   /** Tests: the clock (ms). */
@@ -230,8 +236,9 @@ async function mutate<R extends object>(
     if (alloc.dirty) await commit(d, meta, loaded, alloc, t.afterStep ?? (() => undefined))
     return withWarnings(result, fixed.length > 0 ? [`repaired the ipam state (an interrupted change or a hand edit): ${fixed.join('; ')}`] : [])
   }, t.lock)
-  // Durable before it returns, but outside the lock (IpamDir.writeRecords).
-  if (deferred.size > 0) await syncPaths(deferred)
+  // Durable before it returns, but outside the lock (IpamDir.writeRecords); or with the flow's group.
+  if (t.syncs) t.syncs.add(...deferred)
+  else if (deferred.size > 0) await syncPaths(deferred)
   return result
 }
 
