@@ -4,7 +4,9 @@
  * per owner, so a call costs the same however many addresses are held). Every mutation runs under
  * the lock `<state-dir>/ipam.json.lock`, and starts by returning expired pending allocations to the
  * pool (so a crashed CNI ADD leaks its IP only until the expiry, never for good). A mutation
- * returns only once its owner records are on disk (fsync'd; host-store.ts).
+ * returns only once its owner records are on disk (fsync'd; host-store.ts), or, with the flow's
+ * `syncs` group, once the flow has flushed it (the records' data is fsync'd before their rename
+ * either way).
  */
 import {rmSync} from 'node:fs'
 import {fsp as fs} from '../exec/fs.js'
