@@ -6,8 +6,8 @@
  * Why more than one worker: a worker runs one command at a time, and a veth deletion keeps it
  * for a whole RCU grace period (below). One worker made a 100-pod DEL burst run its deletions
  * one after another (≈ 16 ms each here); deletions that run at once share their grace periods
- * (20 `ip link del` in parallel take ≈ 60 ms, one after another ≈ 400 ms). Workers start on
- * first use, so an idle agent has one.
+ * (20 `ip link del` in parallel take ≈ 60 ms, one after another ≈ 400 ms). The agent starts
+ * its workers with it (src/entry/agent-main.ts).
  *
  * Why a deletion is answered early: RTM_DELLINK unregisters the device (both veth ends: it
  * leaves the namespaces, its name is free, its qdisc and filters are gone, no packet reaches it)

@@ -41,7 +41,7 @@ export interface AgentMainOptions {
   traceExec?: boolean
   /** false: no kernel worker, every ip/tc/bpftool command is spawned (for comparisons). */
   kernelWorker?: boolean
-  /** Kernel workers at most (default DEFAULT_KERNEL_WORKERS), each started on first use. */
+  /** Kernel workers (default DEFAULT_KERNEL_WORKERS), started with the agent. */
   kernelWorkers?: number
   /** Besides root, the gid whose members may use the agent (socket 0660 root:group). */
   group?: number
@@ -120,7 +120,7 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
   const spawner = new SpawnRunner(opts.traceExec ? (argv) => opts.log(`exec: ${argv.join(' ')}`) : undefined)
   // The ip/tc/bpftool lines of ADD and DEL go to long-lived kernel workers instead of a process
   // each; without the built helper (or with --no-kernel-worker) every command spawns as before.
-  // A few workers, started as requests need them (src/agent/kernel-pool.ts: a veth deletion keeps
+  // A few workers (src/agent/kernel-pool.ts: a veth deletion keeps
   // one busy for an RCU grace period, and deletions at once share theirs).
   const useWorker = opts.kernelWorker !== false && builtHelper(NETLINK_BINARY)
   const workers = useWorker ? Array.from({length: Math.max(1, opts.kernelWorkers ?? DEFAULT_KERNEL_WORKERS)}, () => new NetlinkWorker(NETLINK_BINARY)) : []
