@@ -56,8 +56,8 @@ export interface AgentMainOptions {
   testHooks?: boolean
 }
 
-/** Kernel workers of an agent: enough for a burst's deletions to overlap, few processes. */
-export const DEFAULT_KERNEL_WORKERS = 4
+/** Kernel workers of an agent: enough for a burst's deletions to overlap (each keeps its worker until the kernel's ack), ≈ 2 MB each. */
+export const DEFAULT_KERNEL_WORKERS = 8
 
 /** The fault-injection and timing hooks of the entries (src/entry/env.ts). */
 export const TEST_HOOK_VARS = ['PN_CNI_FAIL_AFTER', 'PN_TEST_HOLD_LOCK_MS', 'PN_TEST_CHECKPOINT_DELAY_MS'] as const
