@@ -14,7 +14,7 @@
  * Locks: flock(2) held by this process, so they die with it (the kernel releases an open file's
  * lock when its last fd closes, SIGKILL included) and a waiter blocked in flock(2) is granted the
  * moment the holder is gone, by the kernel, with nobody polling.
- *   lockTry(path, shared)      → fd | -1     open (O_CREAT, 0644) and flock(LOCK_NB): the fd that
+ *   lockTry(path, shared)      → fd | -1     open (O_CREAT, 0600) and flock(LOCK_NB): the fd that
  *                   holds the lock, or -1 when another open file holds a conflicting one
  *   lockWait(path, shared, cb) → handle      a thread of its own blocks in flock(2) (not the libuv
  *                   pool: pn-cni runs with 2 pool threads); cb(r) runs on the JS thread once with
@@ -228,9 +228,9 @@ static napi_value int_value(napi_env env, int64_t v) {
 /* ── locks ──────────────────────────────────────────────────────────────────────────────── */
 
 static int open_lock_file(const char *path) {
-  /* 0644 as flock(1) creates them; inside pn's 0700 state dirs. CLOEXEC: a spawned program must
+  /* 0600 like every state file, inside pn's 0700 state dirs. CLOEXEC: a spawned program must
    * never inherit (and so keep) a lock. */
-  return open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+  return open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
 }
 
 static napi_value lock_try(napi_env env, napi_callback_info info) {

@@ -17,6 +17,12 @@
  *   PN_BENCH_CYCLES=50 PN_BENCH_BURST=100 PN_BENCH_MEM_CYCLES=1000 (defaults)
  * PN_BENCH_COMPARE=DIR adds another pn checkout (built, e.g. a `git worktree` of an earlier
  * commit) as a fourth plugin (its standalone path) on its own node, interleaved in (a).
+ * PN_BENCH_ONLY=agent,reference runs only the named plugins (the reference always; quick checks).
+ * Each agent request's time is split (src/agent/timing.ts: the agent logs it per request) into
+ * client (the native client's process, connect and sending, and reading the answer: the call's
+ * wall time less the agent's), read, queue, locks, kernel (worker round trips), fsync (state
+ * writes) and other; the medians per ADD and per DEL are printed for the sequential cycles and
+ * the burst.
  * PN_BENCH_LOAD=N runs N busy loops (one `sh` each, killed by pid at the end) beside the whole run:
  * the loaded run whose figures go beside the quiet one's (N=2 keeps both CPUs of a 2-CPU machine busy).
  */
@@ -24,6 +30,7 @@ import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import {parseSplit, type TimingSplit} from '../../src/agent/timing.js'
 import {REPO_ROOT} from '../../test/helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs} from '../../test/helpers/netns.js'
 
@@ -113,7 +120,42 @@ function rssKb(pid: number): {rss: number; hwm: number} {
 
 const ratio = (a: number, b: number) => Number((a / b).toFixed(2))
 
+/** The agent's split of each request (its log lines), by `<command> <container id>`. */
+function agentSplits(stateDir: string): Map<string, TimingSplit> {
+  const out = new Map<string, TimingSplit>()
+  let text = ''
+  try {
+    text = readFileSync(path.join(stateDir, 'agent.log'), 'utf8')
+  } catch {
+    return out
+  }
+  for (const line of text.split('\n')) {
+    const m = / (ADD|DEL) (\S+):eth0 exit 0 after /.exec(line)
+    const split = m && parseSplit(line)
+    if (m && split) out.set(`${m[1]} ${m[2]}`, split)
+  }
+  return out
+}
+
+const SPLIT_FIELDS = ['client', 'read', 'queue', 'locks', 'kernel', 'fsync', 'other', 'total', 'lockCalls', 'kernelCalls', 'fsyncs'] as const
+type SplitSummary = Record<(typeof SPLIT_FIELDS)[number], number> & {n: number}
+
+/** Medians of each part over the calls (wall times `ms`, by container id) the agent logged. */
+function summarizeSplits(splits: Map<string, TimingSplit>, command: string, calls: {cid: string; ms: number}[]): SplitSummary {
+  const rows = calls.flatMap(({cid, ms}) => {
+    const s = splits.get(`${command} ${cid}`)
+    return s ? [{...s, client: ms - s.total, total: ms}] : []
+  })
+  const med = (xs: number[]) => stats(xs).median
+  return {n: rows.length, ...Object.fromEntries(SPLIT_FIELDS.map((f) => [f, med(rows.map((r) => r[f]))]))} as SplitSummary
+}
+
+function printSplit(what: string, s: SplitSummary): void {
+  console.log(`${what.padEnd(24)} ${[s.client, s.read, s.queue, s.locks, s.kernel, s.fsync, s.other, s.total].map((x) => x.toFixed(2).padStart(7)).join(' ')}   ${s.lockCalls}/${s.kernelCalls}/${s.fsyncs}  (n=${s.n})`)
+}
+
 async function main(): Promise<void> {
+  console.log(`load average at the start: ${loadAverageAtStart.join(' ')}`)
   ensureBpffs()
   const compare = process.env.PN_BENCH_COMPARE ? path.resolve(process.env.PN_BENCH_COMPARE) : undefined
   // A /20: the burst holds BURST pods of each pn plugin at once.
@@ -135,6 +177,8 @@ async function main(): Promise<void> {
     {name: 'agent-no-worker', node: spawnNode, cmd: [path.join(REPO_ROOT, 'dist/native/pn-cni')], conf: {...pnConf, stateDir: spawnState}},
     {name: 'reference', node, cmd: [path.join(CNI_BIN, 'ptp')], conf: {cniVersion: '1.0.0', name: 'ptpbench', type: 'ptp', ipam: {type: 'host-local', subnet: '10.98.0.0/20', dataDir: path.join(tmp, 'host-local')}}},
   ]
+  const only = process.env.PN_BENCH_ONLY?.split(',')
+  if (only) for (let i = plugins.length - 1; i >= 0; i--) if (plugins[i].name !== 'reference' && !only.includes(plugins[i].name)) plugins.splice(i, 1)
   if (compare) {
     const baseState = path.join(tmp, 'state-compare')
     const baseNode = makeNode(compare, '10.96.0.0/20', baseState)
@@ -166,6 +210,17 @@ async function main(): Promise<void> {
     cyclePerRound: stats(seq[p.name].cycle.map((c, i) => c / seq.reference.cycle[i])).median,
   }]))
 
+  // The agent's own split of those calls (its log), per ADD and per DEL: medians of each part.
+  const split: Record<string, SplitSummary> = {}
+  for (const [name, dir] of [['agent', stateDir], ['agent-no-worker', spawnState]] as const) {
+    if (!seq[name]) continue
+    const logged = agentSplits(dir)
+    for (const command of ['ADD', 'DEL'] as const) {
+      const ms = command === 'ADD' ? seq[name].add : seq[name].del
+      split[`${name} ${command}`] = summarizeSplits(logged, command, ms.map((x, i) => ({cid: `${name}-seq-${i}`, ms: x})))
+    }
+  }
+
   // (b) bursts: BURST ADDs at once, then BURST DELs, one plugin at a time.
   const burst: Record<string, unknown> = {}
   for (const p of plugins.filter((x) => !['compare', 'agent-no-worker', 'standalone-node'].includes(x.name) && BURST > 0)) {
@@ -179,6 +234,11 @@ async function main(): Promise<void> {
     const delWall = Date.now() - t0
     for (const ns of bpods) spawnSync('ip', ['netns', 'del', ns])
     const failures = (calls: {failed?: string}[]) => calls.filter((c) => c.failed).map((c) => c.failed!)
+    if (p.name === 'agent') {
+      const logged = agentSplits(stateDir)
+      split['agent burst ADD'] = summarizeSplits(logged, 'ADD', addCalls.map((c, i) => ({cid: envs[i].CNI_CONTAINERID, ms: c.ms})))
+      split['agent burst DEL'] = summarizeSplits(logged, 'DEL', delCalls.map((c, i) => ({cid: envs[i].CNI_CONTAINERID, ms: c.ms})))
+    }
     const a = stats(addCalls.map((c) => c.ms))
     burst[p.name] = {pods: BURST, addWallMs: addWall, delWallMs: delWall, totalWallMs: addWall + delWall, add: a, del: stats(delCalls.map((c) => c.ms)),
       addMaxOverMedian: ratio(a.max, a.median), addFailures: failures(addCalls), delFailures: failures(delCalls)}
@@ -186,11 +246,11 @@ async function main(): Promise<void> {
   }
 
   // (c) agent memory over MEM_CYCLES ADD/DEL cycles on one pod netns.
-  const agent = plugins.find((p) => p.name === 'agent')!
+  const agent = plugins.find((p) => p.name === 'agent')
   const memPod = createNamespace('agbm').name
   const samples: number[] = []
   const before = rssKb(agentPid)
-  for (let i = 0; i < MEM_CYCLES; i++) {
+  for (let i = 0; agent && i < MEM_CYCLES; i++) {
     const env = {CNI_CONTAINERID: `agent-mem-${i}`, CNI_NETNS: `/run/netns/${memPod}`}
     call(agent, {...env, CNI_COMMAND: 'ADD'})
     call(agent, {...env, CNI_COMMAND: 'DEL'})
@@ -215,7 +275,7 @@ async function main(): Promise<void> {
     secondOverFirstHalfPeak: ratio(peak(samples.slice(half)), peak(samples.slice(0, half))),
   }
 
-  const results = {cycles: CYCLES, sequential, ratios, burst, memory, ...(compare ? {compare: {repo: compare}} : {})}
+  const results = {cycles: CYCLES, load: LOAD, loadAverageAtStart, sequential, ratios, burst, split, memory, ...(compare ? {compare: {repo: compare}} : {})}
   console.log(`CNI ADD/DEL wall time per call, ${CYCLES} sequential cycles each, interleaved (ms)`)
   console.log('what                   ADD p50  ADD p95  DEL p50  DEL p95  cycle p50  cycle p95')
   for (const p of plugins) {
@@ -226,6 +286,9 @@ async function main(): Promise<void> {
   for (const [name, b] of Object.entries(burst) as [string, {totalWallMs: number; add: ReturnType<typeof stats>; del: ReturnType<typeof stats>; addFailures: string[]}][]) {
     console.log(`burst ${name}: total ${b.totalWallMs} ms (x${ratio(b.totalWallMs, (burst.reference as {totalWallMs: number}).totalWallMs)} reference); ADD p50 ${b.add.median} p95 ${b.add.p95} max ${b.add.max} (max/p50 ${ratio(b.add.max, b.add.median)}); DEL p50 ${b.del.median} p95 ${b.del.p95} max ${b.del.max}; ADD failures ${b.addFailures.length} [${b.addFailures.join(',')}]`)
   }
+  console.log('agent time per call, medians (ms): client = wall time less the agent\'s; counts: lock calls/kernel calls/fsyncs')
+  console.log('what                      client    read   queue   locks  kernel   fsync   other   total   counts')
+  for (const [what, sp] of Object.entries(split)) printSplit(what, sp)
   console.log(`agent memory over ${MEM_CYCLES} cycles: RSS first 100 median ${memory.firstHundredKb.median} kB, last 100 median ${memory.lastHundredKb.median} kB (x${memory.lastOverFirst}); peak of the first half ${memory.firstHalfPeakKb} kB, of the second half ${memory.secondHalfPeakKb} kB (x${memory.secondOverFirstHalfPeak}); VmHWM ${memory.peakKb} kB`)
   const out = path.join(REPO_ROOT, 'bench/results/cni.json')
   mkdirSync(path.dirname(out), {recursive: true})
@@ -234,6 +297,7 @@ async function main(): Promise<void> {
 }
 
 const LOAD = Number(process.env.PN_BENCH_LOAD ?? 0)
+const loadAverageAtStart = os.loadavg().map((x) => Number(x.toFixed(2)))
 const loaders = Array.from({length: LOAD}, () => spawn('sh', ['-c', 'while :; do :; done'], {stdio: 'ignore'}))
 if (LOAD > 0) console.log(`load: ${LOAD} busy loop(s) beside the run (pids ${loaders.map((c) => c.pid).join(' ')})`)
 

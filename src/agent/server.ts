@@ -30,14 +30,15 @@ import {KeyedMutex} from '../exec/keyed-mutex.js'
 import {AGENT_OP_VAR} from './client.js'
 import {agentSocketPath} from './paths.js'
 import {agentSyscalls, type AgentSyscalls, type PeerCredentials} from './syscalls.js'
+import type {RequestTiming} from './timing.js'
 import {decodeRequest, encodeResponse, FALLBACK_EXIT, WireError, type WireRequest, type WireResponse} from './wire.js'
 
 export interface AgentServerOptions {
   stateDir: string
   /** Inode of the agent's network namespace: requests from another one are not served here. */
   netnsIno: string
-  /** Run one CNI call (the entry wires the CNI protocol in); never throws. */
-  handle(req: WireRequest, signal: AbortSignal): Promise<WireResponse>
+  /** Run one CNI call (the entry wires the CNI protocol in); never throws. `timing`: when it was accepted, how long it queued. */
+  handle(req: WireRequest, signal: AbortSignal, timing: RequestTiming): Promise<WireResponse>
   /** The CNI error answer for a request refused by the agent itself (overload, bad framing). */
   refuse(req: WireRequest | undefined, err: PnError): WireResponse
   /** Requests running at once (default 16: the work is mostly waiting on ip/tc/bpftool). */
@@ -269,6 +270,7 @@ export class AgentServer {
   }
 
   private accept(conn: net.Socket): void {
+    const acceptedAt = performance.now()
     this.connections++
     conn.once('close', () => this.connections--)
     conn.on('error', () => undefined)
@@ -332,7 +334,7 @@ export class AgentServer {
       if (this.stopReason) request.abort(this.stopReason)
       this.requests.add(request)
       this.watch(conn, request, `${req.env.CNI_COMMAND ?? '-'} ${req.env.CNI_CONTAINERID ?? '-'}:${req.env.CNI_IFNAME ?? '-'}`)
-      const p = this.serve(req, request.signal)
+      const p = this.serve(req, request.signal, acceptedAt)
         .then(reply, (err) => reply(this.opts.refuse(req, err instanceof PnError ? err : new PnError('PN_INTERNAL', String(err)))))
         .finally(() => {
           this.watched.delete(conn)
@@ -367,7 +369,7 @@ export class AgentServer {
     }, this.opts.hangupCheckMs ?? 100)
   }
 
-  private async serve(req: WireRequest, signal: AbortSignal): Promise<WireResponse> {
+  private async serve(req: WireRequest, signal: AbortSignal, acceptedAt: number): Promise<WireResponse> {
     if (this.draining || (req.netnsIno !== '' && req.netnsIno !== this.opts.netnsIno)) {
       this.fallbacks++
       return {exitCode: FALLBACK_EXIT, stdout: '', stderr: ''}
@@ -380,6 +382,7 @@ export class AgentServer {
     }
     const timeoutMs = this.opts.queueTimeoutMs ?? AGENT_DEFAULTS.queueTimeoutMs
     const started = Date.now()
+    const queuedAt = performance.now()
     this.queued++
     let releaseAttachment: (() => void) | undefined
     let slot = false
@@ -403,7 +406,7 @@ export class AgentServer {
       this.queued--
       // Its client went away while it waited: nobody would read the answer, and nothing was done yet.
       if (signal.aborted) return this.opts.refuse(req, new PnError('PN_INTERRUPTED', `queue request in the pn agent: dropped after ${signal.reason instanceof Error ? signal.reason.message : String(signal.reason)}`))
-      const out = await this.opts.handle(req, signal)
+      const out = await this.opts.handle(req, signal, {acceptedAt, queueMs: performance.now() - queuedAt})
       this.served++
       return out
     } finally {

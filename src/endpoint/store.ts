@@ -7,7 +7,7 @@
 import {fsp as fs} from '../exec/fs.js'
 import path from 'node:path'
 import {PnError} from '../errors.js'
-import {createFileExclusive, ensureDir, readJsonFile, removeFileDurable, writeFileAtomic, type JsonFileSpec} from '../state/files.js'
+import {createFileExclusive, ensureDir, readJsonFile, removeFileDurable, STATE_FILE_MODE, writeFileAtomic, type JsonFileSpec, type SyncGroup} from '../state/files.js'
 import {validateContainerId, validateIfname} from '../datapath/validate.js'
 import type {VethResult} from '../datapath/veth.js'
 import {sha256Hex} from '../state/digest.js'
@@ -125,12 +125,13 @@ const spec: JsonFileSpec<EndpointRecord> = {
   corruptHint: 'delete the file (or run `pn endpoint delete`) and recreate the endpoint',
 }
 
-export async function saveEndpoint(stateDir: string, rec: EndpointRecord): Promise<void> {
+/** Write the record durably (its directory's fsync with `group`, when the flow flushes it). */
+export async function saveEndpoint(stateDir: string, rec: EndpointRecord, group?: SyncGroup): Promise<void> {
   const file = endpointFile(stateDir, rec.containerId, rec.ifname)
   if (rec.id !== endpointKey(rec.containerId, rec.ifname)) {
     throw new PnError('PN_INVALID_ARGUMENT', `save endpoint ${rec.id}: id must be <containerId>:<ifname>`)
   }
-  await writeFileAtomic(file, JSON.stringify(rec, null, 2) + '\n')
+  await writeFileAtomic(file, JSON.stringify(rec, null, 2) + '\n', STATE_FILE_MODE, group)
 }
 
 export async function getEndpoint(stateDir: string, containerId: string, ifname: string): Promise<EndpointRecord | undefined> {
@@ -191,11 +192,11 @@ export async function listEndpoints(stateDir: string): Promise<EndpointRecord[]>
 }
 
 /** Remove the record and its id reservation; `{deleted:false}` when there was none. */
-export async function deleteEndpoint(stateDir: string, containerId: string, ifname: string): Promise<{deleted: boolean; record?: EndpointRecord}> {
+export async function deleteEndpoint(stateDir: string, containerId: string, ifname: string, group?: SyncGroup): Promise<{deleted: boolean; record?: EndpointRecord}> {
   const file = endpointFile(stateDir, containerId, ifname)
   const rec = await readJsonFile(file, spec).catch(() => undefined)
-  const deleted = await removeFileDurable(file)
-  await releaseEndpointId(stateDir, endpointKey(containerId, ifname))
+  const deleted = await removeFileDurable(file, group)
+  await releaseEndpointId(stateDir, endpointKey(containerId, ifname), undefined, group)
   return {deleted, ...(rec ? {record: rec} : {})}
 }
 
@@ -204,7 +205,7 @@ export async function deleteEndpoint(stateDir: string, containerId: string, ifna
  * for the same owner returns the same id, so a retried ADD does not burn ids). Concurrent
  * callers race on creating `.ids/<id>` exclusively; the loser moves on to the next id.
  */
-export async function allocateEndpointId(stateDir: string, owner: string): Promise<number> {
+export async function allocateEndpointId(stateDir: string, owner: string, group?: SyncGroup): Promise<number> {
   const ownerFile = path.join(ownersDir(stateDir), attachmentFileName(owner))
   const mine = Number((await fs.readFile(ownerFile, 'utf8').catch(() => '')).trim())
   if (Number.isInteger(mine) && mine > 0) return mine
@@ -214,13 +215,13 @@ export async function allocateEndpointId(stateDir: string, owner: string): Promi
   for (let id = 1; id <= MAX_ENDPOINT_ID; id++) {
     if (taken.has(id)) continue
     try {
-      await createFileExclusive(path.join(idsDir(stateDir), String(id)), owner + '\n')
+      await createFileExclusive(path.join(idsDir(stateDir), String(id)), owner + '\n', STATE_FILE_MODE, group)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue
       throw err
     }
     try {
-      await writeFileAtomic(ownerFile, `${id}\n`)
+      await writeFileAtomic(ownerFile, `${id}\n`, STATE_FILE_MODE, group)
     } catch (err) {
       // The id must not stay taken by a reservation nobody will release.
       await fs.rm(path.join(idsDir(stateDir), String(id)), {force: true})
@@ -234,16 +235,16 @@ export async function allocateEndpointId(stateDir: string, owner: string): Promi
 }
 
 /** Give back the id `owner` holds (no-op when it holds none); `knownId` also frees an `.ids` entry whose owner file is missing. */
-export async function releaseEndpointId(stateDir: string, owner: string, knownId?: number): Promise<boolean> {
+export async function releaseEndpointId(stateDir: string, owner: string, knownId?: number, group?: SyncGroup): Promise<boolean> {
   const ownerFile = path.join(ownersDir(stateDir), attachmentFileName(owner))
   const recorded = Number((await fs.readFile(ownerFile, 'utf8').catch(() => '')).trim())
   const id = Number.isInteger(recorded) && recorded > 0 ? recorded : knownId ?? 0
   if (Number.isInteger(id) && id > 0) {
     const idFile = path.join(idsDir(stateDir), String(id))
     // Only our own reservation: the id may have been reclaimed and re-issued meanwhile.
-    if ((await fs.readFile(idFile, 'utf8').catch(() => '')).trim() === owner) await removeFileDurable(idFile)
+    if ((await fs.readFile(idFile, 'utf8').catch(() => '')).trim() === owner) await removeFileDurable(idFile, group)
   }
-  await removeFileDurable(ownerFile)
+  await removeFileDurable(ownerFile, group)
   return Number.isInteger(id) && id > 0
 }
 

@@ -16,6 +16,7 @@ import {netnsAlive} from '../datapath/netns.js'
 import {deleteVeth} from '../datapath/veth.js'
 import {runSweep, type SweepFailure} from '../flow/plan.js'
 import {releaseIp, type HostIpamTarget} from '../ipam/host.js'
+import {SyncGroup} from '../state/files.js'
 import {deleteEndpoint, endpointKey, getEndpoint, type EndpointRecord} from './store.js'
 
 export interface TeardownTarget {
@@ -47,6 +48,8 @@ export async function teardownEndpoint(runner: Runner, stateDir: string, t: Tear
   const out: TeardownResult = {endpoint: false, veth: false, ips: [], bpf: false, errors: []}
   const rec: EndpointRecord | undefined = await getEndpoint(stateDir, t.containerId, t.ifname).catch(() => undefined)
   let hostVethDeleted = false
+  // The record's, the id's and the IPAM record's directory fsyncs, together at the end.
+  const syncs = new SyncGroup()
   const steps = [
     {
       title: 'delete veth',
@@ -68,15 +71,19 @@ export async function teardownEndpoint(runner: Runner, stateDir: string, t: Tear
     {
       title: 'delete endpoint',
       run: async () => {
-        out.endpoint = (await deleteEndpoint(stateDir, t.containerId, t.ifname)).deleted
+        out.endpoint = (await deleteEndpoint(stateDir, t.containerId, t.ifname, syncs)).deleted
       },
     },
     {
       title: 'release ip',
       skip: () => !opts.ipam,
       run: async () => {
-        out.ips = (await releaseIp(opts.ipam!, {owner: id})).released.map((a) => a.ip)
+        out.ips = (await releaseIp({...opts.ipam!, syncs}, {owner: id})).released.map((a) => a.ip)
       },
+    },
+    {
+      title: 'sync state',
+      run: () => syncs.flush(),
     },
   ]
   out.errors = await runSweep(steps, id)

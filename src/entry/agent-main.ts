@@ -10,7 +10,10 @@ import path from 'node:path'
 import {AgentServer, type AgentStats} from '../agent/server.js'
 import {AGENT_OP_VAR} from '../agent/client.js'
 import {lockAgentInstance, writeAgentPidFile} from '../agent/instance.js'
+import {flockLocker} from '../exec/flock.js'
+import {encodeOp} from '../kernel/native.js'
 import {agentPidFile} from '../agent/paths.js'
+import {formatSplit, RequestTimer, type RequestTiming} from '../agent/timing.js'
 import {FALLBACK_EXIT, type WireRequest, type WireResponse} from '../agent/wire.js'
 import {toCniError} from '../cni/errors.js'
 import {defaultHandlers} from '../cni/handlers.js'
@@ -37,6 +40,8 @@ export interface AgentMainOptions {
   traceExec?: boolean
   /** false: no kernel worker, every ip/tc/bpftool command is spawned (for comparisons). */
   kernelWorker?: boolean
+  /** Kernel workers (default DEFAULT_KERNEL_WORKERS), started with the agent. */
+  kernelWorkers?: number
   /** Besides root, the gid whose members may use the agent (socket 0660 root:group). */
   group?: number
   maxConnections?: number
@@ -49,6 +54,9 @@ export interface AgentMainOptions {
    */
   testHooks?: boolean
 }
+
+/** Kernel workers of an agent: enough for a burst's deletions to overlap (each keeps its worker until the kernel's ack), ≈ 2 MB each. */
+export const DEFAULT_KERNEL_WORKERS = 8
 
 /** The fault-injection and timing hooks of the entries (src/entry/env.ts). */
 export const TEST_HOOK_VARS = ['PN_CNI_FAIL_AFTER', 'PN_TEST_HOLD_LOCK_MS', 'PN_TEST_CHECKPOINT_DELAY_MS'] as const
@@ -109,13 +117,25 @@ export async function startAgent(opts: AgentMainOptions): Promise<RunningAgent> 
 async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () => void): Promise<RunningAgent> {
   const netnsIno = String((await fs.stat('/proc/self/ns/net')).ino)
   const spawner = new SpawnRunner(opts.traceExec ? (argv) => opts.log(`exec: ${argv.join(' ')}`) : undefined)
-  // The kernel ops of ADD and DEL go to one long-lived kernel worker (the native backend) instead
-  // of an ip or tc process each; without the built helper, with --no-kernel-worker or with
-  // PN_KERNEL=tools every op runs as a process (the tools backend).
+  // The kernel ops of ADD and DEL go to long-lived kernel workers (the native backend) instead of
+  // an ip or tc process each; without the built helper, with --no-kernel-worker or with
+  // PN_KERNEL=tools every op runs as a process (the tools backend). Several workers: a veth
+  // deletion keeps one busy for an RCU grace period, and deletions at once share theirs
+  // (src/kernel/native.ts).
   const off = opts.kernelWorker === false ? 'disabled' : kernelOf(process.env.PN_KERNEL) === 'tools' ? 'PN_KERNEL=tools' : !builtHelper(NETLINK_BINARY) ? `${NETLINK_BINARY} not built` : undefined
-  const worker = off ? undefined : new NetlinkWorker(NETLINK_BINARY)
+  const workers = off ? [] : Array.from({length: Math.max(1, opts.kernelWorkers ?? DEFAULT_KERNEL_WORKERS)}, () => new NetlinkWorker(NETLINK_BINARY))
   if (off) opts.log(`kernel worker off: ${off}; every kernel command is a process`)
-  const runner: Runner = worker ? new WorkerRunner(spawner, worker, opts.traceExec ? (line) => opts.log(`netlink: ${line}`) : undefined) : spawner
+  const runner: Runner = workers.length > 0
+    ? new WorkerRunner(spawner, workers, opts.traceExec ? (line) => opts.log(`netlink: ${line}`) : undefined, {
+      onLateFailure: (what, why) => opts.log(`${what}: answered once the link was gone, then failed: ${why}`),
+    })
+    : spawner
+  const stopWorkers = () => Promise.all(workers.map((w) => w.stop()))
+  // Started now, while this process is small: a spawn forks the whole heap (page tables copied),
+  // which during a burst, when the extra workers are first needed, stopped the event loop for
+  // ≈ 50 ms each. A query of `lo` starts one; its answer does not matter.
+  const warm = Buffer.from(encodeOp({kind: 'link.get', name: 'lo'}) + '\n', 'latin1')
+  await Promise.all(workers.map((w) => w.request(undefined, 1, warm).catch(() => undefined)))
 
   // ── Start-up recovery ─────────────────────────────────────────────────────────────────────
   // The agent keeps no state of its own that a crash could lose: every request reads and writes
@@ -139,7 +159,9 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
   })
   const testHooks = opts.testHooks === true
   if (testHooks) opts.log('test hooks on (--test-hooks): requests may carry ' + TEST_HOOK_VARS.join(', '))
-  const handle = async (wire: WireRequest, signal: AbortSignal): Promise<WireResponse> => {
+  const handle = async (wire: WireRequest, signal: AbortSignal, timing: RequestTiming): Promise<WireResponse> => {
+    // This request's runner and locker, timed: its log line splits its time (src/agent/timing.ts).
+    const timer = new RequestTimer(timing)
     const req = {...wire, env: requestEnv(wire.env, testHooks)}
     // A netconf naming another node's state dir is not ours to serve (the client found this
     // socket through a path that resolves elsewhere): the standalone path handles it.
@@ -172,15 +194,15 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
       const out = await runProtocol({
         env: req.env,
         stdin: req.stdin,
-        defaults: {stateDir, signal, lock: eo.lock, flow: eo.flow, failAfter: eo.failAfter},
-        runner,
+        defaults: {stateDir, signal, lock: {...eo.lock, locker: timer.locker(eo.lock?.locker ?? flockLocker)}, flow: eo.flow, failAfter: eo.failAfter},
+        runner: timer.runner(runner),
         handlers: defaultHandlers,
         log,
         onConf: (conf) => {
           logFile = conf.logFile
         },
       })
-      if (out.command !== 'VERSION') log(`exit ${out.exitCode} after ${Date.now() - started} ms`)
+      if (out.command !== 'VERSION') log(`exit ${out.exitCode} after ${Date.now() - started} ms: ${formatSplit(timer.split())}`)
       return {exitCode: out.exitCode, stdout: out.stdout, stderr: stderr.join('')}
     } catch (err) {
       return refuse(req, toPnError(err, 'run cni in the agent'))
@@ -205,7 +227,7 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
     await writeAgentPidFile(stateDir)
   } catch (err) {
     await server.close()
-    await worker?.stop()
+    await stopWorkers()
     throw err
   }
   opts.log(`pn agent ${process.pid} serving ${stateDir} on ${server.socket}`)
@@ -219,7 +241,7 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
       const s = server.stats()
       opts.log(`stopping: ${s.inflight} request(s) in flight, ${s.queued} queued`)
       await server.close(o)
-      await worker?.stop()
+      await stopWorkers()
       // Only our own pid file: a new agent may already have started on this node.
       const pid = Number((await fs.readFile(agentPidFile(stateDir), 'utf8').catch(() => '')).trim())
       if (pid === process.pid) await fs.rm(agentPidFile(stateDir), {force: true})

@@ -152,11 +152,26 @@ export class NetlinkWorker {
  * kernel ops to the worker. `log`, when given, sees each op the worker applies.
  */
 export class WorkerRunner implements Runner {
+  readonly workers: readonly NetlinkWorker[]
+
+  /**
+   * `worker`: one kernel worker, or several (the agent's: a request goes to the least busy).
+   * `earlyLinkDelete`: a lone link deletion in this netns is answered once the link is gone
+   * (src/kernel/native.ts says why); `onLateFailure` hears of a failure after that answer.
+   */
   constructor(
     readonly inner: Runner,
-    readonly worker: NetlinkWorker,
+    worker: NetlinkWorker | readonly NetlinkWorker[],
     readonly log?: (line: string) => void,
-  ) {}
+    readonly earlyLinkDelete?: {onLateFailure?: (what: string, why: string) => void},
+  ) {
+    this.workers = Array.isArray(worker) ? [...(worker as readonly NetlinkWorker[])] : [worker as NetlinkWorker]
+  }
+
+  /** The first worker (the only one outside the agent). */
+  get worker(): NetlinkWorker {
+    return this.workers[0]
+  }
 
   run(file: string, args: readonly string[], opts?: RunOptions): Promise<RunResult> {
     return this.inner.run(file, args, opts)

@@ -4,14 +4,16 @@
  * per owner, so a call costs the same however many addresses are held). Every mutation runs under
  * the lock `<state-dir>/ipam.json.lock`, and starts by returning expired pending allocations to the
  * pool (so a crashed CNI ADD leaks its IP only until the expiry, never for good). A mutation
- * returns only once its owner records are on disk (fsync'd; host-store.ts).
+ * returns only once its owner records are on disk (fsync'd; host-store.ts), or, with the flow's
+ * `syncs` group, once the flow has flushed it (the records' data is fsync'd before their rename
+ * either way).
  */
 import {rmSync} from 'node:fs'
 import {fsp as fs} from '../exec/fs.js'
 import path from 'node:path'
 import {normalizeCidr, parseIp} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
-import {fileExists, syncDir, syncPaths, withLock, type LockOptions} from '../state/files.js'
+import {fileExists, syncDir, syncPaths, withLock, type LockOptions, type SyncGroup} from '../state/files.js'
 import type {Store} from '../state/store.js'
 import {randomHex} from '../state/digest.js'
 import type {RandomInt} from './bitmap.js'
@@ -56,6 +58,12 @@ export interface HostIpamTarget {
   /** Where the CIDRs came from (node.json or flags), for hints. */
   source?: 'node' | 'standalone'
   lock?: LockOptions
+  /**
+   * The flow's group of fsyncs (src/state/files.ts SyncGroup): a change's directory fsync is
+   * added to it instead of run before the call returns, and the flow flushes it before it
+   * reports success. The records' data is fsync'd before their rename either way.
+   */
+  syncs?: SyncGroup
   /** Tests: a MemoryStore (the whole state as one value) instead of the ipam/ directory. */
   store?: Store<IpamState>
   /** Tests: the clock (ms). */
@@ -216,6 +224,7 @@ async function mutate<R extends object>(
       return {next: alloc.dirty ? alloc.toState() : undefined, result}
     })
   }
+  if (batchable(t, opts, need)) return mutateTogether(t, r, run, need)
   const deferred = new Set<string>()
   const result = await withLock(ipamFile(t.stateDir), async () => {
     const d = new IpamDir(ipamDir(t.stateDir), t.bootId)
@@ -230,9 +239,112 @@ async function mutate<R extends object>(
     if (alloc.dirty) await commit(d, meta, loaded, alloc, t.afterStep ?? (() => undefined))
     return withWarnings(result, fixed.length > 0 ? [`repaired the ipam state (an interrupted change or a hand edit): ${fixed.join('; ')}`] : [])
   }, t.lock)
-  // Durable before it returns, but outside the lock (IpamDir.writeRecords).
-  if (deferred.size > 0) await syncPaths(deferred)
+  // Durable before it returns, but outside the lock (IpamDir.writeRecords); or with the flow's group.
+  if (t.syncs) t.syncs.add(...deferred)
+  else if (deferred.size > 0) await syncPaths(deferred)
   return result
+}
+
+/**
+ * Group commit of a flow's changes (a CNI ADD's allocation and confirmation, a DEL's release):
+ * the changes that wait for the IPAM lock at the same moment run under one hold of it, on one
+ * view of the records, and are written with one journal, one fsync of their records and one
+ * `owners/` fsync for all, instead of one lock hold, journal and two commits each. 100 ADDs at
+ * once made 200 changes one after another, each with its fsync under the lock. Only for flows
+ * that pass a SyncGroup (so their durability is the flow's, at its end) and set no test hook;
+ * each change sees the ones before it, in arrival order, as if they had queued for the lock, and
+ * a change that fails leaves the others as they were (it runs on a copy it may throw away).
+ */
+interface Waiter {
+  t: HostIpamTarget
+  r: Resolved
+  run: (a: HostAllocator) => object
+  need: Need
+  resolve: (v: never) => void
+  reject: (e: unknown) => void
+}
+
+/** Changes waiting for the IPAM lock of a directory (and the same pod CIDRs), by key. */
+const waiting = new Map<string, Waiter[]>()
+
+function batchable(t: HostIpamTarget, opts: MutateOptions, need: Need): boolean {
+  return t.syncs !== undefined && !opts.repair && !opts.rewriteRouters && !need.all && !t.lock?.whileHeld && !t.afterStep && !t.now && !t.random && t.bootId === undefined
+}
+
+function mutateTogether<R extends object>(t: HostIpamTarget, r: Resolved, run: (a: HostAllocator) => R, need: Need): Promise<R> {
+  const key = `${ipamDir(t.stateDir)}\0${JSON.stringify(r.ranges)}`
+  return new Promise<R>((resolve, reject) => {
+    const w: Waiter = {t, r, run, need, resolve: resolve as (v: never) => void, reject}
+    const queue = waiting.get(key)
+    if (queue) {
+      queue.push(w)
+      return
+    }
+    const batch = [w]
+    waiting.set(key, batch)
+    void runTogether(key, batch)
+  })
+}
+
+async function runTogether(key: string, batch: Waiter[]): Promise<void> {
+  const first = batch[0]
+  const d = new IpamDir(ipamDir(first.t.stateDir))
+  const deferred = new Set<string>()
+  d.deferredSyncs = deferred
+  const outcomes: ({ok: true; value: object} | {ok: false; err: unknown})[] = []
+  try {
+    await withLock(ipamFile(first.t.stateDir), async () => {
+      // From here on, new changes form the next batch (and wait for this lock behind us).
+      waiting.delete(key)
+      let meta = await d.readMeta()
+      // No ipam/ yet (a node's first change): written whole by the first change that succeeds.
+      while (!meta && outcomes.length < batch.length) {
+        const w = batch[outcomes.length]
+        try {
+          outcomes.push({ok: true, value: await createFresh(w.t, w.r, d, {}, w.run)})
+        } catch (err) {
+          outcomes.push({ok: false, err})
+        }
+        meta = await d.readMeta()
+      }
+      const rest = batch.slice(outcomes.length)
+      if (!meta || rest.length === 0) return
+      const fixed = await d.recover(meta)
+      const owners = rest.flatMap((w) => w.need.owners ?? [])
+      const ips = rest.flatMap((w) => w.need.ips ?? [])
+      const loaded = await loadPartial(d, meta, {owners, ips}, [])
+      let alloc = open(first.t, first.r, loaded.state, false, loaded.bitmaps)
+      const firstOfRest = outcomes.length
+      for (const w of rest) {
+        // A copy to go back to if this change fails: the others' changes stay.
+        const state = alloc.toState()
+        const words = alloc.ranges.map((x) => x.bitmap.toWords())
+        try {
+          outcomes.push({ok: true, value: w.run(alloc)})
+        } catch (err) {
+          outcomes.push({ok: false, err})
+          alloc = open(first.t, first.r, state, false, words)
+        }
+      }
+      await commit(d, meta, loaded, alloc, () => undefined)
+      const repaired = fixed.length > 0 ? [`repaired the ipam state (an interrupted change or a hand edit): ${fixed.join('; ')}`] : []
+      const o = outcomes[firstOfRest]
+      if (repaired.length > 0 && o?.ok) outcomes[firstOfRest] = {ok: true, value: withWarnings(o.value, repaired)}
+    }, first.t.lock)
+  } catch (err) {
+    // The lock, reading the state or writing it failed: every change of the batch with it (a
+    // change written in part is finished or undone from its journal by the next one).
+    waiting.delete(key)
+    outcomes.length = 0
+    for (let i = 0; i < batch.length; i++) outcomes.push({ok: false, err})
+  }
+  for (const [i, w] of batch.entries()) {
+    const o = outcomes[i]
+    if (o.ok) {
+      w.t.syncs!.add(...deferred)
+      w.resolve(o.value as never)
+    } else w.reject(o.err)
+  }
 }
 
 /** No ipam/ yet: run on a fresh state and write the directory whole. */

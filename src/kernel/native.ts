@@ -14,6 +14,7 @@
  * 16 MiB of op lines) is split into several requests, in order: as with any failure, the ops
  * before the failing index took effect.
  */
+import {existsSync} from 'node:fs'
 import os from 'node:os'
 import {PnError} from '../errors.js'
 import type {NetlinkWorker, WorkerAnswer} from '../exec/netlink-worker.js'
@@ -183,15 +184,55 @@ export type WorkerLink = Pick<NetlinkWorker, 'request' | 'broken'>
 export interface NativeOptions {
   /** Sees each op the worker applies (`netlink: …` lines with PN_TRACE_EXEC). */
   log?: (line: string) => void
+  /**
+   * Answer a lone `link.del` in this process's netns once the link is gone (the agent): whether
+   * `dev` is there (default: its /proc/sys/net/ipv4/conf folder), how often to look (default 1 ms),
+   * and who hears of a failure the worker reports after that answer.
+   */
+  earlyLinkDelete?: {present?: (dev: string) => boolean | undefined; pollMs?: number; onLateFailure?: (op: KernelOp, why: string) => void}
 }
 
+/** True/false when the device's IPv4 configuration folder says so (this process's netns); undefined when it cannot tell. */
+export function procLinkPresent(dev: string): boolean | undefined {
+  if (!dev || dev === '.' || dev === '..' || dev.includes('/')) return undefined
+  return existsSync(`/proc/sys/net/ipv4/conf/${dev}`)
+}
+
+/**
+ * Several workers (the agent's): a request goes to the one with the fewest requests in flight,
+ * the first when all are idle. One worker does one request at a time, and a veth deletion keeps
+ * it for the kernel's RCU barrier (below); deletions on several workers share their grace periods.
+ *
+ * Why a deletion may be answered early: RTM_DELLINK unregisters the device (both veth ends leave
+ * their namespaces, the name is free, its qdisc and filters are gone, no packet reaches it) within
+ * about a millisecond; the kernel then waits for every pending RCU callback (`rcu_barrier()` in
+ * netdev_run_todo, inside the sender's sendmsg) before the ack: ≈ 15 ms here, the larger part of a
+ * DEL. Nothing pn does next needs the memory freed, only the device gone, so with
+ * `earlyLinkDelete` a lone deletion in this process's own netns is answered once the device's
+ * `/proc/sys/net/ipv4/conf/<dev>` (removed when it is unregistered) is gone, looked for every
+ * millisecond while the worker's answer is outstanding. The worker's answer is the answer when it
+ * comes first (a failure, a device that was never there); a failure after the early answer goes
+ * to `onLateFailure`.
+ */
 export class NativeBackend implements KernelBackend {
+  private readonly workers: WorkerLink[]
+  private readonly inflight: number[]
+
   /** `other`: the backend of the ops the worker does not do (map entries, pinned programs). */
   constructor(
-    private readonly worker: WorkerLink,
+    workers: WorkerLink | readonly WorkerLink[],
     private readonly other: KernelBackend,
     private readonly opts: NativeOptions = {},
-  ) {}
+  ) {
+    this.workers = Array.isArray(workers) ? [...(workers as readonly WorkerLink[])] : [workers as WorkerLink]
+    if (this.workers.length === 0) throw new Error('NativeBackend: no worker')
+    this.inflight = this.workers.map(() => 0)
+  }
+
+  /** Requests in flight per worker (tests). */
+  get load(): readonly number[] {
+    return this.inflight
+  }
 
   async apply(ops: readonly KernelOp[], opts: ApplyOptions = {}): Promise<KernelResult[]> {
     const out: KernelResult[] = []
@@ -235,9 +276,56 @@ export class NativeBackend implements KernelBackend {
     }
   }
 
+  /** The least busy worker; `run` holds it while the request is in flight. */
+  private async dispatch<T>(run: (w: WorkerLink) => Promise<T>): Promise<T> {
+    let i = 0
+    for (let j = 1; j < this.workers.length; j++) if (this.inflight[j] < this.inflight[i]) i = j
+    this.inflight[i]++
+    try {
+      return await run(this.workers[i])
+    } finally {
+      this.inflight[i]--
+    }
+  }
+
   private async request(ops: KernelOp[], offset: number, lines: string[], netns: string | undefined): Promise<KernelResult[]> {
     for (const op of ops) this.opts.log?.(`${describeOp(op)}${netns ? ` in ${netns}` : ''}`)
-    const answer: WorkerAnswer = await this.worker.request(netns, lines.length, Buffer.from(lines.join(''), 'latin1'))
+    const body = Buffer.from(lines.join(''), 'latin1')
+    const early = this.opts.earlyLinkDelete
+    const op0 = ops[0]
+    if (early && netns === undefined && ops.length === 1 && op0.kind === 'link.del' && (early.present ?? procLinkPresent)(op0.name) === true) {
+      return this.deleteEarly(op0, offset, body, early)
+    }
+    return this.dispatch((w) => this.answered(w, ops, offset, netns, w.request(netns, lines.length, body)))
+  }
+
+  /** A lone link.del: the worker's answer, or success once the device is gone if that comes first. */
+  private deleteEarly(op: Extract<KernelOp, {kind: 'link.del'}>, offset: number, body: Buffer, early: NonNullable<NativeOptions['earlyLinkDelete']>): Promise<KernelResult[]> {
+    const present = early.present ?? procLinkPresent
+    const worker = this.dispatch((w) => this.answered(w, [op], offset, undefined, w.request(undefined, 1, body)))
+    return new Promise<KernelResult[]>((resolve, reject) => {
+      let done = false
+      const finish = (fn: () => void) => {
+        if (done) return
+        done = true
+        clearInterval(timer)
+        fn()
+      }
+      const timer = setInterval(() => {
+        if (present(op.name) === false) finish(() => resolve([{kind: 'link.del', deleted: true}]))
+      }, early.pollMs ?? 1)
+      worker.then(
+        (r) => finish(() => resolve(r)),
+        (err: Error) => {
+          if (done) early.onLateFailure?.(op, err.message)
+          finish(() => reject(err))
+        },
+      )
+    })
+  }
+
+  private async answered(worker: WorkerLink, ops: KernelOp[], offset: number, netns: string | undefined, pending: Promise<WorkerAnswer>): Promise<KernelResult[]> {
+    const answer: WorkerAnswer = await pending
     if (answer.code === -2) {
       throw new PnError('PN_COMMAND_FAILED', `${describeOp(ops[0])}${ops.length > 1 ? ` (and ${ops.length - 1} more)` : ''}: the kernel worker refused the request: ${answer.body.toString('utf8')}`, {
         hint: 'this is a bug in pn (it sent an op the worker does not take); PN_KERNEL=tools runs the same ops through ip and tc',
@@ -247,7 +335,7 @@ export class NativeBackend implements KernelBackend {
     try {
       decoded = decodeAnswer(answer.body.toString('utf8'), ops)
     } catch (err) {
-      this.worker.broken((err as Error).message)
+      worker.broken((err as Error).message)
       throw new PnError('PN_COMMAND_FAILED', `${describeOp(ops[0])}: the kernel worker broke its protocol: ${(err as Error).message}`, {hint: 'the agent restarts the worker on its next request'})
     }
     const f = decoded.failure

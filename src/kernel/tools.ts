@@ -646,7 +646,10 @@ export function kernelFor(runner: Runner): KernelBackend {
   let b = BACKENDS.get(runner)
   if (!b) {
     b = runner instanceof WorkerRunner
-      ? new NativeBackend(runner.worker, new MapBackend(), {log: runner.log})
+      ? new NativeBackend(runner.workers, new MapBackend(), {
+        log: runner.log,
+        ...(runner.earlyLinkDelete ? {earlyLinkDelete: {onLateFailure: (op: KernelOp, why: string) => runner.earlyLinkDelete?.onLateFailure?.(describeOp(op), why)}} : {}),
+      })
       : new ToolsBackend(runner)
     BACKENDS.set(runner, b)
   }

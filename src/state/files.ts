@@ -10,6 +10,7 @@ import path from 'node:path'
 import {PnError, type ErrorCode} from '../errors.js'
 import {acquireFlock, type Locker} from '../exec/flock.js'
 import {randomHex} from './digest.js'
+import {timedSync, timedSyncAsync} from './timing.js'
 
 export const DEFAULT_STATE_DIR = '/var/lib/pn'
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000
@@ -52,7 +53,7 @@ function dirModeFor(fileMode: number): number {
 export async function syncDir(dir: string): Promise<void> {
   const h = await openFile(dir, 'r')
   try {
-    await h.sync()
+    await timedSyncAsync(1, () => h.sync())
   } finally {
     await h.close()
   }
@@ -65,7 +66,7 @@ export async function syncDir(dir: string): Promise<void> {
 export function syncPathSync(p: string): void {
   const fd = fsSync.openSync(p, 'r')
   try {
-    fsSync.fsyncSync(fd)
+    timedSync(1, () => fsSync.fsyncSync(fd))
   } finally {
     fsSync.closeSync(fd)
   }
@@ -97,24 +98,60 @@ export async function syncPaths(paths: Iterable<string>): Promise<void> {
       }
     }
   }
-  await Promise.all(Array.from({length: Math.min(SYNC_PARALLEL, list.length)}, worker))
+  await timedSyncAsync(list.length, () => Promise.all(Array.from({length: Math.min(SYNC_PARALLEL, list.length)}, worker)))
 }
 
 const SYNC_PARALLEL = 8
 
 /**
+ * The directory fsyncs of one flow (and the fsyncs of its claim files), run together once,
+ * right before the flow reports success: a group commit. A file's data is still fsync'd before
+ * its rename, wherever a group is used, so a power loss never leaves an empty or torn file under
+ * the final name; what the group delays is only the durability of the names (renames, creates,
+ * unlinks) until `flush`, which the flow awaits before it answers. A process crash meanwhile
+ * loses nothing (the page cache outlives the process); a power loss before the flush may lose
+ * the names, as if the flow had not run: its kernel state (veth, BPF) is gone after a reboot too.
+ */
+export class SyncGroup {
+  private readonly paths = new Set<string>()
+
+  add(...paths: string[]): void {
+    for (const p of paths) this.paths.add(p)
+  }
+
+  get size(): number {
+    return this.paths.size
+  }
+
+  /** fsync everything added since the last flush, in parallel (syncPaths). */
+  async flush(): Promise<void> {
+    if (this.paths.size === 0) return
+    const list = [...this.paths]
+    this.paths.clear()
+    await syncPaths(list)
+  }
+}
+
+/** fsync `dir` now, or leave it to the flow's group. */
+async function syncDirOr(dir: string, group?: SyncGroup): Promise<void> {
+  if (group) group.add(dir)
+  else await syncDir(dir)
+}
+
+/**
  * Replace `file` so that a crash at any moment leaves the old content or the new, and the new
  * survives a power loss once this returns: temp file in the same directory, fsync, rename, fsync
- * the directory. Mode 0600 unless a caller outside the state dir asks for more.
+ * the directory (with `group`: once the group is flushed). Mode 0600 unless a caller outside the
+ * state dir asks for more.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = STATE_FILE_MODE): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = STATE_FILE_MODE, group?: SyncGroup): Promise<void> {
   const dir = path.dirname(file)
   await ensureDir(dir, dirModeFor(mode))
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomHex(4)}.tmp`)
   const handle = await openFile(tmp, 'wx', mode)
   try {
     await handle.writeFile(data)
-    await handle.sync()
+    await timedSyncAsync(1, () => handle.sync())
   } finally {
     await handle.close()
   }
@@ -124,33 +161,34 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
     await fs.rm(tmp, {force: true})
     throw err
   }
-  await syncDir(dir)
+  await syncDirOr(dir, group)
 }
 
 /**
  * Create `file` exclusively (EEXIST when it is there: a claim) and make the claim durable. The
- * file and its directory are fsync'd together, so a power loss during the call may leave the
- * name with empty content: for a claim file the name is what counts.
+ * file and its directory are fsync'd together (now, or with `group`), so a power loss during the
+ * call may leave the name with empty content: for a claim file the name is what counts.
  */
-export async function createFileExclusive(file: string, data: string, mode = STATE_FILE_MODE): Promise<void> {
+export async function createFileExclusive(file: string, data: string, mode = STATE_FILE_MODE, group?: SyncGroup): Promise<void> {
   const handle = await openFile(file, 'wx', mode)
   try {
     await handle.writeFile(data)
   } finally {
     await handle.close()
   }
-  await syncPaths([file, path.dirname(file)])
+  if (group) group.add(file, path.dirname(file))
+  else await syncPaths([file, path.dirname(file)])
 }
 
-/** Remove `file` and fsync its directory; false when it was not there. */
-export async function removeFileDurable(file: string): Promise<boolean> {
+/** Remove `file` and fsync its directory (now, or with `group`); false when it was not there. */
+export async function removeFileDurable(file: string, group?: SyncGroup): Promise<boolean> {
   try {
     await fs.unlink(file)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
     throw err
   }
-  await syncDir(path.dirname(file))
+  await syncDirOr(path.dirname(file), group)
   return true
 }
 

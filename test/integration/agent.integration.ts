@@ -141,7 +141,7 @@ describe('pn agent (native client, node namespace)', function () {
 
   it('a restart after SIGKILL recovers from disk and kernel: the old pods are deleted, new ones added', () => {
     const pod = createNamespace('agp').name
-    assert.equal(invoke(node, addEnv('k1', pod), netconf(node, V)).status, 0)
+    const k1 = invoke(node, addEnv('k1', pod), netconf(node, V)); assert.equal(k1.status, 0, k1.stdout + k1.stderr)
     process.kill(agentPid(), 'SIGKILL')
     // The dead agent's socket file stays; the client falls back instead of failing.
     const pod2 = createNamespace('agp').name

@@ -14,6 +14,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {REPO_ROOT, pn} from '../helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot} from '../helpers/netns.js'
+import {cleanupHarness, createNode} from './cni-harness.js'
 import {mapPath} from '../../src/datapath/bpf/bpffs.js'
 import {gcIps, listIps, verifyIpamState, type HostIpamTarget} from '../../src/ipam/host.js'
 import {changeServices, readServiceTable, servicesFile} from '../../src/service/apply.js'
@@ -207,6 +208,8 @@ function parseTrace(text: string): TracedCall[] {
     if (name === 'write') {
       const w = /^1<[^>]*>, "([^"]*)\\n"/.exec(args)
       if (w) calls.push({name, paths: [], marker: w[1]})
+      // A command's JSON answer on stdout is its result too.
+      else if (/^1<[^>]*>, "\{/.test(args)) calls.push({name, paths: [], marker: 'returned output'})
     } else if (name === 'fsync' || name === 'fdatasync') {
       calls.push({name: 'fsync', paths: [/^\d+<(.*)>$/.exec(args)?.[1] ?? '']})
     } else {
@@ -288,6 +291,35 @@ await releaseIp({...t, bootId: 'another boot'}, {owner: 'b:eth0'}); out('returne
     // The index (ips/, pending/, bitmaps) and the journal are left to the page cache: a reboot rebuilds them.
     const n = checkDurability(traced(script, [stateDir], tmp), stateDir, /\/ipam\/(ips|pending)\/|\/ipam\/journal\.json$/)
     assert.ok(n.renames >= 6 && n.unlinks >= 2, `checked ${n.renames} renames and ${n.unlinks} unlinks`)
+  })
+
+  it('CNI ADD and DEL: every state write is durable before the answer, the directory fsyncs as one group (syscall order under strace)', () => {
+    const node = createNode({podCidr: '10.78.0.0/24', routing: 'bpf', tag: 'crt'})
+    try {
+      const pod = createNamespace('crtp').name
+      const cni = (cmd: string) => {
+        const log = path.join(tmp, `strace-cni-${cmd}.log`)
+        execFileSync('ip', ['netns', 'exec', node.ns, 'strace', '-f', '-y', '-s', '4096', '-o', log, '-e', 'trace=openat,fsync,fdatasync,rename,renameat,renameat2,unlink,unlinkat,write',
+          process.execPath, path.join(REPO_ROOT, 'bin/run.js'), 'cni', cmd, '--container-id', 'dur1', '--netns', `/run/netns/${pod}`, '--state-dir', node.stateDir, '--json'], {stdio: ['ignore', 'pipe', 'pipe']})
+        return parseTrace(readFileSync(log, 'utf8'))
+      }
+      // Left to the page cache on purpose: IPAM's index and journal, lock files, the BPF object cache.
+      const exempt = /\/ipam\/(ips|pending)\/|\/ipam\/journal\.json$|\.lock$|\/bpf\//
+      const add = cni('add')
+      const a = checkDurability(add, node.stateDir, exempt)
+      // IPAM alloc + confirm, the endpoint's owner file and record.
+      assert.ok(a.renames >= 4, `ADD: checked ${a.renames} renames`)
+      const d = checkDurability(cni('del'), node.stateDir, exempt)
+      // The endpoint record, its id and owner files, the IPAM record.
+      assert.ok(d.unlinks >= 4, `DEL: checked ${d.unlinks} unlinks`)
+      // One group: after the last state write the directories are fsync'd back to back, nothing in between.
+      const last = add.findLastIndex((c) => c.name === 'rename' && c.paths.at(-1)!.startsWith(node.stateDir))
+      const dirSyncs = add.slice(last + 1).filter((c) => c.name === 'fsync' && !c.paths[0].endsWith('.json'))
+      assert.ok(dirSyncs.length >= 3, `ADD's final group: ${dirSyncs.map((c) => path.relative(node.stateDir, c.paths[0])).join(', ')}`)
+    } finally {
+      cleanupNamespaces()
+      cleanupHarness()
+    }
   })
 
   it(`host IPAM: ${IPAM_ALLOCATIONS}+ allocations, ${IPAM_KILLS}+ SIGKILLs; after each kill the state parses, no IP is held twice, nothing acknowledged is lost`, async () => {
