@@ -1,9 +1,9 @@
 /**
  * Where one agent request's time goes: queued (waiting for its attachment and a slot), locks
- * (waiting for pn-lockd's grants and releases), kernel (the requests to the kernel worker, or
- * the processes spawned instead), fsync (state made durable: src/state/timing.ts) and the rest
- * (reading the request, JSON, files read and written, the event loop). The runner and locker
- * of the request are wrapped, so only its own kernel and lock calls count; the fsync figures
+ * (flock(2) grants and releases), kernel (the kernel backends' applies: worker round trips and
+ * map syscalls, or the processes spawned instead; src/kernel/clock.ts), fsync (state made durable: src/state/timing.ts) and the rest
+ * (reading the request, JSON, files read and written, the event loop). The request's locker is
+ * wrapped and its kernel clock follows it through its awaits, so only its own calls count; the fsync figures
  * are process-wide counters read before and after, exact when requests do not overlap (a
  * sequential run) and shared between the requests of a burst.
  *
@@ -11,7 +11,7 @@
  * which is what bench/cni reads.
  */
 import type {HeldLock, Locker, LockSpec} from '../exec/flock.js'
-import type {DetachOptions, RunOptions, RunResult, Runner, StreamedChild, StreamOptions} from '../exec/runner.js'
+import type {KernelClock} from '../kernel/clock.js'
 import {syncCounters} from '../state/timing.js'
 
 export interface RequestTiming {
@@ -47,16 +47,6 @@ export class RequestTimer {
 
   constructor(private readonly timing: RequestTiming) {}
 
-  private async timeKernel<T>(fn: () => Promise<T>): Promise<T> {
-    const t0 = performance.now()
-    try {
-      return await fn()
-    } finally {
-      this.kernelMs += performance.now() - t0
-      this.kernelCalls++
-    }
-  }
-
   private async timeLock<T>(fn: () => Promise<T>): Promise<T> {
     const t0 = performance.now()
     try {
@@ -67,16 +57,12 @@ export class RequestTimer {
     }
   }
 
-  /** The request's runner: every call timed as kernel work. */
-  runner(inner: Runner): Runner {
-    return {
-      run: (file: string, args: readonly string[], opts?: RunOptions): Promise<RunResult> => this.timeKernel(() => inner.run(file, args, opts)),
-      stream: (file: string, args: readonly string[], opts?: StreamOptions): StreamedChild => inner.stream(file, args, opts),
-      spawnDetached: (file: string, args: readonly string[], opts?: DetachOptions) => inner.spawnDetached(file, args, opts),
-      makeDir: (p: string) => this.timeKernel(() => inner.makeDir(p)),
-      remove: (p: string) => this.timeKernel(() => inner.remove(p)),
-      writeFile: (p: string, content: string) => this.timeKernel(() => inner.writeFile(p, content)),
-    }
+  /** The request's kernel clock (src/kernel/clock.ts): every backend apply timed as kernel work. */
+  readonly clock: KernelClock = {
+    add: (ms) => {
+      this.kernelMs += ms
+      this.kernelCalls++
+    },
   }
 
   /** The request's locker: acquiring and releasing timed as lock work. */

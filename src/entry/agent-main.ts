@@ -11,6 +11,7 @@ import {AgentServer, type AgentStats} from '../agent/server.js'
 import {AGENT_OP_VAR} from '../agent/client.js'
 import {lockAgentInstance, writeAgentPidFile} from '../agent/instance.js'
 import {flockLocker} from '../exec/flock.js'
+import {kernelClock} from '../kernel/clock.js'
 import {encodeOp} from '../kernel/native.js'
 import {agentPidFile} from '../agent/paths.js'
 import {formatSplit, RequestTimer, type RequestTiming} from '../agent/timing.js'
@@ -191,17 +192,17 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
       return {...out, stderr: stderr.join('')}
     }
     try {
-      const out = await runProtocol({
+      const out = await kernelClock.run(timer.clock, () => runProtocol({
         env: req.env,
         stdin: req.stdin,
         defaults: {stateDir, signal, lock: {...eo.lock, locker: timer.locker(eo.lock?.locker ?? flockLocker)}, flow: eo.flow, failAfter: eo.failAfter},
-        runner: timer.runner(runner),
+        runner,
         handlers: defaultHandlers,
         log,
         onConf: (conf) => {
           logFile = conf.logFile
         },
-      })
+      }))
       if (out.command !== 'VERSION') log(`exit ${out.exitCode} after ${Date.now() - started} ms: ${formatSplit(timer.split())}`)
       return {exitCode: out.exitCode, stdout: out.stdout, stderr: stderr.join('')}
     } catch (err) {

@@ -20,6 +20,7 @@ import {PnError} from '../errors.js'
 import type {NetlinkWorker, WorkerAnswer} from '../exec/netlink-worker.js'
 import {WORKER_LIMITS} from '../exec/netlink-worker.js'
 import type {ApplyOptions, KernelBackend} from './backend.js'
+import {clocked} from './clock.js'
 import {KernelError, STRERROR, type Errno} from './errors.js'
 import {describeOp, type KernelOp, type KernelResult, type OpKind} from './ops.js'
 
@@ -234,7 +235,11 @@ export class NativeBackend implements KernelBackend {
     return this.inflight
   }
 
-  async apply(ops: readonly KernelOp[], opts: ApplyOptions = {}): Promise<KernelResult[]> {
+  apply(ops: readonly KernelOp[], opts: ApplyOptions = {}): Promise<KernelResult[]> {
+    return clocked(() => this.applyOps(ops, opts))
+  }
+
+  private async applyOps(ops: readonly KernelOp[], opts: ApplyOptions): Promise<KernelResult[]> {
     const out: KernelResult[] = []
     for (let i = 0; i < ops.length; ) {
       checkAbort(opts.signal, ops[i])

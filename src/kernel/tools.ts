@@ -33,6 +33,7 @@ import {PnError} from '../errors.js'
 import {WorkerRunner} from '../exec/netlink-worker.js'
 import type {RunResult, Runner} from '../exec/runner.js'
 import type {ApplyOptions, KernelBackend} from './backend.js'
+import {clocked} from './clock.js'
 import {KernelError, STRERROR, errnoOf, type Errno} from './errors.js'
 import {MapBackend} from './maps.js'
 import {NativeBackend} from './native.js'
@@ -281,7 +282,11 @@ function checkAbort(signal: AbortSignal | undefined, op: KernelOp): void {
 export class ToolsBackend implements KernelBackend {
   constructor(private readonly runner: Runner) {}
 
-  async apply(ops: readonly KernelOp[], opts: ApplyOptions = {}): Promise<KernelResult[]> {
+  apply(ops: readonly KernelOp[], opts: ApplyOptions = {}): Promise<KernelResult[]> {
+    return clocked(() => this.applyOps(ops, opts))
+  }
+
+  private async applyOps(ops: readonly KernelOp[], opts: ApplyOptions): Promise<KernelResult[]> {
     const out: KernelResult[] = []
     for (let i = 0; i < ops.length; ) {
       checkAbort(opts.signal, ops[i])
