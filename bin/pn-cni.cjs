@@ -21,18 +21,15 @@ const debug = /\bpn-cni\b/i.test(process.env.NODE_DEBUG ?? '') ? (msg) => proces
 async function load() {
   const dir = path.join(__dirname, '../dist/src/entry/')
   const file = dir + 'cni-bundle.vm.js'
-  // A service change (PN_AGENT_OP=service, sent through the client while no agent answered) is
-  // not in the bundle: it runs on the unbundled entry.
-  const service = process.env.PN_AGENT_OP === 'service'
   let source
   try {
     // Plain ASCII (scripts/bundle-cni.mjs checks), so latin1 is exact and the cheapest decoding.
-    if (!service) source = fs.readFileSync(file, 'latin1')
+    source = fs.readFileSync(file, 'latin1')
   } catch (err) {
     if (err.code !== 'ENOENT') throw err
   }
   if (source === undefined) {
-    debug?.(`${service ? 'a service request' : `no ${file}`}: the unbundled entry`)
+    debug?.(`no ${file}: the unbundled entry`)
     return (await import('../dist/src/entry/cni-main.js')).main
   }
   // The bundle's first line (/*pn-cni build <uuid>*/) heads the cache file too: V8 itself only

@@ -38,26 +38,14 @@ await build({
   footer: {js: '})'},
   plugins: [
     {
-      // A service change sent through the client while no agent answers (PN_AGENT_OP=service) is
-      // rare, and its modules were an eighth of the bundle every call loads: bin/pn-cni.cjs runs
-      // it on the unbundled entry instead, and the bundle gets a stub that says so.
-      name: 'no-service',
-      setup(b) {
-        b.onResolve({filter: /\/service\/request\.js$/}, () => ({path: 'service-request', namespace: 'pn-cni-stub'}))
-      },
-    },
-    {
       // The CLI's spawner (ExecaRunner) imports execa on first use; pn-cni never constructs it
       // (SpawnRunner). A dynamic import() cannot run inside vm.Script without
       // --experimental-vm-modules, so the bundle gets a stub that says so instead.
       name: 'no-execa',
       setup(b) {
         b.onResolve({filter: /^execa$/}, () => ({path: 'execa', namespace: 'pn-cni-stub'}))
-        b.onLoad({filter: /.*/, namespace: 'pn-cni-stub'}, (args) => ({
-          contents:
-            args.path === 'execa'
-              ? "export function execa() { throw new Error('pn-cni: execa is not in the pn-cni bundle (ExecaRunner is the CLI runner; pn-cni uses SpawnRunner)') }"
-              : "export function answerServiceRequest() { throw new Error('pn-cni: service requests are not in the pn-cni bundle (bin/pn-cni.cjs runs them on the unbundled entry)') }",
+        b.onLoad({filter: /.*/, namespace: 'pn-cni-stub'}, () => ({
+          contents: "export function execa() { throw new Error('pn-cni: execa is not in the pn-cni bundle (ExecaRunner is the CLI runner; pn-cni uses SpawnRunner)') }",
           loader: 'js',
         }))
       },

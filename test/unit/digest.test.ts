@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
 import {randomBytesWeak, randomHex, sha256Hex} from '../../src/state/digest.js'
 
-describe('digest: SHA-256 and random names without node:crypto', () => {
+describe('digest: SHA-256 of names and random names', () => {
   it('matches node:crypto for every length 0..200 (block and padding boundaries) and for UTF-8 text', () => {
     for (let n = 0; n <= 200; n++) {
       const text = Array.from({length: n}, (_, i) => String.fromCharCode(33 + ((i * 7 + n) % 90))).join('')
