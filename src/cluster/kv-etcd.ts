@@ -9,7 +9,7 @@
  * (onCompacted) instead of an error, and the caller resyncs from a fresh read.
  */
 import {PnError} from '../errors.js'
-import {EtcdConnection, type EtcdTlsFiles} from '../state/etcd-store.js'
+import {EtcdConnection, prefixEnd, type EtcdTlsFiles} from '../state/etcd-store.js'
 import {leaseLost, type ClusterKv, type KvCompare, type KvEntry, type KvEvent, type KvLease, type KvWatch, type KvWatchHandlers, type KvWrite} from './kv.js'
 
 /** The etcd3 client, as the connection hands it out (etcd3 is loaded there, lazily). */
@@ -19,16 +19,6 @@ type Watcher = ReturnType<ReturnType<Etcd3['watch']>['watcher']>
 export interface EtcdKvOptions {
   tls?: EtcdTlsFiles
   timeoutMs?: number
-}
-
-/** The end of the key range holding every key that starts with `prefix`. */
-function prefixEnd(prefix: string): Buffer {
-  const b = Buffer.from(prefix)
-  let i = b.length - 1
-  while (i >= 0 && b[i] === 0xff) i--
-  const end = Buffer.from(b.subarray(0, i + 1))
-  end[i]++
-  return end
 }
 
 const isCompacted = (err: unknown) => /compacted/i.test((err as Error)?.message ?? '')

@@ -8,7 +8,8 @@
  * NativeBackend (native.ts: one request per apply to the pn-netlink kernel worker, structured
  * results). kernelFor (tools.ts) picks one for a runner.
  */
-import type {KernelOp, KernelResult, OpOf, OpKind, ResultOf} from './ops.js'
+import {PnError} from '../errors.js'
+import {describeOp, type KernelOp, type KernelResult, type OpOf, type OpKind, type ResultOf} from './ops.js'
 
 export interface ApplyOptions {
   /** Run inside this network namespace (a path: /run/netns/x, /proc/PID/ns/net). */
@@ -51,4 +52,14 @@ function defaultResult(op: KernelOp): KernelResult {
     default:
       return {kind: op.kind} as KernelResult
   }
+}
+
+/** Before each op of an apply: an aborted request starts nothing more (PN_INTERRUPTED names the op it stopped at). */
+export function checkAbort(signal: AbortSignal | undefined, op: KernelOp): void {
+  if (!signal?.aborted) return
+  const by = typeof signal.reason === 'string' ? signal.reason : signal.reason instanceof Error ? signal.reason.message : 'abort'
+  throw new PnError('PN_INTERRUPTED', `${describeOp(op)}: interrupted by ${by}`, {
+    hint: 'everything this run had done was undone; run the command again',
+    details: {signal: by},
+  })
 }

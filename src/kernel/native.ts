@@ -19,7 +19,7 @@ import os from 'node:os'
 import {PnError} from '../errors.js'
 import type {NetlinkWorker, WorkerAnswer} from '../exec/netlink-worker.js'
 import {WORKER_LIMITS} from '../exec/netlink-worker.js'
-import type {ApplyOptions, KernelBackend} from './backend.js'
+import {checkAbort, type ApplyOptions, type KernelBackend} from './backend.js'
 import {clocked} from './clock.js'
 import {KernelError, STRERROR, type Errno} from './errors.js'
 import {describeOp, type KernelOp, type KernelResult, type OpKind} from './ops.js'
@@ -358,11 +358,3 @@ export class NativeBackend implements KernelBackend {
   }
 }
 
-function checkAbort(signal: AbortSignal | undefined, op: KernelOp): void {
-  if (!signal?.aborted) return
-  const by = typeof signal.reason === 'string' ? signal.reason : signal.reason instanceof Error ? signal.reason.message : 'abort'
-  throw new PnError('PN_INTERRUPTED', `${describeOp(op)}: interrupted by ${by}`, {
-    hint: 'everything this run had done was undone; run the command again',
-    details: {signal: by},
-  })
-}

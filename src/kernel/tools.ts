@@ -32,7 +32,7 @@
 import {PnError} from '../errors.js'
 import {WorkerRunner} from '../exec/netlink-worker.js'
 import type {RunResult, Runner} from '../exec/runner.js'
-import type {ApplyOptions, KernelBackend} from './backend.js'
+import {checkAbort, type ApplyOptions, type KernelBackend} from './backend.js'
 import {clocked} from './clock.js'
 import {KernelError, STRERROR, errnoOf, type Errno} from './errors.js'
 import {MapBackend} from './maps.js'
@@ -270,14 +270,6 @@ export function parseJson<T>(text: string, action: string): T {
   }
 }
 
-function checkAbort(signal: AbortSignal | undefined, op: KernelOp): void {
-  if (!signal?.aborted) return
-  const by = typeof signal.reason === 'string' ? signal.reason : signal.reason instanceof Error ? signal.reason.message : 'abort'
-  throw new PnError('PN_INTERRUPTED', `${describeOp(op)}: interrupted by ${by}`, {
-    hint: 'everything this run had done was undone; run the command again',
-    details: {signal: by},
-  })
-}
 
 export class ToolsBackend implements KernelBackend {
   constructor(private readonly runner: Runner) {}

@@ -132,7 +132,7 @@ export interface EtcdConnectionOptions {
 type Etcd3 = import('etcd3').Etcd3
 
 /** The end of the key range that holds every key starting with `prefix`. */
-function prefixEnd(prefix: string): Buffer {
+export function prefixEnd(prefix: string): Buffer {
   const b = Buffer.from(prefix)
   let i = b.length - 1
   while (i >= 0 && b[i] === 0xff) i--
