@@ -13,6 +13,7 @@ import {lockAgentInstance, writeAgentPidFile} from '../agent/instance.js'
 import {agentPidFile} from '../agent/paths.js'
 import {FALLBACK_EXIT, type WireRequest, type WireResponse} from '../agent/wire.js'
 import {toCniError} from '../cni/errors.js'
+import {startClusterAgent, type ClusterAgent, type StartClusterAgentOptions} from '../cluster/agent.js'
 import {defaultHandlers} from '../cni/handlers.js'
 import {runProtocol} from '../cni/protocol.js'
 import {formatResult} from '../cni/result.js'
@@ -48,6 +49,8 @@ export interface AgentMainOptions {
    * request's environment cannot make the agent fail, stall or hold a lock on purpose.
    */
   testHooks?: boolean
+  /** `--cluster`: register the node, publish its endpoints, follow the store (src/cluster/agent.ts). */
+  cluster?: Omit<StartClusterAgentOptions, 'stateDir' | 'runner' | 'log'>
 }
 
 /** The fault-injection and timing hooks of the entries (src/entry/env.ts). */
@@ -132,6 +135,9 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
     opts.log(`reconcile: ${rec.reaped.length} reaped, ${rec.kept} kept`)
   }
 
+  // The cluster side starts here and never waits on the store (it retries in the background).
+  const cluster: ClusterAgent | undefined = opts.cluster ? await startClusterAgent({...opts.cluster, stateDir, runner, log: (m) => opts.log(m)}) : undefined
+
   const refuse = (req: WireRequest | undefined, err: PnError): WireResponse => ({
     exitCode: 1,
     stdout: formatResult(toCniError(err, req ? cniVersionOf(req.stdin) : undefined)) + '\n',
@@ -169,7 +175,7 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
       return {...out, stderr: stderr.join('')}
     }
     try {
-      const out = await runProtocol({
+      const run = () => runProtocol({
         env: req.env,
         stdin: req.stdin,
         defaults: {stateDir, signal, lock: eo.lock, flow: eo.flow, failAfter: eo.failAfter},
@@ -180,6 +186,7 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
           logFile = conf.logFile
         },
       })
+      const out = cluster ? await cluster.aroundCni(req.env, run) : await run()
       if (out.command !== 'VERSION') log(`exit ${out.exitCode} after ${Date.now() - started} ms`)
       return {exitCode: out.exitCode, stdout: out.stdout, stderr: stderr.join('')}
     } catch (err) {
@@ -199,12 +206,14 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
     ...(opts.maxConnections ? {maxConnections: opts.maxConnections} : {}),
     ...(opts.idleTimeoutMs ? {idleTimeoutMs: opts.idleTimeoutMs} : {}),
     ...(opts.maxRequestBytes ? {maxRequestBytes: opts.maxRequestBytes} : {}),
+    ...(cluster ? {moreStats: () => ({cluster: cluster.status()})} : {}),
   })
   try {
     await server.listen()
     await writeAgentPidFile(stateDir)
   } catch (err) {
     await server.close()
+    await cluster?.stop()
     await worker?.stop()
     throw err
   }
@@ -219,6 +228,7 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
       const s = server.stats()
       opts.log(`stopping: ${s.inflight} request(s) in flight, ${s.queued} queued`)
       await server.close(o)
+      await cluster?.stop()
       await worker?.stop()
       // Only our own pid file: a new agent may already have started on this node.
       const pid = Number((await fs.readFile(agentPidFile(stateDir), 'utf8').catch(() => '')).trim())
