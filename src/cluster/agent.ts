@@ -402,8 +402,8 @@ export class ClusterAgent {
       {kind: 'map.dump', map: mapPath(this.self.bpffsRoot, 'pn_ipcache')},
       ...(this.self.autoDirectRoutes ? [{kind: 'route.list' as const, family: 4 as const}, {kind: 'route.list' as const, family: 6 as const}] : []),
     ])
-    const entries = (dump as Extract<KernelResult, {kind: 'map.dump'}>).entries
-    const routes = [r4, r6].flatMap((r) => (r ? (r as Extract<KernelResult, {kind: 'route.list'}>).routes : []))
+    const entries = (dump as Extract<KernelResult, {kind: 'map.dump'}>).entries ?? []
+    const routes = [r4, r6].flatMap((r) => (r ? (r as Extract<KernelResult, {kind: 'route.list'}>).routes ?? [] : []))
     // The cluster's CIDRs as far as this node can tell: every node's pod CIDRs (a route to one
     // of a node that left while this agent was down stays until it is deleted by hand).
     const clusterCidrs = [...new Set([...state.nodes.values()].flatMap((n) => n.podCidrs))]
@@ -422,7 +422,9 @@ export class ClusterAgent {
       this.log(`cluster: revision ${revision}: ipcache +${s.ipcacheAdded} ~${s.ipcacheUpdated} -${s.ipcacheDeleted}, routes +${s.routesAdded} ~${s.routesReplaced} -${s.routesDeleted}`)
     }
     this.applied = plan.applied
-    const table = serviceTableToApply(state.services(), this.appliedDigest)
+    // No table written yet: the cluster does not manage services, the node's own table stays.
+    const view = state.services()
+    const table = view.mark ? serviceTableToApply(view, this.appliedDigest) : {apply: false as const}
     if (table.apply) {
       await this.opts.applyServices(table.services)
       this.appliedDigest = table.digest

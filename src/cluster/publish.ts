@@ -50,26 +50,29 @@ export class PublicationQueue {
    * runs joins it.
    */
   drain(): Promise<boolean> {
-    this.draining ??= (async () => {
-      try {
-        for (;;) {
-          const first = this.pending.values().next()
-          if (first.done) return true
-          const p = first.value
-          try {
-            await this.send(p)
-          } catch (err) {
-            this.lastError = err
-            return false
-          }
-          this.sent++
-          // A newer publication for the IP arrived while this one was sent: it stays queued.
-          if (this.pending.get(p.ip) === p) this.pending.delete(p.ip)
-        }
-      } finally {
-        this.draining = undefined
-      }
-    })()
+    if (this.draining) return this.draining
+    // Cleared in a callback (never synchronously): a drain with nothing to send must not leave
+    // itself behind as the one running.
+    this.draining = this.run().finally(() => {
+      this.draining = undefined
+    })
     return this.draining
+  }
+
+  private async run(): Promise<boolean> {
+    for (;;) {
+      const first = this.pending.values().next()
+      if (first.done) return true
+      const p = first.value
+      try {
+        await this.send(p)
+      } catch (err) {
+        this.lastError = err
+        return false
+      }
+      this.sent++
+      // A newer publication for the IP arrived while this one was sent: it stays queued.
+      if (this.pending.get(p.ip) === p) this.pending.delete(p.ip)
+    }
   }
 }
