@@ -397,22 +397,19 @@ export class ClusterAgent {
   }
 
   /** What the node has applied, read from its kernel (at start and after a failure). */
-  private async readApplied(state: ClusterState): Promise<NodeApplied> {
+  private async readApplied(): Promise<NodeApplied> {
     const [dump, r4, r6] = await this.opts.kernel.apply([
       {kind: 'map.dump', map: mapPath(this.self.bpffsRoot, 'pn_ipcache')},
       ...(this.self.autoDirectRoutes ? [{kind: 'route.list' as const, family: 4 as const}, {kind: 'route.list' as const, family: 6 as const}] : []),
     ])
     const entries = (dump as Extract<KernelResult, {kind: 'map.dump'}>).entries ?? []
     const routes = [r4, r6].flatMap((r) => (r ? (r as Extract<KernelResult, {kind: 'route.list'}>).routes ?? [] : []))
-    // The cluster's CIDRs as far as this node can tell: every node's pod CIDRs (a route to one
-    // of a node that left while this agent was down stays until it is deleted by hand).
-    const clusterCidrs = [...new Set([...state.nodes.values()].flatMap((n) => n.podCidrs))]
-    return appliedFromKernel(entries, routes, {...this.self, clusterCidrs}, state)
+    return appliedFromKernel(entries, routes, this.self)
   }
 
   private async convergeOnce(state: ClusterState): Promise<void> {
     const revision = state.revision
-    this.applied ??= await this.readApplied(state)
+    this.applied ??= await this.readApplied()
     const plan = convergeNode(state, this.applied, this.self)
     if (plan.ops.length > 0) {
       await this.opts.kernel.apply(plan.ops)
