@@ -95,6 +95,9 @@ export default class AgentStart extends BaseCommand<typeof AgentStart, AgentStar
     })
     stopOnSignals(agent)
     await agent.stopped
+    // A store client's handle (etcd's gRPC channel, reconnecting) must not keep a stopped agent's
+    // process alive: `pn agent stop` waits for it to exit. Unref'd: a clean exit comes first.
+    if (f.cluster !== undefined) setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref()
     const s = agent.stats()
     return {changed: true, foreground: true, pid: s.pid, stateDir: this.stateDir, socket: s.socket, logFile: logFile ?? ''}
   }

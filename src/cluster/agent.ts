@@ -46,6 +46,8 @@ export interface ClusterAgentOptions {
   /** First retry delay (doubles up to maxRetryMs). */
   retryMs?: number
   maxRetryMs?: number
+  /** Longest wait for each step of stop() (default 2 s). */
+  stopStepMs?: number
 }
 
 export type ClusterAgentStatus = {
@@ -115,6 +117,18 @@ export function endpointsOf(rec: EndpointRecord, node: string): ClusterEndpoint[
     labels: {},
     identity: null,
   }))
+}
+
+/** Wait for `p` (its failure ignored) at most `ms`; `late` when it did not settle in time. */
+async function settle(p: Promise<unknown> | undefined, ms: number, late: () => void): Promise<void> {
+  if (!p) return
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<'late'>((r) => {
+    timer = setTimeout(() => r('late'), ms)
+  })
+  const r = await Promise.race([p.then(() => 'done', () => 'done'), timeout])
+  clearTimeout(timer)
+  if (r === 'late') late()
 }
 
 const describe = (err: unknown) => (err instanceof Error ? err.message : String(err))
@@ -207,10 +221,13 @@ export class ClusterAgent {
     this.stopped = true
     for (const t of this.timers) clearTimeout(t)
     this.timers.clear()
-    await this.follower?.close().catch(() => {})
-    await this.reg?.close({revoke: opts.revoke ?? false}).catch(() => {})
-    await this.converging?.catch(() => {})
-    await this.opts.store.close().catch(() => {})
+    // Each step bounded: after etcd restarted under a watch, cancelling it has been seen to take
+    // 20 s, and a stopping agent must not hold its node's CNI calls (they fall back) that long.
+    const bounded = (what: string, p: Promise<unknown> | undefined) => settle(p, this.opts.stopStepMs ?? 2000, () => this.log(`cluster: stopping: ${what} did not finish in time; going on`))
+    await bounded('closing the watch', this.follower?.close())
+    await bounded('closing the lease', this.reg?.close({revoke: opts.revoke ?? false}))
+    await bounded('the convergence in flight', this.converging)
+    await bounded('closing the store', this.opts.store.close())
   }
 
   // ── store state ─────────────────────────────────────────────────────────────────────────
@@ -221,8 +238,19 @@ export class ClusterAgent {
     this.since = new Date()
     this.error = undefined
     this.log(`cluster store ${this.opts.store.location}: connected`)
-    // Back: send what queued up meanwhile.
+    // Back: send what queued up meanwhile, and watch again from the revision the node has (the
+    // old watch may sit in its client's reconnect backoff for seconds after the store is back).
     void this.flush()
+    this.refollow()
+  }
+
+  private refollow(): void {
+    const old = this.follower
+    if (!old || this.stopped) return
+    this.follower = undefined
+    // Closing marks the old watch closed at once (no more events from it); its cancel may take long.
+    void settle(old.close(), this.opts.stopStepMs ?? 2000, () => {})
+    this.later('follow', 0, () => this.follow(old.state))
   }
 
   private failed(what: string, err: unknown): void {
@@ -345,8 +373,9 @@ export class ClusterAgent {
 
   // ── following and converging ────────────────────────────────────────────────────────────
 
-  private async follow(): Promise<void> {
+  private async follow(from?: ClusterState): Promise<void> {
     const follower = await this.opts.store.follow({
+      ...(from ? {from} : {}),
       onUpdate: (_state, update) => {
         this.ok()
         // Only applied reports (ours and the peers'): nothing to program.
@@ -361,8 +390,8 @@ export class ClusterAgent {
       return
     }
     this.follower = follower
-    this.ok()
     this.log(`cluster store: following from revision ${follower.state.revision}`)
+    this.ok()
     this.kick()
   }
 

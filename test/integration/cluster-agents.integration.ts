@@ -99,8 +99,8 @@ describe('cluster agents (three nodes on one L2, real etcd)', function () {
     for (const n of nodes) {
       for (const peer of nodes.filter((p) => p !== n)) {
         const {value} = await until(`${n.ns} → ${peer.podCidr}`, () => routeTo(n, peer.podCidr) !== '[]' && routeTo(n, peer.podCidr))
-        const [route] = JSON.parse(value) as {gateway: string; dev: string}[]
-        assert.deepEqual([route.gateway, route.dev], [peer.ip, 'up0'])
+        const [route] = JSON.parse(value) as {gateway: string; dev: string; protocol: string}[]
+        assert.deepEqual([route.gateway, route.dev, route.protocol], [peer.ip, 'up0', '112'], 'a peer route via its node IP, marked with pn\'s route protocol')
       }
       const s = agentStatus(n)
       assert.equal(s.stats.cluster.store, 'connected')
@@ -154,6 +154,9 @@ describe('cluster agents (three nodes on one L2, real etcd)', function () {
     const s = agentStatus(b).stats.cluster
     assert.ok(s.queued >= 1, 'the publications wait in the queue')
     assert.match(s.error, /.+/)
+    const cs = pn(['cluster', 'status', '--cluster', etcd.location, '--state-dir', b.stateDir, '--json'], {netns: b.ns})
+    assert.notEqual(cs.status, 0, 'the store cannot be read')
+    assert.match(cs.json?.error?.hint ?? '', /this node's agent .*store retrying since/)
     await etcd.start()
     const {value} = await until(`${ip} in ${c.ns}'s ipcache after etcd restarted`, () => remote(c, `${ip}/32`), 30_000)
     assert.equal(value.nodeIp, b.ip)
@@ -161,6 +164,25 @@ describe('cluster agents (three nodes on one L2, real etcd)', function () {
     await until('the agent reports the store connected', () => agentStatus(b).stats.cluster.store === 'connected' && agentStatus(b).stats.cluster.queued === 0)
     delPod(b, 'cap-2', pod)
     await until(`${ip} gone from ${c.ns}`, () => remote(c, `${ip}/32`) === undefined)
+  })
+
+  it('a restarted agent reads back what it applied and changes nothing that is right (no ipcache or route churn)', async () => {
+    const [a, b] = nodes
+    const {pod, ip} = addPod(a, 'cap-5')
+    await until(`${ip} on ${b.ns}`, () => remote(b, `${ip}/32`))
+    const t = Date.now()
+    const r = pn(['agent', 'stop', '--state-dir', b.stateDir, '--json'])
+    assert.equal(r.status, 0, r.stdout + r.stderr)
+    assert.ok(Date.now() - t < 8000, `pn agent stop took ${Date.now() - t} ms`)
+    b.agentPid = startNodeAgent(b, ['--cluster', etcd.location, '--auto-direct-routes', '--lease-ttl', String(TTL)])
+    await until('b applied again', () => agentStatus(b).stats?.cluster?.appliedRevision !== null && agentStatus(b).stats?.cluster?.appliedRevision !== undefined)
+    const st = agentStatus(b).stats.cluster
+    assert.deepEqual([st.converged.ipcache, st.converged.routes], [0, 0], 'no ipcache entry or route rewritten')
+    // The service table's digest is not kept across restarts: it is handed over again, and its writer diffs it against the maps (no map write).
+    assert.ok(st.converged.serviceTables <= 1)
+    assert.ok(remote(b, `${ip}/32`))
+    delPod(a, 'cap-5', pod)
+    await until(`${ip} gone from ${b.ns}`, () => remote(b, `${ip}/32`) === undefined)
   })
 
   it(`a SIGKILLed agent's ipcache entries and routes leave the other nodes within the lease TTL (${TTL} s) + 1 s`, async () => {
