@@ -12,7 +12,7 @@ import {ClusterAgent} from '../../src/cluster/agent.js'
 import {PublicationQueue, type Publication} from '../../src/cluster/publish.js'
 import {openClusterStore, type ClusterStore} from '../../src/cluster/store.js'
 import {decodeIpcacheInfo, decodeIpcacheKey} from '../../src/datapath/bpf/maps/ipcache.js'
-import type {EndpointRecord} from '../../src/endpoint/store.js'
+import {saveEndpoint, type EndpointRecord} from '../../src/endpoint/store.js'
 import {RecordingBackend} from '../../src/kernel/backend.js'
 import type {KernelOp} from '../../src/kernel/ops.js'
 import type {NodeContext} from '../../src/node/context.js'
@@ -101,16 +101,17 @@ describe('cluster agent (directory store, recording kernel)', function () {
     id: `${id}:eth0`, containerId: id, ifname: 'eth0', netns: `/run/netns/${id}`, ips: [ip], routerIps: [], hostIfname: 'lxc0', hostMac: '', hostIfindex: 1, podIfname: 'eth0', podMac: '', podIfindex: 2, mtu: 1500, endpointId: 1, podName: id, podNamespace: 'default', createdAt: '',
   })
 
+  let clock: number | undefined
   function agent(name: string, cidr: string, nodeIp: string, more: {ttlSeconds?: number} = {}) {
     const kernel = new RecordingBackend((op) => (op.kind === 'map.dump' ? {kind: 'map.dump', entries: []} : op.kind === 'route.list' ? {kind: 'route.list', routes: []} : undefined))
     const tables: ServiceSpec[][] = []
     const stateDir = mkdtempSync(path.join(dir, `${name}-`))
-    const store = openClusterStore(path.join(dir, 'store'))
+    const store = openClusterStore(path.join(dir, 'store'), {now: () => clock ?? Date.now()})
     stores.push(store)
     const a = new ClusterAgent({store, stateDir, node: ctx(name, cidr), kernel, nodeIps: [nodeIp], autoDirectRoutes: true, retryMs: 50, maxRetryMs: 200, applyServices: async (s) => void tables.push(s), ...more})
     agents.push(a)
     const ops = () => kernel.applied.flatMap((x) => x.ops).filter((o) => o.kind !== 'map.dump' && o.kind !== 'route.list')
-    return {a, ops, tables, words: () => ops().map(word)}
+    return {a, ops, tables, stateDir, words: () => ops().map(word)}
   }
 
   function word(op: KernelOp): string {
@@ -123,6 +124,7 @@ describe('cluster agent (directory store, recording kernel)', function () {
 
   beforeEach(() => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'pn-cagent-'))
+    clock = undefined
   })
   afterEach(async () => {
     for (const a of agents.splice(0)) await a.stop({revoke: true})
@@ -188,5 +190,27 @@ describe('cluster agent (directory store, recording kernel)', function () {
     assert.deepEqual(snap.endpoints.get('10.1.1.5'), {ip: '10.1.1.5', node: 'a', containerId: 'pod1', ifname: 'eth0', namespace: 'default', pod: 'pod1', labels: {}, identity: null})
     assert.ok(snap.nodes.has('a'))
     assert.ok(Date.parse(A.a.status().since) > Date.parse(s.since))
+  })
+
+  it('a lease the store dropped (away longer than the TTL): the agent registers again and publishes the node\'s endpoints again from its records', async () => {
+    const admin = openClusterStore(path.join(dir, 'store'), {now: () => clock ?? Date.now()})
+    stores.push(admin)
+    await admin.init()
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1', {ttlSeconds: 2})
+    await saveEndpoint(A.stateDir, rec('pod1', '10.1.1.5'))
+    A.a.start()
+    await until('pod1 published from its record at registration', () => A.a.status().registered && A.a.status().queued === 0 && A.a.status().published >= 1)
+    const lease = A.a.status().leaseId
+    assert.ok((await admin.snapshot()).endpoints.has('10.1.1.5'))
+    // The store's clock passes the TTL with no keep-alive: the lease and every key on it go.
+    clock = Date.now() + 60_000
+    await until('registered again under a new lease', () => A.a.status().registered && A.a.status().leaseId !== lease, 10_000)
+    let snap = await admin.snapshot()
+    for (let i = 0; i < 100 && !snap.endpoints.has('10.1.1.5'); i++) {
+      await new Promise((r) => setTimeout(r, 20))
+      snap = await admin.snapshot()
+    }
+    assert.equal(snap.nodes.get('a')?.leaseId, A.a.status().leaseId)
+    assert.equal(snap.endpoints.get('10.1.1.5')?.containerId, 'pod1', 'the endpoint is published again under the new lease')
   })
 })
