@@ -149,6 +149,7 @@ export class ClusterAgent {
   private converging?: Promise<void>
   private dirty = false
   private flushRetry = false
+  private reportRetry = false
   private readonly timers = new Set<NodeJS.Timeout>()
   private readonly delays = new Map<string, number>()
   private readonly self: ConvergeSelf
@@ -309,8 +310,9 @@ export class ClusterAgent {
     this.log(`cluster store: node ${reg.node.name} registered (${reg.node.nodeIps.join(', ')}; lease ${reg.leaseId}, ${reg.ttlSeconds} s)`)
     this.watchRenewals()
     // A new lease carries none of the node's endpoints: publish every local one again, and
-    // withdraw those the store still lists for this node that are gone here.
-    await this.republish()
+    // withdraw those the store still lists for this node that are gone here. A failure here must
+    // not register again (a second lease): what is queued is retried by the queue.
+    await this.republish().catch((err) => this.failed('publish the node\'s endpoints', err))
     this.reportedRevision = 0
     this.kick()
   }
@@ -325,7 +327,10 @@ export class ClusterAgent {
         last = reg.renewedAt
         if (this.storeState === 'retrying' && reg.renewedAt > this.since.getTime()) this.ok()
       }
-      const t = setTimeout(tick, 250)
+      const t = setTimeout(() => {
+        this.timers.delete(t)
+        tick()
+      }, 250)
       t.unref()
       this.timers.add(t)
     }
@@ -341,9 +346,12 @@ export class ClusterAgent {
         this.queue.put(ep)
       }
     }
-    const state = this.follower?.state ?? (await this.opts.store.snapshot())
-    for (const ep of state.endpoints.values()) if (ep.node === this.opts.node.name && !mine.has(ep.ip)) this.queue.delete(ep.ip)
-    await this.flush()
+    try {
+      const state = this.follower?.state ?? (await this.opts.store.snapshot())
+      for (const ep of state.endpoints.values()) if (ep.node === this.opts.node.name && !mine.has(ep.ip)) this.queue.delete(ep.ip)
+    } finally {
+      await this.flush()
+    }
   }
 
   private async send(p: Publication): Promise<void> {
@@ -472,7 +480,12 @@ export class ClusterAgent {
       this.ok()
     } catch (err) {
       this.failed('report applied revision', err)
-      this.later('report', this.opts.retryMs ?? 500, () => this.report())
+      if (this.reportRetry) return
+      this.reportRetry = true
+      this.later('report', this.opts.retryMs ?? 500, async () => {
+        this.reportRetry = false
+        await this.report()
+      })
     }
   }
 }
