@@ -5,10 +5,11 @@
  * test/integration/cluster-agents.integration.ts.
  */
 import assert from 'node:assert/strict'
-import {mkdtempSync, rmSync} from 'node:fs'
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {ClusterAgent} from '../../src/cluster/agent.js'
+import {pn} from '../helpers/cli.js'
 import {PublicationQueue, type Publication} from '../../src/cluster/publish.js'
 import {openClusterStore, type ClusterStore} from '../../src/cluster/store.js'
 import {decodeIpcacheInfo, decodeIpcacheKey} from '../../src/datapath/bpf/maps/ipcache.js'
@@ -212,5 +213,41 @@ describe('cluster agent (directory store, recording kernel)', function () {
     }
     assert.equal(snap.nodes.get('a')?.leaseId, A.a.status().leaseId)
     assert.equal(snap.endpoints.get('10.1.1.5')?.containerId, 'pod1', 'the endpoint is published again under the new lease')
+  })
+})
+
+describe('pn service apply|list --cluster (directory store)', function () {
+  this.timeout(60_000)
+  let dir: string
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'pn-csvc-'))
+  })
+  afterEach(() => rmSync(dir, {recursive: true, force: true}))
+
+  it('writes the table once (again: unchanged), lists it in the apply file\'s format, and refuses a store that is not there or a bad file', () => {
+    const store = path.join(dir, 'store')
+    const file = path.join(dir, 'svc.json')
+    writeFileSync(file, JSON.stringify([{frontend: '10.96.0.10:80', backends: ['10.1.1.5:8080', '10.1.2.5:8080']}, {frontend: '10.96.0.11:53/udp', backends: []}]))
+    const missing = pn(['service', 'apply', file, '--cluster', store, '--json'])
+    assert.equal(missing.json?.error?.code, 'PN_CLUSTER_NOT_FOUND')
+    assert.match(missing.json?.error?.hint ?? '', /pn cluster init --cluster/)
+    assert.equal(pn(['cluster', 'init', '--cluster', store, '--json']).status, 0)
+    const dry = pn(['service', 'apply', file, '--cluster', store, '--dry-run', '--json'])
+    assert.deepEqual([dry.json?.result.dryRun, dry.json?.result.changed, dry.json?.result.count], [true, true, 2])
+    assert.deepEqual(pn(['service', 'list', '--cluster', store, '--json']).json?.result, [], 'a dry run writes nothing')
+    const w = pn(['service', 'apply', file, '--cluster', store, '--json'])
+    assert.equal(w.status, 0, w.stdout + w.stderr)
+    assert.deepEqual([w.json?.result.changed, w.json?.result.count, w.json?.result.shards], [true, 2, 2])
+    assert.equal(pn(['service', 'apply', file, '--cluster', store, '--json']).json?.result.changed, false)
+    const listed = pn(['service', 'list', '--cluster', store, '--json']).json?.result
+    assert.deepEqual(listed, [{frontend: '10.96.0.10:80/tcp', backends: ['10.1.1.5:8080', '10.1.2.5:8080']}, {frontend: '10.96.0.11:53/udp', backends: []}])
+    // The list is an apply file: given back, nothing changes.
+    writeFileSync(file, JSON.stringify(listed))
+    assert.equal(pn(['service', 'apply', file, '--cluster', store, '--json']).json?.result.changed, false)
+    writeFileSync(file, '[{"frontend": "10.96.0.10"}]')
+    const bad = pn(['service', 'apply', file, '--cluster', store, '--json'])
+    assert.equal(bad.json?.error?.code, 'PN_SERVICE_INVALID')
+    assert.equal(pn(['service', 'list', '--cluster', store, '--json']).json?.result.length, 2, 'a refused file changes nothing')
+    assert.match(pn(['service', 'list', '--cluster', store]).stdout, /10\.96\.0\.10:80\/tcp\s+10\.1\.1\.5:8080,10\.1\.2\.5:8080/)
   })
 })
