@@ -5,7 +5,7 @@ export type AgentStatusResult = AgentStatus
 
 function clusterLine(c: NonNullable<NonNullable<AgentStatus['stats']>['cluster']>): string {
   const store = c.store === 'connected' ? `connected since ${c.since}` : `retrying since ${c.since}${c.error ? ` (${c.error})` : ''}`
-  return `cluster ${String(c.location)}: store ${store}; applied revision ${c.appliedRevision ?? '-'}; ${String(c.queued)} publication(s) queued`
+  return `cluster ${String(c.location)}: store ${store}; applied revision ${c.appliedRevision ?? '-'}; ${String(c.queued)} publication(s) queued${c.servicesError ? `; service table refused: ${String(c.servicesError)}` : ''}`
 }
 
 export default class AgentStatusCommand extends BaseCommand<typeof AgentStatusCommand, AgentStatusResult> {

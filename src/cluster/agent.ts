@@ -70,6 +70,8 @@ export type ClusterAgentStatus = {
   autoDirectRoutes: boolean
   /** Counts of what convergence has done since start. */
   converged: {ipcache: number; routes: number; serviceTables: number}
+  /** Why the node refused the cluster's service table, until it takes one. */
+  servicesError?: string
 }
 
 export interface StartClusterAgentOptions extends Omit<ClusterAgentOptions, 'store' | 'node' | 'kernel' | 'applyServices'> {
@@ -131,6 +133,13 @@ async function settle(p: Promise<unknown> | undefined, ms: number, late: () => v
   if (r === 'late') late()
 }
 
+/** The node refused the cluster's service table (the kernel ops of the same convergence applied). */
+class ServicesRefused extends Error {
+  constructor(readonly cause: PnError) {
+    super(cause.message)
+  }
+}
+
 const describe = (err: unknown) => (err instanceof Error ? err.message : String(err))
 
 export class ClusterAgent {
@@ -150,6 +159,7 @@ export class ClusterAgent {
   private dirty = false
   private flushRetry = false
   private reportRetry = false
+  private servicesError?: string
   private readonly timers = new Set<NodeJS.Timeout>()
   private readonly delays = new Map<string, number>()
   private readonly self: ConvergeSelf
@@ -211,6 +221,7 @@ export class ClusterAgent {
       published: this.queue.sent,
       autoDirectRoutes: this.self.autoDirectRoutes,
       converged: {...this.counts},
+      ...(this.servicesError ? {servicesError: this.servicesError} : {}),
     }
   }
 
@@ -414,8 +425,9 @@ export class ClusterAgent {
           await this.convergeOnce(this.follower.state)
           this.delays.delete('converge')
         } catch (err) {
-          // Read the kernel again next time: the ops before the failure may have applied.
-          this.applied = undefined
+          // Read the kernel again next time: the ops before the failure may have applied (a
+          // refused service table leaves the kernel ops' result known).
+          if (!(err instanceof ServicesRefused)) this.applied = undefined
           const e = toPnError(err, 'converge node')
           this.log(`cluster: converge failed: ${e.message}`)
           const next = Math.min((this.delays.get('converge') ?? (this.opts.retryMs ?? 500) / 2) * 2, this.opts.maxRetryMs ?? 10_000)
@@ -460,7 +472,17 @@ export class ClusterAgent {
     const view = state.services()
     const table = view.mark ? serviceTableToApply(view, this.appliedDigest) : {apply: false as const}
     if (table.apply) {
-      await this.opts.applyServices(table.services)
+      try {
+        await this.opts.applyServices(table.services)
+      } catch (err) {
+        // The node refused the table (a VIP that is one of its addresses, maps not loaded): the
+        // endpoints and routes above stay applied, the revision is not reported as applied, and
+        // the table is tried again (with backoff, or at the next change).
+        const e = toPnError(err, 'apply the cluster\'s services')
+        this.servicesError = `${e.code}: ${e.message}`
+        throw new ServicesRefused(e)
+      }
+      this.servicesError = undefined
       this.appliedDigest = table.digest
       this.counts.serviceTables++
       this.log(`cluster: revision ${revision}: service table applied (${table.services.length} service(s))`)

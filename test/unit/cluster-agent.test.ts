@@ -18,6 +18,7 @@ import {RecordingBackend} from '../../src/kernel/backend.js'
 import type {KernelOp} from '../../src/kernel/ops.js'
 import type {NodeContext} from '../../src/node/context.js'
 import {parseService, type ServiceSpec} from '../../src/service/model.js'
+import {PnError} from '../../src/errors.js'
 
 const ep = (ip: string, nodeName = 'a') => ({ip, node: nodeName, containerId: `c-${ip}`, labels: {}, identity: null})
 
@@ -103,13 +104,16 @@ describe('cluster agent (directory store, recording kernel)', function () {
   })
 
   let clock: number | undefined
-  function agent(name: string, cidr: string, nodeIp: string, more: {ttlSeconds?: number} = {}) {
+  function agent(name: string, cidr: string, nodeIp: string, more: {ttlSeconds?: number} = {}, refuseServices = 0) {
     const kernel = new RecordingBackend((op) => (op.kind === 'map.dump' ? {kind: 'map.dump', entries: []} : op.kind === 'route.list' ? {kind: 'route.list', routes: []} : undefined))
     const tables: ServiceSpec[][] = []
     const stateDir = mkdtempSync(path.join(dir, `${name}-`))
     const store = openClusterStore(path.join(dir, 'store'), {now: () => clock ?? Date.now()})
     stores.push(store)
-    const a = new ClusterAgent({store, stateDir, node: ctx(name, cidr), kernel, nodeIps: [nodeIp], autoDirectRoutes: true, retryMs: 50, maxRetryMs: 200, applyServices: async (s) => void tables.push(s), ...more})
+    const a = new ClusterAgent({store, stateDir, node: ctx(name, cidr), kernel, nodeIps: [nodeIp], autoDirectRoutes: true, retryMs: 50, maxRetryMs: 200, applyServices: async (s) => {
+      if (refuseServices-- > 0) throw new PnError('PN_SERVICE_CONFLICT', 'add service 10.96.0.10:80/tcp: VIP 10.96.0.10 is an address of this node')
+      tables.push(s)
+    }, ...more})
     agents.push(a)
     const ops = () => kernel.applied.flatMap((x) => x.ops).filter((o) => o.kind !== 'map.dump' && o.kind !== 'route.list')
     return {a, ops, tables, stateDir, words: () => ops().map(word)}
@@ -213,6 +217,24 @@ describe('cluster agent (directory store, recording kernel)', function () {
     }
     assert.equal(snap.nodes.get('a')?.leaseId, A.a.status().leaseId)
     assert.equal(snap.endpoints.get('10.1.1.5')?.containerId, 'pod1', 'the endpoint is published again under the new lease')
+  })
+
+  it('a service table the node refuses: endpoints and routes still converge, the cause shows in the status, no applied revision is reported until the table is taken', async () => {
+    const admin = openClusterStore(path.join(dir, 'store'))
+    stores.push(admin)
+    await admin.init()
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1')
+    const B = agent('b', '10.1.2.0/24', '192.168.0.2', {}, 2)
+    A.a.start()
+    B.a.start()
+    await until('B applied once', () => B.a.status().appliedRevision !== null)
+    const put = await admin.putServices([parseService('10.96.0.10:80/tcp', ['10.1.1.5:8080'])])
+    A.a.endpointAdded(rec('pod1', '10.1.1.5'))
+    await until('the refusal in B\'s status', () => /PN_SERVICE_CONFLICT/.test(B.a.status().servicesError ?? ''))
+    await until('pod1 in B\'s ipcache all the same', () => B.words().includes('ipcache 10.1.1.5/32 node 192.168.0.1'))
+    assert.ok((B.a.status().appliedRevision ?? 0) < put.revision, 'the revision with the refused table is not reported as applied')
+    await until('the table taken on a retry', () => B.tables.length === 1 && B.a.status().servicesError === undefined, 10_000)
+    await until('then reported', () => (B.a.status().appliedRevision ?? 0) >= put.revision)
   })
 })
 
