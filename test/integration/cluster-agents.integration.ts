@@ -105,6 +105,7 @@ describe('cluster agents (three nodes on one L2, real etcd)', function () {
       const s = agentStatus(n)
       assert.equal(s.stats.cluster.store, 'connected')
       assert.equal(s.stats.cluster.registered, true)
+      assert.match(pn(['agent', 'status', '--state-dir', n.stateDir]).stdout, /^cluster etcd:\/\/.*: store connected since \S+; applied revision \d+; 0 publication\(s\) queued$/m)
     }
   })
 
