@@ -48,6 +48,12 @@ export interface ClusterAgentOptions {
   maxRetryMs?: number
   /** Longest wait for each step of stop() (default 2 s). */
   stopStepMs?: number
+  /**
+   * How often the node's endpoint records are compared with what the store lists for the node
+   * (default 30 s): CNI calls that took the standalone path (no agent, or one stopping) are
+   * published, or withdrawn, within this time.
+   */
+  localResyncMs?: number
 }
 
 export type ClusterAgentStatus = {
@@ -175,6 +181,52 @@ export class ClusterAgent {
   start(): void {
     this.later('register', 0, () => this.register())
     this.later('follow', 0, () => this.follow())
+    this.scheduleLocalResync()
+  }
+
+  private scheduleLocalResync(): void {
+    if (this.stopped) return
+    const t = setTimeout(() => {
+      this.timers.delete(t)
+      void this.resyncLocal()
+        .catch((err) => this.log(`cluster: compare the node's endpoints with the store: ${describe(err)}`))
+        .finally(() => this.scheduleLocalResync())
+    }, this.opts.localResyncMs ?? 30_000)
+    t.unref()
+    this.timers.add(t)
+  }
+
+  /**
+   * Publish what the node's records hold and the store does not list (or lists otherwise), and
+   * withdraw what the store lists for the node that no record holds; publications already queued
+   * for an IP are left to the queue.
+   */
+  private async resyncLocal(): Promise<void> {
+    const follower = this.follower
+    if (!this.reg || this.reg.lost || !follower) return
+    const queued = new Set(this.queue.list().map((p) => p.ip))
+    const listed = follower.state.endpoints
+    const mine = new Set<string>()
+    let changes = 0
+    for (const rec of await listEndpoints(this.opts.stateDir)) {
+      for (const ep of endpointsOf(rec, this.opts.node.name)) {
+        mine.add(ep.ip)
+        if (queued.has(ep.ip)) continue
+        const have = listed.get(ep.ip)
+        if (have && have.node === ep.node && have.containerId === ep.containerId && have.ifname === ep.ifname) continue
+        this.queue.put(ep)
+        changes++
+      }
+    }
+    for (const ep of listed.values()) {
+      if (ep.node !== this.opts.node.name || mine.has(ep.ip) || queued.has(ep.ip)) continue
+      this.queue.delete(ep.ip)
+      changes++
+    }
+    if (changes > 0) {
+      this.log(`cluster: ${changes} endpoint publication(s) from comparing the node's records with the store`)
+      await this.flush()
+    }
   }
 
   /** A CNI ADD succeeded: publish the endpoint's IPs. */

@@ -13,7 +13,7 @@ import {pn} from '../helpers/cli.js'
 import {PublicationQueue, type Publication} from '../../src/cluster/publish.js'
 import {openClusterStore, type ClusterStore} from '../../src/cluster/store.js'
 import {decodeIpcacheInfo, decodeIpcacheKey} from '../../src/datapath/bpf/maps/ipcache.js'
-import {saveEndpoint, type EndpointRecord} from '../../src/endpoint/store.js'
+import {deleteEndpoint, saveEndpoint, type EndpointRecord} from '../../src/endpoint/store.js'
 import {RecordingBackend} from '../../src/kernel/backend.js'
 import type {KernelOp} from '../../src/kernel/ops.js'
 import type {NodeContext} from '../../src/node/context.js'
@@ -104,7 +104,7 @@ describe('cluster agent (directory store, recording kernel)', function () {
   })
 
   let clock: number | undefined
-  function agent(name: string, cidr: string, nodeIp: string, more: {ttlSeconds?: number} = {}, refuseServices = 0) {
+  function agent(name: string, cidr: string, nodeIp: string, more: {ttlSeconds?: number; localResyncMs?: number} = {}, refuseServices = 0) {
     const kernel = new RecordingBackend((op) => (op.kind === 'map.dump' ? {kind: 'map.dump', entries: []} : op.kind === 'route.list' ? {kind: 'route.list', routes: []} : undefined))
     const tables: ServiceSpec[][] = []
     const stateDir = mkdtempSync(path.join(dir, `${name}-`))
@@ -217,6 +217,31 @@ describe('cluster agent (directory store, recording kernel)', function () {
     }
     assert.equal(snap.nodes.get('a')?.leaseId, A.a.status().leaseId)
     assert.equal(snap.endpoints.get('10.1.1.5')?.containerId, 'pod1', 'the endpoint is published again under the new lease')
+  })
+
+  it('endpoints of CNI calls the agent did not see (the standalone path) are published, and records gone are withdrawn, by the periodic comparison', async () => {
+    const admin = openClusterStore(path.join(dir, 'store'))
+    stores.push(admin)
+    await admin.init()
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1', {localResyncMs: 100})
+    A.a.start()
+    await until('A registered', () => A.a.status().registered)
+    // A standalone ADD: a record, no publication through the agent.
+    await saveEndpoint(A.stateDir, rec('solo', '10.1.1.9'))
+    const listed = async (ip: string) => (await admin.snapshot()).endpoints.get(ip)
+    let ep
+    for (let i = 0; i < 200 && !ep; i++) {
+      await new Promise((r) => setTimeout(r, 20))
+      ep = await listed('10.1.1.9')
+    }
+    assert.equal(ep?.containerId, 'solo')
+    // A standalone DEL: the record goes, the store entry follows.
+    await deleteEndpoint(A.stateDir, 'solo', 'eth0')
+    for (let i = 0; i < 200 && ep; i++) {
+      await new Promise((r) => setTimeout(r, 20))
+      ep = await listed('10.1.1.9')
+    }
+    assert.equal(ep, undefined)
   })
 
   it('a service table the node refuses: endpoints and routes still converge, the cause shows in the status, no applied revision is reported until the table is taken', async () => {
