@@ -126,7 +126,7 @@ enum kind {
 enum key {
   K_NAME, K_DEV, K_MAC, K_MTU, K_TXQLEN, K_PEER, K_PEER_MAC, K_PEER_MTU, K_PEER_NETNS, K_UP, K_MISSING_OK, K_ADDR, K_SCOPE_LINK,
   K_NODAD, K_REPLACE, K_DST, K_VIA, K_SRC, K_FAMILY, K_TABLE_ALL, K_EXACT, K_PROXY, K_LLADDR, K_PERMANENT, K_KEY, K_VALUE,
-  K_EGRESS, K_PREF, K_HANDLE, K_PINNED, NKEYS,
+  K_EGRESS, K_PREF, K_HANDLE, K_PINNED, K_PROTO, NKEYS,
 };
 enum vtype { NUM, STR };
 /* A key's name, type and limit (a number's largest value, a string's most bytes). */
@@ -139,7 +139,7 @@ static const struct { const char *name; enum vtype type; unsigned long max; } ke
   [K_SRC] = {"src", STR, 63}, [K_FAMILY] = {"family", NUM, 6}, [K_TABLE_ALL] = {"table_all", NUM, 1}, [K_EXACT] = {"exact", STR, 63},
   [K_PROXY] = {"proxy", NUM, 1}, [K_LLADDR] = {"lladdr", STR, 17}, [K_PERMANENT] = {"permanent", NUM, 1}, [K_KEY] = {"key", STR, 255},
   [K_VALUE] = {"value", STR, 4095}, [K_EGRESS] = {"egress", NUM, 1}, [K_PREF] = {"pref", NUM, 0xffff},
-  [K_HANDLE] = {"handle", NUM, 0xffffffff}, [K_PINNED] = {"pinned", STR, MAX_PATH_BYTES},
+  [K_HANDLE] = {"handle", NUM, 0xffffffff}, [K_PINNED] = {"pinned", STR, MAX_PATH_BYTES}, [K_PROTO] = {"proto", NUM, 255},
 };
 #define B(k) (1ull << (k))
 /* Each kind's name, the keys it must have and the keys it may have. */
@@ -152,7 +152,7 @@ static const struct { const char *name; uint64_t need, may; } kinds[NKINDS] = {
   [ADDR_ADD] = {"addr.add", B(K_DEV) | B(K_ADDR), B(K_SCOPE_LINK) | B(K_NODAD) | B(K_REPLACE)},
   [ADDR_DEL] = {"addr.del", B(K_DEV) | B(K_ADDR), 0},
   [ADDR_LIST] = {"addr.list", 0, B(K_DEV)},
-  [ROUTE_ADD] = {"route.add", B(K_DST) | B(K_DEV), B(K_VIA) | B(K_SCOPE_LINK) | B(K_SRC) | B(K_MTU) | B(K_REPLACE)},
+  [ROUTE_ADD] = {"route.add", B(K_DST) | B(K_DEV), B(K_VIA) | B(K_SCOPE_LINK) | B(K_SRC) | B(K_MTU) | B(K_REPLACE) | B(K_PROTO)},
   [ROUTE_DEL] = {"route.del", B(K_DST) | B(K_DEV), B(K_MISSING_OK)},
   [ROUTE_LIST] = {"route.list", B(K_FAMILY), B(K_TABLE_ALL) | B(K_EXACT)},
   [NEIGH_ADD] = {"neigh.add", B(K_DEV) | B(K_DST), B(K_PROXY) | B(K_LLADDR) | B(K_PERMANENT) | B(K_REPLACE)},
@@ -955,8 +955,9 @@ static int apply_op(const struct op *o) {
   case ROUTE_DEL: {
     struct rtmsg rt = {.rtm_family = (unsigned char)o->ip.family, .rtm_dst_len = (unsigned char)o->plen, .rtm_table = RT_TABLE_MAIN, .rtm_scope = RT_SCOPE_NOWHERE};
     if (o->kind == ROUTE_ADD) {
-      /* As ip does: a route without a gateway reaches its destination on the link (scope link). */
-      rt.rtm_protocol = RTPROT_BOOT;
+      /* As ip does: a route without a gateway reaches its destination on the link (scope link).
+       * Its protocol: boot (ip's default) unless the op names one (pn's cluster routes). */
+      rt.rtm_protocol = o->set & B(K_PROTO) ? (unsigned char)num(o, K_PROTO) : RTPROT_BOOT;
       rt.rtm_type = RTN_UNICAST;
       rt.rtm_scope = num(o, K_SCOPE_LINK) || !str(o, K_VIA) ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
     }

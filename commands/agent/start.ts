@@ -5,6 +5,8 @@ import {resolveGroup, startAgentProcess, type StartAgentResult} from '../../src/
 import {agentLogFile} from '../../src/agent/paths.js'
 import {AGENT_DEFAULTS} from '../../src/agent/server.js'
 import {BaseCommand} from '../../src/cli/base.js'
+import {etcdTlsFlags} from '../../src/cli/flags.js'
+import {NODE_REACH, type NodeReach} from '../../src/cluster/layout.js'
 import {agentLogger, startAgent, stopOnSignals} from '../../src/entry/agent-main.js'
 
 export type AgentStartResult = StartAgentResult & {foreground?: boolean}
@@ -40,6 +42,12 @@ export default class AgentStart extends BaseCommand<typeof AgentStart, AgentStar
       default: true,
       allowNo: true,
     }),
+    cluster: Flags.string({summary: 'Join the cluster store here (etcd://HOST:PORT[,…][/PREFIX], etcds://…, or a directory): register the node, publish its endpoints, program the others\' (docs/CLUSTER.md).', env: 'PN_CLUSTER'}),
+    ...etcdTlsFlags(),
+    'auto-direct-routes': Flags.boolean({summary: 'With --cluster: route to every other node\'s pod CIDRs via its node IP on the uplink (nodes on one L2).'}),
+    reach: Flags.string({summary: 'With --cluster: how the other nodes reach this node\'s pod CIDRs.', options: [...NODE_REACH], default: 'direct'}),
+    'node-ip': Flags.string({summary: 'With --cluster: the node IP(s) to publish (default: the uplink\'s addresses).', multiple: true}),
+    'lease-ttl': Flags.integer({summary: 'With --cluster: seconds the node\'s keys outlive a dead agent (its lease TTL).', default: 10, min: 2}),
   }
 
   async execute(): Promise<AgentStartResult> {
@@ -50,7 +58,10 @@ export default class AgentStart extends BaseCommand<typeof AgentStart, AgentStar
         '--max-connections', String(f['max-connections']), '--idle-timeout-ms', String(f['idle-timeout-ms']), '--max-request-bytes', String(f['max-request-bytes']),
         ...(f.group === undefined ? [] : ['--group', f.group]),
         ...(f['kernel-worker'] ? [] : ['--no-kernel-worker']),
-        ...(f['test-hooks'] ? ['--test-hooks'] : [])]
+        ...(f['test-hooks'] ? ['--test-hooks'] : []),
+        ...(f.cluster === undefined ? [] : ['--cluster', f.cluster, '--reach', f.reach, '--lease-ttl', String(f['lease-ttl']), ...(f['auto-direct-routes'] ? ['--auto-direct-routes'] : []),
+          ...(f['node-ip'] ?? []).flatMap((ip) => ['--node-ip', ip]),
+          ...(['ca', 'cert', 'key'] as const).flatMap((k) => (this.etcdTls[k] ? [`--etcd-${k}`, this.etcdTls[k]!] : []))])]
       return startAgentProcess(this.runner, this.stateDir, argv)
     }
     const logFile = f['log-file']
@@ -69,6 +80,14 @@ export default class AgentStart extends BaseCommand<typeof AgentStart, AgentStar
       idleTimeoutMs: f['idle-timeout-ms'],
       maxRequestBytes: f['max-request-bytes'],
       testHooks: f['test-hooks'],
+      ...(f.cluster === undefined ? {} : {cluster: {
+        location: f.cluster,
+        store: {etcdTls: this.etcdTls},
+        autoDirectRoutes: f['auto-direct-routes'],
+        reach: f.reach as NodeReach,
+        ttlSeconds: f['lease-ttl'],
+        ...(f['node-ip'] ? {nodeIps: f['node-ip']} : {}),
+      }}),
     }).catch((err: Error) => {
       // A background agent's stderr goes nowhere: `pn agent start` shows this line from the log.
       log(`start failed: ${err.message}`)
@@ -76,6 +95,9 @@ export default class AgentStart extends BaseCommand<typeof AgentStart, AgentStar
     })
     stopOnSignals(agent)
     await agent.stopped
+    // A store client's handle (etcd's gRPC channel, reconnecting) must not keep a stopped agent's
+    // process alive: `pn agent stop` waits for it to exit. Unref'd: a clean exit comes first.
+    if (f.cluster !== undefined) setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref()
     const s = agent.stats()
     return {changed: true, foreground: true, pid: s.pid, stateDir: this.stateDir, socket: s.socket, logFile: logFile ?? ''}
   }

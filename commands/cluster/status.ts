@@ -1,11 +1,21 @@
 import {Flags} from '@oclif/core'
+import {agentStatus, type AgentStatus} from '../../src/agent/lifecycle.js'
 import {BaseCommand} from '../../src/cli/base.js'
 import {clusterFlag, etcdTlsFlags} from '../../src/cli/flags.js'
 import {table} from '../../src/cli/table.js'
 import {clusterStatus, type ClusterStatus} from '../../src/cluster/status.js'
 import {withClusterStore} from '../../src/cluster/store.js'
+import {PnError} from '../../src/errors.js'
 
-export type ClusterStatusResult = ClusterStatus
+type LocalAgent = NonNullable<NonNullable<AgentStatus['stats']>['cluster']>
+
+/** With a cluster agent on this node (--state-dir): its view of the store too. */
+export type ClusterStatusResult = ClusterStatus & {agent?: LocalAgent}
+
+function agentLine(a: LocalAgent): string {
+  const store = a.store === 'connected' ? `connected since ${a.since}` : `retrying since ${a.since}${a.error ? ` (${a.error})` : ''}`
+  return `this node's agent (${String(a.node)}): store ${store}; applied revision ${a.appliedRevision ?? '-'}; ${String(a.queued)} publication(s) queued`
+}
 
 export default class ClusterStatusCommand extends BaseCommand<typeof ClusterStatusCommand, ClusterStatusResult> {
   static summary = 'Show the cluster: each node, its lease, the store revision its agent applied, and whether it has converged.'
@@ -24,8 +34,16 @@ export default class ClusterStatusCommand extends BaseCommand<typeof ClusterStat
   }
 
   async execute(): Promise<ClusterStatusResult> {
-    return withClusterStore(this.flags.cluster!, {etcdTls: this.etcdTls, lock: this.lock}, async (store) =>
-      clusterStatus(store, {pool: await this.poolStore(this.flags.pool ?? store.poolLocation)}))
+    // The agent of this node, if it follows a cluster: it says whether it reaches the store.
+    const local = (await agentStatus(this.stateDir).catch(() => undefined))?.stats?.cluster
+    try {
+      const r = await withClusterStore(this.flags.cluster!, {etcdTls: this.etcdTls, lock: this.lock}, async (store) =>
+        clusterStatus(store, {pool: await this.poolStore(this.flags.pool ?? store.poolLocation)}))
+      return local ? {...r, agent: local} : r
+    } catch (err) {
+      if (!(err instanceof PnError) || !local) throw err
+      throw new PnError(err.code, err.message, {hint: `${err.hint ?? ''}${err.hint ? '; ' : ''}${agentLine(local)}`, details: {...err.details, agent: local}})
+    }
   }
 
   protected render(r: ClusterStatusResult): string {
@@ -45,6 +63,7 @@ export default class ClusterStatusCommand extends BaseCommand<typeof ClusterStat
       '',
       `endpoints: ${r.endpoints}; services: ${r.services.count}${r.services.consistent ? '' : ' (table inconsistent: not applied)'}`,
       ...r.problems.map((p) => `problem: ${p.key}: ${p.message}`),
+      ...(r.agent ? [agentLine(r.agent)] : []),
     ]
     return lines.join('\n')
   }

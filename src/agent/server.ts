@@ -60,6 +60,8 @@ export interface AgentServerOptions {
   /** The addon's syscalls (default: dist/native/pn-sys.node, loaded on first use). */
   syscalls?: AgentSyscalls
   log?: (msg: string) => void
+  /** More of the agent's state for `pn agent status` (the cluster store's, src/cluster/agent.ts). */
+  moreStats?: () => Pick<AgentStats, 'cluster'>
 }
 
 export interface AgentStats {
@@ -76,6 +78,8 @@ export interface AgentStats {
   hangups: number
   draining: boolean
   rssBytes: number
+  /** With --cluster: the store's state (connected|retrying since…), the revision applied (ClusterAgentStatus). */
+  cluster?: {store: 'connected' | 'retrying'; since: string; error?: string; appliedRevision: number | null; [more: string]: unknown}
 }
 
 export const AGENT_DEFAULTS = {
@@ -236,6 +240,7 @@ export class AgentServer {
       hangups: this.hangups,
       draining: this.draining,
       rssBytes: process.memoryUsage.rss(),
+      ...this.opts.moreStats?.(),
     }
   }
 

@@ -14,13 +14,14 @@
  * - Services go to the service layer whole, when the table's digest changed (serviceTableToApply).
  * - With auto direct routes (nodes on one L2, like Cilium's auto-direct-node-routes), every
  *   other node reached `direct` gets a route to each of its pod CIDRs via its node IP on the
- *   uplink (`replace`, so a changed next hop is one op). Nodes reached by BGP keep bird's
+ *   uplink (`replace`, so a changed next hop is one op), marked with pn's route protocol so
+ *   that they are read back exactly (appliedFromKernel). Nodes reached by BGP keep bird's
  *   routes; tunnels are not built yet.
  */
-import {canonicalIp, containsIp, formatCidr, ipFamily, parseCidr} from '../cidr/cidr.js'
+import {canonicalIp, formatCidr, ipFamily, parseCidr} from '../cidr/cidr.js'
 import {mapPath} from '../datapath/bpf/bpffs.js'
 import {decodeIpcacheInfo, decodeIpcacheKey, encodeIpcacheInfo, encodeIpcacheKey, IPCACHE_F_LOCAL, type IpcacheEntry} from '../datapath/bpf/maps/ipcache.js'
-import type {KernelOp, MapEntry, RouteEntry} from '../kernel/ops.js'
+import {ROUTE_PROTOCOLS, type KernelOp, type MapEntry, type RouteEntry} from '../kernel/ops.js'
 import type {ServiceSpec} from '../service/model.js'
 import {servicesDigest, type ClusterEndpoint, type ClusterNode} from './layout.js'
 import type {ServicesView} from './state.js'
@@ -147,7 +148,7 @@ export function convergeNode(cluster: DesiredCluster, applied: NodeApplied, self
   for (const [dst, r] of byKey(want.routes)) {
     const have = routes.get(dst)
     if (have && canonicalIp(have.via) === r.via && have.dev === r.dev) continue
-    ops.push({kind: 'route.add', dst, via: r.via, dev: r.dev, replace: true})
+    ops.push({kind: 'route.add', dst, via: r.via, dev: r.dev, replace: true, proto: 'pn'})
     if (have) summary.routesReplaced++
     else summary.routesAdded++
   }
@@ -185,22 +186,17 @@ export function serviceTableToApply(view: ServicesView, appliedDigest?: string):
 
 /**
  * What the node has applied, read back from its kernel (an agent that restarts, or checks): every
- * pn_ipcache entry as dumped (`map.dump`), and the routes it manages (`route.list`). Without auto
- * direct routes it manages none. With them: routes on the uplink through a gateway to a prefix
- * inside the cluster's CIDRs, except the node's own pod CIDRs and those of nodes reached by BGP
- * (bird's). The kernel ops carry no route protocol yet, so this is by shape; a route protocol
- * of pn's own would make it exact.
+ * pn_ipcache entry as dumped (`map.dump`), and the routes it manages (`route.list`): exactly those
+ * pn made, marked with pn's route protocol (ROUTE_PROTOCOLS.pn, `proto 112` in `ip route`), on the
+ * uplink through a gateway. Routes of anyone else (by hand: boot; bird's; the kernel's) are never
+ * read as pn's, whatever their prefix. Without auto direct routes pn manages none.
  */
-export function appliedFromKernel(ipcache: MapEntry[], routes: RouteEntry[], self: ConvergeSelf & {clusterCidrs: string[]}, cluster?: DesiredCluster): NodeApplied {
-  const clusters = self.clusterCidrs.map((c) => parseCidr(c).cidr)
-  const skip = new Set((self.podCidrs ?? []).map((c) => formatCidr(parseCidr(c).cidr)))
-  for (const n of cluster?.nodes.values() ?? []) if (n.reach === 'bgp') for (const c of n.podCidrs) skip.add(formatCidr(parseCidr(c).cidr))
+export function appliedFromKernel(ipcache: MapEntry[], routes: RouteEntry[], self: ConvergeSelf): NodeApplied {
+  const pn = String(ROUTE_PROTOCOLS.pn)
   const peer: PeerRoute[] = []
   for (const r of self.autoDirectRoutes ? routes : []) {
-    if (r.dev !== self.uplink || !r.gateway || r.dst === 'default' || !r.dst.includes('/')) continue
-    const dst = parseCidr(r.dst).cidr
-    if (skip.has(formatCidr(dst)) || !clusters.some((c) => c.family === dst.family && c.prefix <= dst.prefix && containsIp(c, {family: dst.family, value: dst.network}))) continue
-    peer.push({dst: formatCidr(dst), via: canonicalIp(r.gateway), dev: r.dev})
+    if (r.protocol !== pn || r.dev !== self.uplink || !r.gateway || !r.dst.includes('/')) continue
+    peer.push({dst: formatCidr(parseCidr(r.dst).cidr), via: canonicalIp(r.gateway), dev: r.dev})
   }
   return {
     ipcache: ipcache.filter((e) => e.value).map((e) => ({...decodeIpcacheKey(e.key), ...decodeIpcacheInfo(e.value!)})),

@@ -17,6 +17,7 @@ import {agentPidFile} from '../agent/paths.js'
 import {formatSplit, RequestTimer, type RequestTiming} from '../agent/timing.js'
 import {FALLBACK_EXIT, type WireRequest, type WireResponse} from '../agent/wire.js'
 import {toCniError} from '../cni/errors.js'
+import {startClusterAgent, type ClusterAgent, type StartClusterAgentOptions} from '../cluster/agent.js'
 import {defaultHandlers} from '../cni/handlers.js'
 import {runProtocol} from '../cni/protocol.js'
 import {formatResult} from '../cni/result.js'
@@ -54,6 +55,8 @@ export interface AgentMainOptions {
    * request's environment cannot make the agent fail, stall or hold a lock on purpose.
    */
   testHooks?: boolean
+  /** `--cluster`: register the node, publish its endpoints, follow the store (src/cluster/agent.ts). */
+  cluster?: Omit<StartClusterAgentOptions, 'stateDir' | 'runner' | 'log'>
 }
 
 /** Kernel workers of an agent: enough for a burst's deletions to overlap (each keeps its worker until the kernel's ack), ≈ 2 MB each. */
@@ -153,6 +156,9 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
     opts.log(`reconcile: ${rec.reaped.length} reaped, ${rec.kept} kept`)
   }
 
+  // The cluster side starts here and never waits on the store (it retries in the background).
+  const cluster: ClusterAgent | undefined = opts.cluster ? await startClusterAgent({...opts.cluster, stateDir, runner, log: (m) => opts.log(m)}) : undefined
+
   const refuse = (req: WireRequest | undefined, err: PnError): WireResponse => ({
     exitCode: 1,
     stdout: formatResult(toCniError(err, req ? cniVersionOf(req.stdin) : undefined)) + '\n',
@@ -192,7 +198,7 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
       return {...out, stderr: stderr.join('')}
     }
     try {
-      const out = await kernelClock.run(timer.clock, () => runProtocol({
+      const run = () => kernelClock.run(timer.clock, () => runProtocol({
         env: req.env,
         stdin: req.stdin,
         defaults: {stateDir, signal, lock: {...eo.lock, locker: timer.locker(eo.lock?.locker ?? flockLocker)}, flow: eo.flow, failAfter: eo.failAfter},
@@ -203,6 +209,7 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
           logFile = conf.logFile
         },
       }))
+      const out = cluster ? await cluster.aroundCni(req.env, run) : await run()
       if (out.command !== 'VERSION') log(`exit ${out.exitCode} after ${Date.now() - started} ms: ${formatSplit(timer.split())}`)
       return {exitCode: out.exitCode, stdout: out.stdout, stderr: stderr.join('')}
     } catch (err) {
@@ -222,12 +229,14 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
     ...(opts.maxConnections ? {maxConnections: opts.maxConnections} : {}),
     ...(opts.idleTimeoutMs ? {idleTimeoutMs: opts.idleTimeoutMs} : {}),
     ...(opts.maxRequestBytes ? {maxRequestBytes: opts.maxRequestBytes} : {}),
+    ...(cluster ? {moreStats: () => ({cluster: cluster.status()})} : {}),
   })
   try {
     await server.listen()
     await writeAgentPidFile(stateDir)
   } catch (err) {
     await server.close()
+    await cluster?.stop()
     await stopWorkers()
     throw err
   }
@@ -242,6 +251,7 @@ async function startLocked(stateDir: string, opts: AgentMainOptions, unlock: () 
       const s = server.stats()
       opts.log(`stopping: ${s.inflight} request(s) in flight, ${s.queued} queued`)
       await server.close(o)
+      await cluster?.stop()
       await stopWorkers()
       // Only our own pid file: a new agent may already have started on this node.
       const pid = Number((await fs.readFile(agentPidFile(stateDir), 'utf8').catch(() => '')).trim())

@@ -22,7 +22,7 @@ import {WORKER_LIMITS} from '../exec/netlink-worker.js'
 import {checkAbort, type ApplyOptions, type KernelBackend} from './backend.js'
 import {clocked} from './clock.js'
 import {KernelError, STRERROR, type Errno} from './errors.js'
-import {describeOp, type KernelOp, type KernelResult, type OpKind} from './ops.js'
+import {describeOp, ROUTE_PROTOCOLS, type KernelOp, type KernelResult, type OpKind} from './ops.js'
 
 /** The kinds the worker applies; the rest go to the injected backend. */
 export const WORKER_KINDS: ReadonlySet<OpKind> = new Set<OpKind>([
@@ -70,7 +70,8 @@ export function encodeOp(op: KernelOp): string {
       fields = [['dev', op.dev, name]]
       break
     case 'route.add':
-      fields = [['dst', op.dst, ip], ['dev', op.dev, name], ['via', op.via, ip], ['scope_link', op.scope === 'link', 1], ['src', op.src, ip], ['mtu', op.mtu, u32], ['replace', op.replace, 1]]
+      fields = [['dst', op.dst, ip], ['dev', op.dev, name], ['via', op.via, ip], ['scope_link', op.scope === 'link', 1], ['src', op.src, ip], ['mtu', op.mtu, u32], ['replace', op.replace, 1],
+        ['proto', op.proto === undefined ? undefined : ROUTE_PROTOCOLS[op.proto], 255]]
       break
     case 'route.del':
       fields = [['dst', op.dst, ip], ['dev', op.dev, name], ['missing_ok', op.missingOk, 1]]

@@ -76,6 +76,14 @@ export interface MapEntry {
   unreadable?: string
 }
 
+/**
+ * Route protocols pn names (rtm_protocol): `pn` marks the routes the cluster agent manages to
+ * other nodes' pod CIDRs (--auto-direct-routes). 112 is no protocol iproute2 names
+ * (/etc/iproute2/rt_protos): `ip route` shows `proto 112`, route.list `protocol: "112"`.
+ */
+export const ROUTE_PROTOCOLS = {pn: 112} as const
+export type RouteProtocol = keyof typeof ROUTE_PROTOCOLS
+
 export type KernelOp =
   /** Create a veth pair (the only link type pn makes so far). */
   | {kind: 'link.add'; type: 'veth'; name: string; address?: string; mtu?: number; txqueuelen?: number; peer: VethPeer}
@@ -93,8 +101,11 @@ export type KernelOp =
   /** `address` with its prefix length (`10.0.1.5/32`); `nodad`: IPv6 without duplicate address detection; `replace`: add or update. */
   | {kind: 'addr.add'; dev: string; address: string; scope?: 'link'; nodad?: boolean; replace?: boolean}
   | {kind: 'addr.del'; dev: string; address: string}
-  /** `dst` with its prefix length (`0.0.0.0/0`, `::/0` for the default); `src`: preferred source; `replace`: create or overwrite. */
-  | {kind: 'route.add'; dst: string; dev: string; via?: string; scope?: 'link'; src?: string; mtu?: number; replace?: boolean}
+  /**
+   * `dst` with its prefix length (`0.0.0.0/0`, `::/0` for the default); `src`: preferred source; `replace`: create or overwrite;
+   * `proto`: who made it (ROUTE_PROTOCOLS; default `boot`, as `ip route add`), so its maker can find its routes again.
+   */
+  | {kind: 'route.add'; dst: string; dev: string; via?: string; scope?: 'link'; src?: string; mtu?: number; replace?: boolean; proto?: RouteProtocol}
   /** Delete a route; `missingOk`: an absent route is not an error (then it runs as its own command). */
   | {kind: 'route.del'; dst: string; dev: string; missingOk?: boolean}
   /** A proxy entry (answer NDP for `dst` on `dev`), or a neighbour entry (`lladdr`). */

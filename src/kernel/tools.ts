@@ -37,7 +37,7 @@ import {clocked} from './clock.js'
 import {KernelError, STRERROR, errnoOf, type Errno} from './errors.js'
 import {MapBackend} from './maps.js'
 import {NativeBackend} from './native.js'
-import {describeOp, sysctlPath, type AddrLink, type KernelOp, type KernelResult, type LinkInfo, type MapEntry, type OpKind, type RouteEntry, type TcFilter} from './ops.js'
+import {describeOp, ROUTE_PROTOCOLS, sysctlPath, type AddrLink, type KernelOp, type KernelResult, type LinkInfo, type MapEntry, type OpKind, type RouteEntry, type TcFilter} from './ops.js'
 
 /** Ops that go into one `ip -batch -` with their neighbours. */
 const BATCHED: ReadonlySet<OpKind> = new Set(['link.add', 'link.set', 'addr.add', 'addr.del', 'route.add', 'route.del', 'neigh.add'])
@@ -109,7 +109,7 @@ export function renderLine(op: KernelOp): string {
     case 'addr.del':
       return `addr del ${op.address} dev ${op.dev}`
     case 'route.add':
-      return `route ${op.replace ? 'replace' : 'add'} ${op.dst === '0.0.0.0/0' ? 'default' : op.dst}${opt('via', op.via)} dev ${op.dev}${opt('scope', op.scope)}${opt('src', op.src)}${opt('mtu', op.mtu)}`
+      return `route ${op.replace ? 'replace' : 'add'} ${op.dst === '0.0.0.0/0' ? 'default' : op.dst}${opt('via', op.via)} dev ${op.dev}${opt('scope', op.scope)}${opt('src', op.src)}${opt('mtu', op.mtu)}${opt('proto', op.proto === undefined ? undefined : ROUTE_PROTOCOLS[op.proto])}`
     case 'route.del':
       return `route del ${op.dst} dev ${op.dev}`
     case 'neigh.add':

@@ -81,6 +81,10 @@ export interface TestEtcdOptions {
   clientCertAuth?: boolean
   /** Key prefix of `location`. */
   prefix?: string
+  /** Run etcd inside this network namespace (`ip netns exec`), serving clients on `host`. */
+  netns?: string
+  /** Client address (default 127.0.0.1). */
+  host?: string
 }
 
 /** One etcd on loopback; start() again reuses the same ports and data dir (a restart). */
@@ -98,7 +102,7 @@ export class TestEtcd {
   }
 
   get location(): string {
-    return `${this.opts.tls ? 'etcds' : 'etcd'}://127.0.0.1:${this.clientPort}${this.opts.prefix ?? '/pn-test'}`
+    return `${this.opts.tls ? 'etcds' : 'etcd'}://${this.opts.host ?? '127.0.0.1'}:${this.clientPort}${this.opts.prefix ?? '/pn-test'}`
   }
 
   async start(): Promise<void> {
@@ -107,9 +111,11 @@ export class TestEtcd {
       this.peerPort = await freePort()
     }
     const tls = this.opts.tls
-    const client = `${tls ? 'https' : 'http'}://127.0.0.1:${this.clientPort}`
+    const client = `${tls ? 'https' : 'http'}://${this.opts.host ?? '127.0.0.1'}:${this.clientPort}`
     const peer = `http://127.0.0.1:${this.peerPort}`
-    this.child = spawn('etcd', [
+    const ns = this.opts.netns
+    // `ip netns exec` execs etcd: the child's pid is etcd's.
+    this.child = spawn(ns ? 'ip' : 'etcd', [...(ns ? ['netns', 'exec', ns, 'etcd'] : []),
       '--name', 'pn-test', '--data-dir', this.dataDir,
       '--listen-client-urls', client, '--advertise-client-urls', client,
       '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `pn-test=${peer}`,
@@ -117,7 +123,10 @@ export class TestEtcd {
       ...(tls && this.opts.clientCertAuth ? ['--client-cert-auth'] : []),
     ], {stdio: 'ignore'})
     const end = Date.now() + 30_000
-    while (!(await canConnect(this.clientPort))) {
+    const up = ns
+      ? async () => spawnSync('ip', ['netns', 'exec', ns, 'bash', '-c', `exec 3<>/dev/tcp/${this.opts.host ?? '127.0.0.1'}/${this.clientPort}`]).status === 0
+      : () => canConnect(this.clientPort)
+    while (!(await up())) {
       if (this.child.exitCode !== null) throw new Error(`etcd exited with ${this.child.exitCode}`)
       if (Date.now() > end) throw new Error('etcd did not start within 30 s')
       await new Promise((r) => setTimeout(r, 100))

@@ -141,6 +141,8 @@ describe('kernel backends: tools and native leave the same state', function () {
         {kind: 'link.set', name: 'pn_tmp0', up: true},
         {kind: 'route.add', dst: '10.7.0.0/16', dev: 'pn_tmp0'},
         {kind: 'route.del', dst: '10.7.0.0/16', dev: 'pn_tmp0'},
+        // A cluster route (pn's protocol, the cluster agent's --auto-direct-routes): kept, so both sides' route lists show proto 112.
+        {kind: 'route.add', dst: '10.6.0.0/24', dev: 'pn_host', via: '10.1.0.1', replace: true, proto: 'pn'},
         {kind: 'route.del', dst: '10.8.0.0/16', dev: 'pn_tmp0', missingOk: true},
         {kind: 'link.del', name: 'pn_tmp0'},
         {kind: 'link.del', name: 'pn_tmp1', missingOk: true},

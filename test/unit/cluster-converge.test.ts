@@ -38,6 +38,7 @@ function words(ops: KernelOp[]): string[] {
         return `ipcache delete ${decodeIpcacheKey(op.key).prefix}`
       case 'route.add':
         assert.equal(op.replace, true)
+        assert.equal(op.proto, 'pn', 'pn marks the routes it manages with its route protocol')
         return `route ${op.dst} via ${op.via} dev ${op.dev}`
       case 'route.del':
         assert.equal(op.missingOk, true)
@@ -210,29 +211,27 @@ describe('cluster convergence (pure)', () => {
     assert.deepEqual(serviceTableToApply(state.services(), servicesDigest(table)), {apply: false, reason: 'inconsistent'})
   })
 
-  it('reads what is applied back from the kernel: every ipcache entry, and only the peer routes it manages; converging from it changes nothing', async () => {
+  it('reads what is applied back from the kernel: every ipcache entry, and exactly the routes marked with pn\'s protocol; converging from it changes nothing', async () => {
     const c = cluster(three, [e('10.1.2.5', 'n2'), e('fd00:10:2::5', 'n2')])
     const {plan} = await run(c, {ipcache: [{prefix: '10.1.1.5/32', identity: 0, flags: IPCACHE_F_LOCAL}], routes: []})
     // As the kernel would answer map.dump and route.list after the ops ran (plus routes of others).
     const dump = plan.applied.ipcache.map((x) => ({key: encodeIpcacheKey(x.prefix), value: encodeIpcacheInfo(x)}))
     const routes = [
-      {dst: '10.1.2.0/24', gateway: '192.168.1.2', dev: 'eth0'},
-      {dst: 'fd00:10:2::/64', gateway: 'fd00::2', dev: 'eth0'},
-      {dst: 'default', gateway: '192.168.1.254', dev: 'eth0'},
+      {dst: '10.1.2.0/24', gateway: '192.168.1.2', dev: 'eth0', protocol: '112'},
+      {dst: 'fd00:10:2::/64', gateway: 'fd00::2', dev: 'eth0', protocol: '112'},
+      {dst: 'default', gateway: '192.168.1.254', dev: 'eth0', protocol: 'dhcp'},
       {dst: '10.1.1.0/24', dev: 'pn_host'}, // the node's own pod CIDR
-      {dst: '10.1.3.0/24', gateway: '192.168.1.3', dev: 'eth0'}, // inside the cluster: a stale peer route, managed
-      {dst: '172.16.0.0/16', gateway: '192.168.1.254', dev: 'eth0'}, // outside the cluster CIDRs: not ours
-      {dst: '10.1.4.0/24', gateway: '192.168.1.4', dev: 'eth1'}, // another device: not ours
-      {dst: '192.168.1.0/24', dev: 'eth0', scope: 'link'},
+      {dst: '10.1.5.0/24', gateway: '192.168.1.5', dev: 'eth0', protocol: '112'}, // a peer that left: stale, pn's
+      {dst: '10.1.6.0/24', gateway: '192.168.1.6', dev: 'eth0'}, // same shape, made by hand (boot): not pn's
+      {dst: '10.1.3.0/24', gateway: '192.168.1.3', dev: 'eth0', protocol: 'bird'}, // bird's (n3 is reached by BGP)
+      {dst: '10.1.4.0/24', gateway: '192.168.1.4', dev: 'eth1', protocol: '112'}, // another device: not the uplink
+      {dst: '192.168.1.0/24', dev: 'eth0', scope: 'link', protocol: 'kernel'},
     ]
-    const applied = appliedFromKernel(dump, routes, {...self, clusterCidrs: ['10.1.0.0/16', 'fd00:10::/32']})
-    assert.deepEqual(applied.routes.map((r) => `${r.dst} via ${r.via}`), ['10.1.2.0/24 via 192.168.1.2', 'fd00:10:2::/64 via fd00::2', '10.1.3.0/24 via 192.168.1.3'])
+    const applied = appliedFromKernel(dump, routes, self)
+    assert.deepEqual(applied.routes.map((r) => `${r.dst} via ${r.via}`), ['10.1.2.0/24 via 192.168.1.2', 'fd00:10:2::/64 via fd00::2', '10.1.5.0/24 via 192.168.1.5'])
     assert.deepEqual(applied.ipcache.map((x) => x.prefix).sort(), ['10.1.1.5/32', '10.1.2.5/32', 'fd00:10:2::5/128'])
-    // The stale route goes; nothing else changes (no delete and re-add of what is right).
-    assert.deepEqual(words((await run(c, applied)).recorded), ['route delete 10.1.3.0/24 dev eth0'])
-    // n3 is reached by BGP: its pod CIDR's route is bird's, never pn's; without auto direct routes pn manages none.
-    const withBgp = appliedFromKernel(dump, routes, {...self, clusterCidrs: ['10.1.0.0/16']}, {nodes: new Map([['n3', n('n3', ['192.168.1.3'], ['10.1.3.0/24'], 'bgp')]]), endpoints: new Map()})
-    assert.deepEqual(withBgp.routes.map((r) => r.dst), ['10.1.2.0/24'])
-    assert.deepEqual(appliedFromKernel(dump, routes, {...self, autoDirectRoutes: false, clusterCidrs: ['10.1.0.0/16']}).routes, [])
+    // The stale route goes; nothing else changes (no delete and re-add of what is right, nobody else's route touched).
+    assert.deepEqual(words((await run(c, applied)).recorded), ['route delete 10.1.5.0/24 dev eth0'])
+    assert.deepEqual(appliedFromKernel(dump, routes, {...self, autoDirectRoutes: false}).routes, [])
   })
 })

@@ -108,6 +108,7 @@ describe('kernel ops: the tools backend', () => {
       [{kind: 'route.add', dst: '0.0.0.0/0', via: '10.0.1.1', dev: 'eth0', mtu: 1400}, 'route add default via 10.0.1.1 dev eth0 mtu 1400'],
       [{kind: 'route.add', dst: '::/0', via: 'fd00::1', dev: 'eth0', mtu: 1400}, 'route add ::/0 via fd00::1 dev eth0 mtu 1400'],
       [{kind: 'route.add', replace: true, dst: '10.0.1.23/32', dev: 'lxc1', scope: 'link'}, 'route replace 10.0.1.23/32 dev lxc1 scope link'],
+      [{kind: 'route.add', replace: true, dst: '10.2.0.0/24', via: '192.168.1.2', dev: 'eth0', proto: 'pn'}, 'route replace 10.2.0.0/24 via 192.168.1.2 dev eth0 proto 112'],
       [{kind: 'neigh.add', proxy: true, dst: 'fd00::1', dev: 'lxc1'}, 'neigh add proxy fd00::1 dev lxc1'],
       [{kind: 'neigh.add', replace: true, dst: 'fd00::17', lladdr: '02:00:00:00:00:02', dev: 'lxc1', permanent: true}, 'neigh replace fd00::17 lladdr 02:00:00:00:00:02 dev lxc1 nud permanent'],
       // The host devices' forms (src/datapath/host.ts).

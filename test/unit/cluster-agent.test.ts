@@ -1,0 +1,300 @@
+/**
+ * The agent's cluster side (src/cluster/agent.ts) over a directory store and recording kernels:
+ * registration, the publication queue, following and converging, the applied revision, and the
+ * store's state when it cannot be used. The real-kernel, real-etcd version is
+ * test/integration/cluster-agents.integration.ts.
+ */
+import assert from 'node:assert/strict'
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {ClusterAgent} from '../../src/cluster/agent.js'
+import {pn} from '../helpers/cli.js'
+import {PublicationQueue, type Publication} from '../../src/cluster/publish.js'
+import {openClusterStore, type ClusterStore} from '../../src/cluster/store.js'
+import {decodeIpcacheInfo, decodeIpcacheKey} from '../../src/datapath/bpf/maps/ipcache.js'
+import {deleteEndpoint, saveEndpoint, type EndpointRecord} from '../../src/endpoint/store.js'
+import {RecordingBackend} from '../../src/kernel/backend.js'
+import type {KernelOp} from '../../src/kernel/ops.js'
+import type {NodeContext} from '../../src/node/context.js'
+import {parseService, type ServiceSpec} from '../../src/service/model.js'
+import {PnError} from '../../src/errors.js'
+
+const ep = (ip: string, nodeName = 'a') => ({ip, node: nodeName, containerId: `c-${ip}`, labels: {}, identity: null})
+
+async function until(what: string, cond: () => boolean, ms = 8000): Promise<void> {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+describe('publication queue', () => {
+  it('coalesces per IP (the newest wins), keeps the order of the newest changes, and sends nothing twice', async () => {
+    const sent: string[] = []
+    const q = new PublicationQueue(async (p) => {
+      sent.push(`${p.kind} ${p.ip}`)
+    })
+    q.put(ep('10.1.0.1'))
+    q.put(ep('10.1.0.2'))
+    q.delete('10.1.0.1') // put then delete: a delete, moved behind .2
+    q.delete('10.1.0.3')
+    q.put(ep('10.1.0.3')) // delete then put: a put
+    assert.deepEqual(q.list().map((p) => `${p.kind} ${p.ip}`), ['put 10.1.0.2', 'delete 10.1.0.1', 'put 10.1.0.3'])
+    assert.equal(q.coalesced, 2)
+    assert.equal(await q.drain(), true)
+    assert.deepEqual(sent, ['put 10.1.0.2', 'delete 10.1.0.1', 'put 10.1.0.3'])
+    assert.equal(q.size, 0)
+    assert.equal(await q.drain(), true)
+    assert.equal(sent.length, 3)
+    // A drain of an empty queue must not stay behind as the running one (regression: it did, and nothing was sent again).
+    q.put(ep('10.1.0.9'))
+    assert.equal(await q.drain(), true)
+    assert.deepEqual(sent.slice(3), ['put 10.1.0.9'])
+  })
+
+  it('a failing send stops the drain with the publication at the head; the next drain sends it first, in order', async () => {
+    let up = false
+    const sent: string[] = []
+    const q = new PublicationQueue(async (p) => {
+      if (!up) throw new Error('etcd unreachable')
+      sent.push(`${p.kind} ${p.ip}`)
+    })
+    q.put(ep('10.1.0.1'))
+    q.put(ep('10.1.0.2'))
+    assert.equal(await q.drain(), false)
+    assert.match(String(q.lastError), /etcd unreachable/)
+    q.delete('10.1.0.2')
+    q.put(ep('10.1.0.4'))
+    assert.deepEqual(q.list().map((p) => `${p.kind} ${p.ip}`), ['put 10.1.0.1', 'delete 10.1.0.2', 'put 10.1.0.4'])
+    up = true
+    assert.equal(await q.drain(), true)
+    assert.deepEqual(sent, ['put 10.1.0.1', 'delete 10.1.0.2', 'put 10.1.0.4'])
+  })
+
+  it('a change to an IP while its publication is in flight is sent after it, not dropped', async () => {
+    const sent: Publication[] = []
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    const q = new PublicationQueue(async (p) => {
+      if (sent.length === 0) await gate
+      sent.push(p)
+    })
+    q.put(ep('10.1.0.1'))
+    const d = q.drain()
+    q.delete('10.1.0.1')
+    release()
+    assert.equal(await d, true)
+    assert.deepEqual(sent.map((p) => `${p.kind} ${p.ip}`), ['put 10.1.0.1', 'delete 10.1.0.1'])
+  })
+})
+
+describe('cluster agent (directory store, recording kernel)', function () {
+  this.timeout(30_000)
+  let dir: string
+  const agents: ClusterAgent[] = []
+  const stores: ClusterStore[] = []
+
+  const ctx = (name: string, cidr: string): NodeContext => ({
+    version: 1, name, uplink: 'eth0', podCidrs: [cidr], routerIps: [cidr.replace(/0\/24$/, '1')], mtu: 1500, routeMtu: 1500, bpffsRoot: `/sys/fs/bpf/${name}`, routing: 'bpf', createdAt: '2026-01-01T00:00:00Z',
+  })
+  const rec = (id: string, ip: string): EndpointRecord => ({
+    id: `${id}:eth0`, containerId: id, ifname: 'eth0', netns: `/run/netns/${id}`, ips: [ip], routerIps: [], hostIfname: 'lxc0', hostMac: '', hostIfindex: 1, podIfname: 'eth0', podMac: '', podIfindex: 2, mtu: 1500, endpointId: 1, podName: id, podNamespace: 'default', createdAt: '',
+  })
+
+  let clock: number | undefined
+  function agent(name: string, cidr: string, nodeIp: string, more: {ttlSeconds?: number; localResyncMs?: number} = {}, refuseServices = 0) {
+    const kernel = new RecordingBackend((op) => (op.kind === 'map.dump' ? {kind: 'map.dump', entries: []} : op.kind === 'route.list' ? {kind: 'route.list', routes: []} : undefined))
+    const tables: ServiceSpec[][] = []
+    const stateDir = mkdtempSync(path.join(dir, `${name}-`))
+    const store = openClusterStore(path.join(dir, 'store'), {now: () => clock ?? Date.now()})
+    stores.push(store)
+    const a = new ClusterAgent({store, stateDir, node: ctx(name, cidr), kernel, nodeIps: [nodeIp], autoDirectRoutes: true, retryMs: 50, maxRetryMs: 200, applyServices: async (s) => {
+      if (refuseServices-- > 0) throw new PnError('PN_SERVICE_CONFLICT', 'add service 10.96.0.10:80/tcp: VIP 10.96.0.10 is an address of this node')
+      tables.push(s)
+    }, ...more})
+    agents.push(a)
+    const ops = () => kernel.applied.flatMap((x) => x.ops).filter((o) => o.kind !== 'map.dump' && o.kind !== 'route.list')
+    return {a, ops, tables, stateDir, words: () => ops().map(word)}
+  }
+
+  function word(op: KernelOp): string {
+    if (op.kind === 'map.update') return `ipcache ${decodeIpcacheKey(op.key).prefix} node ${decodeIpcacheInfo(op.value).nodeIp}`
+    if (op.kind === 'map.delete') return `ipcache delete ${decodeIpcacheKey(op.key).prefix}`
+    if (op.kind === 'route.add') return `route ${op.dst} via ${op.via} dev ${op.dev}`
+    if (op.kind === 'route.del') return `route delete ${op.dst}`
+    return op.kind
+  }
+
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'pn-cagent-'))
+    clock = undefined
+  })
+  afterEach(async () => {
+    for (const a of agents.splice(0)) await a.stop({revoke: true})
+    for (const s of stores.splice(0)) await s.close()
+    rmSync(dir, {recursive: true, force: true})
+  })
+
+  it('a node\'s endpoints and pod CIDR reach the other node\'s kernel, the service table reaches both, each reports its applied revision; DEL and the node\'s end remove them', async () => {
+    const admin = openClusterStore(path.join(dir, 'store'))
+    stores.push(admin)
+    await admin.init()
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1')
+    const B = agent('b', '10.1.2.0/24', '192.168.0.2')
+    A.a.start()
+    B.a.start()
+    await until('both registered and connected', () => A.a.status().registered && B.a.status().registered && A.a.status().store === 'connected')
+    await until('routes to each other', () => A.words().includes('route 10.1.2.0/24 via 192.168.0.2 dev eth0') && B.words().includes('route 10.1.1.0/24 via 192.168.0.1 dev eth0'))
+
+    A.a.endpointAdded(rec('pod1', '10.1.1.5'))
+    await until('pod1 in B\'s ipcache', () => B.words().includes('ipcache 10.1.1.5/32 node 192.168.0.1'))
+    assert.equal(A.words().filter((w) => w.startsWith('ipcache')).length, 0, 'a node never puts its own endpoints in its ipcache as remote')
+
+    const svc = [parseService('10.96.0.10:80/tcp', ['10.1.1.5:8080'])]
+    const put = await admin.putServices(svc)
+    await until('the table on both', () => A.tables.length === 1 && B.tables.length === 1)
+    assert.deepEqual(B.tables[0], svc)
+    await until('applied revisions reported', () => (A.a.status().appliedRevision ?? 0) >= put.revision && (B.a.status().appliedRevision ?? 0) >= put.revision)
+    let applied = 0
+    for (let i = 0; i < 200 && applied < put.revision; i++) {
+      applied = (await admin.snapshot()).applied.get('b')?.revision ?? 0
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    assert.ok(applied >= put.revision, 'b reported a revision covering the service write to the store')
+    assert.equal(A.tables.length, 1, 'an unchanged table is not applied again')
+
+    const before = B.ops().length
+    A.a.endpointDeleted(rec('pod1', '10.1.1.5'))
+    await until('pod1 gone from B', () => B.words().includes('ipcache delete 10.1.1.5/32'))
+    assert.deepEqual(B.ops().slice(before).map(word), ['ipcache delete 10.1.1.5/32'], 'only the deleted endpoint changes')
+
+    A.a.endpointAdded(rec('pod2', '10.1.1.6'))
+    await until('pod2 on B', () => B.words().includes('ipcache 10.1.1.6/32 node 192.168.0.1'))
+    await A.a.stop({revoke: true})
+    await until('A\'s entries and route gone from B', () => B.words().includes('ipcache delete 10.1.1.6/32') && B.words().includes('route delete 10.1.1.0/24'))
+  })
+
+  it('an unusable store: retrying (with the cause) while publications queue; once it works, connected, and the queue is sent', async () => {
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1')
+    A.a.start()
+    A.a.endpointAdded(rec('pod1', '10.1.1.5'))
+    await until('a failed registration', () => /register/.test(A.a.status().error ?? ''))
+    const s = A.a.status()
+    assert.equal(s.store, 'retrying')
+    assert.match(s.error ?? '', /no cluster there/)
+    assert.equal(s.queued, 1)
+    assert.equal(s.registered, false)
+
+    const admin = openClusterStore(path.join(dir, 'store'))
+    stores.push(admin)
+    await admin.init()
+    await until('connected, the queue sent', () => A.a.status().store === 'connected' && A.a.status().queued === 0)
+    const snap = await admin.snapshot()
+    assert.deepEqual(snap.endpoints.get('10.1.1.5'), {ip: '10.1.1.5', node: 'a', containerId: 'pod1', ifname: 'eth0', namespace: 'default', pod: 'pod1', labels: {}, identity: null})
+    assert.ok(snap.nodes.has('a'))
+    assert.ok(Date.parse(A.a.status().since) > Date.parse(s.since))
+  })
+
+  it('a lease the store dropped (away longer than the TTL): the agent registers again and publishes the node\'s endpoints again from its records', async () => {
+    const admin = openClusterStore(path.join(dir, 'store'), {now: () => clock ?? Date.now()})
+    stores.push(admin)
+    await admin.init()
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1', {ttlSeconds: 2})
+    await saveEndpoint(A.stateDir, rec('pod1', '10.1.1.5'))
+    A.a.start()
+    await until('pod1 published from its record at registration', () => A.a.status().registered && A.a.status().queued === 0 && A.a.status().published >= 1)
+    const lease = A.a.status().leaseId
+    assert.ok((await admin.snapshot()).endpoints.has('10.1.1.5'))
+    // The store's clock passes the TTL with no keep-alive: the lease and every key on it go.
+    clock = Date.now() + 60_000
+    await until('registered again under a new lease', () => A.a.status().registered && A.a.status().leaseId !== lease, 10_000)
+    let snap = await admin.snapshot()
+    for (let i = 0; i < 100 && !snap.endpoints.has('10.1.1.5'); i++) {
+      await new Promise((r) => setTimeout(r, 20))
+      snap = await admin.snapshot()
+    }
+    assert.equal(snap.nodes.get('a')?.leaseId, A.a.status().leaseId)
+    assert.equal(snap.endpoints.get('10.1.1.5')?.containerId, 'pod1', 'the endpoint is published again under the new lease')
+  })
+
+  it('endpoints of CNI calls the agent did not see (the standalone path) are published, and records gone are withdrawn, by the periodic comparison', async () => {
+    const admin = openClusterStore(path.join(dir, 'store'))
+    stores.push(admin)
+    await admin.init()
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1', {localResyncMs: 100})
+    A.a.start()
+    await until('A registered', () => A.a.status().registered)
+    // A standalone ADD: a record, no publication through the agent.
+    await saveEndpoint(A.stateDir, rec('solo', '10.1.1.9'))
+    const listed = async (ip: string) => (await admin.snapshot()).endpoints.get(ip)
+    let ep
+    for (let i = 0; i < 200 && !ep; i++) {
+      await new Promise((r) => setTimeout(r, 20))
+      ep = await listed('10.1.1.9')
+    }
+    assert.equal(ep?.containerId, 'solo')
+    // A standalone DEL: the record goes, the store entry follows.
+    await deleteEndpoint(A.stateDir, 'solo', 'eth0')
+    for (let i = 0; i < 200 && ep; i++) {
+      await new Promise((r) => setTimeout(r, 20))
+      ep = await listed('10.1.1.9')
+    }
+    assert.equal(ep, undefined)
+  })
+
+  it('a service table the node refuses: endpoints and routes still converge, the cause shows in the status, no applied revision is reported until the table is taken', async () => {
+    const admin = openClusterStore(path.join(dir, 'store'))
+    stores.push(admin)
+    await admin.init()
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1')
+    const B = agent('b', '10.1.2.0/24', '192.168.0.2', {}, 2)
+    A.a.start()
+    B.a.start()
+    await until('B applied once', () => B.a.status().appliedRevision !== null)
+    const put = await admin.putServices([parseService('10.96.0.10:80/tcp', ['10.1.1.5:8080'])])
+    A.a.endpointAdded(rec('pod1', '10.1.1.5'))
+    await until('the refusal in B\'s status', () => /PN_SERVICE_CONFLICT/.test(B.a.status().servicesError ?? ''))
+    await until('pod1 in B\'s ipcache all the same', () => B.words().includes('ipcache 10.1.1.5/32 node 192.168.0.1'))
+    assert.ok((B.a.status().appliedRevision ?? 0) < put.revision, 'the revision with the refused table is not reported as applied')
+    await until('the table taken on a retry', () => B.tables.length === 1 && B.a.status().servicesError === undefined, 10_000)
+    await until('then reported', () => (B.a.status().appliedRevision ?? 0) >= put.revision)
+  })
+})
+
+describe('pn service apply|list --cluster (directory store)', function () {
+  this.timeout(60_000)
+  let dir: string
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'pn-csvc-'))
+  })
+  afterEach(() => rmSync(dir, {recursive: true, force: true}))
+
+  it('writes the table once (again: unchanged), lists it in the apply file\'s format, and refuses a store that is not there or a bad file', () => {
+    const store = path.join(dir, 'store')
+    const file = path.join(dir, 'svc.json')
+    writeFileSync(file, JSON.stringify([{frontend: '10.96.0.10:80', backends: ['10.1.1.5:8080', '10.1.2.5:8080']}, {frontend: '10.96.0.11:53/udp', backends: []}]))
+    const missing = pn(['service', 'apply', file, '--cluster', store, '--json'])
+    assert.equal(missing.json?.error?.code, 'PN_CLUSTER_NOT_FOUND')
+    assert.match(missing.json?.error?.hint ?? '', /pn cluster init --cluster/)
+    assert.equal(pn(['cluster', 'init', '--cluster', store, '--json']).status, 0)
+    const dry = pn(['service', 'apply', file, '--cluster', store, '--dry-run', '--json'])
+    assert.deepEqual([dry.json?.result.dryRun, dry.json?.result.changed, dry.json?.result.count], [true, true, 2])
+    assert.deepEqual(pn(['service', 'list', '--cluster', store, '--json']).json?.result, [], 'a dry run writes nothing')
+    const w = pn(['service', 'apply', file, '--cluster', store, '--json'])
+    assert.equal(w.status, 0, w.stdout + w.stderr)
+    assert.deepEqual([w.json?.result.changed, w.json?.result.count, w.json?.result.shards], [true, 2, 2])
+    assert.equal(pn(['service', 'apply', file, '--cluster', store, '--json']).json?.result.changed, false)
+    const listed = pn(['service', 'list', '--cluster', store, '--json']).json?.result
+    assert.deepEqual(listed, [{frontend: '10.96.0.10:80/tcp', backends: ['10.1.1.5:8080', '10.1.2.5:8080']}, {frontend: '10.96.0.11:53/udp', backends: []}])
+    // The list is an apply file: given back, nothing changes.
+    writeFileSync(file, JSON.stringify(listed))
+    assert.equal(pn(['service', 'apply', file, '--cluster', store, '--json']).json?.result.changed, false)
+    writeFileSync(file, '[{"frontend": "10.96.0.10"}]')
+    const bad = pn(['service', 'apply', file, '--cluster', store, '--json'])
+    assert.equal(bad.json?.error?.code, 'PN_SERVICE_INVALID')
+    assert.equal(pn(['service', 'list', '--cluster', store, '--json']).json?.result.length, 2, 'a refused file changes nothing')
+    assert.match(pn(['service', 'list', '--cluster', store]).stdout, /10\.96\.0\.10:80\/tcp\s+10\.1\.1\.5:8080,10\.1\.2\.5:8080/)
+  })
+})
