@@ -241,20 +241,30 @@ export class ClusterAgent {
     void this.flush()
   }
 
-  /** Around one CNI request of the agent: the record before (DEL) and after (ADD) it. */
+  /**
+   * Around one CNI request of the agent: the record before and after it. A DEL withdraws the IPs
+   * of the record as it was. An ADD publishes the record's IPs, and withdraws those of the record
+   * before it that it no longer holds: an ADD into the same netns replaces the attachment (a new
+   * IP unless one is requested), and a failed one may have torn the old attachment down.
+   */
   async aroundCni<T extends {exitCode: number}>(env: Record<string, string>, run: () => Promise<T>): Promise<T> {
     const cmd = env.CNI_COMMAND
     const id = env.CNI_CONTAINERID
     const ifname = env.CNI_IFNAME || 'eth0'
     if ((cmd !== 'ADD' && cmd !== 'DEL') || !id) return run()
-    const before = cmd === 'DEL' ? await getEndpoint(this.opts.stateDir, id, ifname).catch(() => undefined) : undefined
+    const before = await getEndpoint(this.opts.stateDir, id, ifname).catch(() => undefined)
     const out = await run()
-    if (out.exitCode !== 0) return out
-    if (cmd === 'DEL' && before) this.endpointDeleted(before)
-    if (cmd === 'ADD') {
-      const rec = await getEndpoint(this.opts.stateDir, id, ifname).catch(() => undefined)
-      if (rec) this.endpointAdded(rec)
+    if (cmd === 'DEL') {
+      if (out.exitCode === 0 && before) this.endpointDeleted(before)
+      return out
     }
+    const rec = await getEndpoint(this.opts.stateDir, id, ifname).catch(() => undefined)
+    if (before) {
+      const held = new Set((rec?.ips ?? []).map(canonicalIp))
+      const gone = before.ips.filter((ip) => !held.has(canonicalIp(ip)))
+      if (gone.length > 0) this.endpointDeleted({...before, ips: gone})
+    }
+    if (out.exitCode === 0 && rec) this.endpointAdded(rec)
     return out
   }
 

@@ -219,6 +219,49 @@ describe('cluster agent (directory store, recording kernel)', function () {
     assert.equal(snap.endpoints.get('10.1.1.5')?.containerId, 'pod1', 'the endpoint is published again under the new lease')
   })
 
+  it('an ADD that replaces the attachment (same netns, a new IP) withdraws the old IP at once, and a failed ADD that tore the old one down withdraws it too', async () => {
+    const admin = openClusterStore(path.join(dir, 'store'))
+    stores.push(admin)
+    await admin.init()
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1')
+    const B = agent('b', '10.1.2.0/24', '192.168.0.2')
+    A.a.start()
+    B.a.start()
+    const env = {CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'pod1', CNI_IFNAME: 'eth0'}
+    await A.a.aroundCni(env, async () => {
+      await saveEndpoint(A.stateDir, rec('pod1', '10.1.1.5'))
+      return {exitCode: 0}
+    })
+    await until('pod1 on B', () => B.words().includes('ipcache 10.1.1.5/32 node 192.168.0.1'))
+    // The same ADD again: the attachment is rebuilt with a new IP (the periodic comparison is 30 s away).
+    await A.a.aroundCni(env, async () => {
+      await saveEndpoint(A.stateDir, rec('pod1', '10.1.1.7'))
+      return {exitCode: 0}
+    })
+    await until('the new IP on B and the old one gone', () => B.words().includes('ipcache 10.1.1.7/32 node 192.168.0.1') && B.words().includes('ipcache delete 10.1.1.5/32'))
+    let snap = await admin.snapshot()
+    assert.deepEqual([...snap.endpoints.keys()].sort(), ['10.1.1.7'])
+    // An ADD that fails after the old attachment went: its IP is withdrawn, nothing is published.
+    const failed = await A.a.aroundCni(env, async () => {
+      await deleteEndpoint(A.stateDir, 'pod1', 'eth0')
+      return {exitCode: 7}
+    })
+    assert.equal(failed.exitCode, 7)
+    await until('the old IP gone from B', () => B.words().includes('ipcache delete 10.1.1.7/32'))
+    snap = await admin.snapshot()
+    assert.deepEqual([...snap.endpoints.keys()], [])
+    // A failed ADD that left the attachment alone (e.g. 116, another live netns) withdraws nothing.
+    await A.a.aroundCni(env, async () => {
+      await saveEndpoint(A.stateDir, rec('pod1', '10.1.1.8'))
+      return {exitCode: 0}
+    })
+    await until('10.1.1.8 on B', () => B.words().includes('ipcache 10.1.1.8/32 node 192.168.0.1'))
+    await A.a.aroundCni(env, async () => ({exitCode: 116}))
+    await new Promise((r) => setTimeout(r, 300))
+    assert.ok(!B.words().includes('ipcache delete 10.1.1.8/32'))
+    assert.deepEqual([...(await admin.snapshot()).endpoints.keys()], ['10.1.1.8'])
+  })
+
   it('endpoints of CNI calls the agent did not see (the standalone path) are published, and records gone are withdrawn, by the periodic comparison', async () => {
     const admin = openClusterStore(path.join(dir, 'store'))
     stores.push(admin)
