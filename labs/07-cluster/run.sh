@@ -92,6 +92,9 @@ fast_count() {
   local want; want=$(printf '"0x%02x",' ${2//./ })
   bpftool -j map dump pinned "$PN_BPFFS/$(node_name "$1")/maps/pn_ipcache" | jq "[.[] | select(.value[8:12] == [${want%,}])] | length"
 }
+store_endpoints() { pn_at "$N1" cluster status --cluster "$CLUSTER" --json 2>/dev/null | json '.result.endpoints'; }
+# endpoints_are N: the store lists exactly N endpoints (no stale one)
+endpoints_are() { [ "$(store_endpoints)" = "$1" ]; }
 route_to() { ip -n "$(node_ns "$1")" route show exact "$2"; }
 # has_route I J: node I routes node J's pod CIDR via J's node IP on its uplink, with pn's protocol
 has_route() { route_to "$1" "$(node_cidr "$2")" | grep -q "via $(node_ip "$2") dev eth0 proto 112"; }
@@ -127,18 +130,19 @@ show ip -n "$N1" route
 step "pods on every node through the native CNI client (dist/native/pn-cni -> the node's agent)"
 declare -A CIP BIP
 for i in "${NODES[@]}"; do
-  cni "$i" ADD "$LAB_ID-c$i" "$(client_ns "$i")" >/dev/null || die "CNI ADD of client $i failed"
+  cni "$i" ADD "$LAB_ID-c$i" "$(client_ns "$i")" >"$WORK/add.json" || die "CNI ADD of client $i failed"
   cni "$i" ADD "$LAB_ID-b$i" "$(backend_ns "$i")" >/dev/null || die "CNI ADD of backend $i failed"
   CIP[$i]=$(pod_ip "$(client_ns "$i")")
   BIP[$i]=$(pod_ip "$(backend_ns "$i")")
   echo "node $i: client ${CIP[$i]}, backend b$i ${BIP[$i]}"
 done
-echo '$ CNI_COMMAND=ADD CNI_CONTAINERID='"$LAB_ID"'-c1 CNI_NETNS=… dist/native/pn-cni   (the last one, again: CNI ADD is idempotent)'
-cni 1 ADD "$LAB_ID-c1" "$(client_ns 1)"; echo
+echo "\$ CNI_COMMAND=ADD CNI_CONTAINERID=$LAB_ID-c4 CNI_NETNS=/run/netns/$(client_ns 4) CNI_IFNAME=eth0 dist/native/pn-cni <<< '{…\"stateDir\":\"$(node_state 4)\"}'"
+cat "$WORK/add.json"; echo
 for i in "${NODES[@]}"; do for j in "${NODES[@]}"; do
   [ "$i" = "$j" ] || until_ok 10 "b$j's ${BIP[$j]} in node $i's pn_ipcache" ipcache_is "$i" "${BIP[$j]}/32" "$(node_ip "$j")"
 done; done
-echo "every pod is in every other node's pn_ipcache with its node's IP:"
+until_ok 10 "8 endpoints in the store" endpoints_are 8
+echo "every pod is in every other node's pn_ipcache with its node's IP (the store lists $(store_endpoints) endpoints):"
 show pn_in "$N1" "$(node_state 1)" bpf map dump pn_ipcache
 for i in 2 3 4; do
   show ip netns exec "$(client_ns 1)" ping -c 1 -W 1 "${BIP[$i]}" >/dev/null || die "client 1 -> b$i (${BIP[$i]}) failed"
@@ -217,6 +221,7 @@ show ip -n "$N1" route
 show pn_in "$N1" "$(node_state 1)" bpf map dump pn_ipcache
 show pn_at "$N1" cluster status --cluster "$CLUSTER"
 has_route 1 2 || die "node 1 lost its route to node 2"
+endpoints_are 6 || die "the store lists $(store_endpoints) endpoints, not 6 (node 4's went with its lease)"
 
 step "node 4's agent starts again: it registers, republishes its pods and the others route to it again"
 AGENT[4]=$(start_agent 4)
@@ -226,6 +231,7 @@ for i in 1 2 3; do
   until_ok 15 "b4 in node $i's pn_ipcache" ipcache_is "$i" "${BIP[4]}/32" "$(node_ip 4)"
 done
 until_ok 20 "four nodes converged" all_converged 4
+until_ok 10 "8 endpoints in the store" endpoints_are 8
 out=$(ip netns exec "$(client_ns 1)" python3 "$PY/client.py" tcp "$VIP" 80 100)
 echo "client 1 tcp: $out"
 [[ $out == *"b4="* && $out == *"failures: 0" ]] || die "b4 not reached through the VIP again"
@@ -258,6 +264,7 @@ pn_at "$(node_ns 2)" cluster status --cluster "$CLUSTER" --state-dir "$(node_sta
 step "etcd restarts: node 2's queued publication goes out, and a service added now converges on every node"
 start_etcd
 until_ok 20 "the new pod $NEW_IP in node 1's pn_ipcache" ipcache_is 1 "$NEW_IP/32" "$(node_ip 2)"
+until_ok 10 "9 endpoints in the store" endpoints_are 9
 echo "the new pod $NEW_IP (published once etcd answered) is in node 1's pn_ipcache via $(ipcache_node 1 "$NEW_IP/32")"
 echo "after-outage-echo" >"$WORK/hold.fifo"
 until_ok 5 "the echo on the held connection" grep -q "echo: after-outage-echo" "$WORK/hold.out"
