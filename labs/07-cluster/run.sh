@@ -116,7 +116,7 @@ step "the cluster: pn cluster init, then one agent per node with --cluster --aut
 show pn_at "$N1" cluster init --cluster "$CLUSTER"
 declare -A AGENT
 for i in "${NODES[@]}"; do
-  AGENT[$i]=$(start_agent "$i")
+  AGENT[$i]=$(start_agent "$i") || die "pn agent start on node $i failed"
   echo "agent on node $i: pid ${AGENT[$i]}"
 done
 until_ok 20 "four nodes alive and converged" all_converged 4
@@ -224,7 +224,7 @@ has_route 1 2 || die "node 1 lost its route to node 2"
 endpoints_are 6 || die "the store lists $(store_endpoints) endpoints, not 6 (node 4's went with its lease)"
 
 step "node 4's agent starts again: it registers, republishes its pods and the others route to it again"
-AGENT[4]=$(start_agent 4)
+AGENT[4]=$(start_agent 4) || die "pn agent start on node 4 failed"
 echo "agent on node 4: pid ${AGENT[4]}"
 for i in 1 2 3; do
   until_ok 15 "node $i's route to node 4" has_route "$i" 4
