@@ -18,7 +18,7 @@ need_cmds ip tc bpftool clang node python3 etcd jq stat
 ALL_NS=("$SW_NS" "$ETCD_NS" "$NEW_NS")
 for i in "${NODES[@]}"; do ALL_NS+=("$(node_ns "$i")" "$(client_ns "$i")" "$(backend_ns "$i")"); done
 for ns in "${ALL_NS[@]}"; do
-  ! ns_exists "$ns" || die "$ns already exists (a previous run kept? run $HERE/teardown.sh)"
+  [ ! -e "/run/netns/$ns" ] || die "$ns already exists (a previous run kept? run $HERE/teardown.sh)"
 done
 ensure_built
 ensure_bpffs
@@ -292,7 +292,7 @@ step "teardown: agents and etcd stopped by pid, pn node reset, namespaces and pi
 pids="${AGENT[*]} $(cat "$WORK"/*.pid)"
 trap - EXIT
 bash "$HERE/teardown.sh"
-left=$(ip netns list | awk '{print $1}' | grep "^pn-$LAB_ID-" || true)
+left=$(ip netns list 2>/dev/null | awk '{print $1}' | grep "^pn-$LAB_ID-" || true)
 [ -z "$left" ] || die "namespaces left: $left"
 for i in "${NODES[@]}"; do
   [ ! -e "$PN_BPFFS/$(node_name "$i")" ] || die "pins left under $PN_BPFFS/$(node_name "$i")"

@@ -17,7 +17,7 @@ done
 for i in "${NODES[@]}"; do
   state=$(node_state "$i")
   [ -f "$state/agent.pid" ] && stop_pid "$(cat "$state/agent.pid")"
-  if ns_exists "$(node_ns "$i")" && [ -f "$state/node.json" ]; then
+  if [ -e "/run/netns/$(node_ns "$i")" ] && [ -f "$state/node.json" ]; then
     pn_in "$(node_ns "$i")" "$state" node reset >/dev/null || echo "warning: pn node reset in $(node_ns "$i") failed" >&2
   fi
   rm -rf "${PN_BPFFS:?}/$(node_name "$i")"
