@@ -29,17 +29,22 @@ export const STRERROR: Record<Errno, string> = {
 }
 
 /** Ops on pinned BPF objects (a program, a map): an absent pin means the datapath is not loaded. */
-const PINNED: ReadonlySet<KernelOp['kind']> = new Set(['prog.get', 'map.update', 'map.delete', 'map.lookup', 'map.dump'])
+const PINNED: ReadonlySet<KernelOp['kind']> = new Set(['prog.get', 'map.update', 'map.delete', 'map.lookup', 'map.dump', 'map.info'])
 
 /** The one mapping from a failed op to pn's error codes. */
 export function pnCode(op: KernelOp, errno: Errno | undefined): ErrorCode {
   switch (errno) {
     case 'ENODEV':
       return 'PN_LINK_NOT_FOUND'
-    case 'EPERM':
     case 'EACCES':
+      // The verifier refusing a program is EACCES too: that is the load's failure, not a missing privilege.
+      if (op.kind === 'obj.load') break
+      return 'PN_NOT_ROOT'
+    case 'EPERM':
       return 'PN_NOT_ROOT'
     case 'ENOENT':
+      // An object load or map create fails for its own reasons (a missing file is the load's failure).
+      if (op.kind === 'obj.load' || op.kind === 'map.create') break
       // The pin of a program or map is gone; a tc.attach names a pin too (the device is ENODEV).
       if (PINNED.has(op.kind) || op.kind === 'tc.attach') return 'PN_BPF_NOT_LOADED'
       // A sysctl of a device that is gone, or a link op on an absent link.
@@ -50,7 +55,7 @@ export function pnCode(op: KernelOp, errno: Errno | undefined): ErrorCode {
       break
   }
   // The kernel refused the program on the hook (verifier, type) or the write into a map (full, bad size).
-  if (op.kind === 'tc.attach' || op.kind === 'map.update' || op.kind === 'map.delete') return 'PN_BPF_LOAD_FAILED'
+  if (op.kind === 'tc.attach' || op.kind === 'map.update' || op.kind === 'map.delete' || op.kind === 'obj.load' || op.kind === 'map.create') return 'PN_BPF_LOAD_FAILED'
   return 'PN_COMMAND_FAILED'
 }
 

@@ -11,12 +11,12 @@
  */
 import {PnError} from '../errors.js'
 import {errnoName, sys, type SysAddon} from '../exec/sys.js'
-import type {ApplyOptions, KernelBackend} from './backend.js'
+import {checkAbort, type ApplyOptions, type KernelBackend} from './backend.js'
 import {KernelError, STRERROR, type Errno} from './errors.js'
 import type {KernelOp, KernelResult, MapEntry, OpOf} from './ops.js'
 
 /** The op kinds this backend handles. */
-export const MAP_OP_KINDS = ['map.update', 'map.delete', 'map.lookup', 'map.dump', 'prog.get'] as const
+export const MAP_OP_KINDS = ['map.update', 'map.delete', 'map.lookup', 'map.dump', 'map.info', 'prog.get'] as const
 export type MapOpKind = (typeof MAP_OP_KINDS)[number]
 
 export function isMapOp(op: KernelOp): op is OpOf<MapOpKind> {
@@ -33,7 +33,7 @@ export class MapBackend implements KernelBackend {
   async apply(ops: readonly KernelOp[], opts: ApplyOptions = {}): Promise<KernelResult[]> {
     const results: KernelResult[] = []
     for (let i = 0; i < ops.length; ) {
-      if (opts.signal?.aborted) throw new PnError('PN_INTERRUPTED', `${ops[i].kind}: interrupted before it ran`, {hint: 'the ops before it took effect'})
+      checkAbort(opts.signal, ops[i])
       const op = ops[i]
       if (!isMapOp(op)) throw new PnError('PN_INVALID_ARGUMENT', `apply ${op.kind}: the map backend handles ${MAP_OP_KINDS.join(', ')} only`)
       if (op.kind === 'map.update' || op.kind === 'map.delete') {
@@ -62,7 +62,7 @@ export class MapBackend implements KernelBackend {
     if (r.errno !== 0) throw kernelError(run[r.done], base + r.done, r.errno)
   }
 
-  private one(op: OpOf<'map.lookup' | 'map.dump' | 'prog.get'>, index: number): KernelResult {
+  private one(op: OpOf<'map.lookup' | 'map.dump' | 'map.info' | 'prog.get'>, index: number): KernelResult {
     const a = this.addon()
     switch (op.kind) {
       case 'map.lookup': {
@@ -85,6 +85,18 @@ export class MapBackend implements KernelBackend {
           entries.push(valueBytes === valueSize ? {key, value: Buffer.from(v)} : {key, values: perCpu(v, valueSize, valueBytes)})
         }
         return {kind: 'map.dump', entries}
+      }
+      case 'map.info': {
+        let m: ReturnType<SysAddon['mapInfo']>
+        try {
+          m = a.mapInfo(op.map)
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {kind: 'map.info', info: undefined}
+          return this.call(op, index, () => {
+            throw err
+          })
+        }
+        return {kind: 'map.info', info: {id: m.id, type: MAP_TYPE_NAMES[m.type] ?? String(m.type), keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries}}
       }
       case 'prog.get': {
         const p = this.call(op, index, () => a.progGet(op.pinned))
@@ -132,3 +144,11 @@ function kernelError(op: KernelOp, index: number, errno: number | undefined, cau
     ...(cause ? {cause} : {}),
   })
 }
+
+/** enum bpf_map_type → the name bpftool prints (and `map.create` takes). */
+const MAP_TYPE_NAMES: readonly string[] = [
+  'unspec', 'hash', 'array', 'prog_array', 'perf_event_array', 'percpu_hash', 'percpu_array', 'stack_trace', 'cgroup_array', 'lru_hash',
+  'lru_percpu_hash', 'lpm_trie', 'array_of_maps', 'hash_of_maps', 'devmap', 'sockmap', 'cpumap', 'xskmap', 'sockhash', 'cgroup_storage',
+  'reuseport_sockarray', 'percpu_cgroup_storage', 'queue', 'stack', 'sk_storage', 'devmap_hash', 'struct_ops', 'ringbuf', 'inode_storage',
+  'task_storage', 'bloom_filter', 'user_ringbuf', 'cgrp_storage',
+]

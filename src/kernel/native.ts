@@ -192,7 +192,16 @@ export interface NativeOptions {
    * and who hears of a failure the worker reports after that answer.
    */
   earlyLinkDelete?: {present?: (dev: string) => boolean | undefined; pollMs?: number; onLateFailure?: (op: KernelOp, why: string) => void}
+  /**
+   * Where `obj.load` and `map.create` go: loading an object is libbpf's ELF loader, which
+   * bpftool is, so kernelFor hands them to the tools backend (once per node, never on a pod's
+   * path); the worker and the addon stay free of an ELF loader.
+   */
+  loader?: KernelBackend
 }
+
+/** The kinds the loader (NativeOptions.loader) applies. */
+const LOADER_KINDS: ReadonlySet<OpKind> = new Set<OpKind>(['obj.load', 'map.create'])
 
 /** True/false when the device's IPv4 configuration folder says so (this process's netns); undefined when it cannot tell. */
 export function procLinkPresent(dev: string): boolean | undefined {
@@ -245,10 +254,12 @@ export class NativeBackend implements KernelBackend {
     for (let i = 0; i < ops.length; ) {
       checkAbort(opts.signal, ops[i])
       if (!WORKER_KINDS.has(ops[i].kind)) {
-        // Not the worker's: up to the next op that is, to the other backend, its indexes shifted.
+        // Not the worker's: the run up to the next op that is (or that goes elsewhere) to the map
+        // backend, or an object load and map create to the loader; their indexes shifted.
+        const loads = LOADER_KINDS.has(ops[i].kind)
         let j = i + 1
-        while (j < ops.length && !WORKER_KINDS.has(ops[j].kind)) j++
-        out.push(...(await this.shifted(ops.slice(i, j), i, opts)))
+        while (j < ops.length && !WORKER_KINDS.has(ops[j].kind) && LOADER_KINDS.has(ops[j].kind) === loads) j++
+        out.push(...(await this.shifted(loads ? this.loader() : this.other, ops.slice(i, j), i, opts)))
         i = j
         continue
       }
@@ -268,9 +279,15 @@ export class NativeBackend implements KernelBackend {
     return out
   }
 
-  private async shifted(ops: KernelOp[], offset: number, opts: ApplyOptions): Promise<KernelResult[]> {
+  /** The backend of object loads and map creation (the tools backend: bpftool is libbpf's loader). */
+  private loader(): KernelBackend {
+    if (!this.opts.loader) throw new PnError('PN_INVALID_ARGUMENT', 'load an object through the native backend: it has no loader', {hint: 'pass NativeOptions.loader (kernelFor does)'})
+    return this.opts.loader
+  }
+
+  private async shifted(backend: KernelBackend, ops: KernelOp[], offset: number, opts: ApplyOptions): Promise<KernelResult[]> {
     try {
-      return await this.other.apply(ops, opts)
+      return await backend.apply(ops, opts)
     } catch (err) {
       // The other backend counted from the slice it was given; the caller counts from its list.
       if (err instanceof KernelError && offset > 0) {

@@ -84,6 +84,15 @@ export interface MapEntry {
 export const ROUTE_PROTOCOLS = {pn: 112} as const
 export type RouteProtocol = keyof typeof ROUTE_PROTOCOLS
 
+/** A map as the kernel holds it (`map.info`). */
+export interface MapShape {
+  id: number
+  type: string
+  keySize: number
+  valueSize: number
+  maxEntries: number
+}
+
 export type KernelOp =
   /** Create a veth pair (the only link type pn makes so far). */
   | {kind: 'link.add'; type: 'veth'; name: string; address?: string; mtu?: number; txqueuelen?: number; peer: VethPeer}
@@ -132,6 +141,16 @@ export type KernelOp =
   | {kind: 'map.lookup'; map: string; key: Buffer}
   /** Every entry of a map. */
   | {kind: 'map.dump'; map: string}
+  /** What the map pinned at `map` is (type as bpftool names it: hash, lru_hash, percpu_array …); not pinned is `{info: undefined}`. */
+  | {kind: 'map.info'; map: string}
+  /** Create a map and pin it at `map`. */
+  | {kind: 'map.create'; map: string; name: string; type: string; keySize: number; valueSize: number; maxEntries: number; flags?: number}
+  /**
+   * Load every program of an object file and pin each under `pinDir`, as `progType`; its maps
+   * either reuse the pinned ones (`maps`: name → pin path) or are pinned anew under `pinMaps`.
+   * A failure's `detail.log` holds the loader's output (the verifier log).
+   */
+  | {kind: 'obj.load'; object: string; pinDir: string; progType: 'classifier'; maps?: {name: string; pinned: string}[]; pinMaps?: string}
 
 export type OpKind = KernelOp['kind']
 export type OpOf<K extends OpKind> = Extract<KernelOp, {kind: K}>
@@ -150,6 +169,7 @@ interface Answers {
   'map.delete': {deleted: boolean}
   'map.lookup': {value?: Buffer; values?: Buffer[]}
   'map.dump': {entries: MapEntry[]}
+  'map.info': {info?: MapShape}
 }
 
 export type ResultOf<K extends OpKind> = {kind: K} & (K extends keyof Answers ? Answers[K] : unknown)
@@ -211,6 +231,12 @@ export function describeOp(op: KernelOp): string {
       return `look up ${mapName(op.map)} entry ${op.key.toString('hex')}`
     case 'map.dump':
       return `dump map ${mapName(op.map)}`
+    case 'map.info':
+      return `show map ${mapName(op.map)}`
+    case 'map.create':
+      return `create map ${op.name} at ${op.map}`
+    case 'obj.load':
+      return `load ${op.object.slice(op.object.lastIndexOf('/') + 1)} into ${op.pinDir}`
   }
 }
 

@@ -152,6 +152,20 @@ export function renderArgv(op: KernelOp): {file: string; args: string[]} {
     case 'map.update':
     case 'map.delete':
       return {file: 'bpftool', args: ['-j', 'batch', 'file', '-']}
+    case 'map.info':
+      return {file: 'bpftool', args: ['-j', 'map', 'show', 'pinned', op.map]}
+    case 'map.create':
+      return {
+        file: 'bpftool',
+        args: ['map', 'create', op.map, 'type', op.type, 'key', String(op.keySize), 'value', String(op.valueSize), 'entries', String(op.maxEntries), 'name', op.name,
+          ...(op.flags ? ['flags', String(op.flags)] : [])],
+      }
+    case 'obj.load':
+      return {
+        file: 'bpftool',
+        args: ['prog', 'loadall', op.object, op.pinDir, 'type', op.progType, ...(op.maps ?? []).flatMap((m) => ['map', 'name', m.name, 'pinned', m.pinned]),
+          ...(op.pinMaps ? ['pinmaps', op.pinMaps] : [])],
+      }
     default:
       return {file: 'ip', args: ['-batch', '-']}
   }
@@ -381,6 +395,27 @@ export class ToolsBackend implements KernelBackend {
         if (e.errno === 'ENOENT') return {kind: 'prog.get', prog: undefined}
         throw failed(op, index, netns, r, e)
       }
+      case 'map.info': {
+        const r = await this.runner.run(file, args, {netns, allowFailure: true, readOnly: true})
+        const j = parseJson<{id?: number; type?: string; bytes_key?: number; bytes_value?: number; max_entries?: number; error?: string} | null>(r.stdout, describeOp(op))
+        if (r.exitCode === 0 && j?.id !== undefined) {
+          return {kind: 'map.info', info: {id: j.id, type: j.type ?? 'unknown', keySize: j.bytes_key ?? 0, valueSize: j.bytes_value ?? 0, maxEntries: j.max_entries ?? 0}}
+        }
+        const e = bpftoolFailure(r, j)
+        if (e.errno === 'ENOENT') return {kind: 'map.info', info: undefined}
+        throw failed(op, index, netns, r, e)
+      }
+      case 'map.create': {
+        const r = await this.runner.run(file, args, {netns, allowFailure: true})
+        if (r.exitCode === 0) return {kind: 'map.create'}
+        throw failed(op, index, netns, r, loaderError(r.stderr))
+      }
+      case 'obj.load': {
+        const r = await this.runner.run(file, args, {netns, allowFailure: true})
+        if (r.exitCode === 0) return {kind: 'obj.load'}
+        // libbpf's line is the cause (its errno, EACCES from the verifier above all, says less).
+        throw new KernelError({op, index, netns, reason: loaderError(r.stderr).text, detail: {argv: r.argv, log: r.stderr.slice(-8000)}})
+      }
       case 'map.lookup': {
         const r = await this.runner.run(file, args, {netns, allowFailure: true, readOnly: true})
         const j = parseJson<(BpftoolEntry & {error?: string}) | null>(r.stdout, describeOp(op))
@@ -501,6 +536,18 @@ function parseJsonOr<T>(text: string): T | undefined {
 }
 
 /** The error of a failed bpftool -j command: its JSON `error`, else whatever it printed on stderr. */
+/**
+ * bpftool's object load and map create report in libbpf's words on stderr (text, not JSON): the
+ * cause is the first `libbpf: … failed|error` line, else bpftool's own last line; its errno where
+ * the text names one (`-EEXIST`, `File exists`).
+ */
+function loaderError(stderr: string): {errno?: Errno; text: string} {
+  const lines = stderr.trim().split('\n').filter((l) => l && !/^Warning|^If it used to work/.test(l))
+  const text = lines.find((l) => /^libbpf: .*(failed|error)/i.test(l)) ?? lines.at(-1) ?? 'failed'
+  const named = (Object.keys(STRERROR) as Errno[]).find((e) => stderr.includes(`-${e}`) || stderr.includes(STRERROR[e]))
+  return {errno: named, text: text.replace(/^Error: /, '')}
+}
+
 function bpftoolFailure(r: RunResult, j: {error?: string} | null | undefined): {errno?: Errno; text: string} {
   if (j?.error) return bpftoolError(j.error)
   return {text: r.stderr.trim() || `exit code ${r.exitCode}`}
@@ -646,6 +693,7 @@ export function kernelFor(runner: Runner): KernelBackend {
       ? new NativeBackend(runner.workers, new MapBackend(), {
         log: runner.log,
         ...(runner.earlyLinkDelete ? {earlyLinkDelete: {onLateFailure: (op: KernelOp, why: string) => runner.earlyLinkDelete?.onLateFailure?.(describeOp(op), why)}} : {}),
+        loader: new ToolsBackend(runner.inner),
       })
       : new ToolsBackend(runner)
     BACKENDS.set(runner, b)

@@ -10,6 +10,8 @@ import os from 'node:os'
 import path from 'node:path'
 import {openMapWriter, OP_DELETE, OP_UPDATE, OpList, KEY_OFFSET, VALUE_OFFSET} from '../../src/datapath/bpf/op-list.js'
 import {KernelError} from '../../src/kernel/errors.js'
+import {ToolsBackend} from '../../src/kernel/tools.js'
+import {SpawnRunner} from '../../src/exec/runner.js'
 import {MapBackend} from '../../src/kernel/maps.js'
 import type {KernelOp} from '../../src/kernel/ops.js'
 import {sys} from '../../src/exec/sys.js'
@@ -145,6 +147,16 @@ describe('map writer on pinned maps (root)', function () {
     assert.ok(values.every((v) => v.equals(u32(0xabcd))))
     const [d] = await backend.apply([{kind: 'map.dump', map: m}])
     assert.deepEqual((d as {entries: unknown[]}).entries, [{key: u32(1), values}])
+  })
+
+  it('map.info reads the shape of a pinned map as bpftool names it, the same through the addon and the tools; not pinned is none', async () => {
+    const a = create('lh', 'lru_hash', 16, 8, 64)
+    const b = create('pa', 'percpu_array', 4, 8, 4)
+    const tools = new ToolsBackend(new SpawnRunner())
+    const ops = [{kind: 'map.info' as const, map: a}, {kind: 'map.info' as const, map: b}, {kind: 'map.info' as const, map: pin('nothing')}]
+    const viaAddon = await backend.apply(ops)
+    assert.deepEqual(viaAddon.map((r) => (r as {info?: {type: string; keySize: number}}).info && {type: (r as {info: {type: string}}).info.type, keySize: (r as {info: {keySize: number}}).info.keySize}), [{type: 'lru_hash', keySize: 16}, {type: 'percpu_array', keySize: 4}, undefined])
+    assert.deepEqual(viaAddon, await tools.apply(ops), 'the addon and bpftool answer alike')
   })
 
   it('keys or values of the wrong size are PN_INVALID_ARGUMENT, nothing written', async () => {

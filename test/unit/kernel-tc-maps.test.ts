@@ -102,6 +102,34 @@ describe('kernel ops: tc hooks, pinned programs, map entries (tools backend)', (
     assert.deepEqual(miss, {kind: 'map.lookup', value: undefined})
   })
 
+  it('object load, map create and map info: the bpftool argv, the map shape read from JSON, a load failure in libbpf\'s words with the log', async () => {
+    const runner = new RecordingRunner((argv) => {
+      const cmd = argv.join(' ')
+      if (cmd.startsWith('bpftool -j map show pinned /none')) return {exitCode: 255, stdout: '{"error":"bpf obj get (/none): No such file or directory"}'}
+      if (cmd.startsWith('bpftool -j map show')) return {stdout: '{"id":9,"type":"lru_hash","name":"pn_ct4","bytes_key":16,"bytes_value":16,"max_entries":65536}'}
+      if (cmd.includes('/bad.o')) return {exitCode: 255, stderr: 'libbpf: prog \'from_container\': BPF program load failed: Permission denied\nlibbpf: -- BEGIN PROG LOAD LOG --\nR1 invalid mem access\nError: failed to load object file\n'}
+      return {}
+    })
+    const b = new ToolsBackend(runner)
+    const load: KernelOp = {kind: 'obj.load', object: '/o/pn.o', pinDir: '/fs/progs', progType: 'classifier', maps: [{name: 'pn_lxc', pinned: MAP}]}
+    const create: KernelOp = {kind: 'map.create', map: '/fs/maps/pn_ct4', name: 'pn_ct4', type: 'lru_hash', keySize: 16, valueSize: 16, maxEntries: 65536, flags: 1}
+    const [l, c, info, none] = await b.apply([load, create, {kind: 'map.info', map: '/fs/maps/pn_ct4'}, {kind: 'map.info', map: '/none'}])
+    assert.deepEqual([l, c], [{kind: 'obj.load'}, {kind: 'map.create'}])
+    assert.deepEqual(info, {kind: 'map.info', info: {id: 9, type: 'lru_hash', keySize: 16, valueSize: 16, maxEntries: 65536}})
+    assert.deepEqual(none, {kind: 'map.info', info: undefined})
+    assert.deepEqual(runner.records.map((r) => r.argv.join(' ')).slice(0, 2), [
+      `bpftool prog loadall /o/pn.o /fs/progs type classifier map name pn_lxc pinned ${MAP}`,
+      'bpftool map create /fs/maps/pn_ct4 type lru_hash key 16 value 16 entries 65536 name pn_ct4 flags 1',
+    ])
+    const fresh = renderArgv({kind: 'obj.load', object: '/o/pn.o', pinDir: '/fs/progs', progType: 'classifier', pinMaps: '/fs/maps'})
+    assert.deepEqual(fresh.args, ['prog', 'loadall', '/o/pn.o', '/fs/progs', 'type', 'classifier', 'pinmaps', '/fs/maps'])
+    const err = await b.apply([{kind: 'obj.load', object: '/o/bad.o', pinDir: '/fs/progs', progType: 'classifier'}]).catch((e: unknown) => e)
+    assert.ok(err instanceof KernelError)
+    assert.equal(err.code, 'PN_BPF_LOAD_FAILED')
+    assert.match(err.why, /BPF program load failed: Permission denied/)
+    assert.match(String((err.details as {log: string}).log), /R1 invalid mem access/, 'the verifier log travels in details.log')
+  })
+
   it('a failed bpftool batch: the JSON entry with the error is the failing op (index, errno); a map not pinned is PN_BPF_NOT_LOADED', async () => {
     const runner = new RecordingRunner(() => ({exitCode: 254, stdout: JSON.stringify([
       {command: ['map', 'update'], output: null},

@@ -111,8 +111,6 @@ describe('module seams', () => {
     // below, so the list only shrinks.
     const notOps: Record<string, string> = {
       'src/datapath/bpf/compile.ts': 'bpftool gen object: links the compiled units into one object (a build step)',
-      'src/datapath/bpf/load.ts': 'object load: bpftool prog loadall, and map show to check pinned layouts before it',
-      'src/datapath/bpf/map-io.ts': 'map create of a map an older load lacks (part of the object load), map show for `pn bpf map list`',
       'src/datapath/bpf/status.ts': 'bpftool net show and prog show of every program (ids, run counts) for `pn bpf status`',
       'src/datapath/bpf/monitor.ts': 'the event pipe: a stream, not a request',
     }

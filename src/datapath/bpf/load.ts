@@ -7,6 +7,10 @@ import {fsp as fs} from '../../exec/fs.js'
 import path from 'node:path'
 import {PnError} from '../../errors.js'
 import type {Runner} from '../../exec/runner.js'
+import {applyOne} from '../../kernel/backend.js'
+import {KernelError} from '../../kernel/errors.js'
+import type {OpOf} from '../../kernel/ops.js'
+import {kernelFor} from '../../kernel/tools.js'
 import {HOST_DEVICE, type DatapathNode} from '../devices.js'
 import {getLink} from '../link.js'
 import {
@@ -63,25 +67,26 @@ export async function loadPrograms(
   const replacedMaps = await checkPinnedLayouts(runner, root)
   const pinnedMaps = []
   for (const m of MAP_NAMES) if (await pathExists(mapPath(root, m))) pinnedMaps.push(m)
-  const args = ['prog', 'loadall', object, progsDir(root), 'type', 'classifier']
+  const load: OpOf<'obj.load'> = {kind: 'obj.load', object, pinDir: progsDir(root), progType: 'classifier'}
   let createdMaps: string[] = []
   if (pinnedMaps.length > 0) {
     if (pinnedMaps.length < MAP_NAMES.length) createdMaps = await createMissingMaps(runner, root)
-    for (const m of MAP_NAMES) args.push('map', 'name', m, 'pinned', mapPath(root, m))
+    load.maps = MAP_NAMES.map((m) => ({name: m, pinned: mapPath(root, m)}))
   } else {
     await runner.remove(mapsDir(root))
-    args.push('pinmaps', mapsDir(root))
+    load.pinMaps = mapsDir(root)
   }
-  const r = await runner.run('bpftool', args, {allowFailure: true})
-  if (r.exitCode !== 0) {
+  try {
+    await applyOne(kernelFor(runner), load)
+  } catch (err) {
     await runner.remove(progsDir(root))
     if (pinnedMaps.length === 0) await runner.remove(mapsDir(root))
     for (const m of createdMaps) await runner.remove(mapPath(root, m))
-    const lines = r.stderr.trim().split('\n').filter((l) => !/^Warning|^If it used to work/.test(l))
-    const cause = lines.find((l) => /^libbpf: .*(failed|error)/i.test(l)) ?? lines.pop() ?? `exit code ${r.exitCode}`
-    throw new PnError('PN_BPF_LOAD_FAILED', `load bpf programs ${path.basename(object)}: ${cause}`, {
+    if (!(err instanceof KernelError)) throw err
+    throw new PnError('PN_BPF_LOAD_FAILED', `load bpf programs ${path.basename(object)}: ${err.why}`, {
       hint: 'the verifier log is in details.log; after changing map layouts run `pn bpf unload --host --force` first',
-      details: {argv: r.argv, log: r.stderr.slice(-8000)},
+      details: {...(err.details as Record<string, unknown>)},
+      cause: err,
     })
   }
   return {loaded: true, reusedMaps: pinnedMaps.length > 0, createdMaps: createdMaps.filter((m) => !replacedMaps.includes(m)), replacedMaps}
@@ -98,11 +103,10 @@ async function checkPinnedLayouts(runner: Runner, root: string): Promise<string[
   for (const def of MAPS) {
     const pinned = mapPath(root, def.name)
     if (!(await pathExists(pinned))) continue
-    const r = await runner.run('bpftool', ['-j', 'map', 'show', 'pinned', pinned], {readOnly: true, allowFailure: true})
-    if (r.exitCode !== 0) continue // the load reports it
-    const info = JSON.parse(r.stdout) as {type: string; bytes_key: number; bytes_value: number; max_entries: number}
+    const {info} = await applyOne(kernelFor(runner), {kind: 'map.info', map: pinned}).catch(() => ({info: undefined})) // an unreadable pin: the load reports it
+    if (!info) continue
     const want = {type: def.type as string, key: def.key.size, value: def.value.size, entries: def.maxEntries}
-    const have = {type: info.type, key: info.bytes_key, value: info.bytes_value, entries: def.maxEntries ? info.max_entries : 0}
+    const have = {type: info.type, key: info.keySize, value: info.valueSize, entries: def.maxEntries ? info.maxEntries : 0}
     if (JSON.stringify(have) === JSON.stringify(want)) continue
     const show = (x: typeof want) => `${x.type} key ${x.key} value ${x.value}${x.entries ? ` entries ${x.entries}` : ''}`
     if (!def.resettable) {

@@ -7,7 +7,8 @@ import {fsp as fs} from '../../exec/fs.js'
 import {editDistance, PnError} from '../../errors.js'
 import type {Runner} from '../../exec/runner.js'
 import {applyOne} from '../../kernel/backend.js'
-import type {KernelOp, MapEntry} from '../../kernel/ops.js'
+import {KernelError} from '../../kernel/errors.js'
+import type {KernelOp, MapEntry, OpOf} from '../../kernel/ops.js'
 import {kernelFor} from '../../kernel/tools.js'
 import {mapPath, mapsDir, pathExists} from './bpffs.js'
 import {MAP_NAMES, MAPS, mapDef, readU32, type DecodedEntry, type MapDef} from './maps/index.js'
@@ -90,12 +91,9 @@ export function decodeEntries(name: string, raw: MapEntry[]): DecodedEntry[] {
   })
 }
 
-/** `bpftool map create` argv for a descriptor, pinned at `pinned` (`cpus`: for maxEntries 0). */
-export function createMapArgs(def: MapDef, pinned: string, cpus = 1): string[] {
-  return [
-    'map', 'create', pinned, 'type', def.type, 'key', String(def.key.size), 'value', String(def.value.size),
-    'entries', String(def.maxEntries || cpus), 'name', def.name, ...(def.flags ? ['flags', String(def.flags)] : []),
-  ]
+/** The `map.create` op of a descriptor, pinned at `pinned` (`cpus`: the entries of a map whose maxEntries is 0, one per CPU). */
+export function createMapOp(def: MapDef, pinned: string, cpus = 1): OpOf<'map.create'> {
+  return {kind: 'map.create', map: pinned, name: def.name, type: def.type, keySize: def.key.size, valueSize: def.value.size, maxEntries: def.maxEntries || cpus, ...(def.flags ? {flags: def.flags} : {})}
 }
 
 /** Number of possible CPUs (`0-3` → 4), what libbpf sizes a perf event array with. */
@@ -120,13 +118,14 @@ export async function createMissingMaps(runner: Runner, root: string): Promise<s
   for (const def of MAPS) {
     const pinned = mapPath(root, def.name)
     if (await pathExists(pinned)) continue
-    const r = await runner.run('bpftool', createMapArgs(def, pinned, await possibleCpus()), {allowFailure: true})
-    if (r.exitCode !== 0) {
-      throw new PnError('PN_BPF_LOAD_FAILED', `create map ${def.name} under ${mapsDir(root)}: ${r.stderr.trim() || `exit code ${r.exitCode}`}`, {
+    const op = createMapOp(def, pinned, await possibleCpus())
+    await applyOne(kernelFor(runner), op).catch((err: unknown) => {
+      throw new PnError('PN_BPF_LOAD_FAILED', `create map ${def.name} under ${mapsDir(root)}: ${err instanceof KernelError ? err.why : (err as Error).message}`, {
         hint: 'remove the leftovers with `pn bpf unload --host --force`, then load again',
-        details: {argv: r.argv},
+        details: {op, ...(err instanceof KernelError ? (err.details as Record<string, unknown>) : {})},
+        cause: err,
       })
-    }
+    })
     created.push(def.name)
   }
   return created
@@ -157,15 +156,9 @@ export async function listPinnedMaps(runner: Runner, root: string): Promise<MapI
   const out: MapInfo[] = []
   for (const name of names) {
     const p = mapPath(root, name)
-    const r = await runner.run('bpftool', ['-j', 'map', 'show', 'pinned', p], {readOnly: true, allowFailure: true})
-    const info = r.exitCode === 0 ? (JSON.parse(r.stdout) as {id: number; type: string; bytes_key: number; bytes_value: number; max_entries: number}) : undefined
+    const {info} = await applyOne(kernelFor(runner), {kind: 'map.info', map: p}).catch(() => ({info: undefined}))
     const entries = (await dumpRaw(runner, root, name).catch(() => [])).length
-    out.push({
-      name,
-      pinned: p,
-      ...(info ? {id: info.id, type: info.type, keySize: info.bytes_key, valueSize: info.bytes_value, maxEntries: info.max_entries} : {}),
-      entries,
-    })
+    out.push({name, pinned: p, ...(info ? {id: info.id, type: info.type, keySize: info.keySize, valueSize: info.valueSize, maxEntries: info.maxEntries} : {}), entries})
   }
   return out
 }
