@@ -7,6 +7,8 @@
  * Sockets (the agent):
  *   peercred(fd)  → {pid, uid, gid, groups}  the peer of an accepted UNIX socket as the kernel saw
  *                   it at connect(2) (SO_PEERCRED; groups: SO_PEERGROUPS, the supplementary groups)
+ *   readable(fd, ms) → boolean               something to read (or the peer closed) within `ms`
+ *                   milliseconds (poll(2) for POLLIN): a synchronous wait with a deadline
  *   peerClosed(fd) → boolean                 the peer has closed its end (poll(2) reports POLLHUP;
  *                   a peer that only shut down its writing side is not closed)
  *   tryLock(fd)   → boolean                  flock(LOCK_EX | LOCK_NB) on an open fd
@@ -162,6 +164,23 @@ static napi_value peer_closed(napi_env env, napi_callback_info info) {
   if (n < 0) return throw_errno(env, "poll");
   napi_value out;
   if (napi_get_boolean(env, n > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)) != 0, &out) != napi_ok) return NULL;
+  return out;
+}
+
+static napi_value readable(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd, ms;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int32(env, argv[1], &ms) != napi_ok || fd < 0 || ms < 0)
+    return napi_throw_type_error(env, NULL, "readable(fd, ms)"), NULL;
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  int n;
+  do n = poll(&p, 1, ms);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return throw_errno(env, "poll");
+  napi_value out;
+  if (napi_get_boolean(env, n > 0, &out) != napi_ok) return NULL;
   return out;
 }
 
@@ -968,6 +987,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"peercred", NULL, peercred, NULL, NULL, NULL, napi_enumerable, NULL},
       {"peerClosed", NULL, peer_closed, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readable", NULL, readable, NULL, NULL, NULL, napi_enumerable, NULL},
       {"tryLock", NULL, try_lock, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lockTry", NULL, lock_try, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lockWait", NULL, lock_wait, NULL, NULL, NULL, napi_enumerable, NULL},

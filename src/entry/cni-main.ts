@@ -124,7 +124,14 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
       env,
       stdin,
       defaults: {stateDir: opts.stateDir, signal: interrupt.signal, lock: opts.lock, flow: opts.flow, failAfter: opts.failAfter},
-      runner: worker ? new WorkerRunner(spawner, worker, opts.traceExec ? (line) => log(`netlink: ${line}`) : undefined) : spawner,
+      // A DEL's veth deletion is answered once the device is gone, not after the kernel's RCU
+      // barrier that frees it (src/kernel/native.ts): the worker finishes it after this process
+      // has answered and exited.
+      runner: worker
+        ? new WorkerRunner(spawner, worker, opts.traceExec ? (line) => log(`netlink: ${line}`) : undefined, {
+          onLateFailure: (what, why) => log(`${what}: answered once the link was gone, then failed: ${why}`),
+        })
+        : spawner,
       handlers: defaultHandlers,
       log,
       onConf: (conf) => {

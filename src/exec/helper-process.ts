@@ -8,13 +8,19 @@
  */
 import {closeSync, readSync, writeSync} from 'node:fs'
 import {spawn} from './child-process.js'
+import {sys} from './sys.js'
 
 export interface HelperProcess {
   /**
    * Send a request. `answered`, for a request that gets an answer, says when its answer has
    * arrived (through `onData`): an adopted helper's link waits for it right here.
    */
-  send(data: Buffer | string, answered?: () => boolean): void
+  /**
+   * Send a request. An adopted helper waits for its answer right here (`answered`); with `gaveUp`
+   * it looks every millisecond whether the caller no longer needs to wait, and returns then (the
+   * answer is read with the next request's, or never).
+   */
+  send(data: Buffer | string, answered?: () => boolean, gaveUp?: () => boolean): void
   /** Answers, as they arrive. Set once, before the first send. */
   onData(cb: (d: Buffer) => void): void
   /** End the helper's input: it exits (and drops what it held). */
@@ -85,12 +91,16 @@ export function adoptHelper(fd: number): HelperProcess {
   }
   const buf = Buffer.allocUnsafe(64 * 1024)
   return {
-    send(data, answered) {
+    send(data, answered, gaveUp) {
       if (!open) return
       try {
         const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data
         for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off)
         while (answered && !answered() && open) {
+          if (gaveUp && !sys().readable(fd, 1)) {
+            if (gaveUp()) return
+            continue
+          }
           const n = readSync(fd, buf, 0, buf.length, null)
           if (n === 0) return close('its socket closed')
           deliver(Buffer.from(buf.subarray(0, n)))

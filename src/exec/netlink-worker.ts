@@ -119,7 +119,11 @@ export class NetlinkWorker {
   }
 
   /** Send one request: `count` op lines in `body`, applied inside `netns` when given. */
-  request(netns: string | undefined, count: number, body: Buffer): Promise<WorkerAnswer> {
+  /**
+   * Send one request; the answer comes back in order. `gaveUp`: the caller may stop waiting once
+   * it says so (an adopted helper, which waits synchronously, then returns before the answer).
+   */
+  request(netns: string | undefined, count: number, body: Buffer, gaveUp?: () => boolean): Promise<WorkerAnswer> {
     if (this.stopped) return Promise.reject(new PnError('PN_COMMAND_FAILED', `kernel worker ${this.binary}: stopped`))
     const ns = Buffer.from(netns ?? '', 'utf8')
     if (count < 1 || count > WORKER_LIMITS.ops || body.length > WORKER_LIMITS.bodyBytes || ns.length > WORKER_LIMITS.netnsBytes || ns.includes(0)) {
@@ -132,7 +136,7 @@ export class NetlinkWorker {
     const child = this.child ?? this.start()
     const id = this.nextId++
     const answer = new Promise<WorkerAnswer>((resolve, reject) => this.pending.set(id, {resolve, reject}))
-    child.send(Buffer.concat([Buffer.from(`${id} ${ns.length} ${count} ${body.length}\n`, 'latin1'), ns, body]), () => !this.pending.has(id))
+    child.send(Buffer.concat([Buffer.from(`${id} ${ns.length} ${count} ${body.length}\n`, 'latin1'), ns, body]), () => !this.pending.has(id), gaveUp)
     return answer
   }
 

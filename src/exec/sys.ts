@@ -49,6 +49,8 @@ export type LockWaitHandle = {readonly __lockWait: unique symbol}
 export interface SysAddon {
   peercred(fd: number): {pid: number; uid: number; gid: number; groups: number[]}
   peerClosed(fd: number): boolean
+  /** Something to read on `fd` (or its peer closed) within `ms` milliseconds. */
+  readable(fd: number, ms: number): boolean
   tryLock(fd: number): boolean
   /** The fd holding the lock, or -1 when another open file holds a conflicting one. */
   lockTry(path: string, shared: boolean): number

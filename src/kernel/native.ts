@@ -325,7 +325,8 @@ export class NativeBackend implements KernelBackend {
   /** A lone link.del: the worker's answer, or success once the device is gone if that comes first. */
   private deleteEarly(op: Extract<KernelOp, {kind: 'link.del'}>, offset: number, body: Buffer, early: NonNullable<NativeOptions['earlyLinkDelete']>): Promise<KernelResult[]> {
     const present = early.present ?? procLinkPresent
-    const worker = this.dispatch((w) => this.answered(w, [op], offset, undefined, w.request(undefined, 1, body)))
+    // An adopted worker (standalone pn-cni) waits synchronously: it stops waiting once the device is gone.
+    const worker = this.dispatch((w) => this.answered(w, [op], offset, undefined, w.request(undefined, 1, body, () => present(op.name) === false)))
     return new Promise<KernelResult[]>((resolve, reject) => {
       let done = false
       const finish = (fn: () => void) => {

@@ -73,4 +73,28 @@ describe('native backend over several kernel workers (src/kernel/native.ts)', ()
     assert.equal(late.length, 1)
     assert.match(late[0], /^link\.del: delete link lxc3: /)
   })
+
+  it('an adopted (synchronous) worker stops waiting once the device is gone; its late answer is read with the next request', async () => {
+    let present = true
+    let looked = 0
+    const late: Array<() => void> = []
+    const sync: WorkerLink = {
+      request: (_netns, _count, body, gaveUp) => {
+        // What adoptHelper does: the request blocks until answered, or until gaveUp() says stop.
+        if (gaveUp) {
+          while (!gaveUp()) if (++looked === 3) present = false
+          return new Promise<WorkerAnswer>((resolve) => late.push(() => resolve({code: 0, body: Buffer.from(JSON.stringify({results: [{deleted: true}]}))})))
+        }
+        const lines = body.toString('latin1').trim().split('\n')
+        return Promise.resolve({code: 0, body: Buffer.from(JSON.stringify({results: lines.map(() => ({}))}))})
+      },
+      broken: () => undefined,
+    }
+    const b = new NativeBackend(sync, new RecordingBackend(), {earlyLinkDelete: {present: () => present, pollMs: 1}})
+    assert.deepEqual(await b.apply([del('lxc9')]), [{kind: 'link.del', deleted: true}], 'answered with the worker still busy')
+    assert.equal(looked, 3, 'it looked until the device was gone')
+    assert.equal(late.length, 1, 'the worker\'s own answer is still due')
+    late[0]()
+    assert.deepEqual(await b.apply([get('lo')]), [{kind: 'link.get'}], 'the next request is served')
+  })
 })
