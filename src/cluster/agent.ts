@@ -447,6 +447,8 @@ export class ClusterAgent {
   private async follow(from?: ClusterState): Promise<void> {
     const follower = await this.opts.store.follow({
       ...(from ? {from} : {}),
+      // The peers' applied reports are not the agent's business (N agents: N² events a change).
+      desiredOnly: true,
       onUpdate: (_state, update) => {
         this.ok()
         // Only applied reports (ours and the peers'): nothing to program.
