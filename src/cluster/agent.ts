@@ -163,6 +163,8 @@ export class ClusterAgent {
   private readonly counts = {ipcache: 0, routes: 0, serviceTables: 0}
   private converging?: Promise<void>
   private dirty = false
+  /** Nodes or endpoints changed since convergeNode last ran (a service-only change skips it). */
+  private peersDirty = true
   private flushRetry = false
   private reportRetry = false
   private servicesError?: string
@@ -457,10 +459,13 @@ export class ClusterAgent {
   private async follow(from?: ClusterState): Promise<void> {
     const follower = await this.opts.store.follow({
       ...(from ? {from} : {}),
+      // The peers' applied reports are not the agent's business (N agents: N² events a change).
+      desiredOnly: true,
       onUpdate: (_state, update) => {
         this.ok()
         // Only applied reports (ours and the peers'): nothing to program.
         if (!update.resync && !update.nodes && !update.endpoints && !update.services) return
+        if (update.resync || update.nodes || update.endpoints) this.peersDirty = true
         this.kick()
       },
       onError: (err) => this.failed('watch', err),
@@ -471,6 +476,7 @@ export class ClusterAgent {
       return
     }
     this.follower = follower
+    this.peersDirty = true
     this.log(`cluster store: following from revision ${follower.state.revision}`)
     this.ok()
     this.kick()
@@ -520,16 +526,28 @@ export class ClusterAgent {
 
   private async convergeOnce(state: ClusterState): Promise<void> {
     const revision = state.revision
-    this.applied ??= await this.readApplied()
-    const plan = convergeNode(state, this.applied, this.self)
-    if (plan.ops.length > 0) {
-      await this.opts.kernel.apply(plan.ops)
-      const s = plan.summary
-      this.counts.ipcache += s.ipcacheAdded + s.ipcacheUpdated + s.ipcacheDeleted
-      this.counts.routes += s.routesAdded + s.routesReplaced + s.routesDeleted
-      this.log(`cluster: revision ${revision}: ipcache +${s.ipcacheAdded} ~${s.ipcacheUpdated} -${s.ipcacheDeleted}, routes +${s.routesAdded} ~${s.routesReplaced} -${s.routesDeleted}`)
+    // Only services changed since the node's peers were last converged: nothing to diff (with N
+    // nodes that diff is O(N) on every agent for every change).
+    if (this.peersDirty || !this.applied) {
+      // Cleared first: a change that arrives while this runs marks it again (one more run).
+      this.peersDirty = false
+      let plan: ReturnType<typeof convergeNode>
+      try {
+        this.applied ??= await this.readApplied()
+        plan = convergeNode(state, this.applied, this.self)
+        if (plan.ops.length > 0) await this.opts.kernel.apply(plan.ops)
+      } catch (err) {
+        this.peersDirty = true
+        throw err
+      }
+      if (plan.ops.length > 0) {
+        const s = plan.summary
+        this.counts.ipcache += s.ipcacheAdded + s.ipcacheUpdated + s.ipcacheDeleted
+        this.counts.routes += s.routesAdded + s.routesReplaced + s.routesDeleted
+        this.log(`cluster: revision ${revision}: ipcache +${s.ipcacheAdded} ~${s.ipcacheUpdated} -${s.ipcacheDeleted}, routes +${s.routesAdded} ~${s.routesReplaced} -${s.routesDeleted}`)
+      }
+      this.applied = plan.applied
     }
-    this.applied = plan.applied
     // No table written yet: the cluster does not manage services, the node's own table stays.
     const view = state.services()
     const table = view.mark ? serviceTableToApply(view, this.appliedDigest) : {apply: false as const}

@@ -18,7 +18,7 @@ import {watch as fsWatch, type FSWatcher} from 'node:fs'
 import path from 'node:path'
 import {PnError} from '../errors.js'
 import {readJsonFile, updateJsonFile, type JsonFileSpec, type LockOptions} from '../state/files.js'
-import {leaseLost, type ClusterKv, type KvCompare, type KvEntry, type KvEvent, type KvLease, type KvWatch, type KvWatchHandlers, type KvWrite} from './kv.js'
+import {leaseLost, type ClusterKv, type KvCompare, type KvEntry, type KvEvent, type KvLease, type KvWatch, type KvWatchHandlers, type KvWatchOptions, type KvWrite} from './kv.js'
 
 /** How many revisions of history the document keeps for watches. */
 export const LOG_REVISIONS = 1000
@@ -135,7 +135,8 @@ export class DirKv implements ClusterKv {
     }
   }
 
-  watch(prefix: string, fromRevision: number, h: KvWatchHandlers): KvWatch {
+  watch(prefix: string, fromRevision: number, h: KvWatchHandlers, opts: KvWatchOptions = {}): KvWatch {
+    const startKey = Buffer.from(opts.startKey ?? prefix)
     let seen = fromRevision - 1
     let closed = false
     let busy = false
@@ -167,7 +168,7 @@ export class DirKv implements ClusterKv {
           }
           const byRev = new Map<number, KvEvent[]>()
           for (const e of doc.log) {
-            if (e.revision > seen && e.key.startsWith(prefix)) byRev.set(e.revision, [...(byRev.get(e.revision) ?? []), e])
+            if (e.revision > seen && e.key.startsWith(prefix) && Buffer.compare(Buffer.from(e.key), startKey) >= 0) byRev.set(e.revision, [...(byRev.get(e.revision) ?? []), e])
           }
           seen = doc.revision
           for (const [rev, events] of [...byRev].sort(([a], [b]) => a - b)) {

@@ -10,7 +10,7 @@
  */
 import {PnError} from '../errors.js'
 import {EtcdConnection, prefixEnd, type EtcdTlsFiles} from '../state/etcd-store.js'
-import {leaseLost, type ClusterKv, type KvCompare, type KvEntry, type KvEvent, type KvLease, type KvWatch, type KvWatchHandlers, type KvWrite} from './kv.js'
+import {leaseLost, type ClusterKv, type KvCompare, type KvEntry, type KvEvent, type KvLease, type KvWatch, type KvWatchHandlers, type KvWatchOptions, type KvWrite} from './kv.js'
 
 /** The etcd3 client, as the connection hands it out (etcd3 is loaded there, lazily). */
 type Etcd3 = Parameters<Parameters<EtcdConnection['run']>[1]>[1]
@@ -93,7 +93,7 @@ export class EtcdKv implements ClusterKv {
     }
   }
 
-  watch(prefix: string, fromRevision: number, h: KvWatchHandlers): KvWatch {
+  watch(prefix: string, fromRevision: number, h: KvWatchHandlers, opts: KvWatchOptions = {}): KvWatch {
     let closed = false
     let watcher: Watcher | undefined
     const stop = async () => {
@@ -112,7 +112,8 @@ export class EtcdKv implements ClusterKv {
         const client = await this.client()
         if (await this.compactedAt(fromRevision)) return failed(new Error('compacted'), fromRevision)
         if (closed) return
-        watcher = client.watch().prefix(prefix).startRevision(String(fromRevision)).watcher()
+        const builder = opts.startKey ? client.watch().inRange({start: Buffer.from(opts.startKey), end: prefixEnd(prefix)}) : client.watch().prefix(prefix)
+        watcher = builder.startRevision(String(fromRevision)).watcher()
         let next = fromRevision
         watcher.on('data', (res) => {
           if (closed) return

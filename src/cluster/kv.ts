@@ -54,6 +54,11 @@ export interface KvWatchHandlers {
   onError(err: PnError): void
 }
 
+export interface KvWatchOptions {
+  /** Watch only keys ≥ this one (it must lie under the watched prefix). */
+  startKey?: string
+}
+
 export interface KvWatch {
   close(): Promise<void>
 }
@@ -65,8 +70,11 @@ export interface ClusterKv {
   /** If every compare holds, apply `writes` atomically (one revision). */
   txn(compares: KvCompare[], writes: KvWrite[]): Promise<{succeeded: boolean; revision: number}>
   grantLease(ttlSeconds: number): Promise<KvLease>
-  /** Changes under `prefix` with revision ≥ `fromRevision`. */
-  watch(prefix: string, fromRevision: number, handlers: KvWatchHandlers): KvWatch
+  /**
+   * Changes under `prefix` with revision ≥ `fromRevision`; with `opts.startKey`, only those of
+   * keys at or after it (byte order) under `prefix`: the store does not send the others at all.
+   */
+  watch(prefix: string, fromRevision: number, handlers: KvWatchHandlers, opts?: KvWatchOptions): KvWatch
   /** Drop the history before `revision` (watches from an older revision fail as compacted). */
   compact(revision: number): Promise<void>
   close(): Promise<void>

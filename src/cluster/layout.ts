@@ -94,6 +94,16 @@ export class ClusterKeys {
   applied(node: string): string {
     return `${this.v1}applied/${node}`
   }
+
+  /**
+   * The first key of the desired state: every key of nodes/, endpoints/, services/ and
+   * services-table sorts at or after it, the schema key and every applied report before it
+   * (`applied/` is the first space under v1/, and '0' follows '/'). A watch from here to the end
+   * of the base sees what an agent converges to and not the other agents' reports.
+   */
+  get desiredStart(): string {
+    return `${this.v1}applied0`
+  }
 }
 
 /** The shard a service lives in (by its frontend). */

@@ -126,6 +126,13 @@ export interface FollowOptions {
   onError?: (err: PnError) => void
   /** First retry delay after an error (doubles up to 10 s). */
   retryMs?: number
+  /**
+   * Watch only the desired state (nodes, endpoints, services): the agents' applied reports and
+   * the schema key are not sent (state.applied keeps what the first read held). An agent
+   * converges from these alone; with N agents every change makes N reports, and a watch of them
+   * all would deliver N² events per change.
+   */
+  desiredOnly?: boolean
 }
 
 export interface ClusterFollower {
@@ -320,7 +327,7 @@ export class ClusterStore {
           opts.onError?.(err)
           retry(start)
         },
-      })
+      }, opts.desiredOnly ? {startKey: this.keys.desiredStart} : {})
     }
     const retry = (fn: () => void) => {
       if (closed) return

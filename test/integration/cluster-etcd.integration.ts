@@ -139,6 +139,31 @@ describe('cluster store on etcd (real etcd on loopback)', function () {
     await reg.close()
   })
 
+  it('a desired-state follower (what an agent uses) is sent nodes, endpoints and services, never the applied reports', async () => {
+    const reg = await store.registerNode({name: 'n1', nodeIps: ['192.168.1.1'], podCidrs: ['10.1.1.0/24'], reach: 'direct'}, {ttlSeconds: 30})
+    const all: FollowUpdate[] = []
+    const desired: FollowUpdate[] = []
+    const full = await store.follow({onUpdate: (_s, u) => all.push(u)})
+    const f = await store.follow({desiredOnly: true, onUpdate: (_s, u) => desired.push(u)})
+    await store.reportApplied(1, reg)
+    const w1 = await store.publishEndpoint({ip: '10.1.1.5', node: 'n1', containerId: 'c5', labels: {}, identity: null}, reg)
+    await store.reportApplied(w1.revision, reg)
+    const w2 = await store.putServices([svc('10.96.0.10:80', '10.1.1.5:8080')])
+    const r3 = await store.registerNode({name: 'n2', nodeIps: ['192.168.1.2'], podCidrs: ['10.1.2.0/24'], reach: 'direct'}, {ttlSeconds: 30})
+    await store.reportApplied(w2.revision, reg)
+    await until('the full follower saw all six writes', () => all.length === 6)
+    await until('the desired follower saw three', () => desired.length === 3)
+    await new Promise((r) => setTimeout(r, 200))
+    assert.equal(all.filter((u) => u.applied).length, 3, 'a whole-prefix follower sees the reports')
+    assert.deepEqual(desired.map((u) => [u.endpoints, u.services, u.nodes, u.applied]), [[true, false, false, false], [false, true, false, false], [false, false, true, false]])
+    assert.equal(desired[1].revision, w2.revision)
+    assert.ok(f.state.nodes.has('n2') && f.state.endpoints.has('10.1.1.5') && f.state.services().services.length === 1)
+    await f.close()
+    await full.close()
+    await r3.close()
+    await reg.close()
+  })
+
   it('compacted history: a follower from an older revision gets one resync and the current state, then follows on', async () => {
     const reg = await store.registerNode({name: 'n1', nodeIps: ['192.168.1.1'], podCidrs: ['10.1.1.0/24'], reach: 'direct'}, {ttlSeconds: 30})
     const old = await store.snapshot()

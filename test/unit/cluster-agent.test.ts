@@ -11,7 +11,10 @@ import path from 'node:path'
 import {ClusterAgent} from '../../src/cluster/agent.js'
 import {pn} from '../helpers/cli.js'
 import {PublicationQueue, type Publication} from '../../src/cluster/publish.js'
-import {openClusterStore, type ClusterStore} from '../../src/cluster/store.js'
+import {DirKv} from '../../src/cluster/kv-dir.js'
+import type {ClusterKv} from '../../src/cluster/kv.js'
+import {parseClusterLocation} from '../../src/cluster/location.js'
+import {ClusterStore, openClusterStore} from '../../src/cluster/store.js'
 import {decodeIpcacheInfo, decodeIpcacheKey} from '../../src/datapath/bpf/maps/ipcache.js'
 import {deleteEndpoint, saveEndpoint, type EndpointRecord} from '../../src/endpoint/store.js'
 import {RecordingBackend} from '../../src/kernel/backend.js'
@@ -174,6 +177,47 @@ describe('cluster agent (directory store, recording kernel)', function () {
     await until('pod2 on B', () => B.words().includes('ipcache 10.1.1.6/32 node 192.168.0.1'))
     await A.a.stop({revoke: true})
     await until('A\'s entries and route gone from B', () => B.words().includes('ipcache delete 10.1.1.6/32') && B.words().includes('route delete 10.1.1.0/24'))
+  })
+
+  it('follows only the desired state: the other agents\' applied reports are never sent to its watch (with N agents each change would send it N)', async () => {
+    const where = path.join(dir, 'store')
+    const admin = openClusterStore(where)
+    stores.push(admin)
+    await admin.init()
+    const loc = parseClusterLocation(where)
+    const inner = new DirKv(loc.kind === 'dir' ? loc.dir : where)
+    const watched: string[] = []
+    const kv: ClusterKv = {
+      location: inner.location,
+      range: (p) => inner.range(p),
+      txn: (c, w) => inner.txn(c, w),
+      grantLease: (t) => inner.grantLease(t),
+      watch: (p, r, h, o) => inner.watch(p, r, {...h, onEvents: (rev, evs) => (watched.push(...evs.map((e) => e.key)), h.onEvents(rev, evs))}, o),
+      compact: (r) => inner.compact(r),
+      close: () => inner.close(),
+    }
+    const store = new ClusterStore(kv, loc)
+    stores.push(store)
+    const kernel = new RecordingBackend((op) => (op.kind === 'map.dump' ? {kind: 'map.dump', entries: []} : op.kind === 'route.list' ? {kind: 'route.list', routes: []} : undefined))
+    const tables: ServiceSpec[][] = []
+    const A = new ClusterAgent({store, stateDir: mkdtempSync(path.join(dir, 'a-')), node: ctx('a', '10.1.1.0/24'), kernel, nodeIps: ['192.168.0.1'], autoDirectRoutes: true, retryMs: 50, maxRetryMs: 200, applyServices: async (t) => void tables.push(t)})
+    agents.push(A)
+    const B = agent('b', '10.1.2.0/24', '192.168.0.2')
+    A.start()
+    B.a.start()
+    await until('both registered', () => A.status().registered && B.a.status().registered)
+    B.a.endpointAdded(rec('pod1', '10.1.2.5'))
+    const put = await admin.putServices([parseService('10.96.0.10:80/tcp', ['10.1.2.5:8080'])])
+    await until('both applied the write', () => (A.status().appliedRevision ?? 0) >= put.revision && (B.a.status().appliedRevision ?? 0) >= put.revision && tables.length === 1)
+    let reported = 0
+    for (let i = 0; i < 200 && reported < put.revision; i++) {
+      reported = (await admin.snapshot()).applied.get('b')?.revision ?? 0
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    assert.ok(reported >= put.revision, 'b reported its applied revision to the store')
+    await new Promise((r) => setTimeout(r, 300)) // a watch tick past b's report
+    assert.ok(watched.some((k) => k.endsWith('/nodes/b')) && watched.some((k) => k.endsWith('/endpoints/10.1.2.5')) && watched.some((k) => k.endsWith('/services-table')), `A watched nodes, endpoints and services: ${watched.join(' ')}`)
+    assert.deepEqual(watched.filter((k) => k.includes('/applied/') || k.endsWith('/schema')), [], 'no applied report (or schema key) reached A\'s watch')
   })
 
   it('an unusable store: retrying (with the cause) while publications queue; once it works, connected, and the queue is sent', async () => {
