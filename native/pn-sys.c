@@ -647,20 +647,27 @@ static napi_value idx_array(napi_env env, const struct idx *x) {
   return arr;
 }
 
-static napi_value map_info(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], obj, name;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) return napi_throw_type_error(env, NULL, "mapInfo(path)"), NULL;
-  char *path = string_arg(env, argv[0], "expected a map pin path");
+/* The map pinned at the path in `v`: the path (the caller frees it), or NULL with an exception pending. */
+static char *map_arg(napi_env env, napi_value v, struct map **m) {
+  char *path = string_arg(env, v, "expected a map pin path");
   if (!path) return NULL;
-  struct map *m;
   const char *why;
-  int e = map_at(path, &m, &why);
+  int e = map_at(path, m, &why);
   if (e) {
     map_error(env, path, e, why);
     free(path);
     return NULL;
   }
+  return path;
+}
+
+static napi_value map_info(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], obj, name;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) return napi_throw_type_error(env, NULL, "mapInfo(path)"), NULL;
+  struct map *m;
+  char *path = map_arg(env, argv[0], &m);
+  if (!path) return NULL;
   free(path);
   if (napi_create_object(env, &obj) != napi_ok || napi_create_string_utf8(env, m->info.name, strnlen(m->info.name, sizeof m->info.name), &name) != napi_ok) return NULL;
   if (!set_prop(env, obj, "type", int_value(env, m->info.type)) || !set_prop(env, obj, "keySize", int_value(env, m->info.key_size)) ||
@@ -691,16 +698,9 @@ static napi_value map_write_js(napi_env env, napi_callback_info info) {
     if (vt == napi_null || vt == napi_undefined) napi_throw_type_error(env, NULL, "mapWrite: an update needs values");
     return NULL;
   }
-  char *path = string_arg(env, argv[0], "expected a map pin path");
-  if (!path) return NULL;
   struct map *m;
-  const char *why;
-  int e = map_at(path, &m, &why);
-  if (e) {
-    map_error(env, path, e, why);
-    free(path);
-    return NULL;
-  }
+  char *path = map_arg(env, argv[0], &m);
+  if (!path) return NULL;
   char msg[400];
   if ((uint64_t)n * m->info.key_size != klen) {
     snprintf(msg, sizeof msg, "write map %s: %zu key bytes for %u keys of %u bytes", path, klen, n, m->info.key_size);
@@ -784,19 +784,12 @@ static napi_value map_write_frame(napi_env env, napi_callback_info info) {
   for (uint32_t i = 0; i < nmaps; i++) {
     napi_value v;
     if (napi_get_element(env, argv[0], i, &v) != napi_ok) return NULL;
-    char *path = string_arg(env, v, "expected a map pin path");
+    char *path = map_arg(env, v, &open_maps[i]);
     if (!path) return NULL;
-    const char *why;
-    int e = map_at(path, &open_maps[i], &why);
-    if (!e && (open_maps[i]->info.key_size > KEY_FIELD || open_maps[i]->value_bytes > VAL_FIELD)) {
+    if (open_maps[i]->info.key_size > KEY_FIELD || open_maps[i]->value_bytes > VAL_FIELD) {
       snprintf(msg, sizeof msg, "write maps: map %s has keys or values over the %zu and %zu bytes of a record", path, KEY_FIELD, VAL_FIELD);
       free(path);
       return napi_throw_type_error(env, "EINVAL", msg), NULL;
-    }
-    if (e) {
-      map_error(env, path, e, why);
-      free(path);
-      return NULL;
     }
     free(path);
   }
@@ -847,12 +840,10 @@ static int path_key_args(napi_env env, napi_callback_info info, struct map **m, 
     return -1;
   }
   if (want_key && !buffer_arg(env, argv[1], key, klen)) return -1;
-  char *path = string_arg(env, argv[0], "expected a map pin path");
+  char *path = map_arg(env, argv[0], m);
   if (!path) return -1;
-  const char *why;
-  int e = map_at(path, m, &why);
-  if (e) map_error(env, path, e, why);
-  else if (want_key && *klen != (*m)->info.key_size) {
+  int e = 0;
+  if (want_key && *klen != (*m)->info.key_size) {
     char msg[400];
     snprintf(msg, sizeof msg, "look up map %s: a key of %zu bytes, the map's are %u", path, *klen, (*m)->info.key_size);
     napi_throw_type_error(env, "EINVAL", msg);
