@@ -28,6 +28,7 @@ export const LAYERS: Record<string, number> = {
   'src/state': 2,
   'src/kernel': 2,
   'src/flow': 3,
+  'src/policy': 3,
   'src/datapath': 4,
   'src/ipam': 4,
   'src/endpoint': 5,
