@@ -122,7 +122,7 @@ export function endpointsOf(rec: EndpointRecord, node: string): ClusterEndpoint[
     ifname: rec.ifname,
     ...(rec.podNamespace ? {namespace: rec.podNamespace} : {}),
     ...(rec.podName ? {pod: rec.podName} : {}),
-    labels: {},
+    labels: rec.labels ?? {},
     identity: null,
   }))
 }
@@ -215,7 +215,7 @@ export class ClusterAgent {
         mine.add(ep.ip)
         if (queued.has(ep.ip)) continue
         const have = listed.get(ep.ip)
-        if (have && have.node === ep.node && have.containerId === ep.containerId && have.ifname === ep.ifname) continue
+        if (have && have.node === ep.node && have.containerId === ep.containerId && have.ifname === ep.ifname && JSON.stringify(have.labels) === JSON.stringify(ep.labels)) continue
         this.queue.put(ep)
         changes++
       }

@@ -146,6 +146,7 @@ export function addPlan(req: CniRequest): Plan<CniResult> & {state: AddState; sy
           podName: req.args.podName,
           podNamespace: req.args.podNamespace,
           podUid: req.args.podUid,
+          labels: req.conf.labels,
           // Written once, before the attach: the undo stack removes the record if the attach fails.
           bpfAttached: node.routing === 'bpf',
         })

@@ -6,6 +6,7 @@
 import {MAX_PATH_BYTES, textProblem} from '../datapath/validate.js'
 import {PnError} from '../errors.js'
 import {validateNetworkName} from './env.js'
+import {podLabels} from './labels.js'
 import {isSupportedVersion, SUPPORTED_VERSIONS, type CniVersion} from './spec.js'
 
 export interface PortMapping {
@@ -28,6 +29,8 @@ export interface NetConf {
   dns?: {nameservers?: string[]; domain?: string; search?: string[]; options?: string[]}
   /** Requested IPs from `args.cni.ips` (CONVENTIONS), which wins over CNI_ARGS IP=. */
   argsIps: string[]
+  /** The pod's labels: `args.cni.labels` and the `pn.cni/labels` pod annotation (src/cni/labels.ts). */
+  labels: Record<string, string>
   portMappings: PortMapping[]
   prevResult?: Record<string, unknown>
   /** GC: attachments to keep, `<containerId>:<ifname>`. */
@@ -62,6 +65,7 @@ export function parseNetConf(stdin: string): NetConf {
     name,
     type: typeof o.type === 'string' ? o.type : 'pn',
     argsIps: [],
+    labels: {},
     portMappings: [],
     raw: o,
   }
@@ -87,6 +91,7 @@ export function parseNetConf(stdin: string): NetConf {
     conf.dns = pickDns(o.dns as Record<string, unknown>)
   }
   conf.argsIps = argsIps(o.args)
+  conf.labels = podLabels(o.args, o.runtimeConfig)
   conf.portMappings = portMappings(o.runtimeConfig)
   if (o.prevResult !== undefined && o.prevResult !== null) {
     if (typeof o.prevResult !== 'object' || Array.isArray(o.prevResult)) throw invalid('prevResult', o.prevResult, 'must be an object')

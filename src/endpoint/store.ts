@@ -32,6 +32,8 @@ export interface EndpointRecord {
   podName?: string
   podNamespace?: string
   podUid?: string
+  /** The pod's labels as the runtime passed them on ADD (or `pn endpoint label` set), sorted by key. */
+  labels?: Record<string, string>
   bpfAttached?: boolean
   createdAt: string
 }
@@ -43,6 +45,7 @@ export interface PodMeta {
   podName?: string
   podNamespace?: string
   podUid?: string
+  labels?: Record<string, string>
 }
 
 /** The record for a freshly made veth: one place that maps connector output to endpoint fields. */
@@ -68,6 +71,7 @@ export function endpointRecordFor(
     ...(fields.podName ? {podName: fields.podName} : {}),
     ...(fields.podNamespace ? {podNamespace: fields.podNamespace} : {}),
     ...(fields.podUid ? {podUid: fields.podUid} : {}),
+    ...(fields.labels && Object.keys(fields.labels).length > 0 ? {labels: fields.labels} : {}),
     ...(fields.bpfAttached === undefined ? {} : {bpfAttached: fields.bpfAttached}),
     createdAt: new Date().toISOString(),
   }
