@@ -22,7 +22,7 @@ import {podLabelSet, splitLabelSet, type Labels} from './labels.js'
 import type {NetworkPolicy, PolicyPeer, PolicyPort, PortProtocol} from './parse.js'
 import {selectorMatches} from './selector.js'
 import {
-  IDENTITY_FIRST_CIDR, IDENTITY_WORLD,
+  IDENTITY_FIRST_CIDR, IDENTITY_UNKNOWN, IDENTITY_WORLD,
   type CidrIdentity, type EndpointPolicy, type NodePolicy, type PolicyDirection, type PolicyMapEntry, type PolicyProtocol,
 } from './types.js'
 
@@ -94,6 +94,8 @@ export interface ResolvedPolicy {
 export interface ResolveOptions {
   /** CIDR identities already in use on the node: kept, so a policy change does not renumber them. */
   previousCidrIdentities?: CidrIdentity[]
+  /** Resolve only these endpoints' entries (a node's own); every endpoint is still a possible peer. */
+  select?: (ep: PolicyEndpoint) => boolean
 }
 
 export const PROTOCOL_NUMBERS: Record<PortProtocol, PolicyProtocol> = {TCP: 6, UDP: 17, SCTP: 132}
@@ -199,7 +201,7 @@ export function resolvePolicy(inputs: PolicyInputs, opts: ResolveOptions = {}): 
     policiesByNs.set(p.namespace, l)
   }
 
-  const endpoints = inputs.endpoints.map((ep): ResolvedEndpoint => {
+  const endpoints = (opts.select ? inputs.endpoints.filter(opts.select) : inputs.endpoints).map((ep): ResolvedEndpoint => {
     const selecting = (policiesByNs.get(ep.namespace) ?? []).filter((p) => selectorMatches(p.podSelector, ep.labels))
     const entries = new Map<string, ResolvedEntry>()
     const dirPolicies: Record<PolicyDirection, string[]> = {ingress: [], egress: []}
@@ -250,24 +252,26 @@ export function endpointPolicy(ep: ResolvedEndpoint & {endpointId: number}): End
   }
 }
 
-/** What one node writes: its endpoints' (those `isLocal` says, with an endpoint id) and the CIDR identities. */
+/**
+ * What one node writes: its endpoints' (those `isLocal` says, with an endpoint id; one per id,
+ * a dual-stack pod's addresses share it and its labels) and the CIDR identities.
+ */
 export function nodePolicy(resolved: ResolvedPolicy, isLocal: (ep: ResolvedEndpoint) => boolean): NodePolicy {
-  return {
-    endpoints: resolved.endpoints
-      .filter((ep): ep is ResolvedEndpoint & {endpointId: number} => ep.endpointId !== undefined && isLocal(ep))
-      .map(endpointPolicy)
-      .sort((a, b) => a.endpointId - b.endpointId),
-    cidrIdentities: resolved.cidrIdentities,
+  const byId = new Map<number, EndpointPolicy>()
+  for (const ep of resolved.endpoints) {
+    if (ep.endpointId === undefined || byId.has(ep.endpointId) || !isLocal(ep)) continue
+    byId.set(ep.endpointId, endpointPolicy(ep as ResolvedEndpoint & {endpointId: number}))
   }
+  return {endpoints: [...byId.values()].sort((a, b) => a.endpointId - b.endpointId), cidrIdentities: resolved.cidrIdentities}
 }
 
 /**
- * The identity the ipcache gives `ip`: a pod's own, else the most specific policy CIDR's, else
+ * The identity the ipcache gives `ip`: a pod's own (unknown, 0, until it has one), else the most specific policy CIDR's, else
  * world. (Node addresses, host and remote-node, are the datapath's: resolution does not know them.)
  */
 export function identityOfIp(resolved: ResolvedPolicy, ip: string): number {
   const ep = resolved.endpoints.find((e) => e.ip === ip)
-  if (ep && ep.identity !== null) return ep.identity
+  if (ep) return ep.identity ?? IDENTITY_UNKNOWN
   const parsed = tryParseIp(ip)
   if (!parsed) return IDENTITY_WORLD
   let best: {prefix: number; identity: number} | undefined

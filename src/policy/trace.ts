@@ -62,6 +62,17 @@ function check(ep: ResolvedEndpoint | undefined, direction: PolicyDirection, pee
 export const describeRule = (r: RuleRef) =>
   `${r.policy} ${r.direction}[${r.rule}]${r.peer === null ? ' (any peer)' : ` peer ${r.direction === 'ingress' ? 'from' : 'to'}[${r.peer}]`}${r.port === null ? '' : ` ports[${r.port}]`}`
 
+/** Parse `80/tcp` (`80` alone is TCP) into an IP protocol number and a port. */
+export function parsePortProtocol(text: string): {protocol: PolicyProtocol; port: number} {
+  const m = /^(\d{1,5})(?:\/(tcp|udp|sctp))?$/i.exec(text.trim())
+  const port = m ? Number(m[1]) : NaN
+  if (!m || port < 1 || port > 65535) {
+    throw new PnError('PN_INVALID_ARGUMENT', `parse port ${JSON.stringify(text)}: not PORT[/tcp|udp|sctp] with a port 1-65535`, {hint: 'e.g. --port 80/tcp or --port 53/udp'})
+  }
+  const proto = (m[2] ?? 'tcp').toLowerCase()
+  return {protocol: proto === 'tcp' ? 6 : proto === 'udp' ? 17 : 132, port}
+}
+
 /** The verdict for a packet from `fromIp` to `toIp` on `protocol`/`port` (protocol 6, 17 or 132). */
 export function traceVerdict(resolved: ResolvedPolicy, fromIp: string, toIp: string, protocol: PolicyProtocol, port: number): TraceResult {
   if (protocol === 0 || !Number.isInteger(port) || port < 1 || port > 65535) {
