@@ -161,7 +161,10 @@ export function resolvePolicy(inputs: PolicyInputs, opts: ResolveOptions = {}): 
   for (const ep of inputs.endpoints) {
     if (ep.identity !== null && !identityLabels.has(ep.identity)) identityLabels.set(ep.identity, podLabelSet(ep.namespace, ep.labels, inputs.namespaces[ep.namespace] ?? {}))
   }
-  const split = [...identityLabels.entries()].map(([id, labels]) => ({id, ...splitLabelSet(labels)})).sort((a, b) => a.id - b.id)
+  // Peers are chosen among the identities some endpoint carries: an allocated set no pod uses
+  // (waiting for the collector, or not yet published) would only add entries nothing matches.
+  const carried = new Set(inputs.endpoints.flatMap((ep) => (ep.identity === null ? [] : [ep.identity])))
+  const split = [...identityLabels.entries()].filter(([id]) => carried.has(id)).map(([id, labels]) => ({id, ...splitLabelSet(labels)})).sort((a, b) => a.id - b.id)
   const cidrs = cidrIdentitiesFor(inputs.policies, opts.previousCidrIdentities)
   const cidrId = new Map(cidrs.list.map((c) => [c.cidr, c.identity]))
   for (const c of cidrs.list) identityLabels.set(c.identity, [`cidr:${c.cidr}`])

@@ -90,6 +90,9 @@ function run(steps: Step[]): {mismatches: string[]; matrices: Map<string, boolea
     const resolved = resolvePolicy({endpoints, namespaces: world.namespaces, identities: ids.all, policies})
     const node = nodePolicy(resolved, () => true)
     const ipcache = new Map(endpoints.map((e) => [e.ip, e.identity]))
+    // Entries name only identities a packet can carry: any (0), a pod's current one, a CIDR's, world.
+    const carried = new Set([0, 2, ...endpoints.map((e) => e.identity), ...node.cidrIdentities.map((c) => c.identity)])
+    for (const ep of node.endpoints) for (const e of ep.entries) if (!carried.has(e.identity)) mismatches.push(`${step.name}: endpoint ${ep.endpointId} has an entry for identity ${e.identity}, which nothing carries`)
     const endpointOf = new Map(endpoints.map((e) => [e.ip, e.endpointId]))
     const pods = world.pods.map((p) => `${p.namespace}/${p.name}`)
     const ip = (t: string) => (t.includes('/') ? world.pods.find((p) => `${p.namespace}/${p.name}` === t)!.ip : t)
