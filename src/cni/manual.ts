@@ -36,7 +36,7 @@ export function manualNodeRequest(o: ManualOptions): NodeRequest {
     type: 'pn',
     stateDir: o.stateDir,
     ...o.extra,
-  }))
+  }), o.command)
   if (o.command === 'CHECK' && !allowsCheck(conf.cniVersion)) {
     throw new PnError('PN_CNI_INCOMPATIBLE_VERSION', `check cni version: config version "${conf.cniVersion}" does not allow CHECK`, {hint: 'use --cni-version 0.4.0 or later'})
   }

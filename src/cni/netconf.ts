@@ -39,8 +39,13 @@ export interface NetConf {
   raw: Record<string, unknown>
 }
 
-/** Decode stdin JSON (code 6) and check it as a network config (codes 1, 2, 7). */
-export function parseNetConf(stdin: string): NetConf {
+/**
+ * Decode stdin JSON (code 6) and check it as a network config (codes 1, 2, 7). The pod's labels
+ * are read and checked for ADD only (and when no command is named): DEL, CHECK, GC and STATUS
+ * ignore them, so the DEL a runtime sends after an ADD that a bad label failed, with the same
+ * netconf, still succeeds (containerd retries a failing DEL and cannot remove the sandbox).
+ */
+export function parseNetConf(stdin: string, command?: string): NetConf {
   let raw: unknown
   try {
     raw = JSON.parse(stdin)
@@ -91,7 +96,7 @@ export function parseNetConf(stdin: string): NetConf {
     conf.dns = pickDns(o.dns as Record<string, unknown>)
   }
   conf.argsIps = argsIps(o.args)
-  conf.labels = podLabels(o.args, o.runtimeConfig)
+  if (command === undefined || command === 'ADD') conf.labels = podLabels(o.args, o.runtimeConfig)
   conf.portMappings = portMappings(o.runtimeConfig)
   if (o.prevResult !== undefined && o.prevResult !== null) {
     if (typeof o.prevResult !== 'object' || Array.isArray(o.prevResult)) throw invalid('prevResult', o.prevResult, 'must be an object')

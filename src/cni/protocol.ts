@@ -71,7 +71,7 @@ export async function runProtocol(io: ProtocolIo): Promise<ProtocolOutput> {
       return {exitCode: 0, stdout: JSON.stringify(versionResult(io.stdin)) + '\n', command}
     }
     if (env.command === undefined) parseCommand(undefined)
-    conf = parseNetConf(io.stdin)
+    conf = parseNetConf(io.stdin, env.command)
     io.onConf?.(conf)
     command = parseCommand(env.command)
     checkVersionAllows(command, conf.cniVersion)
