@@ -11,6 +11,12 @@
  *                          same transaction; the compare that makes a table write atomic
  *   v1/applied/<node>      {revision, at}: the store revision the node's agent has fully applied,
  *                          under the node's lease
+ *   v1/identities/<id>     {id, labels, createdAt}: a security identity and its label set
+ *   v1/identity-labels/<h> {id, labels, unusedSince?}: the same by label set (h: sha256 of its
+ *                          key), created only if absent: the compare that gives one set one number
+ *   v1/namespaces/<ns>     {labels}: a namespace's labels (pn namespace label)
+ *   v1/policies/<ns>/<n>   a NetworkPolicy, its canonical networking.k8s.io/v1 object
+ *                          (identities.ts, namespaces.ts, policies.ts)
  *
  * Services are sharded so that a change to one service sends one shard (not the whole table) to
  * every watching agent, while a whole-table write still fits one etcd transaction (64 shards +
@@ -93,6 +99,23 @@ export class ClusterKeys {
 
   applied(node: string): string {
     return `${this.v1}applied/${node}`
+  }
+
+  identity(id: number): string {
+    return `${this.v1}identities/${id}`
+  }
+
+  /** The label-set key of an identity, hashed (a label set is long and holds `/`). */
+  identityLabels(labelSetKey: string): string {
+    return `${this.v1}identity-labels/${sha256Hex(labelSetKey).slice(0, 40)}`
+  }
+
+  namespace(name: string): string {
+    return `${this.v1}namespaces/${name}`
+  }
+
+  policy(namespace: string, name: string): string {
+    return `${this.v1}policies/${namespace}/${name}`
   }
 
   /**

@@ -7,6 +7,7 @@
 import {PnError} from '../errors.js'
 import type {ServiceSpec} from '../service/model.js'
 import type {KvEntry, KvEvent} from './kv.js'
+import {POLICY_SPACES, PolicyState, type PolicySpace} from './policy-state.js'
 import {decodeApplied, decodeEndpoint, decodeNode, decodeShard, decodeTableMark, servicesDigest, type AppliedRevision, type ClusterEndpoint, type ClusterKeys, type ClusterNode, type ServiceTableMark} from './layout.js'
 
 /** What an update touched, so a consumer redoes only that part. */
@@ -15,6 +16,8 @@ export interface StateChange {
   endpoints: boolean
   services: boolean
   applied: boolean
+  /** Identities, namespaces or policies (policy-state.ts). */
+  policy?: boolean
 }
 
 export interface ServicesView {
@@ -31,6 +34,8 @@ export class ClusterState {
   readonly nodes = new Map<string, ClusterNode>()
   readonly endpoints = new Map<string, ClusterEndpoint>()
   readonly applied = new Map<string, AppliedRevision>()
+  /** Identities, namespaces' labels and NetworkPolicies. */
+  readonly policy = new PolicyState()
   /** Keys that did not decode (skipped), by key. */
   readonly problems = new Map<string, PnError>()
   private readonly shards = new Map<string, ServiceSpec[]>()
@@ -68,7 +73,7 @@ export class ClusterState {
   }
 
   /** The kind of key `key` is, with its name, or undefined for a key pn does not know. */
-  private classify(key: string): {kind: keyof StateChange | 'schema' | 'shard' | 'table'; name: string} | undefined {
+  private classify(key: string): {kind: keyof StateChange | 'schema' | 'shard' | 'table'; name: string; space?: PolicySpace} | undefined {
     if (key === this.keys.schema) return {kind: 'schema', name: ''}
     if (key === this.keys.table) return {kind: 'table', name: ''}
     if (!key.startsWith(this.keys.v1)) return undefined
@@ -80,6 +85,7 @@ export class ClusterState {
     if (space === 'endpoints') return {kind: 'endpoints', name}
     if (space === 'services') return {kind: 'shard', name}
     if (space === 'applied') return {kind: 'applied', name}
+    if ((POLICY_SPACES as readonly string[]).includes(space)) return {kind: 'policy', name, space: space as PolicySpace}
     return undefined
   }
 
@@ -101,6 +107,9 @@ export class ClusterState {
         case 'applied':
           this.applied.set(c.name, decodeApplied(key, value, c.name))
           return 'applied'
+        case 'policy':
+          this.policy.set(c.space!, c.name, key, value)
+          return 'policy'
         case 'shard':
           this.servicesCache = undefined
           this.shards.set(c.name, decodeShard(key, value))
@@ -137,6 +146,9 @@ export class ClusterState {
       case 'applied':
         this.applied.delete(c.name)
         return 'applied'
+      case 'policy':
+        this.policy.unset(c.space!, c.name)
+        return 'policy'
       case 'shard':
         this.servicesCache = undefined
         this.shards.delete(c.name)

@@ -148,7 +148,8 @@ export class ClusterStore {
   private schemaRev?: number
 
   constructor(
-    private readonly kv: ClusterKv,
+    /** The key-value store; identities.ts, namespaces.ts and policies.ts write their keys through write() on it. */
+    readonly kv: ClusterKv,
     readonly loc: ClusterLocation,
     readonly warnings: string[] = [],
   ) {
@@ -312,7 +313,7 @@ export class ClusterStore {
     let closed = false
     let delay = opts.retryMs ?? 500
     let timer: NodeJS.Timeout | undefined
-    const all = (resync: boolean): FollowUpdate => ({nodes: true, endpoints: true, services: true, applied: true, revision: state.revision, resync})
+    const all = (resync: boolean): FollowUpdate => ({nodes: true, endpoints: true, services: true, applied: true, policy: true, revision: state.revision, resync})
     const start = () => {
       if (closed) return
       watch = this.kv.watch(this.keys.base, state.revision + 1, {
@@ -369,7 +370,7 @@ export class ClusterStore {
   }
 
   /** A write guarded by the schema key's revision (read once); a changed schema is re-checked. */
-  private async write(action: string, compares: {key: string; modRevision: number}[], writes: KvWrite[]): Promise<{succeeded: boolean; revision: number}> {
+  async write(action: string, compares: {key: string; modRevision: number}[], writes: KvWrite[]): Promise<{succeeded: boolean; revision: number}> {
     for (let attempt = 0; attempt < 3; attempt++) {
       if (this.schemaRev === undefined) await this.readSchema()
       const r = await this.kv.txn([{key: this.keys.schema, modRevision: this.schemaRev!}, ...compares], writes)
