@@ -43,6 +43,19 @@
 #define PN_CB_SVC_ADDR 0
 #define PN_CB_SVC_PORT 1
 #define PN_CB_SVC_MAGIC 0x706eU
+/* The source and destination security identities the policy check saw (policy.h), for the
+ * trace event; the third word is a check (magic ^ src ^ dst) so leftovers are never read as ours. */
+#define PN_CB_SRC_ID 2
+#define PN_CB_DST_ID 3
+#define PN_CB_ID_CHECK 4
+#define PN_CB_ID_MAGIC 0x706e6964U
+
+static __always_inline void pn_cb_clear_ids(struct __sk_buff *skb)
+{
+	skb->cb[PN_CB_SRC_ID] = 0;
+	skb->cb[PN_CB_DST_ID] = 0;
+	skb->cb[PN_CB_ID_CHECK] = 0;
+}
 
 /* Directions (metrics key `dir`), Cilium's meaning: ingress = towards a pod or the node,
  * egress = leaving a pod or the node. */

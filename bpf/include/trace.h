@@ -48,7 +48,7 @@ struct {
 	__type(value, struct trace_config);
 } pn_trace_config PN_MAP;
 
-/* One event; 88 bytes, 8-aligned. Addresses network order, everything else host order. */
+/* One event; 96 bytes, 8-aligned. Addresses network order, everything else host order. */
 struct trace_event {
 	__u64 ktime_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u32 ifindex;       /* the device the program runs on */
@@ -70,6 +70,10 @@ struct trace_event {
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u8 orig_daddr[16];
+	/* Security identities of source and destination as the policy check saw them (policy.h),
+	 * 0 when no check ran (non-IPv4, or not on a pod's path). */
+	__u32 src_identity;
+	__u32 dst_identity;
 };
 
 struct {
@@ -197,6 +201,10 @@ static __always_inline void pn_trace(struct __sk_buff *skb, int code, __u8 dir, 
 
 		__builtin_memcpy(ev.orig_daddr, &vip, 4);
 		ev.orig_dport = (__be16)(skb->cb[PN_CB_SVC_PORT] & 0xffff);
+	}
+	if (skb->cb[PN_CB_ID_CHECK] == (PN_CB_ID_MAGIC ^ skb->cb[PN_CB_SRC_ID] ^ skb->cb[PN_CB_DST_ID])) {
+		ev.src_identity = skb->cb[PN_CB_SRC_ID];
+		ev.dst_identity = skb->cb[PN_CB_DST_ID];
 	}
 	ev.obs = trace_arrival(point);
 	if (flags & TRACE_CFG_TRACE) {
