@@ -219,9 +219,9 @@ static __always_inline int policy_ct_recheck(const struct policy_ep_info *st, __
  * with a check word, so a value some other layer left there is never read as ours. */
 static __always_inline void policy_trace_ids(struct __sk_buff *skb, __u32 src, __u32 dst)
 {
-	skb->cb[PN_CB_SRC_ID] = src;
-	skb->cb[PN_CB_DST_ID] = dst;
-	skb->cb[PN_CB_ID_CHECK] = PN_CB_ID_MAGIC ^ src ^ dst;
+	pn_cb_store(skb, PN_CB_SRC_ID, src);
+	pn_cb_store(skb, PN_CB_DST_ID, dst);
+	pn_cb_store(skb, PN_CB_ID_CHECK, PN_CB_ID_MAGIC ^ src ^ dst);
 }
 
 static __always_inline bool policy_tracing(void)

@@ -196,15 +196,20 @@ static __always_inline void pn_trace(struct __sk_buff *skb, int code, __u8 dir, 
 	};
 
 	trace_fill(skb, &ev);
-	if (point == POINT_FROM_CONTAINER && (skb->cb[PN_CB_SVC_PORT] >> 16) == PN_CB_SVC_MAGIC) {
-		__u32 vip = skb->cb[PN_CB_SVC_ADDR];
+	__u32 svc_port = pn_cb_load(skb, PN_CB_SVC_PORT);
+
+	if (point == POINT_FROM_CONTAINER && (svc_port >> 16) == PN_CB_SVC_MAGIC) {
+		__u32 vip = pn_cb_load(skb, PN_CB_SVC_ADDR);
 
 		__builtin_memcpy(ev.orig_daddr, &vip, 4);
-		ev.orig_dport = (__be16)(skb->cb[PN_CB_SVC_PORT] & 0xffff);
+		ev.orig_dport = (__be16)(svc_port & 0xffff);
 	}
-	if (skb->cb[PN_CB_ID_CHECK] == (PN_CB_ID_MAGIC ^ skb->cb[PN_CB_SRC_ID] ^ skb->cb[PN_CB_DST_ID])) {
-		ev.src_identity = skb->cb[PN_CB_SRC_ID];
-		ev.dst_identity = skb->cb[PN_CB_DST_ID];
+	__u32 src_id = pn_cb_load(skb, PN_CB_SRC_ID);
+	__u32 dst_id = pn_cb_load(skb, PN_CB_DST_ID);
+
+	if (pn_cb_load(skb, PN_CB_ID_CHECK) == (PN_CB_ID_MAGIC ^ src_id ^ dst_id)) {
+		ev.src_identity = src_id;
+		ev.dst_identity = dst_id;
 	}
 	ev.obs = trace_arrival(point);
 	if (flags & TRACE_CFG_TRACE) {
