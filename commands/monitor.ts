@@ -11,6 +11,10 @@ export type {MonitorEvent} from '../src/node/monitor.js'
 const POINT_WIDTH = 13
 const PROGRAM_WIDTH = 14
 
+function identityText(id: number, labels?: string[]): string {
+  return labels && labels.length > 0 ? `${id} (${labels.join(',')})` : `${id}`
+}
+
 /** One aligned line per event, like `cilium monitor`: time, type, point, program, device, endpoint, flow. */
 export function formatEvent(ev: MonitorEvent): string {
   const time = ev.time.slice(11, 23)
@@ -25,8 +29,9 @@ export function formatEvent(ev: MonitorEvent): string {
   if (ev.icmp) what += ev.icmp.type === 8 ? ` echo-request id ${ev.icmp.id} seq ${ev.icmp.seq}` : ev.icmp.type === 0 ? ` echo-reply id ${ev.icmp.id} seq ${ev.icmp.seq}` : ` type ${ev.icmp.type} code ${ev.icmp.code}`
   if (ev.arp !== undefined) what += ` ${ev.arp}`
   const svc = ev.service ? ` (service ${ev.service.ip}${ev.service.port ? `:${ev.service.port}` : ''})` : ''
+  const ids = ev.identities ? ` identity ${identityText(ev.identities.src, ev.identities.srcLabels)} → ${identityText(ev.identities.dst, ev.identities.dstLabels)}` : ''
   const reason = ev.type === 'drop' ? chalk.red(`  ${ev.reason.name} (${ev.reason.description})`) : ''
-  return [time, type, point, ev.program.padEnd(PROGRAM_WIDTH), device.padEnd(31), ep.padEnd(14), `${flow}${svc} ${what} len ${ev.length}${reason}`].join(' ')
+  return [time, type, point, ev.program.padEnd(PROGRAM_WIDTH), device.padEnd(31), ep.padEnd(14), `${flow}${svc} ${what} len ${ev.length}${ids}${reason}`].join(' ')
 }
 
 export default class Monitor extends BaseCommand<typeof Monitor, MonitorCmdResult> {
