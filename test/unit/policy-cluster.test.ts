@@ -177,4 +177,36 @@ describe('policy in the cluster store: identities, namespaces, policies', functi
     await assert.rejects(labelEndpoint(store, 'x/a', parseLabelChanges(['a=b'], 'label')), (e) => isPnError(e, 'PN_ENDPOINT_NOT_FOUND'))
     await assert.rejects(labelNamespace(store, 'x', parseLabelChanges(['kubernetes.io/metadata.name=y'], 'label')), (e) => isPnError(e, 'PN_INVALID_ARGUMENT'))
   })
+
+  it('an agent following the store sees policies, namespaces and identities change (update.policy), and resolves its endpoints from them', async () => {
+    const id = await pod('x', 'a', '10.1.0.5', {app: 'web'})
+    const updates: boolean[] = []
+    const follower = await store.follow({onUpdate: (_s, u) => updates.push(u.policy === true), desiredOnly: true, retryMs: 50})
+    try {
+      await applyPolicies(store, {file: 'p.yaml', text: POLICIES})
+      const until = async (what: string, cond: () => boolean) => {
+        const end = Date.now() + 5000
+        while (!cond()) {
+          if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+          await new Promise((r) => setTimeout(r, 20))
+        }
+      }
+      await until('the policies', () => follower.state.policy.policies.size === 2)
+      assert.ok(updates.includes(true))
+      assert.equal(follower.state.policy.identities.get(id)!.labels.includes('k8s:app=web'), true)
+      // A local endpoint the store does not have yet is resolved from what the node knows; a second address of one endpoint id adds nothing.
+      const node = nodePolicyFromCluster(follower.state, [
+        {ip: '10.1.0.5', endpointId: 11}, {ip: 'fd00::5', endpointId: 11},
+        {ip: '10.1.0.9', endpointId: 14, namespace: 'x', pod: 'd', labels: {app: 'web'}},
+      ])
+      assert.deepEqual(node.endpoints.map((e) => [e.endpointId, e.ingressEnforced, e.entries.length]), [[11, true, 0], [14, true, 0]])
+      await store.write('corrupt', [], [{put: store.keys.policy('x', 'bad'), value: '{"kind": "NetworkPolicy"}'}])
+      await until('the bad key reported', () => follower.state.problems.has(store.keys.policy('x', 'bad')))
+      assert.equal(follower.state.policy.policies.size, 2)
+      await deletePolicy(store, policyRef('x/web'))
+      await until('the delete', () => !follower.state.policy.policies.has('x/web'))
+    } finally {
+      await follower.close()
+    }
+  })
 })
