@@ -13,11 +13,12 @@
  *   pn_policy_ep  per endpoint: which directions are enforced, and the revision (a digest of the
  *                 endpoint's rules) conntrack entries are checked against. No entry: the
  *                 endpoint is open both ways and nothing is looked up or tracked for it.
- *   pn_polct4     policy conntrack (LRU): one entry per flow an enforcing endpoint let through,
- *                 keyed by the flow's tuple as that endpoint sees it and the direction, so the
- *                 rest of the flow and its replies pass without a policy lookup. An entry made
- *                 under an older revision is checked against the current rules once (and
- *                 dropped when they no longer allow the flow).
+ *   pn_polct4     policy conntrack (LRU): two entries per flow an enforcing endpoint let through,
+ *                 keyed by the tuple as that endpoint sees it with the direction, and by the
+ *                 swapped tuple with the other direction (the replies), so every later packet
+ *                 of the flow passes after one hash lookup. An entry made under an older
+ *                 revision is checked against the current rules once (and dropped when they
+ *                 no longer allow the flow).
  *
  * A policy change is map writes only: no program is reloaded. Contract with
  * src/datapath/bpf/maps/policy.ts (checked against BTF by a unit test). IPv4 only: IPv6 packets
@@ -104,7 +105,8 @@ struct polct4_entry {
 	__u32 revision;    /* pn_policy_ep revision the flow was last allowed under */
 	__be32 peer;       /* the peer's address after translation: its identity is looked up again */
 	__be16 pol_dport;  /* the port the rules were checked with (the backend's port after DNAT) */
-	__u16 pad;
+	__u8 orig_egress;  /* the direction the rules were checked in (the flow's first packet) */
+	__u8 pad;
 };
 
 struct {
@@ -201,13 +203,14 @@ static __always_inline bool policy_verdict(const struct policy_ep_info *st, __u3
 	return policy_allows(ep_id, identity, egress, proto, dport);
 }
 
-/* A conntrack entry made under an older revision: still allowed by the current rules? */
+/* A conntrack entry made under an older revision: does the current rule set still allow the
+ * flow's first packet (the direction and port it was checked with, the peer's identity now)? */
 static __always_inline int policy_ct_recheck(const struct policy_ep_info *st, __u32 ep_id,
 					     struct polct4_key *key, struct polct4_entry *e)
 {
 	__u32 identity = policy_identity4(e->peer);
 
-	if (!policy_verdict(st, ep_id, identity, key->egress, key->proto, e->pol_dport)) {
+	if (!policy_verdict(st, ep_id, identity, e->orig_egress, key->proto, e->pol_dport)) {
 		bpf_map_delete_elem(&pn_polct4, key);
 		return DROP_POLICY_DENIED;
 	}
@@ -242,22 +245,20 @@ static __always_inline int policy_check4(struct __sk_buff *skb, __u32 ep_id, __u
 {
 	struct policy_ep_key ek = {.endpoint_id = ep_id};
 	struct policy_ep_info *st = bpf_map_lookup_elem(&pn_policy_ep, &ek);
-	__u32 identity = 0;
-	bool tracing = policy_tracing();
 
-	if (tracing || st)
-		identity = policy_identity4(peer);
-	if (tracing) {
+	if (policy_tracing()) {
 		__u32 own = policy_identity4(self);
+		__u32 other = policy_identity4(peer);
 
 		if (egress)
-			policy_trace_ids(skb, own, identity);
+			policy_trace_ids(skb, own, other);
 		else
-			policy_trace_ids(skb, identity, own);
+			policy_trace_ids(skb, other, own);
 	}
 	if (!st)
 		return 0;
 
+	/* The flow's later packets and its replies: one lookup. */
 	struct polct4_key key = {
 		.saddr = t->saddr, .daddr = t->daddr, .sport = t->sport, .dport = t->dport,
 		.proto = t->proto, .egress = egress,
@@ -267,22 +268,20 @@ static __always_inline int policy_check4(struct __sk_buff *skb, __u32 ep_id, __u
 	if (e && e->endpoint_id == ep_id)
 		return e->revision == st->revision ? 0 : policy_ct_recheck(st, ep_id, &key, e);
 
-	/* A reply: the swapped tuple, recorded in the other direction. */
+	/* A new flow: the rules decide. */
+	if (!policy_verdict(st, ep_id, policy_identity4(peer), egress, t->proto, dport))
+		return DROP_POLICY_DENIED;
+	struct polct4_entry ne = {
+		.endpoint_id = ep_id, .revision = st->revision, .peer = peer, .pol_dport = dport, .orig_egress = egress,
+	};
 	struct polct4_key rkey = {
 		.saddr = t->daddr, .daddr = t->saddr, .sport = t->dport, .dport = t->sport,
 		.proto = t->proto, .egress = !egress,
 	};
 
-	e = bpf_map_lookup_elem(&pn_polct4, &rkey);
-	if (e && e->endpoint_id == ep_id)
-		return e->revision == st->revision ? 0 : policy_ct_recheck(st, ep_id, &rkey, e);
-
-	if (!policy_verdict(st, ep_id, identity, egress, t->proto, dport))
-		return DROP_POLICY_DENIED;
-	struct polct4_entry ne = {.endpoint_id = ep_id, .revision = st->revision, .peer = peer, .pol_dport = dport};
-
 	/* A full table evicts the least recently used flow; a failed insert only costs a lookup later. */
 	bpf_map_update_elem(&pn_polct4, &key, &ne, BPF_ANY);
+	bpf_map_update_elem(&pn_polct4, &rkey, &ne, BPF_ANY);
 	return 0;
 }
 

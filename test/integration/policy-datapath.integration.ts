@@ -256,6 +256,22 @@ describe('policy datapath (root, netns)', function () {
     assert.deepEqual(ev.identities, {src: 256, dst: 257})
   })
 
+  it('through a service: egress is checked against the backend (identity and port), replies come back from the VIP', async () => {
+    ok(run(['service', 'add', '10.96.7.10:8000', '--backend', `${b.ip}:80`]), 'service add')
+    const vip = {ns: '', ip: '10.96.7.10', endpointId: 0}
+    try {
+      // Both ends default deny both ways; a may reach 257 on 80 (the backend's port), b accepts 256 on 80.
+      await write(policy(a, {ingressEnforced: true, egressEnforced: true, entries: [entry({direction: 'egress', identity: 257})]}))
+      await write(policy(b, {ingressEnforced: true, egressEnforced: true, entries: [entry({identity: 256})]}))
+      assert.ok(probe(a, 'tcp', vip, 8000), 'a → VIP:8000 → b:80 allowed, the reply passes both')
+      await write(policy(a, {ingressEnforced: true, egressEnforced: true, entries: [entry({direction: 'egress', identity: 257, port: 8000, endPort: 8000})]}))
+      assert.ok(!probe(a, 'tcp', vip, 8000), 'a rule on the service port does not allow the backend port')
+    } finally {
+      ok(run(['service', 'delete', '10.96.7.10:8000']), 'service delete')
+      await open(a)
+    }
+  })
+
   it('writeNodePolicy syncs the node: CIDR identities in pn_ipcache, endpoints not listed lose their policy', async () => {
     // From the node's uplink address (no pod, no ipcache entry): world until a CIDR names it.
     const fromNode = (port: number) => tryInNs(nodeNs, ['python3', path.join(scripts, 'client.py'), 'tcp', b.ip, String(port), '0', '172.30.9.1']).status === 0

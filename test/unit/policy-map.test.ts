@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {
@@ -25,7 +25,8 @@ import {
 } from '../../src/datapath/bpf/policy.js'
 import {RecordingBackend} from '../../src/kernel/backend.js'
 import type {KernelOp, MapEntry} from '../../src/kernel/ops.js'
-import type {EndpointPolicy, PolicyMapEntry} from '../../src/policy/types.js'
+import {bpfSourceDir} from '../../src/datapath/bpf/compile.js'
+import {IDENTITY_HOST, IDENTITY_WORLD, type EndpointPolicy, type PolicyMapEntry} from '../../src/policy/types.js'
 
 const rule = (over: Partial<PolicyMapEntry>): PolicyMapEntry => ({direction: 'ingress', identity: 256, protocol: 6, port: 80, endPort: 80, ...over})
 const pol = (entries: PolicyMapEntry[], over: Partial<EndpointPolicy> = {}): EndpointPolicy => ({endpointId: 7, ingressEnforced: true, egressEnforced: false, entries, ...over})
@@ -59,6 +60,17 @@ describe('policy map: key encoding, range split, diff (no root)', () => {
     }
     assert.throws(() => portBlocks(90, 80), /not a range of ports/)
     assert.throws(() => portBlocks(1, 65536), /not a range of ports/)
+  })
+
+  it('policy.h uses the contract\'s numbers: reserved identities, flags, prefix lengths', () => {
+    const text = readFileSync(path.join(bpfSourceDir(), 'include/policy.h'), 'utf8')
+    const defs = Object.fromEntries([...text.matchAll(/^#define\s+([A-Z_]+)\s+(\d+)/gm)].map((m) => [m[1], Number(m[2])]))
+    assert.equal(defs.IDENTITY_HOST, IDENTITY_HOST)
+    assert.equal(defs.IDENTITY_WORLD, IDENTITY_WORLD)
+    assert.equal(defs.POLICY_PREFIX_FIXED, POLICY_PREFIX_FIXED)
+    assert.equal(defs.POLICY_PREFIX_FULL, POLICY_PREFIX_FULL)
+    assert.equal(defs.POLICY_F_INGRESS, 1)
+    assert.equal(defs.POLICY_F_EGRESS, 2)
   })
 
   it('encodes the LPM key: fixed bits, protocol, then the port block (network order)', () => {

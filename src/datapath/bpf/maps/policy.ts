@@ -164,7 +164,7 @@ const CT_KEY = {
   size: 16,
   fields: {saddr: f(0, 4), daddr: f(4, 4), sport: f(8, 2), dport: f(10, 2), proto: f(12, 1), egress: f(13, 1), pad: f(14, 2)},
 }
-const CT_VALUE = {name: 'polct4_entry', size: 16, fields: {endpoint_id: f(0, 4), revision: f(4, 4), peer: f(8, 4), pol_dport: f(12, 2), pad: f(14, 2)}}
+const CT_VALUE = {name: 'polct4_entry', size: 16, fields: {endpoint_id: f(0, 4), revision: f(4, 4), peer: f(8, 4), pol_dport: f(12, 2), orig_egress: f(14, 1), pad: f(15, 1)}}
 
 export const polct4Map: MapDef = {
   name: 'pn_polct4',
@@ -188,6 +188,7 @@ export const polct4Map: MapDef = {
       revision: readU32(v[0], CT_VALUE.fields.revision.offset),
       peer: ip4FromBytes(slice(v[0], CT_VALUE, 'peer')),
       policyPort: v[0].readUInt16BE(CT_VALUE.fields.pol_dport.offset),
+      checkedIn: v[0][CT_VALUE.fields.orig_egress.offset] === 1 ? 'egress' : 'ingress',
     },
   }),
 }
