@@ -15,18 +15,19 @@ import os from 'node:os'
 import {canonicalIp} from '../cidr/cidr.js'
 import {mapPath, pathExists} from '../datapath/bpf/bpffs.js'
 import {POLICY_EP_MAP, writeEndpointIdentity, writeNodePolicy} from '../datapath/bpf/policy.js'
-import {getEndpoint, listEndpoints, type EndpointRecord} from '../endpoint/store.js'
+import {getEndpoint, listEndpoints, saveEndpoint, type EndpointRecord} from '../endpoint/store.js'
 import {PnError, toPnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
 import type {KernelBackend} from '../kernel/backend.js'
 import {kernelFor} from '../kernel/tools.js'
 import type {KernelResult} from '../kernel/ops.js'
 import {requireNodeContext, type NodeContext} from '../node/context.js'
+import {withAttachmentLock} from '../node/lock.js'
 import {changeServices} from '../service/apply.js'
 import type {ServiceSpec} from '../service/model.js'
 import type {NodePolicy} from '../policy/types.js'
 import {appliedFromKernel, convergeNode, serviceTableToApply, type ConvergeSelf, type NodeApplied} from './converge.js'
-import {identityForPod} from './identities.js'
+import {collectIdentities, identityForPod} from './identities.js'
 import type {ClusterEndpoint, NodeReach} from './layout.js'
 import {nodePolicyFromCluster, type LocalEndpoint} from './policies.js'
 import {PublicationQueue, type Publication} from './publish.js'
@@ -58,6 +59,14 @@ export interface ClusterAgentOptions {
    * published, or withdrawn, within this time.
    */
   localResyncMs?: number
+  /**
+   * How often unused identities are collected (default 60 s). One agent does it: the one whose
+   * node name sorts first among the registered nodes (the collector compares revisions, so two
+   * at once after a node change are harmless, only wasted reads).
+   */
+  identityGcMs?: number
+  /** How long an identity no endpoint uses is kept (default identities.ts IDENTITY_GRACE_MS). */
+  identityGraceMs?: number
 }
 
 export type ClusterAgentStatus = {
@@ -197,6 +206,26 @@ export class ClusterAgent {
     this.later('register', 0, () => this.register())
     this.later('follow', 0, () => this.follow())
     this.scheduleLocalResync()
+    this.scheduleIdentityGc()
+  }
+
+  private scheduleIdentityGc(): void {
+    if (this.stopped) return
+    const t = setTimeout(() => {
+      this.timers.delete(t)
+      void this.collectIdentities()
+        .catch((err) => this.log(`cluster: collect unused identities: ${describe(err)}`))
+        .finally(() => this.scheduleIdentityGc())
+    }, this.opts.identityGcMs ?? 60_000)
+    t.unref()
+    this.timers.add(t)
+  }
+
+  private async collectIdentities(): Promise<void> {
+    const nodes = this.follower ? [...this.follower.state.nodes.keys()].sort() : []
+    if (!this.reg || this.reg.lost || nodes[0] !== this.opts.node.name) return
+    const r = await collectIdentities(this.opts.store, this.opts.identityGraceMs === undefined ? {} : {graceMs: this.opts.identityGraceMs})
+    if (r.freed.length > 0 || r.marked.length > 0) this.log(`cluster: identities: ${r.marked.length} marked unused, ${r.freed.length} freed (${r.freed.join(', ')})`)
   }
 
   private scheduleLocalResync(): void {
@@ -228,7 +257,12 @@ export class ClusterAgent {
         mine.add(ep.ip)
         if (queued.has(ep.ip)) continue
         const have = listed.get(ep.ip)
-        if (have && have.node === ep.node && have.containerId === ep.containerId && have.ifname === ep.ifname && JSON.stringify(have.labels) === JSON.stringify(ep.labels)) continue
+        if (have && have.node === ep.node && have.containerId === ep.containerId && have.ifname === ep.ifname) {
+          // Relabelled in the store (pn endpoint label): the store's labels win, and the record
+          // takes them, so a later publication (a new lease) does not undo the relabel.
+          if (JSON.stringify(have.labels) !== JSON.stringify(ep.labels)) await this.adoptLabels(rec, have.labels)
+          continue
+        }
         this.queue.put(ep)
         changes++
       }
@@ -242,6 +276,16 @@ export class ClusterAgent {
       this.log(`cluster: ${changes} endpoint publication(s) from comparing the node's records with the store`)
       await this.flush()
     }
+  }
+
+  /** Write the store's labels into a local endpoint record (under its attachment lock; a record replaced meanwhile is left alone). */
+  private async adoptLabels(rec: EndpointRecord, labels: Record<string, string>): Promise<void> {
+    await withAttachmentLock(this.opts.stateDir, rec.containerId, rec.ifname, 'take the cluster\'s labels of', async () => {
+      const cur = await getEndpoint(this.opts.stateDir, rec.containerId, rec.ifname)
+      if (!cur || cur.createdAt !== rec.createdAt) return
+      const {labels: _old, ...rest} = cur
+      await saveEndpoint(this.opts.stateDir, Object.keys(labels).length > 0 ? {...rest, labels} : rest)
+    })
   }
 
   /** A CNI ADD succeeded: publish the endpoint's IPs (and write its policy, even before the store answers). */

@@ -10,14 +10,12 @@
  * on every probe.
  */
 import assert from 'node:assert/strict'
-import {spawn, type ChildProcess} from 'node:child_process'
+import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
 import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {resolveCluster} from '../../src/cluster/policies.js'
-import {openClusterStore, type ClusterStore} from '../../src/cluster/store.js'
-import {traceVerdict} from '../../src/policy/trace.js'
-import {pn} from '../helpers/cli.js'
+import type {ClusterEndpoint} from '../../src/cluster/layout.js'
+import {pn, REPO_ROOT} from '../helpers/cli.js'
 import {TestEtcd} from '../helpers/etcd.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot} from '../helpers/netns.js'
 import {modelAllows, xyzWorld, type ModelProtocol, type ModelWorld} from '../helpers/policy-model.js'
@@ -94,7 +92,6 @@ describe('network policy truth table on two nodes (x, y, z × a, b, c; TCP 80, T
   let lan: string
   let out: string
   let etcd: TestEtcd
-  let store: ClusterStore
   const nodes: (CniNode & {ip: string})[] = []
   const pods: Pod[] = []
   const servers: ChildProcess[] = []
@@ -178,30 +175,37 @@ describe('network policy truth table on two nodes (x, y, z × a, b, c; TCP 80, T
     await converged()
   }
 
+  /** The store, read in the LAN namespace (where etcd is): its endpoints and trace's verdict of each probe. */
+  function readStore(probes: [string, string, number, number][] = []): {revision: number; endpoints: ClusterEndpoint[]; verdicts: {verdict: string; reason: string}[]} {
+    const r = spawnSync('ip', ['netns', 'exec', lan, process.execPath, path.join(REPO_ROOT, 'dist/test/helpers/policy-store-probe.js'), etcd.location, JSON.stringify(probes)], {encoding: 'utf8', maxBuffer: 64 << 20})
+    assert.equal(r.status, 0, r.stdout + r.stderr)
+    return JSON.parse(r.stdout)
+  }
+
   async function converged(): Promise<void> {
-    const target = (await store.snapshot()).revision
-    await until(`both agents applying revision ${target}`, () => {
+    await until('both agents converged on the store\'s latest revision', () => {
       const r = pn(['cluster', 'status', '--cluster', etcd.location, '--json'], {netns: nodes[0].ns})
       if (r.status !== 0) return false
-      const rows = r.json!.result.nodes as {name: string; alive: boolean; appliedRevision: number | null}[]
-      return nodes.every((n) => rows.some((x) => x.name === n.ns && x.alive && (x.appliedRevision ?? 0) >= target))
+      const rows = r.json!.result.nodes as {name: string; alive: boolean; converged: boolean | null}[]
+      return rows.filter((x) => x.alive && x.converged === true).length === nodes.length
     })
   }
 
   /** Probe, and compare with the model and with trace's resolution of the store. */
   async function check(step: string): Promise<{mismatches: string[]; denied: number}> {
-    const got = await probeAll()
-    const resolved = resolveCluster(await store.snapshot())
+    const got = [...(await probeAll()).entries()].map(([probe, reached]) => {
+      const [, from, to, port, proto] = /^(\S+) -> (\S+) (\d+)\/(TCP|UDP)$/.exec(probe)!
+      return {probe, reached, from, to, port: Number(port), proto: proto as ModelProtocol}
+    })
+    const {verdicts} = readStore(got.map((g) => [ipOf(g.from), ipOf(g.to), g.proto === 'TCP' ? 6 : 17, g.port]))
     const mismatches: string[] = []
     let denied = 0
-    for (const [probe, reached] of got) {
-      const m = /^(\S+) -> (\S+) (\d+)\/(TCP|UDP)$/.exec(probe)!
-      const [, from, to, port, proto] = m
-      const want = modelAllows(world, from, to, proto as ModelProtocol, Number(port))
+    for (const [i, g] of got.entries()) {
+      const want = modelAllows(world, g.from, g.to, g.proto, g.port)
       if (!want) denied++
-      if (reached !== want) mismatches.push(`${step}: ${probe}: model ${want ? 'allows' : 'denies'}, datapath ${reached ? 'reached' : 'dropped'}`)
-      const t = traceVerdict(resolved, ipOf(from), ipOf(to), proto === 'TCP' ? 6 : 17, Number(port))
-      if ((t.verdict === 'allowed') !== reached) mismatches.push(`${step}: ${probe}: trace says ${t.verdict} (${t.reason}), datapath ${reached ? 'reached' : 'dropped'}`)
+      if (g.reached !== want) mismatches.push(`${step}: ${g.probe}: model ${want ? 'allows' : 'denies'}, datapath ${g.reached ? 'reached' : 'dropped'}`)
+      const t = verdicts[i]
+      if ((t.verdict === 'allowed') !== g.reached) mismatches.push(`${step}: ${g.probe}: trace says ${t.verdict} (${t.reason}), datapath ${g.reached ? 'reached' : 'dropped'}`)
     }
     return {mismatches, denied}
   }
@@ -238,7 +242,6 @@ describe('network policy truth table on two nodes (x, y, z × a, b, c; TCP 80, T
 
     pnc(['cluster', 'init'])
     for (const n of nodes) startNodeAgent(n, ['--cluster', etcd.location, '--auto-direct-routes', '--lease-ttl', '5'])
-    store = openClusterStore(etcd.location)
 
     // Namespaces' labels before any pod, so the first identities already carry them.
     world = xyzWorld(() => '')
@@ -264,7 +267,6 @@ describe('network policy truth table on two nodes (x, y, z × a, b, c; TCP 80, T
 
   after(async () => {
     for (const s of servers) s.kill('SIGKILL')
-    await store?.close()
     cleanupHarness()
     await etcd?.stop()
     cleanupNamespaces()
@@ -272,10 +274,10 @@ describe('network policy truth table on two nodes (x, y, z × a, b, c; TCP 80, T
   })
 
   it('every pod has an identity of its labels and its namespace\'s, the same on both nodes', async () => {
-    const state = await store.snapshot()
+    const endpoints = new Map(readStore().endpoints.map((e) => [e.ip, e]))
     const ids = new Map<string, number>()
     for (const p of pods) {
-      const ep = state.endpoints.get(p.ip)
+      const ep = endpoints.get(p.ip)
       assert.ok(ep && ep.identity !== null && ep.identity >= 256, `${p.ns}/${p.name} has an identity in the store`)
       assert.equal(ep.namespace, p.ns)
       assert.deepEqual(ep.labels, {pod: p.name})
@@ -310,6 +312,13 @@ describe('network policy truth table on two nodes (x, y, z × a, b, c; TCP 80, T
           step.change(next)
           await applyWorld(next)
           const r = await check(step.name)
+          if (r.mismatches.length > 0 && process.env.PN_POLTT_DEBUG) {
+            for (const n of nodes) {
+              for (const m of ['pn_ipcache', 'pn_policy', 'pn_policy_ep']) console.log(n.ns, m, pn(['bpf', 'map', 'dump', m, '--state-dir', n.stateDir], {netns: n.ns}).stdout)
+              console.log(spawnSync('tail', ['-30', path.join(n.stateDir, 'agent.log')], {encoding: 'utf8'}).stdout)
+            }
+            console.log(JSON.stringify(readStore().endpoints.filter((e) => e.namespace === 'y' || e.pod === 'a')))
+          }
           assert.deepEqual(r.mismatches, [])
           denied += r.denied
         }
