@@ -2,6 +2,8 @@ import {Flags} from '@oclif/core'
 import chalk from 'chalk'
 import {BaseCommand} from '../src/cli/base.js'
 import {containerIdFlag} from '../src/cli/flags.js'
+import {IdentityLabels} from '../src/cluster/identities.js'
+import {openClusterStore} from '../src/cluster/store.js'
 import {parseDuration} from '../src/ipam/duration.js'
 import {monitorNode, type MonitorEvent, type MonitorResult} from '../src/node/monitor.js'
 
@@ -45,6 +47,7 @@ With --json, each event is one JSON object on its own line (NDJSON) as it happen
     '<%= config.bin %> <%= command.id %> --type drop',
     '<%= config.bin %> <%= command.id %> --container-id pod-a --count 10',
     '<%= config.bin %> <%= command.id %> --from-ip 10.201.1.10 --duration 5s --json',
+    '<%= config.bin %> <%= command.id %> --type drop --cluster etcd://10.0.0.5:2379/pn',
   ]
 
   static flags = {
@@ -56,11 +59,43 @@ With --json, each event is one JSON object on its own line (NDJSON) as it happen
     'to-ip': Flags.string({summary: 'Only packets to this destination address.'}),
     count: Flags.integer({summary: 'Stop after this many events (after filtering).', min: 1}),
     duration: Flags.string({summary: 'Stop after this long, e.g. 5s, 2m.'}),
+    cluster: Flags.string({summary: 'Cluster store to show the labels of security identities from (policy drops name both sides); reserved identities are named without it.', env: 'PN_CLUSTER'}),
   }
 
   async execute(): Promise<MonitorCmdResult> {
     const f = this.flags
     const json = this.jsonEnabled()
+    const store = f.cluster === undefined ? undefined : openClusterStore(f.cluster)
+    const names = new IdentityLabels(store)
+    // Identities seen for the first time while monitoring are looked up again (at most every 2 s).
+    let refreshed = 0
+    const refresh = () => {
+      if (!store || Date.now() - refreshed < 2000) return
+      refreshed = Date.now()
+      names.refresh().catch((err) => process.stderr.write(chalk.dim(`identity labels: ${(err as Error).message}\n`)))
+    }
+    try {
+      await names.refresh()
+      refreshed = Date.now()
+    } catch (err) {
+      process.stderr.write(chalk.dim(`identity labels: ${(err as Error).message}\n`))
+    }
+    const named = (ev: MonitorEvent): MonitorEvent => {
+      if (!ev.identities) return ev
+      const srcLabels = names.labels(ev.identities.src)
+      const dstLabels = names.labels(ev.identities.dst)
+      if ((!srcLabels && ev.identities.src >= 256) || (!dstLabels && ev.identities.dst >= 256)) refresh()
+      return {...ev, identities: {...ev.identities, ...(srcLabels ? {srcLabels} : {}), ...(dstLabels ? {dstLabels} : {})}}
+    }
+    try {
+      return await this.monitor(json, named)
+    } finally {
+      await store?.close()
+    }
+  }
+
+  private monitor(json: boolean, named: (ev: MonitorEvent) => MonitorEvent): Promise<MonitorCmdResult> {
+    const f = this.flags
     return monitorNode(this.runner, this.stateDir, {
       types: f.type as ('trace' | 'drop')[] | undefined,
       endpointId: f.endpoint,
@@ -72,7 +107,10 @@ With --json, each event is one JSON object on its own line (NDJSON) as it happen
       durationMs: f.duration === undefined ? undefined : parseDuration(f.duration),
       signal: this.flow.signal,
       onReady: (info) => process.stderr.write(chalk.dim(`listening for events on node ${info.node} (Ctrl-C to stop)\n`)),
-      onEvent: (ev) => process.stdout.write((json ? JSON.stringify(ev) : formatEvent(ev)) + '\n'),
+      onEvent: (raw) => {
+        const ev = named(raw)
+        process.stdout.write((json ? JSON.stringify(ev) : formatEvent(ev)) + '\n')
+      },
     })
   }
 

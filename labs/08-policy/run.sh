@@ -88,12 +88,13 @@ trace() {
   want=$([ "$(reach "$1" "$2")" = ok ] && echo allowed || echo denied)
   [ "$verdict" = "$want" ] || die "trace says $verdict for $1 -> $2, the datapath $want"
 }
-# denial FROM TO: pn monitor on TO's node shows the drop (POLICY_DENIED, both identities)
+# denial FROM TO: pn monitor on TO's node shows the drop (POLICY_DENIED, both identities and their labels)
 denial() {
   local i=${POD_NODE[$2]} out
-  out=$(monitor_around "$(node_ns "$i")" "$(node_state "$i")" 3 "--type drop --ip ${IP[$1]}" reach "$1" "$2")
+  out=$(monitor_around "$(node_ns "$i")" "$(node_state "$i")" 3 "--type drop --ip ${IP[$1]} --cluster $CLUSTER" reach "$1" "$2")
   echo "$out"
   grep -qi "policy denied" <<<"$out" || die "pn monitor on node $i showed no policy denial for $1 -> $2"
+  grep -q "k8s:${POD_LABELS[$1]}" <<<"$out" || die "pn monitor did not name $1's identity by its labels"
 }
 
 step "the world: switch $SW_NS, etcd in $ETCD_NS, nodes $(node_ns 1) and $(node_ns 2) (routing bpf)"
