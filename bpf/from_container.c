@@ -7,6 +7,7 @@
  *   ARP   → answered here (ARP responder), never reaches the node
  *   IPv4  → anti-spoofing → service reply? source back to VIP:port (lb4_rev_xlate)
  *                         : to a service? DNAT to a backend (lb4_xlate)
+ *         → egress policy (policy.h): the destination's identity from pn_ipcache
  *         → local pod? redirect_peer into it
  *         : the node itself? to the stack, L2 dst = lxc MAC
  *         : elsewhere: BPF host routing (fib.h) — bpf_fib_lookup, then bpf_redirect(_neigh)
@@ -28,6 +29,7 @@
 #include "include/local_delivery.h"
 #include "include/ndp.h"
 #include "include/fib.h"
+#include "include/policy.h"
 
 static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const struct lxc_info *lxc)
 {
@@ -37,6 +39,9 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const str
 		return DROP_INVALID;
 	if (ip4->saddr != lxc->ip4)
 		return DROP_INVALID_SOURCE;
+	struct pol_tuple4 flow; /* the flow as the pod sent it, for policy conntrack */
+
+	policy_tuple4(skb, ip4, &flow);
 
 	/* A backend on this node answering a service client: its reply leaves through its own lxc
 	 * and is delivered locally below, so the reverse translation happens here. A packet is a
@@ -51,6 +56,9 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const str
 	ip4 = ipv4_hdr(skb);
 	if (!ip4)
 		return DROP_INVALID;
+	ret = policy_egress4(skb, lxc->endpoint_id, &flow, ip4);
+	if (ret < 0)
+		return ret;
 
 	struct endpoint_info *ep = lookup_ip4_endpoint(ip4->daddr);
 
@@ -88,6 +96,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const str
 static __always_inline int handle_from_container(struct __sk_buff *skb)
 {
 	skb->cb[PN_CB_SVC_PORT] = 0; /* no service translation yet (see common.h) */
+	pn_cb_clear_ids(skb);
 	int proto = validate_ethertype(skb);
 
 	if (proto < 0)

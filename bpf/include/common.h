@@ -43,6 +43,34 @@
 #define PN_CB_SVC_ADDR 0
 #define PN_CB_SVC_PORT 1
 #define PN_CB_SVC_MAGIC 0x706eU
+/* The source and destination security identities the policy check saw (policy.h), for the
+ * trace event; the third word is a check (magic ^ src ^ dst) so leftovers are never read as ours. */
+#define PN_CB_SRC_ID 2
+#define PN_CB_DST_ID 3
+#define PN_CB_ID_CHECK 4
+#define PN_CB_ID_MAGIC 0x706e6964U
+
+/* One skb->cb word. The empty asm hides that every access uses the same skb, so clang cannot
+ * keep &skb->cb[i] in a register and access the neighbours through it: the verifier refuses
+ * that ("dereference of modified ctx ptr"). */
+static __always_inline __u32 pn_cb_load(struct __sk_buff *skb, const int i)
+{
+	asm volatile("" : "+r"(skb));
+	return skb->cb[i];
+}
+
+static __always_inline void pn_cb_store(struct __sk_buff *skb, const int i, __u32 v)
+{
+	asm volatile("" : "+r"(skb));
+	skb->cb[i] = v;
+}
+
+static __always_inline void pn_cb_clear_ids(struct __sk_buff *skb)
+{
+	pn_cb_store(skb, PN_CB_SRC_ID, 0);
+	pn_cb_store(skb, PN_CB_DST_ID, 0);
+	pn_cb_store(skb, PN_CB_ID_CHECK, 0);
+}
 
 /* Directions (metrics key `dir`), Cilium's meaning: ingress = towards a pod or the node,
  * egress = leaving a pod or the node. */

@@ -31,6 +31,7 @@
 
 /* Drops (stored as the magnitude in the metrics key `reason`). */
 #define DROP_INVALID_SOURCE -132 /* invalid source ip (anti-spoofing) */
+#define DROP_POLICY_DENIED -133 /* policy denied (no rule of the endpoint allows the flow) */
 #define DROP_INVALID -134 /* invalid packet (truncated or malformed header) */
 #define DROP_UNKNOWN_L3 -139 /* unsupported L3 protocol */
 #define DROP_WRITE_ERROR -141 /* error writing to packet */

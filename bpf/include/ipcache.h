@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * pn_ipcache: Cilium-style longest-prefix map from an IP prefix to its identity and the node
- * that hosts it. Written for local pods now; routing/policy decisions on it come in later
- * issues (tunnels, identities), which is why no program consults it yet.
+ * that hosts it: local pods, remote pods (cluster), and the CIDRs policies name. The policy
+ * checks (policy.h) read the identity of a packet's peer here.
  */
 #ifndef PN_IPCACHE_H
 #define PN_IPCACHE_H
@@ -10,6 +10,7 @@
 #include "common.h"
 
 #define IPCACHE_F_LOCAL 1 /* the prefix is a pod on this node */
+#define IPCACHE_F_CIDR 2 /* a CIDR a network policy names, with its CIDR identity (policy writer) */
 
 /* Contract with src/datapath/bpf/maps/ipcache.ts (checked against BTF by a unit test). The LPM
  * trie compares `prefixlen` bits after the prefixlen field, so family+pad (32 bits) are part

@@ -13,16 +13,23 @@
 #include "eth.h"
 #include "l3.h"
 #include "lb.h"
+#include "policy.h"
 
-/* `peer`: bpf_redirect_peer (kernel ≥ 5.10) moves the skb to the ingress of the lxc's peer,
+/* Ingress policy (policy.h) runs first: every path into a local pod comes through here, from
+ * the same node (from-container, from-host, to-host) or from another one (from-netdev).
+ *
+ * `peer`: bpf_redirect_peer (kernel ≥ 5.10) moves the skb to the ingress of the lxc's peer,
  * i.e. eth0 inside the pod, without a second pass through the veth xmit/backlog queue. It is
  * only valid from tc *ingress* and only when the peer lives in another netns; from an egress
  * hook (from-host) we use plain bpf_redirect to the lxc egress, which the veth then delivers. */
 static __always_inline int ipv4_local_delivery(struct __sk_buff *skb, struct iphdr *ip4,
 					       const struct endpoint_info *ep, bool peer)
 {
-	int ret = ipv4_dec_ttl(skb, ip4);
+	int ret = policy_ingress4(skb, ep->endpoint_id, ip4);
 
+	if (ret < 0)
+		return ret;
+	ret = ipv4_dec_ttl(skb, ip4);
 	if (ret < 0)
 		return ret;
 	ret = eth_store_macs(skb, ep->node_mac, ep->mac);
@@ -43,6 +50,7 @@ static __always_inline int ipv4_local_delivery(struct __sk_buff *skb, struct iph
  * node arrives here (from-netdev) and is translated back to the VIP first. */
 static __always_inline int ipv4_try_local_delivery(struct __sk_buff *skb, bool peer)
 {
+	pn_cb_clear_ids(skb);
 	int ret = lb4_rev_xlate(skb);
 
 	if (ret < 0)

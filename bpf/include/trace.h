@@ -48,7 +48,7 @@ struct {
 	__type(value, struct trace_config);
 } pn_trace_config PN_MAP;
 
-/* One event; 88 bytes, 8-aligned. Addresses network order, everything else host order. */
+/* One event; 96 bytes, 8-aligned. Addresses network order, everything else host order. */
 struct trace_event {
 	__u64 ktime_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u32 ifindex;       /* the device the program runs on */
@@ -70,6 +70,10 @@ struct trace_event {
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u8 orig_daddr[16];
+	/* Security identities of source and destination as the policy check saw them (policy.h),
+	 * 0 when no check ran (non-IPv4, or not on a pod's path). */
+	__u32 src_identity;
+	__u32 dst_identity;
 };
 
 struct {
@@ -192,11 +196,20 @@ static __always_inline void pn_trace(struct __sk_buff *skb, int code, __u8 dir, 
 	};
 
 	trace_fill(skb, &ev);
-	if (point == POINT_FROM_CONTAINER && (skb->cb[PN_CB_SVC_PORT] >> 16) == PN_CB_SVC_MAGIC) {
-		__u32 vip = skb->cb[PN_CB_SVC_ADDR];
+	__u32 svc_port = pn_cb_load(skb, PN_CB_SVC_PORT);
+
+	if (point == POINT_FROM_CONTAINER && (svc_port >> 16) == PN_CB_SVC_MAGIC) {
+		__u32 vip = pn_cb_load(skb, PN_CB_SVC_ADDR);
 
 		__builtin_memcpy(ev.orig_daddr, &vip, 4);
-		ev.orig_dport = (__be16)(skb->cb[PN_CB_SVC_PORT] & 0xffff);
+		ev.orig_dport = (__be16)(svc_port & 0xffff);
+	}
+	__u32 src_id = pn_cb_load(skb, PN_CB_SRC_ID);
+	__u32 dst_id = pn_cb_load(skb, PN_CB_DST_ID);
+
+	if (pn_cb_load(skb, PN_CB_ID_CHECK) == (PN_CB_ID_MAGIC ^ src_id ^ dst_id)) {
+		ev.src_identity = src_id;
+		ev.dst_identity = dst_id;
 	}
 	ev.obs = trace_arrival(point);
 	if (flags & TRACE_CFG_TRACE) {

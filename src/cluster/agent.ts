@@ -13,18 +13,23 @@
  */
 import os from 'node:os'
 import {canonicalIp} from '../cidr/cidr.js'
-import {mapPath} from '../datapath/bpf/bpffs.js'
-import {getEndpoint, listEndpoints, type EndpointRecord} from '../endpoint/store.js'
+import {mapPath, pathExists} from '../datapath/bpf/bpffs.js'
+import {POLICY_EP_MAP, writeEndpointIdentity, writeNodePolicy} from '../datapath/bpf/policy.js'
+import {getEndpoint, listEndpoints, saveEndpoint, type EndpointRecord} from '../endpoint/store.js'
 import {PnError, toPnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
 import type {KernelBackend} from '../kernel/backend.js'
 import {kernelFor} from '../kernel/tools.js'
 import type {KernelResult} from '../kernel/ops.js'
 import {requireNodeContext, type NodeContext} from '../node/context.js'
+import {withAttachmentLock} from '../node/lock.js'
 import {changeServices} from '../service/apply.js'
 import type {ServiceSpec} from '../service/model.js'
+import type {NodePolicy} from '../policy/types.js'
 import {appliedFromKernel, convergeNode, serviceTableToApply, type ConvergeSelf, type NodeApplied} from './converge.js'
+import {collectIdentities, identityForPod} from './identities.js'
 import type {ClusterEndpoint, NodeReach} from './layout.js'
+import {nodePolicyFromCluster, type LocalEndpoint} from './policies.js'
 import {PublicationQueue, type Publication} from './publish.js'
 import type {ClusterState} from './state.js'
 import {openClusterStore, type ClusterFollower, type ClusterStore, type NodeRegistration, type OpenClusterOptions} from './store.js'
@@ -54,6 +59,14 @@ export interface ClusterAgentOptions {
    * published, or withdrawn, within this time.
    */
   localResyncMs?: number
+  /**
+   * How often unused identities are collected (default 60 s). One agent does it: the one whose
+   * node name sorts first among the registered nodes (the collector compares revisions, so two
+   * at once after a node change are harmless, only wasted reads).
+   */
+  identityGcMs?: number
+  /** How long an identity no endpoint uses is kept (default identities.ts IDENTITY_GRACE_MS). */
+  identityGraceMs?: number
 }
 
 export type ClusterAgentStatus = {
@@ -75,7 +88,9 @@ export type ClusterAgentStatus = {
   published: number
   autoDirectRoutes: boolean
   /** Counts of what convergence has done since start. */
-  converged: {ipcache: number; routes: number; serviceTables: number}
+  converged: {ipcache: number; routes: number; serviceTables: number; policyOps: number}
+  /** Why the node's policy could not be written, until it is. */
+  policyError?: string
   /** Why the node refused the cluster's service table, until it takes one. */
   servicesError?: string
 }
@@ -160,7 +175,14 @@ export class ClusterAgent {
   private appliedDigest?: string
   private appliedRevision: number | null = null
   private reportedRevision = 0
-  private readonly counts = {ipcache: 0, routes: 0, serviceTables: 0}
+  private readonly counts = {ipcache: 0, routes: 0, serviceTables: 0, policyOps: 0}
+  /** Endpoints, identities, namespaces or policies changed since the node's policy was last written. */
+  private policyDirty = true
+  /** The node policy last written (the writer diffs against it without reading the maps). */
+  private policyApplied?: NodePolicy
+  /** The identity last written into pn_ipcache for each local pod IP. */
+  private readonly localIdentities = new Map<string, number>()
+  private policyError?: string
   private converging?: Promise<void>
   private dirty = false
   /** Nodes or endpoints changed since convergeNode last ran (a service-only change skips it). */
@@ -184,6 +206,26 @@ export class ClusterAgent {
     this.later('register', 0, () => this.register())
     this.later('follow', 0, () => this.follow())
     this.scheduleLocalResync()
+    this.scheduleIdentityGc()
+  }
+
+  private scheduleIdentityGc(): void {
+    if (this.stopped) return
+    const t = setTimeout(() => {
+      this.timers.delete(t)
+      void this.collectIdentities()
+        .catch((err) => this.log(`cluster: collect unused identities: ${describe(err)}`))
+        .finally(() => this.scheduleIdentityGc())
+    }, this.opts.identityGcMs ?? 60_000)
+    t.unref()
+    this.timers.add(t)
+  }
+
+  private async collectIdentities(): Promise<void> {
+    const nodes = this.follower ? [...this.follower.state.nodes.keys()].sort() : []
+    if (!this.reg || this.reg.lost || nodes[0] !== this.opts.node.name) return
+    const r = await collectIdentities(this.opts.store, this.opts.identityGraceMs === undefined ? {} : {graceMs: this.opts.identityGraceMs})
+    if (r.freed.length > 0 || r.marked.length > 0) this.log(`cluster: identities: ${r.marked.length} marked unused, ${r.freed.length} freed (${r.freed.join(', ')})`)
   }
 
   private scheduleLocalResync(): void {
@@ -215,7 +257,12 @@ export class ClusterAgent {
         mine.add(ep.ip)
         if (queued.has(ep.ip)) continue
         const have = listed.get(ep.ip)
-        if (have && have.node === ep.node && have.containerId === ep.containerId && have.ifname === ep.ifname && JSON.stringify(have.labels) === JSON.stringify(ep.labels)) continue
+        if (have && have.node === ep.node && have.containerId === ep.containerId && have.ifname === ep.ifname) {
+          // Relabelled in the store (pn endpoint label): the store's labels win, and the record
+          // takes them, so a later publication (a new lease) does not undo the relabel.
+          if (JSON.stringify(have.labels) !== JSON.stringify(ep.labels)) await this.adoptLabels(rec, have.labels)
+          continue
+        }
         this.queue.put(ep)
         changes++
       }
@@ -231,10 +278,22 @@ export class ClusterAgent {
     }
   }
 
-  /** A CNI ADD succeeded: publish the endpoint's IPs. */
+  /** Write the store's labels into a local endpoint record (under its attachment lock; a record replaced meanwhile is left alone). */
+  private async adoptLabels(rec: EndpointRecord, labels: Record<string, string>): Promise<void> {
+    await withAttachmentLock(this.opts.stateDir, rec.containerId, rec.ifname, 'take the cluster\'s labels of', async () => {
+      const cur = await getEndpoint(this.opts.stateDir, rec.containerId, rec.ifname)
+      if (!cur || cur.createdAt !== rec.createdAt) return
+      const {labels: _old, ...rest} = cur
+      await saveEndpoint(this.opts.stateDir, Object.keys(labels).length > 0 ? {...rest, labels} : rest)
+    })
+  }
+
+  /** A CNI ADD succeeded: publish the endpoint's IPs (and write its policy, even before the store answers). */
   endpointAdded(rec: EndpointRecord): void {
     for (const ep of endpointsOf(rec, this.opts.node.name)) this.queue.put(ep)
     void this.flush()
+    this.policyDirty = true
+    this.kick()
   }
 
   /** A CNI DEL removed the endpoint: withdraw its IPs. */
@@ -286,6 +345,7 @@ export class ClusterAgent {
       autoDirectRoutes: this.self.autoDirectRoutes,
       converged: {...this.counts},
       ...(this.servicesError ? {servicesError: this.servicesError} : {}),
+      ...(this.policyError ? {policyError: this.policyError} : {}),
     }
   }
 
@@ -432,7 +492,13 @@ export class ClusterAgent {
   private async send(p: Publication): Promise<void> {
     const reg = this.reg
     if (!reg || reg.lost) throw new PnError('PN_CLUSTER_LEASE_LOST', `publish endpoint ${p.ip}: node ${this.opts.node.name} is not registered yet`, {hint: 'the agent registers it as soon as the store answers'})
-    if (p.kind === 'put') await this.opts.store.publishEndpoint(p.endpoint, reg)
+    if (p.kind === 'put') {
+      // The pod's security identity (its labels and its namespace's, one number cluster-wide):
+      // allocated, or found, before the endpoint is published with it.
+      let ep = p.endpoint
+      if (ep.identity === null) ep = {...ep, identity: (await identityForPod(this.opts.store, ep.namespace ?? 'default', ep.labels)).id}
+      await this.opts.store.publishEndpoint(ep, reg)
+    }
     else await this.opts.store.deleteEndpoint(p.ip, this.opts.node.name)
   }
 
@@ -464,8 +530,9 @@ export class ClusterAgent {
       onUpdate: (_state, update) => {
         this.ok()
         // Only applied reports (ours and the peers'): nothing to program.
-        if (!update.resync && !update.nodes && !update.endpoints && !update.services) return
+        if (!update.resync && !update.nodes && !update.endpoints && !update.services && !update.policy) return
         if (update.resync || update.nodes || update.endpoints) this.peersDirty = true
+        if (update.resync || update.endpoints || update.policy) this.policyDirty = true
         this.kick()
       },
       onError: (err) => this.failed('watch', err),
@@ -477,6 +544,7 @@ export class ClusterAgent {
     }
     this.follower = follower
     this.peersDirty = true
+    this.policyDirty = true
     this.log(`cluster store: following from revision ${follower.state.revision}`)
     this.ok()
     this.kick()
@@ -548,6 +616,7 @@ export class ClusterAgent {
       }
       this.applied = plan.applied
     }
+    if (this.policyDirty) await this.convergePolicy(state)
     // No table written yet: the cluster does not manage services, the node's own table stays.
     const view = state.services()
     const table = view.mark ? serviceTableToApply(view, this.appliedDigest) : {apply: false as const}
@@ -569,6 +638,65 @@ export class ClusterAgent {
     }
     this.appliedRevision = revision
     await this.report()
+  }
+
+  /**
+   * Network policy on this node: its pods' identities into pn_ipcache, then every local
+   * endpoint's policy map entries and the policy CIDRs, from the same resolution `pn policy
+   * trace` reads (policies.ts). Only a node with the BPF datapath (its policy maps pinned)
+   * enforces; on another one nothing is written and pods stay open.
+   */
+  private async convergePolicy(state: ClusterState): Promise<void> {
+    this.policyDirty = false
+    try {
+      if (!(await pathExists(mapPath(this.self.bpffsRoot, POLICY_EP_MAP)))) return
+      const local: (LocalEndpoint & {attachment: string})[] = []
+      for (const rec of await listEndpoints(this.opts.stateDir)) {
+        for (const ip of rec.ips) {
+          const stored = state.endpoints.get(canonicalIp(ip))
+          local.push({
+            ip: canonicalIp(ip),
+            endpointId: rec.endpointId,
+            namespace: rec.podNamespace ?? 'default',
+            ...(rec.podName ? {pod: rec.podName} : {}),
+            labels: rec.labels ?? {},
+            identity: stored && stored.node === this.opts.node.name ? stored.identity : null,
+            // A new attachment of the same IP (DEL, then ADD) starts with identity 0 in pn_ipcache.
+            attachment: `${canonicalIp(ip)} ${rec.createdAt}`,
+          })
+        }
+      }
+      // Identities first: a rule that names a pod's identity must find it in pn_ipcache.
+      const byIdentity = new Map<number, typeof local>()
+      for (const l of local) {
+        if (!l.identity || this.localIdentities.get(l.attachment) === l.identity) continue
+        byIdentity.set(l.identity, [...(byIdentity.get(l.identity) ?? []), l])
+      }
+      for (const [identity, eps] of byIdentity) {
+        await writeEndpointIdentity(this.opts.kernel, this.self, eps.map((l) => l.ip), identity)
+        for (const l of eps) this.localIdentities.set(l.attachment, identity)
+      }
+      const current = new Set(local.map((l) => l.attachment))
+      for (const a of [...this.localIdentities.keys()]) if (!current.has(a)) this.localIdentities.delete(a)
+      // One endpoint id per pod (a dual-stack pod has two IPs, one policy).
+      const policy = nodePolicyFromCluster(state, local, this.policyApplied ? {previousCidrIdentities: this.policyApplied.cidrIdentities} : {})
+      const seen = new Set<number>()
+      policy.endpoints = policy.endpoints.filter((ep) => (seen.has(ep.endpointId) ? false : (seen.add(ep.endpointId), true)))
+      const r = await writeNodePolicy(this.opts.kernel, this.self, policy, this.policyApplied)
+      this.policyApplied = policy
+      this.policyError = undefined
+      if (r.changed) {
+        this.counts.policyOps += r.mapOps
+        this.log(`cluster: revision ${state.revision}: policy of ${r.endpoints.length} endpoint(s) written (${r.mapOps} map op(s)); CIDRs +${r.cidrs.added.length} ~${r.cidrs.updated.length} -${r.cidrs.removed.length}`)
+      }
+    } catch (err) {
+      this.policyDirty = true
+      this.policyApplied = undefined
+      this.localIdentities.clear()
+      const e = toPnError(err, 'write the node\'s network policy')
+      this.policyError = `${e.code}: ${e.message}`
+      throw err
+    }
   }
 
   /** Tell the store the revision applied (under the lease); a failure is retried later. */

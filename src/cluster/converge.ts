@@ -123,7 +123,9 @@ export function convergeNode(cluster: DesiredCluster, applied: NodeApplied, self
   for (const e of applied.ipcache) {
     const prefix = canonicalPrefix(e.prefix)
     if ((e.flags & IPCACHE_F_LOCAL) !== 0) local.add(prefix)
-    else remote.set(prefix, {...e, prefix})
+    // Flags 0 are the cluster's remote endpoints; any other flag is another writer's entry (a
+    // policy CIDR, a peer added by hand): left alone.
+    else if (e.flags === 0) remote.set(prefix, {...e, prefix})
   }
   const want = desiredRemote(cluster, self, local)
   const map = mapPath(self.bpffsRoot, 'pn_ipcache')
@@ -162,7 +164,7 @@ export function convergeNode(cluster: DesiredCluster, applied: NodeApplied, self
     ops,
     summary,
     applied: {
-      ipcache: [...applied.ipcache.filter((e) => (e.flags & IPCACHE_F_LOCAL) !== 0), ...byKey(want.ipcache).map(([, e]) => e)],
+      ipcache: [...applied.ipcache.filter((e) => e.flags !== 0), ...byKey(want.ipcache).map(([, e]) => e)],
       routes: byKey(want.routes).map(([, r]) => r),
     },
   }

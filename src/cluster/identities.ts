@@ -272,3 +272,26 @@ export async function getIdentity(store: ClusterStore, id: number): Promise<{clu
     .sort((a, b) => a.endpoint.localeCompare(b.endpoint) || a.ip.localeCompare(b.ip))
   return {cluster: store.location, identity: row, endpoints}
 }
+
+/**
+ * Labels of identities by number, for `pn monitor`: the reserved ones always; with a store, the
+ * cluster's (refreshed on demand; a number not known yet has none). CIDR identities are numbered
+ * by each node, so they show as `cidr` only.
+ */
+export class IdentityLabels {
+  private readonly byId = new Map<number, string[]>(RESERVED_IDENTITIES.map((r) => [r.id, r.labels]))
+
+  constructor(private readonly store?: ClusterStore) {}
+
+  labels(id: number): string[] | undefined {
+    if (id >= IDENTITY_FIRST_CIDR) return ['cidr']
+    return this.byId.get(id)
+  }
+
+  /** Read the store's identities again (no store: nothing to do). */
+  async refresh(): Promise<void> {
+    if (!this.store) return
+    const state = await this.store.snapshot()
+    for (const i of state.policy.identities.values()) this.byId.set(i.id, i.labels)
+  }
+}

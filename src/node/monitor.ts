@@ -82,6 +82,8 @@ export interface MonitorEvent {
    * (lb4_xlate in from-container records it for the event).
    */
   service?: {ip: string; port?: number}
+  /** Security identities of source and destination (policy); labels when the caller resolved them. */
+  identities?: {src: number; dst: number; srcLabels?: string[]; dstLabels?: string[]}
 }
 
 export interface MonitorOptions extends MonitorFilter {
@@ -180,7 +182,7 @@ export function describeEvent(ev: DatapathEvent, res: Resolver, wallMinusMonoNs:
     const lxc = ev.protocol === 'arp' ? here : dst
     if (lxc) out.target = lxc.hostIfname
   }
-  for (const k of ['protocol', 'srcIp', 'dstIp', 'srcPort', 'dstPort', 'icmp', 'arp', 'service'] as const) {
+  for (const k of ['protocol', 'srcIp', 'dstIp', 'srcPort', 'dstPort', 'icmp', 'arp', 'service', 'identities'] as const) {
     if (ev[k] !== undefined) (out as unknown as Record<string, unknown>)[k] = ev[k]
   }
   return out

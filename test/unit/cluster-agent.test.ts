@@ -16,7 +16,8 @@ import type {ClusterKv} from '../../src/cluster/kv.js'
 import {parseClusterLocation} from '../../src/cluster/location.js'
 import {ClusterStore, openClusterStore} from '../../src/cluster/store.js'
 import {decodeIpcacheInfo, decodeIpcacheKey} from '../../src/datapath/bpf/maps/ipcache.js'
-import {deleteEndpoint, saveEndpoint, type EndpointRecord} from '../../src/endpoint/store.js'
+import {deleteEndpoint, getEndpoint, saveEndpoint, type EndpointRecord} from '../../src/endpoint/store.js'
+import {labelEndpoint} from '../../src/cluster/identities.js'
 import {RecordingBackend} from '../../src/kernel/backend.js'
 import type {KernelOp} from '../../src/kernel/ops.js'
 import type {NodeContext} from '../../src/node/context.js'
@@ -329,6 +330,32 @@ describe('cluster agent (directory store, recording kernel)', function () {
       ep = await listed('10.1.1.9')
     }
     assert.equal(ep, undefined)
+  })
+
+  it('publishes a pod with the identity of its labels; a relabel in the store (pn endpoint label) survives the periodic comparison: the record takes the store\'s labels', async () => {
+    const admin = openClusterStore(path.join(dir, 'store'))
+    stores.push(admin)
+    await admin.init()
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1', {localResyncMs: 50})
+    A.a.start()
+    await until('A registered', () => A.a.status().registered)
+    await saveEndpoint(A.stateDir, {...rec('web', '10.1.1.7'), labels: {app: 'web'}})
+    const listed = async () => (await admin.snapshot()).endpoints.get('10.1.1.7')
+    let ep
+    for (let i = 0; i < 200 && !ep?.identity; i++) {
+      await new Promise((r) => setTimeout(r, 20))
+      ep = await listed()
+    }
+    assert.deepEqual(ep?.labels, {app: 'web'})
+    assert.ok(ep?.identity && ep.identity >= 256, 'published with a cluster identity')
+    const before = ep!.identity
+    await labelEndpoint(admin, 'default/web', {set: {tier: 'front'}, remove: []})
+    // Several periodic comparisons later the store still has the new labels, and so has the record.
+    await new Promise((r) => setTimeout(r, 400))
+    ep = await listed()
+    assert.deepEqual(ep?.labels, {app: 'web', tier: 'front'})
+    assert.notEqual(ep?.identity, before)
+    assert.deepEqual((await getEndpoint(A.stateDir, 'web', 'eth0'))?.labels, {app: 'web', tier: 'front'})
   })
 
   it('a service table the node refuses: endpoints and routes still converge, the cause shows in the status, no applied revision is reported until the table is taken', async () => {

@@ -9,8 +9,8 @@ import {describeEvent, gateFlags, makeResolver, matchesFilter} from '../../src/n
 import type {EndpointRecord} from '../../src/endpoint/store.js'
 
 /** A trace_event as the kernel writes it (little-endian host). */
-function rawEvent(o: {obs: number; point: number; reason: number; type?: number; ifindex: number; src: number[]; dst: number[]; proto?: number; l4?: number[]}): Buffer {
-  const b = Buffer.alloc(92) // perf pads the sample
+function rawEvent(o: {obs: number; point: number; reason: number; type?: number; ifindex: number; src: number[]; dst: number[]; proto?: number; l4?: number[]; ids?: [number, number]}): Buffer {
+  const b = Buffer.alloc(TRACE_EVENT.size + 4) // perf pads the sample
   b.writeBigUInt64LE(5_000_000_000n, 0)
   b.writeUInt32LE(o.ifindex, 8)
   b.writeUInt32LE(98, 12)
@@ -25,6 +25,10 @@ function rawEvent(o: {obs: number; point: number; reason: number; type?: number;
   b.writeUInt16LE(0x0800, 32)
   Buffer.from(o.src).copy(b, 40)
   Buffer.from(o.dst).copy(b, 56)
+  if (o.ids) {
+    b.writeUInt32LE(o.ids[0], 88)
+    b.writeUInt32LE(o.ids[1], 92)
+  }
   return b
 }
 
@@ -66,6 +70,14 @@ describe('pn monitor: events, parser, naming, filters (no root)', () => {
     assert.equal(ev.reason.name, 'DROP_INVALID_SOURCE')
     assert.equal(ev.srcPort, 8080)
     assert.equal(ev.dstPort, 80)
+  })
+
+  it('decodes a policy drop with both identities (none when no policy check ran)', () => {
+    const ev = decodeTraceEvent(rawEvent({type: 2, obs: 2, point: 1, reason: 133, ifindex: 5, src: [10, 0, 1, 10], dst: [10, 0, 1, 11], proto: 6, l4: [0x9c, 0x40, 0, 80, 0, 0, 0, 0], ids: [256, 257]}))
+    assert.equal(ev.reason.name, 'DROP_POLICY_DENIED')
+    assert.deepEqual(ev.identities, {src: 256, dst: 257})
+    const plain = decodeTraceEvent(rawEvent({obs: 1, point: 1, reason: 0, ifindex: 5, src: [10, 0, 1, 10], dst: [10, 0, 1, 11]}))
+    assert.equal(plain.identities, undefined)
   })
 
   it('the event_pipe parser cuts records out of arbitrary chunks and skips the padding', () => {

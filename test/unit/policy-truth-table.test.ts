@@ -11,15 +11,13 @@ import {parsePolicies} from '../../src/policy/parse.js'
 import {nodePolicy, resolvePolicy, type PolicyIdentity} from '../../src/policy/resolve.js'
 import {traceVerdict} from '../../src/policy/trace.js'
 import type {NodePolicy} from '../../src/policy/types.js'
-import {modelAllows, xyzWorld, type ModelProtocol, type ModelWorld} from '../helpers/policy-model.js'
+import {modelAllows, xyzWorld} from '../helpers/policy-model.js'
+import {OUTSIDE, PROBES, SCENARIOS, type Step} from '../helpers/policy-scenarios.js'
 
 const NS_INDEX: Record<string, number> = {x: 1, y: 2, z: 3}
 const ipOf = (ns: string, pod: string) => `10.0.${NS_INDEX[ns]}.${pod.charCodeAt(0) - 96}`
-const OUTSIDE = ['192.0.2.10', '192.0.2.200', '198.51.100.1']
-const PROBES: [ModelProtocol, number][] = [['TCP', 80], ['TCP', 81], ['UDP', 80]]
 const PROTO_NUM = {TCP: 6, UDP: 17, SCTP: 132} as const
 
-const np = (ns: string, name: string, spec: Record<string, unknown>) => ({apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: {namespace: ns, name}, spec})
 
 /** Identities as the cluster store hands them out: one number per label set, never reused here. */
 class Identities {
@@ -69,11 +67,6 @@ function evaluate(policy: NodePolicy, ipcache: Map<string, number>, endpointOf: 
   return passes(from, 'egress', to) && passes(to, 'ingress', from)
 }
 
-interface Step {
-  name: string
-  change: (w: ModelWorld) => void
-}
-
 /** Run the steps on a fresh world; after each, compare every probe. Returns the mismatches and the matrices. */
 function run(steps: Step[]): {mismatches: string[]; matrices: Map<string, boolean>[]} {
   const world = xyzWorld(ipOf)
@@ -115,97 +108,6 @@ function run(steps: Step[]): {mismatches: string[]; matrices: Map<string, boolea
 }
 
 const denied = (m: Map<string, boolean>) => [...m.entries()].filter(([, v]) => !v).map(([k]) => k)
-
-const SCENARIOS: {name: string; steps: Step[]; spot: [string, boolean][]}[] = [
-  {
-    name: 'deny all ingress',
-    steps: [{name: 'deny-ingress', change: (w) => w.policies.push(np('x', 'deny-ingress', {podSelector: {}, policyTypes: ['Ingress']}))}],
-    spot: [['y/a -> x/a 80/TCP', false], ['x/b -> x/a 80/TCP', false], ['x/a -> y/a 80/TCP', true], ['192.0.2.10 -> x/c 80/TCP', false]],
-  },
-  {
-    name: 'deny all egress',
-    steps: [{name: 'deny-egress', change: (w) => w.policies.push(np('x', 'deny-egress', {podSelector: {}, policyTypes: ['Egress']}))}],
-    spot: [['x/a -> y/a 80/TCP', false], ['x/a -> 198.51.100.1 80/TCP', false], ['y/a -> x/a 80/TCP', true]],
-  },
-  {
-    name: 'allow from the same namespace',
-    steps: [{name: 'same-ns', change: (w) => w.policies.push(np('x', 'same-ns', {podSelector: {}, ingress: [{from: [{podSelector: {}}]}]}))}],
-    spot: [['x/b -> x/a 81/TCP', true], ['y/b -> x/a 80/TCP', false]],
-  },
-  {
-    name: 'allow from a namespace by label, then relabel a namespace',
-    steps: [
-      {name: 'ns-label', change: (w) => w.policies.push(np('x', 'from-blue', {podSelector: {matchLabels: {pod: 'a'}}, ingress: [{from: [{namespaceSelector: {matchLabels: {team: 'blue'}}}]}]}))},
-      {name: 'ns-relabel', change: (w) => (w.namespaces.z = {team: 'blue'})},
-    ],
-    spot: [['y/c -> x/a 80/TCP', true], ['z/c -> x/a 80/TCP', false], ['x/b -> x/a 80/TCP', false], ['x/a -> x/b 80/TCP', true]],
-  },
-  {
-    name: 'pod and namespace selector in one peer',
-    steps: [{name: 'one-peer', change: (w) => w.policies.push(np('x', 'one-peer', {podSelector: {matchLabels: {pod: 'a'}}, ingress: [{from: [{namespaceSelector: {matchLabels: {team: 'blue'}}, podSelector: {matchLabels: {pod: 'b'}}}]}]}))}],
-    spot: [['y/b -> x/a 80/TCP', true], ['y/a -> x/a 80/TCP', false], ['x/b -> x/a 80/TCP', false]],
-  },
-  {
-    name: 'pod and namespace selector as two peers',
-    steps: [{name: 'two-peers', change: (w) => w.policies.push(np('x', 'two-peers', {podSelector: {matchLabels: {pod: 'a'}}, ingress: [{from: [{namespaceSelector: {matchLabels: {team: 'blue'}}}, {podSelector: {matchLabels: {pod: 'b'}}}]}]}))}],
-    spot: [['y/b -> x/a 80/TCP', true], ['y/a -> x/a 80/TCP', true], ['x/b -> x/a 80/TCP', true], ['z/b -> x/a 80/TCP', false]],
-  },
-  {
-    name: 'matchExpressions',
-    steps: [{
-      name: 'exprs',
-      change: (w) => w.policies.push(np('x', 'exprs', {
-        podSelector: {matchExpressions: [{key: 'pod', operator: 'In', values: ['a', 'b']}]},
-        ingress: [{from: [
-          {namespaceSelector: {matchExpressions: [{key: 'team', operator: 'Exists'}]}, podSelector: {matchExpressions: [{key: 'pod', operator: 'NotIn', values: ['c']}]}},
-          {namespaceSelector: {matchExpressions: [{key: 'team', operator: 'DoesNotExist'}]}, podSelector: {matchLabels: {pod: 'c'}}},
-        ]}],
-      })),
-    }],
-    spot: [['y/a -> x/b 80/TCP', true], ['y/c -> x/b 80/TCP', false], ['z/c -> x/a 80/TCP', true], ['z/a -> x/a 80/TCP', false], ['z/a -> x/c 80/TCP', true]],
-  },
-  {
-    name: 'ipBlock with except (egress and ingress, overlapping CIDRs)',
-    steps: [{
-      name: 'ipblock',
-      change: (w) => {
-        w.policies.push(np('x', 'to-net', {podSelector: {matchLabels: {pod: 'a'}}, policyTypes: ['Egress'], egress: [{to: [{ipBlock: {cidr: '192.0.2.0/24', except: ['192.0.2.128/25']}}]}]}))
-        w.policies.push(np('y', 'from-world', {podSelector: {}, ingress: [{from: [{ipBlock: {cidr: '0.0.0.0/0', except: ['192.0.2.0/24']}}]}]}))
-      },
-    }],
-    spot: [['x/a -> 192.0.2.10 80/TCP', true], ['x/a -> 192.0.2.200 80/TCP', false], ['x/a -> 198.51.100.1 80/TCP', false], ['x/a -> x/b 80/TCP', false],
-      ['198.51.100.1 -> y/a 80/TCP', true], ['192.0.2.10 -> y/a 80/TCP', false], ['192.0.2.200 -> y/a 80/TCP', false], ['x/b -> y/a 80/TCP', false]],
-  },
-  {
-    name: 'ports with endPort',
-    steps: [{
-      name: 'ports',
-      change: (w) => {
-        w.policies.push(np('x', 'range', {podSelector: {matchLabels: {pod: 'a'}}, ingress: [{from: [{namespaceSelector: {}}], ports: [{port: 79, endPort: 80}]}]}))
-        w.policies.push(np('x', 'udp-and-range', {podSelector: {matchLabels: {pod: 'b'}}, ingress: [{ports: [{protocol: 'UDP', port: 80}, {protocol: 'TCP', port: 81, endPort: 90}]}]}))
-      },
-    }],
-    spot: [['y/a -> x/a 80/TCP', true], ['y/a -> x/a 81/TCP', false], ['y/a -> x/a 80/UDP', false], ['y/a -> x/b 80/TCP', false], ['y/a -> x/b 81/TCP', true], ['192.0.2.10 -> x/b 80/UDP', true]],
-  },
-  {
-    name: 'two policies are a union; deleting one narrows it again',
-    steps: [
-      {name: 'first', change: (w) => w.policies.push(np('x', 'from-y', {podSelector: {matchLabels: {pod: 'a'}}, ingress: [{from: [{namespaceSelector: {matchLabels: {team: 'blue'}}}]}]}))},
-      {name: 'union', change: (w) => w.policies.push(np('x', 'from-zc-81', {podSelector: {matchLabels: {pod: 'a'}}, policyTypes: ['Ingress', 'Egress'], ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {pod: 'c'}}}], ports: [{port: 81}]}], egress: [{to: [{namespaceSelector: {}}]}]}))},
-      {name: 'delete', change: (w) => w.policies.splice(w.policies.findIndex((p) => (p as {metadata: {name: string}}).metadata.name === 'from-zc-81'), 1)},
-    ],
-    spot: [['y/a -> x/a 80/TCP', true], ['z/c -> x/a 81/TCP', false]],
-  },
-  {
-    name: 'a relabel that changes the verdict',
-    steps: [
-      {name: 'clients-only', change: (w) => w.policies.push(np('x', 'clients', {podSelector: {matchLabels: {pod: 'a'}}, ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {role: 'client'}}}]}]}))},
-      {name: 'relabel', change: (w) => (w.pods.find((p) => p.namespace === 'y' && p.name === 'b')!.labels.role = 'client')},
-      {name: 'unlabel', change: (w) => delete w.pods.find((p) => p.namespace === 'y' && p.name === 'b')!.labels.role},
-    ],
-    spot: [['y/b -> x/a 80/TCP', false]],
-  },
-]
 
 describe('policy truth table: resolution and trace against the Kubernetes model (x, y, z × a, b, c; TCP 80, TCP 81, UDP 80)', () => {
   const baseline = run([{name: 'none', change: () => {}}])

@@ -31,6 +31,7 @@ export const TRACE_REASONS: readonly ReasonInfo[] = [
 /** Drops (negative codes; metrics `reason` = the magnitude). */
 export const DROP_REASONS: readonly ReasonInfo[] = [
   {name: 'DROP_INVALID_SOURCE', code: -132, description: 'invalid source ip (anti-spoofing)'},
+  {name: 'DROP_POLICY_DENIED', code: -133, description: 'policy denied (no rule of the endpoint allows the flow)'},
   {name: 'DROP_INVALID', code: -134, description: 'invalid packet (truncated or malformed header)'},
   {name: 'DROP_UNKNOWN_L3', code: -139, description: 'unsupported L3 protocol'},
   {name: 'DROP_WRITE_ERROR', code: -141, description: 'error writing to packet'},

@@ -1,13 +1,14 @@
 /**
  * Per-pod datapath: map entries (pn_endpoints by IP, pn_lxc by ifindex, pn_ipcache /32) in one
  * bpftool batch, then a tc filter on the lxc's ingress referencing the pinned from-container.
- * Never compiles or loads anything.
+ * Never compiles or loads anything. Removing an endpoint also removes its policy (policy.ts).
  */
 import {PnError} from '../../errors.js'
 import type {Runner} from '../../exec/runner.js'
 import type {DatapathNode} from '../devices.js'
 import {mapPath, pathExists, programPath, qdiscMarker} from './bpffs.js'
-import {applyMapOps, dumpMapEntries, type MapOp} from './map-io.js'
+import {kernelFor} from '../../kernel/tools.js'
+import {applyMapOps, dumpMapEntries, mapKernelOps, type MapOp} from './map-io.js'
 import {
   IPCACHE_F_LOCAL,
   encodeEndpointInfo,
@@ -18,6 +19,7 @@ import {
   encodeLxcKey,
   ipBytes,
 } from './maps/index.js'
+import {forgetEndpointPolicy, forgetPolicyStateOp, POLICY_EP_MAP, removeEndpointPolicyEntries} from './policy.js'
 import {attachTcProgram, detachTcProgram, releaseQdisc} from './tc.js'
 
 /** The subset of an endpoint record the datapath needs. */
@@ -30,6 +32,8 @@ export interface DatapathEndpoint {
   hostIfindex: number
   hostMac: string
   podMac: string
+  /** The pod's security identity in pn_ipcache (0 or absent: none yet; `writeEndpointIdentity` sets it later). */
+  identity?: number
 }
 
 function hostPrefix(ip: string): string {
@@ -48,7 +52,7 @@ export function endpointMapOps(ep: DatapathEndpoint): MapOp[] {
       key: encodeEndpointKey(ip),
       value: encodeEndpointInfo({ifindex: ep.hostIfindex, endpointId: ep.endpointId, flags: 0, podMac: ep.podMac, lxcMac: ep.hostMac}),
     })
-    ops.push({op: 'update', map: 'pn_ipcache', key: encodeIpcacheKey(hostPrefix(ip)), value: encodeIpcacheInfo({identity: 0, flags: IPCACHE_F_LOCAL})})
+    ops.push({op: 'update', map: 'pn_ipcache', key: encodeIpcacheKey(hostPrefix(ip)), value: encodeIpcacheInfo({identity: ep.identity ?? 0, flags: IPCACHE_F_LOCAL})})
   }
   ops.push({
     op: 'update',
@@ -85,6 +89,7 @@ export async function detachPod(runner: Runner, node: Pick<DatapathNode, 'bpffsR
   const q = await releaseQdisc(runner, root, ep.hostIfname, ep.hostIfindex)
   if (q.warning) warnings.push(q.warning)
   changed = (await removeEntriesFound(runner, root, ep)) || changed
+  changed = (await forgetEndpointPolicy(kernelFor(runner), root, ep.endpointId)).removed > 0 || changed
   return {changed, warnings}
 }
 
@@ -107,11 +112,19 @@ export async function forgetPod(runner: Runner, node: Pick<DatapathNode, 'bpffsR
     ops.push({op: 'delete', map: 'pn_ipcache', key: encodeIpcacheKey(hostPrefix(ip))})
   }
   ops.push({op: 'delete', map: 'pn_lxc', key: encodeLxcKey(ep.hostIfindex)})
+  // The endpoint's policy state goes in the same batch (missingOk); its answer says whether
+  // there are policy entries to find and delete.
+  const kernel = kernelFor(runner)
+  const policy = await pathExists(mapPath(root, POLICY_EP_MAP))
+  const kops = mapKernelOps(root, ops)
+  if (policy) kops.push(forgetPolicyStateOp(root, ep.endpointId))
   try {
-    await applyMapOps(runner, root, ops)
+    const results = await kernel.apply(kops)
+    if (policy && (results[results.length - 1] as {deleted?: boolean}).deleted) await removeEndpointPolicyEntries(kernel, root, ep.endpointId)
     return {changed: true}
   } catch {
-    return {changed: await removeEntriesFound(runner, root, ep)}
+    const found = await removeEntriesFound(runner, root, ep)
+    return {changed: (await forgetEndpointPolicy(kernel, root, ep.endpointId)).removed > 0 || found}
   }
 }
 

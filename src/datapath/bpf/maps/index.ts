@@ -13,12 +13,14 @@ import {lb4StatsMap} from './lb4-stats.js'
 import {lxcMap} from './lxc.js'
 import {metricsMap} from './metrics.js'
 import {nodeConfigMap} from './node-config.js'
+import {polct4Map, policyEpMap, policyMap} from './policy.js'
 import {eventsMap, traceConfigMap} from './trace.js'
 
 export const MAPS: readonly MapDef[] = [
   endpointsMap, lxcMap, ipcacheMap, metricsMap,
   lb4ServicesMap, lb4BackendsMap, lb4StatsMap, ct4Map,
   traceConfigMap, eventsMap, nodeConfigMap, lb4GateMap,
+  policyMap, policyEpMap, polct4Map,
 ]
 
 export const MAP_NAMES: readonly string[] = MAPS.map((m) => m.name)
@@ -45,3 +47,4 @@ export * from './lb4-backends.js'
 export * from './lb4-stats.js'
 export * from './ct4.js'
 export * from './node-config.js'
+export * from './policy.js'

@@ -66,7 +66,7 @@ export const traceConfigMap: MapDef = {
 
 export const TRACE_EVENT: StructLayout = {
   name: 'trace_event',
-  size: 88,
+  size: 96,
   fields: {
     ktime_ns: f(0, 8),
     ifindex: f(8, 4),
@@ -86,6 +86,8 @@ export const TRACE_EVENT: StructLayout = {
     saddr: f(40, 16),
     daddr: f(56, 16),
     orig_daddr: f(72, 16),
+    src_identity: f(88, 4),
+    dst_identity: f(92, 4),
   },
 }
 
@@ -129,6 +131,12 @@ export interface DatapathEvent {
   arp?: 'request' | 'reply' | number
   /** Service translation: the address:port the packet was sent to before load balancing. */
   service?: {ip: string; port?: number}
+  /**
+   * Security identities of source and destination as the policy check saw them (IPv4 on a
+   * pod's path). Labels are for the caller to resolve (`srcLabels`/`dstLabels`): the datapath
+   * knows only numbers.
+   */
+  identities?: {src: number; dst: number; srcLabels?: string[]; dstLabels?: string[]}
 }
 
 /** Decode one pn_events record (at least TRACE_EVENT.size bytes; perf pads the tail). */
@@ -153,6 +161,9 @@ export function decodeTraceEvent(buf: Buffer): DatapathEvent {
   if (family !== 4 && family !== 6) return ev
   const n = family === 4 ? 4 : 16
   ev.family = family
+  const srcId = readU32(buf, F.src_identity.offset)
+  const dstId = readU32(buf, F.dst_identity.offset)
+  if (srcId !== 0 || dstId !== 0) ev.identities = {src: srcId, dst: dstId}
   ev.srcIp = ipFromBytes(slice(buf, TRACE_EVENT, 'saddr').subarray(0, n), family)
   ev.dstIp = ipFromBytes(slice(buf, TRACE_EVENT, 'daddr').subarray(0, n), family)
   if (ethertypeNum === 0x0806) {
