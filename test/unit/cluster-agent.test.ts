@@ -237,7 +237,8 @@ describe('cluster agent (directory store, recording kernel)', function () {
     await admin.init()
     await until('connected, the queue sent', () => A.a.status().store === 'connected' && A.a.status().queued === 0)
     const snap = await admin.snapshot()
-    assert.deepEqual(snap.endpoints.get('10.1.1.5'), {ip: '10.1.1.5', node: 'a', containerId: 'pod1', ifname: 'eth0', namespace: 'default', pod: 'pod1', labels: {}, identity: null})
+    // Published with the identity of its (empty) label set in its namespace: the first cluster identity.
+    assert.deepEqual(snap.endpoints.get('10.1.1.5'), {ip: '10.1.1.5', node: 'a', containerId: 'pod1', ifname: 'eth0', namespace: 'default', pod: 'pod1', labels: {}, identity: 256})
     assert.ok(snap.nodes.has('a'))
     assert.ok(Date.parse(A.a.status().since) > Date.parse(s.since))
   })
