@@ -236,17 +236,15 @@ static __always_inline bool policy_tracing(void)
 }
 
 /*
- * The check at one endpoint. `t`: the flow as the endpoint sees it (conntrack key); `peer`: the
- * other side's address after translation; `dport`: the port the rules are checked with. 0 to
- * pass, DROP_POLICY_DENIED to drop.
+ * The check at one endpoint whose state (`st`) is known or whose packets are traced. `t`: the
+ * flow as the endpoint sees it (conntrack key); `peer`: the other side's address after
+ * translation; `dport`: the port the rules are checked with. 0 to pass, DROP_POLICY_DENIED to drop.
  */
-static __always_inline int policy_check4(struct __sk_buff *skb, __u32 ep_id, __u8 egress, const struct pol_tuple4 *t,
+static __always_inline int policy_check4(struct __sk_buff *skb, const struct policy_ep_info *st, bool tracing,
+					 __u32 ep_id, __u8 egress, const struct pol_tuple4 *t,
 					 __be32 self, __be32 peer, __be16 dport)
 {
-	struct policy_ep_key ek = {.endpoint_id = ep_id};
-	struct policy_ep_info *st = bpf_map_lookup_elem(&pn_policy_ep, &ek);
-
-	if (policy_tracing()) {
+	if (tracing) {
 		__u32 own = policy_identity4(self);
 		__u32 other = policy_identity4(peer);
 
@@ -285,23 +283,55 @@ static __always_inline int policy_check4(struct __sk_buff *skb, __u32 ep_id, __u
 	return 0;
 }
 
-/* Egress at from-container: `t` was read before service translation, `ip4` is the packet after it. */
-static __always_inline int policy_egress4(struct __sk_buff *skb, __u32 ep_id, const struct pol_tuple4 *t,
+static __always_inline struct policy_ep_info *policy_state(__u32 ep_id)
+{
+	struct policy_ep_key ek = {.endpoint_id = ep_id};
+
+	return bpf_map_lookup_elem(&pn_policy_ep, &ek);
+}
+
+/* What from-container keeps between the two halves of the egress check. For an open endpoint
+ * with no monitor listening the whole check is one hash lookup and one array lookup. */
+struct pol_egress {
+	struct policy_ep_info *st; /* NULL: the endpoint is open */
+	struct pol_tuple4 flow;    /* the flow as the pod sent it (before service translation) */
+	bool tracing;
+};
+
+/* Before service translation: the endpoint's state, and the flow as the pod sent it. */
+static __always_inline void policy_egress_begin(struct __sk_buff *skb, __u32 ep_id, const struct iphdr *ip4,
+						struct pol_egress *pe)
+{
+	pe->st = policy_state(ep_id);
+	pe->tracing = policy_tracing();
+	if (pe->st || pe->tracing)
+		policy_tuple4(skb, ip4, &pe->flow);
+}
+
+/* After it: `ip4` is the translated packet (the peer and the port the rules see). */
+static __always_inline int policy_egress4(struct __sk_buff *skb, __u32 ep_id, const struct pol_egress *pe,
 					  const struct iphdr *ip4)
 {
+	if (!pe->st && !pe->tracing)
+		return 0;
 	struct pol_tuple4 now;
 
 	policy_tuple4(skb, ip4, &now);
-	return policy_check4(skb, ep_id, POLICY_EGRESS, t, t->saddr, now.daddr, now.dport);
+	return policy_check4(skb, pe->st, pe->tracing, ep_id, POLICY_EGRESS, &pe->flow, pe->flow.saddr, now.daddr, now.dport);
 }
 
 /* Ingress before delivery to a local pod: the packet as the pod will receive it. */
 static __always_inline int policy_ingress4(struct __sk_buff *skb, __u32 ep_id, const struct iphdr *ip4)
 {
+	struct policy_ep_info *st = policy_state(ep_id);
+	bool tracing = policy_tracing();
+
+	if (!st && !tracing)
+		return 0;
 	struct pol_tuple4 t;
 
 	policy_tuple4(skb, ip4, &t);
-	return policy_check4(skb, ep_id, POLICY_INGRESS, &t, t.daddr, t.saddr, t.dport);
+	return policy_check4(skb, st, tracing, ep_id, POLICY_INGRESS, &t, t.daddr, t.saddr, t.dport);
 }
 
 #endif
