@@ -2,9 +2,11 @@
  * Policy enforcement on a real kernel, in throwaway `pn-` namespaces only:
  *
  *   [pod a]──lxc─┐
- *   [pod b]──lxc─┤ node (routing bpf)
+ *   [pod b]──lxc─┤ node 1 ──eth0── switch ──eth0── node 2 ──lxc──[pod d]
  *   [pod c]──lxc─┘
  *
+ * Both nodes route in BPF (`--routing bpf`); node 1 carries the policies, node 2 only pod d,
+ * whose identity node 1's pn_ipcache holds as a remote entry (as the cluster writes it).
  * The policy is hand-written `EndpointPolicy` values (no resolution), written by the datapath's
  * writer; the pods' identities are set in pn_ipcache the same way (a 256, b 257, c 258). Probes
  * are small python3 clients against a python3 echo server in b (TCP and UDP), with short
@@ -16,7 +18,7 @@ import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {mapPath, programPath, PROGRAMS, type ProgramName} from '../../src/datapath/bpf/bpffs.js'
-import {decodePolicyEpKey, decodePolicyKey} from '../../src/datapath/bpf/maps/index.js'
+import {decodePolicyEpKey, decodePolicyKey, encodeIpcacheInfo, encodeIpcacheKey} from '../../src/datapath/bpf/maps/index.js'
 import {writeEndpointIdentity, writeEndpointPolicy, writeNodePolicy} from '../../src/datapath/bpf/policy.js'
 import {applyOne} from '../../src/kernel/backend.js'
 import {MapBackend} from '../../src/kernel/maps.js'
@@ -97,10 +99,12 @@ describe('policy datapath (root, netns)', function () {
   let stateDir: string
   let scripts: string
   let nodeNs: string
+  let node2: {ns: string; stateDir: string} | undefined
   let root: string
   let a: Pod
   let b: Pod
   let c: Pod
+  let d: Pod
   let progIds: Record<string, number>
   const run = (args: string[]) => pn([...args, '--state-dir', stateDir, '--json'], {netns: nodeNs})
 
@@ -127,8 +131,9 @@ describe('policy datapath (root, netns)', function () {
   const write = (p: EndpointPolicy) => writeEndpointPolicy(kernel, {bpffsRoot: root}, p)
   const open = (pod: Pod) => write(policy(pod, {}))
 
-  function makePod(ip: string): Pod {
+  function makePod(ip: string, on = run): Pod {
     const ns = createNamespace('pp').name
+    const run = on
     ok(run(['veth', 'create', '--container-id', ns, '--netns', `/run/netns/${ns}`, '--ip', ip]), `veth create ${ns}`)
     ok(run(['bpf', 'load', '--container-id', ns]), `bpf load ${ns}`)
     const ep = ok(run(['endpoint', 'show', '--container-id', ns]), 'endpoint show')
@@ -141,15 +146,30 @@ describe('policy datapath (root, netns)', function () {
     scripts = mkdtempSync(path.join(os.tmpdir(), 'pn-polpy-'))
     writeFileSync(path.join(scripts, 'server.py'), SERVER)
     writeFileSync(path.join(scripts, 'client.py'), CLIENT)
+    const sw = createNamespace('plw').name
+    inNs(sw, ['ip', 'link', 'add', 'br0', 'type', 'bridge'])
+    inNs(sw, ['ip', 'link', 'set', 'br0', 'up'])
+    const wire = (ns: string, idx: number) => {
+      const port = `x${idx}${ns.slice(-4)}`
+      inNs(ns, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', port, 'netns', sw])
+      inNs(sw, ['ip', 'link', 'set', port, 'master', 'br0', 'up'])
+      inNs(ns, ['ip', 'addr', 'add', `172.30.9.${idx}/24`, 'dev', 'eth0'])
+      inNs(ns, ['ip', 'link', 'set', 'eth0', 'up'])
+    }
     nodeNs = createNamespace('pol').name
-    const wire = createNamespace('plw').name
-    inNs(nodeNs, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'x0', 'netns', wire])
-    inNs(wire, ['ip', 'link', 'set', 'x0', 'up'])
-    inNs(nodeNs, ['ip', 'addr', 'add', '172.30.9.1/24', 'dev', 'eth0'])
-    inNs(nodeNs, ['ip', 'link', 'set', 'eth0', 'up'])
+    wire(nodeNs, 1)
     stateDir = mkdtempSync(path.join(os.tmpdir(), 'pn-pol-'))
     ok(run(['node', 'init', '--name', nodeNs, '--device', 'eth0', '--pod-cidr', '10.171.0.0/24', '--routing', 'bpf']), 'node init')
     root = path.join(BPFFS, nodeNs)
+    const n2 = {ns: createNamespace('pol').name, stateDir: mkdtempSync(path.join(os.tmpdir(), 'pn-pol-'))}
+    node2 = n2
+    wire(n2.ns, 2)
+    const run2 = (args: string[]) => pn([...args, '--state-dir', n2.stateDir, '--json'], {netns: n2.ns})
+    ok(run2(['node', 'init', '--name', n2.ns, '--device', 'eth0', '--pod-cidr', '10.172.0.0/24', '--routing', 'bpf']), 'node 2 init')
+    inNs(nodeNs, ['ip', 'route', 'add', '10.172.0.0/24', 'via', '172.30.9.2'])
+    inNs(n2.ns, ['ip', 'route', 'add', '10.171.0.0/24', 'via', '172.30.9.1'])
+    d = makePod('10.172.0.10', run2)
+    await kernel.apply([{kind: 'map.update', map: mapPath(root, 'pn_ipcache'), key: encodeIpcacheKey(`${d.ip}/32`), value: encodeIpcacheInfo({identity: 259, flags: 0, nodeIp: '172.30.9.2'})}])
     a = makePod('10.171.0.10')
     b = makePod('10.171.0.11')
     c = makePod('10.171.0.12')
@@ -168,9 +188,10 @@ describe('policy datapath (root, netns)', function () {
   after(() => {
     for (const ch of children) if (ch.pid && ch.exitCode === null) process.kill(ch.pid)
     if (stateDir) run(['node', 'reset'])
+    if (node2) pn(['node', 'reset', '--state-dir', node2.stateDir, '--json'], {netns: node2.ns})
     cleanupNamespaces()
-    for (const d of [stateDir, scripts]) if (d) rmSync(d, {recursive: true, force: true})
-    if (nodeNs) rmSync(path.join(BPFFS, nodeNs), {recursive: true, force: true})
+    for (const dir of [stateDir, scripts, node2?.stateDir]) if (dir) rmSync(dir, {recursive: true, force: true})
+    for (const ns of [nodeNs, node2?.ns]) if (ns) rmSync(path.join(BPFFS, ns), {recursive: true, force: true})
   })
 
   it('an endpoint without policy is open: TCP and UDP both ways, nothing in the policy maps', async () => {
@@ -199,6 +220,23 @@ describe('policy datapath (root, netns)', function () {
     // Identity 0 is any peer.
     await write(policy(b, {ingressEnforced: true, entries: [entry({identity: 0})]}))
     assert.ok(probe(c, 'tcp', b, 80), 'c → b tcp/80 allowed by an any-peer rule')
+  })
+
+  it('from another node (from-netdev): the source identity comes from the receiving node\'s ipcache; replies leave', async () => {
+    const before = policyDrops()
+    await write(policy(b, {ingressEnforced: true, egressEnforced: true, entries: [entry({identity: 259})]}))
+    assert.ok(probe(d, 'tcp', b, 80), 'd (259, node 2) → b tcp/80 allowed, the reply passes b egress')
+    assert.ok(!probe(d, 'tcp', b, 81), 'd → b tcp/81 denied')
+    assert.ok(!probe(a, 'tcp', b, 80), 'a (256) → b tcp/80 denied')
+    const res = ok(run(['bpf', 'map', 'dump', 'pn_metrics']), 'map dump pn_metrics')
+    const fromNetdev = (res.entries as {key: {point: string; reason: string}; value: {packets: number}}[]).filter((e) => e.key.point === 'from-netdev' && e.key.reason === 'DROP_POLICY_DENIED')
+    assert.ok(fromNetdev.reduce((n, e) => n + e.value.packets, 0) > 0, 'the drop is from-netdev\'s')
+    assert.ok(policyDrops() > before)
+    // b egress: d's identity comes from the ipcache; only port 9 is allowed, so the SYN to 80 is dropped here.
+    await write(policy(b, {egressEnforced: true, entries: [entry({direction: 'egress', identity: 259, port: 9, endPort: 9})]}))
+    const drops = policyDrops()
+    assert.ok(!probe(b, 'tcp', d, 80), 'b → d:80 denied')
+    assert.ok(policyDrops() > drops, 'dropped by policy at b egress, not refused by d')
   })
 
   it('replies pass when the server denies all egress (TCP SYN-ACK, UDP reply); its own connections do not', async () => {
