@@ -273,6 +273,23 @@ describe('policy datapath (root, netns)', function () {
     assert.deepEqual(await programIds(), progIds, 'every program is the one loaded before the first policy')
   })
 
+  it('10,000 entries on one endpoint: one write, a change of one rule is two map ops, traffic still judged', async () => {
+    const many = Array.from({length: 10_000}, (_, i) => entry({identity: 100_000 + i}))
+    const big = policy(b, {ingressEnforced: true, entries: [entry({identity: 256}), ...many]})
+    const r = await write(big)
+    assert.ok(r.mapOps >= 10_001, `${r.mapOps} ops`)
+    const count = async () => (await applyOne(kernel, {kind: 'map.dump', map: mapPath(root, 'pn_policy')})).entries.filter((e) => decodePolicyKey(e.key).endpointId === b.endpointId).length
+    assert.equal(await count(), 10_001)
+    assert.ok(probe(a, 'tcp', b, 80), 'a (256) → b tcp/80 allowed among 10,001 entries')
+    assert.ok(!probe(c, 'tcp', b, 80), 'c (258) denied')
+    const changed = policy(b, {ingressEnforced: true, entries: [entry({identity: 256}), entry({identity: 258}), ...many]})
+    const r2 = await writeEndpointPolicy(kernel, {bpffsRoot: root}, changed, big)
+    assert.equal(r2.mapOps, 2, 'the new entry and the state (revision)')
+    assert.ok(probe(c, 'tcp', b, 80), 'c (258) allowed now')
+    await open(b)
+    assert.equal(await count(), 0)
+  })
+
   it('pn monitor shows the policy drop with both identities', async () => {
     await write(policy(b, {ingressEnforced: true}))
     const child = spawn('ip', ['netns', 'exec', nodeNs, process.execPath, PN_BIN, 'monitor', '--json', '--type', 'drop', '--count', '1', '--to-ip', b.ip, '--state-dir', stateDir], {env: {...process.env, NO_COLOR: '1'}})
