@@ -123,8 +123,36 @@ struct pol_tuple4 {
 	__be16 sport;
 	__be16 dport;
 	__u8 proto;
-	__u8 pad[3];
+	__u8 related;     /* an ICMP error: `inner` is the flow it is about */
+	__u8 pad[2];
+	struct {
+		__be32 saddr;
+		__be32 daddr;
+		__be16 sport;
+		__be16 dport;
+		__u8 proto;
+		__u8 pad[3];
+	} inner;
 };
+
+/* An ICMP error (destination unreachable, time exceeded, parameter problem) carries the header
+ * of the packet it answers: read that flow, so the error can pass as related to it. */
+static __always_inline void policy_icmp_inner(struct __sk_buff *skb, __u32 off, struct pol_tuple4 *t)
+{
+	struct iphdr in;
+	__u8 ports[4];
+
+	if (bpf_skb_load_bytes(skb, off, &in, sizeof(in)) < 0 || in.version != 4)
+		return;
+	if (bpf_skb_load_bytes(skb, off + ((__u32)in.ihl & 0xf) * 4, ports, sizeof(ports)) < 0)
+		return;
+	t->inner.saddr = in.saddr;
+	t->inner.daddr = in.daddr;
+	t->inner.proto = in.protocol;
+	__builtin_memcpy(&t->inner.sport, &ports[0], 2);
+	__builtin_memcpy(&t->inner.dport, &ports[2], 2);
+	t->related = 1;
+}
 
 static __always_inline void policy_tuple4(struct __sk_buff *skb, const struct iphdr *ip4, struct pol_tuple4 *t)
 {
@@ -136,6 +164,7 @@ static __always_inline void policy_tuple4(struct __sk_buff *skb, const struct ip
 	t->proto = ip4->protocol;
 	t->sport = 0;
 	t->dport = 0;
+	t->related = 0;
 	/* A non-first fragment has no L4 header: ports 0 (only port-less rules match it). */
 	if (ip4->frag_off & bpf_htons(0x1fff))
 		return;
@@ -147,6 +176,8 @@ static __always_inline void policy_tuple4(struct __sk_buff *skb, const struct ip
 	} else if (t->proto == IPPROTO_ICMP && (l4[0] == 8 || l4[0] == 0)) {
 		__builtin_memcpy(&t->sport, &l4[4], 2); /* echo request/reply: the id */
 		t->dport = t->sport;
+	} else if (t->proto == IPPROTO_ICMP && (l4[0] == 3 || l4[0] == 11 || l4[0] == 12)) {
+		policy_icmp_inner(skb, l4off + 8, t);
 	}
 }
 
@@ -265,6 +296,19 @@ static __always_inline int policy_check4(struct __sk_buff *skb, const struct pol
 
 	if (e && e->endpoint_id == ep_id)
 		return e->revision == st->revision ? 0 : policy_ct_recheck(st, ep_id, &key, e);
+
+	/* An ICMP error about a flow this endpoint tracks (port unreachable, fragmentation needed):
+	 * the flow it quotes went the other way. It passes, and makes no entry of its own. */
+	if (t->related) {
+		struct polct4_key ik = {
+			.saddr = t->inner.saddr, .daddr = t->inner.daddr, .sport = t->inner.sport, .dport = t->inner.dport,
+			.proto = t->inner.proto, .egress = !egress,
+		};
+		struct polct4_entry *ie = bpf_map_lookup_elem(&pn_polct4, &ik);
+
+		if (ie && ie->endpoint_id == ep_id)
+			return 0;
+	}
 
 	/* A new flow: the rules decide. */
 	if (!policy_verdict(st, ep_id, policy_identity4(peer), egress, t->proto, dport))

@@ -76,6 +76,14 @@ if proto == 'udp':
 if len(sys.argv) > 4:
     s.bind((sys.argv[5] if len(sys.argv) > 5 else '0.0.0.0', int(sys.argv[4])))
 s.settimeout(0.8)
+if proto == 'udp-refused':
+    try:
+        s.connect((ip, port)); s.send(b'pn'); s.recv(16); ok = False
+    except ConnectionRefusedError:
+        ok = True
+    except OSError:
+        ok = False
+    sys.exit(0 if ok else 1)
 try:
     if proto == 'tcp':
         s.connect((ip, port)); s.sendall(b'pn'); ok = s.recv(2) == b'pn'
@@ -108,7 +116,7 @@ describe('policy datapath (root, netns)', function () {
   let progIds: Record<string, number>
   const run = (args: string[]) => pn([...args, '--state-dir', stateDir, '--json'], {netns: nodeNs})
 
-  const probe = (from: Pod, proto: 'tcp' | 'udp', to: Pod, port: number, sport?: number): boolean =>
+  const probe = (from: Pod, proto: 'tcp' | 'udp' | 'udp-refused', to: Pod, port: number, sport?: number): boolean =>
     tryInNs(from.ns, ['python3', path.join(scripts, 'client.py'), proto, to.ip, String(port), ...(sport ? [String(sport)] : [])]).status === 0
 
   function policyDrops(): number {
@@ -249,6 +257,10 @@ describe('policy datapath (root, netns)', function () {
     assert.ok(probe(a, 'tcp', b, 80), 'a → b tcp/80 with a default deny in, allow out to 257/80')
     assert.ok(!probe(a, 'tcp', b, 81), 'a → b tcp/81 denied at a egress')
     assert.ok(!probe(c, 'tcp', a, 80), 'c → a denied at a ingress')
+    // An ICMP error about an allowed flow is related to it: b's port unreachable passes b's egress and a's ingress.
+    await write(policy(a, {ingressEnforced: true, egressEnforced: true, entries: [entry({direction: 'egress', identity: 257, protocol: 17, port: 9, endPort: 9})]}))
+    await write(policy(b, {ingressEnforced: true, egressEnforced: true, entries: [entry({identity: 256, protocol: 17, port: 9, endPort: 9})]}))
+    assert.ok(probe(a, 'udp-refused', b, 9), 'a → b udp/9 (nothing listens): a sees the port unreachable')
     await open(a)
   })
 
