@@ -272,6 +272,10 @@ describe('policy datapath (root, netns)', function () {
     assert.ok(!probe(a, 'tcp', b, 8079), '8079 denied')
     assert.ok(!probe(a, 'tcp', b, 8084), '8084 denied')
     assert.ok(!probe(a, 'tcp', b, 80), '80 denied')
+    const dump = ok(run(['bpf', 'map', 'dump', 'pn_policy']), 'map dump pn_policy')
+    const mine = (dump.entries as {key: {endpointId: number; ports: string}; value: {rulePort: number; ruleEndPort: number}}[]).filter((e) => e.key.endpointId === b.endpointId)
+    assert.deepEqual(mine.map((e) => e.key.ports).sort(), ['8080/14'], 'one block: 8080-8083 is 8080/14')
+    assert.deepEqual(mine[0].value, {rulePort: 8080, ruleEndPort: 8083})
   })
 
   it('a policy change reaches an established flow: allowed again, then cut, without reloading a program', async () => {
