@@ -39,9 +39,9 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const str
 		return DROP_INVALID;
 	if (ip4->saddr != lxc->ip4)
 		return DROP_INVALID_SOURCE;
-	struct pol_tuple4 flow; /* the flow as the pod sent it, for policy conntrack */
+	struct pol_egress pol; /* the policy state, and the flow as the pod sent it */
 
-	policy_tuple4(skb, ip4, &flow);
+	policy_egress_begin(skb, lxc->endpoint_id, ip4, &pol);
 
 	/* A backend on this node answering a service client: its reply leaves through its own lxc
 	 * and is delivered locally below, so the reverse translation happens here. A packet is a
@@ -56,7 +56,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const str
 	ip4 = ipv4_hdr(skb);
 	if (!ip4)
 		return DROP_INVALID;
-	ret = policy_egress4(skb, lxc->endpoint_id, &flow, ip4);
+	ret = policy_egress4(skb, lxc->endpoint_id, &pol, ip4);
 	if (ret < 0)
 		return ret;
 

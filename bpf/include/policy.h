@@ -123,8 +123,36 @@ struct pol_tuple4 {
 	__be16 sport;
 	__be16 dport;
 	__u8 proto;
-	__u8 pad[3];
+	__u8 related;     /* an ICMP error: `inner` is the flow it is about */
+	__u8 pad[2];
+	struct {
+		__be32 saddr;
+		__be32 daddr;
+		__be16 sport;
+		__be16 dport;
+		__u8 proto;
+		__u8 pad[3];
+	} inner;
 };
+
+/* An ICMP error (destination unreachable, time exceeded, parameter problem) carries the header
+ * of the packet it answers: read that flow, so the error can pass as related to it. */
+static __always_inline void policy_icmp_inner(struct __sk_buff *skb, __u32 off, struct pol_tuple4 *t)
+{
+	struct iphdr in;
+	__u8 ports[4];
+
+	if (bpf_skb_load_bytes(skb, off, &in, sizeof(in)) < 0 || in.version != 4)
+		return;
+	if (bpf_skb_load_bytes(skb, off + ((__u32)in.ihl & 0xf) * 4, ports, sizeof(ports)) < 0)
+		return;
+	t->inner.saddr = in.saddr;
+	t->inner.daddr = in.daddr;
+	t->inner.proto = in.protocol;
+	__builtin_memcpy(&t->inner.sport, &ports[0], 2);
+	__builtin_memcpy(&t->inner.dport, &ports[2], 2);
+	t->related = 1;
+}
 
 static __always_inline void policy_tuple4(struct __sk_buff *skb, const struct iphdr *ip4, struct pol_tuple4 *t)
 {
@@ -136,6 +164,7 @@ static __always_inline void policy_tuple4(struct __sk_buff *skb, const struct ip
 	t->proto = ip4->protocol;
 	t->sport = 0;
 	t->dport = 0;
+	t->related = 0;
 	/* A non-first fragment has no L4 header: ports 0 (only port-less rules match it). */
 	if (ip4->frag_off & bpf_htons(0x1fff))
 		return;
@@ -147,6 +176,8 @@ static __always_inline void policy_tuple4(struct __sk_buff *skb, const struct ip
 	} else if (t->proto == IPPROTO_ICMP && (l4[0] == 8 || l4[0] == 0)) {
 		__builtin_memcpy(&t->sport, &l4[4], 2); /* echo request/reply: the id */
 		t->dport = t->sport;
+	} else if (t->proto == IPPROTO_ICMP && (l4[0] == 3 || l4[0] == 11 || l4[0] == 12)) {
+		policy_icmp_inner(skb, l4off + 8, t);
 	}
 }
 
@@ -236,17 +267,15 @@ static __always_inline bool policy_tracing(void)
 }
 
 /*
- * The check at one endpoint. `t`: the flow as the endpoint sees it (conntrack key); `peer`: the
- * other side's address after translation; `dport`: the port the rules are checked with. 0 to
- * pass, DROP_POLICY_DENIED to drop.
+ * The check at one endpoint whose state (`st`) is known or whose packets are traced. `t`: the
+ * flow as the endpoint sees it (conntrack key); `peer`: the other side's address after
+ * translation; `dport`: the port the rules are checked with. 0 to pass, DROP_POLICY_DENIED to drop.
  */
-static __always_inline int policy_check4(struct __sk_buff *skb, __u32 ep_id, __u8 egress, const struct pol_tuple4 *t,
+static __always_inline int policy_check4(struct __sk_buff *skb, const struct policy_ep_info *st, bool tracing,
+					 __u32 ep_id, __u8 egress, const struct pol_tuple4 *t,
 					 __be32 self, __be32 peer, __be16 dport)
 {
-	struct policy_ep_key ek = {.endpoint_id = ep_id};
-	struct policy_ep_info *st = bpf_map_lookup_elem(&pn_policy_ep, &ek);
-
-	if (policy_tracing()) {
+	if (tracing) {
 		__u32 own = policy_identity4(self);
 		__u32 other = policy_identity4(peer);
 
@@ -268,6 +297,19 @@ static __always_inline int policy_check4(struct __sk_buff *skb, __u32 ep_id, __u
 	if (e && e->endpoint_id == ep_id)
 		return e->revision == st->revision ? 0 : policy_ct_recheck(st, ep_id, &key, e);
 
+	/* An ICMP error about a flow this endpoint tracks (port unreachable, fragmentation needed):
+	 * the flow it quotes went the other way. It passes, and makes no entry of its own. */
+	if (t->related) {
+		struct polct4_key ik = {
+			.saddr = t->inner.saddr, .daddr = t->inner.daddr, .sport = t->inner.sport, .dport = t->inner.dport,
+			.proto = t->inner.proto, .egress = !egress,
+		};
+		struct polct4_entry *ie = bpf_map_lookup_elem(&pn_polct4, &ik);
+
+		if (ie && ie->endpoint_id == ep_id)
+			return 0;
+	}
+
 	/* A new flow: the rules decide. */
 	if (!policy_verdict(st, ep_id, policy_identity4(peer), egress, t->proto, dport))
 		return DROP_POLICY_DENIED;
@@ -285,23 +327,55 @@ static __always_inline int policy_check4(struct __sk_buff *skb, __u32 ep_id, __u
 	return 0;
 }
 
-/* Egress at from-container: `t` was read before service translation, `ip4` is the packet after it. */
-static __always_inline int policy_egress4(struct __sk_buff *skb, __u32 ep_id, const struct pol_tuple4 *t,
+static __always_inline struct policy_ep_info *policy_state(__u32 ep_id)
+{
+	struct policy_ep_key ek = {.endpoint_id = ep_id};
+
+	return bpf_map_lookup_elem(&pn_policy_ep, &ek);
+}
+
+/* What from-container keeps between the two halves of the egress check. For an open endpoint
+ * with no monitor listening the whole check is one hash lookup and one array lookup. */
+struct pol_egress {
+	struct policy_ep_info *st; /* NULL: the endpoint is open */
+	struct pol_tuple4 flow;    /* the flow as the pod sent it (before service translation) */
+	bool tracing;
+};
+
+/* Before service translation: the endpoint's state, and the flow as the pod sent it. */
+static __always_inline void policy_egress_begin(struct __sk_buff *skb, __u32 ep_id, const struct iphdr *ip4,
+						struct pol_egress *pe)
+{
+	pe->st = policy_state(ep_id);
+	pe->tracing = policy_tracing();
+	if (pe->st || pe->tracing)
+		policy_tuple4(skb, ip4, &pe->flow);
+}
+
+/* After it: `ip4` is the translated packet (the peer and the port the rules see). */
+static __always_inline int policy_egress4(struct __sk_buff *skb, __u32 ep_id, const struct pol_egress *pe,
 					  const struct iphdr *ip4)
 {
+	if (!pe->st && !pe->tracing)
+		return 0;
 	struct pol_tuple4 now;
 
 	policy_tuple4(skb, ip4, &now);
-	return policy_check4(skb, ep_id, POLICY_EGRESS, t, t->saddr, now.daddr, now.dport);
+	return policy_check4(skb, pe->st, pe->tracing, ep_id, POLICY_EGRESS, &pe->flow, pe->flow.saddr, now.daddr, now.dport);
 }
 
 /* Ingress before delivery to a local pod: the packet as the pod will receive it. */
 static __always_inline int policy_ingress4(struct __sk_buff *skb, __u32 ep_id, const struct iphdr *ip4)
 {
+	struct policy_ep_info *st = policy_state(ep_id);
+	bool tracing = policy_tracing();
+
+	if (!st && !tracing)
+		return 0;
 	struct pol_tuple4 t;
 
 	policy_tuple4(skb, ip4, &t);
-	return policy_check4(skb, ep_id, POLICY_INGRESS, &t, t.daddr, t.saddr, t.dport);
+	return policy_check4(skb, st, tracing, ep_id, POLICY_INGRESS, &t, t.daddr, t.saddr, t.dport);
 }
 
 #endif

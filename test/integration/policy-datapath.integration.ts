@@ -2,9 +2,11 @@
  * Policy enforcement on a real kernel, in throwaway `pn-` namespaces only:
  *
  *   [pod a]──lxc─┐
- *   [pod b]──lxc─┤ node (routing bpf)
+ *   [pod b]──lxc─┤ node 1 ──eth0── switch ──eth0── node 2 ──lxc──[pod d]
  *   [pod c]──lxc─┘
  *
+ * Both nodes route in BPF (`--routing bpf`); node 1 carries the policies, node 2 only pod d,
+ * whose identity node 1's pn_ipcache holds as a remote entry (as the cluster writes it).
  * The policy is hand-written `EndpointPolicy` values (no resolution), written by the datapath's
  * writer; the pods' identities are set in pn_ipcache the same way (a 256, b 257, c 258). Probes
  * are small python3 clients against a python3 echo server in b (TCP and UDP), with short
@@ -16,7 +18,7 @@ import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {mapPath, programPath, PROGRAMS, type ProgramName} from '../../src/datapath/bpf/bpffs.js'
-import {decodePolicyEpKey, decodePolicyKey} from '../../src/datapath/bpf/maps/index.js'
+import {decodePolicyEpKey, decodePolicyKey, encodeIpcacheInfo, encodeIpcacheKey} from '../../src/datapath/bpf/maps/index.js'
 import {writeEndpointIdentity, writeEndpointPolicy, writeNodePolicy} from '../../src/datapath/bpf/policy.js'
 import {applyOne} from '../../src/kernel/backend.js'
 import {MapBackend} from '../../src/kernel/maps.js'
@@ -74,6 +76,14 @@ if proto == 'udp':
 if len(sys.argv) > 4:
     s.bind((sys.argv[5] if len(sys.argv) > 5 else '0.0.0.0', int(sys.argv[4])))
 s.settimeout(0.8)
+if proto == 'udp-refused':
+    try:
+        s.connect((ip, port)); s.send(b'pn'); s.recv(16); ok = False
+    except ConnectionRefusedError:
+        ok = True
+    except OSError:
+        ok = False
+    sys.exit(0 if ok else 1)
 try:
     if proto == 'tcp':
         s.connect((ip, port)); s.sendall(b'pn'); ok = s.recv(2) == b'pn'
@@ -97,14 +107,16 @@ describe('policy datapath (root, netns)', function () {
   let stateDir: string
   let scripts: string
   let nodeNs: string
+  let node2: {ns: string; stateDir: string} | undefined
   let root: string
   let a: Pod
   let b: Pod
   let c: Pod
+  let d: Pod
   let progIds: Record<string, number>
   const run = (args: string[]) => pn([...args, '--state-dir', stateDir, '--json'], {netns: nodeNs})
 
-  const probe = (from: Pod, proto: 'tcp' | 'udp', to: Pod, port: number, sport?: number): boolean =>
+  const probe = (from: Pod, proto: 'tcp' | 'udp' | 'udp-refused', to: Pod, port: number, sport?: number): boolean =>
     tryInNs(from.ns, ['python3', path.join(scripts, 'client.py'), proto, to.ip, String(port), ...(sport ? [String(sport)] : [])]).status === 0
 
   function policyDrops(): number {
@@ -127,8 +139,9 @@ describe('policy datapath (root, netns)', function () {
   const write = (p: EndpointPolicy) => writeEndpointPolicy(kernel, {bpffsRoot: root}, p)
   const open = (pod: Pod) => write(policy(pod, {}))
 
-  function makePod(ip: string): Pod {
+  function makePod(ip: string, on = run): Pod {
     const ns = createNamespace('pp').name
+    const run = on
     ok(run(['veth', 'create', '--container-id', ns, '--netns', `/run/netns/${ns}`, '--ip', ip]), `veth create ${ns}`)
     ok(run(['bpf', 'load', '--container-id', ns]), `bpf load ${ns}`)
     const ep = ok(run(['endpoint', 'show', '--container-id', ns]), 'endpoint show')
@@ -141,15 +154,30 @@ describe('policy datapath (root, netns)', function () {
     scripts = mkdtempSync(path.join(os.tmpdir(), 'pn-polpy-'))
     writeFileSync(path.join(scripts, 'server.py'), SERVER)
     writeFileSync(path.join(scripts, 'client.py'), CLIENT)
+    const sw = createNamespace('plw').name
+    inNs(sw, ['ip', 'link', 'add', 'br0', 'type', 'bridge'])
+    inNs(sw, ['ip', 'link', 'set', 'br0', 'up'])
+    const wire = (ns: string, idx: number) => {
+      const port = `x${idx}${ns.slice(-4)}`
+      inNs(ns, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', port, 'netns', sw])
+      inNs(sw, ['ip', 'link', 'set', port, 'master', 'br0', 'up'])
+      inNs(ns, ['ip', 'addr', 'add', `172.30.9.${idx}/24`, 'dev', 'eth0'])
+      inNs(ns, ['ip', 'link', 'set', 'eth0', 'up'])
+    }
     nodeNs = createNamespace('pol').name
-    const wire = createNamespace('plw').name
-    inNs(nodeNs, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'x0', 'netns', wire])
-    inNs(wire, ['ip', 'link', 'set', 'x0', 'up'])
-    inNs(nodeNs, ['ip', 'addr', 'add', '172.30.9.1/24', 'dev', 'eth0'])
-    inNs(nodeNs, ['ip', 'link', 'set', 'eth0', 'up'])
+    wire(nodeNs, 1)
     stateDir = mkdtempSync(path.join(os.tmpdir(), 'pn-pol-'))
     ok(run(['node', 'init', '--name', nodeNs, '--device', 'eth0', '--pod-cidr', '10.171.0.0/24', '--routing', 'bpf']), 'node init')
     root = path.join(BPFFS, nodeNs)
+    const n2 = {ns: createNamespace('pol').name, stateDir: mkdtempSync(path.join(os.tmpdir(), 'pn-pol-'))}
+    node2 = n2
+    wire(n2.ns, 2)
+    const run2 = (args: string[]) => pn([...args, '--state-dir', n2.stateDir, '--json'], {netns: n2.ns})
+    ok(run2(['node', 'init', '--name', n2.ns, '--device', 'eth0', '--pod-cidr', '10.172.0.0/24', '--routing', 'bpf']), 'node 2 init')
+    inNs(nodeNs, ['ip', 'route', 'add', '10.172.0.0/24', 'via', '172.30.9.2'])
+    inNs(n2.ns, ['ip', 'route', 'add', '10.171.0.0/24', 'via', '172.30.9.1'])
+    d = makePod('10.172.0.10', run2)
+    await kernel.apply([{kind: 'map.update', map: mapPath(root, 'pn_ipcache'), key: encodeIpcacheKey(`${d.ip}/32`), value: encodeIpcacheInfo({identity: 259, flags: 0, nodeIp: '172.30.9.2'})}])
     a = makePod('10.171.0.10')
     b = makePod('10.171.0.11')
     c = makePod('10.171.0.12')
@@ -168,9 +196,10 @@ describe('policy datapath (root, netns)', function () {
   after(() => {
     for (const ch of children) if (ch.pid && ch.exitCode === null) process.kill(ch.pid)
     if (stateDir) run(['node', 'reset'])
+    if (node2) pn(['node', 'reset', '--state-dir', node2.stateDir, '--json'], {netns: node2.ns})
     cleanupNamespaces()
-    for (const d of [stateDir, scripts]) if (d) rmSync(d, {recursive: true, force: true})
-    if (nodeNs) rmSync(path.join(BPFFS, nodeNs), {recursive: true, force: true})
+    for (const dir of [stateDir, scripts, node2?.stateDir]) if (dir) rmSync(dir, {recursive: true, force: true})
+    for (const ns of [nodeNs, node2?.ns]) if (ns) rmSync(path.join(BPFFS, ns), {recursive: true, force: true})
   })
 
   it('an endpoint without policy is open: TCP and UDP both ways, nothing in the policy maps', async () => {
@@ -201,6 +230,23 @@ describe('policy datapath (root, netns)', function () {
     assert.ok(probe(c, 'tcp', b, 80), 'c → b tcp/80 allowed by an any-peer rule')
   })
 
+  it('from another node (from-netdev): the source identity comes from the receiving node\'s ipcache; replies leave', async () => {
+    const before = policyDrops()
+    await write(policy(b, {ingressEnforced: true, egressEnforced: true, entries: [entry({identity: 259})]}))
+    assert.ok(probe(d, 'tcp', b, 80), 'd (259, node 2) → b tcp/80 allowed, the reply passes b egress')
+    assert.ok(!probe(d, 'tcp', b, 81), 'd → b tcp/81 denied')
+    assert.ok(!probe(a, 'tcp', b, 80), 'a (256) → b tcp/80 denied')
+    const res = ok(run(['bpf', 'map', 'dump', 'pn_metrics']), 'map dump pn_metrics')
+    const fromNetdev = (res.entries as {key: {point: string; reason: string}; value: {packets: number}}[]).filter((e) => e.key.point === 'from-netdev' && e.key.reason === 'DROP_POLICY_DENIED')
+    assert.ok(fromNetdev.reduce((n, e) => n + e.value.packets, 0) > 0, 'the drop is from-netdev\'s')
+    assert.ok(policyDrops() > before)
+    // b egress: d's identity comes from the ipcache; only port 9 is allowed, so the SYN to 80 is dropped here.
+    await write(policy(b, {egressEnforced: true, entries: [entry({direction: 'egress', identity: 259, port: 9, endPort: 9})]}))
+    const drops = policyDrops()
+    assert.ok(!probe(b, 'tcp', d, 80), 'b → d:80 denied')
+    assert.ok(policyDrops() > drops, 'dropped by policy at b egress, not refused by d')
+  })
+
   it('replies pass when the server denies all egress (TCP SYN-ACK, UDP reply); its own connections do not', async () => {
     await write(policy(b, {ingressEnforced: true, egressEnforced: true, entries: [entry({identity: 256}), entry({identity: 256, protocol: 17, port: 5353, endPort: 5353})]}))
     assert.ok(probe(a, 'tcp', b, 80), 'a → b tcp/80: request allowed, the reply passes b egress')
@@ -211,6 +257,10 @@ describe('policy datapath (root, netns)', function () {
     assert.ok(probe(a, 'tcp', b, 80), 'a → b tcp/80 with a default deny in, allow out to 257/80')
     assert.ok(!probe(a, 'tcp', b, 81), 'a → b tcp/81 denied at a egress')
     assert.ok(!probe(c, 'tcp', a, 80), 'c → a denied at a ingress')
+    // An ICMP error about an allowed flow is related to it: b's port unreachable passes b's egress and a's ingress.
+    await write(policy(a, {ingressEnforced: true, egressEnforced: true, entries: [entry({direction: 'egress', identity: 257, protocol: 17, port: 9, endPort: 9})]}))
+    await write(policy(b, {ingressEnforced: true, egressEnforced: true, entries: [entry({identity: 256, protocol: 17, port: 9, endPort: 9})]}))
+    assert.ok(probe(a, 'udp-refused', b, 9), 'a → b udp/9 (nothing listens): a sees the port unreachable')
     await open(a)
   })
 
@@ -222,6 +272,10 @@ describe('policy datapath (root, netns)', function () {
     assert.ok(!probe(a, 'tcp', b, 8079), '8079 denied')
     assert.ok(!probe(a, 'tcp', b, 8084), '8084 denied')
     assert.ok(!probe(a, 'tcp', b, 80), '80 denied')
+    const dump = ok(run(['bpf', 'map', 'dump', 'pn_policy']), 'map dump pn_policy')
+    const mine = (dump.entries as {key: {endpointId: number; ports: string}; value: {rulePort: number; ruleEndPort: number}}[]).filter((e) => e.key.endpointId === b.endpointId)
+    assert.deepEqual(mine.map((e) => e.key.ports).sort(), ['8080/14'], 'one block: 8080-8083 is 8080/14')
+    assert.deepEqual(mine[0].value, {rulePort: 8080, ruleEndPort: 8083})
   })
 
   it('a policy change reaches an established flow: allowed again, then cut, without reloading a program', async () => {
@@ -233,6 +287,23 @@ describe('policy datapath (root, netns)', function () {
     await write(policy(b, {ingressEnforced: true, entries: [entry({identity: 258})]}))
     assert.ok(!probe(a, 'udp', b, 80, 40123), 'no longer allowed: the established flow stops')
     assert.deepEqual(await programIds(), progIds, 'every program is the one loaded before the first policy')
+  })
+
+  it('10,000 entries on one endpoint: one write, a change of one rule is two map ops, traffic still judged', async () => {
+    const many = Array.from({length: 10_000}, (_, i) => entry({identity: 100_000 + i}))
+    const big = policy(b, {ingressEnforced: true, entries: [entry({identity: 256}), ...many]})
+    const r = await write(big)
+    assert.ok(r.mapOps >= 10_001, `${r.mapOps} ops`)
+    const count = async () => (await applyOne(kernel, {kind: 'map.dump', map: mapPath(root, 'pn_policy')})).entries.filter((e) => decodePolicyKey(e.key).endpointId === b.endpointId).length
+    assert.equal(await count(), 10_001)
+    assert.ok(probe(a, 'tcp', b, 80), 'a (256) → b tcp/80 allowed among 10,001 entries')
+    assert.ok(!probe(c, 'tcp', b, 80), 'c (258) denied')
+    const changed = policy(b, {ingressEnforced: true, entries: [entry({identity: 256}), entry({identity: 258}), ...many]})
+    const r2 = await writeEndpointPolicy(kernel, {bpffsRoot: root}, changed, big)
+    assert.equal(r2.mapOps, 2, 'the new entry and the state (revision)')
+    assert.ok(probe(c, 'tcp', b, 80), 'c (258) allowed now')
+    await open(b)
+    assert.equal(await count(), 0)
   })
 
   it('pn monitor shows the policy drop with both identities', async () => {

@@ -5,9 +5,11 @@ import path from 'node:path'
 import {
   decodePolicyEpInfo,
   decodePolicyKey,
+  decodePolicyValue,
   encodeIpcacheInfo,
   encodeIpcacheKey,
   encodePolicyKey,
+  encodePolicyValue,
   portBlocks,
   IPCACHE_F_CIDR,
   IPCACHE_F_LOCAL,
@@ -15,6 +17,7 @@ import {
   POLICY_PREFIX_FULL,
 } from '../../src/datapath/bpf/maps/index.js'
 import {
+  encodeEndpointRules,
   endpointPolicyState,
   planCidrIdentities,
   planEndpointPolicy,
@@ -90,12 +93,20 @@ describe('policy map: key encoding, range split, diff (no root)', () => {
 
   it('merges overlapping ranges, keeps protocols apart, and lets any-protocol stand alone', () => {
     const w = policyMapWrites(pol([rule({port: 80, endPort: 90}), rule({port: 85, endPort: 100}), rule({port: 101, endPort: 101}), rule({protocol: 17, port: 53, endPort: 53})]))
-    const tcp = w.filter((x) => x.key.protocol === 6)
+    const tcp = w.filter((x) => x.protocol === 6)
     assert.ok(tcp.every((x) => x.rulePort === 80 && x.ruleEndPort === 101), 'one merged rule 80-101')
-    assert.equal(covered(tcp.map((x) => x.key)).size, 22)
-    assert.deepEqual(w.filter((x) => x.key.protocol === 17).map((x) => [x.key.port, x.key.prefixBits]), [[53, 16]])
+    assert.equal(covered(tcp).size, 22)
+    assert.deepEqual(w.filter((x) => x.protocol === 17).map((x) => [x.port, x.prefixBits]), [[53, 16]])
     const all = policyMapWrites(pol([rule({}), rule({protocol: 0, port: 0, endPort: 0}), rule({identity: 300, port: 0, endPort: 0})]))
-    assert.deepEqual(all.map((x) => [x.key.identity, x.key.protocol, x.key.prefixBits]), [[256, 0, 0], [300, 6, 0]])
+    assert.deepEqual(all.map((x) => [x.identity, x.protocol, x.prefixBits]), [[256, 0, 0], [300, 6, 0]])
+    // The slab encoder writes what the per-key codec writes.
+    for (const x of w) assert.deepEqual(decodePolicyKey(encodePolicyKey(x)), {endpointId: x.endpointId, identity: x.identity, direction: x.direction, protocol: x.protocol, port: x.port, prefixBits: x.prefixBits})
+    const big = endpointPolicyState(pol(Array.from({length: 20_000}, (_, i) => rule({identity: 1000 + i, port: 1 + (i % 3000), endPort: 1 + (i % 3000) + (i % 7)}))))
+    assert.ok(big.entries.size > 20_000)
+    for (const [k, v] of big.entries) assert.equal(k, v.key.toString('latin1'))
+    const one = [...encodeEndpointRules(pol([rule({port: 80, endPort: 101})])).values()][0]
+    assert.ok(one.value.equals(encodePolicyValue({rulePort: 80, ruleEndPort: 101})))
+    assert.deepEqual(decodePolicyValue(one.value), {rulePort: 80, ruleEndPort: 101})
   })
 
   it('refuses entries the datapath cannot say, naming the cause', () => {
