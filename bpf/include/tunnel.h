@@ -39,20 +39,31 @@ static __always_inline const struct ipcache_info *ipcache_lookup4(__be32 addr)
 	return bpf_map_lookup_elem(&pn_ipcache, &key);
 }
 
+/* In tunnel mode, the pn_ipcache entry placing `addr` on another node (IPv4 underlay); NULL
+ * otherwise (native routing, a local pod, an address pn does not know). */
+static __always_inline const struct ipcache_info *tunnel_remote4(const struct node_config *cfg, __be32 addr)
+{
+	if (!cfg || !(cfg->flags & NODE_F_TUNNEL) || !cfg->tunnel_ifindex)
+		return NULL;
+	const struct ipcache_info *dst = ipcache_lookup4(addr);
+
+	if (!dst || (dst->flags & IPCACHE_F_LOCAL) || dst->node_family != IPCACHE_FAMILY_IPV4)
+		return NULL;
+	return dst;
+}
+
 /*
- * A packet from a local pod to `ip4->daddr`: in tunnel mode, and when pn_ipcache places the
- * destination on another node, encapsulate towards that node and redirect to pn_vxlan
- * (TRACE_ENCAP). TRACE_TO_STACK when this is not a tunnel packet (native routing carries on).
+ * A packet to `ip4->daddr` (from a local pod, or the node's own through pn_host): in tunnel
+ * mode, and when pn_ipcache places the destination on another node, encapsulate towards that
+ * node and redirect to pn_vxlan (TRACE_ENCAP). TRACE_TO_STACK when this is not a tunnel packet
+ * (native routing carries on).
  */
 static __always_inline int ipv4_encap_remote(struct __sk_buff *skb, const struct iphdr *ip4)
 {
 	const struct node_config *cfg = node_config();
+	const struct ipcache_info *dst = tunnel_remote4(cfg, ip4->daddr);
 
-	if (!cfg || !(cfg->flags & NODE_F_TUNNEL) || !cfg->tunnel_ifindex)
-		return TRACE_TO_STACK;
-	const struct ipcache_info *dst = ipcache_lookup4(ip4->daddr);
-
-	if (!dst || (dst->flags & IPCACHE_F_LOCAL) || dst->node_family != IPCACHE_FAMILY_IPV4)
+	if (!cfg || !dst)
 		return TRACE_TO_STACK;
 	/* The sender's identity: its own pn_ipcache entry (0 until identities are written). */
 	const struct ipcache_info *src = ipcache_lookup4(ip4->saddr);
@@ -70,6 +81,13 @@ static __always_inline int ipv4_encap_remote(struct __sk_buff *skb, const struct
 	if (bpf_redirect(cfg->tunnel_ifindex, 0) != TC_ACT_REDIRECT)
 		return DROP_REDIRECT_FAILED;
 	return TRACE_ENCAP;
+}
+
+/* The node's own traffic to a remote pod (from-host): in tunnel mode the remote pod CIDRs are
+ * routed into pn_host (`pn node peer add`), and the stack ARPs there for the pod itself. */
+static __always_inline bool tunnel_arp_target4(__be32 addr)
+{
+	return tunnel_remote4(node_config(), addr) != NULL;
 }
 
 #endif

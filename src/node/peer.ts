@@ -4,6 +4,9 @@
  * pod, src/cluster/converge.ts, here per CIDR); in tunnel mode that is all routing needs, since
  * from-container encapsulates towards the node IP (bpf/include/tunnel.h). With native routing
  * the entries are information only: the underlay (BGP, routes) still has to carry the CIDR.
+ * Tunnel mode also routes the peer's IPv4 pod CIDR into pn_host (Cilium's `<cidr> via
+ * <router> dev cilium_host mtu RouteMTU`), so the node's own traffic to those pods reaches
+ * from-host, which encapsulates it; pods' traffic never needs the route.
  * The peers are remembered in `<state-dir>/peers.json` (names, to list and delete them); the
  * map is the truth the datapath reads, and `list` says whether each entry is in it.
  */
@@ -11,8 +14,12 @@ import path from 'node:path'
 import {canonicalIp, cidrsOverlap, ipFamily, normalizeCidr, parseCidr, tryParseIp} from '../cidr/cidr.js'
 import {applyMapOps, dumpMapEntries, type MapOp} from '../datapath/bpf/map-io.js'
 import {encodeIpcacheInfo, encodeIpcacheKey} from '../datapath/bpf/maps/index.js'
+import {HOST_DEVICE} from '../datapath/devices.js'
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
+import {applyOne} from '../kernel/backend.js'
+import type {KernelOp} from '../kernel/ops.js'
+import {kernelFor} from '../kernel/tools.js'
 import {checkNodeName} from '../ipam/pool.js'
 import {readJsonFile, writeFileAtomic, type JsonFileSpec} from '../state/files.js'
 import {requireNodeContext, type NodeContext} from './context.js'
@@ -90,6 +97,25 @@ function checkPeer(node: NodeContext, state: PeerState, opts: PeerAddOptions): N
   return {name: opts.name, nodeIp, podCidrs}
 }
 
+/** Tunnel mode: the peer's IPv4 pod CIDRs routed into pn_host (from-host encapsulates), at the pod MTU. */
+function peerRouteOps(node: NodeContext, peer: NodePeer): OpOfRoute[] {
+  const i = node.podCidrs.findIndex((c) => ipFamily(c.split('/')[0]) === 4)
+  if (node.tunnel !== 'vxlan' || i < 0) return []
+  const router = node.routerIps[i]
+  return peer.podCidrs.filter((c) => ipFamily(c.split('/')[0]) === 4).map((dst) => ({kind: 'route.add', replace: true, dst, via: router, dev: HOST_DEVICE, src: router, mtu: node.mtu}))
+}
+type OpOfRoute = Extract<KernelOp, {kind: 'route.add'}>
+
+/** The route ops of `want` that the kernel lacks (a route to that prefix via pn_host). */
+async function missingRoutes(runner: Runner, want: OpOfRoute[]): Promise<OpOfRoute[]> {
+  const out: OpOfRoute[] = []
+  for (const r of want) {
+    const {routes} = await applyOne(kernelFor(runner), {kind: 'route.list', family: 4, exact: r.dst})
+    if (!routes.some((x) => x.dev === r.dev && x.gateway === r.via)) out.push(r)
+  }
+  return out
+}
+
 /** Add (or update) a peer: its pod CIDRs into pn_ipcache with its node IP. Idempotent. */
 export async function addPeer(runner: Runner, stateDir: string, opts: PeerAddOptions): Promise<PeerChangeResult> {
   const node = await requireNodeContext(stateDir)
@@ -106,8 +132,11 @@ export async function addPeer(runner: Runner, stateDir: string, opts: PeerAddOpt
     const gone = (before?.podCidrs ?? []).filter((c) => !peer.podCidrs.includes(c))
     ops.push(...gone.map((c): MapOp => ({op: 'delete', map: 'pn_ipcache', key: encodeIpcacheKey(c)})))
     const sameRecord = before && JSON.stringify(before) === JSON.stringify(peer)
-    if (ops.length === 0 && sameRecord) return {changed: false, peer, prefixes: []}
+    const routes: KernelOp[] = await missingRoutes(runner, peerRouteOps(node, peer))
+    routes.push(...peerRouteOps(node, {...peer, podCidrs: gone}).map((r): KernelOp => ({kind: 'route.del', dst: r.dst, dev: r.dev, missingOk: true})))
+    if (ops.length === 0 && routes.length === 0 && sameRecord) return {changed: false, peer, prefixes: []}
     await applyMapOps(runner, node.bpffsRoot, ops)
+    if (routes.length > 0) await kernelFor(runner).apply(routes)
     await writeFileAtomic(peersFile(stateDir), JSON.stringify({version: 1, peers: [...state.peers.filter((p) => p.name !== peer.name), peer].sort((a, b) => (a.name < b.name ? -1 : 1))}, null, 2) + '\n')
     return {changed: true, peer, prefixes: peer.podCidrs}
   })
@@ -124,6 +153,8 @@ export async function deletePeer(runner: Runner, stateDir: string, name: string)
     const present = new Set((await dumpMapEntries(runner, node.bpffsRoot, 'pn_ipcache')).map((e) => String(e.key.prefix)))
     const prefixes = peer.podCidrs.filter((c) => present.has(c))
     await applyMapOps(runner, node.bpffsRoot, prefixes.map((c): MapOp => ({op: 'delete', map: 'pn_ipcache', key: encodeIpcacheKey(c)})))
+    const routes = peerRouteOps(node, peer).map((r): KernelOp => ({kind: 'route.del', dst: r.dst, dev: r.dev, missingOk: true}))
+    if (routes.length > 0) await kernelFor(runner).apply(routes)
     await writeFileAtomic(peersFile(stateDir), JSON.stringify({version: 1, peers: state.peers.filter((p) => p.name !== name)}, null, 2) + '\n')
     return {changed: true, peer, prefixes}
   })

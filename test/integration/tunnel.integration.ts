@@ -11,7 +11,8 @@
  * `pn node peer add` (pn_ipcache), nowhere else. So pod traffic between nodes can only cross the
  * router inside VXLAN: the proof is that it arrives, that the router's FORWARD hook counts UDP
  * 8472 and never a pod address, and that the programs count TRACE_ENCAP (from-container) and
- * deliveries from from-overlay.
+ * deliveries from from-overlay. The node's own traffic to remote pods takes the same tunnel
+ * (from-host).
  */
 import assert from 'node:assert/strict'
 import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
@@ -238,6 +239,15 @@ describe('tunnel mode: VXLAN across a router that knows no pod CIDR (root, netns
     assert.ok(metric(n1, 'TRACE_REDIRECT_PEER', 'from-overlay') - delivered >= 10, 'n1 delivered from the tunnel')
   })
 
+  it('the node itself reaches pods on other nodes: the peer CIDR is routed into pn_host at the pod MTU, from-host encapsulates', () => {
+    const routes = JSON.parse(inNs(n1.ns, ['ip', '-j', 'route', 'show', n2.cidr])) as {dev: string; gateway: string; metrics?: {mtu?: number}[]}[]
+    assert.deepEqual(routes.map((r) => [r.dev, r.gateway, r.metrics?.[0]?.mtu]), [['pn_host', '10.181.0.1', 1450]])
+    const encap = metric(n1, 'TRACE_ENCAP', 'from-host')
+    assert.ok(ping(n1.ns, b1.ip, 3), `node n1 → ${b1.ip}`)
+    assert.deepEqual(JSON.parse(inNs(n1.ns, ['python3', path.join(tmp, 'client.py'), c1.ip, '8080', '2', '200000'])), ['c1 200000', 'c1 200000'])
+    assert.ok(metric(n1, 'TRACE_ENCAP', 'from-host') - encap >= 5, 'from-host encapsulated the node\'s own traffic')
+  })
+
   it('a ClusterIP service whose backends are on the other nodes is reached from every node', async () => {
     for (const n of nodes) ok(n.run(['service', 'add', '10.96.7.10:80', '--backend', `${b1.ip}:8080`, '--backend', `${c1.ip}:8080`]), `service add on ${n.ns}`)
     const answers = client(a1, '10.96.7.10', 80, 24, 1000)
@@ -267,6 +277,7 @@ describe('tunnel mode: VXLAN across a router that knows no pod CIDR (root, netns
   it('peer delete removes the peer\'s entries: its pods become unreachable from that node', () => {
     const del = ok(n1.run(['node', 'peer', 'delete', n3.ns]), 'peer delete')
     assert.deepEqual(del.prefixes, [n3.cidr])
+    assert.equal(inNs(n1.ns, ['ip', 'route', 'show', n3.cidr]).trim(), '', 'its route into pn_host went too')
     assert.equal(ping(a1.ns, c1.ip, 1), false, 'no tunnel to n3 any more')
     assert.equal(ok(n1.run(['node', 'peer', 'delete', n3.ns]), 'peer delete again').changed, false)
     ok(n1.run(['node', 'peer', 'add', n3.ns, '--node-ip', n3.ip, '--pod-cidr', n3.cidr]), 'peer add back')
