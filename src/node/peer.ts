@@ -160,19 +160,13 @@ export async function deletePeer(runner: Runner, stateDir: string, name: string)
   })
 }
 
-export interface PeerListResult {
-  tunnel: 'off' | 'vxlan'
-  /** Each peer, and whether pn_ipcache holds every one of its CIDRs with its node IP. */
-  peers: (NodePeer & {inIpcache: boolean})[]
-}
+/** Each peer, and whether pn_ipcache holds every one of its CIDRs with its node IP. */
+export type PeerListResult = (NodePeer & {inIpcache: boolean})[]
 
 export async function listPeers(runner: Runner, stateDir: string): Promise<PeerListResult> {
   const node = await requireNodeContext(stateDir)
   const state = await readPeers(stateDir)
   const entries = node.routing === 'bpf' ? await dumpMapEntries(runner, node.bpffsRoot, 'pn_ipcache').catch(() => []) : []
   const have = new Map(entries.map((e) => [String(e.key.prefix), e.value.nodeIp]))
-  return {
-    tunnel: node.tunnel ?? 'off',
-    peers: state.peers.map((p) => ({...p, inIpcache: p.podCidrs.every((c) => have.get(c) === p.nodeIp)})),
-  }
+  return state.peers.map((p) => ({...p, inIpcache: p.podCidrs.every((c) => have.get(c) === p.nodeIp)}))
 }

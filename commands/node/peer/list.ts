@@ -12,7 +12,7 @@ export default class NodePeerList extends BaseCommand<typeof NodePeerList, NodeP
   }
 
   protected render(r: NodePeerListResult): string {
-    if (r.peers.length === 0) return `no peers (tunnel ${r.tunnel})`
-    return [`tunnel ${r.tunnel}`, ...r.peers.map((p) => `  ${p.name.padEnd(12)} node ${p.nodeIp.padEnd(15)} ${p.podCidrs.join(', ')}${p.inIpcache ? '' : '  (NOT in pn_ipcache: add it again)'}`)].join('\n')
+    if (r.length === 0) return 'no peers'
+    return [...r.map((p) => `  ${p.name.padEnd(12)} node ${p.nodeIp.padEnd(15)} ${p.podCidrs.join(', ')}${p.inIpcache ? '' : '  (NOT in pn_ipcache: add it again)'}`)].join('\n')
   }
 }
