@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Tunnel mode (Cilium's `--tunnel=vxlan`; Cilium's bpf/lib/encap.h and Cilium's bpf/bpf_overlay.c): pod traffic to another
- * node travels inside VXLAN, so the underlay only has to route between node IPs. pn_vxlan is a
+ * Tunnel mode (Cilium's `--tunnel=vxlan`, its encapsulation in Cilium's bpf/lib/encap.h and
+ * Cilium's bpf/bpf_overlay.c): pod traffic to another node travels inside VXLAN, so the
+ * underlay only has to route between node IPs. pn_vxlan is a
  * collect-metadata (`external`) VXLAN device: it has no remote and no VNI of its own, the
  * program sets both per packet with bpf_skb_set_tunnel_key and redirects to its egress; the
  * kernel adds the outer Ethernet/IPv4/UDP/VXLAN headers (50 bytes) and routes to the node IP.
