@@ -10,6 +10,7 @@
  *         → egress policy (policy.h): the destination's identity from pn_ipcache
  *         → local pod? redirect_peer into it
  *         : the node itself? to the stack, L2 dst = lxc MAC
+ *         : another node's pod in tunnel mode? encapsulate into pn_vxlan (tunnel.h)
  *         : elsewhere: BPF host routing (fib.h) — bpf_fib_lookup, then bpf_redirect(_neigh)
  *           to the uplink; what it cannot route goes to the stack with a counted reason
  *   IPv6  → NDP for the router answered here (ndp.h); anti-spoofing → local pod? redirect_peer
@@ -30,6 +31,7 @@
 #include "include/ndp.h"
 #include "include/fib.h"
 #include "include/policy.h"
+#include "include/tunnel.h"
 
 static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const struct lxc_info *lxc)
 {
@@ -68,6 +70,9 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const str
 	/* Not for this node: BPF host routing sends it to the uplink (fib.h); when it cannot, the
 	 * packet goes to the stack below, counted with the reason. The node's own addresses
 	 * (ENDPOINT_F_HOST) go to the stack uncounted, as before. */
+	/* Tunnel mode: a pod on another node goes into pn_vxlan (tunnel.h). */
+	if (!ep && (ret = ipv4_encap_remote(skb, ip4)) != TRACE_TO_STACK)
+		return ret;
 	ret = TRACE_TO_STACK;
 	if (!ep) {
 		ret = pn_fib_redirect_v4(skb, ip4);

@@ -10,6 +10,8 @@
  * We answer for local endpoints with pn_host's own MAC and reflect the reply into pn_host's
  * ingress; every later frame to that pod leaves through this hook and gets redirected anyway.
  * IPv6 the same way with NDP (ndp.h): the IPv6 pod-CIDR route is on-link on pn_host.
+ * Tunnel mode: other nodes' pod CIDRs are routed into pn_host too; their pods are answered
+ * for in ARP the same way, and their packets encapsulated into pn_vxlan (tunnel.h).
  */
 #include "include/common.h"
 #include "include/drop_reasons.h"
@@ -20,6 +22,7 @@
 #include "include/arp.h"
 #include "include/local_delivery.h"
 #include "include/ndp.h"
+#include "include/tunnel.h"
 
 static __always_inline int arp_for_local_endpoint(struct __sk_buff *skb)
 {
@@ -29,7 +32,7 @@ static __always_inline int arp_for_local_endpoint(struct __sk_buff *skb)
 		return TRACE_TO_STACK;
 	struct endpoint_info *ep = lookup_ip4_endpoint(f->arp.tpa);
 
-	if (!ep || (ep->flags & ENDPOINT_F_HOST))
+	if ((!ep || (ep->flags & ENDPOINT_F_HOST)) && !tunnel_arp_target4(f->arp.tpa))
 		return TRACE_TO_STACK;
 	__u8 mac[6];
 
@@ -43,9 +46,14 @@ int from_host(struct __sk_buff *skb)
 	int proto = validate_ethertype(skb);
 	int ret = TRACE_TO_STACK;
 
-	if (proto == ETH_P_IP)
+	if (proto == ETH_P_IP) {
 		ret = ipv4_try_local_delivery(skb, false);
-	else if (proto == ETH_P_ARP)
+		/* Tunnel mode: a remote pod goes into pn_vxlan (tunnel.h). */
+		struct iphdr *ip4 = ret == TRACE_TO_STACK ? ipv4_hdr(skb) : NULL;
+
+		if (ip4)
+			ret = ipv4_encap_remote(skb, ip4);
+	} else if (proto == ETH_P_ARP)
 		ret = arp_for_local_endpoint(skb);
 	else if (proto == ETH_P_IPV6)
 		ret = ipv6_from_host(skb);

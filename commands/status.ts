@@ -35,7 +35,7 @@ export default class Status extends BaseCommand<typeof Status, StatusResult> {
   protected render(r: StatusResult): string {
     const n = r.node
     const lines = [
-      `${chalk.bold(`node ${n.name}`)}  uplink ${n.uplink}  pod cidr ${n.podCidrs.join(', ')}  router ${n.routerIps.join(', ')}  routing ${n.routing}  ${tag(r.state)}`,
+      `${chalk.bold(`node ${n.name}`)}  uplink ${n.uplink}  pod cidr ${n.podCidrs.join(', ')}  router ${n.routerIps.join(', ')}  routing ${n.routing}  tunnel ${n.tunnel}  ${tag(r.state)}`,
     ]
     if (n.routing === 'bpf') lines.push(`│ bpf ${n.bpffsRoot}: ${r.programsLoaded ? 'programs pinned' : paint.missing('programs NOT loaded')}`)
     r.sections.forEach((s, si) => {

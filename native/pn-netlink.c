@@ -23,7 +23,8 @@
  *     code -2: refused (an op line that is not the grammar, or a value over its limit); the body
  *     is the reason, nothing was done.
  * Every op of a request runs inside the request's netns (an empty path: the worker's own);
- * `link.add`'s peer may go to another (peer_netns). EOF on stdin ends the process. A malformed
+ * `link.add`'s peer may go to another (peer_netns). A `link.add` makes a veth pair (`peer`) or,
+ * with `vxlan_port`, a VXLAN device in collect-metadata mode on that UDP port, learning off. EOF on stdin ends the process. A malformed
  * header or framing is a broken caller: the reason goes to stderr and the worker exits 1 (the
  * agent fails that request, never replays it, and starts a new worker on the next one).
  *
@@ -126,7 +127,7 @@ enum kind {
 enum key {
   K_NAME, K_DEV, K_MAC, K_MTU, K_TXQLEN, K_PEER, K_PEER_MAC, K_PEER_MTU, K_PEER_NETNS, K_UP, K_MISSING_OK, K_ADDR, K_SCOPE_LINK,
   K_NODAD, K_REPLACE, K_DST, K_VIA, K_SRC, K_FAMILY, K_TABLE_ALL, K_EXACT, K_PROXY, K_LLADDR, K_PERMANENT, K_KEY, K_VALUE,
-  K_EGRESS, K_PREF, K_HANDLE, K_PINNED, K_PROTO, NKEYS,
+  K_EGRESS, K_PREF, K_HANDLE, K_PINNED, K_PROTO, K_VXLAN_PORT, NKEYS,
 };
 enum vtype { NUM, STR };
 /* A key's name, type and limit (a number's largest value, a string's most bytes). */
@@ -140,11 +141,13 @@ static const struct { const char *name; enum vtype type; unsigned long max; } ke
   [K_PROXY] = {"proxy", NUM, 1}, [K_LLADDR] = {"lladdr", STR, 17}, [K_PERMANENT] = {"permanent", NUM, 1}, [K_KEY] = {"key", STR, 255},
   [K_VALUE] = {"value", STR, 4095}, [K_EGRESS] = {"egress", NUM, 1}, [K_PREF] = {"pref", NUM, 0xffff},
   [K_HANDLE] = {"handle", NUM, 0xffffffff}, [K_PINNED] = {"pinned", STR, MAX_PATH_BYTES}, [K_PROTO] = {"proto", NUM, 255},
+  [K_VXLAN_PORT] = {"vxlan_port", NUM, 0xffff},
 };
 #define B(k) (1ull << (k))
 /* Each kind's name, the keys it must have and the keys it may have. */
 static const struct { const char *name; uint64_t need, may; } kinds[NKINDS] = {
-  [LINK_ADD] = {"link.add", B(K_NAME) | B(K_PEER), B(K_MAC) | B(K_MTU) | B(K_TXQLEN) | B(K_PEER_MAC) | B(K_PEER_MTU) | B(K_PEER_NETNS)},
+  /* A veth (peer) or a VXLAN device (vxlan_port): exactly one of the two, checked in check_op. */
+  [LINK_ADD] = {"link.add", B(K_NAME), B(K_PEER) | B(K_MAC) | B(K_MTU) | B(K_TXQLEN) | B(K_PEER_MAC) | B(K_PEER_MTU) | B(K_PEER_NETNS) | B(K_VXLAN_PORT)},
   [LINK_SET] = {"link.set", B(K_NAME), B(K_UP) | B(K_MTU)},
   [LINK_DEL] = {"link.del", B(K_NAME), B(K_MISSING_OK)},
   [LINK_GET] = {"link.get", B(K_NAME), 0},
@@ -259,6 +262,13 @@ static const char *check_op(struct op *o) {
     if (str(o, K_EXACT) && o->exact.family != fam) return "exact is not of the family";
   }
   if ((o->kind == TC_ATTACH || o->kind == TC_DETACH) && num(o, K_PREF) == 0) return "pref is 1..65535";
+  if (o->kind == LINK_ADD) {
+    const uint64_t veth_only = B(K_PEER) | B(K_PEER_MAC) | B(K_PEER_MTU) | B(K_PEER_NETNS) | B(K_TXQLEN);
+    if (o->set & B(K_VXLAN_PORT)) {
+      if (o->set & veth_only) return "a vxlan link.add takes no peer or txqlen";
+      if (num(o, K_VXLAN_PORT) == 0) return "vxlan_port is 1..65535";
+    } else if (!(o->set & B(K_PEER))) return "link.add needs peer (veth) or vxlan_port (vxlan)";
+  }
   if (o->kind == SYSCTL_SET) {
     const char *key = str(o, K_KEY);
     for (const char *c = key; *c; c++)
@@ -821,6 +831,20 @@ static int do_link_add(const struct op *o) {
   if (o->set & B(K_MTU)) attr_u32(&r, IFLA_MTU, (uint32_t)num(o, K_MTU));
   if (o->set & B(K_TXQLEN)) attr_u32(&r, IFLA_TXQLEN, (uint32_t)num(o, K_TXQLEN));
   struct rtattr *li = nest(&r, IFLA_LINKINFO);
+  if (o->set & B(K_VXLAN_PORT)) {
+    /* What `ip link add … type vxlan external dstport N nolearning` sends: collect metadata (the
+     * tunnel key comes per packet from BPF), the UDP port in network order, no FDB learning. */
+    attr_str(&r, IFLA_INFO_KIND, "vxlan");
+    struct rtattr *vx = nest(&r, IFLA_INFO_DATA);
+    uint8_t on = 1, off = 0;
+    uint16_t port = htons((uint16_t)num(o, K_VXLAN_PORT));
+    attr(&r, IFLA_VXLAN_COLLECT_METADATA, &on, 1);
+    attr(&r, IFLA_VXLAN_PORT, &port, 2);
+    attr(&r, IFLA_VXLAN_LEARNING, &off, 1);
+    nest_end(&r, vx);
+    nest_end(&r, li);
+    return -nl_do(&r);
+  }
   attr_str(&r, IFLA_INFO_KIND, "veth");
   struct rtattr *data = nest(&r, IFLA_INFO_DATA);
   struct rtattr *peer = nest(&r, VETH_INFO_PEER);

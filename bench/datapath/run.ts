@@ -9,6 +9,9 @@
  *   two-node-bpf           pods on two bpf nodes: BPF host routing out of node 1 (bpf_fib_lookup +
  *                          bpf_redirect_neigh), bpf_redirect_peer into the pod on node 2
  *   two-node-routed        pods on two host-routes nodes: both nodes' stacks forward
+ *   two-node-tunnel        pods on two bpf nodes in tunnel mode (`--tunnel vxlan`, peers by `pn node
+ *                          peer add`, no pod CIDR routes): from-container encapsulates into pn_vxlan,
+ *                          from-overlay redirects into the pod; against two-node-bpf (native routing)
  *   same-node-bpf+monitor  same-node-bpf while `pn monitor --json` runs on the node (trace gate open)
  *   two-node-bpf-stack     (only when named in PN_BENCH_ROWS) bpf nodes with host routing switched
  *                          off (pn_node_config zeroed): the programs run, the stacks forward — what
@@ -61,6 +64,7 @@ type RowKind =
   | 'veth'
   | 'two-node-bpf'
   | 'two-node-routed'
+  | 'two-node-tunnel'
   | 'same-node-bpf+monitor'
   | 'two-node-bpf-stack'
   | 'same-node-floor'
@@ -68,7 +72,7 @@ type RowKind =
 
 /** Which rows each family measures. IPv6: the cross-node BPF row (IPv6-only nodes: NDP responder, host routing, redirect_peer). */
 export const ROWS_BY_FAMILY: Record<Family, RowKind[]> = {
-  4: ['same-node-bpf', 'same-node-routed', 'veth', 'two-node-bpf', 'two-node-routed', 'same-node-bpf+monitor', 'same-node-floor', 'two-node-floor'],
+  4: ['same-node-bpf', 'same-node-routed', 'veth', 'two-node-bpf', 'two-node-routed', 'two-node-tunnel', 'same-node-bpf+monitor', 'same-node-floor', 'two-node-floor'],
   6: ['two-node-bpf'],
 }
 
@@ -162,9 +166,10 @@ function ensureBpffs(): void {
 }
 
 /**
- * Two nodes of one routing mode, their uplinks one veth pair, each knowing the other's pod CIDR;
- * pods: two on node 1, one on node 2. `net` picks the pod CIDRs (net, net+1) and the uplink
- * addresses (idx, idx+1).
+ * Two nodes of one routing mode, their uplinks one veth pair, each knowing the other's pod CIDR
+ * (a route via the other's uplink address; in tunnel mode a peer, `pn node peer add`, and no
+ * route); pods: two on node 1, one on node 2. `net` picks the pod CIDRs (net, net+1) and the
+ * uplink addresses (idx, idx+1).
  */
 function nodePair(
   family: Family,
@@ -173,6 +178,7 @@ function nodePair(
   net: number,
   hostRoutingOff = false,
   tagLetter = routing === 'bpf' ? (hostRoutingOff ? 's' : 'b') : 'r',
+  tunnel = false,
 ): NodePair {
   const p = plan(family)
   const tag = `hr${tagLetter}${family}`
@@ -189,15 +195,20 @@ function nodePair(
     const u = p.uplink(idx + i)
     inNs(node.ns, ['ip', 'addr', 'add', `${u.ip}/${u.len}`, 'dev', 'eth0', ...(family === 6 ? ['nodad'] : [])])
     inNs(node.ns, ['ip', 'link', 'set', 'eth0', 'up'])
-    run(node, ['node', 'init', '--name', node.ns, '--device', 'eth0', '--pod-cidr', p.podCidr(net + i), '--routing', routing])
+    run(node, ['node', 'init', '--name', node.ns, '--device', 'eth0', '--pod-cidr', p.podCidr(net + i), '--routing', routing, ...(tunnel ? ['--tunnel', 'vxlan'] : [])])
     if (hostRoutingOff) {
       const root = String(JSON.parse(readFileSync(path.join(node.stateDir, 'node.json'), 'utf8')).bpffsRoot)
       const zero = Array.from({length: 16}, () => '0')
       inNs(node.ns, ['bpftool', 'map', 'update', 'pinned', path.join(root, 'maps/pn_node_config'), 'key', '0', '0', '0', '0', 'value', ...zero])
     }
   })
-  inNs(made[0].ns, ['ip', 'route', 'add', p.podCidr(net + 1), 'via', p.uplink(idx + 1).ip])
-  inNs(made[1].ns, ['ip', 'route', 'add', p.podCidr(net), 'via', p.uplink(idx).ip])
+  if (tunnel) {
+    run(made[0], ['node', 'peer', 'add', made[1].ns, '--node-ip', p.uplink(idx + 1).ip, '--pod-cidr', p.podCidr(net + 1)])
+    run(made[1], ['node', 'peer', 'add', made[0].ns, '--node-ip', p.uplink(idx).ip, '--pod-cidr', p.podCidr(net)])
+  } else {
+    inNs(made[0].ns, ['ip', 'route', 'add', p.podCidr(net + 1), 'via', p.uplink(idx + 1).ip])
+    inNs(made[1].ns, ['ip', 'route', 'add', p.podCidr(net), 'via', p.uplink(idx).ip])
+  }
   const pods = (node: NodeNs, nodeNet: number, hosts: number[]) =>
     hosts.map((h) => {
       const pod = createNamespace(`${tag}p`).name
@@ -299,6 +310,7 @@ function buildRows(family: Family): Row[] {
   const bpfStack = kinds.includes('two-node-bpf-stack') ? nodePair(family, 'bpf', 5 + base, 185 + base, true) : undefined
   const floor = family === 4 && kinds.some((k) => k.includes('floor')) ? nodePair(family, 'bpf', 7 + base, 187 + base, false, 'f') : undefined
   if (floor) installFloor(floor, compileFloor())
+  const tunnel = family === 4 && kinds.includes('two-node-tunnel') ? nodePair(family, 'bpf', 9 + base, 189 + base, false, 't', true) : undefined
   for (const kind of kinds) {
     const row = (pair: NodePair, remote: boolean, monitor?: NodeNs): Row => ({
       name: suffix(kind, family),
@@ -316,6 +328,7 @@ function buildRows(family: Family): Row[] {
     else if (kind === 'two-node-bpf') rows.push(row(bpf!, true))
     else if (kind === 'same-node-routed') rows.push(row(routed!, false))
     else if (kind === 'two-node-routed') rows.push(row(routed!, true))
+    else if (kind === 'two-node-tunnel') rows.push(row(tunnel!, true))
     else if (kind === 'two-node-bpf-stack') rows.push(row(bpfStack!, true))
     else if (kind === 'same-node-floor') rows.push(row(floor!, false))
     else if (kind === 'two-node-floor') rows.push(row(floor!, true))
@@ -514,12 +527,14 @@ async function main(): Promise<void> {
         sameNodeFloorVsVeth: ratio(n('same-node-floor'), n('veth'), 'p50'),
         twoNodeBpfVsFloor: ratio(n('two-node-bpf'), n('two-node-floor'), 'p50'),
         sameNodeBpfVsFloor: ratio(n('same-node-bpf'), n('same-node-floor'), 'p50'),
+        twoNodeTunnelVsNative: ratio(n('two-node-tunnel'), n('two-node-bpf'), 'p50'),
       },
       tcpThroughput: {
         twoNodeBpfVsRouted: ratio(n('two-node-bpf'), n('two-node-routed'), 'gbps'),
         sameNodeBpfVsVeth: ratio(n('same-node-bpf'), n('veth'), 'gbps'),
         sameNodeBpfVsRouted: ratio(n('same-node-bpf'), n('same-node-routed'), 'gbps'),
         monitorVsBpf: ratio(n('same-node-bpf+monitor'), n('same-node-bpf'), 'gbps'),
+        twoNodeTunnelVsNative: ratio(n('two-node-tunnel'), n('two-node-bpf'), 'gbps'),
       },
     }
   }

@@ -35,6 +35,7 @@
 #define POINT_TO_NETDEV 3
 #define POINT_TO_HOST 4
 #define POINT_FROM_HOST 5
+#define POINT_FROM_OVERLAY 6
 
 /* skb->cb words pn uses within one run of a program (tc programs own cb[0..4]): the service
  * frontend lb4_xlate translated the packet from, so its trace event can show it. The high half

@@ -18,6 +18,7 @@
 /* BPF host routing (fib.h): sent out of the uplink, skipping the node's stack and netfilter. */
 #define TRACE_FIB_REDIRECT 4 /* sent to the uplink by bpf_fib_lookup + bpf_redirect (neighbour known) */
 #define TRACE_FIB_REDIRECT_NEIGH 5 /* sent to the uplink by bpf_redirect_neigh (the kernel resolves the next hop) */
+#define TRACE_ENCAP 6 /* encapsulated towards another node: tunnel key set, redirected to pn_vxlan */
 #define TRACE_NDP_REPLY 8 /* IPv6 neighbour solicitation answered by the BPF NDP responder */
 /* BPF host routing could not forward: handed to the stack instead (TC_ACT_OK), never dropped. */
 #define TRACE_FIB_NO_ROUTE 16 /* to the stack: the FIB has no usable route (unreachable, blackhole, prohibit) */

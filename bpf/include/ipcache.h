@@ -11,6 +11,7 @@
 
 #define IPCACHE_F_LOCAL 1 /* the prefix is a pod on this node */
 #define IPCACHE_F_CIDR 2 /* a CIDR a network policy names, with its CIDR identity (policy writer) */
+#define IPCACHE_F_PEER 4 /* a peer's pod CIDR added by hand (pn node peer add); the cluster agent leaves it alone */
 
 /* Contract with src/datapath/bpf/maps/ipcache.ts (checked against BTF by a unit test). The LPM
  * trie compares `prefixlen` bits after the prefixlen field, so family+pad (32 bits) are part

@@ -15,8 +15,9 @@
 struct node_config {
 	__u32 uplink_ifindex; /* the node's uplink in its netns; 0 = not configured */
 	__u32 uplink_mtu;     /* its MTU, for the packets bpf_redirect_neigh sends unchecked */
-	__u32 flags;          /* reserved, 0 */
+	__u32 flags;          /* 0x2: tunnel mode (tunnel.h NODE_F_TUNNEL) */
 	__u32 pad;
+	__u32 tunnel_ifindex; /* pn_vxlan in tunnel mode, else 0 */
 };
 
 struct {

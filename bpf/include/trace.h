@@ -29,6 +29,8 @@
 #define OBS_FROM_HOST 5 /* the node's stack sent it into pn_host: from-host */
 #define OBS_TO_HOST 6 /* entered the node through pn_host: to-host */
 #define OBS_TO_STACK 7 /* handed to the node's IP stack (routing or local delivery) */
+#define OBS_TO_OVERLAY 8 /* encapsulated into pn_vxlan towards another node */
+#define OBS_FROM_OVERLAY 9 /* arrived decapsulated on pn_vxlan: from-overlay */
 
 #define EVENT_TRACE 1
 #define EVENT_DROP 2
@@ -102,6 +104,8 @@ static __always_inline __u8 trace_arrival(__u8 point)
 		return OBS_TO_NETWORK;
 	case POINT_FROM_HOST:
 		return OBS_FROM_HOST;
+	case POINT_FROM_OVERLAY:
+		return OBS_FROM_OVERLAY;
 	default:
 		return OBS_TO_HOST;
 	}
@@ -116,6 +120,8 @@ static __always_inline __u8 trace_outcome(__u8 point, int code)
 		return OBS_TO_ENDPOINT;
 	if (code == TRACE_FIB_REDIRECT || code == TRACE_FIB_REDIRECT_NEIGH)
 		return OBS_TO_NETWORK;
+	if (code == TRACE_ENCAP)
+		return OBS_TO_OVERLAY;
 	if (code == TRACE_ARP_REPLY || code == TRACE_NDP_REPLY)
 		return point == POINT_FROM_HOST ? OBS_TO_HOST : OBS_TO_ENDPOINT;
 	if (point == POINT_TO_NETDEV || point == POINT_FROM_HOST)

@@ -9,7 +9,7 @@ export type NodeInitCmdResult = NodeInitResult | DryRunResult<NodeInitResult>
 
 export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdResult> {
   static summary = 'Initialise this node: pn_host/pn_net, router IP, pod CIDR route, sysctls, bpffs, node.json.'
-  static description = `What cilium-agent does at start. The pod CIDR is --pod-cidr, or allocated for --name from the cluster pool (--pool, PN_POOL, default <state-dir>/cluster-pool.json), or the one in node.json on a re-run. The router IP defaults to the first usable address of the pod CIDR. The MTU defaults to the uplink's. Re-running with the same inputs changes nothing (changed: false); a different pod CIDR, router IP, name or uplink is refused unless --force. Refused before anything changes (PN_CIDR_CONFLICT): a pod CIDR that overlaps an address or route of the node's devices (pn's own aside), and with --pool a --pod-cidr the pool did not give this node. --name follows the rule of \`pn pool alloc\` (letters, digits, '.', '-', '_').`
+  static description = `What cilium-agent does at start. The pod CIDR is --pod-cidr, or allocated for --name from the cluster pool (--pool, PN_POOL, default <state-dir>/cluster-pool.json), or the one in node.json on a re-run. The router IP defaults to the first usable address of the pod CIDR. The MTU defaults to the uplink's (50 bytes less with --tunnel vxlan, for the VXLAN header). Re-running with the same inputs changes nothing (changed: false); a different pod CIDR, router IP, name or uplink is refused unless --force. Refused before anything changes (PN_CIDR_CONFLICT): a pod CIDR that overlaps an address or route of the node's devices (pn's own aside), and with --pool a --pod-cidr the pool did not give this node. --name follows the rule of \`pn pool alloc\` (letters, digits, '.', '-', '_').`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --name node1 --device eth0 --pod-cidr 10.0.1.0/24 --routing host-routes',
@@ -27,6 +27,7 @@ export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdRe
     mtu: mtuFlag(),
     'router-ip': Flags.string({summary: 'Router IP per family (default: first usable address of the pod CIDR).', multiple: true}),
     routing: Flags.string({summary: 'How local pods are reached: bpf redirect or one host route per pod.', options: ['bpf', 'host-routes']}),
+    tunnel: Flags.string({summary: 'How pod traffic crosses to other nodes: off (native routing, the default) or vxlan (pn_vxlan, UDP 8472; needs --routing bpf).', options: ['off', 'vxlan']}),
     'bpffs-root': Flags.string({summary: 'bpffs folder for this node\'s pins (default /run/pn/bpffs/<name>).'}),
     force: Flags.boolean({summary: 'Reconfigure a node initialised with a different pod CIDR, router IP, name or uplink.'}),
     'dry-run': dryRunFlag(),
@@ -42,6 +43,7 @@ export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdRe
       mtu: f.mtu,
       routerIps: f['router-ip'],
       routing: f.routing as 'bpf' | 'host-routes' | undefined,
+      tunnel: f.tunnel as 'off' | 'vxlan' | undefined,
       bpffsRoot: f['bpffs-root'],
       force: f.force,
       lock: this.lock,
@@ -64,7 +66,7 @@ export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdRe
     if ('dryRun' in r) return renderDryRun(r)
     const n = r.node
     const lines = [
-      `node ${n.name}: pod cidr ${n.podCidrs.join(', ')}, router ip ${n.routerIps.join(', ')} on pn_host, mtu ${n.mtu}, routing ${n.routing}`,
+      `node ${n.name}: pod cidr ${n.podCidrs.join(', ')}, router ip ${n.routerIps.join(', ')} on pn_host, mtu ${n.mtu}, routing ${n.routing}, tunnel ${n.tunnel ?? 'off'}`,
       ...r.devices.map((d) => `  ${d.name.padEnd(8)} ifindex ${d.ifindex}  ${d.mac}  mtu ${d.mtu}`),
       `  bpffs root ${n.bpffsRoot}`,
     ]

@@ -15,4 +15,16 @@ export interface DatapathNode {
   uplink: string
   /** Router IP per family, on pn_host. */
   routerIps: string[]
+  /** `vxlan`: from-overlay goes on pn_vxlan and pn_node_config turns tunnel mode on. Absent: off. */
+  tunnel?: TunnelMode
 }
+
+/** Cilium's cilium_vxlan: the collect-metadata VXLAN device of tunnel mode. */
+export const TUNNEL_DEVICE = 'pn_vxlan'
+/** Cilium's VXLAN port (the Linux default, 8472, not IANA's 4789). */
+export const VXLAN_PORT = 8472
+/** Outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8: what the pod MTU leaves for the tunnel (Cilium's TunnelOverhead). */
+export const TUNNEL_OVERHEAD = 50
+
+/** How pod traffic crosses to other nodes: native routing (`off`) or a VXLAN tunnel. */
+export type TunnelMode = 'off' | 'vxlan'

@@ -45,6 +45,10 @@ export function encodeOp(op: KernelOp): string {
   let fields: Field[]
   switch (op.kind) {
     case 'link.add':
+      if (op.type === 'vxlan') {
+        fields = [['name', op.name, name], ['mac', op.address, mac], ['mtu', op.mtu, u32], ['vxlan_port', op.dstport, 0xffff]]
+        break
+      }
       fields = [['name', op.name, name], ['mac', op.address, mac], ['mtu', op.mtu, u32], ['txqlen', op.txqueuelen, u32], ['peer', op.peer.name, name],
         ['peer_mac', op.peer.address, mac], ['peer_mtu', op.peer.mtu, u32], ['peer_netns', op.peer.netns, path]]
       break

@@ -94,8 +94,13 @@ export interface MapShape {
 }
 
 export type KernelOp =
-  /** Create a veth pair (the only link type pn makes so far). */
+  /** Create a veth pair. */
   | {kind: 'link.add'; type: 'veth'; name: string; address?: string; mtu?: number; txqueuelen?: number; peer: VethPeer}
+  /**
+   * Create a VXLAN device in collect-metadata mode (`external`: no VNI, no remote of its own; each
+   * packet's tunnel key comes from BPF, bpf_skb_set_tunnel_key) on UDP `dstport`, learning off.
+   */
+  | {kind: 'link.add'; type: 'vxlan'; name: string; address?: string; mtu?: number; dstport: number}
   /** Set a link's MTU and/or bring it up or down. */
   | {kind: 'link.set'; name: string; up?: boolean; mtu?: number}
   /** Delete a link (a veth's peer goes with it); `missingOk`: an absent link is `{deleted: false}`, not an error. */
@@ -186,6 +191,7 @@ export function deviceOf(op: KernelOp): string | undefined {
 export function describeOp(op: KernelOp): string {
   switch (op.kind) {
     case 'link.add':
+      if (op.type === 'vxlan') return `create vxlan ${op.name} (external, dstport ${op.dstport})`
       return `create veth ${op.name} (peer ${op.peer.name}${op.peer.netns ? ` in ${op.peer.netns}` : ''})`
     case 'link.set':
       return `set link ${op.name}${op.mtu === undefined ? '' : ` mtu ${op.mtu}`}${op.up === undefined ? '' : op.up ? ' up' : ' down'}`

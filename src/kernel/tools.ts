@@ -96,6 +96,8 @@ export function renderMapLine(op: KernelOp): string {
 export function renderLine(op: KernelOp): string {
   switch (op.kind) {
     case 'link.add': {
+      // learning is off with `external` already; `nolearning` says so on the command line too.
+      if (op.type === 'vxlan') return `link add name ${op.name}${opt('address', op.address)}${opt('mtu', op.mtu)} type vxlan external dstport ${op.dstport} nolearning`
       const p = op.peer
       return (
         `link add name ${op.name}${opt('address', op.address)}${opt('mtu', op.mtu)}${opt('txqueuelen', op.txqueuelen)} type ${op.type} ` +
@@ -593,6 +595,7 @@ class Probe {
       case 'link.add': {
         const host = await this.link(op.name)
         if (host) return op.address === undefined || host.address === op.address ? {applied: true} : {applied: false, errno: 'EEXIST'}
+        if (op.type === 'vxlan') return absent
         const peer = op.peer.netns === undefined ? await this.link(op.peer.name) : await this.link(op.peer.name, op.peer.netns)
         return peer ? {applied: false, errno: 'EEXIST'} : absent
       }

@@ -6,6 +6,7 @@
 import path from 'node:path'
 import {PnError} from '../errors.js'
 import {BPF_CACHE_DIR} from '../datapath/bpf/bpffs.js'
+import type {TunnelMode} from '../datapath/devices.js'
 import {readJsonFile, writeFileAtomic, type JsonFileSpec} from '../state/files.js'
 
 /** How traffic reaches local pods: BPF redirect (Cilium's default) or one host route per pod. */
@@ -20,19 +21,21 @@ export interface NodeContext {
   podCidrs: string[]
   /** Router IP per pod CIDR (same order), assigned /32 (/128) to pn_host. */
   routerIps: string[]
-  /** MTU of pn_host/pn_net and pod veths (the uplink MTU unless given). */
+  /** MTU of pn_host/pn_net and pod veths (the uplink MTU unless given; 50 less in tunnel mode). */
   mtu: number
   /** MTU put on the pods' default route. Equal to mtu without tunnelling. */
   routeMtu: number
   /** Folder on a bpffs where this node's programs and maps are pinned. */
   bpffsRoot: string
   routing: RoutingMode
+  /** How pod traffic reaches other nodes: native routing (`off`) or VXLAN over pn_vxlan. Absent (an older node.json): off. */
+  tunnel?: TunnelMode
   /** Cluster pool location the pod CIDR came from, if any (so reset can release it). */
   pool?: string
   createdAt: string
 }
 
-export {HOST_DEVICE, NET_DEVICE} from '../datapath/devices.js'
+export {HOST_DEVICE, NET_DEVICE, TUNNEL_DEVICE, type TunnelMode} from '../datapath/devices.js'
 
 /** Where the node's compiled BPF objects are cached. */
 export function bpfCacheDir(stateDir: string): string {

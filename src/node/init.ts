@@ -16,12 +16,14 @@ import {loadHostPrograms, unloadHostPrograms} from '../datapath/bpf/index.js'
 import {defaultBpffsRoot, ensureBpffs} from '../datapath/bpffs.js'
 import {foreignOverlaps, hostDevices, nodeNetworks, setupHostDevices, setupHostSysctls, setupRouterAddressing, type DeviceState} from '../datapath/host.js'
 import {getLink} from '../datapath/link.js'
+import {deleteTunnelDevice, setupTunnelDevice} from '../datapath/tunnel.js'
 import {runPlan, UndoStack, type FlowOptions, type Plan} from '../flow/plan.js'
 import {ipamExists, reserveRouterIps, resetIpam} from '../ipam/host.js'
 import {allocatePodCidrs, checkNodeName, openPoolStore, releasePodCidrs, resolvePoolLocation, type PoolState, type PoolStore} from '../ipam/pool.js'
 import type {EtcdTlsFiles} from '../state/etcd-store.js'
 import type {LockOptions} from '../state/files.js'
-import {bpfCacheDir, HOST_DEVICE, NET_DEVICE, readNodeContext, writeNodeContext, type NodeContext, type RoutingMode} from './context.js'
+import {TUNNEL_OVERHEAD} from '../datapath/devices.js'
+import {bpfCacheDir, HOST_DEVICE, NET_DEVICE, readNodeContext, TUNNEL_DEVICE, writeNodeContext, type NodeContext, type RoutingMode, type TunnelMode} from './context.js'
 import {ipamOf} from './ipam.js'
 import {reconcileNode, type ReconcileResult} from './reconcile.js'
 
@@ -37,6 +39,8 @@ export interface NodeInitOptions {
   mtu?: number
   routerIps?: string[]
   routing?: RoutingMode
+  /** `vxlan`: pod traffic to other nodes goes through pn_vxlan (tunnel mode); `off` (default): native routing. */
+  tunnel?: TunnelMode
   bpffsRoot?: string
   /** Accept a change of pod CIDR / router IP / name against an existing node.json. */
   force?: boolean
@@ -70,6 +74,7 @@ interface InitRun {
   actions: string[]
   warnings: string[]
   routing: RoutingMode
+  tunnel: TunnelMode
   bpffsRoot: string
   podCidrs: string[]
   routerIps: string[]
@@ -94,6 +99,7 @@ function contextOf(r: InitRun): NodeContext {
     routeMtu: r.mtu,
     bpffsRoot: r.bpffsRoot,
     routing: r.routing,
+    tunnel: r.tunnel,
     ...(r.pool ? {pool: r.pool} : {}),
     createdAt: r.previous?.createdAt ?? new Date().toISOString(),
   }
@@ -187,6 +193,7 @@ function refuseSilentChange(r: InitRun): void {
   if (!sameList(previous.podCidrs, r.podCidrs)) diffs.push(`pod cidr ${previous.podCidrs.join(',')} → ${r.podCidrs.join(',')}`)
   if (!sameList(previous.routerIps, r.routerIps)) diffs.push(`router ip ${previous.routerIps.join(',')} → ${r.routerIps.join(',')}`)
   if (previous.uplink !== opts.uplink) diffs.push(`uplink ${previous.uplink} → ${opts.uplink}`)
+  if ((previous.tunnel ?? 'off') !== r.tunnel) diffs.push(`tunnel ${previous.tunnel ?? 'off'} → ${r.tunnel}`)
   if (diffs.length > 0) {
     throw new PnError('PN_NODE_CONFLICT', `initialise node ${opts.name}: already initialised differently (${diffs.join('; ')})`, {
       hint: 'run `pn node reset` first, or rerun with --force to reconfigure (existing pods keep their old addresses)',
@@ -202,7 +209,25 @@ async function checkUplink(r: InitRun): Promise<void> {
       hint: 'pass the node\'s uplink with --device (see `ip link`)',
     })
   }
-  r.mtu = r.opts.mtu ?? r.previous?.mtu ?? up.mtu
+  // Tunnel mode: the pod MTU leaves room for the outer headers (Cilium's TunnelOverhead), so an
+  // encapsulated full-size packet still fits the uplink. A previous MTU holds only in the same mode.
+  const sameMode = (r.previous?.tunnel ?? 'off') === r.tunnel
+  r.mtu = r.opts.mtu ?? (sameMode ? r.previous?.mtu : undefined) ?? up.mtu - (r.tunnel === 'vxlan' ? TUNNEL_OVERHEAD : 0)
+}
+
+/** Tunnel mode runs in the BPF programs (from-container encapsulates): host-routes mode loads none. */
+function checkTunnelRouting(r: InitRun): void {
+  if (r.tunnel === 'vxlan' && r.routing !== 'bpf') {
+    throw new PnError('PN_INVALID_ARGUMENT', `initialise node ${r.opts.name}: --tunnel vxlan needs --routing bpf`, {
+      hint: 'tunnel mode encapsulates in the BPF datapath: drop --routing host-routes (or pass --tunnel off)',
+    })
+  }
+}
+
+/** pn_vxlan in tunnel mode; a node switched back to native routing (--force) loses it. */
+async function setupTunnel(r: InitRun): Promise<void> {
+  if (r.tunnel === 'vxlan') r.actions.push(...(await setupTunnelDevice(r.runner, r.mtu, r.undo)))
+  else if (r.previous?.tunnel === 'vxlan' && (await deleteTunnelDevice(r.runner))) r.actions.push(`deleted ${TUNNEL_DEVICE}`)
 }
 
 /**
@@ -298,6 +323,7 @@ export async function planNodeInit(runner: Runner, stateDir: string, opts: NodeI
     actions: [],
     warnings: [],
     routing: opts.routing ?? previous?.routing ?? 'bpf',
+    tunnel: opts.tunnel ?? previous?.tunnel ?? 'off',
     bpffsRoot: opts.bpffsRoot ?? previous?.bpffsRoot ?? defaultBpffsRoot(opts.name),
     podCidrs: [],
     routerIps: [],
@@ -313,6 +339,7 @@ export async function planNodeInit(runner: Runner, stateDir: string, opts: NodeI
         run: async () => {
           await resolvePodCidrs(r)
           resolveRouterIps(r)
+          checkTunnelRouting(r)
           refuseSilentChange(r)
         },
       },
@@ -322,6 +349,11 @@ export async function planNodeInit(runner: Runner, stateDir: string, opts: NodeI
       {
         title: `Create ${HOST_DEVICE} <-> ${NET_DEVICE}`,
         run: async () => void r.actions.push(...(await setupHostDevices(runner, r.mtu, r.undo))),
+      },
+      {
+        title: `Create ${TUNNEL_DEVICE} (VXLAN, collect metadata, port 8472)`,
+        skip: () => (r.tunnel === 'vxlan' || r.previous?.tunnel === 'vxlan' ? false : 'tunnel mode off'),
+        run: () => setupTunnel(r),
       },
       {
         title: 'Assign the router IP and route the pod CIDR',

@@ -1,7 +1,7 @@
 /**
  * `pn node reset`: remove everything pn made on this node — endpoints' veths and records (and
  * pod devices pn made that no record names), BPF attachments and pins under the node's bpffs
- * root, pn_host/pn_net (their addresses and the pod CIDR route go with them), host-scope IPAM
+ * root, pn_host/pn_net (their addresses and the pod CIDR route go with them), pn_vxlan, host-scope IPAM
  * state, node.json, the lock files of attachments — and release the pod CIDR to the pool it
  * came from, after stopping the node's bird (pn bgp) so the routers withdraw it first. Nothing else (the uplink, other links, sysctls stay). It runs under the node's
  * exclusive lock (src/node/lock.ts): attachments in flight finish first, new ones are refused
@@ -15,6 +15,8 @@ import {removeBpffsRoot} from '../datapath/bpffs.js'
 import {HOST_DEVICE, NET_DEVICE} from '../datapath/devices.js'
 import {deleteHostDevices} from '../datapath/host.js'
 import {deleteLinkByName} from '../datapath/link.js'
+import {TUNNEL_DEVICE} from '../datapath/devices.js'
+import {deleteTunnelDevice} from '../datapath/tunnel.js'
 import {pnPodDevices} from '../datapath/sweep.js'
 import {endpointsDir, listEndpoints} from '../endpoint/store.js'
 import {teardownEndpoint} from '../endpoint/teardown.js'
@@ -24,6 +26,7 @@ import {openPoolStore, releasePodCidrs} from '../ipam/pool.js'
 import type {EtcdTlsFiles} from '../state/etcd-store.js'
 import type {LockOptions} from '../state/files.js'
 import {nodeFile, readNodeContext, type NodeContext} from './context.js'
+import {peersFile} from './peer.js'
 import {withAttachmentFileLock, withNodeExclusive} from './lock.js'
 
 export interface NodeResetResult {
@@ -115,6 +118,11 @@ export function planNodeReset(runner: Runner, stateDir: string, opts: NodeResetO
         },
       },
       {
+        // By its name and kind even without node.json: a VXLAN device called pn_vxlan is pn's.
+        title: `Delete ${TUNNEL_DEVICE}`,
+        run: async () => void ((await deleteTunnelDevice(runner)) && removed.push(TUNNEL_DEVICE)),
+      },
+      {
         title: 'Forget IPAM state and release the pod CIDR',
         run: async () => {
           const r = await resetIpam(stateDir, undefined, opts.lock)
@@ -140,6 +148,7 @@ export function planNodeReset(runner: Runner, stateDir: string, opts: NodeResetO
           // Safe under the exclusive node lock: no attachment holds or waits for these.
           await fs.rm(attachmentLocksDir(stateDir), {recursive: true, force: true})
           await fs.rm(`${ipamFile(stateDir)}.lock`, {force: true})
+          await fs.rm(peersFile(stateDir), {force: true})
         },
       },
     ],

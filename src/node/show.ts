@@ -7,7 +7,8 @@ import {readSysctls} from '../datapath/sysctl.js'
 import {listEndpoints} from '../endpoint/store.js'
 import {isBpffs} from '../datapath/bpffs.js'
 import {foreignOverlaps, hostAddresses, nodeNetworks, nodeSysctls, podCidrRouteOk} from '../datapath/host.js'
-import {HOST_DEVICE, NET_DEVICE, requireNodeContext, type NodeContext} from './context.js'
+import {tunnelSysctls} from '../datapath/tunnel.js'
+import {HOST_DEVICE, NET_DEVICE, requireNodeContext, TUNNEL_DEVICE, type NodeContext} from './context.js'
 
 export interface NodeCheck {
   check: string
@@ -35,6 +36,11 @@ export async function showNode(runner: Runner, stateDir: string): Promise<NodeSh
     add(`device ${name}`, !!d && d.linkinfo?.info_kind === 'veth' && up && d.mtu === node.mtu,
       `veth, up, mtu ${node.mtu}`, d ? `${d.linkinfo?.info_kind ?? '?'}, ${up ? 'up' : 'down'}, mtu ${d.mtu}, ${d.address}` : 'missing')
   }
+  if (node.tunnel === 'vxlan') {
+    const vx = await getLink(runner, TUNNEL_DEVICE)
+    const up = !!vx && (vx.flags ?? []).includes('UP')
+    add(`device ${TUNNEL_DEVICE}`, vx?.linkinfo?.info_kind === 'vxlan' && up, 'vxlan, up', vx ? `${vx.linkinfo?.info_kind ?? '?'}, ${up ? 'up' : 'down'}, mtu ${vx.mtu}` : 'missing')
+  }
   add(`${HOST_DEVICE} peer`, isVethPairOf(host, net), NET_DEVICE,
     host ? (isVethPairOf(host, net) ? NET_DEVICE : host.link ?? `ifindex ${host.link_index ?? '?'}`) : 'missing')
 
@@ -54,7 +60,7 @@ export async function showNode(runner: Runner, stateDir: string): Promise<NodeSh
     add(`pod cidr ${c} apart from the node's networks`, hits.length === 0, 'no address or route of another device overlaps it',
       hits.length === 0 ? 'none overlaps' : hits.map((h) => `${h.kind} ${h.text}`).join('; '))
   }
-  const wanted = nodeSysctls(node.podCidrs)
+  const wanted = {...nodeSysctls(node.podCidrs), ...(node.tunnel === 'vxlan' ? tunnelSysctls() : {})}
   const current = await readSysctls(runner, Object.keys(wanted))
   for (const [k, v] of Object.entries(wanted)) add(`sysctl ${k}`, current[k] === v, v, current[k] ?? 'missing')
 

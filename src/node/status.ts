@@ -15,7 +15,7 @@ import {hostAddresses} from '../datapath/host.js'
 import {listLinks, type LinkInfo} from '../datapath/link.js'
 import {listEndpoints, type EndpointRecord} from '../endpoint/store.js'
 import {checkConsistency} from './consistency.js'
-import {HOST_DEVICE, NET_DEVICE, requireNodeContext, type NodeContext} from './context.js'
+import {HOST_DEVICE, NET_DEVICE, requireNodeContext, TUNNEL_DEVICE, type NodeContext, type TunnelMode} from './context.js'
 
 export type StatusState = 'ok' | 'drifted' | 'missing'
 
@@ -48,7 +48,7 @@ export interface StatusSection {
 }
 
 export interface NodeStatus {
-  node: Pick<NodeContext, 'name' | 'uplink' | 'podCidrs' | 'routerIps' | 'routing' | 'bpffsRoot' | 'mtu'>
+  node: Pick<NodeContext, 'name' | 'uplink' | 'podCidrs' | 'routerIps' | 'routing' | 'bpffsRoot' | 'mtu'> & {tunnel: TunnelMode}
   state: StatusState
   /** Programs pinned under the bpffs root. */
   programsLoaded: boolean
@@ -118,6 +118,7 @@ export function hostSection(input: StatusInput): StatusSection {
   device(node.uplink, 'uplink', bpfMode ? {ingress: PROGRAMS.from_netdev, egress: PROGRAMS.to_netdev} : {}, {})
   device(HOST_DEVICE, 'host-device', bpfMode ? {ingress: PROGRAMS.to_host, egress: PROGRAMS.from_host} : {}, {addresses: hostAddrs})
   device(NET_DEVICE, 'host-device', {}, {})
+  if (node.tunnel === 'vxlan') device(TUNNEL_DEVICE, 'tunnel-device', bpfMode ? {ingress: PROGRAMS.from_overlay} : {}, {})
   const hostItem = items.find((i) => i.name === HOST_DEVICE)
   if (hostItem && hostItem.state !== 'missing') {
     for (const r of node.routerIps) {
@@ -236,7 +237,7 @@ export async function nodeStatus(runner: Runner, stateDir: string, opts: {sectio
   const {name, uplink, podCidrs, routerIps, routing, bpffsRoot, mtu} = node
   const bpfMissing = node.routing === 'bpf' && !bpf.loaded
   return {
-    node: {name, uplink, podCidrs, routerIps, routing, bpffsRoot, mtu},
+    node: {name, uplink, podCidrs, routerIps, routing, bpffsRoot, mtu, tunnel: node.tunnel ?? 'off'},
     state: bpfMissing ? 'missing' : worst(sections.map((s) => s.state)),
     programsLoaded: bpf.loaded,
     sections,

@@ -163,6 +163,21 @@ describe('kernel backends: tools and native leave the same state', function () {
     assertSameState({node: ['net.ipv4.conf.lxc1.rp_filter', 'net.ipv6.conf.lxc1.proxy_ndp'], pod: ['net.ipv4.conf.eth0.rp_filter']})
   })
 
+  it('a VXLAN device (tunnel mode\'s pn_vxlan): collect metadata, port 8472, learning off, MTU, up — the same through either backend', async () => {
+    await both(() => [
+      {netns: 'node', ops: [
+        {kind: 'link.add', type: 'vxlan', name: 'pn_vxlan', address: '02:00:00:00:0d:01', mtu: 1450, dstport: 8472},
+        {kind: 'link.set', name: 'pn_vxlan', up: true},
+        {kind: 'sysctl.set', key: 'net.ipv4.conf.pn_vxlan.rp_filter', value: '0'},
+      ]},
+    ])
+    await settled(ns.tools.node, ns.native.node)
+    assertSameState({node: ['net.ipv4.conf.pn_vxlan.rp_filter']})
+    const vx = (JSON.parse(inNs(ns.native.node, ['ip', '-j', '-d', 'link', 'show', 'pn_vxlan'])) as {linkinfo: {info_kind: string; info_data: Json}}[])[0]
+    assert.equal(vx.linkinfo.info_kind, 'vxlan')
+    assert.deepEqual([vx.linkinfo.info_data.external, vx.linkinfo.info_data.port, vx.linkinfo.info_data.learning], [true, 8472, false])
+  })
+
   it('queries answer alike: every field of a native result is the tools backend\'s (ip\'s) value', async () => {
     const node = path(ns.native.node)
     await native.apply([

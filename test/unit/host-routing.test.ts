@@ -3,6 +3,7 @@ import {readFileSync} from 'node:fs'
 import path from 'node:path'
 import {bpfSourceDir} from '../../src/datapath/bpf/compile.js'
 import {FIB_FALLBACK_REASONS, TRACE_REASONS} from '../../src/datapath/bpf/drop-reasons.js'
+import {readU32} from '../../src/datapath/bpf/maps/layout.js'
 import {decodeNodeConfig, encodeNodeConfig} from '../../src/datapath/bpf/maps/node-config.js'
 import {hostRoutingItem} from '../../src/node/status.js'
 
@@ -21,10 +22,13 @@ describe('BPF host routing (fib.h ↔ TypeScript)', () => {
     assert.ok(!FIB_FALLBACK_REASONS.some((r) => r.name.startsWith('TRACE_FIB_REDIRECT')), 'redirects are not fallbacks')
   })
 
-  it('pn_node_config round-trips', () => {
+  it('pn_node_config round-trips (native routing, and tunnel mode with pn_vxlan after pad)', () => {
     const c = {uplinkIfindex: 7, uplinkMtu: 1450, flags: 0}
     assert.deepEqual(decodeNodeConfig(encodeNodeConfig(c)), c)
-    assert.equal(encodeNodeConfig(c).length, 16)
+    assert.equal(encodeNodeConfig(c).length, 20)
+    const t = {uplinkIfindex: 7, uplinkMtu: 1500, flags: 2, tunnelIfindex: 9}
+    assert.deepEqual(decodeNodeConfig(encodeNodeConfig(t)), t)
+    assert.equal(readU32(encodeNodeConfig(t), 16), 9, 'tunnel_ifindex follows pad')
   })
 
   it('status: counts redirects and names fallbacks by reason; ok when the uplink matches', () => {

@@ -100,6 +100,9 @@ describe('kernel ops: the tools backend', () => {
       [{kind: 'link.add', type: 'veth', name: 'lxc1', address: '02:00:00:00:00:01', mtu: 1450, txqueuelen: 1000, peer: {name: 'eth0', address: '02:00:00:00:00:02', mtu: 1450, netns: '/run/netns/p'}},
         'link add name lxc1 address 02:00:00:00:00:01 mtu 1450 txqueuelen 1000 type veth peer name eth0 address 02:00:00:00:00:02 mtu 1450 netns /run/netns/p'],
       [{kind: 'link.add', type: 'veth', name: 'pn_host', peer: {name: 'pn_net'}}, 'link add name pn_host type veth peer name pn_net'],
+      // Tunnel mode's device (src/datapath/tunnel.ts): collect metadata, Cilium's port, no learning.
+      [{kind: 'link.add', type: 'vxlan', name: 'pn_vxlan', address: '02:00:00:00:00:05', mtu: 1450, dstport: 8472},
+        'link add name pn_vxlan address 02:00:00:00:00:05 mtu 1450 type vxlan external dstport 8472 nolearning'],
       [{kind: 'link.set', name: 'eth0', up: true}, 'link set dev eth0 up'],
       [{kind: 'link.set', name: 'eth0', up: false}, 'link set dev eth0 down'],
       [{kind: 'addr.add', dev: 'eth0', address: '10.0.1.23/32'}, 'addr add 10.0.1.23/32 dev eth0'],

@@ -175,6 +175,7 @@ describe('native backend: encoding, decoding, failures (no worker)', () => {
       {kind: 'tc.attach', dev: 'lxc1', direction: 'egress', pref: 1, handle: 1, pinned: '/sys/fs/bpf/pn/to_container'},
       {kind: 'tc.detach', dev: 'lxc1', direction: 'ingress', pref: 1, handle: 1, missingOk: true},
       {kind: 'link.list'},
+      {kind: 'link.add', type: 'vxlan', name: 'pn_vxlan', mtu: 1450, dstport: 8472},
     ] as KernelOp[]).map(encodeOp)
     assert.deepEqual(lines, [
       `link.add name=${hex('lxc1')} mac=${hex('02:00:00:00:00:01')} mtu=1450 txqlen=1000 peer=${hex('eth0')} peer_mtu=1450 peer_netns=${hex('/run/netns/p q')}`,
@@ -189,6 +190,7 @@ describe('native backend: encoding, decoding, failures (no worker)', () => {
       `tc.attach dev=${hex('lxc1')} egress=1 pref=1 handle=1 pinned=${hex('/sys/fs/bpf/pn/to_container')}`,
       `tc.detach dev=${hex('lxc1')} pref=1 handle=1 missing_ok=1`,
       'link.list',
+      `link.add name=${hex('pn_vxlan')} mtu=1450 vxlan_port=8472`,
     ])
     // link.set up:false is "down": the flag is a number, not left out.
     assert.equal(encodeOp({kind: 'link.set', name: 'a', up: false}), `link.set name=${hex('a')}`)
@@ -334,11 +336,20 @@ describe('kernel worker (the built dist/native/pn-netlink, no root)', function (
       frame(5, [`addr.add dev=${hex('lo')} addr=${hex('10.0.0.1')}`]),
       frame(6, [`sysctl.set key=${hex('net.ipv4.//.x')} value=${hex('1')}`]),
       frame(7, [`link.del name=${hex('pn-nonexist0')} missing_ok=1`]),
+      // A link.add is a veth (peer) or a VXLAN device (vxlan_port, 1..65535), never both or neither.
+      frame(8, [`link.add name=${hex('pn-x')}`]),
+      frame(9, [`link.add name=${hex('pn-x')} peer=${hex('pn-y')} vxlan_port=8472`]),
+      frame(10, [`link.add name=${hex('pn-x')} vxlan_port=0`]),
+      frame(11, [`link.add name=${hex('pn-x')} vxlan_port=65536`]),
     ])
     const r = spawnSync(binary, [], {input})
     assert.equal(r.status, 0, r.stderr.toString())
     const a = answers(r.stdout)
-    assert.deepEqual(a.map((x) => [x.id, x.code]), [[1, -2], [2, -2], [3, -2], [4, -2], [5, -2], [6, -2], [7, 0]])
+    assert.deepEqual(a.map((x) => [x.id, x.code]), [[1, -2], [2, -2], [3, -2], [4, -2], [5, -2], [6, -2], [7, 0], [8, -2], [9, -2], [10, -2], [11, -2]])
+    assert.match(a[7].body, /needs peer \(veth\) or vxlan_port \(vxlan\)/)
+    assert.match(a[8].body, /a vxlan link.add takes no peer/)
+    assert.match(a[9].body, /vxlan_port is 1\.\.65535/)
+    assert.match(a[10].body, /over its limit/)
     assert.match(a[0].body, /^op 0 \(link\.set name=706e2d\): an unknown key$/)
     assert.match(a[1].body, /over its limit/)
     assert.match(a[2].body, /lowercase hex/)

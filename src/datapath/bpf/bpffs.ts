@@ -16,6 +16,7 @@ export const PROGRAMS = {
   to_netdev: 'to-netdev',
   to_host: 'to-host',
   from_host: 'from-host',
+  from_overlay: 'from-overlay',
 } as const
 export type ProgramName = keyof typeof PROGRAMS
 

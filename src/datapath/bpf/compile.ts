@@ -11,7 +11,7 @@ import type {Runner} from '../../exec/runner.js'
 import {randomHex} from '../../state/digest.js'
 
 /** One C file per attach point; the linked object is DATAPATH_OBJECT. */
-export const PROGRAM_SOURCES = ['from_container.c', 'from_netdev.c', 'to_netdev.c', 'to_host.c', 'from_host.c'] as const
+export const PROGRAM_SOURCES = ['from_container.c', 'from_netdev.c', 'to_netdev.c', 'to_host.c', 'from_host.c', 'from_overlay.c'] as const
 export const DATAPATH_OBJECT = 'pn_datapath.o'
 
 /** The repo's bpf/ folder (dist/src/datapath/bpf → ../../../../bpf); entries may pass another (PN_BPF_DIR). */

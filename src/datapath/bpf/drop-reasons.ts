@@ -17,6 +17,7 @@ export const TRACE_REASONS: readonly ReasonInfo[] = [
   {name: 'TRACE_ARP_REPLY', code: 3, description: 'ARP request answered by the BPF ARP responder'},
   {name: 'TRACE_FIB_REDIRECT', code: 4, description: 'sent to the uplink by bpf_fib_lookup + bpf_redirect (neighbour known)'},
   {name: 'TRACE_FIB_REDIRECT_NEIGH', code: 5, description: 'sent to the uplink by bpf_redirect_neigh (the kernel resolves the next hop)'},
+  {name: 'TRACE_ENCAP', code: 6, description: 'encapsulated towards another node: tunnel key set, redirected to pn_vxlan'},
   {name: 'TRACE_NDP_REPLY', code: 8, description: 'IPv6 neighbour solicitation answered by the BPF NDP responder'},
   {name: 'TRACE_FIB_NO_ROUTE', code: 16, description: 'to the stack: the FIB has no usable route (unreachable, blackhole, prohibit)'},
   {name: 'TRACE_FIB_NOT_FWDED', code: 17, description: 'to the stack: the FIB does not forward this destination (a local address)'},
@@ -62,6 +63,7 @@ export const POINTS: Record<number, string> = {
   3: 'to-netdev',
   4: 'to-host',
   5: 'from-host',
+  6: 'from-overlay',
 }
 
 export const DIRECTIONS: Record<number, 'ingress' | 'egress'> = {1: 'ingress', 2: 'egress'}

@@ -56,7 +56,7 @@ export async function loadHostPrograms(runner: Runner, node: DatapathNode, build
 /** Detach the host hooks and unpin (pins stay while pods are attached, unless force). */
 export async function unloadHostPrograms(
   runner: Runner,
-  node: Pick<DatapathNode, 'bpffsRoot' | 'uplink'>,
+  node: Pick<DatapathNode, 'bpffsRoot' | 'uplink' | 'tunnel'>,
   opts: {force?: boolean} = {},
 ): Promise<{changed: boolean; detached?: TcAttachment[]; unpinned?: boolean; warnings?: string[]}> {
   return unloadHost(runner, node, opts)

@@ -11,7 +11,7 @@ import {applyOne} from '../../kernel/backend.js'
 import {KernelError} from '../../kernel/errors.js'
 import type {OpOf} from '../../kernel/ops.js'
 import {kernelFor} from '../../kernel/tools.js'
-import {HOST_DEVICE, type DatapathNode} from '../devices.js'
+import {HOST_DEVICE, TUNNEL_DEVICE, type DatapathNode} from '../devices.js'
 import {getLink} from '../link.js'
 import {
   PROGRAMS,
@@ -26,16 +26,18 @@ import {
 } from './bpffs.js'
 import {compileDatapath} from './compile.js'
 import {applyMapOps, createMissingMaps, dumpMapEntries, type MapOp} from './map-io.js'
-import {ENDPOINT_F_HOST, MAPS, MAP_NAMES, encodeEndpointInfo, encodeEndpointKey, encodeNodeConfig, encodeNodeConfigKey} from './maps/index.js'
+import {ENDPOINT_F_HOST, MAPS, MAP_NAMES, encodeEndpointInfo, encodeEndpointKey, encodeNodeConfig, encodeNodeConfigKey, NODE_F_TUNNEL} from './maps/index.js'
 import {attachTcProgram, detachTcProgram, listQdiscMarkers, releaseQdisc, type Direction, type TcAttachment} from './tc.js'
 
 /** Which pinned program goes on which host hook (Cilium's bpf_host attach points). */
-export function hostHooks(node: Pick<DatapathNode, 'uplink'>): {device: string; direction: Direction; program: ProgramName}[] {
+export function hostHooks(node: Pick<DatapathNode, 'uplink' | 'tunnel'>): {device: string; direction: Direction; program: ProgramName}[] {
   return [
     {device: node.uplink, direction: 'ingress', program: 'from_netdev'},
     {device: node.uplink, direction: 'egress', program: 'to_netdev'},
     {device: HOST_DEVICE, direction: 'ingress', program: 'to_host'},
     {device: HOST_DEVICE, direction: 'egress', program: 'from_host'},
+    // Tunnel mode: what other nodes send through the tunnel (Cilium's bpf_overlay on cilium_vxlan).
+    ...(node.tunnel === 'vxlan' ? [{device: TUNNEL_DEVICE, direction: 'ingress' as const, program: 'from_overlay' as const}] : []),
   ]
 }
 
@@ -152,7 +154,7 @@ export async function loadHost(runner: Runner, node: DatapathNode, build: BuildO
       const link = await getLink(runner, hook.device)
       if (!link) {
         throw new PnError('PN_LINK_NOT_FOUND', `attach ${PROGRAMS[hook.program]} to ${hook.device}: device does not exist`, {
-          hint: hook.device === HOST_DEVICE ? 'run `pn node init` first' : `check the node's uplink (${node.uplink})`,
+          hint: hook.device === HOST_DEVICE || hook.device === TUNNEL_DEVICE ? 'run `pn node init` first' : `check the node's uplink (${node.uplink})`,
         })
       }
       ifindexes.set(hook.device, link.ifindex)
@@ -174,11 +176,13 @@ export async function loadHost(runner: Runner, node: DatapathNode, build: BuildO
   }))
   // BPF host routing (bpf/include/fib.h) redirects to this ifindex only; rewritten on every
   // load, so a recreated uplink (new ifindex) is picked up by the next `pn bpf load --host`.
+  // Tunnel mode: from-container encapsulates into pn_vxlan (bpf/include/tunnel.h).
+  const tunnelIfindex = node.tunnel === 'vxlan' ? ifindexes.get(TUNNEL_DEVICE)! : 0
   ops.push({
     op: 'update',
     map: 'pn_node_config',
     key: encodeNodeConfigKey(),
-    value: encodeNodeConfig({uplinkIfindex: ifindexes.get(node.uplink)!, uplinkMtu: mtus.get(node.uplink)!, flags: 0}),
+    value: encodeNodeConfig({uplinkIfindex: ifindexes.get(node.uplink)!, uplinkMtu: mtus.get(node.uplink)!, flags: tunnelIfindex ? NODE_F_TUNNEL : 0, tunnelIfindex}),
   })
   await applyMapOps(runner, root, ops)
   return {changed, attachments, bpffsRoot: root, object, cacheHit: compiled.cacheHit, loaded, createdMaps, replacedMaps, warnings}
@@ -196,7 +200,7 @@ export interface HostUnloadOutcome {
  * pods are still attached (pn_lxc has entries): then the pins stay so a later load reuses the
  * same maps, unless `force`.
  */
-export async function unloadHost(runner: Runner, node: Pick<DatapathNode, 'bpffsRoot' | 'uplink'>, opts: {force?: boolean} = {}): Promise<HostUnloadOutcome> {
+export async function unloadHost(runner: Runner, node: Pick<DatapathNode, 'bpffsRoot' | 'uplink' | 'tunnel'>, opts: {force?: boolean} = {}): Promise<HostUnloadOutcome> {
   const root = node.bpffsRoot
   const warnings: string[] = []
   const detached: TcAttachment[] = []

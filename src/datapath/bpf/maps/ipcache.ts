@@ -4,6 +4,8 @@ import {f, familyCode, familyOf, ipBytes, ipFromBytes, put, readU32, slice, writ
 export const IPCACHE_F_LOCAL = 1
 /** A CIDR a network policy names (ipBlock), written by the policy writer with its CIDR identity. */
 export const IPCACHE_F_CIDR = 2
+/** A peer's pod CIDR added by hand (`pn node peer add`): the cluster agent leaves it alone. */
+export const IPCACHE_F_PEER = 4
 
 const KEY = {name: 'ipcache_key', size: 24, fields: {prefixlen: f(0, 4), family: f(4, 1), pad: f(5, 3), addr: f(8, 16)}}
 const VALUE = {

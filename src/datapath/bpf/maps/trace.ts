@@ -15,6 +15,8 @@ export const OBSERVATION_POINTS: Record<number, string> = {
   5: 'from-host',
   6: 'to-host',
   7: 'to-stack',
+  8: 'to-overlay',
+  9: 'from-overlay',
 }
 
 /** OBS_* names as in the header, for the header test. */
@@ -26,6 +28,8 @@ export const OBS_DEFINES: Record<string, number> = {
   OBS_FROM_HOST: 5,
   OBS_TO_HOST: 6,
   OBS_TO_STACK: 7,
+  OBS_TO_OVERLAY: 8,
+  OBS_FROM_OVERLAY: 9,
 }
 
 export const EVENT_TRACE = 1
