@@ -8,6 +8,7 @@
  * Without a built client (no clang), the wrapper itself becomes `<type>` (standalone only).
  * Idempotent: unchanged files are not rewritten (`changed: false`).
  */
+import {POD_ANNOTATIONS_CAPABILITY} from './labels.js'
 import {promises as fs} from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -104,6 +105,8 @@ export async function installCni(opts: InstallOptions): Promise<InstallResult> {
     type,
     ...(opts.stateDir ? {stateDir: opts.stateDir} : {}),
     ...(opts.logFile ? {logFile: opts.logFile} : {}),
+    // containerd's CRI plugin then passes the pod's annotations, where pn reads its labels (labels.ts).
+    capabilities: {[POD_ANNOTATIONS_CAPABILITY]: true},
   }
   const config = {cniVersion: version, name, plugins: [pluginConf]}
   const conflist = path.join(opts.confDir, opts.confFile ?? `10-${name}.conflist`)

@@ -215,6 +215,7 @@ export async function startCriContainerd(opts: StartCriOptions): Promise<CriRunt
   assert.equal(inst.json?.status, 'ok', inst.stdout + inst.stderr)
   const conflist = inst.json!.result.conflist as string
   const conf = JSON.parse(readFileSync(conflist, 'utf8'))
+  // (pn cni install declares it already; kept so the test holds on a conflist written otherwise)
   conf.plugins[0].capabilities = {...conf.plugins[0].capabilities, [POD_ANNOTATIONS_CAPABILITY]: true}
   opts.conflist?.(conf)
   writeFileSync(conflist, JSON.stringify(conf, null, 2) + '\n')

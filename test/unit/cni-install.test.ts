@@ -35,7 +35,7 @@ describe('cni install', () => {
     assert.ok(wrapper.includes(`\n# pn-cni helpers: ${path.dirname(PN_CNI_CLIENT)}\n`), wrapper)
     assert.ok(PN_CNI_ENTRY.endsWith('bin/pn-cni.cjs'))
     const conf = JSON.parse(readFileSync(path.join(dir, 'net.d', '10-lab.conflist'), 'utf8'))
-    assert.deepEqual(conf, {cniVersion: '1.0.0', name: 'lab', plugins: [{type: 'pn', stateDir: '/tmp/node1', logFile: '/tmp/node1/cni.log'}]})
+    assert.deepEqual(conf, {cniVersion: '1.0.0', name: 'lab', plugins: [{type: 'pn', stateDir: '/tmp/node1', logFile: '/tmp/node1/cni.log', capabilities: {'io.kubernetes.cri.pod-annotations': true}}]})
     assert.equal((await installCni(opts)).changed, false)
     const other = await installCni({...opts, type: 'pn-cni'})
     assert.equal(path.basename(other.plugin), 'pn-cni')
