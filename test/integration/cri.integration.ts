@@ -9,10 +9,13 @@
  */
 import assert from 'node:assert/strict'
 import {randomUUID} from 'node:crypto'
-import {readFileSync} from 'node:fs'
-import {pn} from '../helpers/cli.js'
+import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {PN_BIN, pn} from '../helpers/cli.js'
 import {podSandboxConfig, sandboxEndpoint, startCriContainerd, stopCriContainerd, type CriError, type CriRuntime} from '../helpers/cri.js'
-import {cleanupHarness, createNode, destroyNode, mapIps, nodeLinks, pnState, type CniNode} from './cni-harness.js'
+import {cleanupHarness, createNode, destroyNode, mapIps, nodeLinks, pnState, stopNodeAgent, type CniNode} from './cni-harness.js'
 
 const CIDR = '10.64.22.0/24'
 const LABELS_ANNOTATION = 'pn.cni/labels'
@@ -128,5 +131,79 @@ describe('containerd 1.6 CRI (as kubelet drives it) with pn (root, netns)', func
     assert.deepEqual(ipam().filter((a) => a.owner !== 'router'), [])
     assert.deepEqual(await rt!.client.listPodSandbox(), [])
     assert.equal(rt!.ctr(['container', 'ls', '-q']).stdout.trim(), '')
+  })
+
+  it('with the node\'s agent in a cluster: each sandbox gets the identity of its labels and namespace, a NetworkPolicy applies to it, and a relabel moves it', async () => {
+    const store = mkdtempSync(path.join(tmpdir(), 'pn-cri-cluster-'))
+    const servers: ChildProcess[] = []
+    const ids: string[] = []
+    const pnc = (args: string[]) => {
+      const r = pn([...args, '--cluster', store, '--json'], {netns: node!.ns})
+      assert.equal(r.status, 0, `pn ${args.join(' ')}: ${r.stdout}${r.stderr}`)
+      return r.json!.result
+    }
+    const until = async (what: string, ok: () => boolean, ms = 20_000) => {
+      const end = Date.now() + ms
+      while (!ok()) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+        await new Promise((r) => setTimeout(r, 100))
+      }
+    }
+    // TCP to IP:8080 from the sandbox's netns (1 s): reached or not.
+    const reaches = (netns: string, ip: string) => spawnSync('nsenter', [`--net=${netns}`, 'timeout', '1', 'bash', '-c', `exec 3<>/dev/tcp/${ip}/8080`]).status === 0
+    try {
+      pnc(['cluster', 'init'])
+      // The agent must see the sandboxes' netns files, which containerd mounts in its own (private,
+      // for this test) mount namespace: it runs there, in the node's netns, as it would share
+      // /run/netns with containerd on a real node.
+      const start = spawnSync('nsenter', [`--mount=/proc/${rt!.pid}/ns/mnt`, `--net=/run/netns/${node!.ns}`, process.execPath, PN_BIN, 'agent', 'start', '--state-dir', node!.stateDir,
+        '--cluster', store, '--node-ip', '192.0.2.22', '--json'], {encoding: 'utf8'})
+      assert.equal(start.status, 0, start.stdout + start.stderr)
+      const run = async (name: string, app: string) => {
+        const id = await rt!.client.runPodSandbox(podSandboxConfig({name, namespace: 'shop', uid: randomUUID(), annotations: {[LABELS_ANNOTATION]: JSON.stringify({app})}, cgroupParent: rt!.cgroupParent}))
+        ids.push(id)
+        const ep = sandboxEndpoint(node!, id)
+        assert.ok(ep, `pn has an endpoint for ${name}`)
+        // The sandbox's netns file lives in containerd's mount namespace: reach it through its pause process.
+        const pid = JSON.parse((await rt!.client.podSandboxStatus(id, true)).info.info ?? '{}').pid as number
+        assert.ok(pid > 0, `the pause process of ${name}`)
+        return {id, ip: ep.ips[0] as string, netns: `/proc/${pid}/ns/net`}
+      }
+      const web = await run('web-2', 'web')
+      const client = await run('client-2', 'client')
+      const identities = () => pnc(['identity', 'list']) as {id: number; labels: string[]; endpoints?: unknown[]}[]
+      const identityOf = (app: string) => identities().find((i) => i.labels.includes(`k8s:app=${app}`) && i.labels.includes('k8s:io.kubernetes.pod.namespace=shop'))
+      await until('both sandboxes published with their identities', () => Boolean(identityOf('web') && identityOf('client')))
+      assert.notEqual(identityOf('web')!.id, identityOf('client')!.id)
+      assert.ok(identityOf('web')!.id >= 256)
+
+      const child = spawn('nsenter', [`--net=${web.netns}`, 'python3', '-c', "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 8080)); s.listen(64)\nwhile True:\n  c, _ = s.accept(); c.close()"], {stdio: 'ignore'})
+      servers.push(child)
+      await until('the web sandbox serving 8080', () => reaches(client.netns, web.ip))
+
+      // Only pods labelled app=allowed may reach app=web: the client sandbox is cut off.
+      const file = path.join(store, 'web-policy.json')
+      writeFileSync(file, JSON.stringify({apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: {namespace: 'shop', name: 'web-from-allowed'},
+        spec: {podSelector: {matchLabels: {app: 'web'}}, ingress: [{from: [{podSelector: {matchLabels: {app: 'allowed'}}}], ports: [{port: 8080}]}]}}))
+      pnc(['policy', 'apply', file])
+      await until('the policy enforced on the web sandbox', () => !reaches(client.netns, web.ip))
+      const trace = pnc(['policy', 'trace', '--from', 'shop/client-2', '--to', 'shop/web-2', '--port', '8080/tcp'])
+      assert.equal(trace.verdict, 'denied')
+
+      // kubectl label pod client-2 app=allowed, the pn way: the sandbox moves to that identity and gets in.
+      pnc(['endpoint', 'label', 'shop/client-2', 'app=allowed'])
+      await until('the relabelled client reaching the web sandbox', () => reaches(client.netns, web.ip))
+      assert.equal(pnc(['policy', 'trace', '--from', 'shop/client-2', '--to', 'shop/web-2', '--port', '8080/tcp']).verdict, 'allowed')
+    } finally {
+      for (const c of servers) c.kill('SIGKILL')
+      for (const id of ids) {
+        await rt!.client.stopPodSandbox(id)
+        await rt!.client.removePodSandbox(id)
+      }
+      stopNodeAgent(node!)
+      rmSync(store, {recursive: true, force: true})
+    }
+    assert.deepEqual(pnState(node!), {owners: [], endpoints: []})
+    assert.deepEqual(nodeLinks(node!), [])
   })
 })
