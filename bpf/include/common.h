@@ -43,6 +43,10 @@
 #define PN_CB_SVC_ADDR 0
 #define PN_CB_SVC_PORT 1
 #define PN_CB_SVC_MAGIC 0x706eU
+/* The same two words for masquerade (nat.h): the source before SNAT (to-netdev), or the
+ * destination before the reply was translated back (from-netdev). */
+#define PN_CB_SNAT_MAGIC 0x736eU
+#define PN_CB_RNAT_MAGIC 0x726eU
 
 /* Directions (metrics key `dir`), Cilium's meaning: ingress = towards a pod or the node,
  * egress = leaving a pod or the node. */

@@ -30,6 +30,11 @@
 #define OBS_TO_HOST 6 /* entered the node through pn_host: to-host */
 #define OBS_TO_STACK 7 /* handed to the node's IP stack (routing or local delivery) */
 
+/* trace_event.xlate: the translation a program made, and what orig_daddr/orig_dport hold. */
+#define TRACE_XLATE_SVC 1 /* service DNAT: the frontend the destination was */
+#define TRACE_XLATE_SNAT 2 /* masquerade: the source before SNAT */
+#define TRACE_XLATE_REV_SNAT 3 /* masquerade reply: the destination before it was translated back */
+
 #define EVENT_TRACE 1
 #define EVENT_DROP 2
 
@@ -60,7 +65,7 @@ struct trace_event {
 	__u8 dir;            /* METRIC_INGRESS / METRIC_EGRESS */
 	__u8 family;         /* 4, 6, or 0 when not IP (ARP carries sender/target IPv4 as 4) */
 	__u8 proto;          /* IPPROTO_* (0 for ARP) */
-	__u8 pad;
+	__u8 xlate;          /* what orig_* is: TRACE_XLATE_*, 0 = nothing translated */
 	__u8 l4[8];          /* first 8 bytes of L4: ports (TCP/UDP), type/code/id/seq (ICMP); ARP: op */
 	__u16 ethertype;
 	/* Service translation: the frontend (VIP, port) lb4_xlate rewrote the destination from, zero
@@ -192,11 +197,15 @@ static __always_inline void pn_trace(struct __sk_buff *skb, int code, __u8 dir, 
 	};
 
 	trace_fill(skb, &ev);
-	if (point == POINT_FROM_CONTAINER && (skb->cb[PN_CB_SVC_PORT] >> 16) == PN_CB_SVC_MAGIC) {
+	__u32 magic = skb->cb[PN_CB_SVC_PORT] >> 16;
+
+	if ((point == POINT_FROM_CONTAINER || point == POINT_FROM_NETDEV || point == POINT_TO_NETDEV) &&
+	    (magic == PN_CB_SVC_MAGIC || magic == PN_CB_SNAT_MAGIC || magic == PN_CB_RNAT_MAGIC)) {
 		__u32 vip = skb->cb[PN_CB_SVC_ADDR];
 
 		__builtin_memcpy(ev.orig_daddr, &vip, 4);
 		ev.orig_dport = (__be16)(skb->cb[PN_CB_SVC_PORT] & 0xffff);
+		ev.xlate = magic == PN_CB_SVC_MAGIC ? TRACE_XLATE_SVC : magic == PN_CB_SNAT_MAGIC ? TRACE_XLATE_SNAT : TRACE_XLATE_REV_SNAT;
 	}
 	ev.obs = trace_arrival(point);
 	if (flags & TRACE_CFG_TRACE) {

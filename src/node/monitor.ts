@@ -82,6 +82,8 @@ export interface MonitorEvent {
    * (lb4_xlate in from-container records it for the event).
    */
   service?: {ip: string; port?: number}
+  /** Masquerade: the source before SNAT (`snat`, to-network) or the destination before the reply was translated back (`rev-snat`, from-network). */
+  nat?: {kind: 'snat' | 'rev-snat'; ip: string; port?: number}
 }
 
 export interface MonitorOptions extends MonitorFilter {
@@ -180,7 +182,7 @@ export function describeEvent(ev: DatapathEvent, res: Resolver, wallMinusMonoNs:
     const lxc = ev.protocol === 'arp' ? here : dst
     if (lxc) out.target = lxc.hostIfname
   }
-  for (const k of ['protocol', 'srcIp', 'dstIp', 'srcPort', 'dstPort', 'icmp', 'arp', 'service'] as const) {
+  for (const k of ['protocol', 'srcIp', 'dstIp', 'srcPort', 'dstPort', 'icmp', 'arp', 'service', 'nat'] as const) {
     if (ev[k] !== undefined) (out as unknown as Record<string, unknown>)[k] = ev[k]
   }
   return out

@@ -12,6 +12,7 @@ import {KernelError} from '../../kernel/errors.js'
 import type {OpOf} from '../../kernel/ops.js'
 import {kernelFor} from '../../kernel/tools.js'
 import {HOST_DEVICE, type DatapathNode} from '../devices.js'
+import {natNodeConfig, nonMasqOps} from '../masquerade.js'
 import {getLink} from '../link.js'
 import {
   PROGRAMS,
@@ -178,8 +179,14 @@ export async function loadHost(runner: Runner, node: DatapathNode, build: BuildO
     op: 'update',
     map: 'pn_node_config',
     key: encodeNodeConfigKey(),
-    value: encodeNodeConfig({uplinkIfindex: ifindexes.get(node.uplink)!, uplinkMtu: mtus.get(node.uplink)!, flags: 0}),
+    // iptables masquerade needs the stack's POSTROUTING: host routing off, as Cilium does (masquerade.ts).
+    value: encodeNodeConfig({
+      uplinkIfindex: node.masquerade?.mode === 'iptables' ? 0 : ifindexes.get(node.uplink)!,
+      uplinkMtu: mtus.get(node.uplink)!,
+      ...(await natNodeConfig(runner, node.uplink, node.masquerade)),
+    }),
   })
+  ops.push(...(await nonMasqOps(runner, root, node.masquerade ? [...(node.podCidrs ?? []), ...node.masquerade.nonMasqueradeCidrs] : [])))
   await applyMapOps(runner, root, ops)
   return {changed, attachments, bpffsRoot: root, object, cacheHit: compiled.cacheHit, loaded, createdMaps, replacedMaps, warnings}
 }

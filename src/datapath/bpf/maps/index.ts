@@ -12,6 +12,7 @@ import {lb4GateMap, lb4ServicesMap} from './lb4-services.js'
 import {lb4StatsMap} from './lb4-stats.js'
 import {lxcMap} from './lxc.js'
 import {metricsMap} from './metrics.js'
+import {nonMasqMap, snat4Map} from './nat.js'
 import {nodeConfigMap} from './node-config.js'
 import {eventsMap, traceConfigMap} from './trace.js'
 
@@ -19,6 +20,7 @@ export const MAPS: readonly MapDef[] = [
   endpointsMap, lxcMap, ipcacheMap, metricsMap,
   lb4ServicesMap, lb4BackendsMap, lb4StatsMap, ct4Map,
   traceConfigMap, eventsMap, nodeConfigMap, lb4GateMap,
+  snat4Map, nonMasqMap,
 ]
 
 export const MAP_NAMES: readonly string[] = MAPS.map((m) => m.name)
@@ -45,3 +47,4 @@ export * from './lb4-backends.js'
 export * from './lb4-stats.js'
 export * from './ct4.js'
 export * from './node-config.js'
+export * from './nat.js'
