@@ -113,13 +113,20 @@ struct nat4_tuple {
 	__u32 l4off;
 };
 
-static __always_inline const struct node_config *nat_config(void)
+/* The NAT settings when the node has an SNAT address (NodePort to a remote backend uses them
+ * too); with `masq`, only when BPF masquerade is on. */
+static __always_inline const struct node_config *nat_config_for(bool masq)
 {
 	const struct node_config *cfg = node_config();
 
-	if (!cfg || !(cfg->flags & NODE_CFG_MASQ) || !cfg->nat_ip4)
+	if (!cfg || !cfg->nat_ip4 || (masq && !(cfg->flags & NODE_CFG_MASQ)))
 		return NULL;
 	return cfg;
+}
+
+static __always_inline const struct node_config *nat_config(void)
+{
+	return nat_config_for(true);
 }
 
 static __always_inline bool nat4_nonmasq(__be32 daddr)
@@ -235,21 +242,9 @@ static __always_inline void nat4_note(struct __sk_buff *skb, __u32 magic, __be32
 	skb->cb[PN_CB_SVC_PORT] = (magic << 16) | (__u32)port;
 }
 
-/* to-netdev: masquerade a local pod's packet to a destination outside pn_nonmasq. */
-static __always_inline int nat4_snat(struct __sk_buff *skb)
+/* Translate the source of `ip4`'s flow to the node IP and a NAT port (the flow's, or a new one). */
+static __always_inline int nat4_snat_flow(struct __sk_buff *skb, struct iphdr *ip4, const struct node_config *cfg)
 {
-	const struct node_config *cfg = nat_config();
-
-	if (!cfg)
-		return 0;
-	struct iphdr *ip4 = ipv4_hdr(skb);
-
-	if (!ip4)
-		return 0; /* not ours to judge: the node's own traffic leaves untouched */
-	struct endpoint_info *ep = lookup_ip4_endpoint(ip4->saddr);
-
-	if (!ep || (ep->flags & ENDPOINT_F_HOST) || nat4_nonmasq(ip4->daddr))
-		return 0;
 	struct nat4_tuple t = {};
 	int ret = nat4_extract(skb, ip4, &t, true);
 
@@ -289,10 +284,29 @@ static __always_inline int nat4_snat(struct __sk_buff *skb)
 	return 1;
 }
 
-/* from-netdev: a reply to a masqueraded flow gets the pod's address and port back. */
-static __always_inline int nat4_rev_snat(struct __sk_buff *skb)
+/* to-netdev: masquerade a local pod's packet to a destination outside pn_nonmasq. */
+static __always_inline int nat4_snat(struct __sk_buff *skb)
 {
 	const struct node_config *cfg = nat_config();
+
+	if (!cfg)
+		return 0;
+	struct iphdr *ip4 = ipv4_hdr(skb);
+
+	if (!ip4)
+		return 0; /* not ours to judge: the node's own traffic leaves untouched */
+	struct endpoint_info *ep = lookup_ip4_endpoint(ip4->saddr);
+
+	if (!ep || (ep->flags & ENDPOINT_F_HOST) || nat4_nonmasq(ip4->daddr))
+		return 0;
+	return nat4_snat_flow(skb, ip4, cfg);
+}
+
+/* from-netdev: a reply to a masqueraded flow gets the pod's address and port back (and a reply
+ * to a NodePort flow SNATed to a remote backend its client's: nodeport.h). */
+static __always_inline int nat4_rev_snat(struct __sk_buff *skb)
+{
+	const struct node_config *cfg = nat_config_for(false);
 
 	if (!cfg)
 		return 0;

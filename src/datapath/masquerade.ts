@@ -68,16 +68,22 @@ export async function uplinkIpv4(runner: Runner, uplink: string): Promise<string
   return a?.local ? canonicalIp(a.local) : undefined
 }
 
-/** The nat_* part of pn_node_config for a node (flags 0 when BPF masquerade is off). */
+/**
+ * The nat_* part of pn_node_config for a node. The SNAT address, range and timeouts are written
+ * whenever the uplink has an IPv4 address (NodePort SNATs to remote backends with them); the
+ * NODE_CFG_MASQ flag only with BPF masquerade.
+ */
 export async function natNodeConfig(runner: Runner, uplink: string, m: MasqueradeConfig | undefined): Promise<Pick<NodeConfigEntry, 'flags' | 'natIp4' | 'natPortMin' | 'natPortMax' | 'natTcpTimeout' | 'natOtherTimeout'>> {
-  if (!m || m.mode !== 'bpf') return {flags: 0}
+  const bpf = m?.mode === 'bpf'
   const ip = await uplinkIpv4(runner, uplink)
-  if (!ip) {
+  if (!ip && bpf) {
     throw new PnError('PN_INVALID_ARGUMENT', `configure bpf masquerade: uplink ${uplink} has no IPv4 address to masquerade to`, {
       hint: `add an address to ${uplink}, or run \`pn node init … --masquerade off\``,
     })
   }
-  return {flags: NODE_CFG_MASQ, natIp4: ip, natPortMin: m.portMin, natPortMax: m.portMax, natTcpTimeout: m.tcpTimeout, natOtherTimeout: m.otherTimeout}
+  if (!ip) return {flags: 0}
+  const c = m ?? MASQUERADE_DEFAULTS
+  return {flags: bpf ? NODE_CFG_MASQ : 0, natIp4: ip, natPortMin: c.portMin, natPortMax: c.portMax, natTcpTimeout: c.tcpTimeout, natOtherTimeout: c.otherTimeout}
 }
 
 /** Map ops that make pn_nonmasq hold exactly `prefixes` (IPv4 ones). */

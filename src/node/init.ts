@@ -344,7 +344,7 @@ export async function planNodeInit(runner: Runner, stateDir: string, opts: NodeI
         },
       },
       {title: 'Reserve the router IP in host-scope IPAM', run: () => reserveRouter(r)},
-      {title: 'Configure masquerade', skip: () => (r.masquerade ? false : 'masquerade not configured'), run: () => setupMasquerade(r)},
+      {title: 'Configure masquerade', skip: () => (r.masquerade || r.routing === 'bpf' ? false : 'masquerade not configured'), run: () => setupMasquerade(r)},
       {
         title: 'Compile and load the host BPF programs',
         skip: () => (r.routing === 'bpf' ? false : 'routing mode host-routes'),

@@ -71,16 +71,19 @@ export async function resolveMasquerade(r: InitRun): Promise<void> {
 
 /** The step: what the mode needs besides the maps (and the iptables chain gone in other modes). */
 export async function setupMasquerade(r: InitRun): Promise<void> {
-  const m = r.masquerade
+  // Without masquerade the BPF datapath still SNATs NodePort requests to remote backends from
+  // the default range: reserve it all the same.
+  const m = r.masquerade ?? (r.routing === 'bpf' ? {mode: 'off' as const, nonMasqueradeCidrs: [], ...MASQUERADE_DEFAULTS} : undefined)
   if (!m) return
   if (m.mode !== 'iptables' && r.previous?.masquerade?.mode === 'iptables') {
     if (await removeIptablesMasquerade(r.runner)) r.actions.push('removed iptables nat chain PN-MASQUERADE')
   }
-  if (m.mode === 'bpf') {
+  if (m.mode === 'bpf' || r.routing === 'bpf') {
     const res = await reserveNatPorts(r.runner, m)
     r.warnings.push(...res.warnings)
     if (res.written.length > 0) r.actions.push(`sysctl ${res.written.join(' ')}`)
-  } else if (m.mode === 'iptables') {
+  }
+  if (m.mode === 'iptables') {
     const actions = await setupIptablesMasquerade(r.runner, {uplink: r.opts.uplink, podCidrs: r.podCidrs, nonMasq: [...r.podCidrs, ...m.nonMasqueradeCidrs]})
     if (actions.length > 0 && r.previous?.masquerade?.mode !== 'iptables') r.undo.push('remove iptables masquerade', () => removeIptablesMasquerade(r.runner).then(() => undefined))
     r.actions.push(...actions)

@@ -13,17 +13,18 @@ import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
 import {requireNodeContext} from '../node/context.js'
 import {changeServices, lbMapsIdentity, readServiceTable, type ApplyOptions, type ApplyResult} from './apply.js'
-import {PROTOCOLS, frontendKey, parseFrontend, parseService, parseServiceList, type Protocol} from './model.js'
+import {PROTOCOLS, frontendKey, parseFrontend, parseService, parseServiceList, type ExternalOptions, type Protocol} from './model.js'
 import {backendsOf, ipStr, protoOf, serviceKey} from './table.js'
 
 export type {ApplyResult, ApplyOptions} from './apply.js'
 export type {ServiceDiff, ServiceChange} from './plan.js'
 export {parseFrontend, parseBackend, parseService, parseServiceList} from './model.js'
-export type {ServiceSpec, Frontend, Backend, Protocol} from './model.js'
+export type {ServiceSpec, Frontend, Backend, Protocol, ExternalOptions} from './model.js'
+export {SERVICE_TYPES, TRAFFIC_POLICIES} from './model.js'
 
 /** Add a service, or replace an existing one's backends in place. */
-export async function addService(runner: Runner, stateDir: string, frontend: string, backends: string[], opts: ApplyOptions = {}): Promise<ApplyResult & {frontend: string}> {
-  const service = parseService(frontend, backends)
+export async function addService(runner: Runner, stateDir: string, frontend: string, backends: string[], opts: ApplyOptions & {external?: ExternalOptions} = {}): Promise<ApplyResult & {frontend: string}> {
+  const service = parseService(frontend, backends, opts.external)
   const r = await changeServices(stateDir, {kind: 'upsert', service}, opts)
   return {frontend: frontendKey(service.frontend), ...r}
 }

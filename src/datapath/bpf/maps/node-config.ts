@@ -54,7 +54,7 @@ export function decodeNodeConfig(buf: Buffer): NodeConfigEntry {
     uplinkMtu: readU32(buf, VALUE.fields.uplink_mtu.offset),
     flags: readU32(buf, VALUE.fields.flags.offset),
   }
-  if (buf.length < VALUE.size || !(c.flags & NODE_CFG_MASQ)) return c
+  if (buf.length < VALUE.size || readU32(buf, VALUE.fields.nat_ip4.offset) === 0) return c
   const ip = slice(buf, VALUE, 'nat_ip4')
   return {
     ...c,
