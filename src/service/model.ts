@@ -180,7 +180,10 @@ export function parseServiceList(text: string, source = 'input'): ServiceSpec[] 
     throw new PnError('PN_SERVICE_INVALID', `read services ${source}: expected a JSON list of services`, {hint: 'the file is a JSON list: [{"frontend": "10.96.0.10:80/tcp", "backends": ["10.1.0.5:8080"]}]'})
   }
   const seen = new Set<string>()
-  return value.map((entry, i) => {
+  // A saved `pn service list`: the frontends a NodePort or external IP opened (`via`) come back
+  // from their service's own fields, so they are skipped here.
+  const entries = value.filter((e) => !(e && typeof e === 'object' && typeof (e as {via?: unknown}).via === 'string'))
+  return entries.map((entry, i) => {
     const e = entry as {frontend?: unknown; backends?: unknown; type?: unknown; nodePort?: unknown; externalIPs?: unknown; externalTrafficPolicy?: unknown}
     const backends = Array.isArray(e?.backends) ? e.backends.map((b) => (b && typeof b === 'object' ? (b as {address?: unknown}).address : b)) : undefined
     if (!e || typeof e.frontend !== 'string' || !backends || backends.some((b) => typeof b !== 'string')) {

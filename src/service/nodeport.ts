@@ -22,8 +22,8 @@ import {frontendKey, NODE_PORT_MAX, NODE_PORT_MIN, type Backend, type ServiceSpe
 
 export const EXTERNAL_FILE = 'services-external.json'
 
-/** Per service (its ClusterIP frontend key): its nodePort and the frontends it expanded into. */
-export type ExternalIndex = Record<string, {nodePort?: number; derived: string[]}>
+/** Per service (its ClusterIP frontend key): its external fields and the frontends it expanded into. */
+export type ExternalIndex = Record<string, {nodePort?: number; externalIPs?: string[]; externalTrafficPolicy?: 'Local'; derived: string[]}>
 
 export async function readExternalIndex(stateDir: string): Promise<ExternalIndex> {
   const buf = await readFileIfExists(path.join(stateDir, EXTERNAL_FILE))
@@ -120,7 +120,14 @@ export function expandForNode(specs: ServiceSpec[], node: ExpandNode): {specs: S
       derived.push(add(key, {frontend: {vip: node.nodeIp, port: s.nodePort, proto: s.frontend.proto}, backends}))
     }
     for (const ip of s.externalIPs ?? []) derived.push(add(key, {frontend: {vip: ip, port: s.frontend.port, proto: s.frontend.proto}, backends}))
-    if (derived.length > 0 || s.nodePort !== undefined) index[key] = {...(s.nodePort !== undefined ? {nodePort: s.nodePort} : {}), derived}
+    if (derived.length > 0 || s.nodePort !== undefined) {
+      index[key] = {
+        ...(s.nodePort !== undefined ? {nodePort: s.nodePort} : {}),
+        ...(s.externalIPs?.length ? {externalIPs: s.externalIPs} : {}),
+        ...(s.externalTrafficPolicy === 'Local' ? {externalTrafficPolicy: 'Local' as const} : {}),
+        derived,
+      }
+    }
   }
   return {specs: out, index}
 }

@@ -17,6 +17,14 @@ describe('NodePort and external IPs (service model)', () => {
     assert.deepEqual(Object.keys(plain).sort(), ['backends', 'frontend'])
   })
 
+  it('a saved list\'s opened frontends (`via`) are skipped: they come back from their service\'s fields', () => {
+    const specs = file([
+      {frontend: '10.96.0.10:80/tcp', backends: [], type: 'NodePort', nodePort: 30080},
+      {frontend: '172.30.0.1:30080/tcp', backends: [], via: '10.96.0.10:80/tcp'},
+    ])
+    assert.deepEqual(keys(specs), ['10.96.0.10:80/tcp'])
+  })
+
   it('refuses a bad type, a nodePort outside 30000-32767 or without type NodePort, and mistyped fields', () => {
     for (const bad of [
       {type: 'LoadBalancer'},
@@ -64,7 +72,7 @@ describe('NodePort and external IPs (service model)', () => {
     assert.equal(out[0].backends.length, 2, 'the ClusterIP keeps every backend')
     assert.deepEqual(out[2].backends, [{ip: '10.1.0.5', port: 53}], 'Local: only this node\'s backend')
     assert.deepEqual(out[3].backends, [{ip: '10.1.0.5', port: 53}])
-    assert.deepEqual(index, {'10.96.0.10:80/udp': {nodePort: 30053, derived: ['172.30.0.1:30053/udp', '192.0.2.9:80/udp']}})
+    assert.deepEqual(index, {'10.96.0.10:80/udp': {nodePort: 30053, externalIPs: ['192.0.2.9'], externalTrafficPolicy: 'Local', derived: ['172.30.0.1:30053/udp', '192.0.2.9:80/udp']}})
     assert.ok(out.every((s) => s.type === undefined), 'the expanded frontends are plain services for the maps')
     assert.throws(() => expandForNode(specs, {podCidrs: []}), code('PN_SERVICE_INVALID'), 'NodePort without a node IPv4 address')
     assert.throws(() => expandForNode(file([
