@@ -131,7 +131,8 @@ export async function natPortsReserved(runner: Runner, m: MasqueradeConfig): Pro
 }
 
 async function iptables(runner: Runner, args: string[], allowFailure = false) {
-  return runner.run('iptables', ['-w', '-t', 'nat', ...args], {allowFailure})
+  // Listing (-S) and checking (-C) change nothing: they run under --dry-run too.
+  return runner.run('iptables', ['-w', '-t', 'nat', ...args], {allowFailure, readOnly: args[0] === '-S' || args[0] === '-C'})
 }
 
 /** The rules of chain PN-MASQUERADE for these pod CIDRs and exceptions (iptables -S form, without -A CHAIN). */
@@ -151,7 +152,7 @@ export async function setupIptablesMasquerade(runner: Runner, o: {uplink: string
   const actions: string[] = []
   const created = (await iptables(runner, ['-N', IPTABLES_CHAIN], true)).exitCode === 0
   const want = iptablesMasqueradeRules(o.nonMasq, o.uplink).map((r) => ['-A', IPTABLES_CHAIN, ...r].join(' '))
-  const have = (await iptables(runner, ['-S', IPTABLES_CHAIN])).stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('-A '))
+  const have = (await iptables(runner, ['-S', IPTABLES_CHAIN], true)).stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('-A '))
   if (JSON.stringify(have) !== JSON.stringify(want)) {
     await iptables(runner, ['-F', IPTABLES_CHAIN])
     for (const r of iptablesMasqueradeRules(o.nonMasq, o.uplink)) await iptables(runner, ['-A', IPTABLES_CHAIN, ...r])
