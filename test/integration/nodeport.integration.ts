@@ -260,14 +260,19 @@ describe('NodePort and external IPs (root, netns)', function () {
     children.push(child)
     const lines: string[] = []
     let buf = ''
+    let closed = false
+    child.once('close', () => (closed = true))
+    // The next line the client printed; fails only once its output is closed without one.
     const nextLine = () => new Promise<string>((resolve, reject) => {
       const poll = setInterval(() => {
         if (lines.length > 0) {
           clearInterval(poll)
           resolve(lines.shift()!)
+        } else if (closed) {
+          clearInterval(poll)
+          reject(new Error(`client ended without another line (${buf})`))
         }
       }, 20)
-      child.once('exit', (code) => reject(new Error(`client exited ${code}`)))
     })
     child.stdout.on('data', (d) => {
       buf += d
