@@ -3,7 +3,9 @@
  * from-netdev: tc INGRESS of the node's uplink: packets arriving from the network. Traffic for
  * a local pod is delivered by bpf_redirect_peer straight into the pod (no routing table, no
  * netfilter), IPv4 and IPv6 alike; everything else — the node's own traffic, ARP, NDP — goes to
- * the stack untouched.
+ * the stack untouched. A reply to a masqueraded pod flow (nat.h) gets the pod's address and
+ * port back first, then takes the same local delivery; a request to a NodePort or external IP
+ * is load-balanced (nodeport.h), to a local backend or SNATed out again to a remote one.
  */
 #include "include/common.h"
 #include "include/drop_reasons.h"
@@ -12,9 +14,12 @@
 #include "include/eth.h"
 #include "include/local_delivery.h"
 #include "include/ipv6.h"
+#include "include/nat.h"
+#include "include/nodeport.h"
 
 static __always_inline int handle_from_netdev(struct __sk_buff *skb)
 {
+	skb->cb[PN_CB_SVC_PORT] = 0; /* no translation yet (see common.h) */
 	int proto = validate_ethertype(skb);
 
 	/* Never drop on the uplink for L2 we don't understand: the node must stay reachable. */
@@ -22,7 +27,21 @@ static __always_inline int handle_from_netdev(struct __sk_buff *skb)
 		return ipv6_try_local_delivery(skb, true);
 	if (proto < 0 || proto != ETH_P_IP)
 		return TRACE_TO_STACK;
-	return ipv4_try_local_delivery(skb, true);
+	int rev = nat4_rev_snat(skb);
+	int np = 0;
+
+	if (rev < 0)
+		return rev;
+	if (rev == 0) {
+		np = lb4_xlate(skb); /* NodePort / external IP (nodeport.h) */
+		if (np < 0)
+			return np;
+	}
+	int ret = ipv4_try_local_delivery(skb, true);
+
+	if (ret != TRACE_TO_STACK || (rev == 0 && np == 0))
+		return ret;
+	return nodeport_fwd(skb, np);
 }
 
 SEC("tc")

@@ -30,7 +30,8 @@ export function formatEvent(ev: MonitorEvent): string {
   let what = ev.protocol ?? ev.ethertype
   if (ev.icmp) what += ev.icmp.type === 8 ? ` echo-request id ${ev.icmp.id} seq ${ev.icmp.seq}` : ev.icmp.type === 0 ? ` echo-reply id ${ev.icmp.id} seq ${ev.icmp.seq}` : ` type ${ev.icmp.type} code ${ev.icmp.code}`
   if (ev.arp !== undefined) what += ` ${ev.arp}`
-  const svc = ev.service ? ` (service ${ev.service.ip}${ev.service.port ? `:${ev.service.port}` : ''})` : ''
+  let svc = ev.service ? ` (service ${ev.service.ip}${ev.service.port ? `:${ev.service.port}` : ''})` : ''
+  if (ev.nat) svc = ` (${ev.nat.kind === 'snat' ? 'snat from' : 'rev-snat from'} ${ev.nat.ip}${ev.nat.port ? `:${ev.nat.port}` : ''})`
   const ids = ev.identities ? ` identity ${identityText(ev.identities.src, ev.identities.srcLabels)} → ${identityText(ev.identities.dst, ev.identities.dstLabels)}` : ''
   const reason = ev.type === 'drop' ? chalk.red(`  ${ev.reason.name} (${ev.reason.description})`) : ''
   return [time, type, point, ev.program.padEnd(PROGRAM_WIDTH), device.padEnd(31), ep.padEnd(14), `${flow}${svc} ${what} len ${ev.length}${ids}${reason}`].join(' ')

@@ -18,6 +18,11 @@ function describe(i: StatusItem): string {
     const fb = (d.fallbacks as string[]).length ? (d.fallbacks as string[]).join(', ') : 'none'
     return `${i.name} (ifindex ${d.uplinkIfindex}): redirected ${d.redirected} + ${d.redirectedNeigh} via neighbour resolution; to the stack: ${fb}`
   }
+  if (i.kind === 'masquerade') {
+    return d.mode === 'bpf'
+      ? `${i.name}: snat to ${d.snatIp} ports ${d.ports}, ${d.flows} flow(s), ${d.noMapping} dropped for want of a port`
+      : `${i.name}: chain PN-MASQUERADE`
+  }
   const addrs = Array.isArray(d.addresses) && d.addresses.length ? `  ${d.addresses.join(', ')}` : ''
   return `${i.name}${i.kind === 'uplink' ? ' (uplink)' : ''}${addrs}`
 }
@@ -35,7 +40,7 @@ export default class Status extends BaseCommand<typeof Status, StatusResult> {
   protected render(r: StatusResult): string {
     const n = r.node
     const lines = [
-      `${chalk.bold(`node ${n.name}`)}  uplink ${n.uplink}  pod cidr ${n.podCidrs.join(', ')}  router ${n.routerIps.join(', ')}  routing ${n.routing}  tunnel ${n.tunnel}  ${tag(r.state)}`,
+      `${chalk.bold(`node ${n.name}`)}  uplink ${n.uplink}  pod cidr ${n.podCidrs.join(', ')}  router ${n.routerIps.join(', ')}  routing ${n.routing}  tunnel ${n.tunnel}  masquerade ${n.masquerade}  ${tag(r.state)}`,
     ]
     if (n.routing === 'bpf') lines.push(`│ bpf ${n.bpffsRoot}: ${r.programsLoaded ? 'programs pinned' : paint.missing('programs NOT loaded')}`)
     r.sections.forEach((s, si) => {

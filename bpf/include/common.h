@@ -73,6 +73,11 @@ static __always_inline void pn_cb_clear_ids(struct __sk_buff *skb)
 	pn_cb_store(skb, PN_CB_ID_CHECK, 0);
 }
 
+/* The same two words for masquerade (nat.h): the source before SNAT (to-netdev), or the
+ * destination before the reply was translated back (from-netdev). */
+#define PN_CB_SNAT_MAGIC 0x736eU
+#define PN_CB_RNAT_MAGIC 0x726eU
+
 /* Directions (metrics key `dir`), Cilium's meaning: ingress = towards a pod or the node,
  * egress = leaving a pod or the node. */
 #define METRIC_INGRESS 1

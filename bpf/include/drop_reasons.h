@@ -40,6 +40,7 @@
 #define DROP_FRAG_NOSUPPORT -157 /* ip fragmentation not supported (a fragmented datagram to or from a service) */
 #define DROP_NO_SERVICE -158 /* service backend not found (no backends, or the reply's service is gone) */
 #define DROP_UNSUPPORTED_L2 -166 /* unsupported L2 protocol */
+#define DROP_NAT_NO_MAPPING -167 /* nat: no free SNAT port for a masqueraded flow (nat.h) */
 #define DROP_NO_LXC_INFO -200 /* endpoint not ready (no pn_lxc entry for this interface) */
 #define DROP_TTL_EXCEEDED -201 /* ttl exceeded */
 #define DROP_REDIRECT_FAILED -202 /* redirect to the target device failed */

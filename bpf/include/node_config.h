@@ -15,10 +15,18 @@
 struct node_config {
 	__u32 uplink_ifindex; /* the node's uplink in its netns; 0 = not configured */
 	__u32 uplink_mtu;     /* its MTU, for the packets bpf_redirect_neigh sends unchecked */
-	__u32 flags;          /* 0x2: tunnel mode (tunnel.h NODE_F_TUNNEL) */
+	__u32 flags;          /* NODE_CFG_MASQ 0x1; 0x2 tunnel mode (tunnel.h NODE_F_TUNNEL) */
 	__u32 pad;
-	__u32 tunnel_ifindex; /* pn_vxlan in tunnel mode, else 0 */
+	/* BPF masquerade (nat.h), read when flags has NODE_CFG_MASQ. */
+	__be32 nat_ip4;           /* the node's IPv4 address on the uplink: the SNAT source */
+	__u16 nat_port_min;       /* SNAT port range, host order (outside ip_local_port_range) */
+	__u16 nat_port_max;
+	__u32 nat_tcp_timeout;    /* seconds a TCP mapping lives unused */
+	__u32 nat_other_timeout;  /* seconds a UDP / ICMP echo mapping lives unused */
+	__u32 tunnel_ifindex;     /* pn_vxlan in tunnel mode, else 0 */
 };
+
+#define NODE_CFG_MASQ 0x1 /* BPF masquerade on (to-netdev SNAT, from-netdev reverse) */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -32,6 +32,11 @@
 #define OBS_TO_OVERLAY 8 /* encapsulated into pn_vxlan towards another node */
 #define OBS_FROM_OVERLAY 9 /* arrived decapsulated on pn_vxlan: from-overlay */
 
+/* trace_event.xlate: the translation a program made, and what orig_daddr/orig_dport hold. */
+#define TRACE_XLATE_SVC 1 /* service DNAT: the frontend the destination was */
+#define TRACE_XLATE_SNAT 2 /* masquerade: the source before SNAT */
+#define TRACE_XLATE_REV_SNAT 3 /* masquerade reply: the destination before it was translated back */
+
 #define EVENT_TRACE 1
 #define EVENT_DROP 2
 
@@ -62,7 +67,7 @@ struct trace_event {
 	__u8 dir;            /* METRIC_INGRESS / METRIC_EGRESS */
 	__u8 family;         /* 4, 6, or 0 when not IP (ARP carries sender/target IPv4 as 4) */
 	__u8 proto;          /* IPPROTO_* (0 for ARP) */
-	__u8 pad;
+	__u8 xlate;          /* what orig_* is: TRACE_XLATE_*, 0 = nothing translated */
 	__u8 l4[8];          /* first 8 bytes of L4: ports (TCP/UDP), type/code/id/seq (ICMP); ARP: op */
 	__u16 ethertype;
 	/* Service translation: the frontend (VIP, port) lb4_xlate rewrote the destination from, zero
@@ -203,12 +208,15 @@ static __always_inline void pn_trace(struct __sk_buff *skb, int code, __u8 dir, 
 
 	trace_fill(skb, &ev);
 	__u32 svc_port = pn_cb_load(skb, PN_CB_SVC_PORT);
+	__u32 magic = svc_port >> 16;
 
-	if (point == POINT_FROM_CONTAINER && (svc_port >> 16) == PN_CB_SVC_MAGIC) {
+	if ((point == POINT_FROM_CONTAINER || point == POINT_FROM_NETDEV || point == POINT_TO_NETDEV) &&
+	    (magic == PN_CB_SVC_MAGIC || magic == PN_CB_SNAT_MAGIC || magic == PN_CB_RNAT_MAGIC)) {
 		__u32 vip = pn_cb_load(skb, PN_CB_SVC_ADDR);
 
 		__builtin_memcpy(ev.orig_daddr, &vip, 4);
 		ev.orig_dport = (__be16)(svc_port & 0xffff);
+		ev.xlate = magic == PN_CB_SVC_MAGIC ? TRACE_XLATE_SVC : magic == PN_CB_SNAT_MAGIC ? TRACE_XLATE_SNAT : TRACE_XLATE_REV_SNAT;
 	}
 	__u32 src_id = pn_cb_load(skb, PN_CB_SRC_ID);
 	__u32 dst_id = pn_cb_load(skb, PN_CB_DST_ID);

@@ -3,6 +3,7 @@ import {BaseCommand} from '../../src/cli/base.js'
 import {dryRun, renderDryRun, type DryRunResult} from '../../src/cli/dry-run.js'
 import {dryRunFlag, etcdTlsFlags, mtuFlag, podCidrFlag, poolFlag} from '../../src/cli/flags.js'
 import {PnError} from '../../src/errors.js'
+import {MASQUERADE_MODES, type MasqueradeMode} from '../../src/datapath/masquerade.js'
 import {initNode, planNodeInit, type NodeInitOptions, type NodeInitResult} from '../../src/node/init.js'
 
 export type NodeInitCmdResult = NodeInitResult | DryRunResult<NodeInitResult>
@@ -15,6 +16,7 @@ export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdRe
     '<%= config.bin %> <%= command.id %> --name node1 --device eth0 --pod-cidr 10.0.1.0/24 --routing host-routes',
     '<%= config.bin %> <%= command.id %> --name node1 --device eth0 --pool /run/pn/cluster-pool.json --json',
     '<%= config.bin %> <%= command.id %> --name node1 --device eth0 --pod-cidr 10.0.1.0/24 --dry-run',
+    '<%= config.bin %> <%= command.id %> --name node1 --device eth0 --pod-cidr 10.0.1.0/24 --masquerade bpf --non-masquerade-cidr 10.0.0.0/16',
     'ip netns exec pn-lab1-node <%= config.bin %> <%= command.id %> --name node1 --device eth0 --pod-cidr 10.0.1.0/24 --state-dir /run/pn/lab1/node1',
   ]
 
@@ -30,6 +32,11 @@ export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdRe
     tunnel: Flags.string({summary: 'How pod traffic crosses to other nodes: off (native routing, the default) or vxlan (pn_vxlan, UDP 8472; needs --routing bpf).', options: ['off', 'vxlan']}),
     'bpffs-root': Flags.string({summary: 'bpffs folder for this node\'s pins (default /run/pn/bpffs/<name>).'}),
     force: Flags.boolean({summary: 'Reconfigure a node initialised with a different pod CIDR, router IP, name or uplink.'}),
+    masquerade: Flags.string({summary: 'Pod traffic leaving the cluster gets the node IP as source: in BPF (to-netdev), by one iptables MASQUERADE rule, or not (default off; kept on a re-run).', options: [...MASQUERADE_MODES]}),
+    'non-masquerade-cidr': Flags.string({summary: 'A destination never masqueraded, besides the pod CIDRs (repeatable; the cluster pool\'s CIDRs are added). Replaces the previous list.', multiple: true}),
+    'masquerade-port-range': Flags.string({summary: 'BPF masquerade: SNAT source ports FIRST-LAST (default 61000-65535, outside ip_local_port_range; reserved on the node).'}),
+    'nat-tcp-timeout': Flags.integer({summary: 'BPF masquerade: seconds an idle TCP mapping lives (default 21600).'}),
+    'nat-udp-timeout': Flags.integer({summary: 'BPF masquerade: seconds an idle UDP or ICMP echo mapping lives (default 60).'}),
     'dry-run': dryRunFlag(),
   }
 
@@ -50,6 +57,13 @@ export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdRe
       etcdTls: this.etcdTls,
       bpfSourceDir: this.entry.bpfDir,
       signal: this.flow.signal,
+      masquerade: {
+        mode: f.masquerade as MasqueradeMode | undefined,
+        nonMasqueradeCidrs: f['non-masquerade-cidr'],
+        portRange: f['masquerade-port-range'],
+        tcpTimeout: f['nat-tcp-timeout'],
+        otherTimeout: f['nat-udp-timeout'],
+      },
     }
     if (f['dry-run']) {
       return dryRun(this.runner, this.stateDir, async (d) => {
@@ -69,6 +83,7 @@ export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdRe
       `node ${n.name}: pod cidr ${n.podCidrs.join(', ')}, router ip ${n.routerIps.join(', ')} on pn_host, mtu ${n.mtu}, routing ${n.routing}, tunnel ${n.tunnel ?? 'off'}`,
       ...r.devices.map((d) => `  ${d.name.padEnd(8)} ifindex ${d.ifindex}  ${d.mac}  mtu ${d.mtu}`),
       `  bpffs root ${n.bpffsRoot}`,
+      `  masquerade ${n.masquerade?.mode ?? 'off'}${n.masquerade && n.masquerade.mode !== 'off' ? ` (except ${[...n.podCidrs, ...n.masquerade.nonMasqueradeCidrs].join(', ')}${n.masquerade.mode === 'bpf' ? `; ports ${n.masquerade.portMin}-${n.masquerade.portMax}, timeouts tcp ${n.masquerade.tcpTimeout}s, udp/icmp ${n.masquerade.otherTimeout}s` : ''})` : ''}`,
     ]
     if (r.changed) lines.push('changed:', ...r.actions.map((a) => `  ${a}`))
     else lines.push('unchanged (already initialised)')

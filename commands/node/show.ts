@@ -14,7 +14,7 @@ export default class NodeShow extends BaseCommand<typeof NodeShow, NodeShowCmdRe
   protected render(r: NodeShowCmdResult): string {
     const n = r.node
     const lines = [
-      `node ${n.name} (uplink ${n.uplink}, pod cidr ${n.podCidrs.join(', ')}, router ${n.routerIps.join(', ')}, mtu ${n.mtu}, routing ${n.routing}, tunnel ${n.tunnel ?? 'off'})`,
+      `node ${n.name} (uplink ${n.uplink}, pod cidr ${n.podCidrs.join(', ')}, router ${n.routerIps.join(', ')}, mtu ${n.mtu}, routing ${n.routing}, tunnel ${n.tunnel ?? 'off'}, masquerade ${n.masquerade?.mode ?? 'off'})`,
       ...r.checks.map((c) => `  ${c.ok ? 'ok     ' : 'DRIFT  '} ${c.check}: ${c.ok ? c.actual : `expected ${c.expected}, found ${c.actual}`}`),
       r.ok ? 'everything matches node.json' : 'drift found: rerun `pn node init` to repair (or `pn node reset`)',
     ]

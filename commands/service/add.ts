@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {addService, type ApplyResult} from '../../src/service/index.js'
+import {addService, SERVICE_TYPES, TRAFFIC_POLICIES, type ApplyResult} from '../../src/service/index.js'
 import {renderApply} from './apply.js'
 
 export type ServiceAddResult = ApplyResult & {frontend: string}
@@ -12,6 +12,7 @@ export default class ServiceAdd extends BaseCommand<typeof ServiceAdd, ServiceAd
   static examples = [
     '<%= config.bin %> <%= command.id %> 10.96.0.10:80 --backend 10.1.0.5:8080 --backend 10.2.0.7:8080',
     '<%= config.bin %> <%= command.id %> 10.96.0.53:53/udp --backend 10.1.0.9:5353 --json',
+    '<%= config.bin %> <%= command.id %> 10.96.0.20:80 --backend 10.1.0.5:8080 --type NodePort --node-port 30080 --external-traffic-policy Local',
   ]
 
   static args = {
@@ -20,10 +21,16 @@ export default class ServiceAdd extends BaseCommand<typeof ServiceAdd, ServiceAd
 
   static flags = {
     backend: Flags.string({summary: 'A backend IP:PORT (repeat for several).', multiple: true, multipleNonGreedy: true, default: []}),
+    type: Flags.string({summary: 'ClusterIP (default) or NodePort: also reachable on every node\'s IP at --node-port.', options: [...SERVICE_TYPES]}),
+    'node-port': Flags.integer({summary: 'NodePort: the port on the node IPs (30000-32767; default: allocated, stable across re-applies).'}),
+    'external-ip': Flags.string({summary: 'An external IP the service also answers on, at its port (repeat for several).', multiple: true, multipleNonGreedy: true}),
+    'external-traffic-policy': Flags.string({summary: 'Cluster (default: any backend, SNAT to the node for remote ones) or Local (only this node\'s backends, client IP kept).', options: [...TRAFFIC_POLICIES]}),
   }
 
   async execute(): Promise<ServiceAddResult> {
-    return addService(this.runner, this.stateDir, this.args.frontend, this.flags.backend ?? [], {lock: this.lock})
+    const f = this.flags
+    const external = {type: f.type, nodePort: f['node-port'], externalIPs: f['external-ip'], externalTrafficPolicy: f['external-traffic-policy']}
+    return addService(this.runner, this.stateDir, this.args.frontend, f.backend ?? [], {lock: this.lock, external})
   }
 
   protected render(r: ServiceAddResult): string {

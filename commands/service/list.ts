@@ -42,7 +42,7 @@ export default class ServiceList extends BaseCommand<typeof ServiceList, Service
     if (r.length === 0) return 'no services'
     if (!('stats' in r[0])) return table(['FRONTEND', 'BACKENDS'], (r as ClusterServiceEntry[]).map((s) => [s.frontend, s.backends.join(',') || '(none)']))
     const rows = (r as ServiceEntry[]).map((s) => [
-      s.frontend,
+      s.via ? `${s.frontend} (via ${s.via})` : s.nodePort !== undefined ? `${s.frontend} (NodePort ${s.nodePort}${s.externalTrafficPolicy ? ', Local' : ''})` : s.frontend,
       s.backends.map((b) => b.address).join(',') || '(none)',
       s.stats.connections,
       s.stats.packets,

@@ -4,6 +4,8 @@
  * router addresses on pn_host. No datapath function reads node.json.
  */
 
+import type {MasqueradeConfig} from './masquerade.js'
+
 /** pn's cilium_host/cilium_net: the node's router side and its peer. */
 export const HOST_DEVICE = 'pn_host'
 export const NET_DEVICE = 'pn_net'
@@ -17,6 +19,10 @@ export interface DatapathNode {
   routerIps: string[]
   /** `vxlan`: from-overlay goes on pn_vxlan and pn_node_config turns tunnel mode on. Absent: off. */
   tunnel?: TunnelMode
+  /** The node's pod CIDRs (never masqueraded). */
+  podCidrs?: string[]
+  /** Masquerade settings (absent: off); the host load writes them into pn_node_config and pn_nonmasq. */
+  masquerade?: MasqueradeConfig
 }
 
 /** Cilium's cilium_vxlan: the collect-metadata VXLAN device of tunnel mode. */

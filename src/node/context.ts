@@ -7,6 +7,7 @@ import path from 'node:path'
 import {PnError} from '../errors.js'
 import {BPF_CACHE_DIR} from '../datapath/bpf/bpffs.js'
 import type {TunnelMode} from '../datapath/devices.js'
+import type {MasqueradeConfig} from '../datapath/masquerade.js'
 import {readJsonFile, writeFileAtomic, type JsonFileSpec} from '../state/files.js'
 
 /** How traffic reaches local pods: BPF redirect (Cilium's default) or one host route per pod. */
@@ -32,6 +33,8 @@ export interface NodeContext {
   tunnel?: TunnelMode
   /** Cluster pool location the pod CIDR came from, if any (so reset can release it). */
   pool?: string
+  /** Masquerade (`--masquerade`, `--non-masquerade-cidr`); absent on nodes initialised without it: off. */
+  masquerade?: MasqueradeConfig
   createdAt: string
 }
 

@@ -17,6 +17,7 @@ import {defaultBpffsRoot, ensureBpffs} from '../datapath/bpffs.js'
 import {foreignOverlaps, hostDevices, nodeNetworks, setupHostDevices, setupHostSysctls, setupRouterAddressing, type DeviceState} from '../datapath/host.js'
 import {getLink} from '../datapath/link.js'
 import {deleteTunnelDevice, setupTunnelDevice} from '../datapath/tunnel.js'
+import {resolveMasquerade, setupMasquerade, type MasqueradeOptions} from './masquerade.js'
 import {runPlan, UndoStack, type FlowOptions, type Plan} from '../flow/plan.js'
 import {ipamExists, reserveRouterIps, resetIpam} from '../ipam/host.js'
 import {allocatePodCidrs, checkNodeName, openPoolStore, releasePodCidrs, resolvePoolLocation, type PoolState, type PoolStore} from '../ipam/pool.js'
@@ -51,6 +52,8 @@ export interface NodeInitOptions {
   bpfSourceDir?: string
   /** The request's interrupt, checked between reaped endpoints. */
   signal?: AbortSignal
+  /** --masquerade, --non-masquerade-cidr, port range and NAT timeouts (src/node/masquerade.ts). */
+  masquerade?: MasqueradeOptions
 }
 
 export interface NodeInitResult {
@@ -65,7 +68,7 @@ export interface NodeInitResult {
 }
 
 /** One run of node init: inputs, what earlier steps decided, and what the run did. */
-interface InitRun {
+export interface InitRun {
   runner: Runner
   stateDir: string
   opts: NodeInitOptions
@@ -82,6 +85,7 @@ interface InitRun {
   mtu: number
   devices: DeviceState[]
   reconciled: ReconcileResult
+  masquerade?: NodeContext['masquerade']
 }
 
 function sameList(a: string[], b: string[]): boolean {
@@ -101,6 +105,7 @@ function contextOf(r: InitRun): NodeContext {
     routing: r.routing,
     tunnel: r.tunnel,
     ...(r.pool ? {pool: r.pool} : {}),
+    ...(r.masquerade ? {masquerade: r.masquerade} : {}),
     createdAt: r.previous?.createdAt ?? new Date().toISOString(),
   }
 }
@@ -341,6 +346,7 @@ export async function planNodeInit(runner: Runner, stateDir: string, opts: NodeI
           resolveRouterIps(r)
           checkTunnelRouting(r)
           refuseSilentChange(r)
+          await resolveMasquerade(r)
         },
       },
       {title: 'Check the uplink device', run: () => checkUplink(r)},
@@ -370,6 +376,7 @@ export async function planNodeInit(runner: Runner, stateDir: string, opts: NodeI
         },
       },
       {title: 'Reserve the router IP in host-scope IPAM', run: () => reserveRouter(r)},
+      {title: 'Configure masquerade', skip: () => (r.masquerade || r.routing === 'bpf' ? false : 'masquerade not configured'), run: () => setupMasquerade(r)},
       {
         title: 'Compile and load the host BPF programs',
         skip: () => (r.routing === 'bpf' ? false : 'routing mode host-routes'),

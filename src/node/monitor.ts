@@ -84,6 +84,8 @@ export interface MonitorEvent {
   service?: {ip: string; port?: number}
   /** Security identities of source and destination (policy); labels when the caller resolved them. */
   identities?: {src: number; dst: number; srcLabels?: string[]; dstLabels?: string[]}
+  /** Masquerade: the source before SNAT (`snat`, to-network) or the destination before the reply was translated back (`rev-snat`, from-network). */
+  nat?: {kind: 'snat' | 'rev-snat'; ip: string; port?: number}
 }
 
 export interface MonitorOptions extends MonitorFilter {
@@ -182,7 +184,7 @@ export function describeEvent(ev: DatapathEvent, res: Resolver, wallMinusMonoNs:
     const lxc = ev.protocol === 'arp' ? here : dst
     if (lxc) out.target = lxc.hostIfname
   }
-  for (const k of ['protocol', 'srcIp', 'dstIp', 'srcPort', 'dstPort', 'icmp', 'arp', 'service', 'identities'] as const) {
+  for (const k of ['protocol', 'srcIp', 'dstIp', 'srcPort', 'dstPort', 'icmp', 'arp', 'service', 'nat', 'identities'] as const) {
     if (ev[k] !== undefined) (out as unknown as Record<string, unknown>)[k] = ev[k]
   }
   return out

@@ -17,6 +17,7 @@ import {deleteHostDevices} from '../datapath/host.js'
 import {deleteLinkByName} from '../datapath/link.js'
 import {TUNNEL_DEVICE} from '../datapath/devices.js'
 import {deleteTunnelDevice} from '../datapath/tunnel.js'
+import {IPTABLES_CHAIN, removeIptablesMasquerade} from '../datapath/masquerade.js'
 import {pnPodDevices} from '../datapath/sweep.js'
 import {endpointsDir, listEndpoints} from '../endpoint/store.js'
 import {teardownEndpoint} from '../endpoint/teardown.js'
@@ -108,6 +109,13 @@ export function planNodeReset(runner: Runner, stateDir: string, opts: NodeResetO
           }
           if (node && (await removeBpffsRoot(runner, node.bpffsRoot))) removed.push(node.bpffsRoot)
         },
+      },
+      {
+        title: 'Remove the iptables masquerade rule',
+        skip: () => (node?.masquerade?.mode === 'iptables' ? false : 'masquerade is not iptables'),
+        run: () => soft('remove iptables masquerade', async () => {
+          if (await removeIptablesMasquerade(runner)) removed.push(`iptables nat chain ${IPTABLES_CHAIN}`)
+        }),
       },
       {
         title: `Delete ${HOST_DEVICE} <-> ${NET_DEVICE}`,

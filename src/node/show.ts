@@ -6,6 +6,7 @@ import {getLink, isVethPairOf} from '../datapath/link.js'
 import {readSysctls} from '../datapath/sysctl.js'
 import {listEndpoints} from '../endpoint/store.js'
 import {isBpffs} from '../datapath/bpffs.js'
+import {iptablesMasqueradePresent, natPortsReserved} from '../datapath/masquerade.js'
 import {foreignOverlaps, hostAddresses, nodeNetworks, nodeSysctls, podCidrRouteOk} from '../datapath/host.js'
 import {tunnelSysctls} from '../datapath/tunnel.js'
 import {HOST_DEVICE, NET_DEVICE, requireNodeContext, TUNNEL_DEVICE, type NodeContext} from './context.js'
@@ -63,6 +64,14 @@ export async function showNode(runner: Runner, stateDir: string): Promise<NodeSh
   const wanted = {...nodeSysctls(node.podCidrs), ...(node.tunnel === 'vxlan' ? tunnelSysctls() : {})}
   const current = await readSysctls(runner, Object.keys(wanted))
   for (const [k, v] of Object.entries(wanted)) add(`sysctl ${k}`, current[k] === v, v, current[k] ?? 'missing')
+
+  if (node.masquerade?.mode === 'iptables') {
+    const ok = await iptablesMasqueradePresent(runner)
+    add('masquerade iptables', ok, 'chain PN-MASQUERADE with a MASQUERADE rule', ok ? 'present' : 'missing')
+  } else if (node.masquerade?.mode === 'bpf') {
+    const r = await natPortsReserved(runner, node.masquerade)
+    add('masquerade ports reserved', r.ok, `${node.masquerade.portMin}-${node.masquerade.portMax} in net.ipv4.ip_local_reserved_ports`, r.actual)
+  }
 
   const bpffsOk = await isBpffs(node.bpffsRoot)
   add('bpffs root', bpffsOk, `${node.bpffsRoot} on bpffs`, bpffsOk ? 'present' : (await fs.stat(node.bpffsRoot).then(() => 'not on bpffs', () => 'missing')))

@@ -22,6 +22,7 @@ import {OP_UPDATE, OpList, VALUE_OFFSET, openMapWriter, type MapWriter} from '..
 import {requireNodeContext} from '../node/context.js'
 import {DEFAULT_LOCK_TIMEOUT_MS, ensureDir, fileExists, readFileIfExists, removeFileDurable, renameDurable, syncPaths, withLock, writeFileAtomic, type LockOptions} from '../state/files.js'
 import {frontendKey, vipChecker, type ServiceSpec} from './model.js'
+import {allocateNodePorts, EXTERNAL_FILE, expandForNode, nodePortsInUse, readExternalIndex, writeExternalIndex, type ExternalIndex} from './nodeport.js'
 import {LB_GATE_MAP, LB_OP_MAPS, planRollForward, planServices, reportDiff, type PlannedOps, type ServiceDiff} from './plan.js'
 import {
   decodeTable,
@@ -84,7 +85,7 @@ async function commitPending(stateDir: string): Promise<void> {
  * the next node's `pn service list` show services that are not programmed.
  */
 export async function removeServiceTable(stateDir: string, lock: LockOptions = {}): Promise<string[]> {
-  const files = [servicesFile(stateDir), pendingFile(stateDir)]
+  const files = [servicesFile(stateDir), pendingFile(stateDir), path.join(stateDir, EXTERNAL_FILE)]
   const present = async () => (await Promise.all(files.map(fileExists))).some(Boolean)
   if (!(await present())) return []
   return withLock(servicesFile(stateDir), async () => {
@@ -114,6 +115,11 @@ export async function lbMapsIdentity(root: string): Promise<string | undefined> 
 }
 
 /** The node's IPv4 addresses (a VIP must not be one). */
+/** The uplink's first IPv4 address (this process runs in the node's netns): NodePort's address. */
+function uplinkIpv4(uplink: string): string | undefined {
+  return os.networkInterfaces()[uplink]?.find((a) => a.family === 'IPv4')?.address
+}
+
 function ipv4Addresses(): string[] {
   return Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address))
 }
@@ -159,6 +165,33 @@ export async function changeServices(stateDir: string, req: ServiceChangeRequest
     const check = vipChecker({podCidrs: node.podCidrs, addresses: [...node.routerIps, ...ipv4Addresses()]})
     for (const s of incoming) check(s.frontend)
   }
+  // NodePort and external IPs (nodeport.ts): the frontends this change programs on this node,
+  // the ones it replaces or removes, and the index afterwards.
+  const ext = await readExternalIndex(stateDir)
+  const nodeExp = {nodeIp: uplinkIpv4(node.uplink), podCidrs: node.podCidrs}
+  let expanded: ServiceSpec[] = []
+  let extIndex: ExternalIndex = ext
+  let extraScope: string[] = []
+  if (req.kind === 'replace') {
+    const e = expandForNode(allocateNodePorts(req.services, ext), nodeExp)
+    expanded = e.specs
+    extIndex = e.index
+  } else if (req.kind === 'upsert') {
+    const key = frontendKey(req.service.frontend)
+    const e = expandForNode(allocateNodePorts([req.service], ext, nodePortsInUse(ext, new Set([key]))), nodeExp)
+    expanded = e.specs
+    extIndex = {...ext}
+    delete extIndex[key]
+    if (e.index[key]) extIndex[key] = e.index[key]
+    extraScope = (ext[key]?.derived ?? []).filter((k) => !expanded.some((x) => frontendKey(x.frontend) === k))
+  } else {
+    extraScope = req.frontends.flatMap((f) => ext[f]?.derived ?? [])
+    extIndex = {...ext}
+    for (const f of req.frontends) delete extIndex[f]
+  }
+  const saveIndex = async () => {
+    if (!opts.dryRun && JSON.stringify(extIndex) !== JSON.stringify(ext)) await writeExternalIndex(stateDir, extIndex)
+  }
   const identity = await lbMapsIdentity(root)
   if (!identity) {
     throw new PnError('PN_BPF_NOT_LOADED', `apply services: pn_lb4_services is not pinned under ${root}`, {
@@ -179,9 +212,9 @@ export async function changeServices(stateDir: string, req: ServiceChangeRequest
     let table: ServiceTable
     if (!pending && raw && req.kind !== 'replace' && tableIdentity(raw, file) === identity) {
       // add/del: load just the services concerned and the backends they name.
-      const keys = req.kind === 'upsert' ? [frontendKey(req.service.frontend)] : req.frontends
+      const keys = [...(req.kind === 'upsert' ? expanded.map((x) => frontendKey(x.frontend)) : req.frontends), ...extraScope]
       const proto = req.kind === 'upsert' ? protoNum(req.service.frontend.proto) : 0
-      const endpoints = req.kind === 'upsert' ? req.service.backends.map((b) => endpointNum(ipNum(b.ip), b.port, proto)) : []
+      const endpoints = req.kind === 'upsert' ? expanded.flatMap((x) => x.backends.map((b) => endpointNum(ipNum(b.ip), b.port, proto))) : []
       scoped = loadScoped(raw, file, new Set(keys.map(frontendNumOfKey)), new Set(endpoints))
       table = scoped.table
     } else {
@@ -201,20 +234,23 @@ export async function changeServices(stateDir: string, req: ServiceChangeRequest
     let desired: ServiceSpec[]
     let scope: Set<string> | undefined
     if (req.kind === 'replace') {
-      desired = req.services
+      desired = expanded
     } else if (req.kind === 'upsert') {
-      desired = [req.service]
-      scope = new Set([frontendKey(req.service.frontend)])
+      desired = expanded
+      scope = new Set([...expanded.map((x) => frontendKey(x.frontend)), ...extraScope])
     } else {
       desired = []
-      scope = new Set(req.frontends.filter((k) => table.services.has(frontendNumOfKey(k))))
+      scope = new Set([...req.frontends, ...extraScope].filter((k) => table.services.has(frontendNumOfKey(k))))
       if (scope.size === 0 && req.frontends.length > 0) warnings.push(`no service ${req.frontends[0]} on this node`)
     }
     const plan = planServices(table, desired, {scope, resync, ...(scoped ? {outside: scoped.outside} : {})})
     const changed = plan.ops.length > 0
     const result = {changed, dryRun: Boolean(opts.dryRun), diff: reportDiff(plan.diff), mapOps: plan.ops.length, services: plan.next.services.size + (scoped?.outside.services ?? 0), resynced: resync, recovered, durationMs: 0, warnings}
     const done = () => ({...result, durationMs: Math.round((performance.now() - t0) * 10) / 10})
-    if (opts.dryRun || (!changed && table.maps?.identity === identity)) return done()
+    if (opts.dryRun || (!changed && table.maps?.identity === identity)) {
+      await saveIndex()
+      return done()
+    }
     const next = {...plan.next, maps: {identity}}
     // On disk before the first map write: a roll-forward never reads a table that is not there.
     await writeFileAtomic(pendingFile(stateDir), scoped ? patchScoped(scoped, next) : encodeTable(next))
@@ -228,6 +264,7 @@ export async function changeServices(stateDir: string, req: ServiceChangeRequest
       throw err
     }
     await commitPending(stateDir)
+    await saveIndex()
     return done()
   } finally {
     await writer.close()

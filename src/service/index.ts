@@ -13,17 +13,19 @@ import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
 import {requireNodeContext} from '../node/context.js'
 import {changeServices, lbMapsIdentity, readServiceTable, type ApplyOptions, type ApplyResult} from './apply.js'
-import {PROTOCOLS, frontendKey, parseFrontend, parseService, parseServiceList, type Protocol} from './model.js'
+import {PROTOCOLS, frontendKey, parseFrontend, parseService, parseServiceList, type ExternalOptions, type Protocol} from './model.js'
+import {readExternalIndex} from './nodeport.js'
 import {backendsOf, ipStr, protoOf, serviceKey} from './table.js'
 
 export type {ApplyResult, ApplyOptions} from './apply.js'
 export type {ServiceDiff, ServiceChange} from './plan.js'
 export {parseFrontend, parseBackend, parseService, parseServiceList} from './model.js'
-export type {ServiceSpec, Frontend, Backend, Protocol} from './model.js'
+export type {ServiceSpec, Frontend, Backend, Protocol, ExternalOptions} from './model.js'
+export {SERVICE_TYPES, TRAFFIC_POLICIES} from './model.js'
 
 /** Add a service, or replace an existing one's backends in place. */
-export async function addService(runner: Runner, stateDir: string, frontend: string, backends: string[], opts: ApplyOptions = {}): Promise<ApplyResult & {frontend: string}> {
-  const service = parseService(frontend, backends)
+export async function addService(runner: Runner, stateDir: string, frontend: string, backends: string[], opts: ApplyOptions & {external?: ExternalOptions} = {}): Promise<ApplyResult & {frontend: string}> {
+  const service = parseService(frontend, backends, opts.external)
   const r = await changeServices(stateDir, {kind: 'upsert', service}, opts)
   return {frontend: frontendKey(service.frontend), ...r}
 }
@@ -65,6 +67,13 @@ export interface ServiceStats {
 
 export interface ServiceEntry {
   frontend: string
+  /** NodePort / external IPs of this service (the apply file's fields), when it has any. */
+  type?: 'NodePort'
+  nodePort?: number
+  externalIPs?: string[]
+  externalTrafficPolicy?: 'Local'
+  /** A frontend a service's NodePort or external IP opened on this node: that service's frontend (apply skips such entries). */
+  via?: string
   vip: string
   port: number
   proto: Protocol
@@ -90,12 +99,26 @@ export async function listServices(runner: Runner, stateDir: string): Promise<Se
     const {dumpMapEntries} = await import('../datapath/bpf/map-io.js')
     for (const e of await dumpMapEntries(runner, node.bpffsRoot, 'pn_lb4_stats')) stats.set(Number(e.key.revNatIndex), e.value as unknown as ServiceStats)
   }
+  const ext = await readExternalIndex(stateDir)
+  const via = new Map<string, string>()
+  for (const [k, v] of Object.entries(ext)) for (const d of v.derived) via.set(d, k)
+  const external = (key: string) => {
+    const e = ext[key]
+    if (via.has(key)) return {via: via.get(key)}
+    if (!e) return {}
+    return {
+      ...(e.nodePort !== undefined ? {type: 'NodePort' as const, nodePort: e.nodePort} : {}),
+      ...(e.externalIPs ? {externalIPs: e.externalIPs} : {}),
+      ...(e.externalTrafficPolicy ? {externalTrafficPolicy: e.externalTrafficPolicy} : {}),
+    }
+  }
   const zero = {packets: 0, bytes: 0, connections: 0, replies: 0}
   const services = [...table.services.values()]
     .map((s) => {
       const names = backendsOf(table, s)
       return {
         frontend: serviceKey(s),
+        ...external(serviceKey(s)),
         vip: ipStr(s.vip),
         port: s.port,
         proto: protoOf(s.proto),

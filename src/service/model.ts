@@ -21,10 +21,60 @@ export interface Backend {
   port: number
 }
 
-/** One service as desired: a frontend and its backends (order = slot order). */
+/** Kubernetes Service spec names: how the service is reached from outside the cluster. */
+export type ServiceType = 'ClusterIP' | 'NodePort'
+export type TrafficPolicy = 'Cluster' | 'Local'
+export const SERVICE_TYPES: readonly ServiceType[] = ['ClusterIP', 'NodePort']
+export const TRAFFIC_POLICIES: readonly TrafficPolicy[] = ['Cluster', 'Local']
+
+/**
+ * One service as desired: a frontend and its backends (order = slot order). The rest is the
+ * outside's way in (src/service/nodeport.ts): type NodePort opens `nodePort` on every node's IP
+ * (allocated from 30000–32767 when not given), `externalIPs` take the frontend's port too, and
+ * externalTrafficPolicy Local serves those only from the node's own backends. Absent: ClusterIP.
+ */
 export interface ServiceSpec {
   frontend: Frontend
   backends: Backend[]
+  type?: ServiceType
+  nodePort?: number
+  externalIPs?: string[]
+  externalTrafficPolicy?: TrafficPolicy
+}
+
+export interface ExternalOptions {
+  type?: string
+  nodePort?: number
+  externalIPs?: string[]
+  externalTrafficPolicy?: string
+}
+
+export const NODE_PORT_MIN = 30000
+export const NODE_PORT_MAX = 32767
+
+/** The external fields of a service, checked; only those set are returned. */
+export function parseExternal(frontend: string, o: ExternalOptions): Omit<ServiceSpec, 'frontend' | 'backends'> {
+  const out: Omit<ServiceSpec, 'frontend' | 'backends'> = {}
+  const bad = (cause: string, hint: string) => new PnError('PN_SERVICE_INVALID', `parse service ${JSON.stringify(frontend)}: ${cause}`, {hint})
+  if (o.type !== undefined) {
+    if (!SERVICE_TYPES.includes(o.type as ServiceType)) throw bad(`type ${JSON.stringify(o.type)} is not ClusterIP or NodePort`, 'write "type": "NodePort" (or leave it out for ClusterIP)')
+    if (o.type === 'NodePort') out.type = 'NodePort'
+  }
+  if (o.nodePort !== undefined) {
+    if (out.type !== 'NodePort') throw bad('nodePort is set but type is not NodePort', 'add "type": "NodePort"')
+    if (!Number.isInteger(o.nodePort) || o.nodePort < NODE_PORT_MIN || o.nodePort > NODE_PORT_MAX) {
+      throw bad(`nodePort ${o.nodePort} is not in ${NODE_PORT_MIN}-${NODE_PORT_MAX}`, 'pick a port in the NodePort range, or leave nodePort out to have one allocated')
+    }
+    out.nodePort = o.nodePort
+  }
+  if (o.externalIPs !== undefined && o.externalIPs.length > 0) {
+    out.externalIPs = [...new Set(o.externalIPs.map((ip) => parseIpv4('external ip', ip, ip, 'write an external IP as a dotted quad, e.g. 192.0.2.10')))]
+  }
+  if (o.externalTrafficPolicy !== undefined) {
+    if (!TRAFFIC_POLICIES.includes(o.externalTrafficPolicy as TrafficPolicy)) throw bad(`externalTrafficPolicy ${JSON.stringify(o.externalTrafficPolicy)} is not Cluster or Local`, 'write "externalTrafficPolicy": "Local" or "Cluster"')
+    if (o.externalTrafficPolicy === 'Local') out.externalTrafficPolicy = 'Local'
+  }
+  return out
 }
 
 /** `10.96.0.10:80/tcp` */
@@ -87,8 +137,8 @@ export function parseBackend(text: string): Backend {
 }
 
 /** A service from a frontend and backend strings, with per-service checks (duplicates, count). */
-export function parseService(frontend: string, backends: string[]): ServiceSpec {
-  const spec = {frontend: parseFrontend(frontend), backends: backends.map(parseBackend)}
+export function parseService(frontend: string, backends: string[], external: ExternalOptions = {}): ServiceSpec {
+  const spec = {frontend: parseFrontend(frontend), backends: backends.map(parseBackend), ...parseExternal(frontend, external)}
   checkService(spec)
   return spec
 }
@@ -130,15 +180,26 @@ export function parseServiceList(text: string, source = 'input'): ServiceSpec[] 
     throw new PnError('PN_SERVICE_INVALID', `read services ${source}: expected a JSON list of services`, {hint: 'the file is a JSON list: [{"frontend": "10.96.0.10:80/tcp", "backends": ["10.1.0.5:8080"]}]'})
   }
   const seen = new Set<string>()
-  return value.map((entry, i) => {
-    const e = entry as {frontend?: unknown; backends?: unknown}
+  // A saved `pn service list`: the frontends a NodePort or external IP opened (`via`) come back
+  // from their service's own fields, so they are skipped here.
+  const entries = value.filter((e) => !(e && typeof e === 'object' && typeof (e as {via?: unknown}).via === 'string'))
+  return entries.map((entry, i) => {
+    const e = entry as {frontend?: unknown; backends?: unknown; type?: unknown; nodePort?: unknown; externalIPs?: unknown; externalTrafficPolicy?: unknown}
     const backends = Array.isArray(e?.backends) ? e.backends.map((b) => (b && typeof b === 'object' ? (b as {address?: unknown}).address : b)) : undefined
     if (!e || typeof e.frontend !== 'string' || !backends || backends.some((b) => typeof b !== 'string')) {
       throw new PnError('PN_SERVICE_INVALID', `read services ${source}: entry ${i} is not {"frontend": "VIP:PORT[/proto]", "backends": ["IP:PORT", …]}`, {
         hint: 'every entry needs a frontend string and a backends list of strings (may be empty)',
       })
     }
-    const spec = parseService(e.frontend, backends as string[])
+    const ext = {type: e.type, nodePort: e.nodePort, externalIPs: e.externalIPs, externalTrafficPolicy: e.externalTrafficPolicy}
+    if ((ext.type !== undefined && typeof ext.type !== 'string') || (ext.nodePort !== undefined && typeof ext.nodePort !== 'number') ||
+      (ext.externalIPs !== undefined && (!Array.isArray(ext.externalIPs) || ext.externalIPs.some((x) => typeof x !== 'string'))) ||
+      (ext.externalTrafficPolicy !== undefined && typeof ext.externalTrafficPolicy !== 'string')) {
+      throw new PnError('PN_SERVICE_INVALID', `read services ${source}: entry ${i} has a mistyped type, nodePort, externalIPs or externalTrafficPolicy`, {
+        hint: 'type and externalTrafficPolicy are strings, nodePort a number, externalIPs a list of strings (the Kubernetes Service spec names)',
+      })
+    }
+    const spec = parseService(e.frontend, backends as string[], ext as ExternalOptions)
     const k = frontendKey(spec.frontend)
     if (seen.has(k)) {
       throw new PnError('PN_SERVICE_CONFLICT', `read services ${source}: frontend ${k} is listed twice`, {hint: 'merge the two entries into one'})

@@ -40,6 +40,7 @@ export const DROP_REASONS: readonly ReasonInfo[] = [
   {name: 'DROP_FRAG_NOSUPPORT', code: -157, description: 'ip fragmentation not supported (a fragmented datagram to or from a service)'},
   {name: 'DROP_NO_SERVICE', code: -158, description: 'service backend not found (no backends, or the reply\'s service is gone)'},
   {name: 'DROP_UNSUPPORTED_L2', code: -166, description: 'unsupported L2 protocol'},
+  {name: 'DROP_NAT_NO_MAPPING', code: -167, description: 'nat: no free SNAT port for a masqueraded flow (nat.h)'},
   {name: 'DROP_NO_LXC_INFO', code: -200, description: 'endpoint not ready (no pn_lxc entry for this interface)'},
   {name: 'DROP_TTL_EXCEEDED', code: -201, description: 'ttl exceeded'},
   {name: 'DROP_REDIRECT_FAILED', code: -202, description: 'redirect to the target device failed'},

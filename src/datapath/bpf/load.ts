@@ -12,6 +12,7 @@ import {KernelError} from '../../kernel/errors.js'
 import type {OpOf} from '../../kernel/ops.js'
 import {kernelFor} from '../../kernel/tools.js'
 import {HOST_DEVICE, TUNNEL_DEVICE, type DatapathNode} from '../devices.js'
+import {natNodeConfig, nonMasqOps} from '../masquerade.js'
 import {getLink} from '../link.js'
 import {
   PROGRAMS,
@@ -178,12 +179,21 @@ export async function loadHost(runner: Runner, node: DatapathNode, build: BuildO
   // load, so a recreated uplink (new ifindex) is picked up by the next `pn bpf load --host`.
   // Tunnel mode: from-container encapsulates into pn_vxlan (bpf/include/tunnel.h).
   const tunnelIfindex = node.tunnel === 'vxlan' ? ifindexes.get(TUNNEL_DEVICE)! : 0
+  const nat = await natNodeConfig(runner, node.uplink, node.masquerade)
   ops.push({
     op: 'update',
     map: 'pn_node_config',
     key: encodeNodeConfigKey(),
-    value: encodeNodeConfig({uplinkIfindex: ifindexes.get(node.uplink)!, uplinkMtu: mtus.get(node.uplink)!, flags: tunnelIfindex ? NODE_F_TUNNEL : 0, tunnelIfindex}),
+    // iptables masquerade needs the stack's POSTROUTING: host routing off, as Cilium does (masquerade.ts).
+    value: encodeNodeConfig({
+      uplinkIfindex: node.masquerade?.mode === 'iptables' ? 0 : ifindexes.get(node.uplink)!,
+      uplinkMtu: mtus.get(node.uplink)!,
+      ...nat,
+      flags: nat.flags | (tunnelIfindex ? NODE_F_TUNNEL : 0),
+      tunnelIfindex,
+    }),
   })
+  ops.push(...(await nonMasqOps(runner, root, node.masquerade ? [...(node.podCidrs ?? []), ...node.masquerade.nonMasqueradeCidrs] : [])))
   await applyMapOps(runner, root, ops)
   return {changed, attachments, bpffsRoot: root, object, cacheHit: compiled.cacheHit, loaded, createdMaps, replacedMaps, warnings}
 }

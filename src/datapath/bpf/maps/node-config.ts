@@ -1,16 +1,24 @@
 /**
  * pn_node_config (bpf/include/node_config.h): node-wide settings the programs read at run time,
  * one slot. `pn bpf load --host` writes the uplink's ifindex and MTU, which BPF host routing
- * (bpf/include/fib.h) redirects to; an all-zero slot turns host routing off. In tunnel mode
- * flags has NODE_F_TUNNEL and tunnel_ifindex names pn_vxlan (bpf/include/tunnel.h).
+ * (bpf/include/fib.h) redirects to; an all-zero slot turns host routing off. With NODE_CFG_MASQ
+ * in `flags`, the nat_* fields drive BPF masquerade (bpf/include/nat.h); in tunnel mode flags has
+ * NODE_F_TUNNEL and tunnel_ifindex names pn_vxlan (bpf/include/tunnel.h).
  */
-import {f, readU32, writeU32, type MapDef, type StructLayout} from './layout.js'
+import {f, ip4Bytes, ip4FromBytes, put, readU16, readU32, slice, writeU16, writeU32, type MapDef, type StructLayout} from './layout.js'
+
+/** flags bit: BPF masquerade on. */
+export const NODE_CFG_MASQ = 0x1
 
 const KEY: StructLayout = {name: '__u32', size: 4, fields: {}, scalar: true}
 const VALUE: StructLayout = {
   name: 'node_config',
-  size: 20,
-  fields: {uplink_ifindex: f(0, 4), uplink_mtu: f(4, 4), flags: f(8, 4), pad: f(12, 4), tunnel_ifindex: f(16, 4)},
+  size: 36,
+  fields: {
+    uplink_ifindex: f(0, 4), uplink_mtu: f(4, 4), flags: f(8, 4), pad: f(12, 4),
+    nat_ip4: f(16, 4), nat_port_min: f(20, 2), nat_port_max: f(22, 2), nat_tcp_timeout: f(24, 4), nat_other_timeout: f(28, 4),
+    tunnel_ifindex: f(32, 4),
+  },
 }
 
 /** flags: the node runs in tunnel mode (NODE_F_TUNNEL in bpf/include/tunnel.h); tunnelIfindex is pn_vxlan. */
@@ -20,6 +28,12 @@ export interface NodeConfigEntry {
   uplinkIfindex: number
   uplinkMtu: number
   flags: number
+  /** BPF masquerade: the SNAT source, its port range and idle timeouts (seconds). */
+  natIp4?: string
+  natPortMin?: number
+  natPortMax?: number
+  natTcpTimeout?: number
+  natOtherTimeout?: number
   /** pn_vxlan's ifindex in tunnel mode, else 0. */
   tunnelIfindex?: number
 }
@@ -33,17 +47,32 @@ export function encodeNodeConfig(c: NodeConfigEntry): Buffer {
   writeU32(buf, c.uplinkIfindex, VALUE.fields.uplink_ifindex.offset)
   writeU32(buf, c.uplinkMtu, VALUE.fields.uplink_mtu.offset)
   writeU32(buf, c.flags, VALUE.fields.flags.offset)
+  if (c.natIp4) put(buf, VALUE, 'nat_ip4', ip4Bytes(c.natIp4))
+  writeU16(buf, c.natPortMin ?? 0, VALUE.fields.nat_port_min.offset)
+  writeU16(buf, c.natPortMax ?? 0, VALUE.fields.nat_port_max.offset)
+  writeU32(buf, c.natTcpTimeout ?? 0, VALUE.fields.nat_tcp_timeout.offset)
+  writeU32(buf, c.natOtherTimeout ?? 0, VALUE.fields.nat_other_timeout.offset)
   writeU32(buf, c.tunnelIfindex ?? 0, VALUE.fields.tunnel_ifindex.offset)
   return buf
 }
 
 export function decodeNodeConfig(buf: Buffer): NodeConfigEntry {
-  const tunnelIfindex = readU32(buf, VALUE.fields.tunnel_ifindex.offset)
-  return {
+  const tunnelIfindex = buf.length >= VALUE.size ? readU32(buf, VALUE.fields.tunnel_ifindex.offset) : 0
+  const c: NodeConfigEntry = {
     uplinkIfindex: readU32(buf, VALUE.fields.uplink_ifindex.offset),
     uplinkMtu: readU32(buf, VALUE.fields.uplink_mtu.offset),
     flags: readU32(buf, VALUE.fields.flags.offset),
     ...(tunnelIfindex ? {tunnelIfindex} : {}),
+  }
+  if (buf.length < VALUE.size || readU32(buf, VALUE.fields.nat_ip4.offset) === 0) return c
+  const ip = slice(buf, VALUE, 'nat_ip4')
+  return {
+    ...c,
+    ...(ip.some((b) => b !== 0) ? {natIp4: ip4FromBytes(ip)} : {}),
+    natPortMin: readU16(buf, VALUE.fields.nat_port_min.offset),
+    natPortMax: readU16(buf, VALUE.fields.nat_port_max.offset),
+    natTcpTimeout: readU32(buf, VALUE.fields.nat_tcp_timeout.offset),
+    natOtherTimeout: readU32(buf, VALUE.fields.nat_other_timeout.offset),
   }
 }
 
@@ -55,5 +84,7 @@ export const nodeConfigMap: MapDef = {
   flags: 0,
   key: KEY,
   value: VALUE,
+  // Every host load rewrites the slot: one pinned with an older (shorter) layout is replaced.
+  resettable: true,
   decode: (k, v) => ({key: {index: readU32(k, 0)}, value: {...decodeNodeConfig(v[0])}}),
 }

@@ -33,6 +33,11 @@ export const OBS_DEFINES: Record<string, number> = {
 }
 
 export const EVENT_TRACE = 1
+
+/** trace_event.xlate (TRACE_XLATE_* in trace.h): what orig_daddr/orig_dport hold. */
+export const TRACE_XLATE_SVC = 1
+export const TRACE_XLATE_SNAT = 2
+export const TRACE_XLATE_REV_SNAT = 3
 export const EVENT_DROP = 2
 
 /** pn_trace_config flags (TRACE_CFG_*). */
@@ -82,7 +87,7 @@ export const TRACE_EVENT: StructLayout = {
     dir: f(20, 1),
     family: f(21, 1),
     proto: f(22, 1),
-    pad: f(23, 1),
+    xlate: f(23, 1),
     l4: f(24, 8),
     ethertype: f(32, 2),
     orig_dport: f(34, 2),
@@ -141,6 +146,11 @@ export interface DatapathEvent {
    * knows only numbers.
    */
   identities?: {src: number; dst: number; srcLabels?: string[]; dstLabels?: string[]}
+  /**
+   * Masquerade: `snat` — the source (pod IP, port or echo id) before to-netdev rewrote it to the
+   * node's; `rev-snat` — the destination (node IP, NAT port) before from-netdev restored the pod's.
+   */
+  nat?: {kind: 'snat' | 'rev-snat'; ip: string; port?: number}
 }
 
 /** Decode one pn_events record (at least TRACE_EVENT.size bytes; perf pads the tail). */
@@ -189,7 +199,10 @@ export function decodeTraceEvent(buf: Buffer): DatapathEvent {
   const orig = slice(buf, TRACE_EVENT, 'orig_daddr').subarray(0, n)
   if (orig.some((b) => b !== 0)) {
     const port = slice(buf, TRACE_EVENT, 'orig_dport').readUInt16BE(0)
-    ev.service = {ip: ipFromBytes(orig, family), ...(port ? {port} : {})}
+    const at = {ip: ipFromBytes(orig, family), ...(port ? {port} : {})}
+    const xlate = u8('xlate')
+    if (xlate === TRACE_XLATE_SNAT || xlate === TRACE_XLATE_REV_SNAT) ev.nat = {kind: xlate === TRACE_XLATE_SNAT ? 'snat' : 'rev-snat', ...at}
+    else if (xlate === TRACE_XLATE_SVC || xlate === 0) ev.service = at
   }
   return ev
 }

@@ -1,0 +1,137 @@
+/**
+ * BPF masquerade's maps (bpf/include/nat.h): pn_snat4, the LRU table of translated flows (two
+ * entries per flow, OUT keyed by the pod's tuple, IN by the reply's), and pn_nonmasq, the
+ * prefixes never masqueraded (the pod CIDRs and --non-masquerade-cidr), an LPM trie shaped
+ * like pn_ipcache.
+ */
+import {f, familyCode, familyOf, ip4Bytes, ip4FromBytes, ipBytes, ipFromBytes, put, readU32, readU64, slice, writeU32, writeU64, BPF_F_NO_PREALLOC, type MapDef} from './layout.js'
+
+export const NAT_DIR_OUT = 1
+export const NAT_DIR_IN = 2
+
+/** pn_snat4 entries: 131,072 flows, two entries each. */
+export const SNAT4_MAX_ENTRIES = 262144
+export const NONMASQ_MAX_ENTRIES = 1024
+
+const PROTOS: Record<number, string> = {1: 'icmp', 6: 'tcp', 17: 'udp'}
+const PROTO_NUM: Record<string, number> = {icmp: 1, tcp: 6, udp: 17}
+
+const NAT_KEY = {
+  name: 'nat4_key',
+  size: 16,
+  fields: {saddr: f(0, 4), daddr: f(4, 4), sport: f(8, 2), dport: f(10, 2), proto: f(12, 1), dir: f(13, 1), pad: f(14, 2)},
+}
+const NAT_VALUE = {
+  name: 'nat4_entry',
+  size: 24,
+  fields: {last_seen_ns: f(0, 8), packets: f(8, 8), to_addr: f(16, 4), to_port: f(20, 2), pad: f(22, 2)},
+}
+
+export interface Nat4Key {
+  saddr: string
+  daddr: string
+  /** Ports, or for ICMP echo the identifier (sport on a request, dport on a reply). */
+  sport: number
+  dport: number
+  proto: 'tcp' | 'udp' | 'icmp' | string
+  dir: 'out' | 'in'
+}
+
+export interface Nat4Entry {
+  /** CLOCK_MONOTONIC nanoseconds of the last packet. */
+  lastSeenNs: bigint
+  packets: number
+  toAddr: string
+  toPort: number
+}
+
+export function encodeNat4Key(k: Nat4Key): Buffer {
+  const buf = Buffer.alloc(NAT_KEY.size)
+  put(buf, NAT_KEY, 'saddr', ip4Bytes(k.saddr))
+  put(buf, NAT_KEY, 'daddr', ip4Bytes(k.daddr))
+  buf.writeUInt16BE(k.sport, NAT_KEY.fields.sport.offset)
+  buf.writeUInt16BE(k.dport, NAT_KEY.fields.dport.offset)
+  buf[NAT_KEY.fields.proto.offset] = PROTO_NUM[k.proto] ?? Number(k.proto.replace('proto-', ''))
+  buf[NAT_KEY.fields.dir.offset] = k.dir === 'out' ? NAT_DIR_OUT : NAT_DIR_IN
+  return buf
+}
+
+export function decodeNat4Key(buf: Buffer): Nat4Key {
+  const p = buf[NAT_KEY.fields.proto.offset]
+  return {
+    saddr: ip4FromBytes(slice(buf, NAT_KEY, 'saddr')),
+    daddr: ip4FromBytes(slice(buf, NAT_KEY, 'daddr')),
+    sport: buf.readUInt16BE(NAT_KEY.fields.sport.offset),
+    dport: buf.readUInt16BE(NAT_KEY.fields.dport.offset),
+    proto: PROTOS[p] ?? `proto-${p}`,
+    dir: buf[NAT_KEY.fields.dir.offset] === NAT_DIR_OUT ? 'out' : 'in',
+  }
+}
+
+export function encodeNat4Entry(e: Nat4Entry): Buffer {
+  const buf = Buffer.alloc(NAT_VALUE.size)
+  writeU64(buf, e.lastSeenNs, NAT_VALUE.fields.last_seen_ns.offset)
+  writeU64(buf, BigInt(e.packets), NAT_VALUE.fields.packets.offset)
+  put(buf, NAT_VALUE, 'to_addr', ip4Bytes(e.toAddr))
+  buf.writeUInt16BE(e.toPort, NAT_VALUE.fields.to_port.offset)
+  return buf
+}
+
+export function decodeNat4Entry(buf: Buffer): Nat4Entry {
+  return {
+    lastSeenNs: readU64(buf, NAT_VALUE.fields.last_seen_ns.offset),
+    packets: Number(readU64(buf, NAT_VALUE.fields.packets.offset)),
+    toAddr: ip4FromBytes(slice(buf, NAT_VALUE, 'to_addr')),
+    toPort: buf.readUInt16BE(NAT_VALUE.fields.to_port.offset),
+  }
+}
+
+export const snat4Map: MapDef = {
+  name: 'pn_snat4',
+  header: 'nat.h',
+  type: 'lru_hash',
+  maxEntries: SNAT4_MAX_ENTRIES,
+  flags: 0,
+  key: NAT_KEY,
+  value: NAT_VALUE,
+  decode: (k, v) => {
+    const e = decodeNat4Entry(v[0])
+    return {key: {...decodeNat4Key(k)}, value: {...e, lastSeenNs: e.lastSeenNs.toString()}}
+  },
+}
+
+const NONMASQ_KEY = {name: 'nonmasq_key', size: 24, fields: {prefixlen: f(0, 4), family: f(4, 1), pad: f(5, 3), addr: f(8, 16)}}
+const NONMASQ_VALUE = {name: 'nonmasq_info', size: 4, fields: {flags: f(0, 4)}}
+
+/** LPM key: prefixlen counts the 32 bits of family+pad before the address. */
+export function encodeNonMasqKey(prefix: string): Buffer {
+  const [ip, len] = prefix.split('/')
+  const {family, bytes} = ipBytes(ip)
+  const bits = len === undefined ? bytes.length * 8 : Number(len)
+  const buf = Buffer.alloc(NONMASQ_KEY.size)
+  writeU32(buf, 32 + bits, NONMASQ_KEY.fields.prefixlen.offset)
+  buf[NONMASQ_KEY.fields.family.offset] = familyCode(family)
+  put(buf, NONMASQ_KEY, 'addr', bytes)
+  return buf
+}
+
+export function decodeNonMasqKey(buf: Buffer): {prefix: string} {
+  const family = familyOf(buf[NONMASQ_KEY.fields.family.offset])
+  const ip = ipFromBytes(slice(buf, NONMASQ_KEY, 'addr').subarray(0, family === 4 ? 4 : 16), family)
+  return {prefix: `${ip}/${readU32(buf, NONMASQ_KEY.fields.prefixlen.offset) - 32}`}
+}
+
+export function encodeNonMasqInfo(): Buffer {
+  return Buffer.alloc(NONMASQ_VALUE.size)
+}
+
+export const nonMasqMap: MapDef = {
+  name: 'pn_nonmasq',
+  header: 'nat.h',
+  type: 'lpm_trie',
+  maxEntries: NONMASQ_MAX_ENTRIES,
+  flags: BPF_F_NO_PREALLOC,
+  key: NONMASQ_KEY,
+  value: NONMASQ_VALUE,
+  decode: (k, v) => ({key: decodeNonMasqKey(k), value: {flags: readU32(v[0], 0)}}),
+}

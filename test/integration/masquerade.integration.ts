@@ -1,0 +1,288 @@
+/**
+ * Masquerade on a real kernel, in throwaway `pn-` namespaces only:
+ *
+ *   [pod a]──lxc── node n1 (bpf masquerade) ──eth0─┐
+ *   [pod b]──lxc── node n2 (bpf masquerade,  ──eth0─┼─ switch ─── outside (no route to any pod CIDR)
+ *                           4 ports, 2 s timeouts)   │
+ *
+ * The outside namespace knows only its own /24: a reply to a pod address would be lost, so
+ * every answer it gives proves the pod's packet left with its node's address. A small python3
+ * server there tells each client the source address and port it saw.
+ */
+import assert from 'node:assert/strict'
+import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
+import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {pn, pnAsync} from '../helpers/cli.js'
+import {cleanupNamespaces, createNamespace, inNs, isRoot, ping, tryInNs} from '../helpers/netns.js'
+
+const BPFFS = '/run/pn/bpffs'
+const SUBNET = '172.30.24'
+const OUTSIDE_IP = `${SUBNET}.100`
+
+/**
+ * server tcp|udp PORT           → tell each client "IP PORT" of its source; TCP: again for every line it sends
+ * client tcp IP PORT N [HOLD]   → N concurrent connections; prints what the server saw, as JSON (HOLD: wait, ask again)
+ * client udp IP PORT            → one datagram from a fresh socket; prints the answer as JSON
+ */
+const PEER_PY = String.raw`
+import asyncio, json, resource, socket, sys, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
+mode, proto = sys.argv[1], sys.argv[2]
+if mode == 'server':
+    port = int(sys.argv[3])
+    if proto == 'udp':
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', port))
+        print('ready', flush=True)
+        while True:
+            data, peer = s.recvfrom(2048); s.sendto(('%s %d\n' % peer).encode(), peer)
+    async def handle(r, w):
+        peer = w.get_extra_info('peername')
+        try:
+            w.write(('%s %d\n' % peer[:2]).encode()); await w.drain()
+            while await r.readline():
+                w.write(('%s %d\n' % peer[:2]).encode()); await w.drain()
+        except Exception:
+            pass
+        w.close()
+    async def main():
+        srv = await asyncio.start_server(handle, '0.0.0.0', port, backlog=4096)
+        print('ready', flush=True)
+        await srv.serve_forever()
+    asyncio.run(main())
+ip, port = sys.argv[3], int(sys.argv[4])
+if proto == 'udp':
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1.5)
+    s.sendto(b'x', (ip, port))
+    try:
+        a, p = s.recv(2048).decode().split()
+        print(json.dumps({'ip': a, 'port': int(p), 'local': s.getsockname()[1]}))
+    except socket.timeout:
+        print(json.dumps({'timeout': True}))
+    sys.exit(0)
+n, hold = int(sys.argv[5]), float(sys.argv[6]) if len(sys.argv) > 6 else 0
+socks = []
+for i in range(n):
+    c = socket.create_connection((ip, port), timeout=10); socks.append((c, c.makefile('r')))
+seen = [f.readline().split() for c, f in socks]
+out = {'seen': [[a, int(p)] for a, p in seen], 'local': [c.getsockname()[1] for c, f in socks]}
+if hold:
+    time.sleep(hold)
+    for c, f in socks: c.sendall(b'again\n')
+    out['again'] = [[a, int(p)] for a, p in (f.readline().split() for c, f in socks)]
+print(json.dumps(out))
+`
+
+function ensureBpffs(): void {
+  mkdirSync(BPFFS, {recursive: true})
+  if (execFileSync('stat', ['-f', '-c', '%T', BPFFS], {encoding: 'utf8'}).trim() !== 'bpf_fs') execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS])
+}
+
+interface Node {
+  ns: string
+  stateDir: string
+  cidr: string
+  ip: string
+  run: (args: string[]) => ReturnType<typeof pn>
+}
+
+interface Pod {
+  ns: string
+  ip: string
+}
+
+function ok(r: ReturnType<typeof pn>, what: string) {
+  assert.equal(r.status, 0, `${what} failed: ${r.stdout} ${r.stderr}`)
+  return r.json?.result
+}
+
+function metric(node: Node, reason: string): number {
+  const res = ok(node.run(['bpf', 'map', 'dump', 'pn_metrics']), 'map dump pn_metrics')
+  return (res.entries as {key: {reason: string}; value: {packets: number}}[]).filter((e) => e.key.reason === reason).reduce((n, e) => n + e.value.packets, 0)
+}
+
+describe('masquerade (root, netns)', function () {
+  this.timeout(300_000)
+  const tmpDirs: string[] = []
+  const children: ChildProcess[] = []
+  let sw: string
+  let outside: string
+  let script: string
+  let n1: Node
+  let n2: Node
+  let a: Pod
+  let b: Pod
+
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+  function attach(ns: string, ip: string): void {
+    const port = `mqsw${ns.slice(-6)}`.slice(0, 15)
+    inNs(ns, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', port, 'netns', sw])
+    inNs(sw, ['ip', 'link', 'set', port, 'master', 'br0', 'up'])
+    inNs(ns, ['ip', 'addr', 'add', `${ip}/24`, 'dev', 'eth0'])
+    inNs(ns, ['ip', 'link', 'set', 'eth0', 'up'])
+  }
+
+  function makeNode(idx: number, extra: string[]): Node {
+    const ns = createNamespace(`mqn${idx}`).name
+    const ip = `${SUBNET}.${idx}`
+    attach(ns, ip)
+    const stateDir = mkdtempSync(path.join(os.tmpdir(), 'pn-mq-'))
+    tmpDirs.push(stateDir)
+    const cidr = `10.${180 + idx}.0.0/24`
+    const node: Node = {ns, stateDir, cidr, ip, run: (args) => pn([...args, '--state-dir', stateDir, '--json'], {netns: ns})}
+    ok(node.run(['node', 'init', '--name', ns, '--device', 'eth0', '--pod-cidr', cidr, '--masquerade', 'bpf', '--non-masquerade-cidr', '10.180.0.0/14', ...extra]), `node init ${ns}`)
+    return node
+  }
+
+  function makePod(node: Node, host: number): Pod {
+    const ns = createNamespace('mqp').name
+    const ip = node.cidr.replace(/\.0\/24$/, `.${host}`)
+    ok(node.run(['veth', 'create', '--container-id', ns, '--netns', `/run/netns/${ns}`, '--ip', ip]), `veth create ${ns}`)
+    ok(node.run(['bpf', 'load', '--container-id', ns]), `bpf load ${ns}`)
+    return {ns, ip}
+  }
+
+  function serve(proto: 'tcp' | 'udp', port: number): Promise<void> {
+    const child = spawn('ip', ['netns', 'exec', outside, 'python3', script, 'server', proto, String(port)], {stdio: ['ignore', 'pipe', 'pipe']})
+    children.push(child)
+    return new Promise((resolve, reject) => {
+      child.stdout.on('data', (d) => String(d).includes('ready') && resolve())
+      child.once('exit', (c) => reject(new Error(`server ${proto} exited ${c}`)))
+    })
+  }
+
+  const tcp = (ns: string, n: number, port = 7000, hold = 0) =>
+    JSON.parse(inNs(ns, ['python3', script, 'client', 'tcp', OUTSIDE_IP, String(port), String(n), ...(hold ? [String(hold)] : [])])) as {seen: [string, number][]; local: number[]; again?: [string, number][]}
+  const udp = (ns: string, port = 7001) => JSON.parse(inNs(ns, ['python3', script, 'client', 'udp', OUTSIDE_IP, String(port)])) as {ip?: string; port?: number; timeout?: boolean}
+
+  before(async function () {
+    if (!isRoot()) this.skip()
+    ensureBpffs()
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pn-mq-py-'))
+    tmpDirs.push(dir)
+    script = path.join(dir, 'peer.py')
+    writeFileSync(script, PEER_PY)
+    sw = createNamespace('mqsw').name
+    inNs(sw, ['ip', 'link', 'add', 'br0', 'type', 'bridge'])
+    inNs(sw, ['ip', 'link', 'set', 'br0', 'up'])
+    outside = createNamespace('mqout').name
+    attach(outside, OUTSIDE_IP)
+    n1 = makeNode(1, [])
+    n2 = makeNode(2, ['--masquerade-port-range', '61000-61003', '--nat-tcp-timeout', '2', '--nat-udp-timeout', '2'])
+    a = makePod(n1, 10)
+    b = makePod(n2, 10)
+    await serve('tcp', 7000)
+    await serve('udp', 7001)
+  })
+
+  after(() => {
+    for (const c of children) c.kill('SIGKILL')
+    for (const n of [n1, n2]) if (n) n.run(['node', 'reset'])
+    cleanupNamespaces()
+    for (const d of tmpDirs) rmSync(d, {recursive: true, force: true})
+  })
+
+  it('node init records the mode and exceptions in node.json; status and show report them', () => {
+    const show = ok(n1.run(['node', 'show']), 'node show')
+    assert.equal(show.node.masquerade.mode, 'bpf')
+    assert.deepEqual(show.node.masquerade.nonMasqueradeCidrs, ['10.180.0.0/14'])
+    const reserved = show.checks.find((c: {check: string}) => c.check === 'masquerade ports reserved')
+    assert.ok(reserved?.ok, `the SNAT ports are reserved: ${JSON.stringify(reserved)}`)
+    assert.match(inNs(n1.ns, ['sysctl', '-n', 'net.ipv4.ip_local_reserved_ports']), /61000-65535/)
+    const st = ok(n1.run(['status']), 'status')
+    assert.equal(st.node.masquerade, 'bpf')
+    const sec = st.sections.find((s: {name: string}) => s.name === 'masquerade')
+    assert.equal(sec.items[0].details.snatIp, n1.ip)
+    const prefixes = ok(n1.run(['bpf', 'map', 'dump', 'pn_nonmasq']), 'dump pn_nonmasq').entries.map((e: {key: {prefix: string}}) => e.key.prefix).sort()
+    assert.deepEqual(prefixes, ['10.180.0.0/14', n1.cidr])
+  })
+
+  it('pods on both nodes reach a network with no route back to them: TCP, UDP and ping leave with the node IP', () => {
+    for (const [pod, node] of [[a, n1], [b, n2]] as const) {
+      assert.notEqual(tryInNs(outside, ['ip', 'route', 'get', pod.ip]).status, 0, 'the outside has no route to pods')
+      const t = tcp(pod.ns, 1)
+      assert.equal(t.seen[0][0], node.ip, 'TCP source is the node IP')
+      assert.notEqual(t.seen[0][1], t.local[0], 'and a NAT port, not the pod port')
+      const u = udp(pod.ns)
+      assert.equal(u.ip, node.ip, `UDP source is the node IP: ${JSON.stringify(u)}`)
+      assert.ok(ping(pod.ns, OUTSIDE_IP, 2), `ping from ${pod.ns}`)
+    }
+    // Pod to pod across nodes is never masqueraded (10.180.0.0/14 is a non-masquerade CIDR).
+    inNs(n1.ns, ['ip', 'route', 'add', n2.cidr, 'via', n2.ip])
+    inNs(n2.ns, ['ip', 'route', 'add', n1.cidr, 'via', n1.ip])
+    assert.ok(ping(a.ns, b.ip, 2), 'pod a reaches pod b')
+    const flows = ok(n1.run(['bpf', 'map', 'dump', 'pn_snat4']), 'dump pn_snat4').entries as {key: {daddr: string; dir: string}}[]
+    assert.ok(!flows.some((e) => e.key.daddr === b.ip), 'no NAT entry for pod-to-pod traffic')
+  })
+
+  it('2,000 concurrent flows from a pod each get a distinct source port in the range; a node flow beside them keeps its own', async () => {
+    // The node's own connection, held open while the pod opens its flows, then used again.
+    const nodeFlow = new Promise<string>((resolve, reject) => {
+      const c = spawn('ip', ['netns', 'exec', n1.ns, 'python3', script, 'client', 'tcp', OUTSIDE_IP, '7000', '1', '6'], {stdio: ['ignore', 'pipe', 'pipe']})
+      children.push(c)
+      let out = ''
+      c.stdout.on('data', (d) => (out += d))
+      c.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`node client exited ${code}`))))
+    })
+    await sleep(500)
+    const r = tcp(a.ns, 2000)
+    assert.equal(r.seen.length, 2000)
+    assert.ok(r.seen.every(([ip]) => ip === n1.ip), 'every flow has the node IP')
+    const ports = new Set(r.seen.map(([, p]) => p))
+    assert.equal(ports.size, 2000, 'distinct source ports')
+    assert.ok([...ports].every((p) => p >= 61000 && p <= 65535), 'all from the masquerade range')
+    const node = JSON.parse(await nodeFlow) as {seen: [string, number][]; local: number[]; again: [string, number][]}
+    assert.deepEqual(node.seen[0], [n1.ip, node.local[0]], 'the node flow keeps its own address and port')
+    assert.deepEqual(node.again[0], node.seen[0], 'and still works after the pod flows')
+    assert.ok(node.local[0] < 61000, 'the node picked an ephemeral port outside the masquerade range')
+  })
+
+  it('entries expire: with 4 ports, a fifth flow is dropped (counted) until the first ones time out and are reclaimed', async () => {
+    await sleep(2500) // what the first test left on n2 expires
+    const before = metric(n2, 'DROP_NAT_NO_MAPPING')
+    const got = [udp(b.ns), udp(b.ns), udp(b.ns), udp(b.ns)]
+    assert.ok(got.every((g) => g.ip === n2.ip), `4 flows translated: ${JSON.stringify(got)}`)
+    assert.equal(new Set(got.map((g) => g.port)).size, 4)
+    assert.deepEqual(udp(b.ns), {timeout: true}, 'a fifth flow finds no free port')
+    assert.ok(metric(n2, 'DROP_NAT_NO_MAPPING') > before, 'the drop is counted')
+    await sleep(2500)
+    const again = udp(b.ns)
+    assert.equal(again.ip, n2.ip, 'after the timeout a new flow reclaims a port')
+    assert.ok(again.port! >= 61000 && again.port! <= 61003)
+  })
+
+  it('pn monitor shows the translation: the pod source before SNAT on to-network, the node port before the reply was translated back', async () => {
+    const mon = pnAsync(['monitor', '--json', '--duration', '4s', '--state-dir', n1.stateDir], {netns: n1.ns})
+    await sleep(1500)
+    assert.ok(ping(a.ns, OUTSIDE_IP, 2))
+    const out = await mon
+    const events = out.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l))
+    const snat = events.find((e) => e.observationPoint === 'to-network' && e.nat?.kind === 'snat' && e.protocol === 'icmp')
+    assert.ok(snat, `a to-network event with the SNAT: ${out.stdout.slice(0, 2000)}`)
+    assert.equal(snat.srcIp, n1.ip)
+    assert.equal(snat.nat.ip, a.ip)
+    const rev = events.find((e) => e.observationPoint === 'from-network' && e.nat?.kind === 'rev-snat')
+    assert.ok(rev, 'a from-network event with the reverse translation')
+    assert.equal(rev.dstIp, a.ip)
+    assert.equal(rev.nat.ip, n1.ip)
+  })
+
+  it('iptables mode: one MASQUERADE rule in the node netns does the same; reset removes it', () => {
+    ok(n2.run(['node', 'init', '--name', n2.ns, '--device', 'eth0', '--masquerade', 'iptables']), 'node init iptables')
+    const rules = inNs(n2.ns, ['iptables', '-t', 'nat', '-S'])
+    assert.equal(rules.split('\n').filter((l) => l.includes('-j MASQUERADE')).length, 1, rules)
+    assert.match(rules, new RegExp(`-A POSTROUTING -s ${n2.cidr.replace(/\./g, '\\.')} -j PN-MASQUERADE`))
+    const t = tcp(b.ns, 1)
+    assert.equal(t.seen[0][0], n2.ip, 'iptables MASQUERADE gives the node IP')
+    assert.equal(udp(b.ns).ip, n2.ip)
+    assert.ok(ping(b.ns, OUTSIDE_IP, 2))
+    const st = ok(n2.run(['status']), 'status')
+    assert.equal(st.node.masquerade, 'iptables')
+    assert.equal(st.sections.find((s: {name: string}) => s.name === 'masquerade').state, 'ok')
+    const reset = ok(n2.run(['node', 'reset']), 'node reset')
+    assert.ok(reset.removed.includes('iptables nat chain PN-MASQUERADE'), JSON.stringify(reset.removed))
+    assert.doesNotMatch(inNs(n2.ns, ['iptables', '-t', 'nat', '-S']), /PN-MASQUERADE|MASQUERADE/)
+  })
+})

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict'
+import {readFileSync} from 'node:fs'
+import path from 'node:path'
+import {bpfSourceDir} from '../../src/datapath/bpf/compile.js'
+import {
+  decodeNat4Entry,
+  decodeNat4Key,
+  decodeNodeConfig,
+  decodeNonMasqKey,
+  decodeTraceEvent,
+  encodeNat4Entry,
+  encodeNat4Key,
+  encodeNodeConfig,
+  encodeNonMasqKey,
+  NODE_CFG_MASQ,
+  TRACE_EVENT,
+  TRACE_XLATE_REV_SNAT,
+  TRACE_XLATE_SNAT,
+  TRACE_XLATE_SVC,
+} from '../../src/datapath/bpf/maps/index.js'
+import {iptablesMasqueradeRules, MASQUERADE_DEFAULTS, normalizeNonMasq, parsePortRange} from '../../src/datapath/masquerade.js'
+import {PnError} from '../../src/errors.js'
+
+/** A trace event with a translation: xlate kind, orig address and port. */
+function event(xlate: number, orig: number[], port: number): Buffer {
+  const buf = Buffer.alloc(TRACE_EVENT.size)
+  const F = TRACE_EVENT.fields
+  buf[F.type.offset] = 1
+  buf[F.family.offset] = 4
+  buf[F.proto.offset] = 6
+  buf[F.xlate.offset] = xlate
+  buf.writeUInt16BE(0x0800, F.ethertype.offset) // host order on LE: only the family matters below
+  Buffer.from([203, 0, 113, 9]).copy(buf, F.saddr.offset)
+  Buffer.from([198, 51, 100, 7]).copy(buf, F.daddr.offset)
+  Buffer.from(orig).copy(buf, F.orig_daddr.offset)
+  buf.writeUInt16BE(port, F.orig_dport.offset)
+  return buf
+}
+
+describe('masquerade (nat.h ↔ TypeScript)', () => {
+  it('pn_node_config carries the SNAT address, port range and timeouts after pad, under NODE_CFG_MASQ', () => {
+    const c = {uplinkIfindex: 3, uplinkMtu: 1500, flags: NODE_CFG_MASQ, natIp4: '192.0.2.10', natPortMin: 61000, natPortMax: 65535, natTcpTimeout: 21600, natOtherTimeout: 2}
+    const buf = encodeNodeConfig(c)
+    assert.equal(buf.length, 32)
+    assert.deepEqual([...buf.subarray(16, 20)], [192, 0, 2, 10], 'nat_ip4 in network order right after pad')
+    assert.deepEqual(decodeNodeConfig(buf), c)
+    const h = readFileSync(path.join(bpfSourceDir(), 'include/node_config.h'), 'utf8')
+    assert.match(h, new RegExp(`#define NODE_CFG_MASQ 0x${NODE_CFG_MASQ.toString(16)}\\b`))
+  })
+
+  it('pn_snat4 keys and entries round-trip (ports and echo ids in network order)', () => {
+    const k = {saddr: '203.0.113.9', daddr: '192.0.2.10', sport: 443, dport: 61234, proto: 'tcp', dir: 'in' as const}
+    const kb = encodeNat4Key(k)
+    assert.equal(kb.readUInt16BE(10), 61234)
+    assert.deepEqual(decodeNat4Key(kb), k)
+    const icmp = {saddr: '10.1.0.5', daddr: '203.0.113.9', sport: 77, dport: 0, proto: 'icmp', dir: 'out' as const}
+    assert.deepEqual(decodeNat4Key(encodeNat4Key(icmp)), icmp)
+    const e = {lastSeenNs: 123456789012n, packets: 3, toAddr: '10.1.0.5', toPort: 40000}
+    assert.deepEqual(decodeNat4Entry(encodeNat4Entry(e)), e)
+  })
+
+  it('pn_nonmasq keys are LPM prefixes like pn_ipcache', () => {
+    const b = encodeNonMasqKey('10.0.0.0/8')
+    assert.equal(b.readUInt32LE(0) || b.readUInt32BE(0), 40)
+    assert.deepEqual(decodeNonMasqKey(b), {prefix: '10.0.0.0/8'})
+  })
+
+  it('a trace event says which translation orig_* holds: service, SNAT source, or reply destination', () => {
+    assert.deepEqual(decodeTraceEvent(event(TRACE_XLATE_SNAT, [10, 1, 0, 5], 40000)).nat, {kind: 'snat', ip: '10.1.0.5', port: 40000})
+    assert.deepEqual(decodeTraceEvent(event(TRACE_XLATE_REV_SNAT, [192, 0, 2, 10], 61000)).nat, {kind: 'rev-snat', ip: '192.0.2.10', port: 61000})
+    const svc = decodeTraceEvent(event(TRACE_XLATE_SVC, [10, 96, 0, 1], 80))
+    assert.deepEqual(svc.service, {ip: '10.96.0.1', port: 80})
+    assert.equal(svc.nat, undefined)
+    const h = readFileSync(path.join(bpfSourceDir(), 'include/trace.h'), 'utf8')
+    for (const [name, v] of [['TRACE_XLATE_SVC', TRACE_XLATE_SVC], ['TRACE_XLATE_SNAT', TRACE_XLATE_SNAT], ['TRACE_XLATE_REV_SNAT', TRACE_XLATE_REV_SNAT]] as const) {
+      assert.match(h, new RegExp(`#define ${name} ${v}\\b`))
+    }
+  })
+
+  it('port ranges: FIRST-LAST within 1024-65535, else PN_INVALID_ARGUMENT with a hint', () => {
+    assert.deepEqual(parsePortRange('61000-61003', 'x'), {portMin: 61000, portMax: 61003})
+    for (const bad of ['61000', '0-100', '65000-64000', '61000-70000', 'a-b']) {
+      assert.throws(() => parsePortRange(bad, 'initialise node n'), (e: unknown) => e instanceof PnError && e.code === 'PN_INVALID_ARGUMENT' && /port range/.test(e.message) && !!e.hint)
+    }
+    assert.ok(MASQUERADE_DEFAULTS.portMin > 60999, 'the default range is above the kernel default ephemeral range')
+  })
+
+  it('iptables mode: RETURN for each IPv4 exception, then one MASQUERADE out of the uplink', () => {
+    const rules = iptablesMasqueradeRules(normalizeNonMasq(['10.2.0.0/16', '10.1.0.0/24', '10.2.0.0/16', 'fd00::/64']), 'eth0')
+    assert.deepEqual(rules, [['-d', '10.1.0.0/24', '-j', 'RETURN'], ['-d', '10.2.0.0/16', '-j', 'RETURN'], ['-o', 'eth0', '-j', 'MASQUERADE']])
+    assert.equal(rules.filter((r) => r.includes('MASQUERADE')).length, 1)
+  })
+})
