@@ -41,7 +41,7 @@ describe('masquerade (nat.h ↔ TypeScript)', () => {
   it('pn_node_config carries the SNAT address, port range and timeouts after pad, under NODE_CFG_MASQ', () => {
     const c = {uplinkIfindex: 3, uplinkMtu: 1500, flags: NODE_CFG_MASQ, natIp4: '192.0.2.10', natPortMin: 61000, natPortMax: 65535, natTcpTimeout: 21600, natOtherTimeout: 2}
     const buf = encodeNodeConfig(c)
-    assert.equal(buf.length, 32)
+    assert.equal(buf.length, 36) // then tunnel_ifindex (tunnel mode)
     assert.deepEqual([...buf.subarray(16, 20)], [192, 0, 2, 10], 'nat_ip4 in network order right after pad')
     assert.deepEqual(decodeNodeConfig(buf), c)
     const h = readFileSync(path.join(bpfSourceDir(), 'include/node_config.h'), 'utf8')
