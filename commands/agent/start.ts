@@ -45,7 +45,7 @@ export default class AgentStart extends BaseCommand<typeof AgentStart, AgentStar
     cluster: Flags.string({summary: 'Join the cluster store here (etcd://HOST:PORT[,…][/PREFIX], etcds://…, or a directory): register the node, publish its endpoints, program the others\' (docs/CLUSTER.md).', env: 'PN_CLUSTER'}),
     ...etcdTlsFlags(),
     'auto-direct-routes': Flags.boolean({summary: 'With --cluster: route to every other node\'s pod CIDRs via its node IP on the uplink (nodes on one L2).'}),
-    reach: Flags.string({summary: 'With --cluster: how the other nodes reach this node\'s pod CIDRs.', options: [...NODE_REACH], default: 'direct'}),
+    reach: Flags.string({summary: 'With --cluster: how the other nodes reach this node\'s pod CIDRs (default: tunnel on a node in tunnel mode, else direct).', options: [...NODE_REACH]}),
     'node-ip': Flags.string({summary: 'With --cluster: the node IP(s) to publish (default: the uplink\'s addresses).', multiple: true}),
     'lease-ttl': Flags.integer({summary: 'With --cluster: seconds the node\'s keys outlive a dead agent (its lease TTL).', default: 10, min: 2}),
   }
@@ -59,7 +59,7 @@ export default class AgentStart extends BaseCommand<typeof AgentStart, AgentStar
         ...(f.group === undefined ? [] : ['--group', f.group]),
         ...(f['kernel-worker'] ? [] : ['--no-kernel-worker']),
         ...(f['test-hooks'] ? ['--test-hooks'] : []),
-        ...(f.cluster === undefined ? [] : ['--cluster', f.cluster, '--reach', f.reach, '--lease-ttl', String(f['lease-ttl']), ...(f['auto-direct-routes'] ? ['--auto-direct-routes'] : []),
+        ...(f.cluster === undefined ? [] : ['--cluster', f.cluster, ...(f.reach ? ['--reach', f.reach] : []), '--lease-ttl', String(f['lease-ttl']), ...(f['auto-direct-routes'] ? ['--auto-direct-routes'] : []),
           ...(f['node-ip'] ?? []).flatMap((ip) => ['--node-ip', ip]),
           ...(['ca', 'cert', 'key'] as const).flatMap((k) => (this.etcdTls[k] ? [`--etcd-${k}`, this.etcdTls[k]!] : []))])]
       return startAgentProcess(this.runner, this.stateDir, argv)
@@ -84,7 +84,7 @@ export default class AgentStart extends BaseCommand<typeof AgentStart, AgentStar
         location: f.cluster,
         store: {etcdTls: this.etcdTls},
         autoDirectRoutes: f['auto-direct-routes'],
-        reach: f.reach as NodeReach,
+        ...(f.reach ? {reach: f.reach as NodeReach} : {}),
         ttlSeconds: f['lease-ttl'],
         ...(f['node-ip'] ? {nodeIps: f['node-ip']} : {}),
       }}),

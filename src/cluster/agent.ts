@@ -42,7 +42,7 @@ export interface ClusterAgentOptions {
   /** Apply the cluster's service table to the node (the `pn service apply` writer). */
   applyServices: (services: ServiceSpec[]) => Promise<void>
   autoDirectRoutes?: boolean
-  /** How the other nodes reach this one's pod CIDRs (default direct). */
+  /** How the other nodes reach this one's pod CIDRs (default: tunnel for a node in tunnel mode, else direct). */
   reach?: NodeReach
   /** The node's addresses (default: the uplink's global addresses). */
   nodeIps?: string[]
@@ -426,7 +426,7 @@ export class ClusterAgent {
     if (nodeIps.length === 0) {
       throw new PnError('PN_INVALID_ARGUMENT', `register node ${this.opts.node.name}: its uplink ${this.opts.node.uplink} has no address`, {hint: 'give the uplink an address, or start the agent with --node-ip'})
     }
-    const reg = await this.opts.store.registerNode({name: this.opts.node.name, nodeIps, podCidrs: this.opts.node.podCidrs, reach: this.opts.reach ?? 'direct'}, {
+    const reg = await this.opts.store.registerNode({name: this.opts.node.name, nodeIps, podCidrs: this.opts.node.podCidrs, reach: this.opts.reach ?? (this.opts.node.tunnel === 'vxlan' ? 'tunnel' : 'direct')}, {
       ...(this.opts.ttlSeconds ? {ttlSeconds: this.opts.ttlSeconds} : {}),
       onLost: () => {
         this.log(`cluster store: the lease of node ${this.opts.node.name} was lost; registering again`)

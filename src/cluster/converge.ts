@@ -16,7 +16,8 @@
  *   other node reached `direct` gets a route to each of its pod CIDRs via its node IP on the
  *   uplink (`replace`, so a changed next hop is one op), marked with pn's route protocol so
  *   that they are read back exactly (appliedFromKernel). Nodes reached by BGP keep bird's
- *   routes; tunnels are not built yet.
+ *   routes; nodes reached by `tunnel` get none: their pods' entries carry the node IP, which
+ *   from-container in tunnel mode encapsulates to (bpf/include/tunnel.h).
  */
 import {canonicalIp, formatCidr, ipFamily, parseCidr} from '../cidr/cidr.js'
 import {mapPath} from '../datapath/bpf/bpffs.js'
