@@ -119,7 +119,9 @@ describe('cluster agent (directory store, recording kernel)', function () {
     }, ...more})
     agents.push(a)
     const ops = () => kernel.applied.flatMap((x) => x.ops).filter((o) => o.kind !== 'map.dump' && o.kind !== 'route.list')
-    return {a, ops, tables, stateDir, words: () => ops().map(word)}
+    /** Refuse the next `k` tables (the node's service writer fails). */
+    const refuse = (k: number) => void (refuseServices = k)
+    return {a, ops, tables, stateDir, refuse, words: () => ops().map(word)}
   }
 
   function word(op: KernelOp): string {
@@ -177,6 +179,50 @@ describe('cluster agent (directory store, recording kernel)', function () {
     await until('pod2 on B', () => B.words().includes('ipcache 10.1.1.6/32 node 192.168.0.1'))
     await A.a.stop({revoke: true})
     await until('A\'s entries and route gone from B', () => B.words().includes('ipcache delete 10.1.1.6/32') && B.words().includes('route delete 10.1.1.0/24'))
+  })
+
+  it('an endpoint event diffs the ipcache only (no route work); a node that joins or leaves diffs the routes too; a service change neither', async () => {
+    const admin = openClusterStore(path.join(dir, 'store'))
+    stores.push(admin)
+    await admin.init()
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1')
+    const B = agent('b', '10.1.2.0/24', '192.168.0.2')
+    A.a.start()
+    B.a.start()
+    await until('routes to each other', () => A.words().includes('route 10.1.2.0/24 via 192.168.0.2 dev eth0') && B.words().includes('route 10.1.1.0/24 via 192.168.0.1 dev eth0'))
+    // Settled: B has applied what it has seen (both registrations), and nothing more comes.
+    let d0 = B.a.status().diffs
+    for (let quiet = 0; quiet < 10; ) {
+      await new Promise((r) => setTimeout(r, 30))
+      const st = B.a.status()
+      quiet = st.appliedRevision === st.seenRevision && JSON.stringify(st.diffs) === JSON.stringify(d0) ? quiet + 1 : 0
+      d0 = st.diffs
+    }
+    const ops0 = B.ops().length
+
+    A.a.endpointAdded(rec('pod1', '10.1.1.5'))
+    await until('pod1 on B', () => B.words().includes('ipcache 10.1.1.5/32 node 192.168.0.1'))
+    A.a.endpointAdded(rec('pod2', '10.1.1.6'))
+    await until('pod2 on B', () => B.words().includes('ipcache 10.1.1.6/32 node 192.168.0.1'))
+    A.a.endpointDeleted(rec('pod1', '10.1.1.5'))
+    await until('pod1 gone from B', () => B.words().includes('ipcache delete 10.1.1.5/32'))
+    const d1 = B.a.status().diffs
+    assert.equal(d1.routes, d0.routes, `endpoint events did no route work (diffs ${JSON.stringify(d0)} → ${JSON.stringify(d1)})`)
+    assert.ok(d1.ipcache > d0.ipcache && d1.ipcache <= d0.ipcache + 3, `one ipcache diff per endpoint event at most (${JSON.stringify(d0)} → ${JSON.stringify(d1)})`)
+    assert.deepEqual(B.ops().slice(ops0).map(word), ['ipcache 10.1.1.5/32 node 192.168.0.1', 'ipcache 10.1.1.6/32 node 192.168.0.1', 'ipcache delete 10.1.1.5/32'])
+
+    const put = await admin.putServices([parseService('10.96.0.10:80/tcp', ['10.1.1.6:8080'])])
+    await until('B applied the table', () => B.tables.length === 1 && (B.a.status().appliedRevision ?? 0) >= put.revision)
+    assert.deepEqual(B.a.status().diffs, d1, 'a service change diffs neither')
+
+    const C = agent('c', '10.1.3.0/24', '192.168.0.3')
+    C.a.start()
+    await until('B routes to c', () => B.words().includes('route 10.1.3.0/24 via 192.168.0.3 dev eth0'))
+    const d2 = B.a.status().diffs
+    assert.ok(d2.routes > d1.routes && d2.ipcache > d1.ipcache, `a node that joins diffs both (${JSON.stringify(d1)} → ${JSON.stringify(d2)})`)
+    await C.a.stop({revoke: true})
+    await until('B\'s route to c gone', () => B.words().includes('route delete 10.1.3.0/24'))
+    assert.ok(B.a.status().diffs.routes > d2.routes, 'and one that leaves')
   })
 
   it('follows only the desired state: the other agents\' applied reports are never sent to its watch (with N agents each change would send it N)', async () => {
@@ -336,7 +382,8 @@ describe('cluster agent (directory store, recording kernel)', function () {
     stores.push(admin)
     await admin.init()
     const A = agent('a', '10.1.1.0/24', '192.168.0.1')
-    const B = agent('b', '10.1.2.0/24', '192.168.0.2', {}, 2)
+    // Refusing until told otherwise: a loaded machine must not let a retry take the table before the checks.
+    const B = agent('b', '10.1.2.0/24', '192.168.0.2', {}, Infinity)
     A.a.start()
     B.a.start()
     await until('B applied once', () => B.a.status().appliedRevision !== null)
@@ -345,6 +392,8 @@ describe('cluster agent (directory store, recording kernel)', function () {
     await until('the refusal in B\'s status', () => /PN_SERVICE_CONFLICT/.test(B.a.status().servicesError ?? ''))
     await until('pod1 in B\'s ipcache all the same', () => B.words().includes('ipcache 10.1.1.5/32 node 192.168.0.1'))
     assert.ok((B.a.status().appliedRevision ?? 0) < put.revision, 'the revision with the refused table is not reported as applied')
+    assert.equal(B.tables.length, 0)
+    B.refuse(0)
     await until('the table taken on a retry', () => B.tables.length === 1 && B.a.status().servicesError === undefined, 10_000)
     await until('then reported', () => (B.a.status().appliedRevision ?? 0) >= put.revision)
   })
