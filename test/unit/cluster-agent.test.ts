@@ -5,7 +5,7 @@
  * test/integration/cluster-agents.integration.ts.
  */
 import assert from 'node:assert/strict'
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {ClusterAgent} from '../../src/cluster/agent.js'
@@ -264,6 +264,29 @@ describe('cluster agent (directory store, recording kernel)', function () {
     await new Promise((r) => setTimeout(r, 300)) // a watch tick past b's report
     assert.ok(watched.some((k) => k.endsWith('/nodes/b')) && watched.some((k) => k.endsWith('/endpoints/10.1.2.5')) && watched.some((k) => k.endsWith('/services-table')), `A watched nodes, endpoints and services: ${watched.join(' ')}`)
     assert.deepEqual(watched.filter((k) => k.includes('/applied/') || k.endsWith('/schema')), [], 'no applied report (or schema key) reached A\'s watch')
+  })
+
+  it('a store with a newer schema: the agent refuses it (never registers, publishes or programs), and its status says why', async () => {
+    const admin = openClusterStore(path.join(dir, 'store'))
+    stores.push(admin)
+    await admin.init()
+    const file = path.join(dir, 'store', 'cluster.json')
+    const doc = JSON.parse(readFileSync(file, 'utf8'))
+    doc.revision++
+    doc.keys['/cluster/schema'] = {...doc.keys['/cluster/schema'], value: '2', mod: doc.revision}
+    writeFileSync(file, JSON.stringify(doc))
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1')
+    A.a.start()
+    A.a.endpointAdded(rec('pod1', '10.1.1.5'))
+    await until('the schema error in the status', () => /newer/.test(A.a.status().error ?? ''))
+    await new Promise((r) => setTimeout(r, 300)) // retries meanwhile
+    const s = A.a.status()
+    assert.equal(s.store, 'retrying')
+    assert.match(s.error ?? '', /schema/)
+    assert.deepEqual([s.registered, s.appliedRevision, s.queued], [false, null, 1])
+    assert.deepEqual(A.ops(), [], 'nothing programmed from a store it cannot read')
+    assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')).keys['/cluster/schema'].value, '2', 'the store is left as it was')
+    assert.equal(Object.keys(JSON.parse(readFileSync(file, 'utf8')).keys).filter((k) => k.includes('/v1/')).length, 0, 'no key written')
   })
 
   it('an unusable store: retrying (with the cause) while publications queue; once it works, connected, and the queue is sent', async () => {
