@@ -225,6 +225,58 @@ describe('cluster agent (directory store, recording kernel)', function () {
     assert.ok(B.a.status().diffs.routes > d2.routes, 'and one that leaves')
   })
 
+  it('a watch that lost its history (compacted): the agent resyncs from a fresh read and changes only what differs (no entry or route deleted and re-added)', async () => {
+    const where = path.join(dir, 'store')
+    const admin = openClusterStore(where)
+    stores.push(admin)
+    await admin.init()
+    const loc = parseClusterLocation(where)
+    const inner = new DirKv(loc.kind === 'dir' ? loc.dir : where)
+    // B's watches: each can be cut (its events dropped, as on a broken stream) and told its history is gone.
+    const watches: {cut: boolean; compacted: (rev: number) => void}[] = []
+    const kv: ClusterKv = {
+      location: inner.location,
+      range: (p) => inner.range(p),
+      txn: (c, w) => inner.txn(c, w),
+      grantLease: (t) => inner.grantLease(t),
+      watch: (p, r, h, o) => {
+        const w = {cut: false, compacted: (rev: number) => h.onCompacted(rev)}
+        watches.push(w)
+        return inner.watch(p, r, {...h, onEvents: (rev, evs) => (w.cut ? undefined : h.onEvents(rev, evs))}, o)
+      },
+      compact: (r) => inner.compact(r),
+      close: () => inner.close(),
+    }
+    const store = new ClusterStore(kv, loc)
+    stores.push(store)
+    const kernel = new RecordingBackend((op) => (op.kind === 'map.dump' ? {kind: 'map.dump', entries: []} : op.kind === 'route.list' ? {kind: 'route.list', routes: []} : undefined))
+    const B = new ClusterAgent({store, stateDir: mkdtempSync(path.join(dir, 'b-')), node: ctx('b', '10.1.2.0/24'), kernel, nodeIps: ['192.168.0.2'], autoDirectRoutes: true, retryMs: 50, maxRetryMs: 200, applyServices: async () => undefined})
+    agents.push(B)
+    const bWords = () => kernel.applied.flatMap((x) => x.ops).filter((o) => o.kind !== 'map.dump' && o.kind !== 'route.list').map(word)
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1')
+    A.a.start()
+    B.start()
+    A.a.endpointAdded(rec('pod1', '10.1.1.5'))
+    A.a.endpointAdded(rec('pod2', '10.1.1.6'))
+    await until('B has the route and both pods', () => ['route 10.1.1.0/24 via 192.168.0.1 dev eth0', 'ipcache 10.1.1.5/32 node 192.168.0.1', 'ipcache 10.1.1.6/32 node 192.168.0.1'].every((w) => bWords().includes(w)))
+    const before = bWords().length
+    const seen = B.status().seenRevision ?? 0
+
+    for (const w of watches) w.cut = true
+    A.a.endpointDeleted(rec('pod1', '10.1.1.5'))
+    A.a.endpointAdded(rec('pod3', '10.1.1.7'))
+    await until('the store has the changes', () => A.a.status().queued === 0 && A.a.status().published >= 4)
+    await new Promise((r) => setTimeout(r, 300))
+    assert.equal(bWords().length, before, 'B saw nothing while its watch was cut')
+    assert.equal(B.status().seenRevision, seen)
+
+    watches.at(-1)!.compacted(seen)
+    await until('B resynced', () => bWords().includes('ipcache 10.1.1.7/32 node 192.168.0.1') && bWords().includes('ipcache delete 10.1.1.5/32'))
+    await new Promise((r) => setTimeout(r, 300))
+    assert.deepEqual(bWords().slice(before), ['ipcache delete 10.1.1.5/32', 'ipcache 10.1.1.7/32 node 192.168.0.1'], 'only the difference: pod2 and the route stay as they were')
+    assert.ok((B.status().seenRevision ?? 0) > seen)
+  })
+
   it('follows only the desired state: the other agents\' applied reports are never sent to its watch (with N agents each change would send it N)', async () => {
     const where = path.join(dir, 'store')
     const admin = openClusterStore(where)
