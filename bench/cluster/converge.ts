@@ -211,8 +211,8 @@ export interface SimResult {
   serviceReported: Stats
   podAdd: Stats
   podDel: Stats
-  /** Per pod ADD / DEL: the publishing agent's requests, and every agent's together. */
-  perPodEvent: {publicationWritesAdd: number; publicationWritesDel: number; publisherWritesAdd: number; publisherReadsAdd: number; publisherWritesDel: number; publisherReadsDel: number; clusterWrites: number; clusterReads: number; watchEvents: number}
+  /** Per pod ADD / DEL: the publishing agent's requests, and every agent's together; benchCpuMs: this process's CPU (all agents) per event. */
+  perPodEvent: {publicationWritesAdd: number; publicationWritesDel: number; publisherWritesAdd: number; publisherReadsAdd: number; publisherWritesDel: number; publisherReadsDel: number; clusterWrites: number; clusterReads: number; watchEvents: number; benchCpuMs: number}
   /** Per service change: writes by all agents (applied reports) and events delivered to all watchers. */
   /** benchCpuMs: this process's CPU (all agents together) per change. */
   perServiceChange: {clusterWrites: number; watchEvents: number; etcdCpuMs: number; benchCpuMs: number}
@@ -337,6 +337,7 @@ async function simulate(n: number): Promise<SimResult> {
     let clusterWrites = 0
     let clusterReads = 0
     let podEvents = 0
+    let podCpu = 0
     for (let p = 0; p < PODS; p++) {
       const a = (p * 7) % n
       const ip = `10.${(a >> 8) + 100}.${a & 255}.${10 + (p % 200)}`
@@ -344,6 +345,7 @@ async function simulate(n: number): Promise<SimResult> {
       const rec: EndpointRecord = {id: `pod${p}:eth0`, containerId: `pod${p}`, ifname: 'eth0', netns: `/run/netns/pod${p}`, ips: [ip], routerIps: [], hostIfname: 'lxc0', hostMac: '', hostIfindex: 1, podIfname: 'eth0', podMac: '', podIfindex: 2, mtu: 1500, endpointId: p + 1, podName: `pod${p}`, podNamespace: 'default', createdAt: ''}
       for (const [kind, list] of [['update', podAdd], ['delete', podDel]] as const) {
         for (const x of counts) x.reset()
+        const cpuP = process.cpuUsage()
         const w = new Waiter(n - 1, `pod ${ip} ${kind}`)
         podWaiters.set(key, {kind, w, skip: a})
         if (kind === 'update') agents[a].endpointAdded(rec)
@@ -352,6 +354,8 @@ async function simulate(n: number): Promise<SimResult> {
         list.push(w.allMs)
         podWaiters.delete(key)
         await sleep(200)
+        const c = process.cpuUsage(cpuP)
+        podCpu += (c.user + c.system) / 1000
         // The publisher's own requests: the publication, plus its applied report (one txn).
         if (kind === 'update') {
           pub.wa += counts[a].txn
@@ -380,7 +384,7 @@ async function simulate(n: number): Promise<SimResult> {
       perPodEvent: {
         publicationWritesAdd: pub.pa / PODS, publicationWritesDel: pub.pd / PODS,
         publisherWritesAdd: pub.wa / PODS, publisherReadsAdd: pub.ra / PODS, publisherWritesDel: pub.wd / PODS, publisherReadsDel: pub.rd / PODS,
-        clusterWrites: clusterWrites / (2 * PODS), clusterReads: clusterReads / (2 * PODS), watchEvents: podEvents / (2 * PODS),
+        clusterWrites: clusterWrites / (2 * PODS), clusterReads: clusterReads / (2 * PODS), watchEvents: podEvents / (2 * PODS), benchCpuMs: podCpu / (2 * PODS),
       },
       perServiceChange: {clusterWrites: svcWrites / CHANGES, watchEvents: svcEvents / CHANGES, etcdCpuMs: svcEtcdCpu / CHANGES, benchCpuMs: svcBenchCpu / CHANGES},
       etcd: {cpuMsTotal: etcdCpuMs(), rssMb: etcdRssMb()},
@@ -424,6 +428,7 @@ async function main(): Promise<void> {
     row('service write → all reports in store (ms)', r.serviceReported)
     row('pod ADD → ipcache on all others (ms)', r.podAdd)
     row('pod DEL → ipcache gone on all others (ms)', r.podDel)
+    console.log(`${''.padStart(6)}  (agents' CPU per pod event ${f(r.perPodEvent.benchCpuMs)} ms, per service change ${f(r.perServiceChange.benchCpuMs)} ms)`)
   }
   console.log('\nagents  per pod event: publication writes ADD/DEL; publisher incl. its report (reads)   all agents: writes  reads  watch events   per service change: writes  watch events  etcd cpu ms  agents cpu ms')
   for (const r of out) {

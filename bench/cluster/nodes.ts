@@ -7,7 +7,7 @@
  * namespace. Measured, per node count:
  * - service convergence: one service-table write (in process, as `pn service apply --cluster`
  *   writes it) until every node's applied revision in the store covers it, seen by a watch on the
- *   applied reports (no CLI in the loop); p50/p99 over --changes writes;
+ *   applied reports (no CLI in the loop); p50/p99 over --changes writes (default 200);
  * - a pod ADD (the node's CNI client → its agent) until its pn_ipcache entry is on every other
  *   node, read by map.lookup on the pinned maps in process (pn's addon), from the ADD's start and
  *   from its return; and its DEL until the entry is gone everywhere;
@@ -40,7 +40,7 @@ function arg(name: string, dflt: string): string {
   return i > 0 ? process.argv[i + 1] : dflt
 }
 const COUNTS = arg('--nodes', '4,8').split(',').map(Number)
-const CHANGES = Number(arg('--changes', '50'))
+const CHANGES = Number(arg('--changes', '200'))
 const PODS = Number(arg('--pods', '20'))
 const BULK = Number(arg('--bulk', '1000'))
 const SERVICES = 20
@@ -246,7 +246,7 @@ async function inside(lan: string): Promise<void> {
   }
   console.log('\nnodes  measure                                         p50      p99      max   target')
   for (const r of out) {
-    const row = (what: string, s: Stats, target = '', p99 = s.p99) => console.log(`${String(r.nodes).padStart(5)}  ${what.padEnd(44)} ${f(s.p50).padStart(7)}  ${f(s.p99).padStart(7)}  ${f(s.max).padStart(7)}   ${target ? `${target} ${p99 <= Number(target.replace(/\D/g, '')) ? 'met' : 'MISSED'}` : ''}`)
+    const row = (what: string, s: Stats, target = '', p99 = s.p99) => console.log(`${String(r.nodes).padStart(5)}  ${what.padEnd(44)} ${f(s.p50).padStart(7)}  ${f(s.p99).padStart(7)}  ${f(s.max).padStart(7)}   ${target ? `${target} ${p99 <= Number(/(\d+)\s*$/.exec(target)![1]) ? 'met' : 'MISSED'}` : ''}`)
     const at8 = r.nodes >= 8
     row('service write → applied by all (ms)', r.service, at8 ? 'p99 ≤ 100' : '')
     row('pod ADD start → ipcache on all others (ms)', r.podAddFromStart, at8 ? 'p99 ≤ 200' : '')

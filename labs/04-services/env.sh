@@ -13,3 +13,7 @@ CLIENT_IP=10.204.1.10
 B1_IP=10.204.1.11   # backend on node 1 (same node as the client)
 B2_IP=10.204.2.10   # backend on node 2
 VIP=10.96.4.10
+ETCD_NS=pn-$LAB_ID-etcd          # etcd, on the switch like a node
+ETCD_IP=172.30.4.254
+ETCD_DIR=/run/pn/$LAB_ID/etcd    # its data, log and pid file
+CLUSTER=etcd://$ETCD_IP:2379/$LAB_ID

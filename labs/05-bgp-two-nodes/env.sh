@@ -24,10 +24,14 @@ TOR_AS=65000
 N1_AS=65001
 N2_AS=65002
 
-# The cluster pool: etcd (default) or a file (PN_LAB_POOL=file).
+# The cluster store: etcd (default) or a directory on this machine (PN_LAB_POOL=file). Its pool is
+# the cluster pool: on etcd the same URL (the pool's keys sit beside the cluster's), in a
+# directory <dir>/cluster-pool.json.
 POOL_KIND=${PN_LAB_POOL:-etcd}
 if [ "$POOL_KIND" = file ]; then
-  POOL=$LAB_DIR/cluster-pool.json
+  CLUSTER=$LAB_DIR/cluster
+  POOL=$CLUSTER/cluster-pool.json
 else
-  POOL=etcd://$KV_IP:2379/pn-$LAB_ID
+  CLUSTER=etcd://$KV_IP:2379/pn-$LAB_ID
+  POOL=$CLUSTER
 fi

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Lab 05: two nodes behind a top-of-rack router, no static routes. The ToR runs bird2 and is the
-# nodes' default gateway; the cluster pool lives on etcd (PN_LAB_POOL=file: a pool file). Each
-# node takes its pod CIDR (pn node init --pool), announces it to the ToR with BGP (pn bgp up),
-# and plugs in two pods (pn cni add). Proof: the ToR learned both pod CIDRs by BGP with the node
-# IPs as next hops, nobody holds a static route for a pod CIDR, and pods on different nodes talk
+# nodes' default gateway; the cluster store (and its pool) lives on etcd (PN_LAB_POOL=file: a
+# directory). Each node takes its pod CIDR from the cluster's pool (pn node init --pool),
+# announces it to the ToR with BGP (pn bgp up), registers in the cluster through its agent
+# (pn agent start --cluster … --reach bgp: BGP keeps the routing, the agent adds no route), and
+# plugs in two pods (pn cni add). Proof: the ToR learned both pod CIDRs by BGP with the node IPs
+# as next hops, nobody holds a static route for a pod CIDR, and pods on different nodes talk
 # (ping, TCP) through the ToR. Then pn bgp down withdraws a CIDR and pn bgp up brings it back.
 # Tears everything down unless PN_LAB_KEEP=1.
 source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/env.sh"
 
 need_root
@@ -66,16 +69,12 @@ cat "$TOR_DIR/bird.conf"
 show ip netns exec "$TOR_NS" bird -c "$TOR_DIR/bird.conf" -s "$TOR_DIR/bird.ctl" -P "$TOR_DIR/bird.pid"
 
 if [ "$POOL_KIND" = file ]; then
-  step "cluster pool: a file ($POOL)"
+  step "the cluster store: a directory ($CLUSTER), its pool $POOL"
 else
-  step "cluster pool on etcd: one etcd on $KV_IP:2379 in $KV_NS (data in $ETCD_DIR/data)"
-  ip netns exec "$KV_NS" etcd --name "$LAB_ID" --data-dir "$ETCD_DIR/data" \
-    --listen-client-urls "http://$KV_IP:2379,http://127.0.0.1:2379" --advertise-client-urls "http://$KV_IP:2379" \
-    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-    --initial-cluster "$LAB_ID=http://127.0.0.1:2380" >"$ETCD_DIR/etcd.log" 2>&1 &
-  echo $! >"$ETCD_DIR/etcd.pid"
-  wait_for 30 "etcd on $KV_IP:2379" ip netns exec "$KV_NS" bash -c "exec 3<>/dev/tcp/$KV_IP/2379"
+  step "the cluster store on etcd: one etcd on $KV_IP:2379 in $KV_NS (data in $ETCD_DIR/data); its pool under the same URL"
+  start_etcd "$KV_NS" "$KV_IP" "$ETCD_DIR"
 fi
+show operator cluster init --cluster "$CLUSTER"
 show operator pool init --cidr 10.20.30.40/24 --mask-size 26 --pool "$POOL"
 
 step "each node: pn node init --pool (its pod CIDR from the shared pool), then pn bgp up peering with the ToR"
@@ -88,6 +87,15 @@ N2_CIDR=$(pn_in "$N2_NS" "$N2_STATE" node show --json | json '.result.node.podCi
 show pn_in "$N1_NS" "$N1_STATE" bgp up --local-as "$N1_AS" --peer "$TOR_IP" --peer-as "$TOR_AS"
 show pn_in "$N2_NS" "$N2_STATE" bgp up --local-as "$N2_AS" --peer "$TOR_IP" --peer-as "$TOR_AS"
 show cat "$N1_STATE/bgp/bird.conf"
+
+step "each node joins the cluster: pn agent start --cluster … --reach bgp (registered under a lease; BGP keeps the routing)"
+show pn_in "$N1_NS" "$N1_STATE" agent start --cluster "$CLUSTER" --reach bgp --lease-ttl 5
+show pn_in "$N2_NS" "$N2_STATE" agent start --cluster "$CLUSTER" --reach bgp --lease-ttl 5
+wait_converged 30 "$KV_NS" "$CLUSTER" 2
+show operator cluster status --cluster "$CLUSTER"
+operator cluster status --cluster "$CLUSTER" --json | json '.result.nodes.map(n=>`${n.name} ${n.reach} ${n.podCidrs.join(",")} ${n.nodeIps.join(",")}`).join(";")' >"$LAB_DIR/nodes.txt"
+[ "$(cat "$LAB_DIR/nodes.txt")" = "$LAB_ID-n1 bgp $N1_CIDR $N1_UPLINK_IP;$LAB_ID-n2 bgp $N2_CIDR $N2_UPLINK_IP" ] ||
+  die "the cluster lists $(cat "$LAB_DIR/nodes.txt"), not both nodes reached by bgp with their pool CIDRs and uplink IPs"
 
 step "two pods per node: pn cni add"
 for spec in "$N1_NS:$N1_STATE:$A1_NS" "$N1_NS:$N1_STATE:$A2_NS" "$N2_NS:$N2_STATE:$B1_NS" "$N2_NS:$N2_STATE:$B2_NS"; do
@@ -115,6 +123,7 @@ ip -n "$N1_NS" route show "$N2_CIDR" | grep -q . && die "node 1 has a route for 
 ip -n "$N2_NS" route show "$N1_CIDR" | grep -q . && die "node 2 has a route for node 1's pod CIDR"
 for ns in "$N1_NS" "$N2_NS"; do
   ip -n "$ns" route | grep -v "dev pn_host" | grep -q '^10\.20\.30\.' && die "$ns has a pod CIDR route that is not its own"
+  ip -n "$ns" route | grep -q 'proto 112' && die "$ns has a route from its agent (reach bgp: it must add none)"
 done
 show ip -n "$N1_NS" route
 show ip -n "$N1_NS" route get "$B1_IP"
@@ -158,11 +167,14 @@ wait_for 60 "$N2_CIDR back on the ToR" tor_route "$N2_CIDR" "$N2_UPLINK_IP"
 wait_for 20 "a1 -> b1 again" ip netns exec "$A1_NS" ping -c 1 -W 1 "$B1_IP"
 echo "a1 -> b1 works again"
 
-step "pods out (pn cni del), then node reset: stops each bird (the ToR withdraws) and returns the pod CIDRs"
+step "pods out (pn cni del), agents stopped (the nodes leave the cluster with their leases), then node reset: stops each bird (the ToR withdraws) and returns the pod CIDRs"
 for spec in "$N1_NS:$N1_STATE:$A1_NS" "$N1_NS:$N1_STATE:$A2_NS" "$N2_NS:$N2_STATE:$B1_NS" "$N2_NS:$N2_STATE:$B2_NS"; do
   IFS=: read -r node state pod <<<"$spec"
   pn_in "$node" "$state" cni del --container-id "$pod" --netns "/run/netns/$pod" >/dev/null
 done
+show pn_in "$N1_NS" "$N1_STATE" agent stop
+show pn_in "$N2_NS" "$N2_STATE" agent stop
+wait_alive 20 "$KV_NS" "$CLUSTER" 0
 show pn_in "$N1_NS" "$N1_STATE" node reset
 show pn_in "$N2_NS" "$N2_STATE" node reset
 wait_for 15 "the ToR to withdraw both pod CIDRs" no_tor_route 10.20.30.0/24
@@ -171,4 +183,4 @@ show operator pool show --pool "$POOL"
 [ "$(operator pool list --pool "$POOL" --json | json '.result.length')" = 0 ] || die "pod CIDRs not returned to the pool"
 
 echo
-echo "lab 05: OK ($POOL_KIND pool)"
+echo "lab 05: OK ($POOL_KIND cluster store)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Undo lab 05: pn's own reset on each node (stops its bird, so the ToR withdraws the pod CIDR;
-# devices, programs, pins, state), then the ToR's bird, etcd and the TCP listener by their pids,
-# the namespaces and the lab's state folder. Safe to run twice or on a half-built lab.
+# Undo lab 05: each node's agent (its pid file), pn's own reset on each node (stops its bird, so
+# the ToR withdraws the pod CIDR; devices, programs, pins, state), then the ToR's bird, etcd and
+# the TCP listener by their pids, the namespaces and the lab's state folder. Safe to run twice or on a half-built lab.
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/env.sh"
 set +e
@@ -24,6 +24,7 @@ kill_pidfile() {
 
 for pair in "$N1_NS:$N1_STATE" "$N2_NS:$N2_STATE"; do
   ns=${pair%%:*} state=${pair##*:}
+  kill_pidfile "$state/agent.pid" "agent start"
   if ns_exists "$ns" && [ -d "$state" ]; then
     pn_in "$ns" "$state" node reset >/dev/null 2>&1
     pn_in "$ns" "$state" bgp down >/dev/null 2>&1   # in case node.json was never written

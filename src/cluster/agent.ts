@@ -26,7 +26,7 @@ import {withAttachmentLock} from '../node/lock.js'
 import {changeServices} from '../service/apply.js'
 import type {ServiceSpec} from '../service/model.js'
 import type {NodePolicy} from '../policy/types.js'
-import {appliedFromKernel, convergeNode, serviceTableToApply, type ConvergeSelf, type NodeApplied} from './converge.js'
+import {appliedFromKernel, convergeNode, serviceTableToApply, type ConvergeParts, type ConvergeSelf, type NodeApplied} from './converge.js'
 import {collectIdentities, identityForPod} from './identities.js'
 import type {ClusterEndpoint, NodeReach} from './layout.js'
 import {nodePolicyFromCluster, type LocalEndpoint} from './policies.js'
@@ -87,8 +87,10 @@ export type ClusterAgentStatus = {
   queued: number
   published: number
   autoDirectRoutes: boolean
-  /** Counts of what convergence has done since start. */
+  /** Counts of what convergence has done since start (kernel changes). */
   converged: {ipcache: number; routes: number; serviceTables: number; policyOps: number}
+  /** How many times the ipcache and the peer routes were diffed against the store (routes: only when nodes changed). */
+  diffs: {ipcache: number; routes: number}
   /** Why the node's policy could not be written, until it is. */
   policyError?: string
   /** Why the node refused the cluster's service table, until it takes one. */
@@ -185,8 +187,13 @@ export class ClusterAgent {
   private policyError?: string
   private converging?: Promise<void>
   private dirty = false
-  /** Nodes or endpoints changed since convergeNode last ran (a service-only change skips it). */
-  private peersDirty = true
+  /**
+   * What changed since the node's peers were last diffed: nodes (the ipcache's node IPs and the
+   * peer routes) or endpoints only (the ipcache). A service-only change diffs neither.
+   */
+  private readonly stale = {ipcache: true, routes: true}
+  /** How many times each part was diffed against the store (status: the work convergence did). */
+  private readonly diffs = {ipcache: 0, routes: 0}
   private flushRetry = false
   private reportRetry = false
   private servicesError?: string
@@ -344,6 +351,7 @@ export class ClusterAgent {
       published: this.queue.sent,
       autoDirectRoutes: this.self.autoDirectRoutes,
       converged: {...this.counts},
+      diffs: {...this.diffs},
       ...(this.servicesError ? {servicesError: this.servicesError} : {}),
       ...(this.policyError ? {policyError: this.policyError} : {}),
     }
@@ -531,7 +539,8 @@ export class ClusterAgent {
         this.ok()
         // Only applied reports (ours and the peers'): nothing to program.
         if (!update.resync && !update.nodes && !update.endpoints && !update.services && !update.policy) return
-        if (update.resync || update.nodes || update.endpoints) this.peersDirty = true
+        if (update.resync || update.nodes || update.endpoints) this.stale.ipcache = true
+        if (update.resync || update.nodes) this.stale.routes = true
         if (update.resync || update.endpoints || update.policy) this.policyDirty = true
         this.kick()
       },
@@ -543,7 +552,7 @@ export class ClusterAgent {
       return
     }
     this.follower = follower
-    this.peersDirty = true
+    this.stale.ipcache = this.stale.routes = true
     this.policyDirty = true
     this.log(`cluster store: following from revision ${follower.state.revision}`)
     this.ok()
@@ -594,18 +603,23 @@ export class ClusterAgent {
 
   private async convergeOnce(state: ClusterState): Promise<void> {
     const revision = state.revision
-    // Only services changed since the node's peers were last converged: nothing to diff (with N
-    // nodes that diff is O(N) on every agent for every change).
-    if (this.peersDirty || !this.applied) {
+    // Only what changed since the node's peers were last converged is diffed: nothing for a
+    // service-only change, the ipcache for an endpoint event, the routes too only when the nodes
+    // changed (the route diff sorts and parses every node: O(N) on every agent for every change).
+    if (!this.applied) this.stale.ipcache = this.stale.routes = true
+    if (this.stale.ipcache || this.stale.routes) {
       // Cleared first: a change that arrives while this runs marks it again (one more run).
-      this.peersDirty = false
+      const parts: ConvergeParts = {...this.stale}
+      this.stale.ipcache = this.stale.routes = false
       let plan: ReturnType<typeof convergeNode>
       try {
         this.applied ??= await this.readApplied()
-        plan = convergeNode(state, this.applied, this.self)
+        plan = convergeNode(state, this.applied, this.self, parts)
+        if (parts.ipcache) this.diffs.ipcache++
+        if (parts.routes) this.diffs.routes++
         if (plan.ops.length > 0) await this.opts.kernel.apply(plan.ops)
       } catch (err) {
-        this.peersDirty = true
+        this.stale.ipcache = this.stale.routes = true
         throw err
       }
       if (plan.ops.length > 0) {

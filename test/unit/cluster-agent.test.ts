@@ -5,7 +5,7 @@
  * test/integration/cluster-agents.integration.ts.
  */
 import assert from 'node:assert/strict'
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {ClusterAgent} from '../../src/cluster/agent.js'
@@ -120,7 +120,9 @@ describe('cluster agent (directory store, recording kernel)', function () {
     }, ...more})
     agents.push(a)
     const ops = () => kernel.applied.flatMap((x) => x.ops).filter((o) => o.kind !== 'map.dump' && o.kind !== 'route.list')
-    return {a, ops, tables, stateDir, words: () => ops().map(word)}
+    /** Refuse the next `k` tables (the node's service writer fails). */
+    const refuse = (k: number) => void (refuseServices = k)
+    return {a, ops, tables, stateDir, refuse, words: () => ops().map(word)}
   }
 
   function word(op: KernelOp): string {
@@ -180,6 +182,102 @@ describe('cluster agent (directory store, recording kernel)', function () {
     await until('A\'s entries and route gone from B', () => B.words().includes('ipcache delete 10.1.1.6/32') && B.words().includes('route delete 10.1.1.0/24'))
   })
 
+  it('an endpoint event diffs the ipcache only (no route work); a node that joins or leaves diffs the routes too; a service change neither', async () => {
+    const admin = openClusterStore(path.join(dir, 'store'))
+    stores.push(admin)
+    await admin.init()
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1')
+    const B = agent('b', '10.1.2.0/24', '192.168.0.2')
+    A.a.start()
+    B.a.start()
+    await until('routes to each other', () => A.words().includes('route 10.1.2.0/24 via 192.168.0.2 dev eth0') && B.words().includes('route 10.1.1.0/24 via 192.168.0.1 dev eth0'))
+    // Settled: B has applied what it has seen (both registrations), and nothing more comes.
+    let d0 = B.a.status().diffs
+    for (let quiet = 0; quiet < 10; ) {
+      await new Promise((r) => setTimeout(r, 30))
+      const st = B.a.status()
+      quiet = st.appliedRevision === st.seenRevision && JSON.stringify(st.diffs) === JSON.stringify(d0) ? quiet + 1 : 0
+      d0 = st.diffs
+    }
+    const ops0 = B.ops().length
+
+    A.a.endpointAdded(rec('pod1', '10.1.1.5'))
+    await until('pod1 on B', () => B.words().includes('ipcache 10.1.1.5/32 node 192.168.0.1'))
+    A.a.endpointAdded(rec('pod2', '10.1.1.6'))
+    await until('pod2 on B', () => B.words().includes('ipcache 10.1.1.6/32 node 192.168.0.1'))
+    A.a.endpointDeleted(rec('pod1', '10.1.1.5'))
+    await until('pod1 gone from B', () => B.words().includes('ipcache delete 10.1.1.5/32'))
+    const d1 = B.a.status().diffs
+    assert.equal(d1.routes, d0.routes, `endpoint events did no route work (diffs ${JSON.stringify(d0)} → ${JSON.stringify(d1)})`)
+    assert.ok(d1.ipcache > d0.ipcache && d1.ipcache <= d0.ipcache + 3, `one ipcache diff per endpoint event at most (${JSON.stringify(d0)} → ${JSON.stringify(d1)})`)
+    assert.deepEqual(B.ops().slice(ops0).map(word), ['ipcache 10.1.1.5/32 node 192.168.0.1', 'ipcache 10.1.1.6/32 node 192.168.0.1', 'ipcache delete 10.1.1.5/32'])
+
+    const put = await admin.putServices([parseService('10.96.0.10:80/tcp', ['10.1.1.6:8080'])])
+    await until('B applied the table', () => B.tables.length === 1 && (B.a.status().appliedRevision ?? 0) >= put.revision)
+    assert.deepEqual(B.a.status().diffs, d1, 'a service change diffs neither')
+
+    const C = agent('c', '10.1.3.0/24', '192.168.0.3')
+    C.a.start()
+    await until('B routes to c', () => B.words().includes('route 10.1.3.0/24 via 192.168.0.3 dev eth0'))
+    const d2 = B.a.status().diffs
+    assert.ok(d2.routes > d1.routes && d2.ipcache > d1.ipcache, `a node that joins diffs both (${JSON.stringify(d1)} → ${JSON.stringify(d2)})`)
+    await C.a.stop({revoke: true})
+    await until('B\'s route to c gone', () => B.words().includes('route delete 10.1.3.0/24'))
+    assert.ok(B.a.status().diffs.routes > d2.routes, 'and one that leaves')
+  })
+
+  it('a watch that lost its history (compacted): the agent resyncs from a fresh read and changes only what differs (no entry or route deleted and re-added)', async () => {
+    const where = path.join(dir, 'store')
+    const admin = openClusterStore(where)
+    stores.push(admin)
+    await admin.init()
+    const loc = parseClusterLocation(where)
+    const inner = new DirKv(loc.kind === 'dir' ? loc.dir : where)
+    // B's watches: each can be cut (its events dropped, as on a broken stream) and told its history is gone.
+    const watches: {cut: boolean; compacted: (rev: number) => void}[] = []
+    const kv: ClusterKv = {
+      location: inner.location,
+      range: (p) => inner.range(p),
+      txn: (c, w) => inner.txn(c, w),
+      grantLease: (t) => inner.grantLease(t),
+      watch: (p, r, h, o) => {
+        const w = {cut: false, compacted: (rev: number) => h.onCompacted(rev)}
+        watches.push(w)
+        return inner.watch(p, r, {...h, onEvents: (rev, evs) => (w.cut ? undefined : h.onEvents(rev, evs))}, o)
+      },
+      compact: (r) => inner.compact(r),
+      close: () => inner.close(),
+    }
+    const store = new ClusterStore(kv, loc)
+    stores.push(store)
+    const kernel = new RecordingBackend((op) => (op.kind === 'map.dump' ? {kind: 'map.dump', entries: []} : op.kind === 'route.list' ? {kind: 'route.list', routes: []} : undefined))
+    const B = new ClusterAgent({store, stateDir: mkdtempSync(path.join(dir, 'b-')), node: ctx('b', '10.1.2.0/24'), kernel, nodeIps: ['192.168.0.2'], autoDirectRoutes: true, retryMs: 50, maxRetryMs: 200, applyServices: async () => undefined})
+    agents.push(B)
+    const bWords = () => kernel.applied.flatMap((x) => x.ops).filter((o) => o.kind !== 'map.dump' && o.kind !== 'route.list').map(word)
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1')
+    A.a.start()
+    B.start()
+    A.a.endpointAdded(rec('pod1', '10.1.1.5'))
+    A.a.endpointAdded(rec('pod2', '10.1.1.6'))
+    await until('B has the route and both pods', () => ['route 10.1.1.0/24 via 192.168.0.1 dev eth0', 'ipcache 10.1.1.5/32 node 192.168.0.1', 'ipcache 10.1.1.6/32 node 192.168.0.1'].every((w) => bWords().includes(w)))
+    const before = bWords().length
+    const seen = B.status().seenRevision ?? 0
+
+    for (const w of watches) w.cut = true
+    A.a.endpointDeleted(rec('pod1', '10.1.1.5'))
+    A.a.endpointAdded(rec('pod3', '10.1.1.7'))
+    await until('the store has the changes', () => A.a.status().queued === 0 && A.a.status().published >= 4)
+    await new Promise((r) => setTimeout(r, 300))
+    assert.equal(bWords().length, before, 'B saw nothing while its watch was cut')
+    assert.equal(B.status().seenRevision, seen)
+
+    watches.at(-1)!.compacted(seen)
+    await until('B resynced', () => bWords().includes('ipcache 10.1.1.7/32 node 192.168.0.1') && bWords().includes('ipcache delete 10.1.1.5/32'))
+    await new Promise((r) => setTimeout(r, 300))
+    assert.deepEqual(bWords().slice(before), ['ipcache delete 10.1.1.5/32', 'ipcache 10.1.1.7/32 node 192.168.0.1'], 'only the difference: pod2 and the route stay as they were')
+    assert.ok((B.status().seenRevision ?? 0) > seen)
+  })
+
   it('follows only the desired state: the other agents\' applied reports are never sent to its watch (with N agents each change would send it N)', async () => {
     const where = path.join(dir, 'store')
     const admin = openClusterStore(where)
@@ -219,6 +317,29 @@ describe('cluster agent (directory store, recording kernel)', function () {
     await new Promise((r) => setTimeout(r, 300)) // a watch tick past b's report
     assert.ok(watched.some((k) => k.endsWith('/nodes/b')) && watched.some((k) => k.endsWith('/endpoints/10.1.2.5')) && watched.some((k) => k.endsWith('/services-table')), `A watched nodes, endpoints and services: ${watched.join(' ')}`)
     assert.deepEqual(watched.filter((k) => k.includes('/applied/') || k.endsWith('/schema')), [], 'no applied report (or schema key) reached A\'s watch')
+  })
+
+  it('a store with a newer schema: the agent refuses it (never registers, publishes or programs), and its status says why', async () => {
+    const admin = openClusterStore(path.join(dir, 'store'))
+    stores.push(admin)
+    await admin.init()
+    const file = path.join(dir, 'store', 'cluster.json')
+    const doc = JSON.parse(readFileSync(file, 'utf8'))
+    doc.revision++
+    doc.keys['/cluster/schema'] = {...doc.keys['/cluster/schema'], value: '2', mod: doc.revision}
+    writeFileSync(file, JSON.stringify(doc))
+    const A = agent('a', '10.1.1.0/24', '192.168.0.1')
+    A.a.start()
+    A.a.endpointAdded(rec('pod1', '10.1.1.5'))
+    await until('the schema error in the status', () => /newer/.test(A.a.status().error ?? ''))
+    await new Promise((r) => setTimeout(r, 300)) // retries meanwhile
+    const s = A.a.status()
+    assert.equal(s.store, 'retrying')
+    assert.match(s.error ?? '', /schema/)
+    assert.deepEqual([s.registered, s.appliedRevision, s.queued], [false, null, 1])
+    assert.deepEqual(A.ops(), [], 'nothing programmed from a store it cannot read')
+    assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')).keys['/cluster/schema'].value, '2', 'the store is left as it was')
+    assert.equal(Object.keys(JSON.parse(readFileSync(file, 'utf8')).keys).filter((k) => k.includes('/v1/')).length, 0, 'no key written')
   })
 
   it('an unusable store: retrying (with the cause) while publications queue; once it works, connected, and the queue is sent', async () => {
@@ -364,7 +485,8 @@ describe('cluster agent (directory store, recording kernel)', function () {
     stores.push(admin)
     await admin.init()
     const A = agent('a', '10.1.1.0/24', '192.168.0.1')
-    const B = agent('b', '10.1.2.0/24', '192.168.0.2', {}, 2)
+    // Refusing until told otherwise: a loaded machine must not let a retry take the table before the checks.
+    const B = agent('b', '10.1.2.0/24', '192.168.0.2', {}, Infinity)
     A.a.start()
     B.a.start()
     await until('B applied once', () => B.a.status().appliedRevision !== null)
@@ -373,6 +495,8 @@ describe('cluster agent (directory store, recording kernel)', function () {
     await until('the refusal in B\'s status', () => /PN_SERVICE_CONFLICT/.test(B.a.status().servicesError ?? ''))
     await until('pod1 in B\'s ipcache all the same', () => B.words().includes('ipcache 10.1.1.5/32 node 192.168.0.1'))
     assert.ok((B.a.status().appliedRevision ?? 0) < put.revision, 'the revision with the refused table is not reported as applied')
+    assert.equal(B.tables.length, 0)
+    B.refuse(0)
     await until('the table taken on a retry', () => B.tables.length === 1 && B.a.status().servicesError === undefined, 10_000)
     await until('then reported', () => (B.a.status().appliedRevision ?? 0) >= put.revision)
   })

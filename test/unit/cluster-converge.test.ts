@@ -137,6 +137,32 @@ describe('cluster convergence (pure)', () => {
     assert.deepEqual(words((await run(odd, empty)).recorded), ['route 10.1.4.0/24 via 192.168.1.4 dev eth0'])
   })
 
+  it('parts: an ipcache-only diff never walks the nodes (no route work), keeps the routes as applied, and matches the full diff\'s ipcache ops', async () => {
+    /** A nodes map that counts full walks (the route diff sorts all nodes; the ipcache diff only looks up its endpoints' nodes). */
+    class CountingNodes extends Map<string, ClusterNode> {
+      walks = 0
+      override values() {
+        this.walks++
+        return super.values()
+      }
+    }
+    const nodes = new CountingNodes(three.map((x) => [x.name, x]))
+    const before: DesiredCluster = {nodes, endpoints: new Map([e('10.1.2.5', 'n2')].map((x) => [x.ip, x]))}
+    const first = convergeNode(before, empty, self)
+    assert.equal(nodes.walks, 1, 'the full diff walks the nodes once (routes)')
+    const after: DesiredCluster = {nodes, endpoints: new Map([e('10.1.2.5', 'n2'), e('10.1.3.9', 'n3')].map((x) => [x.ip, x]))}
+    const plan = convergeNode(after, first.applied, self, {ipcache: true, routes: false})
+    assert.equal(nodes.walks, 1, 'an endpoint-only diff does no route work')
+    assert.deepEqual(words(plan.ops), ['ipcache 10.1.3.9/32 = id 0 flags 0 node 192.168.1.3'])
+    assert.deepEqual(plan.applied.routes, first.applied.routes, 'the routes stay as applied')
+    assert.deepEqual(plan.ops, convergeNode(after, first.applied, self).ops, 'same ops as the full diff when only endpoints changed')
+    // Routes only: the ipcache as applied, untouched, even if the endpoints changed meanwhile.
+    const gone = cluster([three[0]], [e('10.1.2.5', 'n2')])
+    const routesOnly = convergeNode(gone, plan.applied, self, {ipcache: false, routes: true})
+    assert.deepEqual(words(routesOnly.ops), ['route delete 10.1.2.0/24 dev eth0', 'route delete fd00:10:2::/64 dev eth0'])
+    assert.deepEqual(routesOnly.applied.ipcache, plan.applied.ipcache)
+  })
+
   it('an endpoint on a node with only other-family addresses points at its first node IP', async () => {
     const c = cluster([n('n7', ['192.168.1.7'], ['fd00:10:7::/64'], 'tunnel')], [e('fd00:10:7::5', 'n7')])
     assert.deepEqual(words((await run(c, empty)).recorded), ['ipcache fd00:10:7::5/128 = id 0 flags 0 node 192.168.1.7'])
