@@ -9,7 +9,8 @@
  *   backend on this node   local delivery as any packet for a pod; the client's address is kept,
  *                          and the backend's reply is translated back in its from-container
  *   backend on another node   (Cluster only) the source becomes the node IP and a NAT port
- *                          (nat.h), and BPF host routing sends it out of the uplink again; the
+ *                          (nat.h), and BPF host routing sends it out of the uplink again (in
+ *                          tunnel mode, into pn_vxlan towards the backend's node); the
  *                          reply comes back to that port, nat4_rev_snat restores the client,
  *                          lb4_rev_xlate the frontend, and it is routed out to the client
  *   no backend (Local on a node without one)   DROP_NO_SERVICE, counted
@@ -26,6 +27,7 @@
 #include "fib.h"
 #include "lb.h"
 #include "nat.h"
+#include "tunnel.h"
 
 /* After lb4_xlate (np = 1) or nat4_rev_snat (rev = 1) sent a packet somewhere that is not a
  * local pod: a new request to a remote backend is SNATed to the node, and either way the packet
@@ -49,6 +51,12 @@ static __always_inline int nodeport_fwd(struct __sk_buff *skb, int np)
 		if (!ip4)
 			return DROP_INVALID;
 	}
+	/* Tunnel mode: a backend on another node is reached through pn_vxlan, as a pod's packet is
+	 * (the underlay knows no pod CIDR). */
+	int encap = ipv4_encap_remote(skb, ip4);
+
+	if (encap != TRACE_TO_STACK)
+		return encap;
 	return pn_fib_redirect_v4(skb, ip4);
 }
 
