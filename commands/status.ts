@@ -18,6 +18,7 @@ function describe(i: StatusItem): string {
     const fb = (d.fallbacks as string[]).length ? (d.fallbacks as string[]).join(', ') : 'none'
     return `${i.name} (ifindex ${d.uplinkIfindex}): redirected ${d.redirected} + ${d.redirectedNeigh} via neighbour resolution; to the stack: ${fb}`
   }
+  if (i.kind === 'endpoint-policy') return `${i.name} (endpoint ${d.endpointId}): ingress ${d.ingress}, egress ${d.egress}, ${d.rules} rule(s)`
   if (i.kind === 'masquerade') {
     return d.mode === 'bpf'
       ? `${i.name}: snat to ${d.snatIp} ports ${d.ports}, ${d.flows} flow(s), ${d.noMapping} dropped for want of a port`

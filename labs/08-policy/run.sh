@@ -198,6 +198,10 @@ expect frontend/test backend/api dropped
 denial frontend/test backend/api
 trace frontend/test backend/api
 show pnc policy list
+echo "pn status on node 2 shows each endpoint's enforcement:"
+pn_in "$(node_ns 2)" "$(node_state 2)" status | grep -A3 "policy" || true
+st=$(pn_in "$(node_ns 2)" "$(node_state 2)" status --json | json '.result.sections.find(s=>s.name==="policy").items.find(i=>i.name==="backend/api").details.ingress')
+[ "$st" = enforced ] || die "pn status says backend/api ingress is $st, not enforced"
 
 step "a relabel: frontend/test becomes app=web, moves to web's identity, and may reach the api"
 show pnc endpoint label frontend/test app=web

@@ -209,6 +209,46 @@ export async function hostRoutingSection(input: StatusInput): Promise<StatusSect
 }
 
 /**
+ * Network policy per endpoint (pn_policy_ep, pn_policy): whether each direction is enforced (a
+ * policy selects the pod: default deny, then its allow rules) or open, and how many rules it has.
+ * A pn_policy_ep entry for an endpoint id no record holds is policy left behind: drifted.
+ */
+export async function policySection(input: StatusInput): Promise<StatusSection> {
+  const {node, bpf, runner, endpoints} = input
+  if (node.routing !== 'bpf' || !bpf.loaded) return {name: 'policy', state: 'ok', items: []}
+  let states: DecodedEntry[]
+  let rules: DecodedEntry[]
+  try {
+    ;[states, rules] = await Promise.all([dumpMap(runner, node, 'pn_policy_ep'), dumpMap(runner, node, 'pn_policy')])
+  } catch {
+    return {name: 'policy', state: 'ok', items: []} // a node pinned before policy: no maps, every pod open
+  }
+  const byId = new Map(states.map((e) => [Number(e.key.endpointId), e.value as {ingressEnforced: boolean; egressEnforced: boolean}]))
+  const count = new Map<number, number>()
+  for (const r of rules) count.set(Number(r.key.endpointId), (count.get(Number(r.key.endpointId)) ?? 0) + 1)
+  const items: StatusItem[] = []
+  const known = new Set<number>()
+  for (const rec of endpoints) {
+    known.add(rec.endpointId)
+    const st = byId.get(rec.endpointId)
+    const word = (on: boolean | undefined) => (on ? 'enforced' : 'open')
+    items.push({
+      name: rec.podName ? `${rec.podNamespace ?? 'default'}/${rec.podName}` : rec.containerId,
+      kind: 'endpoint-policy',
+      state: 'ok',
+      problems: [],
+      details: {endpointId: rec.endpointId, ingress: word(st?.ingressEnforced), egress: word(st?.egressEnforced), rules: count.get(rec.endpointId) ?? 0},
+      hooks: [],
+    })
+  }
+  for (const [id] of byId) {
+    if (known.has(id)) continue
+    items.push({name: `endpoint ${id}`, kind: 'stale-policy', state: 'drifted', problems: [`pn_policy_ep holds endpoint ${id}, which no endpoint record has: run \`pn cni gc\``], details: {endpointId: id, rules: count.get(id) ?? 0}, hooks: []})
+  }
+  return {name: 'policy', state: worst(items.map((i) => i.state)), items}
+}
+
+/**
  * The consistency check (consistency.ts) over map entries, lxc devices, routes, records and IPAM,
  * both ways. The endpoints section already shows lxc devices without a record and records without
  * their lxc; this one shows the rest, each as drifted (the kernel holds what no record explains)
@@ -230,7 +270,7 @@ export async function consistencySection(input: StatusInput): Promise<StatusSect
 }
 
 /** The sections, in order. Services and BGP add theirs here. */
-export const SECTIONS: readonly SectionProvider[] = [hostSection, endpointsSection, hostRoutingSection, masqueradeSection, consistencySection]
+export const SECTIONS: readonly SectionProvider[] = [hostSection, endpointsSection, hostRoutingSection, masqueradeSection, policySection, consistencySection]
 
 export async function nodeStatus(runner: Runner, stateDir: string, opts: {sections?: readonly SectionProvider[]} = {}): Promise<NodeStatus> {
   const node = await requireNodeContext(stateDir)

@@ -290,7 +290,7 @@ describe('pn monitor and pn status (root, netns)', function () {
   it('pn status shows the node as a tree and reports drift when the node is broken by hand', () => {
     const okStatus = ok(n1.run(['status']), 'status')
     assert.equal(okStatus.state, 'ok', JSON.stringify(okStatus, null, 1))
-    assert.deepEqual(okStatus.sections.map((s: {name: string}) => s.name), ['host', 'endpoints', 'host-routing', 'masquerade', 'consistency'])
+    assert.deepEqual(okStatus.sections.map((s: {name: string}) => s.name), ['host', 'endpoints', 'host-routing', 'masquerade', 'policy', 'consistency'])
     assert.deepEqual(okStatus.sections.find((s: {name: string}) => s.name === 'consistency').items, [])
     // The cross-node pings above left by BPF host routing: counted, and the uplink is the configured one.
     const hr = okStatus.sections[2].items[0] as {state: string; details: {uplinkIfindex: number; redirected: number; redirectedNeigh: number}}
