@@ -48,6 +48,7 @@ mkdir -p /run/pn/bpffs
 declare -A WEIGHT=(
   [cni-conformance]=200 [crash]=150 [host-routing]=80 [etcd-pool]=70 [cni-parallel]=55 [services]=60
   [monitor]=60 [agent]=60 [podman-cni]=60 [bpf-ipv6]=30 [bgp]=30
+  [policy-truth-table]=190 [policy-datapath]=60 [cluster-agents]=60 [masquerade]=60 [tunnel]=50
 )
 jobs_file="$log/jobs"
 : > "$jobs_file"
