@@ -1,5 +1,5 @@
 /**
- * Policy through the cluster, on real nodes (root): `node dist/bench/policy/cluster.js [--nodes 8] [--changes N] [--pods N]`.
+ * Policy through the cluster, on real nodes (root): `node dist/bench/policy/cluster.js [--nodes 8] [--changes N] [--pods N] [--per-pod N] [--bulk N]`.
  * The topology of bench/cluster/nodes.ts: a LAN namespace with a bridge and a real etcd, K node
  * namespaces (`pn node init --routing bpf`) on it, each with `pn agent start --cluster …` and one
  * real pod (CNI ADD through its agent); the bench re-runs inside the LAN namespace to reach etcd.
@@ -18,6 +18,9 @@
  *                          --per-pod, default 200, of them), one command per pod;
  *   each timed until every node's pn_ipcache holds every relabelled pod's new identity; the rate
  *   is pods per second over that time.
+ * - --bulk (default 1,000) policies in one apply (a List; each selects every pod, its own port, the
+ *   ports two apart so no two merge into one port block):
+ *   from the call until every node's pn_policy holds all of them. Target ≤ 1 s.
  * Everything it made is removed by name/pid. Writes bench/results/policy-cluster.json.
  */
 import {spawn} from 'node:child_process'
@@ -52,6 +55,8 @@ const LAN = '192.168.234'
 const V = '1.0.0'
 const WAIT_MS = 60_000
 const BASE_PORT = 30000
+const BULK = Number(arg('--bulk', '1000'))
+const BULK_PORT = 40000
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const maps = new MapBackend()
@@ -103,6 +108,7 @@ interface Result {
   nodes: number
   policyChange: Stats & {samples: number[]}
   churn: {pods: number; publishMs: number; firstSeenMs: number; namespace: {ms: number; commandMs: number; podsPerSecond: number}; perPod: {pods: number; ms: number; commandMsP50: number; podsPerSecond: number}}
+  bulk: {policies: number; ms: number; writeMs: number}
   loads: Record<string, number[]>
 }
 
@@ -201,6 +207,20 @@ async function run(lan: string): Promise<Result> {
     const perPodMs = await everywhere(nodes, holds((ip) => newId.get(ip)!, subset), q0, 'pod relabels in every node\'s ipcache', 10)
     const cmd = stats(perPodCmd)
     console.log(`pod relabel: ${PER_POD} pods, one command each (p50 ${r1(cmd.p50)} ms): every node's ipcache ${r1(perPodMs)} ms after the first`)
+    // 1,000 policies at once (one `pn policy apply` of a List), each selecting every pod with its
+    // own port, until every node's pn_policy holds all of them (after the churn, so the agents
+    // resolve the churn with one policy).
+    loads.bulk = loadavg()
+    const items = Array.from({length: BULK}, (_, j) => ({...JSON.parse(policyText(BULK_PORT + 2 * j)), metadata: {namespace: 'default', name: `bulk-${j}`}}))
+    const b0 = performance.now()
+    await applyPolicies(admin, {file: 'bulk.json', text: JSON.stringify({apiVersion: 'v1', kind: 'List', items})})
+    const bulkWriteMs = performance.now() - b0
+    const bulkMs = await everywhere(nodes, async (n) => {
+      const ports = await policyPorts(n)
+      for (let j = 0; j < BULK; j++) if (!ports.has(BULK_PORT + 2 * j)) return false
+      return true
+    }, b0, `${BULK} policies in every node's pn_policy`, 5)
+    console.log(`${BULK} policies in one apply: store write ${r1(bulkWriteMs)} ms, in every node's pn_policy ${r1(bulkMs)} ms`)
     loads.end = loadavg()
     const s = stats(samples)
     return {
@@ -211,6 +231,7 @@ async function run(lan: string): Promise<Result> {
         namespace: {ms: nsMs, commandMs: nsCommandMs, podsPerSecond: (PODS * 1000) / nsMs},
         perPod: {pods: PER_POD, ms: perPodMs, commandMsP50: cmd.p50, podsPerSecond: (PER_POD * 1000) / perPodMs},
       },
+      bulk: {policies: BULK, ms: bulkMs, writeMs: bulkWriteMs},
       loads,
     }
   } finally {
@@ -235,6 +256,7 @@ async function inside(lan: string): Promise<void> {
   const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1))
   console.log(`\n${r.nodes} nodes  policy change → every node's pn_policy (ms): p50 ${f(r.policyChange.p50)}  p99 ${f(r.policyChange.p99)}  max ${f(r.policyChange.max)}   target p99 ≤ 200 ${r.policyChange.p99 <= 200 ? 'met' : 'MISSED'}  (load ${r.loads.policy.map((l) => l.toFixed(1)).join(' ')})`)
   console.log(`${r.nodes} nodes  ${r.churn.pods} pods, namespace relabel → every node's ipcache: ${f(r.churn.namespace.ms)} ms (command ${f(r.churn.namespace.commandMs)} ms), ${f(r.churn.namespace.podsPerSecond)} pods/s  (load ${r.loads.churn.map((l) => l.toFixed(1)).join(' ')})`)
+  console.log(`${r.nodes} nodes  ${r.bulk.policies} policies in one apply → every node's pn_policy: ${f(r.bulk.ms)} ms (store write ${f(r.bulk.writeMs)} ms)   target ≤ 1000 ${r.bulk.ms <= 1000 ? 'met' : 'MISSED'}  (load ${r.loads.bulk.map((l) => l.toFixed(1)).join(' ')})`)
   console.log(`${r.nodes} nodes  ${r.churn.perPod.pods} pods, one relabel command each → every node's ipcache: ${f(r.churn.perPod.ms)} ms, ${f(r.churn.perPod.podsPerSecond)} pods/s (command p50 ${f(r.churn.perPod.commandMsP50)} ms)`)
   const load1 = loadavg()
   console.log(`load average ${load1.map((l) => l.toFixed(2)).join(' ')}`)
