@@ -107,7 +107,7 @@ async function everywhere(nodes: CniNode[], done: (n: CniNode) => Promise<boolea
 interface Result {
   nodes: number
   policyChange: Stats & {samples: number[]}
-  churn: {pods: number; publishMs: number; firstSeenMs: number; namespace: {ms: number; commandMs: number; podsPerSecond: number}; perPod: {pods: number; ms: number; commandMsP50: number; podsPerSecond: number}}
+  churn: {pods: number; publishMs: number; firstSeenMs: number; namespace: {ms: number; commandMs: number; podsPerSecond: number}; perPod: {pods: number; ms: number; commandMsP50: number; podsPerSecond: number; afterLastCommandMs: number}}
   bulk: {policies: number; ms: number; writeMs: number}
   loads: Record<string, number[]>
 }
@@ -204,6 +204,7 @@ async function run(lan: string): Promise<Result> {
       perPodCmd.push(performance.now() - c0)
       for (const e of r.endpoints) newId.set(e.ip, e.to)
     }
+    const lastCommandMs = performance.now() - q0
     const perPodMs = await everywhere(nodes, holds((ip) => newId.get(ip)!, subset), q0, 'pod relabels in every node\'s ipcache', 10)
     const cmd = stats(perPodCmd)
     console.log(`pod relabel: ${PER_POD} pods, one command each (p50 ${r1(cmd.p50)} ms): every node's ipcache ${r1(perPodMs)} ms after the first`)
@@ -229,7 +230,7 @@ async function run(lan: string): Promise<Result> {
       churn: {
         pods: PODS, publishMs, firstSeenMs,
         namespace: {ms: nsMs, commandMs: nsCommandMs, podsPerSecond: (PODS * 1000) / nsMs},
-        perPod: {pods: PER_POD, ms: perPodMs, commandMsP50: cmd.p50, podsPerSecond: (PER_POD * 1000) / perPodMs},
+        perPod: {pods: PER_POD, ms: perPodMs, commandMsP50: cmd.p50, podsPerSecond: (PER_POD * 1000) / perPodMs, afterLastCommandMs: perPodMs - lastCommandMs},
       },
       bulk: {policies: BULK, ms: bulkMs, writeMs: bulkWriteMs},
       loads,
@@ -257,7 +258,7 @@ async function inside(lan: string): Promise<void> {
   console.log(`\n${r.nodes} nodes  policy change → every node's pn_policy (ms): p50 ${f(r.policyChange.p50)}  p99 ${f(r.policyChange.p99)}  max ${f(r.policyChange.max)}   target p99 ≤ 200 ${r.policyChange.p99 <= 200 ? 'met' : 'MISSED'}  (load ${r.loads.policy.map((l) => l.toFixed(1)).join(' ')})`)
   console.log(`${r.nodes} nodes  ${r.churn.pods} pods, namespace relabel → every node's ipcache: ${f(r.churn.namespace.ms)} ms (command ${f(r.churn.namespace.commandMs)} ms), ${f(r.churn.namespace.podsPerSecond)} pods/s  (load ${r.loads.churn.map((l) => l.toFixed(1)).join(' ')})`)
   console.log(`${r.nodes} nodes  ${r.bulk.policies} policies in one apply → every node's pn_policy: ${f(r.bulk.ms)} ms (store write ${f(r.bulk.writeMs)} ms)   target ≤ 1000 ${r.bulk.ms <= 1000 ? 'met' : 'MISSED'}  (load ${r.loads.bulk.map((l) => l.toFixed(1)).join(' ')})`)
-  console.log(`${r.nodes} nodes  ${r.churn.perPod.pods} pods, one relabel command each → every node's ipcache: ${f(r.churn.perPod.ms)} ms, ${f(r.churn.perPod.podsPerSecond)} pods/s (command p50 ${f(r.churn.perPod.commandMsP50)} ms)`)
+  console.log(`${r.nodes} nodes  ${r.churn.perPod.pods} pods, one relabel command each → every node's ipcache: ${f(r.churn.perPod.ms)} ms, ${f(r.churn.perPod.podsPerSecond)} pods/s (command p50 ${f(r.churn.perPod.commandMsP50)} ms; the last reached every node ${f(r.churn.perPod.afterLastCommandMs)} ms after its command returned)`)
   const load1 = loadavg()
   console.log(`load average ${load1.map((l) => l.toFixed(2)).join(' ')}`)
   const file = writeResults('policy-cluster.json', {date: new Date().toISOString(), loadavgStart: load0, loadavgEnd: load1, cpus: cpus().length, changes: CHANGES, result: r})
