@@ -14,9 +14,10 @@ command -v node >/dev/null || die "node (v20+) is required"
 # containerd (1.6 on Debian 12) is the containerd `ctr run --cni` test; it never runs as a service there.
 # libclang-rt-14-dev is the AddressSanitizer/UBSan runtime scripts/test-native.sh links the C helpers with.
 # strace: the crash test checks fsync-before-return order with it; openssl: the etcd TLS tests make their certificates.
+# ipset: bench/policy's iptables + ipset peer.
 PACKAGES=(
   clang llvm libbpf-dev bpftool iproute2 iptables iputils-ping iperf3 jq util-linux procps
-  containernetworking-plugins podman runc containerd busybox-static bird2 etcd-server nftables python3 sockperf
+  containernetworking-plugins podman runc containerd busybox-static bird2 etcd-server nftables ipset python3 sockperf
   libclang-rt-14-dev strace openssl
 )
 missing=()
