@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
-import {BaseCommand} from '../../src/cli/base.js'
+import {BaseCommand, poolOfCluster} from '../../src/cli/base.js'
 import {dryRun, renderDryRun, type DryRunResult} from '../../src/cli/dry-run.js'
-import {dryRunFlag, etcdTlsFlags, mtuFlag, podCidrFlag, poolFlag} from '../../src/cli/flags.js'
+import {dryRunFlag, etcdTlsFlags, mtuFlag, podCidrFlag, poolClusterFlag, poolFlag} from '../../src/cli/flags.js'
 import {PnError} from '../../src/errors.js'
 import {MASQUERADE_MODES, type MasqueradeMode} from '../../src/datapath/masquerade.js'
 import {initNode, planNodeInit, type NodeInitOptions, type NodeInitResult} from '../../src/node/init.js'
@@ -10,7 +10,7 @@ export type NodeInitCmdResult = NodeInitResult | DryRunResult<NodeInitResult>
 
 export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdResult> {
   static summary = 'Initialise this node: pn_host/pn_net, router IP, pod CIDR route, sysctls, bpffs, node.json.'
-  static description = `What cilium-agent does at start. The pod CIDR is --pod-cidr, or allocated for --name from the cluster pool (--pool, PN_POOL, default <state-dir>/cluster-pool.json), or the one in node.json on a re-run. The router IP defaults to the first usable address of the pod CIDR. The MTU defaults to the uplink's (50 bytes less with --tunnel vxlan, for the VXLAN header). Re-running with the same inputs changes nothing (changed: false); a different pod CIDR, router IP, name or uplink is refused unless --force. Refused before anything changes (PN_CIDR_CONFLICT): a pod CIDR that overlaps an address or route of the node's devices (pn's own aside), and with --pool a --pod-cidr the pool did not give this node. --name follows the rule of \`pn pool alloc\` (letters, digits, '.', '-', '_').`
+  static description = `What cilium-agent does at start. The pod CIDR is --pod-cidr, or allocated for --name from the cluster pool (--pool, PN_POOL; or the pool of --cluster, PN_CLUSTER; default <state-dir>/cluster-pool.json), or the one in node.json on a re-run. The router IP defaults to the first usable address of the pod CIDR. The MTU defaults to the uplink's (50 bytes less with --tunnel vxlan, for the VXLAN header). Re-running with the same inputs changes nothing (changed: false); a different pod CIDR, router IP, name or uplink is refused unless --force. Refused before anything changes (PN_CIDR_CONFLICT): a pod CIDR that overlaps an address or route of the node's devices (pn's own aside), and with --pool a --pod-cidr the pool did not give this node. --name follows the rule of \`pn pool alloc\` (letters, digits, '.', '-', '_').`
 
   static examples = [
     '<%= config.bin %> <%= command.id %> --name node1 --device eth0 --pod-cidr 10.0.1.0/24 --routing host-routes',
@@ -25,6 +25,7 @@ export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdRe
     device: Flags.string({summary: "The node's uplink device.", required: true}),
     'pod-cidr': podCidrFlag(),
     pool: poolFlag(),
+    cluster: poolClusterFlag(),
     ...etcdTlsFlags(),
     mtu: mtuFlag(),
     'router-ip': Flags.string({summary: 'Router IP per family (default: first usable address of the pod CIDR).', multiple: true}),
@@ -42,11 +43,12 @@ export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdRe
 
   async execute(): Promise<NodeInitCmdResult> {
     const f = this.flags
+    const pool = f.pool ?? (await poolOfCluster(f.cluster))
     const opts: NodeInitOptions = {
       name: f.name,
       uplink: f.device,
       podCidrs: f['pod-cidr'],
-      pool: f.pool,
+      pool,
       mtu: f.mtu,
       routerIps: f['router-ip'],
       routing: f.routing as 'bpf' | 'host-routes' | undefined,
@@ -67,10 +69,10 @@ export default class NodeInit extends BaseCommand<typeof NodeInit, NodeInitCmdRe
     }
     if (f['dry-run']) {
       return dryRun(this.runner, this.stateDir, async (d) => {
-        if (f.pool && /^[a-z][a-z0-9+.-]*:\/\//.test(f.pool)) {
-          throw new PnError('PN_INVALID_ARGUMENT', `dry-run node init: the pool at ${f.pool} would be changed`, {hint: 'pass --pod-cidr for a dry run'})
+        if (pool && /^[a-z][a-z0-9+.-]*:\/\//.test(pool)) {
+          throw new PnError('PN_INVALID_ARGUMENT', `dry-run node init: the pool at ${pool} would be changed`, {hint: 'pass --pod-cidr for a dry run'})
         }
-        return initNode(d.runner, d.stateDir, {...opts, ...(f.pool ? {pool: await d.scratch(f.pool)} : {})})
+        return initNode(d.runner, d.stateDir, {...opts, ...(pool ? {pool: await d.scratch(pool)} : {})})
       })
     }
     return this.runSteps(await planNodeInit(this.runner, this.stateDir, opts), `initialise node ${f.name}`)

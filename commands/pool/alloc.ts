@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {etcdTlsFlags, poolFlag} from '../../src/cli/flags.js'
+import {etcdTlsFlags, poolClusterFlag, poolFlag} from '../../src/cli/flags.js'
 import {allocatePodCidrs, type AllocatePodCidrsResult} from '../../src/ipam/pool.js'
 
 export type PoolAllocResult = AllocatePodCidrsResult
@@ -12,10 +12,10 @@ export default class PoolAlloc extends BaseCommand<typeof PoolAlloc, PoolAllocRe
   static examples = ['<%= config.bin %> <%= command.id %> node-1', '<%= config.bin %> <%= command.id %> node-2 --pool /run/pn/lab1/pool.json --json']
 
   static args = {node: Args.string({description: 'Node name.', required: true})}
-  static flags = {pool: poolFlag(), ...etcdTlsFlags()}
+  static flags = {pool: poolFlag(), cluster: poolClusterFlag(), ...etcdTlsFlags()}
 
   async execute(): Promise<PoolAllocResult> {
-    return allocatePodCidrs(await this.poolStore(this.flags.pool), this.args.node)
+    return allocatePodCidrs(await this.poolStore(this.flags.pool, this.flags.cluster), this.args.node)
   }
 
   protected render(r: PoolAllocResult): string {

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {etcdTlsFlags, poolFlag} from '../../src/cli/flags.js'
+import {etcdTlsFlags, poolClusterFlag, poolFlag} from '../../src/cli/flags.js'
 import {initPool, type InitPoolResult} from '../../src/ipam/pool.js'
 import {table} from '../../src/cli/table.js'
 
@@ -21,13 +21,14 @@ export default class PoolInit extends BaseCommand<typeof PoolInit, PoolInitResul
     'mask-size': Flags.integer({summary: 'Prefix length of each node block for IPv4 cluster CIDRs (e.g. 24).', min: 1, max: 32}),
     'mask-size-v6': Flags.integer({summary: 'Prefix length of each node block for IPv6 cluster CIDRs (e.g. 120).', min: 1, max: 128}),
     pool: poolFlag(),
+    cluster: poolClusterFlag(),
     ...etcdTlsFlags(),
     force: Flags.boolean({summary: 'Replace an existing pool (forgets every node allocation).'}),
   }
 
   async execute(): Promise<PoolInitResult> {
     const f = this.flags
-    return initPool(await this.poolStore(f.pool), {cidrs: f.cidr, maskSize: f['mask-size'], maskSizeV6: f['mask-size-v6'], force: f.force})
+    return initPool(await this.poolStore(f.pool, f.cluster), {cidrs: f.cidr, maskSize: f['mask-size'], maskSizeV6: f['mask-size-v6'], force: f.force})
   }
 
   protected render(r: PoolInitResult): string {

@@ -1,5 +1,5 @@
 import {BaseCommand} from '../../src/cli/base.js'
-import {etcdTlsFlags, poolFlag} from '../../src/cli/flags.js'
+import {etcdTlsFlags, poolClusterFlag, poolFlag} from '../../src/cli/flags.js'
 import {table} from '../../src/cli/table.js'
 import {listPool, type PoolNode} from '../../src/ipam/pool.js'
 
@@ -11,10 +11,10 @@ export default class PoolList extends BaseCommand<typeof PoolList, PoolListResul
   static description = 'The cluster CIDRs themselves, with used and free node blocks, are shown by `pn pool show` without a NODE.'
   static examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --pool /run/pn/lab1/pool.json --json']
 
-  static flags = {pool: poolFlag(), ...etcdTlsFlags()}
+  static flags = {pool: poolFlag(), cluster: poolClusterFlag(), ...etcdTlsFlags()}
 
   async execute(): Promise<PoolListResult> {
-    const r = await listPool(await this.poolStore(this.flags.pool))
+    const r = await listPool(await this.poolStore(this.flags.pool, this.flags.cluster))
     this.warnings.push(...(r.warnings ?? []))
     return r.nodes
   }

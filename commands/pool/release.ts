@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {etcdTlsFlags, poolFlag} from '../../src/cli/flags.js'
+import {etcdTlsFlags, poolClusterFlag, poolFlag} from '../../src/cli/flags.js'
 import {releasePodCidrs, type ReleasePodCidrsResult} from '../../src/ipam/pool.js'
 
 export type PoolReleaseResult = ReleasePodCidrsResult
@@ -10,10 +10,10 @@ export default class PoolRelease extends BaseCommand<typeof PoolRelease, PoolRel
   static examples = ['<%= config.bin %> <%= command.id %> node-1', '<%= config.bin %> <%= command.id %> node-1 --json']
 
   static args = {node: Args.string({description: 'Node name.', required: true})}
-  static flags = {pool: poolFlag(), ...etcdTlsFlags()}
+  static flags = {pool: poolFlag(), cluster: poolClusterFlag(), ...etcdTlsFlags()}
 
   async execute(): Promise<PoolReleaseResult> {
-    return releasePodCidrs(await this.poolStore(this.flags.pool), this.args.node)
+    return releasePodCidrs(await this.poolStore(this.flags.pool, this.flags.cluster), this.args.node)
   }
 
   protected render(r: PoolReleaseResult): string {

@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../../src/cli/base.js'
-import {etcdTlsFlags, poolFlag} from '../../src/cli/flags.js'
+import {etcdTlsFlags, poolClusterFlag, poolFlag} from '../../src/cli/flags.js'
 import {table} from '../../src/cli/table.js'
 import {listPool, showPoolNode, type ListPoolResult, type ShowPoolNodeResult} from '../../src/ipam/pool.js'
 
@@ -16,10 +16,10 @@ export default class PoolShow extends BaseCommand<typeof PoolShow, PoolShowResul
   ]
 
   static args = {node: Args.string({description: 'Node name; without it, the whole pool.'})}
-  static flags = {pool: poolFlag(), ...etcdTlsFlags()}
+  static flags = {pool: poolFlag(), cluster: poolClusterFlag(), ...etcdTlsFlags()}
 
   async execute(): Promise<PoolShowResult> {
-    const store = await this.poolStore(this.flags.pool)
+    const store = await this.poolStore(this.flags.pool, this.flags.cluster)
     return this.args.node === undefined ? listPool(store) : showPoolNode(store, this.args.node)
   }
 

@@ -8,6 +8,7 @@
 # label`) moves a pod to another identity and changes a verdict. Tears everything down unless
 # PN_LAB_KEEP=1.
 source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/env.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=$HERE/../04-services   # the tiny python server of lab 04
@@ -26,38 +27,9 @@ on_exit "bash $HERE/teardown.sh"
 mkdir -p "$WORK"
 
 json() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const v=JSON.parse(s);console.log(eval("v"+process.argv[1]))})' "$1"; }
-ms() { date +%s%3N; }
-pn_at() { local ns=$1; shift; ip netns exec "$ns" node "$PN_REPO/bin/run.js" "$@"; }
 N1=$(node_ns 1)
-pnc() { pn_at "$N1" "$@" --cluster "$CLUSTER"; }
-
-start_etcd() {
-  ip netns exec "$ETCD_NS" etcd --name "$LAB_ID" --data-dir "$WORK/etcd" \
-    --listen-client-urls "http://$ETCD_IP:2379" --advertise-client-urls "http://$ETCD_IP:2379" \
-    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-    --initial-cluster "$LAB_ID=http://127.0.0.1:2380" >>"$WORK/etcd.log" 2>&1 &
-  echo $! >"$WORK/etcd.pid"
-  for _ in $(seq 100); do
-    ip netns exec "$N1" bash -c "exec 3<>/dev/tcp/$ETCD_IP/2379" 2>/dev/null && return 0
-    sleep 0.2
-  done
-  cat "$WORK/etcd.log"; die "etcd did not answer on $ETCD_IP:2379"
-}
-until_ok() {
-  local secs=$1 what=$2 end
-  shift 2
-  end=$(($(ms) + secs * 1000))
-  until "$@" >/dev/null 2>&1; do
-    [ "$(ms)" -lt "$end" ] || die "timed out after ${secs} s waiting for $what"
-    sleep 0.1
-  done
-}
-# Every node alive and applying the store's latest revision.
-all_converged() {
-  pn_at "$N1" cluster status --cluster "$CLUSTER" --json |
-    node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const r=JSON.parse(s).result;const n=r.nodes.filter(x=>x.alive&&x.converged===true);process.exit(n.length===2?0:1)})'
-}
-converge() { until_ok 20 "both nodes converged" all_converged; }
+pnc() { pn_cluster "$N1" "$@" --cluster "$CLUSTER"; }
+converge() { wait_converged 20 "$N1" "$CLUSTER" 2; }
 
 # What a runtime does, through the native client: cni POD COMMAND
 cni() {
@@ -104,7 +76,7 @@ for i in "${NODES[@]}"; do
   pn_in "$(node_ns "$i")" "$(node_state "$i")" node init --name "$(node_name "$i")" --device eth0 --pod-cidr "$(node_cidr "$i")" --routing bpf >/dev/null
   echo "node $i: $(node_name "$i"), uplink $(node_ip "$i"), pod CIDR $(node_cidr "$i")"
 done
-start_etcd
+start_etcd "$ETCD_NS" "$ETCD_IP" "$WORK/etcd"
 show pnc cluster init
 for i in "${NODES[@]}"; do
   pn_in "$(node_ns "$i")" "$(node_state "$i")" agent start --cluster "$CLUSTER" --auto-direct-routes --json >/dev/null || die "pn agent start on node $i failed"
@@ -124,7 +96,11 @@ for p in "${PODS[@]}"; do
   ip netns exec "$(pod_ns "$p")" python3 "$PY/server.py" "${POD_PORT[$p]}" "${p##*/}" >/dev/null 2>&1 & echo $! >"$WORK/${POD_SHORT[$p]}.pid"
   echo "$p on node ${POD_NODE[$p]}: ${IP[$p]} (${POD_LABELS[$p]}), serving ${POD_PORT[$p]}/tcp"
 done
-for p in "${PODS[@]}"; do until_ok 5 "$p listening" ip netns exec "$(pod_ns "$p")" bash -c "exec 3<>/dev/tcp/127.0.0.1/${POD_PORT[$p]}"; done
+listening() { ip netns exec "$(pod_ns "$1")" bash -c "exec 3<>/dev/tcp/127.0.0.1/${POD_PORT[$1]}" 2>/dev/null; }
+for p in "${PODS[@]}"; do
+  for _ in $(seq 50); do listening "$p" && break; sleep 0.1; done
+  listening "$p" || die "$p is not listening on ${POD_PORT[$p]}"
+done
 converge
 echo "every pod has a security identity: one number per label set, the same on both nodes"
 show pnc identity list

@@ -3,20 +3,14 @@
 # etcd (its pid file), pn node reset inside each node, the pins, the namespaces, the state dirs.
 # Safe to run twice.
 source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/env.sh"
 
-stop_pid() { # pid: SIGTERM, then SIGKILL after 5 s
-  local pid=$1
-  kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-}
-for pidfile in "$WORK"/*.pid; do
-  [ -f "$pidfile" ] && stop_pid "$(cat "$pidfile")"
-done
+for p in "${PODS[@]}"; do stop_pidfile "$WORK/${POD_SHORT[$p]}.pid" server.py; done
+stop_pidfile "$WORK/etcd/etcd.pid" "$WORK/etcd/data"
 for i in "${NODES[@]}"; do
   state=$(node_state "$i")
-  [ -f "$state/agent.pid" ] && stop_pid "$(cat "$state/agent.pid")"
+  stop_pidfile "$state/agent.pid" "agent start"
   if [ -e "/run/netns/$(node_ns "$i")" ] && [ -f "$state/node.json" ]; then
     pn_in "$(node_ns "$i")" "$state" node reset >/dev/null || echo "warning: pn node reset in $(node_ns "$i") failed" >&2
   fi

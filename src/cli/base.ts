@@ -83,12 +83,12 @@ export abstract class BaseCommand<C extends typeof Command, T = unknown> extends
     }
   }
 
-  /** The cluster pool named by --pool (PN_POOL), else `<state-dir>/cluster-pool.json`. */
+  /** The cluster pool named by --pool (PN_POOL), else the pool of --cluster (PN_CLUSTER), else `<state-dir>/cluster-pool.json`. */
   // Loaded when used (pool: etcd client; tasks: listr2): a command that needs neither does not pay
   // for their imports at start-up.
-  protected async poolStore(flag?: string): Promise<PoolStore> {
+  protected async poolStore(flag?: string, cluster?: string): Promise<PoolStore> {
     const {openPoolStore, resolvePoolLocation} = await import('../ipam/pool.js')
-    return openPoolStore(resolvePoolLocation(this.stateDir, flag), {...this.lock, etcdTls: this.etcdTls})
+    return openPoolStore(resolvePoolLocation(this.stateDir, flag ?? (await poolOfCluster(cluster))), {...this.lock, etcdTls: this.etcdTls})
   }
 
   /** TLS files for an etcds:// pool: --etcd-ca/--etcd-cert/--etcd-key, else PN_ETCD_CA/_CERT/_KEY. */
@@ -181,4 +181,11 @@ function liftWarnings(result: unknown): string[] {
     return ((result as {warnings: unknown[]}).warnings).map(String)
   }
   return []
+}
+
+/** The pool location of a cluster store location (undefined: none given). */
+export async function poolOfCluster(cluster: string | undefined): Promise<string | undefined> {
+  if (cluster === undefined) return undefined
+  const {clusterPoolLocation, parseClusterLocation} = await import('../cluster/location.js')
+  return clusterPoolLocation(parseClusterLocation(cluster))
 }

@@ -19,6 +19,10 @@ export const podCidrFlag = () =>
 export const mtuFlag = () => Flags.integer({summary: 'MTU (default: the node uplink MTU).', min: 68, max: 65535})
 export const poolFlag = () =>
   Flags.string({summary: 'Cluster pool: a file (default <state-dir>/cluster-pool.json), etcd://HOST:PORT[,HOST:PORT…][/PREFIX], or etcds://… (TLS).', env: 'PN_POOL'})
+
+/** The pool as part of a cluster store: `--cluster LOC` names the same pool as `--pool` at its etcd URL, or `<dir>/cluster-pool.json`. */
+export const poolClusterFlag = () =>
+  Flags.string({summary: 'The cluster store whose pool this is (docs/CLUSTER.md): the same as --pool at its etcd URL, or DIR/cluster-pool.json for a directory store. --pool (PN_POOL) wins when both are given.', env: 'PN_CLUSTER'})
 export const clusterFlag = () =>
   Flags.string({summary: 'Cluster store: etcd://HOST:PORT[,HOST:PORT…][/PREFIX], etcds://… (TLS), or a directory for one machine.', env: 'PN_CLUSTER', required: true})
 /** TLS to an etcds:// pool; PN_ETCD_CA/PN_ETCD_CERT/PN_ETCD_KEY are read by the entry (src/entry/env.ts). */

@@ -27,6 +27,19 @@ describe('pn pool (CLI processes)', function () {
     assert.equal(pn(['pool', 'alloc', 'n6', '--state-dir', dir, '--json']).json?.result.cidrs[0], '10.20.30.64/26')
   })
 
+  it('--cluster (PN_CLUSTER) names the cluster store\'s pool: DIR/cluster-pool.json for a directory store; --pool wins', () => {
+    const store = path.join(dir, 'store')
+    const init = pn(['pool', 'init', '--state-dir', dir, '--cluster', store, '--cidr', '10.30.0.0/16', '--mask-size', '24', '--json'])
+    assert.equal(init.status, 0, init.stdout + init.stderr)
+    assert.equal(init.json?.result.pool, path.join(store, 'cluster-pool.json'))
+    assert.equal(pn(['pool', 'alloc', 'n1', '--state-dir', dir, '--json'], {env: {PN_CLUSTER: store}}).json?.result.cidrs[0], '10.30.0.0/24')
+    assert.equal(pn(['pool', 'show', 'n1', '--state-dir', dir, '--cluster', store, '--json']).json?.result.cidrs[0], '10.30.0.0/24')
+    // --pool names another pool: it wins over PN_CLUSTER (none there yet).
+    const other = pn(['pool', 'show', '--state-dir', dir, '--pool', path.join(dir, 'other.json'), '--json'], {env: {PN_CLUSTER: store}})
+    assert.notEqual(other.status, 0)
+    assert.match(other.stdout + other.stderr, /other\.json/)
+  })
+
   it('maps errors to codes and exit statuses', () => {
     const f = path.join(dir, 'shared.json')
     const opts = {env: {PN_POOL: f}}
