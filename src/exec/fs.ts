@@ -35,6 +35,7 @@ export const fsp = {
   rm: promisify(fs.rm),
   stat: settled(fs.statSync) as typeof fs.stat.__promisify__,
   statfs: settled(fs.statfsSync) as typeof fs.statfs.__promisify__,
+  symlink: promisify(fs.symlink),
   unlink: promisify(fs.unlink),
   writeFile: promisify(fs.writeFile),
 }
