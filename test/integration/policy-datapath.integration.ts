@@ -289,6 +289,22 @@ describe('policy datapath (root, netns)', function () {
     assert.deepEqual(await programIds(), progIds, 'every program is the one loaded before the first policy')
   })
 
+  it('a relabel, as the agent writes it (the pod\'s new identity, then the rules naming it): a flow that stays allowed goes on, new ones pass', async () => {
+    await write(policy(b, {ingressEnforced: true, entries: [entry({identity: 256, protocol: 17})]}))
+    try {
+      assert.ok(probe(a, 'udp', b, 80, 40200), 'udp flow a:40200 → b:80 allowed (a is 256)')
+      // a moves to identity 300 (new labels) and b's policy follows it: the same labels are still allowed.
+      await writeEndpointIdentity(kernel, {bpffsRoot: root}, [a.ip], 300)
+      await write(policy(b, {ingressEnforced: true, entries: [entry({identity: 300, protocol: 17})]}))
+      assert.ok(probe(a, 'udp', b, 80, 40200), 'the established flow goes on under a\'s new identity')
+      assert.ok(probe(a, 'udp', b, 80, 40201), 'a new flow from a passes too')
+      assert.ok(!probe(c, 'udp', b, 80, 40202), 'c (258) is still refused')
+    } finally {
+      await writeEndpointIdentity(kernel, {bpffsRoot: root}, [a.ip], 256)
+      await open(b)
+    }
+  })
+
   it('10,000 entries on one endpoint: one write, a change of one rule is two map ops, traffic still judged', async () => {
     const many = Array.from({length: 10_000}, (_, i) => entry({identity: 100_000 + i}))
     const big = policy(b, {ingressEnforced: true, entries: [entry({identity: 256}), ...many]})
