@@ -3,8 +3,8 @@
 # iptables + ipset and nftables sets on a host-routes node, and 1,000 policies programmed
 # (bench/policy/run.ts); then through the cluster on 8 real nodes: one policy change to every
 # node's maps, 1,000 pods relabelled (bench/policy/cluster.ts). Runs in pn- namespaces it creates
-# (iptables/ipset/nft only inside them) and removes; results in bench/results/policy.json and
-# policy-cluster.json. PN_BENCH_QUICK=1: a quick run (fewer rounds, 20 changes, 200 pods);
+# (iptables/ipset/nft only inside them) and removes; results in policy.json and
+# policy-cluster.json in the git-ignored bench/results folder. PN_BENCH_QUICK=1: a quick run (fewer rounds, 20 changes, 200 pods);
 # PN_BENCH_CLUSTER=0: the one-node part only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -30,7 +30,7 @@
  *
  *   bash bench/policy/run.sh                 (PN_BENCH_QUICK=1: 3 rounds of 1 s, 2 programming rounds)
  * Environment: PN_BENCH_ROUNDS (7), PN_BENCH_SOCKPERF_SECONDS (2), PN_BENCH_CPU (the last CPU),
- * PN_BENCH_PROGRAM_ROUNDS (5; 0 skips). Results: bench/results/policy.json.
+ * PN_BENCH_PROGRAM_ROUNDS (5; 0 skips). Results: policy.json in the git-ignored bench/results folder.
  * The cluster figures (8 nodes, identity churn) are bench/policy/cluster.ts.
  */
 import {execFileSync, spawn, spawnSync, type ChildProcess} from 'node:child_process'

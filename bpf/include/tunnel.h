@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Tunnel mode (Cilium's `--tunnel=vxlan`, its encapsulation in Cilium's bpf/lib/encap.h and
- * Cilium's bpf/bpf_overlay.c): pod traffic to another node travels inside VXLAN, so the
+ * Tunnel mode (Cilium's `--tunnel=vxlan`: its encap.h helpers and its bpf_overlay.c program,
+ * in the Cilium repository): pod traffic to another node travels inside VXLAN, so the
  * underlay only has to route between node IPs. pn_vxlan is a
  * collect-metadata (`external`) VXLAN device: it has no remote and no VNI of its own, the
  * program sets both per packet with bpf_skb_set_tunnel_key and redirects to its egress; the
