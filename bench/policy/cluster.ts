@@ -23,7 +23,6 @@
  *   from the call until every node's pn_policy holds all of them. Target ≤ 1 s.
  * Everything it made is removed by name/pid. Writes bench/results/policy-cluster.json.
  */
-import {spawn} from 'node:child_process'
 import {mkdtempSync, rmSync} from 'node:fs'
 import {cpus, loadavg, tmpdir} from 'node:os'
 import path from 'node:path'
@@ -37,9 +36,10 @@ import {decodeIpcacheInfo, decodeIpcacheKey, decodePolicyKey} from '../../src/da
 import {applyOne} from '../../src/kernel/backend.js'
 import {MapBackend} from '../../src/kernel/maps.js'
 import {TestEtcd} from '../../test/helpers/etcd.js'
-import {cleanupNamespaces, createNamespace, deleteNamespace, inNs, isRoot} from '../../test/helpers/netns.js'
+import {cleanupNamespaces, createNamespace, deleteNamespace, inNs} from '../../test/helpers/netns.js'
 import {cleanupHarness, createNode, invokeAsync, netconf, startNodeAgent, type CniNode} from '../../test/integration/cni-harness.js'
 import {stats, writeResults, type Stats} from '../cluster/converge.js'
+import {runLanBench} from '../cluster/lan.js'
 
 const SELF = fileURLToPath(import.meta.url)
 
@@ -265,27 +265,4 @@ async function inside(lan: string): Promise<void> {
   console.log(`results: ${file}`)
 }
 
-async function main(): Promise<void> {
-  const i = process.argv.indexOf('--inside')
-  if (i > 0) return inside(process.argv[i + 1])
-  if (!isRoot()) throw new Error('bench/policy/cluster needs root (namespaces, eBPF)')
-  const lan = createNamespace('plan').name
-  try {
-    inNs(lan, ['ip', 'link', 'add', 'br0', 'type', 'bridge'])
-    inNs(lan, ['ip', 'addr', 'add', `${LAN}.254/24`, 'dev', 'br0'])
-    inNs(lan, ['ip', 'link', 'set', 'br0', 'up'])
-    const code = await new Promise<number>((resolve) => {
-      const child = spawn('ip', ['netns', 'exec', lan, process.execPath, SELF, ...process.argv.slice(2), '--inside', lan], {stdio: 'inherit'})
-      child.on('exit', (c) => resolve(c ?? 1))
-    })
-    process.exitCode = code
-  } finally {
-    deleteNamespace(lan)
-  }
-}
-
-main().catch((err) => {
-  console.error(err)
-  process.exitCode = 1
-  cleanupNamespaces()
-})
+runLanBench({name: 'bench/policy/cluster', self: SELF, lan: LAN, tag: 'plan', inside})
