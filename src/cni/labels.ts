@@ -8,37 +8,20 @@
  *     kubelet passes a pod's annotations to the runtime, never its labels, so a pod that wants
  *     policy identity from kubelet carries its labels in this annotation, as a JSON object
  *     (`{"app":"web"}`) or `app=web,tier=db`.
- * Keys and values are checked with Kubernetes' label syntax: a bad one fails the ADD (code 7)
- * naming it, rather than giving the pod an identity it did not ask for.
+ * Keys and values are checked with Kubernetes' label syntax (src/policy/labels.ts, the one check
+ * of it): a bad one fails the ADD (code 7) naming it, rather than giving the pod an identity it did
+ * not ask for.
  */
 import {PnError} from '../errors.js'
+import {labelKeyProblem, labelValueProblem} from '../policy/labels.js'
 
 /** The pod annotation that carries labels (through containerd's pod-annotations capability). */
 export const LABELS_ANNOTATION = 'pn.cni/labels'
 export const POD_ANNOTATIONS_CAPABILITY = 'io.kubernetes.cri.pod-annotations'
 
-const NAME = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$/
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
-
-/** Why `key` is not a Kubernetes label key (`[prefix/]name`), or undefined when it is one. */
-export function labelKeyProblem(key: string): string | undefined {
-  const slash = key.indexOf('/')
-  const prefix = slash >= 0 ? key.slice(0, slash) : undefined
-  const name = slash >= 0 ? key.slice(slash + 1) : key
-  if (prefix !== undefined && (prefix.length === 0 || prefix.length > 253 || !DNS_SUBDOMAIN.test(prefix))) return 'its prefix must be a DNS subdomain (lower case, at most 253 characters)'
-  if (name.length === 0 || name.length > 63 || !NAME.test(name)) return 'its name must be 1-63 characters of letters, digits, -, _ and ., starting and ending with a letter or digit'
-  return undefined
-}
-
-/** Why `value` is not a Kubernetes label value, or undefined when it is one (empty is allowed). */
-export function labelValueProblem(value: string): string | undefined {
-  if (value === '') return undefined
-  if (value.length > 63 || !NAME.test(value)) return 'it must be at most 63 characters of letters, digits, -, _ and ., starting and ending with a letter or digit'
-  return undefined
-}
-
-function bad(where: string, what: string, cause: string): PnError {
-  return new PnError('PN_CNI_INVALID_CONFIG', `read network config: ${where}: label ${what} ${cause}`, {
+/** `read network config: WHERE: PROBLEM`, code 7; `bad(where, what, cause)` says `label WHAT CAUSE`. */
+function bad(where: string, what: string, cause?: string): PnError {
+  return new PnError('PN_CNI_INVALID_CONFIG', `read network config: ${where}: ${cause === undefined ? what : `label ${what} ${cause}`}`, {
     hint: `fix the pod's labels in ${where} (Kubernetes label syntax: [prefix/]name=value)`,
   })
 }
@@ -47,7 +30,7 @@ function put(out: Record<string, string>, where: string, key: unknown, value: un
   if (typeof key !== 'string') throw bad(where, JSON.stringify(key), 'has no string key')
   if (typeof value !== 'string') throw bad(where, JSON.stringify(key), 'has no string value')
   const k = labelKeyProblem(key)
-  if (k) throw bad(where, JSON.stringify(key), `is not a label key: ${k}`)
+  if (k) throw bad(where, k)
   const v = labelValueProblem(value)
   if (v) throw bad(where, `${key}=${JSON.stringify(value)}`, `has a bad value: ${v}`)
   out[key] = value

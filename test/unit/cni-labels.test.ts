@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
-import {labelKeyProblem, labelValueProblem, LABELS_ANNOTATION, podLabels, POD_ANNOTATIONS_CAPABILITY} from '../../src/cni/labels.js'
+import {LABELS_ANNOTATION, podLabels, POD_ANNOTATIONS_CAPABILITY} from '../../src/cni/labels.js'
+import {labelKeyProblem, labelValueProblem} from '../../src/policy/labels.js'
 import {parseNetConf} from '../../src/cni/netconf.js'
 import {PnError} from '../../src/errors.js'
 
@@ -17,8 +18,8 @@ describe('pod labels on ADD (args.cni.labels, the pn.cni/labels annotation)', ()
     const cases: [unknown, unknown, RegExp][] = [
       [{cni: {labels: {app: 'web'}}}, undefined, /args\.cni\.labels: label list must be a list/],
       [{cni: {labels: [{key: 'app'}]}}, undefined, /label "app" has no string value/],
-      [{cni: {labels: [{key: '-app', value: 'x'}]}}, undefined, /label "-app" is not a label key/],
-      [{cni: {labels: [{key: 'Bad_Prefix/app', value: 'x'}]}}, undefined, /prefix must be a DNS subdomain/],
+      [{cni: {labels: [{key: '-app', value: 'x'}]}}, undefined, /args\.cni\.labels: label key "-app" is not a label name/],
+      [{cni: {labels: [{key: 'Bad_Prefix/app', value: 'x'}]}}, undefined, /label key "Bad_Prefix\/app" has an invalid prefix \(a DNS subdomain, lowercase\)/],
       [{cni: {labels: [{key: 'app', value: 'a b'}]}}, undefined, /app="a b" has a bad value/],
       [undefined, annotated('app'), /"app" has no "="/],
       [undefined, annotated('{"app": 1}'), /"app" has no string value/],
