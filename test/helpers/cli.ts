@@ -1,4 +1,5 @@
 /** Run the real `pn` CLI as a child process (what users and labs do). */
+import assert from 'node:assert/strict'
 import {spawn, spawnSync} from 'node:child_process'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -41,4 +42,10 @@ export function pnAsync(args: string[], opts: {env?: NodeJS.ProcessEnv; netns?: 
     child.stderr.on('data', (d) => (stderr += d))
     child.on('close', (code) => resolve(parse(code, stdout, stderr)))
   })
+}
+
+/** The result of a pn call that must succeed (its `--json` envelope's `result`); the assertion names `what`. */
+export function ok(r: CliResult, what: string) {
+  assert.equal(r.status, 0, `${what} failed: ${r.stdout} ${r.stderr}`)
+  return r.json?.result
 }

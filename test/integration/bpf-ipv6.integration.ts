@@ -10,19 +10,15 @@
  * pn_host, not on the lxc). Nodes know each other's IPv6 pod CIDR by a static route.
  */
 import assert from 'node:assert/strict'
-import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
-import {mkdirSync, mkdtempSync, rmSync} from 'node:fs'
+import {spawn, type ChildProcess} from 'node:child_process'
+import {mkdtempSync, rmSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {pn} from '../helpers/cli.js'
+import {ok, pn} from '../helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot, ping, tryInNs} from '../helpers/netns.js'
+import {ensureBpffsMounted} from './node-fixture.integration.js'
 
 const BPFFS = '/run/pn/bpffs'
-
-function ensureBpffs(): void {
-  mkdirSync(BPFFS, {recursive: true})
-  if (execFileSync('stat', ['-f', '-c', '%T', BPFFS], {encoding: 'utf8'}).trim() !== 'bpf_fs') execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS])
-}
 
 interface Node {
   ns: string
@@ -38,11 +34,6 @@ interface Pod {
   id: string
   ip: string
   ip6: string
-}
-
-function ok(r: ReturnType<typeof pn>, what: string) {
-  assert.equal(r.status, 0, `${what} failed: ${r.stdout} ${r.stderr}`)
-  return r.json?.result
 }
 
 function metric(node: Node, point: string, reason: string): number {
@@ -110,7 +101,7 @@ describe('bpf datapath, IPv6 (root, netns, dual stack)', function () {
 
   before(function () {
     assert.ok(isRoot(), 'integration tests run as root (CI runs them as root with netns + eBPF)')
-    ensureBpffs()
+    ensureBpffsMounted()
     const sw = createNamespace('v6sw').name
     inNs(sw, ['ip', 'link', 'add', 'br0', 'type', 'bridge'])
     inNs(sw, ['ip', 'link', 'set', 'br0', 'up'])

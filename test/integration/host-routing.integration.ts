@@ -14,19 +14,15 @@
  * reach the stack, counted by reason, and are never dropped.
  */
 import assert from 'node:assert/strict'
-import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
-import {mkdirSync, mkdtempSync, rmSync} from 'node:fs'
+import {spawn, type ChildProcess} from 'node:child_process'
+import {mkdtempSync, rmSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {pn} from '../helpers/cli.js'
+import {ok, pn} from '../helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot, ping, tryInNs} from '../helpers/netns.js'
+import {ensureBpffsMounted} from './node-fixture.integration.js'
 
 const BPFFS = '/run/pn/bpffs'
-
-function ensureBpffs(): void {
-  mkdirSync(BPFFS, {recursive: true})
-  if (execFileSync('stat', ['-f', '-c', '%T', BPFFS], {encoding: 'utf8'}).trim() !== 'bpf_fs') execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS])
-}
 
 interface Node {
   ns: string
@@ -40,11 +36,6 @@ interface Node {
 interface Pod {
   ns: string
   ip: string
-}
-
-function ok(r: ReturnType<typeof pn>, what: string) {
-  assert.equal(r.status, 0, `${what} failed: ${r.stdout} ${r.stderr}`)
-  return r.json?.result
 }
 
 /** Packets of one from-container outcome on a node, summed over CPUs and directions. */
@@ -140,7 +131,7 @@ describe('BPF host routing across nodes (root, netns)', function () {
 
   before(function () {
     assert.ok(isRoot(), 'integration tests run as root (CI runs them as root with netns + eBPF)')
-    ensureBpffs()
+    ensureBpffsMounted()
     sw = createNamespace('hrsw').name
     inNs(sw, ['ip', 'link', 'add', 'br0', 'type', 'bridge'])
     inNs(sw, ['ip', 'link', 'set', 'br0', 'up'])

@@ -10,14 +10,14 @@
  * server there tells each client the source address and port it saw.
  */
 import assert from 'node:assert/strict'
-import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {spawn, type ChildProcess} from 'node:child_process'
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {pn, pnAsync} from '../helpers/cli.js'
+import {ok, pn, pnAsync} from '../helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot, ping, tryInNs} from '../helpers/netns.js'
+import {ensureBpffsMounted} from './node-fixture.integration.js'
 
-const BPFFS = '/run/pn/bpffs'
 const SUBNET = '172.30.24'
 const OUTSIDE_IP = `${SUBNET}.100`
 
@@ -74,11 +74,6 @@ if hold:
 print(json.dumps(out))
 `
 
-function ensureBpffs(): void {
-  mkdirSync(BPFFS, {recursive: true})
-  if (execFileSync('stat', ['-f', '-c', '%T', BPFFS], {encoding: 'utf8'}).trim() !== 'bpf_fs') execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS])
-}
-
 interface Node {
   ns: string
   stateDir: string
@@ -90,11 +85,6 @@ interface Node {
 interface Pod {
   ns: string
   ip: string
-}
-
-function ok(r: ReturnType<typeof pn>, what: string) {
-  assert.equal(r.status, 0, `${what} failed: ${r.stdout} ${r.stderr}`)
-  return r.json?.result
 }
 
 function metric(node: Node, reason: string): number {
@@ -159,7 +149,7 @@ describe('masquerade (root, netns)', function () {
 
   before(async function () {
     assert.ok(isRoot(), 'integration tests run as root (CI runs them as root with netns + eBPF)')
-    ensureBpffs()
+    ensureBpffsMounted()
     const dir = mkdtempSync(path.join(os.tmpdir(), 'pn-mq-py-'))
     tmpDirs.push(dir)
     script = path.join(dir, 'peer.py')

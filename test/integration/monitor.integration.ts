@@ -12,7 +12,7 @@ import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
 import {mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {PN_BIN, pn} from '../helpers/cli.js'
+import {PN_BIN, ok, pn} from '../helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot, ping, tryInNs} from '../helpers/netns.js'
 
 const BPFFS = '/run/pn/bpffs'
@@ -53,11 +53,6 @@ interface RunningMonitor {
   stderr: () => string
   ready: Promise<void>
   exited: Promise<number | null>
-}
-
-function ok(r: ReturnType<typeof pn>, what: string) {
-  assert.equal(r.status, 0, `${what} failed: ${r.stdout} ${r.stderr}`)
-  return r.json?.result
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))

@@ -10,14 +10,14 @@
  * which backend answered and whether the client's address was kept.
  */
 import assert from 'node:assert/strict'
-import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {spawn, type ChildProcess} from 'node:child_process'
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {pn} from '../helpers/cli.js'
+import {ok, pn} from '../helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot} from '../helpers/netns.js'
+import {ensureBpffsMounted} from './node-fixture.integration.js'
 
-const BPFFS = '/run/pn/bpffs'
 const SUBNET = '172.30.26'
 const OUTSIDE_IP = `${SUBNET}.100`
 const EXTERNAL_IP = '192.0.2.50'
@@ -80,11 +80,6 @@ if len(sys.argv) > 4:
     print(json.dumps(parse(f.readline())), flush=True)
 `
 
-function ensureBpffs(): void {
-  mkdirSync(BPFFS, {recursive: true})
-  if (execFileSync('stat', ['-f', '-c', '%T', BPFFS], {encoding: 'utf8'}).trim() !== 'bpf_fs') execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS])
-}
-
 interface Node {
   ns: string
   stateDir: string
@@ -99,11 +94,6 @@ interface Pod {
 }
 
 type Answer = {client?: string; clientPort?: number; backend?: string; timeout?: boolean}
-
-function ok(r: ReturnType<typeof pn>, what: string) {
-  assert.equal(r.status, 0, `${what} failed: ${r.stdout} ${r.stderr}`)
-  return r.json?.result
-}
 
 function metric(node: Node, reason: string, point: string): number {
   const res = ok(node.run(['bpf', 'map', 'dump', 'pn_metrics']), 'map dump pn_metrics')
@@ -168,7 +158,7 @@ describe('NodePort and external IPs (root, netns)', function () {
 
   before(async function () {
     assert.ok(isRoot(), 'integration tests run as root (CI runs them as root with netns + eBPF)')
-    ensureBpffs()
+    ensureBpffsMounted()
     const dir = mkdtempSync(path.join(os.tmpdir(), 'pn-np-py-'))
     tmpDirs.push(dir)
     script = path.join(dir, 'peer.py')

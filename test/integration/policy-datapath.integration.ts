@@ -13,8 +13,8 @@
  * timeouts.
  */
 import assert from 'node:assert/strict'
-import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {spawn, type ChildProcess} from 'node:child_process'
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {mapPath, programPath, PROGRAMS, type ProgramName} from '../../src/datapath/bpf/bpffs.js'
@@ -23,20 +23,11 @@ import {writeEndpointIdentity, writeEndpointPolicy, writeNodePolicy} from '../..
 import {applyOne} from '../../src/kernel/backend.js'
 import {MapBackend} from '../../src/kernel/maps.js'
 import type {EndpointPolicy, PolicyMapEntry} from '../../src/policy/types.js'
-import {PN_BIN, pn} from '../helpers/cli.js'
+import {PN_BIN, ok, pn} from '../helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot, tryInNs} from '../helpers/netns.js'
+import {ensureBpffsMounted} from './node-fixture.integration.js'
 
 const BPFFS = '/run/pn/bpffs'
-
-function ensureBpffs(): void {
-  mkdirSync(BPFFS, {recursive: true})
-  if (execFileSync('stat', ['-f', '-c', '%T', BPFFS], {encoding: 'utf8'}).trim() !== 'bpf_fs') execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS])
-}
-
-function ok(r: ReturnType<typeof pn>, what: string) {
-  assert.equal(r.status, 0, `${what} failed: ${r.stdout} ${r.stderr}`)
-  return r.json?.result
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -150,7 +141,7 @@ describe('policy datapath (root, netns)', function () {
 
   before(async function () {
     assert.ok(isRoot(), 'integration tests run as root (CI runs them as root with netns + eBPF)')
-    ensureBpffs()
+    ensureBpffsMounted()
     scripts = mkdtempSync(path.join(os.tmpdir(), 'pn-polpy-'))
     writeFileSync(path.join(scripts, 'server.py'), SERVER)
     writeFileSync(path.join(scripts, 'client.py'), CLIENT)

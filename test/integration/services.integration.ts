@@ -10,12 +10,13 @@
  * its own name, so the client knows which backend it reached, and reports the peer it saw.
  */
 import assert from 'node:assert/strict'
-import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
-import {mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
+import {spawn, type ChildProcess} from 'node:child_process'
+import {mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {PN_BIN, pn} from '../helpers/cli.js'
+import {PN_BIN, ok, pn} from '../helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot, tryInNs} from '../helpers/netns.js'
+import {ensureBpffsMounted} from './node-fixture.integration.js'
 
 const BPFFS = '/run/pn/bpffs'
 
@@ -85,16 +86,6 @@ interface Node {
   run: (args: string[], input?: string) => ReturnType<typeof pn>
 }
 
-function ok(r: ReturnType<typeof pn>, what: string) {
-  assert.equal(r.status, 0, `${what} failed: ${r.stdout} ${r.stderr}`)
-  return r.json?.result
-}
-
-function ensureBpffs(): void {
-  mkdirSync(BPFFS, {recursive: true})
-  if (execFileSync('stat', ['-f', '-c', '%T', BPFFS], {encoding: 'utf8'}).trim() !== 'bpf_fs') execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS])
-}
-
 interface ClientResult {
   counts: Record<string, number>
   peers: string[]
@@ -152,7 +143,7 @@ describe('services: load balancing in BPF (root, netns)', function () {
 
   before(async function () {
     assert.ok(isRoot(), 'integration tests run as root (CI runs them as root with netns + eBPF)')
-    ensureBpffs()
+    ensureBpffsMounted()
     writeFileSync(path.join(tmp, 'server.py'), SERVER)
     writeFileSync(path.join(tmp, 'client.py'), CLIENT)
     writeFileSync(path.join(tmp, 'hold.py'), HOLD)

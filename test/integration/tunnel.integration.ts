@@ -15,19 +15,15 @@
  * (from-host).
  */
 import assert from 'node:assert/strict'
-import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
-import {existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {spawn, type ChildProcess} from 'node:child_process'
+import {existsSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {pn} from '../helpers/cli.js'
+import {ok, pn} from '../helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot, ping, tryInNs} from '../helpers/netns.js'
+import {ensureBpffsMounted} from './node-fixture.integration.js'
 
 const BPFFS = '/run/pn/bpffs'
-
-function ensureBpffs(): void {
-  mkdirSync(BPFFS, {recursive: true})
-  if (execFileSync('stat', ['-f', '-c', '%T', BPFFS], {encoding: 'utf8'}).trim() !== 'bpf_fs') execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS])
-}
 
 /** A TCP server answering each connection with its name and the byte count it read. */
 const SERVER = `
@@ -71,11 +67,6 @@ interface Node {
 interface Pod {
   ns: string
   ip: string
-}
-
-function ok(r: ReturnType<typeof pn>, what: string) {
-  assert.equal(r.status, 0, `${what} failed: ${r.stdout} ${r.stderr}`)
-  return r.json?.result
 }
 
 function metric(node: Node, reason: string, point: string): number {
@@ -143,7 +134,7 @@ describe('tunnel mode: VXLAN across a router that knows no pod CIDR (root, netns
 
   before(async function () {
     assert.ok(isRoot(), 'integration tests run as root (CI runs them as root with netns + eBPF)')
-    ensureBpffs()
+    ensureBpffsMounted()
     writeFileSync(path.join(tmp, 'server.py'), SERVER)
     writeFileSync(path.join(tmp, 'client.py'), CLIENT)
     router = createNamespace('vxr').name
