@@ -228,17 +228,19 @@ describe('services: load balancing in BPF (root, netns)', function () {
   })
 
   it('a direct connection reusing the tuple of an earlier service flow is not translated', () => {
-    // Same source port twice: first to the VIP, then straight to the backend it got (RST on
-    // close, so no TIME_WAIT blocks the port). The backend's SYN-ACK must not become the VIP's.
+    // Same source port twice (the kernel's pick, then that port again): first to the VIP, then
+    // straight to the backend it got (RST on close, so no TIME_WAIT blocks the port). The
+    // backend's SYN-ACK must not become the VIP's.
     const script = [
       'import socket, struct',
-      'def conn(dst, port):',
+      'def conn(dst, port, sport):',
       '    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
       "    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))",
-      `    s.bind(('${pods.a.ip}', 45678)); s.settimeout(3); s.connect((dst, port))`,
-      '    g = s.makefile().readline().split()[0]; p = s.getpeername(); s.close(); return g, p',
-      "g, _ = conn('10.96.0.10', 80)",
-      `g2, p2 = conn({'b': '${pods.b.ip}', 'c': '${pods.c.ip}'}[g], 8080)`,
+      `    s.bind(('${pods.a.ip}', sport)); sport = s.getsockname()[1]; s.settimeout(3); s.connect((dst, port))`,
+      '    g = s.makefile().readline().split()[0]; p = s.getpeername(); s.close(); return g, p, sport',
+      // Port 0 first: a fixed port can still be held in TIME_WAIT by an earlier test's client.
+      "g, _, sport = conn('10.96.0.10', 80, 0)",
+      `g2, p2, _ = conn({'b': '${pods.b.ip}', 'c': '${pods.c.ip}'}[g], 8080, sport)`,
       "print(g, g2, '%s:%d' % p2)",
     ].join('\n')
     const [first, second, peer] = inNs(pods.a.ns, ['python3', '-c', script]).trim().split(' ')
