@@ -16,6 +16,11 @@
  *   two-node-bpf-stack     (only when named in PN_BENCH_ROWS) bpf nodes with host routing switched
  *                          off (pn_node_config zeroed): the programs run, the stacks forward — what
  *                          the FIB path itself saves, apart from the programs' cost
+ *   masq-bpf               a pod of a `--masquerade bpf` node to an "outside" namespace at the other end
+ *                          of the node's uplink, which has no route to any pod CIDR: to-netdev SNATs
+ *                          to the node IP (nat.h), from-netdev translates the reply back
+ *   masq-iptables          the same with `--masquerade iptables`: one MASQUERADE rule in the node
+ *                          namespace (BPF host routing is off in that mode, the stack forwards)
  *   same-node-floor        bpf nodes built by pn whose programs are then swapped for floor.c's:
  *   two-node-floor         a pod lookup + bpf_redirect_peer, or bpf_fib_lookup + TTL/MAC rewrite +
  *                          bpf_redirect, and nothing else (no to-netdev) — the least a tc BPF
@@ -29,6 +34,15 @@
  * figure per round is sockperf's p50 (and p99). Throughput: iperf3, same pinning.
  * Medians over rounds; ratios both as the ratio of medians and as the median of the per-round
  * ratios (two rows of one round ran seconds apart, so that one resists a shared machine's noise).
+ *
+ * masq-connrate (not a latency row; after the rounds, IPv4): new connections per second from a pod
+ * of the masq-bpf node to the outside, by bench/datapath/connrate.c (connect, then close with RST,
+ * one after the other, unpinned). First to one remote address and port until ports run out
+ * (`--masquerade-port-range` is per remote endpoint; closed flows keep their port for the TCP
+ * timeout), then round robin over 64 ports of the outside until PN_BENCH_CONNS connections
+ * (150,000: past pn_snat4's 131,072 flows) or PN_BENCH_CONN_SECONDS (60); pn_snat4's entries are
+ * counted after each phase and DROP_NAT_NO_MAPPING read from pn_metrics. The same second phase
+ * through the masq-iptables node (PN_BENCH_CONN_SECONDS / 3 at most) is the reference rate.
  *
  * Address family: every row is built by family (`Family`); PN_BENCH_FAMILIES (default 4,6) picks
  * them; IPv6 has one row (`ROWS_BY_FAMILY`), named with a `-v6` suffix. Environment: PN_BENCH_ROUNDS (9),
@@ -55,6 +69,10 @@ const FAMILIES = (process.env.PN_BENCH_FAMILIES ?? '4,6').split(',').map((f) => 
 const PROGRAM_COST = process.env.PN_BENCH_PROGRAM_COST === '1'
 const ONLY = process.env.PN_BENCH_ROWS ? new Set(process.env.PN_BENCH_ROWS.split(',').map((s) => s.trim())) : undefined
 const BPFFS = '/run/pn/bpffs'
+const CONNS = Number(process.env.PN_BENCH_CONNS ?? 150_000)
+const CONN_SECONDS = Number(process.env.PN_BENCH_CONN_SECONDS ?? 60)
+/** The connection-rate measurement runs when no row list is given or it names masq-connrate. */
+const CONNRATE = FAMILIES.includes(4) && (!ONLY || ONLY.has('masq-connrate'))
 
 export type Family = 4 | 6
 type Routing = 'bpf' | 'host-routes'
@@ -69,10 +87,12 @@ type RowKind =
   | 'two-node-bpf-stack'
   | 'same-node-floor'
   | 'two-node-floor'
+  | 'masq-bpf'
+  | 'masq-iptables'
 
 /** Which rows each family measures. IPv6: the cross-node BPF row (IPv6-only nodes: NDP responder, host routing, redirect_peer). */
 export const ROWS_BY_FAMILY: Record<Family, RowKind[]> = {
-  4: ['same-node-bpf', 'same-node-routed', 'veth', 'two-node-bpf', 'two-node-routed', 'two-node-tunnel', 'same-node-bpf+monitor', 'same-node-floor', 'two-node-floor'],
+  4: ['same-node-bpf', 'same-node-routed', 'veth', 'two-node-bpf', 'two-node-routed', 'two-node-tunnel', 'same-node-bpf+monitor', 'same-node-floor', 'two-node-floor', 'masq-bpf', 'masq-iptables'],
   6: ['two-node-bpf'],
 }
 
@@ -283,6 +303,43 @@ function installFloor(pair: NodePair, object: string): void {
   }
 }
 
+interface MasqNode {
+  node: NodeNs
+  outside: string
+  pod: string
+  podIp: string
+  outsideIp: string
+}
+
+const MASQ_NODE_IP = '172.30.95.1'
+const MASQ_OUTSIDE_IP = '172.30.95.100'
+
+/**
+ * A `--routing bpf` node with `--masquerade MODE`, one pod, and an "outside" namespace at the
+ * other end of its uplink that knows only the uplink's /24 (no route to the pod CIDR): a reply
+ * reaches the pod only if its packets left with the node's address.
+ */
+function masqNode(mode: 'bpf' | 'iptables', net: number): MasqNode {
+  const tag = `hrm${mode === 'bpf' ? 'b' : 'i'}`
+  const node = {ns: createNamespace(`${tag}n`).name, stateDir: mkdtempSync(path.join(os.tmpdir(), 'pn-hr-bench-'))}
+  stateDirs.push(node.stateDir)
+  nodes.push(node)
+  const outside = createNamespace(`${tag}o`).name
+  inNs(node.ns, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside])
+  for (const [ns, ip] of [[node.ns, MASQ_NODE_IP], [outside, MASQ_OUTSIDE_IP]]) {
+    inNs(ns, ['ip', 'addr', 'add', `${ip}/24`, 'dev', 'eth0'])
+    inNs(ns, ['ip', 'link', 'set', 'eth0', 'up'])
+  }
+  run(node, ['node', 'init', '--name', node.ns, '--device', 'eth0', '--pod-cidr', `10.${net}.0.0/24`, '--routing', 'bpf', '--masquerade', mode])
+  const pod = createNamespace(`${tag}p`).name
+  const podIp = `10.${net}.0.10`
+  run(node, ['veth', 'create', '--container-id', pod, '--netns', `/run/netns/${pod}`, '--ip', podIp])
+  run(node, ['bpf', 'load', '--container-id', pod])
+  return {node, outside, pod, podIp, outsideIp: MASQ_OUTSIDE_IP}
+}
+
+const masqNodes: Partial<Record<'bpf' | 'iptables', MasqNode>> = {}
+
 function vethPair(family: Family): Row {
   const p = plan(family)
   const a = createNamespace(`hrv${family}a`).name
@@ -302,15 +359,19 @@ const suffix = (name: string, family: Family) => (family === 4 ? name : `${name}
 function buildRows(family: Family): Row[] {
   const extra: RowKind[] = ONLY?.has(suffix('two-node-bpf-stack', family)) ? ['two-node-bpf-stack'] : []
   const kinds = [...ROWS_BY_FAMILY[family], ...extra].filter((k) => !ONLY || ONLY.has(suffix(k, family)))
-  if (kinds.length === 0) return []
+  if (kinds.length === 0 && !(family === 4 && CONNRATE)) return []
   const rows: Row[] = []
   const base = family === 4 ? 0 : 10
-  const bpf = kinds.some((k) => k.includes('bpf')) ? nodePair(family, 'bpf', 1 + base, 181 + base) : undefined
+  // The masq- rows have nodes of their own (masqNode).
+  const bpf = kinds.some((k) => k.includes('bpf') && !k.startsWith('masq-')) ? nodePair(family, 'bpf', 1 + base, 181 + base) : undefined
   const routed = kinds.some((k) => k.includes('routed')) ? nodePair(family, 'host-routes', 3 + base, 183 + base) : undefined
   const bpfStack = kinds.includes('two-node-bpf-stack') ? nodePair(family, 'bpf', 5 + base, 185 + base, true) : undefined
   const floor = family === 4 && kinds.some((k) => k.includes('floor')) ? nodePair(family, 'bpf', 7 + base, 187 + base, false, 'f') : undefined
   if (floor) installFloor(floor, compileFloor())
   const tunnel = family === 4 && kinds.includes('two-node-tunnel') ? nodePair(family, 'bpf', 9 + base, 189 + base, false, 't', true) : undefined
+  if (family === 4 && (kinds.includes('masq-bpf') || CONNRATE)) masqNodes.bpf = masqNode('bpf', 195)
+  if (family === 4 && (kinds.includes('masq-iptables') || CONNRATE)) masqNodes.iptables = masqNode('iptables', 196)
+  const masqRow = (m: MasqNode, kind: RowKind): Row => ({name: kind, kind, family, client: m.pod, server: m.outside, serverIp: m.outsideIp, nodes: [m.node.ns]})
   for (const kind of kinds) {
     const row = (pair: NodePair, remote: boolean, monitor?: NodeNs): Row => ({
       name: suffix(kind, family),
@@ -332,8 +393,105 @@ function buildRows(family: Family): Row[] {
     else if (kind === 'two-node-bpf-stack') rows.push(row(bpfStack!, true))
     else if (kind === 'same-node-floor') rows.push(row(floor!, false))
     else if (kind === 'two-node-floor') rows.push(row(floor!, true))
+    else if (kind === 'masq-bpf') rows.push(masqRow(masqNodes.bpf!, kind))
+    else if (kind === 'masq-iptables') rows.push(masqRow(masqNodes.iptables!, kind))
   }
   return rows
+}
+
+/** bench/datapath/connrate.c, compiled once per run. */
+function compileConnrate(): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pn-connrate-'))
+  stateDirs.push(dir)
+  const out = path.join(dir, 'connrate')
+  execFileSync('cc', ['-O2', '-o', out, path.join(REPO_ROOT, 'bench/datapath/connrate.c')])
+  return out
+}
+
+interface ConnPhase {
+  ok: number
+  failures: number
+  okAtFirstFailure: number
+  secondsAtFirstFailure: number
+  seconds: number
+  perSecond: number[]
+}
+
+/** Packets pn_metrics counted under a drop reason, every observation point and direction summed. */
+function dropCount(node: NodeNs, reason: string): number {
+  const res = run(node, ['bpf', 'map', 'dump', 'pn_metrics']) as {entries: {key: {reason: string}; value: {packets: number}}[]}
+  return res.entries.filter((e) => e.key.reason === reason).reduce((n, e) => n + e.value.packets, 0)
+}
+
+/**
+ * New connections per second from a pod through masquerade (see the header: masq-connrate).
+ * Phase 1: one remote endpoint until its NAT ports run out; phase 2: 64 remote ports until
+ * pn_snat4 is past full or the time is up; the same phase 2 through iptables MASQUERADE.
+ */
+async function connRate(bpf: MasqNode, ipt: MasqNode | undefined): Promise<Record<string, unknown>> {
+  const bin = compileConnrate()
+  const PORT = 20000
+  const SPREAD = 64
+  const snat = path.join(String(JSON.parse(readFileSync(path.join(bpf.node.stateDir, 'node.json'), 'utf8')).bpffsRoot), 'maps/pn_snat4')
+  const mapCount = () => JSON.parse(execFileSync(bin, ['count', snat], {encoding: 'utf8'})) as {entries: number; out: number; in: number}
+  const client = (m: MasqNode, base: number, nports: number, max: number, seconds: number, maxFail: number): ConnPhase =>
+    JSON.parse(
+      execFileSync('ip', ['netns', 'exec', m.pod, bin, 'client', m.outsideIp, String(base), String(nports), String(max), String(seconds), String(maxFail), '200'], {
+        encoding: 'utf8',
+        timeout: (seconds + 120) * 1000,
+      }),
+    ) as ConnPhase
+  const servers = [] as ChildProcess[]
+  for (const m of [bpf, ipt]) {
+    if (!m) continue
+    const child = spawn('ip', ['netns', 'exec', m.outside, bin, 'server', String(PORT), String(SPREAD + 1)], {stdio: ['ignore', 'pipe', 'inherit']})
+    children.push(child)
+    servers.push(child)
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.once('data', () => resolve())
+      child.once('exit', (c) => reject(new Error(`connrate server exited ${c}`)))
+    })
+  }
+  const rate = (p: ConnPhase) => Math.round(p.ok / p.seconds)
+  /** Until the first failure: each failure waits out its 200 ms connect timeout. */
+  const rateBeforeFailing = (p: ConnPhase) => (p.okAtFirstFailure > 0 ? Math.round(p.okAtFirstFailure / p.secondsAtFirstFailure) : rate(p))
+  const drops0 = dropCount(bpf.node, 'DROP_NAT_NO_MAPPING')
+  const range = 65535 - 61000 + 1
+  const one = client(bpf, PORT, 1, range + 1000, CONN_SECONDS, 20)
+  const drops1 = dropCount(bpf.node, 'DROP_NAT_NO_MAPPING')
+  const afterOne = mapCount()
+  process.stderr.write(`masq-connrate, one remote endpoint: ${one.ok} connections (${rateBeforeFailing(one)}/s until the first failure), first failure after ${one.okAtFirstFailure}, ${one.failures} failed, DROP_NAT_NO_MAPPING +${drops1 - drops0}, pn_snat4 ${afterOne.entries} entries\n`)
+  const fill = client(bpf, PORT + 1, SPREAD, CONNS, CONN_SECONDS, 1000)
+  const drops2 = dropCount(bpf.node, 'DROP_NAT_NO_MAPPING')
+  const afterFill = mapCount()
+  const capacityFlows = 131_072
+  process.stderr.write(`masq-connrate, ${SPREAD} remote ports: ${fill.ok} connections in ${fill.seconds.toFixed(1)} s (${rate(fill)}/s), ${fill.failures} failed (first after ${fill.okAtFirstFailure}), DROP_NAT_NO_MAPPING +${drops2 - drops1}, pn_snat4 ${afterFill.entries} entries (${afterFill.out} out, ${afterFill.in} in)\n`)
+  let reference: Record<string, unknown> | undefined
+  if (ipt) {
+    const r = client(ipt, PORT + 1, SPREAD, CONNS, Math.max(5, Math.round(CONN_SECONDS / 3)), 1000)
+    reference = {connections: r.ok, failures: r.failures, seconds: round3(r.seconds), perSecond: rate(r)}
+    process.stderr.write(`masq-connrate, iptables MASQUERADE, ${SPREAD} remote ports: ${r.ok} connections in ${r.seconds.toFixed(1)} s (${rate(r)}/s), ${r.failures} failed\n`)
+  }
+  for (const c of servers) await stopServer(c)
+  return {
+    portRange: '61000-65535 (default)',
+    tcpTimeoutSeconds: 21600,
+    mapCapacityFlows: capacityFlows,
+    oneRemoteEndpoint: {
+      connections: one.ok, perSecondBeforeFailing: rateBeforeFailing(one), seconds: round3(one.seconds), failures: one.failures, okAtFirstFailure: one.okAtFirstFailure,
+      secondsAtFirstFailure: round3(one.secondsAtFirstFailure),
+      portsInRange: range, dropNatNoMapping: drops1 - drops0, snatEntriesAfter: afterOne,
+    },
+    spread: {
+      remotePorts: SPREAD, connections: fill.ok, perSecond: rate(fill), perSecondBeforeFailing: rateBeforeFailing(fill), seconds: round3(fill.seconds), failures: fill.failures, okAtFirstFailure: fill.okAtFirstFailure,
+      dropNatNoMapping: drops2 - drops1, snatEntriesAfter: afterFill,
+      /** Flows in the map after both phases against its capacity; past 1.0 the LRU evicts. */
+      flowsOverCapacity: round3((one.ok + fill.ok) / capacityFlows),
+      secondsToFillAtThisRate: round3(capacityFlows / rate(fill)),
+      perSecondTimeline: fill.perSecond,
+    },
+    ...(reference ? {iptablesSpread: reference} : {}),
+  }
 }
 
 /** A server pinned to CPU, started in a namespace; resolves once it prints `ready` (or after 2 s). */
@@ -462,7 +620,7 @@ async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)')
   ensureBpffs()
   const rows = FAMILIES.flatMap((f) => buildRows(f))
-  if (rows.length === 0) throw new Error('no rows selected (PN_BENCH_ROWS / PN_BENCH_FAMILIES)')
+  if (rows.length === 0 && !CONNRATE) throw new Error('no rows selected (PN_BENCH_ROWS / PN_BENCH_FAMILIES)')
   for (const r of rows) {
     const c = spawnSync('ip', ['netns', 'exec', r.client, 'ping', `-${r.family}`, '-c', '2', '-W', '1', '-i', '0.2', r.serverIp])
     if (c.status !== 0) throw new Error(`${r.name}: client cannot reach ${r.serverIp}`)
@@ -488,6 +646,7 @@ async function main(): Promise<void> {
       process.stderr.write(`round ${round + 1} ${r.name}: p50 ${lat.p50.toFixed(2)} µs, p99 ${lat.p99.toFixed(1)} µs, ${gbps.toFixed(2)} Gbit/s\n`)
     }
   }
+  const connRateResult = CONNRATE ? await connRate(masqNodes.bpf!, masqNodes.iptables) : undefined
   const programs: Record<string, unknown> = {}
   if (PROGRAM_COST) {
     const was = readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim()
@@ -528,6 +687,7 @@ async function main(): Promise<void> {
         twoNodeBpfVsFloor: ratio(n('two-node-bpf'), n('two-node-floor'), 'p50'),
         sameNodeBpfVsFloor: ratio(n('same-node-bpf'), n('same-node-floor'), 'p50'),
         twoNodeTunnelVsNative: ratio(n('two-node-tunnel'), n('two-node-bpf'), 'p50'),
+        masqBpfVsIptables: ratio(n('masq-bpf'), n('masq-iptables'), 'p50'),
       },
       tcpThroughput: {
         twoNodeBpfVsRouted: ratio(n('two-node-bpf'), n('two-node-routed'), 'gbps'),
@@ -535,6 +695,7 @@ async function main(): Promise<void> {
         sameNodeBpfVsRouted: ratio(n('same-node-bpf'), n('same-node-routed'), 'gbps'),
         monitorVsBpf: ratio(n('same-node-bpf+monitor'), n('same-node-bpf'), 'gbps'),
         twoNodeTunnelVsNative: ratio(n('two-node-tunnel'), n('two-node-bpf'), 'gbps'),
+        masqBpfVsIptables: ratio(n('masq-bpf'), n('masq-iptables'), 'gbps'),
       },
     }
   }
@@ -552,12 +713,14 @@ async function main(): Promise<void> {
     results,
     ratios,
     ...(PROGRAM_COST ? {programCost: programs} : {}),
+    ...(connRateResult ? {masqConnRate: connRateResult} : {}),
   }
   const out = path.join(REPO_ROOT, 'bench/results/datapath.json')
   mkdirSync(path.dirname(out), {recursive: true})
   writeFileSync(out, JSON.stringify(report, null, 2) + '\n')
   const brief = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, {p50Us: v.p50Us, p99Us: v.p99Us, tcpGbps: v.tcpGbps, stackForwarded: v.stackForwarded}]))
-  process.stdout.write(JSON.stringify({results: brief, ratios, ...(PROGRAM_COST ? {programCost: programs} : {}), file: out}, null, 2) + '\n')
+  const connBrief = connRateResult && {...connRateResult, spread: {...(connRateResult.spread as Record<string, unknown>), perSecondTimeline: undefined}}
+  process.stdout.write(JSON.stringify({results: brief, ratios, ...(PROGRAM_COST ? {programCost: programs} : {}), ...(connBrief ? {masqConnRate: connBrief} : {}), file: out}, null, 2) + '\n')
 }
 
 main()
