@@ -8,6 +8,19 @@
  *   nftables  — another host-routes node with kube-proxy's nftables shape: one verdict map
  *               VIP . proto . port → goto a per-service chain that DNATs
  * and `direct`: the pn node's client connecting to the backend pod itself (no service).
+ * NodePort (PN_BENCH_NODEPORT_COUNTS, default 10,10000; empty skips it): the same three nodes, the
+ * client now in the namespace at the other end of each node's uplink (the "outside", no route to
+ * pod CIDRs), connecting to nodeIP:nodePort of the measured service (externalTrafficPolicy
+ * Cluster, its backend on that node). N services, of which min(N, 2,768) are NodePort (the whole
+ * default 30000–32767 range; the measured one has the last port):
+ *   pn        — `type: NodePort` entries in `pn service apply` (from-netdev, nodeport.h)
+ *   iptables  — kube-proxy's shape: the last rule of KUBE-SERVICES `-m addrtype --dst-type LOCAL
+ *               -j KUBE-NODEPORTS`, there one `--dport` rule per NodePort service → its KUBE-EXT
+ *               chain (KUBE-MARK-MASQ, then DNAT), KUBE-POSTROUTING masquerading marked packets
+ *   nftables  — kube-proxy's: `fib daddr type local` → verdict map proto . port → external chain
+ *               (jump mark-for-masquerade, goto the service chain), masquerading in postrouting
+ * and `direct`: the outside client connecting to the backend pod's address (a route to the pod
+ * CIDR via the node, added in the outside namespace for this row only).
  * Connects are timed by a small C probe (bench/services/probe.c) around connect(). Also timed:
  * programming 10,000 services (pn service apply vs iptables-legacy-restore) and one update in
  * that table, PN_BENCH_PROGRAM_ROUNDS interleaved rounds (default 7) of pn and iptables-restore,
@@ -27,7 +40,13 @@ import path from 'node:path'
 import {pn, REPO_ROOT} from '../../test/helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs} from '../../test/helpers/netns.js'
 
-const COUNTS = (process.env.PN_BENCH_COUNTS ?? '10,1000,10000,100000').split(',').map(Number)
+const counts = (v: string) => v.split(',').filter((x) => x.trim() !== '').map(Number)
+const COUNTS = counts(process.env.PN_BENCH_COUNTS ?? '10,1000,10000,100000')
+/** Services in the table for the NodePort rows (min(N, 2,768) of them NodePort); empty skips NodePort. */
+const NODEPORT_COUNTS = counts(process.env.PN_BENCH_NODEPORT_COUNTS ?? '10,10000')
+/** kube-proxy's default NodePort range, 30000–32767. */
+const NODEPORT_MIN = 30000
+const NODEPORT_RANGE = 2768
 const SAMPLES = Number(process.env.PN_BENCH_SAMPLES ?? 1000)
 const ROUNDS = Number(process.env.PN_BENCH_ROUNDS ?? 3)
 /** Interleaved rounds of the programming figures (apply 10,000, one update in 10,000); 0 skips them. */
@@ -50,6 +69,9 @@ interface Setup {
   stateDir: string
   client: string
   backendIp: string
+  /** The node's uplink address (eth0) and the namespace at the other end of the uplink (the outside client). */
+  nodeIp: string
+  outside: string
   /** bin/run.js of the pn that runs this node (default: this checkout's). */
   bin?: string
 }
@@ -79,7 +101,12 @@ async function setup(name: string, routing: 'bpf' | 'host-routes', cidrByte: num
   const node = createNamespace(`bs${name}`).name
   const stub = createNamespace(`bs${name}u`).name
   inNs(node, ['ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'up0', 'netns', stub])
+  // The uplink's addresses: the node's is its NodePort address; the stub is the outside client.
+  const nodeIp = `172.29.${cidrByte}.1`
+  inNs(node, ['ip', 'addr', 'add', `${nodeIp}/24`, 'dev', 'eth0'])
   inNs(node, ['ip', 'link', 'set', 'eth0', 'up'])
+  inNs(stub, ['ip', 'addr', 'add', `172.29.${cidrByte}.2/24`, 'dev', 'up0'])
+  inNs(stub, ['ip', 'link', 'set', 'up0', 'up'])
   const stateDir = mkdtempSync(path.join(tmp, `${name}-`))
   nodes.push({ns: node, stateDir})
   pnRun({node, stateDir, bin}, ['node', 'init', '--name', node, '--device', 'eth0', '--pod-cidr', `10.${cidrByte}.0.0/24`, '--routing', routing])
@@ -93,7 +120,7 @@ async function setup(name: string, routing: 'bpf' | 'host-routes', cidrByte: num
   const server = spawn('ip', ['netns', 'exec', pods[1], 'python3', '-u', '-c', LISTENER], {stdio: ['ignore', 'pipe', 'inherit']})
   children.push(server)
   await new Promise<void>((resolve) => server.stdout!.once('data', () => resolve()))
-  return {name, node, stateDir, client: pods[0], backendIp: `10.${cidrByte}.0.11`, bin}
+  return {name, node, stateDir, client: pods[0], backendIp: `10.${cidrByte}.0.11`, nodeIp, outside: stub, bin}
 }
 
 /** Accepts and closes, with a deep backlog: connect() completes on the SYN-ACK either way. */
@@ -139,16 +166,99 @@ function nftRules(n: number, backend: string): string {
   return lines.join('\n')
 }
 
+/** NodePort services of a table of n: how many, and the measured one's port (the last of them). */
+const nodePorts = (n: number) => Math.min(n, NODEPORT_RANGE)
+const measuredNodePort = (n: number) => NODEPORT_MIN + nodePorts(n) - 1
+/** Dummy service i is NodePort (port NODEPORT_MIN + i) when i < nodePorts(n) - 1. */
+const dummyNodePort = (n: number, i: number) => (i < nodePorts(n) - 1 ? NODEPORT_MIN + i : undefined)
+
+function pnNodePortServices(n: number, backend: string): string {
+  const list: Record<string, unknown>[] = Array.from({length: n - 1}, (_, i) => {
+    const np = dummyNodePort(n, i)
+    return {frontend: `${dummyVip(i)}:80/tcp`, backends: [`${dummyBackend(i)}:8080`], ...(np ? {type: 'NodePort', nodePort: np} : {})}
+  })
+  list.push({frontend: `${VIP}:80/tcp`, backends: [`${backend}:8080`], type: 'NodePort', nodePort: measuredNodePort(n), externalTrafficPolicy: 'Cluster'})
+  return JSON.stringify(list)
+}
+
+/**
+ * kube-proxy's iptables NodePort shape, one DNAT per service as in iptablesRules (kube-proxy's
+ * KUBE-SVC/KUBE-SEP hops folded into it): KUBE-SERVICES ends with the jump to KUBE-NODEPORTS for
+ * local destinations; KUBE-NODEPORTS has one rule per NodePort service, the measured one last;
+ * its KUBE-EXT chain marks for masquerade (externalTrafficPolicy Cluster) and DNATs;
+ * KUBE-POSTROUTING masquerades what is marked.
+ */
+function iptablesNodePortRules(n: number, backend: string): string {
+  const lines = ['*nat', ':PREROUTING ACCEPT [0:0]', ':INPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ':POSTROUTING ACCEPT [0:0]',
+    ':KUBE-SERVICES - [0:0]', ':KUBE-NODEPORTS - [0:0]', ':KUBE-MARK-MASQ - [0:0]', ':KUBE-POSTROUTING - [0:0]', ':KUBE-EXT-TARGET - [0:0]']
+  for (let i = 0; i < n - 1; i++) if (dummyNodePort(n, i)) lines.push(`:KUBE-EXT-${i} - [0:0]`)
+  lines.push('-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
+    '-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000',
+    '-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN',
+    '-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000',
+    '-A KUBE-POSTROUTING -j MASQUERADE --random-fully')
+  for (let i = 0; i < n - 1; i++) lines.push(`-A KUBE-SERVICES -d ${dummyVip(i)}/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination ${dummyBackend(i)}:8080`)
+  lines.push(`-A KUBE-SERVICES -d ${VIP}/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination ${backend}:8080`)
+  lines.push('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
+  for (let i = 0; i < n - 1; i++) {
+    const np = dummyNodePort(n, i)
+    if (!np) continue
+    lines.push(`-A KUBE-NODEPORTS -p tcp -m tcp --dport ${np} -j KUBE-EXT-${i}`)
+    lines.push(`-A KUBE-EXT-${i} -j KUBE-MARK-MASQ`, `-A KUBE-EXT-${i} -p tcp -j DNAT --to-destination ${dummyBackend(i)}:8080`)
+  }
+  lines.push(`-A KUBE-NODEPORTS -p tcp -m tcp --dport ${measuredNodePort(n)} -j KUBE-EXT-TARGET`)
+  lines.push('-A KUBE-EXT-TARGET -j KUBE-MARK-MASQ', `-A KUBE-EXT-TARGET -p tcp -j DNAT --to-destination ${backend}:8080`)
+  lines.push('COMMIT', '')
+  return lines.join('\n')
+}
+
+/**
+ * kube-proxy's nftables NodePort shape: chain services looks the ClusterIP up in service-ips and,
+ * for a local destination, proto . port in service-nodeports → goto the service's external
+ * chain, which jumps to mark-for-masquerade and goes to the service chain (DNAT); postrouting's
+ * masquerading chain masquerades marked packets.
+ */
+function nftNodePortRules(n: number, backend: string): string {
+  const lines = ['flush ruleset', 'table ip kube-proxy {']
+  lines.push('  chain mark-for-masquerade { mark set mark or 0x4000; }')
+  lines.push('  chain masquerading { meta mark & 0x4000 == 0 return; meta mark set meta mark ^ 0x4000; masquerade fully-random; }')
+  for (let i = 0; i < n - 1; i++) {
+    lines.push(`  chain service-${i} { meta l4proto tcp dnat to ${dummyBackend(i)}:8080; }`)
+    if (dummyNodePort(n, i)) lines.push(`  chain external-${i} { jump mark-for-masquerade; goto service-${i}; }`)
+  }
+  lines.push(`  chain service-target { meta l4proto tcp dnat to ${backend}:8080; }`)
+  lines.push('  chain external-target { jump mark-for-masquerade; goto service-target; }')
+  lines.push('  map service-ips { type ipv4_addr . inet_proto . inet_service : verdict; elements = {')
+  const el = Array.from({length: n - 1}, (_, i) => `    ${dummyVip(i)} . tcp . 80 : goto service-${i}`)
+  el.push(`    ${VIP} . tcp . 80 : goto service-target`)
+  lines.push(el.join(',\n'), '  } }')
+  lines.push('  map service-nodeports { type inet_proto . inet_service : verdict; elements = {')
+  const np: string[] = []
+  for (let i = 0; i < n - 1; i++) if (dummyNodePort(n, i)) np.push(`    tcp . ${dummyNodePort(n, i)} : goto external-${i}`)
+  np.push(`    tcp . ${measuredNodePort(n)} : goto external-target`)
+  lines.push(np.join(',\n'), '  } }')
+  lines.push('  chain services { ip daddr . meta l4proto . th dport vmap @service-ips; fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports; }')
+  lines.push('  chain nat-prerouting { type nat hook prerouting priority dstnat; jump services; }')
+  lines.push('  chain nat-output { type nat hook output priority -100; jump services; }')
+  lines.push('  chain nat-postrouting { type nat hook postrouting priority srcnat; jump masquerading; }')
+  lines.push('}', '')
+  return lines.join('\n')
+}
+
 interface Probe {
   n: number
   failures: number
   p50: number
   p99: number
   mean: number
+  /** probeRounds: each round's p50, in order. */
+  p50PerRound?: number[]
 }
 
-function probe(s: Setup, host: string, port: number): Probe {
-  return JSON.parse(sh('ip', ['netns', 'exec', s.client, path.join(tmp, 'probe'), host, String(port), String(SAMPLES), '100'])) as Probe
+function probe(s: Setup, host: string, port: number, from = s.client): Probe {
+  return JSON.parse(sh('ip', ['netns', 'exec', from, path.join(tmp, 'probe'), host, String(port), String(SAMPLES), '100'])) as Probe
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
@@ -160,6 +270,7 @@ function probeRounds(targets: [string, () => Probe][]): Record<string, Probe> {
   return Object.fromEntries(Object.entries(got).map(([k, ps]) => [k, {
     n: ps.reduce((a, p) => a + p.n, 0), failures: ps.reduce((a, p) => a + p.failures, 0),
     p50: median(ps.map((p) => p.p50)), p99: median(ps.map((p) => p.p99)), mean: median(ps.map((p) => p.mean)),
+    p50PerRound: ps.map((p) => p.p50),
   }]))
 }
 
@@ -335,25 +446,72 @@ async function main(): Promise<void> {
     if (n === Math.max(...COUNTS)) memory = memlock(bpf)
   }
   const at = (n: number) => rows.find((r) => r.services === n) as {pn: Probe; iptables: Probe; nftables: Probe} | undefined
-  const lo = at(Math.min(...COUNTS))!
-  const hi = at(Math.max(...COUNTS))!
-  const direct = {p50: median(directs.map((d) => d.p50)), p99: median(directs.map((d) => d.p99))}
-  const ratios = {
-    pnHighVsLow_p50: r2(hi.pn.p50 / lo.pn.p50),
-    pnHighVsDirect_p50: r2(hi.pn.p50 / direct.p50),
-    pnHighVsLow_p99: r2(hi.pn.p99 / lo.pn.p99),
-    pnHighVsDirect_p99: r2(hi.pn.p99 / direct.p99),
-    perCount: rows.map((r) => {
-      const x = r as {services: number; pn: Probe; iptables: Probe; nftables: Probe}
-      return {services: x.services, iptablesOverPn_p50: r2(x.iptables.p50 / x.pn.p50), nftablesOverPn_p50: r2(x.nftables.p50 / x.pn.p50), iptablesOverPn_p99: r2(x.iptables.p99 / x.pn.p99), nftablesOverPn_p99: r2(x.nftables.p99 / x.pn.p99)}
-    }),
+  let ratios: Record<string, unknown> = {}
+  if (rows.length > 0) {
+    const lo = at(Math.min(...COUNTS))!
+    const hi = at(Math.max(...COUNTS))!
+    const direct = {p50: median(directs.map((d) => d.p50)), p99: median(directs.map((d) => d.p99))}
+    ratios = {
+      pnHighVsLow_p50: r2(hi.pn.p50 / lo.pn.p50),
+      pnHighVsDirect_p50: r2(hi.pn.p50 / direct.p50),
+      pnHighVsLow_p99: r2(hi.pn.p99 / lo.pn.p99),
+      pnHighVsDirect_p99: r2(hi.pn.p99 / direct.p99),
+      perCount: rows.map((r) => {
+        const x = r as {services: number; pn: Probe; iptables: Probe; nftables: Probe}
+        return {services: x.services, iptablesOverPn_p50: r2(x.iptables.p50 / x.pn.p50), nftablesOverPn_p50: r2(x.nftables.p50 / x.pn.p50), iptablesOverPn_p99: r2(x.iptables.p99 / x.pn.p99), nftablesOverPn_p99: r2(x.nftables.p99 / x.pn.p99)}
+      }),
+    }
+    console.log(`memory at ${Math.max(...COUNTS)} services (bytes_memlock): ${JSON.stringify(memory)}`)
+    console.log(`ratios: ${JSON.stringify(ratios)}`)
   }
-  console.log(`memory at ${Math.max(...COUNTS)} services (bytes_memlock): ${JSON.stringify(memory)}`)
-  console.log(`ratios: ${JSON.stringify(ratios)}`)
+  const nodePort = nodePortRows(bpf, ipt, nft)
   const out = path.join(REPO_ROOT, 'bench/results')
   mkdirSync(out, {recursive: true})
-  writeFileSync(path.join(out, 'services.json'), JSON.stringify({date: new Date().toISOString(), samples: SAMPLES, rounds: ROUNDS, loadavg: os.loadavg(), direct, rows, programming, memory, ratios}, null, 2) + '\n')
+  const direct = directs.length ? {p50: median(directs.map((d) => d.p50)), p99: median(directs.map((d) => d.p99))} : undefined
+  writeFileSync(path.join(out, 'services.json'), JSON.stringify({date: new Date().toISOString(), samples: SAMPLES, rounds: ROUNDS, loadavg: os.loadavg(), direct, rows, programming, memory, ratios, nodePort}, null, 2) + '\n')
   console.log(`results: ${path.join(out, 'services.json')}`)
+}
+
+/**
+ * NodePort from outside: for each of NODEPORT_COUNTS, the three nodes programmed with that many
+ * services (min(N, 2,768) NodePort), then ROUNDS interleaved rounds of the outside client's
+ * connect to nodeIP:nodePort on each, and to the backend pod directly on the pn node.
+ */
+function nodePortRows(bpf: Setup, ipt: Setup, nft: Setup): Record<string, unknown> | undefined {
+  if (NODEPORT_COUNTS.length === 0) return undefined
+  // The direct row: the outside reaches the pn node's pod CIDR through the node (from-netdev → the pod).
+  inNs(bpf.outside, ['ip', 'route', 'replace', `${bpf.backendIp.replace(/\.\d+$/, '.0')}/24`, 'via', bpf.nodeIp])
+  const rows: Record<string, unknown>[] = []
+  for (const n of NODEPORT_COUNTS) {
+    const port = measuredNodePort(n)
+    pnRun(bpf, ['service', 'apply', '-'], '[]')
+    const applied = timed(() => pnRun(bpf, ['service', 'apply', '-'], pnNodePortServices(n, bpf.backendIp)))
+    const iptRestore = timed(() => sh('ip', ['netns', 'exec', ipt.node, 'iptables-legacy-restore'], iptablesNodePortRules(n, ipt.backendIp)))
+    writeFileSync(path.join(tmp, 'nodeport.nft'), nftNodePortRules(n, nft.backendIp))
+    const nftLoad = timed(() => sh('ip', ['netns', 'exec', nft.node, 'nft', '-f', path.join(tmp, 'nodeport.nft')]))
+    const p = probeRounds([
+      ['pn', () => probe(bpf, bpf.nodeIp, port, bpf.outside)],
+      ['iptables', () => probe(ipt, ipt.nodeIp, port, ipt.outside)],
+      ['nftables', () => probe(nft, nft.nodeIp, port, nft.outside)],
+      ['direct', () => probe(bpf, bpf.backendIp, 8080, bpf.outside)],
+    ])
+    const row = {
+      services: n, nodePortServices: nodePorts(n), nodePort: port,
+      pn: p.pn, iptables: p.iptables, nftables: p.nftables, direct: p.direct,
+      program: {pnApplyMs: r2(applied.value.durationMs), pnMapOps: applied.value.mapOps, iptablesRestoreMs: r2(iptRestore.ms), nftMs: r2(nftLoad.ms)},
+      ratios: {
+        iptablesOverPn_p50: r2(p.iptables.p50 / p.pn.p50), nftablesOverPn_p50: r2(p.nftables.p50 / p.pn.p50),
+        iptablesOverPn_p99: r2(p.iptables.p99 / p.pn.p99), nftablesOverPn_p99: r2(p.nftables.p99 / p.pn.p99),
+        pnOverDirect_p50: r2(p.pn.p50 / p.direct.p50),
+      },
+    }
+    rows.push(row)
+    console.log(`NodePort, ${String(n).padStart(6)} services (${nodePorts(n)} NodePort)  p50/p99 µs from outside: pn ${p.pn.p50}/${p.pn.p99}  iptables ${p.iptables.p50}/${p.iptables.p99}` +
+      `  nftables ${p.nftables.p50}/${p.nftables.p99}  direct to the pod ${p.direct.p50}/${p.direct.p99}  | ratios ${JSON.stringify(row.ratios)}`)
+    const failures = p.pn.failures + p.iptables.failures + p.nftables.failures + p.direct.failures
+    if (failures > 0) console.log(`  failures: pn ${p.pn.failures} iptables ${p.iptables.failures} nftables ${p.nftables.failures} direct ${p.direct.failures}`)
+  }
+  return {from: 'outside namespace on the node uplink', externalTrafficPolicy: 'Cluster', backend: 'on the node', rows}
 }
 
 const agentNodes: Setup[] = []
