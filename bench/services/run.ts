@@ -28,6 +28,7 @@
  * commit) and the whole `pn` command (Node start-up included), plus `pn service add --help` for the
  * bare CLI start-up. iptables/nft run only inside the namespaces this creates, never in the root one.
  *   bash bench/services/run.sh      (PN_BENCH_COUNTS=10,1000 PN_BENCH_SAMPLES=500 for a quick run;
+ *                                    PN_BENCH_COUNTS= (empty) for the NodePort rows alone;
  *                                    PN_BENCH_PROGRAM_ONLY=1 for the programming figures alone;
  *                                    PN_BENCH_COMPARE=DIR times an earlier pn build's service
  *                                    programming in the same rounds, on a fourth node)
