@@ -20,6 +20,7 @@ import {existsSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {ok, pn} from '../helpers/cli.js'
+import {path1, startMonitor, waitFor, type RunningMonitor} from '../helpers/monitor.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot, ping, tryInNs} from '../helpers/netns.js'
 import {ensureBpffsMounted} from './node-fixture.integration.js'
 
@@ -239,6 +240,28 @@ describe('tunnel mode: VXLAN across a router that knows no pod CIDR (root, netns
     // the kernel built any, take the pn_vxlan device and from-overlay.
     const fast = metric(n1, 'TRACE_REDIRECT_PEER', 'from-netdev') - decapped
     assert.ok(fast >= 10, `n1 decapsulated in from-netdev (${fast})`)
+  })
+
+  it('pn monitor follows one echo through both fast paths: encapsulated by from-container on one node, decapsulated by from-netdev on the other, shown as the pods\' packet', async () => {
+    const monitors: RunningMonitor[] = [startMonitor(n1, ['--ip', b1.ip]), startMonitor(n2, ['--ip', a1.ip])]
+    try {
+      const [m1, m2] = monitors
+      await Promise.all(monitors.map((m) => m.ready))
+      const r = tryInNs(a1.ns, ['ping', '-c', '1', '-W', '2', b1.ip])
+      assert.equal(r.status, 0, r.stderr)
+      await waitFor('the reply on node 1', () => m1.events.some((e) => e.icmp?.type === 0 && e.observationPoint === 'to-endpoint'))
+      await waitFor('the request on node 2', () => m2.events.some((e) => e.icmp?.type === 8 && e.observationPoint === 'to-endpoint'))
+      const id = m1.events.find((e) => e.icmp?.type === 8)!.icmp!.id!
+      // The events of the encapsulated packet carry the pods' addresses, not the node IPs.
+      assert.deepEqual(path1(m1.events, 8, id), ['from-endpoint@from-container', 'to-overlay@from-container'])
+      const enc = m1.events.find((e) => e.observationPoint === 'to-overlay')!
+      assert.deepEqual([enc.srcIp, enc.dstIp, enc.reason.name], [a1.ip, b1.ip, 'TRACE_ENCAP'])
+      assert.deepEqual(path1(m2.events, 8, id), ['from-network@from-netdev', 'to-endpoint@from-netdev'])
+      assert.deepEqual(path1(m1.events, 0, id), ['from-network@from-netdev', 'to-endpoint@from-netdev'])
+    } finally {
+      for (const m of monitors) m.child.kill('SIGINT')
+      await Promise.all(monitors.map((m) => m.exited))
+    }
   })
 
   it('the node itself reaches pods on other nodes: the peer CIDR is routed into pn_host at the pod MTU, from-host encapsulates', () => {
