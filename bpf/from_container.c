@@ -71,7 +71,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const str
 	 * packet goes to the stack below, counted with the reason. The node's own addresses
 	 * (ENDPOINT_F_HOST) go to the stack uncounted, as before. */
 	/* Tunnel mode: a pod on another node goes into pn_vxlan (tunnel.h). */
-	if (!ep && (ret = ipv4_encap_remote(skb, ip4)) != TRACE_TO_STACK)
+	if (!ep && (ret = ipv4_encap_remote(skb, ip4, true)) != TRACE_TO_STACK)
 		return ret;
 	ret = TRACE_TO_STACK;
 	if (!ep) {

@@ -52,7 +52,7 @@ int from_host(struct __sk_buff *skb)
 		struct iphdr *ip4 = ret == TRACE_TO_STACK ? ipv4_hdr(skb) : NULL;
 
 		if (ip4)
-			ret = ipv4_encap_remote(skb, ip4);
+			ret = ipv4_encap_remote(skb, ip4, false);
 	} else if (proto == ETH_P_ARP)
 		ret = arp_for_local_endpoint(skb);
 	else if (proto == ETH_P_IPV6)

@@ -5,7 +5,9 @@
  * netfilter), IPv4 and IPv6 alike; everything else — the node's own traffic, ARP, NDP — goes to
  * the stack untouched. A reply to a masqueraded pod flow (nat.h) gets the pod's address and
  * port back first, then takes the same local delivery; a request to a NodePort or external IP
- * is load-balanced (nodeport.h), to a local backend or SNATed out again to a remote one.
+ * is load-balanced (nodeport.h), to a local backend or SNATed out again to a remote one. In
+ * tunnel mode a VXLAN packet for a local pod is decapsulated here and delivered the same way
+ * (tunnel.h); the rest of the tunnel traffic takes the pn_vxlan device and from-overlay.
  */
 #include "include/common.h"
 #include "include/drop_reasons.h"
@@ -16,6 +18,7 @@
 #include "include/ipv6.h"
 #include "include/nat.h"
 #include "include/nodeport.h"
+#include "include/tunnel.h"
 
 static __always_inline int handle_from_netdev(struct __sk_buff *skb)
 {
@@ -27,6 +30,9 @@ static __always_inline int handle_from_netdev(struct __sk_buff *skb)
 		return ipv6_try_local_delivery(skb, true);
 	if (proto < 0 || proto != ETH_P_IP)
 		return TRACE_TO_STACK;
+	/* Tunnel mode: another node's VXLAN packet for a local pod, decapsulated here (tunnel.h). */
+	if (tunnel_decap4(skb))
+		return ipv4_try_local_delivery(skb, true);
 	int rev = nat4_rev_snat(skb);
 	int np = 0;
 

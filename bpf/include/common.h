@@ -83,6 +83,15 @@ static __always_inline void pn_cb_clear_ids(struct __sk_buff *skb)
 #define METRIC_INGRESS 1
 #define METRIC_EGRESS 2
 
+/* A 32-bit (or wider) one's-complement sum folded to the 16-bit Internet checksum. */
+static __always_inline __u16 csum_fold32(__u64 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
 /* Make sure the first `len` bytes are in the linear area so direct packet access can see
  * them; veth usually hands us linear headers but GSO/GRO skbs need not be. */
 static __always_inline int pn_ensure_linear(struct __sk_buff *skb, __u32 len)

@@ -88,14 +88,6 @@ static __always_inline struct ndp_ns_frame *ndp_ns_frame(struct __sk_buff *skb)
 	return f;
 }
 
-static __always_inline __u16 csum_fold32(__u64 s)
-{
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (__u16)~s;
-}
-
 /* Turn the solicitation into the advertisement "target is at `mac`" and redirect it to `ifindex`
  * with `flags` (0 = that device's egress, BPF_F_INGRESS = as if received on it). */
 static __always_inline int ndp_reply(struct __sk_buff *skb, const struct ndp_ns_frame *f, const __u8 *mac,

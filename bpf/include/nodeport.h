@@ -53,7 +53,7 @@ static __always_inline int nodeport_fwd(struct __sk_buff *skb, int np)
 	}
 	/* Tunnel mode: a backend on another node is reached through pn_vxlan, as a pod's packet is
 	 * (the underlay knows no pod CIDR). */
-	int encap = ipv4_encap_remote(skb, ip4);
+	int encap = ipv4_encap_remote(skb, ip4, false);
 
 	if (encap != TRACE_TO_STACK)
 		return encap;

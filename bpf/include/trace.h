@@ -134,32 +134,53 @@ static __always_inline __u8 trace_outcome(__u8 point, int code)
 	return OBS_TO_STACK;
 }
 
-/* Fill addresses, protocol and the first L4 bytes. bpf_skb_load_bytes rather than direct access:
- * it bounds-checks for us and leaves the program's packet pointers alone. */
-static __always_inline void trace_fill(struct __sk_buff *skb, struct trace_event *ev)
+/*
+ * A pod's packet that from-container encapsulated itself (tunnel.h tunnel_encap4) is already the
+ * outer VXLAN packet when its verdict is traced: the event describes the inner one, as for the
+ * packets handed to pn_vxlan, so it starts 50 bytes further (outer IPv4, UDP to 8472, the VXLAN
+ * header with only the I flag, then the inner Ethernet header). 0 for any other packet.
+ */
+#define TRACE_VXLAN_OUTER_LEN 50
+static __always_inline __u32 trace_encap_offset(struct __sk_buff *skb, int code, __u8 point)
+{
+	__u8 h[36]; /* outer IPv4 (20), UDP (8), VXLAN (8) */
+
+	if (code != TRACE_ENCAP || point != POINT_FROM_CONTAINER ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN, h, sizeof(h)) < 0)
+		return 0;
+	if (h[0] != 0x45 || h[9] != IPPROTO_UDP || h[22] != (8472 >> 8) || h[23] != (8472 & 0xff) ||
+	    h[28] != 0x08 || h[29] || h[30] || h[31])
+		return 0;
+	return TRACE_VXLAN_OUTER_LEN;
+}
+
+/* Fill addresses, protocol and the first L4 bytes of the frame at `base`. bpf_skb_load_bytes
+ * rather than direct access: it bounds-checks for us and leaves the program's packet pointers
+ * alone. */
+static __always_inline void trace_fill(struct __sk_buff *skb, struct trace_event *ev, __u32 base)
 {
 	struct ethhdr eth;
 
-	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0)
+	if (bpf_skb_load_bytes(skb, base, &eth, sizeof(eth)) < 0)
 		return;
 	ev->ethertype = bpf_ntohs(eth.h_proto);
 	if (ev->ethertype == ETH_P_IP) {
 		struct iphdr ip4;
 
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip4, sizeof(ip4)) < 0)
+		if (bpf_skb_load_bytes(skb, base + ETH_HLEN, &ip4, sizeof(ip4)) < 0)
 			return;
 		ev->family = 4;
 		ev->proto = ip4.protocol;
 		__builtin_memcpy(ev->saddr, &ip4.saddr, 4);
 		__builtin_memcpy(ev->daddr, &ip4.daddr, 4);
-		__u32 l4off = ETH_HLEN + ((__u32)ip4.ihl & 0xf) * 4;
+		__u32 l4off = base + ETH_HLEN + ((__u32)ip4.ihl & 0xf) * 4;
 
 		if (bpf_skb_load_bytes(skb, l4off, ev->l4, sizeof(ev->l4)) < 0)
 			__builtin_memset(ev->l4, 0, sizeof(ev->l4));
 	} else if (ev->ethertype == ETH_P_ARP) {
 		__u8 arp[28]; /* Ethernet/IPv4 ARP: op at 6, sender IP at 14, target IP at 24 */
 
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, arp, sizeof(arp)) < 0)
+		if (bpf_skb_load_bytes(skb, base + ETH_HLEN, arp, sizeof(arp)) < 0)
 			return;
 		ev->family = 4;
 		ev->l4[0] = arp[6];
@@ -169,13 +190,13 @@ static __always_inline void trace_fill(struct __sk_buff *skb, struct trace_event
 	} else if (ev->ethertype == ETH_P_IPV6) {
 		__u8 ip6[40]; /* next header at 6, source at 8, destination at 24 */
 
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, ip6, sizeof(ip6)) < 0)
+		if (bpf_skb_load_bytes(skb, base + ETH_HLEN, ip6, sizeof(ip6)) < 0)
 			return;
 		ev->family = 6;
 		ev->proto = ip6[6];
 		__builtin_memcpy(ev->saddr, &ip6[8], 16);
 		__builtin_memcpy(ev->daddr, &ip6[24], 16);
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + 40, ev->l4, sizeof(ev->l4)) < 0)
+		if (bpf_skb_load_bytes(skb, base + ETH_HLEN + 40, ev->l4, sizeof(ev->l4)) < 0)
 			__builtin_memset(ev->l4, 0, sizeof(ev->l4));
 	}
 }
@@ -197,16 +218,17 @@ static __always_inline void pn_trace(struct __sk_buff *skb, int code, __u8 dir, 
 	if (!cfg || !cfg->flags)
 		return;
 	__u32 flags = cfg->flags;
+	__u32 base = trace_encap_offset(skb, code, point);
 	struct trace_event ev = {
 		.ktime_ns = bpf_ktime_get_ns(),
 		.ifindex = skb->ifindex,
-		.len = len,
+		.len = len - base,
 		.point = point,
 		.reason = (__u8)(code < 0 ? -code : code),
 		.dir = dir,
 	};
 
-	trace_fill(skb, &ev);
+	trace_fill(skb, &ev, base);
 	__u32 svc_port = pn_cb_load(skb, PN_CB_SVC_PORT);
 	__u32 magic = svc_port >> 16;
 

@@ -8,11 +8,12 @@
  * pings are real. One packet is followed by its ICMP id/seq through the observation points.
  */
 import assert from 'node:assert/strict'
-import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
+import {execFileSync} from 'node:child_process'
 import {mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {PN_BIN, ok, pn} from '../helpers/cli.js'
+import {ok, pn} from '../helpers/cli.js'
+import {path1, startMonitor, waitFor, type RunningMonitor} from '../helpers/monitor.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot, ping, tryInNs} from '../helpers/netns.js'
 
 const BPFFS = '/run/pn/bpffs'
@@ -33,74 +34,11 @@ interface Pod {
   endpointId: number
 }
 
-interface Ev {
-  type: string
-  observationPoint: string
-  program: string
-  device: string
-  target?: string
-  srcIp?: string
-  dstIp?: string
-  protocol?: string
-  icmp?: {type: number; id?: number; seq?: number}
-  reason: {name: string}
-  endpoint?: {endpointId: number; containerId: string}
-}
-
-interface RunningMonitor {
-  child: ChildProcess
-  events: Ev[]
-  stderr: () => string
-  ready: Promise<void>
-  exited: Promise<number | null>
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-function startMonitor(node: Node, args: string[] = []): RunningMonitor {
-  const child = spawn('ip', ['netns', 'exec', node.ns, process.execPath, PN_BIN, 'monitor', '--json', '--state-dir', node.stateDir, ...args], {
-    env: {...process.env, NO_COLOR: '1'},
-  })
-  const events: Ev[] = []
-  let out = ''
-  let err = ''
-  child.stdout!.on('data', (d: Buffer) => {
-    out += d.toString()
-    const lines = out.split('\n')
-    out = lines.pop()!
-    for (const l of lines) if (l.trim()) events.push(JSON.parse(l) as Ev)
-  })
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stderr!.on('data', (d: Buffer) => {
-      err += d.toString()
-      if (err.includes('listening for events')) resolve()
-    })
-    child.once('exit', () => reject(new Error(`monitor exited before it was ready: ${err} ${out}`)))
-  })
-  ready.catch(() => undefined)
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  return {child, events, stderr: () => err, ready, exited}
-}
-
-async function waitFor(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
-    await sleep(50)
-  }
-}
-
 function gateFlags(node: Node): number {
   const r = ok(node.run(['bpf', 'map', 'dump', 'pn_trace_config']), 'dump pn_trace_config')
   return Number(r.entries[0].value.flags)
 }
 
-/** The observation points one ICMP packet (by type/id/seq) went through, in order. */
-function path1(events: Ev[], icmpType: number, id: number, seq = 1): string[] {
-  return events
-    .filter((e) => e.type === 'trace' && e.protocol === 'icmp' && e.icmp?.type === icmpType && e.icmp.id === id && e.icmp.seq === seq)
-    .map((e) => `${e.observationPoint}@${e.program}`)
-}
 
 /** Processes whose command line mentions `needle` (the monitor's lock file, its events map). */
 function processesMentioning(needle: string): string[] {
