@@ -24,7 +24,7 @@
  * and the allocator takes its port over. The map being LRU bounds the memory: a full map evicts
  * the least recently used flow rather than refusing new ones. Not tracked: TCP state (a closed
  * connection lives until its idle timeout), ICMP errors about a masqueraded flow (they reach the
- * node's stack untranslated), IPv6, and fragments after the first.
+ * node's stack untranslated), and fragments after the first. IPv6 is nat6.h, on pn_snat6.
  *
  * Helpers return 0 (nothing to do), 1 (translated) or a negative DROP_*.
  */

@@ -5,14 +5,19 @@ import {bpfSourceDir} from '../../src/datapath/bpf/compile.js'
 import {
   decodeNat4Entry,
   decodeNat4Key,
+  decodeNat6Entry,
+  decodeNat6Key,
   decodeNodeConfig,
   decodeNonMasqKey,
   decodeTraceEvent,
   encodeNat4Entry,
   encodeNat4Key,
+  encodeNat6Entry,
+  encodeNat6Key,
   encodeNodeConfig,
   encodeNonMasqKey,
   NODE_CFG_MASQ,
+  snat6Map,
   TRACE_EVENT,
   TRACE_XLATE_REV_SNAT,
   TRACE_XLATE_SNAT,
@@ -21,12 +26,12 @@ import {
 import {iptablesMasqueradeRules, MASQUERADE_DEFAULTS, normalizeNonMasq, parsePortRange} from '../../src/datapath/masquerade.js'
 import {PnError} from '../../src/errors.js'
 
-/** A trace event with a translation: xlate kind, orig address and port. */
+/** A trace event with a translation: xlate kind, orig address and port (an IPv6 one when `orig` has 16 bytes). */
 function event(xlate: number, orig: number[], port: number): Buffer {
   const buf = Buffer.alloc(TRACE_EVENT.size)
   const F = TRACE_EVENT.fields
   buf[F.type.offset] = 1
-  buf[F.family.offset] = 4
+  buf[F.family.offset] = orig.length === 16 ? 6 : 4
   buf[F.proto.offset] = 6
   buf[F.xlate.offset] = xlate
   buf.writeUInt16BE(0x0800, F.ethertype.offset) // host order on LE: only the family matters below
@@ -41,11 +46,41 @@ describe('masquerade (nat.h ↔ TypeScript)', () => {
   it('pn_node_config carries the SNAT address, port range and timeouts after pad, under NODE_CFG_MASQ', () => {
     const c = {uplinkIfindex: 3, uplinkMtu: 1500, flags: NODE_CFG_MASQ, natIp4: '192.0.2.10', natPortMin: 61000, natPortMax: 65535, natTcpTimeout: 21600, natOtherTimeout: 2}
     const buf = encodeNodeConfig(c)
-    assert.equal(buf.length, 36) // then tunnel_ifindex (tunnel mode)
+    assert.equal(buf.length, 52) // then tunnel_ifindex (tunnel mode), then nat_ip6
     assert.deepEqual([...buf.subarray(16, 20)], [192, 0, 2, 10], 'nat_ip4 in network order right after pad')
     assert.deepEqual(decodeNodeConfig(buf), c)
     const h = readFileSync(path.join(bpfSourceDir(), 'include/node_config.h'), 'utf8')
     assert.match(h, new RegExp(`#define NODE_CFG_MASQ 0x${NODE_CFG_MASQ.toString(16)}\\b`))
+  })
+
+  it('pn_node_config appends the IPv6 SNAT address after tunnel_ifindex: the IPv4 fields keep their offsets', () => {
+    const v4 = {uplinkIfindex: 3, uplinkMtu: 1500, flags: NODE_CFG_MASQ, natIp4: '192.0.2.10', natPortMin: 61000, natPortMax: 65535, natTcpTimeout: 21600, natOtherTimeout: 60}
+    const c = {...v4, natIp6: 'fd00:172:31::1'}
+    const buf = encodeNodeConfig(c)
+    assert.deepEqual(buf.subarray(0, 36), encodeNodeConfig(v4).subarray(0, 36), 'the first 36 bytes are the older layout')
+    assert.equal(buf.subarray(36, 52).toString('hex'), 'fd000172003100000000000000000001', 'nat_ip6 in network order at 36')
+    assert.deepEqual(decodeNodeConfig(buf), c)
+    assert.equal(decodeNodeConfig(encodeNodeConfig(v4)).natIp6, undefined, 'all-zero nat_ip6: no IPv6 masquerade')
+    // A node with only an IPv6 SNAT address still decodes its NAT settings.
+    const only6 = {uplinkIfindex: 3, uplinkMtu: 1500, flags: NODE_CFG_MASQ, natIp6: 'fd00::1', natPortMin: 61000, natPortMax: 61003, natTcpTimeout: 2, natOtherTimeout: 2}
+    assert.deepEqual(decodeNodeConfig(encodeNodeConfig(only6)), only6)
+    const h = readFileSync(path.join(bpfSourceDir(), 'include/node_config.h'), 'utf8')
+    assert.ok(h.indexOf('tunnel_ifindex;') < h.indexOf('nat_ip6[16];'), 'nat_ip6 is the last field in C too')
+  })
+
+  it('pn_snat6 keys and entries round-trip with IPv6 addresses; ICMPv6 echo is its own protocol', () => {
+    const k = {saddr: '2001:db8::9', daddr: 'fd00:172:31::1', sport: 443, dport: 61234, proto: 'tcp', dir: 'in' as const}
+    const kb = encodeNat6Key(k)
+    assert.equal(kb.length, 40)
+    assert.equal(kb.readUInt16BE(34), 61234)
+    assert.equal(kb[36], 6)
+    assert.deepEqual(decodeNat6Key(kb), k)
+    const echo = {saddr: 'fd00:161::10', daddr: '2001:db8::9', sport: 77, dport: 0, proto: 'icmpv6', dir: 'out' as const}
+    assert.equal(encodeNat6Key(echo)[36], 58)
+    assert.deepEqual(decodeNat6Key(encodeNat6Key(echo)), echo)
+    const e = {lastSeenNs: 123456789012n, packets: 3, toAddr: 'fd00:161::10', toPort: 40000}
+    assert.deepEqual(decodeNat6Entry(encodeNat6Entry(e)), e)
+    assert.deepEqual([snat6Map.type, snat6Map.maxEntries, snat6Map.header], ['lru_hash', 131072, 'nat6.h'])
   })
 
   it('pn_snat4 keys and entries round-trip (ports and echo ids in network order)', () => {
@@ -63,6 +98,10 @@ describe('masquerade (nat.h ↔ TypeScript)', () => {
     const b = encodeNonMasqKey('10.0.0.0/8')
     assert.equal(b.readUInt32LE(0) || b.readUInt32BE(0), 40)
     assert.deepEqual(decodeNonMasqKey(b), {prefix: '10.0.0.0/8'})
+    const b6 = encodeNonMasqKey('fd00:160::/28')
+    assert.equal(b6.readUInt32LE(0) || b6.readUInt32BE(0), 60)
+    assert.equal(b6[4], 2, 'IPv6 family code')
+    assert.deepEqual(decodeNonMasqKey(b6), {prefix: 'fd00:160::/28'})
   })
 
   it('a trace event says which translation orig_* holds: service, SNAT source, or reply destination', () => {
@@ -71,6 +110,8 @@ describe('masquerade (nat.h ↔ TypeScript)', () => {
     const svc = decodeTraceEvent(event(TRACE_XLATE_SVC, [10, 96, 0, 1], 80))
     assert.deepEqual(svc.service, {ip: '10.96.0.1', port: 80})
     assert.equal(svc.nat, undefined)
+    const v6 = [0xfd, 0, 1, 0x61, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10]
+    assert.deepEqual(decodeTraceEvent(event(TRACE_XLATE_SNAT, v6, 40000)).nat, {kind: 'snat', ip: 'fd00:161::10', port: 40000})
     const h = readFileSync(path.join(bpfSourceDir(), 'include/trace.h'), 'utf8')
     for (const [name, v] of [['TRACE_XLATE_SVC', TRACE_XLATE_SVC], ['TRACE_XLATE_SNAT', TRACE_XLATE_SNAT], ['TRACE_XLATE_REV_SNAT', TRACE_XLATE_REV_SNAT]] as const) {
       assert.match(h, new RegExp(`#define ${name} ${v}\\b`))
@@ -85,9 +126,12 @@ describe('masquerade (nat.h ↔ TypeScript)', () => {
     assert.ok(MASQUERADE_DEFAULTS.portMin > 60999, 'the default range is above the kernel default ephemeral range')
   })
 
-  it('iptables mode: RETURN for each IPv4 exception, then one MASQUERADE out of the uplink', () => {
-    const rules = iptablesMasqueradeRules(normalizeNonMasq(['10.2.0.0/16', '10.1.0.0/24', '10.2.0.0/16', 'fd00::/64']), 'eth0')
+  it('iptables mode: RETURN for each exception of the family, then one MASQUERADE out of the uplink (ip6tables gets the IPv6 ones)', () => {
+    const nonMasq = normalizeNonMasq(['10.2.0.0/16', '10.1.0.0/24', '10.2.0.0/16', 'fd00::/64', 'FD00:0::/64'])
+    assert.deepEqual(nonMasq, ['10.1.0.0/24', '10.2.0.0/16', 'fd00::/64'], 'IPv6 CIDRs are accepted and normalised')
+    const rules = iptablesMasqueradeRules(nonMasq, 'eth0')
     assert.deepEqual(rules, [['-d', '10.1.0.0/24', '-j', 'RETURN'], ['-d', '10.2.0.0/16', '-j', 'RETURN'], ['-o', 'eth0', '-j', 'MASQUERADE']])
     assert.equal(rules.filter((r) => r.includes('MASQUERADE')).length, 1)
+    assert.deepEqual(iptablesMasqueradeRules(nonMasq, 'eth0', 6), [['-d', 'fd00::/64', '-j', 'RETURN'], ['-o', 'eth0', '-j', 'MASQUERADE']])
   })
 })
