@@ -98,11 +98,15 @@ export async function natNodeConfig(runner: Runner, uplink: string, m: Masquerad
   return {flags: bpf ? NODE_CFG_MASQ : 0, natIp4: ip, ...(ip6 ? {natIp6: ip6} : {}), natPortMin: c.portMin, natPortMax: c.portMax, natTcpTimeout: c.tcpTimeout, natOtherTimeout: c.otherTimeout}
 }
 
-/** Map ops that make pn_nonmasq hold exactly `prefixes` (both families). */
+/**
+ * Map ops that make pn_nonmasq's configuration entries (flags 0) exactly `prefixes` (both
+ * families). Other nodes' IPs (NONMASQ_F_NODE, NONMASQ_F_PEER) belong to their writers and stay;
+ * a configured prefix that is also one of them becomes configuration.
+ */
 export async function nonMasqOps(runner: Runner, root: string, prefixes: string[]): Promise<MapOp[]> {
   if (!(await pathExists(mapPath(root, 'pn_nonmasq')))) return []
   const want = new Set(prefixes.map((p) => normalizeCidr(p).text))
-  const have = new Set((await dumpMapEntries(runner, root, 'pn_nonmasq')).map((e) => String(e.key.prefix)))
+  const have = new Set((await dumpMapEntries(runner, root, 'pn_nonmasq')).filter((e) => Number(e.value.flags) === 0).map((e) => String(e.key.prefix)))
   const ops: MapOp[] = []
   for (const p of have) if (!want.has(p)) ops.push({op: 'delete', map: 'pn_nonmasq', key: encodeNonMasqKey(p)})
   for (const p of want) if (!have.has(p)) ops.push({op: 'update', map: 'pn_nonmasq', key: encodeNonMasqKey(p), value: encodeNonMasqInfo()})

@@ -3,7 +3,7 @@
  *
  *   [pod a]──lxc── node n1 (dual stack, bpf masquerade) ──eth0─┐
  *   [pod b]──lxc── node n2 (dual stack, bpf masquerade,  ──eth0─┼─ switch ─── outside (IPv4 + IPv6,
- *                           4 ports, 2 s timeouts)              │            no route to any pod CIDR)
+ *                           4 ports, short timeouts)              │            no route to any pod CIDR)
  *
  * The outside namespace knows only its own /24 and /64: a reply to a pod's IPv6 address would be
  * lost, so every answer it gives proves the pod's packet left with its node's IPv6 address. A
@@ -168,7 +168,7 @@ describe('masquerade, IPv6 (root, netns, dual stack)', function () {
     outside = createNamespace('m6out').name
     attach(outside, `${SUBNET}.100`, OUTSIDE_IP6)
     n1 = makeNode(1, [])
-    n2 = makeNode(2, ['--masquerade-port-range', '61000-61003', '--nat-tcp-timeout', '2', '--nat-udp-timeout', '2'])
+    n2 = makeNode(2, ['--masquerade-port-range', '61000-61003', '--nat-tcp-timeout', '2', '--nat-udp-timeout', '5'])
     a = makePod(n1, 10)
     b = makePod(n2, 10)
     await serve('tcp', 7600)
@@ -241,14 +241,14 @@ describe('masquerade, IPv6 (root, netns, dual stack)', function () {
   })
 
   it('entries expire: with 4 ports, a fifth IPv6 flow is dropped (counted) until the first ones time out and are reclaimed', async () => {
-    await sleep(2500) // what the earlier tests left on n2 expires
+    await sleep(5500) // what the earlier tests left on n2 expires (UDP: 5 s, long enough that the five flows below come within it on a loaded machine)
     const before = metric(n2, 'DROP_NAT_NO_MAPPING')
     const got = [udp(b.ns), udp(b.ns), udp(b.ns), udp(b.ns)]
     assert.ok(got.every((g) => g.ip === n2.ip6), `4 flows translated: ${JSON.stringify(got)}`)
     assert.equal(new Set(got.map((g) => g.port)).size, 4)
     assert.deepEqual(udp(b.ns), {timeout: true}, 'a fifth flow finds no free port')
     assert.ok(metric(n2, 'DROP_NAT_NO_MAPPING') > before, 'the drop is counted')
-    await sleep(2500)
+    await sleep(5500)
     const again = udp(b.ns)
     assert.equal(again.ip, n2.ip6, 'after the timeout a new flow reclaims a port')
     assert.ok(again.port! >= 61000 && again.port! <= 61003)

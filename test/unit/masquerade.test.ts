@@ -24,6 +24,9 @@ import {
   TRACE_XLATE_SVC,
 } from '../../src/datapath/bpf/maps/index.js'
 import {iptablesMasqueradeRules, MASQUERADE_DEFAULTS, normalizeNonMasq, parsePortRange} from '../../src/datapath/masquerade.js'
+import {appliedFromKernel, convergeNode, type ConvergeSelf, type DesiredCluster} from '../../src/cluster/converge.js'
+import type {ClusterNode} from '../../src/cluster/layout.js'
+import {decodeNonMasqKey as nonMasqPrefix, encodeNonMasqInfo, nodeIpPrefix, nonMasqMap, NONMASQ_F_NODE, NONMASQ_F_PEER} from '../../src/datapath/bpf/maps/nat.js'
 import {PnError} from '../../src/errors.js'
 
 /** A trace event with a translation: xlate kind, orig address and port (an IPv6 one when `orig` has 16 bytes). */
@@ -133,5 +136,42 @@ describe('masquerade (nat.h ↔ TypeScript)', () => {
     assert.deepEqual(rules, [['-d', '10.1.0.0/24', '-j', 'RETURN'], ['-d', '10.2.0.0/16', '-j', 'RETURN'], ['-o', 'eth0', '-j', 'MASQUERADE']])
     assert.equal(rules.filter((r) => r.includes('MASQUERADE')).length, 1)
     assert.deepEqual(iptablesMasqueradeRules(nonMasq, 'eth0', 6), [['-d', 'fd00::/64', '-j', 'RETURN'], ['-o', 'eth0', '-j', 'MASQUERADE']])
+  })
+
+  describe('other nodes\' IPs are never masqueraded to (the cluster agent\'s pn_nonmasq entries)', () => {
+    const node = (name: string, nodeIps: string[]): ClusterNode => ({name, nodeIps, podCidrs: [], reach: 'direct', registeredAt: '2026-01-01T00:00:00Z'})
+    const cluster = (nodes: ClusterNode[]): DesiredCluster => ({nodes: new Map(nodes.map((x) => [x.name, x])), endpoints: new Map()})
+    const me: ConvergeSelf = {name: 'n1', uplink: 'eth0', bpffsRoot: '/sys/fs/bpf/pn', autoDirectRoutes: false, masquerade: true}
+    const words = (ops: ReturnType<typeof convergeNode>['ops']) => ops.map((op) => {
+      assert.ok(op.kind === 'map.update' || op.kind === 'map.delete', op.kind)
+      assert.equal(op.map, '/sys/fs/bpf/pn/maps/pn_nonmasq')
+      const prefix = nonMasqPrefix(op.key).prefix
+      return op.kind === 'map.update' ? `add ${prefix} flags ${nonMasqMap.decode(op.key, [op.value]).value.flags}` : `delete ${prefix}`
+    })
+
+    it('with BPF masquerade: every other node\'s IPs as host prefixes flagged NONMASQ_F_NODE; the node\'s own never', () => {
+      const c = cluster([node('n1', ['192.0.2.1']), node('n2', ['192.0.2.2', 'fd00::2']), node('n3', ['198.51.100.3'])])
+      const plan = convergeNode(c, {ipcache: [], routes: []}, me)
+      assert.deepEqual(words(plan.ops), ['add 192.0.2.2/32 flags 1', 'add 198.51.100.3/32 flags 1', 'add fd00::2/128 flags 1'])
+      assert.deepEqual(plan.applied.nodeIps, ['192.0.2.2/32', '198.51.100.3/32', 'fd00::2/128'])
+      // Nothing changed: no op. A node leaves: its IP goes; another's IP changes: one of each.
+      assert.deepEqual(convergeNode(c, plan.applied, me).ops, [])
+      const later = convergeNode(cluster([node('n1', ['192.0.2.1']), node('n2', ['192.0.2.20', 'fd00::2'])]), plan.applied, me)
+      assert.deepEqual(words(later.ops), ['add 192.0.2.20/32 flags 1', 'delete 192.0.2.2/32', 'delete 198.51.100.3/32'])
+      // An endpoint-only diff (routes part off) leaves them alone.
+      assert.deepEqual(convergeNode(cluster([node('n1', ['192.0.2.1'])]), plan.applied, me, {ipcache: true, routes: false}).ops, [])
+    })
+
+    it('without BPF masquerade none are written, and ones left from an earlier run are removed', () => {
+      const c = cluster([node('n1', ['192.0.2.1']), node('n2', ['192.0.2.2'])])
+      assert.deepEqual(convergeNode(c, {ipcache: [], routes: []}, {...me, masquerade: false}).ops, [])
+      assert.deepEqual(words(convergeNode(c, {ipcache: [], routes: [], nodeIps: ['192.0.2.2/32']}, {...me, masquerade: false}).ops), ['delete 192.0.2.2/32'])
+    })
+
+    it('read back from the kernel: only the entries flagged NONMASQ_F_NODE are the agent\'s (configuration and peers are not)', () => {
+      const entry = (prefix: string, flags: number) => ({key: encodeNonMasqKey(prefix), value: encodeNonMasqInfo(flags)})
+      const applied = appliedFromKernel([], [], me, [entry('10.0.0.0/8', 0), entry(nodeIpPrefix('192.0.2.2'), NONMASQ_F_NODE), entry(nodeIpPrefix('192.0.2.9'), NONMASQ_F_PEER), entry(nodeIpPrefix('fd00::2'), NONMASQ_F_NODE)])
+      assert.deepEqual(applied.nodeIps, ['192.0.2.2/32', 'fd00::2/128'])
+    })
   })
 })

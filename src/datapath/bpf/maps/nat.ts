@@ -193,8 +193,19 @@ export function decodeNonMasqKey(buf: Buffer): {prefix: string} {
   return {prefix: `${ip}/${readU32(buf, NONMASQ_KEY.fields.prefixlen.offset) - 32}`}
 }
 
-export function encodeNonMasqInfo(): Buffer {
-  return Buffer.alloc(NONMASQ_VALUE.size)
+/** pn_nonmasq entry owners (nonmasq_info.flags): 0 is the node's configuration (`pn node init`). */
+export const NONMASQ_F_NODE = 1
+export const NONMASQ_F_PEER = 2
+
+export function encodeNonMasqInfo(flags = 0): Buffer {
+  const buf = Buffer.alloc(NONMASQ_VALUE.size)
+  writeU32(buf, flags, NONMASQ_VALUE.fields.flags.offset)
+  return buf
+}
+
+/** A node IP as its pn_nonmasq prefix: /32 or /128. */
+export function nodeIpPrefix(ip: string): string {
+  return `${ip}/${ip.includes(':') ? 128 : 32}`
 }
 
 export const nonMasqMap: MapDef = {
