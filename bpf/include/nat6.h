@@ -21,7 +21,8 @@
  * address change patches it like TCP's and UDP's. Only packets whose first next-header is TCP,
  * UDP or ICMPv6 are translated: a fragment is dropped (DROP_FRAG_NOSUPPORT, as IPv4's later
  * fragments are), other extension headers pass untranslated. Link-local and multicast
- * destinations are never masqueraded (they are never routed).
+ * destinations are never masqueraded (they are never routed). Not tracked, as in IPv4: ICMPv6
+ * errors about a masqueraded flow (Packet Too Big included) reach the node's stack untranslated.
  *
  * Helpers return 0 (nothing to do), 1 (translated) or a negative DROP_*.
  */
