@@ -77,6 +77,10 @@ static __always_inline void pn_cb_clear_ids(struct __sk_buff *skb)
  * destination before the reply was translated back (from-netdev). */
 #define PN_CB_SNAT_MAGIC 0x736eU
 #define PN_CB_RNAT_MAGIC 0x726eU
+/* IPv6 masquerade (nat6.h): the 16-byte address does not fit one word, so it takes cb[0] and the
+ * three identity words (cb[2..4]), which carry nothing on that path (policy is IPv4 only). */
+#define PN_CB_SNAT6_MAGIC 0x7336U
+#define PN_CB_RNAT6_MAGIC 0x7236U
 
 /* Directions (metrics key `dir`), Cilium's meaning: ingress = towards a pod or the node,
  * egress = leaving a pod or the node. */

@@ -6,7 +6,8 @@
  * bpf_host.c's to-netdev (handle_nat_fwd) and from-netdev.
  *
  *   pn_nonmasq  LPM trie of the destinations never masqueraded: the node's pod CIDRs, the
- *               cluster's, and every --non-masquerade-cidr (written by `pn node init`).
+ *               cluster's, and every --non-masquerade-cidr (written by `pn node init`), and the
+ *               other nodes' IPs (the cluster agent, `pn node peer add`).
  *   pn_snat4    LRU hash, two entries per flow, both stored the way packets carry them:
  *               NAT_DIR_OUT  key = the pod's tuple (pod → remote)          → node IP, NAT port
  *               NAT_DIR_IN   key = the reply's tuple (remote → node:NAT port) → pod IP, pod port
@@ -24,7 +25,7 @@
  * and the allocator takes its port over. The map being LRU bounds the memory: a full map evicts
  * the least recently used flow rather than refusing new ones. Not tracked: TCP state (a closed
  * connection lives until its idle timeout), ICMP errors about a masqueraded flow (they reach the
- * node's stack untranslated), IPv6, and fragments after the first.
+ * node's stack untranslated), and fragments after the first. IPv6 is nat6.h, on pn_snat6.
  *
  * Helpers return 0 (nothing to do), 1 (translated) or a negative DROP_*.
  */
@@ -92,8 +93,15 @@ struct nonmasq_key {
 #define NONMASQ_FAMILY_IPV4 1
 #define NONMASQ_FAMILY_IPV6 2
 
+/* Who wrote an entry (the datapath reads none of it: any match means "leave alone"). The
+ * cluster's node addresses are here so a reply to another node (a NodePort backend answering
+ * the node that SNATed its client) keeps the pod's address, as Cilium never masquerades to a
+ * remote-node identity. */
+#define NONMASQ_F_NODE 1 /* another node's IP, from the cluster store (src/cluster/converge.ts) */
+#define NONMASQ_F_PEER 2 /* a peer's node IP, from `pn node peer add` (src/node/peer.ts) */
+
 struct nonmasq_info {
-	__u32 flags; /* reserved, 0 */
+	__u32 flags; /* 0: the node's configuration (pod CIDRs, --non-masquerade-cidr); else NONMASQ_F_* */
 };
 
 struct {

@@ -24,9 +24,12 @@ struct node_config {
 	__u32 nat_tcp_timeout;    /* seconds a TCP mapping lives unused */
 	__u32 nat_other_timeout;  /* seconds a UDP / ICMP echo mapping lives unused */
 	__u32 tunnel_ifindex;     /* pn_vxlan in tunnel mode, else 0 */
+	/* Appended after the IPv4 fields so their offsets stay (a slot of the older, 36-byte
+	 * layout is replaced on load: the map is resettable in its descriptor). */
+	__u8 nat_ip6[16];         /* the node's global IPv6 address on the uplink; zero = no IPv6 masquerade (nat6.h) */
 };
 
-#define NODE_CFG_MASQ 0x1 /* BPF masquerade on (to-netdev SNAT, from-netdev reverse) */
+#define NODE_CFG_MASQ 0x1 /* BPF masquerade on (to-netdev SNAT, from-netdev reverse), IPv4 and, with nat_ip6, IPv6 */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

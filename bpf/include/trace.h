@@ -231,19 +231,29 @@ static __always_inline void pn_trace(struct __sk_buff *skb, int code, __u8 dir, 
 	trace_fill(skb, &ev, base);
 	__u32 svc_port = pn_cb_load(skb, PN_CB_SVC_PORT);
 	__u32 magic = svc_port >> 16;
+	bool xlate_point = point == POINT_FROM_CONTAINER || point == POINT_FROM_NETDEV || point == POINT_TO_NETDEV;
+	bool nat6 = (point == POINT_FROM_NETDEV || point == POINT_TO_NETDEV) &&
+		    (magic == PN_CB_SNAT6_MAGIC || magic == PN_CB_RNAT6_MAGIC);
 
-	if ((point == POINT_FROM_CONTAINER || point == POINT_FROM_NETDEV || point == POINT_TO_NETDEV) &&
-	    (magic == PN_CB_SVC_MAGIC || magic == PN_CB_SNAT_MAGIC || magic == PN_CB_RNAT_MAGIC)) {
+	if (xlate_point && (magic == PN_CB_SVC_MAGIC || magic == PN_CB_SNAT_MAGIC || magic == PN_CB_RNAT_MAGIC)) {
 		__u32 vip = pn_cb_load(skb, PN_CB_SVC_ADDR);
 
 		__builtin_memcpy(ev.orig_daddr, &vip, 4);
 		ev.orig_dport = (__be16)(svc_port & 0xffff);
 		ev.xlate = magic == PN_CB_SVC_MAGIC ? TRACE_XLATE_SVC : magic == PN_CB_SNAT_MAGIC ? TRACE_XLATE_SNAT : TRACE_XLATE_REV_SNAT;
+	} else if (nat6) {
+		/* IPv6 masquerade: the address is in cb[0] and cb[2..4] (common.h), no identities. */
+		__u32 w[4] = {pn_cb_load(skb, PN_CB_SVC_ADDR), pn_cb_load(skb, PN_CB_SRC_ID), pn_cb_load(skb, PN_CB_DST_ID),
+			      pn_cb_load(skb, PN_CB_ID_CHECK)};
+
+		__builtin_memcpy(ev.orig_daddr, w, 16);
+		ev.orig_dport = (__be16)(svc_port & 0xffff);
+		ev.xlate = magic == PN_CB_SNAT6_MAGIC ? TRACE_XLATE_SNAT : TRACE_XLATE_REV_SNAT;
 	}
 	__u32 src_id = pn_cb_load(skb, PN_CB_SRC_ID);
 	__u32 dst_id = pn_cb_load(skb, PN_CB_DST_ID);
 
-	if (pn_cb_load(skb, PN_CB_ID_CHECK) == (PN_CB_ID_MAGIC ^ src_id ^ dst_id)) {
+	if (!nat6 && pn_cb_load(skb, PN_CB_ID_CHECK) == (PN_CB_ID_MAGIC ^ src_id ^ dst_id)) {
 		ev.src_identity = src_id;
 		ev.dst_identity = dst_id;
 	}

@@ -204,7 +204,8 @@ export class ClusterAgent {
 
   constructor(private readonly opts: ClusterAgentOptions) {
     this.log = opts.log ?? (() => {})
-    this.self = {name: opts.node.name, uplink: opts.node.uplink, bpffsRoot: opts.node.bpffsRoot, autoDirectRoutes: opts.autoDirectRoutes === true, podCidrs: opts.node.podCidrs}
+    this.self = {name: opts.node.name, uplink: opts.node.uplink, bpffsRoot: opts.node.bpffsRoot, autoDirectRoutes: opts.autoDirectRoutes === true, podCidrs: opts.node.podCidrs,
+      masquerade: opts.node.masquerade?.mode === 'bpf'}
     this.queue = new PublicationQueue((p) => this.send(p))
   }
 
@@ -598,7 +599,10 @@ export class ClusterAgent {
     ])
     const entries = (dump as Extract<KernelResult, {kind: 'map.dump'}>).entries ?? []
     const routes = [r4, r6].flatMap((r) => (r ? (r as Extract<KernelResult, {kind: 'route.list'}>).routes ?? [] : []))
-    return appliedFromKernel(entries, routes, this.self)
+    // BPF masquerade: the node IPs this agent put in pn_nonmasq (converge.ts).
+    const [nonMasq] = this.self.masquerade ? await this.opts.kernel.apply([{kind: 'map.dump', map: mapPath(this.self.bpffsRoot, 'pn_nonmasq')}]) : []
+    const nodeIps = nonMasq ? (nonMasq as Extract<KernelResult, {kind: 'map.dump'}>).entries ?? [] : []
+    return appliedFromKernel(entries, routes, this.self, nodeIps)
   }
 
   private async convergeOnce(state: ClusterState): Promise<void> {

@@ -20,10 +20,15 @@
  *   from-container in tunnel mode encapsulates to (bpf/include/tunnel.h). The routes are a
  *   function of the nodes alone, so the agent diffs them only when the nodes key space changed
  *   (ConvergeParts): an endpoint event diffs the ipcache only.
+ * - With BPF masquerade, every other node's IPs go into pn_nonmasq (`<ip>/32` or /128, flag
+ *   NONMASQ_F_NODE): it never rewrites a pod's packet to another node (a NodePort backend's reply to the
+ *   node that SNATed its client must keep the pod's address), as Cilium never masquerades to a
+ *   remote-node identity. A function of the nodes too, diffed with the routes.
  */
 import {canonicalIp, formatCidr, ipFamily, parseCidr} from '../cidr/cidr.js'
 import {mapPath} from '../datapath/bpf/bpffs.js'
 import {decodeIpcacheInfo, decodeIpcacheKey, encodeIpcacheInfo, encodeIpcacheKey, IPCACHE_F_LOCAL, type IpcacheEntry} from '../datapath/bpf/maps/ipcache.js'
+import {decodeNonMasqKey, encodeNonMasqInfo, encodeNonMasqKey, nonMasqMap, NONMASQ_F_NODE} from '../datapath/bpf/maps/nat.js'
 import {ROUTE_PROTOCOLS, type KernelOp, type MapEntry, type RouteEntry} from '../kernel/ops.js'
 import type {ServiceSpec} from '../service/model.js'
 import {servicesDigest, type ClusterEndpoint, type ClusterNode} from './layout.js'
@@ -39,6 +44,8 @@ export interface ConvergeSelf {
   autoDirectRoutes: boolean
   /** The node's own pod CIDRs (never routed elsewhere). */
   podCidrs?: string[]
+  /** BPF masquerade on: the other nodes' IPs go into pn_nonmasq. */
+  masquerade?: boolean
 }
 
 /** The part of the cluster convergence reads (a ClusterState satisfies it). */
@@ -58,6 +65,8 @@ export interface PeerRoute {
 export interface NodeApplied {
   ipcache: IpcacheEntry[]
   routes: PeerRoute[]
+  /** The other nodes' IPs in pn_nonmasq (host prefixes, flag NONMASQ_F_NODE); absent = none. */
+  nodeIps?: string[]
 }
 
 export interface ConvergeSummary {
@@ -123,6 +132,13 @@ export function desiredRoutes(nodes: ReadonlyMap<string, ClusterNode>, self: Con
     }
   }
   return routes
+}
+
+/** The other nodes' IPs as pn_nonmasq host prefixes: never masqueraded to. */
+export function desiredNodeIps(nodes: ReadonlyMap<string, ClusterNode>, self: ConvergeSelf): Set<string> {
+  const out = new Set<string>()
+  for (const node of nodes.values()) if (node.name !== self.name) for (const ip of node.nodeIps) out.add(hostPrefix(ip))
+  return out
 }
 
 const sameEntry = (a: IpcacheEntry, b: IpcacheEntry) => a.identity === b.identity && a.flags === b.flags && (a.nodeIp ? canonicalIp(a.nodeIp) : '') === (b.nodeIp ? canonicalIp(b.nodeIp) : '')
@@ -193,7 +209,17 @@ export function convergeNode(cluster: DesiredCluster, applied: NodeApplied, self
     routes = byKey(want).map(([, r]) => r)
   }
 
-  return {ops, summary, applied: {ipcache, routes}}
+  let nodeIps = applied.nodeIps ?? []
+  if (parts.routes && (self.masquerade || nodeIps.length > 0)) {
+    const nonmasq = mapPath(self.bpffsRoot, 'pn_nonmasq')
+    const want = self.masquerade ? desiredNodeIps(cluster.nodes, self) : new Set<string>()
+    const have = new Set(nodeIps)
+    for (const p of [...want].sort()) if (!have.has(p)) ops.push({kind: 'map.update', map: nonmasq, key: encodeNonMasqKey(p), value: encodeNonMasqInfo(NONMASQ_F_NODE)})
+    for (const p of [...have].sort()) if (!want.has(p)) ops.push({kind: 'map.delete', map: nonmasq, key: encodeNonMasqKey(p), missingOk: true})
+    nodeIps = [...want].sort()
+  }
+
+  return {ops, summary, applied: {ipcache, routes, ...(nodeIps.length > 0 ? {nodeIps} : {})}}
 }
 
 export type ServiceTableDecision =
@@ -217,17 +243,20 @@ export function serviceTableToApply(view: ServicesView, appliedDigest?: string):
  * pn_ipcache entry as dumped (`map.dump`), and the routes it manages (`route.list`): exactly those
  * pn made, marked with pn's route protocol (ROUTE_PROTOCOLS.pn, `proto 112` in `ip route`), on the
  * uplink through a gateway. Routes of anyone else (by hand: boot; bird's; the kernel's) are never
- * read as pn's, whatever their prefix. Without auto direct routes pn manages none.
+ * read as pn's, whatever their prefix. Without auto direct routes pn manages none. And the node
+ * IPs it wrote into pn_nonmasq (its flag: `pn node init` and peers write others).
  */
-export function appliedFromKernel(ipcache: MapEntry[], routes: RouteEntry[], self: ConvergeSelf): NodeApplied {
+export function appliedFromKernel(ipcache: MapEntry[], routes: RouteEntry[], self: ConvergeSelf, nonMasq: MapEntry[] = []): NodeApplied {
   const pn = String(ROUTE_PROTOCOLS.pn)
   const peer: PeerRoute[] = []
   for (const r of self.autoDirectRoutes ? routes : []) {
     if (r.protocol !== pn || r.dev !== self.uplink || !r.gateway || !r.dst.includes('/')) continue
     peer.push({dst: formatCidr(parseCidr(r.dst).cidr), via: canonicalIp(r.gateway), dev: r.dev})
   }
+  const nodeIps = nonMasq.filter((e) => e.value && nonMasqMap.decode(e.key, [e.value]).value.flags === NONMASQ_F_NODE).map((e) => canonicalPrefix(decodeNonMasqKey(e.key).prefix)).sort()
   return {
     ipcache: ipcache.filter((e) => e.value).map((e) => ({...decodeIpcacheKey(e.key), ...decodeIpcacheInfo(e.value!)})),
     routes: peer,
+    ...(nodeIps.length > 0 ? {nodeIps} : {}),
   }
 }

@@ -12,6 +12,7 @@ import {MASQUERADE_DEFAULTS, normalizeNonMasq, parsePortRange, removeIptablesMas
 import {dumpMap, type DecodedEntry} from '../datapath/bpf/index.js'
 import {NODE_CFG_MASQ} from '../datapath/bpf/maps/index.js'
 import {iptablesMasqueradePresent} from '../datapath/masquerade.js'
+import {cidrFamily} from '../cidr/cidr.js'
 import {openPoolStore} from '../ipam/pool.js'
 import type {InitRun} from './init.js'
 import type {StatusInput, StatusItem, StatusSection} from './status.js'
@@ -92,7 +93,8 @@ export async function setupMasquerade(r: InitRun): Promise<void> {
 
 /**
  * `pn status` section: the mode, and what the kernel has for it — bpf: pn_node_config's SNAT
- * address and range, pn_snat4's live flows, DROP_NAT_NO_MAPPING drops; iptables: the chain.
+ * addresses and range, pn_snat4's and pn_snat6's live flows, DROP_NAT_NO_MAPPING drops;
+ * iptables: the chain (and ip6tables' on a dual-stack node).
  */
 export async function masqueradeSection(input: StatusInput): Promise<StatusSection> {
   const {node, runner} = input
@@ -100,19 +102,26 @@ export async function masqueradeSection(input: StatusInput): Promise<StatusSecti
   if (!m || m.mode === 'off') return {name: 'masquerade', state: 'ok', items: []}
   const problems: string[] = []
   const details: StatusItem['details'] = {mode: m.mode, nonMasquerade: [...node.podCidrs, ...m.nonMasqueradeCidrs]}
+  const dualStack = node.podCidrs.some((c) => cidrFamily(c) === 6)
   if (m.mode === 'iptables') {
     if (!(await iptablesMasqueradePresent(runner))) problems.push('chain PN-MASQUERADE has no MASQUERADE rule: run `pn node init`')
+    if (dualStack && !(await iptablesMasqueradePresent(runner, 6))) problems.push('ip6tables chain PN-MASQUERADE has no MASQUERADE rule: run `pn node init`')
   } else {
-    const [config, flows, metrics] = await Promise.all([
+    const [config, flows, flows6, metrics] = await Promise.all([
       dumpMap(runner, node, 'pn_node_config').then((e) => e[0], () => undefined),
       dumpMap(runner, node, 'pn_snat4').catch(() => [] as DecodedEntry[]),
+      dumpMap(runner, node, 'pn_snat6').catch(() => [] as DecodedEntry[]),
       dumpMap(runner, node, 'pn_metrics').catch(() => [] as DecodedEntry[]),
     ])
     const ip = config?.value.natIp4 as string | undefined
+    const ip6 = config?.value.natIp6 as string | undefined
     if (!ip || !(Number(config?.value.flags) & NODE_CFG_MASQ)) problems.push('pn_node_config has BPF masquerade off: run `pn node init` or `pn bpf load --host`')
+    if (dualStack && !ip6) problems.push(`the uplink has no global IPv6 address: pods' IPv6 traffic leaves unmasqueraded (add one, then \`pn bpf load --host\`)`)
     details.snatIp = ip ?? '-'
+    if (dualStack) details.snatIp6 = ip6 ?? '-'
     details.ports = `${m.portMin}-${m.portMax}`
     details.flows = flows.filter((e) => e.key.dir === 'out').length
+    if (dualStack) details.flows6 = flows6.filter((e) => e.key.dir === 'out').length
     details.noMapping = metrics.filter((e) => e.key.reason === 'DROP_NAT_NO_MAPPING').reduce((n, e) => n + Number(e.value.packets), 0)
   }
   const item: StatusItem = {name: `masquerade ${m.mode}`, kind: 'masquerade', state: problems.length ? 'drifted' : 'ok', problems, details, hooks: []}

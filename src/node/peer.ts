@@ -7,13 +7,15 @@
  * Tunnel mode also routes the peer's IPv4 pod CIDR into pn_host (Cilium's `<cidr> via
  * <router> dev cilium_host mtu RouteMTU`), so the node's own traffic to those pods reaches
  * from-host, which encapsulates it; pods' traffic never needs the route.
+ * The peer's node IP also goes into pn_nonmasq (flag NONMASQ_F_PEER): BPF masquerade never
+ * rewrites a pod's packet to another node (the cluster agent does the same for the store's nodes).
  * The peers are remembered in `<state-dir>/peers.json` (names, to list and delete them); the
  * map is the truth the datapath reads, and `list` says whether each entry is in it.
  */
 import path from 'node:path'
 import {canonicalIp, cidrsOverlap, ipFamily, normalizeCidr, parseCidr, tryParseIp} from '../cidr/cidr.js'
 import {applyMapOps, dumpMapEntries, type MapOp} from '../datapath/bpf/map-io.js'
-import {encodeIpcacheInfo, encodeIpcacheKey, IPCACHE_F_PEER} from '../datapath/bpf/maps/index.js'
+import {encodeIpcacheInfo, encodeIpcacheKey, encodeNonMasqInfo, encodeNonMasqKey, IPCACHE_F_PEER, nodeIpPrefix, NONMASQ_F_PEER} from '../datapath/bpf/maps/index.js'
 import {HOST_DEVICE} from '../datapath/devices.js'
 import {PnError} from '../errors.js'
 import type {Runner} from '../exec/runner.js'
@@ -116,7 +118,19 @@ async function missingRoutes(runner: Runner, want: OpOfRoute[]): Promise<OpOfRou
   return out
 }
 
-/** Add (or update) a peer: its pod CIDRs into pn_ipcache with its node IP. Idempotent. */
+/** pn_nonmasq ops for peers' node IPs: add `add` if absent; delete each of `drop` that is a peer entry no remaining peer uses. */
+async function peerNonMasqOps(runner: Runner, node: NodeContext, remaining: NodePeer[], add: string | undefined, drop: string[]): Promise<MapOp[]> {
+  const have = new Map((await dumpMapEntries(runner, node.bpffsRoot, 'pn_nonmasq').catch(() => [])).map((e) => [String(e.key.prefix), Number(e.value.flags)]))
+  const ops: MapOp[] = []
+  if (add && !have.has(nodeIpPrefix(add))) ops.push({op: 'update', map: 'pn_nonmasq', key: encodeNonMasqKey(nodeIpPrefix(add)), value: encodeNonMasqInfo(NONMASQ_F_PEER)})
+  for (const ip of drop) {
+    if (ip === add || have.get(nodeIpPrefix(ip)) !== NONMASQ_F_PEER || remaining.some((p) => p.nodeIp === ip)) continue
+    ops.push({op: 'delete', map: 'pn_nonmasq', key: encodeNonMasqKey(nodeIpPrefix(ip))})
+  }
+  return ops
+}
+
+/** Add (or update) a peer: its pod CIDRs into pn_ipcache with its node IP, the node IP into pn_nonmasq. Idempotent. */
 export async function addPeer(runner: Runner, stateDir: string, opts: PeerAddOptions): Promise<PeerChangeResult> {
   const node = await requireNodeContext(stateDir)
   requireBpf(node, `add peer ${opts.name}`)
@@ -131,6 +145,8 @@ export async function addPeer(runner: Runner, stateDir: string, opts: PeerAddOpt
     const ops: MapOp[] = peer.podCidrs.filter((c) => !present.has(c)).map((c) => ({op: 'update', map: 'pn_ipcache', key: encodeIpcacheKey(c), value}))
     const gone = (before?.podCidrs ?? []).filter((c) => !peer.podCidrs.includes(c))
     ops.push(...gone.map((c): MapOp => ({op: 'delete', map: 'pn_ipcache', key: encodeIpcacheKey(c)})))
+    const others = state.peers.filter((p) => p.name !== peer.name)
+    ops.push(...(await peerNonMasqOps(runner, node, others, peer.nodeIp, before ? [before.nodeIp] : [])))
     const sameRecord = before && JSON.stringify(before) === JSON.stringify(peer)
     const routes: KernelOp[] = await missingRoutes(runner, peerRouteOps(node, peer))
     routes.push(...peerRouteOps(node, {...peer, podCidrs: gone}).map((r): KernelOp => ({kind: 'route.del', dst: r.dst, dev: r.dev, missingOk: true})))
@@ -152,7 +168,9 @@ export async function deletePeer(runner: Runner, stateDir: string, name: string)
     if (!peer) return {changed: false, prefixes: []}
     const present = new Set((await dumpMapEntries(runner, node.bpffsRoot, 'pn_ipcache')).map((e) => String(e.key.prefix)))
     const prefixes = peer.podCidrs.filter((c) => present.has(c))
-    await applyMapOps(runner, node.bpffsRoot, prefixes.map((c): MapOp => ({op: 'delete', map: 'pn_ipcache', key: encodeIpcacheKey(c)})))
+    const ops = prefixes.map((c): MapOp => ({op: 'delete', map: 'pn_ipcache', key: encodeIpcacheKey(c)}))
+    ops.push(...(await peerNonMasqOps(runner, node, state.peers.filter((p) => p.name !== name), undefined, [peer.nodeIp])))
+    await applyMapOps(runner, node.bpffsRoot, ops)
     const routes = peerRouteOps(node, peer).map((r): KernelOp => ({kind: 'route.del', dst: r.dst, dev: r.dev, missingOk: true}))
     if (routes.length > 0) await kernelFor(runner).apply(routes)
     await writeFileAtomic(peersFile(stateDir), JSON.stringify({version: 1, peers: state.peers.filter((p) => p.name !== name)}, null, 2) + '\n')

@@ -68,6 +68,10 @@ export async function showNode(runner: Runner, stateDir: string): Promise<NodeSh
   if (node.masquerade?.mode === 'iptables') {
     const ok = await iptablesMasqueradePresent(runner)
     add('masquerade iptables', ok, 'chain PN-MASQUERADE with a MASQUERADE rule', ok ? 'present' : 'missing')
+    if (node.podCidrs.some((c) => c.includes(':'))) {
+      const ok6 = await iptablesMasqueradePresent(runner, 6)
+      add('masquerade ip6tables', ok6, 'ip6tables chain PN-MASQUERADE with a MASQUERADE rule', ok6 ? 'present' : 'missing')
+    }
   } else if (node.masquerade?.mode === 'bpf') {
     const r = await natPortsReserved(runner, node.masquerade)
     add('masquerade ports reserved', r.ok, `${node.masquerade.portMin}-${node.masquerade.portMax} in net.ipv4.ip_local_reserved_ports`, r.actual)

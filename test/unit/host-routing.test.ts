@@ -25,7 +25,7 @@ describe('BPF host routing (fib.h ↔ TypeScript)', () => {
   it('pn_node_config round-trips (native routing, and tunnel mode with pn_vxlan after pad)', () => {
     const c = {uplinkIfindex: 7, uplinkMtu: 1450, flags: 0}
     assert.deepEqual(decodeNodeConfig(encodeNodeConfig(c)), c)
-    assert.equal(encodeNodeConfig(c).length, 36) // masquerade's nat_* fields follow pad (test/unit/masquerade.test.ts), then tunnel_ifindex
+    assert.equal(encodeNodeConfig(c).length, 52) // masquerade's nat_* fields follow pad (test/unit/masquerade.test.ts), then tunnel_ifindex, then nat_ip6
     const t = {uplinkIfindex: 7, uplinkMtu: 1500, flags: 2, tunnelIfindex: 9}
     assert.deepEqual(decodeNodeConfig(encodeNodeConfig(t)), t)
     assert.equal(readU32(encodeNodeConfig(t), 32), 9, 'tunnel_ifindex follows the nat fields')

@@ -12,7 +12,7 @@ import {lb4GateMap, lb4ServicesMap} from './lb4-services.js'
 import {lb4StatsMap} from './lb4-stats.js'
 import {lxcMap} from './lxc.js'
 import {metricsMap} from './metrics.js'
-import {nonMasqMap, snat4Map} from './nat.js'
+import {nonMasqMap, snat4Map, snat6Map} from './nat.js'
 import {nodeConfigMap} from './node-config.js'
 import {polct4Map, policyEpMap, policyMap} from './policy.js'
 import {eventsMap, traceConfigMap} from './trace.js'
@@ -22,7 +22,7 @@ export const MAPS: readonly MapDef[] = [
   lb4ServicesMap, lb4BackendsMap, lb4StatsMap, ct4Map,
   traceConfigMap, eventsMap, nodeConfigMap, lb4GateMap,
   policyMap, policyEpMap, polct4Map,
-  snat4Map, nonMasqMap,
+  snat4Map, nonMasqMap, snat6Map,
 ]
 
 export const MAP_NAMES: readonly string[] = MAPS.map((m) => m.name)

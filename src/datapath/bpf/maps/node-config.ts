@@ -5,7 +5,7 @@
  * in `flags`, the nat_* fields drive BPF masquerade (bpf/include/nat.h); in tunnel mode flags has
  * NODE_F_TUNNEL and tunnel_ifindex names pn_vxlan (bpf/include/tunnel.h).
  */
-import {f, ip4Bytes, ip4FromBytes, put, readU16, readU32, slice, writeU16, writeU32, type MapDef, type StructLayout} from './layout.js'
+import {f, ip4Bytes, ip4FromBytes, ipBytes, ipFromBytes, put, readU16, readU32, slice, writeU16, writeU32, type MapDef, type StructLayout} from './layout.js'
 
 /** flags bit: BPF masquerade on. */
 export const NODE_CFG_MASQ = 0x1
@@ -13,11 +13,13 @@ export const NODE_CFG_MASQ = 0x1
 const KEY: StructLayout = {name: '__u32', size: 4, fields: {}, scalar: true}
 const VALUE: StructLayout = {
   name: 'node_config',
-  size: 36,
+  size: 52,
   fields: {
     uplink_ifindex: f(0, 4), uplink_mtu: f(4, 4), flags: f(8, 4), pad: f(12, 4),
     nat_ip4: f(16, 4), nat_port_min: f(20, 2), nat_port_max: f(22, 2), nat_tcp_timeout: f(24, 4), nat_other_timeout: f(28, 4),
     tunnel_ifindex: f(32, 4),
+    // Appended (an older 36-byte slot is replaced on load): earlier offsets never move.
+    nat_ip6: f(36, 16),
   },
 }
 
@@ -30,6 +32,8 @@ export interface NodeConfigEntry {
   flags: number
   /** BPF masquerade: the SNAT source, its port range and idle timeouts (seconds). */
   natIp4?: string
+  /** The IPv6 SNAT source on a dual-stack node (its uplink's global IPv6 address); absent: IPv6 is not masqueraded. */
+  natIp6?: string
   natPortMin?: number
   natPortMax?: number
   natTcpTimeout?: number
@@ -48,6 +52,7 @@ export function encodeNodeConfig(c: NodeConfigEntry): Buffer {
   writeU32(buf, c.uplinkMtu, VALUE.fields.uplink_mtu.offset)
   writeU32(buf, c.flags, VALUE.fields.flags.offset)
   if (c.natIp4) put(buf, VALUE, 'nat_ip4', ip4Bytes(c.natIp4))
+  if (c.natIp6) put(buf, VALUE, 'nat_ip6', ipBytes(c.natIp6).bytes)
   writeU16(buf, c.natPortMin ?? 0, VALUE.fields.nat_port_min.offset)
   writeU16(buf, c.natPortMax ?? 0, VALUE.fields.nat_port_max.offset)
   writeU32(buf, c.natTcpTimeout ?? 0, VALUE.fields.nat_tcp_timeout.offset)
@@ -64,11 +69,14 @@ export function decodeNodeConfig(buf: Buffer): NodeConfigEntry {
     flags: readU32(buf, VALUE.fields.flags.offset),
     ...(tunnelIfindex ? {tunnelIfindex} : {}),
   }
-  if (buf.length < VALUE.size || readU32(buf, VALUE.fields.nat_ip4.offset) === 0) return c
+  const ip6 = buf.length >= VALUE.size ? slice(buf, VALUE, 'nat_ip6') : Buffer.alloc(0)
+  const hasIp6 = ip6.some((b) => b !== 0)
+  if (buf.length < VALUE.size || (readU32(buf, VALUE.fields.nat_ip4.offset) === 0 && !hasIp6)) return c
   const ip = slice(buf, VALUE, 'nat_ip4')
   return {
     ...c,
     ...(ip.some((b) => b !== 0) ? {natIp4: ip4FromBytes(ip)} : {}),
+    ...(hasIp6 ? {natIp6: ipFromBytes(ip6, 6)} : {}),
     natPortMin: readU16(buf, VALUE.fields.nat_port_min.offset),
     natPortMax: readU16(buf, VALUE.fields.nat_port_max.offset),
     natTcpTimeout: readU32(buf, VALUE.fields.nat_tcp_timeout.offset),
