@@ -96,14 +96,35 @@ static __always_inline __u16 csum_fold32(__u64 s)
 	return (__u16)~s;
 }
 
+/* skb->data and skb->data_end, loaded by one instruction each at a constant offset from the
+ * context pointer, which is the only form the verifier accepts (see pn_ensure_linear). */
+static __always_inline void *pn_skb_data(struct __sk_buff *skb)
+{
+	__u64 v;
+
+	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(v) : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data)));
+	return (void *)(long)v;
+}
+
+static __always_inline void *pn_skb_data_end(struct __sk_buff *skb)
+{
+	__u64 v;
+
+	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(v) : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data_end)));
+	return (void *)(long)v;
+}
+
 /* Make sure the first `len` bytes are in the linear area so direct packet access can see
  * them; veth usually hands us linear headers but GSO/GRO skbs need not be. */
 static __always_inline int pn_ensure_linear(struct __sk_buff *skb, __u32 len)
 {
 	/* Compare as packet pointers: arithmetic on the raw u32 fields makes clang emit shifts the
-	 * verifier rejects ("pointer arithmetic with <<= operator prohibited"). */
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
+	 * verifier rejects ("pointer arithmetic with <<= operator prohibited"). The two loads are
+	 * written as instructions: inlined into a large program, clang may otherwise keep
+	 * &skb->data_end in a register across calls and load through it, which the verifier refuses
+	 * ("dereference of modified ctx ptr"). */
+	void *data = pn_skb_data(skb);
+	void *data_end = pn_skb_data_end(skb);
 
 	if (data + len <= data_end)
 		return 0;
