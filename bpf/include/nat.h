@@ -21,11 +21,19 @@
  * translated by its identifier, which plays the role of the source port.
  *
  * Expiry: every entry carries the time of its last packet. An entry idle for longer than its
- * protocol's timeout (nat_tcp_timeout / nat_other_timeout, seconds) is dead: lookups ignore it
- * and the allocator takes its port over. The map being LRU bounds the memory: a full map evicts
- * the least recently used flow rather than refusing new ones. Not tracked: TCP state (a closed
- * connection lives until its idle timeout), ICMP errors about a masqueraded flow (they reach the
- * node's stack untranslated), and fragments after the first. IPv6 is nat6.h, on pn_snat6.
+ * timeout is dead: lookups ignore it and the allocator takes its port over. The timeout is the
+ * protocol's (nat_tcp_timeout / nat_other_timeout, seconds), shortened for TCP by the state the
+ * IN entry keeps (NAT_F_TCP_*, updated by packets of both directions; Cilium's conntrack does
+ * the same with CT_SYN_TIMEOUT and CT_CLOSE_TIMEOUT): NAT_TCP_SYN_TIMEOUT while only SYNs were
+ * seen (a SYN to a dead host), NAT_TCP_CLOSE_TIMEOUT once a FIN or RST was seen in either
+ * direction, so a closed connection frees its port in seconds. A SYN on a closing entry is the
+ * pod reusing its tuple: a new handshake. A flow is live while its IN entry is: the OUT entry
+ * only finds it. The map being LRU bounds the memory: a full map evicts the least recently used
+ * entries one by one, so an OUT entry may go without its IN one (the flow takes a new port on
+ * its next packet) or an IN entry without its OUT one: such an orphan IN entry (older than
+ * NAT_ORPHAN_GRACE_NS, its OUT gone or pointing elsewhere) is a free port for the allocator.
+ * Not tracked: ICMP errors about a masqueraded flow (they reach the node's stack
+ * untranslated), and fragments after the first. IPv6 is nat6.h, on pn_snat6.
  *
  * Helpers return 0 (nothing to do), 1 (translated) or a negative DROP_*.
  */
@@ -52,6 +60,23 @@
 #define NAT_DIR_IN 2
 #define NAT_TRIES 32 /* random ports tried before DROP_NAT_NO_MAPPING */
 
+/* TCP state of a flow, in its IN entry's flags (the OUT entry's stay 0). 0: established (or an
+ * entry from before the states, which gets nat_tcp_timeout as it did). */
+#define NAT_F_TCP_SYN 0x1     /* only SYNs seen so far: lives NAT_TCP_SYN_TIMEOUT */
+#define NAT_F_TCP_CLOSING 0x2 /* a FIN or RST seen, either direction: lives NAT_TCP_CLOSE_TIMEOUT */
+
+/* Seconds, as Cilium's CT_SYN_TIMEOUT and CT_CLOSE_TIMEOUT; never longer than nat_tcp_timeout. */
+#define NAT_TCP_SYN_TIMEOUT 60
+#define NAT_TCP_CLOSE_TIMEOUT 10
+
+/* An IN entry this young is never an orphan: its OUT entry may be being written by another CPU. */
+#define NAT_ORPHAN_GRACE_NS 1000000000ULL
+
+#define NAT_TCP_FIN 0x01
+#define NAT_TCP_SYN 0x02
+#define NAT_TCP_RST 0x04
+#define NAT_TCP_ACK 0x10
+
 #define ICMP_ECHOREPLY_PN 0
 #define ICMP_ECHO_PN 8
 
@@ -71,7 +96,8 @@ struct nat4_entry {
 	__u64 packets;      /* packets translated by this entry */
 	__be32 to_addr;     /* OUT: the node IP; IN: the pod IP */
 	__be16 to_port;     /* OUT: the NAT port; IN: the pod's port (or echo identifier) */
-	__u16 pad;
+	__u8 flags;         /* IN, TCP: NAT_F_TCP_*; else 0 */
+	__u8 pad;
 };
 
 /* 131,072 flows (two entries each); Cilium's SNAT map defaults to 524,288 entries. */
@@ -118,6 +144,7 @@ struct nat4_tuple {
 	__be16 sport;
 	__be16 dport;
 	__u8 proto;
+	__u8 tcp_flags; /* TCP: the header's flags byte (FIN, SYN, RST, ACK, ...); else 0 */
 	__u32 l4off;
 };
 
@@ -172,20 +199,71 @@ static __always_inline int nat4_extract(struct __sk_buff *skb, struct iphdr *ip4
 		t->dport = out ? 0 : id;
 		return 1;
 	}
-	__be16 ports[2];
+	__u8 l4[14]; /* ports; TCP: then sequence, acknowledgement, data offset and flags */
 
-	if (bpf_skb_load_bytes(skb, t->l4off, ports, sizeof(ports)) < 0)
+	if (proto == IPPROTO_TCP) {
+		if (bpf_skb_load_bytes(skb, t->l4off, l4, 14) < 0)
+			return 0;
+		t->tcp_flags = l4[13];
+	} else if (bpf_skb_load_bytes(skb, t->l4off, l4, 4) < 0) {
 		return 0;
-	t->sport = ports[0];
-	t->dport = ports[1];
+	}
+	__builtin_memcpy(&t->sport, &l4[0], 2);
+	__builtin_memcpy(&t->dport, &l4[2], 2);
 	return 1;
+}
+
+/* Nanoseconds an entry of protocol `proto` in state `flags` lives unused. */
+static __always_inline __u64 nat_timeout_ns(__u8 proto, __u8 flags, const struct node_config *cfg)
+{
+	__u64 timeout = proto == IPPROTO_TCP ? cfg->nat_tcp_timeout : cfg->nat_other_timeout;
+
+	if (proto == IPPROTO_TCP && (flags & (NAT_F_TCP_SYN | NAT_F_TCP_CLOSING))) {
+		__u64 short_timeout = flags & NAT_F_TCP_CLOSING ? NAT_TCP_CLOSE_TIMEOUT : NAT_TCP_SYN_TIMEOUT;
+
+		if (short_timeout < timeout)
+			timeout = short_timeout;
+	}
+	return timeout * 1000000000ULL;
+}
+
+/* Idle for longer than `timeout_ns` at `now`. An entry another CPU refreshed after this one read
+ * `now` has last_seen_ns > now: it is fresh, never "idle for 2^64 ns" (which made a live flow's
+ * port look free to the allocator: two concurrent flows could share it). */
+static __always_inline bool nat_expired(__u64 last_seen_ns, __u64 now, __u64 timeout_ns)
+{
+	return now > last_seen_ns && now - last_seen_ns > timeout_ns;
+}
+
+/* The TCP state after a packet with header flags `tcp` (either direction) on a flow in `flags`;
+ * a new flow starts from NAT_F_TCP_SYN (and is established at once if its first packet is no SYN:
+ * a connection picked up in the middle). */
+static __always_inline __u8 nat_tcp_next(__u8 flags, __u8 tcp)
+{
+	if ((tcp & (NAT_TCP_SYN | NAT_TCP_ACK | NAT_TCP_FIN | NAT_TCP_RST)) == NAT_TCP_SYN)
+		return flags & NAT_F_TCP_CLOSING ? NAT_F_TCP_SYN : flags; /* a SYN reopens a closing tuple */
+	if (tcp & (NAT_TCP_FIN | NAT_TCP_RST))
+		flags |= NAT_F_TCP_CLOSING;
+	if (!(tcp & NAT_TCP_SYN))
+		flags &= ~NAT_F_TCP_SYN;
+	return flags;
 }
 
 static __always_inline bool nat4_stale(const struct nat4_entry *e, __u8 proto, const struct node_config *cfg, __u64 now)
 {
-	__u64 timeout = proto == IPPROTO_TCP ? cfg->nat_tcp_timeout : cfg->nat_other_timeout;
+	return nat_expired(e->last_seen_ns, now, nat_timeout_ns(proto, e->flags, cfg));
+}
 
-	return now - e->last_seen_ns > timeout * 1000000000ULL;
+/* An IN entry (reply key `rk`) whose OUT entry is gone or took another port: the LRU evicted the
+ * OUT half of its flow, and no packet of the pod will find this port again. */
+static __always_inline bool nat4_orphan(const struct nat4_entry *in, const struct nat4_key *rk, const struct node_config *cfg, __u64 now)
+{
+	if (in->last_seen_ns + NAT_ORPHAN_GRACE_NS > now)
+		return false; /* young, or refreshed by another CPU since `now` was read */
+	struct nat4_key ok = {.saddr = in->to_addr, .daddr = rk->saddr, .sport = in->to_port, .dport = rk->sport, .proto = rk->proto, .dir = NAT_DIR_OUT};
+	struct nat4_entry *out = bpf_map_lookup_elem(&pn_snat4, &ok);
+
+	return !out || out->to_addr != cfg->nat_ip4 || out->to_port != rk->dport;
 }
 
 /* Rewrite one address and its port (or echo identifier) with the checksums patched: the IP
@@ -217,8 +295,9 @@ static __always_inline int nat4_rewrite(struct __sk_buff *skb, const struct nat4
 #define NAT4_SADDR_OFF (ETH_HLEN + __builtin_offsetof(struct iphdr, saddr))
 #define NAT4_DADDR_OFF (ETH_HLEN + __builtin_offsetof(struct iphdr, daddr))
 
-/* Take a free NAT port for the flow `t` (its IN entry is created here); 0 when none is free. */
-static __always_inline __be16 nat4_alloc(const struct nat4_tuple *t, const struct node_config *cfg, __u64 now)
+/* Take a free NAT port for the flow `t` (its IN entry is created here, in TCP state `state`); 0
+ * when none is free. */
+static __always_inline __be16 nat4_alloc(const struct nat4_tuple *t, const struct node_config *cfg, __u64 now, __u8 state)
 {
 	__u32 min = cfg->nat_port_min, max = cfg->nat_port_max;
 
@@ -226,7 +305,7 @@ static __always_inline __be16 nat4_alloc(const struct nat4_tuple *t, const struc
 		return 0;
 	__u32 range = max - min + 1;
 	struct nat4_key rk = {.saddr = t->daddr, .daddr = cfg->nat_ip4, .sport = t->dport, .proto = t->proto, .dir = NAT_DIR_IN};
-	struct nat4_entry in = {.last_seen_ns = now, .to_addr = t->saddr, .to_port = t->sport};
+	struct nat4_entry in = {.last_seen_ns = now, .to_addr = t->saddr, .to_port = t->sport, .flags = state};
 
 	for (int i = 0; i < NAT_TRIES; i++) {
 		__be16 port = bpf_htons((__u16)(min + bpf_get_prandom_u32() % range));
@@ -234,10 +313,11 @@ static __always_inline __be16 nat4_alloc(const struct nat4_tuple *t, const struc
 		rk.dport = port;
 		if (bpf_map_update_elem(&pn_snat4, &rk, &in, BPF_NOEXIST) == 0)
 			return port;
-		/* Taken: by a dead flow, whose port is reclaimed; else try another. */
+		/* Taken: by a dead flow or an orphan, whose port is reclaimed; else try another. */
 		struct nat4_entry *old = bpf_map_lookup_elem(&pn_snat4, &rk);
 
-		if (old && nat4_stale(old, t->proto, cfg, now) && bpf_map_update_elem(&pn_snat4, &rk, &in, BPF_ANY) == 0)
+		if (old && (nat4_stale(old, t->proto, cfg, now) || nat4_orphan(old, &rk, cfg, now)) &&
+		    bpf_map_update_elem(&pn_snat4, &rk, &in, BPF_ANY) == 0)
 			return port;
 	}
 	return 0;
@@ -264,20 +344,26 @@ static __always_inline int nat4_snat_flow(struct __sk_buff *skb, struct iphdr *i
 	struct nat4_entry *e = bpf_map_lookup_elem(&pn_snat4, &ok);
 	__be16 port = 0;
 
-	if (e && e->to_addr == nat_ip && !nat4_stale(e, t.proto, cfg, now)) {
-		/* The reply side must still be this flow's (not evicted, not reclaimed). */
+	if (e && e->to_addr == nat_ip) {
+		/* The reply side must still be this flow's (not evicted, not reclaimed) and alive. */
 		struct nat4_key rk = {.saddr = t.daddr, .daddr = nat_ip, .sport = t.dport, .dport = e->to_port, .proto = t.proto, .dir = NAT_DIR_IN};
 		struct nat4_entry *r = bpf_map_lookup_elem(&pn_snat4, &rk);
 
-		if (r && r->to_addr == t.saddr && r->to_port == t.sport) {
+		if (r && r->to_addr == t.saddr && r->to_port == t.sport && !nat4_stale(r, t.proto, cfg, now)) {
 			port = e->to_port;
 			e->last_seen_ns = now;
 			r->last_seen_ns = now;
+			if (t.proto == IPPROTO_TCP) {
+				__u8 state = nat_tcp_next(r->flags, t.tcp_flags);
+
+				if (state != r->flags)
+					r->flags = state;
+			}
 			__sync_fetch_and_add(&e->packets, 1);
 		}
 	}
 	if (!port) {
-		port = nat4_alloc(&t, cfg, now);
+		port = nat4_alloc(&t, cfg, now, t.proto == IPPROTO_TCP ? nat_tcp_next(NAT_F_TCP_SYN, t.tcp_flags) : 0);
 		if (!port)
 			return DROP_NAT_NO_MAPPING;
 		struct nat4_entry fresh = {.last_seen_ns = now, .packets = 1, .to_addr = nat_ip, .to_port = port};
@@ -334,6 +420,12 @@ static __always_inline int nat4_rev_snat(struct __sk_buff *skb)
 	if (!e || nat4_stale(e, t.proto, cfg, now))
 		return 0;
 	e->last_seen_ns = now;
+	if (t.proto == IPPROTO_TCP) {
+		__u8 state = nat_tcp_next(e->flags, t.tcp_flags);
+
+		if (state != e->flags)
+			e->flags = state;
+	}
 	__sync_fetch_and_add(&e->packets, 1);
 	__be32 pod = e->to_addr;
 	__be16 pod_port = e->to_port;

@@ -12,7 +12,9 @@
  *              --non-masquerade-cidr) are the destinations left alone.
  *
  * Ports come from the same [nat_port_min, nat_port_max], taken the same way (BPF_NOEXIST on the
- * IN entry, NAT_TRIES random tries, a stale entry's port reclaimed). The node's own IPv6 sockets
+ * IN entry, NAT_TRIES random tries, the port of a stale entry or an orphan IN entry reclaimed),
+ * and entries expire the same way, TCP ones by the state kept in the IN entry (NAT_F_TCP_*: a
+ * SYN-only flow lives NAT_TCP_SYN_TIMEOUT, a closing one NAT_TCP_CLOSE_TIMEOUT; nat.h). The node's own IPv6 sockets
  * never take one: the kernel keeps one ip_local_port_range and one ip_local_reserved_ports for
  * both families (net.ipv4.*), and `pn node init` reserves the range there. ICMPv6 echo is
  * translated by its identifier.
@@ -66,7 +68,8 @@ struct nat6_entry {
 	__u64 packets;      /* packets translated by this entry */
 	__u8 to_addr[16];   /* OUT: the node's IPv6 address; IN: the pod's */
 	__be16 to_port;     /* OUT: the NAT port; IN: the pod's port (or echo identifier) */
-	__u16 pad[3];
+	__u8 flags;         /* IN, TCP: NAT_F_TCP_* (nat.h); else 0 */
+	__u8 pad[5];
 };
 
 /* 65,536 flows (two entries each): half of pn_snat4, since most pod traffic to the outside is
@@ -84,6 +87,7 @@ struct nat6_tuple {
 	__be16 sport;
 	__be16 dport;
 	__u8 proto;
+	__u8 tcp_flags; /* TCP: the header's flags byte; else 0 */
 };
 
 /* The settings when BPF masquerade is on and the node has an IPv6 SNAT address. */
@@ -130,20 +134,37 @@ static __always_inline int nat6_extract(struct __sk_buff *skb, struct ipv6hdr *i
 		t->dport = out ? 0 : id;
 		return 1;
 	}
-	__be16 ports[2];
+	__u8 l4[14]; /* ports; TCP: then sequence, acknowledgement, data offset and flags */
 
-	if (bpf_skb_load_bytes(skb, NAT6_L4OFF, ports, sizeof(ports)) < 0)
+	if (proto == IPPROTO_TCP) {
+		if (bpf_skb_load_bytes(skb, NAT6_L4OFF, l4, 14) < 0)
+			return 0;
+		t->tcp_flags = l4[13];
+	} else if (bpf_skb_load_bytes(skb, NAT6_L4OFF, l4, 4) < 0) {
 		return 0;
-	t->sport = ports[0];
-	t->dport = ports[1];
+	}
+	__builtin_memcpy(&t->sport, &l4[0], 2);
+	__builtin_memcpy(&t->dport, &l4[2], 2);
 	return 1;
 }
 
 static __always_inline bool nat6_stale(const struct nat6_entry *e, __u8 proto, const struct node_config *cfg, __u64 now)
 {
-	__u64 timeout = proto == IPPROTO_TCP ? cfg->nat_tcp_timeout : cfg->nat_other_timeout;
+	return nat_expired(e->last_seen_ns, now, nat_timeout_ns(proto, e->flags, cfg));
+}
 
-	return now - e->last_seen_ns > timeout * 1000000000ULL;
+/* An IN entry (reply key `rk`) whose OUT entry is gone or took another port (nat4_orphan). */
+static __always_inline bool nat6_orphan(const struct nat6_entry *in, const struct nat6_key *rk, const struct node_config *cfg, __u64 now)
+{
+	if (in->last_seen_ns + NAT_ORPHAN_GRACE_NS > now)
+		return false; /* young, or refreshed by another CPU since `now` was read */
+	struct nat6_key ok = {.sport = in->to_port, .dport = rk->sport, .proto = rk->proto, .dir = NAT_DIR_OUT};
+
+	__builtin_memcpy(ok.saddr, in->to_addr, 16);
+	__builtin_memcpy(ok.daddr, rk->saddr, 16);
+	struct nat6_entry *out = bpf_map_lookup_elem(&pn_snat6, &ok);
+
+	return !out || !ipv6_equal(out->to_addr, cfg->nat_ip6) || out->to_port != rk->dport;
 }
 
 /* Rewrite one address and its port (or echo identifier). TCP, UDP and ICMPv6 checksums all
@@ -174,8 +195,9 @@ static __always_inline int nat6_rewrite(struct __sk_buff *skb, __u8 proto, __u32
 	return 0;
 }
 
-/* Take a free NAT port for the flow `t` (its IN entry is created here); 0 when none is free. */
-static __always_inline __be16 nat6_alloc(const struct nat6_tuple *t, const struct node_config *cfg, __u64 now)
+/* Take a free NAT port for the flow `t` (its IN entry is created here, in TCP state `state`); 0
+ * when none is free. */
+static __always_inline __be16 nat6_alloc(const struct nat6_tuple *t, const struct node_config *cfg, __u64 now, __u8 state)
 {
 	__u32 min = cfg->nat_port_min, max = cfg->nat_port_max;
 
@@ -183,7 +205,7 @@ static __always_inline __be16 nat6_alloc(const struct nat6_tuple *t, const struc
 		return 0;
 	__u32 range = max - min + 1;
 	struct nat6_key rk = {.sport = t->dport, .proto = t->proto, .dir = NAT_DIR_IN};
-	struct nat6_entry in = {.last_seen_ns = now, .to_port = t->sport};
+	struct nat6_entry in = {.last_seen_ns = now, .to_port = t->sport, .flags = state};
 
 	__builtin_memcpy(rk.saddr, t->daddr, 16);
 	__builtin_memcpy(rk.daddr, cfg->nat_ip6, 16);
@@ -194,10 +216,11 @@ static __always_inline __be16 nat6_alloc(const struct nat6_tuple *t, const struc
 		rk.dport = port;
 		if (bpf_map_update_elem(&pn_snat6, &rk, &in, BPF_NOEXIST) == 0)
 			return port;
-		/* Taken: by a dead flow, whose port is reclaimed; else try another. */
+		/* Taken: by a dead flow or an orphan, whose port is reclaimed; else try another. */
 		struct nat6_entry *old = bpf_map_lookup_elem(&pn_snat6, &rk);
 
-		if (old && nat6_stale(old, t->proto, cfg, now) && bpf_map_update_elem(&pn_snat6, &rk, &in, BPF_ANY) == 0)
+		if (old && (nat6_stale(old, t->proto, cfg, now) || nat6_orphan(old, &rk, cfg, now)) &&
+		    bpf_map_update_elem(&pn_snat6, &rk, &in, BPF_ANY) == 0)
 			return port;
 	}
 	return 0;
@@ -231,23 +254,29 @@ static __always_inline int nat6_snat_flow(struct __sk_buff *skb, struct ipv6hdr 
 	struct nat6_entry *e = bpf_map_lookup_elem(&pn_snat6, &ok);
 	__be16 port = 0;
 
-	if (e && ipv6_equal(e->to_addr, nat_ip) && !nat6_stale(e, t.proto, cfg, now)) {
-		/* The reply side must still be this flow's (not evicted, not reclaimed). */
+	if (e && ipv6_equal(e->to_addr, nat_ip)) {
+		/* The reply side must still be this flow's (not evicted, not reclaimed) and alive. */
 		struct nat6_key rk = {.sport = t.dport, .dport = e->to_port, .proto = t.proto, .dir = NAT_DIR_IN};
 
 		__builtin_memcpy(rk.saddr, t.daddr, 16);
 		__builtin_memcpy(rk.daddr, nat_ip, 16);
 		struct nat6_entry *r = bpf_map_lookup_elem(&pn_snat6, &rk);
 
-		if (r && ipv6_equal(r->to_addr, t.saddr) && r->to_port == t.sport) {
+		if (r && ipv6_equal(r->to_addr, t.saddr) && r->to_port == t.sport && !nat6_stale(r, t.proto, cfg, now)) {
 			port = e->to_port;
 			e->last_seen_ns = now;
 			r->last_seen_ns = now;
+			if (t.proto == IPPROTO_TCP) {
+				__u8 state = nat_tcp_next(r->flags, t.tcp_flags);
+
+				if (state != r->flags)
+					r->flags = state;
+			}
 			__sync_fetch_and_add(&e->packets, 1);
 		}
 	}
 	if (!port) {
-		port = nat6_alloc(&t, cfg, now);
+		port = nat6_alloc(&t, cfg, now, t.proto == IPPROTO_TCP ? nat_tcp_next(NAT_F_TCP_SYN, t.tcp_flags) : 0);
 		if (!port)
 			return DROP_NAT_NO_MAPPING;
 		struct nat6_entry fresh = {.last_seen_ns = now, .packets = 1, .to_port = port};
@@ -309,6 +338,12 @@ static __always_inline int nat6_rev_snat(struct __sk_buff *skb)
 	if (!e || nat6_stale(e, t.proto, cfg, now))
 		return 0;
 	e->last_seen_ns = now;
+	if (t.proto == IPPROTO_TCP) {
+		__u8 state = nat_tcp_next(e->flags, t.tcp_flags);
+
+		if (state != e->flags)
+			e->flags = state;
+	}
 	__sync_fetch_and_add(&e->packets, 1);
 	__u32 pod[4];
 	__be16 pod_port = e->to_port;

@@ -4,6 +4,8 @@
  *   [pod a]──lxc── node n1 (bpf masquerade) ──eth0─┐
  *   [pod b]──lxc── node n2 (bpf masquerade,  ──eth0─┼─ switch ─── outside (no route to any pod CIDR)
  *                           4 ports, short timeouts)   │
+ *   [pod c]──lxc── node n3 (bpf masquerade,  ──eth0─┘
+ *                           4 ports, default timeouts: TCP states and orphans)
  *
  * The outside namespace knows only its own /24: a reply to a pod address would be lost, so
  * every answer it gives proves the pod's packet left with its node's address. A small python3
@@ -17,6 +19,7 @@ import path from 'node:path'
 import {ok, pn, pnAsync} from '../helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot, ping, tryInNs} from '../helpers/netns.js'
 import {ensureBpffsMounted} from './node-fixture.integration.js'
+import {encodeNat4Entry, encodeNat4Key} from '../../src/datapath/bpf/maps/index.js'
 
 const SUBNET = '172.30.24'
 const OUTSIDE_IP = `${SUBNET}.100`
@@ -25,9 +28,14 @@ const OUTSIDE_IP = `${SUBNET}.100`
  * server tcp|udp PORT           → tell each client "IP PORT" of its source; TCP: again for every line it sends
  * client tcp IP PORT N [HOLD]   → N concurrent connections; prints what the server saw, as JSON (HOLD: wait, ask again)
  * client udp IP PORT            → one datagram from a fresh socket; prints the answer as JSON
+ * client tcpclose IP PORT N fin|rst → N connections one after another, each closed once the server
+ *                                  answered (FIN, or RST by SO_LINGER 0); prints what the server saw,
+ *                                  null for a connection that did not open within 3 s
+ * client tcphold IP PORT FILE    → one connection: prints what the server saw, stays idle until FILE
+ *                                  exists, then asks again and prints the answer
  */
 const PEER_PY = String.raw`
-import asyncio, json, resource, socket, sys, time
+import asyncio, json, os, resource, socket, struct, sys, time
 resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
 mode, proto = sys.argv[1], sys.argv[2]
 if mode == 'server':
@@ -60,6 +68,27 @@ if proto == 'udp':
         print(json.dumps({'ip': a, 'port': int(p), 'local': s.getsockname()[1]}))
     except socket.timeout:
         print(json.dumps({'timeout': True}))
+    sys.exit(0)
+if proto == 'tcpclose':
+    out = []
+    for i in range(int(sys.argv[5])):
+        try:
+            c = socket.create_connection((ip, port), timeout=3)
+            f = c.makefile('r'); a, p = f.readline().split(); f.close()
+            if sys.argv[6] == 'rst':
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+            c.close()
+            out.append([a, int(p)])
+        except OSError:
+            out.append(None)
+    print(json.dumps(out))
+    sys.exit(0)
+if proto == 'tcphold':
+    c = socket.create_connection((ip, port), timeout=10); f = c.makefile('r')
+    print(json.dumps(f.readline().split()), flush=True)
+    while not os.path.exists(sys.argv[5]):
+        time.sleep(0.1)
+    c.sendall(b'again\n'); print(json.dumps(f.readline().split()), flush=True)
     sys.exit(0)
 n, hold = int(sys.argv[5]), float(sys.argv[6]) if len(sys.argv) > 6 else 0
 socks = []
@@ -103,6 +132,8 @@ describe('masquerade (root, netns)', function () {
   let n2: Node
   let a: Pod
   let b: Pod
+  let n3: Node
+  let c: Pod
 
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -161,15 +192,17 @@ describe('masquerade (root, netns)', function () {
     attach(outside, OUTSIDE_IP)
     n1 = makeNode(1, [])
     n2 = makeNode(2, ['--masquerade-port-range', '61000-61003', '--nat-tcp-timeout', '2', '--nat-udp-timeout', '5'])
+    n3 = makeNode(3, ['--masquerade-port-range', '61000-61003'])
     a = makePod(n1, 10)
     b = makePod(n2, 10)
+    c = makePod(n3, 10)
     await serve('tcp', 7000)
     await serve('udp', 7001)
   })
 
   after(() => {
     for (const c of children) c.kill('SIGKILL')
-    for (const n of [n1, n2]) if (n) n.run(['node', 'reset'])
+    for (const n of [n1, n2, n3]) if (n) n.run(['node', 'reset'])
     cleanupNamespaces()
     for (const d of tmpDirs) rmSync(d, {recursive: true, force: true})
   })
@@ -256,6 +289,101 @@ describe('masquerade (root, netns)', function () {
     const again = udp(b.ns)
     assert.equal(again.ip, n2.ip, 'after the timeout a new flow reclaims a port')
     assert.ok(again.port! >= 61000 && again.port! <= 61003)
+  })
+
+  const tcpClose = (ns: string, n: number, how: 'fin' | 'rst', port = 7000) =>
+    JSON.parse(inNs(ns, ['python3', script, 'client', 'tcpclose', OUTSIDE_IP, String(port), String(n), how])) as ([string, number] | null)[]
+
+  /** One connection from `pod`, held idle until release(): what the server saw first, then again. */
+  function holdTcp(pod: Pod): {first: Promise<[string, number]>; release: () => Promise<[string, number]>} {
+    const flag = path.join(tmpDirs[0], `release-${pod.ns}-${Date.now()}`)
+    const child = spawn('ip', ['netns', 'exec', pod.ns, 'python3', script, 'client', 'tcphold', OUTSIDE_IP, '7000', flag], {stdio: ['ignore', 'pipe', 'pipe']})
+    children.push(child)
+    const lines: string[] = []
+    const waiters: (() => void)[] = []
+    let buf = ''
+    child.stdout.on('data', (d) => {
+      buf += d
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        lines.push(buf.slice(0, i))
+        buf = buf.slice(i + 1)
+        waiters.splice(0).forEach((w) => w())
+      }
+    })
+    const line = (n: number) => new Promise<[string, number]>((resolve, reject) => {
+      const check = () => (lines.length > n ? resolve(((([a, p]) => [a, Number(p)]) as (x: string[]) => [string, number])(JSON.parse(lines[n]))) : waiters.push(check))
+      child.once('exit', (code) => lines.length <= n && reject(new Error(`tcphold exited ${code} after ${lines.length} lines`)))
+      check()
+    })
+    return {first: line(0), release: () => (writeFileSync(flag, ''), line(1))}
+  }
+
+  const snat4 = (node: Node) =>
+    ok(node.run(['bpf', 'map', 'dump', 'pn_snat4']), 'dump pn_snat4').entries as {key: {saddr: string; daddr: string; sport: number; dport: number; proto: string; dir: string}; value: {toAddr: string; toPort: number; lastSeenNs: string; state?: string}}[]
+
+  it('TCP state: a closed connection (FIN or RST) frees its port after the 10 s close timeout, not the TCP timeout; an established idle one keeps its port', async () => {
+    // n3: 4 ports, TCP timeout 6 h. One connection stays open and idle throughout.
+    const live = holdTcp(c)
+    const [liveIp, livePort] = await live.first
+    assert.equal(liveIp, n3.ip)
+    const before = metric(n3, 'DROP_NAT_NO_MAPPING')
+    const round1 = tcpClose(c.ns, 4, 'fin')
+    const opened1 = round1.filter((r) => r !== null) as [string, number][]
+    assert.equal(opened1.length, 3, `3 ports left for 4 connections: ${JSON.stringify(round1)}`)
+    assert.equal(round1[3], null, 'the 4th finds every port held (3 closing, 1 live)')
+    assert.ok(metric(n3, 'DROP_NAT_NO_MAPPING') > before, 'the drop is counted')
+    assert.ok(!opened1.some(([, p]) => p === livePort), 'the live connection\'s port is never handed out')
+    const closing = snat4(n3).filter((e) => e.key.dir === 'in' && e.key.sport === 7000 && e.value.toAddr === c.ip)
+    assert.deepEqual(closing.map((e) => e.value.state).sort(), ['closing', 'closing', 'closing', 'established'], JSON.stringify(closing))
+    await sleep(11_500) // NAT_TCP_CLOSE_TIMEOUT (10 s) after the last packet of each closed connection
+    const round2 = tcpClose(c.ns, 3, 'rst')
+    assert.ok(round2.every((r) => r !== null && r[0] === n3.ip), `after the close timeout the FIN-closed ports are free again: ${JSON.stringify(round2)}`)
+    assert.ok(!round2.some((r) => r![1] === livePort))
+    await sleep(11_500)
+    const round3 = tcpClose(c.ns, 3, 'fin')
+    assert.ok(round3.every((r) => r !== null && r[0] === n3.ip), `and the RST-closed ones: ${JSON.stringify(round3)}`)
+    assert.deepEqual(await live.release(), [n3.ip, livePort], 'the idle established connection kept its port while 9 others came and went')
+  })
+
+  it('TCP state: a connection that never got past its SYN is marked syn-sent (lives 60 s, not 6 h)', () => {
+    inNs(outside, ['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '7009', '-j', 'DROP'])
+    try {
+      assert.deepEqual(tcpClose(c.ns, 1, 'fin', 7009), [null], 'the SYN goes unanswered')
+    } finally {
+      inNs(outside, ['iptables', '-D', 'INPUT', '-p', 'tcp', '--dport', '7009', '-j', 'DROP'])
+    }
+    const syn = snat4(n3).filter((e) => e.key.dir === 'in' && e.key.sport === 7009)
+    assert.equal(syn.length, 1, JSON.stringify(syn))
+    assert.equal(syn[0].value.state, 'syn-sent')
+  })
+
+  it('an IN entry whose OUT entry is gone (an LRU eviction) is an orphan: its port is reclaimed, a live flow\'s and a just-written one\'s are not', async () => {
+    await sleep(11_000) // the previous test's closed connections expire
+    const live = holdTcp(c)
+    const [, livePort] = await live.first
+    const liveIn = snat4(n3).find((e) => e.key.dir === 'in' && e.key.dport === livePort && e.key.sport === 7000)
+    assert.ok(liveIn, 'the live flow\'s IN entry')
+    // bpf_ktime_get_ns and hrtime are both CLOCK_MONOTONIC: entries can be dated here.
+    const now = process.hrtime.bigint()
+    assert.ok(now - BigInt(liveIn.value.lastSeenNs) < 10_000_000_000n && now > BigInt(liveIn.value.lastSeenNs), 'map times are this clock')
+    const hex = (b: Buffer) => [...b].map((x) => x.toString(16).padStart(2, '0'))
+    const map = `/run/pn/bpffs/${n3.ns}/maps/pn_snat4`
+    const [fresh, ...orphans] = [61000, 61001, 61002, 61003].filter((p) => p !== livePort)
+    // Two orphans: established IN entries 2 s old (past the 1 s grace) for pod ports with no OUT entry.
+    // And one IN entry stamped 5 s ahead, as one another CPU refreshed after the allocator read its
+    // clock (or its OUT entry is still being written): never reclaimed, never "idle for 2^64 ns".
+    const write = (port: number, podPort: number, lastSeenNs: bigint) => {
+      const key = encodeNat4Key({saddr: OUTSIDE_IP, daddr: n3.ip, sport: 7000, dport: port, proto: 'tcp', dir: 'in'})
+      const value = encodeNat4Entry({lastSeenNs, packets: 1, toAddr: c.ip, toPort: podPort, flags: 0})
+      inNs(n3.ns, ['bpftool', 'map', 'update', 'pinned', map, 'key', 'hex', ...hex(key), 'value', 'hex', ...hex(value)])
+    }
+    orphans.forEach((port, i) => write(port, 1000 + i, now - 2_000_000_000n))
+    write(fresh, 1002, process.hrtime.bigint() + 5_000_000_000n)
+    const opened = tcpClose(c.ns, 3, 'fin')
+    assert.deepEqual(opened.slice(0, 2).map((r) => r && r[0]), [n3.ip, n3.ip], `the orphans' ports are taken over: ${JSON.stringify(opened)}`)
+    assert.deepEqual(opened.slice(0, 2).map((r) => r![1]).sort(), orphans, 'exactly the orphaned ports')
+    assert.equal(opened[2], null, 'the third finds only the live and the just-written entries: no port')
+    assert.deepEqual(await live.release(), [n3.ip, livePort], 'the live flow kept its port')
   })
 
   it('pn monitor shows the translation: the pod source before SNAT on to-network, the node port before the reply was translated back', async () => {

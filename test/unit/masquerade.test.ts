@@ -16,7 +16,13 @@ import {
   encodeNat6Key,
   encodeNodeConfig,
   encodeNonMasqKey,
+  NAT_F_TCP_CLOSING,
+  NAT_F_TCP_SYN,
+  NAT_TCP_CLOSE_TIMEOUT,
+  NAT_TCP_SYN_TIMEOUT,
+  natTcpState,
   NODE_CFG_MASQ,
+  snat4Map,
   snat6Map,
   TRACE_EVENT,
   TRACE_XLATE_REV_SNAT,
@@ -81,8 +87,9 @@ describe('masquerade (nat.h ↔ TypeScript)', () => {
     const echo = {saddr: 'fd00:161::10', daddr: '2001:db8::9', sport: 77, dport: 0, proto: 'icmpv6', dir: 'out' as const}
     assert.equal(encodeNat6Key(echo)[36], 58)
     assert.deepEqual(decodeNat6Key(encodeNat6Key(echo)), echo)
-    const e = {lastSeenNs: 123456789012n, packets: 3, toAddr: 'fd00:161::10', toPort: 40000}
+    const e = {lastSeenNs: 123456789012n, packets: 3, toAddr: 'fd00:161::10', toPort: 40000, flags: NAT_F_TCP_CLOSING}
     assert.deepEqual(decodeNat6Entry(encodeNat6Entry(e)), e)
+    assert.equal(encodeNat6Entry(e)[34], NAT_F_TCP_CLOSING, 'flags right after to_port')
     assert.deepEqual([snat6Map.type, snat6Map.maxEntries, snat6Map.header], ['lru_hash', 131072, 'nat6.h'])
   })
 
@@ -93,8 +100,36 @@ describe('masquerade (nat.h ↔ TypeScript)', () => {
     assert.deepEqual(decodeNat4Key(kb), k)
     const icmp = {saddr: '10.1.0.5', daddr: '203.0.113.9', sport: 77, dport: 0, proto: 'icmp', dir: 'out' as const}
     assert.deepEqual(decodeNat4Key(encodeNat4Key(icmp)), icmp)
-    const e = {lastSeenNs: 123456789012n, packets: 3, toAddr: '10.1.0.5', toPort: 40000}
+    const e = {lastSeenNs: 123456789012n, packets: 3, toAddr: '10.1.0.5', toPort: 40000, flags: NAT_F_TCP_SYN}
     assert.deepEqual(decodeNat4Entry(encodeNat4Entry(e)), e)
+    assert.equal(encodeNat4Entry(e)[22], NAT_F_TCP_SYN, 'flags in what was the pad after to_port')
+    assert.equal(decodeNat4Entry(encodeNat4Entry({...e, flags: undefined})).flags, 0, 'no flags: 0')
+  })
+
+  it('a TCP flow\'s IN entry shows its state in a dump (syn-sent, established, closing); OUT entries and UDP show none', () => {
+    const entry = (flags: number) => encodeNat4Entry({lastSeenNs: 1n, packets: 1, toAddr: '10.1.0.5', toPort: 40000, flags})
+    const inKey = encodeNat4Key({saddr: '203.0.113.9', daddr: '192.0.2.10', sport: 443, dport: 61234, proto: 'tcp', dir: 'in'})
+    const state = (k: Buffer, flags: number) => (snat4Map.decode(k, [entry(flags)]).value as {state?: string}).state
+    assert.equal(state(inKey, NAT_F_TCP_SYN), 'syn-sent')
+    assert.equal(state(inKey, 0), 'established')
+    assert.equal(state(inKey, NAT_F_TCP_CLOSING), 'closing')
+    assert.equal(state(inKey, NAT_F_TCP_CLOSING | NAT_F_TCP_SYN), 'closing', 'closing wins')
+    assert.equal(state(encodeNat4Key({saddr: '10.1.0.5', daddr: '203.0.113.9', sport: 40000, dport: 443, proto: 'tcp', dir: 'out'}), 0), undefined)
+    assert.equal(state(encodeNat4Key({saddr: '203.0.113.9', daddr: '192.0.2.10', sport: 53, dport: 61234, proto: 'udp', dir: 'in'}), 0), undefined)
+    const v6 = encodeNat6Key({saddr: '2001:db8::9', daddr: 'fd00:172:31::1', sport: 443, dport: 61234, proto: 'tcp', dir: 'in'})
+    const e6 = encodeNat6Entry({lastSeenNs: 1n, packets: 1, toAddr: 'fd00:161::10', toPort: 40000, flags: NAT_F_TCP_CLOSING})
+    assert.equal((snat6Map.decode(v6, [e6]).value as {state?: string}).state, 'closing')
+    assert.equal(natTcpState(0), 'established')
+  })
+
+  it('the TCP state flags and the SYN / close timeouts are nat.h\'s (Cilium\'s CT_SYN_TIMEOUT 60 s, CT_CLOSE_TIMEOUT 10 s)', () => {
+    const src = readFileSync(path.join(bpfSourceDir(), 'include', 'nat.h'), 'utf8')
+    const def = (name: string) => Number(new RegExp(`#define ${name} (\\S+)`).exec(src)?.[1])
+    assert.equal(def('NAT_F_TCP_SYN'), NAT_F_TCP_SYN)
+    assert.equal(def('NAT_F_TCP_CLOSING'), NAT_F_TCP_CLOSING)
+    assert.equal(def('NAT_TCP_SYN_TIMEOUT'), NAT_TCP_SYN_TIMEOUT)
+    assert.equal(def('NAT_TCP_CLOSE_TIMEOUT'), NAT_TCP_CLOSE_TIMEOUT)
+    assert.deepEqual([NAT_TCP_SYN_TIMEOUT, NAT_TCP_CLOSE_TIMEOUT], [60, 10])
   })
 
   it('pn_nonmasq keys are LPM prefixes like pn_ipcache', () => {

@@ -9,6 +9,25 @@ import {f, familyCode, familyOf, ip4Bytes, ip4FromBytes, ipBytes, ipFromBytes, p
 export const NAT_DIR_OUT = 1
 export const NAT_DIR_IN = 2
 
+/** TCP state in an IN entry's flags (nat.h): only SYNs seen; a FIN or RST seen. Neither: established. */
+export const NAT_F_TCP_SYN = 0x1
+export const NAT_F_TCP_CLOSING = 0x2
+/** Seconds a SYN-only / closing TCP flow lives unused (nat.h; never more than the TCP timeout). */
+export const NAT_TCP_SYN_TIMEOUT = 60
+export const NAT_TCP_CLOSE_TIMEOUT = 10
+
+export type NatTcpState = 'syn-sent' | 'established' | 'closing'
+
+/** The TCP state an IN entry's flags record. */
+export function natTcpState(flags: number): NatTcpState {
+  return flags & NAT_F_TCP_CLOSING ? 'closing' : flags & NAT_F_TCP_SYN ? 'syn-sent' : 'established'
+}
+
+/** What a map dump shows of an entry's flags: the TCP state of a TCP flow's IN entry. */
+function stateOf(k: Nat4Key, e: Nat4Entry): {state?: NatTcpState} {
+  return k.proto === 'tcp' && k.dir === 'in' ? {state: natTcpState(e.flags ?? 0)} : {}
+}
+
 /** pn_snat4 entries: 131,072 flows, two entries each. */
 export const SNAT4_MAX_ENTRIES = 262144
 /** pn_snat6 entries: 65,536 flows, two entries each (an entry is twice pn_snat4's). */
@@ -26,7 +45,7 @@ const NAT_KEY = {
 const NAT_VALUE = {
   name: 'nat4_entry',
   size: 24,
-  fields: {last_seen_ns: f(0, 8), packets: f(8, 8), to_addr: f(16, 4), to_port: f(20, 2), pad: f(22, 2)},
+  fields: {last_seen_ns: f(0, 8), packets: f(8, 8), to_addr: f(16, 4), to_port: f(20, 2), flags: f(22, 1), pad: f(23, 1)},
 }
 
 export interface Nat4Key {
@@ -45,6 +64,8 @@ export interface Nat4Entry {
   packets: number
   toAddr: string
   toPort: number
+  /** IN entries of TCP flows: NAT_F_TCP_* (0 when absent). */
+  flags?: number
 }
 
 export function encodeNat4Key(k: Nat4Key): Buffer {
@@ -76,6 +97,7 @@ export function encodeNat4Entry(e: Nat4Entry): Buffer {
   writeU64(buf, BigInt(e.packets), NAT_VALUE.fields.packets.offset)
   put(buf, NAT_VALUE, 'to_addr', ip4Bytes(e.toAddr))
   buf.writeUInt16BE(e.toPort, NAT_VALUE.fields.to_port.offset)
+  buf[NAT_VALUE.fields.flags.offset] = e.flags ?? 0
   return buf
 }
 
@@ -85,6 +107,7 @@ export function decodeNat4Entry(buf: Buffer): Nat4Entry {
     packets: Number(readU64(buf, NAT_VALUE.fields.packets.offset)),
     toAddr: ip4FromBytes(slice(buf, NAT_VALUE, 'to_addr')),
     toPort: buf.readUInt16BE(NAT_VALUE.fields.to_port.offset),
+    flags: buf[NAT_VALUE.fields.flags.offset],
   }
 }
 
@@ -97,8 +120,9 @@ export const snat4Map: MapDef = {
   key: NAT_KEY,
   value: NAT_VALUE,
   decode: (k, v) => {
+    const key = decodeNat4Key(k)
     const e = decodeNat4Entry(v[0])
-    return {key: {...decodeNat4Key(k)}, value: {...e, lastSeenNs: e.lastSeenNs.toString()}}
+    return {key: {...key}, value: {...e, lastSeenNs: e.lastSeenNs.toString(), ...stateOf(key, e)}}
   },
 }
 
@@ -110,7 +134,7 @@ const NAT6_KEY = {
 const NAT6_VALUE = {
   name: 'nat6_entry',
   size: 40,
-  fields: {last_seen_ns: f(0, 8), packets: f(8, 8), to_addr: f(16, 16), to_port: f(32, 2), pad: f(34, 6)},
+  fields: {last_seen_ns: f(0, 8), packets: f(8, 8), to_addr: f(16, 16), to_port: f(32, 2), flags: f(34, 1), pad: f(35, 5)},
 }
 
 /** A pn_snat6 key: as Nat4Key with IPv6 addresses ('icmpv6' for echo). */
@@ -146,6 +170,7 @@ export function encodeNat6Entry(e: Nat6Entry): Buffer {
   writeU64(buf, BigInt(e.packets), NAT6_VALUE.fields.packets.offset)
   put(buf, NAT6_VALUE, 'to_addr', ipBytes(e.toAddr).bytes)
   buf.writeUInt16BE(e.toPort, NAT6_VALUE.fields.to_port.offset)
+  buf[NAT6_VALUE.fields.flags.offset] = e.flags ?? 0
   return buf
 }
 
@@ -155,6 +180,7 @@ export function decodeNat6Entry(buf: Buffer): Nat6Entry {
     packets: Number(readU64(buf, NAT6_VALUE.fields.packets.offset)),
     toAddr: ipFromBytes(slice(buf, NAT6_VALUE, 'to_addr'), 6),
     toPort: buf.readUInt16BE(NAT6_VALUE.fields.to_port.offset),
+    flags: buf[NAT6_VALUE.fields.flags.offset],
   }
 }
 
@@ -167,8 +193,9 @@ export const snat6Map: MapDef = {
   key: NAT6_KEY,
   value: NAT6_VALUE,
   decode: (k, v) => {
+    const key = decodeNat6Key(k)
     const e = decodeNat6Entry(v[0])
-    return {key: {...decodeNat6Key(k)}, value: {...e, lastSeenNs: e.lastSeenNs.toString()}}
+    return {key: {...key}, value: {...e, lastSeenNs: e.lastSeenNs.toString(), ...stateOf(key, e)}}
   },
 }
 
