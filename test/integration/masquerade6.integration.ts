@@ -4,6 +4,8 @@
  *   [pod a]──lxc── node n1 (dual stack, bpf masquerade) ──eth0─┐
  *   [pod b]──lxc── node n2 (dual stack, bpf masquerade,  ──eth0─┼─ switch ─── outside (IPv4 + IPv6,
  *                           4 ports, short timeouts)              │            no route to any pod CIDR)
+ *   [pod c]──lxc── node n3 (dual stack, bpf masquerade,  ──eth0─┘
+ *                           4 ports, default timeouts: TCP states and orphans)
  *
  * The outside namespace knows only its own /24 and /64: a reply to a pod's IPv6 address would be
  * lost, so every answer it gives proves the pod's packet left with its node's IPv6 address. A
@@ -17,6 +19,7 @@ import path from 'node:path'
 import {ok, pn, pnAsync} from '../helpers/cli.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot, ping, tryInNs} from '../helpers/netns.js'
 import {ensureBpffsMounted} from './node-fixture.integration.js'
+import {encodeNat6Entry, encodeNat6Key} from '../../src/datapath/bpf/maps/index.js'
 
 const SUBNET = '172.30.26'
 const SUBNET6 = 'fd00:172:26:'
@@ -26,9 +29,12 @@ const OUTSIDE_IP6 = `${SUBNET6}:100`
  * server tcp|udp PORT           → tell each client "IP PORT" of its source (IPv6 and IPv4 alike); TCP: again for every line it sends
  * client tcp IP PORT N [HOLD]   → N concurrent connections; prints what the server saw, as JSON (HOLD: wait, ask again)
  * client udp IP PORT            → one datagram from a fresh socket; prints the answer as JSON
+ * client tcpclose IP PORT N fin|rst → N connections one after another, each closed once the server
+ *                                  answered (FIN, or RST by SO_LINGER 0); null for one not open within 3 s
+ * client tcphold IP PORT FILE    → one connection: what the server saw, idle until FILE exists, then again
  */
 const PEER_PY = String.raw`
-import asyncio, json, socket, sys, time
+import asyncio, json, os, socket, struct, sys, time
 mode, proto = sys.argv[1], sys.argv[2]
 if mode == 'server':
     port = int(sys.argv[3])
@@ -60,6 +66,27 @@ if proto == 'udp':
         print(json.dumps({'ip': a, 'port': int(p), 'local': s.getsockname()[1]}))
     except socket.timeout:
         print(json.dumps({'timeout': True}))
+    sys.exit(0)
+if proto == 'tcpclose':
+    out = []
+    for i in range(int(sys.argv[5])):
+        try:
+            c = socket.create_connection((ip, port), timeout=3)
+            f = c.makefile('r'); a, p = f.readline().split(); f.close()
+            if sys.argv[6] == 'rst':
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+            c.close()
+            out.append([a, int(p)])
+        except OSError:
+            out.append(None)
+    print(json.dumps(out))
+    sys.exit(0)
+if proto == 'tcphold':
+    c = socket.create_connection((ip, port), timeout=10); f = c.makefile('r')
+    print(json.dumps(f.readline().split()), flush=True)
+    while not os.path.exists(sys.argv[5]):
+        time.sleep(0.1)
+    c.sendall(b'again\n'); print(json.dumps(f.readline().split()), flush=True)
     sys.exit(0)
 n, hold = int(sys.argv[5]), float(sys.argv[6]) if len(sys.argv) > 6 else 0
 socks = []
@@ -107,6 +134,8 @@ describe('masquerade, IPv6 (root, netns, dual stack)', function () {
   let n2: Node
   let a: Pod
   let b: Pod
+  let n3: Node
+  let c: Pod
 
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -169,15 +198,17 @@ describe('masquerade, IPv6 (root, netns, dual stack)', function () {
     attach(outside, `${SUBNET}.100`, OUTSIDE_IP6)
     n1 = makeNode(1, [])
     n2 = makeNode(2, ['--masquerade-port-range', '61000-61003', '--nat-tcp-timeout', '2', '--nat-udp-timeout', '5'])
+    n3 = makeNode(3, ['--masquerade-port-range', '61000-61003'])
     a = makePod(n1, 10)
     b = makePod(n2, 10)
+    c = makePod(n3, 10)
     await serve('tcp', 7600)
     await serve('udp', 7601)
   })
 
   after(() => {
     for (const c of children) if (c.pid && c.exitCode === null) c.kill('SIGKILL')
-    for (const n of [n1, n2]) if (n) n.run(['node', 'reset'])
+    for (const n of [n1, n2, n3]) if (n) n.run(['node', 'reset'])
     cleanupNamespaces()
     for (const d of tmpDirs) rmSync(d, {recursive: true, force: true})
   })
@@ -252,6 +283,45 @@ describe('masquerade, IPv6 (root, netns, dual stack)', function () {
     const again = udp(b.ns)
     assert.equal(again.ip, n2.ip6, 'after the timeout a new flow reclaims a port')
     assert.ok(again.port! >= 61000 && again.port! <= 61003)
+  })
+
+  it('TCP state and orphans over IPv6: closed connections free their ports after 10 s, orphan IN entries at once; an idle established one keeps its port', async () => {
+    const flag = path.join(tmpDirs[0], 'release-v6')
+    const hold = spawn('ip', ['netns', 'exec', c.ns, 'python3', script, 'client', 'tcphold', OUTSIDE_IP6, '7600', flag], {stdio: ['ignore', 'pipe', 'pipe']})
+    children.push(hold)
+    let held = ''
+    hold.stdout.on('data', (d) => (held += d))
+    const lines = async (n: number) => {
+      for (let i = 0; i < 100 && held.split('\n').filter(Boolean).length < n; i++) await sleep(100)
+      return held.split('\n').filter(Boolean).map((l) => JSON.parse(l) as [string, string])
+    }
+    const [[liveIp, livePortText]] = await lines(1)
+    const livePort = Number(livePortText)
+    assert.equal(liveIp, n3.ip6)
+    const tcpClose = (n: number, how: string) =>
+      JSON.parse(inNs(c.ns, ['python3', script, 'client', 'tcpclose', OUTSIDE_IP6, '7600', String(n), how])) as ([string, number] | null)[]
+    const round1 = tcpClose(4, 'fin')
+    assert.equal(round1.filter((r) => r !== null && r[0] === n3.ip6).length, 3, `3 free ports for 4 connections: ${JSON.stringify(round1)}`)
+    assert.equal(round1[3], null, 'the 4th finds every port held (3 closing, 1 live)')
+    const ins = () => snat6(n3).filter((e) => e.key.dir === 'in' && e.key.sport === 7600 && e.value.toAddr === c.ip6)
+    assert.deepEqual(ins().map((e) => (e.value as {state?: string}).state).sort(), ['closing', 'closing', 'closing', 'established'])
+    await sleep(11_500) // NAT_TCP_CLOSE_TIMEOUT
+    const round2 = tcpClose(3, 'rst')
+    assert.ok(round2.every((r) => r !== null && r[0] === n3.ip6 && r[1] !== livePort), `after the close timeout the ports are free again: ${JSON.stringify(round2)}`)
+    // The three RST-closed flows hold their ports for 10 s more; made orphans (their IN entries
+    // pointed at pod ports with no OUT entry, 2 s old) the ports are free at once.
+    const hex = (b: Buffer) => [...b].map((x) => x.toString(16).padStart(2, '0'))
+    const now = process.hrtime.bigint()
+    round2.forEach((r, i) => {
+      const key = encodeNat6Key({saddr: OUTSIDE_IP6, daddr: n3.ip6, sport: 7600, dport: r![1], proto: 'tcp', dir: 'in'})
+      const value = encodeNat6Entry({lastSeenNs: now - 2_000_000_000n, packets: 1, toAddr: c.ip6, toPort: 1000 + i, flags: 0})
+      inNs(n3.ns, ['bpftool', 'map', 'update', 'pinned', `/run/pn/bpffs/${n3.ns}/maps/pn_snat6`, 'key', 'hex', ...hex(key), 'value', 'hex', ...hex(value)])
+    })
+    const round3 = tcpClose(3, 'fin')
+    assert.ok(round3.every((r) => r !== null && r[0] === n3.ip6), `the orphans' ports are taken over: ${JSON.stringify(round3)}`)
+    writeFileSync(flag, '')
+    const [, again] = await lines(2)
+    assert.deepEqual([again[0], Number(again[1])], [n3.ip6, livePort], 'the idle established connection kept its port')
   })
 
   it('pn monitor shows the IPv6 translation: the pod source before SNAT on to-network, the node address before the reply was translated back', async () => {
