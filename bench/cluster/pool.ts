@@ -1,15 +1,19 @@
 /**
- * Cluster pool on etcd: `node dist/bench/cluster/pool.js [--allocs N] [--clients N] [--cli N] [--rounds N] [--old-pn PATH]`.
+ * Cluster pool on etcd: `node dist/bench/cluster/pool.js [--allocs N] [--clients N] [--cli N] [--rounds N] [--compare DIR] [--old-pn PATH]`.
  * One etcd on 127.0.0.1 (free ports, data in a temp dir), started here and stopped by its pid.
  * 1. In process: N allocations (default 1,000) from C concurrent clients (default 50), each
  *    client its own pool object with its own etcd3 client kept open, each allocating N/C nodes
- *    one after another; per-allocation latency p50/p99/max, duplicates (must be 0), conflicts.
- *    The same run against the single-key layout of earlier pn (one JSON value, compare-and-swap),
- *    under another prefix of the same etcd.
+ *    one after another; per-allocation latency p50/p99/max, duplicates (must be 0), retries
+ *    (claim transactions that lost every candidate: one more round trip each) and candidates
+ *    found taken inside a transaction. With --compare DIR (the root of another built pn, e.g. a
+ *    copy of an earlier build: its compiled pool-etcd.js under dist), that build's per-key pool and this
+ *    one run alternately, twice each, under other prefixes of the same etcd: before and after in
+ *    the same machine state. Then the single-key layout of earlier pn (one JSON value,
+ *    compare-and-swap).
  * 2. CLI: K concurrent `pn pool alloc` processes (default 20), `--rounds` times, beside K
  *    concurrent `pn pool show` (the same start-up and CPU contention, no write) and, with
- *    --old-pn, K concurrent allocations by an earlier pn build (single-key layout).
- * Prints a table and writes bench/results/pool.json.
+ *    --old-pn (an earlier build's bin/run.js), K concurrent allocations by an earlier pn build.
+ * Prints a table with the load average at start and end, and writes bench/results/pool.json.
  */
 import {spawn} from 'node:child_process'
 import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
@@ -32,8 +36,12 @@ const ALLOCS = arg('--allocs', 1000)
 const CLIENTS = arg('--clients', 50)
 const CLI = arg('--cli', 20)
 const ROUNDS = arg('--rounds', 2)
-const oldIdx = process.argv.indexOf('--old-pn')
-const OLD_PN = oldIdx > 0 ? process.argv[oldIdx + 1] : undefined
+const sarg = (name: string) => {
+  const i = process.argv.indexOf(name)
+  return i > 0 ? process.argv[i + 1] : undefined
+}
+const OLD_PN = sarg('--old-pn')
+const COMPARE = sarg('--compare')
 
 interface Stats {
   n: number
@@ -54,7 +62,9 @@ interface InProcess {
   failed: number
   inPool: number
   duplicates: number
-  conflicts?: number
+  /** Per-key only: transactions that lost every candidate (or, before candidates, their one block), and candidates found taken in a transaction. */
+  retries?: number
+  taken?: number
   /** CPU spent during the run by this process (the clients) and by etcd. */
   cpuMs: {bench: number; etcd: number}
   wallMs: number
@@ -62,14 +72,17 @@ interface InProcess {
 }
 
 /** C clients, each allocating its share of nodes one after another; every latency recorded. */
-async function inProcess(layout: string, open: () => PoolRef & {close(): Promise<void>}): Promise<InProcess> {
+type Opened = PoolRef & {close(): Promise<void>; stats?: {retries?: number; conflicts?: number; taken?: number}}
+
+async function inProcess(layout: string, open: () => Opened): Promise<InProcess> {
   const admin = open()
   await initPool(admin, {cidrs: ['10.0.0.0/8'], maskSize: 24})
   const per = Math.ceil(ALLOCS / CLIENTS)
   const ms: number[] = []
   const cidrs: string[] = []
   let failed = 0
-  let conflicts = 0
+  let retries = 0
+  let taken: number | undefined
   const t0 = performance.now()
   const cpu0 = process.cpuUsage()
   const etcd0 = etcdCpu()
@@ -86,7 +99,11 @@ async function inProcess(layout: string, open: () => PoolRef & {close(): Promise
           if (failed <= 3) process.stderr.write(`${layout}: ${(err as Error).message}\n`)
         }
       }
-      if (pool instanceof EtcdPool) conflicts += pool.stats.conflicts
+      // An earlier build counted `conflicts` (each one more round trip) and had no `taken`.
+      if (pool.stats) {
+        retries += pool.stats.retries ?? pool.stats.conflicts ?? 0
+        if (pool.stats.taken !== undefined) taken = (taken ?? 0) + pool.stats.taken
+      }
       await pool.close()
     }),
   )
@@ -97,7 +114,7 @@ async function inProcess(layout: string, open: () => PoolRef & {close(): Promise
   await admin.close()
   const duplicates = cidrs.length - new Set(cidrs).size + (listed.length - new Set(listed.flatMap((n) => n.cidrs)).size)
   // An allocation that hit its deadline may still have committed: the pool is the truth.
-  return {layout, allocs: cidrs.length, failed, inPool: listed.length, duplicates, cpuMs: {bench: (cpu.user + cpu.system) / 1000, etcd: etcdCpuMs}, ...(layout.startsWith('per-key') ? {conflicts} : {}), wallMs, perAlloc: stats(ms)}
+  return {layout, allocs: cidrs.length, failed, inPool: listed.length, duplicates, cpuMs: {bench: (cpu.user + cpu.system) / 1000, etcd: etcdCpuMs}, ...(layout.startsWith('per-key') ? {retries, ...(taken === undefined ? {} : {taken})} : {}), wallMs, perAlloc: stats(ms)}
 }
 
 function runCli(bin: string, args: string[]): Promise<{ms: number; ok: boolean; out: string}> {
@@ -155,9 +172,19 @@ async function main(): Promise<void> {
   etcdPid = etcd.child!.pid!
   try {
     const base = `etcd://127.0.0.1:${etcd.clientPort}`
-    console.log(`load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} CPUs`)
+    const loadStart = loadavg()
+    console.log(`load average ${loadStart.map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} CPUs`)
     console.log(`etcd ${base} (pid ${etcd.child!.pid}); ${ALLOCS} allocations from ${CLIENTS} clients in process (each its own etcd3 client, kept open), ${CLI} concurrent CLI processes x ${ROUNDS} rounds`)
-    const perKey = await inProcess('per-key (this pn)', () => new EtcdPool(`${base}/bench-new`, {keepOpen: true}))
+    const rows: InProcess[] = []
+    if (COMPARE) {
+      const mod = (await import(path.resolve(COMPARE, 'dist/src/ipam/pool-etcd.js'))) as {EtcdPool: new (location: string, opts: {keepOpen: boolean}) => Opened}
+      for (let r = 0; r < 2; r++) {
+        rows.push(await inProcess(`per-key (${path.basename(path.resolve(COMPARE))})`, () => new mod.EtcdPool(`${base}/bench-cmp${r}`, {keepOpen: true})))
+        rows.push(await inProcess('per-key (this pn)', () => new EtcdPool(`${base}/bench-new${r}`, {keepOpen: true})))
+      }
+    } else {
+      rows.push(await inProcess('per-key (this pn)', () => new EtcdPool(`${base}/bench-new`, {keepOpen: true})))
+    }
     const single = await inProcess('single key, CAS (earlier pn)', () => singleKeyEtcdPool(`${base}/bench-old`, {keepOpen: true}))
     const cli: CliRow[] = []
     const cliInit = (bin: string, location: string) => async () => {
@@ -175,9 +202,9 @@ async function main(): Promise<void> {
     if (OLD_PN) cli.push(await cliRounds(`pn pool alloc (single key: ${OLD_PN})`, OLD_PN, `${base}/cli-old`, (i, r) => ['pool', 'alloc', `r${r}-n${i}`], cliInit(OLD_PN, `${base}/cli-old`)))
 
     console.log('\nin process, per allocation (ms):')
-    console.log('layout                          allocs  failed  in pool  dup  conflicts   p50     p99     max    wall s')
-    for (const r of [perKey, single]) {
-      console.log(`${r.layout.padEnd(30)} ${String(r.allocs).padStart(6)}  ${String(r.failed).padStart(6)}  ${String(r.inPool).padStart(7)}  ${String(r.duplicates).padStart(3)}  ${String(r.conflicts ?? '-').padStart(9)}  ${f(r.perAlloc.p50).padStart(6)}  ${f(r.perAlloc.p99).padStart(6)}  ${f(r.perAlloc.max).padStart(6)}  ${(r.wallMs / 1000).toFixed(1).padStart(6)}   cpu: clients ${(r.cpuMs.bench / 1000).toFixed(1)} s, etcd ${(r.cpuMs.etcd / 1000).toFixed(1)} s`)
+    console.log('layout                          allocs  failed  in pool  dup  retries  taken   p50     p99     max    wall s')
+    for (const r of [...rows, single]) {
+      console.log(`${r.layout.padEnd(30)} ${String(r.allocs).padStart(6)}  ${String(r.failed).padStart(6)}  ${String(r.inPool).padStart(7)}  ${String(r.duplicates).padStart(3)}  ${String(r.retries ?? '-').padStart(7)}  ${String(r.taken ?? '-').padStart(5)}  ${f(r.perAlloc.p50).padStart(6)}  ${f(r.perAlloc.p99).padStart(6)}  ${f(r.perAlloc.max).padStart(6)}  ${(r.wallMs / 1000).toFixed(1).padStart(6)}   cpu: clients ${(r.cpuMs.bench / 1000).toFixed(1)} s, etcd ${(r.cpuMs.etcd / 1000).toFixed(1)} s`)
     }
     console.log(`\nCLI, ${CLI} processes at once, per process (ms):`)
     for (const r of cli) {
@@ -185,9 +212,10 @@ async function main(): Promise<void> {
     }
     const results = path.join(REPO, 'bench/results')
     if (!existsSync(results)) mkdirSync(results, {recursive: true})
-    console.log(`load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`)
-    writeFileSync(path.join(results, 'pool.json'), JSON.stringify({loadavg: loadavg(), allocs: ALLOCS, clients: CLIENTS, cliProcesses: CLI, rounds: ROUNDS, inProcess: [perKey, single], cli}, null, 2) + '\n')
-    if (perKey.duplicates !== 0 || single.duplicates !== 0 || cli.some((r) => r.duplicates !== 0)) throw new Error('duplicate CIDRs')
+    const loadEnd = loadavg()
+    console.log(`load average ${loadEnd.map((l) => l.toFixed(1)).join(' ')}`)
+    writeFileSync(path.join(results, 'pool.json'), JSON.stringify({loadavg: {start: loadStart, end: loadEnd}, allocs: ALLOCS, clients: CLIENTS, cliProcesses: CLI, rounds: ROUNDS, inProcess: [...rows, single], cli}, null, 2) + '\n')
+    if (rows.some((r) => r.duplicates !== 0) || single.duplicates !== 0 || cli.some((r) => r.duplicates !== 0)) throw new Error('duplicate CIDRs')
   } finally {
     await etcd.stop('SIGTERM')
     rmSync(dir, {recursive: true, force: true})
