@@ -104,8 +104,9 @@ export class CidrSet {
     while (out.length < count) {
       const i = this.bits.findFreeFrom(pos)
       if (i < 0) break
-      if (!wrapped && i < pos) {
-        if (!wrap) break
+      if (i < pos) {
+        // Went round past the last block: once at most, and only when asked.
+        if (!wrap || wrapped) break
         wrapped = true
       }
       if (wrapped && i >= start) break
