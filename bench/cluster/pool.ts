@@ -16,7 +16,7 @@
  *    concurrent `pn pool show` (the same start-up and CPU contention, no write), K processes
  *    that each make one allocation without the CLI (both layouts) and, with --old-pn (an earlier
  *    build's bin/run.js), K concurrent allocations by that build; each round runs every kind in
- *    turn, so that all of them see the same load.
+ *    turn (every other round in reverse), so that all of them see the same load.
  * Prints a table with the load average at start and end, and writes bench/results/pool.json.
  */
 import {spawn} from 'node:child_process'
@@ -154,12 +154,16 @@ interface CliSpec {
   init?: () => Promise<unknown>
 }
 
-/** K processes at once per round; each round runs every spec in turn, so that all see the same load as it changes. */
+/** K processes at once per round; each round runs every spec in turn (every other round in reverse), so that all see the same load as it changes. */
 async function cliRounds(specs: CliSpec[]): Promise<CliRow[]> {
   for (const spec of specs) if (spec.init) await spec.init()
   const acc = specs.map(() => ({ms: [] as number[], cidrs: [] as string[], failed: 0}))
   for (let r = 0; r < ROUNDS; r++) {
-    for (const [k, {bin, location, args}] of specs.entries()) {
+    // Every other round in reverse, so that no kind always runs first (after the in-process part) or last.
+    const order = [...specs.keys()]
+    if (r % 2 === 1) order.reverse()
+    for (const k of order) {
+      const {bin, location, args} = specs[k]
       const runs = await Promise.all(Array.from({length: CLI}, (_, i) => runCli(bin, bin === ONCE ? args(i, r) : [...args(i, r), '--pool', location])))
       for (const x of runs) {
         if (!x.ok) {

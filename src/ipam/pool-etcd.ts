@@ -227,13 +227,15 @@ export class EtcdPool implements PoolStore {
       }
       const f = families.length
       const cursors = txn.reads.slice(0, f)
-      // Walk down the levels that lost their blocks: those blocks are taken.
+      // Walk down the levels that lost their blocks: those blocks are taken (with one family, the
+      // level's only block; with two, the ones its reads found).
+      const probes = f > 1 ? f : 0
       let r = txn.nested[f]!
       let level = 0
       while (!r.succeeded) {
-        this.taken(sets, levels[level], r.reads)
+        this.taken(sets, levels[level], probes ? r.reads : undefined)
         if (level === levels.length - 1) break
-        r = r.nested[f]!
+        r = r.nested[probes]!
         level++
       }
       if (r.succeeded) {
@@ -260,7 +262,7 @@ export class EtcdPool implements PoolStore {
    * The claim transaction. Outside: if the pool is the one read and the node has no key, read
    * the cursor hints (where others got to) and run the levels; else read the schema and the node.
    * Level i: if its blocks are free, create them and the node key and move the cursor hints past
-   * them; else say which of them exist and run level i + 1 (the last one: just say which).
+   * them; else (two families: say which of them exist, and) run level i + 1.
    * etcd counts every level's largest list against one budget (--max-txn-ops, 128): f + 1 for
    * the outside and 2f + 1 a level for f families.
    */
@@ -277,7 +279,8 @@ export class EtcdPool implements PoolStore {
           {put: nodeKey, value: JSON.stringify(value)},
           ...picks.map((p, j): EtcdOp => ({put: cursorKeys[j], value: String((p.index + 1) % p.set.maxCidrs)})),
         ],
-        otherwise: [...cidrs.map((c): EtcdOp => ({get: this.keyOf('cidrs', c)})), ...(i < levels.length - 1 ? [{txn: level(i + 1)}] : [])],
+        // One family: the level failed on its one block. Two: read which of them exist.
+        otherwise: [...(cidrs.length > 1 ? cidrs.map((c): EtcdOp => ({get: this.keyOf('cidrs', c)})) : []), ...(i < levels.length - 1 ? [{txn: level(i + 1)}] : [])],
       }
     }
     return [
@@ -290,11 +293,10 @@ export class EtcdPool implements PoolStore {
     ]
   }
 
-  /** Mark the blocks of a lost level that another node holds (reads: one per block). */
-  private taken(sets: CidrSet[], picks: Pick[], reads: EtcdKv[][]): void {
+  /** Mark the blocks of a lost level that another node holds (reads: one per block; none: all of them). */
+  private taken(sets: CidrSet[], picks: Pick[], reads: EtcdKv[][] | undefined): void {
     picks.forEach((p, j) => {
-      const k = reads[j]?.[0]
-      if (k) this.occupy(sets, formatCidr(p.block), k.key)
+      if (!reads || reads[j]?.[0]) this.occupy(sets, formatCidr(p.block), this.keyOf('cidrs', formatCidr(p.block)))
     })
   }
 
