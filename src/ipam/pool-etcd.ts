@@ -10,19 +10,20 @@
  *   v1/nodes/<name>         {cidrs, allocatedAt}; created only if absent (re-alloc is idempotent)
  *
  * An allocation reads config, cursors, the node's key and the taken blocks in one consistent
- * read, then claims in one transaction that tries up to CLAIM_DEPTH candidate blocks in order,
- * inside etcd: one nested transaction per candidate, each creating its block key and the node key
- * only if both are absent, and else handing over to the next. A node that loses a block to
- * another moves on to the next candidate in the same round trip, without a re-read. The
- * candidates are cidrset's order (first cluster CIDR that is not full, free blocks from the
- * cursor): the first CLAIM_DEPTH of them, or, when other nodes allocated during this caller's
- * last round trip, CLAIM_DEPTH picked at random (in order) among the first 2 x that many, so that
- * racing nodes spread out instead of all trying the same blocks. Only when every candidate is
- * taken does it send another transaction (the stats count these as retries). Every level also
- * compares the schema key's revision, so a pool re-created meanwhile (init --force) is never
- * written into. A caller that keeps its client open keeps this view between allocations and skips
- * the read (see tryAllocate). Release deletes the node and its blocks in one transaction guarded
- * by the node key's revision; it leaves the cursor alone.
+ * read, then claims in one transaction that tries several candidate blocks in order, inside
+ * etcd: an outer transaction checks that the pool is the one read (the schema key's revision, so
+ * a pool re-created by init --force is never written into) and that the node has no key, then
+ * one nested transaction per candidate creates its block key, the node key and the cursor hint if
+ * the block key is absent, and else hands over to the next. A node that loses a block to another
+ * moves on to the next candidate in the same round trip, without a re-read. The candidates are
+ * cidrset's order (first cluster CIDR that is not full, free blocks from the cursor): on a
+ * caller's first claim the first FIRST_CLAIM_DEPTH; after that CLAIM_DEPTH, the first ones when no
+ * one else wrote during the caller's last round trip, else picked at random (in order) among the
+ * first SPREAD_FACTOR x that many writes, so that racing nodes spread out instead of all trying
+ * the same blocks. Only when every candidate is taken does it send another claim (the stats count
+ * these as retries). A caller that keeps its client open keeps this view between allocations and
+ * skips the read (see tryAllocate). Release deletes the node and its blocks in one transaction
+ * guarded by the node key's revision; it leaves the cursor alone.
  */
 import {formatCidr, parseCidr, type Cidr, type Family} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
@@ -158,9 +159,10 @@ export class EtcdPool implements PoolStore {
 
   allocate(node: string, now: number): Promise<{changed: boolean; cidrs: string[]}> {
     return this.conn.run('allocate pod cidr in', async (kv) => {
-      // A kept view may be stale only by releases (and init --force, which the transaction
-      // compares); it is dropped before it could mislead: when the search wraps past the cursor
-      // (released blocks are due again) or sees the pool full.
+      // A kept view misses others' blocks (the claim skips them inside etcd), releases and init
+      // --force (which the claim compares); it is dropped before it could mislead: when its
+      // candidates would go round past the last block (released blocks are due again) or it sees
+      // the pool full.
       for (let attempt = 0; attempt < 5; attempt++) {
         const done = await this.tryAllocate(kv, node, now, attempt === 0 ? this.view : undefined)
         if (done) return done
