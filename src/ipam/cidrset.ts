@@ -90,6 +90,37 @@ export class CidrSet {
     return this.blockAt(i)
   }
 
+  /**
+   * The indices of the next `count` free blocks from the cursor, in the order allocateNext would
+   * hand them out, without taking them; `wrap: false` stops at the last block instead of going
+   * round to the first.
+   */
+  peekFree(count: number, opts: {wrap?: boolean} = {}): number[] {
+    const wrap = opts.wrap ?? true
+    const start = this.nextCandidate
+    const out: number[] = []
+    let pos = start
+    let wrapped = false
+    while (out.length < count) {
+      const i = this.bits.findFreeFrom(pos)
+      if (i < 0) break
+      if (i < pos) {
+        // Went round past the last block: once at most, and only when asked.
+        if (!wrap || wrapped) break
+        wrapped = true
+      }
+      if (wrapped && i >= start) break
+      out.push(i)
+      pos = i + 1
+      if (pos >= this.maxCidrs) {
+        if (!wrap || wrapped) break
+        pos = 0
+        wrapped = true
+      }
+    }
+    return out
+  }
+
   /** Mark a block as allocated (restoring state); false when it already was. */
   occupy(block: Cidr): boolean {
     const i = this.indexOf(block)

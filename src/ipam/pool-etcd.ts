@@ -5,31 +5,54 @@
  *
  *   schema                  layout version ("1"), written with the config by init
  *   v1/config               {createdAt, clusterCidrs: [{cidr, maskSize}]}, written once by init
- *   v1/cursor/<clusterCidr> cidrset's next candidate: a hint, written without compare
+ *   v1/cursor/<clusterCidr> cidrset's next candidate (after the newest block): a hint, written without compare
  *   v1/cidrs/<block>        the node holding the block; created only if absent
  *   v1/nodes/<name>         {cidrs, allocatedAt}; created only if absent (re-alloc is idempotent)
  *
  * An allocation reads config, cursors, the node's key and the taken blocks in one consistent
- * read, picks as over a file (first cluster CIDR that is not full, first free block from the
- * cursor), and commits in one transaction that creates the block keys and the node key only if
- * all are absent. If another node took a block first, the transaction's other branch says which
- * keys exist and which blocks were taken since the node's read (a range with min_create_revision);
- * the node marks them taken and moves on from there (no re-read), after the n-th conflict to a
- * block picked at random among the next 4^n (at most 64) free ones, so that racing nodes spread out
- * instead of colliding on the same next block again. The transaction also compares the schema
- * key's revision, so a pool re-created meanwhile (init --force) is never written into. A caller
- * that keeps its client open keeps this view between allocations and skips the read (see
- * tryAllocate). Release deletes the node and its blocks in one transaction guarded by the node
- * key's revision; it leaves the cursor alone.
+ * read, then claims in one transaction that tries several candidate blocks in order, inside
+ * etcd: an outer transaction checks that the pool is the one read (the schema key's revision, so
+ * a pool re-created by init --force is never written into) and that the node has no key, then
+ * one nested transaction per candidate creates its block key, the node key and the cursor hint if
+ * the block key is absent, and else hands over to the next. A node that loses a block to another
+ * moves on to the next candidate in the same round trip, without a re-read. The candidates are
+ * cidrset's order (first cluster CIDR that is not full, free blocks from the cursor): on a
+ * caller's first claim the first FIRST_CLAIM_DEPTH; after that CLAIM_DEPTH, the first ones when no
+ * one else wrote during the caller's last round trip, else picked at random (in order) among the
+ * first SPREAD_FACTOR x that many writes, so that racing nodes spread out instead of all trying
+ * the same blocks. Only when every candidate is taken does it send another claim (the stats count
+ * these as retries). A caller that keeps its client open keeps this view between allocations and
+ * skips the read (see tryAllocate). Release deletes the node and its blocks in one transaction
+ * guarded by the node key's revision; it leaves the cursor alone.
  */
 import {formatCidr, parseCidr, type Cidr, type Family} from '../cidr/cidr.js'
 import {PnError} from '../errors.js'
-import {checkEtcdTls, EtcdConnection, type EtcdCompare, type EtcdKv, type EtcdKvClient, type EtcdOp, type EtcdTlsFiles} from '../state/etcd-store.js'
+import {checkEtcdTls, EtcdConnection, type EtcdCompare, type EtcdKv, type EtcdKvClient, type EtcdOp, type EtcdTlsFiles, type EtcdTxnRequest} from '../state/etcd-store.js'
 import {CidrSet} from './cidrset.js'
 import {POOL_CORRUPT_HINT, poolExhausted, poolNotFound, type PoolNode, type PoolState, type PoolStore} from './pool.js'
 
 /** The layout version this pn writes and reads (the schema key). */
 export const POOL_LAYOUT_VERSION = 1
+
+/** Candidate blocks one claim transaction tries, in order, inside etcd (one nested transaction each). */
+export const CLAIM_DEPTH = 8
+
+/** The widest spread of the candidates: among the first this many free blocks from the cursor. */
+export const MAX_SPREAD = 256
+
+/** How many free blocks, per node that wrote during the last round trip, the candidates spread over. */
+export const SPREAD_FACTOR = 3
+
+/** etcd's default --max-txn-ops: the operation budget of one (nested) transaction. */
+export const ETCD_MAX_TXN_OPS = 128
+
+/**
+ * Candidates of a caller's first claim, in order (contention not known yet): as many nodes as
+ * this starting at once each get a block in their first round trip. Each level nests two
+ * protobuf messages deeper, and the etcd3 client's protobufjs refuses a request nested more than
+ * 100 deep: about 48 levels at most.
+ */
+export const FIRST_CLAIM_DEPTH = 32
 
 export interface EtcdPoolOptions {
   tls?: EtcdTlsFiles
@@ -39,7 +62,7 @@ export interface EtcdPoolOptions {
    * opens one per command), and a view of the taken blocks kept between allocations.
    */
   keepOpen?: boolean
-  /** Random source of the spread after a conflict (tests: deterministic). */
+  /** Random source of the spread under contention (tests: deterministic). */
   random?: () => number
 }
 
@@ -51,7 +74,8 @@ interface PoolConfig {
 interface View {
   schemaRev: number
   sets: CidrSet[]
-  seen: number
+  /** The store revision the view is as of: the read, or this caller's last transaction. */
+  rev: number
 }
 
 interface Snapshot {
@@ -63,18 +87,26 @@ interface Snapshot {
 export class EtcdPool implements PoolStore {
   readonly location: string
   readonly warnings: string[]
-  /** Allocation transactions and how many lost a block to another node (the benchmark reports them). */
-  readonly stats = {commits: 0, conflicts: 0}
+  /**
+   * Allocations committed, transactions that lost every candidate to other nodes (each one more
+   * round trip), and candidates found taken inside a transaction (no extra round trip). The
+   * benchmark reports them.
+   */
+  readonly stats = {commits: 0, retries: 0, taken: 0}
   private readonly conn: EtcdConnection
   private readonly random: () => number
   private readonly schemaKey: string
   private readonly legacyKey: string
   private readonly base: string
   private readonly keepView: boolean
-  /** keepOpen only: the blocks taken as of revision `seen`, so that the next allocation reads only newer ones. */
+  /** keepOpen only: the blocks taken as of the caller's last transaction, so that the next allocation needs no read. */
   private view?: View
-  /** How spread this caller's first pick is: conflicts met by its last allocation (0 for a new one). */
-  private contention = 0
+  /**
+   * Writes by others during this caller's last round trip (store revisions it did not make): how
+   * many nodes allocate at the same time, so how far to spread the next candidates (0: none;
+   * undefined: no transaction yet).
+   */
+  private others?: number
 
   constructor(location: string, opts: EtcdPoolOptions = {}) {
     const plain = checkEtcdTls(location, opts.tls)
@@ -127,9 +159,10 @@ export class EtcdPool implements PoolStore {
 
   allocate(node: string, now: number): Promise<{changed: boolean; cidrs: string[]}> {
     return this.conn.run('allocate pod cidr in', async (kv) => {
-      // A kept view may be stale only by releases (and init --force, which the transaction
-      // compares); it is dropped before it could mislead: when the search wraps past the cursor
-      // (released blocks are due again) or sees the pool full.
+      // A kept view misses others' blocks (the claim skips them inside etcd), releases and init
+      // --force (which the claim compares); it is dropped before it could mislead: when its
+      // candidates would go round past the last block (released blocks are due again) or it sees
+      // the pool full.
       for (let attempt = 0; attempt < 5; attempt++) {
         const done = await this.tryAllocate(kv, node, now, attempt === 0 ? this.view : undefined)
         if (done) return done
@@ -140,16 +173,17 @@ export class EtcdPool implements PoolStore {
 
   /**
    * One allocation: from a fresh read of the pool, or (a kept view) straight from the view, which
-   * the transaction's other branch brings up to date. Undefined: redo from a fresh read.
+   * each transaction's answer brings up to date along the candidates it tried. Undefined: redo
+   * from a fresh read.
    */
   private async tryAllocate(kv: EtcdKvClient, node: string, now: number, cached: View | undefined): Promise<{changed: boolean; cidrs: string[]} | undefined> {
     const nodeKey = this.keyOf('nodes', node)
     this.view = undefined
     let sets: CidrSet[]
     let schemaRev: number
-    let seen: number
+    let rev: number
     if (cached) {
-      ;({sets, schemaRev, seen} = cached)
+      ;({sets, schemaRev, rev} = cached)
     } else {
       const r = await kv.txn([], [
         {get: this.schemaKey},
@@ -165,71 +199,125 @@ export class EtcdPool implements PoolStore {
       sets = this.sets(this.decodeConfig(config[0]), cursors)
       for (const k of taken) this.occupy(sets, k.key.slice(this.keyOf('cidrs').length), k.key)
       schemaRev = schema[0].modRevision
-      seen = r.revision
+      rev = r.revision
     }
     const families = ([4, 6] as const).filter((f) => sets.some((s) => s.cluster.family === f))
-    const start = new Map(sets.map((s) => [s, s.nextCandidate]))
-    let conflicts = 0
+    // etcd's operation budget for the whole nested transaction (see claim).
+    const maxDepth = Math.floor((ETCD_MAX_TXN_OPS - families.length - 1) / (2 * families.length + 1))
     for (;;) {
-      let picks: Pick[]
+      // Contention not known yet: a deep claim in cidrset's order. Else a shallow one, spread as
+      // wide as the nodes that wrote during the last round trip (in order when there were none).
+      const depth = Math.min(this.others === undefined ? FIRST_CLAIM_DEPTH : CLAIM_DEPTH, maxDepth)
+      const window = this.others === undefined ? depth : Math.min(MAX_SPREAD, Math.max(depth, SPREAD_FACTOR * this.others))
+      let levels: Pick[][]
       try {
-        picks = families.map((f) => pick(sets, f, node, Math.min(4 ** (conflicts + this.contention), 64), this.random))
+        // A kept view does not go round past the last block: released blocks are due again
+        // there, and the view does not know of releases elsewhere.
+        levels = candidates(sets, families, node, window, depth, this.random, !cached)
       } catch (err) {
         if (cached) return undefined // full in a view that may miss releases: look again
         throw err
       }
-      if (cached && picks.some((p) => p.set.indexOf(p.block) < start.get(p.set)!)) return undefined // wrapped
+      if (levels.length === 0) return undefined // a kept view at its end: read again (and wrap)
+      const txn = await kv.txn(...this.claim(node, nodeKey, schemaRev, now, levels))
+      if (!txn.succeeded) {
+        const [[schema], [have]] = txn.reads
+        // The same node allocated meanwhile (another process for it): its CIDRs, unchanged.
+        if (have && schema?.modRevision === schemaRev) return {changed: false, cidrs: this.decodeNode(have).cidrs}
+        // The pool was re-created (init --force) since this view or read: start again from a read.
+        return undefined
+      }
+      const f = families.length
+      const cursors = txn.reads.slice(0, f)
+      // Walk down the levels that lost their blocks: those blocks are taken (with one family, the
+      // level's only block; with two, the ones its reads found).
+      const probes = f > 1 ? f : 0
+      let r = txn.nested[f]!
+      let level = 0
+      while (!r.succeeded) {
+        this.taken(sets, levels[level], probes ? r.reads : undefined)
+        if (level === levels.length - 1) break
+        r = r.nested[probes]!
+        level++
+      }
+      if (r.succeeded) {
+        const picks = levels[level]
+        for (const p of picks) p.set.occupy(p.block)
+        this.advance(picks, cursors)
+        this.stats.commits++
+        this.stats.taken += level
+        this.others = Math.max(0, txn.revision - rev - 1)
+        if (this.keepView) this.view = {schemaRev, sets, rev: txn.revision}
+        return {changed: true, cidrs: picks.map((p) => formatCidr(p.block))}
+      }
+      // Every candidate was taken: one more round trip, from where the others got to.
+      this.advance(levels[level], cursors, false)
+      this.stats.retries++
+      this.stats.taken += levels.length
+      // As many nodes as wrote since the view, and at least twice as wide as this round.
+      this.others = Math.max(txn.revision - rev, 2 * (this.others ?? 0), CLAIM_DEPTH)
+      rev = txn.revision
+    }
+  }
+
+  /**
+   * The claim transaction. Outside: if the pool is the one read and the node has no key, read
+   * the cursor hints (where others got to) and run the levels; else read the schema and the node.
+   * Level i: if its blocks are free, create them and the node key and move the cursor hints past
+   * them; else (two families: say which of them exist, and) run level i + 1.
+   * etcd counts every level's largest list against one budget (--max-txn-ops, 128): f + 1 for
+   * the outside and 2f + 1 a level for f families.
+   */
+  private claim(node: string, nodeKey: string, schemaRev: number, now: number, levels: Pick[][]): [EtcdCompare[], EtcdOp[], EtcdOp[]] {
+    const cursorKeys = levels[0].map((p) => this.keyOf('cursor', formatCidr(p.set.cluster)))
+    const level = (i: number): EtcdTxnRequest => {
+      const picks = levels[i]
       const cidrs = picks.map((p) => formatCidr(p.block))
       const value: Omit<PoolNode, 'name'> = {cidrs, allocatedAt: new Date(now).toISOString()}
-      const txn = await kv.txn(
-        [
-          {key: this.schemaKey, target: 'mod', equals: schemaRev},
-          {key: nodeKey, target: 'create', equals: 0},
-          ...cidrs.map((c): EtcdCompare => ({key: this.keyOf('cidrs', c), target: 'create', equals: 0})),
-        ],
-        [
+      return {
+        compare: cidrs.map((c): EtcdCompare => ({key: this.keyOf('cidrs', c), target: 'create', equals: 0})),
+        then: [
           ...cidrs.map((c): EtcdOp => ({put: this.keyOf('cidrs', c), value: node})),
           {put: nodeKey, value: JSON.stringify(value)},
-          ...picks.map((p): EtcdOp => ({put: this.keyOf('cursor', formatCidr(p.set.cluster)), value: String(p.cursor)})),
+          ...picks.map((p, j): EtcdOp => ({put: cursorKeys[j], value: String((p.index + 1) % p.set.maxCidrs)})),
         ],
-        // Else: the schema, the node key, the picked blocks, and every block taken since our last read.
-        [
-          {get: this.schemaKey},
-          {get: nodeKey},
-          ...cidrs.map((c): EtcdOp => ({get: this.keyOf('cidrs', c)})),
-          {getPrefix: this.keyOf('cidrs'), keysOnly: true, minCreateRevision: seen + 1},
-        ],
-      )
-      if (txn.succeeded) {
-        this.stats.commits++
-        // Every block created up to `seen` is in `sets` (ours too): the next allocation starts from them.
-        if (this.keepView) this.view = {schemaRev, sets, seen}
-        // A caller that keeps allocating starts its next search as spread as this one ended (and
-        // narrower again when it meets no one): a lone caller always takes the first free block.
-        this.contention = conflicts > 0 ? Math.min(conflicts, 3) : Math.max(0, this.contention - 1)
-        return {changed: true, cidrs}
+        // One family: the level failed on its one block. Two: read which of them exist.
+        otherwise: [...(cidrs.length > 1 ? cidrs.map((c): EtcdOp => ({get: this.keyOf('cidrs', c)})) : []), ...(i < levels.length - 1 ? [{txn: level(i + 1)}] : [])],
       }
-      const [[schema], [have], ...rest] = txn.reads
-      // The pool was re-created (init --force) since this view or read: start again from a read.
-      if (schema?.modRevision !== schemaRev) return undefined
-      // The same node allocated meanwhile (another process for it): its CIDRs, unchanged.
-      if (have) return {changed: false, cidrs: this.decodeNode(have).cidrs}
-      conflicts++
-      this.stats.conflicts++
-      for (const k of rest[picks.length]) this.occupy(sets, k.key.slice(this.keyOf('cidrs').length), k.key)
-      seen = txn.revision
-      picks.forEach((p, i) => {
-        if (rest[i].length > 0) {
-          // Taken by another node: it stays marked; search again from the first block this
-          // pick skipped (or the one after it).
-          p.set.nextCandidate = p.firstSkipped ?? p.set.nextCandidate
-        } else {
-          // Free (the other family's block conflicted): try the same block again.
-          p.set.release(p.block)
-          p.set.nextCandidate = p.firstSkipped ?? p.set.indexOf(p.block)
-        }
-      })
     }
+    return [
+      [
+        {key: this.schemaKey, target: 'mod', equals: schemaRev},
+        {key: nodeKey, target: 'create', equals: 0},
+      ],
+      [...cursorKeys.map((k): EtcdOp => ({get: k})), {txn: level(0)}],
+      [{get: this.schemaKey}, {get: nodeKey}],
+    ]
+  }
+
+  /** Mark the blocks of a lost level that another node holds (reads: one per block; none: all of them). */
+  private taken(sets: CidrSet[], picks: Pick[], reads: EtcdKv[][] | undefined): void {
+    picks.forEach((p, j) => {
+      if (!reads || reads[j]?.[0]) this.occupy(sets, formatCidr(p.block), this.keyOf('cidrs', formatCidr(p.block)))
+    })
+  }
+
+  /**
+   * Move each set's cursor past its pick (`own`) or leave it (a lost round), and on to the hint
+   * (the cursor key as others left it) when that is ahead within half the set: others took the
+   * blocks in between, as far as anyone knows; those still free come round again.
+   */
+  private advance(picks: Pick[], cursors: EtcdKv[][], own = true): void {
+    picks.forEach((p, j) => {
+      const set = p.set
+      let next = own ? (p.index + 1) % set.maxCidrs : set.nextCandidate
+      const hint = Number(cursors[j]?.[0]?.value)
+      if (Number.isInteger(hint) && hint >= 0 && hint < set.maxCidrs) {
+        const ahead = (hint - next + set.maxCidrs) % set.maxCidrs
+        if (ahead > 0 && ahead < set.maxCidrs / 2) next = hint
+      }
+      set.nextCandidate = next
+    })
   }
 
   release(node: string): Promise<string[] | undefined> {
@@ -365,28 +453,32 @@ function parseJson(text: string): unknown {
 
 interface Pick {
   set: CidrSet
+  index: number
   block: Cidr
-  /** The cursor hint to write: the first block skipped by the spread, else the one after the pick. */
-  cursor: number
-  firstSkipped?: number
 }
 
 /**
- * The next block of one family, as cidrset does (first cluster CIDR that is not full, first free
- * block from its cursor), or at random among the first `window` free ones after a conflict.
+ * Candidate levels of one claim, one pick per family each, in cidrset's order: in the first
+ * cluster CIDR of the family that is not full, the free blocks from the cursor; the first
+ * `depth` of them, or `depth` picked at random (order kept) among the first `window`.
  */
-function pick(sets: CidrSet[], family: Family, node: string, window: number, random: () => number): Pick {
-  const fam = sets.filter((s) => s.cluster.family === family)
-  const set = fam.find((s) => !s.isFull())
-  if (!set) throw poolExhausted(node, family, fam)
-  const skip = Math.floor(random() * Math.min(window, set.free))
-  const skipped: Cidr[] = []
-  let block = set.allocateNext()!
-  for (let i = 0; i < skip; i++) {
-    skipped.push(block)
-    block = set.allocateNext()!
+function candidates(sets: CidrSet[], families: readonly Family[], node: string, window: number, depth: number, random: () => number, wrap: boolean): Pick[][] {
+  const perFamily = families.map((family) => {
+    const fam = sets.filter((s) => s.cluster.family === family)
+    const set = fam.find((s) => !s.isFull())
+    if (!set) throw poolExhausted(node, family, fam)
+    return sample(set.peekFree(window, {wrap}), depth, random).map((index): Pick => ({set, index, block: set.blockAt(index)}))
+  })
+  const n = Math.min(...perFamily.map((c) => c.length))
+  return Array.from({length: n}, (_, i) => perFamily.map((c) => c[i]))
+}
+
+/** `k` of `items` at random, in their order (selection sampling); all of them when there are no more. */
+function sample<T>(items: T[], k: number, random: () => number): T[] {
+  if (items.length <= k) return items
+  const out: T[] = []
+  for (let i = 0; i < items.length && out.length < k; i++) {
+    if (random() * (items.length - i) < k - out.length) out.push(items[i])
   }
-  for (const s of skipped) set.release(s)
-  const firstSkipped = skipped.length > 0 ? set.indexOf(skipped[0]) : undefined
-  return {set, block, cursor: firstSkipped ?? set.nextCandidate, ...(firstSkipped === undefined ? {} : {firstSkipped})}
+  return out
 }

@@ -102,11 +102,21 @@ export type EtcdOp =
   | {put: string; value: string}
   | {delete: string}
   | {deletePrefix: string}
+  /** A transaction inside a branch (etcd ≥ 3.3): applied in the same revision, all or nothing with its parent. */
+  | {txn: EtcdTxnRequest}
+
+export interface EtcdTxnRequest {
+  compare: EtcdCompare[]
+  then: EtcdOp[]
+  otherwise?: EtcdOp[]
+}
 
 export interface EtcdTxnResult {
   succeeded: boolean
-  /** One entry per operation of the branch that ran: the keys a read found ([] for a write). */
+  /** One entry per operation of the branch that ran: the keys a read found ([] for a write or a nested transaction). */
   reads: EtcdKv[][]
+  /** One entry per operation of the branch that ran: a nested transaction's result (undefined for any other operation). */
+  nested: (EtcdTxnResult | undefined)[]
   /** The store's revision the transaction saw (after it, when it wrote). */
   revision: number
 }
@@ -253,36 +263,47 @@ function rawOp(op: EtcdOp): RawOp {
   }
   if ('put' in op) return {request_put: {key: Buffer.from(op.put), value: Buffer.from(op.value)}}
   if ('delete' in op) return {request_delete_range: {key: Buffer.from(op.delete)}}
+  if ('txn' in op) return {request_txn: rawTxn(op.txn) as unknown as import('etcd3').ITxnRequest}
   return {request_delete_range: {key: Buffer.from(op.deletePrefix), range_end: prefixEnd(op.deletePrefix)}}
+}
+
+function rawTxn(t: EtcdTxnRequest) {
+  return {
+    compare: t.compare.map((c) => ({
+      key: Buffer.from(c.key),
+      target: c.target === 'create' ? 1 : 2, // CompareTarget.Create, .Mod
+      result: 0, // CompareResult.Equal
+      ...(c.target === 'create' ? {create_revision: String(c.equals)} : {mod_revision: String(c.equals)}),
+    })),
+    success: t.then.map(rawOp),
+    failure: (t.otherwise ?? []).map(rawOp),
+  }
+}
+
+/** A transaction's answer in pn's terms; nested answers carry no header of their own (etcd sends revision 0), so the top one's revision. */
+function txnResult(r: import('etcd3').ITxnResponse, revision: number): EtcdTxnResult {
+  const responses = r.responses ?? []
+  return {
+    succeeded: r.succeeded,
+    revision,
+    reads: responses.map((resp) =>
+      (resp.response_range?.kvs ?? []).map((kv) => ({
+        key: kv.key.toString('utf8'),
+        value: kv.value?.toString('utf8') ?? '',
+        createRevision: Number(kv.create_revision),
+        modRevision: Number(kv.mod_revision),
+      })),
+    ),
+    nested: responses.map((resp) => (resp.response_txn ? txnResult(resp.response_txn, revision) : undefined)),
+  }
 }
 
 function kvClient(client: Etcd3): EtcdKvClient {
   return {
     async txn(compare, then, otherwise = []) {
-      const request = {
-        compare: compare.map((c) => ({
-          key: Buffer.from(c.key),
-          target: c.target === 'create' ? 1 : 2, // CompareTarget.Create, .Mod
-          result: 0, // CompareResult.Equal
-          ...(c.target === 'create' ? {create_revision: String(c.equals)} : {mod_revision: String(c.equals)}),
-        })),
-        success: then.map(rawOp),
-        failure: otherwise.map(rawOp),
-      }
-      // The KV service's Txn, as etcd3's own builders call it (raw ops: ranges with keys_only).
-      const r = await client.kv.txn(request as unknown as import('etcd3').ITxnRequest)
-      return {
-        succeeded: r.succeeded,
-        revision: Number(r.header.revision),
-        reads: (r.responses ?? []).map((resp) =>
-          (resp.response_range?.kvs ?? []).map((kv) => ({
-            key: kv.key.toString('utf8'),
-            value: kv.value?.toString('utf8') ?? '',
-            createRevision: Number(kv.create_revision),
-            modRevision: Number(kv.mod_revision),
-          })),
-        ),
-      }
+      // The KV service's Txn, as etcd3's own builders call it (raw ops: ranges with keys_only, nested transactions).
+      const r = await client.kv.txn(rawTxn({compare, then, otherwise}) as unknown as import('etcd3').ITxnRequest)
+      return txnResult(r, Number(r.header.revision))
     },
   }
 }

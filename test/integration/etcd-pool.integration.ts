@@ -168,7 +168,36 @@ describe('cluster pool on etcd (real etcd on loopback)', function () {
       assert.equal((await listPool(open())).nodes.length, 11)
     })
 
+    it('30 nodes starting at once each get their block in their first round trip: etcd tries each one\'s candidates in order, so the blocks are the first 30', async () => {
+      await initPool(open(), {cidrs: ['10.12.0.0/16'], maskSize: 24})
+      const pools = Array.from({length: 30}, () => open())
+      const got = await Promise.all(pools.map((p, i) => allocatePodCidrs(p, node(i))))
+      assert.deepEqual(pools.map((p) => p.stats.retries), Array(30).fill(0), 'no claim lost all its candidates')
+      assert.deepEqual(pools.map((p) => p.stats.commits), Array(30).fill(1))
+      const third = (c: string) => Number(c.split('.')[2])
+      assert.deepEqual(got.map((r) => third(r.cidrs[0])).sort((a, b) => a - b), Array.from({length: 30}, (_, i) => i), 'no block skipped')
+    })
+
+    it('a long-lived client whose view misses blocks taken since claims the first free one in one transaction, skipping the others inside etcd', async () => {
+      await initPool(open(), {cidrs: ['10.11.0.0/24'], maskSize: 28}) // 16 blocks
+      // random 0: the spread (5 nodes wrote during its last round trip) takes the first candidates, in order.
+      const kept = new EtcdPool(etcd.location, {keepOpen: true, random: () => 0})
+      try {
+        assert.deepEqual((await allocatePodCidrs(kept, 'a')).cidrs, ['10.11.0.0/28'])
+        for (const n of ['b', 'c', 'd', 'e', 'f']) await allocatePodCidrs(open(), n) // .16 to .80, behind the view's back
+        const before = {...kept.stats}
+        assert.deepEqual((await allocatePodCidrs(kept, 'g')).cidrs, ['10.11.0.96/28'], 'the first free block')
+        assert.deepEqual([kept.stats.commits - before.commits, kept.stats.retries - before.retries, kept.stats.taken - before.taken], [1, 0, 5])
+        // Its view now knows them (and the cursor hint): the next one is the next block, first try.
+        assert.deepEqual((await allocatePodCidrs(kept, 'h')).cidrs, ['10.11.0.112/28'])
+        assert.deepEqual([kept.stats.retries - before.retries, kept.stats.taken - before.taken], [0, 5])
+      } finally {
+        await kept.close()
+      }
+    })
+
     it('dual stack: 30 nodes at once each get one block per family, none twice, and the node key names both', async () => {
+      // A first claim of one block per family nests fewer levels (25), within etcd's 128 operations a transaction.
       await initPool(open(), {cidrs: ['10.3.0.0/16', 'fd00:3::/112'], maskSize: 24, maskSizeV6: 120})
       const got = await Promise.all(Array.from({length: 30}, (_, i) => allocatePodCidrs(open(), node(i))))
       assert.ok(got.every((r) => r.cidrs.length === 2 && r.cidrs[0].startsWith('10.3.') && r.cidrs[1].startsWith('fd00:3::')))

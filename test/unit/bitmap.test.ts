@@ -80,6 +80,22 @@ describe('cidrset', () => {
     assert.equal(s.isFull(), true)
   })
 
+  it('peekFree lists the next free blocks as allocateNext would hand them out, without taking them; wrap: false stops at the last block', () => {
+    const s = new CidrSet(c('10.0.0.0/27'), 30) // 8 blocks
+    for (const b of ['10.0.0.4/30', '10.0.0.12/30', '10.0.0.28/30']) s.occupy(c(b)) // 1, 3, 7
+    s.nextCandidate = 4
+    assert.deepEqual(s.peekFree(3), [4, 5, 6])
+    assert.deepEqual(s.peekFree(10), [4, 5, 6, 0, 2], 'round to the start, and no block twice')
+    assert.deepEqual(s.peekFree(10, {wrap: false}), [4, 5, 6])
+    assert.deepEqual([s.used, s.nextCandidate], [3, 4], 'nothing taken, the cursor stays')
+    const order = [s.allocateNext(), s.allocateNext(), s.allocateNext(), s.allocateNext(), s.allocateNext()].map((b) => s.indexOf(b!))
+    assert.deepEqual(order, [4, 5, 6, 0, 2])
+    assert.deepEqual(s.peekFree(4), [], 'full')
+    s.release(c('10.0.0.0/30'))
+    s.nextCandidate = 7
+    assert.deepEqual([s.peekFree(4), s.peekFree(4, {wrap: false})], [[0], []])
+  })
+
   it('occupies and releases idempotently', () => {
     const s = new CidrSet(c('fd00:10::/104'), 120)
     assert.equal(s.maxCidrs, 65536)
