@@ -233,11 +233,17 @@ export class IpamDir {
       for (const [tmp] of writes) fs.rmSync(tmp, {force: true})
       throw err
     }
-    for (const [tmp, file] of writes) fs.renameSync(tmp, file)
-    let removed = false
-    for (const [key, rec] of changes) {
-      if (rec === undefined || rec.allocations.length === 0) removed = (await unlinkIfThere(this.recordFile(key))) || removed
+    // Renames and removals on the thread pool too, all at once: each is a change to `owners/`
+    // that waits for the journal while a commit is running (in a 100-pod burst, synchronous
+    // ones held the event loop ~150 ms). Every rename follows its file's fsync above.
+    const renamed = await Promise.allSettled(writes.map(([tmp, file]) => fsp.rename(tmp, file)))
+    const notRenamed = renamed.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (notRenamed) {
+      for (const [tmp] of writes) fs.rmSync(tmp, {force: true}) // the ones renamed are gone already
+      throw notRenamed.reason
     }
+    const removals = changes.filter(([, rec]) => rec === undefined || rec.allocations.length === 0).map(([key]) => unlinkIfThereAsync(this.recordFile(key)))
+    const removed = (await Promise.all(removals)).some(Boolean)
     if (writes.length > 0 || removed) {
       // The directory fsync (a journal commit) makes the renames and unlinks durable. With
       // deferredSyncs the caller runs it after the lock, before it returns: concurrent ADDs then
@@ -545,6 +551,17 @@ function listDirAll(dir: string): string[] {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
     throw err
+  }
+}
+
+/** unlinkIfThere on the thread pool. */
+async function unlinkIfThereAsync(file: string): Promise<boolean> {
+  try {
+    await fsp.unlink(file)
+    return true
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    return false
   }
 }
 
