@@ -17,6 +17,7 @@ import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {ok, pn, pnAsync} from '../helpers/cli.js'
+import {natPeerScript} from '../helpers/nat-peer.js'
 import {cleanupNamespaces, createNamespace, inNs, isRoot, ping, tryInNs} from '../helpers/netns.js'
 import {ensureBpffsMounted} from './node-fixture.integration.js'
 import {encodeNat4Entry, encodeNat4Key} from '../../src/datapath/bpf/maps/index.js'
@@ -24,84 +25,6 @@ import {encodeNat4Entry, encodeNat4Key} from '../../src/datapath/bpf/maps/index.
 const SUBNET = '172.30.24'
 const OUTSIDE_IP = `${SUBNET}.100`
 
-/**
- * server tcp|udp PORT           → tell each client "IP PORT" of its source; TCP: again for every line it sends
- * client tcp IP PORT N [HOLD]   → N concurrent connections; prints what the server saw, as JSON (HOLD: wait, ask again)
- * client udp IP PORT            → one datagram from a fresh socket; prints the answer as JSON
- * client tcpclose IP PORT N fin|rst → N connections one after another, each closed once the server
- *                                  answered (FIN, or RST by SO_LINGER 0); prints what the server saw,
- *                                  null for a connection that did not open within 3 s
- * client tcphold IP PORT FILE    → one connection: prints what the server saw, stays idle until FILE
- *                                  exists, then asks again and prints the answer
- */
-const PEER_PY = String.raw`
-import asyncio, json, os, resource, socket, struct, sys, time
-resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
-mode, proto = sys.argv[1], sys.argv[2]
-if mode == 'server':
-    port = int(sys.argv[3])
-    if proto == 'udp':
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', port))
-        print('ready', flush=True)
-        while True:
-            data, peer = s.recvfrom(2048); s.sendto(('%s %d\n' % peer).encode(), peer)
-    async def handle(r, w):
-        peer = w.get_extra_info('peername')
-        try:
-            w.write(('%s %d\n' % peer[:2]).encode()); await w.drain()
-            while await r.readline():
-                w.write(('%s %d\n' % peer[:2]).encode()); await w.drain()
-        except Exception:
-            pass
-        w.close()
-    async def main():
-        srv = await asyncio.start_server(handle, '0.0.0.0', port, backlog=4096)
-        print('ready', flush=True)
-        await srv.serve_forever()
-    asyncio.run(main())
-ip, port = sys.argv[3], int(sys.argv[4])
-if proto == 'udp':
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1.5)
-    s.sendto(b'x', (ip, port))
-    try:
-        a, p = s.recv(2048).decode().split()
-        print(json.dumps({'ip': a, 'port': int(p), 'local': s.getsockname()[1]}))
-    except socket.timeout:
-        print(json.dumps({'timeout': True}))
-    sys.exit(0)
-if proto == 'tcpclose':
-    out = []
-    for i in range(int(sys.argv[5])):
-        try:
-            c = socket.create_connection((ip, port), timeout=3)
-            f = c.makefile('r'); a, p = f.readline().split(); f.close()
-            if sys.argv[6] == 'rst':
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
-            c.close()
-            out.append([a, int(p)])
-        except OSError:
-            out.append(None)
-    print(json.dumps(out))
-    sys.exit(0)
-if proto == 'tcphold':
-    c = socket.create_connection((ip, port), timeout=10); f = c.makefile('r')
-    print(json.dumps(f.readline().split()), flush=True)
-    while not os.path.exists(sys.argv[5]):
-        time.sleep(0.1)
-    c.sendall(b'again\n'); print(json.dumps(f.readline().split()), flush=True)
-    sys.exit(0)
-n, hold = int(sys.argv[5]), float(sys.argv[6]) if len(sys.argv) > 6 else 0
-socks = []
-for i in range(n):
-    c = socket.create_connection((ip, port), timeout=10); socks.append((c, c.makefile('r')))
-seen = [f.readline().split() for c, f in socks]
-out = {'seen': [[a, int(p)] for a, p in seen], 'local': [c.getsockname()[1] for c, f in socks]}
-if hold:
-    time.sleep(hold)
-    for c, f in socks: c.sendall(b'again\n')
-    out['again'] = [[a, int(p)] for a, p in (f.readline().split() for c, f in socks)]
-print(json.dumps(out))
-`
 
 interface Node {
   ns: string
@@ -184,7 +107,7 @@ describe('masquerade (root, netns)', function () {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'pn-mq-py-'))
     tmpDirs.push(dir)
     script = path.join(dir, 'peer.py')
-    writeFileSync(script, PEER_PY)
+    writeFileSync(script, natPeerScript(4))
     sw = createNamespace('mqsw').name
     inNs(sw, ['ip', 'link', 'add', 'br0', 'type', 'bridge'])
     inNs(sw, ['ip', 'link', 'set', 'br0', 'up'])
